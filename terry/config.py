@@ -1,0 +1,145 @@
+"""Typed configuration: defaults < ``terry.yml`` < ``TERRY_*`` environment < flags.
+
+The configuration is read once per command and passed in; nothing here is global.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Literal
+
+import yaml
+from pydantic import BaseModel, ConfigDict, Field, ValidationError
+
+from terry.errors import ConfigError
+
+__all__ = ["CONFIG_FILE", "Config", "find_repo", "load_config"]
+
+CONFIG_FILE = "terry.yml"
+
+
+class _Model(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class PolicyConfig(_Model):
+    engine: Literal["regorus", "opa"] = "regorus"
+    path: str = "policies"
+    query: str = "data.terry.gate"
+    timeout: float = Field(default=5.0, gt=0)
+    opa_url: str | None = None
+
+
+class PrometheusConfig(_Model):
+    url: str | None = None
+    timeout: float = Field(default=10.0, gt=0)
+    # How long verification waits for the metric to settle before judging.
+    settle_seconds: float = Field(default=0.0, ge=0)
+
+
+class RunnerConfig(_Model):
+    forks: int = Field(default=10, ge=1)
+    timeout: int = Field(default=900, ge=1)
+    # Extra environment for ansible (never secrets; those come from the process env).
+    env: dict[str, str] = Field(default_factory=dict)
+
+
+class ServerConfig(_Model):
+    listen: str = "127.0.0.1:9180"
+    # Name of the environment variable that holds the webhook bearer token.
+    token_env: str = "TERRY_WEBHOOK_TOKEN"
+    max_body_bytes: int = Field(default=1_048_576, ge=1024)
+
+
+class Config(_Model):
+    """What ``terry.yml`` may say. Paths are relative to the GitOps repository."""
+
+    repo: Path = Path(".")
+    main_branch: str = "main"
+    inventory: list[str] = Field(default_factory=lambda: ["inventories/example"])
+    roles_path: str = "roles"
+    playbooks_path: str = "playbooks"
+    database_url: str | None = None
+    # Label names tried, in order, to find the host an alert is about.
+    host_labels: list[str] = Field(default_factory=lambda: ["host", "instance", "nodename"])
+    actor: str | None = None
+    policy: PolicyConfig = Field(default_factory=PolicyConfig)
+    prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    server: ServerConfig = Field(default_factory=ServerConfig)
+
+    @property
+    def state_dir(self) -> Path:
+        """Terry's private working area inside the repository (git-ignored)."""
+        return self.repo / ".terry"
+
+    @property
+    def store_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite:///{(self.state_dir / 'terry.db').resolve()}"
+
+
+def find_repo(start: Path) -> Path:
+    """The nearest directory at or above ``start`` holding ``terry.yml``."""
+    start = start.resolve()
+    for candidate in (start, *start.parents):
+        if (candidate / CONFIG_FILE).is_file():
+            return candidate
+    raise ConfigError(
+        f"no {CONFIG_FILE} in {start} or above; run 'terry init PATH' or pass --repo"
+    )
+
+
+def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
+    out: dict[str, object] = {}
+    if url := environ.get("TERRY_DATABASE_URL"):
+        out["database_url"] = url
+    if inv := environ.get("TERRY_INVENTORY"):
+        out["inventory"] = [p for p in inv.split(os.pathsep) if p]
+    if prom := environ.get("TERRY_PROMETHEUS_URL"):
+        out["prometheus"] = {"url": prom}
+    if actor := environ.get("TERRY_ACTOR"):
+        out["actor"] = actor
+    return out
+
+
+def _merge(base: dict[str, object], over: dict[str, object]) -> dict[str, object]:
+    merged = dict(base)
+    for key, value in over.items():
+        current = merged.get(key)
+        if isinstance(current, dict) and isinstance(value, dict):
+            merged[key] = _merge(current, value)
+        else:
+            merged[key] = value
+    return merged
+
+
+def load_config(
+    repo: Path,
+    *,
+    environ: dict[str, str] | None = None,
+    overrides: dict[str, object] | None = None,
+) -> Config:
+    """Read ``terry.yml`` in ``repo`` and layer the environment and flags on top."""
+    path = repo / CONFIG_FILE
+    try:
+        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+    except FileNotFoundError as exc:
+        raise ConfigError(f"{path}: not found") from exc
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{path}: expected a mapping at the top level")
+    if isinstance(raw.get("inventory"), str):
+        raw["inventory"] = [raw["inventory"]]
+    layered = _merge(raw, _env_overrides(dict(os.environ if environ is None else environ)))
+    layered = _merge(layered, overrides or {})
+    layered["repo"] = repo.resolve()
+    try:
+        return Config.model_validate(layered)
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        where = ".".join(str(p) for p in first["loc"])
+        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc

@@ -1,0 +1,73 @@
+"""Terry's one exception tree.
+
+Library code raises these; only ``terry.cli`` turns them into messages and exit codes.
+Third-party errors are translated at the boundary where they enter.
+"""
+
+from __future__ import annotations
+
+__all__ = [
+    "ConfigError",
+    "GitError",
+    "InputError",
+    "NotFound",
+    "PolicyError",
+    "RunnerError",
+    "StateError",
+    "StoreError",
+    "TerryError",
+]
+
+
+class TerryError(Exception):
+    """Base of every error Terry raises on purpose. ``exit_code`` is what the CLI returns."""
+
+    exit_code = 1
+
+
+class InputError(TerryError):
+    """Bad input from outside (a payload, a flag, a label value)."""
+
+    exit_code = 2
+
+
+class ConfigError(TerryError):
+    """terry.yml, the inventory or the catalogue is unusable."""
+
+    exit_code = 3
+
+
+class NotFound(TerryError):
+    """An incident, proposal, host or remedy that does not exist."""
+
+    exit_code = 4
+
+
+class StateError(TerryError):
+    """An action the current state does not allow (approving twice, applying a denial)."""
+
+    exit_code = 5
+
+
+class StoreError(TerryError):
+    """The store cannot be reached or refused a write."""
+
+    exit_code = 6
+
+
+class GitError(TerryError):
+    """A git operation on the GitOps repository failed."""
+
+    exit_code = 7
+
+
+class RunnerError(TerryError):
+    """ansible-runner could not start (not: the playbook failed, which is an outcome)."""
+
+    exit_code = 8
+
+
+class PolicyError(TerryError):
+    """Policies could not be loaded. Evaluation errors fail closed instead of raising."""
+
+    exit_code = 9
