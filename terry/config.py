@@ -87,9 +87,7 @@ def find_repo(start: Path) -> Path:
     for candidate in (start, *start.parents):
         if (candidate / CONFIG_FILE).is_file():
             return candidate
-    raise ConfigError(
-        f"no {CONFIG_FILE} in {start} or above; run 'terry init PATH' or pass --repo"
-    )
+    raise ConfigError(f"no {CONFIG_FILE} in {start} or above; run 'terry init PATH' or pass --repo")
 
 
 def _env_overrides(environ: dict[str, str]) -> dict[str, object]:

@@ -1,0 +1,195 @@
+"""SQLAlchemy 2 tables. The schema changes only through Alembic migrations (``migrations/``).
+
+Rows are the persisted record; the pipeline works on the frozen domain objects built from them.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any, ClassVar
+
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    DateTime,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    TypeDecorator,
+    UniqueConstraint,
+)
+from sqlalchemy.engine import Dialect
+from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
+
+__all__ = [
+    "AlertRow",
+    "AuditRow",
+    "Base",
+    "HostLockRow",
+    "IncidentRow",
+    "ProposalRow",
+    "RunEventRow",
+    "RunRow",
+    "utcnow",
+]
+
+
+def utcnow() -> datetime:
+    return datetime.now(UTC)
+
+
+class UTCDateTime(TypeDecorator[datetime]):
+    """Timezone-aware UTC in, timezone-aware UTC out, on SQLite and PostgreSQL alike."""
+
+    impl = DateTime(timezone=True)
+    cache_ok = True
+
+    def process_bind_param(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        if value.tzinfo is None:
+            raise ValueError("naive datetime given to the store")
+        return value.astimezone(UTC)
+
+    def process_result_value(self, value: datetime | None, dialect: Dialect) -> datetime | None:
+        if value is None:
+            return None
+        return value.replace(tzinfo=UTC) if value.tzinfo is None else value.astimezone(UTC)
+
+
+class Base(DeclarativeBase):
+    type_annotation_map: ClassVar[dict[Any, Any]] = {
+        datetime: UTCDateTime,
+        dict[str, Any]: JSON,
+        list[Any]: JSON,
+    }
+
+
+class IncidentRow(Base):
+    __tablename__ = "incidents"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(128), index=True)
+    source: Mapped[str] = mapped_column(String(16))  # alert | drift | forecast
+    title: Mapped[str] = mapped_column(String(200))
+    host: Mapped[str | None] = mapped_column(String(255))
+    labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    annotations: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16), index=True)  # open | resolved
+    opened_at: Mapped[datetime]
+    resolved_at: Mapped[datetime | None]
+    fixed_at: Mapped[datetime | None]
+    # Why the incident is kept for a human (no remedy, host unknown, bad label...).
+    attention: Mapped[str | None] = mapped_column(Text)
+    truncated: Mapped[bool] = mapped_column(Boolean, default=False)
+    recurrence: Mapped[int] = mapped_column(Integer, default=0)
+
+
+class AlertRow(Base):
+    __tablename__ = "alerts"
+    __table_args__ = (UniqueConstraint("fingerprint", "starts_at", "status", name="uq_alert"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    fingerprint: Mapped[str] = mapped_column(String(128))
+    status: Mapped[str] = mapped_column(String(16))
+    alertname: Mapped[str] = mapped_column(String(200))
+    starts_at: Mapped[datetime]
+    ends_at: Mapped[datetime | None]
+    labels: Mapped[dict[str, Any]]
+    annotations: Mapped[dict[str, Any]]
+    generator_url: Mapped[str] = mapped_column(Text, default="")
+    group_key: Mapped[str] = mapped_column(Text, default="")
+    truncated_alerts: Mapped[int] = mapped_column(Integer, default=0)
+    received_at: Mapped[datetime]
+    incident_id: Mapped[int | None] = mapped_column(ForeignKey("incidents.id"), index=True)
+    # What ingesting it did: opened, joined, resolved, ignored (with why). Null = not yet seen.
+    effect: Mapped[str | None] = mapped_column(Text)
+
+
+class ProposalRow(Base):
+    __tablename__ = "proposals"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    incident_id: Mapped[int] = mapped_column(ForeignKey("incidents.id"), index=True)
+    remedy: Mapped[str] = mapped_column(String(100), index=True)
+    role: Mapped[str] = mapped_column(String(100))
+    hosts: Mapped[list[Any]]
+    params: Mapped[dict[str, Any]]
+    risk: Mapped[str] = mapped_column(String(16))
+    state: Mapped[str] = mapped_column(String(24), index=True)
+    branch: Mapped[str | None] = mapped_column(String(255))
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    merge_sha: Mapped[str | None] = mapped_column(String(64))
+    playbook_path: Mapped[str | None] = mapped_column(String(500))
+    vars_path: Mapped[str | None] = mapped_column(String(500))
+    playbook: Mapped[str | None] = mapped_column(Text)
+    check_diff: Mapped[str | None] = mapped_column(Text)
+    check_summary: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    modules: Mapped[list[Any]] = mapped_column(default=list)
+    decision: Mapped[str | None] = mapped_column(String(16))
+    reasons: Mapped[list[Any]] = mapped_column(default=list)
+    policy_commit: Mapped[str | None] = mapped_column(String(64))
+    approved_by: Mapped[str | None] = mapped_column(String(200))
+    outcome: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime]
+    updated_at: Mapped[datetime]
+
+
+class RunRow(Base):
+    __tablename__ = "runs"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(16))  # check | apply | verify | rollback
+    commit_sha: Mapped[str | None] = mapped_column(String(64))
+    status: Mapped[str] = mapped_column(String(16))  # running | successful | failed | ...
+    rc: Mapped[int | None]
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    artifact_dir: Mapped[str | None] = mapped_column(String(500))
+    ansible_seconds: Mapped[float | None]
+
+
+class RunEventRow(Base):
+    __tablename__ = "run_events"
+    __table_args__ = (Index("ix_run_events_run_seq", "run_id", "seq"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    run_id: Mapped[int] = mapped_column(ForeignKey("runs.id"))
+    seq: Mapped[int]
+    event: Mapped[str] = mapped_column(String(64))
+    host: Mapped[str | None] = mapped_column(String(255))
+    task: Mapped[str | None] = mapped_column(Text)
+    action: Mapped[str | None] = mapped_column(String(200))
+    status: Mapped[str | None] = mapped_column(String(16))
+    data: Mapped[dict[str, Any]]
+    created_at: Mapped[datetime]
+
+
+class AuditRow(Base):
+    __tablename__ = "audit"
+    __table_args__ = (Index("ix_audit_entity", "entity", "entity_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    at: Mapped[datetime]
+    actor: Mapped[str] = mapped_column(String(200))
+    entity: Mapped[str] = mapped_column(String(16))  # incident | proposal
+    entity_id: Mapped[int]
+    from_state: Mapped[str | None] = mapped_column(String(24))
+    to_state: Mapped[str] = mapped_column(String(24))
+    reason: Mapped[str] = mapped_column(Text, default="")
+
+
+class HostLockRow(Base):
+    """One run per host at a time, across processes; a lock past ``expires_at`` is free."""
+
+    __tablename__ = "host_locks"
+
+    host: Mapped[str] = mapped_column(String(255), primary_key=True)
+    holder: Mapped[str] = mapped_column(String(200))
+    proposal_id: Mapped[int | None]
+    acquired_at: Mapped[datetime]
+    expires_at: Mapped[datetime]
