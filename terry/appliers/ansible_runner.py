@@ -1,0 +1,290 @@
+"""The default applier: ``ansible-playbook`` through ansible-runner.
+
+A failed playbook is an outcome, returned as data (status, rc, per-host stats, events), not
+raised. Runner events are turned into typed ``RunnerEvent`` values here, once, at the
+boundary; artifacts stay on disk per run so every run can be inspected later.
+"""
+
+from __future__ import annotations
+
+import difflib
+import shlex
+import time
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import ansible_runner
+
+from terry.errors import RunnerError
+
+__all__ = [
+    "AnsibleRunnerApplier",
+    "EventStatus",
+    "HostStats",
+    "RunRequest",
+    "RunResult",
+    "RunStatus",
+    "RunnerEvent",
+]
+
+
+class EventStatus(StrEnum):
+    OK = "ok"
+    CHANGED = "changed"
+    FAILED = "failed"
+    IGNORED = "ignored"
+    SKIPPED = "skipped"
+    UNREACHABLE = "unreachable"
+
+
+class RunStatus(StrEnum):
+    SUCCESSFUL = "successful"
+    FAILED = "failed"
+    TIMEOUT = "timeout"
+    CANCELED = "canceled"
+    ERROR = "error"
+
+
+_HOST_EVENTS = {
+    "runner_on_ok": EventStatus.OK,
+    "runner_on_failed": EventStatus.FAILED,
+    "runner_on_skipped": EventStatus.SKIPPED,
+    "runner_on_unreachable": EventStatus.UNREACHABLE,
+}
+
+
+@dataclass(frozen=True)
+class RunnerEvent:
+    seq: int
+    event: str
+    host: str | None
+    task: str | None
+    action: str | None
+    status: EventStatus | None
+    message: str
+    diffs: tuple[dict[str, Any], ...]
+    raw: dict[str, Any] = field(repr=False, compare=False)
+
+    @classmethod
+    def from_runner(cls, raw: dict[str, Any]) -> RunnerEvent:
+        name = str(raw.get("event", ""))
+        data = raw.get("event_data") or {}
+        result = data.get("res") if isinstance(data.get("res"), dict) else {}
+        status = _HOST_EVENTS.get(name)
+        if status is EventStatus.OK and result.get("changed"):
+            status = EventStatus.CHANGED
+        if status is EventStatus.FAILED and data.get("ignore_errors"):
+            status = EventStatus.IGNORED
+        diffs = result.get("diff") or ()
+        if isinstance(diffs, dict):
+            diffs = (diffs,)
+        message = result.get("msg") or ""
+        if not message and status is EventStatus.FAILED:
+            message = str(result.get("stderr") or result.get("stdout") or "")
+        return cls(
+            seq=int(raw.get("counter") or 0),
+            event=name,
+            host=data.get("host"),
+            task=data.get("task") or data.get("play"),
+            action=data.get("resolved_action") or data.get("task_action"),
+            status=status,
+            message=str(message)[:2000],
+            diffs=tuple(d for d in diffs if isinstance(d, dict)),
+            raw=raw,
+        )
+
+
+@dataclass(frozen=True)
+class HostStats:
+    ok: int = 0
+    changed: int = 0
+    failures: int = 0
+    unreachable: int = 0
+    skipped: int = 0
+
+
+@dataclass(frozen=True)
+class RunRequest:
+    project_dir: Path
+    playbook: str
+    private_dir: Path
+    inventory: tuple[str, ...]
+    hosts: tuple[str, ...]
+    vars_file: str | None = None
+    check: bool = False
+    tags: tuple[str, ...] = ()
+    forks: int = 10
+    timeout: int = 900
+    env: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True)
+class RunResult:
+    status: RunStatus
+    rc: int
+    stats: dict[str, HostStats]
+    events: tuple[RunnerEvent, ...]
+    artifact_dir: Path | None
+    ansible_seconds: float
+
+    @property
+    def failed_hosts(self) -> tuple[str, ...]:
+        return tuple(sorted(h for h, s in self.stats.items() if s.failures))
+
+    @property
+    def unreachable_hosts(self) -> tuple[str, ...]:
+        return tuple(sorted(h for h, s in self.stats.items() if s.unreachable))
+
+    @property
+    def changed(self) -> int:
+        return sum(s.changed for s in self.stats.values())
+
+    @property
+    def ok(self) -> bool:
+        return (
+            self.status is RunStatus.SUCCESSFUL
+            and not self.failed_hosts
+            and not self.unreachable_hosts
+        )
+
+    def summary(self) -> dict[str, Any]:
+        return {
+            "status": self.status.value,
+            "rc": self.rc,
+            "ok": self.ok,
+            "changed": self.changed,
+            "failed_hosts": list(self.failed_hosts),
+            "unreachable_hosts": list(self.unreachable_hosts),
+        }
+
+    def failure_messages(self) -> list[str]:
+        return [
+            f"{e.host}: {e.task}: {e.message}".strip()
+            for e in self.events
+            if e.status in (EventStatus.FAILED, EventStatus.UNREACHABLE)
+        ]
+
+    def diff_text(self) -> str:
+        """What ``--diff`` would print, per host and task, as unified diffs."""
+        out: list[str] = []
+        for event in self.events:
+            if event.status is not EventStatus.CHANGED:
+                continue
+            out.append(f"## {event.host} · {event.task} ({event.action})")
+            if not event.diffs:
+                out.append("(changed; the module reported no diff)")
+            for diff in event.diffs:
+                out.extend(_render_diff(diff))
+        return "\n".join(out)
+
+
+def _as_text(value: Any) -> str:
+    if isinstance(value, str):
+        return value
+    if isinstance(value, dict):
+        return "".join(f"{k}: {v}\n" for k, v in value.items())
+    return "" if value is None else f"{value}\n"
+
+
+def _render_diff(diff: dict[str, Any]) -> list[str]:
+    if "prepared" in diff:
+        return [str(diff["prepared"]).rstrip("\n")]
+    before, after = _as_text(diff.get("before")), _as_text(diff.get("after"))
+    lines = difflib.unified_diff(
+        before.splitlines(keepends=True),
+        after.splitlines(keepends=True),
+        fromfile=f"before: {diff.get('before_header', '')}".strip(),
+        tofile=f"after: {diff.get('after_header', '')}".strip(),
+    )
+    return ["".join(lines).rstrip("\n")] if before != after else []
+
+
+def _stats(raw: dict[str, Any] | None) -> dict[str, HostStats]:
+    raw = raw or {}
+    hosts: set[str] = set()
+    for key in ("ok", "changed", "failures", "dark", "skipped", "processed"):
+        hosts |= set((raw.get(key) or {}).keys())
+    return {
+        host: HostStats(
+            ok=int((raw.get("ok") or {}).get(host, 0)),
+            changed=int((raw.get("changed") or {}).get(host, 0)),
+            failures=int((raw.get("failures") or {}).get(host, 0)),
+            unreachable=int((raw.get("dark") or {}).get(host, 0)),
+            skipped=int((raw.get("skipped") or {}).get(host, 0)),
+        )
+        for host in sorted(hosts)
+    }
+
+
+class AnsibleRunnerApplier:
+    """Runs a playbook from an exported commit; one private data dir per run."""
+
+    name = "ansible-runner"
+
+    def run(
+        self, request: RunRequest, on_event: Callable[[RunnerEvent], None] | None = None
+    ) -> RunResult:
+        events: list[RunnerEvent] = []
+
+        def handle(raw: dict[str, Any]) -> bool:
+            event = RunnerEvent.from_runner(raw)
+            events.append(event)
+            if on_event is not None:
+                on_event(event)
+            return True  # keep it in the artifacts too
+
+        args: list[str] = []
+        for inventory in request.inventory:
+            args += ["-i", str(request.project_dir / inventory)]
+        if request.vars_file:
+            args += ["-e", f"@{request.project_dir / request.vars_file}"]
+        if request.check:
+            args += ["--check", "--diff"]
+        else:
+            args += ["--diff"]
+        if request.tags:
+            args += ["--tags", ",".join(request.tags)]
+        request.private_dir.mkdir(parents=True, exist_ok=True)
+        env = {
+            "ANSIBLE_ROLES_PATH": str(request.project_dir / "roles"),
+            "ANSIBLE_NOCOLOR": "1",
+            "ANSIBLE_RETRY_FILES_ENABLED": "0",
+            "ANSIBLE_HOST_KEY_CHECKING": "0",
+            "ANSIBLE_LOCALHOST_WARNING": "0",
+            "ANSIBLE_INVENTORY_UNPARSED_WARNING": "0",
+            **request.env,
+        }
+        started = time.monotonic()
+        try:
+            runner = ansible_runner.run(
+                private_data_dir=str(request.private_dir),
+                project_dir=str(request.project_dir),
+                playbook=request.playbook,
+                cmdline=shlex.join(args),
+                limit=":".join(request.hosts) if request.hosts else None,
+                forks=request.forks,
+                envvars=env,
+                timeout=request.timeout,
+                event_handler=handle,
+                quiet=True,
+                json_mode=False,
+                settings={"suppress_ansible_output": True},
+            )
+        except Exception as exc:  # ansible-runner raises bare exceptions when it cannot start
+            raise RunnerError(f"ansible-runner could not start: {exc}") from exc
+        elapsed = time.monotonic() - started
+        try:
+            status = RunStatus(runner.status)
+        except ValueError:
+            status = RunStatus.ERROR
+        return RunResult(
+            status=status,
+            rc=int(runner.rc if runner.rc is not None else -1),
+            stats=_stats(runner.stats),
+            events=tuple(events),
+            artifact_dir=Path(runner.config.artifact_dir) if runner.config else None,
+            ansible_seconds=elapsed,
+        )

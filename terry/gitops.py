@@ -1,0 +1,246 @@
+"""The GitOps repository: branches, commits and merges made with git plumbing.
+
+Terry never checks out a branch in the operator's working tree. Commits are built in a
+private index and moved onto refs with compare-and-swap (``update-ref NEW OLD``), so two
+Terry processes cannot lose each other's merges. Trees are read by exporting a commit
+into ``.terry/trees/<sha>`` — the exact bytes that were checked, approved and merged.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import shutil
+import tarfile
+import tempfile
+from dataclasses import dataclass
+from pathlib import Path
+
+import git
+
+from terry.errors import GitError, InputError
+
+__all__ = ["Identity", "Repo"]
+
+
+@dataclass(frozen=True)
+class Identity:
+    name: str
+    email: str
+
+    def env(self) -> dict[str, str]:
+        return {
+            "GIT_AUTHOR_NAME": self.name,
+            "GIT_AUTHOR_EMAIL": self.email,
+            "GIT_COMMITTER_NAME": self.name,
+            "GIT_COMMITTER_EMAIL": self.email,
+        }
+
+
+TERRY = Identity("Terry", "terry@localhost")
+
+
+class Repo:
+    """A GitOps repository on disk."""
+
+    def __init__(self, path: Path, *, main_branch: str = "main") -> None:
+        self.path = path.resolve()
+        self.main_branch = main_branch
+        try:
+            self._repo = git.Repo(self.path)
+        except (git.InvalidGitRepositoryError, git.NoSuchPathError) as exc:
+            raise GitError(f"{self.path} is not a git repository") from exc
+
+    # -- creating ---------------------------------------------------------------------
+    @classmethod
+    def init(cls, path: Path, *, main_branch: str = "main") -> Repo:
+        path.mkdir(parents=True, exist_ok=True)
+        try:
+            git.Repo(path)
+        except git.InvalidGitRepositoryError:
+            git.Repo.init(path, initial_branch=main_branch)
+        return cls(path, main_branch=main_branch)
+
+    def _git(self, *args: str, env: dict[str, str] | None = None, **kwargs: object) -> str:
+        try:
+            return self._repo.git.execute(
+                ["git", *args], env={**os.environ, **(env or {})}, **kwargs
+            )  # type: ignore[call-overload,no-any-return]
+        except git.GitCommandError as exc:
+            stderr = (exc.stderr or "").strip().splitlines()
+            detail = stderr[-1] if stderr else str(exc)
+            raise GitError(f"git {args[0]}: {detail.removeprefix('stderr: ').strip()}") from exc
+
+    def commit_worktree(self, message: str, *, identity: Identity = TERRY) -> str:
+        """Commit everything in the working tree (used by ``terry init``)."""
+        self._git("add", "--all")
+        if not self._git("status", "--porcelain"):
+            return self.head()
+        self._git("commit", "--quiet", "-m", message, env=identity.env())
+        return self.head()
+
+    # -- reading ------------------------------------------------------------------------
+    def head(self, ref: str | None = None) -> str:
+        return self._git("rev-parse", "--verify", f"{ref or self.main_branch}^{{commit}}")
+
+    def ref_exists(self, ref: str) -> bool:
+        try:
+            self._git("rev-parse", "--verify", "--quiet", f"refs/heads/{ref}")
+            return True
+        except GitError:
+            return False
+
+    def last_change(self, path: str, ref: str | None = None) -> str | None:
+        """The newest commit on ``ref`` that touched ``path``."""
+        out = self._git("log", "-1", "--format=%H", ref or self.main_branch, "--", path)
+        return out or None
+
+    def message(self, sha: str) -> str:
+        return self._git("log", "-1", "--format=%B", sha)
+
+    def user_name(self) -> str | None:
+        try:
+            return self._git("config", "user.name") or None
+        except GitError:
+            return None
+
+    def tree(self, sha: str) -> Path:
+        """A read-only export of commit ``sha`` under ``.terry/trees`` (cached by sha)."""
+        sha = self.head(sha)
+        target = self.path / ".terry" / "trees" / sha
+        if target.is_dir():
+            return target
+        target.parent.mkdir(parents=True, exist_ok=True)
+        staging = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=target.parent))
+        try:
+            data = self._repo.git.execute(
+                ["git", "archive", "--format=tar", sha], stdout_as_string=False
+            )
+            with tarfile.open(fileobj=io.BytesIO(data)) as archive:  # type: ignore[arg-type]
+                archive.extractall(staging, filter="data")
+            staging.rename(target)
+        except OSError:
+            shutil.rmtree(staging, ignore_errors=True)
+            if not target.is_dir():
+                raise
+        except git.GitCommandError as exc:
+            shutil.rmtree(staging, ignore_errors=True)
+            raise GitError(f"git archive {sha}: {exc.stderr}") from exc
+        return target
+
+    # -- writing ------------------------------------------------------------------------
+    def check_branch_name(self, branch: str) -> str:
+        if branch.startswith("-"):
+            raise InputError(f"branch name {branch!r} may not start with '-'")
+        try:
+            self._git("check-ref-format", "--branch", branch)
+        except GitError as exc:
+            raise InputError(f"branch name {branch!r} is not valid") from exc
+        return branch
+
+    def free_branch(self, branch: str) -> str:
+        """``branch``, or ``branch-2``, ``-3``... if it is taken."""
+        candidate, n = branch, 1
+        while self.ref_exists(candidate):
+            n += 1
+            candidate = f"{branch}-{n}"
+        return self.check_branch_name(candidate)
+
+    def commit_files(
+        self,
+        *,
+        branch: str,
+        files: dict[str, str],
+        message: str,
+        base: str | None = None,
+        identity: Identity = TERRY,
+    ) -> str:
+        """Create ``branch`` from ``base`` (default: main) with ``files`` added, in one commit."""
+        self.check_branch_name(branch)
+        parent = self.head(base)
+        with tempfile.TemporaryDirectory(prefix="terry-index-") as scratch:
+            env = {**identity.env(), "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self._git("read-tree", parent, env=env)
+            for path, text in files.items():
+                blob = self._git(
+                    "hash-object", "-w", "--stdin", "--path", path, istream=_stdin(text)
+                )
+                self._git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            tree = self._git("write-tree", env=env)
+        commit = self._git(
+            "commit-tree",
+            tree,
+            "-p",
+            parent,
+            "-F",
+            "-",
+            env=identity.env(),
+            istream=_stdin(message),
+        )
+        self._git("update-ref", f"refs/heads/{branch}", commit, "0" * 40)
+        return commit
+
+    def merge(self, branch: str, *, message: str, identity: Identity = TERRY) -> str:
+        """Merge ``branch`` into main with a merge commit; returns the merge commit."""
+        old = self.head()
+        theirs = self.head(branch)
+        try:
+            tree = self._git("merge-tree", "--write-tree", "--no-messages", old, theirs)
+        except GitError as exc:
+            raise GitError(f"cannot merge {branch} into {self.main_branch}: conflict") from exc
+        tree = tree.splitlines()[0]
+        commit = self._git(
+            "commit-tree",
+            tree,
+            "-p",
+            old,
+            "-p",
+            theirs,
+            "-F",
+            "-",
+            env=identity.env(),
+            istream=_stdin(message),
+        )
+        self._git("update-ref", f"refs/heads/{self.main_branch}", commit, old)
+        self._sync_worktree(old, commit)
+        return commit
+
+    def revert_merge(self, merge_sha: str, *, message: str, identity: Identity = TERRY) -> str:
+        """A commit on main undoing ``merge_sha`` (relative to its first parent)."""
+        old = self.head()
+        with tempfile.TemporaryDirectory(prefix="terry-index-") as scratch:
+            env = {**identity.env(), "GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self._git("read-tree", old, env=env)
+            diff = self._git("diff", "--binary", f"{merge_sha}^1", merge_sha)
+            if diff:
+                self._git("apply", "--cached", "-R", "-", env=env, istream=_stdin(diff + "\n"))
+            tree = self._git("write-tree", env=env)
+        commit = self._git(
+            "commit-tree", tree, "-p", old, "-F", "-", env=identity.env(), istream=_stdin(message)
+        )
+        self._git("update-ref", f"refs/heads/{self.main_branch}", commit, old)
+        self._sync_worktree(old, commit)
+        return commit
+
+    def _sync_worktree(self, old: str, new: str) -> None:
+        """Fast-forward the operator's checkout of main when it is clean; else leave it."""
+        try:
+            current = self._git("symbolic-ref", "--quiet", "HEAD")
+        except GitError:
+            return
+        if current != f"refs/heads/{self.main_branch}":
+            return
+        if self._git("status", "--porcelain", "--untracked-files=no"):
+            return
+        try:
+            self._git("read-tree", "-m", "-u", old, new)
+        except GitError:
+            return
+
+
+def _stdin(text: str) -> io.BufferedReader:
+    """GitPython wants a file object with a fileno for ``istream``."""
+    handle = tempfile.TemporaryFile()
+    handle.write(text.encode("utf-8"))
+    handle.seek(0)
+    return handle  # type: ignore[return-value]

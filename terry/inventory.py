@@ -1,0 +1,101 @@
+"""The inventory, read the way Ansible reads it (its own loader), for host labels.
+
+Desired state lives in the inventory: each host's ``terry_environment``, ``terry_tenant``
+and ``terry_labels`` are what policies decide on.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from terry.errors import ConfigError
+
+__all__ = ["Host", "Inventory", "load_inventory"]
+
+
+@dataclass(frozen=True)
+class Host:
+    name: str
+    address: str | None
+    environment: str | None
+    tenant: str | None
+    labels: dict[str, str] = field(default_factory=dict)
+    groups: tuple[str, ...] = ()
+
+    def policy_view(self) -> dict[str, Any]:
+        return {
+            "name": self.name,
+            "environment": self.environment,
+            "tenant": self.tenant,
+            "labels": self.labels,
+            "groups": list(self.groups),
+        }
+
+
+@dataclass(frozen=True)
+class Inventory:
+    hosts: dict[str, Host]
+
+    def find(self, value: str) -> Host | None:
+        """The host an alert label names: by inventory name or address, ``:port`` stripped."""
+        candidates = {value, _strip_port(value)}
+        for candidate in candidates:
+            if candidate in self.hosts:
+                return self.hosts[candidate]
+        for host in self.hosts.values():
+            if host.address and host.address in candidates:
+                return host
+        return None
+
+
+def _strip_port(value: str) -> str:
+    if value.startswith("[") and "]" in value:
+        return value[1 : value.index("]")]
+    head, sep, tail = value.rpartition(":")
+    return head if sep and tail.isdigit() and ":" not in head else value
+
+
+def _plain(value: Any) -> Any:
+    """Ansible wraps strings in its own types; bring them back to plain Python."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    if isinstance(value, str):
+        return str(value)
+    return value
+
+
+def load_inventory(base: Path, sources: list[str]) -> Inventory:
+    """Hosts and their Terry variables from the inventory sources under ``base``."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.manager import VariableManager
+
+    paths = [str(base / s) for s in sources]
+    missing = [p for p in paths if not Path(p).exists()]
+    if missing:
+        raise ConfigError(f"inventory source not found: {', '.join(missing)}")
+    loader = DataLoader()
+    loader.set_basedir(str(base))
+    try:
+        manager = InventoryManager(loader=loader, sources=paths)
+        variables = VariableManager(loader=loader, inventory=manager)
+    except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors
+        raise ConfigError(f"inventory: {exc}") from exc
+    hosts: dict[str, Host] = {}
+    for host in manager.get_hosts():
+        raw = _plain(variables.get_vars(host=host, include_hostvars=False))
+        labels = raw.get("terry_labels") if isinstance(raw.get("terry_labels"), dict) else {}
+        address = raw.get("ansible_host")
+        hosts[host.name] = Host(
+            name=host.name,
+            address=str(address) if address and "{{" not in str(address) else None,
+            environment=raw.get("terry_environment"),
+            tenant=raw.get("terry_tenant"),
+            labels={str(k): str(v) for k, v in labels.items()},
+            groups=tuple(sorted(g.name for g in host.get_groups() if g.name != "all")),
+        )
+    return Inventory(hosts)

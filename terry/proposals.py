@@ -1,0 +1,151 @@
+"""Proposals: one concrete fix, and the one state machine every fix moves through.
+
+``proposed → checked → (merged | awaiting_review → approved → merged) → applying → applied →
+verified``, with exits ``denied``, ``rejected``, ``failed → rolled_back``, ``escalated``
+(verification could not tell) and ``interrupted`` (the process died mid-run).
+
+Every transition is a compare-and-set on the row (``UPDATE ... WHERE state = from``) plus an
+audit row, in one transaction: two processes cannot both move the same proposal.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import select, update
+from sqlalchemy.orm import Session
+
+from terry.errors import NotFound, StateError
+from terry.store import Store
+from terry.store.audit import audit
+from terry.store.models import ProposalRow, utcnow
+
+__all__ = ["TRANSITIONS", "ProposalState", "get", "transition"]
+
+
+class ProposalState(StrEnum):
+    PROPOSED = "proposed"
+    CHECKED = "checked"
+    AWAITING_REVIEW = "awaiting_review"
+    APPROVED = "approved"
+    MERGED = "merged"
+    APPLYING = "applying"
+    APPLIED = "applied"
+    VERIFIED = "verified"
+    DENIED = "denied"
+    REJECTED = "rejected"
+    FAILED = "failed"
+    ROLLED_BACK = "rolled_back"
+    ESCALATED = "escalated"
+    INTERRUPTED = "interrupted"
+
+
+S = ProposalState
+_APPLIED_ONCE = {
+    S.MERGED,
+    S.APPLIED,
+    S.VERIFIED,
+    S.FAILED,
+    S.ROLLED_BACK,
+    S.ESCALATED,
+    S.INTERRUPTED,
+}
+
+TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
+    S.PROPOSED: frozenset({S.CHECKED, S.FAILED}),
+    S.CHECKED: frozenset({S.MERGED, S.AWAITING_REVIEW, S.DENIED}),
+    S.AWAITING_REVIEW: frozenset({S.APPROVED, S.REJECTED}),
+    S.APPROVED: frozenset({S.MERGED}),
+    S.MERGED: frozenset({S.APPLYING}),
+    S.APPLYING: frozenset({S.APPLIED, S.FAILED, S.INTERRUPTED}),
+    S.APPLIED: frozenset({S.VERIFIED, S.FAILED, S.ESCALATED, S.ROLLED_BACK}),
+    S.VERIFIED: frozenset({S.APPLYING, S.ROLLED_BACK}),
+    S.FAILED: frozenset({S.APPLYING, S.ROLLED_BACK}),
+    S.ROLLED_BACK: frozenset({S.APPLYING}),
+    S.ESCALATED: frozenset({S.APPLYING, S.ROLLED_BACK, S.VERIFIED, S.FAILED}),
+    S.INTERRUPTED: frozenset({S.APPLYING, S.FAILED, S.ROLLED_BACK}),
+    S.DENIED: frozenset(),
+    S.REJECTED: frozenset(),
+}
+
+# Plain words for refusals, keyed by the state the proposal is in.
+_WHY_NOT = {
+    S.DENIED: "it was denied by policy",
+    S.REJECTED: "it was rejected",
+    S.AWAITING_REVIEW: "it is awaiting review (approve or reject it first)",
+    S.APPLYING: "it is being applied right now",
+}
+
+
+def get(session: Session, proposal_id: int) -> ProposalRow:
+    row = session.get(ProposalRow, proposal_id)
+    if row is None:
+        raise NotFound(f"proposal {proposal_id} does not exist")
+    return row
+
+
+def transition(
+    store: Store,
+    proposal_id: int,
+    to: ProposalState,
+    *,
+    actor: str,
+    reason: str,
+    allowed_from: Iterable[ProposalState] | None = None,
+    verb: str | None = None,
+    changes: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> ProposalState:
+    """Move a proposal to ``to`` (and set ``changes``) or raise StateError; returns the old state.
+
+    ``verb`` words the refusal ("approve", "apply"...) for the person who asked.
+    """
+    with store.session() as session:
+        row = get(session, proposal_id)
+        current = ProposalState(row.state)
+        sources = frozenset(allowed_from) if allowed_from is not None else None
+        legal = to in TRANSITIONS[current] and (sources is None or current in sources)
+        if not legal:
+            action = verb or f"move to {to.value}"
+            why = _WHY_NOT.get(current, f"it is {current.value}")
+            raise StateError(f"cannot {action} proposal {proposal_id}: {why}")
+        values: dict[str, Any] = {"state": to.value, "updated_at": at or utcnow()}
+        values.update(changes or {})
+        result = session.execute(
+            update(ProposalRow)
+            .where(ProposalRow.id == proposal_id, ProposalRow.state == current.value)
+            .values(**values)
+            .execution_options(synchronize_session=False)
+        )
+        if result.rowcount != 1:  # type: ignore[attr-defined]
+            raise StateError(
+                f"cannot {verb or 'change'} proposal {proposal_id}: another process changed it"
+            )
+        audit(
+            session,
+            entity="proposal",
+            entity_id=proposal_id,
+            actor=actor,
+            from_state=current.value,
+            to_state=to.value,
+            reason=reason,
+            at=at,
+        )
+    return current
+
+
+def applied_before(state: ProposalState) -> bool:
+    return state in _APPLIED_ONCE
+
+
+def for_incident(session: Session, incident_id: int) -> list[ProposalRow]:
+    return list(
+        session.scalars(
+            select(ProposalRow)
+            .where(ProposalRow.incident_id == incident_id)
+            .order_by(ProposalRow.id)
+        )
+    )

@@ -1,0 +1,254 @@
+"""The remedy catalogue: data files next to the roles they use (``roles/<role>/remedies.yml``).
+
+An operator adds a remedy by adding YAML, never Python. Each remedy names what it matches,
+the role task files for apply, verify and rollback, its parameters, and its base risk.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from terry.errors import ConfigError
+from terry.remedies.params import ParamSpec, ParamType
+
+__all__ = ["Catalogue", "Match", "PrometheusVerify", "Remedy", "Risk", "load_catalogue"]
+
+_SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
+_TASKS_FROM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
+
+
+class Risk(StrEnum):
+    LOW = "low"
+    MEDIUM = "medium"
+    HIGH = "high"
+
+    @property
+    def rank(self) -> int:
+        return ("low", "medium", "high").index(self.value)
+
+
+@dataclass(frozen=True)
+class Match:
+    alertnames: tuple[str, ...]
+    labels: tuple[tuple[str, re.Pattern[str]], ...] = ()
+
+    def matches(self, alertname: str, labels: dict[str, str]) -> bool:
+        if alertname not in self.alertnames:
+            return False
+        return all(
+            pattern.fullmatch(labels.get(name, "")) is not None for name, pattern in self.labels
+        )
+
+
+@dataclass(frozen=True)
+class PrometheusVerify:
+    """A PromQL query whose answer decides verification; ``{param}`` placeholders are filled
+    with checked values. With ``below``/``above`` every sample must be on that side of the
+    bound; without, any non-empty finite answer counts as healthy."""
+
+    query: str
+    below: str | None = None
+    above: str | None = None
+
+
+@dataclass(frozen=True)
+class Remedy:
+    name: str
+    summary: str
+    role: str
+    risk: Risk
+    match: Match
+    params: tuple[ParamSpec, ...]
+    apply: str
+    verify: str
+    rollback: str
+    verify_summary: str
+    rollback_summary: str
+    prometheus_verify: PrometheusVerify | None
+    modules: tuple[str, ...]
+    source: str  # the file it came from, relative to the repository
+
+
+@dataclass(frozen=True)
+class Catalogue:
+    remedies: tuple[Remedy, ...]
+
+    def get(self, name: str) -> Remedy | None:
+        return next((r for r in self.remedies if r.name == name), None)
+
+    def match(self, alertname: str, labels: dict[str, str]) -> Remedy | None:
+        """The most specific remedy (most label conditions) that matches, if any."""
+        candidates = [r for r in self.remedies if r.match.matches(alertname, labels)]
+        if not candidates:
+            return None
+        return max(candidates, key=lambda r: (len(r.match.labels), -self.remedies.index(r)))
+
+
+def _task_keywords() -> frozenset[str]:
+    from ansible.playbook.task import Task
+
+    return frozenset(Task.fattributes) | {
+        "block",
+        "rescue",
+        "always",
+        "local_action",
+        "args",
+        "listen",
+    }
+
+
+def _modules_in(tasks: Any, role_dir: Path, keywords: frozenset[str], seen: set[Path]) -> set[str]:
+    found: set[str] = set()
+    if not isinstance(tasks, list):
+        return found
+    for task in tasks:
+        if not isinstance(task, dict):
+            continue
+        for section in ("block", "rescue", "always"):
+            found |= _modules_in(task.get(section), role_dir, keywords, seen)
+        if "block" in task:
+            continue
+        actions = [k for k in task if k not in keywords and not k.startswith("with_")]
+        for action in actions:
+            found.add(action if "." in action else f"ansible.builtin.{action}")
+            if action.rsplit(".", 1)[-1] in ("include_tasks", "import_tasks"):
+                target = task[action]
+                name = target.get("file") if isinstance(target, dict) else target
+                if isinstance(name, str) and "{{" not in name:
+                    found |= _modules_in_file(role_dir / "tasks" / name, role_dir, keywords, seen)
+    return found
+
+
+def _modules_in_file(
+    path: Path, role_dir: Path, keywords: frozenset[str], seen: set[Path]
+) -> set[str]:
+    if path in seen or not path.is_file():
+        return set()
+    seen.add(path)
+    try:
+        tasks = yaml.safe_load(path.read_text(encoding="utf-8"))
+    except yaml.YAMLError as exc:
+        raise ConfigError(f"{path}: not valid YAML: {exc}") from exc
+    return _modules_in(tasks, role_dir, keywords, seen)
+
+
+def _param(name: str, raw: Any, where: str) -> ParamSpec:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: params.{name}: expected a mapping")
+    try:
+        kind = ParamType(raw.get("type", "string"))
+    except ValueError as exc:
+        raise ConfigError(f"{where}: params.{name}: unknown type {raw.get('type')!r}") from exc
+    source = raw.get("from")
+    if source is not None and not re.fullmatch(
+        r"(label|annotation):[A-Za-z_][A-Za-z0-9_]*", source
+    ):
+        raise ConfigError(f"{where}: params.{name}.from must be label:NAME or annotation:NAME")
+    spec = ParamSpec(
+        name=name,
+        type=kind,
+        source=source,
+        default=raw.get("default"),
+        required=bool(raw.get("required", False)),
+        within=tuple(raw.get("within", ())),
+        values=tuple(str(v) for v in raw.get("values", ())),
+        min=raw.get("min"),
+        max=raw.get("max"),
+    )
+    if spec.default is not None:
+        try:
+            spec.check(spec.default)
+        except ValueError as exc:
+            raise ConfigError(f"{where}: params.{name}: default is invalid: {exc}") from exc
+    return spec
+
+
+def _prometheus(raw: Any, where: str) -> PrometheusVerify | None:
+    if raw is None:
+        return None
+    if isinstance(raw, str):
+        return PrometheusVerify(query=raw)
+    if isinstance(raw, dict) and isinstance(raw.get("query"), str):
+        below, above = raw.get("below"), raw.get("above")
+        return PrometheusVerify(
+            query=raw["query"],
+            below=None if below is None else str(below),
+            above=None if above is None else str(above),
+        )
+    raise ConfigError(f"{where}: prometheus_verify must be a query or {{query, below|above}}")
+
+
+def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> Remedy:
+    if not isinstance(raw, dict):
+        raise ConfigError(f"{where}: each remedy must be a mapping")
+    name = raw.get("name")
+    if not isinstance(name, str) or not _SLUG.fullmatch(name):
+        raise ConfigError(f"{where}: name {name!r} must be a slug like disk-usage-high")
+    where = f"{where}: {name}"
+    match = raw.get("match") or {}
+    alertnames = match.get("alertname", [])
+    if isinstance(alertnames, str):
+        alertnames = [alertnames]
+    if not alertnames:
+        raise ConfigError(f"{where}: match.alertname is required")
+    try:
+        label_rules = tuple(
+            (str(k), re.compile(str(v))) for k, v in (match.get("labels") or {}).items()
+        )
+        risk = Risk(raw.get("risk", "medium"))
+    except (re.error, ValueError) as exc:
+        raise ConfigError(f"{where}: {exc}") from exc
+    steps = {}
+    for step in ("apply", "verify", "rollback"):
+        value = raw.get(step, {"apply": "main"}.get(step))
+        if not isinstance(value, str) or not _TASKS_FROM.fullmatch(value):
+            raise ConfigError(f"{where}: {step} must name a task file of role {role_dir.name}")
+        if not (role_dir / "tasks" / f"{value}.yml").is_file():
+            raise ConfigError(f"{where}: {step}: roles/{role_dir.name}/tasks/{value}.yml missing")
+        steps[step] = value
+    modules: set[str] = set()
+    for value in steps.values():
+        modules |= _modules_in_file(role_dir / "tasks" / f"{value}.yml", role_dir, keywords, set())
+    params = tuple(_param(k, v, where) for k, v in (raw.get("params") or {}).items())
+    return Remedy(
+        name=name,
+        summary=str(raw.get("summary", name)),
+        role=role_dir.name,
+        risk=risk,
+        match=Match(tuple(str(a) for a in alertnames), label_rules),
+        params=params,
+        apply=steps["apply"],
+        verify=steps["verify"],
+        rollback=steps["rollback"],
+        verify_summary=str(raw.get("verify_summary", "")),
+        rollback_summary=str(raw.get("rollback_summary", "")),
+        prometheus_verify=_prometheus(raw.get("prometheus_verify"), where),
+        modules=tuple(sorted(modules)),
+        source=f"roles/{role_dir.name}/remedies.yml",
+    )
+
+
+def load_catalogue(roles_dir: Path) -> Catalogue:
+    """Every remedy under ``roles_dir``; a broken file is a ConfigError naming it."""
+    keywords = _task_keywords()
+    remedies: list[Remedy] = []
+    for path in sorted(roles_dir.glob("*/remedies.yml")):
+        where = f"roles/{path.parent.name}/remedies.yml"
+        try:
+            document = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
+        entries = document.get("remedies") if isinstance(document, dict) else None
+        if not isinstance(entries, list):
+            raise ConfigError(f"{where}: expected a top-level 'remedies:' list")
+        remedies.extend(_remedy(raw, path.parent, where, keywords) for raw in entries)
+    names = [r.name for r in remedies]
+    if duplicates := sorted({n for n in names if names.count(n) > 1}):
+        raise ConfigError(f"remedy names used twice: {', '.join(duplicates)}")
+    return Catalogue(tuple(remedies))

@@ -1,0 +1,120 @@
+"""Render a remedy into a playbook and its parameters file.
+
+Two renderings, one trust boundary: Terry writes the playbook, then Ansible templates it
+again on the controller. So nothing from an alert goes into the playbook text. The playbook
+is built as Python data from trusted names (remedy, role, inventory hosts) and dumped with
+``yaml.safe_dump``; the parameters go into a separate extra-vars file where every string is
+tagged ``!unsafe``, which Ansible never templates. ``{{ lookup('pipe', ...) }}`` in a label
+stays text.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from typing import Any
+
+import yaml
+
+from terry.remedies.catalogue import Remedy
+
+__all__ = ["Rendered", "Unsafe", "branch_name", "render", "slug"]
+
+
+class Unsafe(str):
+    """A string Ansible must treat as data: dumped with the ``!unsafe`` tag."""
+
+    __slots__ = ()
+
+
+class _Dumper(yaml.SafeDumper):
+    pass
+
+
+def _unsafe(dumper: yaml.SafeDumper, value: Unsafe) -> yaml.Node:
+    return dumper.represent_scalar("!unsafe", str(value), style='"')
+
+
+_Dumper.add_representer(Unsafe, _unsafe)
+
+
+def _mark(value: Any) -> Any:
+    if isinstance(value, str):
+        return Unsafe(value)
+    if isinstance(value, list):
+        return [_mark(v) for v in value]
+    if isinstance(value, dict):
+        return {str(k): _mark(v) for k, v in value.items()}
+    return value
+
+
+@dataclass(frozen=True)
+class Rendered:
+    playbook_path: str  # relative to the repository
+    vars_path: str
+    playbook: str
+    vars_text: str
+
+
+def slug(text: str, *, limit: int = 48) -> str:
+    cleaned = re.sub(r"[^a-z0-9]+", "-", text.lower()).strip("-")
+    return cleaned[:limit].strip("-") or "fix"
+
+
+def branch_name(incident_id: int, remedy: str, host: str) -> str:
+    """``terry/<incident>-<slug>``; built from an id and checked names, never a leading '-'."""
+    return f"terry/{incident_id}-{slug(f'{remedy}-{host}')}"
+
+
+def _play(name: str, hosts: str, role: str, tasks_from: str, tags: list[str]) -> dict[str, Any]:
+    return {
+        "name": name,
+        "hosts": hosts,
+        "gather_facts": False,
+        "tags": tags,
+        "tasks": [
+            {
+                "name": f"{role}: {tasks_from}",
+                "ansible.builtin.import_role": {"name": role, "tasks_from": tasks_from},
+            }
+        ],
+    }
+
+
+def render(
+    *,
+    remedy: Remedy,
+    proposal_id: int,
+    incident_id: int,
+    hosts: tuple[str, ...],
+    params: dict[str, Any],
+    directory: str = "playbooks/remediations",
+) -> Rendered:
+    """The playbook (apply, then verify and rollback plays that run only when asked by tag)."""
+    base = f"{directory}/{proposal_id:05d}-{slug(remedy.name)}"
+    pattern = ":".join(hosts)
+    plays = [
+        _play(f"Fix: {remedy.name}", pattern, remedy.role, remedy.apply, ["apply"]),
+        _play(f"Verify: {remedy.name}", pattern, remedy.role, remedy.verify, ["never", "verify"]),
+        _play(
+            f"Roll back: {remedy.name}",
+            pattern,
+            remedy.role,
+            remedy.rollback,
+            ["never", "rollback"],
+        ),
+    ]
+    header = (
+        f"# Rendered by Terry for proposal {proposal_id} (incident {incident_id}).\n"
+        f"# Remedy {remedy.name} from {remedy.source}; parameters: {base}.vars.yml\n"
+        "# Run: ansible-playbook THIS -e @VARS          (fix)\n"
+        "#      ansible-playbook THIS -e @VARS --tags verify | --tags rollback\n"
+    )
+    playbook = header + yaml.safe_dump(plays, sort_keys=False, width=100)
+    variables = {"terry_proposal_id": proposal_id, **_mark(params)}
+    vars_text = (
+        "# Parameters taken from the alert. Every string is !unsafe: Ansible uses it as data\n"
+        "# and never templates it.\n"
+        + yaml.dump(variables, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=False)
+    )
+    return Rendered(f"{base}.yml", f"{base}.vars.yml", playbook, vars_text)
