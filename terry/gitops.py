@@ -71,12 +71,12 @@ class Repo:
             detail = stderr[-1] if stderr else str(exc)
             raise GitError(f"git {args[0]}: {detail.removeprefix('stderr: ').strip()}") from exc
 
-    def commit_worktree(self, message: str, *, identity: Identity = TERRY) -> str:
-        """Commit everything in the working tree (used by ``terry init``)."""
-        self._git("add", "--all")
-        if not self._git("status", "--porcelain"):
+    def commit_paths(self, paths: list[str], message: str, *, identity: Identity = TERRY) -> str:
+        """Commit these paths of the working tree on the checked-out branch (``terry init``)."""
+        self._git("add", "--", *paths)
+        if not self._git("diff", "--cached", "--name-only", "--", *paths):
             return self.head()
-        self._git("commit", "--quiet", "-m", message, env=identity.env())
+        self._git("commit", "--quiet", "-m", message, "--", *paths, env=identity.env())
         return self.head()
 
     # -- reading ------------------------------------------------------------------------
@@ -240,7 +240,7 @@ class Repo:
 
 def _stdin(text: str) -> io.BufferedReader:
     """GitPython wants a file object with a fileno for ``istream``."""
-    handle = tempfile.TemporaryFile()
+    handle = tempfile.TemporaryFile()  # noqa: SIM115 - git reads it after we return
     handle.write(text.encode("utf-8"))
     handle.seek(0)
     return handle  # type: ignore[return-value]

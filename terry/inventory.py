@@ -23,6 +23,8 @@ class Host:
     tenant: str | None
     labels: dict[str, str] = field(default_factory=dict)
     groups: tuple[str, ...] = ()
+    # The host's terry_* variables (desired state), for tools such as ``terry example``.
+    variables: dict[str, Any] = field(default_factory=dict, compare=False)
 
     def policy_view(self) -> dict[str, Any]:
         return {
@@ -97,5 +99,6 @@ def load_inventory(base: Path, sources: list[str]) -> Inventory:
             tenant=raw.get("terry_tenant"),
             labels={str(k): str(v) for k, v in labels.items()},
             groups=tuple(sorted(g.name for g in host.get_groups() if g.name != "all")),
+            variables={k: v for k, v in raw.items() if k.startswith("terry_")},
         )
     return Inventory(hosts)

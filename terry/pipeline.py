@@ -121,8 +121,12 @@ class Pipeline:
         return load_inventory(tree, self.config.inventory)
 
     # -- signal → incident --------------------------------------------------------------
-    def ingest(self, payload: Payload, *, apply: bool = True) -> PipelineResult:
+    def ingest(
+        self, payload: Payload, *, remediate: bool = True, apply: bool = True
+    ) -> PipelineResult:
         result = incidents.ingest(self.store, payload)
+        if not remediate:
+            return PipelineResult(result)
         outcomes = tuple(self.remediate(i, apply=apply) for i in result.opened)
         return PipelineResult(result, outcomes)
 

@@ -97,7 +97,7 @@ def query_prometheus(
     timeout: float = 10.0,
     settle_seconds: float = 0.0,
 ) -> Verification:
-    """Ask Prometheus; retry until healthy or ``settle_seconds`` pass, then judge the last answer."""
+    """Ask Prometheus, retrying until healthy or ``settle_seconds`` pass; judge the last answer."""
     from prometheus_api_client import PrometheusConnect
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException

@@ -1,0 +1,83 @@
+"""What every command needs: the repository, its configuration, the store, a reporter."""
+
+from __future__ import annotations
+
+import getpass
+from pathlib import Path
+
+import click
+from rich.console import Console
+
+from terry.appliers.ansible_runner import EventStatus, RunnerEvent
+from terry.cli.output import console, err_console
+from terry.config import Config, find_repo, load_config
+from terry.gitops import Repo
+from terry.pipeline import Pipeline
+from terry.store import Store
+
+__all__ = ["RichReporter", "actor_name", "open_config", "open_pipeline", "open_store"]
+
+_STYLE = {
+    EventStatus.OK: "green",
+    EventStatus.CHANGED: "yellow",
+    EventStatus.FAILED: "bold red",
+    EventStatus.UNREACHABLE: "bold red",
+    EventStatus.SKIPPED: "cyan",
+    EventStatus.IGNORED: "magenta",
+}
+
+
+class RichReporter:
+    """Live progress per host and task. In JSON mode it writes to stderr, keeping stdout clean."""
+
+    def __init__(self, out: Console) -> None:
+        self.out = out
+
+    def step(self, proposal_id: int | None, message: str) -> None:
+        prefix = f"[bold]#{proposal_id}[/bold] " if proposal_id else ""
+        self.out.print(f"▶ {prefix}{message}", markup=True, highlight=False)
+
+    def event(self, proposal_id: int, kind: str, event: RunnerEvent) -> None:
+        if event.status is None or event.host is None:
+            return
+        style = _STYLE.get(event.status, "")
+        line = f"    {kind:<8} {event.host:<12} [{style}]{event.status.value:<11}[/{style}] "
+        self.out.print(line, end="", markup=True, highlight=False)
+        detail = f"{event.task or ''}"
+        if event.status in (EventStatus.FAILED, EventStatus.UNREACHABLE) and event.message:
+            detail += f" — {event.message.splitlines()[0][:200]}"
+        self.out.print(detail, markup=False, highlight=False)
+
+
+def open_config(ctx: click.Context) -> Config:
+    root = ctx.find_root()
+    repo: Path | None = root.obj
+    return load_config(repo.resolve() if repo else find_repo(Path.cwd()))
+
+
+def open_store(config: Config) -> Store:
+    store = Store(config.store_url)
+    store.migrate()
+    return store
+
+
+def open_pipeline(ctx: click.Context, output: str) -> tuple[Config, Store, Pipeline]:
+    config = open_config(ctx)
+    store = open_store(config)
+    reporter = RichReporter(err_console if output == "json" else console)
+    return config, store, Pipeline(config, store, reporter=reporter)
+
+
+def actor_name(config: Config, given: str | None) -> str:
+    """Who is acting: --as, else terry.yml/TERRY_ACTOR, else git's user.name, else the login."""
+    if given:
+        return given
+    if config.actor:
+        return config.actor
+    name = Repo(config.repo, main_branch=config.main_branch).user_name()
+    if name:
+        return name
+    try:
+        return getpass.getuser()
+    except (KeyError, OSError):
+        return "unknown"

@@ -1,0 +1,83 @@
+"""``terry incidents list|show``."""
+
+from __future__ import annotations
+
+import click
+from rich.table import Table
+
+from terry.cli.context import open_config, open_store
+from terry.cli.output import console, emit_json, output_option
+from terry.views import incident_story, list_incidents
+
+
+def _duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    minutes, secs = divmod(int(seconds), 60)
+    return f"{minutes}m{secs:02d}s" if minutes else f"{seconds:.1f}s"
+
+
+@click.group("incidents")
+def command() -> None:
+    """Incidents: one problem on one target, built from alerts that share a fingerprint."""
+
+
+@command.command("list")
+@click.option("--state", type=click.Choice(["open", "resolved"]), help="Only this state.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@output_option
+@click.pass_context
+def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> None:
+    """List incidents, newest first."""
+    rows = list_incidents(open_store(open_config(ctx)), state=state, limit=limit)
+    if output == "json":
+        emit_json(rows)
+        return
+    table = Table("id", "alert", "host", "state", "opened", "fixed in", "proposals", "attention")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            r.title,
+            r.host or "-",
+            r.state,
+            r.opened_at.strftime("%Y-%m-%d %H:%M:%S"),
+            _duration(r.seconds_to_fix),
+            ",".join(map(str, r.proposals)) or "-",
+            (r.attention or "")[:60],
+        )
+    console.print(table)
+
+
+@command.command("show")
+@click.argument("incident_id", type=int)
+@output_option
+@click.pass_context
+def show(ctx: click.Context, incident_id: int, output: str) -> None:
+    """The whole story of an incident: alerts, proposals, runs, decisions, with timestamps."""
+    story = incident_story(open_store(open_config(ctx)), incident_id)
+    if output == "json":
+        emit_json(story)
+        return
+    i = story.incident
+    console.print(f"[bold]Incident {i.id}[/bold]: {i.title} on {i.host or '?'} — {i.state}")
+    console.print(f"  opened   {i.opened_at.isoformat()}")
+    if i.fixed_at:
+        console.print(
+            f"  fixed    {i.fixed_at.isoformat()}  (alert → verified fix: "
+            f"{_duration(i.seconds_to_fix)})"
+        )
+    if i.resolved_at:
+        console.print(f"  resolved {i.resolved_at.isoformat()}")
+    if i.truncated:
+        console.print(
+            "  [yellow]Alertmanager truncated the payload: the picture may be incomplete[/yellow]"
+        )
+    if i.attention:
+        console.print(f"  [yellow]needs a human:[/yellow] {i.attention}", markup=True)
+    console.print(
+        "  labels   " + ", ".join(f"{k}={v}" for k, v in story.labels.items()), markup=False
+    )
+    table = Table("time", "what", "actor", "detail", title="Timeline")
+    for e in story.timeline:
+        table.add_row(e.at.strftime("%H:%M:%S.%f")[:-3], e.what, e.actor, e.detail)
+    console.print(table)

@@ -1,0 +1,196 @@
+"""``terry proposals list|show|approve|reject|apply|rollback``."""
+
+from __future__ import annotations
+
+import click
+from rich.syntax import Syntax
+from rich.table import Table
+
+from terry.cli.context import actor_name, open_config, open_pipeline, open_store
+from terry.cli.output import console, emit_json, output_option
+from terry.proposals import ProposalState
+from terry.views import list_proposals, proposal_detail
+
+STATES = [s.value for s in ProposalState]
+
+
+@click.group("proposals")
+def command() -> None:
+    """Proposals: concrete fixes (playbook + branch + dry run + decision) and their review."""
+
+
+@command.command("list")
+@click.option("--state", type=click.Choice(STATES), help="Only proposals in this state.")
+@click.option("--limit", type=click.IntRange(1, 10000), default=50, show_default=True)
+@output_option
+@click.pass_context
+def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> None:
+    """List proposals, newest first."""
+    rows = list_proposals(open_store(open_config(ctx)), state=state, limit=limit)
+    if output == "json":
+        emit_json(rows)
+        return
+    table = Table("id", "incident", "remedy", "hosts", "risk", "state", "decision", "branch")
+    for r in rows:
+        table.add_row(
+            str(r.id),
+            str(r.incident_id),
+            r.remedy,
+            ",".join(r.hosts),
+            r.risk,
+            r.state,
+            r.decision or "-",
+            r.branch or "-",
+        )
+    console.print(table)
+
+
+@command.command("show")
+@click.argument("proposal_id", type=int)
+@click.option("--events", is_flag=True, help="Include every runner event of every run.")
+@output_option
+@click.pass_context
+def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> None:
+    """State, risk, decision with reasons, the playbook and the check-mode diff."""
+    d = proposal_detail(open_store(open_config(ctx)), proposal_id, events=events)
+    if output == "json":
+        emit_json(d)
+        return
+    s = d.summary
+    console.print(
+        f"[bold]Proposal {s.id}[/bold] (incident {s.incident_id}): {s.remedy} on "
+        f"{', '.join(s.hosts)}"
+    )
+    console.print(f"  state     [bold]{s.state}[/bold]\n  risk      {s.risk}")
+    console.print(
+        f"  decision  {d.summary.decision or '-'} (policy commit {(d.policy_commit or '-')[:10]})"
+    )
+    for reason in d.reasons:
+        console.print(f"            · {reason}", markup=False)
+    console.print(
+        f"  branch    {s.branch}  commit {(d.commit or '-')[:10]}  merge "
+        f"{(d.merge_commit or '-')[:10]}"
+    )
+    if d.approved_by:
+        console.print(f"  approved  by {d.approved_by}", markup=False)
+    if d.outcome:
+        console.print(f"  outcome   {d.outcome}", markup=False)
+    console.print(f"  params    {d.params}", markup=False)
+    console.print(f"  modules   {', '.join(d.modules)}")
+    if d.playbook:
+        console.print(f"\n[bold]Playbook[/bold] {d.playbook_path}")
+        console.print(Syntax(d.playbook, "yaml", theme="ansi_dark", background_color="default"))
+    console.print(
+        "\n[bold]Check-mode diff[/bold] "
+        f"({d.check_summary.get('changed', '?')} change(s), ok="
+        f"{d.check_summary.get('ok', '?')})"
+    )
+    console.print(
+        Syntax(
+            d.check_diff or "(no changes reported)",
+            "diff",
+            theme="ansi_dark",
+            background_color="default",
+        )
+    )
+    if d.runs:
+        table = Table("run", "kind", "status", "rc", "started", "commit", title="Runs")
+        for r in d.runs:
+            table.add_row(
+                str(r.id),
+                r.kind,
+                r.status,
+                str(r.rc),
+                r.started_at.strftime("%H:%M:%S"),
+                (r.commit or "-")[:10],
+            )
+        console.print(table)
+    if events:
+        for r in d.runs:
+            for e in r.events:
+                if e["status"]:
+                    console.print(
+                        f"  run {r.id} #{e['seq']:<4} {e['host']:<10} "
+                        f"{e['status']:<10} {e['task']}",
+                        markup=False,
+                    )
+    table = Table("time", "change", "actor", "reason", title="History")
+    for h in d.history:
+        table.add_row(h.at.strftime("%H:%M:%S"), h.what, h.actor, h.reason)
+    console.print(table)
+
+
+def _finish(ctx: click.Context, proposal_id: int, output: str) -> None:
+    d = proposal_detail(open_store(open_config(ctx)), proposal_id)
+    if output == "json":
+        emit_json(
+            {
+                "id": d.summary.id,
+                "state": d.summary.state,
+                "decision": d.summary.decision,
+                "approved_by": d.approved_by,
+                "outcome": d.outcome,
+                "merge_commit": d.merge_commit,
+            }
+        )
+        return
+    console.print(
+        f"proposal {proposal_id}: [bold]{d.summary.state}[/bold]"
+        + (f" — {d.outcome}" if d.outcome else "")
+    )
+
+
+@command.command("approve")
+@click.argument("proposal_id", type=int)
+@click.option("--as", "as_", metavar="NAME", help="Who approves (default: git user.name).")
+@click.option("--no-apply", is_flag=True, help="Merge only; apply later with 'apply'.")
+@output_option
+@click.pass_context
+def approve(
+    ctx: click.Context, proposal_id: int, as_: str | None, no_apply: bool, output: str
+) -> None:
+    """Approve a proposal awaiting review: merge it into main, then apply and verify it."""
+    config, _store, pipeline = open_pipeline(ctx, output)
+    pipeline.approve(proposal_id, actor=actor_name(config, as_), apply=not no_apply)
+    _finish(ctx, proposal_id, output)
+
+
+@command.command("reject")
+@click.argument("proposal_id", type=int)
+@click.option("--reason", required=True, help="Why (kept in the audit trail).")
+@click.option("--as", "as_", metavar="NAME", help="Who rejects (default: git user.name).")
+@output_option
+@click.pass_context
+def reject(ctx: click.Context, proposal_id: int, reason: str, as_: str | None, output: str) -> None:
+    """Reject a proposal awaiting review; nothing is merged or applied."""
+    config, _store, pipeline = open_pipeline(ctx, output)
+    pipeline.reject(proposal_id, actor=actor_name(config, as_), reason=reason)
+    _finish(ctx, proposal_id, output)
+
+
+@command.command("apply")
+@click.argument("proposal_id", type=int)
+@click.option("--as", "as_", metavar="NAME", help="Who applies (default: git user.name).")
+@output_option
+@click.pass_context
+def apply(ctx: click.Context, proposal_id: int, as_: str | None, output: str) -> None:
+    """(Re-)apply a merged proposal: run its merged playbook, verify, roll back on failure."""
+    config, _store, pipeline = open_pipeline(ctx, output)
+    state = pipeline.apply(proposal_id, actor=actor_name(config, as_))
+    _finish(ctx, proposal_id, output)
+    if state is not ProposalState.VERIFIED:
+        ctx.exit(1)
+
+
+@command.command("rollback")
+@click.argument("proposal_id", type=int)
+@click.option("--as", "as_", metavar="NAME", help="Who rolls back (default: git user.name).")
+@output_option
+@click.pass_context
+def rollback(ctx: click.Context, proposal_id: int, as_: str | None, output: str) -> None:
+    """Run a proposal's rollback (after it was applied)."""
+    config, _store, pipeline = open_pipeline(ctx, output)
+    state = pipeline.rollback(proposal_id, actor=actor_name(config, as_))
+    _finish(ctx, proposal_id, output)
+    if state is not ProposalState.ROLLED_BACK:
+        ctx.exit(1)
