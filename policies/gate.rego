@@ -102,5 +102,5 @@ allow contains msg if {
 
 proven if {
 	input.history.runs >= settings.proven_min_runs
-	(100 * input.history.verified) / input.history.runs >= settings.proven_success_percent
+	input.history.verified * 100 >= settings.proven_success_percent * input.history.runs
 }

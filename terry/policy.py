@@ -179,13 +179,19 @@ def _child() -> int:
     engine = regorus.Engine()
     for name, text in request["modules"].items():
         engine.add_policy(name, text)
+    # JSON strings, not Python objects: regorus' object conversion turns False into a truthy
+    # value (checked with celine-regorus 0.9.1), which would flip `if input.flag` rules.
     for document in request["data"]:
-        engine.add_data(document)
-    engine.set_input(request["input"])
+        engine.add_data_json(json.dumps(document))
+    engine.set_input_json(json.dumps(request["input"]))
     try:
         result = engine.eval_query(request["query"])
     except RuntimeError as exc:
-        print(f"rego: {exc}".splitlines()[0], file=sys.stderr)
+        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
+        detail = next((ln for ln in lines if ln.startswith("error:")), lines[0] if lines else "")
+        where = next((ln for ln in lines if ln.startswith("-->")), "")
+        print(f"rego {where.removeprefix('--> ')}: {detail.removeprefix('error: ')}",
+              file=sys.stderr)
         return 1
     rows = result.get("result") or []
     value = rows[0]["expressions"][0]["value"] if rows else None
