@@ -1,0 +1,5 @@
+"""``python -m terry`` is ``terry``."""
+
+from terry.cli import main
+
+main()

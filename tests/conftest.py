@@ -1,0 +1,145 @@
+"""Shared fixtures: real git repositories, the real store, the real CLI.
+
+PostgreSQL: set TERRY_TEST_POSTGRES_URL (``.ci/run`` does) and every test using ``store_url``
+runs against it as well as SQLite.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+from click.testing import CliRunner
+
+from terry.cli import main
+from terry.config import load_config
+from terry.repository import init_repository
+from terry.store import Store
+
+POSTGRES = os.environ.get("TERRY_TEST_POSTGRES_URL")
+REPO_ROOT = Path(__file__).resolve().parent.parent
+
+
+def _postgres_database() -> str:
+    """A fresh database on the test server, so tests never see each other's rows."""
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    assert POSTGRES
+    name = f"terry_test_{uuid.uuid4().hex[:12]}"
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        conn.execute(text(f'CREATE DATABASE "{name}"'))
+    admin.dispose()
+    return make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"] if POSTGRES else ["sqlite"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    if request.param == "sqlite":
+        return f"sqlite:///{tmp_path / 'terry.db'}"
+    return _postgres_database()
+
+
+@pytest.fixture
+def store(store_url: str) -> Iterator[Store]:
+    s = Store(store_url)
+    s.migrate()
+    yield s
+    s.dispose()
+
+
+@dataclass
+class Cli:
+    """The real ``terry`` command, in process, against one GitOps repository."""
+
+    repo: Path
+    env: dict[str, str]
+
+    def __call__(self, *args: str, input: str | bytes | None = None) -> Any:
+        runner = CliRunner()
+        return runner.invoke(
+            main,
+            ["--repo", str(self.repo), *args],
+            input=input,
+            env=self.env,
+            catch_exceptions=False,
+        )
+
+    def json(self, *args: str, input: str | bytes | None = None) -> Any:
+        result = self(*args, "--output", "json", input=input)
+        assert result.exit_code == 0, result.stderr or result.stdout
+        return json.loads(result.stdout)
+
+
+def make_cli(repo: Path, store_url: str | None = None) -> Cli:
+    env = {
+        "TERRY_ACTOR": "",
+        "GIT_AUTHOR_NAME": "Test",
+        "GIT_COMMITTER_NAME": "Test",
+        "GIT_AUTHOR_EMAIL": "t@example.org",
+        "GIT_COMMITTER_EMAIL": "t@example.org",
+    }
+    if store_url:
+        env["TERRY_DATABASE_URL"] = store_url
+    return Cli(repo, env)
+
+
+@pytest.fixture
+def gitops(tmp_path: Path) -> Path:
+    """A fresh GitOps repository made by ``terry init`` (example hosts not started)."""
+    return init_repository(tmp_path / "ops").path
+
+
+def payload(
+    alerts: list[dict[str, Any]],
+    *,
+    status: str = "firing",
+    truncated: int = 0,
+    group: str = "{}:{}",
+) -> str:
+    return json.dumps(
+        {
+            "version": "4",
+            "groupKey": group,
+            "truncatedAlerts": truncated,
+            "status": status,
+            "receiver": "terry",
+            "groupLabels": {},
+            "commonLabels": {},
+            "commonAnnotations": {},
+            "externalURL": "http://alertmanager:9093",
+            "alerts": alerts,
+        }
+    )
+
+
+def alert(
+    alertname: str,
+    *,
+    fingerprint: str,
+    status: str = "firing",
+    starts: str = "2026-11-24T10:00:00Z",
+    ends: str = "0001-01-01T00:00:00Z",
+    annotations: dict[str, str] | None = None,
+    **labels: str,
+) -> dict[str, Any]:
+    return {
+        "status": status,
+        "labels": {"alertname": alertname, **labels},
+        "annotations": annotations or {"summary": f"{alertname} test"},
+        "startsAt": starts,
+        "endsAt": ends,
+        "generatorURL": "http://prometheus:9090/graph",
+        "fingerprint": fingerprint,
+    }
+
+
+def config_for(repo: Path):
+    return load_config(repo, environ={})

@@ -1,0 +1,117 @@
+"""The shipped gate policy, evaluated by real regorus, and the fail-closed rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+from terry.policy import PolicySet, RegorusEngine, Verdict, load_policy_set
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+POLICIES = load_policy_set(REPO_ROOT / "policies", "abc123")
+ENGINE = RegorusEngine(timeout=10)
+
+
+def gate_input(**over: Any) -> dict[str, Any]:
+    base: dict[str, Any] = {
+        "proposal_id": 1,
+        "remedy": "disk-usage-high",
+        "risk": "low",
+        "environment": "staging",
+        "tenants": ["blue"],
+        "labels": {},
+        "hosts": [],
+        "host_count": 1,
+        "modules": ["ansible.builtin.file", "ansible.builtin.find"],
+        "recurrence": 0,
+        "history": {"runs": 0, "verified": 0, "rolled_back": 0, "success_rate": None},
+        "check": {"ok": True, "changed": 2, "failed_hosts": [], "unreachable_hosts": []},
+        "ai_authored": False,
+    }
+    base.update(over)
+    return base
+
+
+PROVEN = {"runs": 10, "verified": 10, "rolled_back": 0, "success_rate": 1.0}
+SHAKY = {"runs": 10, "verified": 6, "rolled_back": 4, "success_rate": 0.6}
+
+
+@pytest.mark.parametrize(
+    ("over", "verdict", "reason"),
+    [
+        ({}, Verdict.MERGE, "low risk outside production"),
+        ({"environment": "production"}, Verdict.REVIEW, "production host"),
+        ({"environment": "production", "history": PROVEN}, Verdict.MERGE, "verified 10 of 10"),
+        ({"environment": "production", "history": SHAKY}, Verdict.REVIEW, "6 of 10"),
+        ({"host_count": 6}, Verdict.REVIEW, "touches 6 hosts"),
+        ({"risk": "high", "history": PROVEN}, Verdict.REVIEW, "risk is high"),
+        ({"risk": "medium"}, Verdict.REVIEW, "risk is medium"),
+        ({"risk": "medium", "history": PROVEN}, Verdict.MERGE, "verified 10 of 10"),
+        ({"ai_authored": True}, Verdict.REVIEW, "AI-authored"),
+        ({"recurrence": 5}, Verdict.REVIEW, "came back 5 times"),
+        ({"modules": ["ansible.builtin.shell"]}, Verdict.DENY, "ansible.builtin.shell"),
+        (
+            {
+                "check": {
+                    "ok": False,
+                    "changed": 0,
+                    "failed_hosts": ["web-01"],
+                    "unreachable_hosts": [],
+                }
+            },
+            Verdict.DENY,
+            "dry run failed on web-01",
+        ),
+    ],
+)
+def test_default_policy(over: dict[str, Any], verdict: Verdict, reason: str) -> None:
+    decision = ENGINE.decide(POLICIES, gate_input(**over))
+    assert decision.verdict is verdict, decision.reasons
+    assert any(reason in r for r in decision.reasons), decision.reasons
+    assert decision.policy_commit == "abc123"
+
+
+def _policies(text: str) -> PolicySet:
+    return PolicySet({"gate.rego": text}, POLICIES.data, "def456")
+
+
+@pytest.mark.parametrize(
+    ("rego", "why"),
+    [
+        ("package terry.gate\nimport rego.v1\ndecision := 1 / 0\n", "policy evaluation failed"),
+        ("package terry.gate\nthis is not rego", "policy evaluation failed"),
+        ("package terry.other\nimport rego.v1\nx := 1\n", "undefined"),
+        ('package terry.gate\nimport rego.v1\ndecision := "merge"\n', "merge without a reason"),
+        (
+            'package terry.gate\nimport rego.v1\ndecision := "yolo"\nreasons := ["x"]\n',
+            "unknown decision",
+        ),
+    ],
+)
+def test_a_broken_policy_fails_closed_to_review(rego: str, why: str) -> None:
+    decision = ENGINE.decide(_policies(rego), gate_input())
+    assert decision.verdict is Verdict.REVIEW
+    assert any(why in r for r in decision.reasons), decision.reasons
+    assert all("failing closed to review" in r for r in decision.reasons)
+    assert decision.policy_commit == "def456"
+
+
+def test_a_policy_that_runs_too_long_is_killed_and_fails_closed() -> None:
+    slow = (
+        "package terry.gate\nimport rego.v1\n"
+        'decision := "merge" if { count([x | some x in numbers.range(1, 50000000)]) > 0 }\n'
+        'reasons := ["slow"]\n'
+    )
+    decision = RegorusEngine(timeout=0.5).decide(_policies(slow), gate_input())
+    assert decision.verdict is Verdict.REVIEW
+    assert "timed out after 0.5s" in decision.reasons[0]
+
+
+def test_no_policy_files_means_review(tmp_path: Path) -> None:
+    decision = ENGINE.decide(load_policy_set(tmp_path, None), gate_input())
+    assert decision.verdict is Verdict.REVIEW
+    assert "no .rego files" in decision.reasons[0]
