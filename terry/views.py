@@ -300,6 +300,7 @@ def proposal_detail(store: Store, proposal_id: int, *, events: bool = False) -> 
             for r in runs
         ),
         history=tuple(
-            TimelineEntry(a.at, f"{a.from_state or ''} → {a.to_state}".strip(), a.actor, a.reason) for a in audits
+            TimelineEntry(a.at, f"{a.from_state or ''} → {a.to_state}".strip(), a.actor, a.reason)
+            for a in audits
         ),
     )

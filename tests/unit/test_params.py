@@ -48,7 +48,7 @@ def test_service_names_with_spaces_or_shell_are_refused(value: str) -> None:
 def test_ints_are_bounded_and_defaulted() -> None:
     assert resolve_params((INT,), {}, {}) == {"threshold": 80}
     assert resolve_params((INT,), {"threshold": "85"}, {}) == {"threshold": 85}
-    with pytest.raises(ParamError, match="parameter 'threshold' .* above the maximum 99"):
+    with pytest.raises(ParamError, match=r"parameter 'threshold' .* above the maximum 99"):
         resolve_params((INT,), {"threshold": "100"}, {})
     with pytest.raises(ParamError, match="not an integer"):
         resolve_params((INT,), {"threshold": "80; id"}, {})
