@@ -1,0 +1,61 @@
+"""The Ansible inventory of the lab, written into the GitOps repository."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Sequence
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from terry.lab.model import LabHost
+
+__all__ = ["INVENTORY_PATH", "inventory_data", "write_inventory"]
+
+INVENTORY_PATH = Path("inventories") / "lab" / "hosts.yml"
+
+# The lab's host keys are new on every `lab up`: trust them without a known_hosts file.
+SSH_COMMON_ARGS = (
+    "-o StrictHostKeyChecking=no -o UserKnownHostsFile=/dev/null "
+    "-o GlobalKnownHostsFile=/dev/null -o LogLevel=ERROR"
+)
+
+_HEADER = """\
+# Written by 'terry lab up': the lab hosts (network + mount namespaces on this machine).
+# Rewritten on every 'terry lab up'; put desired state in group_vars/ and host_vars/.
+"""
+
+
+def _host_vars(host: LabHost, ssh_key: Path) -> dict[str, Any]:
+    return {
+        "ansible_host": host.address,
+        "ansible_user": "root",
+        "ansible_ssh_private_key_file": str(ssh_key.resolve()),
+        "ansible_ssh_common_args": SSH_COMMON_ARGS,
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "terry_root": "",
+        "terry_environment": host.environment,
+        "terry_tenant": host.tenant,
+        "terry_services": {s.name: {"port": s.port, "bind": s.bind} for s in host.services},
+    }
+
+
+def inventory_data(hosts: Sequence[LabHost], ssh_key: Path) -> dict[str, Any]:
+    """YAML inventory: every host under its environment group (``production``/``staging``)."""
+    groups: dict[str, dict[str, Any]] = {}
+    for host in hosts:
+        group = groups.setdefault(host.environment, {"hosts": {}})
+        group["hosts"][host.name] = _host_vars(host, ssh_key)
+    ordered = {name: groups[name] for name in sorted(groups, key=lambda g: g != "production")}
+    return {"all": {"children": {"lab": {"children": ordered}}}}
+
+
+def write_inventory(repo: Path, hosts: Sequence[LabHost], ssh_key: Path) -> Path:
+    path = repo / INVENTORY_PATH
+    path.parent.mkdir(parents=True, exist_ok=True)
+    text = _HEADER + yaml.safe_dump(inventory_data(hosts, ssh_key), sort_keys=False, width=200)
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    tmp.write_text(text, encoding="utf-8")
+    os.replace(tmp, path)
+    return path.resolve()
