@@ -58,7 +58,7 @@ while True:
 """
 
 _SSHD_CONFIG = """\
-# Written by 'terry lab up' for lab host {name}.
+# Written by 'terry lab up' for lab host {name} (logs: /run/sshd.log).
 ListenAddress {address}:22
 HostKey {host_key}
 PidFile /run/sshd.pid
@@ -246,21 +246,32 @@ def _write_name_files(init_pid: int, name: str, peers: Mapping[str, str]) -> Non
     )
 
 
-def _start_sshd(
-    init_pid: int, name: str, address: str, hostdir: Path, authorized_keys: Path
-) -> None:
-    key = hostdir / "ssh_host_ed25519_key"
-    if not key.exists():
-        run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", name, "-f", str(key)])
-    config = hostdir / "sshd_config"
-    config.write_text(
+def _start_sshd(init_pid: int, name: str, address: str, authorized_keys: Path) -> None:
+    """sshd with the host's own config, host key and authorized keys in its own /etc/ssh.
+
+    Written through the host's root, so they land in its /etc overlay: the machine's
+    /etc/ssh is untouched, and nothing sshd reads lies outside the host (its /tmp, say).
+    """
+    etc_ssh = Path(f"/proc/{init_pid}/root/etc/ssh")
+    etc_ssh.mkdir(mode=0o755, exist_ok=True)
+    key = etc_ssh / "ssh_host_ed25519_key"
+    for stale in (key, key.with_name(key.name + ".pub")):
+        stale.unlink(missing_ok=True)
+    run(["ssh-keygen", "-q", "-t", "ed25519", "-N", "", "-C", f"root@{name}", "-f", str(key)])
+    keys = etc_ssh / "authorized_keys"
+    keys.mkdir(mode=0o755, exist_ok=True)
+    (keys / "root").write_bytes(authorized_keys.read_bytes())
+    (etc_ssh / "sshd_config").write_text(
         _SSHD_CONFIG.format(
-            name=name, address=address, host_key=key, authorized_keys=authorized_keys
+            name=name,
+            address=address,
+            host_key="/etc/ssh/ssh_host_ed25519_key",
+            authorized_keys="/etc/ssh/authorized_keys/%u",
         ),
         encoding="utf-8",
     )
-    host_exec(init_pid, [SSHD, "-t", "-f", str(config)])
-    host_exec(init_pid, [SSHD, "-f", str(config), "-E", str(hostdir / "sshd.log")])
+    host_exec(init_pid, [SSHD, "-t"])
+    host_exec(init_pid, [SSHD, "-E", "/run/sshd.log"])
 
 
 def start_host(
@@ -304,7 +315,7 @@ def start_host(
         on_progress(host)  # recorded before anything can fail, so `down` finds it
     _mount_filesystems(config, init_pid, name, loop_device)
     _write_name_files(init_pid, name, peers)
-    _start_sshd(init_pid, name, address, hostdir, authorized_keys)
+    _start_sshd(init_pid, name, address, authorized_keys)
     host_spawn(
         init_pid,
         [

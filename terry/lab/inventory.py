@@ -27,13 +27,19 @@ _HEADER = """\
 """
 
 
-def _host_vars(host: LabHost, ssh_key: Path) -> dict[str, Any]:
+def _host_vars(host: LabHost, ssh_key: Path, control_path_dir: Path | None) -> dict[str, Any]:
+    extra: dict[str, str] = {}
+    if control_path_dir is not None:
+        # SSH multiplexing sockets live and die with the lab, so a lab brought up again
+        # on the same addresses never talks to a dead master connection of the last one.
+        extra["ansible_control_path_dir"] = str(control_path_dir.resolve())
     return {
         "ansible_host": host.address,
         "ansible_user": "root",
         "ansible_ssh_private_key_file": str(ssh_key.resolve()),
         "ansible_ssh_common_args": SSH_COMMON_ARGS,
         "ansible_python_interpreter": "/usr/bin/python3",
+        **extra,
         "terry_root": "",
         "terry_environment": host.environment,
         "terry_tenant": host.tenant,
@@ -41,20 +47,28 @@ def _host_vars(host: LabHost, ssh_key: Path) -> dict[str, Any]:
     }
 
 
-def inventory_data(hosts: Sequence[LabHost], ssh_key: Path) -> dict[str, Any]:
+def inventory_data(
+    hosts: Sequence[LabHost], ssh_key: Path, *, control_path_dir: Path | None = None
+) -> dict[str, Any]:
     """YAML inventory: every host under its environment group (``production``/``staging``)."""
     groups: dict[str, dict[str, Any]] = {}
     for host in hosts:
         group = groups.setdefault(host.environment, {"hosts": {}})
-        group["hosts"][host.name] = _host_vars(host, ssh_key)
+        group["hosts"][host.name] = _host_vars(host, ssh_key, control_path_dir)
     ordered = {name: groups[name] for name in sorted(groups, key=lambda g: g != "production")}
     return {"all": {"children": {"lab": {"children": ordered}}}}
 
 
-def write_inventory(repo: Path, hosts: Sequence[LabHost], ssh_key: Path) -> Path:
+def write_inventory(
+    repo: Path, hosts: Sequence[LabHost], ssh_key: Path, *, control_path_dir: Path | None = None
+) -> Path:
     path = repo / INVENTORY_PATH
     path.parent.mkdir(parents=True, exist_ok=True)
-    text = _HEADER + yaml.safe_dump(inventory_data(hosts, ssh_key), sort_keys=False, width=200)
+    text = _HEADER + yaml.safe_dump(
+        inventory_data(hosts, ssh_key, control_path_dir=control_path_dir),
+        sort_keys=False,
+        width=200,
+    )
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tmp.write_text(text, encoding="utf-8")
     os.replace(tmp, path)

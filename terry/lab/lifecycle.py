@@ -135,6 +135,23 @@ def _ssh_key(config: LabConfig) -> tuple[Path, Path]:
     return key, authorized
 
 
+def _control_dir(config: LabConfig) -> Path:
+    return config.state_dir / "cp"
+
+
+def _close_ssh_masters(config: LabConfig, removed: list[str]) -> None:
+    """End Ansible's SSH master connections to the lab (their sockets are in the lab dir)."""
+    directory = _control_dir(config)
+    if not directory.is_dir():
+        return
+    for sock in sorted(directory.iterdir()):
+        if sock.is_socket():
+            argv = ["ssh", "-o", f"ControlPath={sock}", "-O", "exit", "lab"]
+            if run(argv, check=False, timeout=10).returncode == 0:
+                removed.append(f"ssh master connection {sock.name}")
+    shutil.rmtree(directory, ignore_errors=True)
+
+
 def _host_ready(config: LabConfig, host: LabHost) -> bool:
     ports = [22, config.node_exporter_port, *(s.port for s in host.services)]
     return all(tcp_open(host.address, port) for port in ports)
@@ -151,7 +168,9 @@ def _reuse(config: LabConfig, hosts: int, webhook_url: str, repo: Path | None) -
             f"and webhook {existing.webhook_url}; run 'terry lab down' first"
         )
     if repo is not None:
-        inventory = write_inventory(repo, existing.hosts, existing.ssh_key)
+        inventory = write_inventory(
+            repo, existing.hosts, existing.ssh_key, control_path_dir=_control_dir(config)
+        )
         existing = replace(existing, inventory=inventory)
         save_state(existing)
     return existing
@@ -200,6 +219,7 @@ def up(
         state = replace(state, created_paths=tuple(_install_service_script(script)))
         save_state(state)
         key, authorized = _ssh_key(config)
+        _control_dir(config).mkdir(mode=0o700, exist_ok=True)
         state = replace(state, ssh_key=key)
         net.create_bridge(config)
         peers = {config.host_name(i): config.host_address(i) for i in range(1, hosts + 1)}
@@ -219,7 +239,10 @@ def up(
             if not wait_until(lambda h=host: _host_ready(config, h), timeout=20.0):
                 raise LabError(f"{host.name}: sshd, node_exporter or service not answering")
         if repo is not None:
-            state = replace(state, inventory=write_inventory(repo, state.hosts, key))
+            inventory = write_inventory(
+                repo, state.hosts, key, control_path_dir=_control_dir(config)
+            )
+            state = replace(state, inventory=inventory)
         save_state(state)
     except BaseException as exc:
         with contextlib.suppress(Exception):
@@ -299,6 +322,7 @@ def down(config: LabConfig | None = None) -> DownReport:
         except LabError as exc:
             problems.append(str(exc))
 
+    _close_ssh_masters(names, removed)
     if state is not None:
         for proc in (state.prometheus, state.alertmanager):
             if proc is not None:
