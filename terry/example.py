@@ -113,7 +113,13 @@ def _fill(host: Host, percent: int) -> None:
         os.utime(old, (month_ago, month_ago))
     line = b"2026-11-24T00:00:00Z INFO request served path=/ status=200 bytes=512\n"
     chunk = line * (1024 * 1024 // len(line))
-    n = 1
+    # Continue numbering after earlier logs (plain or compressed): like logrotate, never
+    # reuse a name that a compressed copy already has.
+    taken = [
+        int(p.name.split(".")[2]) for p in logs.glob("app.log.*") if p.name.split(".")[2].isdigit()
+    ]
+    n = max(taken, default=0) + 1
+    first = n
     while disk_percent(host) < percent:
         target = logs / f"app.log.{n}"
         with target.open("ab") as handle:
@@ -121,7 +127,7 @@ def _fill(host: Host, percent: int) -> None:
                 handle.write(chunk)
         if target.stat().st_size >= 8 * 1024 * 1024:
             n += 1
-        if n > 64:
+        if n - first > 64:
             raise InputError(f"{host.name}: could not reach {percent}% usage")
 
 

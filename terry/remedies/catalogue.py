@@ -117,11 +117,19 @@ def _modules_in(tasks: Any, role_dir: Path, keywords: frozenset[str], seen: set[
         actions = [k for k in task if k not in keywords and not k.startswith("with_")]
         for action in actions:
             found.add(action if "." in action else f"ansible.builtin.{action}")
-            if action.rsplit(".", 1)[-1] in ("include_tasks", "import_tasks"):
-                target = task[action]
+            short = action.rsplit(".", 1)[-1]
+            target = task[action]
+            if short in ("include_tasks", "import_tasks"):
                 name = target.get("file") if isinstance(target, dict) else target
                 if isinstance(name, str) and "{{" not in name:
                     found |= _modules_in_file(role_dir / "tasks" / name, role_dir, keywords, seen)
+            elif short in ("include_role", "import_role") and isinstance(target, dict):
+                other, tasks_from = target.get("name"), target.get("tasks_from", "main")
+                if isinstance(other, str) and "{{" not in other and "{{" not in str(tasks_from):
+                    other_dir = role_dir.parent / other
+                    found |= _modules_in_file(
+                        other_dir / "tasks" / f"{tasks_from}.yml", other_dir, keywords, seen
+                    )
     return found
 
 
