@@ -190,8 +190,9 @@ def _child() -> int:
         lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
         detail = next((ln for ln in lines if ln.startswith("error:")), lines[0] if lines else "")
         where = next((ln for ln in lines if ln.startswith("-->")), "")
-        print(f"rego {where.removeprefix('--> ')}: {detail.removeprefix('error: ')}",
-              file=sys.stderr)
+        print(
+            f"rego {where.removeprefix('--> ')}: {detail.removeprefix('error: ')}", file=sys.stderr
+        )
         return 1
     rows = result.get("result") or []
     value = rows[0]["expressions"][0]["value"] if rows else None
