@@ -80,6 +80,8 @@ def _write_file(path: Path, chunk: bytes, mib: int) -> bool:
 
 
 def _live_host(state: LabState, name: str) -> LabHost:
+    if os.geteuid() != 0:
+        raise StateError("lab hosts are reached through their namespaces: run this as root")
     host = state.host(name)
     if not process_alive(host.holder):
         raise StateError(f"lab host {name} is not running; run 'terry lab down' and 'up'")

@@ -13,8 +13,10 @@ Inside a host:
 ``/srv/data``   a loop-mounted ext4 image (``data_size_mib``), or a size-limited
                 tmpfs when loop devices are unavailable: it really fills up
 ``/etc``        an overlay on the machine's ``/etc`` (writes stay on the host);
-                ``/etc/app`` is the app's config directory
-``/run``        tmpfs; ``/run/terry`` a separate small tmpfs (service pid files)
+                ``/etc/app`` is the app's config directory, ``/etc/ssh`` holds the
+                host's own sshd config, host key and ``authorized_keys/root``
+``/run``        tmpfs; ``/run/terry`` a separate small tmpfs (service pid files),
+                ``/run/sshd.log`` sshd's log
 ``/tmp``        tmpfs
 ``/sys``        sysfs of the host's network namespace (right interface facts)
 ==============  ==================================================================
@@ -199,6 +201,9 @@ def _mount_filesystems(config: LabConfig, init_pid: int, name: str, loop_device:
         host_exec(init_pid, argv)
 
     on_host("hostname", name)
+    # The machine's /run/netns bind mounts were copied in: drop them, or this host would
+    # keep the other hosts' network namespaces alive.
+    host_exec(init_pid, ["umount", "--recursive", "--lazy", "/run/netns"], check=False)
     on_host("mount", "-t", "sysfs", "sysfs", "/sys")
     on_host("mount", "-t", "tmpfs", "-o", "mode=0755,size=32m", "tmpfs", "/run")
     on_host("mkdir", "-p", "/run/sshd", "/run/terry", "/run/.terry-lab/etc")
