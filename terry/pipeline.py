@@ -467,7 +467,7 @@ class Pipeline:
                     changes={"outcome": f"apply failed: {why}"},
                 )
                 self._rollback(proposal_id, merge_sha, reason="apply failed")
-                return self._state(proposal_id)
+                return self.state(proposal_id)
             transition(
                 self.store,
                 proposal_id,
@@ -512,7 +512,7 @@ class Pipeline:
                     f"tell ({evidence}); check the host, then 'terry proposals "
                     "rollback' or 'apply'",
                 )
-        return self._state(proposal_id)
+        return self.state(proposal_id)
 
     def rollback(self, proposal_id: int, *, actor: str) -> ProposalState:
         """Run the remedy's rollback on demand (after a verified or escalated apply)."""
@@ -524,7 +524,7 @@ class Pipeline:
         ttl = timedelta(seconds=self.config.runner.timeout + 60)
         with host_locks(self.store, hosts, proposal_id=proposal_id, ttl=ttl):
             self._rollback(proposal_id, merge_sha, reason=f"requested by {actor}", actor=actor)
-        return self._state(proposal_id)
+        return self.state(proposal_id)
 
     def _rollback(
         self, proposal_id: int, merge_sha: str, *, reason: str, actor: str = "terry"
@@ -596,6 +596,6 @@ class Pipeline:
         incidents.set_attention(self.store, incident_id, reason)
         self.reporter.step(proposal_id, reason)
 
-    def _state(self, proposal_id: int) -> ProposalState:
+    def state(self, proposal_id: int) -> ProposalState:
         with self.store.session() as session:
             return ProposalState(get(session, proposal_id).state)

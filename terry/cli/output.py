@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import enum
 import json
+import sys
 from collections.abc import Callable
 from datetime import datetime
 from pathlib import Path
@@ -18,8 +19,10 @@ __all__ = ["OUTPUT_KEY", "console", "emit_json", "err_console", "output_option",
 OUTPUT_KEY = "terry.output"
 F = TypeVar("F", bound=Callable[..., Any])
 
-console = Console(highlight=False, soft_wrap=True)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True)
+# Wide enough for tables when piped or captured; a terminal's own width when there is one.
+_WIDTH = None if sys.stdout.isatty() else 140
+console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
 
 
 def _remember(ctx: click.Context, _param: click.Parameter, value: str) -> str:

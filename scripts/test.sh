@@ -1,0 +1,28 @@
+#!/usr/bin/env bash
+# The full test suite: install what is needed (Debian packages, PostgreSQL, a virtualenv with
+# the test tools), start PostgreSQL, then ruff and every pytest tier (unit, integration, lab).
+# Usage: bash scripts/test.sh [pytest arguments]
+set -euo pipefail
+here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
+TERRY_EXTRAS=test TERRY_APT_EXTRA="postgresql postgresql-client" bash "$here/scripts/setup.sh"
+cd "$here"
+
+# PostgreSQL: the same store code runs against it (TERRY_TEST_POSTGRES_URL).
+if [ -z "${TERRY_TEST_POSTGRES_URL:-}" ] && [ "$(id -u)" = 0 ]; then
+  pgver="$(ls /usr/lib/postgresql | sort -V | tail -1)"
+  pgdata=/var/lib/terry-test-pg
+  pgbin="/usr/lib/postgresql/$pgver/bin"
+  if [ ! -s "$pgdata/PG_VERSION" ]; then
+    rm -rf "$pgdata"; install -d -o postgres -g postgres -m 700 "$pgdata"
+    su postgres -c "$pgbin/initdb -D $pgdata -A trust -U postgres >/dev/null"
+  fi
+  install -d -o postgres -g postgres /var/run/postgresql
+  if ! su postgres -c "$pgbin/pg_ctl -D $pgdata status" >/dev/null 2>&1; then
+    su postgres -c "$pgbin/pg_ctl -D $pgdata -l $pgdata/log -w -o '-p 55432 -k /var/run/postgresql -c listen_addresses=127.0.0.1' start" >/dev/null
+  fi
+  export TERRY_TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
+fi
+
+.venv/bin/ruff check terry tests bench
+.venv/bin/ruff format --check terry tests bench
+exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
