@@ -7,10 +7,10 @@ so a bad payload stores nothing and a good one is never half-stored.
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from enum import StrEnum
 
-from sqlalchemy import func, select
+from sqlalchemy import func, or_, select, update
 from sqlalchemy.orm import Session
 
 from terry.sources.alertmanager import Alert, AlertStatus, Payload
@@ -18,7 +18,17 @@ from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import AlertRow, IncidentRow, utcnow
 
-__all__ = ["Effect", "IncidentState", "IngestEffect", "IngestResult", "ingest", "set_attention"]
+__all__ = [
+    "Effect",
+    "IncidentState",
+    "IngestEffect",
+    "IngestResult",
+    "claim",
+    "ingest",
+    "mark_diagnosed",
+    "pending",
+    "set_attention",
+]
 
 
 class IncidentState(StrEnum):
@@ -189,4 +199,69 @@ def set_attention(store: Store, incident_id: int, reason: str, *, actor: str = "
             from_state=incident.state,
             to_state=incident.state,
             reason=f"needs a human: {reason}",
+        )
+
+
+def claim(store: Store, incident_id: int, holder: str, *, lease: timedelta) -> bool:
+    """Take the diagnosis of an incident; False if it is done or another live holder has it.
+
+    A claim is a lease: one older than ``lease`` can be taken over (its holder died).
+    """
+    now = utcnow()
+    with store.session() as session:
+        result = session.execute(
+            update(IncidentRow)
+            .where(
+                IncidentRow.id == incident_id,
+                IncidentRow.diagnosed_at.is_(None),
+                or_(
+                    IncidentRow.claimed_by.is_(None),
+                    IncidentRow.claimed_by == holder,
+                    IncidentRow.claimed_at < now - lease,
+                ),
+            )
+            .values(claimed_by=holder, claimed_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        return bool(result.rowcount)  # type: ignore[attr-defined]
+
+
+def mark_diagnosed(store: Store, incident_id: int, *, host: str | None = None) -> None:
+    with store.session() as session:
+        incident = session.get(IncidentRow, incident_id)
+        if incident is not None:
+            incident.diagnosed_at = utcnow()
+            if host:
+                incident.host = host
+
+
+def release_claims(store: Store, holders: list[str]) -> int:
+    """Free claims of holders known to be dead (undiagnosed incidents become pending again)."""
+    if not holders:
+        return 0
+    with store.session() as session:
+        result = session.execute(
+            update(IncidentRow)
+            .where(IncidentRow.claimed_by.in_(holders), IncidentRow.diagnosed_at.is_(None))
+            .values(claimed_by=None, claimed_at=None)
+            .execution_options(synchronize_session=False)
+        )
+        return int(result.rowcount)  # type: ignore[attr-defined]
+
+
+def pending(store: Store, *, lease: timedelta, limit: int = 100) -> list[int]:
+    """Open incidents still waiting for diagnosis whose claim is free or expired."""
+    now = utcnow()
+    with store.session() as session:
+        return list(
+            session.scalars(
+                select(IncidentRow.id)
+                .where(
+                    IncidentRow.state == IncidentState.OPEN,
+                    IncidentRow.diagnosed_at.is_(None),
+                    or_(IncidentRow.claimed_by.is_(None), IncidentRow.claimed_at < now - lease),
+                )
+                .order_by(IncidentRow.id)
+                .limit(limit)
+            )
         )

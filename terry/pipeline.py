@@ -22,7 +22,7 @@ from terry.errors import RunnerError, StateError, TerryError
 from terry.gate import GateInput, decide
 from terry.gitops import Repo
 from terry.inventory import Inventory, load_inventory
-from terry.locks import host_locks
+from terry.locks import holder_id, host_locks
 from terry.policy import Decision, OpaEngine, PolicyEngine, RegorusEngine, Verdict, load_policy_set
 from terry.proposals import ProposalState, get, transition
 from terry.record import fail_run, finish_run, remedy_history, start_run
@@ -102,6 +102,8 @@ class Pipeline:
         self.reporter: Reporter = reporter or SilentReporter()
         self.engine = engine or self._default_engine()
         self.applier = applier or AnsibleRunnerApplier()
+        self.holder = holder_id()
+        self.lease = timedelta(seconds=config.runner.timeout * 2 + 60)
 
     def _default_engine(self) -> PolicyEngine:
         policy = self.config.policy
@@ -132,6 +134,12 @@ class Pipeline:
 
     # -- incident → diagnosis → proposal → gate → review (→ apply) ----------------------
     def remediate(self, incident_id: int, *, apply: bool = True) -> ProposalOutcome:
+        """Diagnose an incident and carry its proposal as far as the gate allows.
+
+        Claims the incident first, so two processes never diagnose it twice.
+        """
+        if not incidents.claim(self.store, incident_id, self.holder, lease=self.lease):
+            return ProposalOutcome(incident_id, None, None, note="already handled elsewhere")
         with self.store.session() as session:
             incident = session.get(IncidentRow, incident_id)
             if incident is None:
@@ -147,19 +155,13 @@ class Pipeline:
             host_labels=self.config.host_labels,
         )
         if isinstance(found, NoFix):
-            self._set_host(incident_id, found.host)
+            incidents.mark_diagnosed(self.store, incident_id, host=found.host)
             incidents.set_attention(self.store, incident_id, found.reason)
             self.reporter.step(None, f"incident {incident_id}: kept for a human: {found.reason}")
             return ProposalOutcome(incident_id, None, None, note=found.reason)
-        self._set_host(incident_id, found.hosts[0].name)
         proposal_id = self.propose(incident_id, found, base=sha)
-        try:
-            self.check(proposal_id)
-            decision = self.gate(proposal_id)
-            if decision.verdict is Verdict.MERGE and apply:
-                self.apply(proposal_id, actor="terry")
-        except TerryError as exc:
-            self.reporter.step(proposal_id, f"stopped: {exc}")
+        incidents.mark_diagnosed(self.store, incident_id, host=found.hosts[0].name)
+        self.advance(proposal_id, apply=apply)
         with self.store.session() as session:
             row = get(session, proposal_id)
             return ProposalOutcome(
@@ -171,11 +173,32 @@ class Pipeline:
                 row.outcome or "",
             )
 
-    def _set_host(self, incident_id: int, host: str | None) -> None:
-        with self.store.session() as session:
-            incident = session.get(IncidentRow, incident_id)
-            if incident is not None and host:
-                incident.host = host
+    def advance(self, proposal_id: int, *, apply: bool = True) -> None:
+        """Carry a proposal from wherever it stopped as far as the gate allows.
+
+        Used right after proposing and again after a restart. A proposal caught mid-apply is
+        marked ``interrupted`` elsewhere (``terry.worker``), never re-applied here.
+        """
+        try:
+            state = self.state(proposal_id)
+            if state is S.PROPOSED:
+                self.check(proposal_id)
+                state = self.state(proposal_id)
+            if state is S.CHECKED:
+                self.gate(proposal_id)
+                state = self.state(proposal_id)
+            if state is S.APPROVED:
+                self._merge(
+                    proposal_id,
+                    actor="terry",
+                    reason="resumed after restart",
+                    from_state=S.APPROVED,
+                )
+                state = self.state(proposal_id)
+            if state is S.MERGED and apply:
+                self.apply(proposal_id, actor="terry")
+        except TerryError as exc:
+            self.reporter.step(proposal_id, f"stopped: {exc}")
 
     def propose(self, incident_id: int, found: Diagnosis, *, base: str) -> int:
         remedy = found.remedy

@@ -2,17 +2,15 @@
 
 from __future__ import annotations
 
-import dataclasses
-import enum
 import json
 import sys
 from collections.abc import Callable
-from datetime import datetime
-from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+
+from terry.jsonable import to_jsonable
 
 __all__ = ["OUTPUT_KEY", "console", "emit_json", "err_console", "output_option", "to_jsonable"]
 
@@ -42,22 +40,6 @@ def output_option(func: F) -> F:
         callback=_remember,
         help="text for people, json for scripts (stable keys).",
     )(func)
-
-
-def to_jsonable(value: Any) -> Any:
-    if dataclasses.is_dataclass(value) and not isinstance(value, type):
-        return {f.name: to_jsonable(getattr(value, f.name)) for f in dataclasses.fields(value)}
-    if isinstance(value, enum.Enum):
-        return value.value
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, Path):
-        return str(value)
-    if isinstance(value, dict):
-        return {str(k): to_jsonable(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple, set, frozenset)):
-        return [to_jsonable(v) for v in value]
-    return value
 
 
 def emit_json(value: Any) -> None:

@@ -85,6 +85,11 @@ class IncidentRow(Base):
     attention: Mapped[str | None] = mapped_column(Text)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     recurrence: Mapped[int] = mapped_column(Integer, default=0)
+    # Work claim: which process is diagnosing this incident (a lease; see terry.worker).
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+    claimed_at: Mapped[datetime | None]
+    # Set once diagnosis ran (with or without a proposal); null = still to do.
+    diagnosed_at: Mapped[datetime | None] = mapped_column(index=True)
 
 
 class AlertRow(Base):

@@ -1,0 +1,83 @@
+"""``terry serve``."""
+
+from __future__ import annotations
+
+import logging
+
+import click
+
+from terry.cli.context import open_config, open_store
+from terry.errors import InputError
+
+
+class _LogReporter:
+    def __init__(self) -> None:
+        self.log = logging.getLogger("terry.pipeline")
+
+    def step(self, proposal_id: int | None, message: str) -> None:
+        self.log.info("%s%s", f"#{proposal_id} " if proposal_id else "", message)
+
+    def event(self, proposal_id: int, kind: str, event: object) -> None:
+        host, status, task = (getattr(event, a, None) for a in ("host", "status", "task"))
+        if host and status:
+            self.log.debug("#%s %s %s %s %s", proposal_id, kind, host, status, task)
+
+
+@click.command("serve")
+@click.option(
+    "--listen",
+    metavar="HOST:PORT",
+    help="Address to listen on (terry.yml server.listen, default 127.0.0.1:9180).",
+)
+@click.option(
+    "--no-worker",
+    is_flag=True,
+    help="Only accept and store alerts; remediate nothing (another server does).",
+)
+@click.option(
+    "--log-level",
+    type=click.Choice(["debug", "info", "warning", "error"]),
+    default="info",
+    show_default=True,
+)
+@click.pass_context
+def command(ctx: click.Context, listen: str | None, no_worker: bool, log_level: str) -> None:
+    """Serve Alertmanager's webhook and Terry's API, and remediate in the background.
+
+    \b
+    POST /api/v1/alerts     Alertmanager webhook (bearer token from $TERRY_WEBHOOK_TOKEN
+                            when set; body limit server.max_body_bytes)
+    GET  /healthz           200 when the store answers, 503 otherwise
+    GET  /metrics           Prometheus metrics
+    GET  /api/v1/incidents[/ID], /api/v1/proposals[/ID]   read-only JSON
+
+    Alerts are committed to the store before the 202. On SIGTERM the server stops taking
+    requests, finishes the remediation in hand, and exits; queued work resumes on restart.
+    """
+    import uvicorn
+
+    from terry.pipeline import Pipeline
+    from terry.server import create_app
+    from terry.worker import Worker
+
+    logging.basicConfig(
+        level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
+    )
+    config = open_config(ctx)
+    store = open_store(config)
+    address = listen or config.server.listen
+    host, sep, port = address.rpartition(":")
+    if not sep or not port.isdigit():
+        raise InputError(f"--listen {address!r}: expected HOST:PORT")
+    worker = None
+    if not no_worker:
+        worker = Worker(lambda: Pipeline(config, store, reporter=_LogReporter()), store)
+    app = create_app(config, store, worker=worker)
+    uvicorn.run(
+        app,
+        host=host.strip("[]") or "127.0.0.1",
+        port=int(port),
+        log_level=log_level,
+        access_log=log_level == "debug",
+        timeout_graceful_shutdown=30,
+    )

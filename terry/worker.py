@@ -1,0 +1,189 @@
+"""The remediation worker behind ``terry serve``.
+
+The webhook only stores alerts; this worker does the slow part (diagnosis, dry run, gate,
+apply) in a background thread. Its queue is the store itself: an incident with no
+``diagnosed_at`` is work to do, claimed with a lease, so work survives a restart and two
+servers on one database never diagnose one incident twice. The in-memory queue only makes
+new work start at once instead of at the next poll.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import queue
+import socket
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from sqlalchemy import select
+
+from terry import incidents
+from terry.pipeline import Pipeline
+from terry.proposals import ProposalState, transition
+from terry.store import Store
+from terry.store.models import HostLockRow, IncidentRow, ProposalRow, utcnow
+
+__all__ = ["Recovery", "Worker"]
+
+log = logging.getLogger("terry.worker")
+S = ProposalState
+
+
+def _alive(holder: str) -> bool:
+    """Whether a holder id (``host:pid[:...]``) names a live process on this machine.
+
+    A holder on another machine is assumed alive; its lease expiring frees its work.
+    """
+    parts = holder.split(":")
+    if len(parts) < 2 or parts[0] != socket.gethostname():
+        return True
+    try:
+        os.kill(int(parts[1]), 0)
+    except (ValueError, ProcessLookupError):
+        return False
+    except PermissionError:
+        return True
+    return True
+
+
+@dataclass(frozen=True)
+class Recovery:
+    released_claims: int
+    interrupted: tuple[int, ...]
+    resumed: tuple[int, ...]
+
+
+class Worker:
+    def __init__(
+        self,
+        pipeline_factory: Callable[[], Pipeline],
+        store: Store,
+        *,
+        poll_seconds: float = 5.0,
+    ) -> None:
+        self._factory = pipeline_factory
+        self._store = store
+        self._poll = poll_seconds
+        self._queue: queue.Queue[int] = queue.Queue()
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._busy = threading.Event()
+        self.last_recovery: Recovery | None = None
+
+    # -- lifecycle ------------------------------------------------------------------------
+    def start(self) -> None:
+        """Recover unfinished work, then drain the queue — all in the worker thread."""
+        self._thread = threading.Thread(target=self._run, name="terry-worker", daemon=True)
+        self._thread.start()
+
+    def _run(self) -> None:
+        try:
+            self.last_recovery = self.recover()
+            log.info("recovered: %s", self.last_recovery)
+        except Exception:
+            log.exception("recovery failed; continuing with new work")
+        self._loop()
+
+    def stop(self, timeout: float = 600.0) -> bool:
+        """Finish the item in hand, take no new one. True when the worker stopped in time."""
+        self._stop.set()
+        self._queue.put(-1)
+        if self._thread is not None:
+            self._thread.join(timeout)
+            return not self._thread.is_alive()
+        return True
+
+    def submit(self, incident_ids: tuple[int, ...] | list[int]) -> None:
+        for incident_id in incident_ids:
+            self._queue.put(incident_id)
+
+    @property
+    def busy(self) -> bool:
+        return self._busy.is_set()
+
+    # -- work -----------------------------------------------------------------------------
+    def _loop(self) -> None:
+        pipeline = self._factory()
+        while not self._stop.is_set():
+            try:
+                incident_id = self._queue.get(timeout=self._poll)
+            except queue.Empty:
+                for pending in incidents.pending(self._store, lease=pipeline.lease):
+                    self._queue.put(pending)
+                continue
+            if incident_id < 0 or self._stop.is_set():
+                continue
+            self._busy.set()
+            try:
+                outcome = pipeline.remediate(incident_id)
+                log.info(
+                    "incident %s: proposal %s %s %s",
+                    incident_id,
+                    outcome.proposal_id,
+                    outcome.state or "",
+                    outcome.note,
+                )
+            except Exception:  # one bad incident must not stop the worker
+                log.exception("incident %s: remediation crashed", incident_id)
+            finally:
+                self._busy.clear()
+
+    def recover(self) -> Recovery:
+        """After a restart: free dead claims, mark dead applies interrupted, resume the rest."""
+        with self._store.session() as session:
+            holders = {
+                h
+                for h in session.scalars(
+                    select(IncidentRow.claimed_by).where(
+                        IncidentRow.claimed_by.is_not(None), IncidentRow.diagnosed_at.is_(None)
+                    )
+                )
+                if h
+            }
+            applying = list(
+                session.scalars(select(ProposalRow).where(ProposalRow.state == S.APPLYING.value))
+            )
+            locks = {row.host: row for row in session.scalars(select(HostLockRow))}
+            resumable = list(
+                session.scalars(
+                    select(ProposalRow.id).where(
+                        ProposalRow.state.in_(
+                            [S.PROPOSED.value, S.CHECKED.value, S.APPROVED.value]
+                        ),
+                        ProposalRow.commit_sha.is_not(None),
+                    )
+                )
+            )
+        released = incidents.release_claims(self._store, [h for h in holders if not _alive(h)])
+        interrupted = []
+        now = utcnow()
+        for proposal in applying:
+            held = [locks.get(h) for h in proposal.hosts]
+            live = any(
+                lock is not None
+                and lock.proposal_id == proposal.id
+                and lock.expires_at > now
+                and _alive(lock.holder)
+                for lock in held
+            )
+            if live:
+                continue
+            transition(
+                self._store,
+                proposal.id,
+                S.INTERRUPTED,
+                actor="terry",
+                reason="the process applying it stopped mid-run; not re-applied "
+                "automatically: check the host, then 'terry proposals apply' or "
+                "'rollback'",
+                changes={"outcome": "interrupted"},
+            )
+            interrupted.append(proposal.id)
+        pipeline = self._factory()
+        for proposal_id in resumable:
+            pipeline.advance(proposal_id)
+        for incident_id in incidents.pending(self._store, lease=pipeline.lease):
+            self._queue.put(incident_id)
+        return Recovery(released, tuple(interrupted), tuple(resumable))
