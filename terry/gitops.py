@@ -40,6 +40,10 @@ class Identity:
 TERRY = Identity("Terry", "terry@localhost")
 
 
+class _RefMoved(Exception):
+    """main moved between reading it and updating it."""
+
+
 class Repo:
     """A GitOps repository on disk."""
 
@@ -181,7 +185,22 @@ class Repo:
         return commit
 
     def merge(self, branch: str, *, message: str, identity: Identity = TERRY) -> str:
-        """Merge ``branch`` into main with a merge commit; returns the merge commit."""
+        """Merge ``branch`` into main with a merge commit; returns the merge commit.
+
+        When another writer moves main in between, the compare-and-swap fails and the merge
+        is redone on the new main (a few times), so no writer's merge is lost.
+        """
+        for attempt in range(5):
+            try:
+                return self._merge_once(branch, message=message, identity=identity)
+            except _RefMoved as exc:
+                if attempt == 4:
+                    raise GitError(
+                        f"{self.main_branch} kept moving; merge of {branch} gave up"
+                    ) from exc
+        raise AssertionError("unreachable")
+
+    def _merge_once(self, branch: str, *, message: str, identity: Identity) -> str:
         old = self.head()
         theirs = self.head(branch)
         try:
@@ -201,7 +220,12 @@ class Repo:
             env=identity.env(),
             istream=_stdin(message),
         )
-        self._git("update-ref", f"refs/heads/{self.main_branch}", commit, old)
+        try:
+            self._git("update-ref", f"refs/heads/{self.main_branch}", commit, old)
+        except GitError as exc:
+            if self.head() != old:
+                raise _RefMoved from exc
+            raise
         self._sync_worktree(old, commit)
         return commit
 
