@@ -65,10 +65,9 @@ class ParamSpec:
                     raise ParamError(f"{text!r} is not one of {', '.join(self.values)}")
                 return text
             case ParamType.STRING:
-                text = str(raw)
-                if len(text) > _MAX_STRING or _CONTROL_RE.search(text):
-                    raise ParamError("text is too long or holds control characters")
-                return text
+                # Free text (e.g. an annotation) is only ever data: fold control characters
+                # to spaces and bound its length instead of refusing the whole remedy.
+                return _CONTROL_RE.sub(" ", str(raw))[:_MAX_STRING]
         raise ParamError(f"unknown parameter type {self.type}")  # pragma: no cover
 
     def _check_int(self, raw: Any) -> int:

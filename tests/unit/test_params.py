@@ -57,3 +57,12 @@ def test_ints_are_bounded_and_defaulted() -> None:
 def test_a_required_parameter_that_is_missing_is_named() -> None:
     with pytest.raises(ParamError, match="parameter 'service': label:service is missing"):
         resolve_params((NAME,), {}, {})
+
+
+def test_free_text_is_kept_as_data_with_control_characters_folded() -> None:
+    spec = ParamSpec("reason", ParamType.STRING, source="annotation:summary", default="")
+    text = "{{ lookup('pipe','id') }}\n- hosts: all\x00"
+    assert resolve_params((spec,), {}, {"summary": text}) == {
+        "reason": "{{ lookup('pipe','id') }} - hosts: all "
+    }
+    assert len(spec.check("x" * 5000)) == 256
