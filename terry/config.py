@@ -41,6 +41,8 @@ class PrometheusConfig(_Model):
 class RunnerConfig(_Model):
     forks: int = Field(default=10, ge=1)
     timeout: int = Field(default=900, ge=1)
+    # How long an apply waits for another run on the same host to finish.
+    lock_wait: float = Field(default=600.0, ge=0)
     # Extra environment for ansible (never secrets; those come from the process env).
     env: dict[str, str] = Field(default_factory=dict)
 

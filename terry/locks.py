@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from datetime import timedelta
@@ -60,18 +61,28 @@ def _release(store: Store, hosts: list[str], holder: str) -> None:
 
 @contextmanager
 def host_locks(
-    store: Store, hosts: tuple[str, ...], *, proposal_id: int, ttl: timedelta
+    store: Store,
+    hosts: tuple[str, ...],
+    *,
+    proposal_id: int,
+    ttl: timedelta,
+    wait: float = 0.0,
 ) -> Iterator[None]:
-    """Hold every host in ``hosts`` or raise StateError naming the busy one."""
+    """Hold every host in ``hosts``, waiting up to ``wait`` seconds for busy ones, or raise
+    StateError naming the busy host. Hosts are taken in sorted order, so two holders never
+    wait on each other."""
     holder = f"{holder_id()}:{proposal_id}"
     taken: list[str] = []
+    deadline = time.monotonic() + wait
     try:
         for host in sorted(hosts):
-            if not _take(store, host, holder, proposal_id, ttl):
-                with store.session() as session:
-                    busy = session.get(HostLockRow, host)
-                    other = busy.proposal_id if busy else "?"
-                raise StateError(f"host {host} is busy: proposal {other} is running there")
+            while not _take(store, host, holder, proposal_id, ttl):
+                if time.monotonic() >= deadline:
+                    with store.session() as session:
+                        busy = session.get(HostLockRow, host)
+                        other = busy.proposal_id if busy else "?"
+                    raise StateError(f"host {host} is busy: proposal {other} is running there")
+                time.sleep(0.5)
             taken.append(host)
         yield
     finally:
