@@ -545,8 +545,9 @@ class Pipeline:
         if state not in _ROLLBACK_FROM or merge_sha is None:
             raise StateError(f"cannot roll back proposal {proposal_id}: it is {state.value}")
         ttl = timedelta(seconds=self.config.runner.timeout + 60)
-        with host_locks(self.store, hosts, proposal_id=proposal_id, ttl=ttl,
-                        wait=self.config.runner.lock_wait):
+        with host_locks(
+            self.store, hosts, proposal_id=proposal_id, ttl=ttl, wait=self.config.runner.lock_wait
+        ):
             self._rollback(proposal_id, merge_sha, reason=f"requested by {actor}", actor=actor)
         return self.state(proposal_id)
 

@@ -14,6 +14,7 @@ import os
 import queue
 import socket
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
 
@@ -62,21 +63,31 @@ class Worker:
         store: Store,
         *,
         poll_seconds: float = 5.0,
+        threads: int = 2,
     ) -> None:
         self._factory = pipeline_factory
         self._store = store
         self._poll = poll_seconds
         self._queue: queue.Queue[int] = queue.Queue()
         self._stop = threading.Event()
-        self._thread: threading.Thread | None = None
-        self._busy = threading.Event()
+        self._threads: list[threading.Thread] = []
+        self._count = max(1, threads)
+        self._busy_count = 0
+        self._lock = threading.Lock()
         self.last_recovery: Recovery | None = None
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
-        """Recover unfinished work, then drain the queue — all in the worker thread."""
-        self._thread = threading.Thread(target=self._run, name="terry-worker", daemon=True)
-        self._thread.start()
+        """Recover unfinished work, then drain the queue — all in worker threads.
+
+        Several threads work on different incidents at once; claims keep them off the same
+        incident and host locks off the same host.
+        """
+        for n in range(self._count):
+            target = self._run if n == 0 else self._loop
+            thread = threading.Thread(target=target, name=f"terry-worker-{n}", daemon=True)
+            self._threads.append(thread)
+            thread.start()
 
     def _run(self) -> None:
         try:
@@ -89,11 +100,12 @@ class Worker:
     def stop(self, timeout: float = 600.0) -> bool:
         """Finish the item in hand, take no new one. True when the worker stopped in time."""
         self._stop.set()
-        self._queue.put(-1)
-        if self._thread is not None:
-            self._thread.join(timeout)
-            return not self._thread.is_alive()
-        return True
+        for _ in self._threads:
+            self._queue.put(-1)
+        deadline = time.monotonic() + timeout
+        for thread in self._threads:
+            thread.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._threads)
 
     def submit(self, incident_ids: tuple[int, ...] | list[int]) -> None:
         for incident_id in incident_ids:
@@ -101,7 +113,7 @@ class Worker:
 
     @property
     def busy(self) -> bool:
-        return self._busy.is_set()
+        return self._busy_count > 0
 
     # -- work -----------------------------------------------------------------------------
     def _loop(self) -> None:
@@ -115,7 +127,8 @@ class Worker:
                 continue
             if incident_id < 0 or self._stop.is_set():
                 continue
-            self._busy.set()
+            with self._lock:
+                self._busy_count += 1
             try:
                 outcome = pipeline.remediate(incident_id)
                 log.info(
@@ -128,7 +141,8 @@ class Worker:
             except Exception:  # one bad incident must not stop the worker
                 log.exception("incident %s: remediation crashed", incident_id)
             finally:
-                self._busy.clear()
+                with self._lock:
+                    self._busy_count -= 1
 
     def recover(self) -> Recovery:
         """After a restart: free dead claims, mark dead applies interrupted, resume the rest."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+import shutil
 import tempfile
 from pathlib import Path
 
@@ -10,66 +12,139 @@ from rich.table import Table
 
 from terry.cli.context import RichReporter
 from terry.cli.output import console, emit_json, err_console, output_option
-from terry.demo import run_demo
+from terry.demo import DemoRow, run_demo
+
+LAB_TOOLS = (
+    "ip",
+    "unshare",
+    "nsenter",
+    "prometheus",
+    "prometheus-alertmanager",
+    "prometheus-node-exporter",
+)
+
+
+def _lab_possible() -> str | None:
+    """Why the lab cannot run here, or None when it can."""
+    if os.geteuid() != 0:
+        return "not root"
+    missing = [t for t in LAB_TOOLS if shutil.which(t) is None]
+    if not (shutil.which("sshd") or Path("/usr/sbin/sshd").exists()):
+        missing.append("sshd")
+    return f"missing {', '.join(missing)}" if missing else None
 
 
 @click.command("demo")
+@click.option(
+    "--lab/--local",
+    "use_lab",
+    default=None,
+    help="The SSH lab with Prometheus and Alertmanager (default when root and "
+    "installed), or the local example fleet.",
+)
 @click.option(
     "--dir",
     "workdir",
     type=click.Path(file_okay=False, path_type=Path),
     help="Where to create the demo's GitOps repository (default: a new temp dir).",
 )
-@click.option("--keep", is_flag=True, help="Leave the example services running to explore.")
+@click.option("--keep", is_flag=True, help="Leave the lab (or example services) up to explore.")
+@click.option(
+    "--timeout",
+    type=click.FloatRange(10, 3600),
+    default=240,
+    show_default=True,
+    help="Lab mode: seconds to wait for each stage (alerts, fixes, resolution).",
+)
 @output_option
-def command(workdir: Path | None, keep: bool, output: str) -> None:
-    """Run the whole loop on the example fleet and print a timeline per incident.
+def command(
+    use_lab: bool | None, workdir: Path | None, keep: bool, timeout: float, output: str
+) -> None:
+    """Run the whole loop and print a timeline per incident.
 
     \b
-    Alert fired → incident → proposal and branch → check-mode diff → decision (staging
-    merges, production waits for review) → approval by a named user → applied → verified
-    → alert resolved. Exit code 0 only if every incident ends verified.
+    Lab (as root): brings the lab up, fills a staging host's disk and stops the production
+    host's service; Prometheus fires, Alertmanager posts to Terry's webhook, Terry
+    proposes, dry-runs, gates (staging merges, production waits), the demo approves as
+    demo-operator, Terry applies over SSH, verifies against Prometheus, and the alerts
+    resolve. Then the lab is torn down (--keep leaves it up).
+    Local: the same loop on the example fleet, with the alerts fed by the demo.
+
+    Exit code 0 only if every incident ends verified (and, in the lab, resolved).
     """
     out = err_console if output == "json" else console
-    target = workdir or Path(tempfile.mkdtemp(prefix="terry-demo-")) / "ops"
-    repo, rows = run_demo(
-        target,
-        reporter=RichReporter(out),
-        narrate=lambda text: out.print(f"[bold cyan]{text}[/bold cyan]", highlight=False),
-        keep=keep,
-    )
-    ok = bool(rows) and all(r.state == "verified" for r in rows)
-    if output == "json":
-        emit_json({"repository": repo, "incidents": rows, "ok": ok})
-    else:
-        table = Table(
-            "incident",
-            "alert",
-            "host",
-            "env",
-            "decision",
-            "approved by",
-            "state",
-            "alert → fix",
-            "alert resolved",
-            title="Timeline",
-        )
-        for r in rows:
-            table.add_row(
-                str(r.incident_id),
-                r.alert,
-                r.host,
-                r.environment,
-                r.decision or "-",
-                r.approved_by or "-",
-                r.state or "-",
-                f"{r.seconds_to_fix:.1f}s" if r.seconds_to_fix is not None else "-",
-                "yes" if r.resolved else "no",
+    why_not = _lab_possible()
+    if use_lab is None:
+        use_lab = why_not is None
+        if why_not:
+            out.print(
+                f"[yellow]the lab cannot run here ({why_not}): running the local "
+                "example fleet instead[/yellow]"
             )
-        console.print(table)
+    elif use_lab and why_not:
+        raise click.UsageError(f"--lab: {why_not}; try --local")
+    target = workdir or Path(tempfile.mkdtemp(prefix="terry-demo-")) / "ops"
+    reporter = RichReporter(out)
+
+    def narrate(text: str) -> None:
+        out.print(f"[bold cyan]{text}[/bold cyan]", highlight=False)
+
+    extra: dict[str, object] = {}
+    if use_lab:
+        from terry.demo_lab import run_lab_demo
+
+        result = run_lab_demo(
+            target, reporter=reporter, narrate=narrate, keep=keep, timeout=timeout
+        )
+        repo, rows = result.repo, result.rows
+        extra["prometheus_firing_after"] = result.firing_after
+        ok = bool(rows) and all(r.state == "verified" and r.resolved for r in rows)
+    else:
+        repo, rows = run_demo(target, reporter=reporter, narrate=narrate, keep=keep)
+        ok = bool(rows) and all(r.state == "verified" for r in rows)
+    if output == "json":
+        emit_json(
+            {
+                "mode": "lab" if use_lab else "local",
+                "repository": repo,
+                "incidents": rows,
+                "ok": ok,
+                **extra,
+            }
+        )
+    else:
+        _table(rows)
         console.print(
-            f"The GitOps repository is {repo}: try 'terry --repo {repo} incidents "
-            "list' or 'git -C {repo} log --graph --oneline main'".replace("{repo}", str(repo))
+            f"GitOps repository: {repo}\n  terry --repo {repo} incidents list\n"
+            f"  git -C {repo} log --graph --oneline main"
         )
     if not ok:
         raise click.exceptions.Exit(1)
+
+
+def _table(rows: list[DemoRow]) -> None:
+    table = Table(
+        "incident",
+        "alert",
+        "host",
+        "env",
+        "decision",
+        "approved by",
+        "state",
+        "alert → verified fix",
+        "alert resolved",
+        title="Timeline",
+    )
+    for r in rows:
+        table.add_row(
+            str(r.incident_id),
+            r.alert,
+            r.host,
+            r.environment,
+            r.decision or "-",
+            r.approved_by or "-",
+            r.state or "-",
+            f"{r.seconds_to_fix:.1f}s" if r.seconds_to_fix is not None else "-",
+            "yes" if r.resolved else "no",
+        )
+    console.print(table)

@@ -41,7 +41,9 @@ class _LogReporter:
     show_default=True,
 )
 @click.pass_context
-def command(ctx: click.Context, listen: str | None, no_worker: bool, log_level: str) -> None:
+def command(
+    ctx: click.Context, listen: str | None, no_worker: bool, threads: int, log_level: str
+) -> None:
     """Serve Alertmanager's webhook and Terry's API, and remediate in the background.
 
     \b
@@ -71,7 +73,9 @@ def command(ctx: click.Context, listen: str | None, no_worker: bool, log_level: 
         raise InputError(f"--listen {address!r}: expected HOST:PORT")
     worker = None
     if not no_worker:
-        worker = Worker(lambda: Pipeline(config, store, reporter=_LogReporter()), store)
+        worker = Worker(
+            lambda: Pipeline(config, store, reporter=_LogReporter()), store, threads=threads
+        )
     app = create_app(config, store, worker=worker)
     uvicorn.run(
         app,

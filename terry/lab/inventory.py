@@ -56,7 +56,9 @@ def inventory_data(
         group = groups.setdefault(host.environment, {"hosts": {}})
         group["hosts"][host.name] = _host_vars(host, ssh_key, control_path_dir)
     ordered = {name: groups[name] for name in sorted(groups, key=lambda g: g != "production")}
-    return {"all": {"children": {"lab": {"children": ordered}}}}
+    # Lab hosts share this machine's /var: never vacuum its journal from a lab fix.
+    lab_vars = {"disk_cleanup_vacuum_journal": False}
+    return {"all": {"children": {"lab": {"vars": lab_vars, "children": ordered}}}}
 
 
 def write_inventory(
