@@ -35,6 +35,13 @@ class _LogReporter:
     help="Only accept and store alerts; remediate nothing (another server does).",
 )
 @click.option(
+    "--threads",
+    type=click.IntRange(1, 32),
+    default=2,
+    show_default=True,
+    help="Incidents remediated at once (host locks keep one run per host).",
+)
+@click.option(
     "--log-level",
     type=click.Choice(["debug", "info", "warning", "error"]),
     default="info",
