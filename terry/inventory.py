@@ -6,6 +6,7 @@ and ``terry_labels`` are what policies decide on.
 
 from __future__ import annotations
 
+import threading
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -70,8 +71,18 @@ def _plain(value: Any) -> Any:
     return value
 
 
+# Ansible's plugin loader is process-global and not thread-safe: two worker threads loading
+# inventories at once fail with "Unable to load the cache plugin". One at a time.
+_ANSIBLE_LOADER = threading.Lock()
+
+
 def load_inventory(base: Path, sources: list[str]) -> Inventory:
     """Hosts and their Terry variables from the inventory sources under ``base``."""
+    with _ANSIBLE_LOADER:
+        return _load_inventory(base, sources)
+
+
+def _load_inventory(base: Path, sources: list[str]) -> Inventory:
     from ansible.inventory.manager import InventoryManager
     from ansible.parsing.dataloader import DataLoader
     from ansible.vars.manager import VariableManager

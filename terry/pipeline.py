@@ -455,7 +455,9 @@ class Pipeline:
             row = get(session, proposal_id)
             hosts, merge_sha = tuple(row.hosts), row.merge_sha
         ttl = timedelta(seconds=self.config.runner.timeout * 3 + 60)
-        with host_locks(self.store, hosts, proposal_id=proposal_id, ttl=ttl):
+        with host_locks(
+            self.store, hosts, proposal_id=proposal_id, ttl=ttl, wait=self.config.runner.lock_wait
+        ):
             transition(
                 self.store,
                 proposal_id,

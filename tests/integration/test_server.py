@@ -277,11 +277,19 @@ def test_two_servers_on_one_postgres_never_double_apply_or_overlap_a_host(repo: 
             body = payload([alert("ServiceDown", fingerprint=f"pg-{n}", host=host, service="web")])
             for server in servers:  # both receive every notification, as with an HA pair
                 assert server.post(body).status_code == 202
-        wait_for(
-            lambda: count(store, ProposalRow, ProposalRow.state == "verified") == 6,
-            timeout=240,
-            what="six verified proposals",
-        )
+        def states() -> list[tuple[int, str, str | None]]:
+            with store.session() as session:
+                return [(p.id, p.state, p.outcome) for p in session.scalars(select(ProposalRow))]
+
+        try:
+            wait_for(
+                lambda: count(store, ProposalRow, ProposalRow.state == "verified") == 6,
+                timeout=240,
+                what="six verified proposals",
+            )
+        except AssertionError as exc:
+            logs = "\n".join(s.log.read_text()[-3000:] for s in servers)
+            raise AssertionError(f"{exc}: {states()}\n{logs}") from exc
         assert count(store, IncidentRow) == 6
         assert count(store, ProposalRow) == 6  # each incident diagnosed once
         with store.session() as session:

@@ -1,0 +1,119 @@
+"""Verification against a real Prometheus (Debian's binary on loopback): unknown is not healthy.
+
+An empty answer, NaN, a failed query or an unreachable server is ``unknown``: the proposal
+is escalated to a human, never marked verified.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from terry import example
+from terry.remedies.catalogue import PrometheusVerify
+from terry.repository import init_repository
+from terry.verify import Outcome, query_prometheus
+from tests.conftest import alert, config_for, make_cli, payload
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(not os.environ.get("CI") and shutil.which("prometheus") is None,
+                       reason="needs Debian's prometheus (scripts/test.sh installs it)"),
+]
+
+
+def _port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return int(sock.getsockname()[1])
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """A real Prometheus scraping only itself, so ``up`` exists and node metrics do not."""
+    home = tmp_path_factory.mktemp("prom")
+    port = _port()
+    (home / "prometheus.yml").write_text(
+        "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
+        f"scrape_configs:\n  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+    )
+    proc = subprocess.Popen(
+        ["prometheus", f"--config.file={home / 'prometheus.yml'}",
+         f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
+        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    while time.monotonic() < deadline:
+        try:
+            answer = httpx.get(f"{url}/api/v1/query", params={"query": "up"}, timeout=1).json()
+            if answer["data"]["result"]:
+                break
+        except (httpx.HTTPError, KeyError, ValueError):
+            pass
+        time.sleep(0.3)
+    else:
+        proc.kill()
+        raise AssertionError("prometheus did not come up")
+    yield url
+    proc.terminate()
+    proc.wait(30)
+
+
+@pytest.mark.parametrize(
+    ("query", "bound", "outcome", "evidence"),
+    [
+        ('max(up{job="self"})', {"above": "0.5"}, Outcome.VERIFIED, "= 1"),
+        ('max(up{job="self"})', {"below": "0.5"}, Outcome.FAILED, "not below 0.5"),
+        ('node_filesystem_avail_bytes{host="{host}"}', {}, Outcome.UNKNOWN, "no data"),
+        ("vector(0) / 0", {}, Outcome.UNKNOWN, "NaN"),
+        ("sum(rate(", {}, Outcome.UNKNOWN, "query failed"),
+        ('max(up{job="self"})', {"above": "{threshold}"}, Outcome.VERIFIED, "= 1"),
+    ],
+)
+def test_prometheus_answers_are_judged(prometheus: str, query: str, bound: dict[str, str],
+                                       outcome: Outcome, evidence: str) -> None:
+    spec = PrometheusVerify(query=query, below=bound.get("below"), above=bound.get("above"))
+    result = query_prometheus(prometheus, spec, {"host": "web-01", "threshold": 0}, timeout=5)
+    assert result.outcome is outcome, result.evidence
+    assert evidence in " ".join(result.evidence)
+
+
+def test_unreachable_prometheus_is_unknown() -> None:
+    spec = PrometheusVerify(query="up")
+    result = query_prometheus(f"http://127.0.0.1:{_port()}", spec, {}, timeout=2)
+    assert result.outcome is Outcome.UNKNOWN
+    assert "query failed" in result.evidence[0]
+
+
+def test_a_fix_prometheus_cannot_confirm_is_escalated_not_verified(
+    prometheus: str, tmp_path: Path
+) -> None:
+    repo = init_repository(tmp_path / "ops").path
+    cli = make_cli(repo)
+    cli.env["TERRY_PROMETHEUS_URL"] = prometheus  # no node_exporter there: the query is empty
+    try:
+        assert cli("example", "up").exit_code == 0
+        cli("example", "break", "web-01", "disk")
+        out = cli.json("alert", "ingest", "-", input=payload([alert(
+            "DiskUsageHigh", fingerprint="prom-unknown", host="web-01", mountpoint="/srv/data")]))
+        [outcome] = out["proposals"]
+        assert outcome["state"] == "escalated", outcome
+        assert outcome["note"].startswith("unknown:")
+        assert "no data" in outcome["note"]
+        story = cli.json("incidents", "show", str(outcome["incident_id"]))
+        assert story["incident"]["fixed_at"] is None  # never recorded as fixed
+        assert "verification could not tell" in story["incident"]["attention"]
+        # the disk itself was cleaned: it is the evidence that is missing, not the fix
+        host = example.example_hosts(config_for(repo))["web-01"]
+        assert example.disk_percent(host) < 80
+    finally:
+        example.down(config_for(repo))
