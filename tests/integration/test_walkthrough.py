@@ -16,9 +16,10 @@ from typing import Any
 
 import git
 import pytest
+from click.testing import CliRunner
 
 from terry import example
-from terry.repository import init_repository
+from terry.cli import main
 from tests.conftest import Cli, alert, config_for, make_cli, payload
 
 pytestmark = pytest.mark.integration
@@ -28,7 +29,10 @@ PWNED = Path("/tmp/terry-pwned-walkthrough")
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    repo = init_repository(tmp_path_factory.mktemp("walk") / "ops").path
+    repo = tmp_path_factory.mktemp("walk") / "ops"
+    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
+    assert created.exit_code == 0, created.stdout
+    assert json.loads(created.stdout)["example_hosts"] == ["web-01", "web-02", "db-01"]
     cli = make_cli(repo)
     result = cli("example", "up")
     assert result.exit_code == 0, result.stdout + result.stderr
