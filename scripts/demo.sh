@@ -4,4 +4,5 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 bash "$here/scripts/setup.sh"
+export PATH="$here/.venv/bin:$PATH"
 exec "$here/.venv/bin/terry" demo "$@"

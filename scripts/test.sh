@@ -5,6 +5,7 @@
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
 TERRY_EXTRAS=test TERRY_APT_EXTRA="postgresql postgresql-client" bash "$here/scripts/setup.sh"
+export PATH="$here/.venv/bin:$PATH"
 cd "$here"
 
 # PostgreSQL: the same store code runs against it (TERRY_TEST_POSTGRES_URL).

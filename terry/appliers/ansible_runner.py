@@ -8,7 +8,10 @@ boundary; artifacts stay on disk per run so every run can be inspected later.
 from __future__ import annotations
 
 import difflib
+import os
 import shlex
+import shutil
+import sys
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -219,6 +222,17 @@ def _stats(raw: dict[str, Any] | None) -> dict[str, HostStats]:
     }
 
 
+def _search_path() -> str:
+    """PATH with the ansible of Terry's own environment first (a venv need not be on PATH)."""
+    here = str(Path(sys.executable).parent)
+    current = os.environ.get("PATH", os.defpath)
+    if not (Path(here) / "ansible-playbook").exists():
+        if shutil.which("ansible-playbook") is None:
+            raise RunnerError("ansible-playbook not found (install ansible-core beside Terry)")
+        return current
+    return os.pathsep.join([here, *(p for p in current.split(os.pathsep) if p != here)])
+
+
 class AnsibleRunnerApplier:
     """Runs a playbook from an exported commit; one private data dir per run."""
 
@@ -258,6 +272,7 @@ class AnsibleRunnerApplier:
             # One SSH round trip per module instead of several (no file transfer); safe
             # where sudo's requiretty is off, which is Ansible's own recommendation.
             "ANSIBLE_PIPELINING": "1",
+            "PATH": _search_path(),
             **request.env,
         }
         started = time.monotonic()
