@@ -31,7 +31,7 @@ from pathlib import Path
 
 from terry.lab.model import LabConfig, LabError, LabHost, LabProcess, LabService
 from terry.lab.net import create_host_network
-from terry.lab.procs import HOST_ENV, run, spawn, start_time, wait_until
+from terry.lab.procs import HOST_ENV, argv_of, run, spawn, start_time, wait_until
 
 __all__ = [
     "NODE_EXPORTER",
@@ -123,7 +123,7 @@ def host_spawn(init_pid: int, argv: Sequence[str], *, log: Path) -> None:
     log.parent.mkdir(parents=True, exist_ok=True)
     with open(log, "ab") as out:
         proc = subprocess.run(
-            [*nsenter_argv(init_pid), "setsid", "-f", *argv],
+            argv_of([*nsenter_argv(init_pid), "setsid", "-f", *argv]),
             stdin=subprocess.DEVNULL,
             stdout=out,
             stderr=subprocess.STDOUT,

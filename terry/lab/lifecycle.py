@@ -47,6 +47,7 @@ from terry.lab.monitoring import (
 from terry.lab.procs import (
     http_ok,
     process_alive,
+    resolve,
     run,
     stop_pid,
     stop_process,
@@ -82,7 +83,7 @@ def _preflight(hosts: int) -> None:
         )
     if not 1 <= hosts <= MAX_HOSTS:
         raise StateError(f"--hosts must be between 1 and {MAX_HOSTS}, not {hosts}")
-    missing = [tool for tool in _TOOLS if shutil.which(tool) is None]
+    missing = [tool for tool in _TOOLS if resolve(tool) is None]
     if missing:
         raise ConfigError(
             f"the lab needs {', '.join(missing)}; on Debian: apt-get install -y {_PACKAGES}"

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import contextlib
 import os
+import shutil
 import signal
 import socket
 import subprocess
@@ -42,6 +43,28 @@ HOST_ENV: Mapping[str, str] = {
 }
 
 
+_SBIN = ("/usr/local/sbin", "/usr/sbin", "/sbin")
+
+
+def search_path() -> str:
+    """PATH plus the sbin directories: root tools (losetup, mkfs, sshd) live there, and a
+    caller's PATH (a CI job, ``env -i``) may not list them."""
+    current = [p for p in os.environ.get("PATH", os.defpath).split(os.pathsep) if p]
+    return os.pathsep.join([*current, *(d for d in _SBIN if d not in current)])
+
+
+def resolve(command: str) -> str | None:
+    """The full path of ``command`` on :func:`search_path`, or None."""
+    return shutil.which(command, path=search_path())
+
+
+def argv_of(argv: Sequence[str]) -> list[str]:
+    items = list(argv)
+    if items and "/" not in items[0]:
+        items[0] = resolve(items[0]) or items[0]
+    return items
+
+
 def run(
     argv: Sequence[str],
     *,
@@ -52,7 +75,7 @@ def run(
     """Run a command to completion; a failure (when ``check``) is a :class:`LabError`."""
     try:
         proc = subprocess.run(
-            list(argv),
+            argv_of(argv),
             capture_output=True,
             text=True,
             timeout=timeout,
@@ -100,7 +123,7 @@ def spawn(
     with open(log, "ab") as out:
         try:
             child = subprocess.Popen(
-                list(argv),
+                argv_of(argv),
                 stdin=subprocess.DEVNULL,
                 stdout=out,
                 stderr=subprocess.STDOUT,

@@ -277,6 +277,7 @@ def test_two_servers_on_one_postgres_never_double_apply_or_overlap_a_host(repo: 
             body = payload([alert("ServiceDown", fingerprint=f"pg-{n}", host=host, service="web")])
             for server in servers:  # both receive every notification, as with an HA pair
                 assert server.post(body).status_code == 202
+
         def states() -> list[tuple[int, str, str | None]]:
             with store.session() as session:
                 return [(p.id, p.state, p.outcome) for p in session.scalars(select(ProposalRow))]

@@ -25,8 +25,10 @@ from tests.conftest import alert, config_for, make_cli, payload
 
 pytestmark = [
     pytest.mark.integration,
-    pytest.mark.skipif(not os.environ.get("CI") and shutil.which("prometheus") is None,
-                       reason="needs Debian's prometheus (scripts/test.sh installs it)"),
+    pytest.mark.skipif(
+        not os.environ.get("CI") and shutil.which("prometheus") is None,
+        reason="needs Debian's prometheus (scripts/test.sh installs it)",
+    ),
 ]
 
 
@@ -43,12 +45,18 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     port = _port()
     (home / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
-        f"scrape_configs:\n  - job_name: self\n    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        "scrape_configs:\n  - job_name: self\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
     )
     proc = subprocess.Popen(
-        ["prometheus", f"--config.file={home / 'prometheus.yml'}",
-         f"--storage.tsdb.path={home / 'data'}", f"--web.listen-address=127.0.0.1:{port}"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [
+            "prometheus",
+            f"--config.file={home / 'prometheus.yml'}",
+            f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     url = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
@@ -79,8 +87,9 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
         ('max(up{job="self"})', {"above": "{threshold}"}, Outcome.VERIFIED, "= 1"),
     ],
 )
-def test_prometheus_answers_are_judged(prometheus: str, query: str, bound: dict[str, str],
-                                       outcome: Outcome, evidence: str) -> None:
+def test_prometheus_answers_are_judged(
+    prometheus: str, query: str, bound: dict[str, str], outcome: Outcome, evidence: str
+) -> None:
     spec = PrometheusVerify(query=query, below=bound.get("below"), above=bound.get("above"))
     result = query_prometheus(prometheus, spec, {"host": "web-01", "threshold": 0}, timeout=5)
     assert result.outcome is outcome, result.evidence
@@ -103,8 +112,21 @@ def test_a_fix_prometheus_cannot_confirm_is_escalated_not_verified(
     try:
         assert cli("example", "up").exit_code == 0
         cli("example", "break", "web-01", "disk")
-        out = cli.json("alert", "ingest", "-", input=payload([alert(
-            "DiskUsageHigh", fingerprint="prom-unknown", host="web-01", mountpoint="/srv/data")]))
+        out = cli.json(
+            "alert",
+            "ingest",
+            "-",
+            input=payload(
+                [
+                    alert(
+                        "DiskUsageHigh",
+                        fingerprint="prom-unknown",
+                        host="web-01",
+                        mountpoint="/srv/data",
+                    )
+                ]
+            ),
+        )
         [outcome] = out["proposals"]
         assert outcome["state"] == "escalated", outcome
         assert outcome["note"].startswith("unknown:")

@@ -27,7 +27,7 @@ from click.testing import CliRunner
 from terry import lab
 from terry.cli import main
 from terry.errors import StateError
-from terry.lab.procs import start_time
+from terry.lab.procs import resolve, start_time
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NEEDS = [
@@ -345,7 +345,8 @@ def _assert_nothing_left(state: lab.LabState, config: lab.LabConfig) -> None:
     links = subprocess.run(["ip", "-o", "link", "show"], capture_output=True, text=True).stdout
     assert config.bridge not in links
     assert config.veth_prefix not in links
-    loops = subprocess.run(["losetup", "-a"], capture_output=True, text=True).stdout
+    losetup = resolve("losetup") or "losetup"
+    loops = subprocess.run([losetup, "-a"], capture_output=True, text=True).stdout
     assert str(config.state_dir) not in loops
     assert not config.state_dir.exists()
 
