@@ -472,64 +472,35 @@ class Pipeline:
             try:
                 result = self._run(proposal_id, "apply", merge_sha)
             except RunnerError as exc:
-                transition(
-                    self.store,
-                    proposal_id,
-                    S.FAILED,
-                    actor="terry",
-                    reason=str(exc),
-                    changes={"outcome": str(exc)},
-                )
+                self._move(proposal_id, S.FAILED, str(exc), outcome=str(exc))
                 raise
             if not result.ok:
                 why = "; ".join(result.failure_messages()[:5]) or f"ended {result.status.value}"
-                transition(
-                    self.store,
-                    proposal_id,
-                    S.FAILED,
-                    actor="terry",
-                    reason=f"apply failed: {why}",
-                    changes={"outcome": f"apply failed: {why}"},
+                self._move(
+                    proposal_id, S.FAILED, f"apply failed: {why}", outcome=f"apply failed: {why}"
                 )
                 self._rollback(proposal_id, merge_sha, reason="apply failed")
                 return self.state(proposal_id)
-            transition(
-                self.store,
-                proposal_id,
-                S.APPLIED,
-                actor="terry",
-                reason=f"applied: {result.changed} change(s)",
-            )
+            self._move(proposal_id, S.APPLIED, f"applied: {result.changed} change(s)")
             verification = self._verify(proposal_id, merge_sha)
             evidence = "; ".join(verification.evidence)
             if verification.outcome is Outcome.VERIFIED:
-                transition(
-                    self.store,
-                    proposal_id,
-                    S.VERIFIED,
-                    actor="terry",
-                    reason=evidence,
-                    changes={"outcome": f"verified: {evidence}"},
-                )
+                self._move(proposal_id, S.VERIFIED, evidence, outcome=f"verified: {evidence}")
                 self._mark_fixed(proposal_id)
             elif verification.outcome is Outcome.FAILED:
-                transition(
-                    self.store,
+                self._move(
                     proposal_id,
                     S.FAILED,
-                    actor="terry",
-                    reason=f"verification failed: {evidence}",
-                    changes={"outcome": f"verification failed: {evidence}"},
+                    f"verification failed: {evidence}",
+                    outcome=f"verification failed: {evidence}",
                 )
                 self._rollback(proposal_id, merge_sha, reason="verification failed")
             else:
-                transition(
-                    self.store,
+                self._move(
                     proposal_id,
                     S.ESCALATED,
-                    actor="terry",
-                    reason=f"verification unknown: {evidence}",
-                    changes={"outcome": f"unknown: {evidence}"},
+                    f"verification unknown: {evidence}",
+                    outcome=f"unknown: {evidence}",
                 )
                 self._attention(
                     proposal_id,
@@ -538,6 +509,19 @@ class Pipeline:
                     "rollback' or 'apply'",
                 )
         return self.state(proposal_id)
+
+    def _move(
+        self, proposal_id: int, to: ProposalState, reason: str, *, outcome: str | None = None
+    ) -> None:
+        """A transition made by Terry itself, optionally recording the outcome text."""
+        transition(
+            self.store,
+            proposal_id,
+            to,
+            actor="terry",
+            reason=reason,
+            changes={"outcome": outcome} if outcome is not None else None,
+        )
 
     def rollback(self, proposal_id: int, *, actor: str) -> ProposalState:
         """Run the remedy's rollback on demand (after a verified or escalated apply)."""

@@ -210,37 +210,26 @@ def create_app(
             raise InputError(f"{name} must be a positive integer")
         return int(raw)
 
-    async def incident_list(request: Request) -> Response:
-        try:
-            limit_ = _int(request, "limit", 50)
-        except InputError as exc:
-            return _error(400, str(exc))
-        state = request.query_params.get("state")
-        rows = await run_in_threadpool(list_incidents, store, state=state, limit=limit_)
-        return _json(rows)
+    def lister(fetch: Callable[..., Any]) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            try:
+                limit_ = _int(request, "limit", 50)
+            except InputError as exc:
+                return _error(400, str(exc))
+            state = request.query_params.get("state")
+            return _json(await run_in_threadpool(fetch, store, state=state, limit=limit_))
 
-    async def incident_one(request: Request) -> Response:
-        try:
-            story = await run_in_threadpool(incident_story, store, int(request.path_params["id"]))
-        except NotFound as exc:
-            return _error(404, str(exc))
-        return _json(story)
+        return handler
 
-    async def proposal_list(request: Request) -> Response:
-        try:
-            limit_ = _int(request, "limit", 50)
-        except InputError as exc:
-            return _error(400, str(exc))
-        state = request.query_params.get("state")
-        rows = await run_in_threadpool(list_proposals, store, state=state, limit=limit_)
-        return _json(rows)
+    def getter(fetch: Callable[..., Any]) -> Callable[[Request], Any]:
+        async def handler(request: Request) -> Response:
+            try:
+                found = await run_in_threadpool(fetch, store, int(request.path_params["id"]))
+            except NotFound as exc:
+                return _error(404, str(exc))
+            return _json(found)
 
-    async def proposal_one(request: Request) -> Response:
-        try:
-            detail = await run_in_threadpool(proposal_detail, store, int(request.path_params["id"]))
-        except NotFound as exc:
-            return _error(404, str(exc))
-        return _json(detail)
+        return handler
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -258,10 +247,10 @@ def create_app(
             Route("/api/v1/alerts", alerts, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
-            Route("/api/v1/incidents", incident_list, methods=["GET"]),
-            Route("/api/v1/incidents/{id:int}", incident_one, methods=["GET"]),
-            Route("/api/v1/proposals", proposal_list, methods=["GET"]),
-            Route("/api/v1/proposals/{id:int}", proposal_one, methods=["GET"]),
+            Route("/api/v1/incidents", lister(list_incidents), methods=["GET"]),
+            Route("/api/v1/incidents/{id:int}", getter(incident_story), methods=["GET"]),
+            Route("/api/v1/proposals", lister(list_proposals), methods=["GET"]),
+            Route("/api/v1/proposals/{id:int}", getter(proposal_detail), methods=["GET"]),
         ],
         lifespan=lifespan,
     )
