@@ -24,6 +24,7 @@ if [ -z "${TERRY_TEST_POSTGRES_URL:-}" ] && [ "$(id -u)" = 0 ]; then
   export TERRY_TEST_POSTGRES_URL="postgresql+psycopg://postgres@127.0.0.1:55432/postgres"
 fi
 
-.venv/bin/ruff check terry tests bench
-.venv/bin/ruff format --check terry tests bench
+lint=(terry tests); [ -d bench ] && lint+=(bench)
+.venv/bin/ruff check "${lint[@]}"
+.venv/bin/ruff format --check "${lint[@]}"
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
