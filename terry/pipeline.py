@@ -341,6 +341,13 @@ class Pipeline:
             reason=f"dry run {'passed' if result.ok else 'failed'}: {result.changed} change(s)",
             changes={"check_diff": result.diff_text(), "check_summary": summary},
         )
+        diff = result.diff_text()
+        shown = "\n".join(diff.splitlines()[:12]) + ("\n    …" if diff.count("\n") >= 12 else "")
+        self.reporter.step(
+            proposal_id,
+            f"check-mode diff ({result.changed} change(s), "
+            f"{'passed' if result.ok else 'FAILED'}):\n{shown}",
+        )
         return result
 
     def gate(self, proposal_id: int) -> Decision:
