@@ -62,14 +62,17 @@ def ingest(
         )
     console.print(table)
     if payload.truncated_alerts:
-        console.print(f"[yellow]payload truncated {payload.truncated_alerts} alerts[/yellow]")
+        console.print(
+            f"[yellow]payload truncated {payload.truncated_alerts} alerts[/yellow]", markup=True
+        )
     for o in result.outcomes:
         if o.proposal_id is None:
             console.print(f"incident {o.incident_id}: no proposal — {o.note}")
             continue
         console.print(
             f"incident {o.incident_id}: proposal {o.proposal_id} is "
-            f"[bold]{o.state}[/bold] (decision: {o.decision or '-'})"
+            f"[bold]{o.state}[/bold] (decision: {o.decision or '-'})",
+            markup=True,
         )
         for reason in o.reasons:
             console.print(f"    · {reason}", markup=False)

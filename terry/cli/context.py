@@ -35,7 +35,9 @@ class RichReporter:
 
     def step(self, proposal_id: int | None, message: str) -> None:
         prefix = f"[bold]#{proposal_id}[/bold] " if proposal_id else ""
-        self.out.print(f"▶ {prefix}{message}", markup=True, highlight=False)
+        self.out.print(f"▶ {prefix}", end="", markup=True, highlight=False)
+        # the message may carry diffs and alert text: never rich markup
+        self.out.print(message, markup=False, highlight=False)
 
     def event(self, proposal_id: int, kind: str, event: RunnerEvent) -> None:
         if event.status is None or event.host is None:

@@ -8,6 +8,7 @@ import tempfile
 from pathlib import Path
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from terry.cli.context import RichReporter
@@ -79,7 +80,8 @@ def command(
         if why_not:
             out.print(
                 f"[yellow]the lab cannot run here ({why_not}): running the local "
-                "example fleet instead[/yellow]"
+                "example fleet instead[/yellow]",
+                markup=True,
             )
     elif use_lab and why_not:
         raise click.UsageError(f"--lab: {why_not}; try --local")
@@ -87,7 +89,7 @@ def command(
     reporter = RichReporter(out)
 
     def narrate(text: str) -> None:
-        out.print(f"[bold cyan]{text}[/bold cyan]", highlight=False)
+        out.print(f"[bold cyan]{escape(text)}[/bold cyan]", highlight=False, markup=True)
 
     extra: dict[str, object] = {}
     if use_lab:

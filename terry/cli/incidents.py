@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.table import Table
 
 from terry.cli.context import open_config, open_store
@@ -59,7 +60,10 @@ def show(ctx: click.Context, incident_id: int, output: str) -> None:
         emit_json(story)
         return
     i = story.incident
-    console.print(f"[bold]Incident {i.id}[/bold]: {i.title} on {i.host or '?'} — {i.state}")
+    console.print(
+        f"[bold]Incident {i.id}[/bold]: {escape(i.title)} on {escape(i.host or '?')} — {i.state}",
+        markup=True,
+    )
     console.print(f"  opened   {i.opened_at.isoformat()}")
     if i.fixed_at:
         console.print(
@@ -70,10 +74,11 @@ def show(ctx: click.Context, incident_id: int, output: str) -> None:
         console.print(f"  resolved {i.resolved_at.isoformat()}")
     if i.truncated:
         console.print(
-            "  [yellow]Alertmanager truncated the payload: the picture may be incomplete[/yellow]"
+            "  [yellow]Alertmanager truncated the payload: the picture may be incomplete[/yellow]",
+            markup=True,
         )
     if i.attention:
-        console.print(f"  [yellow]needs a human:[/yellow] {i.attention}", markup=True)
+        console.print(f"  [yellow]needs a human:[/yellow] {escape(i.attention)}", markup=True)
     console.print(
         "  labels   " + ", ".join(f"{k}={v}" for k, v in story.labels.items()), markup=False
     )

@@ -9,6 +9,7 @@ from typing import Any
 
 import click
 from rich.table import Table
+from rich.text import Text
 
 from terry import lab
 from terry.cli.output import console, emit_json, err_console, output_option
@@ -42,8 +43,8 @@ def _repository(ctx: click.Context, given: Path | None) -> tuple[Path, Config | 
     return repo, config
 
 
-def _yes(up: bool) -> str:
-    return "[green]up[/green]" if up else "[bold red]down[/bold red]"
+def _yes(up: bool) -> Text:
+    return Text.from_markup("[green]up[/green]" if up else "[bold red]down[/bold red]")
 
 
 def _state_json(state: lab.LabState) -> dict[str, Any]:

@@ -19,8 +19,11 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Wide enough for tables when piped or captured; a terminal's own width when there is one.
 _WIDTH = None if sys.stdout.isatty() else 140
-console = Console(highlight=False, soft_wrap=True, width=_WIDTH)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH)
+# markup=False: alert text, labels and diffs reach these consoles and must print as they are
+# ("[/]" in a label must not crash or restyle the output). Styled lines opt in with
+# markup=True and escape() what they interpolate.
+console = Console(highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
+err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
 
 
 def _remember(ctx: click.Context, _param: click.Parameter, value: str) -> str:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import click
+from rich.markup import escape
 from rich.syntax import Syntax
 from rich.table import Table
 
@@ -58,10 +59,11 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
         return
     s = d.summary
     console.print(
-        f"[bold]Proposal {s.id}[/bold] (incident {s.incident_id}): {s.remedy} on "
-        f"{', '.join(s.hosts)}"
+        f"[bold]Proposal {s.id}[/bold] (incident {s.incident_id}): {escape(s.remedy)} on "
+        f"{escape(', '.join(s.hosts))}",
+        markup=True,
     )
-    console.print(f"  state     [bold]{s.state}[/bold]\n  risk      {s.risk}")
+    console.print(f"  state     [bold]{s.state}[/bold]\n  risk      {s.risk}", markup=True)
     console.print(
         f"  decision  {d.summary.decision or '-'} (policy commit {(d.policy_commit or '-')[:10]})"
     )
@@ -78,12 +80,13 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
     console.print(f"  params    {d.params}", markup=False)
     console.print(f"  modules   {', '.join(d.modules)}")
     if d.playbook:
-        console.print(f"\n[bold]Playbook[/bold] {d.playbook_path}")
+        console.print(f"\n[bold]Playbook[/bold] {escape(d.playbook_path or '')}", markup=True)
         console.print(Syntax(d.playbook, "yaml", theme="ansi_dark", background_color="default"))
     console.print(
         "\n[bold]Check-mode diff[/bold] "
         f"({d.check_summary.get('changed', '?')} change(s), ok="
-        f"{d.check_summary.get('ok', '?')})"
+        f"{d.check_summary.get('ok', '?')})",
+        markup=True,
     )
     console.print(
         Syntax(
@@ -136,7 +139,8 @@ def _finish(ctx: click.Context, proposal_id: int, output: str) -> None:
         return
     console.print(
         f"proposal {proposal_id}: [bold]{d.summary.state}[/bold]"
-        + (f" — {d.outcome}" if d.outcome else "")
+        + (f" — {escape(d.outcome)}" if d.outcome else ""),
+        markup=True,
     )
 
 

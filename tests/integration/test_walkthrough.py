@@ -362,3 +362,16 @@ def test_a_broken_policy_on_main_fails_closed_and_records_its_commit(fleet: Cli)
 
 def _now() -> str:
     return time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+
+
+def test_markup_in_alert_labels_prints_as_text(fleet: Cli) -> None:
+    weird = "[/][bold]x[/bold]"
+    out = ingest(
+        fleet, alert("DiskUsageHigh", fingerprint="walk-markup", host=weird, mountpoint="/srv/data")
+    )
+    [outcome] = out["proposals"]
+    shown = fleet("incidents", "show", str(outcome["incident_id"]))
+    assert shown.exit_code == 0, shown.stderr
+    assert f"host={weird}" in shown.stdout
+    listed = fleet("incidents", "list")
+    assert listed.exit_code == 0 and "[/]" in listed.stdout
