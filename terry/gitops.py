@@ -184,6 +184,27 @@ class Repo:
         self._git("update-ref", f"refs/heads/{branch}", commit, "0" * 40)
         return commit
 
+    def add_note(self, sha: str, text: str, *, identity: Identity = TERRY) -> None:
+        """Attach ``text`` to commit ``sha`` under ``refs/notes/terry`` (replacing any note):
+        ``git log --notes=terry`` then shows each proposal's decision, merged or not."""
+        self._git(
+            "notes",
+            "--ref=terry",
+            "add",
+            "-f",
+            "-F",
+            "-",
+            sha,
+            env=identity.env(),
+            istream=_stdin(text),
+        )
+
+    def note(self, sha: str) -> str | None:
+        try:
+            return self._git("notes", "--ref=terry", "show", sha)
+        except GitError:
+            return None
+
     def merge(self, branch: str, *, message: str, identity: Identity = TERRY) -> str:
         """Merge ``branch`` into main with a merge commit; returns the merge commit.
 

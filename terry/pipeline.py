@@ -379,6 +379,20 @@ class Pipeline:
         }
         why = "; ".join(decision.reasons)
         self.reporter.step(proposal_id, f"gate: {decision.verdict.value} — {why}")
+        with self.store.session() as session:
+            commit = get(session, proposal_id).commit_sha
+        if commit:
+            self.repo.add_note(
+                commit,
+                "\n".join(
+                    [
+                        f"Terry-Decision: {decision.verdict.value}",
+                        *(f"Terry-Reason: {_one_line(r, 300)}" for r in decision.reasons),
+                        f"Terry-Policy-Commit: {decision.policy_commit}",
+                    ]
+                )
+                + "\n",
+            )
         if decision.verdict is Verdict.DENY:
             transition(
                 self.store, proposal_id, S.DENIED, actor="policy", reason=why, changes=recorded

@@ -134,6 +134,9 @@ def test_production_waits_for_review_and_approval_applies_it(fleet: Cli) -> None
     assert http_ok(fleet, "db-01")
     merge = git.Repo(fleet.repo).commit(approved["merge_commit"])
     assert "Terry-Approved-By: alice" in merge.message
+    # the decision is also a note on the proposal's own commit
+    note = git.Repo(fleet.repo).git.notes("--ref=terry", "show", merge.parents[1].hexsha)
+    assert "Terry-Decision: review" in note and "production host" in note
 
     again = fleet("proposals", "approve", pid, "--as", "bob")
     assert again.exit_code == 5

@@ -1,0 +1,36 @@
+"""The store's schema comes from Alembic migrations, and they match the models exactly."""
+
+from __future__ import annotations
+
+import pytest
+from alembic.autogenerate import compare_metadata
+from alembic.migration import MigrationContext
+from sqlalchemy import inspect
+
+from terry.store import Store
+from terry.store.models import Base
+
+pytestmark = pytest.mark.unit
+
+
+def test_migrations_build_exactly_the_models(store: Store) -> None:
+    with store.engine.connect() as connection:
+        differences = compare_metadata(MigrationContext.configure(connection), Base.metadata)
+    assert differences == []
+    tables = set(inspect(store.engine).get_table_names())
+    assert {
+        "alerts",
+        "incidents",
+        "proposals",
+        "runs",
+        "run_events",
+        "audit",
+        "host_locks",
+        "alembic_version",
+    } <= tables
+
+
+def test_migrating_twice_is_a_no_op(store: Store) -> None:
+    store.migrate()
+    with store.engine.connect() as connection:
+        assert MigrationContext.configure(connection).get_current_revision() == "0002"
