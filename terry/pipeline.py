@@ -1,68 +1,37 @@
 """The one path every problem takes, wired together.
 
 signal → incident → diagnosis → proposal → gate → review → apply → verify → record.
-Each step's logic lives in the module named after it; this module only sequences them and
-moves the proposal through its state machine (``terry.proposals``).
+Each step's logic lives in the module named after it (``terry.incidents``,
+``terry.diagnosis``, ``terry.remedies``, ``terry.gate``, ``terry.review``, ``terry.apply``,
+``terry.verify``, ``terry.record``); this module proposes, dry-runs and gates, and sequences
+the rest, moving the proposal through its state machine (``terry.proposals``).
 """
 
 from __future__ import annotations
 
 import json
-import re
 from dataclasses import dataclass, field
-from datetime import timedelta
-from pathlib import Path
-from typing import Protocol
 
 from terry import incidents
-from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunnerEvent, RunRequest, RunResult
-from terry.config import Config
+from terry.appliers.ansible_runner import RunResult
+from terry.apply import ApplySteps
 from terry.diagnosis import Diagnosis, NoFix, diagnose
 from terry.errors import RunnerError, StateError, TerryError
 from terry.gate import GateInput, decide
-from terry.gitops import Repo
-from terry.inventory import Inventory, load_inventory
-from terry.locks import holder_id, host_locks
-from terry.policy import Decision, OpaEngine, PolicyEngine, RegorusEngine, Verdict, load_policy_set
+from terry.policy import Decision, Verdict, load_policy_set
 from terry.proposals import ProposalState, get, transition
-from terry.record import fail_run, finish_run, remedy_history, start_run
-from terry.remedies.catalogue import Catalogue, load_catalogue
+from terry.record import remedy_history
 from terry.remedies.render import branch_name, render
+from terry.review import ReviewSteps
 from terry.sources.alertmanager import Payload
-from terry.store import Store
+from terry.steps import Reporter, SilentReporter, one_line
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, ProposalRow, utcnow
-from terry.verify import Outcome, Verification, combine, judge_run, query_prometheus
+from terry.verify import Outcome
 
 __all__ = ["Outcome", "Pipeline", "ProposalOutcome", "Reporter", "SilentReporter"]
 
 S = ProposalState
-_REAPPLY_FROM = (
-    S.MERGED,
-    S.APPLIED,
-    S.VERIFIED,
-    S.FAILED,
-    S.ROLLED_BACK,
-    S.ESCALATED,
-    S.INTERRUPTED,
-)
-_ROLLBACK_FROM = (S.APPLIED, S.VERIFIED, S.FAILED, S.ESCALATED, S.INTERRUPTED)
-
-
-class Reporter(Protocol):
-    """Where progress goes; the CLI prints it, the server logs it, tests collect it."""
-
-    def step(self, proposal_id: int | None, message: str) -> None: ...
-
-    def event(self, proposal_id: int, kind: str, event: RunnerEvent) -> None: ...
-
-
-class SilentReporter:
-    def step(self, proposal_id: int | None, message: str) -> None:
-        return None
-
-    def event(self, proposal_id: int, kind: str, event: RunnerEvent) -> None:
-        return None
 
 
 @dataclass(frozen=True)
@@ -81,46 +50,8 @@ class PipelineResult:
     outcomes: tuple[ProposalOutcome, ...] = field(default_factory=tuple)
 
 
-def _one_line(text: str, limit: int = 120) -> str:
-    """Untrusted text made safe for a commit message line: no newlines, bounded."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", text)[:limit]
-
-
-class Pipeline:
-    def __init__(
-        self,
-        config: Config,
-        store: Store,
-        *,
-        reporter: Reporter | None = None,
-        engine: PolicyEngine | None = None,
-        applier: AnsibleRunnerApplier | None = None,
-    ) -> None:
-        self.config = config
-        self.store = store
-        self.repo = Repo(config.repo, main_branch=config.main_branch)
-        self.reporter: Reporter = reporter or SilentReporter()
-        self.engine = engine or self._default_engine()
-        self.applier = applier or AnsibleRunnerApplier()
-        self.holder = holder_id()
-        self.lease = timedelta(seconds=config.runner.timeout * 2 + 60)
-
-    def _default_engine(self) -> PolicyEngine:
-        policy = self.config.policy
-        if policy.engine == "opa" and policy.opa_url:
-            return OpaEngine(policy.opa_url, query=policy.query, timeout=policy.timeout)
-        return RegorusEngine(query=policy.query, timeout=policy.timeout)
-
-    # -- what main says ---------------------------------------------------------------
-    def main_tree(self) -> tuple[str, Path]:
-        sha = self.repo.head()
-        return sha, self.repo.tree(sha)
-
-    def catalogue(self, tree: Path) -> Catalogue:
-        return load_catalogue(tree / self.config.roles_path)
-
-    def inventory(self, tree: Path) -> Inventory:
-        return load_inventory(tree, self.config.inventory)
+class Pipeline(ReviewSteps, ApplySteps):
+    """signal → incident → diagnosis → proposal → dry run → gate, then review and apply."""
 
     # -- signal → incident --------------------------------------------------------------
     def ingest(
@@ -244,12 +175,12 @@ class Pipeline:
         branch = self.repo.free_branch(branch_name(incident_id, remedy.name, hosts[0]))
         params_line = json.dumps(found.params, ensure_ascii=True, sort_keys=True)
         message = (
-            f"fix({hosts[0]}): {remedy.name}: {_one_line(remedy.summary, 60)}\n\n"
-            f"What: {_one_line(remedy.summary, 200)}\n"
-            f"Why: alert {_one_line(title)} on {', '.join(hosts)} (incident {incident_id})\n"
-            f"Parameters: {_one_line(params_line, 400)}\n"
-            f"Verify: {_one_line(remedy.verify_summary, 200)}\n"
-            f"Rollback: {_one_line(remedy.rollback_summary, 200)}\n\n"
+            f"fix({hosts[0]}): {remedy.name}: {one_line(remedy.summary, 60)}\n\n"
+            f"What: {one_line(remedy.summary, 200)}\n"
+            f"Why: alert {one_line(title)} on {', '.join(hosts)} (incident {incident_id})\n"
+            f"Parameters: {one_line(params_line, 400)}\n"
+            f"Verify: {one_line(remedy.verify_summary, 200)}\n"
+            f"Rollback: {one_line(remedy.rollback_summary, 200)}\n\n"
             f"Terry-Incident: {incident_id}\n"
             f"Terry-Proposal: {proposal_id}\n"
             f"Terry-Remedy: {remedy.name}\n"
@@ -276,43 +207,6 @@ class Pipeline:
             f"{', '.join(hosts)} · branch {branch} · commit {commit[:10]}",
         )
         return proposal_id
-
-    def _run(
-        self,
-        proposal_id: int,
-        kind: str,
-        commit: str,
-        *,
-        check: bool = False,
-        tags: tuple[str, ...] = (),
-    ) -> RunResult:
-        with self.store.session() as session:
-            row = get(session, proposal_id)
-            playbook, vars_path, hosts = row.playbook_path, row.vars_path, tuple(row.hosts)
-        assert playbook is not None
-        run_id = start_run(self.store, proposal_id=proposal_id, kind=kind, commit=commit)
-        request = RunRequest(
-            project_dir=self.repo.tree(commit),
-            playbook=playbook,
-            private_dir=self.config.state_dir / "runs" / str(run_id),
-            inventory=tuple(self.config.inventory),
-            hosts=hosts,
-            vars_file=vars_path,
-            check=check,
-            tags=tags,
-            forks=self.config.runner.forks,
-            timeout=self.config.runner.timeout,
-            env=dict(self.config.runner.env),
-        )
-        try:
-            result = self.applier.run(
-                request, on_event=lambda e: self.reporter.event(proposal_id, kind, e)
-            )
-        except RunnerError:
-            fail_run(self.store, run_id, "error")
-            raise
-        finish_run(self.store, run_id, result)
-        return result
 
     def check(self, proposal_id: int) -> RunResult:
         with self.store.session() as session:
@@ -387,7 +281,7 @@ class Pipeline:
                 "\n".join(
                     [
                         f"Terry-Decision: {decision.verdict.value}",
-                        *(f"Terry-Reason: {_one_line(r, 300)}" for r in decision.reasons),
+                        *(f"Terry-Reason: {one_line(r, 300)}" for r in decision.reasons),
                         f"Terry-Policy-Commit: {decision.policy_commit}",
                     ]
                 )
@@ -413,221 +307,3 @@ class Pipeline:
                 row.policy_commit = recorded["policy_commit"]
             self._merge(proposal_id, actor="policy", reason=why, from_state=S.CHECKED)
         return decision
-
-    # -- review ---------------------------------------------------------------------------
-    def _merge(
-        self, proposal_id: int, *, actor: str, reason: str, from_state: ProposalState
-    ) -> str:
-        with self.store.session() as session:
-            row = get(session, proposal_id)
-            branch, remedy, hosts = row.branch, row.remedy, ", ".join(row.hosts)
-            decision, reasons, policy_commit = row.decision, list(row.reasons), row.policy_commit
-            approved_by = row.approved_by
-        assert branch is not None
-        trailers = [f"Terry-Proposal: {proposal_id}", f"Terry-Decision: {decision}"]
-        trailers += [f"Terry-Reason: {_one_line(r, 300)}" for r in reasons]
-        trailers.append(f"Terry-Policy-Commit: {policy_commit}")
-        if approved_by:
-            trailers.append(f"Terry-Approved-By: {_one_line(approved_by, 100)}")
-        message = f"Merge {branch}: {remedy} on {hosts}\n\n" + "\n".join(trailers) + "\n"
-        merge_sha = self.repo.merge(branch, message=message)
-        transition(
-            self.store,
-            proposal_id,
-            S.MERGED,
-            actor=actor,
-            reason=f"merged into {self.config.main_branch} as {merge_sha[:10]}: {reason}",
-            allowed_from=(from_state,),
-            changes={"merge_sha": merge_sha},
-        )
-        self.reporter.step(proposal_id, f"merged into {self.config.main_branch} ({merge_sha[:10]})")
-        return merge_sha
-
-    def approve(self, proposal_id: int, *, actor: str, apply: bool = True) -> None:
-        transition(
-            self.store,
-            proposal_id,
-            S.APPROVED,
-            actor=actor,
-            verb="approve",
-            reason=f"approved by {actor}",
-            allowed_from=(S.AWAITING_REVIEW,),
-            changes={"approved_by": actor},
-        )
-        self._merge(proposal_id, actor=actor, reason=f"approved by {actor}", from_state=S.APPROVED)
-        if apply:
-            self.apply(proposal_id, actor=actor)
-
-    def reject(self, proposal_id: int, *, actor: str, reason: str) -> None:
-        transition(
-            self.store,
-            proposal_id,
-            S.REJECTED,
-            actor=actor,
-            verb="reject",
-            reason=f"rejected by {actor}: {reason}",
-            allowed_from=(S.AWAITING_REVIEW,),
-            changes={"outcome": f"rejected: {reason}"},
-        )
-
-    # -- apply → verify → (rollback) → record ---------------------------------------------
-    def apply(self, proposal_id: int, *, actor: str) -> ProposalState:
-        with self.store.session() as session:
-            row = get(session, proposal_id)
-            hosts, merge_sha = tuple(row.hosts), row.merge_sha
-        ttl = timedelta(seconds=self.config.runner.timeout * 3 + 60)
-        with host_locks(
-            self.store, hosts, proposal_id=proposal_id, ttl=ttl, wait=self.config.runner.lock_wait
-        ):
-            transition(
-                self.store,
-                proposal_id,
-                S.APPLYING,
-                actor=actor,
-                verb="apply",
-                reason=f"apply {str(merge_sha)[:10]} on {', '.join(hosts)}",
-                allowed_from=_REAPPLY_FROM,
-            )
-            assert merge_sha is not None
-            self.reporter.step(proposal_id, f"applying on {', '.join(hosts)}")
-            try:
-                result = self._run(proposal_id, "apply", merge_sha)
-            except RunnerError as exc:
-                self._move(proposal_id, S.FAILED, str(exc), outcome=str(exc))
-                raise
-            if not result.ok:
-                why = "; ".join(result.failure_messages()[:5]) or f"ended {result.status.value}"
-                self._move(
-                    proposal_id, S.FAILED, f"apply failed: {why}", outcome=f"apply failed: {why}"
-                )
-                self._rollback(proposal_id, merge_sha, reason="apply failed")
-                return self.state(proposal_id)
-            self._move(proposal_id, S.APPLIED, f"applied: {result.changed} change(s)")
-            verification = self._verify(proposal_id, merge_sha)
-            evidence = "; ".join(verification.evidence)
-            if verification.outcome is Outcome.VERIFIED:
-                self._move(proposal_id, S.VERIFIED, evidence, outcome=f"verified: {evidence}")
-                self._mark_fixed(proposal_id)
-            elif verification.outcome is Outcome.FAILED:
-                self._move(
-                    proposal_id,
-                    S.FAILED,
-                    f"verification failed: {evidence}",
-                    outcome=f"verification failed: {evidence}",
-                )
-                self._rollback(proposal_id, merge_sha, reason="verification failed")
-            else:
-                self._move(
-                    proposal_id,
-                    S.ESCALATED,
-                    f"verification unknown: {evidence}",
-                    outcome=f"unknown: {evidence}",
-                )
-                self._attention(
-                    proposal_id,
-                    f"proposal {proposal_id}: verification could not "
-                    f"tell ({evidence}); check the host, then 'terry proposals "
-                    "rollback' or 'apply'",
-                )
-        return self.state(proposal_id)
-
-    def _move(
-        self, proposal_id: int, to: ProposalState, reason: str, *, outcome: str | None = None
-    ) -> None:
-        """A transition made by Terry itself, optionally recording the outcome text."""
-        transition(
-            self.store,
-            proposal_id,
-            to,
-            actor="terry",
-            reason=reason,
-            changes={"outcome": outcome} if outcome is not None else None,
-        )
-
-    def rollback(self, proposal_id: int, *, actor: str) -> ProposalState:
-        """Run the remedy's rollback on demand (after a verified or escalated apply)."""
-        with self.store.session() as session:
-            row = get(session, proposal_id)
-            hosts, merge_sha, state = tuple(row.hosts), row.merge_sha, ProposalState(row.state)
-        if state not in _ROLLBACK_FROM or merge_sha is None:
-            raise StateError(f"cannot roll back proposal {proposal_id}: it is {state.value}")
-        ttl = timedelta(seconds=self.config.runner.timeout + 60)
-        with host_locks(
-            self.store, hosts, proposal_id=proposal_id, ttl=ttl, wait=self.config.runner.lock_wait
-        ):
-            self._rollback(proposal_id, merge_sha, reason=f"requested by {actor}", actor=actor)
-        return self.state(proposal_id)
-
-    def _rollback(
-        self, proposal_id: int, merge_sha: str, *, reason: str, actor: str = "terry"
-    ) -> None:
-        self.reporter.step(proposal_id, f"rolling back ({reason})")
-        try:
-            result = self._run(proposal_id, "rollback", merge_sha, tags=("rollback",))
-        except RunnerError as exc:
-            self._attention(proposal_id, f"proposal {proposal_id}: rollback could not start: {exc}")
-            return
-        if result.ok:
-            transition(
-                self.store,
-                proposal_id,
-                S.ROLLED_BACK,
-                actor=actor,
-                reason=f"rolled back: {reason}",
-                allowed_from=_ROLLBACK_FROM,
-            )
-        else:
-            why = "; ".join(result.failure_messages()[:5])
-            self._attention(proposal_id, f"proposal {proposal_id}: rollback failed: {why}")
-
-    def _verify(self, proposal_id: int, merge_sha: str) -> Verification:
-        self.reporter.step(proposal_id, "verifying")
-        try:
-            checks = [judge_run(self._run(proposal_id, "verify", merge_sha, tags=("verify",)))]
-        except RunnerError as exc:
-            checks = [Verification(Outcome.UNKNOWN, (f"verify run could not start: {exc}",))]
-        prom = self.config.prometheus
-        with self.store.session() as session:
-            row = get(session, proposal_id)
-            remedy_name, params, hosts = row.remedy, dict(row.params), list(row.hosts)
-        _sha, tree = self.main_tree()
-        remedy = self.catalogue(tree).get(remedy_name)
-        if prom.url and remedy is not None and remedy.prometheus_verify is not None:
-            for host in hosts:
-                checks.append(
-                    query_prometheus(
-                        prom.url,
-                        remedy.prometheus_verify,
-                        {**params, "host": host},
-                        timeout=prom.timeout,
-                        settle_seconds=prom.settle_seconds,
-                    )
-                )
-        return combine(*checks)
-
-    def _mark_fixed(self, proposal_id: int) -> None:
-        with self.store.session() as session:
-            row = get(session, proposal_id)
-            incident = session.get(IncidentRow, row.incident_id)
-            if incident is not None:
-                incident.fixed_at = utcnow()
-                incident.attention = None
-                audit(
-                    session,
-                    entity="incident",
-                    entity_id=incident.id,
-                    actor="terry",
-                    from_state=incident.state,
-                    to_state=incident.state,
-                    reason=f"fix verified (proposal {proposal_id})",
-                )
-
-    def _attention(self, proposal_id: int, reason: str) -> None:
-        with self.store.session() as session:
-            incident_id = get(session, proposal_id).incident_id
-        incidents.set_attention(self.store, incident_id, reason)
-        self.reporter.step(proposal_id, reason)
-
-    def state(self, proposal_id: int) -> ProposalState:
-        with self.store.session() as session:
-            return ProposalState(get(session, proposal_id).state)

@@ -1,0 +1,171 @@
+"""Apply → verify → (rollback) → record, under per-host locks.
+
+A failed apply or a failed verification runs the remedy's rollback; a verification that
+cannot tell (``unknown``) escalates to a human and is never recorded as verified.
+"""
+
+from __future__ import annotations
+
+from datetime import timedelta
+
+from terry.errors import RunnerError, StateError
+from terry.locks import host_locks
+from terry.proposals import ProposalState, get, transition
+from terry.steps import Steps
+from terry.store.audit import audit
+from terry.store.models import IncidentRow, utcnow
+from terry.verify import Outcome, Verification, combine, judge_run, query_prometheus
+
+__all__ = ["ApplySteps"]
+
+S = ProposalState
+_REAPPLY_FROM = (
+    S.MERGED,
+    S.APPLIED,
+    S.VERIFIED,
+    S.FAILED,
+    S.ROLLED_BACK,
+    S.ESCALATED,
+    S.INTERRUPTED,
+)
+_ROLLBACK_FROM = (S.APPLIED, S.VERIFIED, S.FAILED, S.ESCALATED, S.INTERRUPTED)
+
+
+class ApplySteps(Steps):
+    def apply(self, proposal_id: int, *, actor: str) -> ProposalState:
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            hosts, merge_sha = tuple(row.hosts), row.merge_sha
+        ttl = timedelta(seconds=self.config.runner.timeout * 3 + 60)
+        with host_locks(
+            self.store, hosts, proposal_id=proposal_id, ttl=ttl, wait=self.config.runner.lock_wait
+        ):
+            transition(
+                self.store,
+                proposal_id,
+                S.APPLYING,
+                actor=actor,
+                verb="apply",
+                reason=f"apply {str(merge_sha)[:10]} on {', '.join(hosts)}",
+                allowed_from=_REAPPLY_FROM,
+            )
+            assert merge_sha is not None
+            self.reporter.step(proposal_id, f"applying on {', '.join(hosts)}")
+            try:
+                result = self._run(proposal_id, "apply", merge_sha)
+            except RunnerError as exc:
+                self._move(proposal_id, S.FAILED, str(exc), outcome=str(exc))
+                raise
+            if not result.ok:
+                why = "; ".join(result.failure_messages()[:5]) or f"ended {result.status.value}"
+                self._move(
+                    proposal_id, S.FAILED, f"apply failed: {why}", outcome=f"apply failed: {why}"
+                )
+                self._rollback(proposal_id, merge_sha, reason="apply failed")
+                return self.state(proposal_id)
+            self._move(proposal_id, S.APPLIED, f"applied: {result.changed} change(s)")
+            verification = self._verify(proposal_id, merge_sha)
+            evidence = "; ".join(verification.evidence)
+            if verification.outcome is Outcome.VERIFIED:
+                self._move(proposal_id, S.VERIFIED, evidence, outcome=f"verified: {evidence}")
+                self._mark_fixed(proposal_id)
+            elif verification.outcome is Outcome.FAILED:
+                self._move(
+                    proposal_id,
+                    S.FAILED,
+                    f"verification failed: {evidence}",
+                    outcome=f"verification failed: {evidence}",
+                )
+                self._rollback(proposal_id, merge_sha, reason="verification failed")
+            else:
+                self._move(
+                    proposal_id,
+                    S.ESCALATED,
+                    f"verification unknown: {evidence}",
+                    outcome=f"unknown: {evidence}",
+                )
+                self._attention(
+                    proposal_id,
+                    f"proposal {proposal_id}: verification could not "
+                    f"tell ({evidence}); check the host, then 'terry proposals "
+                    "rollback' or 'apply'",
+                )
+        return self.state(proposal_id)
+
+    def rollback(self, proposal_id: int, *, actor: str) -> ProposalState:
+        """Run the remedy's rollback on demand (after a verified or escalated apply)."""
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            hosts, merge_sha, state = tuple(row.hosts), row.merge_sha, ProposalState(row.state)
+        if state not in _ROLLBACK_FROM or merge_sha is None:
+            raise StateError(f"cannot roll back proposal {proposal_id}: it is {state.value}")
+        ttl = timedelta(seconds=self.config.runner.timeout + 60)
+        with host_locks(
+            self.store, hosts, proposal_id=proposal_id, ttl=ttl, wait=self.config.runner.lock_wait
+        ):
+            self._rollback(proposal_id, merge_sha, reason=f"requested by {actor}", actor=actor)
+        return self.state(proposal_id)
+
+    def _rollback(
+        self, proposal_id: int, merge_sha: str, *, reason: str, actor: str = "terry"
+    ) -> None:
+        self.reporter.step(proposal_id, f"rolling back ({reason})")
+        try:
+            result = self._run(proposal_id, "rollback", merge_sha, tags=("rollback",))
+        except RunnerError as exc:
+            self._attention(proposal_id, f"proposal {proposal_id}: rollback could not start: {exc}")
+            return
+        if result.ok:
+            transition(
+                self.store,
+                proposal_id,
+                S.ROLLED_BACK,
+                actor=actor,
+                reason=f"rolled back: {reason}",
+                allowed_from=_ROLLBACK_FROM,
+            )
+        else:
+            why = "; ".join(result.failure_messages()[:5])
+            self._attention(proposal_id, f"proposal {proposal_id}: rollback failed: {why}")
+
+    def _verify(self, proposal_id: int, merge_sha: str) -> Verification:
+        self.reporter.step(proposal_id, "verifying")
+        try:
+            checks = [judge_run(self._run(proposal_id, "verify", merge_sha, tags=("verify",)))]
+        except RunnerError as exc:
+            checks = [Verification(Outcome.UNKNOWN, (f"verify run could not start: {exc}",))]
+        prom = self.config.prometheus
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            remedy_name, params, hosts = row.remedy, dict(row.params), list(row.hosts)
+        _sha, tree = self.main_tree()
+        remedy = self.catalogue(tree).get(remedy_name)
+        if prom.url and remedy is not None and remedy.prometheus_verify is not None:
+            for host in hosts:
+                checks.append(
+                    query_prometheus(
+                        prom.url,
+                        remedy.prometheus_verify,
+                        {**params, "host": host},
+                        timeout=prom.timeout,
+                        settle_seconds=prom.settle_seconds,
+                    )
+                )
+        return combine(*checks)
+
+    def _mark_fixed(self, proposal_id: int) -> None:
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            incident = session.get(IncidentRow, row.incident_id)
+            if incident is not None:
+                incident.fixed_at = utcnow()
+                incident.attention = None
+                audit(
+                    session,
+                    entity="incident",
+                    entity_id=incident.id,
+                    actor="terry",
+                    from_state=incident.state,
+                    to_state=incident.state,
+                    reason=f"fix verified (proposal {proposal_id})",
+                )

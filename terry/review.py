@@ -1,0 +1,70 @@
+"""Review: a merge decision merges at once; a review decision waits for a person to approve
+(merge, then apply) or reject. Every merge commit carries the decision, its reasons, the
+policy commit and who approved, as trailers.
+"""
+
+from __future__ import annotations
+
+from terry.proposals import ProposalState, get, transition
+from terry.steps import Steps, one_line
+
+__all__ = ["ReviewSteps"]
+
+S = ProposalState
+
+
+class ReviewSteps(Steps):
+    def _merge(
+        self, proposal_id: int, *, actor: str, reason: str, from_state: ProposalState
+    ) -> str:
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            branch, remedy, hosts = row.branch, row.remedy, ", ".join(row.hosts)
+            decision, reasons, policy_commit = row.decision, list(row.reasons), row.policy_commit
+            approved_by = row.approved_by
+        assert branch is not None
+        trailers = [f"Terry-Proposal: {proposal_id}", f"Terry-Decision: {decision}"]
+        trailers += [f"Terry-Reason: {one_line(r, 300)}" for r in reasons]
+        trailers.append(f"Terry-Policy-Commit: {policy_commit}")
+        if approved_by:
+            trailers.append(f"Terry-Approved-By: {one_line(approved_by, 100)}")
+        message = f"Merge {branch}: {remedy} on {hosts}\n\n" + "\n".join(trailers) + "\n"
+        merge_sha = self.repo.merge(branch, message=message)
+        transition(
+            self.store,
+            proposal_id,
+            S.MERGED,
+            actor=actor,
+            reason=f"merged into {self.config.main_branch} as {merge_sha[:10]}: {reason}",
+            allowed_from=(from_state,),
+            changes={"merge_sha": merge_sha},
+        )
+        self.reporter.step(proposal_id, f"merged into {self.config.main_branch} ({merge_sha[:10]})")
+        return merge_sha
+
+    def approve(self, proposal_id: int, *, actor: str, apply: bool = True) -> None:
+        transition(
+            self.store,
+            proposal_id,
+            S.APPROVED,
+            actor=actor,
+            verb="approve",
+            reason=f"approved by {actor}",
+            allowed_from=(S.AWAITING_REVIEW,),
+            changes={"approved_by": actor},
+        )
+        self._merge(proposal_id, actor=actor, reason=f"approved by {actor}", from_state=S.APPROVED)
+        if apply:
+            self.apply(proposal_id, actor=actor)
+
+    def reject(self, proposal_id: int, *, actor: str, reason: str) -> None:
+        transition(
+            self.store,
+            proposal_id,
+            S.REJECTED,
+            actor=actor,
+            verb="reject",
+            reason=f"rejected by {actor}: {reason}",
+            allowed_from=(S.AWAITING_REVIEW,),
+            changes={"outcome": f"rejected: {reason}"},
+        )

@@ -1,0 +1,147 @@
+"""What every step of the pipeline shares: the repository, the store, the reporter, and
+running a proposal's playbook. The steps themselves live in the modules named after them:
+``terry.review`` (merge, approve, reject), ``terry.apply`` (apply, verify, rollback), and
+``terry.pipeline`` (diagnosis → proposal → dry run → gate, and sequencing).
+"""
+
+from __future__ import annotations
+
+import re
+from datetime import timedelta
+from pathlib import Path
+from typing import Protocol
+
+from terry import incidents
+from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunnerEvent, RunRequest, RunResult
+from terry.config import Config
+from terry.errors import RunnerError
+from terry.gitops import Repo
+from terry.inventory import Inventory, load_inventory
+from terry.locks import holder_id
+from terry.policy import OpaEngine, PolicyEngine, RegorusEngine
+from terry.proposals import ProposalState, get, transition
+from terry.record import fail_run, finish_run, start_run
+from terry.remedies.catalogue import Catalogue, load_catalogue
+from terry.store import Store
+
+__all__ = ["Reporter", "SilentReporter", "Steps", "one_line"]
+
+
+class Reporter(Protocol):
+    """Where progress goes; the CLI prints it, the server logs it, tests collect it."""
+
+    def step(self, proposal_id: int | None, message: str) -> None: ...
+
+    def event(self, proposal_id: int, kind: str, event: RunnerEvent) -> None: ...
+
+
+class SilentReporter:
+    def step(self, proposal_id: int | None, message: str) -> None:
+        return None
+
+    def event(self, proposal_id: int, kind: str, event: RunnerEvent) -> None:
+        return None
+
+
+def one_line(text: str, limit: int = 120) -> str:
+    """Untrusted text made safe for a commit message line: no newlines, bounded."""
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", text)[:limit]
+
+
+class Steps:
+    """The shared base of the pipeline's steps."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        reporter: Reporter | None = None,
+        engine: PolicyEngine | None = None,
+        applier: AnsibleRunnerApplier | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.repo = Repo(config.repo, main_branch=config.main_branch)
+        self.reporter: Reporter = reporter or SilentReporter()
+        self.engine = engine or self._default_engine()
+        self.applier = applier or AnsibleRunnerApplier()
+        self.holder = holder_id()
+        self.lease = timedelta(seconds=config.runner.timeout * 2 + 60)
+
+    def _default_engine(self) -> PolicyEngine:
+        policy = self.config.policy
+        if policy.engine == "opa" and policy.opa_url:
+            return OpaEngine(policy.opa_url, query=policy.query, timeout=policy.timeout)
+        return RegorusEngine(query=policy.query, timeout=policy.timeout)
+
+    # -- what main says ---------------------------------------------------------------
+    def main_tree(self) -> tuple[str, Path]:
+        sha = self.repo.head()
+        return sha, self.repo.tree(sha)
+
+    def catalogue(self, tree: Path) -> Catalogue:
+        return load_catalogue(tree / self.config.roles_path)
+
+    def inventory(self, tree: Path) -> Inventory:
+        return load_inventory(tree, self.config.inventory)
+
+    def _run(
+        self,
+        proposal_id: int,
+        kind: str,
+        commit: str,
+        *,
+        check: bool = False,
+        tags: tuple[str, ...] = (),
+    ) -> RunResult:
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            playbook, vars_path, hosts = row.playbook_path, row.vars_path, tuple(row.hosts)
+        assert playbook is not None
+        run_id = start_run(self.store, proposal_id=proposal_id, kind=kind, commit=commit)
+        request = RunRequest(
+            project_dir=self.repo.tree(commit),
+            playbook=playbook,
+            private_dir=self.config.state_dir / "runs" / str(run_id),
+            inventory=tuple(self.config.inventory),
+            hosts=hosts,
+            vars_file=vars_path,
+            check=check,
+            tags=tags,
+            forks=self.config.runner.forks,
+            timeout=self.config.runner.timeout,
+            env=dict(self.config.runner.env),
+        )
+        try:
+            result = self.applier.run(
+                request, on_event=lambda e: self.reporter.event(proposal_id, kind, e)
+            )
+        except RunnerError:
+            fail_run(self.store, run_id, "error")
+            raise
+        finish_run(self.store, run_id, result)
+        return result
+
+    def _move(
+        self, proposal_id: int, to: ProposalState, reason: str, *, outcome: str | None = None
+    ) -> None:
+        """A transition made by Terry itself, optionally recording the outcome text."""
+        transition(
+            self.store,
+            proposal_id,
+            to,
+            actor="terry",
+            reason=reason,
+            changes={"outcome": outcome} if outcome is not None else None,
+        )
+
+    def _attention(self, proposal_id: int, reason: str) -> None:
+        with self.store.session() as session:
+            incident_id = get(session, proposal_id).incident_id
+        incidents.set_attention(self.store, incident_id, reason)
+        self.reporter.step(proposal_id, reason)
+
+    def state(self, proposal_id: int) -> ProposalState:
+        with self.store.session() as session:
+            return ProposalState(get(session, proposal_id).state)
