@@ -18,8 +18,6 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
-import httpx
-
 __all__ = [
     "Decision",
     "OpaEngine",
@@ -124,7 +122,7 @@ class RegorusEngine:
         )
         try:
             child = subprocess.run(
-                [sys.executable, "-m", "terry.policy"],
+                [sys.executable, "-m", "terry.policy_child"],
                 input=request,
                 capture_output=True,
                 text=True,
@@ -158,6 +156,8 @@ class OpaEngine:
         self.timeout = timeout
 
     def decide(self, policies: PolicySet, gate_input: dict[str, Any]) -> Decision:
+        import httpx  # only OPA users pay for it
+
         try:
             response = httpx.post(
                 f"{self.url}/v1/data/{self.path}", json={"input": gate_input}, timeout=self.timeout
@@ -169,38 +169,3 @@ class OpaEngine:
         except (httpx.HTTPError, ValueError) as exc:
             return Decision.fail_closed(f"OPA error: {exc}", policies.commit)
         return _interpret(answer, policies.commit)
-
-
-def _child() -> int:
-    """Evaluate one request from stdin; print ``{"result": ...}``. Runs in a child process."""
-    import regorus
-
-    request = json.load(sys.stdin)
-    engine = regorus.Engine()
-    for name, text in request["modules"].items():
-        engine.add_policy(name, text)
-    # JSON strings, not Python objects: regorus' object conversion turns False into a truthy
-    # value (checked with celine-regorus 0.9.1), which would flip `if input.flag` rules.
-    for document in request["data"]:
-        engine.add_data_json(json.dumps(document))
-    engine.set_input_json(json.dumps(request["input"]))
-    try:
-        result = engine.eval_query(request["query"])
-    except RuntimeError as exc:
-        lines = [ln.strip() for ln in str(exc).splitlines() if ln.strip()]
-        detail = next((ln for ln in lines if ln.startswith("error:")), lines[0] if lines else "")
-        where = next((ln for ln in lines if ln.startswith("-->")), "")
-        print(
-            f"rego {where.removeprefix('--> ')}: {detail.removeprefix('error: ')}", file=sys.stderr
-        )
-        return 1
-    rows = result.get("result") or []
-    value = rows[0]["expressions"][0]["value"] if rows else None
-    json.dump(
-        {"result": value}, sys.stdout, default=lambda v: sorted(v) if isinstance(v, set) else str(v)
-    )
-    return 0
-
-
-if __name__ == "__main__":
-    sys.exit(_child())
