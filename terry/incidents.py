@@ -25,6 +25,7 @@ __all__ = [
     "IngestResult",
     "claim",
     "ingest",
+    "ingest_in",
     "mark_diagnosed",
     "pending",
     "set_attention",
@@ -176,12 +177,18 @@ def ingest(
     store: Store, payload: Payload, *, actor: str = "alertmanager", now: datetime | None = None
 ) -> IngestResult:
     """Store every alert of ``payload`` and fold it into incidents, in one transaction."""
-    received = now or utcnow()
     with store.session() as session:
-        effects = tuple(
-            _ingest_one(session, payload, alert, actor, received) for alert in payload.alerts
-        )
-    return IngestResult(effects)
+        return ingest_in(session, payload, actor=actor, now=now)
+
+
+def ingest_in(
+    session: Session, payload: Payload, *, actor: str = "alertmanager", now: datetime | None = None
+) -> IngestResult:
+    """``ingest`` inside a transaction the caller owns (the inbox folds with it)."""
+    received = now or utcnow()
+    return IngestResult(
+        tuple(_ingest_one(session, payload, alert, actor, received) for alert in payload.alerts)
+    )
 
 
 def set_attention(store: Store, incident_id: int, reason: str, *, actor: str = "terry") -> None:

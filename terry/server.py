@@ -24,9 +24,9 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from terry import incidents
 from terry.config import Config
 from terry.errors import InputError, NotFound, StoreError
+from terry.inbox import Folder, Inbox
 from terry.jsonable import to_jsonable
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store
@@ -124,7 +124,6 @@ def create_app(
     *,
     worker: Worker | None = None,
     token: str | None = None,
-    on_ingest: Callable[[tuple[int, ...]], None] | None = None,
 ) -> Starlette:
     """The ASGI app. ``token`` (or the env var named in the config) guards the webhook."""
     secret = token if token is not None else os.environ.get(config.server.token_env) or None
@@ -169,23 +168,20 @@ def create_app(
             return _error(413, f"body larger than {limit} bytes")
         try:
             payload = parse_payload(body)
-        except InputError as exc:
+            text_body = body.decode("utf-8")
+        except (InputError, UnicodeDecodeError) as exc:
             requests.labels("400").inc()
             return _error(400, str(exc))
         try:
-            result = await run_in_threadpool(incidents.ingest, store, payload)
+            await inbox.put(text_body)  # committed (in a group) before we answer
         except StoreError as exc:
             requests.labels("503").inc()
             log.error("store unavailable, answering 503: %s", exc)
             return JSONResponse(
                 {"error": "store unavailable; retry"}, status_code=503, headers={"Retry-After": "5"}
             )
-        if worker is not None:
-            worker.submit(result.opened)
-        if on_ingest is not None:
-            on_ingest(result.opened)
         requests.labels("202").inc()
-        return _json({"accepted": len(payload.alerts), "effects": result.effects}, 202)
+        return _json({"accepted": len(payload.alerts), "stored": True}, 202)
 
     async def healthz(_request: Request) -> Response:
         def probe() -> None:
@@ -231,13 +227,19 @@ def create_app(
 
         return handler
 
+    folder = Folder(store, on_opened=worker.submit if worker is not None else lambda _ids: None)
+    inbox = Inbox(store, on_commit=folder.wake)
+
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
+        folder.start()
         if worker is not None:
             worker.start()
         try:
             yield
         finally:
+            await run_in_threadpool(inbox.close)
+            await run_in_threadpool(folder.stop)
             if worker is not None:
                 log.info("stopping: finishing the work in hand; queued work resumes on restart")
                 await run_in_threadpool(worker.stop)

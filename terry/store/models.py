@@ -28,6 +28,7 @@ __all__ = [
     "AuditRow",
     "Base",
     "HostLockRow",
+    "InboxRow",
     "IncidentRow",
     "ProposalRow",
     "RunEventRow",
@@ -65,6 +66,20 @@ class Base(DeclarativeBase):
         dict[str, Any]: JSON,
         list[Any]: JSON,
     }
+
+
+class InboxRow(Base):
+    """Webhook bodies exactly as accepted, committed (in groups) before the 2xx; folded into
+    alerts and incidents right after by ``terry.inbox``."""
+
+    __tablename__ = "inbox"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    received_at: Mapped[datetime]
+    body: Mapped[str] = mapped_column(Text)
+    folded_at: Mapped[datetime | None] = mapped_column(index=True)
+    # Why folding refused it (not valid any more, e.g. after an upgrade); null when folded.
+    error: Mapped[str | None] = mapped_column(Text)
 
 
 class IncidentRow(Base):

@@ -33,4 +33,4 @@ def test_migrations_build_exactly_the_models(store: Store) -> None:
 def test_migrating_twice_is_a_no_op(store: Store) -> None:
     store.migrate()
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0002"
+        assert MigrationContext.configure(connection).get_current_revision() == "0003"
