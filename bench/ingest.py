@@ -55,7 +55,7 @@ from sqlalchemy import create_engine, select, text
 from sqlalchemy.engine import make_url
 
 from terry.store import Store
-from terry.store.models import AlertRow
+from terry.store.models import AlertRow, InboxRow
 
 HERE = Path(__file__).resolve()
 
@@ -183,13 +183,26 @@ def measure(argv: list[str], env: dict[str, str], conns: int, seconds: float, lo
     return result
 
 
-def stored(url: str, accepted: list[str]) -> tuple[int, int]:
-    """(rows in the alerts table, 202'd fingerprints missing from it)."""
+def stored(url: str, accepted: list[str]) -> tuple[int, int, float | None]:
+    """(inbox rows, 202'd fingerprints missing from the inbox, seconds until all were folded
+    into the alerts table or None if not within a minute). The inbox is what is durable
+    before the 2xx; folding into alerts/incidents follows once the burst is over."""
     store = Store(url)
     with store.session() as session:
-        have = set(session.scalars(select(AlertRow.fingerprint)))
+        bodies = list(session.scalars(select(InboxRow.body)))
+    durable = {a["fingerprint"] for b in bodies for a in json.loads(b)["alerts"]}
+    missing = len(set(accepted) - durable)
+    started = time.perf_counter()
+    folded_after: float | None = None
+    while time.perf_counter() - started < 60:
+        with store.session() as session:
+            have = set(session.scalars(select(AlertRow.fingerprint)))
+        if set(accepted) <= have:
+            folded_after = time.perf_counter() - started
+            break
+        time.sleep(0.5)
     store.dispose()
-    return len(have), len(set(accepted) - have)
+    return len(bodies), missing, folded_after
 
 
 @contextmanager
@@ -252,10 +265,12 @@ def main() -> int:
             cores = [f"{r[k] / elapsed:.2f}" for k in ("server_cpu", "cpu")]
             rows.append([name, conns, round(n / elapsed), *ms, r["non_2xx"], r["errors"], *cores])
             if url:
-                count, missing = stored(url, r["accepted"])
+                count, missing, folded = stored(url, r["accepted"])
                 verdict = "nothing lost" if missing == 0 else f"{missing} LOST"
+                when = f"{folded:.1f} s after the load" if folded is not None else "NOT in 60 s"
                 notes.append(
-                    f"{name}: {n} answered 2xx; every one in alerts ({count} rows): {verdict}"
+                    f"{name}: {n} answered 2xx, all durable in the inbox ({count} rows): "
+                    f"{verdict}; folded into alerts {when}"
                 )
             print(f"  {name}: {n} accepted in {elapsed:.1f} s", flush=True)
     print(f"  at the end: {load_note()}")

@@ -62,7 +62,7 @@ class Worker:
         pipeline_factory: Callable[[], Pipeline],
         store: Store,
         *,
-        poll_seconds: float = 5.0,
+        poll_seconds: float = 1.0,
         threads: int = 2,
     ) -> None:
         self._factory = pipeline_factory
