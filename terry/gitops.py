@@ -13,6 +13,7 @@ import os
 import shutil
 import tarfile
 import tempfile
+import time
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -113,6 +114,7 @@ class Repo:
         sha = self.head(sha)
         target = self.path / ".terry" / "trees" / sha
         if target.is_dir():
+            os.utime(target)  # in use: keep it from being pruned
             return target
         target.parent.mkdir(parents=True, exist_ok=True)
         staging = Path(tempfile.mkdtemp(prefix=f".{sha[:12]}-", dir=target.parent))
@@ -123,6 +125,7 @@ class Repo:
             with tarfile.open(fileobj=io.BytesIO(data)) as archive:  # type: ignore[arg-type]
                 archive.extractall(staging, filter="data")
             staging.rename(target)
+            self._prune_trees(target.parent, keep=target)
         except OSError:
             shutil.rmtree(staging, ignore_errors=True)
             if not target.is_dir():
@@ -131,6 +134,20 @@ class Repo:
             shutil.rmtree(staging, ignore_errors=True)
             raise GitError(f"git archive {sha}: {exc.stderr}") from exc
         return target
+
+    @staticmethod
+    def _prune_trees(directory: Path, *, keep: Path, max_age: float = 6 * 3600) -> None:
+        """Drop exports unused for ``max_age`` seconds (far longer than any run may take);
+        a later run of an old commit exports it again."""
+        cutoff = time.time() - max_age
+        for old in directory.iterdir():
+            if old == keep or old.name.startswith("."):
+                continue
+            try:
+                if old.stat().st_mtime < cutoff:
+                    shutil.rmtree(old, ignore_errors=True)
+            except OSError:
+                continue
 
     # -- writing ------------------------------------------------------------------------
     def check_branch_name(self, branch: str) -> str:

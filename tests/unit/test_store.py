@@ -34,3 +34,22 @@ def test_migrating_twice_is_a_no_op(store: Store) -> None:
     store.migrate()
     with store.engine.connect() as connection:
         assert MigrationContext.configure(connection).get_current_revision() == "0003"
+
+
+def test_old_tree_exports_are_pruned_and_fresh_ones_kept(tmp_path) -> None:  # noqa: ANN001
+    import os
+    import time
+
+    from terry.gitops import Repo
+    from terry.repository import init_repository
+
+    repo = Repo(init_repository(tmp_path / "ops").path)
+    current = repo.tree(repo.head())
+    stale = current.parent / ("0" * 40)
+    stale.mkdir()
+    os.utime(stale, (time.time() - 7 * 3600,) * 2)
+    (repo.path / "note.txt").write_text("x")
+    repo.commit_paths(["note.txt"], "a change")
+    newest = repo.tree(repo.head())
+    assert newest.is_dir() and current.is_dir()
+    assert not stale.exists()
