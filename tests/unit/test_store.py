@@ -2,11 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import time
+from pathlib import Path
+
 import pytest
 from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
+from terry.gitops import Repo
+from terry.repository import init_repository
 from terry.store import Store
 from terry.store.models import Base
 
@@ -36,12 +42,7 @@ def test_migrating_twice_is_a_no_op(store: Store) -> None:
         assert MigrationContext.configure(connection).get_current_revision() == "0003"
 
 
-def test_old_tree_exports_are_pruned_and_fresh_ones_kept(tmp_path) -> None:  # noqa: ANN001
-    import os
-    import time
-
-    from terry.gitops import Repo
-    from terry.repository import init_repository
+def test_old_tree_exports_are_pruned_and_fresh_ones_kept(tmp_path: Path) -> None:
 
     repo = Repo(init_repository(tmp_path / "ops").path)
     current = repo.tree(repo.head())
