@@ -245,7 +245,8 @@ def _fault_output(result: lab.BreakResult, output: str) -> None:
 @output_option
 @click.pass_context
 def break_(ctx: click.Context, host: str, fault: str, percent: float, output: str) -> None:
-    """Break HOST: disk (fill /srv/data with logs and stale tmp files) or service (stop web)."""
+    """Break HOST: disk (fill /srv/data with logs and stale tmp files), service (stop web),
+    or memory (web holds 200 MiB: ProcessMemoryHigh)."""
     state = lab.load_state(_lab_config(ctx))
     _fault_output(lab.break_host(state, host, fault, percent=percent), output)
 

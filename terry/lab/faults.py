@@ -20,6 +20,8 @@ import time
 from enum import StrEnum
 from pathlib import Path
 
+import httpx
+
 from terry.errors import InputError, StateError
 from terry.lab.hosts import TERRY_SVC, host_exec
 from terry.lab.model import BreakResult, LabHost, LabState
@@ -37,6 +39,11 @@ _TMP_AGE_DAYS = 30
 class FaultKind(StrEnum):
     DISK = "disk"
     SERVICE = "service"
+    MEMORY = "memory"
+
+
+# What a memory fault makes the web service hold: above ProcessMemoryHigh's 128 MiB.
+MEMORY_FAULT_MIB = 200
 
 
 def used_percent(path: Path) -> float:
@@ -145,19 +152,36 @@ def _svc(host: LabHost, command: str) -> str:
     return host_exec(host, [*argv, "--root", "/"]).stdout.strip()
 
 
+def _hoard(host: LabHost) -> str:
+    """Ask the web service to hold memory (its ``/debug/alloc``), over the lab bridge."""
+    if not host.services:
+        raise StateError(f"lab host {host.name} runs no service")
+    service = host.services[0]
+    url = f"http://{service.bind}:{service.port}/debug/alloc?mb={MEMORY_FAULT_MIB}"
+    try:
+        answer = httpx.get(url, timeout=30)
+        answer.raise_for_status()
+    except httpx.HTTPError as exc:
+        raise StateError(f"{host.name}: {service.name} did not take the memory: {exc}") from exc
+    return f"{service.name} on {host.name}: {answer.text.strip()}"
+
+
 def break_host(
     state: LabState, host: str, kind: FaultKind | str, *, percent: float = 95.0
 ) -> BreakResult:
-    """Make ``host`` unhealthy: fill its disk to ``percent`` or stop its service."""
+    """Make ``host`` unhealthy: fill its disk to ``percent``, stop its service, or make the
+    service hold memory (``memory``: ProcessMemoryHigh fires)."""
     try:
         kind = FaultKind(kind)
     except ValueError as exc:
-        raise InputError(f"unknown fault {kind!r}: use disk or service") from exc
+        raise InputError(f"unknown fault {kind!r}: use disk, service or memory") from exc
     if not 1 <= percent <= 100:
         raise InputError(f"--percent must be between 1 and 100, not {percent}")
     target = _live_host(state, host)
     if kind is FaultKind.DISK:
         return _fill_disk(target, percent)
+    if kind is FaultKind.MEMORY:
+        return BreakResult(host=host, kind=kind.value, detail=_hoard(target))
     return BreakResult(host=host, kind=kind.value, detail=_svc(target, "stop"))
 
 
@@ -166,9 +190,12 @@ def heal_host(state: LabState, host: str, kind: FaultKind | str) -> BreakResult:
     try:
         kind = FaultKind(kind)
     except ValueError as exc:
-        raise InputError(f"unknown fault {kind!r}: use disk or service") from exc
+        raise InputError(f"unknown fault {kind!r}: use disk, service or memory") from exc
     target = _live_host(state, host)
     if kind is FaultKind.SERVICE:
+        return BreakResult(host=host, kind=kind.value, detail=_svc(target, "start"))
+    if kind is FaultKind.MEMORY:
+        _svc(target, "stop")
         return BreakResult(host=host, kind=kind.value, detail=_svc(target, "start"))
     data = target.data_path
     before = used_percent(data)

@@ -331,6 +331,22 @@ def test_service_fault_fires_service_down(
     assert lab.status(lab_config).healthy
 
 
+def test_memory_fault_fires_process_memory_high(
+    lab_state: lab.LabState, receiver: Receiver
+) -> None:
+    result = lab.break_host(lab_state, "lab-02", "memory")
+    assert "holding 200 MiB" in result.detail
+    alert = wait_for(
+        lambda: prometheus_alert(lab_state, "ProcessMemoryHigh", "lab-02"), ALERT_TIMEOUT
+    )
+    assert alert is not None, "ProcessMemoryHigh did not fire in Prometheus"
+    assert alert["labels"]["service"] == "web"
+    got = wait_for(lambda: receiver.find("ProcessMemoryHigh", "lab-02"), ALERT_TIMEOUT)
+    assert got is not None, "Alertmanager did not post ProcessMemoryHigh to the webhook"
+    healed = lab.heal_host(lab_state, "lab-02", "memory")
+    assert "started" in healed.detail
+
+
 # ---------------------------------------------------------------- down
 
 
