@@ -10,7 +10,7 @@ from datetime import timedelta
 
 from terry.errors import RunnerError, StateError
 from terry.locks import host_locks
-from terry.proposals import ProposalState, get, transition
+from terry.proposals import MERGED_STATES, ProposalState, get, transition
 from terry.steps import Steps
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, utcnow
@@ -19,15 +19,6 @@ from terry.verify import Outcome, Verification, combine, judge_run, query_promet
 __all__ = ["ApplySteps"]
 
 S = ProposalState
-_REAPPLY_FROM = (
-    S.MERGED,
-    S.APPLIED,
-    S.VERIFIED,
-    S.FAILED,
-    S.ROLLED_BACK,
-    S.ESCALATED,
-    S.INTERRUPTED,
-)
 _ROLLBACK_FROM = (S.APPLIED, S.VERIFIED, S.FAILED, S.ESCALATED, S.INTERRUPTED)
 
 
@@ -47,7 +38,7 @@ class ApplySteps(Steps):
                 actor=actor,
                 verb="apply",
                 reason=f"apply {str(merge_sha)[:10]} on {', '.join(hosts)}",
-                allowed_from=_REAPPLY_FROM,
+                allowed_from=MERGED_STATES,
             )
             assert merge_sha is not None
             self.reporter.step(proposal_id, f"applying on {', '.join(hosts)}")

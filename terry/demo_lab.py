@@ -10,7 +10,6 @@ and waits for the alerts to resolve.
 from __future__ import annotations
 
 import secrets
-import socket
 import threading
 import time
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from terry.demo import APPROVER, DemoRow
 from terry.errors import StateError
 from terry.gitops import Repo
 from terry.pipeline import Pipeline, Reporter
+from terry.ports import free_port
 from terry.repository import init_repository
 from terry.server import create_app
 from terry.store import Store
@@ -46,12 +46,6 @@ class LabDemo:
     prometheus_url: str
     firing_after: list[str]
     state: lab.LabState
-
-
-def _free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 def _wait(what: str, predicate: Callable[[], object], timeout: float) -> object:
@@ -99,7 +93,7 @@ def run_lab_demo(
     narrate(f"1. A GitOps repository: terry init {workdir}")
     repo = init_repository(workdir, example=False).path
     token = secrets.token_urlsafe(24)
-    port = _free_port()
+    port = free_port()
     narrate(
         "2. The lab: 3 SSH hosts in network namespaces (lab-01 production, lab-02/03 "
         "staging), node_exporter, Prometheus and Alertmanager → Terry's webhook"

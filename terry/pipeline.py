@@ -24,7 +24,7 @@ from terry.record import remedy_history
 from terry.remedies.render import branch_name, render
 from terry.review import ReviewSteps
 from terry.sources.alertmanager import Payload
-from terry.steps import Reporter, SilentReporter, one_line
+from terry.steps import Reporter, SilentReporter, decision_trailers, one_line
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, ProposalRow, utcnow
 from terry.verify import Outcome
@@ -276,17 +276,10 @@ class Pipeline(ReviewSteps, ApplySteps):
         with self.store.session() as session:
             commit = get(session, proposal_id).commit_sha
         if commit:
-            self.repo.add_note(
-                commit,
-                "\n".join(
-                    [
-                        f"Terry-Decision: {decision.verdict.value}",
-                        *(f"Terry-Reason: {one_line(r, 300)}" for r in decision.reasons),
-                        f"Terry-Policy-Commit: {decision.policy_commit}",
-                    ]
-                )
-                + "\n",
+            trailers = decision_trailers(
+                decision.verdict.value, decision.reasons, decision.policy_commit
             )
+            self.repo.add_note(commit, "\n".join(trailers) + "\n")
         if decision.verdict is Verdict.DENY:
             transition(
                 self.store, proposal_id, S.DENIED, actor="policy", reason=why, changes=recorded

@@ -23,7 +23,7 @@ from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import ProposalRow, utcnow
 
-__all__ = ["TRANSITIONS", "ProposalState", "get", "transition"]
+__all__ = ["MERGED_STATES", "TRANSITIONS", "ProposalState", "get", "transition"]
 
 
 class ProposalState(StrEnum):
@@ -44,15 +44,10 @@ class ProposalState(StrEnum):
 
 
 S = ProposalState
-_APPLIED_ONCE = {
-    S.MERGED,
-    S.APPLIED,
-    S.VERIFIED,
-    S.FAILED,
-    S.ROLLED_BACK,
-    S.ESCALATED,
-    S.INTERRUPTED,
-}
+# States of a proposal that was merged: the ones from which it may be (re-)applied.
+MERGED_STATES = frozenset(
+    {S.MERGED, S.APPLIED, S.VERIFIED, S.FAILED, S.ROLLED_BACK, S.ESCALATED, S.INTERRUPTED}
+)
 
 TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
     S.PROPOSED: frozenset({S.CHECKED, S.FAILED}),
@@ -135,10 +130,6 @@ def transition(
             at=at,
         )
     return current
-
-
-def applied_before(state: ProposalState) -> bool:
-    return state in _APPLIED_ONCE
 
 
 def for_incident(session: Session, incident_id: int) -> list[ProposalRow]:

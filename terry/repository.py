@@ -7,7 +7,6 @@ The repository holds everything Terry acts on: ``inventories/``, ``roles/``, ``p
 from __future__ import annotations
 
 import shutil
-import socket
 import sys
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +18,7 @@ import terry
 from terry.config import CONFIG_FILE
 from terry.errors import ConfigError
 from terry.gitops import Repo
+from terry.ports import free_port
 
 __all__ = ["EXAMPLE_HOSTS", "InitResult", "content_root", "example_inventory", "init_repository"]
 
@@ -47,12 +47,6 @@ def content_root() -> Path:
     raise ConfigError("Terry's starting content (roles/, policies/) is missing from the install")
 
 
-def _free_port() -> int:
-    with socket.socket(socket.AF_INET, socket.SOCK_STREAM) as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 def example_inventory(repo: Path) -> dict[str, Any]:
     """Hosts reachable with Ansible's local connection, each with its own scratch root."""
     groups: dict[str, dict[str, Any]] = {}
@@ -62,7 +56,7 @@ def example_inventory(repo: Path) -> dict[str, Any]:
         )
         group["hosts"][name] = {
             "terry_root": str(repo / ".terry" / "hosts" / name),
-            "terry_services": {"web": {"port": _free_port(), "bind": "127.0.0.1"}},
+            "terry_services": {"web": {"port": free_port(), "bind": "127.0.0.1"}},
             "terry_disk_quota_mb": EXAMPLE_QUOTA_MB,
             "terry_labels": {"role": name.split("-")[0]},
         }

@@ -6,7 +6,7 @@ policy commit and who approved, as trailers.
 from __future__ import annotations
 
 from terry.proposals import ProposalState, get, transition
-from terry.steps import Steps, one_line
+from terry.steps import Steps, decision_trailers, one_line
 
 __all__ = ["ReviewSteps"]
 
@@ -23,9 +23,10 @@ class ReviewSteps(Steps):
             decision, reasons, policy_commit = row.decision, list(row.reasons), row.policy_commit
             approved_by = row.approved_by
         assert branch is not None
-        trailers = [f"Terry-Proposal: {proposal_id}", f"Terry-Decision: {decision}"]
-        trailers += [f"Terry-Reason: {one_line(r, 300)}" for r in reasons]
-        trailers.append(f"Terry-Policy-Commit: {policy_commit}")
+        trailers = [
+            f"Terry-Proposal: {proposal_id}",
+            *decision_trailers(decision, reasons, policy_commit),
+        ]
         if approved_by:
             trailers.append(f"Terry-Approved-By: {one_line(approved_by, 100)}")
         message = f"Merge {branch}: {remedy} on {hosts}\n\n" + "\n".join(trailers) + "\n"

@@ -24,7 +24,7 @@ from terry.record import fail_run, finish_run, start_run
 from terry.remedies.catalogue import Catalogue, load_catalogue
 from terry.store import Store
 
-__all__ = ["Reporter", "SilentReporter", "Steps", "one_line"]
+__all__ = ["Reporter", "SilentReporter", "Steps", "decision_trailers", "one_line"]
 
 
 class Reporter(Protocol):
@@ -46,6 +46,17 @@ class SilentReporter:
 def one_line(text: str, limit: int = 120) -> str:
     """Untrusted text made safe for a commit message line: no newlines, bounded."""
     return re.sub(r"[\x00-\x1f\x7f]+", " ", text)[:limit]
+
+
+def decision_trailers(
+    decision: str | None, reasons: list[str] | tuple[str, ...], policy_commit: str | None
+) -> list[str]:
+    """The gate's verdict as git trailers: on the proposal commit's note and the merge."""
+    return [
+        f"Terry-Decision: {decision}",
+        *(f"Terry-Reason: {one_line(r, 300)}" for r in reasons),
+        f"Terry-Policy-Commit: {policy_commit}",
+    ]
 
 
 class Steps:

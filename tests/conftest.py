@@ -141,5 +141,13 @@ def alert(
     }
 
 
+def count_rows(store: Store, model: type, *where: Any) -> int:
+    """Rows of ``model`` in ``store`` matching ``where``: what the tests check the store by."""
+    from sqlalchemy import func, select
+
+    with store.session() as session:
+        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
+
+
 def config_for(repo: Path):
     return load_config(repo, environ={})

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import os
-import shutil
 import tempfile
 from pathlib import Path
 
@@ -14,25 +12,6 @@ from rich.table import Table
 from terry.cli.context import RichReporter
 from terry.cli.output import console, emit_json, err_console, output_option
 from terry.demo import DemoRow, run_demo
-
-LAB_TOOLS = (
-    "ip",
-    "unshare",
-    "nsenter",
-    "prometheus",
-    "prometheus-alertmanager",
-    "prometheus-node-exporter",
-)
-
-
-def _lab_possible() -> str | None:
-    """Why the lab cannot run here, or None when it can."""
-    if os.geteuid() != 0:
-        return "not root"
-    missing = [t for t in LAB_TOOLS if shutil.which(t) is None]
-    if not (shutil.which("sshd") or Path("/usr/sbin/sshd").exists()):
-        missing.append("sshd")
-    return f"missing {', '.join(missing)}" if missing else None
 
 
 @click.command("demo")
@@ -74,7 +53,9 @@ def command(
     Exit code 0 only if every incident ends verified (and, in the lab, resolved).
     """
     out = err_console if output == "json" else console
-    why_not = _lab_possible()
+    from terry.lab import missing_prerequisites
+
+    why_not = missing_prerequisites()
     if use_lab is None:
         use_lab = why_not is None
         if why_not:

@@ -15,7 +15,7 @@ a real alert within seconds. Everything needs root; nothing leaves the machine.
 from terry.lab.faults import FaultKind, break_host, heal_host, used_percent
 from terry.lab.hosts import host_exec, nsenter_argv
 from terry.lab.inventory import INVENTORY_PATH, inventory_data, write_inventory
-from terry.lab.lifecycle import down, service_script_source, status, up
+from terry.lab.lifecycle import down, missing_prerequisites, service_script_source, status, up
 from terry.lab.model import (
     DEFAULT_STATE_DIR,
     DEFAULT_WEBHOOK_URL,
@@ -56,6 +56,7 @@ __all__ = [
     "host_exec",
     "inventory_data",
     "load_state",
+    "missing_prerequisites",
     "nsenter_argv",
     "service_script_source",
     "ssh_argv",

@@ -55,7 +55,7 @@ from terry.lab.procs import (
     wait_until,
 )
 
-__all__ = ["down", "service_script_source", "status", "up"]
+__all__ = ["down", "missing_prerequisites", "service_script_source", "status", "up"]
 
 _PACKAGES = "openssh-server prometheus prometheus-alertmanager prometheus-node-exporter"
 _TOOLS = (
@@ -76,6 +76,16 @@ _TOOLS = (
 _SVC_RELATIVE = Path("roles") / "terry_service" / "files" / "terry-svc"
 
 
+def missing_prerequisites() -> str | None:
+    """Why the lab cannot run on this machine (not root, tools missing), or None."""
+    if os.geteuid() != 0:
+        return "the lab needs root (network namespaces, mounts, loop devices): run it as root"
+    missing = [tool for tool in _TOOLS if resolve(tool) is None]
+    if missing:
+        return f"the lab needs {', '.join(missing)}; on Debian: apt-get install -y {_PACKAGES}"
+    return None
+
+
 def _preflight(hosts: int) -> None:
     if os.geteuid() != 0:
         raise StateError(
@@ -83,11 +93,9 @@ def _preflight(hosts: int) -> None:
         )
     if not 1 <= hosts <= MAX_HOSTS:
         raise StateError(f"--hosts must be between 1 and {MAX_HOSTS}, not {hosts}")
-    missing = [tool for tool in _TOOLS if resolve(tool) is None]
-    if missing:
-        raise ConfigError(
-            f"the lab needs {', '.join(missing)}; on Debian: apt-get install -y {_PACKAGES}"
-        )
+    why = missing_prerequisites()
+    if why:
+        raise ConfigError(why)
 
 
 def service_script_source(repo: Path | None = None) -> Path:

@@ -10,7 +10,6 @@ import itertools
 import json
 import os
 import signal
-import socket
 import subprocess
 import sys
 import time
@@ -20,24 +19,27 @@ from typing import Any
 
 import httpx
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from terry import example
+from terry.ports import free_port
 from terry.repository import init_repository
 from terry.store import Store
 from terry.store.models import AlertRow, InboxRow, IncidentRow, ProposalRow, RunRow
-from tests.conftest import POSTGRES, _postgres_database, alert, config_for, make_cli, payload
+from tests.conftest import (
+    POSTGRES,
+    _postgres_database,
+    alert,
+    config_for,
+    count_rows,
+    make_cli,
+    payload,
+)
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-webhook-token"
 # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal: -15 is a clean exit.
 CLEAN = (0, -signal.SIGTERM)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
 
 
 class Serve:
@@ -103,11 +105,6 @@ def wait_for(predicate: Callable[[], Any], timeout: float = 90, what: str = "") 
     raise AssertionError(f"timed out waiting for {what}")
 
 
-def count(store: Store, model: type, *where: Any) -> int:
-    with store.session() as session:
-        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
-
-
 @pytest.fixture
 def repo(tmp_path: Path) -> Iterator[Path]:
     path = init_repository(tmp_path / "ops").path
@@ -137,24 +134,24 @@ def test_webhook_refuses_bad_requests_and_stores_nothing(repo: Path, store_for: 
         assert bad.status_code == 400 and "not JSON" in bad.json()["error"]
         missing = server.post(json.dumps({"version": "4", "status": "firing", "alerts": []}))
         assert missing.status_code == 400 and "groupKey" in missing.json()["error"]
-        assert count(store_for, InboxRow) == 0
+        assert count_rows(store_for, InboxRow) == 0
 
         accepted = server.post(good)
         assert accepted.status_code == 202
         assert accepted.json() == {"accepted": 1, "stored": True}
         # committed before the 202: another connection sees it at once
-        assert count(store_for, InboxRow) == 1
-        wait_for(lambda: count(store_for, AlertRow) == 1, 10, "the alert to be folded")
+        assert count_rows(store_for, InboxRow) == 1
+        wait_for(lambda: count_rows(store_for, AlertRow) == 1, 10, "the alert to be folded")
         for _ in range(20):  # Alertmanager re-sends the group on every group_interval
             assert server.post(good).status_code == 202
-        assert count(store_for, InboxRow) == 21
+        assert count_rows(store_for, InboxRow) == 21
         wait_for(
-            lambda: count(store_for, InboxRow, InboxRow.folded_at.is_(None)) == 0,
+            lambda: count_rows(store_for, InboxRow, InboxRow.folded_at.is_(None)) == 0,
             10,
             "the inbox to be folded",
         )
-        assert count(store_for, AlertRow) == 1
-        assert count(store_for, IncidentRow) == 1
+        assert count_rows(store_for, AlertRow) == 1
+        assert count_rows(store_for, IncidentRow) == 1
 
         metrics = httpx.get(f"{server.url}/metrics").text
         assert 'terry_alerts_received_total{status="firing"} 1.0' in metrics
@@ -199,13 +196,13 @@ def test_killed_after_202_the_alert_is_kept_and_the_restart_finishes_the_work(
     )
     assert response.status_code == 202
     server.stop(signal.SIGKILL)
-    assert count(store_for, InboxRow) == 1  # durable before the 202
-    assert count(store_for, ProposalRow) == 0
+    assert count_rows(store_for, InboxRow) == 1  # durable before the 202
+    assert count_rows(store_for, ProposalRow) == 0
 
     restarted = Serve(repo)
     try:
         wait_for(
-            lambda: count(store_for, ProposalRow, ProposalRow.state == "verified") == 1,
+            lambda: count_rows(store_for, ProposalRow, ProposalRow.state == "verified") == 1,
             what="the restarted server to fix the disk",
         )
     finally:
@@ -246,7 +243,7 @@ def test_webhook_stays_fast_while_a_slow_playbook_runs_and_sigterm_is_clean(
     try:
         first = server.post(payload([alert("SlowThing", fingerprint="slow-0", host="web-01")]))
         assert first.status_code == 202
-        wait_for(lambda: count(store_for, RunRow) >= 1, what="the slow run to start")
+        wait_for(lambda: count_rows(store_for, RunRow) >= 1, what="the slow run to start")
         latencies = []
         for n in range(1, 101):
             body = payload([alert("SlowThing", fingerprint=f"slow-{n}", host="web-02")])
@@ -256,14 +253,14 @@ def test_webhook_stays_fast_while_a_slow_playbook_runs_and_sigterm_is_clean(
         latencies.sort()
         p99 = latencies[98]
         assert p99 < 1.0, f"webhook p99 {p99:.3f}s while a playbook runs"
-        assert count(store_for, InboxRow) == 101
+        assert count_rows(store_for, InboxRow) == 101
     finally:
         code = server.stop(signal.SIGTERM, timeout=120)
     assert code in CLEAN
     assert "Application shutdown complete" in server.log.read_text()
     assert "finishing the work in hand" in server.log.read_text()
     # work not begun stays queued in the store (undiagnosed), for the next start
-    undone = count(store_for, IncidentRow, IncidentRow.diagnosed_at.is_(None)) + count(
+    undone = count_rows(store_for, IncidentRow, IncidentRow.diagnosed_at.is_(None)) + count_rows(
         store_for, InboxRow, InboxRow.folded_at.is_(None)
     )
     assert undone > 0
@@ -294,15 +291,15 @@ def test_two_servers_on_one_postgres_never_double_apply_or_overlap_a_host(repo: 
 
         try:
             wait_for(
-                lambda: count(store, ProposalRow, ProposalRow.state == "verified") == 6,
+                lambda: count_rows(store, ProposalRow, ProposalRow.state == "verified") == 6,
                 timeout=240,
                 what="six verified proposals",
             )
         except AssertionError as exc:
             logs = "\n".join(s.log.read_text()[-3000:] for s in servers)
             raise AssertionError(f"{exc}: {states()}\n{logs}") from exc
-        assert count(store, IncidentRow) == 6
-        assert count(store, ProposalRow) == 6  # each incident diagnosed once
+        assert count_rows(store, IncidentRow) == 6
+        assert count_rows(store, ProposalRow) == 6  # each incident diagnosed once
         with store.session() as session:
             applies = session.execute(
                 select(RunRow.proposal_id, RunRow.started_at, RunRow.finished_at, ProposalRow.hosts)

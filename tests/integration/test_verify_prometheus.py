@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import socket
 import subprocess
 import time
 from collections.abc import Iterator
@@ -18,6 +17,7 @@ import httpx
 import pytest
 
 from terry import example
+from terry.ports import free_port
 from terry.remedies.catalogue import PrometheusVerify
 from terry.repository import init_repository
 from terry.verify import Outcome, query_prometheus
@@ -32,17 +32,11 @@ pytestmark = [
 ]
 
 
-def _port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """A real Prometheus scraping only itself, so ``up`` exists and node metrics do not."""
     home = tmp_path_factory.mktemp("prom")
-    port = _port()
+    port = free_port()
     (home / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n  - job_name: self\n"
@@ -98,7 +92,7 @@ def test_prometheus_answers_are_judged(
 
 def test_unreachable_prometheus_is_unknown() -> None:
     spec = PrometheusVerify(query="up")
-    result = query_prometheus(f"http://127.0.0.1:{_port()}", spec, {}, timeout=2)
+    result = query_prometheus(f"http://127.0.0.1:{free_port()}", spec, {}, timeout=2)
     assert result.outcome is Outcome.UNKNOWN
     assert "query failed" in result.evidence[0]
 

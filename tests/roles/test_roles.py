@@ -14,7 +14,6 @@ import json
 import os
 import re
 import shutil
-import socket
 import subprocess
 import sys
 import time
@@ -24,6 +23,8 @@ from pathlib import Path
 
 import pytest
 import yaml
+
+from terry.ports import free_port
 
 pytestmark = pytest.mark.integration
 
@@ -110,12 +111,6 @@ class Host:
             check=False,
         )
         return Run(proc.returncode, proc.stdout + proc.stderr)
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def remedy_playbook(directory: Path, role: str) -> Path:

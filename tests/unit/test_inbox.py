@@ -5,19 +5,14 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from terry.inbox import Inbox, fold_pending
 from terry.store import Store
 from terry.store.models import AlertRow, InboxRow, IncidentRow
-from tests.conftest import alert, payload
+from tests.conftest import alert, count_rows, payload
 
 pytestmark = pytest.mark.unit
-
-
-def _count(store: Store, model: type, *where: object) -> int:
-    with store.session() as session:
-        return int(session.scalar(select(func.count()).select_from(model).where(*where)) or 0)
 
 
 def test_concurrent_puts_are_all_durable_when_they_return(store: Store) -> None:
@@ -33,13 +28,13 @@ def test_concurrent_puts_are_all_durable_when_they_return(store: Store) -> None:
 
     try:
         asyncio.run(burst())
-        assert _count(store, InboxRow) == 300
+        assert count_rows(store, InboxRow) == 300
     finally:
         inbox.close()
     first = fold_pending(store)
     assert first.rows == 300 and len(first.opened) == 300
     assert fold_pending(store).rows == 0  # folded once
-    assert _count(store, AlertRow) == 300 and _count(store, IncidentRow) == 300
+    assert count_rows(store, AlertRow) == 300 and count_rows(store, IncidentRow) == 300
 
 
 def test_a_body_that_no_longer_parses_is_kept_with_the_reason(store: Store) -> None:
@@ -51,7 +46,7 @@ def test_a_body_that_no_longer_parses_is_kept_with_the_reason(store: Store) -> N
     with store.session() as session:
         row = session.scalars(select(InboxRow)).one()
         assert row.folded_at is not None and "version" in (row.error or "")
-    assert _count(store, AlertRow) == 0
+    assert count_rows(store, AlertRow) == 0
 
 
 def test_a_dead_store_fails_every_put_of_the_batch() -> None:

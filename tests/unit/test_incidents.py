@@ -3,20 +3,15 @@
 from __future__ import annotations
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from terry.incidents import Effect, ingest
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store
 from terry.store.models import AlertRow, AuditRow, IncidentRow
-from tests.conftest import alert, payload
+from tests.conftest import alert, count_rows, payload
 
 pytestmark = pytest.mark.unit
-
-
-def _count(store: Store, model: type) -> int:
-    with store.session() as session:
-        return int(session.scalar(select(func.count()).select_from(model)) or 0)
 
 
 def test_same_fingerprint_joins_one_incident_and_resend_creates_nothing(store: Store) -> None:
@@ -36,8 +31,8 @@ def test_same_fingerprint_joins_one_incident_and_resend_creates_nothing(store: S
     joined = ingest(store, again)
     assert [e.effect for e in joined.effects] == [Effect.DUPLICATE, Effect.JOINED]
     assert ingest(store, again).effects[1].effect is Effect.DUPLICATE
-    assert _count(store, IncidentRow) == 1
-    assert _count(store, AlertRow) == 2
+    assert count_rows(store, IncidentRow) == 1
+    assert count_rows(store, AlertRow) == 2
 
 
 def test_resolved_closes_the_incident_with_an_audit_row(store: Store) -> None:
@@ -76,8 +71,8 @@ def test_resolved_before_firing_is_stored_and_changes_nothing(store: Store) -> N
     result = ingest(store, early)
     assert result.effects[0].effect is Effect.IGNORED
     assert "no open incident" in result.effects[0].detail
-    assert _count(store, AlertRow) == 1
-    assert _count(store, IncidentRow) == 0
+    assert count_rows(store, AlertRow) == 1
+    assert count_rows(store, IncidentRow) == 0
     # the firing alert that arrives afterwards still opens its incident
     late = ingest(store, parse_payload(payload([alert("ServiceDown", fingerprint="fp3")])))
     assert late.effects[0].effect is Effect.OPENED
