@@ -170,7 +170,11 @@ def server(argv: list[str], port: int, env: dict[str, str], log: Path) -> Iterat
             proc.wait()
 
 
-def measure(argv: list[str], env: dict[str, str], conns: int, seconds: float, log: Path) -> Any:
+def measure(
+    argv: list[str], env: dict[str, str], conns: int, seconds: float, log: Path, url: str | None
+) -> Any:
+    """Load one server; with ``url``, check the store while that server still runs (folding
+    the burst into alerts happens after the load, in the server)."""
     port = free_port()
     with server([a.replace("{port}", str(port)) for a in argv], port, env, log) as pid:
         before = cpu_seconds(pid)
@@ -180,6 +184,8 @@ def measure(argv: list[str], env: dict[str, str], conns: int, seconds: float, lo
         done = subprocess.run(client, capture_output=True, text=True, check=True)
         result = json.loads(done.stdout)
         result["server_cpu"] = cpu_seconds(pid) - before
+        if url:
+            result["stored"] = stored(url, result["accepted"])
     return result
 
 
@@ -259,13 +265,13 @@ def main() -> int:
             env = {"TERRY_DATABASE_URL": pg_url}
             targets.append(("terry serve, PostgreSQL", serve, env, pg_url, c))
         for i, (name, argv, env, url, conns) in enumerate(targets):
-            r = measure(argv, env, conns, opts.duration, tmp / f"server-{i}.log")
+            r = measure(argv, env, conns, opts.duration, tmp / f"server-{i}.log", url)
             n, lat, elapsed = len(r["accepted"]), r["latencies"], r["elapsed"]
             ms = [1000 * pct(lat, 50), 1000 * pct(lat, 99)]
             cores = [f"{r[k] / elapsed:.2f}" for k in ("server_cpu", "cpu")]
             rows.append([name, conns, round(n / elapsed), *ms, r["non_2xx"], r["errors"], *cores])
             if url:
-                count, missing, folded = stored(url, r["accepted"])
+                count, missing, folded = r["stored"]
                 verdict = "nothing lost" if missing == 0 else f"{missing} LOST"
                 when = f"{folded:.1f} s after the load" if folded is not None else "NOT in 60 s"
                 notes.append(

@@ -14,14 +14,17 @@ import asyncio
 import logging
 import queue
 import threading
+import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import datetime
 
 from sqlalchemy import insert, select, update
+from sqlalchemy.orm import Session
 
 from terry import incidents
 from terry.errors import InputError, StoreError
-from terry.sources.alertmanager import parse_payload
+from terry.sources.alertmanager import Payload, parse_payload
 from terry.store import Store
 from terry.store.models import InboxRow, utcnow
 
@@ -42,6 +45,7 @@ class Inbox:
         self._max = max_batch
         self._on_commit = on_commit
         self._queue: queue.Queue[_Waiter | None] = queue.Queue()
+        self._last_commit = 0.0  # time.monotonic() of the newest commit
         self._thread = threading.Thread(target=self._run, name="terry-inbox", daemon=True)
         self._thread.start()
 
@@ -51,6 +55,10 @@ class Inbox:
         done: asyncio.Future[None] = loop.create_future()
         self._queue.put((body, loop, done))
         await done
+
+    def quiet_for(self) -> float:
+        """Seconds since the inbox last committed (how long the webhook has been quiet)."""
+        return time.monotonic() - self._last_commit
 
     def close(self) -> None:
         self._queue.put(None)
@@ -74,80 +82,155 @@ class Inbox:
             error: Exception | None = None
             try:
                 now = utcnow()
-                with self._store.session() as session:
+                with self._store.write_turn(urgent=True), self._store.session() as session:
                     session.execute(
-                        insert(InboxRow),
+                        insert(InboxRow.__table__),
                         [{"received_at": now, "body": body} for body, _l, _f in batch],
                     )
             except Exception as exc:  # any failure: every request of the batch gets a 503
                 log.error("inbox commit failed for %d bodies: %s", len(batch), exc)
                 error = exc if isinstance(exc, StoreError) else StoreError(str(exc))
+            by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
             for _body, loop, done in batch:
-                loop.call_soon_threadsafe(_settle, done, error)
+                by_loop.setdefault(loop, []).append(done)
+            for loop, futures in by_loop.items():  # one wake-up per loop, not one per request
+                loop.call_soon_threadsafe(_settle, futures, error)
+            self._last_commit = time.monotonic()
             if error is None and self._on_commit is not None:
                 self._on_commit()
 
 
-def _settle(done: asyncio.Future[None], error: Exception | None) -> None:
-    if done.done():
-        return
-    if error is None:
-        done.set_result(None)
-    else:
-        done.set_exception(error)
+def _settle(futures: list[asyncio.Future[None]], error: Exception | None) -> None:
+    for done in futures:
+        if done.done():
+            continue
+        if error is None:
+            done.set_result(None)
+        else:
+            done.set_exception(error)
 
 
 @dataclass(frozen=True)
 class Folded:
-    rows: int
+    rows: int  # rows taken from the inbox, refused ones included
     opened: tuple[int, ...]
+    refused: int = 0  # rows kept with an error instead of folded
 
 
-def fold_pending(store: Store, *, limit: int = 500) -> Folded:
-    """Fold up to ``limit`` inbox rows into alerts and incidents, oldest first."""
-    with store.session() as session:
-        ids = list(
-            session.scalars(
-                select(InboxRow.id)
-                .where(InboxRow.folded_at.is_(None))
-                .order_by(InboxRow.id)
-                .limit(limit)
-            )
-        )
+def fold_pending(store: Store, *, limit: int = 200) -> Folded:
+    """Fold up to ``limit`` inbox rows into alerts and incidents, oldest first.
+
+    The rows are claimed and folded in one transaction (one commit for the batch). When the
+    batch fails (a concurrent server stored the same alert, a row the store refuses), it is
+    rolled back and folded again row by row, so one bad row cannot hold up the others.
+    """
+    try:
+        return _fold_batch(store, limit)
+    except StoreError:
+        raise
+    except Exception as exc:  # fold the same rows one transaction each
+        log.warning("folding %d inbox rows at once failed, folding one by one: %s", limit, exc)
     opened: list[int] = []
-    folded = 0
-    for row_id in ids:
-        with store.session() as session:
-            claimed = session.execute(
+    folded = refused = 0
+    for _ in range(limit):
+        try:
+            batch = _fold_batch(store, 1)
+        except StoreError:
+            raise
+        except Exception as exc:
+            _refuse_oldest(store, f"folding failed: {exc}")
+            folded += 1
+            refused += 1
+            continue
+        if batch.rows == 0:
+            break
+        folded += batch.rows
+        refused += batch.refused
+        opened.extend(batch.opened)
+    return Folded(folded, tuple(opened), refused)
+
+
+def _claim(session: Session, limit: int) -> list[tuple[int, str, datetime]]:
+    """Take the oldest unfolded rows: one UPDATE, so two servers never take the same row."""
+    oldest = (
+        select(InboxRow.id)
+        .where(InboxRow.folded_at.is_(None))
+        .order_by(InboxRow.id)
+        .limit(limit)
+        .with_for_update(skip_locked=True)  # PostgreSQL; SQLite has one writer anyway
+    )
+    claimed = session.execute(
+        update(InboxRow)
+        .where(InboxRow.id.in_(oldest.scalar_subquery()), InboxRow.folded_at.is_(None))
+        .values(folded_at=utcnow())
+        .returning(InboxRow.id, InboxRow.body, InboxRow.received_at)
+        .execution_options(synchronize_session=False)
+    )
+    return sorted((row.id, row.body, row.received_at) for row in claimed)
+
+
+def _fold_batch(store: Store, limit: int) -> Folded:
+    with store.write_turn(urgent=False), store.session() as session:
+        rows = _claim(session, limit)
+        good: list[tuple[Payload, datetime]] = []
+        refused = 0
+        for row_id, body, received_at in rows:
+            try:
+                good.append((parse_payload(body), received_at))
+            except InputError as exc:
+                session.execute(
+                    update(InboxRow)
+                    .where(InboxRow.id == row_id)
+                    .values(error=str(exc))
+                    .execution_options(synchronize_session=False)
+                )
+                refused += 1
+        results = incidents.ingest_many(session, good)
+    opened = tuple(i for result in results for i in result.opened)
+    return Folded(len(rows), opened, refused)
+
+
+def _refuse_oldest(store: Store, reason: str) -> None:
+    """Mark the oldest unfolded row folded with ``reason`` as its error (kept, not lost)."""
+    with store.session() as session:
+        oldest = session.scalar(
+            select(InboxRow.id).where(InboxRow.folded_at.is_(None)).order_by(InboxRow.id).limit(1)
+        )
+        if oldest is not None:
+            session.execute(
                 update(InboxRow)
-                .where(InboxRow.id == row_id, InboxRow.folded_at.is_(None))
-                .values(folded_at=utcnow())
+                .where(InboxRow.id == oldest, InboxRow.folded_at.is_(None))
+                .values(folded_at=utcnow(), error=reason[:2000])
                 .execution_options(synchronize_session=False)
             )
-            if claimed.rowcount != 1:  # type: ignore[attr-defined]
-                continue  # another server folded it
-            row = session.get(InboxRow, row_id)
-            assert row is not None
-            try:
-                payload = parse_payload(row.body)
-            except InputError as exc:
-                row.error = str(exc)
-                continue
-            result = incidents.ingest_in(session, payload, now=row.received_at)
-        folded += 1
-        opened.extend(result.opened)
-    return Folded(folded, tuple(opened))
+            log.error("inbox row %d refused: %s", oldest, reason)
 
 
 class Folder:
-    """A thread folding the inbox: woken by each commit, and every ``poll`` seconds."""
+    """A thread folding the inbox: woken by each commit, and every ``poll`` seconds.
+
+    Folding yields to the webhook: while bodies keep arriving (the inbox committed within
+    ``quiet`` seconds) it folds one batch every ``max_delay`` seconds at most, and catches up
+    at full speed once the burst is over. Acknowledgements stay fast during an alert storm;
+    diagnosis starts a little later.
+    """
 
     def __init__(
-        self, store: Store, *, on_opened: Callable[[tuple[int, ...]], None], poll: float = 2.0
+        self,
+        store: Store,
+        *,
+        on_opened: Callable[[tuple[int, ...]], None],
+        poll: float = 2.0,
+        quiet_for: Callable[[], float] | None = None,
+        quiet: float = 0.05,
+        max_delay: float = 1.0,
     ) -> None:
         self._store = store
         self._on_opened = on_opened
         self._poll = poll
+        self._quiet_for = quiet_for
+        self._quiet = quiet
+        self._max_delay = max_delay
         self._wake = threading.Event()
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name="terry-folder", daemon=True)
@@ -163,12 +246,24 @@ class Folder:
         self._wake.set()
         self._thread.join(60)
 
+    def _yield_to_webhook(self) -> None:
+        if self._quiet_for is None:
+            return
+        deadline = time.monotonic() + self._max_delay
+        while (
+            not self._stop.is_set()
+            and self._quiet_for() < self._quiet
+            and time.monotonic() < deadline
+        ):
+            self._stop.wait(self._quiet)
+
     def _run(self) -> None:
         while not self._stop.is_set():
             self._wake.wait(self._poll)
             self._wake.clear()
             try:
                 while not self._stop.is_set():
+                    self._yield_to_webhook()
                     folded = fold_pending(self._store)
                     if folded.opened:
                         self._on_opened(folded.opened)

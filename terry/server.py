@@ -133,6 +133,7 @@ def create_app(
     requests = Counter(
         "terry_webhook_requests", "Webhook requests by HTTP status", ["code"], registry=registry
     )
+    accepted = requests.labels("202")
 
     def authorised(request: Request) -> bool:
         if secret is None:
@@ -147,6 +148,8 @@ def create_app(
         declared = request.headers.get("content-length")
         if declared is not None and declared.isdigit() and int(declared) > limit:
             return None
+        if declared is not None and declared.isdigit():
+            return await request.body()  # the size is known and within the limit
         body = bytearray()
         async for chunk in request.stream():
             body += chunk
@@ -180,8 +183,12 @@ def create_app(
             return JSONResponse(
                 {"error": "store unavailable; retry"}, status_code=503, headers={"Retry-After": "5"}
             )
-        requests.labels("202").inc()
-        return _json({"accepted": len(payload.alerts), "stored": True}, 202)
+        accepted.inc()
+        return Response(
+            b'{"accepted":%d,"stored":true}' % len(payload.alerts),
+            status_code=202,
+            media_type="application/json",
+        )
 
     async def healthz(_request: Request) -> Response:
         def probe() -> None:
@@ -227,8 +234,12 @@ def create_app(
 
         return handler
 
-    folder = Folder(store, on_opened=worker.submit if worker is not None else lambda _ids: None)
-    inbox = Inbox(store, on_commit=folder.wake)
+    inbox = Inbox(store, on_commit=lambda: folder.wake())
+    folder = Folder(
+        store,
+        on_opened=worker.submit if worker is not None else lambda _ids: None,
+        quiet_for=inbox.quiet_for,
+    )
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:

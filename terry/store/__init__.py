@@ -6,8 +6,9 @@ SQLite by default (``.terry/terry.db`` in the GitOps repository); any SQLAlchemy
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
-from contextlib import contextmanager
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
 from alembic import command
@@ -35,6 +36,38 @@ def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
     cursor.close()
 
 
+class WriteTurns:
+    """SQLite takes one writer at a time, and a writer that finds the database locked sleeps
+    in SQLite's busy handler (up to 100 ms a try) while another thread of this process takes
+    the lock again. Threads of one process take turns here instead, and an urgent writer
+    (the webhook's group commit) goes before any waiting background writer (folding).
+    """
+
+    def __init__(self) -> None:
+        self._cond = threading.Condition()
+        self._held = False
+        self._urgent_waiting = 0
+
+    @contextmanager
+    def turn(self, *, urgent: bool) -> Iterator[None]:
+        with self._cond:
+            if urgent:
+                self._urgent_waiting += 1
+            try:
+                while self._held or (not urgent and self._urgent_waiting):
+                    self._cond.wait()
+            finally:
+                if urgent:
+                    self._urgent_waiting -= 1
+            self._held = True
+        try:
+            yield
+        finally:
+            with self._cond:
+                self._held = False
+                self._cond.notify_all()
+
+
 class Store:
     """One database. ``session()`` is a unit of work: committed on success, rolled back on error."""
 
@@ -52,6 +85,14 @@ class Store:
         except (SQLAlchemyError, ImportError, ValueError) as exc:
             raise StoreError(f"cannot open the store {self.safe_url}: {exc}") from exc
         self._sessions = sessionmaker(self.engine, expire_on_commit=False)
+        self._turns = WriteTurns() if url.startswith("sqlite:") else None
+
+    def write_turn(self, *, urgent: bool) -> AbstractContextManager[None]:
+        """Hold around a write transaction that contends with others of this process (SQLite
+        only; PostgreSQL locks rows, so this is a no-op there)."""
+        if self._turns is None:
+            return nullcontext()
+        return self._turns.turn(urgent=urgent)
 
     @property
     def safe_url(self) -> str:
