@@ -160,6 +160,7 @@ def main() -> int:
             config, store, applier=TimedApplier(clock), engine=TimedEngine(clock)
         )
         pipeline.clock = clock
+        pipeline.main_view()  # what terry serve's worker does when it starts
         replay: Replay | None = None
         for i in range(n):
             body = payload([alert(f"bench-decide-{i:05d}", HOSTS[i % len(HOSTS)])])

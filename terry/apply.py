@@ -129,8 +129,8 @@ class ApplySteps(Steps):
         with self.store.session() as session:
             row = get(session, proposal_id)
             remedy_name, params, hosts = row.remedy, dict(row.params), list(row.hosts)
-        _sha, tree = self.main_tree()
-        remedy = self.catalogue(tree).get(remedy_name)
+        _sha, catalogue, _inventory = self.main_view()
+        remedy = catalogue.get(remedy_name)
         if prom.url and remedy is not None and remedy.prometheus_verify is not None:
             for host in hosts:
                 checks.append(

@@ -100,6 +100,17 @@ class Repo:
         out = self._git("log", "-1", "--format=%H", ref or self.main_branch, "--", path)
         return out or None
 
+    def object_ids(self, sha: str, paths: list[str]) -> dict[str, str | None]:
+        """The object id of each path in commit ``sha`` (None where it does not exist): equal
+        ids mean equal content, so what was read from one can be reused for the other."""
+        lines = self._git(
+            "cat-file", "--batch-check", istream=_stdin("".join(f"{sha}:{p}\n" for p in paths))
+        ).splitlines()
+        return {
+            path: (None if line.endswith(" missing") else line.split()[0])
+            for path, line in zip(paths, lines, strict=True)
+        }
+
     def message(self, sha: str) -> str:
         return self._git("log", "-1", "--format=%B", sha)
 
@@ -267,6 +278,58 @@ class Repo:
         self._sync_worktree(old, commit)
         return commit
 
+    # -- a remote (a forge) ------------------------------------------------------------------
+    def push_branch(self, remote: str, branch: str, *, env: dict[str, str] | None = None) -> None:
+        """Publish ``branch`` on ``remote`` (never forced: a branch someone else moved there
+        makes this fail instead of being overwritten)."""
+        self._git(
+            "push",
+            "--quiet",
+            "--porcelain",
+            remote,
+            f"refs/heads/{branch}:refs/heads/{branch}",
+            env=_remote_env(env),
+        )
+
+    def push_main(self, remote: str, *, env: dict[str, str] | None = None) -> None:
+        ref = f"refs/heads/{self.main_branch}"
+        self._git("push", "--quiet", "--porcelain", remote, f"{ref}:{ref}", env=_remote_env(env))
+
+    def fetch_main(self, remote: str, *, env: dict[str, str] | None = None) -> str:
+        """Bring main from ``remote`` and fast-forward the local main to it; returns main.
+
+        Main on the forge is the truth: a local main that is not an ancestor of it (commits
+        never pushed) is an error, not something to overwrite.
+        """
+        tracking = f"refs/remotes/{remote}/{self.main_branch}"
+        self._git(
+            "fetch",
+            "--quiet",
+            "--no-tags",
+            remote,
+            f"+refs/heads/{self.main_branch}:{tracking}",
+            env=_remote_env(env),
+        )
+        theirs = self.head(tracking)
+        for _ in range(5):
+            ours = self.head()
+            if ours == theirs:
+                return ours
+            try:
+                self._git("merge-base", "--is-ancestor", ours, theirs)
+            except GitError as exc:
+                raise GitError(
+                    f"local {self.main_branch} {ours[:10]} is not an ancestor of "
+                    f"{remote}/{self.main_branch} {theirs[:10]}; refusing to move it"
+                ) from exc
+            try:
+                self._git("update-ref", f"refs/heads/{self.main_branch}", theirs, ours)
+            except GitError:
+                continue  # moved meanwhile: look again
+            self._sync_worktree(ours, theirs)
+            return theirs
+        raise GitError(f"{self.main_branch} kept moving while fast-forwarding to {remote}")
+
     def revert_merge(self, merge_sha: str, *, message: str, identity: Identity = TERRY) -> str:
         """A commit on main undoing ``merge_sha`` (relative to its first parent)."""
         old = self.head()
@@ -298,6 +361,12 @@ class Repo:
             self._git("read-tree", "-m", "-u", old, new)
         except GitError:
             return
+
+
+def _remote_env(extra: dict[str, str] | None) -> dict[str, str]:
+    """Never prompt for credentials; credentials come in ``extra`` (environment variables,
+    so they never appear in process arguments)."""
+    return {"GIT_TERMINAL_PROMPT": "0", "GIT_ASKPASS": "/bin/false", **(extra or {})}
 
 
 def _stdin(text: str) -> io.BufferedReader:

@@ -76,13 +76,13 @@ class Pipeline(ReviewSteps, ApplySteps):
             if incident is None:
                 raise StateError(f"incident {incident_id} does not exist")
             alertname, labels, annotations = incident.title, incident.labels, incident.annotations
-        sha, tree = self.main_tree()
+        sha, catalogue, inventory = self.main_view()
         found = diagnose(
             alertname=alertname,
             labels=labels,
             annotations=annotations,
-            catalogue=self.catalogue(tree),
-            inventory=self.inventory(tree),
+            catalogue=catalogue,
+            inventory=inventory,
             host_labels=self.config.host_labels,
         )
         if isinstance(found, NoFix):
@@ -253,7 +253,7 @@ class Pipeline(ReviewSteps, ApplySteps):
             recurrence = incident.recurrence
             hosts, remedy, risk = tuple(row.hosts), row.remedy, row.risk
             modules, check = tuple(row.modules), dict(row.check_summary)
-        inventory = self.inventory(tree)
+        _sha, _catalogue, inventory = self.main_view(sha)
         gate_input = GateInput(
             proposal_id=proposal_id,
             remedy=remedy,

@@ -79,6 +79,7 @@ class Steps:
         self.applier = applier or AnsibleRunnerApplier()
         self.holder = holder_id()
         self.lease = timedelta(seconds=config.runner.timeout * 2 + 60)
+        self._views: dict[tuple[object, ...], tuple[Catalogue, Inventory]] = {}
 
     def _default_engine(self) -> PolicyEngine:
         policy = self.config.policy
@@ -91,11 +92,23 @@ class Steps:
         sha = self.repo.head()
         return sha, self.repo.tree(sha)
 
-    def catalogue(self, tree: Path) -> Catalogue:
-        return load_catalogue(tree / self.config.roles_path)
-
-    def inventory(self, tree: Path) -> Inventory:
-        return load_inventory(tree, self.config.inventory)
+    def main_view(self, sha: str | None = None) -> tuple[str, Catalogue, Inventory]:
+        """Main's commit, catalogue and inventory. Both are reused while the files they come
+        from are unchanged (same git object ids), so a merge that only adds a playbook does
+        not make the next alert re-read them."""
+        sha = sha or self.repo.head()
+        roles = self.config.roles_path
+        roots = sorted({Path(p).parts[0] for p in self.config.inventory if Path(p).parts})
+        ids = self.repo.object_ids(sha, [roles, *roots])
+        key = (ids[roles], tuple(ids[r] for r in roots))
+        cached = self._views.get(key)
+        if cached is None:
+            tree = self.repo.tree(sha)
+            cached = (load_catalogue(tree / roles), load_inventory(tree, self.config.inventory))
+            if len(self._views) >= 4:
+                self._views.pop(next(iter(self._views)))
+            self._views[key] = cached
+        return sha, *cached
 
     def _run(
         self,

@@ -118,6 +118,10 @@ class Worker:
     # -- work -----------------------------------------------------------------------------
     def _loop(self) -> None:
         pipeline = self._factory()
+        try:  # read main's catalogue and inventory now, not when the first alert waits
+            pipeline.main_view()
+        except Exception as exc:
+            log.warning("could not read main ahead of the first alert: %s", exc)
         while not self._stop.is_set():
             try:
                 incident_id = self._queue.get(timeout=self._poll)
