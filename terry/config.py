@@ -54,6 +54,41 @@ class ServerConfig(_Model):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
 
 
+class GitHubConfig(_Model):
+    # owner/name of the GitOps repository on GitHub.
+    repository: str = Field(default="", pattern=r"^$|^[A-Za-z0-9_.-]+/[A-Za-z0-9_.-]+$")
+    api_url: str = "https://api.github.com"
+    # The git remote Terry pushes proposal branches to and fetches main from.
+    remote: str = "origin"
+    # Names of environment variables holding credentials (never the credentials).
+    token_env: str = "GITHUB_TOKEN"
+    app_id_env: str = "GITHUB_APP_ID"
+    private_key_env: str = "GITHUB_APP_PRIVATE_KEY"
+    installation_id_env: str = "GITHUB_APP_INSTALLATION_ID"
+    webhook_secret_env: str = "TERRY_GITHUB_WEBHOOK_SECRET"
+    # Reviewers to request, by environment or tenant of the proposal's hosts ("*": any).
+    reviewers: dict[str, list[str]] = Field(default_factory=dict)
+    team_reviewers: dict[str, list[str]] = Field(default_factory=dict)
+    # Who may approve, merge by review and run /terry commands.
+    allowed_users: list[str] = Field(default_factory=list)
+    required_approvals: int = Field(default=1, ge=1)
+    # Open and merge a pull request for merge decisions too (every change has a PR).
+    pr_for_merges: bool = False
+    merge_method: Literal["merge", "squash", "rebase"] = "merge"
+    timeout: float = Field(default=15.0, gt=0)
+    retries: int = Field(default=4, ge=0)
+    # GitHub asks integrations to pace writes (secondary rate limits): seconds between them.
+    seconds_between_writes: float = Field(default=1.0, ge=0)
+    # Where a reviewer can read more about a proposal (e.g. terry serve's URL); optional.
+    details_url: str | None = None
+
+
+class ForgeConfig(_Model):
+    # local: review with `terry proposals approve|reject`; github: pull requests.
+    kind: Literal["local", "github"] = "local"
+    github: GitHubConfig = Field(default_factory=GitHubConfig)
+
+
 class Config(_Model):
     """What ``terry.yml`` may say. Paths are relative to the GitOps repository."""
 
@@ -70,6 +105,7 @@ class Config(_Model):
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
+    forge: ForgeConfig = Field(default_factory=ForgeConfig)
 
     @property
     def state_dir(self) -> Path:

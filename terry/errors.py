@@ -8,6 +8,7 @@ from __future__ import annotations
 
 __all__ = [
     "ConfigError",
+    "ForgeError",
     "GitError",
     "InputError",
     "NotFound",
@@ -71,3 +72,10 @@ class PolicyError(TerryError):
     """Policies could not be loaded. Evaluation errors fail closed instead of raising."""
 
     exit_code = 9
+
+
+class ForgeError(TerryError):
+    """The forge (GitHub) refused or could not be reached; the proposal waits, nothing is
+    lost, and the next sync tries again."""
+
+    exit_code = 10

@@ -27,6 +27,7 @@ __all__ = [
     "AlertRow",
     "AuditRow",
     "Base",
+    "ForgeDeliveryRow",
     "HostLockRow",
     "InboxRow",
     "IncidentRow",
@@ -155,6 +156,13 @@ class ProposalRow(Base):
     outcome: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime]
     updated_at: Mapped[datetime]
+    # Review on a forge (GitHub): the pull request, whether it is published, the newest
+    # comment already acted on, and the last error talking to the forge (null when fine).
+    pr_number: Mapped[int | None] = mapped_column(Integer)
+    pr_url: Mapped[str | None] = mapped_column(String(500))
+    forge_state: Mapped[str | None] = mapped_column(String(16), index=True)
+    forge_cursor: Mapped[int | None] = mapped_column(Integer)
+    forge_error: Mapped[str | None] = mapped_column(Text)
 
 
 class RunRow(Base):
@@ -187,6 +195,18 @@ class RunEventRow(Base):
     status: Mapped[str | None] = mapped_column(String(16))
     data: Mapped[dict[str, Any]]
     created_at: Mapped[datetime]
+
+
+class ForgeDeliveryRow(Base):
+    """Webhook deliveries from a forge, by their delivery id: the same delivery twice is
+    acted on once."""
+
+    __tablename__ = "forge_deliveries"
+
+    id: Mapped[str] = mapped_column(String(100), primary_key=True)
+    event: Mapped[str] = mapped_column(String(50))
+    received_at: Mapped[datetime]
+    outcome: Mapped[str | None] = mapped_column(Text)
 
 
 class AuditRow(Base):

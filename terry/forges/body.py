@@ -1,0 +1,130 @@
+"""The pull request a reviewer decides from without leaving the page.
+
+Everything that came from outside (alert labels and annotations, the diff, the commit
+message) is shown inside fenced code blocks whose fence is longer than any run of backticks
+in the text, so it cannot close the block, mention people, link, or trigger GitHub keywords
+such as "closes #1". Terry's own words are outside the fences.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+__all__ = ["MARKER", "ReviewPacket", "fenced", "pr_body", "pr_title"]
+
+# Terry finds its own pull requests by this marker (and never trusts it for anything else).
+MARKER = "<!-- terry:proposal:{id} -->"
+_MAX_DIFF = 20_000
+_MAX_PLAYBOOK = 20_000
+
+
+@dataclass(frozen=True)
+class ReviewPacket:
+    proposal_id: int
+    incident_id: int
+    remedy: str
+    hosts: tuple[str, ...]
+    environments: tuple[str, ...]
+    risk: str
+    decision: str | None
+    reasons: tuple[str, ...]
+    policy_commit: str | None
+    commit: str
+    branch: str
+    alertname: str
+    labels: dict[str, Any]
+    annotations: dict[str, Any]
+    opened_at: datetime
+    recurrence: int
+    diagnosis: str  # the proposal commit's message: what, why, parameters, verify, rollback
+    playbook_path: str | None
+    playbook: str | None
+    check_summary: dict[str, Any]
+    check_diff: str | None
+    ai_authored: bool = False
+    confidence: int | None = None
+
+
+def fenced(text: str, lang: str = "") -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+
+
+def _clip(text: str, limit: int) -> str:
+    if len(text) <= limit:
+        return text
+    return text[:limit] + f"\n… ({len(text) - limit} more characters; see the branch)"
+
+
+def pr_title(p: ReviewPacket) -> str:
+    hosts = ", ".join(p.hosts)
+    title = f"terry #{p.proposal_id}: {p.remedy} on {hosts} ({p.alertname})"
+    return re.sub(r"[\x00-\x1f\x7f]+", " ", title)[:200]
+
+
+def pr_body(p: ReviewPacket, *, details_url: str | None = None) -> str:
+    check = p.check_summary or {}
+    verdict = "passed" if check.get("ok") else "FAILED"
+    reasons = "\n".join(f"- {r}" for r in p.reasons) or "- (none recorded)"
+    lines = [
+        MARKER.format(id=p.proposal_id),
+        f"## Terry proposal {p.proposal_id}: `{p.remedy}` on {len(p.hosts)} host(s)",
+        "",
+        "| | |",
+        "| --- | --- |",
+        f"| incident | {p.incident_id} (alert `{_cell(p.alertname)}`, firing since "
+        f"{p.opened_at.isoformat()}, seen {p.recurrence} time(s) before) |",
+        f"| hosts | {', '.join(f'`{_cell(h)}`' for h in p.hosts)} |",
+        f"| environment | {', '.join(_cell(e) for e in p.environments) or 'unknown'} |",
+        f"| risk | **{p.risk}** |",
+        f"| gate decision | **{p.decision or 'pending'}** (policies at `{p.policy_commit}`) |",
+        f"| dry run | {verdict}: {check.get('changed', 0)} change(s), "
+        f"failed hosts {check.get('failed_hosts') or 'none'}, "
+        f"unreachable {check.get('unreachable_hosts') or 'none'} |",
+        f"| commit | `{p.commit}` on `{_cell(p.branch)}` |",
+    ]
+    if p.ai_authored:
+        lines.append(f"| author | AI-authored (confidence {p.confidence}%) — review with care |")
+    lines += [
+        "",
+        "### Why the gate asks for review",
+        reasons,
+        "",
+        "### The alert (as received; untrusted)",
+        fenced(json.dumps({"labels": p.labels, "annotations": p.annotations}, indent=2), "json"),
+        "",
+        "### Diagnosis",
+        fenced(p.diagnosis),
+        "",
+        f"### The playbook (`{_cell(p.playbook_path or '')}`)",
+        fenced(_clip(p.playbook or "", _MAX_PLAYBOOK), "yaml"),
+        "",
+        "### Check-mode diff (`ansible-playbook --check --diff`)",
+        fenced(_clip(p.check_diff or "(no changes reported)", _MAX_DIFF), "diff"),
+        "",
+        "### Rollback plan",
+        "The playbook's last play (tags `never, rollback`) undoes the fix. Terry runs it by "
+        "itself when the apply or its verification fails; a person can run it with "
+        f"`terry proposals rollback {p.proposal_id}` or by commenting `/terry rollback`.",
+        "",
+        "### How to decide",
+        "- **Approve**: approve this pull request (or comment `/terry apply`). Terry checks "
+        "that the head is still the dry-run commit, merges, applies over SSH and verifies.",
+        "- **Reject**: close it, or comment `/terry reject <reason>`.",
+        "- `/terry explain` answers with the incident's story. Only configured reviewers' "
+        "approvals and commands count; every command gets a reply.",
+    ]
+    if details_url:
+        lines += ["", f"Details: {details_url.rstrip('/')}/api/v1/proposals/{p.proposal_id}"]
+    return "\n".join(lines) + "\n"
+
+
+def _cell(text: str) -> str:
+    """Untrusted text inside a table cell: no pipes, backticks, newlines or markup starts."""
+    cleaned = re.sub(r"[\x00-\x1f\x7f|`<>@\[\]]+", " ", str(text))
+    return cleaned[:120]
