@@ -79,6 +79,8 @@ class GitHubConfig(_Model):
     retries: int = Field(default=4, ge=0)
     # GitHub asks integrations to pace writes (secondary rate limits): seconds between them.
     seconds_between_writes: float = Field(default=1.0, ge=0)
+    # terry serve polls open pull requests this often (seconds), webhooks or not.
+    sync_interval: float = Field(default=60.0, gt=0)
     # Where a reviewer can read more about a proposal (e.g. terry serve's URL); optional.
     details_url: str | None = None
 

@@ -115,6 +115,8 @@ class Folded:
     rows: int  # rows taken from the inbox, refused ones included
     opened: tuple[int, ...]
     refused: int = 0  # rows kept with an error instead of folded
+    # Open incidents that fired again or resolved: (incident, resolved?, what happened).
+    changed: tuple[tuple[int, bool, str], ...] = ()
 
 
 def fold_pending(store: Store, *, limit: int = 200) -> Folded:
@@ -131,6 +133,7 @@ def fold_pending(store: Store, *, limit: int = 200) -> Folded:
     except Exception as exc:  # fold the same rows one transaction each
         log.warning("folding %d inbox rows at once failed, folding one by one: %s", limit, exc)
     opened: list[int] = []
+    changed: list[tuple[int, bool, str]] = []
     folded = refused = 0
     for _ in range(limit):
         try:
@@ -147,7 +150,8 @@ def fold_pending(store: Store, *, limit: int = 200) -> Folded:
         folded += batch.rows
         refused += batch.refused
         opened.extend(batch.opened)
-    return Folded(folded, tuple(opened), refused)
+        changed.extend(batch.changed)
+    return Folded(folded, tuple(opened), refused, tuple(changed))
 
 
 def _claim(session: Session, limit: int) -> list[tuple[int, str, datetime]]:
@@ -187,7 +191,13 @@ def _fold_batch(store: Store, limit: int) -> Folded:
                 refused += 1
         results = incidents.ingest_many(session, good)
     opened = tuple(i for result in results for i in result.opened)
-    return Folded(len(rows), opened, refused)
+    changed = tuple(
+        (e.incident_id, e.effect is incidents.Effect.RESOLVED, f"{e.alertname} {e.status.value}")
+        for result in results
+        for e in result.effects
+        if e.incident_id and e.effect in (incidents.Effect.RESOLVED, incidents.Effect.JOINED)
+    )
+    return Folded(len(rows), opened, refused, changed)
 
 
 def _refuse_oldest(store: Store, reason: str) -> None:
@@ -220,6 +230,7 @@ class Folder:
         store: Store,
         *,
         on_opened: Callable[[tuple[int, ...]], None],
+        on_changed: Callable[[tuple[tuple[int, bool, str], ...]], None] | None = None,
         poll: float = 2.0,
         quiet_for: Callable[[], float] | None = None,
         quiet: float = 0.05,
@@ -227,6 +238,7 @@ class Folder:
     ) -> None:
         self._store = store
         self._on_opened = on_opened
+        self._on_changed = on_changed
         self._poll = poll
         self._quiet_for = quiet_for
         self._quiet = quiet
@@ -267,6 +279,8 @@ class Folder:
                     folded = fold_pending(self._store)
                     if folded.opened:
                         self._on_opened(folded.opened)
+                    if folded.changed and self._on_changed is not None:
+                        self._on_changed(folded.changed)
                     if folded.rows == 0:
                         break
             except StoreError as exc:

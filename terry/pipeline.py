@@ -17,12 +17,13 @@ from terry.appliers.ansible_runner import RunResult
 from terry.apply import ApplySteps
 from terry.diagnosis import Diagnosis, NoFix, diagnose
 from terry.errors import RunnerError, StateError, TerryError
+from terry.forge_review import ForgeReviewSteps
 from terry.gate import GateInput, decide
+from terry.incidents import Effect
 from terry.policy import Decision, Verdict, load_policy_set
 from terry.proposals import ProposalState, get, transition
 from terry.record import remedy_history
 from terry.remedies.render import branch_name, render
-from terry.review import ReviewSteps
 from terry.sources.alertmanager import Payload
 from terry.steps import Reporter, SilentReporter, decision_trailers, one_line
 from terry.store.audit import audit
@@ -50,7 +51,7 @@ class PipelineResult:
     outcomes: tuple[ProposalOutcome, ...] = field(default_factory=tuple)
 
 
-class Pipeline(ReviewSteps, ApplySteps):
+class Pipeline(ForgeReviewSteps, ApplySteps):
     """signal → incident → diagnosis → proposal → dry run → gate, then review and apply."""
 
     # -- signal → incident --------------------------------------------------------------
@@ -58,6 +59,13 @@ class Pipeline(ReviewSteps, ApplySteps):
         self, payload: Payload, *, remediate: bool = True, apply: bool = True
     ) -> PipelineResult:
         result = incidents.ingest(self.store, payload)
+        for effect in result.effects:
+            if effect.incident_id and effect.effect in (Effect.RESOLVED, Effect.JOINED):
+                self.incident_changed(
+                    effect.incident_id,
+                    resolved=effect.effect is Effect.RESOLVED,
+                    detail=f"{effect.alertname} {effect.status.value}",
+                )
         if not remediate:
             return PipelineResult(result)
         outcomes = tuple(self.remediate(i, apply=apply) for i in result.opened)
@@ -291,8 +299,10 @@ class Pipeline(ReviewSteps, ApplySteps):
                 S.AWAITING_REVIEW,
                 actor="policy",
                 reason=why,
-                changes=recorded,
+                changes={**recorded, "forge_state": "pending" if self.uses_forge else None},
             )
+            if self.uses_forge:
+                self.publish(proposal_id)
         else:
             with self.store.session() as session:
                 row = get(session, proposal_id)

@@ -26,6 +26,7 @@ from starlette.routing import Route
 
 from terry.config import Config
 from terry.errors import InputError, NotFound, StoreError
+from terry.github_webhook import GitHubWebhook
 from terry.inbox import Folder, Inbox
 from terry.jsonable import to_jsonable
 from terry.sources.alertmanager import parse_payload
@@ -238,8 +239,10 @@ def create_app(
     folder = Folder(
         store,
         on_opened=worker.submit if worker is not None else lambda _ids: None,
+        on_changed=worker.incidents_changed if worker is not None else None,
         quiet_for=inbox.quiet_for,
     )
+    github_hook = GitHubWebhook(config, store, worker)
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
@@ -258,6 +261,7 @@ def create_app(
     return Starlette(
         routes=[
             Route("/api/v1/alerts", alerts, methods=["POST"]),
+            Route("/api/v1/github", github_hook.handle, methods=["POST"]),
             Route("/healthz", healthz, methods=["GET"]),
             Route("/metrics", metrics, methods=["GET"]),
             Route("/api/v1/incidents", lister(list_incidents), methods=["GET"]),

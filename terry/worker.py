@@ -17,6 +17,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import select
 
@@ -68,7 +69,10 @@ class Worker:
         self._factory = pipeline_factory
         self._store = store
         self._poll = poll_seconds
-        self._queue: queue.Queue[int] = queue.Queue()
+        # Incident ids to diagnose, or forge jobs: ("reconcile", proposal id) and
+        # ("changed", (incident id, resolved?, what happened)).
+        self._queue: queue.Queue[int | tuple[str, Any]] = queue.Queue()
+        self._last_sync = 0.0
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._count = max(1, threads)
@@ -111,6 +115,14 @@ class Worker:
         for incident_id in incident_ids:
             self._queue.put(incident_id)
 
+    def reconcile(self, proposal_id: int) -> None:
+        """Read the proposal's pull request again and act on it (a forge webhook came)."""
+        self._queue.put(("reconcile", proposal_id))
+
+    def incidents_changed(self, changes: tuple[tuple[int, bool, str], ...]) -> None:
+        for change in changes:
+            self._queue.put(("changed", change))
+
     @property
     def busy(self) -> bool:
         return self._busy_count > 0
@@ -124,11 +136,16 @@ class Worker:
             log.warning("could not read main ahead of the first alert: %s", exc)
         while not self._stop.is_set():
             try:
-                incident_id = self._queue.get(timeout=self._poll)
+                item = self._queue.get(timeout=self._poll)
             except queue.Empty:
                 for pending in incidents.pending(self._store, lease=pipeline.lease):
                     self._queue.put(pending)
+                self._maybe_sync(pipeline)
                 continue
+            if isinstance(item, tuple):
+                self._forge_job(pipeline, *item)
+                continue
+            incident_id = item
             if incident_id < 0 or self._stop.is_set():
                 continue
             with self._lock:
@@ -147,6 +164,37 @@ class Worker:
             finally:
                 with self._lock:
                     self._busy_count -= 1
+
+    def _forge_job(self, pipeline: Pipeline, kind: str, arg: Any) -> None:
+        if self._stop.is_set():
+            return
+        with self._lock:
+            self._busy_count += 1
+        try:
+            if kind == "reconcile":
+                done = pipeline.reconcile(int(arg))
+                log.info("proposal %s: %s", arg, "; ".join(done.notes) or "nothing to do")
+            elif kind == "changed":
+                incident_id, resolved, detail = arg
+                pipeline.incident_changed(incident_id, resolved=resolved, detail=detail)
+        except Exception:  # one bad job must not stop the worker
+            log.exception("forge job %s %s crashed", kind, arg)
+        finally:
+            with self._lock:
+                self._busy_count -= 1
+
+    def _maybe_sync(self, pipeline: Pipeline) -> None:
+        """Poll the forge now and then, so a missed webhook or an outage loses nothing."""
+        interval = pipeline.config.forge.github.sync_interval
+        if not pipeline.uses_forge or time.monotonic() - self._last_sync < interval:
+            return
+        self._last_sync = time.monotonic()
+        try:
+            for done in pipeline.sync():
+                if done.notes:
+                    log.info("sync: proposal %s: %s", done.proposal_id, "; ".join(done.notes))
+        except Exception:
+            log.exception("forge sync failed; trying again later")
 
     def recover(self) -> Recovery:
         """After a restart: free dead claims, mark dead applies interrupted, resume the rest."""
