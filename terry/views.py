@@ -105,6 +105,7 @@ class ProposalDetail:
     check_diff: str | None
     runs: tuple[RunSummary, ...]
     history: tuple[TimelineEntry, ...]
+    pull_request: dict[str, Any] | None = None  # number, url, state, error on the forge
 
 
 def _summary(row: IncidentRow, proposals: tuple[int, ...]) -> IncidentSummary:
@@ -274,6 +275,16 @@ def proposal_detail(store: Store, proposal_id: int, *, events: bool = False) -> 
         vars_path=row.vars_path,
         check_summary=row.check_summary,
         check_diff=row.check_diff,
+        pull_request=(
+            {
+                "number": row.pr_number,
+                "url": row.pr_url,
+                "state": row.forge_state,
+                "error": row.forge_error,
+            }
+            if row.forge_state
+            else None
+        ),
         runs=tuple(
             RunSummary(
                 id=r.id,

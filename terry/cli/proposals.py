@@ -73,6 +73,11 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
         f"  branch    {s.branch}  commit {(d.commit or '-')[:10]}  merge "
         f"{(d.merge_commit or '-')[:10]}"
     )
+    if d.pull_request:
+        pr = d.pull_request
+        where = f"#{pr['number']} {pr['url']}" if pr["number"] else "not opened yet"
+        error = f" (last GitHub error: {pr['error']})" if pr["error"] else ""
+        console.print(f"  review    pull request {where}, {pr['state']}{error}", markup=False)
     if d.approved_by:
         console.print(f"  approved  by {d.approved_by}", markup=False)
     if d.outcome:
