@@ -115,6 +115,20 @@ class Config(_Model):
         return self.repo / ".terry"
 
     @property
+    def secret_env_names(self) -> tuple[str, ...]:
+        """Environment variables this configuration reads credentials from."""
+        github = self.forge.github
+        return (
+            "TERRY_DATABASE_URL",
+            self.server.token_env,
+            github.token_env,
+            github.app_id_env,
+            github.private_key_env,
+            github.installation_id_env,
+            github.webhook_secret_env,
+        )
+
+    @property
     def store_url(self) -> str:
         if self.database_url:
             return self.database_url

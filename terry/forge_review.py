@@ -47,6 +47,7 @@ class Reconciled:
     pr_number: int | None
     state: str
     notes: tuple[str, ...]
+    error: str | None = None  # GitHub refused or was unreachable; the next sync tries again
 
 
 class ForgeReviewSteps(ReviewSteps):
@@ -222,20 +223,29 @@ class ForgeReviewSteps(ReviewSteps):
     def reconcile(self, proposal_id: int) -> Reconciled:
         with _one_at_a_time(proposal_id):
             notes: list[str] = []
+            error: str | None = None
             with self.store.session() as session:
                 row = get(session, proposal_id)
                 number, state, forge_state = row.pr_number, S(row.state), row.forge_state
-            if forge_state == "pending" or (number is None and state is S.AWAITING_REVIEW):
+            if forge_state == "pending" and state is not S.AWAITING_REVIEW:
+                self._set(proposal_id, forge_state=None)  # decided meanwhile (e.g. the CLI)
+                notes.append(f"not published: the proposal is {state.value}")
+            elif forge_state == "pending" or (number is None and state is S.AWAITING_REVIEW):
                 pull = self.publish(proposal_id)
+                if pull is None:
+                    with self.store.session() as session:
+                        error = get(session, proposal_id).forge_error
                 notes.append(f"published #{pull.number}" if pull else "still waiting for GitHub")
                 number = pull.number if pull else None
-            if number is not None:
+            elif number is not None:
                 try:
                     self._reconcile_pull(proposal_id, number, notes)
                 except ForgeError as exc:
                     self._set(proposal_id, forge_error=str(exc))
+                    error = str(exc)
                     notes.append(f"GitHub: {exc}")
-            return Reconciled(proposal_id, number, self.state(proposal_id).value, tuple(notes))
+            state_now = self.state(proposal_id).value
+            return Reconciled(proposal_id, number, state_now, tuple(notes), error)
 
     def _reconcile_pull(self, proposal_id: int, number: int, notes: list[str]) -> None:
         pull = self.forge.pull(number)

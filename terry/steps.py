@@ -136,6 +136,7 @@ class Steps:
             forks=self.config.runner.forks,
             timeout=self.config.runner.timeout,
             env=dict(self.config.runner.env),
+            withhold=self.config.secret_env_names,
         )
         try:
             result = self.applier.run(

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import difflib
 import os
+import re
 import shlex
 import shutil
 import sys
@@ -19,7 +20,7 @@ from enum import StrEnum
 from pathlib import Path
 from typing import Any
 
-import ansible_runner
+from ansible_runner.interface import init_runner
 
 from terry.errors import RunnerError
 
@@ -122,6 +123,28 @@ class RunRequest:
     forks: int = 10
     timeout: int = 900
     env: dict[str, str] = field(default_factory=dict)
+    # Variables of Terry's own environment ansible must not see (Terry's credentials).
+    withhold: tuple[str, ...] = ()
+
+
+_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE_KEY|CREDENTIAL", re.IGNORECASE)
+
+
+def _job_env(inherited: dict[str, str], request: RunRequest) -> dict[str, str]:
+    """The environment of the ansible process: Terry's own, without its credentials.
+
+    ansible-runner starts from the whole process environment and records it in the run's
+    artifacts (``command``); a GitHub token or webhook secret must reach neither. Withheld:
+    the names Terry's configuration points at, and any name that looks like a credential,
+    except ANSIBLE_* settings and what ``runner.env`` sets on purpose.
+    """
+    keep = set(request.env)
+    return {
+        k: v
+        for k, v in inherited.items()
+        if k in keep
+        or (k not in request.withhold and (k.startswith("ANSIBLE_") or not _SECRET_NAME.search(k)))
+    }
 
 
 @dataclass(frozen=True)
@@ -277,7 +300,7 @@ class AnsibleRunnerApplier:
         }
         started = time.monotonic()
         try:
-            runner = ansible_runner.run(
+            runner = init_runner(
                 private_data_dir=str(request.private_dir),
                 project_dir=str(request.project_dir),
                 playbook=request.playbook,
@@ -291,6 +314,8 @@ class AnsibleRunnerApplier:
                 json_mode=False,
                 settings={"suppress_ansible_output": True},
             )
+            runner.config.env = _job_env(runner.config.env, request)
+            runner.run()
         except Exception as exc:  # ansible-runner raises bare exceptions when it cannot start
             raise RunnerError(f"ansible-runner could not start: {exc}") from exc
         elapsed = time.monotonic() - started

@@ -8,7 +8,8 @@ from rich.table import Table
 
 from terry.cli.context import open_pipeline
 from terry.cli.output import console, emit_json, output_option
-from terry.errors import ConfigError
+from terry.errors import ConfigError, ForgeError
+from terry.forge_review import Reconciled
 
 
 @click.command("sync")
@@ -32,12 +33,20 @@ def command(ctx: click.Context, proposal_id: int | None, output: str) -> None:
     if not pipeline.uses_forge:
         raise ConfigError("terry sync needs forge.kind: github in terry.yml")
     done = [pipeline.reconcile(proposal_id)] if proposal_id else pipeline.sync()
+    failed = [r for r in done if r.error]
     if output == "json":
         emit_json(done)
-        return
-    if not done:
+    elif not done:
         console.print("nothing to sync: no proposal waits on a pull request")
-        return
+    else:
+        _table(done)
+    if failed:
+        raise ForgeError(
+            f"{len(failed)} of {len(done)} proposal(s) could not be synced: {failed[0].error}"
+        )
+
+
+def _table(done: list[Reconciled]) -> None:
     table = Table("proposal", "pull request", "state", "what happened")
     for r in done:
         table.add_row(

@@ -13,6 +13,7 @@ from __future__ import annotations
 import base64
 import logging
 import os
+import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
@@ -114,7 +115,7 @@ class GitHubForge:
             retry=GithubRetry(
                 total=config.retries,
                 backoff_factor=0.5,
-                status_forcelist=(500, 502, 503, 504),
+                status_forcelist=[500, 502, 503, 504],
                 secondary_rate_wait=5,
                 max_rate_limit_wait=60,
             ),
@@ -140,7 +141,11 @@ class GitHubForge:
                     message = f"{message}: {detail}" if detail else message
             raise ForgeError(f"github: {what}: HTTP {exc.status} {message}".strip()) from None
         except (requests.RequestException, OSError) as exc:
-            raise ForgeError(f"github: {what}: {type(exc).__name__}") from None
+            # e.g. "Max retries exceeded ... (Caused by ResponseError('too many 502 error
+            # responses'))": the URL carries no credentials (they travel in a header).
+            cause = re.search(r"Caused by (\w+\(.*\))\)?$", str(exc))
+            detail = cause.group(1) if cause else str(exc)
+            raise ForgeError(f"github: {what}: {type(exc).__name__}: {detail[:300]}") from None
 
     @property
     def repo(self):  # type: ignore[no-untyped-def]

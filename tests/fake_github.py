@@ -1,0 +1,543 @@
+"""A local GitHub for tests: the REST endpoints Terry's PyGithub client uses, with the
+status codes, payload shapes, ``Link`` pagination, rate-limit headers and error bodies that
+GitHub's REST documentation describes, backed by a real bare git repository (branch heads
+are read from it; merges are real merge commits in it).
+
+Test controls play the people (``review``, ``comment``, ``close_by``, ``push_commit``) and
+the outages (``fail_next``); ``webhook`` builds a delivery signed the way GitHub signs.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from datetime import UTC, datetime
+from pathlib import Path
+from typing import Any
+
+import uvicorn
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from terry.ports import free_port
+
+__all__ = ["FakeGitHub"]
+
+DOCS = "https://docs.github.com/rest"
+
+
+def _now() -> str:
+    return datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def _user(login: str) -> dict[str, Any]:
+    digest = int(hashlib.sha1(login.encode()).hexdigest()[:6], 16)
+    return {"login": login, "id": digest, "type": "User", "site_admin": False}
+
+
+class FakeGitHub:
+    def __init__(
+        self,
+        bare: Path,
+        *,
+        owner: str = "acme",
+        name: str = "gitops",
+        token: str = "ghp_test",
+        bot: str = "terry-bot",
+    ) -> None:
+        self.bare = bare
+        self.owner, self.name, self.token, self.bot = owner, name, token, bot
+        self.port = free_port()
+        self.base_url = f"http://127.0.0.1:{self.port}"
+        self.pulls: dict[int, dict[str, Any]] = {}
+        self.comments: dict[int, list[dict[str, Any]]] = {}
+        self.reviews: dict[int, list[dict[str, Any]]] = {}
+        self.statuses: dict[str, list[dict[str, Any]]] = {}
+        self.requests: list[dict[str, Any]] = []
+        self._ids = 1000
+        self._failures: list[int] = []
+        self._lock = threading.RLock()
+        self._server: uvicorn.Server | None = None
+        self._thread: threading.Thread | None = None
+
+    # -- lifecycle --------------------------------------------------------------------------
+    def start(self) -> None:
+        config = uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning")
+        self._server = uvicorn.Server(config)
+        self._thread = threading.Thread(target=self._server.run, daemon=True)
+        self._thread.start()
+        deadline = time.monotonic() + 10
+        while not self._server.started:
+            if time.monotonic() > deadline:
+                raise RuntimeError("fake GitHub did not start")
+            time.sleep(0.02)
+
+    def stop(self) -> None:
+        if self._server is not None:
+            self._server.should_exit = True
+        if self._thread is not None:
+            self._thread.join(10)
+
+    # -- test controls ----------------------------------------------------------------------
+    def fail_next(self, count: int, *, status: int = 502) -> None:
+        """The next ``count`` API requests answer ``status`` (0: stop failing)."""
+        with self._lock:
+            self._failures = [status] * count
+
+    def review(self, number: int, user: str, state: str, *, commit_id: str, body: str = "") -> None:
+        with self._lock:
+            self.reviews.setdefault(number, []).append(
+                {
+                    "id": self._next_id(),
+                    "user": _user(user),
+                    "body": body,
+                    "state": state,
+                    "commit_id": commit_id,
+                    "submitted_at": _now(),
+                }
+            )
+
+    def comment(self, number: int, user: str, body: str) -> dict[str, Any]:
+        with self._lock:
+            return self._add_comment(number, user, body)
+
+    def close_by(self, number: int, user: str) -> None:
+        with self._lock:
+            pull = self.pulls[number]
+            pull.update(state="closed", closed_at=_now(), updated_at=_now())
+
+    def push_commit(self, branch: str, files: dict[str, str], message: str) -> str:
+        """Someone pushes a commit to ``branch`` of the bare repository."""
+        parent = self._git("rev-parse", f"refs/heads/{branch}")
+        tree = self._tree_with(parent, files)
+        commit = self._git("commit-tree", tree, "-p", parent, "-m", message, env=_ident("mallory"))
+        self._git("update-ref", f"refs/heads/{branch}", commit, parent)
+        return commit
+
+    def webhook(
+        self, event: str, payload: dict[str, Any], secret: str
+    ) -> tuple[dict[str, str], bytes]:
+        body = json.dumps(payload).encode()
+        digest = hmac.new(secret.encode(), body, hashlib.sha256).hexdigest()
+        headers = {
+            "X-GitHub-Event": event,
+            "X-GitHub-Delivery": str(uuid.uuid4()),
+            "X-GitHub-Hook-ID": "1",
+            "X-Hub-Signature-256": f"sha256={digest}",
+            "User-Agent": "GitHub-Hookshot/terry-test",
+            "Content-Type": "application/json",
+        }
+        return headers, body
+
+    # -- git --------------------------------------------------------------------------------
+    def _git(self, *args: str, stdin: str | None = None, env: dict[str, str] | None = None) -> str:
+        done = subprocess.run(
+            ["git", "--git-dir", str(self.bare), *args],
+            input=stdin,
+            capture_output=True,
+            text=True,
+            env={**os.environ, **(env or {})},
+        )
+        if done.returncode != 0:
+            raise RuntimeError(f"git {args[0]}: {done.stderr.strip()}")
+        return done.stdout.strip()
+
+    def _tree_with(self, parent: str, files: dict[str, str]) -> str:
+        import tempfile
+
+        with tempfile.TemporaryDirectory() as scratch:
+            env = {"GIT_INDEX_FILE": str(Path(scratch) / "index")}
+            self._git("read-tree", parent, env=env)
+            for path, content in files.items():
+                blob = self._git("hash-object", "-w", "--stdin", stdin=content)
+                self._git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
+            return self._git("write-tree", env=env)
+
+    def _head(self, branch: str) -> str | None:
+        try:
+            return self._git("rev-parse", "--verify", f"refs/heads/{branch}")
+        except RuntimeError:
+            return None
+
+    # -- the API ----------------------------------------------------------------------------
+    def _next_id(self) -> int:
+        self._ids += 1
+        return self._ids
+
+    @property
+    def _repo_url(self) -> str:
+        return f"{self.base_url}/repos/{self.owner}/{self.name}"
+
+    def _repo_json(self) -> dict[str, Any]:
+        return {
+            "id": 4242,
+            "name": self.name,
+            "full_name": f"{self.owner}/{self.name}",
+            "owner": _user(self.owner),
+            "private": True,
+            "url": self._repo_url,
+            "html_url": f"https://github.example/{self.owner}/{self.name}",
+            "default_branch": "main",
+        }
+
+    def _add_comment(self, number: int, user: str, body: str) -> dict[str, Any]:
+        comment_id = self._next_id()
+        comment = {
+            "id": comment_id,
+            "body": body,
+            "user": _user(user),
+            "created_at": _now(),
+            "updated_at": _now(),
+            "url": f"{self._repo_url}/issues/comments/{comment_id}",
+            "html_url": f"https://github.example/{self.owner}/{self.name}/pull/{number}#c{comment_id}",
+            "issue_url": f"{self._repo_url}/issues/{number}",
+        }
+        self.comments.setdefault(number, []).append(comment)
+        return comment
+
+    def _refresh(self, pull: dict[str, Any]) -> dict[str, Any]:
+        if pull["state"] == "open":
+            head = self._head(pull["head"]["ref"])
+            if head:
+                pull["head"]["sha"] = head
+        return pull
+
+    def _issue_json(self, pull: dict[str, Any]) -> dict[str, Any]:
+        n = pull["number"]
+        return {
+            "id": pull["id"] + 1,
+            "number": n,
+            "title": pull["title"],
+            "body": pull["body"],
+            "state": pull["state"],
+            "user": pull["user"],
+            "labels": pull["labels"],
+            "url": f"{self._repo_url}/issues/{n}",
+            "html_url": pull["html_url"],
+            "comments_url": f"{self._repo_url}/issues/{n}/comments",
+            "pull_request": {"url": pull["url"], "html_url": pull["html_url"]},
+        }
+
+    @staticmethod
+    def _error(status: int, message: str, **extra: Any) -> JSONResponse:
+        return JSONResponse(
+            {"message": message, "documentation_url": DOCS, "status": str(status), **extra},
+            status_code=status,
+        )
+
+    def _page(self, request: Request, items: list[dict[str, Any]]) -> Response:
+        per_page = max(1, min(100, int(request.query_params.get("per_page", "30"))))
+        page = max(1, int(request.query_params.get("page", "1")))
+        last = max(1, -(-len(items) // per_page))
+        chunk = items[(page - 1) * per_page : page * per_page]
+        links = []
+        base = str(request.url.remove_query_params("page"))
+
+        def link(p: int, rel: str) -> str:
+            sep = "&" if "?" in base else "?"
+            return f'<{base}{sep}page={p}>; rel="{rel}"'
+
+        if page < last:
+            links += [link(page + 1, "next"), link(last, "last")]
+        if page > 1:
+            links += [link(1, "first"), link(page - 1, "prev")]
+        headers = {"Link": ", ".join(links)} if links else {}
+        return JSONResponse(chunk, headers=headers)
+
+    def _app(self) -> Starlette:
+        fake = self
+
+        async def guard(request: Request, handler: Any) -> Response:
+            body = (await request.body()).decode(errors="replace")
+            fake.requests.append(
+                {
+                    "method": request.method,
+                    "path": request.url.path,
+                    "query": str(request.url.query),
+                    "body": body,
+                }
+            )
+            with fake._lock:
+                if fake._failures:
+                    status = fake._failures.pop(0)
+                    return fake._error(status, "Server Error" if status >= 500 else "Failure")
+            scheme, _, given = request.headers.get("authorization", "").partition(" ")
+            if scheme.lower() not in ("token", "bearer") or given != fake.token:
+                return fake._error(401, "Bad credentials")
+            data = json.loads(body) if body else {}
+            with fake._lock:
+                response: Response = handler(request, data)
+            response.headers["X-RateLimit-Limit"] = "5000"
+            response.headers["X-RateLimit-Remaining"] = "4999"
+            response.headers["X-RateLimit-Reset"] = str(int(time.time()) + 3600)
+            response.headers["X-RateLimit-Resource"] = "core"
+            response.headers["X-GitHub-Request-Id"] = uuid.uuid4().hex[:16].upper()
+            return response
+
+        def route(path: str, methods: list[str], handler: Any) -> Route:
+            async def endpoint(request: Request) -> Response:
+                return await guard(request, handler)
+
+            return Route(path, endpoint, methods=methods)
+
+        repo = "/repos/{owner}/{name}"
+        return Starlette(
+            routes=[
+                route("/user", ["GET"], lambda r, d: JSONResponse(_user(fake.bot))),
+                route(repo, ["GET"], fake._get_repo),
+                route(repo + "/pulls", ["GET", "POST"], fake._pulls),
+                route(repo + "/pulls/{n:int}", ["GET", "PATCH"], fake._pull),
+                route(repo + "/pulls/{n:int}/merge", ["PUT"], fake._merge),
+                route(repo + "/pulls/{n:int}/reviews", ["GET"], fake._reviews),
+                route(repo + "/pulls/{n:int}/requested_reviewers", ["POST"], fake._reviewers),
+                route(repo + "/issues/{n:int}", ["GET"], fake._issue),
+                route(repo + "/issues/{n:int}/labels", ["POST"], fake._labels),
+                route(repo + "/issues/{n:int}/comments", ["GET", "POST"], fake._comments),
+                route(repo + "/commits/{sha}", ["GET"], fake._commit),
+                route(repo + "/statuses/{sha}", ["POST"], fake._status),
+            ]
+        )
+
+    def _ours(self, request: Request) -> bool:
+        p = request.path_params
+        return (p.get("owner"), p.get("name")) == (self.owner, self.name)
+
+    def _get_repo(self, request: Request, _data: Any) -> Response:
+        if not self._ours(request):
+            return self._error(404, "Not Found")
+        return JSONResponse(self._repo_json())
+
+    def _pulls(self, request: Request, data: Any) -> Response:
+        if request.method == "GET":
+            state = request.query_params.get("state", "open")
+            head = request.query_params.get("head")
+            found = [
+                self._refresh(p)
+                for _n, p in sorted(self.pulls.items())
+                if (state == "all" or p["state"] == state)
+                and (head is None or head == f"{self.owner}:{p['head']['ref']}")
+            ]
+            return self._page(request, found)
+        head, base = data.get("head", ""), data.get("base", "")
+        if not isinstance(data.get("title"), str) or not head or not base:
+            return self._error(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "PullRequest", "code": "missing_field"}],
+            )
+        head_sha, base_sha = self._head(head), self._head(base)
+        if head_sha is None:
+            return self._error(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "PullRequest", "field": "head", "code": "invalid"}],
+            )
+        for p in self.pulls.values():
+            if p["head"]["ref"] == head and p["state"] == "open":
+                return self._error(
+                    422,
+                    "Validation Failed",
+                    errors=[
+                        {
+                            "resource": "PullRequest",
+                            "code": "custom",
+                            "message": f"A pull request already exists for {self.owner}:{head}.",
+                        }
+                    ],
+                )
+        number = max([*self.pulls, *self.comments, 0]) + 1
+        pull_id = self._next_id()
+        url = f"{self._repo_url}/pulls/{number}"
+        self.pulls[number] = {
+            "id": pull_id,
+            "node_id": f"PR_{pull_id}",
+            "number": number,
+            "state": "open",
+            "locked": False,
+            "title": data["title"],
+            "body": data.get("body") or "",
+            "user": _user(self.bot),
+            "labels": [],
+            "requested_reviewers": [],
+            "requested_teams": [],
+            "head": {
+                "ref": head,
+                "sha": head_sha,
+                "label": f"{self.owner}:{head}",
+                "repo": self._repo_json(),
+            },
+            "base": {
+                "ref": base,
+                "sha": base_sha,
+                "label": f"{self.owner}:{base}",
+                "repo": self._repo_json(),
+            },
+            "merged": False,
+            "merged_at": None,
+            "merged_by": None,
+            "merge_commit_sha": None,
+            "mergeable": True,
+            "created_at": _now(),
+            "updated_at": _now(),
+            "closed_at": None,
+            "url": url,
+            "html_url": f"https://github.example/{self.owner}/{self.name}/pull/{number}",
+            "issue_url": f"{self._repo_url}/issues/{number}",
+            "comments_url": f"{self._repo_url}/issues/{number}/comments",
+            "statuses_url": f"{self._repo_url}/statuses/{head_sha}",
+            "commits_url": f"{url}/commits",
+            "review_comments_url": f"{url}/comments",
+        }
+        return JSONResponse(self.pulls[number], status_code=201, headers={"Location": url})
+
+    def _pull(self, request: Request, data: Any) -> Response:
+        pull = self.pulls.get(request.path_params["n"])
+        if pull is None:
+            return self._error(404, "Not Found")
+        if request.method == "PATCH":
+            for key in ("title", "body"):
+                if isinstance(data.get(key), str):
+                    pull[key] = data[key]
+            if data.get("state") in ("open", "closed") and not pull["merged"]:
+                pull["state"] = data["state"]
+                pull["closed_at"] = _now() if data["state"] == "closed" else None
+            pull["updated_at"] = _now()
+        return JSONResponse(self._refresh(pull))
+
+    def _merge(self, request: Request, data: Any) -> Response:
+        pull = self.pulls.get(request.path_params["n"])
+        if pull is None:
+            return self._error(404, "Not Found")
+        if pull["state"] != "open" or pull["merged"]:
+            return self._error(405, "Pull Request is not mergeable")
+        head = self._head(pull["head"]["ref"])
+        if data.get("sha") and data["sha"] != head:
+            return self._error(409, "Head branch was modified. Review and try the merge again.")
+        base = self._head(pull["base"]["ref"])
+        assert head is not None and base is not None
+        try:
+            tree = self._git("merge-tree", "--write-tree", base, head).splitlines()[0]
+        except RuntimeError:
+            return self._error(405, "Pull Request is not mergeable")
+        title = data.get("commit_title") or f"Merge pull request #{pull['number']}"
+        message = title + ("\n\n" + data["commit_message"] if data.get("commit_message") else "")
+        merge = self._git(
+            "commit-tree", tree, "-p", base, "-p", head, "-m", message, env=_ident("GitHub")
+        )
+        self._git("update-ref", f"refs/heads/{pull['base']['ref']}", merge, base)
+        pull.update(
+            state="closed",
+            merged=True,
+            merged_at=_now(),
+            merged_by=_user(self.bot),
+            merge_commit_sha=merge,
+            closed_at=_now(),
+        )
+        pull["head"]["sha"] = head
+        return JSONResponse(
+            {"sha": merge, "merged": True, "message": "Pull Request successfully merged"}
+        )
+
+    def _reviews(self, request: Request, _data: Any) -> Response:
+        n = request.path_params["n"]
+        if n not in self.pulls:
+            return self._error(404, "Not Found")
+        return self._page(request, list(self.reviews.get(n, [])))
+
+    def _reviewers(self, request: Request, data: Any) -> Response:
+        pull = self.pulls.get(request.path_params["n"])
+        if pull is None:
+            return self._error(404, "Not Found")
+        users = data.get("reviewers") or []
+        if any(u in ("mallory",) for u in users):
+            return self._error(
+                422,
+                "Reviews may only be requested from collaborators. One or more of the users or "
+                f"teams you specified is not a collaborator of the {self.owner}/{self.name} "
+                "repository.",
+            )
+        pull["requested_reviewers"] = [_user(u) for u in users]
+        return JSONResponse(pull, status_code=201)
+
+    def _issue(self, request: Request, _data: Any) -> Response:
+        pull = self.pulls.get(request.path_params["n"])
+        if pull is None:
+            return self._error(404, "Not Found")
+        return JSONResponse(self._issue_json(pull))
+
+    def _labels(self, request: Request, data: Any) -> Response:
+        pull = self.pulls.get(request.path_params["n"])
+        if pull is None:
+            return self._error(404, "Not Found")
+        names = data.get("labels") if isinstance(data, dict) else data
+        have = {label["name"] for label in pull["labels"]}
+        for name in names or []:
+            if name not in have:
+                pull["labels"].append(
+                    {"id": self._next_id(), "name": name, "color": "ededed", "default": False}
+                )
+                have.add(name)
+        return JSONResponse(pull["labels"])
+
+    def _comments(self, request: Request, data: Any) -> Response:
+        n = request.path_params["n"]
+        if n not in self.pulls:
+            return self._error(404, "Not Found")
+        if request.method == "GET":
+            return self._page(request, list(self.comments.get(n, [])))
+        if not isinstance(data.get("body"), str) or not data["body"]:
+            return self._error(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "IssueComment", "code": "missing_field", "field": "body"}],
+            )
+        return JSONResponse(self._add_comment(n, self.bot, data["body"]), status_code=201)
+
+    def _commit(self, request: Request, _data: Any) -> Response:
+        sha = request.path_params["sha"]
+        try:
+            full = self._git("rev-parse", "--verify", f"{sha}^{{commit}}")
+        except RuntimeError:
+            return self._error(422, f"No commit found for SHA: {sha}")
+        return JSONResponse({"sha": full, "url": f"{self._repo_url}/commits/{full}", "commit": {}})
+
+    def _status(self, request: Request, data: Any) -> Response:
+        sha = request.path_params["sha"]
+        if data.get("state") not in ("error", "failure", "pending", "success"):
+            return self._error(
+                422,
+                "Validation Failed",
+                errors=[{"resource": "Status", "field": "state", "code": "custom"}],
+            )
+        try:
+            self._git("rev-parse", "--verify", f"{sha}^{{commit}}")
+        except RuntimeError:
+            return self._error(422, f"No commit found for SHA: {sha}")
+        status = {
+            "id": self._next_id(),
+            "state": data["state"],
+            "description": data.get("description"),
+            "target_url": data.get("target_url"),
+            "context": data.get("context", "default"),
+            "created_at": _now(),
+            "creator": _user(self.bot),
+        }
+        self.statuses.setdefault(sha, []).append(status)
+        return JSONResponse(status, status_code=201)
+
+
+def _ident(name: str) -> dict[str, str]:
+    return {
+        "GIT_AUTHOR_NAME": name,
+        "GIT_AUTHOR_EMAIL": f"{name}@example.org",
+        "GIT_COMMITTER_NAME": name,
+        "GIT_COMMITTER_EMAIL": f"{name}@example.org",
+    }

@@ -1,0 +1,344 @@
+"""Review on GitHub, for real: PyGithub against a local server that follows GitHub's REST
+API, git pushing to and fetching from a real bare repository, webhooks with real
+signatures into Terry's real Starlette app and worker, and the example fleet for applies.
+
+A canary token stands in for GITHUB_TOKEN throughout; the last test looks for it
+everywhere Terry writes.
+"""
+
+from __future__ import annotations
+
+import json
+import subprocess
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from sqlalchemy import text
+from starlette.testclient import TestClient
+
+from terry import example
+from terry.cli import main
+from terry.config import load_config
+from terry.pipeline import Pipeline
+from terry.server import create_app
+from terry.store import Store
+from terry.store.models import ForgeDeliveryRow, ProposalRow
+from terry.worker import Worker
+from tests.conftest import Cli, alert, config_for, count_rows, make_cli, payload
+from tests.fake_github import FakeGitHub
+
+pytestmark = pytest.mark.integration
+
+CANARY = "ghp_CANARY0000terry0000canary0000token"
+SECRET = "webhook-secret-for-tests"
+OWNER, NAME = "acme", "gitops"
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture(scope="module")
+def world(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, FakeGitHub]]:
+    base = tmp_path_factory.mktemp("gh")
+    repo = base / "ops"
+    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
+    assert created.exit_code == 0, created.stdout
+    bare = base / "gitops.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(bare)], check=True)
+    _git(repo, "remote", "add", "origin", str(bare))
+    _git(repo, "push", "--quiet", "origin", "main")
+    fake = FakeGitHub(bare, owner=OWNER, name=NAME, token=CANARY)
+    fake.start()
+    config = yaml.safe_load((repo / "terry.yml").read_text())
+    config["forge"] = {
+        "kind": "github",
+        "github": {
+            "repository": f"{OWNER}/{NAME}",
+            "api_url": fake.base_url,
+            "reviewers": {"production": ["alice"]},
+            "allowed_users": ["alice", "bob"],
+            "seconds_between_writes": 0,
+            "retries": 2,
+            "timeout": 5,
+        },
+    }
+    (repo / "terry.yml").write_text(yaml.safe_dump(config))
+    _git(repo, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qam", "forge: github")
+    _git(repo, "push", "--quiet", "origin", "main")
+    cli = make_cli(repo)
+    cli.env.update({"GITHUB_TOKEN": CANARY, "TERRY_GITHUB_WEBHOOK_SECRET": SECRET})
+    result = cli("example", "up")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    yield cli, fake
+    example.down(config_for(repo))
+    fake.stop()
+
+
+def _review_proposal(cli: Cli, fingerprint: str) -> dict[str, Any]:
+    """A production alert: the gate sends its fix to review, so it gets a pull request."""
+    out = cli.json(
+        "alert",
+        "ingest",
+        "-",
+        input=payload([alert("ServiceDown", fingerprint=fingerprint, host="db-01", service="web")]),
+    )
+    [outcome] = out["proposals"]
+    assert outcome["state"] == "awaiting_review", outcome
+    return cli.json("proposals", "show", str(outcome["proposal_id"]))
+
+
+def _row(cli: Cli, proposal_id: int) -> ProposalRow:
+    store = Store(config_for(cli.repo).store_url)
+    try:
+        with store.session() as session:
+            row = session.get(ProposalRow, proposal_id)
+            assert row is not None
+            session.expunge(row)
+            return row
+    finally:
+        store.dispose()
+
+
+_ARGV_SEEN: set[str] = set()
+
+
+@pytest.fixture(autouse=True)
+def _watch_process_arguments() -> Iterator[None]:
+    """Read every process's arguments while a test runs: the token must never be one."""
+    stop = threading.Event()
+
+    def sample() -> None:
+        while not stop.is_set():
+            for cmdline in Path("/proc").glob("[0-9]*/cmdline"):
+                try:
+                    argv = cmdline.read_bytes().replace(b"\0", b" ").decode(errors="replace")
+                except OSError:
+                    continue
+                if "git" in argv or "ansible" in argv or "terry" in argv:
+                    _ARGV_SEEN.add(argv)
+            stop.wait(0.01)
+
+    thread = threading.Thread(target=sample, daemon=True)
+    thread.start()
+    yield
+    stop.set()
+    thread.join()
+
+
+def _sync(cli: Cli, proposal_id: int) -> dict[str, Any]:
+    [done] = cli.json("sync", "--proposal", str(proposal_id))
+    return done
+
+
+def test_a_review_decision_opens_one_pull_request_a_reviewer_can_decide_from(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    cli, fake = world
+    shown = _review_proposal(cli, "gh-open")
+    pid = shown["summary"]["id"]
+    row = _row(cli, pid)
+    assert row.forge_state == "open" and row.pr_number is not None
+    pull = fake.pulls[row.pr_number]
+    assert pull["head"]["sha"] == row.commit_sha == _git(fake.bare, "rev-parse", row.branch)
+    body = pull["body"]
+    for needle in (
+        "ServiceDown",
+        "`db-01`",
+        "production",
+        "### Diagnosis",
+        "### The playbook",
+        "### Check-mode diff",
+        "### Rollback plan",
+        "/terry reject <reason>",
+        *(f"- {r}" for r in row.reasons),
+    ):
+        assert needle in body, needle
+    assert {label["name"] for label in pull["labels"]} == {
+        "terry",
+        f"risk:{row.risk}",
+        "env:production",
+    }
+    assert [u["login"] for u in pull["requested_reviewers"]] == ["alice"]
+    [status] = [s for s in fake.statuses.get(row.commit_sha, []) if s["context"] == "terry/dry-run"]
+    assert status["state"] == "success"
+
+    # Syncing again updates the same pull request: never a second one.
+    _sync(cli, pid)
+    assert [n for n, p in fake.pulls.items() if p["head"]["ref"] == row.branch] == [row.pr_number]
+
+
+def test_closing_unmerged_rejects(world: tuple[Cli, FakeGitHub]) -> None:
+    cli, fake = world
+    pid = _review_proposal(cli, "gh-close")["summary"]["id"]
+    number = _row(cli, pid).pr_number
+    assert number is not None
+    fake.close_by(number, "alice")
+    done = _sync(cli, pid)
+    assert done["state"] == "rejected"
+    assert cli.json("proposals", "show", str(pid))["summary"]["state"] == "rejected"
+
+
+def test_commands_from_strangers_are_refused_and_answered(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    cli, fake = world
+    pid = _review_proposal(cli, "gh-stranger")["summary"]["id"]
+    number = _row(cli, pid).pr_number
+    assert number is not None
+    fake.comment(number, "mallory", "/terry apply")
+    fake.comment(number, "alice", "/terry explain")
+    fake.comment(number, "alice", "/terry frobnicate")
+    _sync(cli, pid)
+    replies = [c["body"] for c in fake.comments[number] if c["user"]["login"] != "mallory"]
+    replies = [b for b in replies if not b.startswith("/terry")]
+    assert any("Refused `apply` from @mallory" in b for b in replies)
+    assert any(f"Proposal {pid} is **awaiting_review**" in b for b in replies)
+    assert any(b.startswith("Unknown command") for b in replies)
+    assert _row(cli, pid).state == "awaiting_review"
+    # The same comments are never answered twice.
+    before = len(fake.comments[number])
+    _sync(cli, pid)
+    assert len(fake.comments[number]) == before
+    # An allowed reviewer's reject closes it.
+    fake.comment(number, "bob", "/terry reject fixed by hand")
+    _sync(cli, pid)
+    row = _row(cli, pid)
+    assert row.state == "rejected" and "fixed by hand" in (row.outcome or "") + str(
+        cli.json("proposals", "show", str(pid))["history"]
+    )
+    assert fake.pulls[number]["state"] == "closed"
+
+
+def test_a_moved_head_is_never_merged(world: tuple[Cli, FakeGitHub]) -> None:
+    cli, fake = world
+    pid = _review_proposal(cli, "gh-moved")["summary"]["id"]
+    row = _row(cli, pid)
+    assert row.pr_number is not None and row.branch is not None
+    main_before = _git(fake.bare, "rev-parse", "main")
+    fake.push_commit(row.branch, {"playbooks/extra.yml": "- hosts: all\n"}, "sneaky")
+    head = _git(fake.bare, "rev-parse", row.branch)
+    fake.review(row.pr_number, "alice", "APPROVED", commit_id=head)
+    fake.comment(row.pr_number, "alice", "/terry apply")
+    _sync(cli, pid)
+    assert _row(cli, pid).state == "awaiting_review"
+    assert _git(fake.bare, "rev-parse", "main") == main_before
+    assert any("the head is now" in c["body"] for c in fake.comments[row.pr_number])
+
+
+def test_github_down_leaves_the_proposal_waiting_and_sync_publishes_it(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    cli, fake = world
+    fake.fail_next(50, status=502)
+    try:
+        pid = _review_proposal(cli, "gh-down")["summary"]["id"]
+    finally:
+        fake.fail_next(0)
+    row = _row(cli, pid)
+    assert (row.state, row.forge_state, row.pr_number) == ("awaiting_review", "pending", None)
+    assert "502" in (row.forge_error or "")
+    done = _sync(cli, pid)
+    row = _row(cli, pid)
+    assert row.forge_state == "open" and row.pr_number == done["pr_number"]
+    assert row.pr_number in fake.pulls
+
+
+def test_webhooks_are_verified_deduplicated_and_an_approval_merges_and_applies(
+    world: tuple[Cli, FakeGitHub], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    cli, fake = world
+    monkeypatch.setenv("GITHUB_TOKEN", CANARY)  # terry serve's environment
+    monkeypatch.setenv("TERRY_GITHUB_WEBHOOK_SECRET", SECRET)
+    cli("example", "break", "db-01", "service")
+    pid = _review_proposal(cli, "gh-approve")["summary"]["id"]
+    row = _row(cli, pid)
+    assert row.pr_number is not None and row.commit_sha is not None
+    config = load_config(cli.repo, environ=cli.env)
+    store = Store(config.store_url)
+    worker = Worker(lambda: Pipeline(config, store), store, poll_seconds=0.2, threads=1)
+    app = create_app(config, store, worker=worker, token="t")
+    main_before = _git(fake.bare, "rev-parse", "main")
+    fake.review(row.pr_number, "alice", "APPROVED", commit_id=row.commit_sha)
+    event = {
+        "action": "submitted",
+        "review": {"state": "approved", "user": {"login": "alice"}, "commit_id": row.commit_sha},
+        "pull_request": {"number": row.pr_number, "head": {"sha": row.commit_sha}},
+        "repository": {"full_name": f"{OWNER}/{NAME}"},
+        "sender": {"login": "alice"},
+    }
+    headers, body = fake.webhook("pull_request_review", event, SECRET)
+    with TestClient(app) as client:
+        forged = dict(headers, **{"X-Hub-Signature-256": "sha256=" + "0" * 64})
+        assert client.post("/api/v1/github", content=body, headers=forged).status_code == 401
+        unsigned = {k: v for k, v in headers.items() if k != "X-Hub-Signature-256"}
+        assert client.post("/api/v1/github", content=body, headers=unsigned).status_code == 401
+        assert count_rows(store, ForgeDeliveryRow) == 0  # refused: nothing stored
+
+        first = client.post("/api/v1/github", content=body, headers=headers)
+        again = client.post("/api/v1/github", content=body, headers=headers)
+        assert (first.status_code, again.status_code) == (202, 200)
+        assert "duplicate" in again.json()["message"]
+        deadline = time.monotonic() + 120
+        while time.monotonic() < deadline and _row(cli, pid).state not in (
+            "verified",
+            "rolled_back",
+            "escalated",
+            "failed",
+        ):
+            time.sleep(0.5)
+    row = _row(cli, pid)
+    assert row.state == "verified", row.outcome
+    assert row.approved_by == "alice"
+    merge = _git(fake.bare, "rev-parse", "main")
+    assert merge != main_before and row.merge_sha == merge
+    assert _git(fake.bare, "rev-list", "--parents", "-n1", merge).split()[1:] == [
+        main_before,
+        row.commit_sha,
+    ]
+    assert _git(cli.repo, "rev-parse", "main") == merge  # Terry fetched main from GitHub
+    assert fake.pulls[row.pr_number]["merged"] is True
+    assert any("Result: **verified**" in c["body"] for c in fake.comments[row.pr_number])
+    assert count_rows(store, ForgeDeliveryRow) == 1
+    store.dispose()
+
+
+def test_the_token_is_nowhere_terry_writes(world: tuple[Cli, FakeGitHub]) -> None:
+    cli, fake = world
+    # Error paths too: a forge that refuses the token, and one that is down.
+    cli.env["GITHUB_TOKEN"] = CANARY + "-wrong"
+    try:
+        refused = cli("sync", "--output", "json")
+    finally:
+        cli.env["GITHUB_TOKEN"] = CANARY
+    assert refused.exit_code == 10, refused.stdout + refused.stderr
+    assert CANARY not in refused.stdout + refused.stderr
+
+    found: list[str] = []
+    for path in (cli.repo / ".terry").rglob("*"):
+        if path.is_file() and path.suffix != ".db" and CANARY.encode() in path.read_bytes():
+            found.append(str(path))
+    store = Store(config_for(cli.repo).store_url)
+    with store.engine.connect() as conn:
+        tables = [
+            r[0] for r in conn.execute(text("SELECT name FROM sqlite_master WHERE type='table'"))
+        ]
+        for table in tables:
+            for record in conn.execute(text(f'SELECT * FROM "{table}"')):
+                if CANARY in json.dumps([str(v) for v in record]):
+                    found.append(f"store table {table}")
+    store.dispose()
+    for request in fake.requests:
+        if CANARY in request["body"]:
+            found.append(f"request body {request['method']} {request['path']}")
+    assert found == []
+    assert CANARY not in " ".join(_ARGV_SEEN), "the token appeared in a process's arguments"
