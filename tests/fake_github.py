@@ -9,6 +9,7 @@ the outages (``fail_next``); ``webhook`` builds a delivery signed the way GitHub
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import json
@@ -64,6 +65,9 @@ class FakeGitHub:
         self.requests: list[dict[str, Any]] = []
         self._ids = 1000
         self._failures: list[int] = []
+        self._rate_limited = 0
+        self._reset_in = 1
+        self._stalls: list[float] = []
         self._lock = threading.RLock()
         self._server: uvicorn.Server | None = None
         self._thread: threading.Thread | None = None
@@ -91,6 +95,27 @@ class FakeGitHub:
         """The next ``count`` API requests answer ``status`` (0: stop failing)."""
         with self._lock:
             self._failures = [status] * count
+
+    def rate_limit_next(self, count: int, *, reset_in: int = 1) -> None:
+        """The next ``count`` requests hit the primary rate limit: 403, remaining 0, and a
+        reset ``reset_in`` seconds ahead (GitHub's documented shape)."""
+        with self._lock:
+            self._rate_limited = count
+            self._reset_in = reset_in
+
+    def stall_next(self, count: int, seconds: float) -> None:
+        """The next ``count`` requests answer only after ``seconds`` (client timeouts)."""
+        with self._lock:
+            self._stalls = [seconds] * count
+
+    def merge_by(self, number: int, user: str) -> str:
+        """A person presses the merge button: a real merge commit on the base branch."""
+        with self._lock:
+            pull = self.pulls[number]
+            merged = self._do_merge(pull, {}, user)
+            if isinstance(merged, Response):
+                raise RuntimeError(f"merge_by #{number} failed: {merged.body!r}")
+            return merged
 
     def review(self, number: int, user: str, state: str, *, commit_id: str, body: str = "") -> None:
         with self._lock:
@@ -266,9 +291,31 @@ class FakeGitHub:
                 }
             )
             with fake._lock:
+                stall = fake._stalls.pop(0) if fake._stalls else 0.0
+            if stall:
+                await asyncio.sleep(stall)
+            with fake._lock:
                 if fake._failures:
                     status = fake._failures.pop(0)
                     return fake._error(status, "Server Error" if status >= 500 else "Failure")
+                if fake._rate_limited:
+                    fake._rate_limited -= 1
+                    reset = int(time.time()) + fake._reset_in
+                    limited = fake._error(
+                        403,
+                        "API rate limit exceeded for user ID 1. If you reach out to GitHub "
+                        "Support for help, please include the request ID.",
+                    )
+                    limited.headers.update(
+                        {
+                            "X-RateLimit-Limit": "5000",
+                            "X-RateLimit-Remaining": "0",
+                            "X-RateLimit-Used": "5000",
+                            "X-RateLimit-Reset": str(reset),
+                            "X-RateLimit-Resource": "core",
+                        }
+                    )
+                    return limited
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
             if scheme.lower() not in ("token", "bearer") or given != fake.token:
                 return fake._error(401, "Bad credentials")
@@ -416,6 +463,14 @@ class FakeGitHub:
         pull = self.pulls.get(request.path_params["n"])
         if pull is None:
             return self._error(404, "Not Found")
+        merged = self._do_merge(pull, data, self.bot)
+        if isinstance(merged, Response):
+            return merged
+        return JSONResponse(
+            {"sha": merged, "merged": True, "message": "Pull Request successfully merged"}
+        )
+
+    def _do_merge(self, pull: dict[str, Any], data: Any, user: str) -> str | Response:
         if pull["state"] != "open" or pull["merged"]:
             return self._error(405, "Pull Request is not mergeable")
         head = self._head(pull["head"]["ref"])
@@ -437,14 +492,12 @@ class FakeGitHub:
             state="closed",
             merged=True,
             merged_at=_now(),
-            merged_by=_user(self.bot),
+            merged_by=_user(user),
             merge_commit_sha=merge,
             closed_at=_now(),
         )
         pull["head"]["sha"] = head
-        return JSONResponse(
-            {"sha": merge, "merged": True, "message": "Pull Request successfully merged"}
-        )
+        return merge
 
     def _reviews(self, request: Request, _data: Any) -> Response:
         n = request.path_params["n"]

@@ -19,7 +19,7 @@ from typing import Any
 import pytest
 import yaml
 from click.testing import CliRunner
-from sqlalchemy import text
+from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
 from terry import example
@@ -310,6 +310,119 @@ def test_webhooks_are_verified_deduplicated_and_an_approval_merges_and_applies(
     assert any("Result: **verified**" in c["body"] for c in fake.comments[row.pr_number])
     assert count_rows(store, ForgeDeliveryRow) == 1
     store.dispose()
+
+
+def test_a_merge_by_an_allowed_reviewer_is_applied(world: tuple[Cli, FakeGitHub]) -> None:
+    cli, fake = world
+    cli("example", "break", "db-01", "service")
+    pid = _review_proposal(cli, "gh-human-merge")["summary"]["id"]
+    number = _row(cli, pid).pr_number
+    assert number is not None
+    merge = fake.merge_by(number, "bob")
+    done = _sync(cli, pid)
+    row = _row(cli, pid)
+    assert (done["state"], row.state, row.merge_sha, row.approved_by) == (
+        "verified",
+        "verified",
+        merge,
+        "bob",
+    )
+    assert _git(cli.repo, "rev-parse", "main") == merge
+
+
+def test_a_merge_by_someone_else_is_not_applied(world: tuple[Cli, FakeGitHub]) -> None:
+    cli, fake = world
+    pid = _review_proposal(cli, "gh-stranger-merge")["summary"]["id"]
+    number = _row(cli, pid).pr_number
+    assert number is not None
+    fake.merge_by(number, "mallory")
+    _sync(cli, pid)
+    row = _row(cli, pid)
+    assert row.state == "rejected" and "mallory is not allowed" in (row.outcome or "")
+    assert any("Terry did not apply this" in c["body"] for c in fake.comments[number])
+    assert not any(r.kind == "apply" for r in _runs(cli, pid))
+
+
+def test_an_alert_that_resolves_by_itself_closes_its_pull_request(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    cli, fake = world
+    pid = _review_proposal(cli, "gh-resolves")["summary"]["id"]
+    number = _row(cli, pid).pr_number
+    assert number is not None
+    refire = alert(
+        "ServiceDown",
+        fingerprint="gh-resolves",
+        host="db-01",
+        service="web",
+        starts="2026-11-24T10:07:00Z",
+    )
+    cli.json("alert", "ingest", "-", input=payload([refire]))
+    assert any("fired again" in c["body"] for c in fake.comments[number])
+    resolved = alert(
+        "ServiceDown",
+        fingerprint="gh-resolves",
+        host="db-01",
+        service="web",
+        status="resolved",
+        ends="2026-11-24T10:09:00Z",
+    )
+    cli.json("alert", "ingest", "-", input=payload([resolved], status="resolved"))
+    assert fake.pulls[number]["state"] == "closed" and not fake.pulls[number]["merged"]
+    assert any("resolved by itself" in c["body"] for c in fake.comments[number])
+    assert _row(cli, pid).state == "rejected"
+
+
+def test_a_merge_decision_is_pushed_to_main_on_github(world: tuple[Cli, FakeGitHub]) -> None:
+    cli, fake = world
+    cli("example", "break", "web-01", "disk")
+    out = cli.json(
+        "alert",
+        "ingest",
+        "-",
+        input=payload(
+            [alert("DiskUsageHigh", fingerprint="gh-auto", host="web-01", mountpoint="/srv/data")]
+        ),
+    )
+    [outcome] = out["proposals"]
+    assert (outcome["decision"], outcome["state"]) == ("merge", "verified"), outcome
+    row = _row(cli, outcome["proposal_id"])
+    assert (
+        _git(fake.bare, "rev-parse", "main") == row.merge_sha == _git(cli.repo, "rev-parse", "main")
+    )
+
+
+def test_rate_limits_and_slow_answers_are_waited_out(world: tuple[Cli, FakeGitHub]) -> None:
+    cli, fake = world
+    pid = _review_proposal(cli, "gh-limited")["summary"]["id"]
+    number = _row(cli, pid).pr_number
+    assert number is not None
+    fake.rate_limit_next(1, reset_in=1)
+    started = time.monotonic()
+    done = _sync(cli, pid)
+    assert done["error"] is None and time.monotonic() - started >= 0.5
+    fake.stall_next(10, seconds=8)  # longer than forge.github.timeout (5 s), every retry
+    try:
+        stalled = cli("sync", "--proposal", str(pid), "--output", "json")
+    finally:
+        fake.stall_next(0, seconds=0)
+    assert stalled.exit_code == 10, stalled.stdout + stalled.stderr
+    assert "Timeout" in json.loads(stalled.stdout)[0]["error"]
+    assert _row(cli, pid).state == "awaiting_review"
+
+
+def _runs(cli: Cli, proposal_id: int) -> list[Any]:
+    from terry.store.models import RunRow
+
+    store = Store(config_for(cli.repo).store_url)
+    try:
+        with store.session() as session:
+            rows = list(session.scalars(select(RunRow).where(RunRow.proposal_id == proposal_id)))
+            for r in rows:
+                session.expunge(r)
+            return rows
+    finally:
+        store.dispose()
 
 
 def test_the_token_is_nowhere_terry_writes(world: tuple[Cli, FakeGitHub]) -> None:
