@@ -140,7 +140,15 @@ def baseline_main(kind: str, port: int) -> None:
         ]
     )
     # The settings terry serve uses (terry/cli/serve.py).
-    uvicorn.run(app, host="127.0.0.1", port=port, log_level="info", access_log=False)
+    uvicorn.run(
+        app,
+        host="127.0.0.1",
+        port=port,
+        log_level="info",
+        access_log=False,
+        proxy_headers=False,
+        server_header=False,
+    )
 
 
 # -- the driver ------------------------------------------------------------------------------
