@@ -277,6 +277,7 @@ class Folder:
                 while not self._stop.is_set():
                     self._yield_to_webhook()
                     folded = fold_pending(self._store)
+                    self._store.checkpoint()
                     if folded.opened:
                         self._on_opened(folded.opened)
                     if folded.changed and self._on_changed is not None:
