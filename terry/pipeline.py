@@ -20,7 +20,7 @@ from terry.errors import RunnerError, StateError, TerryError
 from terry.forge_review import ForgeReviewSteps
 from terry.gate import GateInput, decide
 from terry.incidents import Effect
-from terry.policy import Decision, Verdict, load_policy_set
+from terry.policy import Decision, Verdict
 from terry.proposals import ProposalState, get, transition
 from terry.record import remedy_history
 from terry.remedies.render import branch_name, render
@@ -253,7 +253,7 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
         return result
 
     def gate(self, proposal_id: int) -> Decision:
-        sha, tree = self.main_tree()
+        sha = self.repo.head()
         with self.store.session() as session:
             row = get(session, proposal_id)
             incident = session.get(IncidentRow, row.incident_id)
@@ -272,7 +272,7 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
             history=remedy_history(self.store, remedy, exclude=proposal_id),
             check={k: check.get(k) for k in ("ok", "changed", "failed_hosts", "unreachable_hosts")},
         )
-        policies = load_policy_set(tree / "policies", self.repo.last_change("policies") or sha)
+        policies = self.main_policies(sha)
         decision = decide(self.engine, policies, gate_input)
         recorded = {
             "decision": decision.verdict.value,

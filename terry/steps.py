@@ -18,7 +18,7 @@ from terry.errors import RunnerError
 from terry.gitops import Repo
 from terry.inventory import Inventory, load_inventory
 from terry.locks import holder_id
-from terry.policy import OpaEngine, PolicyEngine, RegorusEngine
+from terry.policy import OpaEngine, PolicyEngine, PolicySet, RegorusEngine, load_policy_set
 from terry.proposals import ProposalState, get, transition
 from terry.record import fail_run, finish_run, start_run
 from terry.remedies.catalogue import Catalogue, load_catalogue
@@ -80,6 +80,7 @@ class Steps:
         self.holder = holder_id()
         self.lease = timedelta(seconds=config.runner.timeout * 2 + 60)
         self._views: dict[tuple[object, ...], tuple[Catalogue, Inventory]] = {}
+        self._policies: dict[str, PolicySet] = {}
 
     def _default_engine(self) -> PolicyEngine:
         policy = self.config.policy
@@ -109,6 +110,22 @@ class Steps:
                 self._views.pop(next(iter(self._views)))
             self._views[key] = cached
         return sha, *cached
+
+    def main_policies(self, sha: str) -> PolicySet:
+        """Main's policies and the commit that last changed them, reused while the policy
+        directory's git object is unchanged (the same content decides the same way)."""
+        path = self.config.policy.path
+        key = self.repo.object_ids(sha, [path])[path]
+        cached = self._policies.get(key)
+        if cached is None:
+            commit = self.repo.last_change(path, sha) or sha
+            cached = load_policy_set(self.repo.tree(sha) / path, commit)
+            if key is None:  # no policy directory: nothing to reuse
+                return cached
+            if len(self._policies) >= 4:
+                self._policies.pop(next(iter(self._policies)))
+            self._policies[key] = cached
+        return cached
 
     def _run(
         self,
