@@ -23,7 +23,6 @@ from terry.forges.commands import Command, Verb, parse_command
 from terry.forges.github import GitHubForge, PullState, credentials_from_env
 from terry.proposals import ProposalState, get, transition
 from terry.review import ReviewSteps
-from terry.steps import decision_trailers, one_line
 from terry.store.models import IncidentRow, ProposalRow
 
 __all__ = ["ForgeReviewSteps", "Reconciled"]
@@ -65,8 +64,14 @@ class ForgeReviewSteps(ReviewSteps):
             self._forge = GitHubForge(github, credentials_from_env(github))
         return self._forge
 
-    def _remote(self) -> str:
-        return self.config.forge.github.remote
+    def _push_branch(self, branch: str) -> None:
+        self.repo.push_branch(self.config.forge.github.remote, branch, env=self.forge.git_env())
+
+    def _push_main(self) -> None:
+        self.repo.push_main(self.config.forge.github.remote, env=self.forge.git_env())
+
+    def _fetch_main(self) -> str:
+        return self.repo.fetch_main(self.config.forge.github.remote, env=self.forge.git_env())
 
     def _set(self, proposal_id: int, **values: object) -> None:
         with self.store.session() as session:
@@ -85,15 +90,16 @@ class ForgeReviewSteps(ReviewSteps):
             incident = session.get(IncidentRow, row.incident_id)
             assert incident is not None and row.commit_sha and row.branch
             hosts = tuple(row.hosts)
-            environments = sorted(
-                {h.environment for n in hosts if (h := inventory.hosts.get(n)) and h.environment}
-            )
+            known = [h for n in hosts if (h := inventory.hosts.get(n))]
+            environments = sorted({h.environment for h in known if h.environment})
+            tenants = sorted({h.tenant for h in known if h.tenant})
             return ReviewPacket(
                 proposal_id=row.id,
                 incident_id=incident.id,
                 remedy=row.remedy,
                 hosts=hosts,
                 environments=tuple(environments),
+                tenants=tuple(tenants),
                 risk=row.risk,
                 decision=row.decision,
                 reasons=tuple(row.reasons),
@@ -119,7 +125,7 @@ class ForgeReviewSteps(ReviewSteps):
         try:
             packet = self.packet(proposal_id)
             github = self.config.forge.github
-            self.repo.push_branch(self._remote(), packet.branch, env=self.forge.git_env())
+            self._push_branch(packet.branch)
             pull = self.forge.open_pull(
                 branch=packet.branch,
                 base=self.config.main_branch,
@@ -156,14 +162,9 @@ class ForgeReviewSteps(ReviewSteps):
         return pull
 
     def _reviewers(self, packet: ReviewPacket) -> tuple[list[str], list[str]]:
+        """Reviewers configured for any of the hosts' environments or tenants, or for "*"."""
         github = self.config.forge.github
-        keys = ["*", *packet.environments]
-        with self.store.session() as session:
-            tenant_hosts = get(session, packet.proposal_id).hosts
-        _sha, _cat, inventory = self.main_view()
-        keys += sorted(
-            {h.tenant for n in tenant_hosts if (h := inventory.hosts.get(n)) and h.tenant}
-        )
+        keys = ["*", *packet.environments, *packet.tenants]
         users = sorted({u for k in keys for u in github.reviewers.get(k, [])})
         teams = sorted({t for k in keys for t in github.team_reviewers.get(k, [])})
         return users, teams
@@ -176,37 +177,29 @@ class ForgeReviewSteps(ReviewSteps):
             return super()._merge(proposal_id, actor=actor, reason=reason, from_state=from_state)
         with self.store.session() as session:
             row = get(session, proposal_id)
-            number, commit = row.pr_number, row.commit_sha
-            decision, reasons, policy_commit = row.decision, list(row.reasons), row.policy_commit
-            approved_by, branch = row.approved_by, row.branch
+            number, commit, branch = row.pr_number, row.commit_sha, row.branch
         assert commit is not None and branch is not None
         if number is None and not self.config.forge.github.pr_for_merges:
             # Straight to main on the forge: merge locally on top of the forge's main, push.
-            self.repo.fetch_main(self._remote(), env=self.forge.git_env())
-            self.repo.push_branch(self._remote(), branch, env=self.forge.git_env())
+            self._fetch_main()
+            self._push_branch(branch)
             merge_sha = super()._merge(
                 proposal_id, actor=actor, reason=reason, from_state=from_state
             )
-            self.repo.push_main(self._remote(), env=self.forge.git_env())
+            self._push_main()
             return merge_sha
         if number is None:
             pull = self.publish(proposal_id)
             if pull is None:
                 raise ForgeError(f"proposal {proposal_id}: pull request could not be opened")
             number = pull.number
-        trailers = [
-            f"Terry-Proposal: {proposal_id}",
-            *decision_trailers(decision, reasons, policy_commit),
-        ]
-        if approved_by:
-            trailers.append(f"Terry-Approved-By: {one_line(approved_by, 100)}")
         merge_sha = self.forge.merge(
             number,
             sha=commit,
             title=f"Merge {branch} (terry #{proposal_id})",
-            message="\n".join(trailers) + "\n",
+            message=self.merge_trailers(proposal_id),
         )
-        self.repo.fetch_main(self._remote(), env=self.forge.git_env())
+        self._fetch_main()
         transition(
             self.store,
             proposal_id,
@@ -247,6 +240,27 @@ class ForgeReviewSteps(ReviewSteps):
             state_now = self.state(proposal_id).value
             return Reconciled(proposal_id, number, state_now, tuple(notes), error)
 
+    def _withdraw(
+        self,
+        proposal_id: int,
+        *,
+        actor: str,
+        reason: str,
+        outcome: str,
+        forge_state: str,
+        allowed_from: tuple[ProposalState, ...] = (S.AWAITING_REVIEW,),
+    ) -> None:
+        """The proposal will not be applied: rejected, with what became of its pull request."""
+        transition(
+            self.store,
+            proposal_id,
+            S.REJECTED,
+            actor=actor,
+            reason=reason,
+            allowed_from=allowed_from,
+            changes={"outcome": outcome, "forge_state": forge_state},
+        )
+
     def _reconcile_pull(self, proposal_id: int, number: int, notes: list[str]) -> None:
         pull = self.forge.pull(number)
         with self.store.session() as session:
@@ -259,14 +273,12 @@ class ForgeReviewSteps(ReviewSteps):
             return
         if pull.state == "closed":
             if state is S.AWAITING_REVIEW:
-                transition(
-                    self.store,
+                self._withdraw(
                     proposal_id,
-                    S.REJECTED,
                     actor="github",
                     reason=f"pull request #{number} closed without merging",
-                    allowed_from=(S.AWAITING_REVIEW,),
-                    changes={"outcome": "rejected: pull request closed", "forge_state": "closed"},
+                    outcome="rejected: pull request closed",
+                    forge_state="closed",
                 )
                 notes.append("closed on GitHub: rejected")
             return
@@ -339,30 +351,20 @@ class ForgeReviewSteps(ReviewSteps):
             )
         if refusal:
             self.forge.comment(pull.number, f"Terry did not apply this: {refusal}.")
-            transition(
-                self.store,
+            self._withdraw(
                 proposal_id,
-                S.REJECTED,
                 actor="terry",
                 reason=f"merged on GitHub but not applied: {refusal}",
+                outcome=f"not applied: {refusal}",
+                forge_state="merged",
                 allowed_from=(S.AWAITING_REVIEW, S.APPROVED),
-                changes={"outcome": f"not applied: {refusal}", "forge_state": "merged"},
             )
             notes.append(f"merged by {who}: not applied ({refusal})")
             return
         assert pull.merge_sha is not None
-        self.repo.fetch_main(self._remote(), env=self.forge.git_env())
+        self._fetch_main()
         if self.state(proposal_id) is S.AWAITING_REVIEW:
-            transition(
-                self.store,
-                proposal_id,
-                S.APPROVED,
-                actor=who,
-                verb="approve",
-                reason=f"merged on GitHub by {who}",
-                allowed_from=(S.AWAITING_REVIEW,),
-                changes={"approved_by": who},
-            )
+            self._record_approval(proposal_id, actor=who, reason=f"merged on GitHub by {who}")
         transition(
             self.store,
             proposal_id,
@@ -451,14 +453,12 @@ class ForgeReviewSteps(ReviewSteps):
                         number, f"The alert resolved by itself ({detail}); closing unmerged."
                     )
                     self.forge.close(number)
-                    transition(
-                        self.store,
+                    self._withdraw(
                         proposal_id,
-                        S.REJECTED,
                         actor="terry",
                         reason=f"alert resolved by itself: {detail}",
-                        allowed_from=(S.AWAITING_REVIEW,),
-                        changes={"outcome": "withdrawn: alert resolved", "forge_state": "closed"},
+                        outcome="withdrawn: alert resolved",
+                        forge_state="closed",
                     )
                 else:
                     self.forge.comment(number, f"The alert fired again: {detail}.")

@@ -20,16 +20,8 @@ class ReviewSteps(Steps):
         with self.store.session() as session:
             row = get(session, proposal_id)
             branch, remedy, hosts = row.branch, row.remedy, ", ".join(row.hosts)
-            decision, reasons, policy_commit = row.decision, list(row.reasons), row.policy_commit
-            approved_by = row.approved_by
         assert branch is not None
-        trailers = [
-            f"Terry-Proposal: {proposal_id}",
-            *decision_trailers(decision, reasons, policy_commit),
-        ]
-        if approved_by:
-            trailers.append(f"Terry-Approved-By: {one_line(approved_by, 100)}")
-        message = f"Merge {branch}: {remedy} on {hosts}\n\n" + "\n".join(trailers) + "\n"
+        message = f"Merge {branch}: {remedy} on {hosts}\n\n" + self.merge_trailers(proposal_id)
         merge_sha = self.repo.merge(branch, message=message)
         transition(
             self.store,
@@ -43,17 +35,34 @@ class ReviewSteps(Steps):
         self.reporter.step(proposal_id, f"merged into {self.config.main_branch} ({merge_sha[:10]})")
         return merge_sha
 
-    def approve(self, proposal_id: int, *, actor: str, apply: bool = True) -> None:
+    def merge_trailers(self, proposal_id: int) -> str:
+        """The merge commit's trailers: the proposal, the gate's verdict, who approved."""
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            decision, reasons, policy_commit = row.decision, list(row.reasons), row.policy_commit
+            approved_by = row.approved_by
+        trailers = [
+            f"Terry-Proposal: {proposal_id}",
+            *decision_trailers(decision, reasons, policy_commit),
+        ]
+        if approved_by:
+            trailers.append(f"Terry-Approved-By: {one_line(approved_by, 100)}")
+        return "\n".join(trailers) + "\n"
+
+    def _record_approval(self, proposal_id: int, *, actor: str, reason: str) -> None:
         transition(
             self.store,
             proposal_id,
             S.APPROVED,
             actor=actor,
             verb="approve",
-            reason=f"approved by {actor}",
+            reason=reason,
             allowed_from=(S.AWAITING_REVIEW,),
             changes={"approved_by": actor},
         )
+
+    def approve(self, proposal_id: int, *, actor: str, apply: bool = True) -> None:
+        self._record_approval(proposal_id, actor=actor, reason=f"approved by {actor}")
         self._merge(proposal_id, actor=actor, reason=f"approved by {actor}", from_state=S.APPROVED)
         if apply:
             self.apply(proposal_id, actor=actor)

@@ -9,7 +9,7 @@ from __future__ import annotations
 import re
 from datetime import timedelta
 from pathlib import Path
-from typing import Protocol
+from typing import Protocol, TypeVar
 
 from terry import incidents
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunnerEvent, RunRequest, RunResult
@@ -25,6 +25,9 @@ from terry.remedies.catalogue import Catalogue, load_catalogue
 from terry.store import Store
 
 __all__ = ["Reporter", "SilentReporter", "Steps", "decision_trailers", "one_line"]
+
+K = TypeVar("K")
+V = TypeVar("V")
 
 
 class Reporter(Protocol):
@@ -57,6 +60,13 @@ def decision_trailers(
         *(f"Terry-Reason: {one_line(r, 300)}" for r in reasons),
         f"Terry-Policy-Commit: {policy_commit}",
     ]
+
+
+def _remember(cache: dict[K, V], key: K, value: V, *, keep: int = 4) -> None:
+    """Keep ``value`` under ``key``, dropping the oldest entry beyond ``keep``."""
+    if len(cache) >= keep:
+        cache.pop(next(iter(cache)))
+    cache[key] = value
 
 
 class Steps:
@@ -106,9 +116,7 @@ class Steps:
         if cached is None:
             tree = self.repo.tree(sha)
             cached = (load_catalogue(tree / roles), load_inventory(tree, self.config.inventory))
-            if len(self._views) >= 4:
-                self._views.pop(next(iter(self._views)))
-            self._views[key] = cached
+            _remember(self._views, key, cached)
         return sha, *cached
 
     def main_policies(self, sha: str) -> PolicySet:
@@ -120,11 +128,8 @@ class Steps:
         if cached is None:
             commit = self.repo.last_change(path, sha) or sha
             cached = load_policy_set(self.repo.tree(sha) / path, commit)
-            if key is None:  # no policy directory: nothing to reuse
-                return cached
-            if len(self._policies) >= 4:
-                self._policies.pop(next(iter(self._policies)))
-            self._policies[key] = cached
+            if key is not None:  # no policy directory: nothing to reuse
+                _remember(self._policies, key, cached)
         return cached
 
     def _run(

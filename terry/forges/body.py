@@ -29,6 +29,7 @@ class ReviewPacket:
     remedy: str
     hosts: tuple[str, ...]
     environments: tuple[str, ...]
+    tenants: tuple[str, ...]
     risk: str
     decision: str | None
     reasons: tuple[str, ...]

@@ -28,7 +28,7 @@ from terry.config import load_config
 from terry.pipeline import Pipeline
 from terry.server import create_app
 from terry.store import Store
-from terry.store.models import ForgeDeliveryRow, ProposalRow
+from terry.store.models import ForgeDeliveryRow, ProposalRow, RunRow
 from terry.worker import Worker
 from tests.conftest import Cli, alert, config_for, count_rows, make_cli, payload
 from tests.fake_github import FakeGitHub
@@ -97,16 +97,21 @@ def _review_proposal(cli: Cli, fingerprint: str) -> dict[str, Any]:
     return cli.json("proposals", "show", str(outcome["proposal_id"]))
 
 
-def _row(cli: Cli, proposal_id: int) -> ProposalRow:
+def _rows(cli: Cli, model: type, *where: Any) -> list[Any]:
+    """Rows of ``model`` in the repository's store, detached so they outlive the session."""
     store = Store(config_for(cli.repo).store_url)
     try:
         with store.session() as session:
-            row = session.get(ProposalRow, proposal_id)
-            assert row is not None
-            session.expunge(row)
-            return row
+            rows = list(session.scalars(select(model).where(*where)))
+            session.expunge_all()
+            return rows
     finally:
         store.dispose()
+
+
+def _row(cli: Cli, proposal_id: int) -> ProposalRow:
+    [row] = _rows(cli, ProposalRow, ProposalRow.id == proposal_id)
+    return row
 
 
 _ARGV_SEEN: set[str] = set()
@@ -412,17 +417,7 @@ def test_rate_limits_and_slow_answers_are_waited_out(world: tuple[Cli, FakeGitHu
 
 
 def _runs(cli: Cli, proposal_id: int) -> list[Any]:
-    from terry.store.models import RunRow
-
-    store = Store(config_for(cli.repo).store_url)
-    try:
-        with store.session() as session:
-            rows = list(session.scalars(select(RunRow).where(RunRow.proposal_id == proposal_id)))
-            for r in rows:
-                session.expunge(r)
-            return rows
-    finally:
-        store.dispose()
+    return _rows(cli, RunRow, RunRow.proposal_id == proposal_id)
 
 
 def test_the_token_is_nowhere_terry_writes(world: tuple[Cli, FakeGitHub]) -> None:

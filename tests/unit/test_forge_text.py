@@ -75,6 +75,7 @@ def _packet(**over: object) -> ReviewPacket:
         "remedy": "service-restart",
         "hosts": ("web-01",),
         "environments": ("production",),
+        "tenants": (),
         "risk": "medium",
         "decision": "review",
         "reasons": ("production hosts need a person", "risk medium"),
