@@ -91,6 +91,22 @@ class ForgeConfig(_Model):
     github: GitHubConfig = Field(default_factory=GitHubConfig)
 
 
+class ArgoCDConfig(_Model):
+    """Argo CD, the applier of inventory targets labelled ``terry_applier: argocd``."""
+
+    # The API server, e.g. https://argocd.example.com (REST under /api/v1).
+    url: str | None = None
+    # Name of the environment variable holding an API token (argocd account generate-token).
+    token_env: str = "ARGOCD_AUTH_TOKEN"
+    verify_tls: bool = True
+    # How long a sync may take to reach Synced and Healthy before it counts as failed.
+    timeout: float = Field(default=300.0, gt=0)
+    poll_interval: float = Field(default=2.0, gt=0)
+    # Per HTTP request; 5xx and connection errors are retried this many times with backoff.
+    request_timeout: float = Field(default=15.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+
+
 class Config(_Model):
     """What ``terry.yml`` may say. Paths are relative to the GitOps repository."""
 
@@ -108,6 +124,7 @@ class Config(_Model):
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     forge: ForgeConfig = Field(default_factory=ForgeConfig)
+    argocd: ArgoCDConfig = Field(default_factory=ArgoCDConfig)
 
     @property
     def state_dir(self) -> Path:
@@ -126,6 +143,7 @@ class Config(_Model):
             github.private_key_env,
             github.installation_id_env,
             github.webhook_secret_env,
+            self.argocd.token_env,
         )
 
     @property
@@ -152,6 +170,8 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
         out["inventory"] = [p for p in inv.split(os.pathsep) if p]
     if prom := environ.get("TERRY_PROMETHEUS_URL"):
         out["prometheus"] = {"url": prom}
+    if argocd := environ.get("TERRY_ARGOCD_URL"):
+        out["argocd"] = {"url": argocd}
     if actor := environ.get("TERRY_ACTOR"):
         out["actor"] = actor
     return out

@@ -15,6 +15,10 @@ from terry.remedies.params import ParamError, resolve_params
 
 __all__ = ["Diagnosis", "NoFix", "diagnose"]
 
+# What an inventory target applied by Argo CD must say: its application, and the manifest
+# (a path in the repository) a manifest remedy edits.
+_ARGOCD_VARS = ("terry_argocd_app", "terry_manifest")
+
 
 @dataclass(frozen=True)
 class Diagnosis:
@@ -47,6 +51,16 @@ def diagnose(
     remedy = catalogue.match(alertname, labels)
     if remedy is None:
         return NoFix(f"no remedy in the catalogue matches {alertname[:120]!r}", host=host.name)
+    if remedy.applier != host.applier:
+        return NoFix(
+            f"remedy {remedy.name} is applied by {remedy.applier}, but host {host.name} is "
+            f"applied by {host.applier[:40]} (terry_applier)",
+            host=host.name,
+        )
+    if host.applier == "argocd":
+        missing = [v for v in _ARGOCD_VARS if not isinstance(host.variables.get(v), str)]
+        if missing:
+            return NoFix(f"Argo CD target {host.name} lacks {', '.join(missing)}", host=host.name)
     try:
         params = resolve_params(remedy.params, labels, annotations)
     except ParamError as exc:

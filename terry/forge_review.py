@@ -73,6 +73,19 @@ class ForgeReviewSteps(ReviewSteps):
     def _fetch_main(self) -> str:
         return self.repo.fetch_main(self.config.forge.github.remote, env=self.forge.git_env())
 
+    # Argo CD reads the repository from GitHub: what it syncs must be there first.
+    def _share_branch(self, branch: str) -> None:
+        if self.uses_forge:
+            self._push_branch(branch)
+
+    def _share_main(self) -> None:
+        if self.uses_forge:
+            self._push_main()
+
+    def _refresh_main(self) -> None:
+        if self.uses_forge:
+            self._fetch_main()
+
     def _set(self, proposal_id: int, **values: object) -> None:
         with self.store.session() as session:
             session.execute(
@@ -116,6 +129,8 @@ class ForgeReviewSteps(ReviewSteps):
                 playbook=row.playbook,
                 check_summary=dict(row.check_summary),
                 check_diff=row.check_diff,
+                applier=row.applier,
+                target=row.target,
             )
 
     def publish(self, proposal_id: int) -> PullState | None:

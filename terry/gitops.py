@@ -111,6 +111,20 @@ class Repo:
             for path, line in zip(paths, lines, strict=True)
         }
 
+    def read_text(self, sha: str, path: str) -> str | None:
+        """The file at ``path`` in commit ``sha`` (None when it does not exist there)."""
+        if self.object_ids(sha, [path])[path] is None:
+            return None
+        return self._git("show", f"{sha}:{path}", strip_newline_in_stdout=False)
+
+    def is_ancestor(self, older: str, newer: str) -> bool:
+        """Whether ``newer`` contains ``older`` (equal commits count)."""
+        try:
+            self._git("merge-base", "--is-ancestor", older, newer)
+            return True
+        except GitError:
+            return False
+
     def message(self, sha: str) -> str:
         return self._git("log", "-1", "--format=%B", sha)
 

@@ -27,6 +27,11 @@ class Host:
     # The host's terry_* variables (desired state), for tools such as ``terry example``.
     variables: dict[str, Any] = field(default_factory=dict, compare=False)
 
+    @property
+    def applier(self) -> str:
+        """Who applies changes to this target: ``ansible`` (default) or ``argocd``."""
+        return str(self.variables.get("terry_applier") or "ansible")
+
     def policy_view(self) -> dict[str, Any]:
         return {
             "name": self.name,
@@ -34,6 +39,7 @@ class Host:
             "tenant": self.tenant,
             "labels": self.labels,
             "groups": list(self.groups),
+            "applier": self.applier,
         }
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 from dataclasses import dataclass, field
+from pathlib import PurePosixPath
 
 from terry import incidents
 from terry.appliers.ansible_runner import RunResult
@@ -20,6 +21,7 @@ from terry.errors import RunnerError, StateError, TerryError
 from terry.forge_review import ForgeReviewSteps
 from terry.gate import GateInput, decide
 from terry.incidents import Effect
+from terry.manifests import ManifestError, edit_manifest
 from terry.policy import Decision, Verdict
 from terry.proposals import ProposalState, get, transition
 from terry.record import remedy_history
@@ -93,12 +95,18 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
             inventory=inventory,
             host_labels=self.config.host_labels,
         )
+        manifest = None
+        if isinstance(found, Diagnosis) and found.remedy.manifest is not None:
+            try:
+                manifest = self._edited_manifest(found, sha)
+            except ManifestError as exc:
+                found = NoFix(f"remedy {found.remedy.name}: {exc}", host=found.hosts[0].name)
         if isinstance(found, NoFix):
             incidents.mark_diagnosed(self.store, incident_id, host=found.host)
             incidents.set_attention(self.store, incident_id, found.reason)
             self.reporter.step(None, f"incident {incident_id}: kept for a human: {found.reason}")
             return ProposalOutcome(incident_id, None, None, note=found.reason)
-        proposal_id = self.propose(incident_id, found, base=sha)
+        proposal_id = self.propose(incident_id, found, base=sha, manifest=manifest)
         incidents.mark_diagnosed(self.store, incident_id, host=found.hosts[0].name)
         self.advance(proposal_id, apply=apply)
         with self.store.session() as session:
@@ -139,9 +147,38 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
         except TerryError as exc:
             self.reporter.step(proposal_id, f"stopped: {exc}")
 
-    def propose(self, incident_id: int, found: Diagnosis, *, base: str) -> int:
+    def _edited_manifest(self, found: Diagnosis, sha: str) -> tuple[str, str]:
+        """The manifest of the target (path, text on main with the remedy's edit)."""
+        variables = found.hosts[0].variables
+        path = str(variables["terry_manifest"])
+        parts = PurePosixPath(path).parts
+        if not parts or path.startswith("/") or ".." in parts or path.startswith(".terry"):
+            raise ManifestError(f"terry_manifest {path[:120]!r} must be a path in the repository")
+        text = self.repo.read_text(sha, path)
+        if text is None:
+            raise ManifestError(f"{path} is not on {self.config.main_branch}")
+        name = variables.get("terry_k8s_name")
+        assert found.remedy.manifest is not None
+        edited = edit_manifest(
+            text, found.remedy.manifest, found.params, name=name if isinstance(name, str) else None
+        )
+        if edited == text:
+            raise ManifestError(f"{path} already says so: the edit changes nothing")
+        return path, edited
+
+    def propose(
+        self,
+        incident_id: int,
+        found: Diagnosis,
+        *,
+        base: str,
+        manifest: tuple[str, str] | None = None,
+    ) -> int:
+        """Record the proposal and commit it on its branch: a playbook and its parameters,
+        or, for a target applied by Argo CD, the edited manifest."""
         remedy = found.remedy
         hosts = tuple(h.name for h in found.hosts)
+        target = found.hosts[0].variables.get("terry_argocd_app") if manifest else None
         now = utcnow()
         with self.store.session() as session:
             incident = session.get(IncidentRow, incident_id)
@@ -159,6 +196,8 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
                 updated_at=now,
                 reasons=[],
                 check_summary={},
+                applier=remedy.applier,
+                target=str(target) if target else None,
             )
             session.add(row)
             session.flush()
@@ -173,13 +212,22 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
                 reason=f"remedy {remedy.name} matches {incident.title} on {', '.join(hosts)}",
             )
             title = incident.title
-        rendered = render(
-            remedy=remedy,
-            proposal_id=proposal_id,
-            incident_id=incident_id,
-            hosts=hosts,
-            params=found.params,
-        )
+        if manifest is not None:
+            files = {manifest[0]: manifest[1]}
+            paths: tuple[str, str | None, str] = (manifest[0], None, manifest[1])
+        else:
+            rendered = render(
+                remedy=remedy,
+                proposal_id=proposal_id,
+                incident_id=incident_id,
+                hosts=hosts,
+                params=found.params,
+            )
+            files = {
+                rendered.playbook_path: rendered.playbook,
+                rendered.vars_path: rendered.vars_text,
+            }
+            paths = (rendered.playbook_path, rendered.vars_path, rendered.playbook)
         branch = self.repo.free_branch(branch_name(incident_id, remedy.name, hosts[0]))
         params_line = json.dumps(found.params, ensure_ascii=True, sort_keys=True)
         message = (
@@ -197,18 +245,14 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
         )
         commit = self.repo.commit_files(
             branch=branch,
-            files={
-                rendered.playbook_path: rendered.playbook,
-                rendered.vars_path: rendered.vars_text,
-            },
+            files=files,
             message=message,
             base=base,
         )
         with self.store.session() as session:
             row = get(session, proposal_id)
             row.branch, row.commit_sha = branch, commit
-            row.playbook_path, row.vars_path = rendered.playbook_path, rendered.vars_path
-            row.playbook = rendered.playbook
+            row.playbook_path, row.vars_path, row.playbook = paths
         self.reporter.step(
             proposal_id,
             f"proposal {proposal_id}: {remedy.name} on "
@@ -220,7 +264,10 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
         with self.store.session() as session:
             commit = get(session, proposal_id).commit_sha
         assert commit is not None
-        self.reporter.step(proposal_id, "dry run: ansible-playbook --check --diff")
+        with self.store.session() as session:
+            argocd = get(session, proposal_id).applier == "argocd"
+        how = "Argo CD sync --dry-run" if argocd else "ansible-playbook --check --diff"
+        self.reporter.step(proposal_id, f"dry run: {how}")
         try:
             result = self._run(proposal_id, "check", commit, check=True)
         except RunnerError as exc:

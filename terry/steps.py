@@ -6,6 +6,7 @@ running a proposal's playbook. The steps themselves live in the modules named af
 
 from __future__ import annotations
 
+import os
 import re
 from datetime import timedelta
 from pathlib import Path
@@ -13,8 +14,9 @@ from typing import Protocol, TypeVar
 
 from terry import incidents
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunnerEvent, RunRequest, RunResult
+from terry.appliers.argocd import ArgoCDApplier, ArgoCDClient, SyncRequest
 from terry.config import Config
-from terry.errors import RunnerError
+from terry.errors import GitError, RunnerError
 from terry.gitops import Repo
 from terry.inventory import Inventory, load_inventory
 from terry.locks import holder_id
@@ -80,6 +82,7 @@ class Steps:
         reporter: Reporter | None = None,
         engine: PolicyEngine | None = None,
         applier: AnsibleRunnerApplier | None = None,
+        argocd: ArgoCDApplier | None = None,
     ) -> None:
         self.config = config
         self.store = store
@@ -87,6 +90,7 @@ class Steps:
         self.reporter: Reporter = reporter or SilentReporter()
         self.engine = engine or self._default_engine()
         self.applier = applier or AnsibleRunnerApplier()
+        self._argocd = argocd
         self.holder = holder_id()
         self.lease = timedelta(seconds=config.runner.timeout * 2 + 60)
         self._views: dict[tuple[object, ...], tuple[Catalogue, Inventory]] = {}
@@ -132,6 +136,29 @@ class Steps:
                 _remember(self._policies, key, cached)
         return cached
 
+    # -- where appliers read git ---------------------------------------------------------
+    # Argo CD reads the repository from the forge, so a branch it dry-runs and a revert it
+    # syncs must be there first. Without a forge they are local already: nothing to do.
+    def _share_branch(self, branch: str) -> None:
+        return None
+
+    def _share_main(self) -> None:
+        return None
+
+    def _refresh_main(self) -> None:
+        return None
+
+    @property
+    def argocd(self) -> ArgoCDApplier:
+        if self._argocd is None:
+            config = self.config.argocd
+            self._argocd = ArgoCDApplier(
+                ArgoCDClient.from_config(config, dict(os.environ)),
+                timeout=config.timeout,
+                poll_interval=config.poll_interval,
+            )
+        return self._argocd
+
     def _run(
         self,
         proposal_id: int,
@@ -144,6 +171,10 @@ class Steps:
         with self.store.session() as session:
             row = get(session, proposal_id)
             playbook, vars_path, hosts = row.playbook_path, row.vars_path, tuple(row.hosts)
+            applier, target = row.applier, row.target
+        if applier == "argocd":
+            assert target is not None
+            return self._run_argocd(proposal_id, kind, commit, app=target, host=hosts[0])
         assert playbook is not None
         run_id = start_run(self.store, proposal_id=proposal_id, kind=kind, commit=commit)
         request = RunRequest(
@@ -169,6 +200,65 @@ class Steps:
             raise
         finish_run(self.store, run_id, result)
         return result
+
+    def _run_argocd(
+        self, proposal_id: int, kind: str, commit: str, *, app: str, host: str
+    ) -> RunResult:
+        """check: dry-run sync of the proposal commit; apply: sync the merge and wait for
+        Synced and Healthy; verify: read the application; rollback: revert the merge on
+        main and sync the revert."""
+        manifest = None
+        if kind == "check":
+            with self.store.session() as session:
+                row = get(session, proposal_id)
+                path, branch = row.playbook_path, row.branch
+            assert path is not None and branch is not None
+            parent = self.repo.head(f"{commit}^")
+            manifest = (
+                path,
+                self.repo.read_text(parent, path) or "",
+                self.repo.read_text(commit, path) or "",
+            )
+            self._share_branch(branch)
+        if kind == "rollback":
+            try:
+                commit = self._revert(proposal_id, commit)
+            except GitError as exc:
+                raise RunnerError(f"cannot revert {commit[:10]} on main: {exc}") from exc
+        run_id = start_run(self.store, proposal_id=proposal_id, kind=kind, commit=commit)
+
+        def on_event(event: RunnerEvent) -> None:
+            self.reporter.event(proposal_id, kind, event)
+
+        try:
+            if kind == "verify":
+                result = self.argocd.status(
+                    app, host, commit, contains=self.repo.is_ancestor, on_event=on_event
+                )
+            else:
+                request = SyncRequest(app, host, commit, dry_run=kind == "check", manifest=manifest)
+                result = self.argocd.sync(
+                    request, on_event=on_event, contains=self.repo.is_ancestor
+                )
+        except RunnerError:
+            fail_run(self.store, run_id, "error")
+            raise
+        finish_run(self.store, run_id, result)
+        return result
+
+    def _revert(self, proposal_id: int, merge_sha: str) -> str:
+        """A commit on main that undoes the proposal's merge, shared where Argo CD reads."""
+        self._refresh_main()
+        sha = self.repo.revert_merge(
+            merge_sha,
+            message=(
+                f"Revert proposal {proposal_id} (merge {merge_sha[:10]})\n\n"
+                f"Terry-Proposal: {proposal_id}\nTerry-Reverts: {merge_sha}\n"
+            ),
+        )
+        self._share_main()
+        self.reporter.step(proposal_id, f"reverted {merge_sha[:10]} on main as {sha[:10]}")
+        return sha
 
     def _move(
         self, proposal_id: int, to: ProposalState, reason: str, *, outcome: str | None = None

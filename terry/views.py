@@ -106,6 +106,8 @@ class ProposalDetail:
     runs: tuple[RunSummary, ...]
     history: tuple[TimelineEntry, ...]
     pull_request: dict[str, Any] | None = None  # number, url, state, error on the forge
+    applier: str = "ansible"  # or argocd (playbook_path is then the manifest it changes)
+    target: str | None = None  # the Argo CD application
 
 
 def _summary(row: IncidentRow, proposals: tuple[int, ...]) -> IncidentSummary:
@@ -275,6 +277,8 @@ def proposal_detail(store: Store, proposal_id: int, *, events: bool = False) -> 
         vars_path=row.vars_path,
         check_summary=row.check_summary,
         check_diff=row.check_diff,
+        applier=row.applier,
+        target=row.target,
         pull_request=(
             {
                 "number": row.pr_number,

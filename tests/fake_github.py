@@ -22,13 +22,12 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
-import uvicorn
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from terry.ports import free_port
+from tests.local_server import LocalServer
 
 __all__ = ["FakeGitHub"]
 
@@ -44,7 +43,9 @@ def _user(login: str) -> dict[str, Any]:
     return {"login": login, "id": digest, "type": "User", "site_admin": False}
 
 
-class FakeGitHub:
+class FakeGitHub(LocalServer):
+    label = "fake GitHub"
+
     def __init__(
         self,
         bare: Path,
@@ -54,10 +55,9 @@ class FakeGitHub:
         token: str = "ghp_test",
         bot: str = "terry-bot",
     ) -> None:
+        super().__init__()
         self.bare = bare
         self.owner, self.name, self.token, self.bot = owner, name, token, bot
-        self.port = free_port()
-        self.base_url = f"http://127.0.0.1:{self.port}"
         self.pulls: dict[int, dict[str, Any]] = {}
         self.comments: dict[int, list[dict[str, Any]]] = {}
         self.reviews: dict[int, list[dict[str, Any]]] = {}
@@ -69,26 +69,6 @@ class FakeGitHub:
         self._reset_in = 1
         self._stalls: list[float] = []
         self._lock = threading.RLock()
-        self._server: uvicorn.Server | None = None
-        self._thread: threading.Thread | None = None
-
-    # -- lifecycle --------------------------------------------------------------------------
-    def start(self) -> None:
-        config = uvicorn.Config(self._app(), host="127.0.0.1", port=self.port, log_level="warning")
-        self._server = uvicorn.Server(config)
-        self._thread = threading.Thread(target=self._server.run, daemon=True)
-        self._thread.start()
-        deadline = time.monotonic() + 10
-        while not self._server.started:
-            if time.monotonic() > deadline:
-                raise RuntimeError("fake GitHub did not start")
-            time.sleep(0.02)
-
-    def stop(self) -> None:
-        if self._server is not None:
-            self._server.should_exit = True
-        if self._thread is not None:
-            self._thread.join(10)
 
     # -- test controls ----------------------------------------------------------------------
     def fail_next(self, count: int, *, status: int = 502) -> None:

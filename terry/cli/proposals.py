@@ -85,7 +85,8 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
     console.print(f"  params    {d.params}", markup=False)
     console.print(f"  modules   {', '.join(d.modules)}")
     if d.playbook:
-        console.print(f"\n[bold]Playbook[/bold] {escape(d.playbook_path or '')}", markup=True)
+        what = f"Manifest (Argo CD app {d.target})" if d.applier == "argocd" else "Playbook"
+        console.print(f"\n[bold]{escape(what)}[/bold] {escape(d.playbook_path or '')}", markup=True)
         console.print(Syntax(d.playbook, "yaml", theme="ansi_dark", background_color="default"))
     console.print(
         "\n[bold]Check-mode diff[/bold] "

@@ -48,6 +48,8 @@ class ReviewPacket:
     check_diff: str | None
     ai_authored: bool = False
     confidence: int | None = None
+    applier: str = "ansible"  # or argocd: the change is a manifest, applied by Argo CD
+    target: str | None = None  # the Argo CD application
 
 
 def fenced(text: str, lang: str = "") -> str:
@@ -102,20 +104,11 @@ def pr_body(p: ReviewPacket, *, details_url: str | None = None) -> str:
         "### Diagnosis",
         fenced(p.diagnosis),
         "",
-        f"### The playbook (`{_cell(p.playbook_path or '')}`)",
-        fenced(_clip(p.playbook or "", _MAX_PLAYBOOK), "yaml"),
-        "",
-        "### Check-mode diff (`ansible-playbook --check --diff`)",
-        fenced(_clip(p.check_diff or "(no changes reported)", _MAX_DIFF), "diff"),
-        "",
-        "### Rollback plan",
-        "The playbook's last play (tags `never, rollback`) undoes the fix. Terry runs it by "
-        "itself when the apply or its verification fails; a person can run it with "
-        f"`terry proposals rollback {p.proposal_id}` or by commenting `/terry rollback`.",
+        *_change(p),
         "",
         "### How to decide",
-        "- **Approve**: approve this pull request (or comment `/terry apply`). Terry checks "
-        "that the head is still the dry-run commit, merges, applies over SSH and verifies.",
+        f"- **Approve**: approve this pull request (or comment `/terry apply`). Terry checks "
+        f"that the head is still the dry-run commit, merges, {_applies(p)} and verifies.",
         "- **Reject**: close it, or comment `/terry reject <reason>`.",
         "- `/terry explain` answers with the incident's story. Only configured reviewers' "
         "approvals and commands count; every command gets a reply.",
@@ -123,6 +116,45 @@ def pr_body(p: ReviewPacket, *, details_url: str | None = None) -> str:
     if details_url:
         lines += ["", f"Details: {details_url.rstrip('/')}/api/v1/proposals/{p.proposal_id}"]
     return "\n".join(lines) + "\n"
+
+
+def _applies(p: ReviewPacket) -> str:
+    if p.applier == "argocd":
+        return f"asks Argo CD to sync `{_cell(p.target or '')}`, waits for Synced and Healthy"
+    return "applies over SSH"
+
+
+def _change(p: ReviewPacket) -> list[str]:
+    """The change itself, its dry run and how it is undone, in the applier's terms."""
+    path = _cell(p.playbook_path or "")
+    diff = fenced(_clip(p.check_diff or "(no changes reported)", _MAX_DIFF), "diff")
+    if p.applier == "argocd":
+        app = _cell(p.target or "")
+        return [
+            f"### The manifest, as it will be (`{path}`)",
+            fenced(_clip(p.playbook or "", _MAX_PLAYBOOK), "yaml"),
+            "",
+            f"### Dry run (Argo CD sync of `{app}` with `dryRun`, at the proposal commit)",
+            diff,
+            "",
+            "### Rollback plan",
+            f"Terry reverts the merge commit on main and syncs `{app}` again when the sync "
+            "fails, the application turns Degraded or does not become Healthy in time, or "
+            f"verification fails; a person can do the same with `terry proposals rollback "
+            f"{p.proposal_id}` or by commenting `/terry rollback`.",
+        ]
+    return [
+        f"### The playbook (`{path}`)",
+        fenced(_clip(p.playbook or "", _MAX_PLAYBOOK), "yaml"),
+        "",
+        "### Check-mode diff (`ansible-playbook --check --diff`)",
+        diff,
+        "",
+        "### Rollback plan",
+        "The playbook's last play (tags `never, rollback`) undoes the fix. Terry runs it by "
+        "itself when the apply or its verification fails; a person can run it with "
+        f"`terry proposals rollback {p.proposal_id}` or by commenting `/terry rollback`.",
+    ]
 
 
 def _cell(text: str) -> str:

@@ -15,6 +15,7 @@ from typing import Any
 import yaml
 
 from terry.errors import ConfigError
+from terry.manifests import ManifestEdit, parse_path
 from terry.remedies.params import ParamSpec, ParamType
 
 # libyaml's parser when present: ten times faster than the pure-Python one on the catalogue.
@@ -76,6 +77,12 @@ class Remedy:
     prometheus_verify: PrometheusVerify | None
     modules: tuple[str, ...]
     source: str  # the file it came from, relative to the repository
+    # Set for remedies applied by Argo CD: the manifest change (apply/verify/rollback unused).
+    manifest: ManifestEdit | None = None
+
+    @property
+    def applier(self) -> str:
+        return "argocd" if self.manifest is not None else "ansible"
 
 
 @dataclass(frozen=True)
@@ -195,6 +202,32 @@ def _prometheus(raw: Any, where: str) -> PrometheusVerify | None:
     raise ConfigError(f"{where}: prometheus_verify must be a query or {{query, below|above}}")
 
 
+# What a manifest remedy "runs", for the gate's module allow-list.
+ARGOCD_MODULE = "argocd.sync"
+
+
+def _manifest(raw: Any, where: str, params: tuple[ParamSpec, ...]) -> ManifestEdit:
+    if not isinstance(raw, dict) or not isinstance(raw.get("kind"), str):
+        raise ConfigError(f"{where}: manifest needs kind (e.g. Deployment) and set")
+    sets = raw.get("set")
+    if not isinstance(sets, dict) or not sets:
+        raise ConfigError(f"{where}: manifest.set must map field paths to values")
+    try:
+        edit = ManifestEdit(
+            kind=raw["kind"], sets=tuple((parse_path(str(k)), v) for k, v in sets.items())
+        )
+    except ValueError as exc:
+        raise ConfigError(f"{where}: manifest.set: {exc}") from exc
+    for path, value in edit.sets:
+        if isinstance(value, str) and "{" in value and not re.fullmatch(r"\{\w+\}", value):
+            raise ConfigError(
+                f"{where}: manifest.set.{path.text}: a value is a literal or {{param}}"
+            )
+    if unknown := edit.params_used - {p.name for p in params}:
+        raise ConfigError(f"{where}: manifest uses undeclared params {', '.join(sorted(unknown))}")
+    return edit
+
+
 def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> Remedy:
     if not isinstance(raw, dict):
         raise ConfigError(f"{where}: each remedy must be a mapping")
@@ -215,6 +248,33 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
         risk = Risk(raw.get("risk", "medium"))
     except (re.error, ValueError) as exc:
         raise ConfigError(f"{where}: {exc}") from exc
+    params = tuple(_param(k, v, where) for k, v in (raw.get("params") or {}).items())
+    common = {
+        "name": name,
+        "summary": str(raw.get("summary", name)),
+        "role": role_dir.name,
+        "risk": risk,
+        "match": Match(tuple(str(a) for a in alertnames), label_rules),
+        "params": params,
+        "verify_summary": str(raw.get("verify_summary", "")),
+        "rollback_summary": str(raw.get("rollback_summary", "")),
+        "prometheus_verify": _prometheus(raw.get("prometheus_verify"), where),
+        "source": f"roles/{role_dir.name}/remedies.yml",
+    }
+    if "manifest" in raw:
+        if extra := [k for k in ("apply", "verify", "rollback") if k in raw]:
+            raise ConfigError(
+                f"{where}: a manifest remedy is applied by Argo CD; remove {', '.join(extra)}"
+            )
+        edit = _manifest(raw["manifest"], where, params)
+        return Remedy(
+            **common,
+            apply="",
+            verify="",
+            rollback="",
+            modules=(ARGOCD_MODULE,),
+            manifest=edit,
+        )
     steps = {}
     for step in ("apply", "verify", "rollback"):
         value = raw.get(step, {"apply": "main"}.get(step))
@@ -226,22 +286,12 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
     modules: set[str] = set()
     for value in steps.values():
         modules |= _modules_in_file(role_dir / "tasks" / f"{value}.yml", role_dir, keywords, set())
-    params = tuple(_param(k, v, where) for k, v in (raw.get("params") or {}).items())
     return Remedy(
-        name=name,
-        summary=str(raw.get("summary", name)),
-        role=role_dir.name,
-        risk=risk,
-        match=Match(tuple(str(a) for a in alertnames), label_rules),
-        params=params,
+        **common,
         apply=steps["apply"],
         verify=steps["verify"],
         rollback=steps["rollback"],
-        verify_summary=str(raw.get("verify_summary", "")),
-        rollback_summary=str(raw.get("rollback_summary", "")),
-        prometheus_verify=_prometheus(raw.get("prometheus_verify"), where),
         modules=tuple(sorted(modules)),
-        source=f"roles/{role_dir.name}/remedies.yml",
     )
 
 

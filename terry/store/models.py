@@ -163,6 +163,10 @@ class ProposalRow(Base):
     forge_state: Mapped[str | None] = mapped_column(String(16), index=True)
     forge_cursor: Mapped[int | None] = mapped_column(Integer)
     forge_error: Mapped[str | None] = mapped_column(Text)
+    # Who applies it: ansible (a playbook) or argocd (a manifest change, synced by Argo CD,
+    # whose application is ``target``).
+    applier: Mapped[str] = mapped_column(String(16), default="ansible", server_default="ansible")
+    target: Mapped[str | None] = mapped_column(String(255))
 
 
 class RunRow(Base):

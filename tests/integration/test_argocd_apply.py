@@ -1,0 +1,283 @@
+"""Argo CD as an applier, for real: Terry's httpx client against a local server that follows
+Argo CD's REST API, reading manifests with git from the GitOps repository Terry commits to.
+
+A target with ``terry_applier: argocd`` gets manifest remedies: the proposal edits its
+manifest (comments kept), the dry run is an Argo CD sync with ``dryRun`` of the proposal
+commit, applying syncs the merge commit and waits for Synced and Healthy, and a sync that
+ends Degraded is rolled back by reverting the merge on main and syncing again.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from terry.cli import main
+from terry.store import Store
+from terry.store.models import AuditRow, ProposalRow, RunEventRow, RunRow
+from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.fake_argocd import FakeArgoCD
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "argocd-CANARY-token-0000"
+MANIFEST = """\
+# The shop, as the team wants it. Terry edits this file in place.
+---
+apiVersion: apps/v1
+kind: Deployment
+metadata:
+  name: shop
+  namespace: shop
+spec:
+  replicas: 2  # the HPA's floor
+  selector:
+    matchLabels: {app: shop}
+  template:
+    metadata:
+      labels: {app: shop}
+    spec:
+      containers:
+        - name: app
+          image: "registry.example/shop:1.4"
+          resources:
+            limits:
+              memory: 256Mi   # raised by hand twice already
+---
+apiVersion: v1
+kind: Service
+metadata:
+  name: shop
+  namespace: shop
+spec:
+  ports:
+    - port: 80
+"""
+
+
+def _git(repo: Path, *args: str) -> str:
+    done = subprocess.run(
+        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
+    )
+    return done.stdout.strip()
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Cli, FakeArgoCD]]:
+    repo = tmp_path / "ops"
+    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
+    assert created.exit_code == 0, created.stdout
+    (repo / "apps" / "shop").mkdir(parents=True)
+    (repo / "apps" / "shop" / "shop.yaml").write_text(MANIFEST)
+    (repo / "inventories" / "k8s").mkdir(parents=True)
+    (repo / "inventories" / "k8s" / "hosts.yml").write_text(
+        yaml.safe_dump(
+            {
+                "k8s_apps": {
+                    "hosts": {
+                        "shop": {
+                            "ansible_connection": "local",
+                            "terry_environment": "staging",
+                            "terry_applier": "argocd",
+                            "terry_argocd_app": "shop",
+                            "terry_manifest": "apps/shop/shop.yaml",
+                        }
+                    }
+                }
+            }
+        )
+    )
+    fake = FakeArgoCD(repo, token=TOKEN)
+    config = yaml.safe_load((repo / "terry.yml").read_text())
+    config["inventory"] = [*config["inventory"], "inventories/k8s"]
+    config["argocd"] = {"url": fake.base_url, "timeout": 20, "poll_interval": 0.05}
+    (repo / "terry.yml").write_text(yaml.safe_dump(config))
+    _git(repo, "add", "-A")
+    _git(repo, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "the shop")
+    fake.add_app("shop", "apps/shop")
+    fake.start()
+    cli = make_cli(repo)
+    cli.env["ARGOCD_AUTH_TOKEN"] = TOKEN
+    yield cli, fake
+    fake.stop()
+
+
+def _alert(cli: Cli, name: str, fingerprint: str, **labels: str) -> dict[str, Any]:
+    out = cli.json(
+        "alert", "ingest", "-", input=payload([alert(name, fingerprint=fingerprint, **labels)])
+    )
+    [outcome] = out["proposals"]
+    return outcome
+
+
+def _rows(cli: Cli, model: type, *where: Any, order: Any = None) -> list[Any]:
+    store = Store(config_for(cli.repo).store_url)
+    try:
+        with store.session() as session:
+            query = select(model).where(*where)
+            rows = list(session.scalars(query.order_by(order) if order is not None else query))
+            session.expunge_all()
+            return rows
+    finally:
+        store.dispose()
+
+
+def test_scale_up_is_a_manifest_change_synced_by_argocd_and_verified(
+    world: tuple[Cli, FakeArgoCD],
+) -> None:
+    cli, fake = world
+    outcome = _alert(cli, "AppReplicasTooLow", "fp-scale", host="shop", replicas="4")
+    # Medium risk with no record yet: a person reviews the manifest change first.
+    assert outcome["state"] == "awaiting_review", outcome
+    pid = str(outcome["proposal_id"])
+    shown = cli.json("proposals", "show", pid)
+    assert shown["applier"] == "argocd" and shown["target"] == "shop"
+    assert shown["playbook_path"] == "apps/shop/shop.yaml"
+    # The dry run: an Argo CD sync with dryRun of the proposal commit, nothing changed live.
+    [dry] = fake.syncs("shop")
+    assert dry == {
+        "name": "shop",
+        "revision": shown["commit"],
+        "dryRun": True,
+        "prune": False,
+    }
+    assert fake.live("shop", "Deployment", "shop")["spec"]["replicas"] == 2
+    assert "-  replicas: 2  # the HPA's floor" in shown["check_diff"]
+    assert "+  replicas: 4  # the HPA's floor" in shown["check_diff"]
+    assert "Argo CD: deployment.apps/shop configured (dry run)" in shown["check_diff"]
+    assert "service/shop" not in shown["check_diff"]  # unchanged resources are not diffs
+
+    approved = cli.json("proposals", "approve", pid, "--as", "alice")
+    assert approved["state"] == "verified", approved
+    merge = approved["merge_commit"]
+    # The edit is on main, in place: comments, order and quoting kept, one line changed.
+    on_main = _git(cli.repo, "show", f"{merge}:apps/shop/shop.yaml") + "\n"
+    assert on_main == MANIFEST.replace("replicas: 2", "replicas: 4")
+    # Argo CD synced exactly the merge commit, and the cluster runs it.
+    assert [s["revision"] for s in fake.syncs("shop")] == [shown["commit"], merge]
+    assert fake.syncs("shop")[1]["dryRun"] is False
+    assert fake.live("shop", "Deployment", "shop")["spec"]["replicas"] == 4
+    runs = _rows(cli, RunRow, RunRow.proposal_id == int(pid), order=RunRow.id)
+    assert [(r.kind, r.status) for r in runs] == [
+        ("check", "successful"),
+        ("apply", "successful"),
+        ("verify", "successful"),
+    ]
+    assert runs[1].commit_sha == merge
+    events = _rows(cli, RunEventRow, RunEventRow.run_id == runs[1].id, order=RunEventRow.seq)
+    assert ("argocd_resource", "Deployment shop/shop", "changed") in [
+        (e.event, e.task, e.status) for e in events
+    ]
+    assert events[-1].event == "argocd_health" and events[-1].status == "ok"
+    # Nobody's token in the store.
+    for row in _rows(cli, RunEventRow):
+        assert TOKEN not in str(row.data)
+    assert all(r["authorization"] == f"Bearer {TOKEN}" for r in fake.requests)
+
+
+def test_a_sync_that_degrades_is_reverted_on_main_and_synced_back(
+    world: tuple[Cli, FakeArgoCD],
+) -> None:
+    cli, fake = world
+    fake.capacity = 5  # the cluster cannot run more than five replicas
+    outcome = _alert(cli, "AppReplicasTooLow", "fp-degrade", host="shop", replicas="8")
+    pid = str(outcome["proposal_id"])
+    before = _git(cli.repo, "rev-parse", "main")
+
+    approved = cli.json("proposals", "approve", pid, "--as", "alice")
+
+    assert approved["state"] == "rolled_back", approved
+    merge = approved["merge_commit"]
+    revert = _git(cli.repo, "rev-parse", "main")
+    assert _git(cli.repo, "rev-parse", f"{revert}^") == merge
+    message = _git(cli.repo, "log", "-1", "--format=%B", revert)
+    assert f"Terry-Reverts: {merge}" in message
+    # main says what it said before the fix; the cluster runs that again, and is healthy.
+    assert _git(cli.repo, "diff", before, revert) == ""
+    assert [s["revision"] for s in fake.syncs("shop")][1:] == [merge, revert]
+    assert fake.live("shop", "Deployment", "shop")["spec"]["replicas"] == 2
+    runs = _rows(cli, RunRow, RunRow.proposal_id == int(pid), order=RunRow.id)
+    assert [(r.kind, r.status) for r in runs] == [
+        ("check", "successful"),
+        ("apply", "failed"),
+        ("rollback", "successful"),
+    ]
+    assert runs[2].commit_sha == revert
+    reasons = [
+        a.reason
+        for a in _rows(cli, AuditRow, AuditRow.entity == "proposal", AuditRow.entity_id == int(pid))
+    ]
+    assert any("exceeded its progress deadline" in r for r in reasons), reasons
+    assert "rolled back: apply failed" in reasons
+    assert "Degraded" in (approved["outcome"] or "")
+
+
+def test_memory_limit_edit_picks_the_container_by_name(world: tuple[Cli, FakeArgoCD]) -> None:
+    cli, fake = world
+    outcome = _alert(
+        cli, "ContainerOOMKilled", "fp-oom", host="shop", container="app", memory="1Gi"
+    )
+    pid = str(outcome["proposal_id"])
+    approved = cli.json("proposals", "approve", pid, "--as", "alice")
+    assert approved["state"] == "verified", approved
+    live = fake.live("shop", "Deployment", "shop")
+    assert live["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
+        "memory": "1Gi"
+    }
+    text = _git(cli.repo, "show", "main:apps/shop/shop.yaml")
+    # The comment stays, at its column.
+    assert "              memory: 1Gi     # raised by hand twice already\n" in text
+
+
+def test_remedies_and_targets_must_share_an_applier(world: tuple[Cli, FakeArgoCD]) -> None:
+    cli, fake = world
+    # A manifest remedy for a host Ansible manages: kept for a human, nothing proposed.
+    wrong = _alert(cli, "AppReplicasTooLow", "fp-wrong-1", host="web-01", replicas="3")
+    assert wrong["proposal_id"] is None
+    assert "is applied by argocd, but host web-01 is applied by ansible" in wrong["note"]
+    # A playbook remedy for an Argo CD target: the same.
+    other = _alert(cli, "ServiceDown", "fp-wrong-2", host="shop", service="web")
+    assert other["proposal_id"] is None
+    assert "is applied by ansible, but host shop is applied by argocd" in other["note"]
+    # A container the manifest does not have: the reason, not a broken proposal.
+    missing = _alert(cli, "ContainerOOMKilled", "fp-wrong-3", host="shop", container="sidecar")
+    assert missing["proposal_id"] is None
+    assert "0 items of containers have name='sidecar'" in missing["note"]
+    # Asking for what the manifest already says changes nothing and proposes nothing.
+    same = _alert(cli, "AppReplicasTooLow", "fp-wrong-4", host="shop", replicas="2")
+    assert same["proposal_id"] is None and "already says so" in same["note"]
+    assert fake.syncs("shop") == []
+
+
+def test_a_hostile_label_value_is_data_in_the_manifest(world: tuple[Cli, FakeArgoCD]) -> None:
+    cli, fake = world
+    # An int parameter refuses it outright; nothing is proposed.
+    out = _alert(cli, "AppReplicasTooLow", "fp-hostile", host="shop", replicas="4\nkind: Secret")
+    assert out["proposal_id"] is None and "replicas" in out["note"]
+    assert _git(cli.repo, "branch", "--list", "terry/*") == ""
+    assert fake.syncs("shop") == []
+
+
+def test_argocd_refusals_and_outages(world: tuple[Cli, FakeArgoCD]) -> None:
+    cli, fake = world
+    # Argo CD down for two requests: retried with backoff, the dry run goes through.
+    fake.fail_next(2, status=503)
+    ok = _alert(cli, "AppReplicasTooLow", "fp-retry", host="shop", replicas="3")
+    assert ok["state"] == "awaiting_review", ok
+    # A wrong token: Argo CD's 401 and its message, the proposal fails, nothing synced.
+    cli.env["ARGOCD_AUTH_TOKEN"] = "not-the-token"
+    bad = _alert(cli, "AppReplicasTooLow", "fp-401", host="shop", replicas="5")
+    assert bad["state"] == "failed", bad
+    [row] = _rows(cli, ProposalRow, ProposalRow.id == bad["proposal_id"])
+    assert "Argo CD answered 401: invalid session: token signature is invalid" in row.outcome
+    assert "not-the-token" not in row.outcome
+    assert len(fake.syncs("shop")) == 1  # only the first proposal's dry run
+    [check] = _rows(cli, RunRow, RunRow.proposal_id == bad["proposal_id"])
+    assert check.status == "error"
