@@ -24,6 +24,7 @@ from terry.store import Store
 from terry.store.models import AuditRow, ProposalRow, RunEventRow, RunRow
 from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.fake_argocd import FakeArgoCD
+from tests.fake_github import FakeGitHub
 
 pytestmark = pytest.mark.integration
 
@@ -69,9 +70,9 @@ def _git(repo: Path, *args: str) -> str:
     return done.stdout.strip()
 
 
-@pytest.fixture
-def world(tmp_path: Path) -> Iterator[tuple[Cli, FakeArgoCD]]:
-    repo = tmp_path / "ops"
+def _gitops(repo: Path, argocd_url: str, **config: Any) -> None:
+    """A repository made by ``terry init`` with the shop: its manifest, its inventory entry
+    (an Argo CD target) and Argo CD's URL in terry.yml, committed on main."""
     created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
     assert created.exit_code == 0, created.stdout
     (repo / "apps" / "shop").mkdir(parents=True)
@@ -94,13 +95,20 @@ def world(tmp_path: Path) -> Iterator[tuple[Cli, FakeArgoCD]]:
             }
         )
     )
-    fake = FakeArgoCD(repo, token=TOKEN)
-    config = yaml.safe_load((repo / "terry.yml").read_text())
-    config["inventory"] = [*config["inventory"], "inventories/k8s"]
-    config["argocd"] = {"url": fake.base_url, "timeout": 20, "poll_interval": 0.05}
-    (repo / "terry.yml").write_text(yaml.safe_dump(config))
+    settings = yaml.safe_load((repo / "terry.yml").read_text())
+    settings["inventory"] = [*settings["inventory"], "inventories/k8s"]
+    settings["argocd"] = {"url": argocd_url, "timeout": 20, "poll_interval": 0.05}
+    settings.update(config)
+    (repo / "terry.yml").write_text(yaml.safe_dump(settings))
     _git(repo, "add", "-A")
     _git(repo, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "the shop")
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Cli, FakeArgoCD]]:
+    repo = tmp_path / "ops"
+    fake = FakeArgoCD(repo, token=TOKEN)
+    _gitops(repo, fake.base_url)
     fake.add_app("shop", "apps/shop")
     fake.start()
     cli = make_cli(repo)
@@ -281,3 +289,55 @@ def test_argocd_refusals_and_outages(world: tuple[Cli, FakeArgoCD]) -> None:
     assert len(fake.syncs("shop")) == 1  # only the first proposal's dry run
     [check] = _rows(cli, RunRow, RunRow.proposal_id == bad["proposal_id"])
     assert check.status == "error"
+
+
+def test_with_github_argocd_reads_the_pushed_branch_merge_and_revert(tmp_path: Path) -> None:
+    """Argo CD reads the repository on GitHub: the proposal branch is pushed before its dry
+    run, the merge happens there, and the revert is pushed before it is synced."""
+    repo, bare = tmp_path / "ops", tmp_path / "gitops.git"
+    subprocess.run(["git", "init", "--quiet", "--bare", "-b", "main", str(bare)], check=True)
+    github = FakeGitHub(bare, owner="acme", name="gitops", token="ghp_test")
+    argocd = FakeArgoCD(bare, token=TOKEN)
+    forge = {
+        "kind": "github",
+        "github": {
+            "repository": "acme/gitops",
+            "api_url": github.base_url,
+            "allowed_users": ["alice"],
+            "seconds_between_writes": 0,
+            "retries": 1,
+            "timeout": 5,
+        },
+    }
+    _gitops(repo, argocd.base_url, forge=forge)
+    _git(repo, "remote", "add", "origin", str(bare))
+    _git(repo, "push", "--quiet", "origin", "main")
+    argocd.capacity = 5
+    argocd.add_app("shop", "apps/shop")
+    github.start()
+    argocd.start()
+    try:
+        cli = make_cli(repo)
+        cli.env.update({"ARGOCD_AUTH_TOKEN": TOKEN, "GITHUB_TOKEN": "ghp_test"})
+        outcome = _alert(cli, "AppReplicasTooLow", "fp-gh", host="shop", replicas="8")
+        assert outcome["state"] == "awaiting_review", outcome
+        shown = cli.json("proposals", "show", str(outcome["proposal_id"]))
+        # The dry run found the branch commit on GitHub, and the pull request shows it.
+        assert shown["check_summary"]["ok"] is True, shown["check_summary"]
+        number = shown["pull_request"]["number"]
+        body = github.pulls[number]["body"]
+        assert "### The manifest, as it will be (`apps/shop/shop.yaml`)" in body
+        assert "asks Argo CD to sync `shop`" in body
+        assert "+  replicas: 8  # the HPA's floor" in body
+
+        merge = github.merge_by(number, "alice")
+        [done] = cli.json("sync", "--proposal", str(outcome["proposal_id"]))
+        assert done["state"] == "rolled_back", done
+        revert = _git(bare, "rev-parse", "main")
+        assert _git(bare, "rev-parse", f"{revert}^") == merge
+        assert _git(repo, "rev-parse", "main") == revert
+        assert [s["revision"] for s in argocd.syncs("shop")] == [shown["commit"], merge, revert]
+        assert argocd.live("shop", "Deployment", "shop")["spec"]["replicas"] == 2
+    finally:
+        argocd.stop()
+        github.stop()
