@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    text,
 )
 from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
@@ -74,6 +75,15 @@ class InboxRow(Base):
     alerts and incidents right after by ``terry.inbox``."""
 
     __tablename__ = "inbox"
+    # The rows still to fold, oldest first, without reading the whole backlog.
+    __table_args__ = (
+        Index(
+            "ix_inbox_unfolded",
+            "id",
+            postgresql_where=text("folded_at IS NULL"),
+            sqlite_where=text("folded_at IS NULL"),
+        ),
+    )
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     received_at: Mapped[datetime]
