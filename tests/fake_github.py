@@ -22,6 +22,7 @@ from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
+import jwt
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
@@ -40,7 +41,8 @@ def _now() -> str:
 
 def _user(login: str) -> dict[str, Any]:
     digest = int(hashlib.sha1(login.encode()).hexdigest()[:6], 16)
-    return {"login": login, "id": digest, "type": "User", "site_admin": False}
+    kind = "Bot" if login.endswith("[bot]") else "User"
+    return {"login": login, "id": digest, "type": kind, "site_admin": False}
 
 
 class FakeGitHub(LocalServer):
@@ -69,8 +71,24 @@ class FakeGitHub(LocalServer):
         self._reset_in = 1
         self._stalls: list[float] = []
         self._lock = threading.RLock()
+        # A GitHub App (``enable_app``): JWTs it signs get installation tokens.
+        self.app: dict[str, Any] | None = None
+        self.installation_tokens: list[str] = []
 
     # -- test controls ----------------------------------------------------------------------
+    def enable_app(self, app_id: int, public_key_pem: str, installation_id: int, slug: str) -> None:
+        """Accept a GitHub App: RS256 JWTs it signs (``iss`` = its id) may read ``GET /app``
+        and create installation tokens, which then work like a token; it acts as
+        ``<slug>[bot]``."""
+        with self._lock:
+            self.app = {
+                "id": app_id,
+                "key": public_key_pem,
+                "installation": installation_id,
+                "slug": slug,
+            }
+            self.bot = f"{slug}[bot]"
+
     def fail_next(self, count: int, *, status: int = 502) -> None:
         """The next ``count`` API requests answer ``status`` (0: stop failing)."""
         with self._lock:
@@ -297,7 +315,12 @@ class FakeGitHub(LocalServer):
                     )
                     return limited
             scheme, _, given = request.headers.get("authorization", "").partition(" ")
-            if scheme.lower() not in ("token", "bearer") or given != fake.token:
+            if request.url.path.startswith("/app"):
+                if scheme.lower() != "bearer" or not fake._jwt_ok(given):
+                    return fake._error(401, "A JSON web token could not be decoded")
+            elif scheme.lower() not in ("token", "bearer") or (
+                given != fake.token and given not in fake.installation_tokens
+            ):
                 return fake._error(401, "Bad credentials")
             data = json.loads(body) if body else {}
             with fake._lock:
@@ -319,6 +342,8 @@ class FakeGitHub(LocalServer):
         return Starlette(
             routes=[
                 route("/user", ["GET"], lambda r, d: JSONResponse(_user(fake.bot))),
+                route("/app", ["GET"], fake._get_app),
+                route("/app/installations/{iid:int}/access_tokens", ["POST"], fake._access_token),
                 route(repo, ["GET"], fake._get_repo),
                 route(repo + "/pulls", ["GET", "POST"], fake._pulls),
                 route(repo + "/pulls/{n:int}", ["GET", "PATCH"], fake._pull),
@@ -331,6 +356,52 @@ class FakeGitHub(LocalServer):
                 route(repo + "/commits/{sha}", ["GET"], fake._commit),
                 route(repo + "/statuses/{sha}", ["POST"], fake._status),
             ]
+        )
+
+    def _jwt_ok(self, token: str) -> bool:
+        if self.app is None:
+            return False
+        try:
+            claims = jwt.decode(
+                token,
+                self.app["key"],
+                algorithms=["RS256"],
+                options={"require": ["exp", "iat", "iss"]},
+                leeway=60,
+            )
+        except jwt.PyJWTError:
+            return False
+        return str(claims["iss"]) == str(self.app["id"])
+
+    def _get_app(self, _request: Request, _data: Any) -> Response:
+        assert self.app is not None
+        return JSONResponse(
+            {
+                "id": self.app["id"],
+                "slug": self.app["slug"],
+                "name": self.app["slug"].title(),
+                "owner": _user(self.owner),
+                "html_url": f"https://github.example/apps/{self.app['slug']}",
+                "permissions": {"pull_requests": "write", "contents": "write"},
+                "events": ["pull_request", "pull_request_review", "issue_comment"],
+            }
+        )
+
+    def _access_token(self, request: Request, _data: Any) -> Response:
+        assert self.app is not None
+        if request.path_params["iid"] != self.app["installation"]:
+            return self._error(404, "Not Found")
+        token = f"ghs_{uuid.uuid4().hex}"
+        self.installation_tokens.append(token)
+        expires = datetime.fromtimestamp(time.time() + 3600, UTC)
+        return JSONResponse(
+            {
+                "token": token,
+                "expires_at": expires.strftime("%Y-%m-%dT%H:%M:%SZ"),
+                "permissions": {"pull_requests": "write", "contents": "write"},
+                "repository_selection": "selected",
+            },
+            status_code=201,
         )
 
     def _ours(self, request: Request) -> bool:

@@ -19,7 +19,7 @@ from dataclasses import dataclass
 from typing import TypeVar
 
 import requests
-from github import Auth, Github, GithubException, GithubRetry
+from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
 from github.PullRequest import PullRequest
 
 from terry.config import GitHubConfig
@@ -161,8 +161,14 @@ class GitHubForge:
         if self._bot is None:
             if self._credentials.token:
                 self._bot = self._call("read the token's user", lambda: self._gh.get_user().login)
-            else:
-                self._bot = f"app-{self._credentials.app_id}[bot]"
+            else:  # an App acts as "<its slug>[bot]"; GET /app (with the App's JWT) says
+                integration = GithubIntegration(
+                    base_url=self.config.api_url.rstrip("/"),
+                    auth=Auth.AppAuth(int(self._credentials.app_id), self._credentials.private_key),
+                    timeout=int(max(1, self.config.timeout)),
+                )
+                slug = self._call("read the GitHub App", lambda: integration.get_app().slug)
+                self._bot = f"{slug}[bot]"
         return self._bot
 
     def git_env(self) -> dict[str, str]:

@@ -15,100 +15,25 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-import yaml
-from click.testing import CliRunner
 from sqlalchemy import select
 
-from terry.cli import main
 from terry.store import Store
 from terry.store.models import AuditRow, ProposalRow, RunEventRow, RunRow
 from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.fake_argocd import FakeArgoCD
 from tests.fake_github import FakeGitHub
+from tests.shop import MANIFEST, git, shop_repo
 
 pytestmark = pytest.mark.integration
 
 TOKEN = "argocd-CANARY-token-0000"
-MANIFEST = """\
-# The shop, as the team wants it. Terry edits this file in place.
----
-apiVersion: apps/v1
-kind: Deployment
-metadata:
-  name: shop
-  namespace: shop
-spec:
-  replicas: 2  # the HPA's floor
-  selector:
-    matchLabels: {app: shop}
-  template:
-    metadata:
-      labels: {app: shop}
-    spec:
-      containers:
-        - name: app
-          image: "registry.example/shop:1.4"
-          resources:
-            limits:
-              memory: 256Mi   # raised by hand twice already
----
-apiVersion: v1
-kind: Service
-metadata:
-  name: shop
-  namespace: shop
-spec:
-  ports:
-    - port: 80
-"""
-
-
-def _git(repo: Path, *args: str) -> str:
-    done = subprocess.run(
-        ["git", "-C", str(repo), *args], capture_output=True, text=True, check=True
-    )
-    return done.stdout.strip()
-
-
-def _gitops(repo: Path, argocd_url: str, **config: Any) -> None:
-    """A repository made by ``terry init`` with the shop: its manifest, its inventory entry
-    (an Argo CD target) and Argo CD's URL in terry.yml, committed on main."""
-    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
-    assert created.exit_code == 0, created.stdout
-    (repo / "apps" / "shop").mkdir(parents=True)
-    (repo / "apps" / "shop" / "shop.yaml").write_text(MANIFEST)
-    (repo / "inventories" / "k8s").mkdir(parents=True)
-    (repo / "inventories" / "k8s" / "hosts.yml").write_text(
-        yaml.safe_dump(
-            {
-                "k8s_apps": {
-                    "hosts": {
-                        "shop": {
-                            "ansible_connection": "local",
-                            "terry_environment": "staging",
-                            "terry_applier": "argocd",
-                            "terry_argocd_app": "shop",
-                            "terry_manifest": "apps/shop/shop.yaml",
-                        }
-                    }
-                }
-            }
-        )
-    )
-    settings = yaml.safe_load((repo / "terry.yml").read_text())
-    settings["inventory"] = [*settings["inventory"], "inventories/k8s"]
-    settings["argocd"] = {"url": argocd_url, "timeout": 20, "poll_interval": 0.05}
-    settings.update(config)
-    (repo / "terry.yml").write_text(yaml.safe_dump(settings))
-    _git(repo, "add", "-A")
-    _git(repo, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "the shop")
 
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[Cli, FakeArgoCD]]:
     repo = tmp_path / "ops"
     fake = FakeArgoCD(repo, token=TOKEN)
-    _gitops(repo, fake.base_url)
+    shop_repo(repo, fake.base_url)
     fake.add_app("shop", "apps/shop")
     fake.start()
     cli = make_cli(repo)
@@ -166,7 +91,7 @@ def test_scale_up_is_a_manifest_change_synced_by_argocd_and_verified(
     assert approved["state"] == "verified", approved
     merge = approved["merge_commit"]
     # The edit is on main, in place: comments, order and quoting kept, one line changed.
-    on_main = _git(cli.repo, "show", f"{merge}:apps/shop/shop.yaml") + "\n"
+    on_main = git(cli.repo, "show", f"{merge}:apps/shop/shop.yaml") + "\n"
     assert on_main == MANIFEST.replace("replicas: 2", "replicas: 4")
     # Argo CD synced exactly the merge commit, and the cluster runs it.
     assert [s["revision"] for s in fake.syncs("shop")] == [shown["commit"], merge]
@@ -197,18 +122,18 @@ def test_a_sync_that_degrades_is_reverted_on_main_and_synced_back(
     fake.capacity = 5  # the cluster cannot run more than five replicas
     outcome = _alert(cli, "AppReplicasTooLow", "fp-degrade", host="shop", replicas="8")
     pid = str(outcome["proposal_id"])
-    before = _git(cli.repo, "rev-parse", "main")
+    before = git(cli.repo, "rev-parse", "main")
 
     approved = cli.json("proposals", "approve", pid, "--as", "alice")
 
     assert approved["state"] == "rolled_back", approved
     merge = approved["merge_commit"]
-    revert = _git(cli.repo, "rev-parse", "main")
-    assert _git(cli.repo, "rev-parse", f"{revert}^") == merge
-    message = _git(cli.repo, "log", "-1", "--format=%B", revert)
+    revert = git(cli.repo, "rev-parse", "main")
+    assert git(cli.repo, "rev-parse", f"{revert}^") == merge
+    message = git(cli.repo, "log", "-1", "--format=%B", revert)
     assert f"Terry-Reverts: {merge}" in message
     # main says what it said before the fix; the cluster runs that again, and is healthy.
-    assert _git(cli.repo, "diff", before, revert) == ""
+    assert git(cli.repo, "diff", before, revert) == ""
     assert [s["revision"] for s in fake.syncs("shop")][1:] == [merge, revert]
     assert fake.live("shop", "Deployment", "shop")["spec"]["replicas"] == 2
     runs = _rows(cli, RunRow, RunRow.proposal_id == int(pid), order=RunRow.id)
@@ -239,7 +164,7 @@ def test_memory_limit_edit_picks_the_container_by_name(world: tuple[Cli, FakeArg
     assert live["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {
         "memory": "1Gi"
     }
-    text = _git(cli.repo, "show", "main:apps/shop/shop.yaml")
+    text = git(cli.repo, "show", "main:apps/shop/shop.yaml")
     # The comment stays, at its column.
     assert "              memory: 1Gi     # raised by hand twice already\n" in text
 
@@ -269,7 +194,7 @@ def test_a_hostile_label_value_is_data_in_the_manifest(world: tuple[Cli, FakeArg
     # An int parameter refuses it outright; nothing is proposed.
     out = _alert(cli, "AppReplicasTooLow", "fp-hostile", host="shop", replicas="4\nkind: Secret")
     assert out["proposal_id"] is None and "replicas" in out["note"]
-    assert _git(cli.repo, "branch", "--list", "terry/*") == ""
+    assert git(cli.repo, "branch", "--list", "terry/*") == ""
     assert fake.syncs("shop") == []
 
 
@@ -309,9 +234,9 @@ def test_with_github_argocd_reads_the_pushed_branch_merge_and_revert(tmp_path: P
             "timeout": 5,
         },
     }
-    _gitops(repo, argocd.base_url, forge=forge)
-    _git(repo, "remote", "add", "origin", str(bare))
-    _git(repo, "push", "--quiet", "origin", "main")
+    shop_repo(repo, argocd.base_url, forge=forge)
+    git(repo, "remote", "add", "origin", str(bare))
+    git(repo, "push", "--quiet", "origin", "main")
     argocd.capacity = 5
     argocd.add_app("shop", "apps/shop")
     github.start()
@@ -333,9 +258,9 @@ def test_with_github_argocd_reads_the_pushed_branch_merge_and_revert(tmp_path: P
         merge = github.merge_by(number, "alice")
         [done] = cli.json("sync", "--proposal", str(outcome["proposal_id"]))
         assert done["state"] == "rolled_back", done
-        revert = _git(bare, "rev-parse", "main")
-        assert _git(bare, "rev-parse", f"{revert}^") == merge
-        assert _git(repo, "rev-parse", "main") == revert
+        revert = git(bare, "rev-parse", "main")
+        assert git(bare, "rev-parse", f"{revert}^") == merge
+        assert git(repo, "rev-parse", "main") == revert
         assert [s["revision"] for s in argocd.syncs("shop")] == [shown["commit"], merge, revert]
         assert argocd.live("shop", "Deployment", "shop")["spec"]["replicas"] == 2
     finally:
