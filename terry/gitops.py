@@ -117,6 +117,16 @@ class Repo:
             return None
         return self._git("show", f"{sha}:{path}", strip_newline_in_stdout=False)
 
+    def commits_touching(
+        self, older: str, newer: str, paths: list[str], *, limit: int = 20
+    ) -> list[tuple[str, str]]:
+        """(sha, subject) of commits after ``older`` up to ``newer`` that changed ``paths``."""
+        out = self._git(
+            "log", f"--max-count={limit}", "--format=%H%x1f%s", f"{older}..{newer}", "--", *paths
+        )
+        found = [line.partition("\x1f") for line in out.splitlines()]
+        return [(sha, subject) for sha, _sep, subject in found if sha]
+
     def is_ancestor(self, older: str, newer: str) -> bool:
         """Whether ``newer`` contains ``older`` (equal commits count)."""
         try:

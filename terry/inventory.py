@@ -26,6 +26,9 @@ class Host:
     groups: tuple[str, ...] = ()
     # The host's terry_* variables (desired state), for tools such as ``terry example``.
     variables: dict[str, Any] = field(default_factory=dict, compare=False)
+    # ansible_connection when the inventory sets it (``local`` hosts have no identity of
+    # their own to check).
+    connection: str | None = field(default=None, compare=False)
 
     @property
     def applier(self) -> str:
@@ -117,5 +120,6 @@ def _load_inventory(base: Path, sources: list[str]) -> Inventory:
             labels={str(k): str(v) for k, v in labels.items()},
             groups=tuple(sorted(g.name for g in host.get_groups() if g.name != "all")),
             variables={k: v for k, v in raw.items() if k.startswith("terry_")},
+            connection=str(raw["ansible_connection"]) if raw.get("ansible_connection") else None,
         )
     return Inventory(hosts)

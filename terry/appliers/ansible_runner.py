@@ -14,7 +14,7 @@ import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
@@ -32,6 +32,7 @@ __all__ = [
     "RunResult",
     "RunStatus",
     "RunnerEvent",
+    "render_diffs",
 ]
 
 
@@ -205,6 +206,11 @@ class RunResult:
             for diff in event.diffs:
                 out.extend(_render_diff(diff))
         return "\n".join(out)
+
+
+def render_diffs(diffs: Iterable[dict[str, Any]]) -> str:
+    """Ansible's ``diff`` results as unified diffs (what ``--diff`` would print)."""
+    return "\n".join(line for diff in diffs for line in _render_diff(diff))
 
 
 def _as_text(value: Any) -> str:

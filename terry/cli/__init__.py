@@ -57,9 +57,9 @@ def main(ctx: click.Context, repo: Path | None) -> None:
 
 
 def _register() -> None:
-    from terry.cli import alerts, demo, example, incidents, init, proposals, serve, sync
+    from terry.cli import alerts, demo, drift, example, incidents, init, proposals, serve, sync
 
-    for module in (init, alerts, incidents, proposals, sync, serve, example, demo):
+    for module in (init, alerts, incidents, proposals, sync, serve, drift, example, demo):
         main.add_command(module.command)
     try:
         from terry.cli import lab

@@ -247,3 +247,56 @@ class HostLockRow(Base):
     proposal_id: Mapped[int | None]
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+
+
+class DriftScanRow(Base):
+    """One drift scan: which commit's desired state, over which hosts, how it went."""
+
+    __tablename__ = "drift_scans"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    commit_sha: Mapped[str] = mapped_column(String(64))
+    limit: Mapped[str | None] = mapped_column(String(500))
+    status: Mapped[str] = mapped_column(String(16), index=True)  # running | done | failed
+    error: Mapped[str | None] = mapped_column(Text)
+    run_dir: Mapped[str | None] = mapped_column(String(500))
+
+
+class DriftHostRow(Base):
+    """A host in a scan: clean, drifted or unreachable (unknown, not drifted)."""
+
+    __tablename__ = "drift_hosts"
+    __table_args__ = (
+        UniqueConstraint("scan_id", "host", name="uq_drift_host"),
+        Index("ix_drift_hosts_host_scan", "host", "scan_id"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("drift_scans.id"))
+    host: Mapped[str] = mapped_column(String(255))
+    status: Mapped[str] = mapped_column(String(16))
+    facts: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    message: Mapped[str | None] = mapped_column(Text)
+
+
+class DriftItemRow(Base):
+    """A resource that differs from the desired state, as of one scan: ``new``,
+    ``persisting`` (drifted since ``since``) or ``resolved`` (gone since the last scan)."""
+
+    __tablename__ = "drift_items"
+    __table_args__ = (Index("ix_drift_items_scan_host", "scan_id", "host"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    scan_id: Mapped[int] = mapped_column(ForeignKey("drift_scans.id"))
+    host: Mapped[str] = mapped_column(String(255))
+    key: Mapped[str] = mapped_column(String(32))
+    kind: Mapped[str] = mapped_column(String(16))
+    role: Mapped[str] = mapped_column(String(100))
+    task: Mapped[str] = mapped_column(Text)
+    resource: Mapped[str] = mapped_column(Text)
+    diff: Mapped[str] = mapped_column(Text, default="")
+    detail: Mapped[str] = mapped_column(Text, default="")
+    state: Mapped[str] = mapped_column(String(16))
+    since: Mapped[datetime]

@@ -1,0 +1,391 @@
+"""Drift reports: a scan read back from the store, as JSON, Markdown or one HTML file.
+
+A summary first (hosts scanned, drifted, unreachable; items by role, kind and severity; new
+since the host's last scan), then each host. Host text (diffs hold file contents from the
+hosts) is data everywhere: fenced in Markdown, escaped by Jinja2's autoescape in HTML.
+
+The JSON (``schema: terry.drift/v1``) is stable: keys are only ever added. See
+``docs/drift.md``.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections import Counter
+from dataclasses import asdict, dataclass, field
+from datetime import datetime
+from importlib import resources
+from typing import Any
+
+import jinja2
+from sqlalchemy import func, select
+
+from terry.config import Config
+from terry.drift.items import HostStatus, ItemKind
+from terry.drift.record import ItemState
+from terry.errors import NotFound
+from terry.gitops import Repo
+from terry.store import Store
+from terry.store.models import DriftHostRow, DriftItemRow, DriftScanRow
+
+__all__ = ["DriftReport", "load_report", "severity", "to_html", "to_json", "to_markdown"]
+
+SCHEMA = "terry.drift/v1"
+_SEVERITY_BY_TYPE = {"service": "medium", "package": "medium", "sysctl": "medium", "user": "medium"}
+
+
+def severity(kind: str, resource: str) -> str:
+    """high: the host is not what the inventory says, or cannot be judged; medium: a
+    service, package, sysctl or user; low: files and the rest."""
+    if kind in (ItemKind.IDENTITY, ItemKind.OS, ItemKind.ERROR):
+        return "high"
+    return _SEVERITY_BY_TYPE.get(resource.split(" ", 1)[0], "low")
+
+
+@dataclass(frozen=True)
+class ItemView:
+    host: str
+    state: str  # new | persisting | resolved
+    since: datetime
+    kind: str
+    severity: str
+    role: str
+    task: str
+    resource: str
+    detail: str
+    diff: str
+
+
+@dataclass(frozen=True)
+class HostView:
+    host: str
+    status: str  # clean | drifted | unreachable
+    message: str | None
+    facts: dict[str, Any]
+    items: tuple[ItemView, ...]
+    # Desired-state commits on main since this host was last clean (changed in git, not
+    # yet applied there); empty when it never was clean or nothing changed.
+    unapplied: tuple[dict[str, str], ...] = ()
+
+
+@dataclass(frozen=True)
+class HistoryPoint:
+    scan_id: int
+    finished_at: datetime | None
+    hosts: int
+    drifted_hosts: int
+    unreachable_hosts: int
+    items: int
+
+
+@dataclass(frozen=True)
+class Summary:
+    hosts_scanned: int
+    hosts_drifted: int
+    hosts_unreachable: int
+    items: int
+    new: int
+    persisting: int
+    resolved: int
+    by_role: dict[str, int]
+    by_kind: dict[str, int]
+    by_severity: dict[str, int]
+
+
+@dataclass(frozen=True)
+class DriftReport:
+    scan_id: int
+    started_at: datetime
+    finished_at: datetime | None
+    commit: str
+    limit: str | None
+    status: str
+    error: str | None
+    summary: Summary
+    hosts: tuple[HostView, ...]
+    history: tuple[HistoryPoint, ...] = field(default_factory=tuple)
+    schema: str = SCHEMA
+
+
+def _desired_paths(config: Config) -> list[str]:
+    roots = {p.split("/")[0] for p in config.inventory}
+    return sorted({config.roles_path, f"{config.playbooks_path}/site.yml", *roots})
+
+
+def _unapplied(
+    session: Any, repo: Repo, config: Config, host: str, scan: DriftScanRow
+) -> tuple[dict[str, str], ...]:
+    last_clean = session.scalar(
+        select(DriftScanRow.commit_sha)
+        .join(DriftHostRow, DriftHostRow.scan_id == DriftScanRow.id)
+        .where(
+            DriftHostRow.host == host,
+            DriftHostRow.status == HostStatus.CLEAN.value,
+            DriftScanRow.id < scan.id,
+            DriftScanRow.status == "done",
+        )
+        .order_by(DriftScanRow.id.desc())
+        .limit(1)
+    )
+    if last_clean is None or last_clean == scan.commit_sha:
+        return ()
+    try:
+        commits = repo.commits_touching(last_clean, scan.commit_sha, _desired_paths(config))
+    except Exception:  # a commit that is gone (history rewritten): nothing to say
+        return ()
+    return tuple({"commit": sha, "subject": subject} for sha, subject in commits)
+
+
+def _history(session: Any, upto: int, count: int = 30) -> tuple[HistoryPoint, ...]:
+    scans = list(
+        session.scalars(
+            select(DriftScanRow)
+            .where(DriftScanRow.id <= upto, DriftScanRow.status == "done")
+            .order_by(DriftScanRow.id.desc())
+            .limit(count)
+        )
+    )
+    points = []
+    for scan in reversed(scans):
+        statuses = Counter(
+            session.scalars(select(DriftHostRow.status).where(DriftHostRow.scan_id == scan.id))
+        )
+        items = session.scalar(
+            select(func.count())
+            .select_from(DriftItemRow)
+            .where(
+                DriftItemRow.scan_id == scan.id,
+                DriftItemRow.state != ItemState.RESOLVED.value,
+            )
+        )
+        points.append(
+            HistoryPoint(
+                scan.id,
+                scan.finished_at,
+                sum(statuses.values()),
+                statuses.get(HostStatus.DRIFTED.value, 0),
+                statuses.get(HostStatus.UNREACHABLE.value, 0),
+                int(items or 0),
+            )
+        )
+    return tuple(points)
+
+
+def load_report(store: Store, config: Config, scan_id: int | None = None) -> DriftReport:
+    """The scan ``scan_id`` (default: the newest finished one) with its hosts and items."""
+    repo = Repo(config.repo, main_branch=config.main_branch)
+    with store.session() as session:
+        if scan_id is None:
+            scan = session.scalars(
+                select(DriftScanRow)
+                .where(DriftScanRow.status == "done")
+                .order_by(DriftScanRow.id.desc())
+                .limit(1)
+            ).first()
+            if scan is None:
+                raise NotFound("no finished drift scan yet: run 'terry drift scan'")
+        else:
+            scan = session.get(DriftScanRow, scan_id)
+            if scan is None:
+                raise NotFound(f"drift scan {scan_id} does not exist")
+        host_rows = list(
+            session.scalars(
+                select(DriftHostRow)
+                .where(DriftHostRow.scan_id == scan.id)
+                .order_by(DriftHostRow.host)
+            )
+        )
+        item_rows = list(
+            session.scalars(
+                select(DriftItemRow)
+                .where(DriftItemRow.scan_id == scan.id)
+                .order_by(DriftItemRow.host, DriftItemRow.id)
+            )
+        )
+        by_host: dict[str, list[ItemView]] = {}
+        for row in item_rows:
+            by_host.setdefault(row.host, []).append(
+                ItemView(
+                    host=row.host,
+                    state=row.state,
+                    since=row.since,
+                    kind=row.kind,
+                    severity=severity(row.kind, row.resource),
+                    role=row.role,
+                    task=row.task,
+                    resource=row.resource,
+                    detail=row.detail,
+                    diff=row.diff,
+                )
+            )
+        hosts = tuple(
+            HostView(
+                host=h.host,
+                status=h.status,
+                message=h.message,
+                facts=dict(h.facts),
+                items=tuple(by_host.get(h.host, ())),
+                unapplied=(
+                    _unapplied(session, repo, config, h.host, scan)
+                    if h.status == HostStatus.DRIFTED.value
+                    else ()
+                ),
+            )
+            for h in host_rows
+        )
+        history = _history(session, scan.id)
+        current = [i for h in hosts for i in h.items if i.state != ItemState.RESOLVED.value]
+        states = Counter(i.state for h in hosts for i in h.items)
+        statuses = Counter(h.status for h in hosts)
+        summary = Summary(
+            hosts_scanned=len(hosts),
+            hosts_drifted=statuses.get(HostStatus.DRIFTED.value, 0),
+            hosts_unreachable=statuses.get(HostStatus.UNREACHABLE.value, 0),
+            items=len(current),
+            new=states.get(ItemState.NEW.value, 0),
+            persisting=states.get(ItemState.PERSISTING.value, 0),
+            resolved=states.get(ItemState.RESOLVED.value, 0),
+            by_role=dict(sorted(Counter(i.role or "(facts)" for i in current).items())),
+            by_kind=dict(sorted(Counter(i.kind for i in current).items())),
+            by_severity={
+                s: n
+                for s in ("high", "medium", "low")
+                if (n := sum(1 for i in current if i.severity == s))
+            },
+        )
+        return DriftReport(
+            scan_id=scan.id,
+            started_at=scan.started_at,
+            finished_at=scan.finished_at,
+            commit=scan.commit_sha,
+            limit=scan.limit,
+            status=scan.status,
+            error=scan.error,
+            summary=summary,
+            hosts=hosts,
+            history=history,
+        )
+
+
+# -- renderers -----------------------------------------------------------------------------
+def _plain(value: Any) -> Any:
+    if isinstance(value, datetime):
+        return value.isoformat()
+    if isinstance(value, dict):
+        return {k: _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return value
+
+
+def to_json(report: DriftReport) -> str:
+    data = _plain(asdict(report))
+    ordered = {"schema": data.pop("schema"), **data}
+    return json.dumps(ordered, indent=2) + "\n"
+
+
+def _fence(text: str, lang: str = "") -> str:
+    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
+    fence = "`" * max(3, longest + 1)
+    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+
+
+def _cell(text: object) -> str:
+    return re.sub(r"[\x00-\x1f\x7f|`<>]+", " ", str(text)).strip()[:200]
+
+
+def to_markdown(report: DriftReport) -> str:
+    s = report.summary
+    lines = [
+        f"# Drift report: scan {report.scan_id}",
+        "",
+        f"Desired state at `{report.commit[:12]}`"
+        + (f", hosts `{_cell(report.limit)}`" if report.limit else ", all hosts")
+        + f"; finished {report.finished_at.isoformat() if report.finished_at else '-'}.",
+        "",
+        "## Summary",
+        "",
+        "| hosts scanned | drifted | unreachable | items | new | persisting | resolved |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
+        f"| {s.hosts_scanned} | {s.hosts_drifted} | {s.hosts_unreachable} | {s.items} "
+        f"| {s.new} | {s.persisting} | {s.resolved} |",
+        "",
+        "By role: " + (", ".join(f"{_cell(k)} {v}" for k, v in s.by_role.items()) or "none"),
+        "",
+        "By severity: " + (", ".join(f"{k} {v}" for k, v in s.by_severity.items()) or "none"),
+        "",
+    ]
+    if len(report.history) > 1:
+        lines += ["## Over time", "", "| scan | finished | hosts | drifted | items |"]
+        lines += ["| --- | --- | --- | --- | --- |"]
+        for p in report.history:
+            when = p.finished_at.strftime("%Y-%m-%d %H:%M") if p.finished_at else "-"
+            lines.append(f"| {p.scan_id} | {when} | {p.hosts} | {p.drifted_hosts} | {p.items} |")
+        lines.append("")
+    lines += ["## Hosts", ""]
+    for host in report.hosts:
+        lines.append(f"### {_cell(host.host)}: {host.status}")
+        lines.append("")
+        if host.status == HostStatus.UNREACHABLE.value:
+            lines += [f"Unreachable (not judged): {_cell(host.message or '')}", ""]
+            continue
+        for commit in host.unapplied:
+            lines.append(
+                f"- desired state changed in git and not applied here: "
+                f"`{commit['commit'][:12]}` {_cell(commit['subject'])}"
+            )
+        if host.unapplied:
+            lines.append("")
+        if not host.items:
+            lines += ["No drift.", ""]
+            continue
+        lines += ["| state | since | severity | role | resource | task |"]
+        lines += ["| --- | --- | --- | --- | --- | --- |"]
+        for i in host.items:
+            lines.append(
+                f"| {i.state} | {i.since.strftime('%Y-%m-%d %H:%M')} | {i.severity} "
+                f"| {_cell(i.role or '-')} | {_cell(i.resource)} | {_cell(i.task)} |"
+            )
+        lines.append("")
+        for i in host.items:
+            if i.state == ItemState.RESOLVED.value or not (i.diff or i.detail):
+                continue
+            lines.append(f"**{_cell(i.resource)}** ({_cell(i.task)})")
+            lines.append("")
+            lines.append(_fence(i.diff or i.detail, "diff" if i.diff else ""))
+            lines.append("")
+    return "\n".join(lines).rstrip() + "\n"
+
+
+def _chart(history: tuple[HistoryPoint, ...]) -> dict[str, Any]:
+    """Bar geometry for the HTML chart: drifted items per scan, drifted hosts as dots."""
+    width, height, pad = 720, 220, 36
+    count = max(len(history), 1)
+    top = max([p.items for p in history] + [p.drifted_hosts for p in history] + [1])
+    step = (width - 2 * pad) / count
+    bars = []
+    for n, p in enumerate(history):
+        h = (height - 2 * pad) * p.items / top
+        x = pad + n * step
+        bars.append(
+            {
+                "x": round(x + step * 0.15, 1),
+                "y": round(height - pad - h, 1),
+                "w": round(step * 0.7, 1),
+                "h": round(h, 1),
+                "items": p.items,
+                "label": str(p.scan_id),
+                "cx": round(x + step / 2, 1),
+                "cy": round(height - pad - (height - 2 * pad) * p.drifted_hosts / top, 1),
+                "hosts": p.drifted_hosts,
+                "when": p.finished_at.strftime("%Y-%m-%d %H:%M") if p.finished_at else "",
+            }
+        )
+    return {"width": width, "height": height, "pad": pad, "top": top, "bars": bars}
+
+
+def to_html(report: DriftReport) -> str:
+    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
+    source = resources.files("terry.drift").joinpath("report.html.j2").read_text("utf-8")
+    return env.from_string(source).render(r=report, chart=_chart(report.history))
