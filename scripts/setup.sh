@@ -8,7 +8,7 @@ extras="${TERRY_EXTRAS:-}"
 as_root() { if [ "$(id -u)" = 0 ]; then "$@"; else sudo "$@"; fi; }
 
 packages=(git python3 python3-venv python3-dev gcc openssh-server openssh-client iproute2
-          util-linux e2fsprogs gzip procps prometheus prometheus-alertmanager
+          util-linux e2fsprogs gzip procps python3-apt prometheus prometheus-alertmanager
           prometheus-node-exporter ${TERRY_APT_EXTRA:-})
 missing=()
 for p in "${packages[@]}"; do

@@ -8,7 +8,9 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from terry.errors import RunnerError, StateError
+from terry import incidents
+from terry.drift.scan import RECONCILE, verify_hosts
+from terry.errors import RunnerError, StateError, TerryError
 from terry.locks import host_locks
 from terry.proposals import MERGED_STATES, ProposalState, get, transition
 from terry.steps import Steps
@@ -100,6 +102,16 @@ class ApplySteps(Steps):
     def _rollback(
         self, proposal_id: int, merge_sha: str, *, reason: str, actor: str = "terry"
     ) -> None:
+        with self.store.session() as session:
+            reconcile = get(session, proposal_id).remedy == RECONCILE
+        if reconcile:  # the desired state is the reference: nothing to roll back to
+            self._attention(
+                proposal_id,
+                f"proposal {proposal_id}: reconciling drift did not take ({reason}); "
+                "no automatic rollback: look at the hosts, then fix the desired state or "
+                "run 'terry drift fix' again",
+            )
+            return
         self.reporter.step(proposal_id, f"rolling back ({reason})")
         try:
             result = self._run(proposal_id, "rollback", merge_sha, tags=("rollback",))
@@ -121,6 +133,21 @@ class ApplySteps(Steps):
 
     def _verify(self, proposal_id: int, merge_sha: str) -> Verification:
         self.reporter.step(proposal_id, "verifying")
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            reconcile, hosts, incident_id = (
+                row.remedy == RECONCILE,
+                tuple(row.hosts),
+                row.incident_id,
+            )
+        if reconcile:  # a drift fix: verified by a clean scan of its hosts
+            try:
+                found = verify_hosts(self.config, self.store, hosts)
+            except TerryError as exc:
+                return Verification(Outcome.UNKNOWN, (f"drift scan could not run: {exc}",))
+            if found.outcome is Outcome.VERIFIED:
+                incidents.resolve(self.store, incident_id, f"drift fixed: {found.evidence[0]}")
+            return found
         try:
             checks = [judge_run(self._run(proposal_id, "verify", merge_sha, tags=("verify",)))]
         except RunnerError as exc:

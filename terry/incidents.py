@@ -12,7 +12,7 @@ from datetime import datetime, timedelta
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import bindparam, insert, or_, select, update
+from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
 from terry.sources.alertmanager import Alert, AlertStatus, Payload
@@ -421,4 +421,75 @@ def pending(store: Store, *, lease: timedelta, limit: int = 100) -> list[int]:
                 .order_by(IncidentRow.id)
                 .limit(limit)
             )
+        )
+
+
+def open_incident(
+    store: Store,
+    *,
+    source: str,
+    fingerprint: str,
+    title: str,
+    host: str | None,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    holder: str,
+    actor: str = "terry",
+) -> int:
+    """Open an incident that did not come from an alert (drift, forecast), already claimed
+    by ``holder``: the worker's queue never diagnoses it as an alert."""
+    now = utcnow()
+    with store.session() as session:
+        earlier = session.scalar(
+            select(func.count())
+            .select_from(IncidentRow)
+            .where(IncidentRow.fingerprint == fingerprint, IncidentRow.source == source)
+        )
+        row = IncidentRow(
+            fingerprint=fingerprint,
+            source=source,
+            title=title[:200],
+            host=host,
+            labels=labels,
+            annotations=annotations,
+            state=str(IncidentState.OPEN),
+            opened_at=now,
+            resolved_at=None,
+            fixed_at=None,
+            attention=None,
+            truncated=False,
+            recurrence=int(earlier or 0),
+            claimed_by=holder,
+            claimed_at=now,
+            diagnosed_at=None,
+        )
+        session.add(row)
+        session.flush()
+        audit(
+            session,
+            entity="incident",
+            entity_id=row.id,
+            actor=actor,
+            from_state=None,
+            to_state=str(IncidentState.OPEN),
+            reason=title[:500],
+        )
+        return row.id
+
+
+def resolve(store: Store, incident_id: int, reason: str, *, actor: str = "terry") -> None:
+    """Close an open incident (a drift incident once a scan finds its hosts clean)."""
+    with store.session() as session:
+        incident = session.get(IncidentRow, incident_id)
+        if incident is None or incident.state != str(IncidentState.OPEN):
+            return
+        incident.state, incident.resolved_at = str(IncidentState.RESOLVED), utcnow()
+        audit(
+            session,
+            entity="incident",
+            entity_id=incident_id,
+            actor=actor,
+            from_state=str(IncidentState.OPEN),
+            to_state=str(IncidentState.RESOLVED),
+            reason=reason,
         )

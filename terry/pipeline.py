@@ -10,6 +10,7 @@ the rest, moving the proposal through its state machine (``terry.proposals``).
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
@@ -25,7 +26,7 @@ from terry.manifests import ManifestError, edit_manifest
 from terry.policy import Decision, Verdict
 from terry.proposals import ProposalState, get, transition
 from terry.record import remedy_history
-from terry.remedies.render import branch_name, render
+from terry.remedies.render import Rendered, branch_name, render
 from terry.sources.alertmanager import Payload
 from terry.steps import Reporter, SilentReporter, decision_trailers, one_line
 from terry.store.audit import audit
@@ -173,6 +174,7 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
         *,
         base: str,
         manifest: tuple[str, str] | None = None,
+        renderer: Callable[[int, int], Rendered] | None = None,
     ) -> int:
         """Record the proposal and commit it on its branch: a playbook and its parameters,
         or, for a target applied by Argo CD, the edited manifest."""
@@ -216,13 +218,16 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
             files = {manifest[0]: manifest[1]}
             paths: tuple[str, str | None, str] = (manifest[0], None, manifest[1])
         else:
-            rendered = render(
-                remedy=remedy,
-                proposal_id=proposal_id,
-                incident_id=incident_id,
-                hosts=hosts,
-                params=found.params,
-            )
+            if renderer is not None:  # a playbook of its own (drift fixes)
+                rendered = renderer(proposal_id, incident_id)
+            else:
+                rendered = render(
+                    remedy=remedy,
+                    proposal_id=proposal_id,
+                    incident_id=incident_id,
+                    hosts=hosts,
+                    params=found.params,
+                )
             files = {
                 rendered.playbook_path: rendered.playbook,
                 rendered.vars_path: rendered.vars_text,

@@ -9,8 +9,9 @@ from rich.markup import escape
 from rich.table import Table
 
 from terry.appliers.ansible_runner import EventStatus, RunnerEvent
-from terry.cli.context import open_config, open_store
+from terry.cli.context import open_config, open_pipeline, open_store
 from terry.cli.output import console, emit_json, err_console, output_option
+from terry.drift.fix import fix_drift
 from terry.drift.items import HostStatus
 from terry.drift.record import ItemState
 from terry.drift.report import DriftReport, load_report, to_html, to_json, to_markdown
@@ -115,6 +116,59 @@ def report(ctx: click.Context, scan_id: int | None, fmt: str, out: Path | None) 
     tmp.write_text(text, encoding="utf-8")
     tmp.replace(out)
     err_console.print(f"wrote {out} ({fmt}, scan {found.scan_id})", markup=False)
+
+
+@command.command("fix")
+@click.option("--limit", "-l", help="Ansible host pattern (default: every drifted host).")
+@click.option("--forks", type=click.IntRange(1, 500), help="Parallel hosts (runner.forks).")
+@click.option("--no-apply", is_flag=True, help="Stop after the gate's decision (and merge).")
+@output_option
+@click.pass_context
+def fix(
+    ctx: click.Context, limit: str | None, forks: int | None, no_apply: bool, output: str
+) -> None:
+    """Scan, then propose one reconciliation of every host with drift.
+
+    
+    The proposal runs the desired state (playbooks/site.yml) on the drifted hosts only, and
+    goes the way every fix goes: a branch, a dry run (the drift itself), the gate, review
+    or merge, apply, and verification by a new scan of those hosts. Approve a reviewed one
+    with 'terry proposals approve N'. What a playbook cannot change (another hostname, OS
+    or package version) is listed for a human, not proposed.
+    Exit codes: 0 proposed (or nothing to fix), 1 the proposal failed, was denied or could
+    not be verified, 3 configuration problem, 8 ansible could not run.
+    """
+    _config, _store, pipeline = open_pipeline(ctx, output)
+    done = fix_drift(
+        pipeline,
+        limit=limit,
+        forks=forks,
+        apply=not no_apply,
+        on_event=_Progress() if output != "json" else None,
+    )
+    if output == "json":
+        emit_json(done)
+    elif not done.hosts:
+        console.print(f"scan {done.scan_id}: nothing a playbook run would change", markup=False)
+    else:
+        console.print(
+            f"scan {done.scan_id}: proposal {done.proposal_id} reconciles "
+            f"{', '.join(done.hosts)} (incident {done.incident_id}): {done.state}",
+            markup=False,
+        )
+        if done.reasons:
+            console.print(f"  gate: {done.decision} — {'; '.join(done.reasons)}", markup=False)
+        if done.state == "awaiting_review":
+            console.print(
+                f"  approve with: terry proposals approve {done.proposal_id}", markup=False
+            )
+    if output != "json":
+        for host, what in done.left:
+            console.print(f"  left for a human: {host}: {what}", markup=False)
+        for host in done.unreachable:
+            console.print(f"  unreachable, not judged: {host}", markup=False)
+    if done.state in ("failed", "denied", "rolled_back", "escalated"):
+        ctx.exit(1)
 
 
 def _print(report: DriftReport, *, seconds: float | None = None) -> None:

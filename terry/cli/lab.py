@@ -246,7 +246,7 @@ def _fault_output(result: lab.BreakResult, output: str) -> None:
 @click.pass_context
 def break_(ctx: click.Context, host: str, fault: str, percent: float, output: str) -> None:
     """Break HOST: disk (fill /srv/data with logs and stale tmp files), service (stop web),
-    or memory (web holds 200 MiB: ProcessMemoryHigh)."""
+    memory (web holds 200 MiB: ProcessMemoryHigh), or network (its link down: unreachable)."""
     state = lab.load_state(_lab_config(ctx))
     _fault_output(lab.break_host(state, host, fault, percent=percent), output)
 
@@ -257,7 +257,8 @@ def break_(ctx: click.Context, host: str, fault: str, percent: float, output: st
 @output_option
 @click.pass_context
 def heal(ctx: click.Context, host: str, fault: str, output: str) -> None:
-    """Undo 'break': remove the filler files, or start the web service again."""
+    """Undo 'break': remove the filler files, start the web service again, or bring the
+    link back up."""
     state = lab.load_state(_lab_config(ctx))
     _fault_output(lab.heal_host(state, host, fault), output)
 

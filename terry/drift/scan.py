@@ -18,16 +18,26 @@ import yaml
 
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunnerEvent, RunRequest, RunStatus
 from terry.config import Config
-from terry.drift.items import PACKAGES_TASK, PROBE_TASK, HostScan, items_from_run
+from terry.drift.items import (
+    PACKAGES_TASK,
+    PROBE_TASK,
+    HostScan,
+    HostStatus,
+    ItemKind,
+    items_from_run,
+)
 from terry.drift.record import fail_scan, finish_scan, start_scan
 from terry.errors import InputError, RunnerError
 from terry.gitops import Repo
 from terry.inventory import load_inventory
 from terry.store import Store
+from terry.verify import Outcome, Verification
 
-__all__ = ["ScanOutcome", "run_scan"]
+__all__ = ["RECONCILE", "SITE", "ScanOutcome", "run_scan", "verify_hosts"]
 
 SITE = "site.yml"
+# The remedy name of drift fixes (terry.drift.fix): verified by a scan, never rolled back.
+RECONCILE = "reconcile-drift"
 
 
 @dataclass(frozen=True)
@@ -119,3 +129,33 @@ def run_scan(
     hosts = items_from_run(result, inventory.hosts)
     finish_scan(store, scan_id, hosts)
     return ScanOutcome(scan_id, commit, hosts, result.status.value, time.monotonic() - started)
+
+
+def verify_hosts(config: Config, store: Store, hosts: tuple[str, ...]) -> Verification:
+    """A drift fix is verified when a new scan of its hosts finds nothing to change."""
+    scanned = run_scan(config, store, limit=":".join(hosts))
+    unreachable = [
+        h
+        for h in hosts
+        if scanned.hosts.get(h, None) is None or scanned.hosts[h].status is HostStatus.UNREACHABLE
+    ]
+    if unreachable:
+        return Verification(
+            Outcome.UNKNOWN,
+            (f"drift scan {scanned.scan_id}: unreachable {', '.join(unreachable)}",),
+        )
+    remaining = [
+        f"{h}: {i.resource}"
+        for h in hosts
+        for i in scanned.hosts[h].items
+        if i.kind in (ItemKind.TASK, ItemKind.ERROR)
+    ]
+    if remaining:
+        return Verification(
+            Outcome.FAILED,
+            (f"drift scan {scanned.scan_id} still finds: {'; '.join(remaining[:10])}",),
+        )
+    return Verification(
+        Outcome.VERIFIED,
+        (f"drift scan {scanned.scan_id}: {', '.join(hosts)} match the desired state",),
+    )

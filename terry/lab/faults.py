@@ -3,7 +3,8 @@
 ``disk`` fills the host's ``/srv/data`` the way a runaway application does: rotated,
 very compressible logs in ``/srv/data/log/app.log.N`` (a log-compression fix really frees
 space) and stale files in ``/srv/data/tmp/`` last modified 30 days ago (a clean-up fix
-finds them by age). ``service`` stops the host's ``web`` service.
+finds them by age). ``service`` stops the host's ``web`` service. ``network`` takes the
+host's link to the lab bridge down: the host is up but unreachable (SSH and scrapes time out).
 
 Files are written from the machine through ``/proc/<host pid 1>/root``, which resolves
 paths in the host's mount namespace: the bytes land on that host's volume only.
@@ -25,7 +26,7 @@ import httpx
 from terry.errors import InputError, StateError
 from terry.lab.hosts import TERRY_SVC, host_exec
 from terry.lab.model import BreakResult, LabHost, LabState
-from terry.lab.procs import process_alive
+from terry.lab.procs import process_alive, run
 
 __all__ = ["FaultKind", "break_host", "heal_host", "used_percent"]
 
@@ -40,6 +41,7 @@ class FaultKind(StrEnum):
     DISK = "disk"
     SERVICE = "service"
     MEMORY = "memory"
+    NETWORK = "network"
 
 
 # What a memory fault makes the web service hold: above ProcessMemoryHigh's 128 MiB.
@@ -166,6 +168,11 @@ def _hoard(host: LabHost) -> str:
     return f"{service.name} on {host.name}: {answer.text.strip()}"
 
 
+def _link(host: LabHost, state: str) -> str:
+    run(["ip", "link", "set", host.veth, state])
+    return f"{host.name}: link {host.veth} to the lab bridge {state}"
+
+
 def break_host(
     state: LabState, host: str, kind: FaultKind | str, *, percent: float = 95.0
 ) -> BreakResult:
@@ -174,7 +181,7 @@ def break_host(
     try:
         kind = FaultKind(kind)
     except ValueError as exc:
-        raise InputError(f"unknown fault {kind!r}: use disk, service or memory") from exc
+        raise InputError(f"unknown fault {kind!r}: use disk, service, memory or network") from exc
     if not 1 <= percent <= 100:
         raise InputError(f"--percent must be between 1 and 100, not {percent}")
     target = _live_host(state, host)
@@ -182,6 +189,8 @@ def break_host(
         return _fill_disk(target, percent)
     if kind is FaultKind.MEMORY:
         return BreakResult(host=host, kind=kind.value, detail=_hoard(target))
+    if kind is FaultKind.NETWORK:
+        return BreakResult(host=host, kind=kind.value, detail=_link(target, "down"))
     return BreakResult(host=host, kind=kind.value, detail=_svc(target, "stop"))
 
 
@@ -190,8 +199,10 @@ def heal_host(state: LabState, host: str, kind: FaultKind | str) -> BreakResult:
     try:
         kind = FaultKind(kind)
     except ValueError as exc:
-        raise InputError(f"unknown fault {kind!r}: use disk, service or memory") from exc
+        raise InputError(f"unknown fault {kind!r}: use disk, service, memory or network") from exc
     target = _live_host(state, host)
+    if kind is FaultKind.NETWORK:
+        return BreakResult(host=host, kind=kind.value, detail=_link(target, "up"))
     if kind is FaultKind.SERVICE:
         return BreakResult(host=host, kind=kind.value, detail=_svc(target, "start"))
     if kind is FaultKind.MEMORY:

@@ -57,7 +57,12 @@ def inventory_data(
         group["hosts"][host.name] = _host_vars(host, ssh_key, control_path_dir)
     ordered = {name: groups[name] for name in sorted(groups, key=lambda g: g != "production")}
     # Lab hosts share this machine's /var: never vacuum its journal from a lab fix.
-    lab_vars = {"disk_cleanup_vacuum_journal": False}
+    # Desired state the drift scan checks: each host is its own network namespace, so its
+    # net.* kernel parameters are its own.
+    lab_vars = {
+        "disk_cleanup_vacuum_journal": False,
+        "terry_sysctls": {"net.ipv4.ip_forward": "0", "net.ipv4.tcp_syncookies": "1"},
+    }
     return {"all": {"children": {"lab": {"vars": lab_vars, "children": ordered}}}}
 
 

@@ -21,7 +21,15 @@ from terry.remedies.params import ParamSpec, ParamType
 # libyaml's parser when present: ten times faster than the pure-Python one on the catalogue.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
 
-__all__ = ["Catalogue", "Match", "PrometheusVerify", "Remedy", "Risk", "load_catalogue"]
+__all__ = [
+    "Catalogue",
+    "Match",
+    "PrometheusVerify",
+    "Remedy",
+    "Risk",
+    "load_catalogue",
+    "modules_of_roles",
+]
 
 _SLUG = re.compile(r"^[a-z0-9][a-z0-9-]{0,62}$")
 _TASKS_FROM = re.compile(r"^[A-Za-z0-9_-]{1,64}$")
@@ -293,6 +301,16 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
         rollback=steps["rollback"],
         modules=tuple(sorted(modules)),
     )
+
+
+def modules_of_roles(roles_dir: Path, roles: list[str]) -> tuple[str, ...]:
+    """Every module the roles' ``tasks/main.yml`` use (includes followed), for the gate."""
+    keywords = _task_keywords()
+    found: set[str] = set()
+    for role in roles:
+        role_dir = roles_dir / role
+        found |= _modules_in_file(role_dir / "tasks" / "main.yml", role_dir, keywords, set())
+    return tuple(sorted(found))
 
 
 def load_catalogue(roles_dir: Path) -> Catalogue:

@@ -10,6 +10,7 @@ stays text.
 
 from __future__ import annotations
 
+import posixpath
 import re
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +19,7 @@ import yaml
 
 from terry.remedies.catalogue import Remedy
 
-__all__ = ["Rendered", "Unsafe", "branch_name", "render", "slug"]
+__all__ = ["Rendered", "Unsafe", "branch_name", "render", "render_reconcile", "slug"]
 
 
 class Unsafe(str):
@@ -117,4 +118,26 @@ def render(
         "# and never templates it.\n"
         + yaml.dump(variables, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=False)
     )
+    return Rendered(f"{base}.yml", f"{base}.vars.yml", playbook, vars_text)
+
+
+def render_reconcile(
+    *,
+    proposal_id: int,
+    incident_id: int,
+    site: str,
+    directory: str = "playbooks/remediations",
+) -> Rendered:
+    """The playbook of a drift fix: the desired state itself (``site``), imported; the
+    runner limits it to the proposal's hosts."""
+    base = f"{directory}/{proposal_id:05d}-reconcile-drift"
+    relative = posixpath.relpath(site, directory)
+    header = (
+        f"# Rendered by Terry for proposal {proposal_id} (incident {incident_id}): bring the\n"
+        f"# drifted hosts back to the desired state, {site}, run on them only.\n"
+    )
+    playbook = header + yaml.safe_dump(
+        [{"ansible.builtin.import_playbook": relative}], sort_keys=False
+    )
+    vars_text = yaml.safe_dump({"terry_proposal_id": proposal_id}, sort_keys=False)
     return Rendered(f"{base}.yml", f"{base}.vars.yml", playbook, vars_text)

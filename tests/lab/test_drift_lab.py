@@ -1,0 +1,201 @@
+"""Drift against the lab (root): real SSH hosts brought to the desired state, then changed
+by hand the way people do, one kind of change per host; the scan must report exactly those
+items on exactly those hosts, call an unreachable host unreachable, and see them resolved
+once the hosts are back in line. The tests run in file order on one lab.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+from collections.abc import Iterator
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from terry import lab
+from terry.cli import main
+from terry.gitops import Repo
+from tests.conftest import Cli, make_cli
+
+_may_skip = not os.environ.get("CI")  # in CI nothing skips: missing parts fail the run
+_missing = [
+    t
+    for t in ("/usr/sbin/sshd", "/usr/bin/prometheus", "/usr/bin/prometheus-node-exporter")
+    if shutil.which(t) is None
+]
+pytestmark = [
+    pytest.mark.lab,
+    pytest.mark.skipif(_may_skip and os.geteuid() != 0, reason="the lab needs root"),
+    pytest.mark.skipif(_may_skip and bool(_missing), reason=f"missing {_missing}"),
+]
+
+NAMES = {
+    "bridge": "terrylabd0",
+    "subnet": "10.77.0.0/24",
+    "netns_prefix": "terrydrift-",
+    "veth_prefix": "tlabd",
+}
+
+
+def _ssh(state: lab.LabState, host: str, *command: str) -> str:
+    proc = subprocess.run(
+        [*lab.ssh_argv(state, host), *command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, lab.LabState]]:
+    base = tmp_path_factory.mktemp("drift")
+    config = lab.LabConfig(state_dir=base / "lab", **NAMES)
+    repo = base / "ops"
+    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
+    assert created.exit_code == 0, created.stdout
+    lab.down(config)
+    state = lab.up(config, hosts=3, repo=repo)
+    try:
+        settings = yaml.safe_load((repo / "terry.yml").read_text())
+        settings["inventory"] = ["inventories/lab"]
+        (repo / "terry.yml").write_text(yaml.safe_dump(settings))
+        Repo(repo).commit_paths(["terry.yml", "inventories/lab"], "lab inventory")
+        cli = make_cli(repo)
+        yield cli, state
+    finally:
+        lab.down(config)
+
+
+def _scan(cli: Cli, *args: str) -> dict[str, Any]:
+    result = cli("drift", "scan", *args, "--output", "json")
+    assert result.exit_code == 0, result.stderr or result.stdout
+    return json.loads(result.stdout)
+
+
+def _items(report: dict[str, Any], *, states: tuple[str, ...] = ("new", "persisting")) -> set:
+    return {
+        (h["host"], i["kind"], i["resource"])
+        for h in report["hosts"]
+        for i in h["items"]
+        if i["state"] in states
+    }
+
+
+def _statuses(report: dict[str, Any]) -> dict[str, str]:
+    return {h["host"]: h["status"] for h in report["hosts"]}
+
+
+def _reconcile(cli: Cli) -> dict[str, Any]:
+    """terry drift fix, and the approval a production host needs: verified by a rescan."""
+    fixed = cli.json("drift", "fix")
+    if fixed["state"] == "awaiting_review":
+        approved = cli.json("proposals", "approve", str(fixed["proposal_id"]), "--as", "ops")
+        assert approved["state"] == "verified", approved
+        fixed["state"] = approved["state"]
+    return fixed
+
+
+def test_a_converged_lab_has_no_drift(fleet: tuple[Cli, lab.LabState]) -> None:
+    cli, state = fleet
+    fixed = _reconcile(cli)
+    # A fresh lab differs from the desired state (app.conf not rendered yet, sysctls...).
+    assert fixed["state"] == "verified" and set(fixed["hosts"]) == {h.name for h in state.hosts}
+    report = _scan(cli)
+    assert _statuses(report) == {h.name: "clean" for h in state.hosts}, _items(report)
+    assert report["summary"]["items"] == 0
+
+
+def test_changes_by_hand_are_exactly_the_items_reported(fleet: tuple[Cli, lab.LabState]) -> None:
+    cli, state = fleet
+    one, two, three = (h.name for h in state.hosts)
+    # one: a kernel parameter changed by hand; two: the managed file edited, and a package
+    # version declared that it does not run; three: the service stopped and the host
+    # renamed (it now answers with another identity).
+    _ssh(state, one, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+    _ssh(state, two, "sh", "-c", "echo 'debug = true' >> /etc/app/app.conf")
+    host_vars = cli.repo / "inventories" / "lab" / "host_vars"
+    host_vars.mkdir(exist_ok=True)
+    (host_vars / f"{two}.yml").write_text(
+        yaml.safe_dump({"terry_packages": {"openssh-server": "1:0.0-declared"}})
+    )
+    Repo(cli.repo).commit_paths(["inventories/lab/host_vars"], f"{two}: pin openssh-server")
+    lab.break_host(state, three, "service")
+    _ssh(state, three, "hostname", "impostor")
+
+    report = _scan(cli)
+    assert _items(report) == {
+        (one, "task", "sysctl net.ipv4.ip_forward"),
+        (two, "task", "file /etc/app/app.conf"),
+        (two, "package", "package openssh-server"),
+        (three, "task", "service web"),
+        (three, "identity", "hostname"),
+    }
+    assert _statuses(report) == {one: "drifted", two: "drifted", three: "drifted"}
+    by_resource = {i["resource"]: i for h in report["hosts"] for i in h["items"]}
+    assert "+debug = true" not in by_resource["file /etc/app/app.conf"]["diff"]
+    assert "-debug = true" in by_resource["file /etc/app/app.conf"]["diff"]
+    assert by_resource["sysctl net.ipv4.ip_forward"]["detail"] == "1 → 0"
+    assert "inventory says 1:0.0-declared" in by_resource["package openssh-server"]["detail"]
+    assert "'impostor'" in by_resource["hostname"]["detail"]
+    # The same drift again is persisting, with its first sighting as "since".
+    again = _scan(cli)
+    assert _items(again, states=("persisting",)) == _items(report)
+    assert {i["since"] for h in again["hosts"] for i in h["items"]} == {
+        i["since"] for h in report["hosts"] for i in h["items"]
+    }
+    exit_code = cli("drift", "scan", "--limit", one, "--exit-code")
+    assert exit_code.exit_code == 1
+
+
+def test_an_unreachable_host_is_unreachable_not_drifted(fleet: tuple[Cli, lab.LabState]) -> None:
+    cli, state = fleet
+    one, two, _three = (h.name for h in state.hosts)
+    lab.break_host(state, two, "network")
+    try:
+        report = _scan(cli)
+    finally:
+        lab.heal_host(state, two, "network")
+    assert _statuses(report)[two] == "unreachable"
+    assert not [h for h in report["hosts"] if h["host"] == two][0]["items"]
+    assert report["summary"]["hosts_unreachable"] == 1
+    # The others are still judged: one's sysctl persists.
+    assert (one, "task", "sysctl net.ipv4.ip_forward") in _items(report, states=("persisting",))
+
+
+def test_back_in_line_the_items_are_resolved(fleet: tuple[Cli, lab.LabState]) -> None:
+    cli, state = fleet
+    one, two, three = (h.name for h in state.hosts)
+    _ssh(state, three, "hostname", three)
+    (cli.repo / "inventories" / "lab" / "host_vars" / f"{two}.yml").unlink()
+    Repo(cli.repo).commit_paths(["inventories/lab/host_vars"], f"{two}: unpin openssh-server")
+    fixed = _reconcile(cli)
+    assert set(fixed["hosts"]) == {one, two, three} and fixed["state"] == "verified"
+    report = _scan(cli)
+    assert _statuses(report) == {one: "clean", two: "clean", three: "clean"}
+    resolved = _items(report, states=("resolved",))
+    assert (one, "task", "sysctl net.ipv4.ip_forward") in resolved
+    assert (three, "identity", "hostname") in resolved
+    assert _ssh(state, one, "sysctl", "-n", "net.ipv4.ip_forward").strip() == "0"
+    html = cli("drift", "report", "--format", "html")
+    assert html.exit_code == 0 and "<svg" in html.stdout and "impostor" not in html.stdout
+
+
+def test_markup_from_a_host_stays_text_in_reports(fleet: tuple[Cli, lab.LabState]) -> None:
+    cli, state = fleet
+    one = state.hosts[0].name
+    hostile = "<script>alert(1)</script> ``` | `x`"
+    _ssh(state, one, "sh", "-c", f"printf '%s\\n' '{hostile}' >> /etc/app/app.conf")
+    _scan(cli)
+    html = cli("drift", "report", "--format", "html").stdout
+    assert "<script>alert(1)</script>" not in html
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
+    md = cli("drift", "report", "--format", "md").stdout
+    assert "````diff" in md  # a fence longer than any backtick run in the diff
