@@ -164,7 +164,7 @@ def test_an_unreachable_host_is_unreachable_not_drifted(fleet: tuple[Cli, lab.La
     finally:
         lab.heal_host(state, two, "network")
     assert _statuses(report)[two] == "unreachable"
-    assert not [h for h in report["hosts"] if h["host"] == two][0]["items"]
+    assert not next(h for h in report["hosts"] if h["host"] == two)["items"]
     assert report["summary"]["hosts_unreachable"] == 1
     # The others are still judged: one's sysctl persists.
     assert (one, "task", "sysctl net.ipv4.ip_forward") in _items(report, states=("persisting",))
