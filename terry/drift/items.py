@@ -137,10 +137,10 @@ def _task_items(event: RunnerEvent, root: str) -> list[DriftItem]:
     for one in results:
         if not isinstance(one, dict) or not one.get("changed"):
             continue
-        diffs = one.get("diff") or ()
-        diffs = (
-            (diffs,) if isinstance(diffs, dict) else tuple(d for d in diffs if isinstance(d, dict))
-        )
+        raw = one.get("diff") or ()
+        raw = (raw,) if isinstance(raw, dict) else tuple(d for d in raw if isinstance(d, dict))
+        # Headers that say which side is which (Ansible's name a temporary file).
+        diffs = [{**d, "before_header": "live", "after_header": "desired"} for d in raw]
         items.append(
             DriftItem(
                 host,
