@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
 from terry.errors import ConfigError
 
@@ -107,6 +107,48 @@ class ArgoCDConfig(_Model):
     retries: int = Field(default=3, ge=0)
 
 
+class DeliveryConfig(_Model):
+    """Where a schedule sends its report: a directory, or a webhook whose URL is in the
+    environment (Slack and Discord incoming webhooks, or any endpoint taking JSON)."""
+
+    dir: str | None = None
+    webhook_url_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
+    webhook_kind: Literal["slack", "discord", "json"] = "json"
+
+    @model_validator(mode="after")
+    def _one(self) -> DeliveryConfig:
+        if (self.dir is None) == (self.webhook_url_env is None):
+            raise ValueError("a delivery is either dir or webhook_url_env")
+        return self
+
+
+class ScheduleConfig(_Model):
+    """A job ``terry serve`` runs on time (or ``terry schedule run NAME`` from cron)."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    # Five-field cron expression, in UTC ("0 3 * * *": 03:00 every day) ...
+    cron: str | None = None
+    # ... or every N seconds.
+    interval: float | None = Field(default=None, ge=1)
+    run: Literal["drift-scan", "drift-fix"] = "drift-scan"
+    limit: str | None = None
+    report_format: Literal["md", "html", "json"] = "md"
+    deliver: list[DeliveryConfig] = Field(default_factory=list)
+    # A run older than this is presumed dead: its lock may be taken over.
+    timeout: float = Field(default=3600.0, gt=0)
+
+    @model_validator(mode="after")
+    def _when(self) -> ScheduleConfig:
+        if (self.cron is None) == (self.interval is None):
+            raise ValueError(f"schedule {self.name}: give either cron or interval")
+        if self.cron is not None:
+            from croniter import croniter
+
+            if len(self.cron.split()) != 5 or not croniter.is_valid(self.cron):
+                raise ValueError(f"schedule {self.name}: {self.cron!r} is not a 5-field cron")
+        return self
+
+
 class Config(_Model):
     """What ``terry.yml`` may say. Paths are relative to the GitOps repository."""
 
@@ -125,6 +167,17 @@ class Config(_Model):
     server: ServerConfig = Field(default_factory=ServerConfig)
     forge: ForgeConfig = Field(default_factory=ForgeConfig)
     argocd: ArgoCDConfig = Field(default_factory=ArgoCDConfig)
+    schedules: list[ScheduleConfig] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _unique_schedules(self) -> Config:
+        names = [s.name for s in self.schedules]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"schedule names used twice: {', '.join(dupes)}")
+        return self
+
+    def schedule(self, name: str) -> ScheduleConfig | None:
+        return next((s for s in self.schedules if s.name == name), None)
 
     @property
     def state_dir(self) -> Path:
@@ -144,6 +197,7 @@ class Config(_Model):
             github.installation_id_env,
             github.webhook_secret_env,
             self.argocd.token_env,
+            *(d.webhook_url_env for s in self.schedules for d in s.deliver if d.webhook_url_env),
         )
 
     @property

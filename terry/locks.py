@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import socket
+import threading
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -20,14 +21,14 @@ from terry.errors import StateError
 from terry.store import Store
 from terry.store.models import HostLockRow, utcnow
 
-__all__ = ["holder_id", "host_locks"]
+__all__ = ["holder_id", "host_locks", "named_lock"]
 
 
 def holder_id() -> str:
     return f"{socket.gethostname()}:{os.getpid()}"
 
 
-def _take(store: Store, host: str, holder: str, proposal_id: int, ttl: timedelta) -> bool:
+def _take(store: Store, host: str, holder: str, proposal_id: int | None, ttl: timedelta) -> bool:
     now = utcnow()
     try:
         with store.session() as session:
@@ -88,3 +89,16 @@ def host_locks(
     finally:
         if taken:
             _release(store, taken, holder)
+
+
+@contextmanager
+def named_lock(store: Store, name: str, *, ttl: timedelta) -> Iterator[bool]:
+    """Try once to hold the lock ``name`` (e.g. ``schedule:nightly``) across processes;
+    yields whether it was taken. A holder that died frees it after ``ttl``."""
+    holder = f"{holder_id()}:{threading.get_ident()}"
+    taken = _take(store, name, holder, None, ttl)
+    try:
+        yield taken
+    finally:
+        if taken:
+            _release(store, [name], holder)

@@ -29,6 +29,7 @@ from terry.errors import InputError, NotFound, StoreError
 from terry.github_webhook import GitHubWebhook
 from terry.inbox import Folder, Inbox
 from terry.jsonable import to_jsonable
+from terry.schedules import Scheduler
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store
 from terry.store.models import AlertRow, IncidentRow, ProposalRow, RunRow
@@ -125,6 +126,7 @@ def create_app(
     *,
     worker: Worker | None = None,
     token: str | None = None,
+    scheduler: Scheduler | None = None,
 ) -> Starlette:
     """The ASGI app. ``token`` (or the env var named in the config) guards the webhook."""
     secret = token if token is not None else os.environ.get(config.server.token_env) or None
@@ -249,11 +251,15 @@ def create_app(
         folder.start()
         if worker is not None:
             worker.start()
+        if scheduler is not None:
+            scheduler.start()
         try:
             yield
         finally:
             await run_in_threadpool(inbox.close)
             await run_in_threadpool(folder.stop)
+            if scheduler is not None:
+                await run_in_threadpool(scheduler.stop)
             if worker is not None:
                 log.info("stopping: finishing the work in hand; queued work resumes on restart")
                 await run_in_threadpool(worker.stop)

@@ -57,9 +57,31 @@ def main(ctx: click.Context, repo: Path | None) -> None:
 
 
 def _register() -> None:
-    from terry.cli import alerts, demo, drift, example, incidents, init, proposals, serve, sync
+    from terry.cli import (
+        alerts,
+        demo,
+        drift,
+        example,
+        incidents,
+        init,
+        proposals,
+        schedule,
+        serve,
+        sync,
+    )
 
-    for module in (init, alerts, incidents, proposals, sync, serve, drift, example, demo):
+    for module in (
+        init,
+        alerts,
+        incidents,
+        proposals,
+        sync,
+        serve,
+        drift,
+        schedule,
+        example,
+        demo,
+    ):
         main.add_command(module.command)
     try:
         from terry.cli import lab

@@ -35,6 +35,11 @@ class _LogReporter:
     help="Only accept and store alerts; remediate nothing (another server does).",
 )
 @click.option(
+    "--no-schedules",
+    is_flag=True,
+    help="Run none of terry.yml's schedules here (cron or another server runs them).",
+)
+@click.option(
     "--threads",
     type=click.IntRange(1, 32),
     default=2,
@@ -49,7 +54,12 @@ class _LogReporter:
 )
 @click.pass_context
 def command(
-    ctx: click.Context, listen: str | None, no_worker: bool, threads: int, log_level: str
+    ctx: click.Context,
+    listen: str | None,
+    no_worker: bool,
+    no_schedules: bool,
+    threads: int,
+    log_level: str,
 ) -> None:
     """Serve Alertmanager's webhook and Terry's API, and remediate in the background.
 
@@ -60,12 +70,17 @@ def command(
     GET  /metrics           Prometheus metrics
     GET  /api/v1/incidents[/ID], /api/v1/proposals[/ID]   read-only JSON
 
+    Schedules of terry.yml (drift scans and fixes, their reports delivered) run here too,
+    one run of each at a time across servers; see 'terry schedule --help'.
+
     Alerts are committed to the store before the 202. On SIGTERM the server stops taking
     requests, finishes the remediation in hand, and exits; queued work resumes on restart.
     """
     import uvicorn
 
+    from terry.drift.fix import drift_fixer
     from terry.pipeline import Pipeline
+    from terry.schedules import Scheduler
     from terry.server import create_app
     from terry.worker import Worker
 
@@ -83,7 +98,12 @@ def command(
         worker = Worker(
             lambda: Pipeline(config, store, reporter=_LogReporter()), store, threads=threads
         )
-    app = create_app(config, store, worker=worker)
+    scheduler = None
+    if config.schedules and not no_schedules:
+        scheduler = Scheduler(
+            config, store, fix=drift_fixer(lambda: Pipeline(config, store, reporter=_LogReporter()))
+        )
+    app = create_app(config, store, worker=worker, scheduler=scheduler)
     uvicorn.run(
         app,
         host=host.strip("[]") or "127.0.0.1",

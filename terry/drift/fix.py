@@ -29,7 +29,7 @@ from terry.proposals import get
 from terry.remedies.catalogue import Match, Remedy, Risk, modules_of_roles
 from terry.remedies.render import render_reconcile
 
-__all__ = ["FixOutcome", "fix_drift", "reconcile_remedy"]
+__all__ = ["FixOutcome", "drift_fixer", "fix_drift", "reconcile_remedy"]
 
 
 @dataclass(frozen=True)
@@ -152,3 +152,15 @@ def _open(pipeline: Pipeline, scanned: ScanOutcome, hosts: tuple[str, ...]) -> i
         annotations={"summary": f"{count} item(s) differ from the desired state"},
         holder=pipeline.holder,
     )
+
+
+def drift_fixer(
+    pipelines: Callable[[], Pipeline],
+) -> Callable[[str | None], tuple[int, int | None]]:
+    """What a ``drift-fix`` schedule runs: ``fix(limit) -> (scan_id, proposal_id)``."""
+
+    def fix(limit: str | None) -> tuple[int, int | None]:
+        done = fix_drift(pipelines(), limit=limit)
+        return done.scan_id, done.proposal_id
+
+    return fix

@@ -300,3 +300,19 @@ class DriftItemRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     state: Mapped[str] = mapped_column(String(16))
     since: Mapped[datetime]
+
+
+class ScheduleRunRow(Base):
+    """One run of a schedule (or a run skipped because another still held it)."""
+
+    __tablename__ = "schedule_runs"
+    __table_args__ = (Index("ix_schedule_runs_name_id", "name", "id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(100))
+    started_at: Mapped[datetime]
+    finished_at: Mapped[datetime | None]
+    status: Mapped[str] = mapped_column(String(16))  # running | done | failed | skipped
+    detail: Mapped[str] = mapped_column(Text, default="")
+    scan_id: Mapped[int | None] = mapped_column(Integer)
+    proposal_id: Mapped[int | None] = mapped_column(Integer)

@@ -1,0 +1,368 @@
+"""Schedules: drift scans (and fixes) on time, their reports delivered.
+
+``terry serve`` runs every schedule of ``terry.yml`` (``Scheduler``); installations without
+it run ``terry schedule run NAME`` from cron or a systemd timer (``crontab_line``,
+``systemd_units``). Either way one run of a schedule at a time: a run takes the database
+lock ``schedule:<name>``, and a run that finds it taken is recorded as skipped.
+
+Deliveries: a directory (``drift-<scan>.<ext>`` and ``latest.<ext>``, written atomically),
+or a webhook whose URL comes from the environment: Slack and Discord incoming webhooks get
+a short summary, ``json`` endpoints the whole report. A delivery that fails is recorded
+and does not stop the others.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import re
+import shlex
+import threading
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from pathlib import Path
+
+import httpx
+from croniter import croniter
+
+from terry.config import Config, DeliveryConfig, ScheduleConfig
+from terry.drift.report import DriftReport, load_report, to_html, to_json, to_markdown
+from terry.drift.scan import run_scan
+from terry.errors import ConfigError, NotFound, TerryError
+from terry.locks import named_lock
+from terry.store import Store
+from terry.store.models import ScheduleRunRow, utcnow
+
+__all__ = [
+    "ScheduleRun",
+    "Scheduler",
+    "crontab_line",
+    "next_run",
+    "run_schedule",
+    "systemd_units",
+]
+
+log = logging.getLogger("terry.schedules")
+_EXT = {"md": "md", "html": "html", "json": "json"}
+
+
+@dataclass(frozen=True)
+class ScheduleRun:
+    name: str
+    run_id: int
+    status: str  # done | failed | skipped
+    detail: str
+    scan_id: int | None = None
+    proposal_id: int | None = None
+    delivered: tuple[str, ...] = ()
+
+
+def next_run(schedule: ScheduleConfig, after: datetime) -> datetime:
+    """When ``schedule`` fires next after ``after`` (UTC)."""
+    if schedule.interval is not None:
+        return after + timedelta(seconds=schedule.interval)
+    assert schedule.cron is not None
+    return croniter(schedule.cron, after).get_next(datetime)
+
+
+# -- one run --------------------------------------------------------------------------------
+def _record(store: Store, name: str, status: str, detail: str = "") -> int:
+    with store.session() as session:
+        row = ScheduleRunRow(
+            name=name,
+            started_at=utcnow(),
+            finished_at=utcnow() if status == "skipped" else None,
+            status=status,
+            detail=detail,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def _finish(store: Store, run_id: int, status: str, detail: str, **ids: int | None) -> None:
+    with store.session() as session:
+        row = session.get(ScheduleRunRow, run_id)
+        assert row is not None
+        row.status, row.detail, row.finished_at = status, detail[:4000], utcnow()
+        row.scan_id, row.proposal_id = ids.get("scan_id"), ids.get("proposal_id")
+
+
+def run_schedule(
+    config: Config,
+    store: Store,
+    name: str,
+    *,
+    fix: Callable[[str | None], tuple[int, int | None]] | None = None,
+    environ: dict[str, str] | None = None,
+) -> ScheduleRun:
+    """Run schedule ``name`` now, unless another run of it holds its lock (then skipped).
+
+    ``fix(limit) -> (scan_id, proposal_id)`` carries out ``drift-fix`` (the CLI and the
+    server pass the pipeline's ``fix_drift``; this module does not build pipelines).
+    """
+    schedule = config.schedule(name)
+    if schedule is None:
+        known = ", ".join(s.name for s in config.schedules) or "none configured"
+        raise NotFound(f"no schedule {name!r} in terry.yml ({known})")
+    lock_ttl = timedelta(seconds=schedule.timeout)
+    with named_lock(store, f"schedule:{name}", ttl=lock_ttl) as taken:
+        if not taken:
+            why = "another run of this schedule is still going"
+            return ScheduleRun(name, _record(store, name, "skipped", why), "skipped", why)
+        run_id = _record(store, name, "running")
+        proposal_id: int | None = None
+        try:
+            if schedule.run == "drift-fix":
+                if fix is None:
+                    raise ConfigError("drift-fix schedules need a pipeline")
+                scan_id, proposal_id = fix(schedule.limit)
+            else:
+                scan_id = run_scan(config, store, limit=schedule.limit).scan_id
+            report = load_report(store, config, scan_id)
+            delivered, failures = deliver(report, schedule, config, environ)
+        except TerryError as exc:
+            _finish(store, run_id, "failed", str(exc))
+            return ScheduleRun(name, run_id, "failed", str(exc))
+        s = report.summary
+        detail = (
+            f"scan {scan_id}: {s.hosts_scanned} host(s), {s.hosts_drifted} drifted, "
+            f"{s.hosts_unreachable} unreachable, {s.items} item(s)"
+            + (f"; proposal {proposal_id}" if proposal_id else "")
+            + (f"; delivery failed: {'; '.join(failures)}" if failures else "")
+        )
+        status = "failed" if failures and not delivered and schedule.deliver else "done"
+        _finish(store, run_id, status, detail, scan_id=scan_id, proposal_id=proposal_id)
+        return ScheduleRun(name, run_id, status, detail, scan_id, proposal_id, tuple(delivered))
+
+
+# -- delivery -------------------------------------------------------------------------------
+def _render(report: DriftReport, fmt: str) -> str:
+    return {"md": to_markdown, "html": to_html, "json": to_json}[fmt](report)
+
+
+def _summary_lines(report: DriftReport, limit: int = 15) -> list[str]:
+    s = report.summary
+    lines = [
+        f"Terry drift scan {report.scan_id}: {s.hosts_scanned} host(s), {s.hosts_drifted} "
+        f"drifted, {s.hosts_unreachable} unreachable; {s.items} item(s), {s.new} new, "
+        f"{s.resolved} resolved"
+    ]
+    for host in report.hosts:
+        if host.status == "clean":
+            continue
+        if host.status == "unreachable":
+            lines.append(f"{host.host}: unreachable")
+            continue
+        current = [i for i in host.items if i.state != "resolved"]
+        lines.append(f"{host.host}: " + ", ".join(f"{i.resource} ({i.state})" for i in current))
+    return lines[: limit + 1]
+
+
+def _slack_escape(text: str) -> str:
+    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
+
+
+def _webhook_body(report: DriftReport, kind: str) -> object:
+    lines = _summary_lines(report)
+    if kind == "slack":
+        head, rest = lines[0], lines[1:]
+        text = _slack_escape(head)
+        if rest:
+            text += "\n```" + _slack_escape("\n".join(rest)).replace("```", "'''") + "```"
+        return {"text": text}
+    if kind == "discord":
+        body = lines[0]
+        if len(lines) > 1:
+            body += "\n```\n" + "\n".join(lines[1:]).replace("```", "'''")[:1700] + "\n```"
+        return {"content": body[:2000], "allowed_mentions": {"parse": []}}
+    return json.loads(to_json(report))
+
+
+def _to_dir(report: DriftReport, delivery: DeliveryConfig, fmt: str, config: Config) -> str:
+    assert delivery.dir is not None
+    folder = Path(delivery.dir)
+    if not folder.is_absolute():
+        folder = config.repo / folder
+    folder.mkdir(parents=True, exist_ok=True)
+    text = _render(report, fmt)
+    for name in (f"drift-{report.scan_id}.{_EXT[fmt]}", f"latest.{_EXT[fmt]}"):
+        tmp = folder / f".{name}.tmp"
+        tmp.write_text(text, encoding="utf-8")
+        tmp.replace(folder / name)
+    return str(folder / f"drift-{report.scan_id}.{_EXT[fmt]}")
+
+
+def _to_webhook(report: DriftReport, delivery: DeliveryConfig, environ: dict[str, str]) -> str:
+    assert delivery.webhook_url_env is not None
+    url = environ.get(delivery.webhook_url_env)
+    if not url:
+        raise ConfigError(f"${delivery.webhook_url_env} is not set (the webhook URL)")
+    try:
+        answer = httpx.post(url, json=_webhook_body(report, delivery.webhook_kind), timeout=15)
+    except httpx.HTTPError as exc:
+        raise TerryError(
+            f"{delivery.webhook_kind} webhook (${delivery.webhook_url_env}) unreachable: "
+            f"{type(exc).__name__}"
+        ) from exc
+    if answer.status_code >= 300:
+        raise TerryError(
+            f"{delivery.webhook_kind} webhook (${delivery.webhook_url_env}) answered "
+            f"{answer.status_code}"
+        )
+    return f"{delivery.webhook_kind} webhook ${delivery.webhook_url_env}"
+
+
+def deliver(
+    report: DriftReport,
+    schedule: ScheduleConfig,
+    config: Config,
+    environ: dict[str, str] | None = None,
+) -> tuple[list[str], list[str]]:
+    """Send the report everywhere the schedule says; (delivered, failures)."""
+    env = dict(os.environ) if environ is None else environ
+    delivered: list[str] = []
+    failures: list[str] = []
+    for delivery in schedule.deliver:
+        try:
+            if delivery.dir is not None:
+                delivered.append(_to_dir(report, delivery, schedule.report_format, config))
+            else:
+                delivered.append(_to_webhook(report, delivery, env))
+        except (TerryError, OSError) as exc:
+            log.error("schedule %s: delivery failed: %s", schedule.name, exc)
+            failures.append(str(exc))
+    return delivered, failures
+
+
+# -- terry serve ----------------------------------------------------------------------------
+class Scheduler:
+    """A thread that runs each schedule when it is due, each run in a thread of its own."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        *,
+        fix: Callable[[str | None], tuple[int, int | None]] | None = None,
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.fix = fix
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="terry-scheduler", daemon=True)
+        self._running: dict[str, threading.Thread] = {}
+
+    def start(self) -> None:
+        if self.config.schedules:
+            self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(10)
+        for thread in list(self._running.values()):
+            thread.join(60)
+
+    def _loop(self) -> None:
+        now = utcnow()
+        due = {s.name: next_run(s, now) for s in self.config.schedules}
+        while not self._stop.is_set():
+            now = utcnow()
+            for schedule in self.config.schedules:
+                if due[schedule.name] > now:
+                    continue
+                due[schedule.name] = next_run(schedule, now)
+                busy = self._running.get(schedule.name)
+                if busy is not None and busy.is_alive():
+                    _record(self.store, schedule.name, "skipped", "the previous run is going")
+                    continue
+                thread = threading.Thread(
+                    target=self._run, args=(schedule.name,), name=f"terry-{schedule.name}"
+                )
+                self._running[schedule.name] = thread
+                thread.start()
+            wait = min(due.values()) - utcnow()
+            self._stop.wait(max(0.05, min(wait.total_seconds(), 30.0)))
+
+    def _run(self, name: str) -> None:
+        try:
+            done = run_schedule(self.config, self.store, name, fix=self.fix)
+            log.info("schedule %s: %s: %s", name, done.status, done.detail)
+        except Exception:
+            log.exception("schedule %s crashed", name)
+
+
+# -- without terry serve --------------------------------------------------------------------
+def crontab_line(schedule: ScheduleConfig, *, terry: str, repo: Path, log_file: Path) -> str:
+    """A crontab line running the schedule (cron schedules only; cron is UTC here only if
+    the machine's is: CRON_TZ=UTC is set on the line's block)."""
+    if schedule.cron is None:
+        raise ConfigError(f"schedule {schedule.name} runs every {schedule.interval}s: use cron")
+    command = shlex.join([terry, "--repo", str(repo), "schedule", "run", schedule.name])
+    return f"{schedule.cron} {command} >> {shlex.quote(str(log_file))} 2>&1"
+
+
+_DOW = {str(i): d for i, d in enumerate(["Sun", "Mon", "Tue", "Wed", "Thu", "Fri", "Sat"])}
+_DOW["7"] = "Sun"
+
+
+def _calendar_field(value: str, *, dow: bool = False) -> str:
+    if value == "*":
+        return "*" if not dow else ""
+    parts = []
+    for part in value.split(","):
+        if re.fullmatch(r"\*/\d+", part) and not dow:
+            parts.append(f"0/{part[2:]}")
+        elif re.fullmatch(r"\d+-\d+", part):
+            low, high = part.split("-")
+            parts.append(f"{_DOW[low]}..{_DOW[high]}" if dow else f"{low}..{high}")
+        elif re.fullmatch(r"\d+", part):
+            parts.append(_DOW[part] if dow else part)
+        elif dow and re.fullmatch(r"[A-Za-z]{3}(-[A-Za-z]{3})?", part):
+            parts.append(part.title().replace("-", "..").title())
+        else:
+            raise ConfigError(f"cannot express cron field {value!r} as a systemd calendar")
+    return ",".join(parts)
+
+
+def on_calendar(cron: str) -> str:
+    """A five-field cron expression as systemd's ``OnCalendar=`` (UTC)."""
+    minute, hour, dom, month, dow = cron.split()
+    if dom != "*" and dow != "*":  # cron: either matches; systemd: both must
+        raise ConfigError(f"cron {cron!r} names both days of month and of week: use cron")
+    days = _calendar_field(dow, dow=True)
+    date = f"*-{_calendar_field(month)}-{_calendar_field(dom)}"
+    time = f"{_calendar_field(hour)}:{_calendar_field(minute)}:00"
+    return " ".join(p for p in (days, date, time, "UTC") if p)
+
+
+def systemd_units(
+    schedule: ScheduleConfig, *, terry: str, repo: Path, user: str | None = None
+) -> dict[str, str]:
+    """``terry-<name>.service`` and ``terry-<name>.timer`` running the schedule."""
+    if schedule.cron is not None:
+        timer = f"OnCalendar={on_calendar(schedule.cron)}\n"
+    else:
+        timer = f"OnBootSec=60\nOnUnitActiveSec={int(schedule.interval or 60)}s\n"
+    command = shlex.join([terry, "--repo", str(repo), "schedule", "run", schedule.name])
+    service = (
+        "[Unit]\n"
+        f"Description=Terry schedule {schedule.name} ({schedule.run})\n"
+        "After=network-online.target\n\n"
+        "[Service]\n"
+        "Type=oneshot\n" + (f"User={user}\n" if user else "") + f"WorkingDirectory={repo}\n"
+        f"ExecStart={command}\n"
+    )
+    unit_timer = (
+        "[Unit]\n"
+        f"Description=Run Terry schedule {schedule.name}\n\n"
+        "[Timer]\n"
+        f"{timer}"
+        "Persistent=true\n\n"
+        "[Install]\n"
+        "WantedBy=timers.target\n"
+    )
+    return {f"terry-{schedule.name}.service": service, f"terry-{schedule.name}.timer": unit_timer}
