@@ -13,7 +13,7 @@ from typing import Any
 
 from terry.errors import ConfigError
 
-__all__ = ["Host", "Inventory", "load_inventory"]
+__all__ = ["Host", "Inventory", "load_inventory", "match_hosts"]
 
 
 @dataclass(frozen=True)
@@ -89,6 +89,21 @@ def load_inventory(base: Path, sources: list[str]) -> Inventory:
     """Hosts and their Terry variables from the inventory sources under ``base``."""
     with _ANSIBLE_LOADER:
         return _load_inventory(base, sources)
+
+
+def match_hosts(base: Path, sources: list[str], pattern: str) -> list[str]:
+    """The inventory hosts an Ansible host pattern (``--limit``) selects, as Ansible does."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    with _ANSIBLE_LOADER:
+        loader = DataLoader()
+        loader.set_basedir(str(base))
+        try:
+            manager = InventoryManager(loader=loader, sources=[str(base / s) for s in sources])
+            return sorted(h.name for h in manager.get_hosts(pattern=pattern))
+        except Exception as exc:  # ansible raises AnsibleError subclasses for bad patterns
+            raise ConfigError(f"host pattern {pattern!r}: {exc}") from exc
 
 
 def _load_inventory(base: Path, sources: list[str]) -> Inventory:

@@ -29,7 +29,7 @@ from terry.drift.items import (
 from terry.drift.record import fail_scan, finish_scan, start_scan
 from terry.errors import InputError, RunnerError
 from terry.gitops import Repo
-from terry.inventory import load_inventory
+from terry.inventory import load_inventory, match_hosts
 from terry.store import Store
 from terry.verify import Outcome, Verification
 
@@ -95,6 +95,8 @@ def run_scan(
     if not site.is_file():
         raise InputError(f"{config.playbooks_path}/{SITE} is not on {config.main_branch}")
     inventory = load_inventory(tree, config.inventory)
+    if limit is not None and not match_hosts(tree, config.inventory, limit):
+        raise InputError(f"--limit {limit!r} matches no host in the inventory")
     private = config.state_dir / "runs" / f"drift-{int(time.time() * 1000)}"
     private.mkdir(parents=True, exist_ok=True)
     probe = private / "drift-probe.yml"
