@@ -97,7 +97,7 @@ class Replay:
             argv=argv,
             cmdline=moved((run_dir / "env" / "cmdline").read_text()),
             env={k: moved(str(v)) for k, v in envvars.items()},
-            limit=argv[argv.index("--limit") + 1],
+            limit=argv[argv.index("--limit") + 1] if "--limit" in argv else "",
             forks=int(argv[argv.index("--forks") + 1]),
             playbook=argv[-1],
             tree=tree,

@@ -149,6 +149,18 @@ class ScheduleConfig(_Model):
         return self
 
 
+class InventoryRules(_Model):
+    """What ``terry inventory validate`` holds the inventory to (what policies rely on)."""
+
+    environments: list[str] = Field(
+        default_factory=lambda: ["production", "staging", "development", "test"]
+    )
+    # None: any tenant; a list: only these.
+    tenants: list[str] | None = None
+    # {label: [allowed values]} ([] = any value); None: any label.
+    labels: dict[str, list[str]] | None = None
+
+
 class Config(_Model):
     """What ``terry.yml`` may say. Paths are relative to the GitOps repository."""
 
@@ -168,6 +180,7 @@ class Config(_Model):
     forge: ForgeConfig = Field(default_factory=ForgeConfig)
     argocd: ArgoCDConfig = Field(default_factory=ArgoCDConfig)
     schedules: list[ScheduleConfig] = Field(default_factory=list)
+    inventory_rules: InventoryRules = Field(default_factory=InventoryRules)
 
     @model_validator(mode="after")
     def _unique_schedules(self) -> Config:

@@ -29,6 +29,9 @@ class Host:
     # ansible_connection when the inventory sets it (``local`` hosts have no identity of
     # their own to check).
     connection: str | None = field(default=None, compare=False)
+    # Every variable the host has (names only): what roles' required arguments are checked
+    # against by ``terry inventory validate``.
+    var_names: frozenset[str] = field(default_factory=frozenset, compare=False)
 
     @property
     def applier(self) -> str:
@@ -136,5 +139,6 @@ def _load_inventory(base: Path, sources: list[str]) -> Inventory:
             groups=tuple(sorted(g.name for g in host.get_groups() if g.name != "all")),
             variables={k: v for k, v in raw.items() if k.startswith("terry_")},
             connection=str(raw["ansible_connection"]) if raw.get("ansible_connection") else None,
+            var_names=frozenset(str(k) for k in raw),
         )
     return Inventory(hosts)

@@ -64,6 +64,7 @@ def _register() -> None:
         example,
         incidents,
         init,
+        inventory,
         proposals,
         schedule,
         serve,
@@ -79,6 +80,7 @@ def _register() -> None:
         serve,
         drift,
         schedule,
+        inventory,
         example,
         demo,
     ):

@@ -16,14 +16,12 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-import yaml
-
 from terry import incidents
 from terry.appliers.ansible_runner import RunnerEvent
 from terry.diagnosis import Diagnosis
 from terry.drift.items import HostStatus, ItemKind
 from terry.drift.scan import RECONCILE, SITE, ScanOutcome, run_scan
-from terry.errors import ConfigError
+from terry.inventory_check import site_roles
 from terry.pipeline import Pipeline
 from terry.proposals import get
 from terry.remedies.catalogue import Match, Remedy, Risk, modules_of_roles
@@ -46,20 +44,6 @@ class FixOutcome:
     unreachable: tuple[str, ...] = ()
 
 
-def _site_roles(site: Path) -> list[str]:
-    try:
-        plays = yaml.safe_load(site.read_text(encoding="utf-8")) or []
-    except yaml.YAMLError as exc:
-        raise ConfigError(f"{site.name}: not valid YAML: {exc}") from exc
-    roles: list[str] = []
-    for play in plays if isinstance(plays, list) else []:
-        for entry in (play or {}).get("roles") or []:
-            name = entry.get("role") or entry.get("name") if isinstance(entry, dict) else entry
-            if isinstance(name, str) and name not in roles:
-                roles.append(name)
-    return roles
-
-
 def reconcile_remedy(tree: Path, roles_path: str, playbooks_path: str) -> Remedy:
     """The remedy a drift fix stands for: what the gate sees (risk, every module the
     desired-state roles use)."""
@@ -78,7 +62,7 @@ def reconcile_remedy(tree: Path, roles_path: str, playbooks_path: str) -> Remedy
         rollback_summary="None automatic: the desired state is the reference; revert its "
         "commit in git and fix again",
         prometheus_verify=None,
-        modules=modules_of_roles(tree / roles_path, _site_roles(site)),
+        modules=modules_of_roles(tree / roles_path, site_roles(site)),
         source=f"{playbooks_path}/{SITE}",
     )
 

@@ -95,8 +95,12 @@ def run_scan(
     if not site.is_file():
         raise InputError(f"{config.playbooks_path}/{SITE} is not on {config.main_branch}")
     inventory = load_inventory(tree, config.inventory)
-    if limit is not None and not match_hosts(tree, config.inventory, limit):
-        raise InputError(f"--limit {limit!r} matches no host in the inventory")
+    # Targets Argo CD applies have no site.yml desired state: never scanned.
+    managed = {n for n, h in inventory.hosts.items() if h.applier == "ansible"}
+    chosen = sorted(managed & set(match_hosts(tree, config.inventory, limit or "all")))
+    if not chosen:
+        what = f"--limit {limit!r} matches" if limit else "the inventory has"
+        raise InputError(f"{what} no host that Ansible manages")
     private = config.state_dir / "runs" / f"drift-{int(time.time() * 1000)}"
     private.mkdir(parents=True, exist_ok=True)
     probe = private / "drift-probe.yml"
@@ -110,7 +114,7 @@ def run_scan(
                 playbook=str(probe),
                 private_dir=private,
                 inventory=tuple(config.inventory),
-                hosts=(limit,) if limit else (),
+                hosts=tuple(chosen) if limit or len(chosen) < len(inventory.hosts) else (),
                 check=True,
                 forks=forks or config.runner.forks,
                 timeout=config.runner.timeout,
