@@ -17,6 +17,7 @@ from terry.appliers.ansible_runner import EventStatus, RunnerEvent, RunResult, r
 from terry.inventory import Host
 
 __all__ = [
+    "OS_TASK",
     "PROBE_TASK",
     "DriftItem",
     "HostScan",
@@ -27,6 +28,7 @@ __all__ = [
 
 # The probe play's task names (terry/drift/probe.py writes the play).
 PROBE_TASK = "terry drift probe: facts"
+OS_TASK = "terry drift probe: os"
 PACKAGES_TASK = "terry drift probe: packages"
 
 _TYPES = {
@@ -221,7 +223,7 @@ def items_from_run(result: RunResult, hosts: dict[str, Host]) -> dict[str, HostS
             continue
         data = event.raw.get("event_data") or {}
         res = data.get("res") if isinstance(data.get("res"), dict) else {}
-        if event.task in (PROBE_TASK, PACKAGES_TASK):
+        if event.task in (PROBE_TASK, OS_TASK, PACKAGES_TASK):
             found = res.get("ansible_facts") or {}
             facts.setdefault(event.host, {}).update(
                 {k.removeprefix("ansible_"): v for k, v in found.items()}

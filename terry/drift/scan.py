@@ -1,8 +1,8 @@
 """Run a drift scan: a facts probe and the desired state in check mode, in one ansible run.
 
 The probe play (written by Terry into the run's private directory, never into the
-repository) gathers the few facts the inventory can contradict: hostname, distribution,
-and the packages of hosts that declare ``terry_packages``. It then imports
+repository) gathers the few facts the inventory can contradict: the hostname, and the
+distribution and packages of hosts that declare ``terry_os`` and ``terry_packages``. It then imports
 ``playbooks/site.yml`` from an export of main, run with ``--check --diff``: every task
 that would change something is drift. One ``ansible-playbook`` start for both.
 """
@@ -19,6 +19,7 @@ import yaml
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunnerEvent, RunRequest, RunStatus
 from terry.config import Config
 from terry.drift.items import (
+    OS_TASK,
     PACKAGES_TASK,
     PROBE_TASK,
     HostScan,
@@ -56,11 +57,14 @@ def _probe(site: Path) -> str:
             "hosts": "all",
             "gather_facts": False,
             "tasks": [
-                {
+                {  # the hostname, for the identity check
                     "name": PROBE_TASK,
-                    "ansible.builtin.setup": {
-                        "gather_subset": ["!all", "!min", "platform", "distribution"]
-                    },
+                    "ansible.builtin.setup": {"gather_subset": ["!all", "!min", "platform"]},
+                },
+                {
+                    "name": OS_TASK,
+                    "ansible.builtin.setup": {"gather_subset": ["!all", "!min", "distribution"]},
+                    "when": "terry_os is defined",
                 },
                 {
                     "name": PACKAGES_TASK,

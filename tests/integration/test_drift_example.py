@@ -23,6 +23,7 @@ from starlette.testclient import TestClient
 from terry import example
 from terry.cli import main
 from terry.config import load_config
+from terry.gitops import Repo
 from terry.locks import named_lock
 from terry.schedules import Scheduler
 from terry.server import create_app
@@ -241,3 +242,19 @@ def test_terry_serve_runs_schedules_when_due(fleet: tuple[Cli, Hooks]) -> None:
         assert (cli.repo / "often" / "latest.md").read_text().startswith("# Drift report")
     finally:
         store.dispose()
+
+
+def test_a_declared_os_that_the_host_does_not_run_is_drift(fleet: tuple[Cli, Hooks]) -> None:
+    cli, _hooks = fleet
+    host_vars = cli.repo / "inventories" / "example" / "host_vars"
+    host_vars.mkdir(exist_ok=True)
+    (host_vars / "db-01.yml").write_text(yaml.safe_dump({"terry_os": "Plan9 4"}))
+    Repo(cli.repo).commit_paths(["inventories/example/host_vars"], "db-01: declare its OS")
+    report = cli.json("drift", "scan", "--limit", "db-01:web-01")
+    [db] = [h for h in report["hosts"] if h["host"] == "db-01"]
+    [os_item] = [i for i in db["items"] if i["kind"] == "os"]
+    assert os_item["resource"] == "os" and os_item["severity"] == "high"
+    assert os_item["detail"].endswith("inventory says Plan9 4")
+    assert "distribution" in db["facts"]  # gathered where declared
+    [web] = [h for h in report["hosts"] if h["host"] == "web-01"]
+    assert "distribution" not in web["facts"] and not web["items"]  # and only there
