@@ -12,7 +12,7 @@ from click.testing import CliRunner
 
 from terry.cli import main
 
-__all__ = ["MANIFEST", "git", "shop_repo"]
+__all__ = ["MANIFEST", "git", "ingest_one", "shop_repo"]
 
 MANIFEST = """\
 # The shop, as the team wants it. Terry edits this file in place.
@@ -87,3 +87,14 @@ def shop_repo(repo: Path, argocd_url: str, **config: Any) -> None:
     (repo / "terry.yml").write_text(yaml.safe_dump(settings))
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "the shop")
+
+
+def ingest_one(cli: Any, name: str, fingerprint: str, **labels: str) -> dict[str, Any]:
+    """Feed one firing alert through ``terry alert ingest``; its one proposal outcome."""
+    from tests.conftest import alert, payload
+
+    out = cli.json(
+        "alert", "ingest", "-", input=payload([alert(name, fingerprint=fingerprint, **labels)])
+    )
+    [outcome] = out["proposals"]
+    return outcome

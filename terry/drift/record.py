@@ -7,7 +7,6 @@ earlier items are neither resolved nor persisting, just not known this time.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from datetime import datetime
 from enum import StrEnum
 
@@ -25,12 +24,6 @@ class ItemState(StrEnum):
     NEW = "new"
     PERSISTING = "persisting"
     RESOLVED = "resolved"
-
-
-@dataclass(frozen=True)
-class _Earlier:
-    since: datetime
-    row: DriftItemRow
 
 
 def start_scan(store: Store, *, commit: str, limit: str | None, run_dir: str) -> int:
@@ -56,7 +49,7 @@ def fail_scan(store: Store, scan_id: int, error: str) -> None:
             row.status, row.error, row.finished_at = "failed", error[:2000], utcnow()
 
 
-def _earlier_items(session: Session, host: str, scan_id: int) -> dict[str, _Earlier]:
+def _earlier_items(session: Session, host: str, scan_id: int) -> dict[str, DriftItemRow]:
     """The items still drifted in the host's last finished scan where it was reachable."""
     last = session.scalar(
         select(DriftHostRow.scan_id)
@@ -79,7 +72,7 @@ def _earlier_items(session: Session, host: str, scan_id: int) -> dict[str, _Earl
             DriftItemRow.state != ItemState.RESOLVED.value,
         )
     )
-    return {row.key: _Earlier(row.since, row) for row in rows}
+    return {row.key: row for row in rows}
 
 
 def _row(scan_id: int, item: DriftItem, state: ItemState, since: datetime) -> DriftItemRow:
@@ -95,6 +88,16 @@ def _row(scan_id: int, item: DriftItem, state: ItemState, since: datetime) -> Dr
         detail=item.detail,
         state=state.value,
         since=since,
+    )
+
+
+def _copy(old: DriftItemRow, scan_id: int) -> DriftItemRow:
+    """An earlier scan's item, recorded in this scan as resolved (its since kept)."""
+    columns = ("host", "key", "kind", "role", "task", "resource", "diff", "detail", "since")
+    return DriftItemRow(
+        scan_id=scan_id,
+        state=ItemState.RESOLVED.value,
+        **{c: getattr(old, c) for c in columns},
     )
 
 
@@ -126,24 +129,8 @@ def finish_scan(store: Store, scan_id: int, scans: dict[str, HostScan]) -> None:
                 else:
                     session.add(_row(scan_id, item, ItemState.PERSISTING, before.since))
             for key, gone in earlier.items():
-                if key in seen:
-                    continue
-                old = gone.row
-                session.add(
-                    DriftItemRow(
-                        scan_id=scan_id,
-                        host=old.host,
-                        key=old.key,
-                        kind=old.kind,
-                        role=old.role,
-                        task=old.task,
-                        resource=old.resource,
-                        diff=old.diff,
-                        detail=old.detail,
-                        state=ItemState.RESOLVED.value,
-                        since=gone.since,
-                    )
-                )
+                if key not in seen:
+                    session.add(_copy(gone, scan_id))
         scan_row = session.get(DriftScanRow, scan_id)
         assert scan_row is not None
         scan_row.status, scan_row.finished_at = "done", now

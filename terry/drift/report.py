@@ -13,7 +13,7 @@ from __future__ import annotations
 import json
 import re
 from collections import Counter
-from dataclasses import asdict, dataclass, field
+from dataclasses import dataclass, field
 from datetime import datetime
 from importlib import resources
 from typing import Any
@@ -25,7 +25,9 @@ from terry.config import Config
 from terry.drift.items import HostStatus, ItemKind
 from terry.drift.record import ItemState
 from terry.errors import NotFound
+from terry.forges.body import fenced
 from terry.gitops import Repo
+from terry.jsonable import to_jsonable
 from terry.store import Store
 from terry.store.models import DriftHostRow, DriftItemRow, DriftScanRow
 
@@ -269,26 +271,10 @@ def load_report(store: Store, config: Config, scan_id: int | None = None) -> Dri
 
 
 # -- renderers -----------------------------------------------------------------------------
-def _plain(value: Any) -> Any:
-    if isinstance(value, datetime):
-        return value.isoformat()
-    if isinstance(value, dict):
-        return {k: _plain(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_plain(v) for v in value]
-    return value
-
-
 def to_json(report: DriftReport) -> str:
-    data = _plain(asdict(report))
+    data = to_jsonable(report)
     ordered = {"schema": data.pop("schema"), **data}
     return json.dumps(ordered, indent=2) + "\n"
-
-
-def _fence(text: str, lang: str = "") -> str:
-    longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
-    fence = "`" * max(3, longest + 1)
-    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
 
 
 def _cell(text: object) -> str:
@@ -353,7 +339,7 @@ def to_markdown(report: DriftReport) -> str:
                 continue
             lines.append(f"**{_cell(i.resource)}** ({_cell(i.task)})")
             lines.append("")
-            lines.append(_fence(i.diff or i.detail, "diff" if i.diff else ""))
+            lines.append(fenced(i.diff or i.detail, "diff" if i.diff else ""))
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 

@@ -19,10 +19,10 @@ from sqlalchemy import select
 
 from terry.store import Store
 from terry.store.models import AuditRow, ProposalRow, RunEventRow, RunRow
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.conftest import Cli, config_for, make_cli
 from tests.fake_argocd import FakeArgoCD
 from tests.fake_github import FakeGitHub
-from tests.shop import MANIFEST, git, shop_repo
+from tests.shop import MANIFEST, git, ingest_one, shop_repo
 
 pytestmark = pytest.mark.integration
 
@@ -42,14 +42,6 @@ def world(tmp_path: Path) -> Iterator[tuple[Cli, FakeArgoCD]]:
     fake.stop()
 
 
-def _alert(cli: Cli, name: str, fingerprint: str, **labels: str) -> dict[str, Any]:
-    out = cli.json(
-        "alert", "ingest", "-", input=payload([alert(name, fingerprint=fingerprint, **labels)])
-    )
-    [outcome] = out["proposals"]
-    return outcome
-
-
 def _rows(cli: Cli, model: type, *where: Any, order: Any = None) -> list[Any]:
     store = Store(config_for(cli.repo).store_url)
     try:
@@ -66,7 +58,7 @@ def test_scale_up_is_a_manifest_change_synced_by_argocd_and_verified(
     world: tuple[Cli, FakeArgoCD],
 ) -> None:
     cli, fake = world
-    outcome = _alert(cli, "AppReplicasTooLow", "fp-scale", host="shop", replicas="4")
+    outcome = ingest_one(cli, "AppReplicasTooLow", "fp-scale", host="shop", replicas="4")
     # Medium risk with no record yet: a person reviews the manifest change first.
     assert outcome["state"] == "awaiting_review", outcome
     pid = str(outcome["proposal_id"])
@@ -120,7 +112,7 @@ def test_a_sync_that_degrades_is_reverted_on_main_and_synced_back(
 ) -> None:
     cli, fake = world
     fake.capacity = 5  # the cluster cannot run more than five replicas
-    outcome = _alert(cli, "AppReplicasTooLow", "fp-degrade", host="shop", replicas="8")
+    outcome = ingest_one(cli, "AppReplicasTooLow", "fp-degrade", host="shop", replicas="8")
     pid = str(outcome["proposal_id"])
     before = git(cli.repo, "rev-parse", "main")
 
@@ -154,7 +146,7 @@ def test_a_sync_that_degrades_is_reverted_on_main_and_synced_back(
 
 def test_memory_limit_edit_picks_the_container_by_name(world: tuple[Cli, FakeArgoCD]) -> None:
     cli, fake = world
-    outcome = _alert(
+    outcome = ingest_one(
         cli, "ContainerOOMKilled", "fp-oom", host="shop", container="app", memory="1Gi"
     )
     pid = str(outcome["proposal_id"])
@@ -172,19 +164,19 @@ def test_memory_limit_edit_picks_the_container_by_name(world: tuple[Cli, FakeArg
 def test_remedies_and_targets_must_share_an_applier(world: tuple[Cli, FakeArgoCD]) -> None:
     cli, fake = world
     # A manifest remedy for a host Ansible manages: kept for a human, nothing proposed.
-    wrong = _alert(cli, "AppReplicasTooLow", "fp-wrong-1", host="web-01", replicas="3")
+    wrong = ingest_one(cli, "AppReplicasTooLow", "fp-wrong-1", host="web-01", replicas="3")
     assert wrong["proposal_id"] is None
     assert "is applied by argocd, but host web-01 is applied by ansible" in wrong["note"]
     # A playbook remedy for an Argo CD target: the same.
-    other = _alert(cli, "ServiceDown", "fp-wrong-2", host="shop", service="web")
+    other = ingest_one(cli, "ServiceDown", "fp-wrong-2", host="shop", service="web")
     assert other["proposal_id"] is None
     assert "is applied by ansible, but host shop is applied by argocd" in other["note"]
     # A container the manifest does not have: the reason, not a broken proposal.
-    missing = _alert(cli, "ContainerOOMKilled", "fp-wrong-3", host="shop", container="sidecar")
+    missing = ingest_one(cli, "ContainerOOMKilled", "fp-wrong-3", host="shop", container="sidecar")
     assert missing["proposal_id"] is None
     assert "0 items of containers have name='sidecar'" in missing["note"]
     # Asking for what the manifest already says changes nothing and proposes nothing.
-    same = _alert(cli, "AppReplicasTooLow", "fp-wrong-4", host="shop", replicas="2")
+    same = ingest_one(cli, "AppReplicasTooLow", "fp-wrong-4", host="shop", replicas="2")
     assert same["proposal_id"] is None and "already says so" in same["note"]
     assert fake.syncs("shop") == []
 
@@ -192,7 +184,9 @@ def test_remedies_and_targets_must_share_an_applier(world: tuple[Cli, FakeArgoCD
 def test_a_hostile_label_value_is_data_in_the_manifest(world: tuple[Cli, FakeArgoCD]) -> None:
     cli, fake = world
     # An int parameter refuses it outright; nothing is proposed.
-    out = _alert(cli, "AppReplicasTooLow", "fp-hostile", host="shop", replicas="4\nkind: Secret")
+    out = ingest_one(
+        cli, "AppReplicasTooLow", "fp-hostile", host="shop", replicas="4\nkind: Secret"
+    )
     assert out["proposal_id"] is None and "replicas" in out["note"]
     assert git(cli.repo, "branch", "--list", "terry/*") == ""
     assert fake.syncs("shop") == []
@@ -202,11 +196,11 @@ def test_argocd_refusals_and_outages(world: tuple[Cli, FakeArgoCD]) -> None:
     cli, fake = world
     # Argo CD down for two requests: retried with backoff, the dry run goes through.
     fake.fail_next(2, status=503)
-    ok = _alert(cli, "AppReplicasTooLow", "fp-retry", host="shop", replicas="3")
+    ok = ingest_one(cli, "AppReplicasTooLow", "fp-retry", host="shop", replicas="3")
     assert ok["state"] == "awaiting_review", ok
     # A wrong token: Argo CD's 401 and its message, the proposal fails, nothing synced.
     cli.env["ARGOCD_AUTH_TOKEN"] = "not-the-token"
-    bad = _alert(cli, "AppReplicasTooLow", "fp-401", host="shop", replicas="5")
+    bad = ingest_one(cli, "AppReplicasTooLow", "fp-401", host="shop", replicas="5")
     assert bad["state"] == "failed", bad
     [row] = _rows(cli, ProposalRow, ProposalRow.id == bad["proposal_id"])
     assert "Argo CD answered 401: invalid session: token signature is invalid" in row.outcome
@@ -244,7 +238,7 @@ def test_with_github_argocd_reads_the_pushed_branch_merge_and_revert(tmp_path: P
     try:
         cli = make_cli(repo)
         cli.env.update({"ARGOCD_AUTH_TOKEN": TOKEN, "GITHUB_TOKEN": "ghp_test"})
-        outcome = _alert(cli, "AppReplicasTooLow", "fp-gh", host="shop", replicas="8")
+        outcome = ingest_one(cli, "AppReplicasTooLow", "fp-gh", host="shop", replicas="8")
         assert outcome["state"] == "awaiting_review", outcome
         shown = cli.json("proposals", "show", str(outcome["proposal_id"]))
         # The dry run found the branch commit on GitHub, and the pull request shows it.

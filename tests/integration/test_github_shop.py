@@ -18,10 +18,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from sqlalchemy import text
 
 from terry.store import Store
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.conftest import Cli, config_for, make_cli
 from tests.fake_argocd import FakeArgoCD
 from tests.fake_github import FakeGitHub
-from tests.shop import git, shop_repo
+from tests.shop import git, ingest_one, shop_repo
 
 pytestmark = pytest.mark.integration
 
@@ -135,18 +135,10 @@ def _started(
         github.stop()
 
 
-def _ingest(cli: Cli, name: str, fingerprint: str, **labels: str) -> dict[str, Any]:
-    out = cli.json(
-        "alert", "ingest", "-", input=payload([alert(name, fingerprint=fingerprint, **labels)])
-    )
-    [outcome] = out["proposals"]
-    return outcome
-
-
 def test_as_a_github_app_terry_opens_answers_and_applies(app_shop: tuple[Shop, str]) -> None:
     shop, private_key = app_shop
     cli, github = shop.cli, shop.github
-    outcome = _ingest(cli, "AppReplicasTooLow", "fp-app", host="shop", replicas="4")
+    outcome = ingest_one(cli, "AppReplicasTooLow", "fp-app", host="shop", replicas="4")
     assert outcome["state"] == "awaiting_review", outcome
     pid = outcome["proposal_id"]
     number = cli.json("proposals", "show", str(pid))["pull_request"]["number"]
@@ -187,7 +179,7 @@ def test_with_pr_for_merges_a_merge_decision_goes_through_a_pull_request(
 ) -> None:
     shop, _ = pr_shop
     cli, github = shop.cli, shop.github
-    outcome = _ingest(cli, "ShopBusy", "fp-busy", host="shop", replicas="5")
+    outcome = ingest_one(cli, "ShopBusy", "fp-busy", host="shop", replicas="5")
     # Low risk on staging: the gate merges, and the merge is a pull request Terry merged.
     assert outcome["state"] == "verified", outcome
     shown = cli.json("proposals", "show", str(outcome["proposal_id"]))
