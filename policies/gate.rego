@@ -62,13 +62,20 @@ needs_review contains msg if {
 }
 
 needs_review contains msg if {
+	input.remedy == "inventory-edit"
+	msg := "an inventory edit changes the desired state; a person reviews it"
+}
+
+needs_review contains msg if {
 	input.risk == "medium"
+	not inventory_edit
 	not proven
 	msg := "risk is medium and the remedy has no record of success yet"
 }
 
 needs_review contains msg if {
 	input.environment == "production"
+	not inventory_edit
 	not proven
 	msg := sprintf("production host and remedy %v has not succeeded often enough (%v of %v runs verified, needs %v at %v%%)", [input.remedy, input.history.verified, input.history.runs, settings.proven_min_runs, settings.proven_success_percent])
 }
@@ -100,7 +107,11 @@ allow contains msg if {
 	msg := sprintf("remedy %v verified %v of %v times before", [input.remedy, input.history.verified, input.history.runs])
 }
 
+# An inventory edit is a different change each time: no record makes the next one safe.
+inventory_edit if input.remedy == "inventory-edit"
+
 proven if {
+	not inventory_edit
 	input.history.runs >= settings.proven_min_runs
 	input.history.verified * 100 >= settings.proven_success_percent * input.history.runs
 }

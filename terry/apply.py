@@ -11,6 +11,7 @@ from datetime import timedelta
 from terry import incidents
 from terry.drift.scan import RECONCILE, verify_hosts
 from terry.errors import RunnerError, StateError, TerryError
+from terry.inventory_edit import GIT, INVENTORY_EDIT, verify_edit
 from terry.locks import host_locks
 from terry.proposals import MERGED_STATES, ProposalState, get, transition
 from terry.steps import Steps
@@ -103,13 +104,21 @@ class ApplySteps(Steps):
         self, proposal_id: int, merge_sha: str, *, reason: str, actor: str = "terry"
     ) -> None:
         with self.store.session() as session:
-            reconcile = get(session, proposal_id).remedy == RECONCILE
-        if reconcile:  # the desired state is the reference: nothing to roll back to
+            remedy, hosts = get(session, proposal_id).remedy, get(session, proposal_id).hosts
+        if remedy == RECONCILE:  # the desired state is the reference: nothing to roll back to
             self._attention(
                 proposal_id,
                 f"proposal {proposal_id}: reconciling drift did not take ({reason}); "
                 "no automatic rollback: look at the hosts, then fix the desired state or "
                 "run 'terry drift fix' again",
+            )
+            return
+        if remedy == INVENTORY_EDIT:  # the rollback is a revert of the edit, by a person
+            self._attention(
+                proposal_id,
+                f"proposal {proposal_id}: the inventory edit did not take ({reason}); no "
+                f"automatic rollback: revert merge {merge_sha[:10]} (git revert -m 1) or fix "
+                f"the host, then 'terry drift fix --limit {hosts[0]}'",
             )
             return
         self.reporter.step(proposal_id, f"rolling back ({reason})")
@@ -140,6 +149,23 @@ class ApplySteps(Steps):
                 tuple(row.hosts),
                 row.incident_id,
             )
+            edit = dict(row.params) if row.remedy == INVENTORY_EDIT else None
+            converges = row.applier != GIT
+        if edit is not None:  # the inventory on main says so (and, converging, no drift)
+            checks = [verify_edit(self.config, self.repo, edit)]
+            if converges and checks[0].outcome is Outcome.VERIFIED:
+                try:
+                    checks.append(verify_hosts(self.config, self.store, hosts))
+                except TerryError as exc:
+                    checks.append(
+                        Verification(Outcome.UNKNOWN, (f"drift scan could not run: {exc}",))
+                    )
+            found = combine(*checks)
+            if found.outcome is Outcome.VERIFIED:
+                incidents.resolve(
+                    self.store, incident_id, f"inventory edit verified: {found.evidence[0]}"
+                )
+            return found
         if reconcile:  # a drift fix: verified by a clean scan of its hosts
             try:
                 found = verify_hosts(self.config, self.store, hosts)

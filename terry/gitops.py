@@ -127,6 +127,10 @@ class Repo:
         found = [line.partition("\x1f") for line in out.splitlines()]
         return [(sha, subject) for sha, _sep, subject in found if sha]
 
+    def changed_paths(self, older: str, newer: str) -> list[str]:
+        """The paths that differ between two commits."""
+        return self._git("diff", "--name-only", older, newer).splitlines()
+
     def is_ancestor(self, older: str, newer: str) -> bool:
         """Whether ``newer`` contains ``older`` (equal commits count)."""
         try:
@@ -206,18 +210,22 @@ class Repo:
         self,
         *,
         branch: str,
-        files: dict[str, str],
+        files: dict[str, str | None],
         message: str,
         base: str | None = None,
         identity: Identity = TERRY,
     ) -> str:
-        """Create ``branch`` from ``base`` (default: main) with ``files`` added, in one commit."""
+        """Create ``branch`` from ``base`` (default: main) with ``files`` written (``None``:
+        deleted), in one commit."""
         self.check_branch_name(branch)
         parent = self.head(base)
         with tempfile.TemporaryDirectory(prefix="terry-index-") as scratch:
             env = {**identity.env(), "GIT_INDEX_FILE": str(Path(scratch) / "index")}
             self._git("read-tree", parent, env=env)
             for path, text in files.items():
+                if text is None:
+                    self._git("update-index", "--force-remove", path, env=env)
+                    continue
                 blob = self._git(
                     "hash-object", "-w", "--stdin", "--path", path, istream=_stdin(text)
                 )

@@ -11,9 +11,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terry.errors import ConfigError
+from terry.errors import ConfigError, NotFound
 
-__all__ = ["Host", "Inventory", "load_inventory", "match_hosts"]
+__all__ = ["GroupNode", "Host", "Inventory", "group_tree", "load_inventory", "match_hosts"]
 
 
 @dataclass(frozen=True)
@@ -107,6 +107,40 @@ def match_hosts(base: Path, sources: list[str], pattern: str) -> list[str]:
             return sorted(h.name for h in manager.get_hosts(pattern=pattern))
         except Exception as exc:  # ansible raises AnsibleError subclasses for bad patterns
             raise ConfigError(f"host pattern {pattern!r}: {exc}") from exc
+
+
+@dataclass(frozen=True)
+class GroupNode:
+    name: str
+    hosts: tuple[str, ...]  # the group's own hosts (not its children's)
+    children: tuple[GroupNode, ...]
+
+
+def group_tree(base: Path, sources: list[str], group: str = "all") -> GroupNode:
+    """``group`` and the groups under it, as Ansible reads the inventory."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    with _ANSIBLE_LOADER:
+        loader = DataLoader()
+        loader.set_basedir(str(base))
+        try:
+            groups = InventoryManager(
+                loader=loader, sources=[str(base / s) for s in sources]
+            ).groups
+        except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors
+            raise ConfigError(f"inventory: {exc}") from exc
+    if group not in groups:
+        raise NotFound(f"no group {group!r} (groups: {', '.join(sorted(groups))})")
+
+    def node(name: str) -> GroupNode:
+        found = groups[name]
+        children = sorted(c.name for c in found.child_groups)
+        return GroupNode(
+            name, tuple(sorted(h.name for h in found.hosts)), tuple(map(node, children))
+        )
+
+    return node(group)
 
 
 def _load_inventory(base: Path, sources: list[str]) -> Inventory:

@@ -9,15 +9,14 @@ dumped by ruamel.yaml, which keeps the file's comments, key order and quoting.
 
 from __future__ import annotations
 
-import io
 import re
 from dataclasses import dataclass
 from typing import Any
 
-from ruamel.yaml import YAML
 from ruamel.yaml.error import YAMLError
 
 from terry.errors import TerryError
+from terry.yaml_edit import dump_all, round_trip, split_head
 
 __all__ = ["FieldPath", "ManifestEdit", "ManifestError", "edit_manifest", "parse_path"]
 
@@ -84,31 +83,6 @@ def _fill(value: Any, params: dict[str, Any]) -> Any:
     return value
 
 
-def _yaml(text: str) -> YAML:
-    yaml = YAML()  # round trip: comments, order and quotes survive
-    yaml.preserve_quotes = True
-    yaml.width = 4096
-    # Keep the file's list style: "key:\n  - item" (indented) or "key:\n- item".
-    indented = re.search(r"^( *)[^\s#-][^\n]*:\n\1 +- ", text, re.MULTILINE) is not None
-    yaml.indent(mapping=2, sequence=4 if indented else 2, offset=2 if indented else 0)
-    return yaml
-
-
-def _split_head(text: str) -> tuple[str, str]:
-    """Leading comments, blank lines and the first ``---`` (ruamel drops comments that come
-    before a document start), and the rest."""
-    lines = text.splitlines(keepends=True)
-    cut = 0
-    for index, line in enumerate(lines):
-        stripped = line.strip()
-        if stripped.startswith("#") or not stripped:
-            continue
-        if stripped == "---":
-            cut = index + 1
-        break
-    return "".join(lines[:cut]), "".join(lines[cut:])
-
-
 def _set(document: Any, path: FieldPath, value: Any, params: dict[str, Any]) -> None:
     node = document
     for index, segment in enumerate(path.segments):
@@ -142,8 +116,8 @@ def edit_manifest(
 ) -> str:
     """``text`` with the edit made on the one resource of ``edit.kind`` (named ``name`` when
     given). Raises ManifestError when that resource is missing or ambiguous."""
-    head, body = _split_head(text)
-    yaml = _yaml(body)
+    head, body = split_head(text)
+    yaml = round_trip(body)
     try:
         documents = list(yaml.load_all(body))
     except YAMLError as exc:
@@ -160,6 +134,4 @@ def edit_manifest(
         raise ManifestError(f"the manifest has {len(candidates)} resources of kind {what}")
     for path, value in edit.sets:
         _set(candidates[0], path, _fill(value, params), params)
-    out = io.StringIO()
-    yaml.dump_all(documents, out)
-    return head + out.getvalue()
+    return head + dump_all(yaml, documents)

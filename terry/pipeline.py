@@ -22,6 +22,8 @@ from terry.errors import RunnerError, StateError, TerryError
 from terry.forge_review import ForgeReviewSteps
 from terry.gate import GateInput, decide
 from terry.incidents import Effect
+from terry.inventory import Inventory, load_inventory
+from terry.inventory_edit import GIT, INVENTORY_EDIT
 from terry.manifests import ManifestError, edit_manifest
 from terry.policy import Decision, Verdict
 from terry.proposals import ProposalState, get, transition
@@ -174,10 +176,13 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
         *,
         base: str,
         manifest: tuple[str, str] | None = None,
-        renderer: Callable[[int, int], Rendered] | None = None,
+        renderer: Callable[[int, int], Rendered | None] | None = None,
+        edits: dict[str, str | None] | None = None,
+        applier: str | None = None,
     ) -> int:
         """Record the proposal and commit it on its branch: a playbook and its parameters,
-        or, for a target applied by Argo CD, the edited manifest."""
+        or, for a target applied by Argo CD, the edited manifest. ``edits`` are desired-state
+        files the proposal changes too (an inventory edit; ``None`` deletes a file)."""
         remedy = found.remedy
         hosts = tuple(h.name for h in found.hosts)
         target = found.hosts[0].variables.get("terry_argocd_app") if manifest else None
@@ -198,7 +203,7 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
                 updated_at=now,
                 reasons=[],
                 check_summary={},
-                applier=remedy.applier,
+                applier=applier or remedy.applier,
                 target=str(target) if target else None,
             )
             session.add(row)
@@ -213,32 +218,39 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
                 to_state=S.PROPOSED.value,
                 reason=f"remedy {remedy.name} matches {incident.title} on {', '.join(hosts)}",
             )
-            title = incident.title
+            title, source = incident.title, incident.source
+        files: dict[str, str | None] = {}
+        paths: tuple[str | None, str | None, str | None] = (None, None, None)
         if manifest is not None:
             files = {manifest[0]: manifest[1]}
-            paths: tuple[str, str | None, str] = (manifest[0], None, manifest[1])
+            paths = (manifest[0], None, manifest[1])
         else:
-            if renderer is not None:  # a playbook of its own (drift fixes)
-                rendered = renderer(proposal_id, incident_id)
-            else:
-                rendered = render(
+            # A playbook of its own (drift fixes, inventory edits; none for an edit with
+            # nothing to run), else the remedy's.
+            rendered = (
+                renderer(proposal_id, incident_id)
+                if renderer is not None
+                else render(
                     remedy=remedy,
                     proposal_id=proposal_id,
                     incident_id=incident_id,
                     hosts=hosts,
                     params=found.params,
                 )
-            files = {
-                rendered.playbook_path: rendered.playbook,
-                rendered.vars_path: rendered.vars_text,
-            }
-            paths = (rendered.playbook_path, rendered.vars_path, rendered.playbook)
+            )
+            if rendered is not None:
+                files = {
+                    rendered.playbook_path: rendered.playbook,
+                    rendered.vars_path: rendered.vars_text,
+                }
+                paths = (rendered.playbook_path, rendered.vars_path, rendered.playbook)
+        files.update(edits or {})
         branch = self.repo.free_branch(branch_name(incident_id, remedy.name, hosts[0]))
         params_line = json.dumps(found.params, ensure_ascii=True, sort_keys=True)
         message = (
             f"fix({hosts[0]}): {remedy.name}: {one_line(remedy.summary, 60)}\n\n"
             f"What: {one_line(remedy.summary, 200)}\n"
-            f"Why: alert {one_line(title)} on {', '.join(hosts)} (incident {incident_id})\n"
+            f"Why: {source} {one_line(title)} on {', '.join(hosts)} (incident {incident_id})\n"
             f"Parameters: {one_line(params_line, 400)}\n"
             f"Verify: {one_line(remedy.verify_summary, 200)}\n"
             f"Rollback: {one_line(remedy.rollback_summary, 200)}\n\n"
@@ -270,8 +282,11 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
             commit = get(session, proposal_id).commit_sha
         assert commit is not None
         with self.store.session() as session:
-            argocd = get(session, proposal_id).applier == "argocd"
-        how = "Argo CD sync --dry-run" if argocd else "ansible-playbook --check --diff"
+            applier = get(session, proposal_id).applier
+        how = {
+            "argocd": "Argo CD sync --dry-run",
+            GIT: "the edited inventory, read by Ansible and validated",
+        }.get(applier, "ansible-playbook --check --diff")
         self.reporter.step(proposal_id, f"dry run: {how}")
         try:
             result = self._run(proposal_id, "check", commit, check=True)
@@ -312,8 +327,12 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
             assert incident is not None
             recurrence = incident.recurrence
             hosts, remedy, risk = tuple(row.hosts), row.remedy, row.risk
+            commit_sha = row.commit_sha
             modules, check = tuple(row.modules), dict(row.check_summary)
         _sha, _catalogue, inventory = self.main_view(sha)
+        if remedy == INVENTORY_EDIT and commit_sha:  # the hosts as the edit leaves them
+            edited = load_inventory(self.repo.tree(commit_sha), self.config.inventory)
+            inventory = Inventory({**inventory.hosts, **edited.hosts})
         gate_input = GateInput(
             proposal_id=proposal_id,
             remedy=remedy,

@@ -19,6 +19,7 @@ from terry.config import Config
 from terry.errors import GitError, RunnerError
 from terry.gitops import Repo
 from terry.inventory import Inventory, load_inventory
+from terry.inventory_edit import GIT, INVENTORY_EDIT, check_edit, commit_diffs, edit_run
 from terry.locks import holder_id
 from terry.policy import OpaEngine, PolicyEngine, PolicySet, RegorusEngine, load_policy_set
 from terry.proposals import ProposalState, get, transition
@@ -172,9 +173,14 @@ class Steps:
             row = get(session, proposal_id)
             playbook, vars_path, hosts = row.playbook_path, row.vars_path, tuple(row.hosts)
             applier, target = row.applier, row.target
+            edit = dict(row.params) if row.remedy == INVENTORY_EDIT else None
         if applier == "argocd":
             assert target is not None
             return self._run_argocd(proposal_id, kind, commit, app=target, host=hosts[0])
+        if edit is not None and (applier == GIT or kind == "check"):
+            found = self._run_edit(proposal_id, kind, commit, edit, runs_playbook=applier != GIT)
+            if found is not None:
+                return found
         assert playbook is not None
         run_id = start_run(self.store, proposal_id=proposal_id, kind=kind, commit=commit)
         request = RunRequest(
@@ -198,6 +204,32 @@ class Steps:
         except RunnerError:
             fail_run(self.store, run_id, "error")
             raise
+        finish_run(self.store, run_id, result)
+        return result
+
+    def _run_edit(
+        self,
+        proposal_id: int,
+        kind: str,
+        commit: str,
+        edit: dict[str, object],
+        *,
+        runs_playbook: bool,
+    ) -> RunResult | None:
+        """An inventory edit's own steps: its dry run checks the edited inventory first
+        (then, converging, ``site.yml`` runs in check mode: None here); with nothing to run
+        on hosts, applying it is the merge itself."""
+        problems = check_edit(self.config, self.repo, commit, edit) if kind == "check" else []
+        if runs_playbook and not problems:
+            return None
+        run_id = start_run(self.store, proposal_id=proposal_id, kind=kind, commit=commit)
+        diffs = None
+        if kind == "check" and not problems:
+            parent = self.repo.head(f"{commit}^")
+            diffs = commit_diffs(self.repo, commit, self.repo.changed_paths(parent, commit))
+        result = edit_run(str(edit["host"]), problems, diffs)
+        for event in result.events:
+            self.reporter.event(proposal_id, kind, event)
         finish_run(self.store, run_id, result)
         return result
 

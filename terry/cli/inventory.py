@@ -8,13 +8,15 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from terry.cli.context import open_config
+from terry.cli.context import open_config, open_pipeline
 from terry.cli.output import console, emit_json, err_console, output_option
 from terry.config import Config
 from terry.errors import NotFound
 from terry.gitops import Repo
-from terry.inventory import Host, Inventory, load_inventory
+from terry.inventory import GroupNode, Host, Inventory, group_tree, load_inventory
 from terry.inventory_check import validate
+from terry.inventory_edit import EditOutcome, propose_edit
+from terry.inventory_yaml import EditAction, InventoryEdit, parse_assignment, parse_var_path
 
 
 @click.group("inventory")
@@ -24,8 +26,15 @@ def command() -> None:
     \b
       terry inventory list                   every host, one line each
       terry inventory show web-01            one host's Terry variables and groups
+      terry inventory graph                  groups and their hosts, as a tree
       terry inventory validate               what policies and roles rely on; exit 1 if not
-    Read with Ansible's own inventory loader, from main (not the working tree).
+      terry inventory add web-03 --group staging --var terry_root=/srv
+      terry inventory set web-01 terry_labels.tier=frontend --unset terry_disk_quota_mb
+      terry inventory remove web-02
+    Read with Ansible's own inventory loader, from main (not the working tree). Edits are
+    GitOps: each one is a commit on a branch (YAML edited in place, comments and order
+    kept) that goes through the dry run and the gate like any proposal; approve a reviewed
+    one with 'terry proposals approve N'.
     """
 
 
@@ -121,3 +130,159 @@ def validate_(ctx: click.Context, output: str) -> None:
         if output != "json":
             err_console.print(f"{len(problems)} problem(s) in the inventory", markup=False)
         ctx.exit(1)
+
+
+@command.command("graph")
+@click.argument("group", default="all")
+@output_option
+@click.pass_context
+def graph(ctx: click.Context, group: str, output: str) -> None:
+    """Groups and their hosts as a tree (from GROUP, default all), as Ansible reads them."""
+    config = open_config(ctx)
+    repo = Repo(config.repo, main_branch=config.main_branch)
+    tree = group_tree(repo.tree(repo.head()), config.inventory, group)
+    if output == "json":
+        emit_json(tree)
+        return
+    for line in _tree_lines(tree):
+        console.print(line, markup=False)
+
+
+def _tree_lines(node: GroupNode, depth: int = 0) -> list[str]:
+    """The tree the way ``ansible-inventory --graph`` draws it."""
+    pad = "  |" * depth
+    lines = [f"{pad}--@{node.name}:" if depth else f"@{node.name}:"]
+    for child in node.children:
+        lines.extend(_tree_lines(child, depth + 1))
+    lines.extend(f"{pad}  |--{h}" for h in node.hosts)
+    return lines
+
+
+_CONVERGE = click.option(
+    "--converge/--no-converge",
+    default=None,
+    help="Also run the desired state (site.yml) on the host: its dry run shows what the edit "
+    "changes there, applying it brings the host along (default: on for set, off for add).",
+)
+_NO_APPLY = click.option("--no-apply", is_flag=True, help="Stop after the gate (and merge).")
+
+
+@command.command("add")
+@click.argument("host")
+@click.option("--group", "-g", required=True, help="The group the host joins (must exist).")
+@click.option(
+    "--var",
+    "assignments",
+    multiple=True,
+    metavar="KEY=VALUE",
+    help="A host variable (VALUE is YAML: 32, true, [a, b], {role: web}); repeatable.",
+)
+@_CONVERGE
+@_NO_APPLY
+@output_option
+@click.pass_context
+def add(
+    ctx: click.Context,
+    host: str,
+    group: str,
+    assignments: tuple[str, ...],
+    converge: bool | None,
+    no_apply: bool,
+    output: str,
+) -> None:
+    """Propose adding HOST to a group of a YAML inventory, with its variables.
+
+    Exit codes: 0 proposed (see its state), 1 the dry run failed or the gate denied it,
+    2 bad input (unknown group, host already there, a template in a value).
+    """
+    edit = InventoryEdit(
+        EditAction.ADD, host, group, tuple(parse_assignment(a) for a in assignments)
+    )
+    _propose(ctx, edit, converge=bool(converge), no_apply=no_apply, output=output)
+
+
+@command.command("set")
+@click.argument("host")
+@click.argument("assignments", nargs=-1, metavar="KEY=VALUE...")
+@click.option(
+    "--unset",
+    multiple=True,
+    metavar="KEY",
+    help="Remove the host's own value (KEY or KEY.subkey); repeatable.",
+)
+@_CONVERGE
+@_NO_APPLY
+@output_option
+@click.pass_context
+def set_(
+    ctx: click.Context,
+    host: str,
+    assignments: tuple[str, ...],
+    unset: tuple[str, ...],
+    converge: bool | None,
+    no_apply: bool,
+    output: str,
+) -> None:
+    """Propose setting HOST's variables (KEY=VALUE, KEY.subkey=VALUE for a mapping).
+
+    A value is changed where the host's inventory writes it (its host_vars file or its entry
+    under a group); a new one goes to its host_vars file if it has one, else its entry.
+    Exit codes: 0 proposed, 1 the dry run failed or the gate denied it, 2 bad input.
+    """
+    edit = InventoryEdit(
+        EditAction.SET,
+        host,
+        assignments=tuple(parse_assignment(a) for a in assignments),
+        unset=tuple(parse_var_path(u) for u in unset),
+    )
+    _propose(ctx, edit, converge=converge is not False, no_apply=no_apply, output=output)
+
+
+@command.command("remove")
+@click.argument("host")
+@_NO_APPLY
+@output_option
+@click.pass_context
+def remove(ctx: click.Context, host: str, no_apply: bool, output: str) -> None:
+    """Propose removing HOST from every YAML inventory group (and its host_vars files).
+
+    Nothing runs on the host: it leaves Terry's desired state once merged.
+    Exit codes: 0 proposed, 1 the dry run failed or the gate denied it, 2 bad input.
+    """
+    _propose(
+        ctx,
+        InventoryEdit(EditAction.REMOVE, host),
+        converge=False,
+        no_apply=no_apply,
+        output=output,
+    )
+
+
+def _propose(
+    ctx: click.Context, edit: InventoryEdit, *, converge: bool, no_apply: bool, output: str
+) -> None:
+    _config, _store, pipeline = open_pipeline(ctx, output)
+    done = propose_edit(pipeline, edit, converge=converge, apply=not no_apply)
+    if output == "json":
+        emit_json(done)
+    else:
+        _print_edit(done)
+    if done.state in ("failed", "denied", "rolled_back", "escalated"):
+        ctx.exit(1)
+
+
+def _print_edit(done: EditOutcome) -> None:
+    console.print(
+        f"proposal {done.proposal_id}: {done.edit} (incident {done.incident_id}): {done.state}",
+        markup=False,
+    )
+    console.print(
+        f"  branch {done.branch} · commit {str(done.commit)[:10]} · {', '.join(done.files)}",
+        markup=False,
+    )
+    if done.reasons:
+        console.print(f"  gate: {done.decision} — {'; '.join(done.reasons)}", markup=False)
+    if done.state == "awaiting_review":
+        console.print(f"  approve with: terry proposals approve {done.proposal_id}", markup=False)
+    if done.outcome:
+        console.print(f"  {done.outcome}", markup=False)

@@ -125,7 +125,7 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
                     )
     table = Table("time", "change", "actor", "reason", title="History")
     for h in d.history:
-        table.add_row(h.at.strftime("%H:%M:%S"), h.what, h.actor, h.reason)
+        table.add_row(h.at.strftime("%H:%M:%S"), h.what, h.actor, h.detail)
     console.print(table)
 
 

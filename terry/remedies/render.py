@@ -127,10 +127,11 @@ def render_reconcile(
     incident_id: int,
     site: str,
     directory: str = "playbooks/remediations",
+    name: str = "reconcile-drift",
 ) -> Rendered:
-    """The playbook of a drift fix: the desired state itself (``site``), imported; the
-    runner limits it to the proposal's hosts."""
-    base = f"{directory}/{proposal_id:05d}-reconcile-drift"
+    """The playbook of a drift fix (or an inventory edit that converges): the desired state
+    itself (``site``), imported; the runner limits it to the proposal's hosts."""
+    base = f"{directory}/{proposal_id:05d}-{name}"
     relative = posixpath.relpath(site, directory)
     header = (
         f"# Rendered by Terry for proposal {proposal_id} (incident {incident_id}): bring the\n"

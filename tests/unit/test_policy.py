@@ -55,6 +55,11 @@ SHAKY = {"runs": 10, "verified": 6, "rolled_back": 4, "success_rate": 0.6}
         ({"recurrence": 5}, Verdict.REVIEW, "came back 5 times"),
         ({"modules": ["ansible.builtin.shell"]}, Verdict.DENY, "ansible.builtin.shell"),
         (
+            {"remedy": "inventory-edit", "risk": "medium", "history": PROVEN},
+            Verdict.REVIEW,
+            "an inventory edit changes the desired state",
+        ),
+        (
             {
                 "check": {
                     "ok": False,

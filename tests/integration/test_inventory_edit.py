@@ -1,0 +1,153 @@
+"""``terry inventory add|set|remove|graph`` on the example fleet: each edit is a commit on a
+branch (the YAML edited in place), dry-run, gated, reviewed, merged, applied and verified
+like any proposal; bad edits are refused before anything is written."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+
+import pytest
+
+from terry import example
+from terry.gitops import Repo
+from tests.conftest import Cli, config_for, make_cli
+
+pytestmark = pytest.mark.integration
+
+HOSTS = "inventories/example/hosts.yml"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    repo = tmp_path_factory.mktemp("inventory") / "ops"
+    cli = make_cli(repo)
+    created = cli("init", str(repo))
+    assert created.exit_code == 0, created.stdout + created.stderr
+    up = cli("example", "up")
+    assert up.exit_code == 0, up.stdout + up.stderr
+    yield cli
+    example.down(config_for(repo))
+
+
+def _main(cli: Cli, path: str = HOSTS) -> str:
+    repo = Repo(cli.repo)
+    return repo.read_text(repo.head(), path) or ""
+
+
+def test_set_converges_the_host_through_review_and_a_clean_rescan(fleet: Cli) -> None:
+    cli = fleet
+    before = _main(cli)
+    proposed = cli.json("inventory", "set", "web-01", "app_config_max_connections=250")
+    assert proposed["state"] == "awaiting_review" and proposed["converge"] is True
+    assert any("an inventory edit changes the desired state" in r for r in proposed["reasons"])
+    shown = cli.json("proposals", "show", str(proposed["proposal_id"]))
+    # The dry run is the desired state run on the host: what the edit changes there.
+    assert "-max_connections = 100" in shown["check_diff"]
+    assert "+max_connections = 250" in shown["check_diff"]
+    assert _main(cli) == before  # nothing on main until someone approves
+
+    approved = cli("proposals", "approve", str(proposed["proposal_id"]))
+    assert approved.exit_code == 0, approved.stdout + approved.stderr
+    done = cli.json("proposals", "show", str(proposed["proposal_id"]))
+    assert done["summary"]["state"] == "verified", done["outcome"]
+    assert "the inventory on main says so" in done["outcome"]
+    assert "match the desired state" in done["outcome"]
+    live = cli.repo / ".terry" / "hosts" / "web-01" / "etc" / "app" / "app.conf"
+    assert "max_connections = 250" in live.read_text()
+    # Edited in place: one line added under web-01, every comment and other line kept.
+    after = _main(cli)
+    added = [line for line in after.splitlines() if line not in before.splitlines()]
+    assert added == ["          app_config_max_connections: 250"]
+    assert after.startswith(before.split("all:")[0])  # the file's leading comments
+    incident = cli.json("incidents", "show", str(proposed["incident_id"]))
+    assert incident["incident"]["state"] == "resolved"
+    text = cli("proposals", "show", str(proposed["proposal_id"]))
+    assert text.exit_code == 0 and "History" in text.stdout
+
+
+def test_add_then_remove_a_host_are_desired_state_edits(fleet: Cli) -> None:
+    cli = fleet
+    root = str(cli.repo / ".terry" / "hosts" / "web-03")
+    added = cli.json(
+        "inventory",
+        "add",
+        "web-03",
+        "--group",
+        "staging",
+        "--var",
+        f"terry_root={root}",
+        "--var",
+        "terry_labels={role: web}",
+    )
+    assert added["state"] == "awaiting_review" and added["converge"] is False
+    shown = cli.json("proposals", "show", str(added["proposal_id"]))
+    assert "+        web-03:" in shown["check_diff"]
+    assert shown["playbook"] is None  # nothing runs on hosts: merging is the change
+    assert cli("proposals", "approve", str(added["proposal_id"])).exit_code == 0
+    assert (
+        cli.json("proposals", "show", str(added["proposal_id"]))["summary"]["state"] == "verified"
+    )
+    host = cli.json("inventory", "show", "web-03")
+    assert host["environment"] == "staging" and host["labels"] == {"role": "web"}
+    graph = cli.json("inventory", "graph", "staging")
+    assert "web-03" in graph["hosts"]
+
+    removed = cli.json("inventory", "remove", "web-03")
+    assert cli("proposals", "approve", str(removed["proposal_id"])).exit_code == 0
+    assert (
+        cli.json("proposals", "show", str(removed["proposal_id"]))["summary"]["state"] == "verified"
+    )
+    assert "web-03" not in {h["name"] for h in cli.json("inventory", "list")}
+    assert "web-03" not in _main(cli)
+
+
+def test_a_host_vars_file_is_edited_where_it_is(fleet: Cli) -> None:
+    cli = fleet
+    path = "inventories/example/host_vars/web-02.yml"
+    (cli.repo / path).parent.mkdir(exist_ok=True)
+    (cli.repo / path).write_text("# web-02's own settings\napp_config_log_level: info  # quiet\n")
+    Repo(cli.repo).commit_paths([path], "host_vars for web-02")
+    edited = cli.json("inventory", "set", "web-02", "app_config_log_level=debug", "--no-converge")
+    assert edited["files"] == [path]
+    assert cli("proposals", "approve", str(edited["proposal_id"])).exit_code == 0
+    head, line = _main(cli, path).splitlines()
+    assert head == "# web-02's own settings"
+    assert line.startswith("app_config_log_level: debug") and line.endswith("# quiet")
+
+
+def test_an_edit_that_breaks_validation_is_denied_and_main_is_untouched(fleet: Cli) -> None:
+    cli = fleet
+    before = _main(cli)
+    result = cli("inventory", "set", "db-01", "terry_environment=qa", "--no-converge")
+    assert result.exit_code == 1, result.stdout
+    assert "denied" in result.stdout
+    assert "terry_environment 'qa' is not one of" in result.stdout
+    assert _main(cli) == before
+
+
+@pytest.mark.parametrize(
+    ("args", "message"),
+    [
+        (("set", "nowhere", "a=1"), "no host 'nowhere' in the inventory on main"),
+        (("add", "web-09", "--group", "qa"), "no group 'qa'"),
+        (("add", "web-01", "--group", "staging"), "web-01 is already in group staging"),
+        (("set", "web-01", "x={{ lookup('pipe', 'id') }}"), "a Jinja2 template"),
+        (("set", "web-01", "x=a {% raw %}"), "a Jinja2 template"),
+        (("set", "web-01", "terry_disk_quota_mb=32"), "the inventory already says so"),
+        (("set", "web-01", "--unset", "terry_tenant"), "comes from a group"),
+        (("set", "web-01", "bad name=1"), "a variable name is letters"),
+        (("set", "web-01"), "nothing to set"),
+        (("add", "$(reboot)", "--group", "staging"), "a host name is letters"),
+    ],
+)
+def test_bad_edits_are_refused_before_anything_is_written(
+    fleet: Cli, args: tuple[str, ...], message: str
+) -> None:
+    cli = fleet
+    refs = Repo(cli.repo)._git("for-each-ref")
+    incidents = cli.json("incidents", "list")
+    result = cli("inventory", *args)
+    assert result.exit_code == 2, result.stdout + result.stderr
+    assert message in result.stderr
+    assert Repo(cli.repo)._git("for-each-ref") == refs  # no branch, no commit
+    assert cli.json("incidents", "list") == incidents
