@@ -119,6 +119,8 @@ def pr_body(p: ReviewPacket, *, details_url: str | None = None) -> str:
 
 
 def _applies(p: ReviewPacket) -> str:
+    if p.applier == "git":
+        return "(nothing runs on hosts: the merge is the change)"
     if p.applier == "argocd":
         return f"asks Argo CD to sync `{_cell(p.target or '')}`, waits for Synced and Healthy"
     return "applies over SSH"
@@ -143,6 +145,8 @@ def _change(p: ReviewPacket) -> list[str]:
             f"verification fails; a person can do the same with `terry proposals rollback "
             f"{p.proposal_id}` or by commenting `/terry rollback`.",
         ]
+    if p.remedy in ("inventory-edit", "reconcile-drift"):
+        return _desired_state_change(p, diff)
     return [
         f"### The playbook (`{path}`)",
         fenced(_clip(p.playbook or "", _MAX_PLAYBOOK), "yaml"),
@@ -154,6 +158,37 @@ def _change(p: ReviewPacket) -> list[str]:
         "The playbook's last play (tags `never, rollback`) undoes the fix. Terry runs it by "
         "itself when the apply or its verification fails; a person can run it with "
         f"`terry proposals rollback {p.proposal_id}` or by commenting `/terry rollback`.",
+    ]
+
+
+def _desired_state_change(p: ReviewPacket, diff: str) -> list[str]:
+    """A drift fix or an inventory edit: the desired state is the reference, so the undo
+    is a revert in git, not a play."""
+    hosts = _cell(", ".join(p.hosts))
+    if p.remedy == "inventory-edit":
+        runs = (
+            f"Once merged, the desired state (`site.yml`) runs on {hosts}; the dry run below "
+            "is what it changes there."
+            if p.playbook
+            else "Nothing runs on hosts: the merge is the change. The dry run below is the "
+            "inventory edit, read back by Ansible and validated."
+        )
+        head = ["### The inventory edit", "See the files of this pull request. " + runs]
+    else:
+        head = [
+            f"### The playbook (`{_cell(p.playbook_path or '')}`)",
+            fenced(_clip(p.playbook or "", _MAX_PLAYBOOK), "yaml"),
+        ]
+    return [
+        *head,
+        "",
+        "### Dry run",
+        diff,
+        "",
+        "### Rollback plan",
+        "None automatic: the desired state is the reference. If it does not take, Terry "
+        "keeps the incident for a person; undo by reverting the merge commit "
+        f"(`git revert -m 1`), then `terry drift fix --limit {hosts.split(',')[0]}`.",
     ]
 
 

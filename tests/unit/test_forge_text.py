@@ -136,3 +136,19 @@ def test_fenced_text_cannot_close_its_fence() -> None:
     text = "a ``` b ```` c"
     block = fenced(text)
     assert block.startswith("`````\n") and block.endswith("\n`````")
+
+
+def test_an_inventory_edit_says_nothing_runs_and_how_to_undo_it() -> None:
+    body = pr_body(
+        _packet(
+            remedy="inventory-edit",
+            applier="git",
+            playbook=None,
+            playbook_path=None,
+            check_diff="+        web-03:",
+        )
+    )
+    assert "### The inventory edit" in body and "the merge is the change" in body
+    assert "+        web-03:" in body
+    assert "git revert -m 1" in body and "terry drift fix --limit web-01" in body
+    assert "tags `never, rollback`" not in body  # no rollback play to promise
