@@ -98,7 +98,7 @@ class IncidentRow(Base):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     fingerprint: Mapped[str] = mapped_column(String(128), index=True)
-    source: Mapped[str] = mapped_column(String(16))  # alert | drift | forecast
+    source: Mapped[str] = mapped_column(String(16))  # alert | drift | inventory | forecast
     title: Mapped[str] = mapped_column(String(200))
     host: Mapped[str | None] = mapped_column(String(255))
     labels: Mapped[dict[str, Any]] = mapped_column(default=dict)
