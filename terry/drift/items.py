@@ -223,7 +223,13 @@ def items_from_run(result: RunResult, hosts: dict[str, Host]) -> dict[str, HostS
             continue
         data = event.raw.get("event_data") or {}
         res = data.get("res") if isinstance(data.get("res"), dict) else {}
-        if event.task in (PROBE_TASK, OS_TASK, PACKAGES_TASK):
+        if event.task == PROBE_TASK:  # raw "uname -n": the node name; its first label is
+            # what Ansible calls ansible_hostname
+            node = str(res.get("stdout") or "").strip().split(".")[0]
+            if event.status is not EventStatus.FAILED and node:
+                facts.setdefault(event.host, {})["hostname"] = node
+            continue
+        if event.task in (OS_TASK, PACKAGES_TASK):
             found = res.get("ansible_facts") or {}
             facts.setdefault(event.host, {}).update(
                 {k.removeprefix("ansible_"): v for k, v in found.items()}

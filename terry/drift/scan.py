@@ -1,8 +1,9 @@
 """Run a drift scan: a facts probe and the desired state in check mode, in one ansible run.
 
 The probe play (written by Terry into the run's private directory, never into the
-repository) gathers the few facts the inventory can contradict: the hostname, and the
-distribution and packages of hosts that declare ``terry_os`` and ``terry_packages``. It then imports
+repository) gathers the few facts the inventory can contradict: the hostname (``uname -n``
+with ``raw``: no module to build and start), and the distribution and packages of hosts
+that declare ``terry_os`` and ``terry_packages``. It then imports
 ``playbooks/site.yml`` from an export of main, run with ``--check --diff``: every task
 that would change something is drift. One ``ansible-playbook`` start for both.
 """
@@ -57,9 +58,11 @@ def _probe(site: Path) -> str:
             "hosts": "all",
             "gather_facts": False,
             "tasks": [
-                {  # the hostname, for the identity check
+                {  # the hostname, for the identity check: one command, no Python module
                     "name": PROBE_TASK,
-                    "ansible.builtin.setup": {"gather_subset": ["!all", "!min", "platform"]},
+                    "ansible.builtin.raw": "uname -n",
+                    "check_mode": False,
+                    "changed_when": False,
                 },
                 {
                     "name": OS_TASK,
