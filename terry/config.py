@@ -7,7 +7,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
-from typing import Literal
+from typing import Annotated, Literal
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
@@ -107,18 +107,37 @@ class ArgoCDConfig(_Model):
     retries: int = Field(default=3, ge=0)
 
 
+# A GitHub label name: at most 50 characters; a comma would split it in label filters.
+_Label = Annotated[str, Field(min_length=1, max_length=50, pattern=r"^[^,\x00-\x1f\x7f]+$")]
+
+
+class GitHubIssueConfig(_Model):
+    """An issue in ``forge.github``'s repository holding the schedule's newest report: one
+    per schedule, updated in place (a new one is opened when Terry has none open)."""
+
+    # Default: "Terry drift report (<schedule>)".
+    title: str | None = Field(
+        default=None, min_length=1, max_length=256, pattern=r"^[^\x00-\x1f\x7f]+$"
+    )
+    # Set when Terry opens the issue; people may change them afterwards.
+    labels: list[_Label] = Field(default_factory=list)
+
+
 class DeliveryConfig(_Model):
-    """Where a schedule sends its report: a directory, or a webhook whose URL is in the
-    environment (Slack and Discord incoming webhooks, or any endpoint taking JSON)."""
+    """Where a schedule sends its report: a directory, a webhook whose URL is in the
+    environment (Slack and Discord incoming webhooks, or any endpoint taking JSON), or a
+    GitHub issue updated in place."""
 
     dir: str | None = None
     webhook_url_env: str | None = Field(default=None, pattern=r"^[A-Z_][A-Z0-9_]*$")
     webhook_kind: Literal["slack", "discord", "json"] = "json"
+    github_issue: GitHubIssueConfig | None = None
 
     @model_validator(mode="after")
     def _one(self) -> DeliveryConfig:
-        if (self.dir is None) == (self.webhook_url_env is None):
-            raise ValueError("a delivery is either dir or webhook_url_env")
+        given = [self.dir, self.webhook_url_env, self.github_issue]
+        if sum(d is not None for d in given) != 1:
+            raise ValueError("a delivery is exactly one of dir, webhook_url_env, github_issue")
         return self
 
 
@@ -187,6 +206,18 @@ class Config(_Model):
         names = [s.name for s in self.schedules]
         if dupes := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"schedule names used twice: {', '.join(dupes)}")
+        return self
+
+    @model_validator(mode="after")
+    def _issues_have_a_repository(self) -> Config:
+        if self.forge.github.repository:
+            return self
+        for schedule in self.schedules:
+            if any(d.github_issue is not None for d in schedule.deliver):
+                raise ValueError(
+                    f"schedule {schedule.name}: a github_issue delivery needs "
+                    "forge.github.repository (owner/name) in terry.yml"
+                )
         return self
 
     def schedule(self, name: str) -> ScheduleConfig | None:
@@ -281,4 +312,5 @@ def load_config(
     except ValidationError as exc:
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise ConfigError(f"{path}: {where}: {first['msg']}") from exc
+        at = f"{where}: " if where else ""  # rules across sections have no one location
+        raise ConfigError(f"{path}: {at}{first['msg']}") from exc

@@ -5,10 +5,11 @@ it run ``terry schedule run NAME`` from cron or a systemd timer (``crontab_line`
 ``systemd_units``). Either way one run of a schedule at a time: a run takes the database
 lock ``schedule:<name>``, and a run that finds it taken is recorded as skipped.
 
-Deliveries: a directory (``drift-<scan>.<ext>`` and ``latest.<ext>``, written atomically),
-or a webhook whose URL comes from the environment: Slack and Discord incoming webhooks get
-a short summary, ``json`` endpoints the whole report. A delivery that fails is recorded
-and does not stop the others.
+Deliveries: a directory (``drift-<scan>.<ext>`` and ``latest.<ext>``, written atomically);
+a webhook whose URL comes from the environment: Slack and Discord incoming webhooks get
+a short summary, ``json`` endpoints the whole report; or a GitHub issue holding the
+Markdown report, one per schedule, updated in place (Terry finds its own by the marker on
+the body's first line). A delivery that fails is recorded and does not stop the others.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from terry.config import Config, DeliveryConfig, ScheduleConfig
 from terry.drift.report import DriftReport, load_report, to_html, to_json, to_markdown
 from terry.drift.scan import run_scan
 from terry.errors import ConfigError, NotFound, TerryError
+from terry.forges.github import GitHubForge, credentials_from_env
 from terry.locks import named_lock
 from terry.store import Store
 from terry.store.models import ScheduleRunRow, utcnow
@@ -39,6 +41,7 @@ __all__ = [
     "ScheduleRun",
     "Scheduler",
     "crontab_line",
+    "issue_marker",
     "next_run",
     "run_schedule",
     "systemd_units",
@@ -46,6 +49,8 @@ __all__ = [
 
 log = logging.getLogger("terry.schedules")
 _EXT = {"md": "md", "html": "html", "json": "json"}
+# GitHub refuses an issue body longer than this many characters.
+_ISSUE_BODY_LIMIT = 65_536
 
 
 @dataclass(frozen=True)
@@ -215,6 +220,70 @@ def _to_webhook(report: DriftReport, delivery: DeliveryConfig, environ: dict[str
     return f"{delivery.webhook_kind} webhook ${delivery.webhook_url_env}"
 
 
+def issue_marker(schedule: str) -> str:
+    """The first line of the body of the issue Terry keeps the schedule's report in."""
+    return f"<!-- terry-schedule: {schedule} -->"
+
+
+def _fence_after(line: str, fence: str) -> str:
+    """The code fence open after ``line`` ("" outside code), ``fence`` the one open before.
+    Reports fence text with more backticks than it holds in a row (``fenced``), so a run
+    of backticks as long as the fence can only be the closing line."""
+    if fence:
+        closes = len(line.strip()) >= len(fence) and set(line.strip()) == {"`"}
+        return "" if closes else fence
+    opening = re.match(r"`{3,}", line)
+    return opening.group(0) if opening else ""
+
+
+def _cut_markdown(text: str, budget: int) -> str:
+    """Whole lines of ``text``, at most ``budget`` characters with the closing fence of a
+    code block open at the cut (so nothing after it is swallowed into the block)."""
+    kept: list[str] = []
+    size, fence = 0, ""
+    for line in text.splitlines():
+        after = _fence_after(line, fence)
+        if size + len(line) + 1 + (len(after) + 1 if after else 0) > budget:
+            break
+        kept.append(line)
+        size, fence = size + len(line) + 1, after
+    return "\n".join([*kept, fence] if fence else kept)
+
+
+def _issue_body(report: DriftReport, marker: str) -> str:
+    head = f"{marker}\n\n"
+    text = to_markdown(report)
+    if len(head) + len(text) <= _ISSUE_BODY_LIMIT:
+        return head + text
+    note = (
+        f"\n\n---\n\n**The report is cut here**: it is longer than GitHub allows in an "
+        f"issue. The whole report: `terry drift report --scan {report.scan_id}`.\n"
+    )
+    return head + _cut_markdown(text, _ISSUE_BODY_LIMIT - len(head) - len(note)) + note
+
+
+def _to_github_issue(
+    report: DriftReport,
+    delivery: DeliveryConfig,
+    schedule: ScheduleConfig,
+    config: Config,
+    environ: dict[str, str],
+) -> str:
+    issue = delivery.github_issue
+    assert issue is not None
+    github = config.forge.github
+    forge = GitHubForge(github, credentials_from_env(github, environ))
+    marker = issue_marker(schedule.name)
+    title = issue.title or f"Terry drift report ({schedule.name})"
+    body = _issue_body(report, marker)
+    existing = forge.find_issue(marker)
+    if existing is None:
+        opened = forge.open_issue(title=title, body=body, labels=issue.labels)
+        return f"github issue #{opened.number} opened: {opened.url}"
+    updated = forge.update_issue(existing.number, title=title, body=body)
+    return f"github issue #{updated.number} updated: {updated.url}"
+
+
 def deliver(
     report: DriftReport,
     schedule: ScheduleConfig,
@@ -229,8 +298,10 @@ def deliver(
         try:
             if delivery.dir is not None:
                 delivered.append(_to_dir(report, delivery, schedule.report_format, config))
-            else:
+            elif delivery.webhook_url_env is not None:
                 delivered.append(_to_webhook(report, delivery, env))
+            else:
+                delivered.append(_to_github_issue(report, delivery, schedule, config, env))
         except (TerryError, OSError) as exc:
             log.error("schedule %s: delivery failed: %s", schedule.name, exc)
             failures.append(str(exc))

@@ -3,8 +3,12 @@ status codes, payload shapes, ``Link`` pagination, rate-limit headers and error 
 GitHub's REST documentation describes, backed by a real bare git repository (branch heads
 are read from it; merges are real merge commits in it).
 
-Test controls play the people (``review``, ``comment``, ``close_by``, ``push_commit``) and
-the outages (``fail_next``); ``webhook`` builds a delivery signed the way GitHub signs.
+Issues live next to pull requests and share their numbers; the issue endpoints list and
+show both (a pull request as an issue with a ``pull_request`` key), as GitHub does.
+
+Test controls play the people (``review``, ``comment``, ``close_by``, ``push_commit``,
+``open_issue_by``, ``close_issue_by``) and the outages (``fail_next``); ``webhook`` builds
+a delivery signed the way GitHub signs.
 """
 
 from __future__ import annotations
@@ -33,6 +37,9 @@ from tests.local_server import LocalServer
 __all__ = ["FakeGitHub"]
 
 DOCS = "https://docs.github.com/rest"
+# GitHub's limits on an issue's (or a pull request's) title and body, in characters.
+TITLE_LIMIT = 256
+BODY_LIMIT = 65_536
 
 
 def _now() -> str:
@@ -61,6 +68,7 @@ class FakeGitHub(LocalServer):
         self.bare = bare
         self.owner, self.name, self.token, self.bot = owner, name, token, bot
         self.pulls: dict[int, dict[str, Any]] = {}
+        self.issues: dict[int, dict[str, Any]] = {}  # issues that are not pull requests
         self.comments: dict[int, list[dict[str, Any]]] = {}
         self.reviews: dict[int, list[dict[str, Any]]] = {}
         self.statuses: dict[str, list[dict[str, Any]]] = {}
@@ -137,6 +145,24 @@ class FakeGitHub(LocalServer):
             pull = self.pulls[number]
             pull.update(state="closed", closed_at=_now(), updated_at=_now())
 
+    def open_issue_by(
+        self, user: str, title: str, body: str, labels: tuple[str, ...] = ()
+    ) -> dict[str, Any]:
+        """Someone opens an issue on the web."""
+        with self._lock:
+            return self._new_issue(user, title, body, list(labels))
+
+    def close_issue_by(self, number: int, user: str) -> None:
+        with self._lock:
+            issue = self.issues[number]
+            issue.update(
+                state="closed",
+                state_reason="completed",
+                closed_at=_now(),
+                closed_by=_user(user),
+                updated_at=_now(),
+            )
+
     def push_commit(self, branch: str, files: dict[str, str], message: str) -> str:
         """Someone pushes a commit to ``branch`` of the bare repository."""
         parent = self._git("rev-parse", f"refs/heads/{branch}")
@@ -211,6 +237,47 @@ class FakeGitHub(LocalServer):
             "default_branch": "main",
         }
 
+    def _next_number(self) -> int:
+        return max([*self.pulls, *self.issues, *self.comments, 0]) + 1
+
+    def _label(self, name: str) -> dict[str, Any]:
+        return {"id": self._next_id(), "name": name, "color": "ededed", "default": False}
+
+    def _new_issue(
+        self, user: str, title: str, body: str | None, labels: list[str]
+    ) -> dict[str, Any]:
+        number, issue_id = self._next_number(), self._next_id()
+        url = f"{self._repo_url}/issues/{number}"
+        self.issues[number] = {
+            "id": issue_id,
+            "node_id": f"I_{issue_id}",
+            "url": url,
+            "repository_url": self._repo_url,
+            "labels_url": f"{url}/labels{{/name}}",
+            "comments_url": f"{url}/comments",
+            "events_url": f"{url}/events",
+            "html_url": f"https://github.example/{self.owner}/{self.name}/issues/{number}",
+            "number": number,
+            "state": "open",
+            "state_reason": None,
+            "title": title,
+            "body": body,
+            "user": _user(user),
+            "labels": [self._label(name) for name in dict.fromkeys(labels)],
+            "assignee": None,
+            "assignees": [],
+            "milestone": None,
+            "locked": False,
+            "active_lock_reason": None,
+            "comments": 0,
+            "created_at": _now(),
+            "updated_at": _now(),
+            "closed_at": None,
+            "closed_by": None,
+            "author_association": "MEMBER",
+        }
+        return self.issues[number]
+
     def _add_comment(self, number: int, user: str, body: str) -> dict[str, Any]:
         comment_id = self._next_id()
         comment = {
@@ -246,6 +313,10 @@ class FakeGitHub(LocalServer):
             "url": f"{self._repo_url}/issues/{n}",
             "html_url": pull["html_url"],
             "comments_url": f"{self._repo_url}/issues/{n}/comments",
+            "comments": len(self.comments.get(n, [])),
+            "created_at": pull["created_at"],
+            "updated_at": pull["updated_at"],
+            "closed_at": pull["closed_at"],
             "pull_request": {"url": pull["url"], "html_url": pull["html_url"]},
         }
 
@@ -350,7 +421,8 @@ class FakeGitHub(LocalServer):
                 route(repo + "/pulls/{n:int}/merge", ["PUT"], fake._merge),
                 route(repo + "/pulls/{n:int}/reviews", ["GET"], fake._reviews),
                 route(repo + "/pulls/{n:int}/requested_reviewers", ["POST"], fake._reviewers),
-                route(repo + "/issues/{n:int}", ["GET"], fake._issue),
+                route(repo + "/issues", ["GET", "POST"], fake._issues),
+                route(repo + "/issues/{n:int}", ["GET", "PATCH"], fake._issue),
                 route(repo + "/issues/{n:int}/labels", ["POST"], fake._labels),
                 route(repo + "/issues/{n:int}/comments", ["GET", "POST"], fake._comments),
                 route(repo + "/commits/{sha}", ["GET"], fake._commit),
@@ -451,7 +523,7 @@ class FakeGitHub(LocalServer):
                         }
                     ],
                 )
-        number = max([*self.pulls, *self.comments, 0]) + 1
+        number = self._next_number()
         pull_id = self._next_id()
         url = f"{self._repo_url}/pulls/{number}"
         self.pulls[number] = {
@@ -571,11 +643,94 @@ class FakeGitHub(LocalServer):
         pull["requested_reviewers"] = [_user(u) for u in users]
         return JSONResponse(pull, status_code=201)
 
-    def _issue(self, request: Request, _data: Any) -> Response:
-        pull = self.pulls.get(request.path_params["n"])
-        if pull is None:
+    @staticmethod
+    def _invalid(field: str, code: str, message: str | None = None) -> JSONResponse:
+        error = {"resource": "Issue", "field": field, "code": code}
+        return FakeGitHub._error(
+            422, "Validation Failed", errors=[{**error, "message": message} if message else error]
+        )
+
+    def _check_text(self, data: dict[str, Any]) -> Response | None:
+        """GitHub's 422s for a title or body it refuses (an issue's or a pull request's)."""
+        title, body = data.get("title"), data.get("body")
+        if "title" in data and not str(title or "").strip():
+            return self._invalid("title", "missing_field")
+        if isinstance(title, str) and len(title) > TITLE_LIMIT:
+            return self._invalid(
+                "title", "custom", f"title is too long (maximum is {TITLE_LIMIT} characters)"
+            )
+        if isinstance(body, str) and len(body) > BODY_LIMIT:
+            return self._invalid(
+                "body", "custom", f"body is too long (maximum is {BODY_LIMIT} characters)"
+            )
+        return None
+
+    def _issues(self, request: Request, data: Any) -> Response:
+        if not self._ours(request):
             return self._error(404, "Not Found")
-        return JSONResponse(self._issue_json(pull))
+        if request.method == "GET":
+            return self._list_issues(request)
+        if "title" not in data:
+            return self._error(422, 'Invalid request.\n\n"title" wasn\'t supplied.')
+        if refused := self._check_text(data):
+            return refused
+        names = [n if isinstance(n, str) else n.get("name", "") for n in data.get("labels") or []]
+        issue = self._new_issue(self.bot, str(data["title"]), data.get("body"), names)
+        return JSONResponse(issue, status_code=201, headers={"Location": issue["url"]})
+
+    def _list_issues(self, request: Request) -> Response:
+        query = request.query_params
+        state = query.get("state", "open")
+        sort, direction = query.get("sort", "created"), query.get("direction", "desc")
+        if state not in ("open", "closed", "all") or direction not in ("asc", "desc"):
+            return self._error(422, "Validation Failed")
+        if sort not in ("created", "updated", "comments"):
+            return self._error(422, "Validation Failed")
+        wanted = {name for name in query.get("labels", "").split(",") if name}
+        every = [*self.issues.values(), *(self._issue_json(p) for p in self.pulls.values())]
+        found = [
+            i
+            for i in every
+            if (state == "all" or i["state"] == state)
+            and query.get("creator", i["user"]["login"]) == i["user"]["login"]
+            and wanted <= {label["name"] for label in i["labels"]}
+        ]
+        key = {"created": "number", "updated": "updated_at", "comments": "comments"}[sort]
+        found.sort(key=lambda i: (i[key], i["number"]), reverse=direction == "desc")
+        return self._page(request, found)
+
+    def _issue(self, request: Request, data: Any) -> Response:
+        n = request.path_params["n"]
+        if n in self.pulls:
+            if request.method == "PATCH":
+                if refused := self._check_text(data):
+                    return refused
+                self._pull(request, data)
+            return JSONResponse(self._issue_json(self.pulls[n]))
+        issue = self.issues.get(n)
+        if issue is None:
+            return self._error(404, "Not Found")
+        if request.method == "PATCH":
+            if refused := self._check_text(data):
+                return refused
+            self._edit_issue(issue, data)
+        return JSONResponse(issue)
+
+    def _edit_issue(self, issue: dict[str, Any], data: dict[str, Any]) -> None:
+        if "title" in data:
+            issue["title"] = str(data["title"])
+        if "body" in data:
+            issue["body"] = data["body"]
+        if isinstance(data.get("labels"), list):
+            names = [n if isinstance(n, str) else n.get("name", "") for n in data["labels"]]
+            issue["labels"] = [self._label(name) for name in dict.fromkeys(names)]
+        if data.get("state") == "closed" and issue["state"] == "open":
+            reason = data.get("state_reason") or "completed"
+            issue.update(state="closed", state_reason=reason, closed_at=_now())
+            issue["closed_by"] = _user(self.bot)
+        elif data.get("state") == "open" and issue["state"] == "closed":
+            issue.update(state="open", state_reason="reopened", closed_at=None, closed_by=None)
+        issue["updated_at"] = _now()
 
     def _labels(self, request: Request, data: Any) -> Response:
         pull = self.pulls.get(request.path_params["n"])
@@ -585,9 +740,7 @@ class FakeGitHub(LocalServer):
         have = {label["name"] for label in pull["labels"]}
         for name in names or []:
             if name not in have:
-                pull["labels"].append(
-                    {"id": self._next_id(), "name": name, "color": "ededed", "default": False}
-                )
+                pull["labels"].append(self._label(name))
                 have.add(name)
         return JSONResponse(pull["labels"])
 

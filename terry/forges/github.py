@@ -1,5 +1,6 @@
 """GitHub as the forge, through PyGithub: pull requests for proposals, labels, reviewers,
-a commit status with the dry run, comments, and merges.
+a commit status with the dry run, comments, and merges; and the issues schedules keep their
+reports in.
 
 Every call goes through ``_call``, which turns PyGithub's and the HTTP stack's errors into
 ``ForgeError`` with the status and GitHub's message, never the credentials. Idempotent
@@ -25,7 +26,14 @@ from github.PullRequest import PullRequest
 from terry.config import GitHubConfig
 from terry.errors import ConfigError, ForgeError
 
-__all__ = ["Comment", "GitHubForge", "PullState", "Review", "credentials_from_env"]
+__all__ = [
+    "Comment",
+    "GitHubForge",
+    "IssueRef",
+    "PullState",
+    "Review",
+    "credentials_from_env",
+]
 
 log = logging.getLogger("terry.forges.github")
 T = TypeVar("T")
@@ -92,6 +100,12 @@ class PullState:
     merged_by: str | None
 
 
+@dataclass(frozen=True)
+class IssueRef:
+    number: int
+    url: str
+
+
 class GitHubForge:
     """One GitHub repository. ``bot`` is the login Terry acts as (its own comments are
     never read as commands)."""
@@ -143,7 +157,7 @@ class GitHubForge:
         except (requests.RequestException, OSError) as exc:
             # e.g. "Max retries exceeded ... (Caused by ResponseError('too many 502 error
             # responses'))": the URL carries no credentials (they travel in a header).
-            cause = re.search(r"Caused by (\w+\(.*\))\)?$", str(exc))
+            cause = re.search(r"Caused by (\w+\(.*?\))\)?$", str(exc))
             detail = cause.group(1) if cause else str(exc)
             raise ForgeError(f"github: {what}: {type(exc).__name__}: {detail[:300]}") from None
 
@@ -299,3 +313,33 @@ class GitHubForge:
     def close(self, number: int) -> None:
         pull = self._pull(number)
         self._call(f"close #{number}", lambda: pull.edit(state="closed"))
+
+    # -- issues ---------------------------------------------------------------------------
+    def find_issue(self, marker: str) -> IssueRef | None:
+        """Terry's oldest open issue whose body's first line is ``marker``. Other people's
+        issues are never Terry's, whatever they say, and the pull requests GitHub lists
+        among issues are skipped."""
+        bot = self.bot
+
+        def first() -> IssueRef | None:
+            for issue in self.repo.get_issues(state="open", sort="created", direction="asc"):
+                ours = issue.user is not None and issue.user.login == bot
+                body = (issue.body or "").partition("\n")[0].strip()
+                # pull_request last: PyGithub reads the whole issue to say it has none.
+                if ours and body == marker and issue.pull_request is None:
+                    return IssueRef(issue.number, issue.html_url)
+            return None
+
+        return self._call("list open issues", first)
+
+    def open_issue(self, *, title: str, body: str, labels: list[str]) -> IssueRef:
+        created = self._call(
+            "open an issue",
+            lambda: self.repo.create_issue(title=title, body=body, labels=labels),
+        )
+        return IssueRef(created.number, created.html_url)
+
+    def update_issue(self, number: int, *, title: str, body: str) -> IssueRef:
+        issue = self._call(f"read issue #{number}", lambda: self.repo.get_issue(number))
+        self._call(f"update issue #{number}", lambda: issue.edit(title=title, body=body))
+        return IssueRef(issue.number, issue.html_url)

@@ -62,7 +62,15 @@ def test_crontab_line_and_units_quote_the_repository() -> None:
         ([{"name": "a", "cron": "61 * * * *"}], "not a 5-field cron"),
         ([{"name": "a", "cron": "0 3 * * * *"}], "not a 5-field cron"),
         ([{"name": "a", "interval": 5}, {"name": "a", "interval": 9}], "used twice"),
-        ([{"name": "a", "interval": 5, "deliver": [{}]}], "either dir or webhook_url_env"),
+        ([{"name": "a", "interval": 5, "deliver": [{}]}], "exactly one of dir, webhook_url_env"),
+        (
+            [{"name": "a", "interval": 5, "deliver": [{"dir": "r", "github_issue": {}}]}],
+            "exactly one of dir, webhook_url_env, github_issue",
+        ),
+        (
+            [{"name": "nightly", "interval": 5, "deliver": [{"github_issue": {}}]}],
+            "schedule nightly: a github_issue delivery needs forge.github.repository",
+        ),
         ([{"name": "a", "interval": 5, "run": "rm -rf /"}], "schedules.0.run"),
         ([{"name": "Bad Name", "interval": 5}], "schedules.0.name"),
     ],
@@ -71,3 +79,31 @@ def test_terry_yml_refuses_broken_schedules(tmp_path: Path, schedules: list, err
     (tmp_path / "terry.yml").write_text(yaml.safe_dump({"schedules": schedules}))
     with pytest.raises(ConfigError, match=error):
         load_config(tmp_path, environ={})
+
+
+@pytest.mark.parametrize(
+    ("issue", "error"),
+    [
+        ({"title": ""}, "deliver.0.github_issue.title"),
+        ({"title": "two\nlines"}, "deliver.0.github_issue.title"),
+        ({"labels": ["ok", ""]}, "deliver.0.github_issue.labels.1"),
+        ({"labels": ["a,b"]}, "deliver.0.github_issue.labels.0"),
+        ({"labels": ["x" * 51]}, "deliver.0.github_issue.labels.0"),
+        ({"assignees": ["alice"]}, "deliver.0.github_issue.assignees: Extra inputs"),
+    ],
+)
+def test_terry_yml_refuses_broken_issue_deliveries(tmp_path: Path, issue: dict, error: str) -> None:
+    schedule = {"name": "a", "interval": 5, "deliver": [{"github_issue": issue}]}
+    forge = {"github": {"repository": "acme/gitops"}}
+    (tmp_path / "terry.yml").write_text(yaml.safe_dump({"forge": forge, "schedules": [schedule]}))
+    with pytest.raises(ConfigError, match=error):
+        load_config(tmp_path, environ={})
+
+
+def test_an_issue_delivery_needs_only_the_repository(tmp_path: Path) -> None:
+    schedule = {"name": "a", "interval": 5, "deliver": [{"github_issue": {"labels": ["drift"]}}]}
+    forge = {"github": {"repository": "acme/gitops"}}  # forge.kind may stay local
+    (tmp_path / "terry.yml").write_text(yaml.safe_dump({"forge": forge, "schedules": [schedule]}))
+    [delivery] = load_config(tmp_path, environ={}).schedules[0].deliver
+    assert delivery.github_issue is not None
+    assert (delivery.github_issue.title, delivery.github_issue.labels) == (None, ["drift"])
