@@ -35,6 +35,8 @@ def command() -> None:
             - dir: reports/drift     # drift-<scan>.html and latest.html
             - webhook_url_env: SLACK_WEBHOOK_URL   # the URL stays in the environment
               webhook_kind: slack                  # slack | discord | json
+            - github_issue:          # one issue, updated in place (forge.github's repo)
+                labels: [terry-drift]
     'terry serve' runs them. Without it: 'terry schedule install' prints a crontab line (or
     writes systemd units) that runs 'terry schedule run NAME'. One run of a schedule at a
     time, across processes: a run that finds another going is recorded as skipped.
