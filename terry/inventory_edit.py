@@ -107,13 +107,20 @@ def edit_remedy(tree: Path, config: Config, edit: InventoryEdit, *, converge: bo
 
 
 def propose_edit(
-    pipeline: Pipeline, edit: InventoryEdit, *, converge: bool, apply: bool = True
+    pipeline: Pipeline, edit: InventoryEdit, *, converge: bool | None = None, apply: bool = True
 ) -> EditOutcome:
-    """Make the edit on a branch and carry its proposal as far as the gate allows."""
+    """Make the edit on a branch and carry its proposal as far as the gate allows.
+
+    ``converge`` None: a ``set`` on a host Ansible applies converges; nothing else does.
+    """
     config, repo = pipeline.config, pipeline.repo
     sha, _catalogue, inventory = pipeline.main_view()
     tree = repo.tree(sha)
     before = inventory.hosts.get(edit.host)
+    if converge is None:
+        converge = (
+            edit.action is EditAction.SET and before is not None and before.applier == "ansible"
+        )
     if converge and edit.action is EditAction.REMOVE:
         raise InputError("a removed host has no desired state to converge to")
     if converge and before is not None and before.applier != "ansible":

@@ -162,7 +162,8 @@ _CONVERGE = click.option(
     "--converge/--no-converge",
     default=None,
     help="Also run the desired state (site.yml) on the host: its dry run shows what the edit "
-    "changes there, applying it brings the host along (default: on for set, off for add).",
+    "changes there, applying it brings the host along (default: on for set on a host Ansible "
+    "applies, off otherwise).",
 )
 _NO_APPLY = click.option("--no-apply", is_flag=True, help="Stop after the gate (and merge).")
 
@@ -198,7 +199,7 @@ def add(
     edit = InventoryEdit(
         EditAction.ADD, host, group, tuple(parse_assignment(a) for a in assignments)
     )
-    _propose(ctx, edit, converge=bool(converge), no_apply=no_apply, output=output)
+    _propose(ctx, edit, converge=converge, no_apply=no_apply, output=output)
 
 
 @command.command("set")
@@ -235,7 +236,7 @@ def set_(
         assignments=tuple(parse_assignment(a) for a in assignments),
         unset=tuple(parse_var_path(u) for u in unset),
     )
-    _propose(ctx, edit, converge=converge is not False, no_apply=no_apply, output=output)
+    _propose(ctx, edit, converge=converge, no_apply=no_apply, output=output)
 
 
 @command.command("remove")
@@ -259,7 +260,12 @@ def remove(ctx: click.Context, host: str, no_apply: bool, output: str) -> None:
 
 
 def _propose(
-    ctx: click.Context, edit: InventoryEdit, *, converge: bool, no_apply: bool, output: str
+    ctx: click.Context,
+    edit: InventoryEdit,
+    *,
+    converge: bool | None,
+    no_apply: bool,
+    output: str,
 ) -> None:
     _config, _store, pipeline = open_pipeline(ctx, output)
     done = propose_edit(pipeline, edit, converge=converge, apply=not no_apply)
