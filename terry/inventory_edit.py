@@ -42,7 +42,7 @@ from terry.inventory import Host, Inventory, load_inventory
 from terry.inventory_check import site_roles, validate
 from terry.inventory_yaml import EditAction, InventoryEdit, apply_edit, parse_var_path
 from terry.proposals import get
-from terry.remedies.catalogue import Match, Remedy, Risk, modules_of_roles
+from terry.remedies.catalogue import Remedy, modules_of_roles
 from terry.remedies.render import render_reconcile
 from terry.verify import Outcome, Verification
 
@@ -84,24 +84,18 @@ def edit_remedy(tree: Path, config: Config, edit: InventoryEdit, *, converge: bo
     site = tree / config.playbooks_path / SITE
     modules = modules_of_roles(tree / config.roles_path, site_roles(site)) if converge else ()
     then = f"run {config.playbooks_path}/{SITE} on {edit.host}" if converge else "nothing to run"
-    return Remedy(
-        name=INVENTORY_EDIT,
+    return Remedy.of_desired_state(
+        INVENTORY_EDIT,
         summary=f"Inventory: {edit.describe()}",
         role="inventory",
-        risk=Risk.MEDIUM,
-        match=Match(("InventoryEdit",)),
-        params=(),
-        apply="",
-        verify="",
-        rollback="",
+        alertname="InventoryEdit",
+        modules=tuple(modules),
         verify_summary=(
             "The inventory on main says so"
             + (f", and a drift scan of {edit.host} finds nothing to change" if converge else "")
         ),
         rollback_summary="None automatic: revert the merge commit (git revert -m 1), then "
         f"'terry drift fix --limit {edit.host}'",
-        prometheus_verify=None,
-        modules=tuple(modules),
         source=f"inventory ({then})",
     )
 

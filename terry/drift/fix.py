@@ -24,7 +24,7 @@ from terry.drift.scan import RECONCILE, SITE, ScanOutcome, run_scan
 from terry.inventory_check import site_roles
 from terry.pipeline import Pipeline
 from terry.proposals import get
-from terry.remedies.catalogue import Match, Remedy, Risk, modules_of_roles
+from terry.remedies.catalogue import Remedy, modules_of_roles
 from terry.remedies.render import render_reconcile
 
 __all__ = ["FixOutcome", "drift_fixer", "fix_drift", "reconcile_remedy"]
@@ -48,21 +48,15 @@ def reconcile_remedy(tree: Path, roles_path: str, playbooks_path: str) -> Remedy
     """The remedy a drift fix stands for: what the gate sees (risk, every module the
     desired-state roles use)."""
     site = tree / playbooks_path / SITE
-    return Remedy(
-        name=RECONCILE,
+    return Remedy.of_desired_state(
+        RECONCILE,
         summary=f"Bring the drifted hosts back to the desired state ({playbooks_path}/{SITE})",
         role="site",
-        risk=Risk.MEDIUM,
-        match=Match(("Drift",)),
-        params=(),
-        apply="",
-        verify="",
-        rollback="",
+        alertname="Drift",
+        modules=modules_of_roles(tree / roles_path, site_roles(site)),
         verify_summary="A drift scan of the hosts finds nothing left to change",
         rollback_summary="None automatic: the desired state is the reference; revert its "
         "commit in git and fix again",
-        prometheus_verify=None,
-        modules=modules_of_roles(tree / roles_path, site_roles(site)),
         source=f"{playbooks_path}/{SITE}",
     )
 

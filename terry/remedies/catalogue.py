@@ -92,6 +92,38 @@ class Remedy:
     def applier(self) -> str:
         return "argocd" if self.manifest is not None else "ansible"
 
+    @classmethod
+    def of_desired_state(
+        cls,
+        name: str,
+        *,
+        summary: str,
+        role: str,
+        alertname: str,
+        modules: tuple[str, ...],
+        verify_summary: str,
+        rollback_summary: str,
+        source: str,
+    ) -> Remedy:
+        """A remedy that is no catalogue entry but the desired state itself (a drift fix,
+        an inventory edit): medium risk, no parameters, verify and rollback tasks of its own."""
+        return cls(
+            name=name,
+            summary=summary,
+            role=role,
+            risk=Risk.MEDIUM,
+            match=Match((alertname,)),
+            params=(),
+            apply="",
+            verify="",
+            rollback="",
+            verify_summary=verify_summary,
+            rollback_summary=rollback_summary,
+            prometheus_verify=None,
+            modules=modules,
+            source=source,
+        )
+
 
 @dataclass(frozen=True)
 class Catalogue:
