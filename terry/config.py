@@ -12,6 +12,8 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
 
+from terry.ai.modules import DEFAULT_ALLOWED_MODULES, check_allowed_modules
+from terry.ai.rules import DEFAULT_ALLOWED_PATHS
 from terry.errors import ConfigError
 
 __all__ = ["CONFIG_FILE", "Config", "find_repo", "load_config"]
@@ -180,6 +182,46 @@ class InventoryRules(_Model):
     labels: dict[str, list[str]] | None = None
 
 
+class AIConfig(_Model):
+    """Diagnosis with Claude when no remedy matches (on when the API key is in the
+    environment). Its answers are untrusted: see ``terry/ai/answer.py``."""
+
+    enabled: bool = True
+    # Name of the environment variable holding the Anthropic API key (never the key).
+    api_key_env: str = Field(default="ANTHROPIC_API_KEY", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    model: str = Field(
+        default="claude-sonnet-5-5", pattern=r"^[A-Za-z0-9][A-Za-z0-9._:@/-]{0,127}$"
+    )
+    # Default: https://api.anthropic.com (a proxy or gateway speaking the Messages API).
+    base_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    timeout: float = Field(default=60.0, gt=0, le=600)
+    # 429, 5xx, 529 and timeouts are retried this often (retry-after honoured), then fail.
+    max_retries: int = Field(default=2, ge=0, le=10)
+    max_tokens: int = Field(default=4096, ge=256, le=64_000)
+    # Fully-qualified modules a composed playbook may use (each has an argument schema).
+    allowed_modules: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_MODULES))
+    # ansible.builtin.command and ansible.builtin.shell may be allowed only with this.
+    allow_shell: bool = False
+    # Roots AI-composed tasks may touch files under (a host's terry_ai_paths wins).
+    allowed_paths: list[str] = Field(default_factory=lambda: list(DEFAULT_ALLOWED_PATHS))
+    # Below this confidence (0-100) a valid answer is kept for a human.
+    min_confidence: int = Field(default=60, ge=0, le=100)
+
+    @model_validator(mode="after")
+    def _modules_and_paths(self) -> AIConfig:
+        try:
+            modules = check_allowed_modules(self.allowed_modules, allow_shell=self.allow_shell)
+        except ValueError as exc:
+            raise ValueError(f"allowed_modules: {exc}") from exc
+        object.__setattr__(self, "allowed_modules", list(modules))
+        for root in self.allowed_paths:
+            if not root.startswith("/") or root == "/" or ".." in root.split("/"):
+                raise ValueError(
+                    f"allowed_paths: {root!r} must be an absolute directory other than /"
+                )
+        return self
+
+
 class Config(_Model):
     """What ``terry.yml`` may say. Paths are relative to the GitOps repository."""
 
@@ -200,6 +242,7 @@ class Config(_Model):
     argocd: ArgoCDConfig = Field(default_factory=ArgoCDConfig)
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     inventory_rules: InventoryRules = Field(default_factory=InventoryRules)
+    ai: AIConfig = Field(default_factory=AIConfig)
 
     @model_validator(mode="after")
     def _unique_schedules(self) -> Config:
@@ -241,6 +284,7 @@ class Config(_Model):
             github.installation_id_env,
             github.webhook_secret_env,
             self.argocd.token_env,
+            self.ai.api_key_env,
             *(d.webhook_url_env for s in self.schedules for d in s.deliver if d.webhook_url_env),
         )
 

@@ -1,0 +1,147 @@
+"""Ask Claude through the real ``anthropic`` client; map its failures to Terry errors.
+
+The API key comes from the environment variable ``ai.api_key_env`` names and goes only to
+the client: never to logs, errors, the store or ansible. With no key (or ``ai.enabled:
+false``), ``ClaudeDiagnoser.from_config`` returns None and the incident is kept for a human
+with Terry's own explanation; nothing fails.
+
+The client retries 408, 409, 429, 5xx (529 overloaded included), timeouts and connection
+errors up to ``ai.max_retries`` times, honouring ``retry-after``; what is left becomes an
+``AIServiceError`` saying what happened.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Mapping
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+import anthropic
+
+from terry.ai.answer import AIAnswer, parse_answer
+from terry.ai.errors import AIServiceError
+from terry.ai.request import DiagnosisRequest, messages_request
+from terry.ai.rules import AnswerRules
+
+if TYPE_CHECKING:
+    from terry.config import AIConfig
+
+__all__ = ["DEFAULT_BASE_URL", "ClaudeDiagnoser"]
+
+DEFAULT_BASE_URL = "https://api.anthropic.com"
+
+
+def _api_message(exc: anthropic.APIStatusError) -> str:
+    text = exc.api_message if isinstance(exc.api_message, str) else ""
+    text = " ".join(text.split())[:300]
+    return f": {text}" if text else ""
+
+
+def _status_error(exc: anthropic.APIStatusError, settings: AIConfig) -> AIServiceError:
+    status = exc.status_code
+    retries = settings.max_retries
+    detail = _api_message(exc)
+    kind, retryable, what = "server", True, f"the Anthropic API failed ({status})"
+    if status == 401:
+        kind, retryable = "authentication", False
+        what = f"the Anthropic API refused the key in ${settings.api_key_env} (401)"
+    elif status == 403:
+        kind, retryable = "permission", False
+        what = f"the key in ${settings.api_key_env} may not use this API or model (403)"
+    elif status == 400:
+        kind, retryable = "invalid_request", False
+        what = "the Anthropic API refused the request as invalid (400)"
+    elif status == 404:
+        kind, retryable = "not_found", False
+        what = (
+            f"the Anthropic API has no such resource (404; is ai.model {settings.model!r} right?)"
+        )
+    elif status == 429:
+        kind = "rate_limit"
+        what = f"rate limited by the Anthropic API (429) after {retries} retries"
+    elif status == 529:
+        kind = "overloaded"
+        what = f"the Anthropic API is overloaded (529) after {retries} retries"
+    elif status >= 500:
+        what = f"the Anthropic API failed ({status}) after {retries} retries"
+    return AIServiceError(
+        what + detail, kind=kind, retryable=retryable, status=status, request_id=exc.request_id
+    )
+
+
+class ClaudeDiagnoser:
+    """Diagnoses an incident with Claude: one forced ``propose_fix`` call, validated."""
+
+    def __init__(self, settings: AIConfig, api_key: str) -> None:
+        self.settings = settings
+        self.rules = AnswerRules.from_config(settings)
+        self._client = anthropic.Anthropic(
+            api_key=api_key,
+            base_url=settings.base_url or DEFAULT_BASE_URL,
+            timeout=settings.timeout,
+            max_retries=settings.max_retries,
+        )
+
+    @classmethod
+    def from_config(
+        cls, settings: AIConfig, environ: Mapping[str, str] | None = None
+    ) -> ClaudeDiagnoser | None:
+        """A diagnoser, or None when diagnosis with Claude is off or has no key."""
+        env = os.environ if environ is None else environ
+        key = (env.get(settings.api_key_env) or "").strip()
+        if not settings.enabled or not key:
+            return None
+        return cls(settings, key)
+
+    @property
+    def _where(self) -> str:
+        """The API's scheme, host and port (never user information from the URL)."""
+        url = urlsplit(self.settings.base_url or DEFAULT_BASE_URL)
+        port = f":{url.port}" if url.port else ""
+        return f"{url.scheme}://{url.hostname}{port}"
+
+    def __repr__(self) -> str:  # never the key
+        return f"ClaudeDiagnoser(model={self.settings.model!r})"
+
+    def close(self) -> None:
+        self._client.close()
+
+    def __enter__(self) -> ClaudeDiagnoser:
+        return self
+
+    def __exit__(self, *_: object) -> None:
+        self.close()
+
+    def diagnose(self, request: DiagnosisRequest) -> AIAnswer:
+        """Claude's validated answer; AIServiceError when the API fails, AIAnswerError when
+        the answer breaks a rule."""
+        params = messages_request(
+            request, self.rules, model=self.settings.model, max_tokens=self.settings.max_tokens
+        )
+        try:
+            message = self._client.messages.create(**params)
+        except anthropic.APITimeoutError:
+            raise AIServiceError(
+                f"the Anthropic API did not answer within {self.settings.timeout:g}s "
+                f"(after {self.settings.max_retries} retries)",
+                kind="timeout",
+                retryable=True,
+            ) from None
+        except anthropic.APIConnectionError as exc:
+            raise AIServiceError(
+                f"cannot reach the Anthropic API at {self._where}: {exc.message}",
+                kind="connection",
+                retryable=True,
+            ) from None
+        except anthropic.APIStatusError as exc:
+            raise _status_error(exc, self.settings) from None
+        except (anthropic.AnthropicError, ValueError) as exc:  # ValueError: a body not JSON
+            raise AIServiceError(
+                f"unusable answer from the Anthropic API: {type(exc).__name__}",
+                kind="response",
+                retryable=True,
+            ) from None
+        # The SDK does not check the answer's types; parse_answer checks everything.
+        answer = message.model_dump(mode="json", warnings=False)
+        return parse_answer(answer, request, self.rules)
