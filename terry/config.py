@@ -10,10 +10,11 @@ from pathlib import Path
 from typing import Annotated, Literal
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
 from terry.ai.modules import DEFAULT_ALLOWED_MODULES, check_allowed_modules
 from terry.ai.rules import DEFAULT_ALLOWED_PATHS
+from terry.durations import format_duration, parse_duration
 from terry.errors import ConfigError
 
 __all__ = ["CONFIG_FILE", "Config", "find_repo", "load_config"]
@@ -38,6 +39,80 @@ class PrometheusConfig(_Model):
     timeout: float = Field(default=10.0, gt=0)
     # How long verification waits for the metric to settle before judging.
     settle_seconds: float = Field(default=0.0, ge=0)
+
+
+# A span written "90s", "10m", "6h", "7d" (or a number of seconds); held as seconds.
+Duration = Annotated[float, BeforeValidator(parse_duration)]
+
+# node_exporter's real filesystems: no pseudo, memory or container layers, no /dev, /proc...
+DEFAULT_DISK_FILTER = (
+    'fstype!~"tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|autofs|proc|sysfs|fuse.*",'
+    'mountpoint!~"/(dev|proc|sys|run|boot/efi)($|/).*"'
+)
+DEFAULT_MEMORY_QUERY = "node_memory_MemTotal_bytes - node_memory_MemAvailable_bytes"
+_MAX_POINTS = 11_000  # Prometheus answers at most this many points per series
+
+
+class ForecastConfig(_Model):
+    """``terry forecast``: when filesystems will cross ``disk_threshold`` and whether memory
+    grows like a leak, from Prometheus range data (``prometheus.url``)."""
+
+    # How much history is read, and at which resolution (default: lookback / 1000, >= 1 s).
+    lookback: Duration = 7 * 86400.0
+    step: Duration | None = None
+    # How far ahead a crossing is reported; crossings sooner than lead_time are prevented:
+    # a preventive incident and the disk remedy's proposal, before any alert fires.
+    horizon: Duration = 7 * 86400.0
+    lead_time: Duration = 2 * 86400.0
+    # Percent used (node_exporter: 1 - avail / size), as the DiskUsageHigh alert measures.
+    disk_threshold: int = Field(default=80, ge=1, le=99)
+    # Label matchers for the default disk query (which filesystems are forecast) ...
+    disk_filter: str = DEFAULT_DISK_FILTER
+    # ... or a whole PromQL query: a used fraction 0..1 per series, with a mountpoint label.
+    disk_query: str | None = None
+    # Used memory per host (bytes or a fraction), judged for leaks; null: no leak check.
+    memory_query: str | None = DEFAULT_MEMORY_QUERY
+    # Data a forecast needs (default: the forecasting core's, 24 points over 6 h; a leak
+    # check 12 h). Small values make sense on a lab whose history is minutes long.
+    min_points: int | None = Field(default=None, ge=4)
+    min_span: Duration | None = None
+    # Open preventive incidents and proposals (--propose / --no-propose win).
+    propose: bool = True
+
+    @property
+    def resolution(self) -> float:
+        """The query step: ``step``, or lookback / 1000 and at least one second."""
+        return self.step if self.step is not None else max(1.0, self.lookback / 1000)
+
+    @property
+    def disk_promql(self) -> str:
+        if self.disk_query:
+            return self.disk_query
+        f = self.disk_filter
+        return f"1 - node_filesystem_avail_bytes{{{f}}} / node_filesystem_size_bytes{{{f}}}"
+
+    @model_validator(mode="after")
+    def _spans(self) -> ForecastConfig:
+        step, lookback = format_duration(self.resolution), format_duration(self.lookback)
+        points = self.lookback / self.resolution
+        if points > _MAX_POINTS:
+            raise ValueError(
+                f"a step of {step} over a lookback of {lookback} asks for {points:.0f} points; "
+                f"Prometheus answers at most {_MAX_POINTS}: raise step"
+            )
+        if points < 4:
+            raise ValueError(
+                f"a step of {step} leaves {points:.0f} points in a lookback of {lookback}: "
+                "lower step or raise lookback"
+            )
+        if self.min_span is not None and self.min_span > self.lookback:
+            raise ValueError(
+                f"min_span ({format_duration(self.min_span)}) is longer than lookback "
+                f"({lookback}): no forecast could ever have enough data"
+            )
+        if self.disk_query is not None and not self.disk_query.strip():
+            raise ValueError("disk_query is empty: remove it to use the default")
+        return self
 
 
 class RunnerConfig(_Model):
@@ -236,6 +311,7 @@ class Config(_Model):
     actor: str | None = None
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
+    forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     forge: ForgeConfig = Field(default_factory=ForgeConfig)

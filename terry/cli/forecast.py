@@ -1,0 +1,222 @@
+"""``terry forecast``: when disks will fill and which memory leaks, before any alert fires."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import TYPE_CHECKING
+
+import click
+from rich.markup import escape
+from rich.table import Table
+
+from terry.cli.context import open_config, open_pipeline
+from terry.cli.output import console, emit_json, err_console, output_option
+from terry.durations import format_duration, parse_duration
+from terry.errors import InputError
+from terry.gitops import Repo
+from terry.inventory import load_inventory, match_hosts
+
+if TYPE_CHECKING:
+    from terry.forecast.prevent import Action
+    from terry.forecast.prometheus import DiskForecast, FleetForecast
+
+_FAILED = ("failed", "denied", "rolled_back", "escalated")
+
+
+def _duration(value: str | None, flag: str) -> float | None:
+    if value is None:
+        return None
+    try:
+        return parse_duration(value)
+    except ValueError as exc:
+        raise InputError(f"{flag}: {exc}") from exc
+
+
+@click.command("forecast")
+@click.option(
+    "--horizon",
+    metavar="DURATION",
+    help="How far ahead crossings are reported, e.g. 7d (default: forecast.horizon).",
+)
+@click.option(
+    "--lead-time",
+    metavar="DURATION",
+    help="Crossings sooner than this are prevented, e.g. 2d (default: forecast.lead_time).",
+)
+@click.option("--limit", "-l", metavar="PATTERN", help="Ansible host pattern (default: all).")
+@click.option(
+    "--propose/--no-propose",
+    default=None,
+    help="Open preventive incidents and proposals (default: forecast.propose, on).",
+)
+@click.option("--no-apply", is_flag=True, help="Stop proposals after the gate (and merge).")
+@output_option
+@click.pass_context
+def command(
+    ctx: click.Context,
+    horizon: str | None,
+    lead_time: str | None,
+    limit: str | None,
+    propose: bool | None,
+    no_apply: bool,
+    output: str,
+) -> None:
+    """Forecast disk usage and memory from Prometheus, and prevent what is coming.
+
+    \b
+    For every inventory host and filesystem Terry reads forecast.lookback of history from
+    prometheus.url (used = 1 - avail / size, as DiskUsageHigh measures it), fits a robust
+    trend (outliers, level shifts after a clean-up, daily cycles) and says when it will
+    reach forecast.disk_threshold, with an interval. Used memory that grows steadily, with
+    no reset, is flagged as a suspected leak.
+      terry forecast                          report, and prevent crossings within the lead time
+      terry forecast --no-propose -o json     report only, for scripts
+      terry forecast --horizon 30d --lead-time 3d --limit staging
+    \b
+    Prevention: a crossing sooner than the lead time (still below the threshold) opens an
+    incident of source 'forecast' labelled like a DiskWillFillSoon alert, and the disk
+    remedy's proposal takes the usual path: dry run, gate, review or merge, apply, verify.
+    A second run opens nothing while that incident is open. Suspected leaks open an
+    incident kept for a human (no remedy). Approve a reviewed proposal with
+    'terry proposals approve N'.
+    \b
+    Exit codes: 0 forecast made (crossings or not), 1 a proposal failed, was denied or
+    could not be verified, 2 bad flag or --limit, 3 configuration problem (no
+    prometheus.url, a query Prometheus refuses), 8 Prometheus could not be queried.
+    """
+    from terry.forecast.prometheus import forecast_fleet
+
+    config = open_config(ctx)
+    horizon_s = _duration(horizon, "--horizon")
+    lead_s = _duration(lead_time, "--lead-time")
+    proposing = config.forecast.propose if propose is None else propose
+    if limit is not None and (not limit.strip() or limit.startswith("-")):
+        raise InputError(f"--limit {limit!r} is not an Ansible host pattern")
+    pipeline = None
+    if proposing:
+        _config, _store, pipeline = open_pipeline(ctx, output)
+        sha, _catalogue, inventory = pipeline.main_view()
+        tree = pipeline.repo.tree(sha)
+    else:
+        repo = Repo(config.repo, main_branch=config.main_branch)
+        tree = repo.tree(repo.head())
+        inventory = load_inventory(tree, config.inventory)
+    hosts = None
+    if limit is not None:
+        hosts = match_hosts(tree, config.inventory, limit)
+        if not hosts:
+            raise InputError(f"--limit {limit!r} matches no host in the inventory")
+    fleet = forecast_fleet(config, inventory, hosts=hosts, horizon=horizon_s, lead_time=lead_s)
+    actions: tuple[Action, ...] | None = None
+    if pipeline is not None:
+        from terry.forecast.prevent import act
+
+        actions = act(pipeline, fleet, apply=not no_apply)
+    if output == "json":
+        from terry.forecast.report import to_report
+
+        emit_json(to_report(fleet, actions))
+    else:
+        _print(fleet)
+        _print_actions(fleet, actions)
+    if actions and any(a.state in _FAILED for a in actions):
+        ctx.exit(1)
+
+
+def _when(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).strftime("%Y-%m-%d %H:%M")
+
+
+def _crossing(d: DiskForecast) -> str:
+    f = d.forecast
+    if f.projected_at is None:
+        return ""
+    ahead = f.projected_at - f.now
+    beyond = ", beyond the horizon" if f.crossing_at is None else ""
+    return f"{_when(f.projected_at)} (in {format_duration(ahead)}{beyond})"
+
+
+def _interval(d: DiskForecast) -> str:
+    f = d.forecast
+    if f.earliest is None or f.latest is None:
+        return ""
+    early = format_duration(max(f.earliest - f.now, 0.0))
+    return f"{early} – {format_duration(f.latest - f.now)}"
+
+
+def _print(fleet: FleetForecast) -> None:
+    hosts = {d.host for d in fleet.disks}
+    console.print(
+        f"{len(fleet.disks)} filesystem(s) on {len(hosts)} host(s), from Prometheus: "
+        f"lookback {format_duration(fleet.lookback)}, step {format_duration(fleet.step)}, "
+        f"horizon {format_duration(fleet.horizon)}, lead time "
+        f"{format_duration(fleet.lead_time)}, threshold {fleet.threshold}%",
+        markup=False,
+    )
+    table = Table("host", "mountpoint", "used", "trend/day", "crosses at (in)", "interval", "")
+    for d in fleet.disks:
+        slope = d.slope_percent_per_day
+        outcome = d.forecast.outcome.value
+        if d.preventive:
+            outcome = f"[bold red]{outcome}: prevent[/bold red]"
+        elif d.stale:
+            outcome = f"{outcome} (stale: last sample {_when(d.last_sample)})"
+        table.add_row(
+            escape(d.host),
+            escape(d.mountpoint),
+            f"{d.used_percent:.1f}%",
+            "" if slope is None else f"{slope:+.2f}%",
+            _crossing(d),
+            _interval(d),
+            f"{outcome} — {escape(d.forecast.reason)}",
+        )
+    console.print(table, markup=True)
+    if not fleet.disks:
+        console.print("no filesystem series matched an inventory host", markup=False)
+    from terry.forecast.prevent import leak_summary
+
+    quiet = 0
+    for m in fleet.memory:
+        if m.suspected:
+            console.print(f"[bold red]leak?[/bold red] {escape(leak_summary(m))}", markup=True)
+            for reason in m.leak.reasons:
+                console.print(f"    {reason}", markup=False)
+        else:
+            quiet += 1
+    if fleet.memory:
+        console.print(f"memory: {quiet} host(s) with no leak suspected", markup=False)
+    for line in fleet.unmatched:
+        err_console.print(f"  skipped: {line}", markup=False)
+
+
+def _print_actions(fleet: FleetForecast, actions: tuple[Action, ...] | None) -> None:
+    if actions is None:
+        if fleet.preventive:
+            console.print(
+                f"{len(fleet.preventive)} crossing(s) within the lead time; "
+                "'terry forecast --propose' prevents them",
+                markup=False,
+            )
+        return
+    if not actions:
+        console.print("nothing to prevent", markup=False)
+    for a in actions:
+        what = f"{a.host} {a.mountpoint}" if a.mountpoint else f"{a.host} memory"
+        if a.effect == "opened" and a.proposal_id is not None:
+            gate = f" (gate: {a.decision}: {'; '.join(a.reasons)})" if a.decision else ""
+            console.print(
+                f"{what}: incident {a.incident_id}, proposal {a.proposal_id}: {a.state}{gate}",
+                markup=False,
+            )
+            if a.state == "awaiting_review":
+                console.print(
+                    f"  approve with: terry proposals approve {a.proposal_id}", markup=False
+                )
+        elif a.effect == "opened":
+            console.print(
+                f"{what}: incident {a.incident_id} kept for a human: {a.note}", markup=False
+            )
+        else:
+            console.print(f"{what}: {a.effect}: {a.note}", markup=False)

@@ -1,0 +1,297 @@
+"""Acting on a forecast: preventive incidents, before any alert fires.
+
+A filesystem whose trend crosses the threshold within the lead time (and is still below it)
+becomes an incident of source ``forecast`` whose labels are those of the lab's and
+node_exporter's own early alert, ``DiskWillFillSoon`` (``host``, ``mountpoint``,
+``threshold``), so the remedy catalogue's disk remedy matches it exactly as it would match
+the alert; the forecast is its evidence (annotations). The incident is opened already
+claimed by this process and carried through ``Pipeline.remediate``: diagnosis, proposal,
+dry run, gate, review or merge, apply, verify: the same path as an alert, only earlier.
+
+One incident per host and filesystem at a time (fingerprint ``forecast:disk:<digest>``): a
+second forecast finds it open and opens nothing. It is resolved when its fix is verified
+(a later forecast may open a new one if the filesystem is again on its way to the
+threshold), or when a later forecast no longer predicts a crossing within the lead time.
+
+Memory that grows like a leak is reported only: an incident ``MemoryLeakSuspected`` kept
+for a human with the evidence as the reason (no remedy fixes a leak; a restart only hides
+it), resolved when a later check no longer suspects one.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+
+from sqlalchemy import select
+
+from terry import incidents
+from terry.durations import format_duration
+from terry.forecast.prometheus import DiskForecast, FleetForecast, MemoryCheck
+from terry.forecast.trend import Outcome
+from terry.locks import named_lock
+from terry.pipeline import Pipeline
+from terry.proposals import ProposalState
+from terry.store.models import IncidentRow, ProposalRow
+
+__all__ = [
+    "DISK_ALERTNAME",
+    "LEAK_ALERTNAME",
+    "SOURCE",
+    "Action",
+    "act",
+    "disk_fingerprint",
+    "disk_summary",
+    "leak_fingerprint",
+    "leak_summary",
+]
+
+SOURCE = "forecast"
+DISK_ALERTNAME = "DiskWillFillSoon"
+LEAK_ALERTNAME = "MemoryLeakSuspected"
+_OPENING = timedelta(minutes=2)  # the lock held while one process checks and opens
+
+
+@dataclass(frozen=True)
+class Action:
+    """What a forecast did about one filesystem or one host's memory."""
+
+    kind: str  # disk | leak
+    host: str
+    mountpoint: str | None
+    # opened: a new incident (and, for a disk, its proposal); open: one is open already;
+    # resolved: the forecast no longer predicts trouble; busy: another process is opening it
+    effect: str
+    incident_id: int | None
+    proposal_id: int | None = None
+    state: str | None = None  # the proposal's state when this run left it
+    decision: str | None = None
+    reasons: tuple[str, ...] = ()
+    note: str = ""
+
+
+def _digest(*parts: str) -> str:
+    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
+
+
+def disk_fingerprint(host: str, mountpoint: str) -> str:
+    return f"forecast:disk:{_digest(host, mountpoint)}"
+
+
+def leak_fingerprint(host: str) -> str:
+    return f"forecast:leak:{_digest(host)}"
+
+
+def _iso(epoch: float | None) -> str:
+    if epoch is None:
+        return ""
+    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
+
+
+def disk_summary(d: DiskForecast) -> str:
+    """One line: "/srv/data on lab-02 is 55% full and will reach 80% in about 3m (between
+    2m and 5m)"."""
+    f = d.forecast
+    where = f"{d.mountpoint[:200]} on {d.host} is {d.used_percent:.0f}% full"
+    if f.projected_at is None:
+        return f"{where}; {f.reason}"
+    text = (
+        f"{where} and will reach {d.threshold}% in about {format_duration(f.projected_at - f.now)}"
+    )
+    if f.earliest is not None and f.latest is not None:
+        text += (
+            f" (between {format_duration(max(f.earliest - f.now, 0.0))} and "
+            f"{format_duration(f.latest - f.now)})"
+        )
+    return text
+
+
+def leak_summary(m: MemoryCheck) -> str:
+    leak = m.leak
+    if leak.slope is None:
+        return f"memory on {m.host}: {leak.reasons[0]}"
+    span = format_duration(leak.end - leak.start)
+    verdict = "grows steadily: a leak is suspected" if m.suspected else "no leak"
+    return f"memory on {m.host} grew {leak.relative_growth:.1%} over {span}; {verdict}"
+
+
+def _open_incident(fingerprint: str, pipeline: Pipeline) -> tuple[int, str | None] | None:
+    """The open forecast incident with this fingerprint and its newest proposal's state."""
+    with pipeline.store.session() as session:
+        incident_id = session.scalar(
+            select(IncidentRow.id)
+            .where(
+                IncidentRow.fingerprint == fingerprint,
+                IncidentRow.source == SOURCE,
+                IncidentRow.state == incidents.IncidentState.OPEN.value,
+            )
+            .order_by(IncidentRow.id.desc())
+            .limit(1)
+        )
+        if incident_id is None:
+            return None
+        state = session.scalar(
+            select(ProposalRow.state)
+            .where(ProposalRow.incident_id == incident_id)
+            .order_by(ProposalRow.id.desc())
+            .limit(1)
+        )
+        return incident_id, state
+
+
+def _resolve(pipeline: Pipeline, incident_id: int, reason: str) -> None:
+    incidents.resolve(pipeline.store, incident_id, reason)
+    pipeline.incident_changed(incident_id, resolved=True, detail=reason)
+
+
+def _disk_labels(d: DiskForecast) -> tuple[dict[str, str], dict[str, str]]:
+    f = d.forecast
+    slope = d.slope_percent_per_day
+    labels = {
+        "alertname": DISK_ALERTNAME,
+        "host": d.host,
+        "mountpoint": d.mountpoint,
+        "threshold": str(d.threshold),
+        "severity": "warning",
+    }
+    annotations = {
+        "summary": disk_summary(d),
+        "description": (
+            f"Forecast from Prometheus: {f.reason}. Trend "
+            f"{'' if slope is None else f'{slope:+.2f}'} %/day, used now "
+            f"{d.used_percent:.1f}%, threshold {d.threshold}%; crossing at "
+            f"{_iso(f.projected_at)} (between {_iso(f.earliest)} and {_iso(f.latest)}), "
+            f"confidence {f.confidence:.2f}. Opened before any alert, with a lead time of "
+            f"{format_duration(d.lead_time)}."
+        ),
+        "forecast_crossing_at": _iso(f.projected_at),
+        "forecast_earliest": _iso(f.earliest),
+        "forecast_latest": _iso(f.latest),
+        "forecast_used_percent": f"{d.used_percent:.2f}",
+    }
+    return labels, annotations
+
+
+def _prevent_disk(pipeline: Pipeline, d: DiskForecast, *, apply: bool) -> Action:
+    fingerprint = disk_fingerprint(d.host, d.mountpoint)
+    with named_lock(pipeline.store, fingerprint, ttl=_OPENING) as taken:
+        if not taken:
+            return Action("disk", d.host, d.mountpoint, "busy", None, note="another forecast")
+        found = _open_incident(fingerprint, pipeline)
+        if found is not None and found[1] == ProposalState.VERIFIED.value:
+            # its fix was verified (approved and applied after an earlier run), yet the
+            # filesystem is again on its way: that incident is done, this is a new one
+            _resolve(pipeline, found[0], "preventive fix verified earlier")
+            found = None
+        if found is not None:
+            incident_id, state = found
+            return Action(
+                "disk",
+                d.host,
+                d.mountpoint,
+                "open",
+                incident_id,
+                state=state,
+                note=f"incident {incident_id} is open already",
+            )
+        labels, annotations = _disk_labels(d)
+        incident_id = incidents.open_incident(
+            pipeline.store,
+            source=SOURCE,
+            fingerprint=fingerprint,
+            # diagnosis reads the alertname from the title, as for an alert's incident
+            title=DISK_ALERTNAME,
+            host=d.host,
+            labels=labels,
+            annotations=annotations,
+            holder=pipeline.holder,
+        )
+    pipeline.reporter.step(None, f"incident {incident_id}: {annotations['summary']}")
+    outcome = pipeline.remediate(incident_id, apply=apply)
+    if outcome.state == ProposalState.VERIFIED.value:
+        _resolve(
+            pipeline,
+            incident_id,
+            f"preventive fix verified (proposal {outcome.proposal_id}) before the threshold",
+        )
+    return Action(
+        "disk",
+        d.host,
+        d.mountpoint,
+        "opened",
+        incident_id,
+        outcome.proposal_id,
+        outcome.state,
+        outcome.decision,
+        outcome.reasons,
+        outcome.note,
+    )
+
+
+def _settled(d: DiskForecast) -> bool:
+    """The forecast no longer calls for prevention, and says so with data (not merely
+    missing, stale, or above the threshold, where the alert takes over)."""
+    return (
+        not d.stale
+        and not d.preventive
+        and d.used_percent < d.threshold
+        and d.forecast.outcome
+        in (Outcome.FLAT, Outcome.FALLING, Outcome.CROSSING, Outcome.BEYOND_HORIZON)
+    )
+
+
+def _leak(pipeline: Pipeline, m: MemoryCheck) -> Action:
+    fingerprint = leak_fingerprint(m.host)
+    with named_lock(pipeline.store, fingerprint, ttl=_OPENING) as taken:
+        if not taken:
+            return Action("leak", m.host, None, "busy", None, note="another forecast")
+        found = _open_incident(fingerprint, pipeline)
+        if found is not None:
+            return Action(
+                "leak", m.host, None, "open", found[0], note=f"incident {found[0]} is open"
+            )
+        summary = leak_summary(m)
+        incident_id = incidents.open_incident(
+            pipeline.store,
+            source=SOURCE,
+            fingerprint=fingerprint,
+            title=LEAK_ALERTNAME,
+            host=m.host,
+            labels={"alertname": LEAK_ALERTNAME, "host": m.host, "severity": "warning"},
+            annotations={"summary": summary, "description": m.leak.summary()},
+            holder=pipeline.holder,
+        )
+    # No remedy: a restart hides a leak, it does not fix it. Kept for a human, with why.
+    incidents.mark_diagnosed(pipeline.store, incident_id, host=m.host)
+    reason = f"{summary} ({m.leak.summary()}); find what holds the memory"
+    incidents.set_attention(pipeline.store, incident_id, reason)
+    pipeline.reporter.step(None, f"incident {incident_id}: kept for a human: {summary}")
+    return Action("leak", m.host, None, "opened", incident_id, note=reason)
+
+
+def act(pipeline: Pipeline, fleet: FleetForecast, *, apply: bool = True) -> tuple[Action, ...]:
+    """Open (and remediate) what the forecast calls for; resolve what it no longer does."""
+    actions: list[Action] = []
+    for d in fleet.disks:
+        if d.preventive:
+            actions.append(_prevent_disk(pipeline, d, apply=apply))
+        elif _settled(d):
+            found = _open_incident(disk_fingerprint(d.host, d.mountpoint), pipeline)
+            if found is not None:
+                why = (
+                    "the forecast no longer predicts a crossing within the lead time: "
+                    f"{d.forecast.reason}"
+                )
+                _resolve(pipeline, found[0], why)
+                actions.append(Action("disk", d.host, d.mountpoint, "resolved", found[0], note=why))
+    for m in fleet.memory:
+        if m.suspected:
+            actions.append(_leak(pipeline, m))
+        elif not m.stale and m.leak.slope is not None:
+            found = _open_incident(leak_fingerprint(m.host), pipeline)
+            if found is not None:
+                why = f"no leak suspected any more: {m.leak.summary()}"
+                _resolve(pipeline, found[0], why)
+                actions.append(Action("leak", m.host, None, "resolved", found[0], note=why))
+    return tuple(actions)
