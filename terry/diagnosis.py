@@ -31,6 +31,8 @@ class Diagnosis:
 class NoFix:
     reason: str
     host: str | None = None
+    # The host is known but no remedy matches the alert: what Claude may be asked about.
+    unmatched: bool = False
 
 
 def diagnose(
@@ -50,7 +52,11 @@ def diagnose(
         return NoFix(f"host {named[:120]!r} is not in the inventory", host=None)
     remedy = catalogue.match(alertname, labels)
     if remedy is None:
-        return NoFix(f"no remedy in the catalogue matches {alertname[:120]!r}", host=host.name)
+        return NoFix(
+            f"no remedy in the catalogue matches {alertname[:120]!r}",
+            host=host.name,
+            unmatched=True,
+        )
     if remedy.applier != host.applier:
         return NoFix(
             f"remedy {remedy.name} is applied by {remedy.applier}, but host {host.name} is "

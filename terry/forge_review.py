@@ -131,6 +131,8 @@ class ForgeReviewSteps(ReviewSteps):
                 check_diff=row.check_diff,
                 applier=row.applier,
                 target=row.target,
+                ai_authored=row.ai_authored,
+                confidence=row.confidence,
             )
 
     def publish(self, proposal_id: int) -> PullState | None:

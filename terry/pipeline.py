@@ -15,6 +15,9 @@ from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from terry import incidents
+from terry.ai.answer import AIAnswer
+from terry.ai.consult import consult
+from terry.ai.render import ai_diagnosis
 from terry.appliers.ansible_runner import RunResult
 from terry.apply import ApplySteps
 from terry.diagnosis import Diagnosis, NoFix, diagnose
@@ -104,12 +107,36 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
                 manifest = self._edited_manifest(found, sha)
             except ManifestError as exc:
                 found = NoFix(f"remedy {found.remedy.name}: {exc}", host=found.hosts[0].name)
+        renderer: Callable[[int, int], Rendered | None] | None = None
+        answer: AIAnswer | None = None
+        if isinstance(found, NoFix) and found.unmatched and found.host in inventory.hosts:
+            host = inventory.hosts[found.host]
+            self.reporter.step(None, f"incident {incident_id}: {found.reason}; asking Claude")
+            consulted = consult(
+                self.config,
+                self.store,
+                incident_id=incident_id,
+                alertname=alertname,
+                labels=labels,
+                annotations=annotations,
+                host=host,
+                inventory=inventory,
+                catalogue=catalogue,
+                rule_reason=found.reason,
+            )
+            if consulted is not None and consulted.answer is None:
+                found = NoFix(consulted.reason, host=host.name)
+            elif consulted is not None and consulted.answer is not None:
+                answer = consulted.answer
+                found, renderer = ai_diagnosis(answer, host, catalogue, alertname, incident_id)
         if isinstance(found, NoFix):
             incidents.mark_diagnosed(self.store, incident_id, host=found.host)
             incidents.set_attention(self.store, incident_id, found.reason)
             self.reporter.step(None, f"incident {incident_id}: kept for a human: {found.reason}")
             return ProposalOutcome(incident_id, None, None, note=found.reason)
-        proposal_id = self.propose(incident_id, found, base=sha, manifest=manifest)
+        proposal_id = self.propose(
+            incident_id, found, base=sha, manifest=manifest, renderer=renderer, ai=answer
+        )
         incidents.mark_diagnosed(self.store, incident_id, host=found.hosts[0].name)
         self.advance(proposal_id, apply=apply)
         with self.store.session() as session:
@@ -179,6 +206,7 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
         renderer: Callable[[int, int], Rendered | None] | None = None,
         edits: dict[str, str | None] | None = None,
         applier: str | None = None,
+        ai: AIAnswer | None = None,
     ) -> int:
         """Record the proposal and commit it on its branch: a playbook and its parameters,
         or, for a target applied by Argo CD, the edited manifest. ``edits`` are desired-state
@@ -205,6 +233,10 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
                 check_summary={},
                 applier=applier or remedy.applier,
                 target=str(target) if target else None,
+                ai_authored=ai is not None,
+                confidence=ai.confidence if ai else None,
+                ai_model=ai.model if ai else None,
+                ai_diagnosis=ai.diagnosis if ai else None,
             )
             session.add(row)
             session.flush()
@@ -260,6 +292,11 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
             f"Terry-Risk: {remedy.risk.value}\n"
             "Terry-Decision: pending (dry run, then the gate)\n"
         )
+        if ai is not None:
+            message += (
+                f"Terry-AI-Authored: {one_line(ai.model or 'Claude', 80)} "
+                f"(confidence {ai.confidence}%)\n"
+            )
         commit = self.repo.commit_files(
             branch=branch,
             files=files,
@@ -329,6 +366,7 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
             hosts, remedy, risk = tuple(row.hosts), row.remedy, row.risk
             commit_sha = row.commit_sha
             modules, check = tuple(row.modules), dict(row.check_summary)
+            ai_authored = row.ai_authored
         _sha, _catalogue, inventory = self.main_view(sha)
         if remedy == INVENTORY_EDIT and commit_sha:  # the hosts as the edit leaves them
             edited = load_inventory(self.repo.tree(commit_sha), self.config.inventory)
@@ -342,6 +380,7 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
             recurrence=recurrence,
             history=remedy_history(self.store, remedy, exclude=proposal_id),
             check={k: check.get(k) for k in ("ok", "changed", "failed_hosts", "unreachable_hosts")},
+            ai_authored=ai_authored,
         )
         policies = self.main_policies(sha)
         decision = decide(self.engine, policies, gate_input)

@@ -108,6 +108,8 @@ class ProposalDetail:
     pull_request: dict[str, Any] | None = None  # number, url, state, error on the forge
     applier: str = "ansible"  # or argocd (playbook_path is then the manifest it changes)
     target: str | None = None  # the Argo CD application
+    # Written by Claude: {"model", "confidence", "diagnosis"}; None when Terry's own.
+    ai: dict[str, Any] | None = None
 
 
 def _summary(row: IncidentRow, proposals: tuple[int, ...]) -> IncidentSummary:
@@ -279,6 +281,11 @@ def proposal_detail(store: Store, proposal_id: int, *, events: bool = False) -> 
         check_diff=row.check_diff,
         applier=row.applier,
         target=row.target,
+        ai=(
+            {"model": row.ai_model, "confidence": row.confidence, "diagnosis": row.ai_diagnosis}
+            if row.ai_authored
+            else None
+        ),
         pull_request=(
             {
                 "number": row.pr_number,

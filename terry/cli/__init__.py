@@ -87,6 +87,7 @@ def _register() -> None:
         demo,
     ):
         main.add_command(module.command)
+    main.add_command(incidents.explain_command)
     try:
         from terry.cli import lab
     except ImportError:  # the lab commands arrive with the lab package

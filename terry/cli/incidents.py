@@ -8,6 +8,7 @@ from rich.table import Table
 
 from terry.cli.context import open_config, open_store
 from terry.cli.output import console, emit_json, output_option
+from terry.explain import explain
 from terry.views import incident_story, list_incidents
 
 
@@ -86,3 +87,21 @@ def show(ctx: click.Context, incident_id: int, output: str) -> None:
     for e in story.timeline:
         table.add_row(e.at.strftime("%H:%M:%S.%f")[:-3], e.what, e.actor, e.detail)
     console.print(table)
+
+
+@click.command("explain")
+@click.argument("incident_id", type=int)
+@output_option
+@click.pass_context
+def explain_command(ctx: click.Context, incident_id: int, output: str) -> None:
+    """A plain-language account of an incident: what happened, what Terry (or Claude)
+    concluded, what each proposal went through, and where it stands. From the record.
+
+    Exit codes: 0, 4 no such incident.
+    """
+    config = open_config(ctx)
+    text = explain(open_store(config), incident_id)
+    if output == "json":
+        emit_json({"incident_id": incident_id, "text": text})
+    else:
+        console.print(text, markup=False)

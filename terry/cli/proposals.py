@@ -64,6 +64,13 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
         markup=True,
     )
     console.print(f"  state     [bold]{s.state}[/bold]\n  risk      {s.risk}", markup=True)
+    if d.ai:
+        console.print(
+            f"  author    AI-authored ({d.ai['model'] or 'Claude'}, confidence "
+            f"{d.ai['confidence']}%): review with care",
+            markup=False,
+        )
+        console.print(f"  diagnosis {d.ai['diagnosis']}", markup=False)
     console.print(
         f"  decision  {d.summary.decision or '-'} (policy commit {(d.policy_commit or '-')[:10]})"
     )

@@ -19,7 +19,15 @@ import yaml
 
 from terry.remedies.catalogue import Remedy
 
-__all__ = ["Rendered", "Unsafe", "branch_name", "render", "render_reconcile", "slug"]
+__all__ = [
+    "Rendered",
+    "Unsafe",
+    "branch_name",
+    "dump_unsafe_vars",
+    "render",
+    "render_reconcile",
+    "slug",
+]
 
 
 class Unsafe(str):
@@ -112,13 +120,19 @@ def render(
         "#      ansible-playbook THIS -e @VARS --tags verify | --tags rollback\n"
     )
     playbook = header + yaml.safe_dump(plays, sort_keys=False, width=100)
-    variables = {"terry_proposal_id": proposal_id, **_mark(params)}
-    vars_text = (
+    vars_text = dump_unsafe_vars(
+        {"terry_proposal_id": proposal_id, **params},
         "# Parameters taken from the alert. Every string is !unsafe: Ansible uses it as data\n"
-        "# and never templates it.\n"
-        + yaml.dump(variables, Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=False)
+        "# and never templates it.\n",
     )
     return Rendered(f"{base}.yml", f"{base}.vars.yml", playbook, vars_text)
+
+
+def dump_unsafe_vars(variables: dict[str, Any], header: str) -> str:
+    """An extra-vars file with every string tagged ``!unsafe`` (never templated)."""
+    return header + yaml.dump(
+        _mark(variables), Dumper=_Dumper, sort_keys=False, width=100, allow_unicode=False
+    )
 
 
 def render_reconcile(

@@ -19,6 +19,7 @@ from sqlalchemy import (
     Text,
     TypeDecorator,
     UniqueConstraint,
+    false,
     text,
 )
 from sqlalchemy.engine import Dialect
@@ -177,6 +178,11 @@ class ProposalRow(Base):
     # whose application is ``target``).
     applier: Mapped[str] = mapped_column(String(16), default="ansible", server_default="ansible")
     target: Mapped[str | None] = mapped_column(String(255))
+    # Written by Claude (terry.ai): the model, its confidence (0-100) and its diagnosis.
+    ai_authored: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    confidence: Mapped[int | None] = mapped_column(Integer)
+    ai_model: Mapped[str | None] = mapped_column(String(128))
+    ai_diagnosis: Mapped[str | None] = mapped_column(Text)
 
 
 class RunRow(Base):
