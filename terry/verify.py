@@ -54,7 +54,7 @@ def combine(*checks: Verification) -> Verification:
     return Verification(Outcome.VERIFIED, evidence)
 
 
-def _promql_string(value: Any) -> str:
+def promql_string(value: Any) -> str:
     return str(value).replace("\\", "\\\\").replace('"', '\\"')
 
 
@@ -63,7 +63,7 @@ def fill_query(template: str, values: dict[str, Any]) -> str:
 
     def swap(match: re.Match[str]) -> str:
         key = match.group(1)
-        return _promql_string(values[key]) if key in values else match.group(0)
+        return promql_string(values[key]) if key in values else match.group(0)
 
     return re.sub(r"\{([A-Za-z_][A-Za-z0-9_]*)\}", swap, template)
 

@@ -8,23 +8,28 @@ fails: the incident is kept for a human with Terry's own reason.
 
 from __future__ import annotations
 
+import logging
 import os
 from collections.abc import Mapping
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
 from terry.ai.answer import AIAnswer
 from terry.ai.client import ClaudeDiagnoser
 from terry.ai.errors import AIAnswerError, AIServiceError
-from terry.ai.request import DiagnosisRequest, PastIncident
+from terry.ai.request import DiagnosisRequest, MetricSummary, PastIncident
 from terry.config import Config
 from terry.inventory import Host, Inventory
 from terry.remedies.catalogue import Catalogue
 from terry.store import Store
 from terry.store.models import IncidentRow, ProposalRow
+from terry.verify import promql_string
 
-__all__ = ["Consulted", "consult", "past_incidents"]
+__all__ = ["Consulted", "consult", "host_metrics", "past_incidents"]
+
+log = logging.getLogger("terry.ai")
 
 
 @dataclass(frozen=True)
@@ -69,6 +74,59 @@ def past_incidents(
         return tuple(found)
 
 
+# What Claude is shown of the host's recent state: (what, PromQL with {sel} for the host's
+# label selector). Each answer is summarised per series; a failing query is left out.
+_METRICS = (
+    ("load average (1 min)", "node_load1{{{sel}}}"),
+    (
+        "memory used %",
+        "100 * (1 - node_memory_MemAvailable_bytes{{{sel}}} / node_memory_MemTotal_bytes{{{sel}}})",
+    ),
+    (
+        "filesystem used %",
+        '100 * (1 - node_filesystem_avail_bytes{{{sel},fstype!~"tmpfs|overlay|squashfs"}} '
+        '/ node_filesystem_size_bytes{{{sel},fstype!~"tmpfs|overlay|squashfs"}})',
+    ),
+)
+
+
+def host_metrics(
+    url: str, label: str, host: str, *, lookback: int = 1800, timeout: float = 5.0
+) -> tuple[MetricSummary, ...]:
+    """The host's recent node metrics from Prometheus: now, and the last ``lookback``
+    seconds at a few points. Context only: errors leave a metric out."""
+    from prometheus_api_client import PrometheusConnect
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+    from requests.exceptions import RequestException
+
+    client = PrometheusConnect(url=url, disable_ssl=True, timeout=int(max(1, timeout)))
+    end = datetime.now(UTC)
+    start = end - timedelta(seconds=lookback)
+    selector = f'{label}="{promql_string(host)}"'
+    found: list[MetricSummary] = []
+    for what, template in _METRICS:
+        query = template.format(sel=selector)
+        try:
+            series = client.custom_query_range(
+                query, start_time=start, end_time=end, step=str(max(1, lookback // 6))
+            )
+        except (PrometheusApiClientException, RequestException, ValueError) as exc:
+            log.info("metric %s for %s left out: %s", what, host, exc)
+            continue
+        for item in series[:8]:
+            values = tuple(round(float(v), 3) for _t, v in item.get("values", []))
+            if not values:
+                continue
+            where = item.get("metric", {}).get("mountpoint")
+            name = f"{what} {where}" if where else what
+            found.append(
+                MetricSummary(
+                    name, f"{values[-1]:g} now, {values[0]:g} {lookback // 60} min ago", values
+                )
+            )
+    return tuple(found)
+
+
 def consult(
     config: Config,
     store: Store,
@@ -95,6 +153,11 @@ def consult(
         inventory=inventory,
         catalogue=catalogue,
         past_incidents=past_incidents(store, alertname, exclude=incident_id),
+        metrics=(
+            host_metrics(config.prometheus.url, config.host_labels[0], host.name)
+            if config.prometheus.url and config.host_labels
+            else ()
+        ),
     )
     with diagnoser:
         try:
