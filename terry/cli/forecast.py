@@ -146,6 +146,19 @@ def _interval(d: DiskForecast) -> str:
     return f"{early} – {format_duration(f.latest - f.now)}"
 
 
+def _why(d: DiskForecast) -> str:
+    """The crossing's columns say when; this says how sure, or why there is none."""
+    f = d.forecast
+    stale = f"stale: last sample {_when(d.last_sample)}; " if d.stale else ""
+    if f.projected_at is None or f.trend is None:
+        return stale + f.reason
+    fit = {"whole": "", "segment": ", after a level shift", "recent": ", recent rate"}
+    return (
+        f"{stale}confidence {f.confidence:.0%} ({f.trend.points} points"
+        f"{fit.get(f.trend.model, ', ' + f.trend.model)})"
+    )
+
+
 def _print(fleet: FleetForecast) -> None:
     hosts = {d.host for d in fleet.disks}
     console.print(
@@ -155,14 +168,14 @@ def _print(fleet: FleetForecast) -> None:
         f"{format_duration(fleet.lead_time)}, threshold {fleet.threshold}%",
         markup=False,
     )
-    table = Table("host", "mountpoint", "used", "trend/day", "crosses at (in)", "interval", "")
+    table = Table(
+        "host", "mountpoint", "used", "trend/day", "crosses at (in)", "interval", "outcome", "why"
+    )
     for d in fleet.disks:
         slope = d.slope_percent_per_day
         outcome = d.forecast.outcome.value
         if d.preventive:
             outcome = f"[bold red]{outcome}: prevent[/bold red]"
-        elif d.stale:
-            outcome = f"{outcome} (stale: last sample {_when(d.last_sample)})"
         table.add_row(
             escape(d.host),
             escape(d.mountpoint),
@@ -170,7 +183,8 @@ def _print(fleet: FleetForecast) -> None:
             "" if slope is None else f"{slope:+.2f}%",
             _crossing(d),
             _interval(d),
-            f"{outcome} — {escape(d.forecast.reason)}",
+            outcome,
+            escape(_why(d)),
         )
     console.print(table, markup=True)
     if not fleet.disks:
