@@ -123,14 +123,14 @@ def query_range(
     retry = Retry(
         total=2, backoff_factor=0.5, status_forcelist=(502, 503, 504), raise_on_status=False
     )
-    client = PrometheusConnect(url=url, disable_ssl=False, retry=retry, timeout=int(timeout))
+    client = PrometheusConnect(url=url, disable_ssl=False, retry=retry)
     try:
         answer = client.custom_query_range(
             query,
             start_time=datetime.fromtimestamp(start, UTC),
             end_time=datetime.fromtimestamp(end, UTC),
             step=f"{step:g}",
-            timeout=max(1, int(timeout)),
+            timeout=timeout,  # seconds, passed on to requests (a float is fine)
         )
     except PrometheusApiClientException as exc:
         status, error = _refusal(exc)

@@ -50,6 +50,9 @@ SIZE = 10 * GIB
 SPAN = 2 * DAY  # the history backfilled, and forecast.lookback
 STEP = 60.0  # seconds between backfilled samples
 WEB01_START, WEB01_RATE = 0.40, 0.15  # used fraction at the window's start, growth per day
+PWNED = Path("/tmp/terry-forecast-test-pwned")
+# A label value is data: neither Terry's rendering nor Ansible's may run it.
+HOSTILE = "/srv/x{{ lookup('pipe', 'touch " + str(PWNED) + "') }}"
 
 
 def _series(now: float) -> dict[str, list[tuple[dict[str, str], Callable[[float], float]]]]:
@@ -65,6 +68,7 @@ def _series(now: float) -> dict[str, list[tuple[dict[str, str], Callable[[float]
         return lambda t: SIZE * (1 - fraction(t))  # avail bytes
 
     fs = {"device": "/dev/vdb", "fstype": "ext4", "mountpoint": "/srv/data"}
+    hostile = {"device": "/dev/vdc", "fstype": "ext4", "mountpoint": HOSTILE}
     return {
         "node_filesystem_avail_bytes": [
             (
@@ -80,6 +84,10 @@ def _series(now: float) -> dict[str, list[tuple[dict[str, str], Callable[[float]
                 {"host": "ghost-01", **fs},
                 used(lambda t: 0.20 + 0.30 * (t - start) / DAY + noise("gh", t, 2e-3)),
             ),
+            (  # growing like web-01's, on a mountpoint that tries to be a template
+                {"host": "web-02", **hostile},
+                used(lambda t: WEB01_START + WEB01_RATE * (t - start) / DAY + noise("gh", t, 2e-3)),
+            ),
             (  # growing fast, but a tmpfs: the default filter leaves it out
                 {"host": "web-01", "device": "tmpfs", "fstype": "tmpfs", "mountpoint": "/run"},
                 used(lambda t: 0.10 + 0.40 * (t - start) / DAY),
@@ -92,6 +100,7 @@ def _series(now: float) -> dict[str, list[tuple[dict[str, str], Callable[[float]
                 {"host": "web-02", **fs},
                 {"host": "db-01", **fs},
                 {"host": "ghost-01", **fs},
+                {"host": "web-02", **hostile},
                 {"host": "web-01", "device": "tmpfs", "fstype": "tmpfs", "mountpoint": "/run"},
             )
         ],
@@ -206,7 +215,13 @@ def test_the_report_finds_the_known_crossing_and_nothing_else(
     assert report["schema"] == "terry.forecast/v1" and report["proposed"] is False
     disks = _by_host(report)
     # the tmpfs is filtered out; ghost-01 is no inventory host
-    assert set(disks) == {"web-01:/srv/data", "web-02:/srv/data", "db-01:/srv/data"}
+    assert set(disks) == {
+        "web-01:/srv/data",
+        "web-02:/srv/data",
+        "db-01:/srv/data",
+        f"web-02:{HOSTILE}",
+    }
+    assert disks[f"web-02:{HOSTILE}"]["preventive"] is True
     assert any("ghost-01" in line for line in report["unmatched"])
 
     web01 = disks["web-01:/srv/data"]
@@ -243,7 +258,7 @@ def test_the_report_finds_the_known_crossing_and_nothing_else(
 
 def test_limit_horizon_and_lead_time(fleet: Cli) -> None:
     only = fleet.json("forecast", "--no-propose", "--limit", "web-02")
-    assert [d["host"] for d in only["disks"]] == ["web-02"]
+    assert {d["host"] for d in only["disks"]} == {"web-02"}
     assert [m["host"] for m in only["memory"]] == ["web-02"] and only["unmatched"] == []
     wide = fleet.json("forecast", "--no-propose", "--horizon", "30d", "--lead-time", "1h")
     db01 = _by_host(wide)["db-01:/srv/data"]
@@ -269,10 +284,16 @@ def _forecast_incidents(cli: Cli) -> list[IncidentRow]:
         store.dispose()
 
 
+def _disk(actions: list[dict[str, Any]], mountpoint: str = "/srv/data") -> dict[str, Any]:
+    [action] = [a for a in actions if a["kind"] == "disk" and a["mountpoint"] == mountpoint]
+    return action
+
+
 def test_propose_prevents_the_crossing_once_and_flags_the_leak(fleet: Cli) -> None:
+    PWNED.unlink(missing_ok=True)
     first = fleet.json("forecast", "--propose")
     assert first["proposed"] is True
-    [disk] = [a for a in first["actions"] if a["kind"] == "disk"]
+    disk = _disk(first["actions"])
     [leak] = [a for a in first["actions"] if a["kind"] == "leak"]
     assert (disk["host"], disk["mountpoint"], disk["effect"]) == ("web-01", "/srv/data", "opened")
     # web-01 is staging and the disk remedy low risk: merged, applied, verified
@@ -282,6 +303,10 @@ def test_propose_prevents_the_crossing_once_and_flags_the_leak(fleet: Cli) -> No
     assert proposal["params"]["path"] == "/srv/data" and proposal["params"]["threshold"] == 80
     assert "will reach 80% in about" in proposal["params"]["reason"]
     assert (leak["host"], leak["effect"]) == ("web-01", "opened")
+    # the hostile mountpoint is refused by the remedy's path parameter: kept for a human
+    odd = _disk(first["actions"], HOSTILE)
+    assert odd["effect"] == "opened" and odd["proposal_id"] is None, odd
+    assert "path" in odd["note"] and not PWNED.exists()
 
     rows = {r.id: r for r in _forecast_incidents(fleet)}
     incident = rows[disk["incident_id"]]
@@ -295,23 +320,26 @@ def test_propose_prevents_the_crossing_once_and_flags_the_leak(fleet: Cli) -> No
 
     # the disk is still forecast to fill: a new incident, left merged without applying ...
     second = fleet.json("forecast", "--propose", "--no-apply")
-    [disk2] = [a for a in second["actions"] if a["kind"] == "disk"]
+    disk2 = _disk(second["actions"])
     assert disk2["effect"] == "opened" and disk2["state"] == "merged", disk2
     assert [a["effect"] for a in second["actions"] if a["kind"] == "leak"] == ["open"]
     # ... and while it is open, a third run opens nothing
     third = fleet.json("forecast", "--propose", "--no-apply")
     assert sorted((a["kind"], a["effect"]) for a in third["actions"]) == [
         ("disk", "open"),
+        ("disk", "open"),
         ("leak", "open"),
     ]
-    assert len(_forecast_incidents(fleet)) == 3  # two disk incidents in turn, one leak
+    assert len(_forecast_incidents(fleet)) == 4  # web-01's two in turn, the hostile one, leak
 
     # with a lead time the crossing is not within, the open disk incident resolves itself
     later = fleet.json("forecast", "--propose", "--lead-time", "1h")
-    [resolved] = [a for a in later["actions"] if a["kind"] == "disk"]
+    resolved = _disk(later["actions"])
     assert resolved["effect"] == "resolved" and resolved["incident_id"] == disk2["incident_id"]
     states = {r.id: r.state for r in _forecast_incidents(fleet)}
     assert states[disk2["incident_id"]] == "resolved" and states[leak["incident_id"]] == "open"
+    assert states[odd["incident_id"]] == "resolved"
+    assert not PWNED.exists()
 
 
 def test_prometheus_failures_are_one_line_errors_with_their_exit_codes(
