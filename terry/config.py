@@ -53,6 +53,77 @@ DEFAULT_MEMORY_QUERY = "node_memory_MemTotal_bytes - node_memory_MemAvailable_by
 _MAX_POINTS = 11_000  # Prometheus answers at most this many points per series
 
 
+# What ``terry forecast`` compares hosts on: name -> PromQL answering one value per host
+# (node_exporter's metrics; ``host``/``instance`` label as for alerts).
+DEFAULT_ANOMALY_FEATURES = {
+    "load_per_cpu": 'node_load1 / count without (cpu, mode) (node_cpu_seconds_total{mode="idle"})',
+    "cpu_busy": '1 - avg without (cpu, mode) (rate(node_cpu_seconds_total{mode="idle"}[5m]))',
+    "memory_used": "1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes",
+    "disk_io_busy": "max without (device) (rate(node_disk_io_time_seconds_total[5m]))",
+    "net_rx_bytes": (
+        'sum without (device) (rate(node_network_receive_bytes_total{device!="lo"}[5m]))'
+    ),
+    "net_tx_bytes": (
+        'sum without (device) (rate(node_network_transmit_bytes_total{device!="lo"}[5m]))'
+    ),
+    "fs_used_max": (
+        f"max without (device, fstype, mountpoint) (1 - node_filesystem_avail_bytes"
+        f"{{{DEFAULT_DISK_FILTER}}} / node_filesystem_size_bytes{{{DEFAULT_DISK_FILTER}}})"
+    ),
+}
+# A feature's name (shown in reports and incidents) and its PromQL.
+_FeatureName = Annotated[str, Field(pattern=r"^[a-z][a-z0-9_]{0,39}$")]
+_PromQL = Annotated[str, Field(min_length=1, pattern=r"\S")]
+
+
+class AnomalyConfig(_Model):
+    """Hosts whose node metrics stand out from the fleet's and from their own history
+    (an IsolationForest; ``terry.forecast.anomaly``), reported for review only."""
+
+    enabled: bool = True
+    # History read per host; the last ``current`` of it is "now", earlier spans of the same
+    # length are the host's own history (and the forest's other rows).
+    window: Duration = 6 * 3600.0
+    current: Duration = 900.0
+    # Query resolution (default: current / 5, at least 1 s).
+    step: Duration | None = None
+    features: dict[_FeatureName, _PromQL] = Field(
+        default_factory=lambda: dict(DEFAULT_ANOMALY_FEATURES)
+    )
+    # A host is anomalous when the forest's score is above this (0..1, 0.5 its cut-off) and
+    # one metric is at least min_z robust standard deviations from the fleet or its history.
+    score_threshold: float = Field(default=0.5, gt=0, lt=1)
+    min_z: float = Field(default=4.0, gt=0)
+    # Fewer hosts with recent metrics than this and no one is judged: a fleet of two or three
+    # is no yardstick (one host of another kind would always stand out).
+    min_hosts: int = Field(default=5, ge=2)
+
+    @property
+    def resolution(self) -> float:
+        return self.step if self.step is not None else max(1.0, self.current / 5)
+
+    @model_validator(mode="after")
+    def _spans_and_features(self) -> AnomalyConfig:
+        if self.current > self.window:
+            raise ValueError(
+                f"current ({format_duration(self.current)}) is longer than window "
+                f"({format_duration(self.window)})"
+            )
+        if self.resolution > self.current:
+            raise ValueError(
+                f"step ({format_duration(self.resolution)}) is longer than current "
+                f"({format_duration(self.current)}): no sample would be recent"
+            )
+        if self.window / self.resolution > _MAX_POINTS:
+            raise ValueError(
+                f"a step of {format_duration(self.resolution)} over a window of "
+                f"{format_duration(self.window)} asks for more than {_MAX_POINTS} points"
+            )
+        if self.enabled and not self.features:
+            raise ValueError("features is empty: name at least one, or set enabled: false")
+        return self
+
+
 class ForecastConfig(_Model):
     """``terry forecast``: when filesystems will cross ``disk_threshold`` and whether memory
     grows like a leak, from Prometheus range data (``prometheus.url``)."""
@@ -78,6 +149,7 @@ class ForecastConfig(_Model):
     min_span: Duration | None = None
     # Open preventive incidents and proposals (--propose / --no-propose win).
     propose: bool = True
+    anomaly: AnomalyConfig = Field(default_factory=AnomalyConfig)
 
     @property
     def resolution(self) -> float:

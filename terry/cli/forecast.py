@@ -1,4 +1,5 @@
-"""``terry forecast``: when disks will fill and which memory leaks, before any alert fires."""
+"""``terry forecast``: when disks will fill, which memory leaks and which hosts stand out,
+before any alert fires."""
 
 from __future__ import annotations
 
@@ -17,10 +18,12 @@ from terry.gitops import Repo
 from terry.inventory import load_inventory, match_hosts
 
 if TYPE_CHECKING:
+    from terry.forecast.nodes import AnomalyScan
     from terry.forecast.prevent import Action
     from terry.forecast.prometheus import DiskForecast, FleetForecast
 
 _FAILED = ("failed", "denied", "rolled_back", "escalated")
+_WHAT = {"leak": "memory", "anomaly": "node metrics"}
 
 
 def _duration(value: str | None, flag: str) -> float | None:
@@ -68,7 +71,9 @@ def command(
     prometheus.url (used = 1 - avail / size, as DiskUsageHigh measures it), fits a robust
     trend (outliers, level shifts after a clean-up, daily cycles) and says when it will
     reach forecast.disk_threshold, with an interval. Used memory that grows steadily, with
-    no reset, is flagged as a suspected leak.
+    no reset, is flagged as a suspected leak. Hosts whose node metrics (load per CPU, CPU,
+    memory, disk IO, network, fullest filesystem: forecast.anomaly.features) stand out from
+    the fleet's and from their own history are listed with the metrics that do.
       terry forecast                          report, and prevent crossings within the lead time
       terry forecast --no-propose -o json     report only, for scripts
       terry forecast --horizon 30d --lead-time 3d --limit staging
@@ -77,7 +82,9 @@ def command(
     incident of source 'forecast' labelled like a DiskWillFillSoon alert, and the disk
     remedy's proposal takes the usual path: dry run, gate, review or merge, apply, verify.
     A second run opens nothing while that incident is open. Suspected leaks open an
-    incident kept for a human (no remedy). Approve a reviewed proposal with
+    incident kept for a human (no remedy), and so does each host that stands out (source
+    'anomaly', alertname HostAnomaly: for review only, never a proposal), resolved when a
+    later run finds it ordinary. Approve a reviewed proposal with
     'terry proposals approve N'.
     \b
     Exit codes: 0 forecast made (crossings or not), 1 a proposal failed, was denied or
@@ -201,8 +208,35 @@ def _print(fleet: FleetForecast) -> None:
             quiet += 1
     if fleet.memory:
         console.print(f"memory: {quiet} host(s) with no leak suspected", markup=False)
+    if fleet.anomalies is not None:
+        _print_anomalies(fleet.anomalies)
     for line in fleet.unmatched:
         err_console.print(f"  skipped: {line}", markup=False)
+
+
+def _print_anomalies(scan: AnomalyScan) -> None:
+    from terry.forecast.prevent import anomaly_summary
+
+    report = scan.report
+    compared = (
+        f"{len(report.hosts)} host(s) compared on {len(scan.features)} metric(s), the last "
+        f"{format_duration(scan.current)} against the fleet and {format_duration(scan.window)}"
+        " of history"
+    )
+    if report.reason:
+        console.print(f"anomalies: not judged: {report.reason}", markup=False)
+    elif not scan.anomalous:
+        console.print(f"anomalies: none; {compared}", markup=False)
+    else:
+        console.print(f"anomalies: {len(scan.anomalous)}; {compared}", markup=False)
+    for a in scan.anomalous:
+        console.print(f"[bold red]odd[/bold red] {escape(anomaly_summary(scan, a))}", markup=True)
+        for e in a.evidence:
+            console.print(f"    {e.describe()}", markup=False)
+    if scan.stale:
+        console.print(
+            f"anomalies: no recent sample, not compared: {', '.join(scan.stale)}", markup=False
+        )
 
 
 def _print_actions(fleet: FleetForecast, actions: tuple[Action, ...] | None) -> None:
@@ -217,7 +251,7 @@ def _print_actions(fleet: FleetForecast, actions: tuple[Action, ...] | None) -> 
     if not actions:
         console.print("nothing to prevent", markup=False)
     for a in actions:
-        what = f"{a.host} {a.mountpoint}" if a.mountpoint else f"{a.host} memory"
+        what = f"{a.host} {a.mountpoint or _WHAT.get(a.kind, a.kind)}"
         if a.effect == "opened" and a.proposal_id is not None:
             gate = f" (gate: {a.decision}: {'; '.join(a.reasons)})" if a.decision else ""
             console.print(

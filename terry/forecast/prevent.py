@@ -16,6 +16,12 @@ threshold), or when a later forecast no longer predicts a crossing within the le
 Memory that grows like a leak is reported only: an incident ``MemoryLeakSuspected`` kept
 for a human with the evidence as the reason (no remedy fixes a leak; a restart only hides
 it), resolved when a later check no longer suspects one.
+
+A host whose node metrics stand out (``forecast.anomaly``) is for review only: an incident
+of source ``anomaly`` (alertname ``HostAnomaly``, label ``kind=anomaly``) carrying the
+evidence, kept for a human and never given a proposal; one per host while open
+(``anomaly:host:<digest>``), resolved when a later check compares the host and finds it no
+longer stands out.
 """
 
 from __future__ import annotations
@@ -28,6 +34,8 @@ from sqlalchemy import select
 
 from terry import incidents
 from terry.durations import format_duration
+from terry.forecast.anomaly import HostAnomaly
+from terry.forecast.nodes import AnomalyScan
 from terry.forecast.prometheus import DiskForecast, FleetForecast, MemoryCheck
 from terry.forecast.trend import Outcome
 from terry.locks import named_lock
@@ -36,11 +44,16 @@ from terry.proposals import ProposalState
 from terry.store.models import IncidentRow, ProposalRow
 
 __all__ = [
+    "ANOMALY_ALERTNAME",
+    "ANOMALY_SOURCE",
     "DISK_ALERTNAME",
     "LEAK_ALERTNAME",
     "SOURCE",
     "Action",
     "act",
+    "anomaly_fingerprint",
+    "anomaly_incident",
+    "anomaly_summary",
     "disk_fingerprint",
     "disk_summary",
     "leak_fingerprint",
@@ -50,14 +63,16 @@ __all__ = [
 SOURCE = "forecast"
 DISK_ALERTNAME = "DiskWillFillSoon"
 LEAK_ALERTNAME = "MemoryLeakSuspected"
+ANOMALY_SOURCE = "anomaly"
+ANOMALY_ALERTNAME = "HostAnomaly"
 _OPENING = timedelta(minutes=2)  # the lock held while one process checks and opens
 
 
 @dataclass(frozen=True)
 class Action:
-    """What a forecast did about one filesystem or one host's memory."""
+    """What a forecast did about one filesystem, one host's memory or its node metrics."""
 
-    kind: str  # disk | leak
+    kind: str  # disk | leak | anomaly
     host: str
     mountpoint: str | None
     # opened: a new incident (and, for a disk, its proposal); open: one is open already;
@@ -81,6 +96,10 @@ def disk_fingerprint(host: str, mountpoint: str) -> str:
 
 def leak_fingerprint(host: str) -> str:
     return f"forecast:leak:{_digest(host)}"
+
+
+def anomaly_fingerprint(host: str) -> str:
+    return f"anomaly:host:{_digest(host)}"
 
 
 def _iso(epoch: float | None) -> str:
@@ -116,14 +135,47 @@ def leak_summary(m: MemoryCheck) -> str:
     return f"memory on {m.host} grew {leak.relative_growth:.1%} over {span}; {verdict}"
 
 
-def _open_incident(fingerprint: str, pipeline: Pipeline) -> tuple[int, str | None] | None:
-    """The open forecast incident with this fingerprint and its newest proposal's state."""
+def anomaly_summary(scan: AnomalyScan, a: HostAnomaly) -> str:
+    """One line: "web-02's node metrics stand out: load_per_cpu, memory_used (score 0.74)"."""
+    named = ", ".join(e.feature for e in scan.outstanding(a)) or "no single metric"
+    return f"{a.host}'s node metrics stand out: {named} (anomaly score {a.score:.2f})"
+
+
+def anomaly_incident(scan: AnomalyScan, a: HostAnomaly) -> tuple[dict[str, str], dict[str, str]]:
+    """An anomaly's labels and annotations: which metrics, their values now, and against
+    what (the fleet's median and the host's own history, with robust z-scores)."""
+    labels = {
+        "alertname": ANOMALY_ALERTNAME,
+        "kind": "anomaly",
+        "host": a.host,
+        "severity": "info",
+        "features": ",".join(e.feature for e in scan.outstanding(a)),
+    }
+    others = len(scan.report.hosts) - 1
+    annotations = {
+        "summary": anomaly_summary(scan, a),
+        "description": (
+            f"Node metrics over the last {format_duration(scan.current)}, against {others} "
+            f"other host(s) and the host's own {format_duration(scan.window)} "
+            f"(IsolationForest score {a.score:.3f}): {a.summary()}. For review only: Terry "
+            "proposes no change for an anomaly."
+        ),
+        "anomaly_score": f"{a.score:.3f}",
+        **{f"evidence_{e.feature}": e.describe() for e in a.evidence},
+    }
+    return labels, annotations
+
+
+def _open_incident(
+    fingerprint: str, pipeline: Pipeline, source: str = SOURCE
+) -> tuple[int, str | None] | None:
+    """The open incident with this fingerprint and its newest proposal's state."""
     with pipeline.store.session() as session:
         incident_id = session.scalar(
             select(IncidentRow.id)
             .where(
                 IncidentRow.fingerprint == fingerprint,
-                IncidentRow.source == SOURCE,
+                IncidentRow.source == source,
                 IncidentRow.state == incidents.IncidentState.OPEN.value,
             )
             .order_by(IncidentRow.id.desc())
@@ -241,33 +293,90 @@ def _settled(d: DiskForecast) -> bool:
     )
 
 
-def _leak(pipeline: Pipeline, m: MemoryCheck) -> Action:
-    fingerprint = leak_fingerprint(m.host)
+def _keep_for_human(
+    pipeline: Pipeline,
+    *,
+    kind: str,
+    source: str,
+    fingerprint: str,
+    host: str,
+    labels: dict[str, str],
+    annotations: dict[str, str],
+    reason: str,
+) -> Action:
+    """Open an incident no remedy is proposed for, marked diagnosed and kept for a human
+    with ``reason``; one per fingerprint while open."""
     with named_lock(pipeline.store, fingerprint, ttl=_OPENING) as taken:
         if not taken:
-            return Action("leak", m.host, None, "busy", None, note="another forecast")
-        found = _open_incident(fingerprint, pipeline)
+            return Action(kind, host, None, "busy", None, note="another forecast")
+        found = _open_incident(fingerprint, pipeline, source)
         if found is not None:
-            return Action(
-                "leak", m.host, None, "open", found[0], note=f"incident {found[0]} is open"
-            )
-        summary = leak_summary(m)
+            return Action(kind, host, None, "open", found[0], note=f"incident {found[0]} is open")
         incident_id = incidents.open_incident(
             pipeline.store,
-            source=SOURCE,
+            source=source,
             fingerprint=fingerprint,
-            title=LEAK_ALERTNAME,
-            host=m.host,
-            labels={"alertname": LEAK_ALERTNAME, "host": m.host, "severity": "warning"},
-            annotations={"summary": summary, "description": m.leak.summary()},
+            title=labels["alertname"],
+            host=host,
+            labels=labels,
+            annotations=annotations,
             holder=pipeline.holder,
         )
-    # No remedy: a restart hides a leak, it does not fix it. Kept for a human, with why.
-    incidents.mark_diagnosed(pipeline.store, incident_id, host=m.host)
-    reason = f"{summary} ({m.leak.summary()}); find what holds the memory"
+    incidents.mark_diagnosed(pipeline.store, incident_id, host=host)
     incidents.set_attention(pipeline.store, incident_id, reason)
-    pipeline.reporter.step(None, f"incident {incident_id}: kept for a human: {summary}")
-    return Action("leak", m.host, None, "opened", incident_id, note=reason)
+    pipeline.reporter.step(
+        None, f"incident {incident_id}: kept for a human: {annotations['summary']}"
+    )
+    return Action(kind, host, None, "opened", incident_id, note=reason)
+
+
+def _leak(pipeline: Pipeline, m: MemoryCheck) -> Action:
+    # No remedy: a restart hides a leak, it does not fix it. Kept for a human, with why.
+    summary = leak_summary(m)
+    return _keep_for_human(
+        pipeline,
+        kind="leak",
+        source=SOURCE,
+        fingerprint=leak_fingerprint(m.host),
+        host=m.host,
+        labels={"alertname": LEAK_ALERTNAME, "host": m.host, "severity": "warning"},
+        annotations={"summary": summary, "description": m.leak.summary()},
+        reason=f"{summary} ({m.leak.summary()}); find what holds the memory",
+    )
+
+
+def _anomaly(pipeline: Pipeline, scan: AnomalyScan, a: HostAnomaly) -> Action:
+    # For review only: an odd host is a question for a person, not a fault with a fix.
+    labels, annotations = anomaly_incident(scan, a)
+    return _keep_for_human(
+        pipeline,
+        kind="anomaly",
+        source=ANOMALY_SOURCE,
+        fingerprint=anomaly_fingerprint(a.host),
+        host=a.host,
+        labels=labels,
+        annotations=annotations,
+        reason=(
+            f"for review only: {annotations['summary']}: {a.summary()}; "
+            "look at what changed on the host"
+        ),
+    )
+
+
+def _review_anomalies(pipeline: Pipeline, scan: AnomalyScan) -> list[Action]:
+    """Open an incident for each host that stands out; resolve those of hosts compared
+    again and found ordinary (a host not compared this time keeps its incident)."""
+    actions = [_anomaly(pipeline, scan, a) for a in scan.anomalous]
+    for host in scan.compared:
+        verdict = scan.judged(host)
+        if verdict is None or verdict.anomalous:
+            continue
+        found = _open_incident(anomaly_fingerprint(host), pipeline, ANOMALY_SOURCE)
+        if found is not None:
+            why = f"no longer stands out (anomaly score {verdict.score:.2f})"
+            _resolve(pipeline, found[0], why)
+            actions.append(Action("anomaly", host, None, "resolved", found[0], note=why))
+    return actions
 
 
 def act(pipeline: Pipeline, fleet: FleetForecast, *, apply: bool = True) -> tuple[Action, ...]:
@@ -294,4 +403,6 @@ def act(pipeline: Pipeline, fleet: FleetForecast, *, apply: bool = True) -> tupl
                 why = f"no leak suspected any more: {m.leak.summary()}"
                 _resolve(pipeline, found[0], why)
                 actions.append(Action("leak", m.host, None, "resolved", found[0], note=why))
+    if fleet.anomalies is not None:
+        actions.extend(_review_anomalies(pipeline, fleet.anomalies))
     return tuple(actions)

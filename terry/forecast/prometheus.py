@@ -3,8 +3,11 @@
 For every inventory host and filesystem: the used fraction over ``forecast.lookback`` (one
 ``query_range`` at ``forecast.step``), its robust trend, and when it will cross
 ``forecast.disk_threshold`` (``terry.forecast.forecast``); for every host's used memory: does
-it grow like a leak (``terry.forecast.detect_leak``). A series names its host the way an
-alert does: the first of ``host_labels`` it carries, looked up with ``Inventory.find``.
+it grow like a leak (``terry.forecast.detect_leak``); for every host's node metrics
+(``forecast.anomaly.features``, one query each over ``forecast.anomaly.window``): does it
+stand out from the fleet or from its own history (``terry.forecast.detect_anomalies``). A
+series names its host the way an alert does: the first of ``host_labels`` it carries, looked
+up with ``Inventory.find``.
 
 Label values are data from Prometheus: they are looked up, compared and shown, never used
 as code. Prometheus' failures are ``TerryError``s: a query it refuses (400, 422) is the
@@ -18,7 +21,7 @@ import ast
 import json
 import re
 import time
-from collections.abc import Collection
+from collections.abc import Callable, Collection
 from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from typing import Any
@@ -27,9 +30,11 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from numpy.typing import NDArray
 
-from terry.config import Config, ForecastConfig
+from terry.config import AnomalyConfig, Config, ForecastConfig
 from terry.errors import ConfigError, TerryError
+from terry.forecast.anomaly import AnomalySettings
 from terry.forecast.leak import Leak, LeakSettings, detect_leak
+from terry.forecast.nodes import AnomalyScan, compare, host_rows
 from terry.forecast.trend import Forecast, ForecastSettings, Outcome, forecast
 from terry.inventory import Host, Inventory
 
@@ -245,6 +250,7 @@ class FleetForecast:
     memory: tuple[MemoryCheck, ...]
     # Series that name no inventory host (or lack a label the forecast needs), one line each.
     unmatched: tuple[str, ...]
+    anomalies: AnomalyScan | None = None  # None: forecast.anomaly.enabled is off
 
     @property
     def preventive(self) -> tuple[DiskForecast, ...]:
@@ -289,6 +295,57 @@ def _pick(current: RangeSeries | None, candidate: RangeSeries) -> RangeSeries:
         return int(finite.sum()), float(s.timestamps[finite][-1]) if finite.any() else 0.0
 
     return candidate if rank(candidate) > rank(current) else current
+
+
+def _per_host(
+    found: list[RangeSeries], mapped: Callable[[RangeSeries], Host | None]
+) -> dict[str, RangeSeries]:
+    """Inventory host name -> its series (of several: the longer, then the fresher)."""
+    by_host: dict[str, RangeSeries] = {}
+    for series in found:
+        host = mapped(series)
+        if host is not None:
+            by_host[host.name] = _pick(by_host.get(host.name), series)
+    return by_host
+
+
+def _scan_anomalies(
+    url: str,
+    ac: AnomalyConfig,
+    mapped: Callable[[RangeSeries], Host | None],
+    *,
+    end: float,
+    timeout: float,
+) -> AnomalyScan:
+    """Every feature's series per host, cut into rows, and the hosts that stand out."""
+    step = ac.resolution
+    by_feature = {
+        name: _per_host(
+            query_range(
+                url,
+                query,
+                start=end - ac.window,
+                end=end,
+                step=step,
+                timeout=timeout,
+                what=f"anomaly feature {name}",
+            ),
+            mapped,
+        )
+        for name, query in ac.features.items()
+    }
+    features = tuple(ac.features)
+    rows, stale = host_rows(features, by_feature, end=end, window=ac.window, current=ac.current)
+    settings = AnomalySettings(score_threshold=ac.score_threshold, min_z=ac.min_z)
+    return AnomalyScan(
+        features=features,
+        window=ac.window,
+        current=ac.current,
+        step=step,
+        report=compare(rows, features, settings=settings, min_hosts=ac.min_hosts),
+        stale=stale,
+        min_z=ac.min_z,
+    )
 
 
 def _last(series: RangeSeries) -> tuple[float, float] | None:
@@ -389,13 +446,18 @@ def forecast_fleet(
 
     memory: list[MemoryCheck] = []
     if fc.memory_query:
-        memory_series: dict[str, RangeSeries] = {}
-        for series in query_range(
-            url, fc.memory_query, start=start, end=end, step=step, timeout=timeout, what="memory"
-        ):
-            host = mapped(series)
-            if host is not None:
-                memory_series[host.name] = _pick(memory_series.get(host.name), series)
+        memory_series = _per_host(
+            query_range(
+                url,
+                fc.memory_query,
+                start=start,
+                end=end,
+                step=step,
+                timeout=timeout,
+                what="memory",
+            ),
+            mapped,
+        )
         for host_name, series in sorted(memory_series.items()):
             last = _last(series)
             if last is None:
@@ -410,6 +472,9 @@ def forecast_fleet(
                     stale=end - last[0] > stale_after,
                 )
             )
+    anomalies = None
+    if fc.anomaly.enabled:
+        anomalies = _scan_anomalies(url, fc.anomaly, mapped, end=end, timeout=timeout)
     return FleetForecast(
         now=end,
         lookback=fc.lookback,
@@ -420,4 +485,5 @@ def forecast_fleet(
         disks=tuple(disks),
         memory=tuple(memory),
         unmatched=tuple(unmatched),
+        anomalies=anomalies,
     )

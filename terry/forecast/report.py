@@ -10,7 +10,9 @@ import math
 from datetime import UTC, datetime
 from typing import Any
 
-from terry.forecast.prevent import Action, disk_summary, leak_summary
+from terry.forecast.anomaly import FeatureEvidence, HostAnomaly
+from terry.forecast.nodes import AnomalyScan
+from terry.forecast.prevent import Action, anomaly_summary, disk_summary, leak_summary
 from terry.forecast.prometheus import DiskForecast, FleetForecast, MemoryCheck
 from terry.jsonable import to_jsonable
 
@@ -79,8 +81,45 @@ def _memory(m: MemoryCheck) -> dict[str, Any]:
     }
 
 
+def _evidence(e: FeatureEvidence) -> dict[str, Any]:
+    return {
+        "feature": e.feature,
+        "value": _num(e.value, 6),
+        "fleet_median": _num(e.fleet_median, 6),
+        "fleet_z": _num(e.fleet_z, 2),
+        "history_median": _num(e.history_median, 6),
+        "history_z": _num(e.history_z, 2),
+        "z": _num(e.z, 2),  # the larger of the two, by magnitude
+        "description": e.describe(),
+    }
+
+
+def _anomaly(scan: AnomalyScan, a: HostAnomaly) -> dict[str, Any]:
+    return {
+        "host": a.host,
+        "score": _num(a.score, 3),
+        "summary": anomaly_summary(scan, a),
+        "features": [e.feature for e in scan.outstanding(a)],
+        "evidence": [_evidence(e) for e in a.evidence],
+    }
+
+
+def _scan(scan: AnomalyScan) -> dict[str, Any]:
+    return {
+        "features": list(scan.features),
+        "window_seconds": scan.window,
+        "current_seconds": scan.current,
+        "step_seconds": scan.step,
+        "compared": list(scan.compared),
+        "scores": {h.host: _num(h.score, 3) for h in scan.report.hosts},
+        "stale": list(scan.stale),
+        "reason": scan.report.reason,  # why nothing was judged; empty when it was
+    }
+
+
 def to_report(fleet: FleetForecast, actions: tuple[Action, ...] | None = None) -> dict[str, Any]:
     """The JSON report; ``actions`` is None when the run did not propose (``--no-propose``)."""
+    scan = fleet.anomalies
     return {
         "schema": SCHEMA,
         "now": _iso(fleet.now),
@@ -92,6 +131,9 @@ def to_report(fleet: FleetForecast, actions: tuple[Action, ...] | None = None) -
         "disks": [_disk(d) for d in fleet.disks],
         "memory": [_memory(m) for m in fleet.memory],
         "unmatched": list(fleet.unmatched),
+        # null when forecast.anomaly.enabled is off; anomalies: the hosts that stand out
+        "anomaly": None if scan is None else _scan(scan),
+        "anomalies": [] if scan is None else [_anomaly(scan, a) for a in scan.anomalous],
         "proposed": actions is not None,
         "actions": [] if actions is None else to_jsonable(list(actions)),
     }

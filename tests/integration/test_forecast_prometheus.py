@@ -17,6 +17,7 @@ import shutil
 import subprocess
 import time
 from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
@@ -131,12 +132,11 @@ def _openmetrics(now: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, float]]:
-    """Debian's Prometheus serving the backfilled series; yields (url, the data's now)."""
-    home = tmp_path_factory.mktemp("prom")
-    now = float(int(time.time()))
-    (home / "data.om").write_text(_openmetrics(now))
+@contextmanager
+def backfilled_prometheus(home: Path, openmetrics: str, *, probe: str) -> Iterator[str]:
+    """Debian's Prometheus serving ``openmetrics`` backfilled into a TSDB under ``home``;
+    yields its URL once the instant query ``probe`` answers."""
+    (home / "data.om").write_text(openmetrics)
     subprocess.run(
         ["promtool", "tsdb", "create-blocks-from", "openmetrics", "data.om", "data"],
         cwd=home,
@@ -160,11 +160,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            answer = httpx.get(
-                f"{url}/api/v1/query",
-                params={"query": "count(node_filesystem_avail_bytes)"},
-                timeout=1,
-            ).json()
+            answer = httpx.get(f"{url}/api/v1/query", params={"query": probe}, timeout=1).json()
             if answer["data"]["result"]:
                 break
         except (httpx.HTTPError, KeyError, ValueError):
@@ -173,9 +169,23 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     else:
         proc.kill()
         raise AssertionError("prometheus did not come up with the backfilled data")
-    yield url, now
-    proc.terminate()
-    proc.wait(30)
+    try:
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, float]]:
+    """Debian's Prometheus serving the backfilled series; yields (url, the data's now)."""
+    now = float(int(time.time()))
+    with backfilled_prometheus(
+        tmp_path_factory.mktemp("prom"),
+        _openmetrics(now),
+        probe="count(node_filesystem_avail_bytes)",
+    ) as url:
+        yield url, now
 
 
 def _configure(repo: Path, url: str, **forecast: Any) -> None:
