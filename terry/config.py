@@ -298,7 +298,9 @@ class ScheduleConfig(_Model):
     cron: str | None = None
     # ... or every N seconds.
     interval: float | None = Field(default=None, ge=1)
-    run: Literal["drift-scan", "drift-fix"] = "drift-scan"
+    # drift-scan, drift-fix (scan, then propose the reconciliation), or weekly-report (deliver
+    # `terry report weekly` for the seven whole days before the run; limit is not used).
+    run: Literal["drift-scan", "drift-fix", "weekly-report"] = "drift-scan"
     limit: str | None = None
     report_format: Literal["md", "html", "json"] = "md"
     deliver: list[DeliveryConfig] = Field(default_factory=list)
@@ -327,6 +329,16 @@ class InventoryRules(_Model):
     tenants: list[str] | None = None
     # {label: [allowed values]} ([] = any value); None: any label.
     labels: dict[str, list[str]] | None = None
+
+
+class ReportsConfig(_Model):
+    """``terry report weekly``: how its "time saved" is counted (see docs/reports.md)."""
+
+    # Minutes a person would spend fixing one incident by hand (look, fix, check).
+    manual_minutes_per_fix: float = Field(default=30.0, ge=0, le=10_000)
+    # Minutes a person spends reviewing and approving one proposal; subtracted from the
+    # time saved by a fix that needed an approval (0 for automatic merges).
+    review_minutes_per_approval: float = Field(default=5.0, ge=0, le=10_000)
 
 
 class AIConfig(_Model):
@@ -391,6 +403,7 @@ class Config(_Model):
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     inventory_rules: InventoryRules = Field(default_factory=InventoryRules)
     ai: AIConfig = Field(default_factory=AIConfig)
+    reports: ReportsConfig = Field(default_factory=ReportsConfig)
 
     @model_validator(mode="after")
     def _unique_schedules(self) -> Config:

@@ -1,11 +1,15 @@
-"""Schedules: drift scans (and fixes) on time, their reports delivered.
+"""Schedules: drift scans (and fixes) and the weekly report on time, their reports delivered.
 
 ``terry serve`` runs every schedule of ``terry.yml`` (``Scheduler``); installations without
 it run ``terry schedule run NAME`` from cron or a systemd timer (``crontab_line``,
 ``systemd_units``). Either way one run of a schedule at a time: a run takes the database
 lock ``schedule:<name>``, and a run that finds it taken is recorded as skipped.
 
-Deliveries: a directory (``drift-<scan>.<ext>`` and ``latest.<ext>``, written atomically);
+A ``weekly-report`` schedule delivers ``terry report weekly`` for the seven whole days
+before the day it runs (UTC); it runs nothing else.
+
+Deliveries: a directory (``drift-<scan>.<ext>`` or ``weekly-<last day>.<ext>``, and
+``latest.<ext>``, written atomically);
 a webhook whose URL comes from the environment: Slack and Discord incoming webhooks get
 a short summary, ``json`` endpoints the whole report; or a GitHub issue holding the
 Markdown report, one per schedule, updated in place (Terry finds its own by the marker on
@@ -22,7 +26,7 @@ import shlex
 import threading
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import httpx
@@ -34,10 +38,17 @@ from terry.drift.scan import run_scan
 from terry.errors import ConfigError, NotFound, TerryError
 from terry.forges.github import GitHubForge, credentials_from_env
 from terry.locks import named_lock
+from terry.rendering import write_atomically
+from terry.reports import WeeklyReport, report_for
+from terry.reports import to_html as weekly_html
+from terry.reports import to_json as weekly_json
+from terry.reports import to_markdown as weekly_markdown
+from terry.reports.weekly_render import headlines, sentence
 from terry.store import Store
 from terry.store.models import ScheduleRunRow, utcnow
 
 __all__ = [
+    "Outgoing",
     "ScheduleRun",
     "Scheduler",
     "crontab_line",
@@ -118,6 +129,8 @@ def run_schedule(
             why = "another run of this schedule is still going"
             return ScheduleRun(name, _record(store, name, "skipped", why), "skipped", why)
         run_id = _record(store, name, "running")
+        if schedule.run == "weekly-report":
+            return _weekly(config, store, schedule, run_id, environ)
         proposal_id: int | None = None
         try:
             if schedule.run == "drift-fix":
@@ -127,7 +140,7 @@ def run_schedule(
             else:
                 scan_id = run_scan(config, store, limit=schedule.limit).scan_id
             report = load_report(store, config, scan_id)
-            delivered, failures = deliver(report, schedule, config, environ)
+            delivered, failures = deliver(_drift(report), schedule, config, environ)
         except TerryError as exc:
             _finish(store, run_id, "failed", str(exc))
             return ScheduleRun(name, run_id, "failed", str(exc))
@@ -143,9 +156,69 @@ def run_schedule(
         return ScheduleRun(name, run_id, status, detail, scan_id, proposal_id, tuple(delivered))
 
 
+def _weekly(
+    config: Config,
+    store: Store,
+    schedule: ScheduleConfig,
+    run_id: int,
+    environ: dict[str, str] | None,
+) -> ScheduleRun:
+    """A ``weekly-report`` run: the seven whole days before today (UTC), delivered."""
+    today = utcnow().astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
+    try:
+        report = report_for(config, store, end=today)
+        delivered, failures = deliver(_weekly_outgoing(report), schedule, config, environ)
+    except TerryError as exc:
+        _finish(store, run_id, "failed", str(exc))
+        return ScheduleRun(schedule.name, run_id, "failed", str(exc))
+    last = (report.end - timedelta(days=1)).date()
+    detail = f"weekly report {report.start.date()} to {last}: {sentence(report)}" + (
+        f"; delivery failed: {'; '.join(failures)}" if failures else ""
+    )
+    status = "failed" if failures and not delivered and schedule.deliver else "done"
+    _finish(store, run_id, status, detail)
+    return ScheduleRun(schedule.name, run_id, status, detail, delivered=tuple(delivered))
+
+
 # -- delivery -------------------------------------------------------------------------------
-def _render(report: DriftReport, fmt: str) -> str:
-    return {"md": to_markdown, "html": to_html, "json": to_json}[fmt](report)
+@dataclass(frozen=True)
+class Outgoing:
+    """A report ready to deliver, whatever made it."""
+
+    stem: str  # its file name in a directory, without the extension
+    title: str  # an issue's default title, before " (<schedule>)"
+    summary: tuple[str, ...]  # for Slack and Discord: a headline, then details
+    whole: str  # the command that prints the whole report (when an issue has to cut it)
+    render: Callable[[str], str]  # md | html | json -> the text
+
+
+def _drift(report: DriftReport) -> Outgoing:
+    return Outgoing(
+        stem=f"drift-{report.scan_id}",
+        title="Terry drift report",
+        summary=tuple(_summary_lines(report)),
+        whole=f"terry drift report --scan {report.scan_id}",
+        render=lambda fmt: {"md": to_markdown, "html": to_html, "json": to_json}[fmt](report),
+    )
+
+
+def _weekly_outgoing(report: WeeklyReport) -> Outgoing:
+    last = (report.end - timedelta(days=1)).date().isoformat()
+    picked = ("auto_fixed", "needed_person", "mttf", "rollbacks", "prevented", "time_saved")
+    lines = [f"Terry weekly report, {report.start.date()} to {last}: {sentence(report)}"]
+    lines += [
+        f"{h.label}: {h.value} (last week {h.previous}, {h.change})"
+        for h in headlines(report)
+        if h.key in picked
+    ]
+    renderers = {"md": weekly_markdown, "html": weekly_html, "json": weekly_json}
+    return Outgoing(
+        stem=f"weekly-{last}",
+        title="Terry weekly report",
+        summary=tuple(lines),
+        whole=f"terry report weekly --end {last}",
+        render=lambda fmt: renderers[fmt](report),
+    )
 
 
 def _summary_lines(report: DriftReport, limit: int = 15) -> list[str]:
@@ -170,8 +243,8 @@ def _slack_escape(text: str) -> str:
     return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
 
 
-def _webhook_body(report: DriftReport, kind: str) -> object:
-    lines = _summary_lines(report)
+def _webhook_body(report: Outgoing, kind: str) -> object:
+    lines = list(report.summary)
     if kind == "slack":
         head, rest = lines[0], lines[1:]
         text = _slack_escape(head)
@@ -183,24 +256,22 @@ def _webhook_body(report: DriftReport, kind: str) -> object:
         if len(lines) > 1:
             body += "\n```\n" + "\n".join(lines[1:]).replace("```", "'''")[:1700] + "\n```"
         return {"content": body[:2000], "allowed_mentions": {"parse": []}}
-    return json.loads(to_json(report))
+    return json.loads(report.render("json"))
 
 
-def _to_dir(report: DriftReport, delivery: DeliveryConfig, fmt: str, config: Config) -> str:
+def _to_dir(report: Outgoing, delivery: DeliveryConfig, fmt: str, config: Config) -> str:
     assert delivery.dir is not None
     folder = Path(delivery.dir)
     if not folder.is_absolute():
         folder = config.repo / folder
     folder.mkdir(parents=True, exist_ok=True)
-    text = _render(report, fmt)
-    for name in (f"drift-{report.scan_id}.{_EXT[fmt]}", f"latest.{_EXT[fmt]}"):
-        tmp = folder / f".{name}.tmp"
-        tmp.write_text(text, encoding="utf-8")
-        tmp.replace(folder / name)
-    return str(folder / f"drift-{report.scan_id}.{_EXT[fmt]}")
+    text = report.render(fmt)
+    for name in (f"{report.stem}.{_EXT[fmt]}", f"latest.{_EXT[fmt]}"):
+        write_atomically(folder / name, text)
+    return str(folder / f"{report.stem}.{_EXT[fmt]}")
 
 
-def _to_webhook(report: DriftReport, delivery: DeliveryConfig, environ: dict[str, str]) -> str:
+def _to_webhook(report: Outgoing, delivery: DeliveryConfig, environ: dict[str, str]) -> str:
     assert delivery.webhook_url_env is not None
     url = environ.get(delivery.webhook_url_env)
     if not url:
@@ -250,20 +321,20 @@ def _cut_markdown(text: str, budget: int) -> str:
     return "\n".join([*kept, fence] if fence else kept)
 
 
-def _issue_body(report: DriftReport, marker: str) -> str:
+def _issue_body(report: Outgoing, marker: str) -> str:
     head = f"{marker}\n\n"
-    text = to_markdown(report)
+    text = report.render("md")
     if len(head) + len(text) <= _ISSUE_BODY_LIMIT:
         return head + text
     note = (
         f"\n\n---\n\n**The report is cut here**: it is longer than GitHub allows in an "
-        f"issue. The whole report: `terry drift report --scan {report.scan_id}`.\n"
+        f"issue. The whole report: `{report.whole}`.\n"
     )
     return head + _cut_markdown(text, _ISSUE_BODY_LIMIT - len(head) - len(note)) + note
 
 
 def _to_github_issue(
-    report: DriftReport,
+    report: Outgoing,
     delivery: DeliveryConfig,
     schedule: ScheduleConfig,
     config: Config,
@@ -274,7 +345,7 @@ def _to_github_issue(
     github = config.forge.github
     forge = GitHubForge(github, credentials_from_env(github, environ))
     marker = issue_marker(schedule.name)
-    title = issue.title or f"Terry drift report ({schedule.name})"
+    title = issue.title or f"{report.title} ({schedule.name})"
     body = _issue_body(report, marker)
     existing = forge.find_issue(marker)
     if existing is None:
@@ -285,7 +356,7 @@ def _to_github_issue(
 
 
 def deliver(
-    report: DriftReport,
+    report: Outgoing,
     schedule: ScheduleConfig,
     config: Config,
     environ: dict[str, str] | None = None,

@@ -68,6 +68,7 @@ def _register() -> None:
         inventory,
         proposals,
         schedule,
+        report,
         serve,
         sync,
     )
@@ -83,6 +84,7 @@ def _register() -> None:
         forecast,
         schedule,
         inventory,
+        report,
         example,
         demo,
     ):

@@ -10,7 +10,14 @@ from rich.table import Table
 
 from terry.appliers.ansible_runner import EventStatus, RunnerEvent
 from terry.cli.context import open_config, open_pipeline, open_store
-from terry.cli.output import console, emit_json, err_console, output_option
+from terry.cli.output import (
+    console,
+    emit_json,
+    emit_report,
+    err_console,
+    output_option,
+    report_options,
+)
 from terry.drift.fix import fix_drift
 from terry.drift.items import HostStatus
 from terry.drift.record import ItemState
@@ -87,19 +94,7 @@ def scan(
 
 @command.command("report")
 @click.option("--scan", "scan_id", type=int, help="A scan id (default: the newest).")
-@click.option(
-    "--format",
-    "fmt",
-    type=click.Choice(["md", "html", "json"]),
-    default="md",
-    show_default=True,
-    help="md to read or paste, html for one self-contained page with a chart, json for tools.",
-)
-@click.option(
-    "--out",
-    type=click.Path(dir_okay=False, writable=True, path_type=Path),
-    help="Write to FILE (default: stdout).",
-)
+@report_options(html="a chart")
 @click.pass_context
 def report(ctx: click.Context, scan_id: int | None, fmt: str, out: Path | None) -> None:
     """A drift report of the newest scan (or --scan N): summary first, then each host.
@@ -109,13 +104,7 @@ def report(ctx: click.Context, scan_id: int | None, fmt: str, out: Path | None) 
     config = open_config(ctx)
     found = load_report(open_store(config), config, scan_id)
     text = {"md": to_markdown, "html": to_html, "json": to_json}[fmt](found)
-    if out is None:
-        click.echo(text, nl=False)
-        return
-    tmp = out.with_name(f".{out.name}.tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
-    err_console.print(f"wrote {out} ({fmt}, scan {found.scan_id})", markup=False)
+    emit_report(text, out, f"{fmt}, scan {found.scan_id}")
 
 
 @command.command("fix")

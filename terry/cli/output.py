@@ -5,14 +5,25 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import click
 from rich.console import Console
 
 from terry.jsonable import to_jsonable
+from terry.rendering import write_atomically
 
-__all__ = ["OUTPUT_KEY", "console", "emit_json", "err_console", "output_option", "to_jsonable"]
+__all__ = [
+    "OUTPUT_KEY",
+    "console",
+    "emit_json",
+    "emit_report",
+    "err_console",
+    "output_option",
+    "report_options",
+    "to_jsonable",
+]
 
 OUTPUT_KEY = "terry.output"
 F = TypeVar("F", bound=Callable[..., Any])
@@ -47,3 +58,35 @@ def output_option(func: F) -> F:
 
 def emit_json(value: Any) -> None:
     click.echo(json.dumps(to_jsonable(value), indent=2, sort_keys=False))
+
+
+def report_options(html: str) -> Callable[[F], F]:
+    """``--format md|html|json`` and ``--out FILE`` on a report command; ``html`` says what
+    the page holds besides the text ("a chart", "charts")."""
+
+    def wrap(func: F) -> F:
+        func = click.option(
+            "--out",
+            type=click.Path(dir_okay=False, writable=True, path_type=Path),
+            help="Write to FILE, atomically (default: stdout).",
+        )(func)
+        return click.option(
+            "--format",
+            "fmt",
+            type=click.Choice(["md", "html", "json"]),
+            default="md",
+            show_default=True,
+            help=f"md to read or paste, html for one self-contained page with {html}, json "
+            "for tools.",
+        )(func)
+
+    return wrap
+
+
+def emit_report(text: str, out: Path | None, what: str) -> None:
+    """A rendered report to stdout, or to ``out`` with one line on stderr saying ``what``."""
+    if out is None:
+        click.echo(text, nl=False)
+        return
+    write_atomically(out, text)
+    err_console.print(f"wrote {out} ({what})", markup=False)

@@ -22,17 +22,18 @@ from terry.store.models import ScheduleRunRow, utcnow
 
 @click.group("schedule")
 def command() -> None:
-    """Scheduled drift scans and fixes, and where their reports go.
+    """Scheduled drift scans and fixes, the weekly report, and where their reports go.
 
     \b
     In terry.yml:
       schedules:
         - name: nightly-drift
           cron: "0 3 * * *"          # UTC; or: interval: 3600 (seconds)
-          run: drift-scan            # or drift-fix (scan, then propose the reconciliation)
+          run: drift-scan            # or drift-fix (scan, then propose the reconciliation),
+                                     # or weekly-report (the 7 days before, 'terry report weekly')
           report_format: html        # md | html | json
           deliver:
-            - dir: reports/drift     # drift-<scan>.html and latest.html
+            - dir: reports/drift     # drift-<scan>.html (weekly-<last day>.html) and latest.html
             - webhook_url_env: SLACK_WEBHOOK_URL   # the URL stays in the environment
               webhook_kind: slack                  # slack | discord | json
             - github_issue:          # one issue, updated in place (forge.github's repo)

@@ -10,15 +10,11 @@ The JSON (``schema: terry.drift/v1``) is stable: keys are only ever added. See
 
 from __future__ import annotations
 
-import json
-import re
 from collections import Counter
 from dataclasses import dataclass, field
 from datetime import datetime
-from importlib import resources
 from typing import Any
 
-import jinja2
 from sqlalchemy import func, select
 
 from terry.config import Config
@@ -27,7 +23,7 @@ from terry.drift.record import ItemState
 from terry.errors import NotFound
 from terry.forges.body import fenced
 from terry.gitops import Repo
-from terry.jsonable import to_jsonable
+from terry.rendering import ColumnChart, Series, column_chart, html_page, md_text, schema_json
 from terry.store import Store
 from terry.store.models import DriftHostRow, DriftItemRow, DriftScanRow
 
@@ -272,13 +268,7 @@ def load_report(store: Store, config: Config, scan_id: int | None = None) -> Dri
 
 # -- renderers -----------------------------------------------------------------------------
 def to_json(report: DriftReport) -> str:
-    data = to_jsonable(report)
-    ordered = {"schema": data.pop("schema"), **data}
-    return json.dumps(ordered, indent=2) + "\n"
-
-
-def _cell(text: object) -> str:
-    return re.sub(r"[\x00-\x1f\x7f|`<>]+", " ", str(text)).strip()[:200]
+    return schema_json(report)
 
 
 def to_markdown(report: DriftReport) -> str:
@@ -287,7 +277,7 @@ def to_markdown(report: DriftReport) -> str:
         f"# Drift report: scan {report.scan_id}",
         "",
         f"Desired state at `{report.commit[:12]}`"
-        + (f", hosts `{_cell(report.limit)}`" if report.limit else ", all hosts")
+        + (f", hosts `{md_text(report.limit)}`" if report.limit else ", all hosts")
         + f"; finished {report.finished_at.isoformat() if report.finished_at else '-'}.",
         "",
         "## Summary",
@@ -297,7 +287,7 @@ def to_markdown(report: DriftReport) -> str:
         f"| {s.hosts_scanned} | {s.hosts_drifted} | {s.hosts_unreachable} | {s.items} "
         f"| {s.new} | {s.persisting} | {s.resolved} |",
         "",
-        "By role: " + (", ".join(f"{_cell(k)} {v}" for k, v in s.by_role.items()) or "none"),
+        "By role: " + (", ".join(f"{md_text(k)} {v}" for k, v in s.by_role.items()) or "none"),
         "",
         "By severity: " + (", ".join(f"{k} {v}" for k, v in s.by_severity.items()) or "none"),
         "",
@@ -311,15 +301,15 @@ def to_markdown(report: DriftReport) -> str:
         lines.append("")
     lines += ["## Hosts", ""]
     for host in report.hosts:
-        lines.append(f"### {_cell(host.host)}: {host.status}")
+        lines.append(f"### {md_text(host.host)}: {host.status}")
         lines.append("")
         if host.status == HostStatus.UNREACHABLE.value:
-            lines += [f"Unreachable (not judged): {_cell(host.message or '')}", ""]
+            lines += [f"Unreachable (not judged): {md_text(host.message or '')}", ""]
             continue
         for commit in host.unapplied:
             lines.append(
                 f"- desired state changed in git and not applied here: "
-                f"`{commit['commit'][:12]}` {_cell(commit['subject'])}"
+                f"`{commit['commit'][:12]}` {md_text(commit['subject'])}"
             )
         if host.unapplied:
             lines.append("")
@@ -331,47 +321,40 @@ def to_markdown(report: DriftReport) -> str:
         for i in host.items:
             lines.append(
                 f"| {i.state} | {i.since.strftime('%Y-%m-%d %H:%M')} | {i.severity} "
-                f"| {_cell(i.role or '-')} | {_cell(i.resource)} | {_cell(i.task)} |"
+                f"| {md_text(i.role or '-')} | {md_text(i.resource)} | {md_text(i.task)} |"
             )
         lines.append("")
         for i in host.items:
             if i.state == ItemState.RESOLVED.value or not (i.diff or i.detail):
                 continue
-            lines.append(f"**{_cell(i.resource)}** ({_cell(i.task)})")
+            lines.append(f"**{md_text(i.resource)}** ({md_text(i.task)})")
             lines.append("")
             lines.append(fenced(i.diff or i.detail, "diff" if i.diff else ""))
             lines.append("")
     return "\n".join(lines).rstrip() + "\n"
 
 
-def _chart(history: tuple[HistoryPoint, ...]) -> dict[str, Any]:
-    """Bar geometry for the HTML chart: drifted items per scan, drifted hosts as dots."""
-    width, height, pad = 720, 220, 36
-    count = max(len(history), 1)
-    top = max([p.items for p in history] + [p.drifted_hosts for p in history] + [1])
-    step = (width - 2 * pad) / count
-    bars = []
-    for n, p in enumerate(history):
-        h = (height - 2 * pad) * p.items / top
-        x = pad + n * step
-        bars.append(
-            {
-                "x": round(x + step * 0.15, 1),
-                "y": round(height - pad - h, 1),
-                "w": round(step * 0.7, 1),
-                "h": round(h, 1),
-                "items": p.items,
-                "label": str(p.scan_id),
-                "cx": round(x + step / 2, 1),
-                "cy": round(height - pad - (height - 2 * pad) * p.drifted_hosts / top, 1),
-                "hosts": p.drifted_hosts,
-                "when": p.finished_at.strftime("%Y-%m-%d %H:%M") if p.finished_at else "",
-            }
-        )
-    return {"width": width, "height": height, "pad": pad, "top": top, "bars": bars}
+_ITEMS = Series("drifted items", "#f0a39b")
+_HOSTS = Series("drifted hosts", "#1d2330")
+
+
+def _chart(history: tuple[HistoryPoint, ...]) -> ColumnChart:
+    """Drifted items per scan as columns, drifted hosts as dots."""
+
+    def title(p: HistoryPoint) -> str:
+        when = p.finished_at.strftime("%Y-%m-%d %H:%M") if p.finished_at else "unfinished"
+        return f"scan {p.scan_id} ({when})"
+
+    return column_chart(
+        [(str(p.scan_id), title(p)) for p in history],
+        [(p.items,) for p in history],
+        (_ITEMS,),
+        markers=[p.drifted_hosts for p in history],
+        marker=_HOSTS,
+        axis="scan",
+        height=220,
+    )
 
 
 def to_html(report: DriftReport) -> str:
-    env = jinja2.Environment(autoescape=True, undefined=jinja2.StrictUndefined)
-    source = resources.files("terry.drift").joinpath("report.html.j2").read_text("utf-8")
-    return env.from_string(source).render(r=report, chart=_chart(report.history))
+    return html_page("drift/report.html.j2", r=report, chart=_chart(report.history))

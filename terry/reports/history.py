@@ -1,0 +1,304 @@
+"""What the store says about a span of incidents, and how each incident and proposal stood
+at a given moment (the end of a report's window): its last audited state before it, who
+approved it, whether it was rolled back, whether the incident was handed to a person.
+
+A few queries read everything (incidents opened in the span, their proposals, the
+proposals' audit rows, the incidents' "needs a human" rows); the rest is done in memory, so
+one read serves a window and the window before it.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import datetime
+from enum import StrEnum
+
+from sqlalchemy import select
+
+from terry.store import Store
+from terry.store.models import AuditRow, IncidentRow, ProposalRow
+
+__all__ = [
+    "STATES",
+    "History",
+    "IncidentAtEnd",
+    "Outcome",
+    "ProposalAtEnd",
+    "incidents_at",
+    "read_history",
+]
+
+# Proposal states as reports count them; the not-yet-finished ones are "in_progress".
+STATES = (
+    "verified",
+    "rolled_back",
+    "failed",
+    "escalated",
+    "denied",
+    "rejected",
+    "awaiting_review",
+    "interrupted",
+    "in_progress",
+)
+_IN_PROGRESS = frozenset({"proposed", "checked", "approved", "merged", "applying", "applied"})
+# A proposal that stopped in one of these handed its incident to a person.
+_FOR_A_PERSON = frozenset(
+    {"awaiting_review", "denied", "rejected", "failed", "rolled_back", "escalated", "interrupted"}
+)
+_NEEDS_HUMAN = "needs a human: "  # how terry.incidents.set_attention words its audit rows
+
+
+class Outcome(StrEnum):
+    """What became of an incident by the end of the window."""
+
+    AUTO = "auto"  # fixed by a proposal the gate merged on its own
+    PERSON = "person"  # handed to a person (fixed after an approval included)
+    OTHER = "other"  # still open or in progress, or resolved without Terry's fix
+
+
+@dataclass(frozen=True)
+class IncidentData:
+    id: int
+    source: str
+    title: str
+    host: str | None
+    opened_at: datetime
+    fixed_at: datetime | None
+    resolved_at: datetime | None
+    summary: str  # the alert's summary annotation (untrusted), "" when it has none
+
+
+@dataclass(frozen=True)
+class ProposalData:
+    id: int
+    incident_id: int
+    remedy: str
+    hosts: tuple[str, ...]
+    decision: str | None
+    reasons: tuple[str, ...]
+    outcome: str | None
+    ai_authored: bool
+    created_at: datetime
+
+
+@dataclass(frozen=True)
+class AuditData:
+    entity: str
+    entity_id: int
+    at: datetime
+    actor: str
+    to_state: str
+    reason: str
+
+
+@dataclass(frozen=True)
+class History:
+    incidents: tuple[IncidentData, ...]
+    proposals: tuple[ProposalData, ...]
+    audits: tuple[AuditData, ...]  # by time
+
+
+def _summary(annotations: object) -> str:
+    if not isinstance(annotations, dict):
+        return ""
+    value = annotations.get("summary") or annotations.get("description") or ""
+    return str(value)[:500]
+
+
+def read_history(store: Store, start: datetime, end: datetime) -> History:
+    """Incidents opened in [start, end), their proposals, and the audit rows before ``end``
+    of both (proposal transitions, and incidents' "needs a human" rows)."""
+    opened = (IncidentRow.opened_at >= start) & (IncidentRow.opened_at < end)
+    incident_ids = select(IncidentRow.id).where(opened)
+    proposal_ids = select(ProposalRow.id).where(ProposalRow.incident_id.in_(incident_ids))
+    with store.session() as session:
+        incidents = tuple(
+            IncidentData(
+                r.id,
+                r.source,
+                r.title,
+                r.host,
+                r.opened_at,
+                r.fixed_at,
+                r.resolved_at,
+                _summary(r.annotations),
+            )
+            for r in session.execute(
+                select(
+                    IncidentRow.id,
+                    IncidentRow.source,
+                    IncidentRow.title,
+                    IncidentRow.host,
+                    IncidentRow.opened_at,
+                    IncidentRow.fixed_at,
+                    IncidentRow.resolved_at,
+                    IncidentRow.annotations,
+                )
+                .where(opened)
+                .order_by(IncidentRow.opened_at, IncidentRow.id)
+            )
+        )
+        proposals = tuple(
+            ProposalData(
+                r.id,
+                r.incident_id,
+                r.remedy,
+                tuple(r.hosts or ()),
+                r.decision,
+                tuple(str(x) for x in (r.reasons or ())),
+                r.outcome,
+                bool(r.ai_authored),
+                r.created_at,
+            )
+            for r in session.execute(
+                select(
+                    ProposalRow.id,
+                    ProposalRow.incident_id,
+                    ProposalRow.remedy,
+                    ProposalRow.hosts,
+                    ProposalRow.decision,
+                    ProposalRow.reasons,
+                    ProposalRow.outcome,
+                    ProposalRow.ai_authored,
+                    ProposalRow.created_at,
+                )
+                .where(ProposalRow.incident_id.in_(incident_ids), ProposalRow.created_at < end)
+                .order_by(ProposalRow.id)
+            )
+        )
+        audits = tuple(
+            AuditData(r.entity, r.entity_id, r.at, r.actor, r.to_state, r.reason)
+            for r in session.execute(
+                select(
+                    AuditRow.entity,
+                    AuditRow.entity_id,
+                    AuditRow.at,
+                    AuditRow.actor,
+                    AuditRow.to_state,
+                    AuditRow.reason,
+                )
+                .where(
+                    AuditRow.at < end,
+                    ((AuditRow.entity == "proposal") & AuditRow.entity_id.in_(proposal_ids))
+                    | (
+                        (AuditRow.entity == "incident")
+                        & AuditRow.entity_id.in_(incident_ids)
+                        & AuditRow.reason.startswith(_NEEDS_HUMAN, autoescape=True)
+                    ),
+                )
+                .order_by(AuditRow.at, AuditRow.id)
+            )
+        )
+    return History(incidents, proposals, audits)
+
+
+@dataclass(frozen=True)
+class ProposalAtEnd:
+    data: ProposalData
+    state: str  # the report's state (STATES)
+    raw_state: str
+    approver: str | None  # the person who approved it before the end
+    rolled_back: bool  # at least once before the end
+    merged: bool
+
+    @property
+    def auto_merged(self) -> bool:
+        return self.merged and self.data.decision == "merge" and self.approver is None
+
+
+@dataclass(frozen=True)
+class IncidentAtEnd:
+    data: IncidentData
+    proposals: tuple[ProposalAtEnd, ...]
+    fixed: bool
+    resolved: bool
+    outcome: Outcome
+    fixer: ProposalAtEnd | None
+    attention: str | None  # the last "needs a human" reason before the end
+
+    @property
+    def seconds_to_fix(self) -> float | None:
+        if not self.fixed or self.data.fixed_at is None:
+            return None
+        return max(0.0, (self.data.fixed_at - self.data.opened_at).total_seconds())
+
+    @property
+    def host(self) -> str:
+        if self.data.host:
+            return self.data.host
+        for p in self.proposals:
+            if p.data.hosts:
+                return p.data.hosts[0]
+        return "(unknown)"
+
+
+def report_state(state: str) -> str:
+    return "in_progress" if state in _IN_PROGRESS else state
+
+
+def proposals_at(history: History, end: datetime) -> dict[int, ProposalAtEnd]:
+    """Each proposal created before ``end`` in its last audited state before it."""
+    states: dict[int, str] = {}
+    approvers: dict[int, str] = {}
+    rolled_back: set[int] = set()
+    merged: set[int] = set()
+    for a in history.audits:
+        if a.entity != "proposal" or a.at >= end:
+            continue
+        states[a.entity_id] = a.to_state
+        if a.to_state == "approved" and a.actor != "terry":
+            approvers[a.entity_id] = a.actor
+        elif a.to_state == "rolled_back":
+            rolled_back.add(a.entity_id)
+        elif a.to_state == "merged":
+            merged.add(a.entity_id)
+    out = {}
+    for p in history.proposals:
+        if p.created_at >= end:
+            continue
+        raw = states.get(p.id, "proposed")
+        out[p.id] = ProposalAtEnd(
+            data=p,
+            state=report_state(raw),
+            raw_state=raw,
+            approver=approvers.get(p.id),
+            rolled_back=p.id in rolled_back,
+            merged=p.id in merged,
+        )
+    return out
+
+
+def incidents_at(history: History, start: datetime, end: datetime) -> list[IncidentAtEnd]:
+    """The incidents of ``history`` opened in [start, end), as they stood at ``end``."""
+    proposals = proposals_at(history, end)
+    by_incident: dict[int, list[ProposalAtEnd]] = {}
+    for p in proposals.values():
+        by_incident.setdefault(p.data.incident_id, []).append(p)
+    attention: dict[int, str] = {}
+    for a in history.audits:
+        if a.entity == "incident" and a.at < end:
+            attention[a.entity_id] = a.reason[len(_NEEDS_HUMAN) :]
+    out = []
+    for i in history.incidents:
+        if not start <= i.opened_at < end:
+            continue
+        mine = tuple(sorted(by_incident.get(i.id, ()), key=lambda p: p.data.id))
+        fixed = i.fixed_at is not None and i.fixed_at < end
+        resolved = i.resolved_at is not None and i.resolved_at < end
+        fixer = None
+        if fixed:
+            verified = [p for p in mine if p.state == "verified"]
+            fixer = verified[-1] if verified else (mine[-1] if mine else None)
+        handed = (
+            i.id in attention
+            or any(p.state in _FOR_A_PERSON or p.approver for p in mine)
+            or any(p.rolled_back for p in mine)
+        )
+        if fixed and fixer is not None and fixer.auto_merged:
+            outcome = Outcome.AUTO
+        elif (fixed and fixer is not None) or handed:
+            outcome = Outcome.PERSON
+        else:
+            outcome = Outcome.OTHER
+        out.append(IncidentAtEnd(i, mine, fixed, resolved, outcome, fixer, attention.get(i.id)))
+    return out
