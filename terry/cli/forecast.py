@@ -64,7 +64,7 @@ def command(
     no_apply: bool,
     output: str,
 ) -> None:
-    """Forecast disk usage and memory from Prometheus, and prevent what is coming.
+    """Forecast disks and memory from Prometheus, flag odd hosts, prevent what is coming.
 
     \b
     For every inventory host and filesystem Terry reads forecast.lookback of history from

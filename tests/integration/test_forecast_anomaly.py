@@ -26,7 +26,7 @@ from click.testing import CliRunner
 from terry.cli import main
 from terry.store import Store
 from terry.store.models import IncidentRow
-from tests.conftest import Cli, config_for, count_rows, make_cli
+from tests.conftest import POSTGRES, Cli, _postgres_database, config_for, count_rows, make_cli
 from tests.integration.test_forecast_prometheus import backfilled_prometheus
 
 pytestmark = [
@@ -135,7 +135,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
 @pytest.fixture(scope="module")
 def fleet(prometheus: dict[str, str], tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """``terry init``'s repository with three app hosts added (by address), pointed at the
-    odd Prometheus."""
+    odd Prometheus; its store on PostgreSQL when the tests have one."""
     repo = tmp_path_factory.mktemp("anomaly") / "ops"
     created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
     assert created.exit_code == 0, created.stdout
@@ -151,7 +151,8 @@ def fleet(prometheus: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
     (repo / "terry.yml").write_text(yaml.safe_dump(settings))
     git = ["git", "-C", str(repo), "-c", "user.name=Test", "-c", "user.email=t@example.org"]
     subprocess.run([*git, "commit", "-qam", "app hosts; Prometheus"], check=True)
-    return make_cli(repo)
+    # on PostgreSQL too when the tests have one (the named lock, the JSON columns)
+    return make_cli(repo, _postgres_database() if POSTGRES else None)
 
 
 def _anomaly_incidents(cli: Cli) -> list[dict[str, Any]]:
@@ -161,7 +162,7 @@ def _anomaly_incidents(cli: Cli) -> list[dict[str, Any]]:
 
 
 def _of_source(cli: Cli, source: str) -> int:
-    store = Store(config_for(cli.repo).store_url)
+    store = Store(cli.env.get("TERRY_DATABASE_URL") or config_for(cli.repo).store_url)
     try:
         return count_rows(store, IncidentRow, IncidentRow.source == source)
     finally:
