@@ -43,6 +43,7 @@ __all__ = [
     "AIRemedyChoice",
     "AITask",
     "parse_answer",
+    "tool_call_input",
 ]
 
 MIN_RISK = Risk.MEDIUM
@@ -150,7 +151,8 @@ def _strings(value: Any, where: str) -> Iterator[tuple[str, str]]:
             yield from _strings(item, f"{where}[{index}]")
 
 
-def _tool_input(message: Mapping[str, Any]) -> dict[str, Any]:
+def tool_call_input(message: Mapping[str, Any], name: str = TOOL_NAME) -> dict[str, Any]:
+    """The input of the one call to tool ``name`` that ends the message, or AIAnswerError."""
     content = message.get("content")
     if not isinstance(content, list):
         raise AIAnswerError("the answer has no content list")
@@ -161,17 +163,17 @@ def _tool_input(message: Mapping[str, Any]) -> dict[str, Any]:
     if stop == "refusal":
         raise AIAnswerError("Claude declined to answer (stop_reason refusal)")
     if not calls:
-        raise AIAnswerError(f"the answer did not call {TOOL_NAME} (text only)")
+        raise AIAnswerError(f"the answer did not call {name} (text only)")
     if len(calls) > 1:
         raise AIAnswerError(f"the answer made {len(calls)} tool calls; exactly one is accepted")
     if stop != "tool_use":
         raise AIAnswerError(f"stop_reason is {show(stop)}, not tool_use")
     call = calls[0]
-    if call.get("name") != TOOL_NAME:
-        raise AIAnswerError(f"the answer called tool {show(call.get('name'))}, not {TOOL_NAME}")
+    if call.get("name") != name:
+        raise AIAnswerError(f"the answer called tool {show(call.get('name'))}, not {name}")
     tool_input = call.get("input")
     if not isinstance(tool_input, dict):
-        raise AIAnswerError(f"the {TOOL_NAME} input is not a JSON object: {show(tool_input)}")
+        raise AIAnswerError(f"the {name} input is not a JSON object: {show(tool_input)}")
     return copy.deepcopy(tool_input)
 
 
@@ -329,7 +331,7 @@ def parse_answer(
     message: Mapping[str, Any], request: DiagnosisRequest, rules: AnswerRules
 ) -> AIAnswer:
     """The validated answer in a Messages API response (as JSON), or AIAnswerError."""
-    tool_input = _tool_input(message)
+    tool_input = tool_call_input(message)
     _no_templates(tool_input)
     _rules_first(request, tool_input, rules)
     try:

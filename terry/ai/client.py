@@ -14,13 +14,14 @@ from __future__ import annotations
 
 import os
 from collections.abc import Mapping
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
 import anthropic
 
 from terry.ai.answer import AIAnswer, parse_answer
 from terry.ai.errors import AIServiceError
+from terry.ai.explain import ClaudeAccount, account_request, parse_account
 from terry.ai.request import DiagnosisRequest, messages_request
 from terry.ai.rules import AnswerRules
 
@@ -71,7 +72,8 @@ def _status_error(exc: anthropic.APIStatusError, settings: AIConfig) -> AIServic
 
 
 class ClaudeDiagnoser:
-    """Diagnoses an incident with Claude: one forced ``propose_fix`` call, validated."""
+    """Asks Claude about an incident: a diagnosis (one forced ``propose_fix`` call) or a
+    plain-language account (one forced ``explain_incident`` call), validated."""
 
     def __init__(self, settings: AIConfig, api_key: str) -> None:
         self.settings = settings
@@ -119,6 +121,18 @@ class ClaudeDiagnoser:
         params = messages_request(
             request, self.rules, model=self.settings.model, max_tokens=self.settings.max_tokens
         )
+        return parse_answer(self._send(params), request, self.rules)
+
+    def explain(self, record: Mapping[str, Any]) -> ClaudeAccount:
+        """Claude's plain-language account of an incident's record (``terry explain``),
+        validated and cleaned; the same errors as ``diagnose``."""
+        params = account_request(
+            record, model=self.settings.model, max_tokens=self.settings.max_tokens
+        )
+        return parse_account(self._send(params), default_model=self.settings.model)
+
+    def _send(self, params: dict[str, Any]) -> dict[str, Any]:
+        """One Messages API call; the answer as JSON, or AIServiceError saying what failed."""
         try:
             message = self._client.messages.create(**params)
         except anthropic.APITimeoutError:
@@ -142,6 +156,5 @@ class ClaudeDiagnoser:
                 kind="response",
                 retryable=True,
             ) from None
-        # The SDK does not check the answer's types; parse_answer checks everything.
-        answer = message.model_dump(mode="json", warnings=False)
-        return parse_answer(answer, request, self.rules)
+        # The SDK does not check the answer's types; the parsers check everything.
+        return message.model_dump(mode="json", warnings=False)

@@ -7,8 +7,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from terry.cli.context import open_config, open_store
-from terry.cli.output import console, emit_json, output_option
-from terry.explain import explain
+from terry.cli.output import console, emit_json, err_console, output_option
+from terry.explain import explain_incident
 from terry.views import incident_story, list_incidents
 
 
@@ -91,17 +91,39 @@ def show(ctx: click.Context, incident_id: int, output: str) -> None:
 
 @click.command("explain")
 @click.argument("incident_id", type=int)
+@click.option("--no-ai", is_flag=True, help="Only the record's account; Claude is not asked.")
 @output_option
 @click.pass_context
-def explain_command(ctx: click.Context, incident_id: int, output: str) -> None:
+def explain_command(ctx: click.Context, incident_id: int, no_ai: bool, output: str) -> None:
     """A plain-language account of an incident: what happened, what Terry (or Claude)
-    concluded, what each proposal went through, and where it stands. From the record.
+    concluded, what each proposal went through, and where it stands.
+
+    With an Anthropic API key configured (see ai: in terry.yml), Claude is asked to tell the
+    record in plain language first, labelled as written by Claude, with suggested next
+    steps; its answer is untrusted: checked, stripped of escape sequences and printed as
+    plain text, never markup. The account from the record always follows: the record is
+    what happened. When Claude's account is missing (no key, the API failed, its answer was
+    refused) one line on stderr says why, and the command still succeeds. --no-ai: the
+    record's account only. JSON: incident_id, text (the record's account), claude (model,
+    account, next_steps, or null) and claude_error (why it is missing, or null).
 
     Exit codes: 0, 4 no such incident.
     """
     config = open_config(ctx)
-    text = explain(open_store(config), incident_id)
+    found = explain_incident(config, open_store(config), incident_id, ask_claude=not no_ai)
     if output == "json":
-        emit_json({"incident_id": incident_id, "text": text})
-    else:
-        console.print(text, markup=False)
+        emit_json(found)
+        return
+    if found.claude is not None:
+        claude = found.claude
+        console.print(f"Written by Claude ({claude.model}); the record below is what happened:")
+        console.print(claude.account, emoji=False)
+        if claude.next_steps:
+            console.print("Suggested next steps:")
+            for step in claude.next_steps:
+                console.print(f"  - {step}", emoji=False)
+        console.print()
+        console.print("From the record:")
+    console.print(found.text, markup=False)
+    if found.claude_error:
+        err_console.print(f"No account from Claude: {found.claude_error}", emoji=False)
