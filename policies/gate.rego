@@ -70,14 +70,14 @@ needs_review contains msg if {
 	input.risk == "medium"
 	not inventory_edit
 	not proven
-	msg := "risk is medium and the remedy has no record of success yet"
+	msg := sprintf("risk is medium and %v", [not_proven_why])
 }
 
 needs_review contains msg if {
 	input.environment == "production"
 	not inventory_edit
 	not proven
-	msg := sprintf("production host and remedy %v has not succeeded often enough (%v of %v runs verified, needs %v at %v%%)", [input.remedy, input.history.verified, input.history.runs, settings.proven_min_runs, settings.proven_success_percent])
+	msg := sprintf("production host and %v", [not_proven_why])
 }
 
 needs_review contains msg if {
@@ -104,14 +104,41 @@ allow contains "low risk outside production" if {
 
 allow contains msg if {
 	proven
-	msg := sprintf("remedy %v verified %v of %v times before", [input.remedy, input.history.verified, input.history.runs])
+	msg := sprintf("remedy %v may merge in %v (auto_merge in policies/data.json) and its record there holds: %v of %v verified, the last one too", [input.remedy, input.environment, here.verified, here.runs])
 }
 
 # An inventory edit is a different change each time: no record makes the next one safe.
 inventory_edit if input.remedy == "inventory-edit"
 
+# Learning from outcomes. A remedy merges without review where it is not low risk, or in
+# production, only when both hold:
+# - a person has listed it for the environment in settings.auto_merge (policies/data.json);
+#   `terry policy learn` proposes those changes from the record, as a commit to review;
+# - its record in that environment still holds: enough runs, enough verified, and the last
+#   one verified. A failure drops it back to review at once, before any data changes.
+here := object.get(input.history, "in_environment", {"runs": 0, "verified": 0, "last_outcome": null})
+
+listed if input.environment in object.get(settings.auto_merge, input.remedy, [])
+
+record_holds if {
+	here.runs >= settings.proven_min_runs
+	here.verified * 100 >= settings.proven_success_percent * here.runs
+	here.last_outcome == "verified"
+}
+
 proven if {
 	not inventory_edit
-	input.history.runs >= settings.proven_min_runs
-	input.history.verified * 100 >= settings.proven_success_percent * input.history.runs
+	listed
+	record_holds
 }
+
+record_text := sprintf("no runs yet in %v; needs %v runs at %v%%", [input.environment, settings.proven_min_runs, settings.proven_success_percent]) if here.runs == 0
+
+record_text := sprintf("%v of %v verified in %v, the last one %v; needs %v runs at %v%% and the last one verified", [here.verified, here.runs, input.environment, here.last_outcome, settings.proven_min_runs, settings.proven_success_percent]) if here.runs > 0
+
+not_proven_why := sprintf("remedy %v is listed to merge in %v but its record there no longer holds (%v)", [input.remedy, input.environment, record_text]) if {
+	listed
+	not record_holds
+}
+
+not_proven_why := sprintf("remedy %v is not listed to merge in %v (auto_merge in policies/data.json; record: %v)", [input.remedy, input.environment, record_text]) if not listed

@@ -29,6 +29,8 @@ class GateInput:
     history: History
     check: dict[str, Any]
     ai_authored: bool = False
+    # The remedy's history in this proposal's environment (``history`` is every environment).
+    history_here: History | None = None
 
     @property
     def environment(self) -> str:
@@ -53,7 +55,12 @@ class GateInput:
             "host_count": len(self.hosts),
             "modules": list(self.modules),
             "recurrence": self.recurrence,
-            "history": self.history.as_input(),
+            "history": {
+                **self.history.as_input(),
+                "in_environment": (
+                    self.history_here or History(runs=0, verified=0, rolled_back=0)
+                ).as_input(),
+            },
             "check": self.check,
             "ai_authored": self.ai_authored,
         }

@@ -387,9 +387,11 @@ class Repo:
             return
         if current != f"refs/heads/{self.main_branch}":
             return
-        if self._git("status", "--porcelain", "--untracked-files=no"):
-            return
         try:
+            # clean: the index is ``old`` (main before the move; HEAD already names ``new``)
+            # and the tracked files are the index
+            self._git("diff-index", "--quiet", "--cached", old, "--")
+            self._git("diff-files", "--quiet")
             self._git("read-tree", "-m", "-u", old, new)
         except GitError:
             return

@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import PurePosixPath
 
 from terry import incidents
@@ -382,12 +382,19 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
             check={k: check.get(k) for k in ("ok", "changed", "failed_hosts", "unreachable_hosts")},
             ai_authored=ai_authored,
         )
+        gate_input = replace(
+            gate_input,
+            history_here=remedy_history(
+                self.store, remedy, environment=gate_input.environment, exclude=proposal_id
+            ),
+        )
         policies = self.main_policies(sha)
         decision = decide(self.engine, policies, gate_input)
         recorded = {
             "decision": decision.verdict.value,
             "reasons": list(decision.reasons),
             "policy_commit": decision.policy_commit,
+            "environment": gate_input.environment,
         }
         why = "; ".join(decision.reasons)
         self.reporter.step(proposal_id, f"gate: {decision.verdict.value} — {why}")
@@ -418,5 +425,6 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
                 row = get(session, proposal_id)
                 row.decision, row.reasons = recorded["decision"], recorded["reasons"]
                 row.policy_commit = recorded["policy_commit"]
+                row.environment = gate_input.environment
             self._merge(proposal_id, actor="policy", reason=why, from_state=S.CHECKED)
         return decision

@@ -3,15 +3,24 @@
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
-from sqlalchemy import func, select
+from sqlalchemy import select
 
 from terry.appliers.ansible_runner import RunResult
 from terry.store import Store
 from terry.store.models import ProposalRow, RunEventRow, RunRow, utcnow
 
-__all__ = ["History", "fail_run", "finish_run", "remedy_history", "start_run"]
+__all__ = [
+    "History",
+    "RemedyRecord",
+    "fail_run",
+    "finish_run",
+    "remedy_history",
+    "remedy_records",
+    "start_run",
+]
 
 
 def start_run(store: Store, *, proposal_id: int, kind: str, commit: str | None) -> int:
@@ -69,13 +78,20 @@ def fail_run(store: Store, run_id: int, status: str) -> None:
             row.finished_at = utcnow()
 
 
+FINISHED = ("verified", "failed", "rolled_back", "escalated")
+
+
 @dataclass(frozen=True)
 class History:
-    """How a remedy fared before: runs that reached apply, and how many were verified."""
+    """How a remedy fared before: proposals that reached an end after apply (verified,
+    failed, rolled back, escalated), how many were verified, the last one's end, and the mean
+    time from proposal to verified."""
 
     runs: int
     verified: int
     rolled_back: int
+    last_outcome: str | None = None
+    mean_seconds_to_fix: float | None = None
 
     @property
     def success_rate(self) -> float | None:
@@ -87,22 +103,81 @@ class History:
             "verified": self.verified,
             "rolled_back": self.rolled_back,
             "success_rate": self.success_rate,
+            "last_outcome": self.last_outcome,
+            "mean_seconds_to_fix": self.mean_seconds_to_fix,
         }
 
+    def describe(self) -> str:
+        if not self.runs:
+            return "no runs yet"
+        text = f"{self.verified} of {self.runs} verified"
+        if self.rolled_back:
+            text += f", {self.rolled_back} rolled back"
+        return text + f", last {self.last_outcome}"
 
-def remedy_history(store: Store, remedy: str, *, exclude: int | None = None) -> History:
-    finished = ("verified", "failed", "rolled_back", "escalated")
+
+def _history(rows: list[tuple[str, datetime, datetime]]) -> History:
+    """``rows``: (state, created_at, updated_at) of finished proposals, oldest first."""
+    fixes = [(u - c).total_seconds() for state, c, u in rows if state == "verified"]
+    return History(
+        runs=len(rows),
+        verified=sum(1 for state, _c, _u in rows if state == "verified"),
+        rolled_back=sum(1 for state, _c, _u in rows if state == "rolled_back"),
+        last_outcome=rows[-1][0] if rows else None,
+        mean_seconds_to_fix=round(sum(fixes) / len(fixes), 1) if fixes else None,
+    )
+
+
+@dataclass(frozen=True)
+class RemedyRecord:
+    """A remedy's history over every environment and in each one (by the environment the
+    gate judged each proposal in; proposals from before Terry kept it count only in the
+    whole)."""
+
+    remedy: str
+    overall: History
+    by_environment: dict[str, History]
+
+    def environment(self, name: str) -> History:
+        return self.by_environment.get(name, History(runs=0, verified=0, rolled_back=0))
+
+
+def remedy_records(
+    store: Store, remedies: tuple[str, ...] | None = None, *, exclude: int | None = None
+) -> dict[str, RemedyRecord]:
+    """Every remedy's record (or only ``remedies``), read in one query."""
+    query = (
+        select(ProposalRow.remedy, ProposalRow.environment, ProposalRow.state)
+        .add_columns(ProposalRow.created_at, ProposalRow.updated_at)
+        .where(ProposalRow.state.in_(FINISHED), ProposalRow.id != (exclude or -1))
+        .order_by(ProposalRow.id)
+    )
+    if remedies is not None:
+        query = query.where(ProposalRow.remedy.in_(remedies))
+    overall: dict[str, list[tuple[str, datetime, datetime]]] = {}
+    per_env: dict[str, dict[str, list[tuple[str, datetime, datetime]]]] = {}
     with store.session() as session:
-        rows = session.execute(
-            select(ProposalRow.state, func.count(ProposalRow.id))
-            .where(
-                ProposalRow.remedy == remedy,
-                ProposalRow.state.in_(finished),
-                ProposalRow.id != (exclude or -1),
-            )
-            .group_by(ProposalRow.state)
-        ).all()
-    counts = {state: int(n) for state, n in rows}
-    runs = sum(counts.values())
-    verified = counts.get("verified", 0)
-    return History(runs=runs, verified=verified, rolled_back=counts.get("rolled_back", 0))
+        for remedy, environment, state, created, updated in session.execute(query):
+            overall.setdefault(remedy, []).append((state, created, updated))
+            if environment:
+                per_env.setdefault(remedy, {}).setdefault(environment, []).append(
+                    (state, created, updated)
+                )
+    return {
+        remedy: RemedyRecord(
+            remedy,
+            _history(rows),
+            {env: _history(r) for env, r in sorted(per_env.get(remedy, {}).items())},
+        )
+        for remedy, rows in sorted(overall.items())
+    }
+
+
+def remedy_history(
+    store: Store, remedy: str, *, environment: str | None = None, exclude: int | None = None
+) -> History:
+    """The remedy's history over every environment, or in ``environment`` only."""
+    record = remedy_records(store, (remedy,), exclude=exclude).get(remedy)
+    if record is None:
+        return History(runs=0, verified=0, rolled_back=0)
+    return record.overall if environment is None else record.environment(environment)

@@ -66,9 +66,10 @@ def _register() -> None:
         incidents,
         init,
         inventory,
+        policy,
         proposals,
-        schedule,
         report,
+        schedule,
         serve,
         sync,
     )
@@ -83,8 +84,9 @@ def _register() -> None:
         drift,
         forecast,
         schedule,
-        inventory,
         report,
+        inventory,
+        policy,
         example,
         demo,
     ):

@@ -183,6 +183,9 @@ class ProposalRow(Base):
     confidence: Mapped[int | None] = mapped_column(Integer)
     ai_model: Mapped[str | None] = mapped_column(String(128))
     ai_diagnosis: Mapped[str | None] = mapped_column(Text)
+    # The environment the gate judged it in (the most sensitive of its hosts'): the remedy's
+    # record is kept per environment (terry.record.remedy_history).
+    environment: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
 class RunRow(Base):

@@ -36,8 +36,40 @@ def gate_input(**over: Any) -> dict[str, Any]:
     return base
 
 
-PROVEN = {"runs": 10, "verified": 10, "rolled_back": 0, "success_rate": 1.0}
-SHAKY = {"runs": 10, "verified": 6, "rolled_back": 4, "success_rate": 0.6}
+def record(runs: int, verified: int, last: str | None) -> dict[str, Any]:
+    """A history whose record in the proposal's environment is the same as overall."""
+    one = {
+        "runs": runs,
+        "verified": verified,
+        "rolled_back": runs - verified,
+        "success_rate": verified / runs if runs else None,
+        "last_outcome": last,
+        "mean_seconds_to_fix": 40.0 if verified else None,
+    }
+    return {**one, "in_environment": one}
+
+
+PROVEN = record(10, 10, "verified")
+SHAKY = record(10, 6, "rolled_back")
+JUST_FAILED = record(10, 9, "failed")  # 90%: the rate holds, but the last one failed
+
+# The shipped policy with disk-usage-high listed to merge in production and staging, as a
+# merged `terry policy learn` proposal leaves policies/data.json.
+LISTED = PolicySet(
+    POLICIES.modules,
+    tuple(
+        {
+            "terry": {
+                "settings": {
+                    **d["terry"]["settings"],
+                    "auto_merge": {"disk-usage-high": ["production", "staging"]},
+                }
+            }
+        }
+        for d in POLICIES.data
+    ),
+    "abc123",
+)
 
 
 @pytest.mark.parametrize(
@@ -45,12 +77,15 @@ SHAKY = {"runs": 10, "verified": 6, "rolled_back": 4, "success_rate": 0.6}
     [
         ({}, Verdict.MERGE, "low risk outside production"),
         ({"environment": "production"}, Verdict.REVIEW, "production host"),
-        ({"environment": "production", "history": PROVEN}, Verdict.MERGE, "verified 10 of 10"),
-        ({"environment": "production", "history": SHAKY}, Verdict.REVIEW, "6 of 10"),
+        (
+            {"environment": "production", "history": PROVEN},
+            Verdict.REVIEW,
+            "not listed to merge in production",
+        ),
         ({"host_count": 6}, Verdict.REVIEW, "touches 6 hosts"),
         ({"risk": "high", "history": PROVEN}, Verdict.REVIEW, "risk is high"),
         ({"risk": "medium"}, Verdict.REVIEW, "risk is medium"),
-        ({"risk": "medium", "history": PROVEN}, Verdict.MERGE, "verified 10 of 10"),
+        ({"risk": "medium", "history": PROVEN}, Verdict.REVIEW, "not listed to merge"),
         ({"ai_authored": True}, Verdict.REVIEW, "AI-authored"),
         ({"recurrence": 5}, Verdict.REVIEW, "came back 5 times"),
         ({"modules": ["ansible.builtin.shell"]}, Verdict.DENY, "ansible.builtin.shell"),
@@ -78,6 +113,66 @@ def test_default_policy(over: dict[str, Any], verdict: Verdict, reason: str) -> 
     assert decision.verdict is verdict, decision.reasons
     assert any(reason in r for r in decision.reasons), decision.reasons
     assert decision.policy_commit == "abc123"
+
+
+@pytest.mark.parametrize(
+    ("over", "verdict", "reason"),
+    [
+        ({"environment": "production", "history": PROVEN}, Verdict.MERGE, "10 of 10 verified"),
+        ({"risk": "medium", "history": PROVEN}, Verdict.MERGE, "may merge in staging"),
+        ({"environment": "production", "history": SHAKY}, Verdict.REVIEW, "no longer holds"),
+        (
+            {"environment": "production", "history": JUST_FAILED},
+            Verdict.REVIEW,
+            "the last one failed",
+        ),
+        (
+            {"environment": "production", "history": record(3, 3, "verified")},
+            Verdict.REVIEW,
+            "needs 5 runs at 90%",
+        ),
+        (
+            {"environment": "development", "risk": "medium", "history": PROVEN},
+            Verdict.REVIEW,
+            "not listed to merge in development",
+        ),
+        (
+            {"remedy": "service-down", "environment": "production", "history": PROVEN},
+            Verdict.REVIEW,
+            "service-down is not listed",
+        ),
+        ({"risk": "high", "history": PROVEN}, Verdict.REVIEW, "risk is high"),
+        (
+            {"environment": "production", "history": PROVEN, "recurrence": 5},
+            Verdict.REVIEW,
+            "came back",
+        ),
+        (
+            # overall record good, but none in this environment: the listing needs both
+            {
+                "environment": "production",
+                "history": {**PROVEN, "in_environment": record(0, 0, None)},
+            },
+            Verdict.REVIEW,
+            "no runs yet in production",
+        ),
+    ],
+)
+def test_learned_auto_merge_needs_the_listing_and_a_record_that_holds(
+    over: dict[str, Any], verdict: Verdict, reason: str
+) -> None:
+    decision = ENGINE.decide(LISTED, gate_input(**over))
+    assert decision.verdict is verdict, decision.reasons
+    assert any(reason in r for r in decision.reasons), decision.reasons
+
+
+def test_an_input_without_the_environment_record_is_not_proven() -> None:
+    """A caller (an OPA setup, an older Terry) that sends only the overall history: the
+    listing alone never merges."""
+    old = {"runs": 10, "verified": 10, "rolled_back": 0, "success_rate": 1.0}
+    decision = ENGINE.decide(LISTED, gate_input(environment="production", history=old))
+    assert decision.verdict is Verdict.REVIEW, decision.reasons
+    assert any("no runs yet in production" in r for r in decision.reasons)
 
 
 def _policies(text: str) -> PolicySet:
