@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import json
 import re
-from collections.abc import Sequence
+from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -32,6 +32,7 @@ __all__ = [
     "bar_chart",
     "column_chart",
     "html_page",
+    "md_table",
     "md_text",
     "schema_json",
     "write_atomically",
@@ -66,6 +67,14 @@ def md_text(text: object, limit: int = 200) -> str:
     if len(flat) > limit:
         flat = flat[: limit - 1] + "…"
     return _MARKDOWN.sub(r"\\\1", flat)
+
+
+def md_table(header: Sequence[str], rows: Iterable[Sequence[object]]) -> list[str]:
+    """The lines of a Markdown table. Cells are written as given: pass untrusted text
+    through ``md_text`` first."""
+    lines = ["| " + " | ".join(header) + " |", "|" + " --- |" * len(header)]
+    lines += ["| " + " | ".join(str(cell) for cell in row) + " |" for row in rows]
+    return lines
 
 
 def _template(name: str) -> str | None:

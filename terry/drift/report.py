@@ -23,7 +23,15 @@ from terry.drift.record import ItemState
 from terry.errors import NotFound
 from terry.forges.body import fenced
 from terry.gitops import Repo
-from terry.rendering import ColumnChart, Series, column_chart, html_page, md_text, schema_json
+from terry.rendering import (
+    ColumnChart,
+    Series,
+    column_chart,
+    html_page,
+    md_table,
+    md_text,
+    schema_json,
+)
 from terry.store import Store
 from terry.store.models import DriftHostRow, DriftItemRow, DriftScanRow
 
@@ -282,10 +290,20 @@ def to_markdown(report: DriftReport) -> str:
         "",
         "## Summary",
         "",
-        "| hosts scanned | drifted | unreachable | items | new | persisting | resolved |",
-        "| --- | --- | --- | --- | --- | --- | --- |",
-        f"| {s.hosts_scanned} | {s.hosts_drifted} | {s.hosts_unreachable} | {s.items} "
-        f"| {s.new} | {s.persisting} | {s.resolved} |",
+        *md_table(
+            ["hosts scanned", "drifted", "unreachable", "items", "new", "persisting", "resolved"],
+            [
+                (
+                    s.hosts_scanned,
+                    s.hosts_drifted,
+                    s.hosts_unreachable,
+                    s.items,
+                    s.new,
+                    s.persisting,
+                    s.resolved,
+                )
+            ],
+        ),
         "",
         "By role: " + (", ".join(f"{md_text(k)} {v}" for k, v in s.by_role.items()) or "none"),
         "",
@@ -293,11 +311,20 @@ def to_markdown(report: DriftReport) -> str:
         "",
     ]
     if len(report.history) > 1:
-        lines += ["## Over time", "", "| scan | finished | hosts | drifted | items |"]
-        lines += ["| --- | --- | --- | --- | --- |"]
-        for p in report.history:
-            when = p.finished_at.strftime("%Y-%m-%d %H:%M") if p.finished_at else "-"
-            lines.append(f"| {p.scan_id} | {when} | {p.hosts} | {p.drifted_hosts} | {p.items} |")
+        lines += ["## Over time", ""]
+        lines += md_table(
+            ["scan", "finished", "hosts", "drifted", "items"],
+            (
+                (
+                    p.scan_id,
+                    p.finished_at.strftime("%Y-%m-%d %H:%M") if p.finished_at else "-",
+                    p.hosts,
+                    p.drifted_hosts,
+                    p.items,
+                )
+                for p in report.history
+            ),
+        )
         lines.append("")
     lines += ["## Hosts", ""]
     for host in report.hosts:
@@ -316,13 +343,20 @@ def to_markdown(report: DriftReport) -> str:
         if not host.items:
             lines += ["No drift.", ""]
             continue
-        lines += ["| state | since | severity | role | resource | task |"]
-        lines += ["| --- | --- | --- | --- | --- | --- |"]
-        for i in host.items:
-            lines.append(
-                f"| {i.state} | {i.since.strftime('%Y-%m-%d %H:%M')} | {i.severity} "
-                f"| {md_text(i.role or '-')} | {md_text(i.resource)} | {md_text(i.task)} |"
-            )
+        lines += md_table(
+            ["state", "since", "severity", "role", "resource", "task"],
+            (
+                (
+                    i.state,
+                    i.since.strftime("%Y-%m-%d %H:%M"),
+                    i.severity,
+                    md_text(i.role or "-"),
+                    md_text(i.resource),
+                    md_text(i.task),
+                )
+                for i in host.items
+            ),
+        )
         lines.append("")
         for i in host.items:
             if i.state == ItemState.RESOLVED.value or not (i.diff or i.detail):

@@ -19,6 +19,7 @@ from terry.rendering import (
     bar_chart,
     column_chart,
     html_page,
+    md_table,
     md_text,
     schema_json,
 )
@@ -258,71 +259,94 @@ def _before(report: WeeklyReport) -> str:
 
 
 def to_markdown(report: WeeklyReport) -> str:
-    this = _title_this(report)
-    lines = [
-        f"# Terry weekly report: {_title_span(report)}",
-        "",
-        sentence(report),
-        "",
-        "## Summary",
-        "",
-        f"| | {this} | {_before(report)} | change |",
-        "| --- | --- | --- | --- |",
-    ]
-    for h in headlines(report):
-        lines.append(f"| {h.label} | {h.value} | {h.previous} | {h.change} |")
+    this, before = _title_this(report), _before(report)
+    s, p = report.summary, report.previous
+    lines = [f"# Terry weekly report: {_title_span(report)}", "", sentence(report), ""]
+    lines += ["## Summary", ""]
+    lines += md_table(
+        ["", this, before, "change"],
+        ((h.label, h.value, h.previous, h.change) for h in headlines(report)),
+    )
     lines += ["", "## By day", ""]
-    lines += ["| day | opened | fixed automatically | kept for a person | other |"]
-    lines += ["| --- | --- | --- | --- | --- |"]
-    for p in report.per_day:
-        lines.append(
-            f"| {p.start.strftime('%a %Y-%m-%d')} | {p.opened} | {p.auto_fixed} "
-            f"| {p.needed_person} | {p.other} |"
+    lines += md_table(
+        ["day", "opened", "fixed automatically", "kept for a person", "other"],
+        (
+            (d.start.strftime("%a %Y-%m-%d"), d.opened, d.auto_fixed, d.needed_person, d.other)
+            for d in report.per_day
+        ),
+    )
+    if s.fixed or p.fixed:
+        lines += ["", "## Time to fix", ""]
+        lines += md_table(
+            ["time to fix", this, before],
+            ((name, n, p.time_to_fix.get(name, 0)) for name, n in s.time_to_fix.items()),
         )
-    s, before = report.summary, report.previous
-    if s.fixed or before.fixed:
-        lines += ["", "## Time to fix", "", f"| time to fix | {this} | {_before(report)} |"]
-        lines += ["| --- | --- | --- |"]
-        for name, n in s.time_to_fix.items():
-            lines.append(f"| {name} | {n} | {before.time_to_fix.get(name, 0)} |")
     lines += ["", "## By remedy", ""]
-    if report.remedies:
-        lines += [
-            "| remedy | proposals | merged automatically | approved | verified | rollbacks "
-            "| failed | awaiting review | denied or rejected | success rate | mean time to fix |",
-            "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
-        ]
-        for r in report.remedies:
-            lines.append(
-                f"| {md_text(r.remedy)} | {r.proposals} | {r.auto_merged} | {r.approved} "
-                f"| {r.verified} | {r.rollbacks} | {r.failed + r.escalated} "
-                f"| {r.awaiting_review} | {r.denied + r.rejected} | {_percent(r.success_rate)} "
-                f"| {span(r.mttf_mean_seconds)} |"
-            )
-    else:
+    if not report.remedies:
         lines.append("No proposals.")
+    else:
+        lines += md_table(
+            [
+                "remedy",
+                "proposals",
+                "merged automatically",
+                "approved",
+                "verified",
+                "rollbacks",
+                "failed",
+                "awaiting review",
+                "denied or rejected",
+                "success rate",
+                "mean time to fix",
+            ],
+            (
+                (
+                    md_text(r.remedy),
+                    r.proposals,
+                    r.auto_merged,
+                    r.approved,
+                    r.verified,
+                    r.rollbacks,
+                    r.failed + r.escalated,
+                    r.awaiting_review,
+                    r.denied + r.rejected,
+                    _percent(r.success_rate),
+                    span(r.mttf_mean_seconds),
+                )
+                for r in report.remedies
+            ),
+        )
     if report.environments:
+        counts = ["incidents", "fixed automatically", "kept for a person", "rollbacks"]
         lines += ["", "## By environment", ""]
-        lines += [
-            "| environment | incidents | fixed automatically | kept for a person | rollbacks |"
-        ]
-        lines += ["| --- | --- | --- | --- | --- |"]
-        for e in report.environments:
-            lines.append(
-                f"| {md_text(e.environment)} | {e.incidents} | {e.auto_fixed} "
-                f"({_percent(e.auto_resolution_rate)}) | {e.needed_person} | {e.rollbacks} |"
-            )
+        lines += md_table(
+            ["environment", *counts],
+            (
+                (
+                    md_text(e.environment),
+                    e.incidents,
+                    f"{e.auto_fixed} ({_percent(e.auto_resolution_rate)})",
+                    e.needed_person,
+                    e.rollbacks,
+                )
+                for e in report.environments
+            ),
+        )
         lines += ["", "## By host", ""]
-        lines += [
-            "| host | environment | incidents | fixed automatically | kept for a person "
-            "| rollbacks |"
-        ]
-        lines += ["| --- | --- | --- | --- | --- | --- |"]
-        for h in report.hosts:
-            lines.append(
-                f"| {md_text(h.host)} | {md_text(h.environment)} | {h.incidents} "
-                f"| {h.auto_fixed} | {h.needed_person} | {h.rollbacks} |"
-            )
+        lines += md_table(
+            ["host", "environment", *counts],
+            (
+                (
+                    md_text(h.host),
+                    md_text(h.environment),
+                    h.incidents,
+                    h.auto_fixed,
+                    h.needed_person,
+                    h.rollbacks,
+                )
+                for h in report.hosts
+            ),
+        )
     lines += ["", "## Kept for a person", ""]
     if not report.kept:
         lines.append("None.")

@@ -164,6 +164,18 @@ AUTO = [
 ]
 
 
+def _disk_fixed(store: Store, fingerprint: str, host: str, opened: datetime, minutes: float) -> int:
+    """A DiskUsageHigh alert whose fix the gate merged on its own, verified ``minutes`` later."""
+    incident = _alert(store, "DiskUsageHigh", opened, fingerprint=fingerprint, host=host)
+    _auto_fix(store, incident, host, opened, minutes)
+    return incident
+
+
+def _auto_fix(store: Store, incident: int, host: str, at: datetime, minutes: float) -> None:
+    path = [*AUTO, (S.VERIFIED, minutes, "terry")]
+    _proposal(store, incident, "disk-usage-high", host, at, path, decision="merge")
+
+
 def _record(store: Store) -> None:
     """This week: 7 incidents (2 fixed on their own, 1 after alice approved, 1 rolled back,
     1 kept for a person, 1 fixed only after the end, 1 resolved by itself). Last week: 4."""
@@ -172,16 +184,7 @@ def _record(store: Store) -> None:
     _alert(store, "DiskUsageHigh", END + timedelta(hours=1), fingerprint="new", host="web-01")
 
     # this week
-    a1 = _alert(store, "DiskUsageHigh", _at(START, 0, 10), fingerprint="a1", host="web-01")
-    _proposal(
-        store,
-        a1,
-        "disk-usage-high",
-        "web-01",
-        _at(START, 0, 10),
-        [*AUTO, (S.VERIFIED, 10, "terry")],  # 10 minutes to fix
-        decision="merge",
-    )
+    _disk_fixed(store, "a1", "web-01", _at(START, 0, 10), 10)  # 10 minutes to fix
     a2 = _alert(store, "ServiceDown", _at(START, 1, 9), fingerprint="a2", host="db-01")
     _proposal(
         store,
@@ -226,61 +229,17 @@ def _record(store: Store) -> None:
         session.execute(
             update(IncidentRow).where(IncidentRow.id == f1).values(opened_at=_at(START, 3, 8))
         )
-    _proposal(
-        store,
-        f1,
-        "disk-usage-high",
-        "web-01",
-        _at(START, 3, 8),
-        [*AUTO, (S.VERIFIED, 20, "terry")],  # 20 minutes, before any alert fired
-        decision="merge",
-    )
+    _auto_fix(store, f1, "web-01", _at(START, 3, 8), 20)  # 20 minutes, before any alert
     _alert(store, "Flapping", _at(START, 4, 10), fingerprint="a6")
     _alert(store, "Flapping", _at(START, 4, 10.5), fingerprint="a6", status="resolved")
-    a5 = _alert(store, "DiskUsageHigh", _at(START, 6, 23), fingerprint="a5", host="web-01")
-    _proposal(
-        store,
-        a5,
-        "disk-usage-high",
-        "web-01",
-        _at(START, 6, 23),
-        [*AUTO, (S.VERIFIED, 120, "terry")],  # verified after the end: not fixed this week
-        decision="merge",
-    )
+    _disk_fixed(store, "a5", "web-01", _at(START, 6, 23), 120)  # verified after the end
 
     # last week
-    b1 = _alert(store, "DiskUsageHigh", _at(BEFORE, 1, 10), fingerprint="b1", host="web-01")
-    _proposal(
-        store,
-        b1,
-        "disk-usage-high",
-        "web-01",
-        _at(BEFORE, 1, 10),
-        [*AUTO, (S.VERIFIED, 3, "terry")],
-        decision="merge",
-    )
-    b2 = _alert(store, "DiskUsageHigh", _at(BEFORE, 2, 10), fingerprint="b2", host="web-02")
-    _proposal(
-        store,
-        b2,
-        "disk-usage-high",
-        "web-02",
-        _at(BEFORE, 2, 10),
-        [*AUTO, (S.VERIFIED, 60, "terry")],
-        decision="merge",
-    )
+    _disk_fixed(store, "b1", "web-01", _at(BEFORE, 1, 10), 3)  # 3 minutes
+    _disk_fixed(store, "b2", "web-02", _at(BEFORE, 2, 10), 60)  # an hour
     b3 = _alert(store, "NoSuchRemedy", _at(BEFORE, 5, 10), fingerprint="b3")
     _needs_human(store, b3, "no remedy matches", _at(BEFORE, 5, 10.1))
-    b4 = _alert(store, "DiskUsageHigh", _at(BEFORE, 6, 20), fingerprint="b4", host="web-01")
-    _proposal(
-        store,
-        b4,
-        "disk-usage-high",
-        "web-01",
-        _at(BEFORE, 6, 20),
-        [*AUTO, (S.VERIFIED, 300, "terry")],  # verified after last week's end
-        decision="merge",
-    )
+    _disk_fixed(store, "b4", "web-01", _at(BEFORE, 6, 20), 300)  # verified after its end
 
 
 @pytest.fixture
@@ -492,7 +451,7 @@ def test_the_command_in_three_formats(cli: Cli, tmp_path: Path) -> None:
     assert short["summary"]["incidents_opened"] == 4
     assert short["previous"]["incidents_opened"] == 2  # b3 and b4, on the 14th and 15th
     assert (
-        "| | these 3 days | the 3 days before | change |"
+        "|  | these 3 days | the 3 days before | change |"
         in cli("report", "weekly", "--end", "2026-11-18", "--days", "3").stdout
     )
 
@@ -557,18 +516,7 @@ def test_a_weekly_report_schedule_delivers_the_seven_days_before(
     gitops: Path, store_url: str, store: Store
 ) -> None:
     today = utcnow().replace(hour=0, minute=0, second=0, microsecond=0)
-    fixed = _alert(
-        store, "DiskUsageHigh", today - timedelta(days=2), fingerprint="s1", host="web-01"
-    )
-    _proposal(
-        store,
-        fixed,
-        "disk-usage-high",
-        "web-01",
-        today - timedelta(days=2),
-        [*AUTO, (S.VERIFIED, 10, "terry")],
-        decision="merge",
-    )
+    _disk_fixed(store, "s1", "web-01", today - timedelta(days=2), 10)
     _alert(store, "Later", today + timedelta(seconds=1), fingerprint="s2")  # today: not yet
     config = yaml.safe_load((gitops / "terry.yml").read_text())
     config["schedules"] = [
