@@ -290,3 +290,38 @@ def test_no_such_incident_is_still_exit_4(keyed: Cli, claude: FakeAnthropic) -> 
     result = keyed("explain", "99999")
     assert result.exit_code == 4
     assert claude.requests == []
+
+
+def test_proposals_gate_reasons_and_claudes_diagnosis_reach_claude(
+    keyed: Cli, claude: FakeAnthropic
+) -> None:
+    fix = {"kind": "remedy", "remedy": "service-down", "params": {"service": "terry-svc"}}
+    claude.answer(
+        {
+            "diagnosis": "the toy service stopped",
+            "confidence": 80,
+            "rollback": "the remedy's own rollback",
+            "fix": fix,
+        }
+    )
+    body = payload([alert("AppStopped", fingerprint="explain-2", host="web-01")])
+    [outcome] = keyed.json("alert", "ingest", "-", input=body)["proposals"]
+    assert outcome["proposal_id"] is not None, outcome
+    claude.reset()
+    claude.answer(GOOD, name="explain_incident")
+    result = keyed("explain", str(outcome["incident_id"]))
+    assert result.exit_code == 0 and result.stderr == ""
+    assert "Claude's diagnosis: the toy service stopped" in result.stdout
+    [proposal] = _fenced(claude.requests[0].body)["proposals"]
+    assert proposal["id"] == outcome["proposal_id"]
+    assert proposal["remedy"] == "service-down"
+    # The example hosts are not up here: the dry run fails and the gate says so.
+    shown = keyed.json("proposals", "show", str(outcome["proposal_id"]))
+    assert proposal["gate"] == {
+        "decision": shown["summary"]["decision"],
+        "reasons": shown["reasons"],
+    }
+    assert any("dry run failed" in r for r in proposal["gate"]["reasons"])
+    assert proposal["dry_run"] == shown["check_summary"] and proposal["runs"]
+    assert proposal["written_by_claude"]["diagnosis"] == "the toy service stopped"
+    assert proposal["written_by_claude"]["confidence"] == 80
