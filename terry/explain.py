@@ -180,5 +180,6 @@ def explain_incident(
         try:
             account = claude.explain(_facts(story, details))
         except AIError as exc:
-            return Explanation(incident_id, text, claude_error=clean_text(str(exc))[:500])
+            why = " ".join(clean_text(str(exc)).split())[:500]  # one line
+            return Explanation(incident_id, text, claude_error=why)
     return Explanation(incident_id, text, claude=account)
