@@ -11,6 +11,7 @@ from typing import Any, TypeVar
 import click
 from rich.console import Console
 
+from terry.errors import InputError
 from terry.jsonable import to_jsonable
 from terry.rendering import write_atomically
 
@@ -88,5 +89,8 @@ def emit_report(text: str, out: Path | None, what: str) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
-    write_atomically(out, text)
+    try:
+        write_atomically(out, text)
+    except OSError as exc:
+        raise InputError(f"cannot write --out {out}: {exc.strerror or exc}") from exc
     err_console.print(f"wrote {out} ({what})", markup=False)

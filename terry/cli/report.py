@@ -73,8 +73,8 @@ def weekly(ctx: click.Context, end: str | None, days: int, fmt: str, out: Path |
       prevented             forecast incidents fixed before the disk crossed the threshold
       time saved            reports.manual_minutes_per_fix (30) per automatic fix, minus
                             reports.review_minutes_per_approval (5) when a person approved
-    Exit codes: 0 written, 2 bad --end, --days or --format, 3 no or bad terry.yml, 6 the
-    store cannot be reached. On a schedule: run: weekly-report (docs/reports.md).
+    Exit codes: 0 written, 2 bad --end, --days, --format or --out, 3 no or bad terry.yml,
+    6 the store cannot be reached. On a schedule: run: weekly-report (docs/reports.md).
     """
     window_end = _end(end)
     config = open_config(ctx)

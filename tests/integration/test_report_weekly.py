@@ -474,6 +474,15 @@ def test_bad_flags_exit_2_with_one_line(
     assert result.stdout == ""
 
 
+def test_an_out_file_that_cannot_be_written_exits_2(gitops: Path) -> None:
+    result = make_cli(gitops)("report", "weekly", "--out", str(gitops / "no-dir" / "w.md"))
+    assert result.exit_code == 2
+    assert result.stderr == (
+        f"terry: error: cannot write --out {gitops / 'no-dir' / 'w.md'}: No such file or "
+        "directory\n"
+    )
+
+
 def test_no_repository_exits_3(tmp_path: Path) -> None:
     result = CliRunner().invoke(main, ["--repo", str(tmp_path), "report", "weekly"])
     assert result.exit_code == 3
