@@ -32,6 +32,7 @@ __all__ = [
 class IncidentSummary:
     id: int
     title: str
+    source: str  # alert, drift, inventory, forecast, anomaly
     host: str | None
     state: str
     opened_at: datetime
@@ -117,6 +118,7 @@ def _summary(row: IncidentRow, proposals: tuple[int, ...]) -> IncidentSummary:
     return IncidentSummary(
         id=row.id,
         title=row.title,
+        source=row.source,
         host=row.host,
         state=row.state,
         opened_at=row.opened_at,

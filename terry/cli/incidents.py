@@ -35,10 +35,13 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
     if output == "json":
         emit_json(rows)
         return
-    table = Table("id", "alert", "host", "state", "opened", "fixed in", "proposals", "attention")
+    table = Table(
+        "id", "source", "alert", "host", "state", "opened", "fixed in", "proposals", "attention"
+    )
     for r in rows:
         table.add_row(
             str(r.id),
+            r.source,
             r.title,
             r.host or "-",
             r.state,

@@ -158,7 +158,9 @@ def fleet(prometheus: dict[str, str], tmp_path_factory: pytest.TempPathFactory) 
 def _anomaly_incidents(cli: Cli) -> list[dict[str, Any]]:
     """The HostAnomaly incidents as ``terry incidents list`` shows them, oldest first."""
     listed = cli.json("incidents", "list", "--limit", "1000")
-    return sorted((i for i in listed if i["title"] == "HostAnomaly"), key=lambda i: i["id"])
+    found = sorted((i for i in listed if i["source"] == "anomaly"), key=lambda i: i["id"])
+    assert all(i["title"] == "HostAnomaly" for i in found)
+    return found
 
 
 def _of_source(cli: Cli, source: str) -> int:
