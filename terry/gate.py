@@ -10,7 +10,7 @@ from typing import Any
 
 from terry.inventory import Host
 from terry.policy import Decision, PolicyEngine, PolicySet
-from terry.record import History
+from terry.record import RemedyRecord
 
 __all__ = ["GateInput", "decide"]
 
@@ -26,11 +26,9 @@ class GateInput:
     hosts: tuple[Host, ...]
     modules: tuple[str, ...]
     recurrence: int
-    history: History
+    record: RemedyRecord  # the remedy's history, overall and per environment
     check: dict[str, Any]
     ai_authored: bool = False
-    # The remedy's history in this proposal's environment (``history`` is every environment).
-    history_here: History | None = None
 
     @property
     def environment(self) -> str:
@@ -56,10 +54,8 @@ class GateInput:
             "modules": list(self.modules),
             "recurrence": self.recurrence,
             "history": {
-                **self.history.as_input(),
-                "in_environment": (
-                    self.history_here or History(runs=0, verified=0, rolled_back=0)
-                ).as_input(),
+                **self.record.overall.as_input(),
+                "in_environment": self.record.environment(self.environment).as_input(),
             },
             "check": self.check,
             "ai_authored": self.ai_authored,

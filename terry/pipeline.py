@@ -11,7 +11,7 @@ from __future__ import annotations
 
 import json
 from collections.abc import Callable
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
 from terry import incidents
@@ -30,7 +30,7 @@ from terry.inventory_edit import GIT, INVENTORY_EDIT
 from terry.manifests import ManifestError, edit_manifest
 from terry.policy import Decision, Verdict
 from terry.proposals import ProposalState, get, transition
-from terry.record import remedy_history
+from terry.record import remedy_record
 from terry.remedies.render import Rendered, branch_name, render
 from terry.sources.alertmanager import Payload
 from terry.steps import Reporter, SilentReporter, decision_trailers, one_line
@@ -378,15 +378,9 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
             hosts=tuple(inventory.hosts[h] for h in hosts if h in inventory.hosts),
             modules=modules,
             recurrence=recurrence,
-            history=remedy_history(self.store, remedy, exclude=proposal_id),
+            record=remedy_record(self.store, remedy, exclude=proposal_id),
             check={k: check.get(k) for k in ("ok", "changed", "failed_hosts", "unreachable_hosts")},
             ai_authored=ai_authored,
-        )
-        gate_input = replace(
-            gate_input,
-            history_here=remedy_history(
-                self.store, remedy, environment=gate_input.environment, exclude=proposal_id
-            ),
         )
         policies = self.main_policies(sha)
         decision = decide(self.engine, policies, gate_input)

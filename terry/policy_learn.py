@@ -249,11 +249,12 @@ def _gate_input(s: Standing, modules: tuple[str, ...], overall: History) -> dict
 
 
 def _policy_files(pipeline: Pipeline, sha: str) -> dict[str, str]:
-    root = pipeline.repo.tree(sha) / pipeline.config.policy.path
+    tree = pipeline.repo.tree(sha)
+    root = tree / pipeline.config.policy.path
     if not root.is_dir():
         return {}
     return {
-        str(p.relative_to(pipeline.repo.tree(sha))): p.read_text(encoding="utf-8")
+        str(p.relative_to(tree)): p.read_text(encoding="utf-8")
         for p in sorted(root.rglob("*.json"))
     }
 

@@ -17,7 +17,7 @@ __all__ = [
     "RemedyRecord",
     "fail_run",
     "finish_run",
-    "remedy_history",
+    "remedy_record",
     "remedy_records",
     "start_run",
 ]
@@ -173,11 +173,7 @@ def remedy_records(
     }
 
 
-def remedy_history(
-    store: Store, remedy: str, *, environment: str | None = None, exclude: int | None = None
-) -> History:
-    """The remedy's history over every environment, or in ``environment`` only."""
-    record = remedy_records(store, (remedy,), exclude=exclude).get(remedy)
-    if record is None:
-        return History(runs=0, verified=0, rolled_back=0)
-    return record.overall if environment is None else record.environment(environment)
+def remedy_record(store: Store, remedy: str, *, exclude: int | None = None) -> RemedyRecord:
+    """One remedy's record (empty when it never reached an end)."""
+    found = remedy_records(store, (remedy,), exclude=exclude).get(remedy)
+    return found or RemedyRecord(remedy, History(runs=0, verified=0, rolled_back=0), {})

@@ -184,7 +184,7 @@ class ProposalRow(Base):
     ai_model: Mapped[str | None] = mapped_column(String(128))
     ai_diagnosis: Mapped[str | None] = mapped_column(Text)
     # The environment the gate judged it in (the most sensitive of its hosts'): the remedy's
-    # record is kept per environment (terry.record.remedy_history).
+    # record is kept per environment (terry.record.remedy_records).
     environment: Mapped[str | None] = mapped_column(String(64), index=True)
 
 
