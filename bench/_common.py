@@ -22,7 +22,7 @@ from typing import Any
 
 import yaml
 
-from terry.repository import init_repository
+from terry.gitops.init import init_repository
 
 BIN = Path(sys.executable).parent
 TERRY = str(BIN / "terry")

@@ -39,9 +39,9 @@ from sqlalchemy import select
 
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunnerEvent, RunRequest, RunResult
 from terry.config import load_config
+from terry.gate.engine import Decision, PolicySet, RegorusEngine
 from terry.pipeline import Pipeline, ProposalOutcome
-from terry.policy import Decision, PolicySet, RegorusEngine
-from terry.proposals import ProposalState
+from terry.proposals.state import ProposalState
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store
 from terry.store.models import RunRow

@@ -35,8 +35,8 @@ from _common import Replay, load_note, table, terry
 from terry import lab
 from terry.config import load_config
 from terry.drift.scan import run_scan
-from terry.gitops import Repo
-from terry.repository import init_repository
+from terry.gitops.init import init_repository
+from terry.gitops.repo import Repo
 from terry.store import Store
 
 NAMES = {

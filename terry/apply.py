@@ -8,16 +8,16 @@ from __future__ import annotations
 
 from datetime import timedelta
 
-from terry import incidents
 from terry.drift.scan import RECONCILE, verify_hosts
 from terry.errors import RunnerError, StateError, TerryError
-from terry.inventory_edit import GIT, INVENTORY_EDIT, verify_edit
-from terry.locks import host_locks
-from terry.proposals import MERGED_STATES, ProposalState, get, transition
+from terry.incidents import lifecycle as incidents
+from terry.inventory.proposal import GIT, INVENTORY_EDIT, verify_edit
+from terry.proposals.state import MERGED_STATES, ProposalState, get, transition
 from terry.steps import Steps
 from terry.store.audit import audit
+from terry.store.locks import host_locks
 from terry.store.models import IncidentRow, utcnow
-from terry.verify import Outcome, Verification, combine, judge_run, query_prometheus
+from terry.verify.judge import Outcome, Verification, combine, judge_run, query_prometheus
 
 __all__ = ["ApplySteps"]
 

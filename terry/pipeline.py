@@ -1,10 +1,8 @@
 """The one path every problem takes, wired together.
 
 signal → incident → diagnosis → proposal → gate → review → apply → verify → record.
-Each step's logic lives in the module named after it (``terry.incidents``,
-``terry.diagnosis``, ``terry.remedies``, ``terry.gate``, ``terry.review``, ``terry.apply``,
-``terry.verify``, ``terry.record``); this module proposes, dry-runs and gates, and sequences
-the rest, moving the proposal through its state machine (``terry.proposals``).
+Each step's logic lives in the wing named after it; this module proposes, dry-runs and
+gates, and sequences the rest, moving the proposal through its state machine.
 """
 
 from __future__ import annotations
@@ -14,29 +12,29 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import PurePosixPath
 
-from terry import incidents
 from terry.ai.answer import AIAnswer
 from terry.ai.consult import consult
-from terry.ai.render import ai_diagnosis
+from terry.ai.remedy import ai_diagnosis
 from terry.appliers.ansible_runner import RunResult
 from terry.apply import ApplySteps
-from terry.diagnosis import Diagnosis, NoFix, diagnose
+from terry.diagnosis.rules import Diagnosis, NoFix, diagnose
 from terry.errors import RunnerError, StateError, TerryError
-from terry.forge_review import ForgeReviewSteps
-from terry.gate import GateInput, decide
-from terry.incidents import Effect
-from terry.inventory import Inventory, load_inventory
-from terry.inventory_edit import GIT, INVENTORY_EDIT
-from terry.manifests import ManifestError, edit_manifest
-from terry.policy import Decision, Verdict
-from terry.proposals import ProposalState, get, transition
-from terry.record import remedy_record
+from terry.gate.engine import Decision, Verdict
+from terry.gate.input import GateInput, decide
+from terry.incidents import lifecycle as incidents
+from terry.incidents.lifecycle import Effect
+from terry.inventory.hosts import Inventory, load_inventory
+from terry.inventory.proposal import GIT, INVENTORY_EDIT
+from terry.proposals.state import ProposalState, get, transition
+from terry.remedies.manifests import ManifestError, edit_manifest
 from terry.remedies.render import Rendered, branch_name, render
+from terry.review.forge import ForgeReviewSteps
 from terry.sources.alertmanager import Payload
 from terry.steps import Reporter, SilentReporter, decision_trailers, one_line
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, ProposalRow, utcnow
-from terry.verify import Outcome
+from terry.store.runs import remedy_record
+from terry.verify.judge import Outcome
 
 __all__ = ["Outcome", "Pipeline", "ProposalOutcome", "Reporter", "SilentReporter"]
 
@@ -154,7 +152,7 @@ class Pipeline(ForgeReviewSteps, ApplySteps):
         """Carry a proposal from wherever it stopped as far as the gate allows.
 
         Used right after proposing and again after a restart. A proposal caught mid-apply is
-        marked ``interrupted`` elsewhere (``terry.worker``), never re-applied here.
+        marked ``interrupted`` elsewhere (``terry.service.worker``), never re-applied here.
         """
         try:
             state = self.state(proposal_id)

@@ -1,6 +1,6 @@
 """What every step of the pipeline shares: the repository, the store, the reporter, and
 running a proposal's playbook. The steps themselves live in the modules named after them:
-``terry.review`` (merge, approve, reject), ``terry.apply`` (apply, verify, rollback), and
+``terry.review.local`` (merge, approve, reject), ``terry.apply`` (apply, verify, rollback), and
 ``terry.pipeline`` (diagnosis → proposal → dry run → gate, and sequencing).
 """
 
@@ -12,20 +12,20 @@ from datetime import timedelta
 from pathlib import Path
 from typing import Protocol, TypeVar
 
-from terry import incidents
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunnerEvent, RunRequest, RunResult
 from terry.appliers.argocd import ArgoCDApplier, ArgoCDClient, SyncRequest
 from terry.config import Config
 from terry.errors import GitError, RunnerError
-from terry.gitops import Repo
-from terry.inventory import Inventory, load_inventory
-from terry.inventory_edit import GIT, INVENTORY_EDIT, check_edit, commit_diffs, edit_run
-from terry.locks import holder_id
-from terry.policy import OpaEngine, PolicyEngine, PolicySet, RegorusEngine, load_policy_set
-from terry.proposals import ProposalState, get, transition
-from terry.record import fail_run, finish_run, start_run
+from terry.gate.engine import OpaEngine, PolicyEngine, PolicySet, RegorusEngine, load_policy_set
+from terry.gitops.repo import Repo
+from terry.incidents import lifecycle as incidents
+from terry.inventory.hosts import Inventory, load_inventory
+from terry.inventory.proposal import GIT, INVENTORY_EDIT, check_edit, commit_diffs, edit_run
+from terry.proposals.state import ProposalState, get, transition
 from terry.remedies.catalogue import Catalogue, load_catalogue
 from terry.store import Store
+from terry.store.locks import holder_id
+from terry.store.runs import fail_run, finish_run, start_run
 
 __all__ = ["Reporter", "SilentReporter", "Steps", "decision_trailers", "one_line"]
 

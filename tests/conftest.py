@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from terry.cli import main
 from terry.config import load_config
-from terry.repository import init_repository
+from terry.gitops.init import init_repository
 from terry.store import Store
 
 POSTGRES = os.environ.get("TERRY_TEST_POSTGRES_URL")

@@ -19,9 +19,9 @@ from urllib.parse import urlsplit
 
 import anthropic
 
+from terry.ai.account import ClaudeAccount, account_request, parse_account
 from terry.ai.answer import AIAnswer, parse_answer
 from terry.ai.errors import AIServiceError
-from terry.ai.explain import ClaudeAccount, account_request, parse_account
 from terry.ai.request import DiagnosisRequest, messages_request
 from terry.ai.rules import AnswerRules
 

@@ -21,11 +21,11 @@ from terry.ai.client import ClaudeDiagnoser
 from terry.ai.errors import AIAnswerError, AIServiceError
 from terry.ai.request import DiagnosisRequest, MetricSummary, PastIncident
 from terry.config import Config
-from terry.inventory import Host, Inventory
+from terry.inventory.hosts import Host, Inventory
 from terry.remedies.catalogue import Catalogue
 from terry.store import Store
 from terry.store.models import IncidentRow, ProposalRow
-from terry.verify import promql_string
+from terry.verify.judge import promql_string
 
 __all__ = ["Consulted", "consult", "host_metrics", "past_incidents"]
 

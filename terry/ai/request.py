@@ -24,7 +24,7 @@ from typing import Any
 from terry.ai.errors import AIError
 from terry.ai.modules import MODULES
 from terry.ai.rules import AnswerRules
-from terry.inventory import Host, Inventory
+from terry.inventory.hosts import Host, Inventory
 from terry.remedies.catalogue import Catalogue, Remedy
 from terry.remedies.params import NAME_RE, ParamSpec, ParamType
 

@@ -11,7 +11,7 @@ from rich.console import Console
 from terry.appliers.ansible_runner import EventStatus, RunnerEvent
 from terry.cli.output import console, err_console
 from terry.config import Config, find_repo, load_config
-from terry.gitops import Repo
+from terry.gitops.repo import Repo
 from terry.pipeline import Pipeline
 from terry.store import Store
 

@@ -11,7 +11,7 @@ from rich.table import Table
 
 from terry.cli.context import RichReporter
 from terry.cli.output import console, emit_json, err_console, output_option
-from terry.demo import DemoRow, run_demo
+from terry.demo.local import DemoRow, run_demo
 
 
 @click.command("demo")
@@ -74,7 +74,7 @@ def command(
 
     extra: dict[str, object] = {}
     if use_lab:
-        from terry.demo_lab import run_lab_demo
+        from terry.demo.lab import run_lab_demo
 
         result = run_lab_demo(
             target, reporter=reporter, narrate=narrate, keep=keep, timeout=timeout

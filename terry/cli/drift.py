@@ -20,7 +20,7 @@ from terry.cli.output import (
 )
 from terry.drift.fix import fix_drift
 from terry.drift.items import HostStatus
-from terry.drift.record import ItemState
+from terry.drift.ledger import ItemState
 from terry.drift.report import DriftReport, load_report, to_html, to_json, to_markdown
 from terry.drift.scan import run_scan
 from terry.errors import InputError

@@ -5,9 +5,9 @@ from __future__ import annotations
 import click
 from rich.table import Table
 
-from terry import example
 from terry.cli.context import RichReporter, open_config
 from terry.cli.output import console, emit_json, err_console, output_option
+from terry.demo import example
 from terry.errors import RunnerError
 
 

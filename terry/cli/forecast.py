@@ -14,8 +14,8 @@ from terry.cli.context import open_config, open_pipeline
 from terry.cli.output import console, emit_json, err_console, output_option
 from terry.durations import format_duration, parse_duration
 from terry.errors import InputError
-from terry.gitops import Repo
-from terry.inventory import load_inventory, match_hosts
+from terry.gitops.repo import Repo
+from terry.inventory.hosts import load_inventory, match_hosts
 
 if TYPE_CHECKING:
     from terry.forecast.nodes import AnomalyScan

@@ -8,8 +8,8 @@ from rich.table import Table
 
 from terry.cli.context import open_config, open_store
 from terry.cli.output import console, emit_json, err_console, output_option
-from terry.explain import explain_incident
-from terry.views import incident_story, list_incidents
+from terry.reports.explain import explain_incident
+from terry.reports.views import incident_story, list_incidents
 
 
 def _duration(seconds: float | None) -> str:

@@ -7,7 +7,7 @@ from pathlib import Path
 import click
 
 from terry.cli.output import console, emit_json, output_option
-from terry.repository import init_repository
+from terry.gitops.init import init_repository
 
 
 @click.command("init")

@@ -12,11 +12,11 @@ from terry.cli.context import open_config, open_pipeline
 from terry.cli.output import console, emit_json, err_console, output_option
 from terry.config import Config
 from terry.errors import NotFound
-from terry.gitops import Repo
-from terry.inventory import GroupNode, Host, Inventory, group_tree, load_inventory
-from terry.inventory_check import validate
-from terry.inventory_edit import EditOutcome, propose_edit
-from terry.inventory_yaml import EditAction, InventoryEdit, parse_assignment, parse_var_path
+from terry.gitops.repo import Repo
+from terry.inventory.check import validate
+from terry.inventory.editor import EditAction, InventoryEdit, parse_assignment, parse_var_path
+from terry.inventory.hosts import GroupNode, Host, Inventory, group_tree, load_inventory
+from terry.inventory.proposal import EditOutcome, propose_edit
 
 
 @click.group("inventory")

@@ -13,7 +13,7 @@ from rich.console import Console
 
 from terry.errors import InputError
 from terry.jsonable import to_jsonable
-from terry.rendering import write_atomically
+from terry.reports.markup import write_atomically
 
 __all__ = [
     "OUTPUT_KEY",

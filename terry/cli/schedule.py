@@ -16,7 +16,7 @@ from terry.cli.context import open_config, open_pipeline, open_store
 from terry.cli.output import console, emit_json, err_console, output_option
 from terry.drift.fix import drift_fixer
 from terry.errors import ConfigError
-from terry.schedules import crontab_line, next_run, run_schedule, systemd_units
+from terry.service.schedules import crontab_line, next_run, run_schedule, systemd_units
 from terry.store.models import ScheduleRunRow, utcnow
 
 

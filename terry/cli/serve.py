@@ -80,9 +80,9 @@ def command(
 
     from terry.drift.fix import drift_fixer
     from terry.pipeline import Pipeline
-    from terry.schedules import Scheduler
-    from terry.server import create_app
-    from terry.worker import Worker
+    from terry.service.schedules import Scheduler
+    from terry.service.server import create_app
+    from terry.service.worker import Worker
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from terry import incidents
 from terry.appliers.ansible_runner import RunnerEvent
-from terry.diagnosis import Diagnosis
+from terry.diagnosis.rules import Diagnosis
 from terry.drift.items import HostStatus, ItemKind
 from terry.drift.scan import RECONCILE, SITE, ScanOutcome, run_scan
-from terry.inventory_check import site_roles
+from terry.incidents import lifecycle as incidents
+from terry.inventory.check import site_roles
 from terry.pipeline import Pipeline
-from terry.proposals import get
+from terry.proposals.state import get
 from terry.remedies.catalogue import Remedy, modules_of_roles
 from terry.remedies.render import render_reconcile
 

@@ -14,7 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from terry.appliers.ansible_runner import EventStatus, RunnerEvent, RunResult, render_diffs
-from terry.inventory import Host
+from terry.inventory.hosts import Host
 
 __all__ = [
     "OS_TASK",

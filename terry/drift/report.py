@@ -19,11 +19,11 @@ from sqlalchemy import func, select
 
 from terry.config import Config
 from terry.drift.items import HostStatus, ItemKind
-from terry.drift.record import ItemState
+from terry.drift.ledger import ItemState
 from terry.errors import NotFound
 from terry.forges.body import fenced
-from terry.gitops import Repo
-from terry.rendering import (
+from terry.gitops.repo import Repo
+from terry.reports.markup import (
     ColumnChart,
     Series,
     column_chart,

@@ -28,12 +28,12 @@ from terry.drift.items import (
     ItemKind,
     items_from_run,
 )
-from terry.drift.record import fail_scan, finish_scan, start_scan
+from terry.drift.ledger import fail_scan, finish_scan, start_scan
 from terry.errors import InputError, RunnerError
-from terry.gitops import Repo
-from terry.inventory import load_inventory, match_hosts
+from terry.gitops.repo import Repo
+from terry.inventory.hosts import load_inventory, match_hosts
 from terry.store import Store
-from terry.verify import Outcome, Verification
+from terry.verify.judge import Outcome, Verification
 
 __all__ = ["RECONCILE", "SITE", "ScanOutcome", "run_scan", "verify_hosts"]
 

@@ -32,15 +32,15 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
-from terry import incidents
 from terry.durations import format_duration
 from terry.forecast.anomaly import HostAnomaly
 from terry.forecast.nodes import AnomalyScan
 from terry.forecast.prometheus import DiskForecast, FleetForecast, MemoryCheck
 from terry.forecast.trend import Outcome
-from terry.locks import named_lock
+from terry.incidents import lifecycle as incidents
 from terry.pipeline import Pipeline
-from terry.proposals import ProposalState
+from terry.proposals.state import ProposalState
+from terry.store.locks import named_lock
 from terry.store.models import IncidentRow, ProposalRow
 
 __all__ = [

@@ -36,7 +36,7 @@ from terry.forecast.anomaly import AnomalySettings
 from terry.forecast.leak import Leak, LeakSettings, detect_leak
 from terry.forecast.nodes import AnomalyScan, compare, host_rows
 from terry.forecast.trend import Forecast, ForecastSettings, Outcome, forecast
-from terry.inventory import Host, Inventory
+from terry.inventory.hosts import Host, Inventory
 
 __all__ = [
     "DiskForecast",

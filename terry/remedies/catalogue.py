@@ -15,7 +15,7 @@ from typing import Any
 import yaml
 
 from terry.errors import ConfigError
-from terry.manifests import ManifestEdit, parse_path
+from terry.remedies.manifests import ManifestEdit, parse_path
 from terry.remedies.params import ParamSpec, ParamType
 
 # libyaml's parser when present: ten times faster than the pure-Python one on the catalogue.

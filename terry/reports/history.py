@@ -45,7 +45,7 @@ _IN_PROGRESS = frozenset({"proposed", "checked", "approved", "merged", "applying
 _FOR_A_PERSON = frozenset(
     {"awaiting_review", "denied", "rejected", "failed", "rolled_back", "escalated", "interrupted"}
 )
-_NEEDS_HUMAN = "needs a human: "  # how terry.incidents.set_attention words its audit rows
+_NEEDS_HUMAN = "needs a human: "  # how terry.incidents.lifecycle.set_attention words its audit rows
 
 
 class Outcome(StrEnum):

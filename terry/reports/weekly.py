@@ -29,7 +29,7 @@ Definitions (also in ``docs/reports.md`` and at the end of every rendered report
 
 How the store is read and what "as it stood at the end" means: ``terry/reports/history.py``.
 Renderers (Markdown, one HTML page, JSON ``schema: terry.weekly/v1``):
-``terry/reports/weekly_render.py``.
+``terry/reports/weekly_format.py``.
 """
 
 from __future__ import annotations
@@ -43,8 +43,8 @@ from datetime import UTC, datetime, timedelta
 
 from terry.config import Config
 from terry.errors import InputError, TerryError
-from terry.gitops import Repo
-from terry.inventory import load_inventory
+from terry.gitops.repo import Repo
+from terry.inventory.hosts import load_inventory
 from terry.reports.history import (
     STATES,
     IncidentAtEnd,

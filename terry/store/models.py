@@ -73,7 +73,7 @@ class Base(DeclarativeBase):
 
 class InboxRow(Base):
     """Webhook bodies exactly as accepted, committed (in groups) before the 2xx; folded into
-    alerts and incidents right after by ``terry.inbox``."""
+    alerts and incidents right after by ``terry.sources.inbox``."""
 
     __tablename__ = "inbox"
     # The rows still to fold, oldest first, without reading the whole backlog.
@@ -112,7 +112,7 @@ class IncidentRow(Base):
     attention: Mapped[str | None] = mapped_column(Text)
     truncated: Mapped[bool] = mapped_column(Boolean, default=False)
     recurrence: Mapped[int] = mapped_column(Integer, default=0)
-    # Work claim: which process is diagnosing this incident (a lease; see terry.worker).
+    # Work claim: which process is diagnosing this incident (a lease; see terry.service.worker).
     claimed_by: Mapped[str | None] = mapped_column(String(200))
     claimed_at: Mapped[datetime | None]
     # Set once diagnosis ran (with or without a proposal); null = still to do.
@@ -184,7 +184,7 @@ class ProposalRow(Base):
     ai_model: Mapped[str | None] = mapped_column(String(128))
     ai_diagnosis: Mapped[str | None] = mapped_column(Text)
     # The environment the gate judged it in (the most sensitive of its hosts'): the remedy's
-    # record is kept per environment (terry.record.remedy_records).
+    # record is kept per environment (terry.store.runs.remedy_records).
     environment: Mapped[str | None] = mapped_column(String(64), index=True)
 
 

@@ -23,7 +23,7 @@ from terry.ai.client import ClaudeDiagnoser
 from terry.ai.errors import AIServiceError
 from terry.ai.request import DiagnosisRequest, system_prompt
 from terry.config import AIConfig
-from terry.inventory import Host, Inventory
+from terry.inventory.hosts import Host, Inventory
 from terry.ports import free_port
 from terry.remedies.catalogue import Catalogue, Risk, load_catalogue
 from tests.conftest import REPO_ROOT

@@ -17,7 +17,7 @@ from typing import Any
 import pytest
 import yaml
 
-from terry.gitops import Repo
+from terry.gitops.repo import Repo
 from tests.conftest import Cli, alert, make_cli, payload
 from tests.fake_anthropic import FakeAnthropic
 

@@ -12,8 +12,8 @@ from typing import Any
 import pytest
 import yaml
 
-from terry import example
-from terry.gitops import Repo
+from terry.demo import example
+from terry.gitops.repo import Repo
 from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.fake_anthropic import FakeAnthropic
 

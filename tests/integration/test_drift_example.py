@@ -20,14 +20,14 @@ from click.testing import CliRunner
 from sqlalchemy import select
 from starlette.testclient import TestClient
 
-from terry import example
 from terry.cli import main
 from terry.config import load_config
-from terry.gitops import Repo
-from terry.locks import named_lock
-from terry.schedules import Scheduler
-from terry.server import create_app
+from terry.demo import example
+from terry.gitops.repo import Repo
+from terry.service.schedules import Scheduler
+from terry.service.server import create_app
 from terry.store import Store
+from terry.store.locks import named_lock
 from terry.store.models import ScheduleRunRow
 from tests.conftest import Cli, config_for, make_cli
 

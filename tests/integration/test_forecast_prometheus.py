@@ -29,8 +29,8 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import select
 
-from terry import example
 from terry.cli import main
+from terry.demo import example
 from terry.ports import free_port
 from terry.store import Store
 from terry.store.models import IncidentRow

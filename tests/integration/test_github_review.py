@@ -22,14 +22,14 @@ from click.testing import CliRunner
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
-from terry import example
 from terry.cli import main
 from terry.config import load_config
+from terry.demo import example
 from terry.pipeline import Pipeline
-from terry.server import create_app
+from terry.service.server import create_app
+from terry.service.worker import Worker
 from terry.store import Store
 from terry.store.models import ForgeDeliveryRow, ProposalRow, RunRow
-from terry.worker import Worker
 from tests.conftest import Cli, alert, config_for, count_rows, make_cli, payload
 from tests.fake_github import FakeGitHub
 

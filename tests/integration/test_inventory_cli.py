@@ -7,7 +7,7 @@ from pathlib import Path
 
 import yaml
 
-from terry.gitops import Repo
+from terry.gitops.repo import Repo
 from tests.conftest import make_cli
 
 

@@ -8,8 +8,8 @@ from collections.abc import Iterator
 
 import pytest
 
-from terry import example
-from terry.gitops import Repo
+from terry.demo import example
+from terry.gitops.repo import Repo
 from tests.conftest import Cli, config_for, make_cli
 
 pytestmark = pytest.mark.integration

@@ -19,8 +19,8 @@ from typing import Any
 import pytest
 from click.testing import CliRunner
 
-from terry import example
 from terry.cli import main
+from terry.demo import example
 from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.shop import git
 

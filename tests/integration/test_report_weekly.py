@@ -27,11 +27,11 @@ from starlette.requests import Request
 from starlette.responses import PlainTextResponse
 from starlette.routing import Route
 
-from terry import example
 from terry.cli import main
-from terry.incidents import ingest, mark_diagnosed, open_incident
-from terry.proposals import ProposalState as S
-from terry.proposals import transition
+from terry.demo import example
+from terry.incidents.lifecycle import ingest, mark_diagnosed, open_incident
+from terry.proposals.state import ProposalState as S
+from terry.proposals.state import transition
 from terry.reports import Settings, to_html, to_json, to_markdown, weekly_report
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store

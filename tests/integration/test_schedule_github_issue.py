@@ -21,10 +21,10 @@ from sqlalchemy import select
 
 from terry.config import Config, load_config
 from terry.drift.items import DriftItem, HostScan, HostStatus, ItemKind
-from terry.drift.record import finish_scan, start_scan
+from terry.drift.ledger import finish_scan, start_scan
 from terry.drift.report import load_report
 from terry.forges.github import GitHubForge, credentials_from_env
-from terry.schedules import ScheduleRun, issue_marker, run_schedule
+from terry.service.schedules import ScheduleRun, issue_marker, run_schedule
 from terry.store import Store
 from terry.store.models import ScheduleRunRow
 from tests.fake_github import FakeGitHub

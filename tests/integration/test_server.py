@@ -21,9 +21,9 @@ import httpx
 import pytest
 from sqlalchemy import select
 
-from terry import example
+from terry.demo import example
+from terry.gitops.init import init_repository
 from terry.ports import free_port
-from terry.repository import init_repository
 from terry.store import Store
 from terry.store.models import AlertRow, InboxRow, IncidentRow, ProposalRow, RunRow
 from tests.conftest import (
@@ -167,7 +167,7 @@ def test_webhook_refuses_bad_requests_and_stores_nothing(repo: Path, store_for: 
 def test_store_unavailable_answers_503_never_4xx(repo: Path) -> None:
     from starlette.testclient import TestClient
 
-    from terry.server import create_app
+    from terry.service.server import create_app
 
     dead = Store(f"postgresql+psycopg://terry@127.0.0.1:{free_port()}/terry")  # nothing listens
     app = create_app(config_for(repo), dead, token=TOKEN)

@@ -16,11 +16,11 @@ from pathlib import Path
 import httpx
 import pytest
 
-from terry import example
+from terry.demo import example
+from terry.gitops.init import init_repository
 from terry.ports import free_port
 from terry.remedies.catalogue import PrometheusVerify
-from terry.repository import init_repository
-from terry.verify import Outcome, query_prometheus
+from terry.verify.judge import Outcome, query_prometheus
 from tests.conftest import alert, config_for, make_cli, payload
 
 pytestmark = [

@@ -18,8 +18,8 @@ import git
 import pytest
 from click.testing import CliRunner
 
-from terry import example
 from terry.cli import main
+from terry.demo import example
 from tests.conftest import Cli, alert, config_for, make_cli, payload
 
 pytestmark = pytest.mark.integration

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from terry import lab
 from terry.config import load_config
-from terry.demo_lab import run_lab_demo
+from terry.demo.lab import run_lab_demo
 from terry.store import Store
 from terry.store.models import AuditRow, ProposalRow, RunEventRow, RunRow
 

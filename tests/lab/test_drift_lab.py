@@ -19,7 +19,7 @@ from click.testing import CliRunner
 
 from terry import lab
 from terry.cli import main
-from terry.gitops import Repo
+from terry.gitops.repo import Repo
 from tests.conftest import Cli, make_cli
 
 _may_skip = not os.environ.get("CI")  # in CI nothing skips: missing parts fail the run

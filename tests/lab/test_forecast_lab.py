@@ -30,7 +30,7 @@ from click.testing import CliRunner
 from terry import lab
 from terry.cli import main
 from terry.config import load_config
-from terry.gitops import Repo
+from terry.gitops.repo import Repo
 from terry.store import Store
 from terry.store.models import IncidentRow
 from tests.conftest import Cli, make_cli

@@ -11,7 +11,7 @@ import pytest
 from terry.ai.answer import AIAnswerError, AIPlaybook, AIRemedyChoice, parse_answer
 from terry.ai.request import DiagnosisRequest
 from terry.ai.rules import AnswerRules
-from terry.inventory import Host, Inventory
+from terry.inventory.hosts import Host, Inventory
 from terry.remedies.catalogue import Catalogue, Risk, load_catalogue
 from tests.conftest import REPO_ROOT
 

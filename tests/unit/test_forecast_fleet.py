@@ -22,7 +22,7 @@ from terry.forecast import Outcome
 from terry.forecast.prevent import disk_fingerprint, disk_summary, leak_fingerprint
 from terry.forecast.prometheus import PrometheusError, forecast_fleet, query_range
 from terry.forecast.report import to_report
-from terry.inventory import Host, Inventory
+from terry.inventory.hosts import Host, Inventory
 from terry.ports import free_port
 
 pytestmark = pytest.mark.unit

@@ -8,7 +8,7 @@ from pathlib import Path
 import pytest
 from sqlalchemy import select
 
-from terry.inbox import Inbox, fold_pending
+from terry.sources.inbox import Inbox, fold_pending
 from terry.store import Store
 from terry.store.models import AlertRow, InboxRow, IncidentRow
 from tests.conftest import alert, count_rows, payload
@@ -109,7 +109,7 @@ def _record(store: Store) -> tuple[list[tuple[object, ...]], ...]:
 def test_folding_a_batch_records_what_folding_one_by_one_records(
     store: Store, tmp_path: Path
 ) -> None:
-    from terry.incidents import ingest
+    from terry.incidents.lifecycle import ingest
     from terry.sources.alertmanager import parse_payload
     from terry.store.models import utcnow
 

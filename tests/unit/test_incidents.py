@@ -5,7 +5,7 @@ from __future__ import annotations
 import pytest
 from sqlalchemy import select
 
-from terry.incidents import Effect, ingest
+from terry.incidents.lifecycle import Effect, ingest
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store
 from terry.store.models import AlertRow, AuditRow, IncidentRow

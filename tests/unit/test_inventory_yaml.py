@@ -7,14 +7,14 @@ from pathlib import Path
 import pytest
 
 from terry.errors import InputError
-from terry.inventory import load_inventory
-from terry.inventory_yaml import (
+from terry.inventory.editor import (
     EditAction,
     InventoryEdit,
     apply_edit,
     parse_assignment,
     parse_var_path,
 )
+from terry.inventory.hosts import load_inventory
 
 pytestmark = pytest.mark.unit
 

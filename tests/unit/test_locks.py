@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import update
 
 from terry.errors import StateError
-from terry.locks import host_locks
 from terry.store import Store
+from terry.store.locks import host_locks
 from terry.store.models import HostLockRow, utcnow
 
 pytestmark = pytest.mark.unit

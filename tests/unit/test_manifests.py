@@ -8,8 +8,8 @@ import pytest
 import yaml
 
 from terry.errors import ConfigError
-from terry.manifests import ManifestEdit, ManifestError, edit_manifest, parse_path
 from terry.remedies.catalogue import load_catalogue
+from terry.remedies.manifests import ManifestEdit, ManifestError, edit_manifest, parse_path
 
 TWO = """\
 apiVersion: apps/v1

@@ -7,7 +7,7 @@ from typing import Any
 
 import pytest
 
-from terry.policy import PolicySet, RegorusEngine, Verdict, load_policy_set
+from terry.gate.engine import PolicySet, RegorusEngine, Verdict, load_policy_set
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -182,10 +182,16 @@ def _policies(text: str) -> PolicySet:
 @pytest.mark.parametrize(
     ("rego", "why"),
     [
-        ("package terry.gate\nimport rego.v1\ndecision := 1 / 0\n", "policy evaluation failed"),
+        (
+            "package terry.gate\nimport rego.v1\ndecision := 1 / 0\n",
+            "policy evaluation failed",
+        ),
         ("package terry.gate\nthis is not rego", "policy evaluation failed"),
         ("package terry.other\nimport rego.v1\nx := 1\n", "undefined"),
-        ('package terry.gate\nimport rego.v1\ndecision := "merge"\n', "merge without a reason"),
+        (
+            'package terry.gate\nimport rego.v1\ndecision := "merge"\n',
+            "merge without a reason",
+        ),
         (
             'package terry.gate\nimport rego.v1\ndecision := "yolo"\nreasons := ["x"]\n',
             "unknown decision",

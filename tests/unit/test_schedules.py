@@ -10,7 +10,7 @@ import yaml
 
 from terry.config import ScheduleConfig, load_config
 from terry.errors import ConfigError
-from terry.schedules import crontab_line, next_run, on_calendar, systemd_units
+from terry.service.schedules import crontab_line, next_run, on_calendar, systemd_units
 
 
 @pytest.mark.parametrize(

@@ -11,8 +11,8 @@ from alembic.autogenerate import compare_metadata
 from alembic.migration import MigrationContext
 from sqlalchemy import inspect
 
-from terry.gitops import Repo
-from terry.repository import init_repository
+from terry.gitops.init import init_repository
+from terry.gitops.repo import Repo
 from terry.store import Store
 from terry.store.models import Base
 

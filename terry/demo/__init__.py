@@ -1,0 +1,1 @@
+"""Demos: the example hosts, the local demo, the lab demo."""

@@ -1,0 +1,1 @@
+"""Diagnosis: which remedy fits an incident, or why none does."""

@@ -1,0 +1,1 @@
+"""The gate: its input, the policy engine (and its child process), learning."""

@@ -1,0 +1,66 @@
+"""The gate step: build the policy input for a proposal and ask the policy engine.
+
+The input is documented in docs/policy.md; policies may rely on every key below.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+from terry.gate.engine import Decision, PolicyEngine, PolicySet
+from terry.inventory.hosts import Host
+from terry.store.runs import RemedyRecord
+
+__all__ = ["GateInput", "decide"]
+
+# The most sensitive environment wins when a proposal spans several.
+_SENSITIVITY = ("production", "staging", "development", "test")
+
+
+@dataclass(frozen=True)
+class GateInput:
+    proposal_id: int
+    remedy: str
+    risk: str
+    hosts: tuple[Host, ...]
+    modules: tuple[str, ...]
+    recurrence: int
+    record: RemedyRecord  # the remedy's history, overall and per environment
+    check: dict[str, Any]
+    ai_authored: bool = False
+
+    @property
+    def environment(self) -> str:
+        found = {h.environment or "unknown" for h in self.hosts}
+        for name in _SENSITIVITY:
+            if name in found:
+                return name
+        return sorted(found)[0] if found else "unknown"
+
+    def as_input(self) -> dict[str, Any]:
+        labels: dict[str, str] = {}
+        for host in self.hosts:
+            labels.update(host.labels)
+        return {
+            "proposal_id": self.proposal_id,
+            "remedy": self.remedy,
+            "risk": self.risk,
+            "environment": self.environment,
+            "tenants": sorted({h.tenant for h in self.hosts if h.tenant}),
+            "labels": labels,
+            "hosts": [h.policy_view() for h in self.hosts],
+            "host_count": len(self.hosts),
+            "modules": list(self.modules),
+            "recurrence": self.recurrence,
+            "history": {
+                **self.record.overall.as_input(),
+                "in_environment": self.record.environment(self.environment).as_input(),
+            },
+            "check": self.check,
+            "ai_authored": self.ai_authored,
+        }
+
+
+def decide(engine: PolicyEngine, policies: PolicySet, gate_input: GateInput) -> Decision:
+    return engine.decide(policies, gate_input.as_input())

@@ -1,0 +1,1 @@
+"""Git: the repository (plumbing), its initialisation, YAML edits in place."""

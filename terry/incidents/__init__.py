@@ -1,0 +1,1 @@
+"""Incidents: alerts folded by fingerprint, claimed, resolved."""

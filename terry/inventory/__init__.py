@@ -1,0 +1,1 @@
+"""The inventory: hosts, checks, in-place edits and edit proposals."""

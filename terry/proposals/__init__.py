@@ -1,0 +1,1 @@
+"""Proposals: the state machine and the one read model of a proposal."""

@@ -1,0 +1,1 @@
+"""Review: local (the CLI) and forge (GitHub pull requests)."""

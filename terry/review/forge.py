@@ -1,0 +1,497 @@
+"""Review on a forge: a proposal the gate sends to review becomes a GitHub pull request, and
+what people do there (approve, merge, close, ``/terry`` comments) moves the proposal.
+
+``reconcile`` is the one place that reads the pull request and acts; webhooks only say
+which proposal to reconcile, and ``terry sync`` reconciles every open one, so a missed or
+repeated webhook changes nothing. Before merging or applying on a person's signal, Terry
+re-reads the pull request: its head must be the commit that was dry-run and gated.
+Merging on GitHub moves main there; Terry fetches it and fast-forwards its own main.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+
+from sqlalchemy import select, update
+
+from terry.errors import ForgeError, StateError, TerryError
+from terry.forges.body import ReviewPacket, fenced, pr_body, pr_title
+from terry.forges.commands import Command, Verb, parse_command
+from terry.forges.github import GitHubForge, PullState, credentials_from_env
+from terry.proposals.state import ProposalState, get, transition
+from terry.review.local import ReviewSteps
+from terry.store.models import IncidentRow, ProposalRow
+
+__all__ = ["ForgeReviewSteps", "Reconciled"]
+
+S = ProposalState
+_LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
+
+
+@contextmanager
+def _one_at_a_time(proposal_id: int) -> Iterator[None]:
+    with _LOCKS_GUARD:
+        lock = _LOCKS.setdefault(proposal_id, threading.Lock())
+    with lock:
+        yield
+
+
+@dataclass(frozen=True)
+class Reconciled:
+    proposal_id: int
+    pr_number: int | None
+    state: str
+    notes: tuple[str, ...]
+    error: str | None = None  # GitHub refused or was unreachable; the next sync tries again
+
+
+class ForgeReviewSteps(ReviewSteps):
+    _forge: GitHubForge | None = None
+
+    # -- the forge --------------------------------------------------------------------------
+    @property
+    def uses_forge(self) -> bool:
+        return self.config.forge.kind == "github"
+
+    @property
+    def forge(self) -> GitHubForge:
+        if self._forge is None:
+            github = self.config.forge.github
+            self._forge = GitHubForge(github, credentials_from_env(github))
+        return self._forge
+
+    def _push_branch(self, branch: str) -> None:
+        self.repo.push_branch(self.config.forge.github.remote, branch, env=self.forge.git_env())
+
+    def _push_main(self) -> None:
+        self.repo.push_main(self.config.forge.github.remote, env=self.forge.git_env())
+
+    def _fetch_main(self) -> str:
+        return self.repo.fetch_main(self.config.forge.github.remote, env=self.forge.git_env())
+
+    # Argo CD reads the repository from GitHub: what it syncs must be there first.
+    def _share_branch(self, branch: str) -> None:
+        if self.uses_forge:
+            self._push_branch(branch)
+
+    def _share_main(self) -> None:
+        if self.uses_forge:
+            self._push_main()
+
+    def _refresh_main(self) -> None:
+        if self.uses_forge:
+            self._fetch_main()
+
+    def _set(self, proposal_id: int, **values: object) -> None:
+        with self.store.session() as session:
+            session.execute(
+                update(ProposalRow)
+                .where(ProposalRow.id == proposal_id)
+                .values(**values)
+                .execution_options(synchronize_session=False)
+            )
+
+    # -- publishing -------------------------------------------------------------------------
+    def packet(self, proposal_id: int) -> ReviewPacket:
+        _sha, _catalogue, inventory = self.main_view()
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            incident = session.get(IncidentRow, row.incident_id)
+            assert incident is not None and row.commit_sha and row.branch
+            hosts = tuple(row.hosts)
+            known = [h for n in hosts if (h := inventory.hosts.get(n))]
+            environments = sorted({h.environment for h in known if h.environment})
+            tenants = sorted({h.tenant for h in known if h.tenant})
+            return ReviewPacket(
+                proposal_id=row.id,
+                incident_id=incident.id,
+                remedy=row.remedy,
+                hosts=hosts,
+                environments=tuple(environments),
+                tenants=tuple(tenants),
+                risk=row.risk,
+                decision=row.decision,
+                reasons=tuple(row.reasons),
+                policy_commit=row.policy_commit,
+                commit=row.commit_sha,
+                branch=row.branch,
+                alertname=incident.title,
+                labels=dict(incident.labels),
+                annotations=dict(incident.annotations),
+                opened_at=incident.opened_at,
+                recurrence=incident.recurrence,
+                diagnosis=self.repo.message(row.commit_sha),
+                playbook_path=row.playbook_path,
+                playbook=row.playbook,
+                check_summary=dict(row.check_summary),
+                check_diff=row.check_diff,
+                applier=row.applier,
+                target=row.target,
+                ai_authored=row.ai_authored,
+                confidence=row.confidence,
+            )
+
+    def publish(self, proposal_id: int) -> PullState | None:
+        """Push the branch and open (or update) its pull request with labels, reviewers and
+        the dry-run status. A forge error is recorded and the proposal waits for the next
+        sync; it is never lost and never half-published twice."""
+        try:
+            packet = self.packet(proposal_id)
+            github = self.config.forge.github
+            self._push_branch(packet.branch)
+            pull = self.forge.open_pull(
+                branch=packet.branch,
+                base=self.config.main_branch,
+                title=pr_title(packet),
+                body=pr_body(packet, details_url=github.details_url),
+            )
+            env = packet.environments[0] if packet.environments else "unknown"
+            self.forge.label(pull.number, ["terry", f"risk:{packet.risk}", f"env:{env}"])
+            users, teams = self._reviewers(packet)
+            try:
+                self.forge.request_reviewers(pull.number, users, teams)
+            except ForgeError as exc:  # e.g. 422: not a collaborator; the PR still stands
+                self.reporter.step(proposal_id, f"reviewers not requested: {exc}")
+            check = packet.check_summary
+            self.forge.set_status(
+                packet.commit,
+                ok=bool(check.get("ok")),
+                description=f"check mode: {check.get('changed', 0)} change(s), "
+                f"{'passed' if check.get('ok') else 'failed'}",
+                url=pull.url,
+            )
+        except (ForgeError, TerryError) as exc:
+            self._set(proposal_id, forge_state="pending", forge_error=str(exc))
+            self.reporter.step(proposal_id, f"pull request waits: {exc}")
+            return None
+        self._set(
+            proposal_id,
+            forge_state="open",
+            forge_error=None,
+            pr_number=pull.number,
+            pr_url=pull.url,
+        )
+        self.reporter.step(proposal_id, f"pull request #{pull.number} {pull.url}")
+        return pull
+
+    def _reviewers(self, packet: ReviewPacket) -> tuple[list[str], list[str]]:
+        """Reviewers configured for any of the hosts' environments or tenants, or for "*"."""
+        github = self.config.forge.github
+        keys = ["*", *packet.environments, *packet.tenants]
+        users = sorted({u for k in keys for u in github.reviewers.get(k, [])})
+        teams = sorted({t for k in keys for t in github.team_reviewers.get(k, [])})
+        return users, teams
+
+    # -- merging ----------------------------------------------------------------------------
+    def _merge(
+        self, proposal_id: int, *, actor: str, reason: str, from_state: ProposalState
+    ) -> str:
+        if not self.uses_forge:
+            return super()._merge(proposal_id, actor=actor, reason=reason, from_state=from_state)
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            number, commit, branch = row.pr_number, row.commit_sha, row.branch
+        assert commit is not None and branch is not None
+        if number is None and not self.config.forge.github.pr_for_merges:
+            # Straight to main on the forge: merge locally on top of the forge's main, push.
+            self._fetch_main()
+            self._push_branch(branch)
+            merge_sha = super()._merge(
+                proposal_id, actor=actor, reason=reason, from_state=from_state
+            )
+            self._push_main()
+            return merge_sha
+        if number is None:
+            pull = self.publish(proposal_id)
+            if pull is None:
+                raise ForgeError(f"proposal {proposal_id}: pull request could not be opened")
+            number = pull.number
+        merge_sha = self.forge.merge(
+            number,
+            sha=commit,
+            title=f"Merge {branch} (terry #{proposal_id})",
+            message=self.merge_trailers(proposal_id),
+        )
+        self._fetch_main()
+        transition(
+            self.store,
+            proposal_id,
+            S.MERGED,
+            actor=actor,
+            reason=f"merged pull request #{number} as {merge_sha[:10]}: {reason}",
+            allowed_from=(from_state,),
+            changes={"merge_sha": merge_sha, "forge_state": "merged"},
+        )
+        self.reporter.step(proposal_id, f"merged #{number} into {self.config.main_branch}")
+        return merge_sha
+
+    # -- what people did on the pull request ------------------------------------------------
+    def reconcile(self, proposal_id: int) -> Reconciled:
+        with _one_at_a_time(proposal_id):
+            notes: list[str] = []
+            error: str | None = None
+            with self.store.session() as session:
+                row = get(session, proposal_id)
+                number, state, forge_state = row.pr_number, S(row.state), row.forge_state
+            if forge_state == "pending" and state is not S.AWAITING_REVIEW:
+                self._set(proposal_id, forge_state=None)  # decided meanwhile (e.g. the CLI)
+                notes.append(f"not published: the proposal is {state.value}")
+            elif forge_state == "pending" or (number is None and state is S.AWAITING_REVIEW):
+                pull = self.publish(proposal_id)
+                if pull is None:
+                    with self.store.session() as session:
+                        error = get(session, proposal_id).forge_error
+                notes.append(f"published #{pull.number}" if pull else "still waiting for GitHub")
+                number = pull.number if pull else None
+            elif number is not None:
+                try:
+                    self._reconcile_pull(proposal_id, number, notes)
+                except ForgeError as exc:
+                    self._set(proposal_id, forge_error=str(exc))
+                    error = str(exc)
+                    notes.append(f"GitHub: {exc}")
+            state_now = self.state(proposal_id).value
+            return Reconciled(proposal_id, number, state_now, tuple(notes), error)
+
+    def _withdraw(
+        self,
+        proposal_id: int,
+        *,
+        actor: str,
+        reason: str,
+        outcome: str,
+        forge_state: str,
+        allowed_from: tuple[ProposalState, ...] = (S.AWAITING_REVIEW,),
+    ) -> None:
+        """The proposal will not be applied: rejected, with what became of its pull request."""
+        transition(
+            self.store,
+            proposal_id,
+            S.REJECTED,
+            actor=actor,
+            reason=reason,
+            allowed_from=allowed_from,
+            changes={"outcome": outcome, "forge_state": forge_state},
+        )
+
+    def _reconcile_pull(self, proposal_id: int, number: int, notes: list[str]) -> None:
+        pull = self.forge.pull(number)
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            commit, state, cursor = row.commit_sha, S(row.state), row.forge_cursor
+        assert commit is not None
+        if pull.merged:
+            if state in (S.AWAITING_REVIEW, S.APPROVED):
+                self._merged_by_person(proposal_id, pull, commit, notes)
+            return
+        if pull.state == "closed":
+            if state is S.AWAITING_REVIEW:
+                self._withdraw(
+                    proposal_id,
+                    actor="github",
+                    reason=f"pull request #{number} closed without merging",
+                    outcome="rejected: pull request closed",
+                    forge_state="closed",
+                )
+                notes.append("closed on GitHub: rejected")
+            return
+        for comment in self.forge.comments(number, after=cursor):
+            self._set(proposal_id, forge_cursor=comment.id)
+            if comment.user == self.forge.bot:
+                continue
+            command = parse_command(comment.body)
+            if command is not None:
+                notes.append(self._command(proposal_id, number, commit, comment.user, command))
+        if self.state(proposal_id) is S.AWAITING_REVIEW:
+            approvers = self._approvers(number, commit)
+            if len(approvers) >= self.config.forge.github.required_approvals:
+                notes.append(self._approve_and_merge(proposal_id, number, commit, approvers))
+
+    def _allowed(self, user: str) -> bool:
+        allowed = self.config.forge.github.allowed_users
+        return bool(allowed) and user in allowed and user != self.forge.bot
+
+    def _approvers(self, number: int, commit: str) -> list[str]:
+        latest: dict[str, tuple[int, str, str | None]] = {}
+        for review in self.forge.reviews(number):
+            counts = review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED")
+            if counts and (review.user not in latest or latest[review.user][0] < review.id):
+                latest[review.user] = (review.id, review.state, review.commit)
+        return sorted(
+            user
+            for user, (_id, state, on) in latest.items()
+            if state == "APPROVED" and on == commit and self._allowed(user)
+        )
+
+    def _head_is_checked(self, proposal_id: int, number: int, commit: str) -> bool:
+        pull = self.forge.pull(number)  # read again, right before acting
+        if pull.head_sha == commit:
+            return True
+        self.forge.comment(
+            number,
+            f"Terry will not merge or apply this: the head is now `{pull.head_sha[:12]}`, "
+            f"but the dry run and the gate saw `{commit[:12]}`. A new alert makes a new "
+            "proposal; push nothing to Terry's branches.",
+        )
+        self._set(proposal_id, forge_error=f"head moved to {pull.head_sha[:12]}")
+        return False
+
+    def _approve_and_merge(
+        self, proposal_id: int, number: int, commit: str, approvers: list[str]
+    ) -> str:
+        if not self._head_is_checked(proposal_id, number, commit):
+            return "head moved: not merged"
+        who = ", ".join(approvers)
+        self.approve(proposal_id, actor=who, apply=False)
+        self.forge.comment(number, f"Approved by {who}: merged; applying now.")
+        self.apply(proposal_id, actor=who)
+        self._report(proposal_id, number)
+        return f"approved by {who}: merged and applied"
+
+    def _merged_by_person(
+        self, proposal_id: int, pull: PullState, commit: str, notes: list[str]
+    ) -> None:
+        who = pull.merged_by or "github"
+        refusal = None
+        if pull.head_sha != commit:
+            refusal = (
+                f"the merged head `{pull.head_sha[:12]}` is not the commit the dry run and "
+                f"the gate saw (`{commit[:12]}`)"
+            )
+        elif not self._allowed(who):
+            refusal = (
+                f"{who} is not allowed to approve Terry's changes (forge.github.allowed_users)"
+            )
+        if refusal:
+            self.forge.comment(pull.number, f"Terry did not apply this: {refusal}.")
+            self._withdraw(
+                proposal_id,
+                actor="terry",
+                reason=f"merged on GitHub but not applied: {refusal}",
+                outcome=f"not applied: {refusal}",
+                forge_state="merged",
+                allowed_from=(S.AWAITING_REVIEW, S.APPROVED),
+            )
+            notes.append(f"merged by {who}: not applied ({refusal})")
+            return
+        assert pull.merge_sha is not None
+        self._fetch_main()
+        if self.state(proposal_id) is S.AWAITING_REVIEW:
+            self._record_approval(proposal_id, actor=who, reason=f"merged on GitHub by {who}")
+        transition(
+            self.store,
+            proposal_id,
+            S.MERGED,
+            actor=who,
+            reason=f"pull request #{pull.number} merged by {who} as {pull.merge_sha[:10]}",
+            allowed_from=(S.APPROVED,),
+            changes={"merge_sha": pull.merge_sha, "forge_state": "merged"},
+        )
+        self.apply(proposal_id, actor=who)
+        self._report(proposal_id, pull.number)
+        notes.append(f"merged by {who}: applied")
+
+    def _command(self, proposal_id: int, number: int, commit: str, user: str, cmd: Command) -> str:
+        said = f"`{cmd.verb.value}` from @{user}"
+        if not self._allowed(user):
+            self.forge.comment(
+                number, f"Refused {said}: not in Terry's allowed reviewers for this repository."
+            )
+            return f"refused {cmd.verb.value} from {user}"
+        try:
+            if cmd.verb is Verb.APPLY:
+                state = self.state(proposal_id)
+                if state is not S.AWAITING_REVIEW:
+                    raise StateError(f"proposal {proposal_id} is {state.value}")
+                return self._approve_and_merge(proposal_id, number, commit, [user])
+            if cmd.verb is Verb.REJECT:
+                reason = cmd.argument or "no reason given"
+                self.reject(proposal_id, actor=user, reason=reason)
+                self._set(proposal_id, forge_state="closed")
+                self.forge.comment(number, f"Rejected by {user}: {fenced(reason)}\nClosing.")
+                self.forge.close(number)
+                return f"rejected by {user}"
+            if cmd.verb is Verb.ROLLBACK:
+                state = self.rollback(proposal_id, actor=user)
+                self.forge.comment(number, f"Rollback requested by {user}: now `{state.value}`.")
+                return f"rolled back by {user}: {state.value}"
+            if cmd.verb is Verb.EXPLAIN:
+                self.forge.comment(number, self.explain(proposal_id))
+                return f"explained to {user}"
+            self.forge.comment(
+                number,
+                "Unknown command. Terry understands `/terry apply`, `/terry reject <reason>`, "
+                "`/terry rollback` and `/terry explain`.",
+            )
+            return f"unknown command from {user}"
+        except TerryError as exc:
+            self.forge.comment(number, f"Refused {said}: {fenced(str(exc))}")
+            return f"refused {cmd.verb.value} from {user}: {exc}"
+
+    def explain(self, proposal_id: int) -> str:
+        from terry.reports.views import incident_story, proposal_detail
+
+        detail = proposal_detail(self.store, proposal_id)
+        story = incident_story(self.store, detail.summary.incident_id)
+        lines = [f"{e.at.isoformat()} {e.what} ({e.actor}) {e.detail}" for e in story.timeline]
+        lines += [f"{e.at.isoformat()} {e.what} ({e.actor}) {e.detail}" for e in detail.history]
+        return (
+            f"Proposal {proposal_id} is **{detail.summary.state}** "
+            f"(decision: {detail.summary.decision or 'pending'}).\n\n" + fenced("\n".join(lines))
+        )
+
+    def _report(self, proposal_id: int, number: int) -> None:
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            state, outcome = row.state, row.outcome or ""
+        self.forge.comment(number, f"Result: **{state}**. {fenced(outcome) if outcome else ''}")
+
+    # -- the incident moved on --------------------------------------------------------------
+    def incident_changed(self, incident_id: int, *, resolved: bool, detail: str) -> None:
+        """Tell open pull requests of this incident; close them when it resolved by itself."""
+        if not self.uses_forge:
+            return
+        with self.store.session() as session:
+            rows = session.execute(
+                select(ProposalRow.id, ProposalRow.pr_number).where(
+                    ProposalRow.incident_id == incident_id,
+                    ProposalRow.state == S.AWAITING_REVIEW.value,
+                    ProposalRow.pr_number.is_not(None),
+                )
+            ).all()
+        for proposal_id, number in rows:
+            try:
+                if resolved:
+                    self.forge.comment(
+                        number, f"The alert resolved by itself ({detail}); closing unmerged."
+                    )
+                    self.forge.close(number)
+                    self._withdraw(
+                        proposal_id,
+                        actor="terry",
+                        reason=f"alert resolved by itself: {detail}",
+                        outcome="withdrawn: alert resolved",
+                        forge_state="closed",
+                    )
+                else:
+                    self.forge.comment(number, f"The alert fired again: {detail}.")
+            except ForgeError as exc:
+                self._set(proposal_id, forge_error=str(exc))
+
+    def sync(self) -> list[Reconciled]:
+        """Reconcile every proposal whose pull request is pending or open (polling)."""
+        if not self.uses_forge:
+            return []
+        with self.store.session() as session:
+            ids = list(
+                session.scalars(
+                    select(ProposalRow.id)
+                    .where(ProposalRow.forge_state.in_(("pending", "open")))
+                    .order_by(ProposalRow.id)
+                )
+            )
+        return [self.reconcile(i) for i in ids]

@@ -1,0 +1,1 @@
+"""The service: the HTTP server, its worker, schedules and webhooks."""

@@ -1,0 +1,1 @@
+"""Verification: judging runs and Prometheus queries."""
