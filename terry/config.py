@@ -12,8 +12,7 @@ from typing import Annotated, Literal
 import yaml
 from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
 
-from terry.ai.modules import DEFAULT_ALLOWED_MODULES, check_allowed_modules
-from terry.ai.rules import DEFAULT_ALLOWED_PATHS
+from terry.ai.modules import DEFAULT_ALLOWED_MODULES, DEFAULT_ALLOWED_PATHS, check_allowed_modules
 from terry.durations import format_duration, parse_duration
 from terry.errors import ConfigError
 

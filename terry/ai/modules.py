@@ -22,6 +22,7 @@ from terry.remedies.params import NAME_RE, ParamError, ParamSpec, ParamType
 __all__ = [
     "ALIASES",
     "DEFAULT_ALLOWED_MODULES",
+    "DEFAULT_ALLOWED_PATHS",
     "MODULES",
     "NEVER_MODULES",
     "SHELL_MODULES",
@@ -261,6 +262,9 @@ DEFAULT_ALLOWED_MODULES = (
     "ansible.builtin.lineinfile",
     "ansible.builtin.copy",
 )
+# Where an AI-composed task may touch files unless the host says otherwise
+# (inventory variable terry_ai_paths) or terry.yml does (ai.allowed_paths).
+DEFAULT_ALLOWED_PATHS = ("/srv", "/opt", "/data", "/var/lib", "/var/log", "/tmp")
 
 
 def canonical_module(name: str) -> str:

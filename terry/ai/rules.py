@@ -5,17 +5,13 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
-from terry.ai.modules import DEFAULT_ALLOWED_MODULES, check_allowed_modules
+from terry.ai.modules import DEFAULT_ALLOWED_MODULES, DEFAULT_ALLOWED_PATHS, check_allowed_modules
 from terry.errors import ConfigError
 
 if TYPE_CHECKING:
     from terry.config import AIConfig
 
 __all__ = ["DEFAULT_ALLOWED_PATHS", "AnswerRules"]
-
-# Where an AI-composed task may touch files unless the host says otherwise
-# (inventory variable terry_ai_paths) or terry.yml does (ai.allowed_paths).
-DEFAULT_ALLOWED_PATHS = ("/srv", "/opt", "/data", "/var/lib", "/var/log", "/tmp")
 
 
 @dataclass(frozen=True)

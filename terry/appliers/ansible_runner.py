@@ -7,108 +7,26 @@ boundary; artifacts stay on disk per run so every run can be inspected later.
 
 from __future__ import annotations
 
-import difflib
 import os
 import re
 import shlex
 import shutil
 import sys
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from enum import StrEnum
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from ansible_runner.interface import init_runner
 
+from terry.appliers.base import HostStats, Job, OnEvent, RunnerEvent, RunResult, RunStatus
 from terry.errors import RunnerError
 
-__all__ = [
-    "AnsibleRunnerApplier",
-    "EventStatus",
-    "HostStats",
-    "RunRequest",
-    "RunResult",
-    "RunStatus",
-    "RunnerEvent",
-    "render_diffs",
-]
+if TYPE_CHECKING:
+    from terry.context import Context
 
-
-class EventStatus(StrEnum):
-    OK = "ok"
-    CHANGED = "changed"
-    FAILED = "failed"
-    IGNORED = "ignored"
-    SKIPPED = "skipped"
-    UNREACHABLE = "unreachable"
-
-
-class RunStatus(StrEnum):
-    SUCCESSFUL = "successful"
-    FAILED = "failed"
-    TIMEOUT = "timeout"
-    CANCELED = "canceled"
-    ERROR = "error"
-
-
-_HOST_EVENTS = {
-    "runner_on_ok": EventStatus.OK,
-    "runner_on_failed": EventStatus.FAILED,
-    "runner_on_skipped": EventStatus.SKIPPED,
-    "runner_on_unreachable": EventStatus.UNREACHABLE,
-}
-
-
-@dataclass(frozen=True)
-class RunnerEvent:
-    seq: int
-    event: str
-    host: str | None
-    task: str | None
-    action: str | None
-    status: EventStatus | None
-    message: str
-    diffs: tuple[dict[str, Any], ...]
-    raw: dict[str, Any] = field(repr=False, compare=False)
-
-    @classmethod
-    def from_runner(cls, raw: dict[str, Any]) -> RunnerEvent:
-        name = str(raw.get("event", ""))
-        data = raw.get("event_data") or {}
-        result = data.get("res") if isinstance(data.get("res"), dict) else {}
-        status = _HOST_EVENTS.get(name)
-        if status is EventStatus.OK and result.get("changed"):
-            status = EventStatus.CHANGED
-        if status is EventStatus.FAILED and data.get("ignore_errors"):
-            status = EventStatus.IGNORED
-        diffs = result.get("diff") or ()
-        if isinstance(diffs, dict):
-            diffs = (diffs,)
-        message = result.get("msg") or ""
-        if not message and status is EventStatus.FAILED:
-            message = str(result.get("stderr") or result.get("stdout") or "")
-        return cls(
-            seq=int(raw.get("counter") or 0),
-            event=name,
-            host=data.get("host"),
-            task=data.get("task") or data.get("play"),
-            action=data.get("resolved_action") or data.get("task_action"),
-            status=status,
-            message=str(message)[:2000],
-            diffs=tuple(d for d in diffs if isinstance(d, dict)),
-            raw=raw,
-        )
-
-
-@dataclass(frozen=True)
-class HostStats:
-    ok: int = 0
-    changed: int = 0
-    failures: int = 0
-    unreachable: int = 0
-    skipped: int = 0
+__all__ = ["AnsibleApplier", "AnsibleRunnerApplier", "RunRequest", "build"]
 
 
 @dataclass(frozen=True)
@@ -146,92 +64,6 @@ def _job_env(inherited: dict[str, str], request: RunRequest) -> dict[str, str]:
         if k in keep
         or (k not in request.withhold and (k.startswith("ANSIBLE_") or not _SECRET_NAME.search(k)))
     }
-
-
-@dataclass(frozen=True)
-class RunResult:
-    status: RunStatus
-    rc: int
-    stats: dict[str, HostStats]
-    events: tuple[RunnerEvent, ...]
-    artifact_dir: Path | None
-    ansible_seconds: float
-
-    @property
-    def failed_hosts(self) -> tuple[str, ...]:
-        return tuple(sorted(h for h, s in self.stats.items() if s.failures))
-
-    @property
-    def unreachable_hosts(self) -> tuple[str, ...]:
-        return tuple(sorted(h for h, s in self.stats.items() if s.unreachable))
-
-    @property
-    def changed(self) -> int:
-        return sum(s.changed for s in self.stats.values())
-
-    @property
-    def ok(self) -> bool:
-        return (
-            self.status is RunStatus.SUCCESSFUL
-            and not self.failed_hosts
-            and not self.unreachable_hosts
-        )
-
-    def summary(self) -> dict[str, Any]:
-        return {
-            "status": self.status.value,
-            "rc": self.rc,
-            "ok": self.ok,
-            "changed": self.changed,
-            "failed_hosts": list(self.failed_hosts),
-            "unreachable_hosts": list(self.unreachable_hosts),
-        }
-
-    def failure_messages(self) -> list[str]:
-        return [
-            f"{e.host}: {e.task}: {e.message}".strip()
-            for e in self.events
-            if e.status in (EventStatus.FAILED, EventStatus.UNREACHABLE)
-        ]
-
-    def diff_text(self) -> str:
-        """What ``--diff`` would print, per host and task, as unified diffs."""
-        out: list[str] = []
-        for event in self.events:
-            if event.status is not EventStatus.CHANGED:
-                continue
-            out.append(f"## {event.host} · {event.task} ({event.action})")
-            if not event.diffs:
-                out.append("(changed; the module reported no diff)")
-            for diff in event.diffs:
-                out.extend(_render_diff(diff))
-        return "\n".join(out)
-
-
-def render_diffs(diffs: Iterable[dict[str, Any]]) -> str:
-    """Ansible's ``diff`` results as unified diffs (what ``--diff`` would print)."""
-    return "\n".join(line for diff in diffs for line in _render_diff(diff))
-
-
-def _as_text(value: Any) -> str:
-    if isinstance(value, str):
-        return value
-    if isinstance(value, dict):
-        return "".join(f"{k}: {v}\n" for k, v in value.items())
-    return "" if value is None else f"{value}\n"
-
-
-def _render_diff(diff: dict[str, Any]) -> list[str]:
-    if "prepared" in diff:
-        return [str(diff["prepared"]).rstrip("\n")]
-    before, after = _as_text(diff.get("before")), _as_text(diff.get("after"))
-    lines = difflib.unified_diff(
-        before.splitlines(keepends=True),
-        after.splitlines(keepends=True),
-        fromfile=f"before: {diff.get('before_header', '')}".strip(),
-        tofile=f"after: {diff.get('after_header', '')}".strip(),
-    )
-    return ["".join(lines).rstrip("\n")] if before != after else []
 
 
 def _stats(raw: dict[str, Any] | None) -> dict[str, HostStats]:
@@ -337,3 +169,53 @@ class AnsibleRunnerApplier:
             artifact_dir=Path(runner.config.artifact_dir) if runner.config else None,
             ansible_seconds=elapsed,
         )
+
+
+class AnsibleApplier:
+    """A proposal's playbook, from an export of its commit: the fix (dry run: in check mode
+    with diff), then its ``verify`` and ``rollback`` plays by tag."""
+
+    name = "ansible"
+    check_words = "ansible-playbook --check --diff"
+
+    def __init__(self, ctx: Context, runner: AnsibleRunnerApplier | None = None) -> None:
+        self.ctx = ctx
+        self.runner = runner or AnsibleRunnerApplier()
+
+    def check(self, job: Job, on_event: OnEvent) -> RunResult:
+        return self._run(job, on_event, check=True)
+
+    def apply(self, job: Job, on_event: OnEvent) -> RunResult:
+        return self._run(job, on_event)
+
+    def verify(self, job: Job, on_event: OnEvent) -> RunResult:
+        return self._run(job, on_event, tags=("verify",))
+
+    def rollback(self, job: Job, on_event: OnEvent) -> RunResult:
+        return self._run(job, on_event, tags=("rollback",))
+
+    def _run(
+        self, job: Job, on_event: OnEvent, *, check: bool = False, tags: tuple[str, ...] = ()
+    ) -> RunResult:
+        if job.playbook is None:
+            raise RunnerError(f"proposal {job.proposal_id} has no playbook to run")
+        config = self.ctx.config
+        request = RunRequest(
+            project_dir=self.ctx.repo.tree(job.commit),
+            playbook=job.playbook,
+            private_dir=job.run_dir,
+            inventory=tuple(config.inventory),
+            hosts=job.hosts,
+            vars_file=job.vars_path,
+            check=check,
+            tags=tags,
+            forks=config.runner.forks,
+            timeout=config.runner.timeout,
+            env=dict(config.runner.env),
+            withhold=config.secret_env_names,
+        )
+        return self.runner.run(request, on_event=on_event)
+
+
+def build(ctx: Context, share: object) -> AnsibleApplier:
+    return AnsibleApplier(ctx)

@@ -14,26 +14,42 @@ means the run could not start; after, it means Terry cannot tell (``unreachable`
 
 from __future__ import annotations
 
+import os
 import re
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
-from typing import Any
+from dataclasses import dataclass, field, replace
+from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
 import httpx
 
-from terry.appliers.ansible_runner import (
+from terry.appliers.base import (
     EventStatus,
     HostStats,
+    Job,
+    OnEvent,
     RunnerEvent,
     RunResult,
     RunStatus,
+    Share,
 )
 from terry.config import ArgoCDConfig
-from terry.errors import RunnerError
+from terry.errors import GitError, RunnerError
 
-__all__ = ["AppStatus", "ArgoCDApplier", "ArgoCDClient", "ArgoCDError", "Operation", "SyncRequest"]
+if TYPE_CHECKING:
+    from terry.context import Context
+    from terry.gitops.repo import Repo
+
+__all__ = [
+    "AppStatus",
+    "ArgoCDApplier",
+    "ArgoCDClient",
+    "ArgoCDError",
+    "Operation",
+    "SyncRequest",
+    "build",
+]
 
 ACTION = "argocd.sync"
 _APP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
@@ -220,6 +236,7 @@ class ArgoCDApplier:
     """Sync, wait, judge; one ``RunResult`` per sync or status read."""
 
     name = "argocd"
+    check_words = "Argo CD sync --dry-run"
 
     def __init__(
         self,
@@ -229,12 +246,74 @@ class ArgoCDApplier:
         poll_interval: float = 2.0,
         clock: Callable[[], float] = time.monotonic,
         sleep: Callable[[float], None] = time.sleep,
+        repo: Repo | None = None,
+        share: Share | None = None,
+        say: Callable[[int, str], None] | None = None,
     ) -> None:
         self.client = client
         self.timeout = timeout
         self.poll_interval = poll_interval
         self._clock = clock
         self._sleep = sleep
+        self._repo = repo
+        self._share = share
+        self._say = say
+
+    # -- the applier protocol: a proposal's manifest change --------------------------------
+    # Argo CD reads the repository from where it is shared (the forge): a branch it dry-runs
+    # and a revert it syncs are shared first.
+    @property
+    def repo(self) -> Repo:
+        if self._repo is None:
+            raise RunnerError("the Argo CD applier was built without a repository")
+        return self._repo
+
+    def check(self, job: Job, on_event: OnEvent) -> RunResult:
+        """A dry-run sync of the proposal commit, with the manifest's diff."""
+        path, app = job.playbook, _app(job)
+        assert path is not None and job.branch is not None
+        parent = self.repo.head(f"{job.commit}^")
+        manifest = (
+            path,
+            self.repo.read_text(parent, path) or "",
+            self.repo.read_text(job.commit, path) or "",
+        )
+        if self._share is not None:
+            self._share.share_branch(job.branch)
+        request = SyncRequest(app, job.hosts[0], job.commit, dry_run=True, manifest=manifest)
+        return self.sync(request, on_event=on_event, contains=self.repo.is_ancestor)
+
+    def apply(self, job: Job, on_event: OnEvent) -> RunResult:
+        """Sync the merge and wait for Synced at it (or after it) and Healthy."""
+        request = SyncRequest(_app(job), job.hosts[0], job.commit, dry_run=False)
+        return self.sync(request, on_event=on_event, contains=self.repo.is_ancestor)
+
+    def verify(self, job: Job, on_event: OnEvent) -> RunResult:
+        return self.status(
+            _app(job), job.hosts[0], job.commit, contains=self.repo.is_ancestor, on_event=on_event
+        )
+
+    def rollback(self, job: Job, on_event: OnEvent) -> RunResult:
+        """Revert the merge on main (shared where Argo CD reads), then sync the revert."""
+        if self._share is not None:
+            self._share.refresh_main()
+        try:
+            sha = self.repo.revert_merge(
+                job.commit,
+                message=(
+                    f"Revert proposal {job.proposal_id} (merge {job.commit[:10]})\n\n"
+                    f"Terry-Proposal: {job.proposal_id}\nTerry-Reverts: {job.commit}\n"
+                ),
+            )
+        except GitError as exc:
+            raise RunnerError(f"cannot revert {job.commit[:10]} on main: {exc}") from exc
+        if self._share is not None:
+            self._share.share_main()
+        if self._say is not None:
+            self._say(job.proposal_id, f"reverted {job.commit[:10]} on main as {sha[:10]}")
+        request = SyncRequest(_app(job), job.hosts[0], sha, dry_run=False)
+        result = self.sync(request, on_event=on_event, contains=self.repo.is_ancestor)
+        return replace(result, revision=sha)
 
     def sync(
         self,
@@ -388,6 +467,24 @@ class ArgoCDApplier:
 
     def _timed_out(self, deadline: float) -> bool:
         return self._clock() >= deadline
+
+
+def _app(job: Job) -> str:
+    if not job.target:
+        raise RunnerError(f"proposal {job.proposal_id} names no Argo CD application")
+    return job.target
+
+
+def build(ctx: Context, share: Share) -> ArgoCDApplier:
+    config = ctx.config.argocd
+    return ArgoCDApplier(
+        ArgoCDClient.from_config(config, dict(os.environ)),
+        timeout=config.timeout,
+        poll_interval=config.poll_interval,
+        repo=ctx.repo,
+        share=share,
+        say=ctx.reporter.step,
+    )
 
 
 class _Events:

@@ -3,35 +3,174 @@ to one-line messages and exit codes that scripts can trust:
 
 0 ok · 1 failure · 2 bad input · 3 config · 4 not found · 5 not allowed in this state ·
 6 store · 7 git · 8 runner · 9 policy
+
+Each subcommand's module is imported only when that subcommand runs (``terry --help``
+imports none of them): the table below names each command's module and the first
+paragraph of its help, which ``--help`` shows (``tests/unit/test_cli_lazy.py`` holds the
+table to the commands' own help).
 """
 
 from __future__ import annotations
 
+import importlib
 import json
 import sys
+from gettext import gettext as _
 from pathlib import Path
+from typing import NamedTuple
 
 import click
 
-from terry.cli.output import OUTPUT_KEY
 from terry.errors import TerryError
 
 __all__ = ["main"]
 
 
+class Entry(NamedTuple):
+    module: str  # the module defining the command
+    attribute: str  # the command's name in that module
+    help: str  # the first paragraph of the command's help, as --help shows it
+
+
+COMMANDS: dict[str, Entry] = {
+    "alert": Entry("terry.cli.alerts", "command", "Feed Alertmanager alerts to Terry."),
+    "demo": Entry(
+        "terry.cli.demo", "command", "Run the whole loop and print a timeline per incident."
+    ),
+    "drift": Entry(
+        "terry.cli.drift",
+        "command",
+        "Drift: where live hosts differ from the desired state in the repository.",
+    ),
+    "example": Entry(
+        "terry.cli.example",
+        "command",
+        "The example hosts (local connection, scratch roots) the walkthrough runs on.",
+    ),
+    "explain": Entry(
+        "terry.cli.incidents",
+        "explain_command",
+        "A plain-language account of an incident: what happened, what Terry (or Claude) "
+        "concluded, what each proposal went through, and where it stands.",
+    ),
+    "forecast": Entry(
+        "terry.cli.forecast",
+        "command",
+        "Forecast disks and memory from Prometheus, flag odd hosts, prevent what is coming.",
+    ),
+    "incidents": Entry(
+        "terry.cli.incidents",
+        "command",
+        "Incidents: one problem on one target, built from alerts that share a fingerprint.",
+    ),
+    "init": Entry("terry.cli.init", "command", "Create (or adopt) a GitOps repository at PATH."),
+    "inventory": Entry(
+        "terry.cli.inventory",
+        "command",
+        "The inventory on main: hosts, their environment, tenant, labels and applier.",
+    ),
+    "lab": Entry(
+        "terry.cli.lab",
+        "command",
+        "The lab: SSH hosts in namespaces with real Prometheus and Alertmanager (root).",
+    ),
+    "policy": Entry(
+        "terry.cli.policy",
+        "command",
+        "The gate's policies (policies/ on main) and learning from outcomes.",
+    ),
+    "proposals": Entry(
+        "terry.cli.proposals",
+        "command",
+        "Proposals: concrete fixes (playbook + branch + dry run + decision) and their review.",
+    ),
+    "report": Entry(
+        "terry.cli.report",
+        "command",
+        "Reports over Terry's record: incidents, fixes, rollbacks, time saved.",
+    ),
+    "schedule": Entry(
+        "terry.cli.schedule",
+        "command",
+        "Scheduled drift scans and fixes, the weekly report, and where their reports go.",
+    ),
+    "serve": Entry(
+        "terry.cli.serve",
+        "command",
+        "Serve Alertmanager's webhook and Terry's API, and remediate in the background.",
+    ),
+    "sync": Entry(
+        "terry.cli.sync",
+        "command",
+        "Read every open pull request of Terry's and act on it, as the webhook would.",
+    ),
+}
+
+# Commands whose package may be absent (the lab commands arrive with the lab package).
+OPTIONAL = {"lab": "terry.lab"}
+
+
 class TerryGroup(click.Group):
-    """Root group: turns a TerryError anywhere below into one line and its exit code."""
+    """Root group: imports a subcommand's module when it is asked for, and turns a
+    TerryError anywhere below into one line and its exit code."""
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted({*self.commands, *(name for name in COMMANDS if _present(name))})
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.commands or cmd_name not in COMMANDS:
+            return self.commands.get(cmd_name)
+        entry = COMMANDS[cmd_name]
+        try:
+            module = importlib.import_module(entry.module)
+        except ImportError:
+            if cmd_name in OPTIONAL and not _present(cmd_name):
+                return None
+            raise
+        command: click.Command = getattr(module, entry.attribute)
+        self.add_command(command, cmd_name)
+        return command
+
+    def format_commands(self, ctx: click.Context, formatter: click.HelpFormatter) -> None:
+        """As click's, but a command not imported yet is described by its entry in
+        ``COMMANDS`` (the same text its own help would give)."""
+        commands = [(name, self._described(name)) for name in self.list_commands(ctx)]
+        commands = [(name, cmd) for name, cmd in commands if not cmd.hidden]
+        if not commands:
+            return
+        limit = formatter.width - 6 - max(len(name) for name, _cmd in commands)
+        rows = [(name, cmd.get_short_help_str(limit)) for name, cmd in commands]
+        with formatter.section(_("Commands")):
+            formatter.write_dl(rows)
+
+    def _described(self, name: str) -> click.Command:
+        loaded = self.commands.get(name)
+        if loaded is not None:
+            return loaded
+        return click.Command(name, help=COMMANDS[name].help)
 
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
         except TerryError as exc:
+            from terry.cli.output import OUTPUT_KEY
+
             message = str(exc).replace("\n", " ").strip() or type(exc).__name__
             if ctx.meta.get(OUTPUT_KEY) == "json":
                 click.echo(json.dumps({"error": message, "exit_code": exc.exit_code}), err=True)
             else:
                 click.echo(f"terry: error: {message}", err=True)
             ctx.exit(exc.exit_code)
+
+
+def _present(name: str) -> bool:
+    """Whether a command's package is installed (always, except an absent optional one)."""
+    package = OPTIONAL.get(name)
+    if package is None:
+        return True
+    from importlib.util import find_spec
+
+    return find_spec(package) is not None
 
 
 @click.group(cls=TerryGroup, context_settings={"help_option_names": ["-h", "--help"]})
@@ -55,51 +194,6 @@ def main(ctx: click.Context, repo: Path | None) -> None:
     """
     ctx.obj = repo
 
-
-def _register() -> None:
-    from terry.cli import (
-        alerts,
-        demo,
-        drift,
-        example,
-        forecast,
-        incidents,
-        init,
-        inventory,
-        policy,
-        proposals,
-        report,
-        schedule,
-        serve,
-        sync,
-    )
-
-    for module in (
-        init,
-        alerts,
-        incidents,
-        proposals,
-        sync,
-        serve,
-        drift,
-        forecast,
-        schedule,
-        report,
-        inventory,
-        policy,
-        example,
-        demo,
-    ):
-        main.add_command(module.command)
-    main.add_command(incidents.explain_command)
-    try:
-        from terry.cli import lab
-    except ImportError:  # the lab commands arrive with the lab package
-        return
-    main.add_command(lab.command)
-
-
-_register()
 
 if __name__ == "__main__":  # pragma: no cover
     sys.exit(main())

@@ -4,16 +4,18 @@ from __future__ import annotations
 
 import getpass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
 
-from terry.appliers.ansible_runner import EventStatus, RunnerEvent
+from terry.appliers.base import EventStatus, RunnerEvent
 from terry.cli.output import console, err_console
 from terry.config import Config, find_repo, load_config
-from terry.gitops.repo import Repo
-from terry.pipeline import Pipeline
 from terry.store import Store
+
+if TYPE_CHECKING:
+    from terry.pipeline import Pipeline
 
 __all__ = ["RichReporter", "actor_name", "open_config", "open_pipeline", "open_store"]
 
@@ -64,10 +66,12 @@ def open_store(config: Config) -> Store:
 
 
 def open_pipeline(ctx: click.Context, output: str) -> tuple[Config, Store, Pipeline]:
+    from terry.app import build_pipeline  # the whole pipeline: only for commands that act
+
     config = open_config(ctx)
     store = open_store(config)
     reporter = RichReporter(err_console if output == "json" else console)
-    return config, store, Pipeline(config, store, reporter=reporter)
+    return config, store, build_pipeline(config, store, reporter=reporter)
 
 
 def actor_name(config: Config, given: str | None) -> str:
@@ -76,6 +80,8 @@ def actor_name(config: Config, given: str | None) -> str:
         return given
     if config.actor:
         return config.actor
+    from terry.gitops.repo import Repo  # GitPython: only when git is asked
+
     name = Repo(config.repo, main_branch=config.main_branch).user_name()
     if name:
         return name

@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from terry.appliers.ansible_runner import EventStatus, RunnerEvent
+from terry.appliers.base import EventStatus, RunnerEvent
 from terry.cli.context import open_config, open_pipeline, open_store
 from terry.cli.output import (
     console,

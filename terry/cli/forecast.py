@@ -102,8 +102,8 @@ def command(
     pipeline = None
     if proposing:
         _config, _store, pipeline = open_pipeline(ctx, output)
-        sha, _catalogue, inventory = pipeline.main_view()
-        tree = pipeline.repo.tree(sha)
+        sha, _catalogue, inventory = pipeline.ctx.main.view()
+        tree = pipeline.ctx.repo.tree(sha)
     else:
         repo = Repo(config.repo, main_branch=config.main_branch)
         tree = repo.tree(repo.head())

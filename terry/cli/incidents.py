@@ -8,7 +8,6 @@ from rich.table import Table
 
 from terry.cli.context import open_config, open_store
 from terry.cli.output import console, emit_json, err_console, output_option
-from terry.reports.explain import explain_incident
 from terry.reports.views import incident_story, list_incidents
 
 
@@ -112,6 +111,8 @@ def explain_command(ctx: click.Context, incident_id: int, no_ai: bool, output: s
 
     Exit codes: 0, 4 no such incident.
     """
+    from terry.reports.explain import explain_incident  # the Anthropic client: only here
+
     config = open_config(ctx)
     found = explain_incident(config, open_store(config), incident_id, ask_claude=not no_ai)
     if output == "json":

@@ -13,7 +13,6 @@ from rich.console import Console
 
 from terry.errors import InputError
 from terry.jsonable import to_jsonable
-from terry.reports.markup import write_atomically
 
 __all__ = [
     "OUTPUT_KEY",
@@ -89,6 +88,8 @@ def emit_report(text: str, out: Path | None, what: str) -> None:
     if out is None:
         click.echo(text, nl=False)
         return
+    from terry.reports.markup import write_atomically  # jinja2: only when writing a report
+
     try:
         write_atomically(out, text)
     except OSError as exc:

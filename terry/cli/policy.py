@@ -54,7 +54,7 @@ def learn_command(ctx: click.Context, propose: bool, output: str) -> None:
     if output == "json":
         emit_json(learned.as_json())
         return
-    _print(learned, proposing=propose, repo=str(pipeline.config.repo))
+    _print(learned, proposing=propose, repo=str(pipeline.ctx.config.repo))
 
 
 def _print(learned: Learned, *, proposing: bool, repo: str) -> None:

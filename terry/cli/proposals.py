@@ -10,7 +10,7 @@ from rich.table import Table
 from terry.cli.context import actor_name, open_config, open_pipeline, open_store
 from terry.cli.output import console, emit_json, output_option
 from terry.proposals.state import ProposalState
-from terry.reports.views import list_proposals, proposal_detail
+from terry.proposals.view import list_proposals, proposal_detail
 
 STATES = [s.value for s in ProposalState]
 

@@ -78,8 +78,8 @@ def command(
     """
     import uvicorn
 
+    from terry.app import build_pipeline
     from terry.drift.fix import drift_fixer
-    from terry.pipeline import Pipeline
     from terry.service.schedules import Scheduler
     from terry.service.server import create_app
     from terry.service.worker import Worker
@@ -96,12 +96,14 @@ def command(
     worker = None
     if not no_worker:
         worker = Worker(
-            lambda: Pipeline(config, store, reporter=_LogReporter()), store, threads=threads
+            lambda: build_pipeline(config, store, reporter=_LogReporter()), store, threads=threads
         )
     scheduler = None
     if config.schedules and not no_schedules:
         scheduler = Scheduler(
-            config, store, fix=drift_fixer(lambda: Pipeline(config, store, reporter=_LogReporter()))
+            config,
+            store,
+            fix=drift_fixer(lambda: build_pipeline(config, store, reporter=_LogReporter())),
         )
     app = create_app(config, store, worker=worker, scheduler=scheduler)
     uvicorn.run(

@@ -9,7 +9,7 @@ from rich.table import Table
 from terry.cli.context import open_pipeline
 from terry.cli.output import console, emit_json, output_option
 from terry.errors import ConfigError, ForgeError
-from terry.review.forge import Reconciled
+from terry.review.base import Reconciled
 
 
 @click.command("sync")

@@ -16,7 +16,8 @@ from dataclasses import dataclass
 from enum import StrEnum
 from pathlib import Path
 
-from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunnerEvent, RunRequest, RunResult
+from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
+from terry.appliers.base import RunnerEvent, RunResult
 from terry.config import Config
 from terry.errors import ConfigError, InputError, NotFound
 from terry.gitops.repo import Repo

@@ -21,12 +21,13 @@ import uvicorn
 import yaml
 
 from terry import lab
+from terry.app import build_pipeline
 from terry.config import CONFIG_FILE, load_config
+from terry.context import Reporter
 from terry.demo.local import APPROVER, DemoRow
 from terry.errors import StateError
 from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
-from terry.pipeline import Pipeline, Reporter
 from terry.ports import free_port
 from terry.reports.views import IncidentSummary, list_incidents, list_proposals
 from terry.service.server import create_app
@@ -113,7 +114,9 @@ def run_lab_demo(
         config = load_config(repo, environ={})
         store = Store(config.store_url)
         store.migrate()
-        worker = Worker(lambda: Pipeline(config, store, reporter=reporter), store, poll_seconds=1.0)
+        worker = Worker(
+            lambda: build_pipeline(config, store, reporter=reporter), store, poll_seconds=1.0
+        )
         app = create_app(config, store, worker=worker, token=token)
         server = uvicorn.Server(
             uvicorn.Config(app, host="127.0.0.1", port=port, log_level="warning", lifespan="on")
@@ -154,7 +157,7 @@ def run_lab_demo(
         waiting = _wait("the production proposal to wait for review", production_waiting, timeout)
         assert isinstance(waiting, int)
         narrate(f"5. Production waits for review; {APPROVER} approves proposal {waiting}")
-        Pipeline(config, store, reporter=reporter).approve(waiting, actor=APPROVER)
+        build_pipeline(config, store, reporter=reporter).approve(waiting, actor=APPROVER)
 
         ids = {found[name].id for _h, _f, name in FAULTS}
 

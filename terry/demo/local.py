@@ -15,10 +15,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime
 from pathlib import Path
 
+from terry.app import build_pipeline
 from terry.config import load_config
+from terry.context import Reporter
 from terry.demo import example
 from terry.gitops.init import init_repository
-from terry.pipeline import Pipeline, Reporter
 from terry.reports.views import incident_story
 from terry.sources.alertmanager import Alert, AlertStatus, Payload
 from terry.store import Store
@@ -72,7 +73,7 @@ def run_demo(
     config = load_config(repo, environ={})
     store = Store(config.store_url)
     store.migrate()
-    pipeline = Pipeline(config, store, reporter=reporter)
+    pipeline = build_pipeline(config, store, reporter=reporter)
 
     narrate("2. The example fleet (local connection, scratch roots): applying site.yml")
     result = example.up(config, on_event=lambda e: reporter.event(0, "site", e))

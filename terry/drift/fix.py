@@ -16,14 +16,14 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from terry.appliers.ansible_runner import RunnerEvent
+from terry.appliers.base import RunnerEvent
+from terry.diagnosis.finding import Fix
 from terry.diagnosis.rules import Diagnosis
 from terry.drift.items import HostStatus, ItemKind
 from terry.drift.scan import RECONCILE, SITE, ScanOutcome, run_scan
 from terry.incidents import lifecycle as incidents
 from terry.inventory.check import site_roles
 from terry.pipeline import Pipeline
-from terry.proposals.state import get
 from terry.remedies.catalogue import Remedy, modules_of_roles
 from terry.remedies.render import render_reconcile
 
@@ -58,6 +58,8 @@ def reconcile_remedy(tree: Path, roles_path: str, playbooks_path: str) -> Remedy
         rollback_summary="None automatic: the desired state is the reference; revert its "
         "commit in git and fix again",
         source=f"{playbooks_path}/{SITE}",
+        verified_by=("drift-scan",),
+        resolves="drift fixed",
     )
 
 
@@ -70,7 +72,8 @@ def fix_drift(
     on_event: Callable[[RunnerEvent], None] | None = None,
 ) -> FixOutcome:
     """Scan, then propose one reconciliation of every host with fixable drift."""
-    config, store = pipeline.config, pipeline.store
+    ctx = pipeline.ctx
+    config, store = ctx.config, ctx.store
     scanned = run_scan(config, store, limit=limit, forks=forks, on_event=on_event)
     fixable = tuple(
         sorted(
@@ -91,44 +94,40 @@ def fix_drift(
     if not fixable:
         return FixOutcome(scanned.scan_id, (), left=left, unreachable=unreachable)
     incident_id = _open(pipeline, scanned, fixable)
-    sha, _catalogue, inventory = pipeline.main_view(scanned.commit)
-    remedy = reconcile_remedy(pipeline.repo.tree(sha), config.roles_path, config.playbooks_path)
+    sha, _catalogue, inventory = ctx.main.view(scanned.commit)
+    remedy = reconcile_remedy(ctx.repo.tree(sha), config.roles_path, config.playbooks_path)
     site = f"{config.playbooks_path}/{SITE}"
-    proposal_id = pipeline.propose(
-        incident_id,
+    fix = Fix(
         Diagnosis(remedy, tuple(inventory.hosts[h] for h in fixable), {}),
         base=sha,
-        renderer=lambda pid, iid: render_reconcile(proposal_id=pid, incident_id=iid, site=site),
+        render=lambda pid, iid: render_reconcile(proposal_id=pid, incident_id=iid, site=site),
     )
-    incidents.mark_diagnosed(store, incident_id, host=fixable[0])
-    pipeline.advance(proposal_id, apply=apply)
-    with store.session() as session:
-        row = get(session, proposal_id)
-        return FixOutcome(
-            scanned.scan_id,
-            fixable,
-            incident_id,
-            proposal_id,
-            row.state,
-            row.decision,
-            tuple(row.reasons),
-            left,
-            unreachable,
-        )
+    done = pipeline.handle(incident_id, fix, apply=apply)
+    return FixOutcome(
+        scanned.scan_id,
+        fixable,
+        incident_id,
+        done.proposal_id,
+        done.state,
+        done.decision,
+        done.reasons,
+        left,
+        unreachable,
+    )
 
 
 def _open(pipeline: Pipeline, scanned: ScanOutcome, hosts: tuple[str, ...]) -> int:
     count = sum(len(scanned.hosts[h].items) for h in hosts)
     digest = hashlib.sha256("\x1f".join(hosts).encode()).hexdigest()[:24]
     return incidents.open_incident(
-        pipeline.store,
+        pipeline.ctx.store,
         source="drift",
         fingerprint=f"drift:{digest}",
         title=f"Drift on {len(hosts)} host(s): {', '.join(hosts)}"[:200],
         host=hosts[0],
         labels={"alertname": "Drift", "scan": str(scanned.scan_id), "hosts": ",".join(hosts)},
         annotations={"summary": f"{count} item(s) differ from the desired state"},
-        holder=pipeline.holder,
+        holder=pipeline.ctx.holder,
     )
 
 

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from terry.appliers.ansible_runner import EventStatus, RunnerEvent, RunResult, render_diffs
+from terry.appliers.base import EventStatus, RunnerEvent, RunResult, render_diffs
 from terry.inventory.hosts import Host
 
 __all__ = [

@@ -17,7 +17,8 @@ from pathlib import Path
 
 import yaml
 
-from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunnerEvent, RunRequest, RunStatus
+from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
+from terry.appliers.base import RunnerEvent, RunStatus
 from terry.config import Config
 from terry.drift.items import (
     OS_TASK,

@@ -27,7 +27,7 @@ from terry.forecast.anomaly import (
 )
 
 if TYPE_CHECKING:
-    from terry.forecast.prometheus import RangeSeries
+    from terry.forecast.ranges import RangeSeries
 
 __all__ = ["AnomalyScan", "compare", "host_rows", "span_means"]
 

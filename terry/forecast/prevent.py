@@ -32,6 +32,7 @@ from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import select
 
+from terry.diagnosis.rules import NoFix
 from terry.durations import format_duration
 from terry.forecast.anomaly import HostAnomaly
 from terry.forecast.nodes import AnomalyScan
@@ -170,7 +171,7 @@ def _open_incident(
     fingerprint: str, pipeline: Pipeline, source: str = SOURCE
 ) -> tuple[int, str | None] | None:
     """The open incident with this fingerprint and its newest proposal's state."""
-    with pipeline.store.session() as session:
+    with pipeline.ctx.store.session() as session:
         incident_id = session.scalar(
             select(IncidentRow.id)
             .where(
@@ -193,7 +194,7 @@ def _open_incident(
 
 
 def _resolve(pipeline: Pipeline, incident_id: int, reason: str) -> None:
-    incidents.resolve(pipeline.store, incident_id, reason)
+    incidents.resolve(pipeline.ctx.store, incident_id, reason)
     pipeline.incident_changed(incident_id, resolved=True, detail=reason)
 
 
@@ -227,7 +228,7 @@ def _disk_labels(d: DiskForecast) -> tuple[dict[str, str], dict[str, str]]:
 
 def _prevent_disk(pipeline: Pipeline, d: DiskForecast, *, apply: bool) -> Action:
     fingerprint = disk_fingerprint(d.host, d.mountpoint)
-    with named_lock(pipeline.store, fingerprint, ttl=_OPENING) as taken:
+    with named_lock(pipeline.ctx.store, fingerprint, ttl=_OPENING) as taken:
         if not taken:
             return Action("disk", d.host, d.mountpoint, "busy", None, note="another forecast")
         found = _open_incident(fingerprint, pipeline)
@@ -249,7 +250,7 @@ def _prevent_disk(pipeline: Pipeline, d: DiskForecast, *, apply: bool) -> Action
             )
         labels, annotations = _disk_labels(d)
         incident_id = incidents.open_incident(
-            pipeline.store,
+            pipeline.ctx.store,
             source=SOURCE,
             fingerprint=fingerprint,
             # diagnosis reads the alertname from the title, as for an alert's incident
@@ -257,9 +258,9 @@ def _prevent_disk(pipeline: Pipeline, d: DiskForecast, *, apply: bool) -> Action
             host=d.host,
             labels=labels,
             annotations=annotations,
-            holder=pipeline.holder,
+            holder=pipeline.ctx.holder,
         )
-    pipeline.reporter.step(None, f"incident {incident_id}: {annotations['summary']}")
+    pipeline.ctx.reporter.step(None, f"incident {incident_id}: {annotations['summary']}")
     outcome = pipeline.remediate(incident_id, apply=apply)
     if outcome.state == ProposalState.VERIFIED.value:
         _resolve(
@@ -306,27 +307,23 @@ def _keep_for_human(
 ) -> Action:
     """Open an incident no remedy is proposed for, marked diagnosed and kept for a human
     with ``reason``; one per fingerprint while open."""
-    with named_lock(pipeline.store, fingerprint, ttl=_OPENING) as taken:
+    with named_lock(pipeline.ctx.store, fingerprint, ttl=_OPENING) as taken:
         if not taken:
             return Action(kind, host, None, "busy", None, note="another forecast")
         found = _open_incident(fingerprint, pipeline, source)
         if found is not None:
             return Action(kind, host, None, "open", found[0], note=f"incident {found[0]} is open")
         incident_id = incidents.open_incident(
-            pipeline.store,
+            pipeline.ctx.store,
             source=source,
             fingerprint=fingerprint,
             title=labels["alertname"],
             host=host,
             labels=labels,
             annotations=annotations,
-            holder=pipeline.holder,
+            holder=pipeline.ctx.holder,
         )
-    incidents.mark_diagnosed(pipeline.store, incident_id, host=host)
-    incidents.set_attention(pipeline.store, incident_id, reason)
-    pipeline.reporter.step(
-        None, f"incident {incident_id}: kept for a human: {annotations['summary']}"
-    )
+    pipeline.handle(incident_id, NoFix(reason, host=host))
     return Action(kind, host, None, "opened", incident_id, note=reason)
 
 

@@ -35,6 +35,7 @@ from terry.errors import ConfigError, TerryError
 from terry.forecast.anomaly import AnomalySettings
 from terry.forecast.leak import Leak, LeakSettings, detect_leak
 from terry.forecast.nodes import AnomalyScan, compare, host_rows
+from terry.forecast.ranges import RangeSeries
 from terry.forecast.trend import Forecast, ForecastSettings, Outcome, forecast
 from terry.inventory.hosts import Host, Inventory
 
@@ -56,15 +57,6 @@ class PrometheusError(TerryError):
     like Prometheus. Exit code 8, as for the other services Terry depends on to act."""
 
     exit_code = 8
-
-
-@dataclass(frozen=True, eq=False)
-class RangeSeries:
-    """One series of a range query: its labels and finite-or-not samples, in time order."""
-
-    labels: dict[str, str]
-    timestamps: Floats
-    values: Floats
 
 
 def _shown_url(url: str) -> str:

@@ -249,8 +249,8 @@ def _gate_input(s: Standing, modules: tuple[str, ...], overall: History) -> dict
 
 
 def _policy_files(pipeline: Pipeline, sha: str) -> dict[str, str]:
-    tree = pipeline.repo.tree(sha)
-    root = tree / pipeline.config.policy.path
+    tree = pipeline.ctx.repo.tree(sha)
+    root = tree / pipeline.ctx.config.policy.path
     if not root.is_dir():
         return {}
     return {
@@ -261,16 +261,16 @@ def _policy_files(pipeline: Pipeline, sha: str) -> dict[str, str]:
 
 def learn(pipeline: Pipeline) -> Learned:
     """Read the record and main's policy data; try each change against the gate."""
-    sha, catalogue, _inventory = pipeline.main_view()
+    sha, catalogue, _inventory = pipeline.ctx.main.view()
     files = _policy_files(pipeline, sha)
-    settings = read_settings(pipeline.config.policy.path, files)
-    records = remedy_records(pipeline.store)
+    settings = read_settings(pipeline.ctx.config.policy.path, files)
+    records = remedy_records(pipeline.ctx.store)
     risks = {r.name: r.risk.value for r in catalogue.remedies}
     standings = stand(settings, records, risks)
     changes = tuple(s for s in standings if s.change is not Change.NONE)
     if not changes:
         return Learned(settings, sha, standings)
-    before = pipeline.main_policies(sha)
+    before = pipeline.ctx.main.policies(sha)
     edited_text = edit_document(files[settings.path], edited_listing(settings, changes))
     after = PolicySet(before.modules, _edited_data(before, files, settings.path, edited_text), None)
     tried: list[Standing] = []
@@ -282,7 +282,7 @@ def learn(pipeline: Pipeline) -> Learned:
         modules = tuple(remedy.modules) if remedy else ()
         overall = records[s.remedy].overall if s.remedy in records else s.history
         case = _gate_input(s, modules, overall)
-        now, then = (pipeline.engine.decide(p, case) for p in (before, after))
+        now, then = (pipeline.steps.gate.engine.decide(p, case) for p in (before, after))
         if any("failing closed" in r for r in then.reasons):
             raise TerryError(f"the edited policy data does not evaluate: {then.reasons[0]}")
         tried.append(replace(s, gate_before=now.verdict.value, gate_after=then.verdict.value))
@@ -344,32 +344,30 @@ def propose_learned(pipeline: Pipeline, learned: Learned) -> Learned:
         return learned
     listing = edited_listing(learned.settings, learned.changes)
     digest = hashlib.sha256(json.dumps(listing, sort_keys=True).encode()).hexdigest()[:10]
-    branch = pipeline.repo.check_branch_name(f"terry/policy-learn-{digest}")
+    branch = pipeline.ctx.repo.check_branch_name(f"terry/policy-learn-{digest}")
     files = _policy_files(pipeline, learned.policy_commit)
-    if pipeline.repo.ref_exists(branch):
+    if pipeline.ctx.repo.ref_exists(branch):
         learned = replace(
-            learned, branch=branch, commit=pipeline.repo.head(branch), already_proposed=True
+            learned, branch=branch, commit=pipeline.ctx.repo.head(branch), already_proposed=True
         )
     else:
         text = edit_document(files[learned.settings.path], listing)
-        commit = pipeline.repo.commit_files(
+        commit = pipeline.ctx.repo.commit_files(
             branch=branch,
             files={learned.settings.path: text},
             message=_message(learned),
             base=learned.policy_commit,
         )
         learned = replace(learned, branch=branch, commit=commit)
-    if pipeline.uses_forge:
-        try:
-            pipeline._share_branch(branch)
-            pull = pipeline.forge.open_pull(
-                branch=branch,
-                base=pipeline.config.main_branch,
-                title=_message(learned).splitlines()[0],
-                body=pull_body(learned),
-            )
-            pipeline.forge.label(pull.number, ["terry", "policy"])
-            learned = replace(learned, pull_url=pull.url)
-        except TerryError as exc:
-            learned = replace(learned, pull_error=str(exc))
+    try:
+        url = pipeline.review.open_change(
+            branch,
+            title=_message(learned).splitlines()[0],
+            body=pull_body(learned),
+            labels=("terry", "policy"),
+        )
+        if url is not None:
+            learned = replace(learned, pull_url=url)
+    except TerryError as exc:
+        learned = replace(learned, pull_error=str(exc))
     return learned

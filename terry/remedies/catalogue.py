@@ -87,6 +87,14 @@ class Remedy:
     source: str  # the file it came from, relative to the repository
     # Set for remedies applied by Argo CD: the manifest change (apply/verify/rollback unused).
     manifest: ManifestEdit | None = None
+    # How a proposal of this remedy is verified: named checks, in order (terry.steps.verify:
+    # "applier" asks the applier, "prometheus" runs prometheus_verify when configured,
+    # "drift-scan" scans the hosts, "inventory" reads the inventory on main).
+    verified_by: tuple[str, ...] = ("applier", "prometheus")
+    # Whether the applier rolls it back; otherwise a person does, as rollback_summary says.
+    rolls_back: bool = True
+    # Verified, the incident is resolved with these words (None: its alert resolving it).
+    resolves: str | None = None
 
     @property
     def applier(self) -> str:
@@ -104,9 +112,12 @@ class Remedy:
         verify_summary: str,
         rollback_summary: str,
         source: str,
+        verified_by: tuple[str, ...],
+        resolves: str,
     ) -> Remedy:
         """A remedy that is no catalogue entry but the desired state itself (a drift fix,
-        an inventory edit): medium risk, no parameters, verify and rollback tasks of its own."""
+        an inventory edit): medium risk, no parameters, verified by ``verified_by``, and rolled
+        back by a person, never automatically (the desired state is the reference)."""
         return cls(
             name=name,
             summary=summary,
@@ -122,6 +133,9 @@ class Remedy:
             prometheus_verify=None,
             modules=modules,
             source=source,
+            verified_by=verified_by,
+            rolls_back=False,
+            resolves=resolves,
         )
 
 

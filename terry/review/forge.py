@@ -11,21 +11,25 @@ Merging on GitHub moves main there; Terry fetches it and fast-forwards its own m
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from dataclasses import dataclass
+from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
+from terry.context import Context
 from terry.errors import ForgeError, StateError, TerryError
 from terry.forges.body import ReviewPacket, fenced, pr_body, pr_title
 from terry.forges.commands import Command, Verb, parse_command
-from terry.forges.github import GitHubForge, PullState, credentials_from_env
 from terry.proposals.state import ProposalState, get, transition
-from terry.review.local import ReviewSteps
-from terry.store.models import IncidentRow, ProposalRow
+from terry.review.base import Reconciled, ReviewActions, merge_trailers
+from terry.review.local import LocalReview
+from terry.store.models import ProposalRow
 
-__all__ = ["ForgeReviewSteps", "Reconciled"]
+if TYPE_CHECKING:
+    from terry.forges.github import GitHubForge, PullState
+
+__all__ = ["GitHubReview"]
 
 S = ProposalState
 _LOCKS: dict[int, threading.Lock] = {}
@@ -40,26 +44,26 @@ def _one_at_a_time(proposal_id: int) -> Iterator[None]:
         yield
 
 
-@dataclass(frozen=True)
-class Reconciled:
-    proposal_id: int
-    pr_number: int | None
-    state: str
-    notes: tuple[str, ...]
-    error: str | None = None  # GitHub refused or was unreachable; the next sync tries again
+class GitHubReview:
+    """Review on GitHub: pull requests, and what people do on them."""
 
+    name = "github"
 
-class ForgeReviewSteps(ReviewSteps):
-    _forge: GitHubForge | None = None
+    def __init__(self, ctx: Context, *, forge: GitHubForge | None = None) -> None:
+        self.ctx = ctx
+        self.config = ctx.config
+        self.store = ctx.store
+        self.repo = ctx.repo
+        self.reporter = ctx.reporter
+        self.local = LocalReview(ctx)  # merges straight to main go through it
+        self._forge = forge
 
     # -- the forge --------------------------------------------------------------------------
     @property
-    def uses_forge(self) -> bool:
-        return self.config.forge.kind == "github"
-
-    @property
     def forge(self) -> GitHubForge:
         if self._forge is None:
+            from terry.forges.github import GitHubForge, credentials_from_env
+
             github = self.config.forge.github
             self._forge = GitHubForge(github, credentials_from_env(github))
         return self._forge
@@ -73,18 +77,25 @@ class ForgeReviewSteps(ReviewSteps):
     def _fetch_main(self) -> str:
         return self.repo.fetch_main(self.config.forge.github.remote, env=self.forge.git_env())
 
+    def open_change(
+        self, branch: str, *, title: str, body: str, labels: tuple[str, ...]
+    ) -> str | None:
+        self._push_branch(branch)
+        pull = self.forge.open_pull(
+            branch=branch, base=self.config.main_branch, title=title, body=body
+        )
+        self.forge.label(pull.number, list(labels))
+        return pull.url
+
     # Argo CD reads the repository from GitHub: what it syncs must be there first.
-    def _share_branch(self, branch: str) -> None:
-        if self.uses_forge:
-            self._push_branch(branch)
+    def share_branch(self, branch: str) -> None:
+        self._push_branch(branch)
 
-    def _share_main(self) -> None:
-        if self.uses_forge:
-            self._push_main()
+    def share_main(self) -> None:
+        self._push_main()
 
-    def _refresh_main(self) -> None:
-        if self.uses_forge:
-            self._fetch_main()
+    def refresh_main(self) -> None:
+        self._fetch_main()
 
     def _set(self, proposal_id: int, **values: object) -> None:
         with self.store.session() as session:
@@ -97,43 +108,21 @@ class ForgeReviewSteps(ReviewSteps):
 
     # -- publishing -------------------------------------------------------------------------
     def packet(self, proposal_id: int) -> ReviewPacket:
-        _sha, _catalogue, inventory = self.main_view()
-        with self.store.session() as session:
-            row = get(session, proposal_id)
-            incident = session.get(IncidentRow, row.incident_id)
-            assert incident is not None and row.commit_sha and row.branch
-            hosts = tuple(row.hosts)
-            known = [h for n in hosts if (h := inventory.hosts.get(n))]
-            environments = sorted({h.environment for h in known if h.environment})
-            tenants = sorted({h.tenant for h in known if h.tenant})
-            return ReviewPacket(
-                proposal_id=row.id,
-                incident_id=incident.id,
-                remedy=row.remedy,
-                hosts=hosts,
-                environments=tuple(environments),
-                tenants=tuple(tenants),
-                risk=row.risk,
-                decision=row.decision,
-                reasons=tuple(row.reasons),
-                policy_commit=row.policy_commit,
-                commit=row.commit_sha,
-                branch=row.branch,
-                alertname=incident.title,
-                labels=dict(incident.labels),
-                annotations=dict(incident.annotations),
-                opened_at=incident.opened_at,
-                recurrence=incident.recurrence,
-                diagnosis=self.repo.message(row.commit_sha),
-                playbook_path=row.playbook_path,
-                playbook=row.playbook,
-                check_summary=dict(row.check_summary),
-                check_diff=row.check_diff,
-                applier=row.applier,
-                target=row.target,
-                ai_authored=row.ai_authored,
-                confidence=row.confidence,
-            )
+        from terry.proposals.view import review_packet
+
+        return review_packet(self.ctx, proposal_id)
+
+    def request(self, proposal_id: int, *, reason: str, changes: Mapping[str, object]) -> None:
+        """Awaiting review, with its pull request pending until published."""
+        transition(
+            self.store,
+            proposal_id,
+            S.AWAITING_REVIEW,
+            actor="policy",
+            reason=reason,
+            changes={**changes, "forge_state": "pending"},
+        )
+        self.publish(proposal_id)
 
     def publish(self, proposal_id: int) -> PullState | None:
         """Push the branch and open (or update) its pull request with labels, reviewers and
@@ -187,11 +176,7 @@ class ForgeReviewSteps(ReviewSteps):
         return users, teams
 
     # -- merging ----------------------------------------------------------------------------
-    def _merge(
-        self, proposal_id: int, *, actor: str, reason: str, from_state: ProposalState
-    ) -> str:
-        if not self.uses_forge:
-            return super()._merge(proposal_id, actor=actor, reason=reason, from_state=from_state)
+    def merge(self, proposal_id: int, *, actor: str, reason: str, from_state: ProposalState) -> str:
         with self.store.session() as session:
             row = get(session, proposal_id)
             number, commit, branch = row.pr_number, row.commit_sha, row.branch
@@ -200,7 +185,7 @@ class ForgeReviewSteps(ReviewSteps):
             # Straight to main on the forge: merge locally on top of the forge's main, push.
             self._fetch_main()
             self._push_branch(branch)
-            merge_sha = super()._merge(
+            merge_sha = self.local.merge(
                 proposal_id, actor=actor, reason=reason, from_state=from_state
             )
             self._push_main()
@@ -214,7 +199,7 @@ class ForgeReviewSteps(ReviewSteps):
             number,
             sha=commit,
             title=f"Merge {branch} (terry #{proposal_id})",
-            message=self.merge_trailers(proposal_id),
+            message=merge_trailers(self.store, proposal_id),
         )
         self._fetch_main()
         transition(
@@ -230,7 +215,7 @@ class ForgeReviewSteps(ReviewSteps):
         return merge_sha
 
     # -- what people did on the pull request ------------------------------------------------
-    def reconcile(self, proposal_id: int) -> Reconciled:
+    def reconcile(self, proposal_id: int, actions: ReviewActions) -> Reconciled:
         with _one_at_a_time(proposal_id):
             notes: list[str] = []
             error: str | None = None
@@ -249,12 +234,12 @@ class ForgeReviewSteps(ReviewSteps):
                 number = pull.number if pull else None
             elif number is not None:
                 try:
-                    self._reconcile_pull(proposal_id, number, notes)
+                    self._reconcile_pull(proposal_id, number, notes, actions)
                 except ForgeError as exc:
                     self._set(proposal_id, forge_error=str(exc))
                     error = str(exc)
                     notes.append(f"GitHub: {exc}")
-            state_now = self.state(proposal_id).value
+            state_now = actions.state(proposal_id).value
             return Reconciled(proposal_id, number, state_now, tuple(notes), error)
 
     def _withdraw(
@@ -278,7 +263,9 @@ class ForgeReviewSteps(ReviewSteps):
             changes={"outcome": outcome, "forge_state": forge_state},
         )
 
-    def _reconcile_pull(self, proposal_id: int, number: int, notes: list[str]) -> None:
+    def _reconcile_pull(
+        self, proposal_id: int, number: int, notes: list[str], actions: ReviewActions
+    ) -> None:
         pull = self.forge.pull(number)
         with self.store.session() as session:
             row = get(session, proposal_id)
@@ -286,7 +273,7 @@ class ForgeReviewSteps(ReviewSteps):
         assert commit is not None
         if pull.merged:
             if state in (S.AWAITING_REVIEW, S.APPROVED):
-                self._merged_by_person(proposal_id, pull, commit, notes)
+                self._merged_by_person(proposal_id, pull, commit, notes, actions)
             return
         if pull.state == "closed":
             if state is S.AWAITING_REVIEW:
@@ -305,11 +292,15 @@ class ForgeReviewSteps(ReviewSteps):
                 continue
             command = parse_command(comment.body)
             if command is not None:
-                notes.append(self._command(proposal_id, number, commit, comment.user, command))
-        if self.state(proposal_id) is S.AWAITING_REVIEW:
+                notes.append(
+                    self._command(proposal_id, number, commit, comment.user, command, actions)
+                )
+        if actions.state(proposal_id) is S.AWAITING_REVIEW:
             approvers = self._approvers(number, commit)
             if len(approvers) >= self.config.forge.github.required_approvals:
-                notes.append(self._approve_and_merge(proposal_id, number, commit, approvers))
+                notes.append(
+                    self._approve_and_merge(proposal_id, number, commit, approvers, actions)
+                )
 
     def _allowed(self, user: str) -> bool:
         allowed = self.config.forge.github.allowed_users
@@ -341,19 +332,29 @@ class ForgeReviewSteps(ReviewSteps):
         return False
 
     def _approve_and_merge(
-        self, proposal_id: int, number: int, commit: str, approvers: list[str]
+        self,
+        proposal_id: int,
+        number: int,
+        commit: str,
+        approvers: list[str],
+        actions: ReviewActions,
     ) -> str:
         if not self._head_is_checked(proposal_id, number, commit):
             return "head moved: not merged"
         who = ", ".join(approvers)
-        self.approve(proposal_id, actor=who, apply=False)
+        actions.approve(proposal_id, actor=who, apply=False)
         self.forge.comment(number, f"Approved by {who}: merged; applying now.")
-        self.apply(proposal_id, actor=who)
+        actions.apply(proposal_id, actor=who)
         self._report(proposal_id, number)
         return f"approved by {who}: merged and applied"
 
     def _merged_by_person(
-        self, proposal_id: int, pull: PullState, commit: str, notes: list[str]
+        self,
+        proposal_id: int,
+        pull: PullState,
+        commit: str,
+        notes: list[str],
+        actions: ReviewActions,
     ) -> None:
         who = pull.merged_by or "github"
         refusal = None
@@ -380,8 +381,8 @@ class ForgeReviewSteps(ReviewSteps):
             return
         assert pull.merge_sha is not None
         self._fetch_main()
-        if self.state(proposal_id) is S.AWAITING_REVIEW:
-            self._record_approval(proposal_id, actor=who, reason=f"merged on GitHub by {who}")
+        if actions.state(proposal_id) is S.AWAITING_REVIEW:
+            actions.record_approval(proposal_id, actor=who, reason=f"merged on GitHub by {who}")
         transition(
             self.store,
             proposal_id,
@@ -391,11 +392,19 @@ class ForgeReviewSteps(ReviewSteps):
             allowed_from=(S.APPROVED,),
             changes={"merge_sha": pull.merge_sha, "forge_state": "merged"},
         )
-        self.apply(proposal_id, actor=who)
+        actions.apply(proposal_id, actor=who)
         self._report(proposal_id, pull.number)
         notes.append(f"merged by {who}: applied")
 
-    def _command(self, proposal_id: int, number: int, commit: str, user: str, cmd: Command) -> str:
+    def _command(
+        self,
+        proposal_id: int,
+        number: int,
+        commit: str,
+        user: str,
+        cmd: Command,
+        actions: ReviewActions,
+    ) -> str:
         said = f"`{cmd.verb.value}` from @{user}"
         if not self._allowed(user):
             self.forge.comment(
@@ -404,19 +413,19 @@ class ForgeReviewSteps(ReviewSteps):
             return f"refused {cmd.verb.value} from {user}"
         try:
             if cmd.verb is Verb.APPLY:
-                state = self.state(proposal_id)
+                state = actions.state(proposal_id)
                 if state is not S.AWAITING_REVIEW:
                     raise StateError(f"proposal {proposal_id} is {state.value}")
-                return self._approve_and_merge(proposal_id, number, commit, [user])
+                return self._approve_and_merge(proposal_id, number, commit, [user], actions)
             if cmd.verb is Verb.REJECT:
                 reason = cmd.argument or "no reason given"
-                self.reject(proposal_id, actor=user, reason=reason)
+                actions.reject(proposal_id, actor=user, reason=reason)
                 self._set(proposal_id, forge_state="closed")
                 self.forge.comment(number, f"Rejected by {user}: {fenced(reason)}\nClosing.")
                 self.forge.close(number)
                 return f"rejected by {user}"
             if cmd.verb is Verb.ROLLBACK:
-                state = self.rollback(proposal_id, actor=user)
+                state = actions.rollback(proposal_id, actor=user)
                 self.forge.comment(number, f"Rollback requested by {user}: now `{state.value}`.")
                 return f"rolled back by {user}: {state.value}"
             if cmd.verb is Verb.EXPLAIN:
@@ -453,8 +462,6 @@ class ForgeReviewSteps(ReviewSteps):
     # -- the incident moved on --------------------------------------------------------------
     def incident_changed(self, incident_id: int, *, resolved: bool, detail: str) -> None:
         """Tell open pull requests of this incident; close them when it resolved by itself."""
-        if not self.uses_forge:
-            return
         with self.store.session() as session:
             rows = session.execute(
                 select(ProposalRow.id, ProposalRow.pr_number).where(
@@ -482,10 +489,8 @@ class ForgeReviewSteps(ReviewSteps):
             except ForgeError as exc:
                 self._set(proposal_id, forge_error=str(exc))
 
-    def sync(self) -> list[Reconciled]:
+    def sync(self, actions: ReviewActions) -> list[Reconciled]:
         """Reconcile every proposal whose pull request is pending or open (polling)."""
-        if not self.uses_forge:
-            return []
         with self.store.session() as session:
             ids = list(
                 session.scalars(
@@ -494,4 +499,4 @@ class ForgeReviewSteps(ReviewSteps):
                     .order_by(ProposalRow.id)
                 )
             )
-        return [self.reconcile(i) for i in ids]
+        return [self.reconcile(i, actions) for i in ids]

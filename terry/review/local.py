@@ -1,80 +1,78 @@
-"""Review: a merge decision merges at once; a review decision waits for a person to approve
-(merge, then apply) or reject. Every merge commit carries the decision, its reasons, the
-policy commit and who approved, as trailers.
-"""
+"""Local review: a merge decision merges into main at once; a review decision waits for a
+person (``terry proposals approve|reject``). Nothing is shared: appliers read this
+repository. Every merge commit carries the decision, its reasons, the policy commit and
+who approved, as trailers."""
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
+from terry.context import Context
 from terry.proposals.state import ProposalState, get, transition
-from terry.steps import Steps, decision_trailers, one_line
+from terry.review.base import Reconciled, ReviewActions, merge_trailers
 
-__all__ = ["ReviewSteps"]
-
-S = ProposalState
+__all__ = ["LocalReview"]
 
 
-class ReviewSteps(Steps):
-    def _merge(
-        self, proposal_id: int, *, actor: str, reason: str, from_state: ProposalState
-    ) -> str:
-        with self.store.session() as session:
+class LocalReview:
+    name = "local"
+
+    def __init__(self, ctx: Context) -> None:
+        self.ctx = ctx
+
+    def request(self, proposal_id: int, *, reason: str, changes: Mapping[str, object]) -> None:
+        transition(
+            self.ctx.store,
+            proposal_id,
+            ProposalState.AWAITING_REVIEW,
+            actor="policy",
+            reason=reason,
+            changes={**changes, "forge_state": None},
+        )
+
+    def merge(self, proposal_id: int, *, actor: str, reason: str, from_state: ProposalState) -> str:
+        ctx = self.ctx
+        with ctx.store.session() as session:
             row = get(session, proposal_id)
             branch, remedy, hosts = row.branch, row.remedy, ", ".join(row.hosts)
         assert branch is not None
-        message = f"Merge {branch}: {remedy} on {hosts}\n\n" + self.merge_trailers(proposal_id)
-        merge_sha = self.repo.merge(branch, message=message)
+        message = f"Merge {branch}: {remedy} on {hosts}\n\n" + merge_trailers(
+            ctx.store, proposal_id
+        )
+        merge_sha = ctx.repo.merge(branch, message=message)
+        main = ctx.config.main_branch
         transition(
-            self.store,
+            ctx.store,
             proposal_id,
-            S.MERGED,
+            ProposalState.MERGED,
             actor=actor,
-            reason=f"merged into {self.config.main_branch} as {merge_sha[:10]}: {reason}",
+            reason=f"merged into {main} as {merge_sha[:10]}: {reason}",
             allowed_from=(from_state,),
             changes={"merge_sha": merge_sha},
         )
-        self.reporter.step(proposal_id, f"merged into {self.config.main_branch} ({merge_sha[:10]})")
+        ctx.reporter.step(proposal_id, f"merged into {main} ({merge_sha[:10]})")
         return merge_sha
 
-    def merge_trailers(self, proposal_id: int) -> str:
-        """The merge commit's trailers: the proposal, the gate's verdict, who approved."""
-        with self.store.session() as session:
-            row = get(session, proposal_id)
-            decision, reasons, policy_commit = row.decision, list(row.reasons), row.policy_commit
-            approved_by = row.approved_by
-        trailers = [
-            f"Terry-Proposal: {proposal_id}",
-            *decision_trailers(decision, reasons, policy_commit),
-        ]
-        if approved_by:
-            trailers.append(f"Terry-Approved-By: {one_line(approved_by, 100)}")
-        return "\n".join(trailers) + "\n"
+    def incident_changed(self, incident_id: int, *, resolved: bool, detail: str) -> None:
+        return None  # nobody to tell: the CLI shows the incident as it is
 
-    def _record_approval(self, proposal_id: int, *, actor: str, reason: str) -> None:
-        transition(
-            self.store,
-            proposal_id,
-            S.APPROVED,
-            actor=actor,
-            verb="approve",
-            reason=reason,
-            allowed_from=(S.AWAITING_REVIEW,),
-            changes={"approved_by": actor},
-        )
+    def reconcile(self, proposal_id: int, actions: ReviewActions) -> Reconciled:
+        state = actions.state(proposal_id).value
+        return Reconciled(proposal_id, None, state, ("no forge: nothing to reconcile",))
 
-    def approve(self, proposal_id: int, *, actor: str, apply: bool = True) -> None:
-        self._record_approval(proposal_id, actor=actor, reason=f"approved by {actor}")
-        self._merge(proposal_id, actor=actor, reason=f"approved by {actor}", from_state=S.APPROVED)
-        if apply:
-            self.apply(proposal_id, actor=actor)
+    def sync(self, actions: ReviewActions) -> list[Reconciled]:
+        return []
 
-    def reject(self, proposal_id: int, *, actor: str, reason: str) -> None:
-        transition(
-            self.store,
-            proposal_id,
-            S.REJECTED,
-            actor=actor,
-            verb="reject",
-            reason=f"rejected by {actor}: {reason}",
-            allowed_from=(S.AWAITING_REVIEW,),
-            changes={"outcome": f"rejected: {reason}"},
-        )
+    def open_change(
+        self, branch: str, *, title: str, body: str, labels: tuple[str, ...]
+    ) -> str | None:
+        return None
+
+    def share_branch(self, branch: str) -> None:
+        return None
+
+    def share_main(self) -> None:
+        return None
+
+    def refresh_main(self) -> None:
+        return None

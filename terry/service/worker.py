@@ -131,14 +131,14 @@ class Worker:
     def _loop(self) -> None:
         pipeline = self._factory()
         try:  # read main's catalogue and inventory now, not when the first alert waits
-            pipeline.main_view()
+            pipeline.ctx.main.view()
         except Exception as exc:
             log.warning("could not read main ahead of the first alert: %s", exc)
         while not self._stop.is_set():
             try:
                 item = self._queue.get(timeout=self._poll)
             except queue.Empty:
-                for pending in incidents.pending(self._store, lease=pipeline.lease):
+                for pending in incidents.pending(self._store, lease=pipeline.ctx.lease):
                     self._queue.put(pending)
                 self._maybe_sync(pipeline)
                 continue
@@ -185,7 +185,7 @@ class Worker:
 
     def _maybe_sync(self, pipeline: Pipeline) -> None:
         """Poll the forge now and then, so a missed webhook or an outage loses nothing."""
-        interval = pipeline.config.forge.github.sync_interval
+        interval = pipeline.ctx.config.forge.github.sync_interval
         if not pipeline.uses_forge or time.monotonic() - self._last_sync < interval:
             return
         self._last_sync = time.monotonic()
@@ -250,6 +250,6 @@ class Worker:
         pipeline = self._factory()
         for proposal_id in resumable:
             pipeline.advance(proposal_id)
-        for incident_id in incidents.pending(self._store, lease=pipeline.lease):
+        for incident_id in incidents.pending(self._store, lease=pipeline.ctx.lease):
             self._queue.put(incident_id)
         return Recovery(released, tuple(interrupted), tuple(resumable))

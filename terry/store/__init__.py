@@ -6,13 +6,12 @@ SQLite by default (``.terry/terry.db`` in the GitOps repository); any SQLAlchemy
 
 from __future__ import annotations
 
+import re
 import threading
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager, nullcontext
 from pathlib import Path
 
-from alembic import command
-from alembic.config import Config as AlembicConfig
 from sqlalchemy import create_engine, event
 from sqlalchemy.engine import Engine
 from sqlalchemy.exc import OperationalError, SQLAlchemyError
@@ -23,6 +22,51 @@ from terry.errors import StoreError
 __all__ = ["Store"]
 
 MIGRATIONS = Path(__file__).parent / "migrations"
+
+# A migration file's own lines (as script.py.mako writes them): revision = "0011", ...
+_ASSIGNMENT = re.compile(
+    r"^(revision|down_revision|branch_labels|depends_on)\s*(?::[^=\n]*)?=\s*(.*?)\s*$", re.M
+)
+_LITERAL = re.compile(r"""None|"([^"\\]+)"|'([^'\\]+)'""")
+
+
+def head_revision(versions: Path = MIGRATIONS / "versions") -> str | None:
+    """The newest migration's revision id, read from the migration files as text (without
+    importing Alembic), or None unless they plainly form one chain: each file assigns
+    ``revision`` and ``down_revision`` once, as a quoted id (``None`` for the first), no
+    branch labels nor dependencies, every revision reached from one head. None means: let
+    Alembic read them."""
+    parents: dict[str, str | None] = {}
+    for path in versions.iterdir():
+        # the files Alembic loads: *.py, except __init__ and editors' lock files
+        if path.suffix != ".py" or path.name.startswith(("__init__", ".#")):
+            continue
+        found: dict[str, list[str | None]] = {}
+        for name, value in _ASSIGNMENT.findall(path.read_text(encoding="utf-8")):
+            literal = _LITERAL.fullmatch(value)
+            if literal is None:
+                return None
+            found.setdefault(name, []).append(literal.group(1) or literal.group(2))
+        revision, down = found.get("revision", []), found.get("down_revision", [])
+        if len(revision) != 1 or revision[0] is None or len(down) != 1:
+            return None
+        if any(v is not None for v in found.get("branch_labels", []) + found.get("depends_on", [])):
+            return None
+        if revision[0] in parents:
+            return None
+        parents[revision[0]] = down[0]
+    heads = set(parents) - set(parents.values())
+    if len(heads) != 1:
+        return None
+    (head,) = heads
+    seen: set[str] = set()
+    at: str | None = head
+    while at is not None:
+        if at in seen or at not in parents:
+            return None
+        seen.add(at)
+        at = parents[at]
+    return head if seen == set(parents) else None
 
 
 def _sqlite_pragmas(dbapi_connection: object, _record: object) -> None:
@@ -109,7 +153,13 @@ class Store:
             return "<unparseable database URL>"
 
     def migrate(self) -> None:
-        """Bring the schema to the newest Alembic revision."""
+        """Bring the schema to the newest Alembic revision. A store already there is seen
+        with one query, without importing Alembic (every command opens the store)."""
+        if self._at_head():
+            return
+        from alembic import command
+        from alembic.config import Config as AlembicConfig
+
         cfg = AlembicConfig()
         cfg.set_main_option("script_location", str(MIGRATIONS))
         try:
@@ -118,6 +168,20 @@ class Store:
                 command.upgrade(cfg, "head")
         except OperationalError as exc:
             raise StoreError(f"store {self.safe_url} unavailable: {exc.orig}") from exc
+
+    def _at_head(self) -> bool:
+        """Whether the schema is at the newest revision: Alembic's version table holds
+        exactly the head of the migration files. Any doubt (no table, no plain head, the
+        database unreachable) is False, and Alembic decides."""
+        head = head_revision()
+        if head is None:
+            return False
+        try:
+            with self.engine.connect() as connection:
+                rows = connection.exec_driver_sql("SELECT version_num FROM alembic_version").all()
+        except SQLAlchemyError:
+            return False
+        return [tuple(row) for row in rows] == [(head,)]
 
     @contextmanager
     def session(self) -> Iterator[Session]:

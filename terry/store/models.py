@@ -186,6 +186,8 @@ class ProposalRow(Base):
     # The environment the gate judged it in (the most sensitive of its hosts'): the remedy's
     # record is kept per environment (terry.store.runs.remedy_records).
     environment: Mapped[str | None] = mapped_column(String(64), index=True)
+    # How it is dry-run, verified and rolled back (terry.proposals.plan), from the remedy.
+    plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class RunRow(Base):

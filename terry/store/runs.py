@@ -8,7 +8,7 @@ from typing import Any
 
 from sqlalchemy import select
 
-from terry.appliers.ansible_runner import RunResult
+from terry.appliers.base import RunResult
 from terry.store import Store
 from terry.store.models import ProposalRow, RunEventRow, RunRow, utcnow
 
@@ -53,6 +53,8 @@ def finish_run(store: Store, run_id: int, result: RunResult) -> None:
         row.stats = {h: vars(s) for h, s in result.stats.items()}
         row.artifact_dir = str(result.artifact_dir) if result.artifact_dir else None
         row.ansible_seconds = result.ansible_seconds
+        if result.revision is not None:  # it acted on another commit (a revert it made)
+            row.commit_sha = result.revision
         now = utcnow()
         session.add_all(
             RunEventRow(

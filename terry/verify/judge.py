@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from terry.appliers.ansible_runner import RunResult, RunStatus
+from terry.appliers.base import RunResult, RunStatus
 from terry.remedies.catalogue import PrometheusVerify
 
 __all__ = ["Outcome", "Verification", "combine", "fill_query", "judge_run", "query_prometheus"]

@@ -1,0 +1,48 @@
+"""How a proposal is carried: which appliers dry-run it, how it is verified, who rolls it
+back. Decided once, when it is proposed, from the remedy's data, and kept on the proposal
+(``proposals.plan``), so the steps read it instead of asking what kind of remedy it was.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["APPLIER", "MANUAL", "Plan"]
+
+APPLIER = "applier"  # the proposal's applier does it
+MANUAL = "manual"  # a person does it, as the note says
+
+
+@dataclass(frozen=True)
+class Plan:
+    check: tuple[str, ...]  # appliers whose dry runs, in order, make the proposal's dry run
+    verify: tuple[str, ...]  # named checks, in order (terry.steps.verify)
+    rollback: str = APPLIER  # APPLIER or MANUAL
+    rollback_note: str = ""  # what a person does when it is MANUAL
+    resolves: str | None = None  # verified: resolve the incident with these words
+    edits: tuple[str, ...] = ()  # desired-state files it edits (the gate reads them edited)
+
+    def to_json(self) -> dict[str, Any]:
+        return {
+            "check": list(self.check),
+            "verify": list(self.verify),
+            "rollback": self.rollback,
+            "rollback_note": self.rollback_note,
+            "resolves": self.resolves,
+            "edits": list(self.edits),
+        }
+
+    @classmethod
+    def from_json(cls, data: dict[str, Any] | None, *, applier: str) -> Plan:
+        """The stored plan; a proposal made before plans were stored gets the default."""
+        if not data:
+            return cls(check=(applier,), verify=(APPLIER, "prometheus"))
+        return cls(
+            check=tuple(data.get("check") or (applier,)),
+            verify=tuple(data.get("verify") or ()),
+            rollback=str(data.get("rollback") or APPLIER),
+            rollback_note=str(data.get("rollback_note") or ""),
+            resolves=data.get("resolves"),
+            edits=tuple(data.get("edits") or ()),
+        )

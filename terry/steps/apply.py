@@ -1,0 +1,95 @@
+"""Apply: the merged commit carried to the hosts by the proposal's applier, under per-host
+database locks, then verified. A failed apply or a failed verification rolls back; a
+verification that cannot tell (``unknown``) escalates to a person and is never recorded
+as verified."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from datetime import timedelta
+
+from terry.appliers.base import RunKind
+from terry.appliers.registry import Appliers
+from terry.context import Context
+from terry.errors import RunnerError
+from terry.proposals.state import MERGED_STATES, ProposalState, get, transition
+from terry.steps.record import Record
+from terry.steps.rollback import Rollback
+from terry.steps.verify import Verify
+from terry.store.locks import host_locks
+from terry.verify.judge import Outcome
+
+__all__ = ["Apply"]
+
+S = ProposalState
+
+
+@dataclass(frozen=True)
+class Apply:
+    ctx: Context
+    appliers: Appliers
+    record: Record
+    verify: Verify
+    rollback: Rollback
+
+    def __call__(self, proposal_id: int, *, actor: str) -> ProposalState:
+        ctx, record = self.ctx, self.record
+        with ctx.store.session() as session:
+            row = get(session, proposal_id)
+            hosts, merge_sha, applier = tuple(row.hosts), row.merge_sha, row.applier
+        runner = ctx.config.runner
+        ttl = timedelta(seconds=runner.timeout * 3 + 60)
+        with host_locks(ctx.store, hosts, proposal_id=proposal_id, ttl=ttl, wait=runner.lock_wait):
+            transition(
+                ctx.store,
+                proposal_id,
+                S.APPLYING,
+                actor=actor,
+                verb="apply",
+                reason=f"apply {str(merge_sha)[:10]} on {', '.join(hosts)}",
+                allowed_from=MERGED_STATES,
+            )
+            assert merge_sha is not None
+            ctx.reporter.step(proposal_id, f"applying on {', '.join(hosts)}")
+            try:
+                result = record.run(
+                    self.appliers.get(applier), RunKind.APPLY, proposal_id, merge_sha
+                )
+            except RunnerError as exc:
+                record.move(proposal_id, S.FAILED, str(exc), outcome=str(exc))
+                raise
+            if not result.ok:
+                why = "; ".join(result.failure_messages()[:5]) or f"ended {result.status.value}"
+                record.move(
+                    proposal_id, S.FAILED, f"apply failed: {why}", outcome=f"apply failed: {why}"
+                )
+                self.rollback(proposal_id, merge_sha, reason="apply failed")
+                return record.state(proposal_id)
+            record.move(proposal_id, S.APPLIED, f"applied: {result.changed} change(s)")
+            verification = self.verify(proposal_id, merge_sha)
+            evidence = "; ".join(verification.evidence)
+            if verification.outcome is Outcome.VERIFIED:
+                record.move(proposal_id, S.VERIFIED, evidence, outcome=f"verified: {evidence}")
+                record.fixed(proposal_id)
+            elif verification.outcome is Outcome.FAILED:
+                record.move(
+                    proposal_id,
+                    S.FAILED,
+                    f"verification failed: {evidence}",
+                    outcome=f"verification failed: {evidence}",
+                )
+                self.rollback(proposal_id, merge_sha, reason="verification failed")
+            else:
+                record.move(
+                    proposal_id,
+                    S.ESCALATED,
+                    f"verification unknown: {evidence}",
+                    outcome=f"unknown: {evidence}",
+                )
+                record.attention(
+                    proposal_id,
+                    f"proposal {proposal_id}: verification could not "
+                    f"tell ({evidence}); check the host, then 'terry proposals "
+                    "rollback' or 'apply'",
+                )
+        return record.state(proposal_id)

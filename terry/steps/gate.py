@@ -1,0 +1,101 @@
+"""Gate: the proposal's policy input (docs/policy.md), judged by Rego on main's policies.
+The verdict is attached to the proposal commit as a git note and handed to review: deny
+ends it, review waits for a person, merge merges. A policy error means review, never merge
+(the engine fails closed)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from terry.context import Context
+from terry.gate.engine import Decision, PolicyEngine, Verdict
+from terry.gate.input import GateInput, decide
+from terry.gitops.messages import decision_trailers
+from terry.inventory.hosts import Inventory, load_inventory
+from terry.proposals.plan import Plan
+from terry.proposals.state import ProposalState, get, transition
+from terry.review.base import Review
+from terry.store.models import IncidentRow
+from terry.store.runs import remedy_record
+
+__all__ = ["Gate"]
+
+_CHECK_KEYS = ("ok", "changed", "failed_hosts", "unreachable_hosts")
+
+
+@dataclass(frozen=True)
+class Gate:
+    ctx: Context
+    engine: PolicyEngine
+    review: Review
+
+    def input(self, proposal_id: int, sha: str) -> GateInput:
+        """What the policies are asked about this proposal, against main at ``sha``."""
+        store = self.ctx.store
+        with store.session() as session:
+            row = get(session, proposal_id)
+            incident = session.get(IncidentRow, row.incident_id)
+            assert incident is not None
+            recurrence = incident.recurrence
+            hosts, remedy, risk = tuple(row.hosts), row.remedy, row.risk
+            commit = row.commit_sha
+            modules, check = tuple(row.modules), dict(row.check_summary)
+            ai_authored = row.ai_authored
+            plan = Plan.from_json(row.plan, applier=row.applier)
+        _sha, _catalogue, inventory = self.ctx.main.view(sha)
+        if commit and plan.edits:  # the hosts as the proposal leaves them
+            edited = load_inventory(self.ctx.repo.tree(commit), self.ctx.config.inventory)
+            inventory = Inventory({**inventory.hosts, **edited.hosts})
+        return GateInput(
+            proposal_id=proposal_id,
+            remedy=remedy,
+            risk=risk,
+            hosts=tuple(inventory.hosts[h] for h in hosts if h in inventory.hosts),
+            modules=modules,
+            recurrence=recurrence,
+            record=remedy_record(store, remedy, exclude=proposal_id),
+            check={k: check.get(k) for k in _CHECK_KEYS},
+            ai_authored=ai_authored,
+        )
+
+    def __call__(self, proposal_id: int) -> Decision:
+        store, repo, reporter = self.ctx.store, self.ctx.repo, self.ctx.reporter
+        sha = repo.head()
+        gate_input = self.input(proposal_id, sha)
+        decision = decide(self.engine, self.ctx.main.policies(sha), gate_input)
+        recorded = {
+            "decision": decision.verdict.value,
+            "reasons": list(decision.reasons),
+            "policy_commit": decision.policy_commit,
+            "environment": gate_input.environment,
+        }
+        why = "; ".join(decision.reasons)
+        reporter.step(proposal_id, f"gate: {decision.verdict.value} — {why}")
+        with store.session() as session:
+            commit = get(session, proposal_id).commit_sha
+        if commit:
+            trailers = decision_trailers(
+                decision.verdict.value, decision.reasons, decision.policy_commit
+            )
+            repo.add_note(commit, "\n".join(trailers) + "\n")
+        if decision.verdict is Verdict.DENY:
+            transition(
+                store,
+                proposal_id,
+                ProposalState.DENIED,
+                actor="policy",
+                reason=why,
+                changes=recorded,
+            )
+        elif decision.verdict is Verdict.REVIEW:
+            self.review.request(proposal_id, reason=why, changes=recorded)
+        else:
+            with store.session() as session:
+                row = get(session, proposal_id)
+                row.decision, row.reasons = recorded["decision"], recorded["reasons"]
+                row.policy_commit = recorded["policy_commit"]
+                row.environment = gate_input.environment
+            self.review.merge(
+                proposal_id, actor="policy", reason=why, from_state=ProposalState.CHECKED
+            )
+        return decision

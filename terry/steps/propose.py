@@ -1,0 +1,128 @@
+"""Propose: record the proposal and commit it on its own branch, from main's commit the
+diagnosis read: a playbook and its parameters (``!unsafe`` extra vars), or, for a target
+applied by Argo CD, the edited manifest; plus any desired-state files it edits.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+
+from terry.context import Context
+from terry.diagnosis.finding import Fix
+from terry.gitops.messages import one_line
+from terry.proposals.state import ProposalState, get
+from terry.remedies.render import branch_name, render
+from terry.store.audit import audit
+from terry.store.models import IncidentRow, ProposalRow, utcnow
+
+__all__ = ["Propose"]
+
+
+@dataclass(frozen=True)
+class Propose:
+    ctx: Context
+
+    def __call__(self, incident_id: int, fix: Fix) -> int:
+        """The new proposal's id; its branch and commit are recorded on it."""
+        found, ai = fix.diagnosis, fix.ai
+        remedy = found.remedy
+        hosts = tuple(h.name for h in found.hosts)
+        target = found.hosts[0].variables.get("terry_argocd_app") if fix.manifest else None
+        now = utcnow()
+        store = self.ctx.store
+        with store.session() as session:
+            incident = session.get(IncidentRow, incident_id)
+            assert incident is not None
+            row = ProposalRow(
+                incident_id=incident_id,
+                remedy=remedy.name,
+                role=remedy.role,
+                hosts=list(hosts),
+                params=found.params,
+                risk=remedy.risk.value,
+                state=ProposalState.PROPOSED.value,
+                modules=list(remedy.modules),
+                created_at=now,
+                updated_at=now,
+                reasons=[],
+                check_summary={},
+                applier=fix.applier_name,
+                target=str(target) if target else None,
+                ai_authored=ai is not None,
+                confidence=ai.confidence if ai else None,
+                ai_model=ai.model if ai else None,
+                ai_diagnosis=ai.diagnosis if ai else None,
+                plan=fix.plan().to_json(),
+            )
+            session.add(row)
+            session.flush()
+            proposal_id = row.id
+            audit(
+                session,
+                entity="proposal",
+                entity_id=proposal_id,
+                actor="terry",
+                from_state=None,
+                to_state=ProposalState.PROPOSED.value,
+                reason=f"remedy {remedy.name} matches {incident.title} on {', '.join(hosts)}",
+            )
+            title, source = incident.title, incident.source
+        files: dict[str, str | None] = {}
+        paths: tuple[str | None, str | None, str | None] = (None, None, None)
+        if fix.manifest is not None:
+            files = {fix.manifest[0]: fix.manifest[1]}
+            paths = (fix.manifest[0], None, fix.manifest[1])
+        else:
+            # A playbook of its own (drift fixes, inventory edits; none for an edit with
+            # nothing to run), else the remedy's.
+            rendered = (
+                fix.render(proposal_id, incident_id)
+                if fix.render is not None
+                else render(
+                    remedy=remedy,
+                    proposal_id=proposal_id,
+                    incident_id=incident_id,
+                    hosts=hosts,
+                    params=found.params,
+                )
+            )
+            if rendered is not None:
+                files = {
+                    rendered.playbook_path: rendered.playbook,
+                    rendered.vars_path: rendered.vars_text,
+                }
+                paths = (rendered.playbook_path, rendered.vars_path, rendered.playbook)
+        files.update(fix.edits)
+        repo = self.ctx.repo
+        branch = repo.free_branch(branch_name(incident_id, remedy.name, hosts[0]))
+        params_line = json.dumps(found.params, ensure_ascii=True, sort_keys=True)
+        message = (
+            f"fix({hosts[0]}): {remedy.name}: {one_line(remedy.summary, 60)}\n\n"
+            f"What: {one_line(remedy.summary, 200)}\n"
+            f"Why: {source} {one_line(title)} on {', '.join(hosts)} (incident {incident_id})\n"
+            f"Parameters: {one_line(params_line, 400)}\n"
+            f"Verify: {one_line(remedy.verify_summary, 200)}\n"
+            f"Rollback: {one_line(remedy.rollback_summary, 200)}\n\n"
+            f"Terry-Incident: {incident_id}\n"
+            f"Terry-Proposal: {proposal_id}\n"
+            f"Terry-Remedy: {remedy.name}\n"
+            f"Terry-Risk: {remedy.risk.value}\n"
+            "Terry-Decision: pending (dry run, then the gate)\n"
+        )
+        if ai is not None:
+            message += (
+                f"Terry-AI-Authored: {one_line(ai.model or 'Claude', 80)} "
+                f"(confidence {ai.confidence}%)\n"
+            )
+        commit = repo.commit_files(branch=branch, files=files, message=message, base=fix.base)
+        with store.session() as session:
+            row = get(session, proposal_id)
+            row.branch, row.commit_sha = branch, commit
+            row.playbook_path, row.vars_path, row.playbook = paths
+        self.ctx.reporter.step(
+            proposal_id,
+            f"proposal {proposal_id}: {remedy.name} on "
+            f"{', '.join(hosts)} · branch {branch} · commit {commit[:10]}",
+        )
+        return proposal_id

@@ -1,0 +1,135 @@
+"""Verify: the checks the proposal's plan names, in order, combined. A check that cannot
+tell is ``unknown`` (never ``verified``); a failed one fails the whole.
+
+Checks by name (remedy data, ``Remedy.verified_by``):
+
+- ``applier``: the applier's own verification (the remedy's verify tasks, ``--tags verify``;
+  Argo CD: the application Synced at the merge and Healthy);
+- ``prometheus``: the remedy's PromQL check on each host, when Prometheus is configured;
+- ``inventory``: the inventory on main says what an inventory edit asked;
+- ``drift-scan``: a drift scan of the hosts finds nothing to change (runs only when every
+  check before it verified).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+from terry.appliers.base import RunKind
+from terry.appliers.registry import Appliers
+from terry.context import Context
+from terry.errors import RunnerError, TerryError
+from terry.incidents import lifecycle as incidents
+from terry.proposals.plan import Plan
+from terry.proposals.state import get
+from terry.steps.record import Record
+from terry.store.models import ProposalRow
+from terry.verify.judge import Outcome, Verification, combine, judge_run, query_prometheus
+
+__all__ = ["CHECKS", "Verify"]
+
+
+@dataclass(frozen=True)
+class _Proposal:
+    id: int
+    incident_id: int
+    remedy: str
+    hosts: tuple[str, ...]
+    params: dict[str, object]
+    applier: str
+    merge_sha: str
+
+    @classmethod
+    def of(cls, row: ProposalRow, merge_sha: str) -> _Proposal:
+        return cls(
+            row.id,
+            row.incident_id,
+            row.remedy,
+            tuple(row.hosts),
+            dict(row.params),
+            row.applier,
+            merge_sha,
+        )
+
+
+@dataclass(frozen=True)
+class Verify:
+    ctx: Context
+    appliers: Appliers
+    record: Record
+
+    def __call__(self, proposal_id: int, merge_sha: str) -> Verification:
+        self.ctx.reporter.step(proposal_id, "verifying")
+        with self.ctx.store.session() as session:
+            row = get(session, proposal_id)
+            plan = Plan.from_json(row.plan, applier=row.applier)
+            proposal = _Proposal.of(row, merge_sha)
+        checks: list[Verification] = []
+        for name in plan.verify:
+            check = CHECKS[name]
+            if check.after_verified and any(c.outcome is not Outcome.VERIFIED for c in checks):
+                continue
+            found = check.method(self, proposal)
+            if found is not None:  # None: the check does not apply (nothing configured)
+                checks.append(found)
+        found = combine(*checks)
+        if found.outcome is Outcome.VERIFIED and plan.resolves:
+            incidents.resolve(
+                self.ctx.store, proposal.incident_id, f"{plan.resolves}: {found.evidence[0]}"
+            )
+        return found
+
+    # -- the checks -----------------------------------------------------------------------
+    def _applier(self, p: _Proposal) -> Verification:
+        try:
+            applier = self.appliers.get(p.applier)
+            return judge_run(self.record.run(applier, RunKind.VERIFY, p.id, p.merge_sha))
+        except RunnerError as exc:
+            return Verification(Outcome.UNKNOWN, (f"verify run could not start: {exc}",))
+
+    def _prometheus(self, p: _Proposal) -> Verification | None:
+        prom = self.ctx.config.prometheus
+        _sha, catalogue, _inventory = self.ctx.main.view()
+        remedy = catalogue.get(p.remedy)
+        if not prom.url or remedy is None or remedy.prometheus_verify is None:
+            return None
+        return combine(
+            *(
+                query_prometheus(
+                    prom.url,
+                    remedy.prometheus_verify,
+                    {**p.params, "host": host},
+                    timeout=prom.timeout,
+                    settle_seconds=prom.settle_seconds,
+                )
+                for host in p.hosts
+            )
+        )
+
+    def _inventory(self, p: _Proposal) -> Verification:
+        from terry.inventory.edit_checks import verify_edit
+
+        return verify_edit(self.ctx.config, self.ctx.repo, dict(p.params))
+
+    def _drift_scan(self, p: _Proposal) -> Verification:
+        from terry.drift.scan import verify_hosts
+
+        try:
+            return verify_hosts(self.ctx.config, self.ctx.store, p.hosts)
+        except TerryError as exc:
+            return Verification(Outcome.UNKNOWN, (f"drift scan could not run: {exc}",))
+
+
+@dataclass(frozen=True)
+class _Check:
+    method: Callable[[Verify, _Proposal], Verification | None]
+    after_verified: bool = False  # runs only when every check before it verified
+
+
+CHECKS: dict[str, _Check] = {
+    "applier": _Check(Verify._applier),
+    "prometheus": _Check(Verify._prometheus),
+    "inventory": _Check(Verify._inventory),
+    "drift-scan": _Check(Verify._drift_scan, after_verified=True),
+}
