@@ -36,9 +36,9 @@ import ansible_runner
 from _common import Replay, alert, export, gitops_repo, load_note, payload, table, terry
 from sqlalchemy import select
 
+from terry.app import build_pipeline
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
 from terry.config import load_config
-from terry.pipeline import Pipeline
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store
 from terry.store.models import RunRow
@@ -51,7 +51,7 @@ def prepare(repo: Path) -> tuple[dict[str, Any], str]:
     config = load_config(repo, environ={})
     store = Store(config.store_url)
     store.migrate()
-    result = Pipeline(config, store).ingest(
+    result = build_pipeline(config, store).ingest(
         parse_payload(payload([alert("bench-apply", "web-01")]))
     )
     store.dispose()

@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # The full test suite: install what is needed (Debian packages, PostgreSQL, a virtualenv with
-# the test tools), start PostgreSQL, then ruff and every pytest tier (unit, integration, lab).
+# the test tools), start PostgreSQL, then ruff, the architecture's contracts (lint-imports, and
+# no import cycles), and every pytest tier (unit, integration, lab).
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -27,4 +28,6 @@ fi
 lint=(terry tests); [ -d bench ] && lint+=(bench)
 .venv/bin/ruff check "${lint[@]}"
 .venv/bin/ruff format --check "${lint[@]}"
+# The layers, seams and independence declared in pyproject.toml ([tool.importlinter]).
+.venv/bin/lint-imports --no-cache
 exec .venv/bin/python -m pytest -p no:cacheprovider "$@"

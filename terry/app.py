@@ -6,8 +6,7 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
-from terry.appliers.base import Applier
-from terry.appliers.registry import Appliers
+from terry.appliers.registry import Appliers, Build
 from terry.config import Config
 from terry.context import Context, MainView, Reporter, SilentReporter
 from terry.gate.engine import OpaEngine, PolicyEngine, RegorusEngine
@@ -65,13 +64,13 @@ def build_pipeline(
     *,
     reporter: Reporter | None = None,
     engine: PolicyEngine | None = None,
-    appliers: Mapping[str, Applier] | None = None,
+    appliers: Mapping[str, Build] | None = None,
 ) -> Pipeline:
-    """The pipeline of one process. ``engine`` and ``appliers`` replace the configured
-    ones (benchmarks time them; a test may give a real engine with other settings)."""
+    """The pipeline of one process. ``engine`` and ``appliers`` (name -> build) replace the
+    configured ones (benchmarks time them)."""
     ctx = build_context(config, store, reporter=reporter)
     review = build_review(ctx)
-    registry = Appliers(ctx, review, given=appliers)
+    registry = Appliers(ctx, review, builds=appliers)
     record = Record(ctx)
     verify = Verify(ctx, registry, record)
     rollback = Rollback(ctx, registry, record)

@@ -16,17 +16,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from ansible_runner.interface import init_runner
 
-from terry.appliers.base import HostStats, Job, OnEvent, RunnerEvent, RunResult, RunStatus
+from terry.appliers.base import HostStats, RunnerEvent, RunResult, RunStatus
 from terry.errors import RunnerError
 
-if TYPE_CHECKING:
-    from terry.context import Context
-
-__all__ = ["AnsibleApplier", "AnsibleRunnerApplier", "RunRequest", "build"]
+__all__ = ["AnsibleRunnerApplier", "RunRequest"]
 
 
 @dataclass(frozen=True)
@@ -169,53 +166,3 @@ class AnsibleRunnerApplier:
             artifact_dir=Path(runner.config.artifact_dir) if runner.config else None,
             ansible_seconds=elapsed,
         )
-
-
-class AnsibleApplier:
-    """A proposal's playbook, from an export of its commit: the fix (dry run: in check mode
-    with diff), then its ``verify`` and ``rollback`` plays by tag."""
-
-    name = "ansible"
-    check_words = "ansible-playbook --check --diff"
-
-    def __init__(self, ctx: Context, runner: AnsibleRunnerApplier | None = None) -> None:
-        self.ctx = ctx
-        self.runner = runner or AnsibleRunnerApplier()
-
-    def check(self, job: Job, on_event: OnEvent) -> RunResult:
-        return self._run(job, on_event, check=True)
-
-    def apply(self, job: Job, on_event: OnEvent) -> RunResult:
-        return self._run(job, on_event)
-
-    def verify(self, job: Job, on_event: OnEvent) -> RunResult:
-        return self._run(job, on_event, tags=("verify",))
-
-    def rollback(self, job: Job, on_event: OnEvent) -> RunResult:
-        return self._run(job, on_event, tags=("rollback",))
-
-    def _run(
-        self, job: Job, on_event: OnEvent, *, check: bool = False, tags: tuple[str, ...] = ()
-    ) -> RunResult:
-        if job.playbook is None:
-            raise RunnerError(f"proposal {job.proposal_id} has no playbook to run")
-        config = self.ctx.config
-        request = RunRequest(
-            project_dir=self.ctx.repo.tree(job.commit),
-            playbook=job.playbook,
-            private_dir=job.run_dir,
-            inventory=tuple(config.inventory),
-            hosts=job.hosts,
-            vars_file=job.vars_path,
-            check=check,
-            tags=tags,
-            forks=config.runner.forks,
-            timeout=config.runner.timeout,
-            env=dict(config.runner.env),
-            withhold=config.secret_env_names,
-        )
-        return self.runner.run(request, on_event=on_event)
-
-
-def build(ctx: Context, share: object) -> AnsibleApplier:
-    return AnsibleApplier(ctx)

@@ -14,18 +14,20 @@ Implementations are picked by name from ``terry.appliers.registry``.
 from __future__ import annotations
 
 import difflib
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from pathlib import Path
 from typing import Any, Protocol
 
 __all__ = [
+    "APPLIERS",
     "Applier",
     "EventStatus",
     "HostStats",
     "Job",
     "OnEvent",
+    "Registration",
     "RunKind",
     "RunResult",
     "RunStatus",
@@ -251,3 +253,18 @@ class Share(Protocol):
     def share_main(self) -> None: ...
 
     def refresh_main(self) -> None: ...
+
+
+@dataclass(frozen=True)
+class Registration:
+    module: str  # has ``build(ctx, share) -> Applier``; imported on first use
+    targets: bool  # an inventory target may name it (``terry_applier``)
+
+
+# Every applier, by the name proposals and the inventory use. A new applier is one module
+# and one line here (``terry.appliers.registry`` builds them).
+APPLIERS: Mapping[str, Registration] = {
+    "ansible": Registration("terry.appliers.ansible", targets=True),
+    "argocd": Registration("terry.appliers.argocd", targets=True),
+    "git": Registration("terry.appliers.git", targets=False),  # edits whose merge is the change
+}

@@ -1,46 +1,47 @@
 """Appliers by name. A proposal stores its applier's name (``proposals.applier``), the
 inventory names it for a target (``terry_applier``), and the steps ask this registry.
 
-Each entry is a module with a ``build(ctx, share)`` function, imported on first use, so a
-heavy client (Argo CD's httpx, ansible-runner) loads only when a proposal needs it. A new
-applier is one module and one line here.
+Each entry of ``terry.appliers.base.APPLIERS`` names a module with a ``build(ctx, share)``
+function, imported on first use, so a heavy client (Argo CD's httpx, ansible-runner) loads
+only when a proposal needs it. A new applier is one module and one line there.
 """
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from importlib import import_module
 
-from terry.appliers.base import Applier, Share
+from terry.appliers.base import APPLIERS, Applier, Share
 from terry.context import Context
 from terry.errors import ConfigError
 
-__all__ = ["APPLIERS", "Appliers"]
+__all__ = ["APPLIERS", "Appliers", "Build"]
 
-APPLIERS: Mapping[str, str] = {
-    "ansible": "terry.appliers.ansible_runner",
-    "argocd": "terry.appliers.argocd",
-    "git": "terry.appliers.git",
-}
+# How an applier is made: a module's ``build``, or one given instead (a benchmark's timed one).
+Build = Callable[[Context, Share], Applier]
 
 
 class Appliers:
     """The appliers of one application, built on first use and kept."""
 
     def __init__(
-        self, ctx: Context, share: Share, *, given: Mapping[str, Applier] | None = None
+        self, ctx: Context, share: Share, *, builds: Mapping[str, Build] | None = None
     ) -> None:
         self._ctx = ctx
         self._share = share
-        self._built: dict[str, Applier] = dict(given or {})
+        self._builds = dict(builds or {})
+        self._built: dict[str, Applier] = {}
 
     def get(self, name: str) -> Applier:
         found = self._built.get(name)
         if found is None:
-            module = APPLIERS.get(name)
-            if module is None:
-                known = ", ".join(sorted(APPLIERS))
-                raise ConfigError(f"unknown applier {name!r} (known: {known})")
-            found = import_module(module).build(self._ctx, self._share)
+            build = self._builds.get(name)
+            if build is None:
+                registered = APPLIERS.get(name)
+                if registered is None:
+                    known = ", ".join(sorted(APPLIERS))
+                    raise ConfigError(f"unknown applier {name!r} (known: {known})")
+                build = import_module(registered.module).build
+            found = build(self._ctx, self._share)
             self._built[name] = found
         return found

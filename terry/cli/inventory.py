@@ -16,7 +16,7 @@ from terry.gitops.repo import Repo
 from terry.inventory.check import validate
 from terry.inventory.editor import EditAction, InventoryEdit, parse_assignment, parse_var_path
 from terry.inventory.hosts import GroupNode, Host, Inventory, group_tree, load_inventory
-from terry.inventory.proposal import EditOutcome, propose_edit
+from terry.sources.inventory import EditOutcome, propose_edit
 
 
 @click.group("inventory")

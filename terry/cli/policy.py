@@ -7,7 +7,7 @@ from rich.table import Table
 
 from terry.cli.context import open_pipeline
 from terry.cli.output import console, emit_json, output_option
-from terry.gate.learn import Change, Learned, learn, propose_learned
+from terry.sources.policy_learn import Change, Learned, learn, propose_learned
 
 
 @click.group("policy")

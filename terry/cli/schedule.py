@@ -14,9 +14,9 @@ from sqlalchemy import select
 
 from terry.cli.context import open_config, open_pipeline, open_store
 from terry.cli.output import console, emit_json, err_console, output_option
-from terry.drift.fix import drift_fixer
 from terry.errors import ConfigError
 from terry.service.schedules import crontab_line, next_run, run_schedule, systemd_units
+from terry.sources.drift import drift_fixer
 from terry.store.models import ScheduleRunRow, utcnow
 
 

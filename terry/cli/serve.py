@@ -79,10 +79,10 @@ def command(
     import uvicorn
 
     from terry.app import build_pipeline
-    from terry.drift.fix import drift_fixer
     from terry.service.schedules import Scheduler
     from terry.service.server import create_app
     from terry.service.worker import Worker
+    from terry.sources.drift import drift_fixer
 
     logging.basicConfig(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"

@@ -39,7 +39,7 @@ from terry.verify.judge import Outcome, Verification
 __all__ = ["RECONCILE", "SITE", "ScanOutcome", "run_scan", "verify_hosts"]
 
 SITE = "site.yml"
-# The remedy name of drift fixes (terry.drift.fix): verified by a scan, never rolled back.
+# The remedy name of drift fixes (terry.sources.drift): verified by a scan, never rolled back.
 RECONCILE = "reconcile-drift"
 
 

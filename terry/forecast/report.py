@@ -11,8 +11,8 @@ from datetime import UTC, datetime
 from typing import Any
 
 from terry.forecast.anomaly import FeatureEvidence, HostAnomaly
+from terry.forecast.findings import Action, anomaly_summary, disk_summary, leak_summary
 from terry.forecast.nodes import AnomalyScan
-from terry.forecast.prevent import Action, anomaly_summary, disk_summary, leak_summary
 from terry.forecast.prometheus import DiskForecast, FleetForecast, MemoryCheck
 from terry.jsonable import to_jsonable
 

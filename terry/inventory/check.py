@@ -17,10 +17,13 @@ from pathlib import Path
 
 import yaml
 
+from terry.appliers.base import APPLIERS
 from terry.config import Config
 from terry.inventory.hosts import Inventory
 
 __all__ = ["Problem", "required_variables", "site_roles", "validate"]
+
+_TARGET_APPLIERS = tuple(name for name, r in APPLIERS.items() if r.targets)
 
 
 @dataclass(frozen=True)
@@ -111,10 +114,9 @@ def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
                 if var not in host.var_names:
                     problems.append(Problem(name, "argocd", f"Argo CD target without {var}"))
             continue
-        if host.applier != "ansible":
-            problems.append(
-                Problem(name, "applier", f"terry_applier {host.applier!r}: ansible or argocd")
-            )
+        if host.applier not in _TARGET_APPLIERS:
+            known = " or ".join(_TARGET_APPLIERS)
+            problems.append(Problem(name, "applier", f"terry_applier {host.applier!r}: {known}"))
         for role, names in required.items():
             for var in names:
                 if var not in host.var_names:

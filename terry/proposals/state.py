@@ -43,35 +43,62 @@ class ProposalState(StrEnum):
     INTERRUPTED = "interrupted"
 
 
-S = ProposalState
 # States of a proposal that was merged: the ones from which it may be (re-)applied.
 MERGED_STATES = frozenset(
-    {S.MERGED, S.APPLIED, S.VERIFIED, S.FAILED, S.ROLLED_BACK, S.ESCALATED, S.INTERRUPTED}
+    {
+        ProposalState.MERGED,
+        ProposalState.APPLIED,
+        ProposalState.VERIFIED,
+        ProposalState.FAILED,
+        ProposalState.ROLLED_BACK,
+        ProposalState.ESCALATED,
+        ProposalState.INTERRUPTED,
+    }
 )
 
 TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
-    S.PROPOSED: frozenset({S.CHECKED, S.FAILED}),
-    S.CHECKED: frozenset({S.MERGED, S.AWAITING_REVIEW, S.DENIED}),
-    S.AWAITING_REVIEW: frozenset({S.APPROVED, S.REJECTED}),
-    S.APPROVED: frozenset({S.MERGED}),
-    S.MERGED: frozenset({S.APPLYING}),
-    S.APPLYING: frozenset({S.APPLIED, S.FAILED, S.INTERRUPTED}),
-    S.APPLIED: frozenset({S.VERIFIED, S.FAILED, S.ESCALATED, S.ROLLED_BACK}),
-    S.VERIFIED: frozenset({S.APPLYING, S.ROLLED_BACK}),
-    S.FAILED: frozenset({S.APPLYING, S.ROLLED_BACK}),
-    S.ROLLED_BACK: frozenset({S.APPLYING}),
-    S.ESCALATED: frozenset({S.APPLYING, S.ROLLED_BACK, S.VERIFIED, S.FAILED}),
-    S.INTERRUPTED: frozenset({S.APPLYING, S.FAILED, S.ROLLED_BACK}),
-    S.DENIED: frozenset(),
-    S.REJECTED: frozenset(),
+    ProposalState.PROPOSED: frozenset({ProposalState.CHECKED, ProposalState.FAILED}),
+    ProposalState.CHECKED: frozenset(
+        {ProposalState.MERGED, ProposalState.AWAITING_REVIEW, ProposalState.DENIED}
+    ),
+    ProposalState.AWAITING_REVIEW: frozenset({ProposalState.APPROVED, ProposalState.REJECTED}),
+    ProposalState.APPROVED: frozenset({ProposalState.MERGED}),
+    ProposalState.MERGED: frozenset({ProposalState.APPLYING}),
+    ProposalState.APPLYING: frozenset(
+        {ProposalState.APPLIED, ProposalState.FAILED, ProposalState.INTERRUPTED}
+    ),
+    ProposalState.APPLIED: frozenset(
+        {
+            ProposalState.VERIFIED,
+            ProposalState.FAILED,
+            ProposalState.ESCALATED,
+            ProposalState.ROLLED_BACK,
+        }
+    ),
+    ProposalState.VERIFIED: frozenset({ProposalState.APPLYING, ProposalState.ROLLED_BACK}),
+    ProposalState.FAILED: frozenset({ProposalState.APPLYING, ProposalState.ROLLED_BACK}),
+    ProposalState.ROLLED_BACK: frozenset({ProposalState.APPLYING}),
+    ProposalState.ESCALATED: frozenset(
+        {
+            ProposalState.APPLYING,
+            ProposalState.ROLLED_BACK,
+            ProposalState.VERIFIED,
+            ProposalState.FAILED,
+        }
+    ),
+    ProposalState.INTERRUPTED: frozenset(
+        {ProposalState.APPLYING, ProposalState.FAILED, ProposalState.ROLLED_BACK}
+    ),
+    ProposalState.DENIED: frozenset(),
+    ProposalState.REJECTED: frozenset(),
 }
 
 # Plain words for refusals, keyed by the state the proposal is in.
 _WHY_NOT = {
-    S.DENIED: "it was denied by policy",
-    S.REJECTED: "it was rejected",
-    S.AWAITING_REVIEW: "it is awaiting review (approve or reject it first)",
-    S.APPLYING: "it is being applied right now",
+    ProposalState.DENIED: "it was denied by policy",
+    ProposalState.REJECTED: "it was rejected",
+    ProposalState.AWAITING_REVIEW: "it is awaiting review (approve or reject it first)",
+    ProposalState.APPLYING: "it is being applied right now",
 }
 
 

@@ -1,23 +1,19 @@
 """The one read model of a proposal: what ``terry proposals show``, the JSON API, the pull
-request's body and ``terry explain`` all read. Plain frozen dataclasses built from the
-store; the CLI, the server and the forge render them.
+request's body (``terry.review.forge``) and ``terry explain`` all read. Plain frozen
+dataclasses built from the store; the CLI, the server and the forge render them.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
 from datetime import datetime
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from sqlalchemy import select
 
 from terry.errors import NotFound
 from terry.store import Store
-from terry.store.models import AuditRow, IncidentRow, ProposalRow, RunEventRow, RunRow
-
-if TYPE_CHECKING:
-    from terry.context import Context
-    from terry.forges.body import ReviewPacket
+from terry.store.models import AuditRow, ProposalRow, RunEventRow, RunRow
 
 __all__ = [
     "ProposalDetail",
@@ -26,7 +22,6 @@ __all__ = [
     "TimelineEntry",
     "list_proposals",
     "proposal_detail",
-    "review_packet",
 ]
 
 
@@ -200,54 +195,4 @@ def proposal_detail(store: Store, proposal_id: int, *, events: bool = False) -> 
             TimelineEntry(a.at, f"{a.from_state or ''} → {a.to_state}".strip(), a.actor, a.reason)
             for a in audits
         ),
-    )
-
-
-def review_packet(ctx: Context, proposal_id: int) -> ReviewPacket:
-    """What a reviewer is shown on the forge: the proposal's read model, with its incident,
-    the environments and tenants of its hosts (from main's inventory), and the proposal
-    commit's message (what, why, parameters, verify, rollback)."""
-    from terry.forges.body import ReviewPacket
-
-    detail = proposal_detail(ctx.store, proposal_id)
-    summary = detail.summary
-    _sha, _catalogue, inventory = ctx.main.view()
-    known = [h for n in summary.hosts if (h := inventory.hosts.get(n))]
-    with ctx.store.session() as session:
-        incident = session.get(IncidentRow, summary.incident_id)
-        assert incident is not None
-        alertname, labels, annotations = (
-            incident.title,
-            dict(incident.labels),
-            dict(incident.annotations),
-        )
-        opened_at, recurrence = incident.opened_at, incident.recurrence
-    assert detail.commit and summary.branch
-    return ReviewPacket(
-        proposal_id=summary.id,
-        incident_id=summary.incident_id,
-        remedy=summary.remedy,
-        hosts=summary.hosts,
-        environments=tuple(sorted({h.environment for h in known if h.environment})),
-        tenants=tuple(sorted({h.tenant for h in known if h.tenant})),
-        risk=summary.risk,
-        decision=summary.decision,
-        reasons=detail.reasons,
-        policy_commit=detail.policy_commit,
-        commit=detail.commit,
-        branch=summary.branch,
-        alertname=alertname,
-        labels=labels,
-        annotations=annotations,
-        opened_at=opened_at,
-        recurrence=recurrence,
-        diagnosis=ctx.repo.message(detail.commit),
-        playbook_path=detail.playbook_path,
-        playbook=detail.playbook,
-        check_summary=dict(detail.check_summary),
-        check_diff=detail.check_diff,
-        applier=detail.applier,
-        target=detail.target,
-        ai_authored=detail.ai is not None,
-        confidence=detail.ai["confidence"] if detail.ai else None,
     )

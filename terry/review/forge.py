@@ -22,16 +22,16 @@ from terry.errors import ForgeError, StateError, TerryError
 from terry.forges.body import ReviewPacket, fenced, pr_body, pr_title
 from terry.forges.commands import Command, Verb, parse_command
 from terry.proposals.state import ProposalState, get, transition
+from terry.proposals.view import proposal_detail
 from terry.review.base import Reconciled, ReviewActions, merge_trailers
 from terry.review.local import LocalReview
-from terry.store.models import ProposalRow
+from terry.store.models import IncidentRow, ProposalRow
 
 if TYPE_CHECKING:
     from terry.forges.github import GitHubForge, PullState
 
 __all__ = ["GitHubReview"]
 
-S = ProposalState
 _LOCKS: dict[int, threading.Lock] = {}
 _LOCKS_GUARD = threading.Lock()
 
@@ -108,8 +108,6 @@ class GitHubReview:
 
     # -- publishing -------------------------------------------------------------------------
     def packet(self, proposal_id: int) -> ReviewPacket:
-        from terry.proposals.view import review_packet
-
         return review_packet(self.ctx, proposal_id)
 
     def request(self, proposal_id: int, *, reason: str, changes: Mapping[str, object]) -> None:
@@ -117,7 +115,7 @@ class GitHubReview:
         transition(
             self.store,
             proposal_id,
-            S.AWAITING_REVIEW,
+            ProposalState.AWAITING_REVIEW,
             actor="policy",
             reason=reason,
             changes={**changes, "forge_state": "pending"},
@@ -205,7 +203,7 @@ class GitHubReview:
         transition(
             self.store,
             proposal_id,
-            S.MERGED,
+            ProposalState.MERGED,
             actor=actor,
             reason=f"merged pull request #{number} as {merge_sha[:10]}: {reason}",
             allowed_from=(from_state,),
@@ -221,11 +219,17 @@ class GitHubReview:
             error: str | None = None
             with self.store.session() as session:
                 row = get(session, proposal_id)
-                number, state, forge_state = row.pr_number, S(row.state), row.forge_state
-            if forge_state == "pending" and state is not S.AWAITING_REVIEW:
+                number, state, forge_state = (
+                    row.pr_number,
+                    ProposalState(row.state),
+                    row.forge_state,
+                )
+            if forge_state == "pending" and state is not ProposalState.AWAITING_REVIEW:
                 self._set(proposal_id, forge_state=None)  # decided meanwhile (e.g. the CLI)
                 notes.append(f"not published: the proposal is {state.value}")
-            elif forge_state == "pending" or (number is None and state is S.AWAITING_REVIEW):
+            elif forge_state == "pending" or (
+                number is None and state is ProposalState.AWAITING_REVIEW
+            ):
                 pull = self.publish(proposal_id)
                 if pull is None:
                     with self.store.session() as session:
@@ -250,13 +254,13 @@ class GitHubReview:
         reason: str,
         outcome: str,
         forge_state: str,
-        allowed_from: tuple[ProposalState, ...] = (S.AWAITING_REVIEW,),
+        allowed_from: tuple[ProposalState, ...] = (ProposalState.AWAITING_REVIEW,),
     ) -> None:
         """The proposal will not be applied: rejected, with what became of its pull request."""
         transition(
             self.store,
             proposal_id,
-            S.REJECTED,
+            ProposalState.REJECTED,
             actor=actor,
             reason=reason,
             allowed_from=allowed_from,
@@ -269,14 +273,14 @@ class GitHubReview:
         pull = self.forge.pull(number)
         with self.store.session() as session:
             row = get(session, proposal_id)
-            commit, state, cursor = row.commit_sha, S(row.state), row.forge_cursor
+            commit, state, cursor = row.commit_sha, ProposalState(row.state), row.forge_cursor
         assert commit is not None
         if pull.merged:
-            if state in (S.AWAITING_REVIEW, S.APPROVED):
+            if state in (ProposalState.AWAITING_REVIEW, ProposalState.APPROVED):
                 self._merged_by_person(proposal_id, pull, commit, notes, actions)
             return
         if pull.state == "closed":
-            if state is S.AWAITING_REVIEW:
+            if state is ProposalState.AWAITING_REVIEW:
                 self._withdraw(
                     proposal_id,
                     actor="github",
@@ -295,7 +299,7 @@ class GitHubReview:
                 notes.append(
                     self._command(proposal_id, number, commit, comment.user, command, actions)
                 )
-        if actions.state(proposal_id) is S.AWAITING_REVIEW:
+        if actions.state(proposal_id) is ProposalState.AWAITING_REVIEW:
             approvers = self._approvers(number, commit)
             if len(approvers) >= self.config.forge.github.required_approvals:
                 notes.append(
@@ -375,21 +379,21 @@ class GitHubReview:
                 reason=f"merged on GitHub but not applied: {refusal}",
                 outcome=f"not applied: {refusal}",
                 forge_state="merged",
-                allowed_from=(S.AWAITING_REVIEW, S.APPROVED),
+                allowed_from=(ProposalState.AWAITING_REVIEW, ProposalState.APPROVED),
             )
             notes.append(f"merged by {who}: not applied ({refusal})")
             return
         assert pull.merge_sha is not None
         self._fetch_main()
-        if actions.state(proposal_id) is S.AWAITING_REVIEW:
+        if actions.state(proposal_id) is ProposalState.AWAITING_REVIEW:
             actions.record_approval(proposal_id, actor=who, reason=f"merged on GitHub by {who}")
         transition(
             self.store,
             proposal_id,
-            S.MERGED,
+            ProposalState.MERGED,
             actor=who,
             reason=f"pull request #{pull.number} merged by {who} as {pull.merge_sha[:10]}",
-            allowed_from=(S.APPROVED,),
+            allowed_from=(ProposalState.APPROVED,),
             changes={"merge_sha": pull.merge_sha, "forge_state": "merged"},
         )
         actions.apply(proposal_id, actor=who)
@@ -414,7 +418,7 @@ class GitHubReview:
         try:
             if cmd.verb is Verb.APPLY:
                 state = actions.state(proposal_id)
-                if state is not S.AWAITING_REVIEW:
+                if state is not ProposalState.AWAITING_REVIEW:
                     raise StateError(f"proposal {proposal_id} is {state.value}")
                 return self._approve_and_merge(proposal_id, number, commit, [user], actions)
             if cmd.verb is Verb.REJECT:
@@ -466,7 +470,7 @@ class GitHubReview:
             rows = session.execute(
                 select(ProposalRow.id, ProposalRow.pr_number).where(
                     ProposalRow.incident_id == incident_id,
-                    ProposalRow.state == S.AWAITING_REVIEW.value,
+                    ProposalRow.state == ProposalState.AWAITING_REVIEW.value,
                     ProposalRow.pr_number.is_not(None),
                 )
             ).all()
@@ -500,3 +504,51 @@ class GitHubReview:
                 )
             )
         return [self.reconcile(i, actions) for i in ids]
+
+
+def review_packet(ctx: Context, proposal_id: int) -> ReviewPacket:
+    """What a reviewer is shown on the forge: the proposal's read model, with its incident,
+    the environments and tenants of its hosts (from main's inventory), and the proposal
+    commit's message (what, why, parameters, verify, rollback)."""
+    detail = proposal_detail(ctx.store, proposal_id)
+    summary = detail.summary
+    _sha, _catalogue, inventory = ctx.main.view()
+    known = [h for n in summary.hosts if (h := inventory.hosts.get(n))]
+    with ctx.store.session() as session:
+        incident = session.get(IncidentRow, summary.incident_id)
+        assert incident is not None
+        alertname, labels, annotations = (
+            incident.title,
+            dict(incident.labels),
+            dict(incident.annotations),
+        )
+        opened_at, recurrence = incident.opened_at, incident.recurrence
+    assert detail.commit and summary.branch
+    return ReviewPacket(
+        proposal_id=summary.id,
+        incident_id=summary.incident_id,
+        remedy=summary.remedy,
+        hosts=summary.hosts,
+        environments=tuple(sorted({h.environment for h in known if h.environment})),
+        tenants=tuple(sorted({h.tenant for h in known if h.tenant})),
+        risk=summary.risk,
+        decision=summary.decision,
+        reasons=detail.reasons,
+        policy_commit=detail.policy_commit,
+        commit=detail.commit,
+        branch=summary.branch,
+        alertname=alertname,
+        labels=labels,
+        annotations=annotations,
+        opened_at=opened_at,
+        recurrence=recurrence,
+        diagnosis=ctx.repo.message(detail.commit),
+        playbook_path=detail.playbook_path,
+        playbook=detail.playbook,
+        check_summary=dict(detail.check_summary),
+        check_diff=detail.check_diff,
+        applier=detail.applier,
+        target=detail.target,
+        ai_authored=detail.ai is not None,
+        confidence=detail.ai["confidence"] if detail.ai else None,
+    )

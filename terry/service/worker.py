@@ -30,7 +30,6 @@ from terry.store.models import HostLockRow, IncidentRow, ProposalRow, utcnow
 __all__ = ["Recovery", "Worker"]
 
 log = logging.getLogger("terry.service.worker")
-S = ProposalState
 
 
 def _alive(holder: str) -> bool:
@@ -209,14 +208,20 @@ class Worker:
                 if h
             }
             applying = list(
-                session.scalars(select(ProposalRow).where(ProposalRow.state == S.APPLYING.value))
+                session.scalars(
+                    select(ProposalRow).where(ProposalRow.state == ProposalState.APPLYING.value)
+                )
             )
             locks = {row.host: row for row in session.scalars(select(HostLockRow))}
             resumable = list(
                 session.scalars(
                     select(ProposalRow.id).where(
                         ProposalRow.state.in_(
-                            [S.PROPOSED.value, S.CHECKED.value, S.APPROVED.value]
+                            [
+                                ProposalState.PROPOSED.value,
+                                ProposalState.CHECKED.value,
+                                ProposalState.APPROVED.value,
+                            ]
                         ),
                         ProposalRow.commit_sha.is_not(None),
                     )
@@ -239,7 +244,7 @@ class Worker:
             transition(
                 self._store,
                 proposal.id,
-                S.INTERRUPTED,
+                ProposalState.INTERRUPTED,
                 actor="terry",
                 reason="the process applying it stopped mid-run; not re-applied "
                 "automatically: check the host, then 'terry proposals apply' or "

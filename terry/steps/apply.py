@@ -21,8 +21,6 @@ from terry.verify.judge import Outcome
 
 __all__ = ["Apply"]
 
-S = ProposalState
-
 
 @dataclass(frozen=True)
 class Apply:
@@ -43,7 +41,7 @@ class Apply:
             transition(
                 ctx.store,
                 proposal_id,
-                S.APPLYING,
+                ProposalState.APPLYING,
                 actor=actor,
                 verb="apply",
                 reason=f"apply {str(merge_sha)[:10]} on {', '.join(hosts)}",
@@ -56,25 +54,30 @@ class Apply:
                     self.appliers.get(applier), RunKind.APPLY, proposal_id, merge_sha
                 )
             except RunnerError as exc:
-                record.move(proposal_id, S.FAILED, str(exc), outcome=str(exc))
+                record.move(proposal_id, ProposalState.FAILED, str(exc), outcome=str(exc))
                 raise
             if not result.ok:
                 why = "; ".join(result.failure_messages()[:5]) or f"ended {result.status.value}"
                 record.move(
-                    proposal_id, S.FAILED, f"apply failed: {why}", outcome=f"apply failed: {why}"
+                    proposal_id,
+                    ProposalState.FAILED,
+                    f"apply failed: {why}",
+                    outcome=f"apply failed: {why}",
                 )
                 self.rollback(proposal_id, merge_sha, reason="apply failed")
                 return record.state(proposal_id)
-            record.move(proposal_id, S.APPLIED, f"applied: {result.changed} change(s)")
+            record.move(proposal_id, ProposalState.APPLIED, f"applied: {result.changed} change(s)")
             verification = self.verify(proposal_id, merge_sha)
             evidence = "; ".join(verification.evidence)
             if verification.outcome is Outcome.VERIFIED:
-                record.move(proposal_id, S.VERIFIED, evidence, outcome=f"verified: {evidence}")
+                record.move(
+                    proposal_id, ProposalState.VERIFIED, evidence, outcome=f"verified: {evidence}"
+                )
                 record.fixed(proposal_id)
             elif verification.outcome is Outcome.FAILED:
                 record.move(
                     proposal_id,
-                    S.FAILED,
+                    ProposalState.FAILED,
                     f"verification failed: {evidence}",
                     outcome=f"verification failed: {evidence}",
                 )
@@ -82,7 +85,7 @@ class Apply:
             else:
                 record.move(
                     proposal_id,
-                    S.ESCALATED,
+                    ProposalState.ESCALATED,
                     f"verification unknown: {evidence}",
                     outcome=f"unknown: {evidence}",
                 )

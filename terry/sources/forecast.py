@@ -1,4 +1,4 @@
-"""Acting on a forecast: preventive incidents, before any alert fires.
+"""The forecast as a source: preventive incidents, before any alert fires.
 
 A filesystem whose trend crosses the threshold within the lead time (and is still below it)
 becomes an incident of source ``forecast`` whose labels are those of the lab's and
@@ -26,15 +26,25 @@ longer stands out.
 
 from __future__ import annotations
 
-import hashlib
-from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import timedelta
 
 from sqlalchemy import select
 
 from terry.diagnosis.rules import NoFix
-from terry.durations import format_duration
 from terry.forecast.anomaly import HostAnomaly
+from terry.forecast.findings import (
+    ANOMALY_SOURCE,
+    DISK_ALERTNAME,
+    LEAK_ALERTNAME,
+    SOURCE,
+    Action,
+    anomaly_fingerprint,
+    anomaly_incident,
+    disk_fingerprint,
+    disk_labels,
+    leak_fingerprint,
+    leak_summary,
+)
 from terry.forecast.nodes import AnomalyScan
 from terry.forecast.prometheus import DiskForecast, FleetForecast, MemoryCheck
 from terry.forecast.trend import Outcome
@@ -44,127 +54,9 @@ from terry.proposals.state import ProposalState
 from terry.store.locks import named_lock
 from terry.store.models import IncidentRow, ProposalRow
 
-__all__ = [
-    "ANOMALY_ALERTNAME",
-    "ANOMALY_SOURCE",
-    "DISK_ALERTNAME",
-    "LEAK_ALERTNAME",
-    "SOURCE",
-    "Action",
-    "act",
-    "anomaly_fingerprint",
-    "anomaly_incident",
-    "anomaly_summary",
-    "disk_fingerprint",
-    "disk_summary",
-    "leak_fingerprint",
-    "leak_summary",
-]
+__all__ = ["act"]
 
-SOURCE = "forecast"
-DISK_ALERTNAME = "DiskWillFillSoon"
-LEAK_ALERTNAME = "MemoryLeakSuspected"
-ANOMALY_SOURCE = "anomaly"
-ANOMALY_ALERTNAME = "HostAnomaly"
 _OPENING = timedelta(minutes=2)  # the lock held while one process checks and opens
-
-
-@dataclass(frozen=True)
-class Action:
-    """What a forecast did about one filesystem, one host's memory or its node metrics."""
-
-    kind: str  # disk | leak | anomaly
-    host: str
-    mountpoint: str | None
-    # opened: a new incident (and, for a disk, its proposal); open: one is open already;
-    # resolved: the forecast no longer predicts trouble; busy: another process is opening it
-    effect: str
-    incident_id: int | None
-    proposal_id: int | None = None
-    state: str | None = None  # the proposal's state when this run left it
-    decision: str | None = None
-    reasons: tuple[str, ...] = ()
-    note: str = ""
-
-
-def _digest(*parts: str) -> str:
-    return hashlib.sha256("\x1f".join(parts).encode()).hexdigest()[:32]
-
-
-def disk_fingerprint(host: str, mountpoint: str) -> str:
-    return f"forecast:disk:{_digest(host, mountpoint)}"
-
-
-def leak_fingerprint(host: str) -> str:
-    return f"forecast:leak:{_digest(host)}"
-
-
-def anomaly_fingerprint(host: str) -> str:
-    return f"anomaly:host:{_digest(host)}"
-
-
-def _iso(epoch: float | None) -> str:
-    if epoch is None:
-        return ""
-    return datetime.fromtimestamp(epoch, UTC).isoformat(timespec="seconds")
-
-
-def disk_summary(d: DiskForecast) -> str:
-    """One line: "/srv/data on lab-02 is 55% full and will reach 80% in about 3m (between
-    2m and 5m)"."""
-    f = d.forecast
-    where = f"{d.mountpoint[:200]} on {d.host} is {d.used_percent:.0f}% full"
-    if f.projected_at is None:
-        return f"{where}; {f.reason}"
-    text = (
-        f"{where} and will reach {d.threshold}% in about {format_duration(f.projected_at - f.now)}"
-    )
-    if f.earliest is not None and f.latest is not None:
-        text += (
-            f" (between {format_duration(max(f.earliest - f.now, 0.0))} and "
-            f"{format_duration(f.latest - f.now)})"
-        )
-    return text
-
-
-def leak_summary(m: MemoryCheck) -> str:
-    leak = m.leak
-    if leak.slope is None:
-        return f"memory on {m.host}: {leak.reasons[0]}"
-    span = format_duration(leak.end - leak.start)
-    verdict = "grows steadily: a leak is suspected" if m.suspected else "no leak"
-    return f"memory on {m.host} grew {leak.relative_growth:.1%} over {span}; {verdict}"
-
-
-def anomaly_summary(scan: AnomalyScan, a: HostAnomaly) -> str:
-    """One line: "web-02's node metrics stand out: load_per_cpu, memory_used (score 0.74)"."""
-    named = ", ".join(e.feature for e in scan.outstanding(a)) or "no single metric"
-    return f"{a.host}'s node metrics stand out: {named} (anomaly score {a.score:.2f})"
-
-
-def anomaly_incident(scan: AnomalyScan, a: HostAnomaly) -> tuple[dict[str, str], dict[str, str]]:
-    """An anomaly's labels and annotations: which metrics, their values now, and against
-    what (the fleet's median and the host's own history, with robust z-scores)."""
-    labels = {
-        "alertname": ANOMALY_ALERTNAME,
-        "kind": "anomaly",
-        "host": a.host,
-        "severity": "info",
-        "features": ",".join(e.feature for e in scan.outstanding(a)),
-    }
-    others = len(scan.report.hosts) - 1
-    annotations = {
-        "summary": anomaly_summary(scan, a),
-        "description": (
-            f"Node metrics over the last {format_duration(scan.current)}, against {others} "
-            f"other host(s) and the host's own {format_duration(scan.window)} "
-            f"(IsolationForest score {a.score:.3f}): {a.summary()}. For review only: Terry "
-            "proposes no change for an anomaly."
-        ),
-        "anomaly_score": f"{a.score:.3f}",
-        **{f"evidence_{e.feature}": e.describe() for e in a.evidence},
-    }
-    return labels, annotations
 
 
 def _open_incident(
@@ -198,34 +90,6 @@ def _resolve(pipeline: Pipeline, incident_id: int, reason: str) -> None:
     pipeline.incident_changed(incident_id, resolved=True, detail=reason)
 
 
-def _disk_labels(d: DiskForecast) -> tuple[dict[str, str], dict[str, str]]:
-    f = d.forecast
-    slope = d.slope_percent_per_day
-    labels = {
-        "alertname": DISK_ALERTNAME,
-        "host": d.host,
-        "mountpoint": d.mountpoint,
-        "threshold": str(d.threshold),
-        "severity": "warning",
-    }
-    annotations = {
-        "summary": disk_summary(d),
-        "description": (
-            f"Forecast from Prometheus: {f.reason}. Trend "
-            f"{'' if slope is None else f'{slope:+.2f}'} %/day, used now "
-            f"{d.used_percent:.1f}%, threshold {d.threshold}%; crossing at "
-            f"{_iso(f.projected_at)} (between {_iso(f.earliest)} and {_iso(f.latest)}), "
-            f"confidence {f.confidence:.2f}. Opened before any alert, with a lead time of "
-            f"{format_duration(d.lead_time)}."
-        ),
-        "forecast_crossing_at": _iso(f.projected_at),
-        "forecast_earliest": _iso(f.earliest),
-        "forecast_latest": _iso(f.latest),
-        "forecast_used_percent": f"{d.used_percent:.2f}",
-    }
-    return labels, annotations
-
-
 def _prevent_disk(pipeline: Pipeline, d: DiskForecast, *, apply: bool) -> Action:
     fingerprint = disk_fingerprint(d.host, d.mountpoint)
     with named_lock(pipeline.ctx.store, fingerprint, ttl=_OPENING) as taken:
@@ -248,7 +112,7 @@ def _prevent_disk(pipeline: Pipeline, d: DiskForecast, *, apply: bool) -> Action
                 state=state,
                 note=f"incident {incident_id} is open already",
             )
-        labels, annotations = _disk_labels(d)
+        labels, annotations = disk_labels(d)
         incident_id = incidents.open_incident(
             pipeline.ctx.store,
             source=SOURCE,
