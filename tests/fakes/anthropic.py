@@ -33,7 +33,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from tests.local_server import LocalServer
+from tests.fakes.local_server import LocalServer
 
 __all__ = ["FakeAnthropic", "Received"]
 

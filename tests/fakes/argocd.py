@@ -32,7 +32,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse
 from starlette.routing import Route
 
-from tests.local_server import LocalServer
+from tests.fakes.local_server import LocalServer
 
 __all__ = ["FakeArgoCD"]
 

@@ -1,5 +1,5 @@
 """A Starlette app served by uvicorn on a free loopback port, in a thread: the base of the
-local stand-ins for services Terry talks to (GitHub, Argo CD)."""
+fakes of services Terry talks to (GitHub, Argo CD, Anthropic) and of tests' own receivers."""
 
 from __future__ import annotations
 

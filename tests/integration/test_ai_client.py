@@ -1,5 +1,5 @@
 """Diagnosis with Claude for real: the real ``anthropic`` client over HTTP to a local server
-that speaks the Messages API (tests/fake_anthropic.py), no mocks.
+that speaks the Messages API (tests/fakes/anthropic.py), no mocks.
 
 What arrives is a well-formed request with the key, the version header, one forced tool and
 the untrusted alert text only inside its data block; what comes back is validated (hostile
@@ -27,7 +27,7 @@ from terry.inventory.hosts import Host, Inventory
 from terry.ports import free_port
 from terry.remedies.catalogue import Catalogue, Risk, load_catalogue
 from tests.conftest import REPO_ROOT
-from tests.fake_anthropic import FakeAnthropic
+from tests.fakes.anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.integration
 

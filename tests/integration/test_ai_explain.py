@@ -1,5 +1,5 @@
 """``terry explain`` with Claude, for real: the real ``terry`` CLI and the real ``anthropic``
-client against a local Messages API (tests/fake_anthropic.py), on incidents the pipeline
+client against a local Messages API (tests/fakes/anthropic.py), on incidents the pipeline
 opened from an alert no remedy matches. No mocks.
 
 Claude's account comes first, labelled, and the record's account always follows; the
@@ -19,7 +19,7 @@ import yaml
 
 from terry.gitops.repo import Repo
 from tests.conftest import Cli, alert, make_cli, payload
-from tests.fake_anthropic import FakeAnthropic
+from tests.fakes.anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.integration
 

@@ -15,7 +15,7 @@ import yaml
 from terry.demo import example
 from terry.gitops.repo import Repo
 from tests.conftest import Cli, alert, config_for, make_cli, payload
-from tests.fake_anthropic import FakeAnthropic
+from tests.fakes.anthropic import FakeAnthropic
 
 pytestmark = pytest.mark.integration
 

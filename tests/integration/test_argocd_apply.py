@@ -20,8 +20,8 @@ from sqlalchemy import select
 from terry.store import Store
 from terry.store.models import AuditRow, ProposalRow, RunEventRow, RunRow
 from tests.conftest import Cli, config_for, make_cli
-from tests.fake_argocd import FakeArgoCD
-from tests.fake_github import FakeGitHub
+from tests.fakes.argocd import FakeArgoCD
+from tests.fakes.github import FakeGitHub
 from tests.shop import MANIFEST, git, ingest_one, shop_repo
 
 pytestmark = pytest.mark.integration

@@ -22,16 +22,16 @@ from click.testing import CliRunner
 from sqlalchemy import select, text
 from starlette.testclient import TestClient
 
+from terry.app import build_pipeline
 from terry.cli import main
 from terry.config import load_config
 from terry.demo import example
-from terry.pipeline import Pipeline
 from terry.service.server import create_app
 from terry.service.worker import Worker
 from terry.store import Store
 from terry.store.models import ForgeDeliveryRow, ProposalRow, RunRow
 from tests.conftest import Cli, alert, config_for, count_rows, make_cli, payload
-from tests.fake_github import FakeGitHub
+from tests.fakes.github import FakeGitHub
 
 pytestmark = pytest.mark.integration
 
@@ -270,7 +270,7 @@ def test_webhooks_are_verified_deduplicated_and_an_approval_merges_and_applies(
     assert row.pr_number is not None and row.commit_sha is not None
     config = load_config(cli.repo, environ=cli.env)
     store = Store(config.store_url)
-    worker = Worker(lambda: Pipeline(config, store), store, poll_seconds=0.2, threads=1)
+    worker = Worker(lambda: build_pipeline(config, store), store, poll_seconds=0.2, threads=1)
     app = create_app(config, store, worker=worker, token="t")
     main_before = _git(fake.bare, "rev-parse", "main")
     fake.review(row.pr_number, "alice", "APPROVED", commit_id=row.commit_sha)

@@ -19,8 +19,8 @@ from sqlalchemy import text
 
 from terry.store import Store
 from tests.conftest import Cli, config_for, make_cli
-from tests.fake_argocd import FakeArgoCD
-from tests.fake_github import FakeGitHub
+from tests.fakes.argocd import FakeArgoCD
+from tests.fakes.github import FakeGitHub
 from tests.shop import git, ingest_one, shop_repo
 
 pytestmark = pytest.mark.integration

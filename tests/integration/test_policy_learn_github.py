@@ -1,5 +1,5 @@
 """`terry policy learn` with GitHub: the learned edit becomes a pull request a person
-merges. The real PyGithub client against the local GitHub (``tests/fake_github.py``), git
+merges. The real PyGithub client against the local GitHub (``tests/fakes/github.py``), git
 pushing to a real bare repository, the real store (SQLite and PostgreSQL).
 
 The record is written as the pipeline leaves it (finished proposal rows with the
@@ -22,7 +22,7 @@ import yaml
 from terry.store import Store
 from terry.store.models import IncidentRow, ProposalRow, utcnow
 from tests.conftest import Cli, make_cli
-from tests.fake_github import FakeGitHub
+from tests.fakes.github import FakeGitHub
 
 pytestmark = pytest.mark.integration
 

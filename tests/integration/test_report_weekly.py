@@ -38,7 +38,7 @@ from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, ProposalRow, utcnow
 from tests.conftest import Cli, alert, config_for, make_cli, payload
-from tests.local_server import LocalServer
+from tests.fakes.local_server import LocalServer
 
 pytestmark = pytest.mark.integration
 

@@ -1,5 +1,5 @@
 """A schedule's report in a GitHub issue, updated in place: the real PyGithub client
-against the local GitHub (``tests/fake_github.py``), through ``run_schedule``.
+against the local GitHub (``tests/fakes/github.py``), through ``run_schedule``.
 
 No ansible here: each run's scan is recorded by Terry's own recording code
 (``start_scan``/``finish_scan``) through the schedule's drift-fix hook, and read back by the
@@ -27,7 +27,7 @@ from terry.forges.github import GitHubForge, credentials_from_env
 from terry.service.schedules import ScheduleRun, issue_marker, run_schedule
 from terry.store import Store
 from terry.store.models import ScheduleRunRow
-from tests.fake_github import FakeGitHub
+from tests.fakes.github import FakeGitHub
 
 pytestmark = pytest.mark.integration
 

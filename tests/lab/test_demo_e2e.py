@@ -6,12 +6,9 @@ proposals, dry runs, the gate → apply over SSH → verify against Prometheus �
 
 from __future__ import annotations
 
-import os
-import shutil
 from pathlib import Path
 
 import httpx
-import pytest
 from sqlalchemy import select
 
 from terry import lab
@@ -20,17 +17,7 @@ from terry.demo.lab import run_lab_demo
 from terry.store import Store
 from terry.store.models import AuditRow, ProposalRow, RunEventRow, RunRow
 
-_may_skip = not os.environ.get("CI")  # in CI nothing skips: missing parts fail the run
-_missing = [
-    t
-    for t in ("prometheus", "prometheus-alertmanager", "prometheus-node-exporter")
-    if shutil.which(t) is None
-]
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(_may_skip and os.geteuid() != 0, reason="the lab needs root"),
-    pytest.mark.skipif(_may_skip and bool(_missing), reason=f"missing {_missing}"),
-]
+NEEDS = ["prometheus", "prometheus-alertmanager", "prometheus-node-exporter"]
 
 LAB = lab.LabConfig(
     state_dir=Path("/var/lib/terry-lab-e2e"),

@@ -7,9 +7,6 @@ once the hosts are back in line. The tests run in file order on one lab.
 from __future__ import annotations
 
 import json
-import os
-import shutil
-import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -21,19 +18,9 @@ from terry import lab
 from terry.cli import main
 from terry.gitops.repo import Repo
 from tests.conftest import Cli, make_cli
+from tests.lab.helpers import ssh
 
-_may_skip = not os.environ.get("CI")  # in CI nothing skips: missing parts fail the run
-_missing = [
-    t
-    for t in ("/usr/sbin/sshd", "/usr/bin/prometheus", "/usr/bin/prometheus-node-exporter")
-    if shutil.which(t) is None
-]
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(_may_skip and os.geteuid() != 0, reason="the lab needs root"),
-    pytest.mark.skipif(_may_skip and bool(_missing), reason=f"missing {_missing}"),
-]
-
+NEEDS = ["/usr/sbin/sshd", "/usr/bin/prometheus", "/usr/bin/prometheus-node-exporter"]
 NAMES = {
     "bridge": "terrylabd0",
     "subnet": "10.77.0.0/24",
@@ -42,23 +29,12 @@ NAMES = {
 }
 
 
-def _ssh(state: lab.LabState, host: str, *command: str) -> str:
-    proc = subprocess.run(
-        [*lab.ssh_argv(state, host), *command],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, lab.LabState]]:
-    base = tmp_path_factory.mktemp("drift")
-    config = lab.LabConfig(state_dir=base / "lab", **NAMES)
-    repo = base / "ops"
+def fleet(
+    lab_config: lab.LabConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Cli, lab.LabState]]:
+    config = lab_config
+    repo = tmp_path_factory.mktemp("drift") / "ops"
     created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
     assert created.exit_code == 0, created.stdout
     lab.down(config)
@@ -119,8 +95,8 @@ def test_changes_by_hand_are_exactly_the_items_reported(fleet: tuple[Cli, lab.La
     # one: a kernel parameter changed by hand; two: the managed file edited, and a package
     # version declared that it does not run; three: the service stopped and the host
     # renamed (it now answers with another identity).
-    _ssh(state, one, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
-    _ssh(state, two, "echo 'debug = true' >> /etc/app/app.conf")  # one remote shell line
+    ssh(state, one, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
+    ssh(state, two, "echo 'debug = true' >> /etc/app/app.conf")  # one remote shell line
     host_vars = cli.repo / "inventories" / "lab" / "host_vars"
     host_vars.mkdir(exist_ok=True)
     (host_vars / f"{two}.yml").write_text(
@@ -128,7 +104,7 @@ def test_changes_by_hand_are_exactly_the_items_reported(fleet: tuple[Cli, lab.La
     )
     Repo(cli.repo).commit_paths(["inventories/lab/host_vars"], f"{two}: pin openssh-server")
     lab.break_host(state, three, "service")
-    _ssh(state, three, "hostname", "impostor")
+    ssh(state, three, "hostname", "impostor")
 
     report = _scan(cli)
     assert _items(report) == {
@@ -173,7 +149,7 @@ def test_an_unreachable_host_is_unreachable_not_drifted(fleet: tuple[Cli, lab.La
 def test_back_in_line_the_items_are_resolved(fleet: tuple[Cli, lab.LabState]) -> None:
     cli, state = fleet
     one, two, three = (h.name for h in state.hosts)
-    _ssh(state, three, "hostname", three)
+    ssh(state, three, "hostname", three)
     (cli.repo / "inventories" / "lab" / "host_vars" / f"{two}.yml").unlink()
     Repo(cli.repo).commit_paths(["inventories/lab/host_vars"], f"{two}: unpin openssh-server")
     fixed = _reconcile(cli)
@@ -194,7 +170,7 @@ def test_back_in_line_the_items_are_resolved(fleet: tuple[Cli, lab.LabState]) ->
         (three, "task", "service web"),
         (three, "identity", "hostname"),
     }
-    assert _ssh(state, one, "sysctl", "-n", "net.ipv4.ip_forward").strip() == "0"
+    assert ssh(state, one, "sysctl", "-n", "net.ipv4.ip_forward").strip() == "0"
     html = cli("drift", "report", "--format", "html")
     assert html.exit_code == 0 and "<svg" in html.stdout and "impostor" not in html.stdout
 
@@ -203,7 +179,7 @@ def test_markup_from_a_host_stays_text_in_reports(fleet: tuple[Cli, lab.LabState
     cli, state = fleet
     one = state.hosts[0].name
     hostile = "<script>alert(1)</script> ``` | `x`"
-    _ssh(state, one, f"printf '%s\\n' '{hostile}' >> /etc/app/app.conf")
+    ssh(state, one, f"printf '%s\\n' '{hostile}' >> /etc/app/app.conf")
     _scan(cli)
     html = cli("drift", "report", "--format", "html").stdout
     assert "<script>alert(1)</script>" not in html

@@ -15,7 +15,6 @@ after more than an hour, yet the forecast's lead time (2 h) covers the crossing.
 from __future__ import annotations
 
 import os
-import shutil
 import threading
 import time
 from collections.abc import Iterator
@@ -35,23 +34,12 @@ from terry.store import Store
 from terry.store.models import IncidentRow
 from tests.conftest import Cli, make_cli
 
-_may_skip = not os.environ.get("CI")  # in CI nothing skips: missing parts fail the run
-_missing = [
-    t
-    for t in (
-        "/usr/sbin/sshd",
-        "/usr/bin/prometheus",
-        "/usr/bin/prometheus-alertmanager",
-        "/usr/bin/prometheus-node-exporter",
-    )
-    if shutil.which(t) is None
+NEEDS = [
+    "/usr/sbin/sshd",
+    "/usr/bin/prometheus",
+    "/usr/bin/prometheus-alertmanager",
+    "/usr/bin/prometheus-node-exporter",
 ]
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(_may_skip and os.geteuid() != 0, reason="the lab needs root"),
-    pytest.mark.skipif(_may_skip and bool(_missing), reason=f"missing {_missing}"),
-]
-
 NAMES = {
     "bridge": "terrylabf0",
     "subnet": "10.82.0.0/24",
@@ -133,10 +121,11 @@ def _query(prometheus: str, query: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture(scope="module")
-def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, lab.LabState]]:
-    base = tmp_path_factory.mktemp("forecast")
-    config = lab.LabConfig(state_dir=base / "lab", **NAMES)
-    repo = base / "ops"
+def fleet(
+    lab_config: lab.LabConfig, tmp_path_factory: pytest.TempPathFactory
+) -> Iterator[tuple[Cli, lab.LabState]]:
+    config = lab_config
+    repo = tmp_path_factory.mktemp("forecast") / "ops"
     created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
     assert created.exit_code == 0, created.stdout
     lab.down(config)

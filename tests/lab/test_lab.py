@@ -9,17 +9,15 @@ from __future__ import annotations
 
 import json
 import os
-import shutil
 import subprocess
 import sys
 import threading
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 
-import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -28,6 +26,7 @@ from terry import lab
 from terry.cli import main
 from terry.errors import StateError
 from terry.lab.procs import resolve, start_time
+from tests.lab.helpers import df_percent, prometheus_alert, ssh, wait_for
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
 NEEDS = [
@@ -37,21 +36,6 @@ NEEDS = [
     "/usr/bin/prometheus-node-exporter",
     "promtool",
 ]
-_missing = [tool for tool in NEEDS if shutil.which(tool) is None]
-
-# In CI (CI=true) nothing skips: a missing prerequisite fails the run instead.
-_may_skip = not os.environ.get("CI")
-
-pytestmark = [
-    pytest.mark.lab,
-    pytest.mark.skipif(_may_skip and os.geteuid() != 0, reason="the lab needs root"),
-    pytest.mark.skipif(
-        _may_skip and bool(_missing),
-        reason=f"missing {', '.join(_missing)} (apt-get install openssh-server prometheus "
-        "prometheus-alertmanager prometheus-node-exporter)",
-    ),
-]
-
 # Not the defaults: a developer's `terry lab up` may be running next to the tests.
 NAMES = {
     "bridge": "terrylabt0",
@@ -60,18 +44,6 @@ NAMES = {
     "veth_prefix": "tlabt",
 }
 ALERT_TIMEOUT = 60.0
-T = TypeVar("T")
-
-
-def wait_for(probe: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T | None:
-    deadline = time.monotonic() + timeout
-    while True:
-        value = probe()
-        if value:
-            return value
-        if time.monotonic() > deadline:
-            return None
-        time.sleep(interval)
 
 
 class Receiver:
@@ -119,51 +91,11 @@ class Receiver:
         self.server.server_close()
 
 
-def prometheus_alert(state: lab.LabState, alertname: str, host: str) -> dict[str, Any] | None:
-    try:
-        response = httpx.get(f"{state.prometheus_url}/api/v1/alerts", timeout=2.0)
-    except httpx.HTTPError:
-        return None
-    for alert in response.json()["data"]["alerts"]:
-        labels = alert["labels"]
-        if (
-            alert["state"] == "firing"
-            and labels.get("alertname") == alertname
-            and labels.get("host") == host
-        ):
-            return alert
-    return None
-
-
-def ssh(state: lab.LabState, host: str, *command: str) -> str:
-    proc = subprocess.run(
-        [*lab.ssh_argv(state, host), *command],
-        capture_output=True,
-        text=True,
-        timeout=30,
-        check=False,
-    )
-    assert proc.returncode == 0, proc.stderr
-    return proc.stdout
-
-
-def df_percent(state: lab.LabState, host: str) -> int:
-    lines = ssh(state, host, "df", "-P", "/srv/data").splitlines()
-    fields = lines[-1].split()
-    assert fields[-1] == "/srv/data", lines
-    return int(fields[4].rstrip("%"))
-
-
 @pytest.fixture(scope="module")
 def receiver() -> Iterator[Receiver]:
     r = Receiver()
     yield r
     r.close()
-
-
-@pytest.fixture(scope="module")
-def lab_config(tmp_path_factory: pytest.TempPathFactory) -> lab.LabConfig:
-    return lab.LabConfig(state_dir=tmp_path_factory.mktemp("lab") / "state", **NAMES)
 
 
 @pytest.fixture(scope="module")

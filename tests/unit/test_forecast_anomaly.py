@@ -15,8 +15,8 @@ import pytest
 from terry.config import DEFAULT_ANOMALY_FEATURES
 from terry.errors import ConfigError
 from terry.forecast import HostMetrics, detect_anomalies
+from terry.forecast.findings import anomaly_fingerprint, anomaly_incident, leak_fingerprint
 from terry.forecast.nodes import AnomalyScan, host_rows, span_means
-from terry.forecast.prevent import anomaly_fingerprint, anomaly_incident, leak_fingerprint
 from terry.forecast.prometheus import RangeSeries, forecast_fleet
 from terry.forecast.report import to_report
 from tests.unit.test_forecast_fleet import (

@@ -19,7 +19,7 @@ from terry.config import Config, load_config
 from terry.durations import format_duration, parse_duration
 from terry.errors import ConfigError
 from terry.forecast import Outcome
-from terry.forecast.prevent import disk_fingerprint, disk_summary, leak_fingerprint
+from terry.forecast.findings import disk_fingerprint, disk_summary, leak_fingerprint
 from terry.forecast.prometheus import PrometheusError, forecast_fleet, query_range
 from terry.forecast.report import to_report
 from terry.inventory.hosts import Host, Inventory

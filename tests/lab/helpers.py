@@ -1,0 +1,67 @@
+"""What lab tests do to a running lab: run a command on a host over SSH, read a host's disk
+usage, ask Prometheus whether an alert fires, wait for something to become true."""
+
+from __future__ import annotations
+
+import subprocess
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import httpx
+
+from terry import lab
+
+__all__ = ["df_percent", "prometheus_alert", "ssh", "wait_for"]
+
+T = TypeVar("T")
+
+
+def wait_for(probe: Callable[[], T | None], timeout: float, interval: float = 0.25) -> T | None:
+    """``probe()``'s first true answer within ``timeout`` seconds, else None."""
+    deadline = time.monotonic() + timeout
+    while True:
+        value = probe()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            return None
+        time.sleep(interval)
+
+
+def ssh(state: lab.LabState, host: str, *command: str) -> str:
+    """``command`` on ``host`` over SSH; its output (a failure fails the test)."""
+    proc = subprocess.run(
+        [*lab.ssh_argv(state, host), *command],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=False,
+    )
+    assert proc.returncode == 0, proc.stderr
+    return proc.stdout
+
+
+def df_percent(state: lab.LabState, host: str) -> int:
+    """How full ``host``'s /srv/data is, in percent, as ``df`` on the host says."""
+    lines = ssh(state, host, "df", "-P", "/srv/data").splitlines()
+    fields = lines[-1].split()
+    assert fields[-1] == "/srv/data", lines
+    return int(fields[4].rstrip("%"))
+
+
+def prometheus_alert(state: lab.LabState, alertname: str, host: str) -> dict[str, Any] | None:
+    """The lab Prometheus' firing ``alertname`` for ``host``, if it fires."""
+    try:
+        response = httpx.get(f"{state.prometheus_url}/api/v1/alerts", timeout=2.0)
+    except httpx.HTTPError:
+        return None
+    for alert in response.json()["data"]["alerts"]:
+        labels = alert["labels"]
+        if (
+            alert["state"] == "firing"
+            and labels.get("alertname") == alertname
+            and labels.get("host") == host
+        ):
+            return alert
+    return None
