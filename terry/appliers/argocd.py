@@ -7,9 +7,34 @@ is the same request with ``dryRun``), waits for the operation it started to fini
 for the application to be ``Synced`` at that commit and ``Healthy``. The outcome is a
 ``RunResult`` like ansible's, so the store, the gate and verification read both the same way.
 
+Waiting is done the way ``argocd app wait`` decides (cmd/argocd/commands/app.go): an
+operation is in progress while the application's ``operation`` is set, while
+``operationState`` has no ``finishedAt``, and, after a real (not dry) sync, until the
+controller has reconciled the application since (``reconciledAt`` not before
+``finishedAt``); until then ``status.sync`` and ``status.health`` describe the world before
+the sync. Argo CD writes whole seconds, so a reconcile in the same second as the finish is
+settled by asking for a refresh (``GET ?refresh=normal``, answered once it is done). Only
+then is health judged, as Argo CD's health model means it: ``Healthy`` (and Synced at the
+commit or one containing it) succeeds; ``Degraded`` and ``Missing`` fail at once;
+``Suspended`` (paused, waiting for something outside Argo CD) ends the wait and is left to
+a person (verification cannot tell); ``Progressing`` and ``Unknown`` are waited on.
+
+An application with automated sync (``spec.syncPolicy.automated``) refuses a sync to any
+revision but its ``targetRevision`` (dry runs excepted), and deploys main by itself. For it
+the check still dry-runs the proposal commit and says so in an ``argocd_policy`` event; the
+apply and the rollback (a revert committed on main) ask for no sync: they refresh the
+application so Argo CD sees main, and wait for auto-sync to deploy a revision containing the
+commit, then judge it as above. An auto-synced application whose ``targetRevision`` a merge
+to main does not move fails the check with that reason (the gate denies it), since nothing
+could deploy the merge.
+
 Errors: 5xx and connection failures are retried with backoff; a 4xx is an ``ArgoCDError``
-carrying Argo CD's own message (never the token). Before the sync is accepted, an error
-means the run could not start; after, it means Terry cannot tell (``unreachable``).
+carrying Argo CD's own message (never the token). A sync request that failed in transit (a
+proxy's 504) may have been accepted, so before asking again Terry reads the application and
+adopts an operation for the same revision. During the check an error that stops the sync
+from starting is raised (nothing merged, the run could not start); during apply and
+rollback it is a failed run, so a merge that could not be deployed is reverted. Once a sync
+is under way, an error means Terry cannot tell (``unreachable``).
 """
 
 from __future__ import annotations
@@ -19,6 +44,8 @@ import re
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field, replace
+from datetime import UTC, datetime
+from enum import Enum
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote
 
@@ -47,13 +74,19 @@ __all__ = [
     "ArgoCDClient",
     "ArgoCDError",
     "Operation",
+    "Requested",
     "SyncRequest",
     "build",
 ]
 
 ACTION = "argocd.sync"
 _APP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
-_FINISHED = ("Succeeded", "Failed", "Error")
+_FINISHED = ("Succeeded", "Failed", "Error")  # Argo CD's completed operation phases
+_AUTO_SYNC_REFUSAL = "auto-sync currently set to"  # FailedPrecondition from Sync
+_IN_PROGRESS = "in progress"  # "another operation is already in progress"
+# How often an auto-synced application that has not yet compared with the merge is asked
+# to refresh (Argo CD itself polls git every three minutes unless a webhook tells it).
+_NUDGE_SECONDS = 30.0
 
 
 class ArgoCDError(RunnerError):
@@ -63,10 +96,26 @@ class ArgoCDError(RunnerError):
         super().__init__(message)
         self.status = status
 
+    @property
+    def in_transit(self) -> bool:
+        """No answer from Argo CD itself: the request may or may not have been carried out."""
+        return self.status == 0 or self.status >= 500
+
+
+def _time(value: Any) -> datetime | None:
+    """A ``metav1.Time`` (RFC 3339; Argo CD writes whole seconds)."""
+    if not isinstance(value, str) or not value:
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo is not None else parsed.replace(tzinfo=UTC)
+
 
 @dataclass(frozen=True)
 class Operation:
-    """``status.operationState``: the last sync Argo CD ran for the application."""
+    """``status.operationState``: the last operation Argo CD ran, or runs, for the app."""
 
     phase: str
     message: str
@@ -74,10 +123,47 @@ class Operation:
     dry_run: bool
     started_at: str | None
     resources: tuple[dict[str, Any], ...]
+    finished_at: str | None = None
+    automated: bool = False  # started by auto-sync (initiatedBy.automated)
 
     @property
     def finished(self) -> bool:
         return self.phase in _FINISHED
+
+    @classmethod
+    def from_api(cls, state: dict[str, Any]) -> Operation:
+        requested = state.get("operation") or {}
+        sync_op = requested.get("sync") or {}
+        result = state.get("syncResult") or {}
+        return cls(
+            phase=str(state.get("phase", "")),
+            message=str(state.get("message", "")),
+            revision=sync_op.get("revision") or result.get("revision"),
+            dry_run=bool(sync_op.get("dryRun", False)),
+            started_at=state.get("startedAt"),
+            resources=tuple(r for r in result.get("resources") or () if isinstance(r, dict)),
+            finished_at=state.get("finishedAt"),
+            automated=bool((requested.get("initiatedBy") or {}).get("automated", False)),
+        )
+
+
+@dataclass(frozen=True)
+class Requested:
+    """The application's ``operation``: asked for and not finished; while it is set, Argo CD
+    refuses another."""
+
+    revision: str | None
+    dry_run: bool
+    automated: bool
+
+    @classmethod
+    def from_api(cls, operation: dict[str, Any]) -> Requested:
+        sync_op = operation.get("sync") or {}
+        return cls(
+            revision=sync_op.get("revision"),
+            dry_run=bool(sync_op.get("dryRun", False)),
+            automated=bool((operation.get("initiatedBy") or {}).get("automated", False)),
+        )
 
 
 @dataclass(frozen=True)
@@ -89,10 +175,51 @@ class AppStatus:
     health_message: str
     operation: Operation | None
     raw: dict[str, Any] = field(repr=False, compare=False)
+    requested: Requested | None = None
+    reconciled_at: str | None = None
+    auto_sync: bool = False  # spec.syncPolicy.automated, not disabled
+    target_revision: str = ""  # spec.source.targetRevision
 
     def settled(self, at: Callable[[str | None], bool]) -> bool:
         """Synced at a revision ``at`` accepts, and Healthy."""
         return self.sync_status == "Synced" and at(self.sync_revision) and self.health == "Healthy"
+
+    @property
+    def busy(self) -> bool:
+        """An operation is in progress, as ``argocd app wait`` decides: one is requested or
+        running, or a sync finished that the controller has not reconciled since."""
+        if self.requested is not None:
+            return True
+        operation = self.operation
+        if operation is None:
+            return False
+        finished = _time(operation.finished_at)
+        if finished is None:
+            return True
+        if operation.dry_run:
+            return False
+        reconciled = _time(self.reconciled_at)
+        return reconciled is None or reconciled < finished
+
+    @property
+    def unsure(self) -> bool:
+        """Reconciled in the same second as the last sync finished: before or after it?"""
+        operation = self.operation
+        if self.busy or operation is None or operation.dry_run:
+            return False
+        return _time(self.reconciled_at) == _time(operation.finished_at)
+
+    def tracks(self, branch: str) -> bool:
+        """Whether ``targetRevision`` follows ``branch`` (HEAD: the default branch)."""
+        return self.target_revision in ("", "HEAD", branch, f"refs/heads/{branch}")
+
+    def missing(self) -> list[str]:
+        """The resources Argo CD reports Missing."""
+        return [
+            f"{r.get('kind')} {r.get('namespace') or ''}/{r.get('name')}".replace(" /", " ")
+            for r in (self.raw.get("status") or {}).get("resources") or ()
+            if isinstance(r, dict) and (r.get("health") or {}).get("status") == "Missing"
+        ]
 
     @classmethod
     def from_api(cls, body: dict[str, Any]) -> AppStatus:
@@ -100,26 +227,21 @@ class AppStatus:
         sync = status.get("sync") or {}
         health = status.get("health") or {}
         state = status.get("operationState")
-        operation = None
-        if isinstance(state, dict):
-            sync_op = (state.get("operation") or {}).get("sync") or {}
-            result = state.get("syncResult") or {}
-            operation = Operation(
-                phase=str(state.get("phase", "")),
-                message=str(state.get("message", "")),
-                revision=sync_op.get("revision") or result.get("revision"),
-                dry_run=bool(sync_op.get("dryRun", False)),
-                started_at=state.get("startedAt"),
-                resources=tuple(r for r in result.get("resources") or () if isinstance(r, dict)),
-            )
+        requested = body.get("operation")
+        spec = body.get("spec") or {}
+        automated = (spec.get("syncPolicy") or {}).get("automated")
         return cls(
             name=str((body.get("metadata") or {}).get("name", "")),
             sync_status=str(sync.get("status", "Unknown")),
             sync_revision=sync.get("revision"),
             health=str(health.get("status", "Unknown")),
             health_message=str(health.get("message", "")),
-            operation=operation,
+            operation=Operation.from_api(state) if isinstance(state, dict) else None,
             raw=body,
+            requested=Requested.from_api(requested) if isinstance(requested, dict) else None,
+            reconciled_at=status.get("reconciledAt"),
+            auto_sync=isinstance(automated, dict) and automated.get("enabled") is not False,
+            target_revision=str((spec.get("source") or {}).get("targetRevision") or ""),
         )
 
 
@@ -178,9 +300,12 @@ class ArgoCDClient:
     def close(self) -> None:
         self._http.close()
 
-    def _request(self, method: str, path: str, body: dict[str, Any] | None = None) -> Any:
+    def _request(
+        self, method: str, path: str, body: dict[str, Any] | None = None, *, retry: bool = True
+    ) -> Any:
         delay = 0.5
-        for attempt in range(self.retries + 1):
+        attempts = self.retries + 1 if retry else 1
+        for attempt in range(attempts):
             try:
                 response = self._http.request(method, path, json=body)
             except httpx.HTTPError as exc:
@@ -193,7 +318,7 @@ class ArgoCDClient:
                 problem = f"Argo CD answered {status}: {_message(response)}"
                 if status < 500:
                     raise ArgoCDError(problem, status=status)
-            if attempt == self.retries:
+            if attempt == attempts - 1:
                 raise ArgoCDError(problem, status=status)
             self._sleep(delay)
             delay = min(delay * 2, 8.0)
@@ -206,9 +331,11 @@ class ArgoCDClient:
         return AppStatus.from_api(self._request("GET", path))
 
     def sync(self, app: str, *, revision: str, dry_run: bool) -> AppStatus:
+        """One request, never repeated here: one that failed in transit may have been carried
+        out, so whether to ask again is decided after reading the application."""
         body = {"name": app, "revision": revision, "dryRun": dry_run, "prune": False}
         path = f"/api/v1/applications/{quote(check_app_name(app))}/sync"
-        return AppStatus.from_api(self._request("POST", path, body))
+        return AppStatus.from_api(self._request("POST", path, body, retry=False))
 
 
 def _message(response: httpx.Response) -> str:
@@ -232,8 +359,43 @@ class SyncRequest:
     manifest: tuple[str, str, str] | None = None
 
 
+class _Verdict(Enum):
+    """What a settled read of the application says of a revision."""
+
+    HEALTHY = "healthy"  # Synced at it and Healthy
+    BROKEN = "broken"  # Degraded or Missing at it
+    SYNC_FAILED = "sync failed"  # auto-sync's operation for it failed
+    SUSPENDED = "suspended"  # Synced at it, paused: waits for something outside Argo CD
+    ELSEWHERE = "elsewhere"  # Argo CD compares with a revision that does not contain it
+    UNSETTLED = "unsettled"  # none of those (in time)
+
+
+def _underway(status: AppStatus, request: SyncRequest, before: AppStatus) -> bool:
+    """Whether the application shows an operation for ``request``: requested or running, or
+    finished since ``before`` was read (a sync request clears the last operation's state)."""
+    asked = status.requested
+    if asked is not None:
+        return asked.revision == request.revision and asked.dry_run == request.dry_run
+    operation = status.operation
+    return (
+        operation is not None
+        and operation.finished
+        and operation.revision == request.revision
+        and operation.dry_run == request.dry_run
+        and operation != before.operation
+    )
+
+
+def _deployed(status: AppStatus, at: Callable[[str | None], bool]) -> Operation | None:
+    """The last operation, when it was a real sync of a revision ``at`` accepts."""
+    operation = status.operation
+    if operation is not None and operation.finished and not operation.dry_run:
+        return operation if at(operation.revision) else None
+    return None
+
+
 class ArgoCDApplier:
-    """Sync, wait, judge; one ``RunResult`` per sync or status read."""
+    """Sync (or let auto-sync deploy), wait, judge; one ``RunResult`` per sync or read."""
 
     name = "argocd"
     check_words = "Argo CD sync --dry-run"
@@ -268,6 +430,10 @@ class ArgoCDApplier:
             raise RunnerError("the Argo CD applier was built without a repository")
         return self._repo
 
+    @property
+    def main_branch(self) -> str:
+        return self._repo.main_branch if self._repo is not None else "main"
+
     def check(self, job: Job, on_event: OnEvent) -> RunResult:
         """A dry-run sync of the proposal commit, with the manifest's diff."""
         path, app = job.playbook, _app(job)
@@ -284,7 +450,8 @@ class ArgoCDApplier:
         return self.sync(request, on_event=on_event, contains=self.repo.is_ancestor)
 
     def apply(self, job: Job, on_event: OnEvent) -> RunResult:
-        """Sync the merge and wait for Synced at it (or after it) and Healthy."""
+        """Sync the merge (or let auto-sync deploy it) and wait for Synced at it (or after
+        it) and Healthy."""
         request = SyncRequest(_app(job), job.hosts[0], job.commit, dry_run=False)
         return self.sync(request, on_event=on_event, contains=self.repo.is_ancestor)
 
@@ -294,7 +461,8 @@ class ArgoCDApplier:
         )
 
     def rollback(self, job: Job, on_event: OnEvent) -> RunResult:
-        """Revert the merge on main (shared where Argo CD reads), then sync the revert."""
+        """Revert the merge on main (shared where Argo CD reads), then sync the revert (or
+        let auto-sync deploy it)."""
         if self._share is not None:
             self._share.refresh_main()
         try:
@@ -325,24 +493,40 @@ class ArgoCDApplier:
         """Sync and wait. ``contains(ours, compared)``: whether the revision Argo CD compares
         with (main's head) includes ours, so main moving on meanwhile is still "Synced"."""
         started = self._clock()
+        deadline = started + self.timeout
         at = _at(request.revision, contains)
         events = _Events(request.target, on_event)
         if request.manifest is not None:
-            path, before, after = request.manifest
+            path, before_text, after_text = request.manifest
             events.add(
                 "argocd_manifest",
                 f"manifest {path}",
-                EventStatus.CHANGED if before != after else EventStatus.OK,
+                EventStatus.CHANGED if before_text != after_text else EventStatus.OK,
                 f"{path} at {request.revision[:10]}",
                 diffs=(
-                    {"before": before, "after": after, "before_header": path, "after_header": path},
+                    {
+                        "before": before_text,
+                        "after": after_text,
+                        "before_header": path,
+                        "after_header": path,
+                    },
                 ),
             )
-        before_op = self.client.get(request.app, refresh=True).operation
-        self._start(request)
-        deadline = started + self.timeout
         try:
-            operation = self._operation(request, before_op, deadline)
+            auto = self._begin(request, events, deadline)
+        except ArgoCDError as exc:
+            if request.dry_run:
+                raise  # the check could not start; nothing is merged
+            kind = EventStatus.UNREACHABLE if exc.in_transit else EventStatus.FAILED
+            events.add("argocd_operation", "sync", kind, f"the sync could not start: {exc}")
+            return events.result(RunStatus.ERROR, started, self._clock())
+        if auto is None:
+            return events.result(RunStatus.FAILED, started, self._clock())
+        try:
+            if auto:
+                status, verdict = self._watch(request.app, at, deadline, patient=True, auto=True)
+                return self._conclude(status, verdict, at, events, started, applying=True)
+            operation = self._operation(request, deadline)
             if operation is None:
                 events.add(
                     "argocd_operation",
@@ -363,11 +547,11 @@ class ArgoCDApplier:
                 return events.result(RunStatus.FAILED, started, self._clock())
             if request.dry_run:
                 return events.result(RunStatus.SUCCESSFUL, started, self._clock())
-            status = self._settle(request.app, at, deadline)
+            status, verdict = self._watch(request.app, at, deadline, patient=True)
         except ArgoCDError as exc:
             events.add("argocd_operation", "sync", EventStatus.UNREACHABLE, str(exc))
             return events.result(RunStatus.FAILED, started, self._clock())
-        return self._judge(status, at, events, started, self._timed_out(deadline))
+        return self._conclude(status, verdict, at, events, started, applying=True)
 
     def status(
         self,
@@ -378,95 +562,231 @@ class ArgoCDApplier:
         contains: Callable[[str, str], bool],
         on_event: Callable[[RunnerEvent], None] | None = None,
     ) -> RunResult:
-        """The application now: ``Synced`` at ``revision`` (or a commit containing it) and
-        ``Healthy`` is verified; ``Degraded`` failed; anything else cannot tell."""
+        """The application now, once no operation is in progress and health is not
+        Progressing (or at the timeout): ``Synced`` at ``revision`` (or a commit containing
+        it) and ``Healthy`` is verified; ``Degraded`` or ``Missing`` failed; anything else
+        (Suspended, Synced elsewhere, OutOfSync, not settled) cannot tell."""
         started = self._clock()
+        at = _at(revision, contains)
         events = _Events(target, on_event)
         try:
-            status = self.client.get(app, refresh=True)
+            status, verdict = self._watch(
+                app, at, started + self.timeout, patient=False, refresh=True
+            )
         except ArgoCDError as exc:
             events.add("argocd_health", "status", EventStatus.UNREACHABLE, str(exc))
             return events.result(RunStatus.FAILED, started, self._clock())
-        synced_here = status.sync_revision is not None and (
-            status.sync_revision == revision or contains(revision, status.sync_revision)
-        )
-        if status.sync_status == "Synced" and synced_here and status.health == "Healthy":
-            events.add(
-                "argocd_health",
-                "status",
-                EventStatus.OK,
-                f"Synced at {str(status.sync_revision)[:10]} and Healthy",
-            )
-            return events.result(RunStatus.SUCCESSFUL, started, self._clock())
-        return self._judge(status, revision, events, started, timed_out=True)
+        return self._conclude(status, verdict, at, events, started, applying=False)
 
     # -- the steps of a sync ---------------------------------------------------------------
-    def _start(self, request: SyncRequest) -> None:
-        """Ask for the sync; while another operation runs (Argo CD answers 400
-        FailedPrecondition) wait and ask again, until the timeout."""
-        deadline = self._clock() + self.timeout
+    def _policy(self, status: AppStatus, request: SyncRequest, events: _Events) -> bool:
+        """An auto-synced application, in an event: whether a merge to main reaches it."""
+        main, tracked = self.main_branch, status.target_revision or "HEAD"
+        if not status.tracks(main):
+            events.add(
+                "argocd_policy",
+                "sync policy",
+                EventStatus.FAILED,
+                f"{request.app} is auto-synced to {tracked!r}, which a merge to {main} does "
+                "not move, and Argo CD refuses a sync to any other revision while auto-sync "
+                "is on: nothing would deploy this change (turn auto-sync off, or point the "
+                f"application at {main})",
+            )
+            return False
+        events.add(
+            "argocd_policy",
+            "sync policy",
+            EventStatus.OK,
+            f"{request.app} is auto-synced to {tracked}: Argo CD deploys {main} itself, so "
+            "after the merge Terry asks for a refresh and waits for auto-sync to deploy it "
+            "(a rollback is a revert on main, deployed the same way)",
+        )
+        return True
+
+    def _begin(self, request: SyncRequest, events: _Events, deadline: float) -> bool | None:
+        """Start the sync Terry asks for (``False``), or find that auto-sync deploys it
+        (``True``: a real sync of an auto-synced app); ``None``: nothing would deploy it,
+        the reason in an event."""
+        # Refreshed: Argo CD compares with main as it is now, so an auto-synced app starts
+        # deploying a merge it had not seen yet.
+        before = self.client.get(request.app, refresh=True)
+        if before.auto_sync:
+            if not self._policy(before, request, events):
+                return None
+            if not request.dry_run:
+                return True
+        if self._start(request, before, deadline):
+            return False
+        # Refused because auto-sync was turned on since the read: it deploys main.
+        return True if self._policy(self.client.get(request.app), request, events) else None
+
+    def _start(self, request: SyncRequest, before: AppStatus, deadline: float) -> bool:
+        """Ask for the sync; ``False`` when Argo CD refuses it because auto-sync is on.
+
+        While another operation runs (400 FailedPrecondition) wait and ask again, until the
+        timeout. A request that failed in transit is asked again with backoff, but first the
+        application is read: an operation for this revision there (requested, running, or
+        finished since ``before``) is adopted, since it is this request's."""
+        delay, failures = 0.5, 0
         while True:
             try:
                 self.client.sync(request.app, revision=request.revision, dry_run=request.dry_run)
-                return
+                return True
             except ArgoCDError as exc:
-                if exc.status != 400 or "in progress" not in str(exc) or self._timed_out(deadline):
+                refused, message = exc.status == 400, str(exc)
+                if refused and _AUTO_SYNC_REFUSAL in message and not request.dry_run:
+                    return False
+                if refused and _IN_PROGRESS in message:
+                    pause = self.poll_interval
+                elif exc.in_transit and failures < self.client.retries:
+                    failures += 1
+                    pause, delay = delay, min(delay * 2, 8.0)
+                else:
                     raise
-            self._sleep(self.poll_interval)
+                if self._timed_out(deadline):
+                    raise
+            self._sleep(pause)
+            if _underway(self.client.get(request.app), request, before):
+                return True
 
-    def _operation(
-        self, request: SyncRequest, before: Operation | None, deadline: float
-    ) -> Operation | None:
-        """The operation this request started, once finished (None at the timeout)."""
+    def _operation(self, request: SyncRequest, deadline: float) -> Operation | None:
+        """The operation this request started, once finished (None at the timeout). A sync
+        request clears the last operation's state, so a finished one for this revision, with
+        nothing requested, is this request's."""
         while True:
-            operation = self.client.get(request.app).operation
+            status = self.client.get(request.app)
+            operation = status.operation
             if (
-                operation is not None
+                status.requested is None
+                and operation is not None
                 and operation.finished
                 and operation.dry_run == request.dry_run
                 and operation.revision == request.revision
-                and (before is None or operation.started_at != before.started_at)
             ):
                 return operation
             if self._timed_out(deadline):
                 return None
             self._sleep(self.poll_interval)
 
-    def _settle(self, app: str, at: Callable[[str | None], bool], deadline: float) -> AppStatus:
-        """Wait for Synced at the revision and Healthy, or Degraded, or the timeout."""
+    def _watch(
+        self,
+        app: str,
+        at: Callable[[str | None], bool],
+        deadline: float,
+        *,
+        patient: bool,
+        auto: bool = False,
+        refresh: bool = False,
+    ) -> tuple[AppStatus, _Verdict]:
+        """Read the application until it decides (or the timeout). ``patient``: wait for it
+        to reach the revision and settle (apply, rollback), or only while Argo CD is busy or
+        Progressing (verify). ``auto``: auto-sync, not Terry, deploys the revision."""
+        refreshed_past: str | None = None  # finishedAt of the sync a refresh was asked after
+        nudged = self._clock()
         while True:
-            status = self.client.get(app)
-            if status.settled(at) or (at(status.sync_revision) and status.health == "Degraded"):
-                return status
+            status = self.client.get(app, refresh=refresh)
+            if refresh:
+                nudged = self._clock()
+            refresh = False
+            verdict = _decide(status, at, patient=patient, auto=auto, refreshed=refreshed_past)
+            if verdict is not None:
+                return status, verdict
             if self._timed_out(deadline):
-                return status
+                return status, _Verdict.UNSETTLED
+            finished = status.operation.finished_at if status.operation is not None else None
+            if status.unsure and finished != refreshed_past:
+                refresh, refreshed_past = True, finished
+            elif auto and not status.busy and self._clock() - nudged >= _NUDGE_SECONDS:
+                refresh = not at(status.sync_revision)
             self._sleep(self.poll_interval)
 
-    def _judge(
+    def _conclude(
         self,
         status: AppStatus,
+        verdict: _Verdict,
         at: Callable[[str | None], bool],
         events: _Events,
         started: float,
-        timed_out: bool,
+        *,
+        applying: bool,
     ) -> RunResult:
         where = f"sync {status.sync_status} at {str(status.sync_revision)[:10]}"
         detail = f"{where}, health {status.health}" + (
             f": {status.health_message}" if status.health_message else ""
         )
-        if status.health == "Degraded":
-            events.add("argocd_health", "status", EventStatus.FAILED, detail)
-            return events.result(RunStatus.FAILED, started, self._clock())
-        if status.settled(at):
+        deployed = _deployed(status, at)
+        if applying and deployed is not None and deployed.automated:
+            for resource in deployed.resources:  # what auto-sync did
+                events.resource(resource)
+        if verdict is _Verdict.HEALTHY:
             events.add("argocd_health", "status", EventStatus.OK, detail)
             return events.result(RunStatus.SUCCESSFUL, started, self._clock())
+        if verdict is _Verdict.BROKEN:
+            missing = status.missing() if status.health == "Missing" else []
+            if missing:
+                detail += f" (missing: {', '.join(missing)})"
+            events.add("argocd_health", "status", EventStatus.FAILED, detail)
+            return events.result(RunStatus.FAILED, started, self._clock())
+        if verdict is _Verdict.SYNC_FAILED and deployed is not None:
+            events.add(
+                "argocd_operation",
+                "sync",
+                EventStatus.FAILED,
+                f"auto-sync to {str(deployed.revision)[:10]} {deployed.phase}: {deployed.message}",
+            )
+            return events.result(RunStatus.FAILED, started, self._clock())
+        if verdict is _Verdict.SUSPENDED:
+            # Paused by intent (a paused rollout, a suspended job): nothing failed and the
+            # sync is done, but whether the change works is for a person to see.
+            events.add(
+                "argocd_health",
+                "status",
+                EventStatus.SKIPPED,
+                f"{detail} (paused: waits for something outside Argo CD; Terry cannot tell "
+                "whether the change works)",
+            )
+            status_now = RunStatus.SUCCESSFUL if applying else RunStatus.TIMEOUT
+            return events.result(status_now, started, self._clock())
+        if verdict is _Verdict.ELSEWHERE:
+            detail += ", which does not contain the commit"
         events.add("argocd_health", "status", EventStatus.SKIPPED, f"not settled: {detail}")
-        return events.result(
-            RunStatus.TIMEOUT if timed_out else RunStatus.FAILED, started, self._clock()
-        )
+        return events.result(RunStatus.TIMEOUT, started, self._clock())
 
     def _timed_out(self, deadline: float) -> bool:
         return self._clock() >= deadline
+
+
+def _decide(
+    status: AppStatus,
+    at: Callable[[str | None], bool],
+    *,
+    patient: bool,
+    auto: bool,
+    refreshed: str | None,
+) -> _Verdict | None:
+    """What one read of the application decides, or ``None``: keep waiting."""
+    operation = status.operation
+    if status.busy:
+        return None  # the operation runs, or its status has not been reconciled yet
+    if status.unsure and (operation is None or operation.finished_at != refreshed):
+        return None  # reconciled in the second it finished: a refresh will tell
+    if auto:
+        deployed = _deployed(status, at)
+        if deployed is not None and deployed.phase != "Succeeded":
+            return _Verdict.SYNC_FAILED  # auto-sync does not try the same revision again
+        if deployed is None and not (status.sync_status == "Synced" and at(status.sync_revision)):
+            return None  # auto-sync has not deployed it yet
+    if not at(status.sync_revision):
+        return None if patient else _Verdict.ELSEWHERE
+    if status.health in ("Degraded", "Missing"):
+        return _Verdict.BROKEN
+    if status.sync_status == "Synced" and status.health == "Healthy":
+        return _Verdict.HEALTHY
+    if status.sync_status == "Synced" and status.health == "Suspended":
+        return _Verdict.SUSPENDED
+    if patient or status.health == "Progressing":
+        return None
+    return _Verdict.UNSETTLED
 
 
 def _app(job: Job) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
 
-from terry.appliers.base import RunResult, RunStatus
+from terry.appliers.base import EventStatus, RunResult, RunStatus
 from terry.remedies.catalogue import PrometheusVerify
 
 __all__ = ["Outcome", "Verification", "combine", "fill_query", "judge_run", "query_prometheus"]
@@ -40,7 +40,10 @@ def judge_run(result: RunResult) -> Verification:
     if result.failed_hosts:
         return Verification(Outcome.FAILED, tuple(result.failure_messages()) or ("verify failed",))
     if result.status is not RunStatus.SUCCESSFUL:
-        return Verification(Outcome.UNKNOWN, (f"verify run ended {result.status.value}",))
+        # What the applier last said it saw (e.g. Argo CD: "Suspended"), beside the status.
+        said = [e.message for e in result.events if e.message and e.status is not EventStatus.OK]
+        why = f"verify run ended {result.status.value}"
+        return Verification(Outcome.UNKNOWN, (f"{why}: {said[-1]}" if said else why,))
     return Verification(Outcome.VERIFIED, ("verify tasks passed",))
 
 
