@@ -48,6 +48,8 @@ Way = Callable[[int], int]  # run number → changed tasks
 
 def prepare(repo: Path) -> tuple[dict[str, Any], str]:
     """Feed one alert through the whole pipeline; the verified proposal and its state."""
+    # A full disk: an alert on a disk that is fine is withdrawn before apply (nothing to time).
+    terry(repo, "example", "break", "web-01", "disk")
     config = load_config(repo, environ={})
     store = Store(config.store_url)
     store.migrate()

@@ -58,6 +58,7 @@ from terry.store import Store
 from terry.store.models import AlertRow, InboxRow
 
 HERE = Path(__file__).resolve()
+TOKEN = "bench-webhook-token"  # Alertmanager's bearer token; the baselines ignore it
 
 
 # -- the load generator (runs in its own process) ----------------------------------------
@@ -71,6 +72,7 @@ async def _connection(port: int, prefix: str, deadline: float, out: dict[str, An
         seq += 1
         request = (
             f"POST /api/v1/alerts HTTP/1.1\r\nHost: 127.0.0.1:{port}\r\n"
+            f"Authorization: Bearer {TOKEN}\r\n"
             f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
         ).encode() + body
         started = time.perf_counter()
@@ -155,7 +157,8 @@ def baseline_main(kind: str, port: int) -> None:
 @contextmanager
 def server(argv: list[str], port: int, env: dict[str, str], log: Path) -> Iterator[int]:
     with log.open("w") as sink:
-        proc = subprocess.Popen(argv, env={**os.environ, **env}, stdout=sink, stderr=sink)
+        environ = {**os.environ, "TERRY_WEBHOOK_TOKEN": TOKEN, **env}  # terry serve needs one
+        proc = subprocess.Popen(argv, env=environ, stdout=sink, stderr=sink)
     try:
         for _ in range(300):
             try:

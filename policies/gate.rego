@@ -43,10 +43,33 @@ reasons := {"no rule allowed an automatic merge"} if {
 
 # --- deny: never apply ------------------------------------------------------------------
 
+# A failed dry run always denies; its reasons say where it failed. A host the dry run could
+# not reach is unreachable (its connection, not the remedy, is what to fix).
 deny contains msg if {
 	not input.check.ok
-	msg := sprintf("the check-mode dry run failed on %v; fix the remedy before applying", [concat(", ", array.concat(input.check.failed_hosts, input.check.unreachable_hosts))])
+	count(check_failed_hosts) > 0
+	msg := sprintf("the check-mode dry run failed on %v; fix the remedy before applying", [concat(", ", check_failed_hosts)])
 }
+
+deny contains msg if {
+	not input.check.ok
+	count(check_unreachable_hosts) > 0
+	msg := sprintf("the dry run could not reach %v; check that it is up and that its connection (SSH) works", [concat(", ", check_unreachable_hosts)])
+}
+
+deny contains "the check-mode dry run did not complete (no host failed: a timeout or an error of Ansible itself)" if {
+	not input.check.ok
+	count(check_failed_hosts) == 0
+	count(check_unreachable_hosts) == 0
+}
+
+check_failed_hosts := input.check.failed_hosts if is_array(input.check.failed_hosts)
+
+else := []
+
+check_unreachable_hosts := input.check.unreachable_hosts if is_array(input.check.unreachable_hosts)
+
+else := []
 
 deny contains msg if {
 	some module in input.modules
@@ -90,6 +113,14 @@ needs_review contains msg if {
 	msg := "AI-authored fix"
 }
 
+# A remedy may estimate in its dry run what its fix would achieve (check.estimates); a fix
+# that by its own estimate cannot solve the problem is not applied without a person.
+needs_review contains msg if {
+	some estimate in check_estimates
+	object.get(estimate, "enough", false) != true
+	msg := sprintf("the dry run estimates the fix falls short on %v: %v", [estimate.host, estimate.summary])
+}
+
 needs_review contains msg if {
 	input.recurrence >= settings.recurrence_review
 	msg := sprintf("this problem came back %v times; a fix that keeps recurring needs a human look", [input.recurrence])
@@ -106,6 +137,10 @@ allow contains msg if {
 	proven
 	msg := sprintf("remedy %v may merge in %v (auto_merge in policies/data.json) and its record there holds: %v of %v verified, the last one too", [input.remedy, input.environment, here.verified, here.runs])
 }
+
+check_estimates := input.check.estimates if is_array(input.check.estimates)
+
+else := []
 
 # An inventory edit is a different change each time: no record makes the next one safe.
 inventory_edit if input.remedy == "inventory-edit"

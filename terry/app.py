@@ -17,6 +17,7 @@ from terry.steps.apply import Apply
 from terry.steps.diagnose import Diagnose
 from terry.steps.dry_run import DryRun
 from terry.steps.gate import Gate
+from terry.steps.precheck import Precheck
 from terry.steps.propose import Propose
 from terry.steps.record import Record
 from terry.steps.review import ReviewStep
@@ -74,14 +75,16 @@ def build_pipeline(
     record = Record(ctx)
     verify = Verify(ctx, registry, record)
     rollback = Rollback(ctx, registry, record)
+    precheck = Precheck(ctx, registry)
     steps = Steps(
         diagnose=Diagnose(ctx),
         propose=Propose(ctx),
         dry_run=DryRun(ctx, registry, record),
         gate=Gate(ctx, engine or default_engine(config), review),
         review=ReviewStep(ctx, review),
-        apply=Apply(ctx, registry, record, verify, rollback),
+        apply=Apply(ctx, registry, record, verify, rollback, precheck),
         rollback=rollback,
         record=record,
+        precheck=precheck,
     )
     return Pipeline(ctx, steps, review)

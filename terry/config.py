@@ -197,9 +197,18 @@ class RunnerConfig(_Model):
 
 class ServerConfig(_Model):
     listen: str = "127.0.0.1:9180"
-    # Name of the environment variable that holds the webhook bearer token.
+    # Name of the environment variable that holds the webhook bearer token (Alertmanager's;
+    # without it terry serve refuses to start unless given --insecure-no-auth).
     token_env: str = "TERRY_WEBHOOK_TOKEN"
+    # Name of the environment variable holding the readers' tokens (the JSON API, /metrics):
+    # NAME:TOKEN entries separated by commas, spaces or lines, or @/absolute/path of a file
+    # of NAME:TOKEN lines. The name is what the log shows; the token never is.
+    read_tokens_env: str = "TERRY_READ_TOKENS"
+    # true: /metrics answers without a reader token (a Prometheus that cannot send one).
+    metrics_public: bool = False
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
+    # Seconds /healthz waits for its write check of the store before answering 503.
+    health_timeout: float = Field(default=2.0, gt=0, le=60)
 
 
 class GitHubConfig(_Model):
@@ -438,6 +447,7 @@ class Config(_Model):
         return (
             "TERRY_DATABASE_URL",
             self.server.token_env,
+            self.server.read_tokens_env,
             github.token_env,
             github.app_id_env,
             github.private_key_env,

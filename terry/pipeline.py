@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from terry.steps.diagnose import Diagnose
     from terry.steps.dry_run import DryRun
     from terry.steps.gate import Gate
+    from terry.steps.precheck import Precheck
     from terry.steps.propose import Propose
     from terry.steps.record import Record
     from terry.steps.review import ReviewStep
@@ -65,6 +66,7 @@ class Steps:
     apply: Apply
     rollback: Rollback
     record: Record
+    precheck: Precheck
 
 
 class Pipeline:
@@ -163,7 +165,7 @@ class Pipeline:
                 )
                 state = self.state(proposal_id)
             if state is ProposalState.MERGED and apply:
-                steps.apply(proposal_id, actor="terry")
+                self._apply(proposal_id, actor="terry")
         except TerryError as exc:
             self.ctx.reporter.step(proposal_id, f"stopped: {exc}")
 
@@ -171,7 +173,7 @@ class Pipeline:
     def approve(self, proposal_id: int, *, actor: str, apply: bool = True) -> None:
         self.steps.review.approve(proposal_id, actor=actor)
         if apply:
-            self.steps.apply(proposal_id, actor=actor)
+            self._apply(proposal_id, actor=actor)
 
     def record_approval(self, proposal_id: int, *, actor: str, reason: str) -> None:
         self.steps.review.record_approval(proposal_id, actor=actor, reason=reason)
@@ -180,7 +182,26 @@ class Pipeline:
         self.steps.review.reject(proposal_id, actor=actor, reason=reason)
 
     def apply(self, proposal_id: int, *, actor: str) -> ProposalState:
-        return self.steps.apply(proposal_id, actor=actor)
+        return self._apply(proposal_id, actor=actor)
+
+    def _apply(self, proposal_id: int, *, actor: str) -> ProposalState:
+        """Apply; when main holds a change nobody gated, ask for its re-check and refuse."""
+        from terry.steps.precheck import MainNotGated
+
+        try:
+            return self.steps.apply(proposal_id, actor=actor)
+        except MainNotGated as exc:
+            for incident_id in exc.incident_ids:
+                self.recheck_main(incident_id)
+            raise
+
+    def recheck_main(self, incident_id: int) -> int | None:
+        """Propose a re-check of main as it now is for an ungated change on it (a dry run
+        and a decision), unless one is under way; its proposal."""
+        precheck = self.steps.precheck
+        if precheck.live_recheck(incident_id) is not None:
+            return None
+        return self.handle(incident_id, precheck.recheck_fix(incident_id)).proposal_id
 
     def rollback(self, proposal_id: int, *, actor: str) -> ProposalState:
         return self.steps.rollback.requested(proposal_id, actor=actor)

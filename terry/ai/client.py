@@ -1,9 +1,12 @@
 """Ask Claude through the real ``anthropic`` client; map its failures to Terry errors.
 
 The API key comes from the environment variable ``ai.api_key_env`` names and goes only to
-the client: never to logs, errors, the store or ansible. With no key (or ``ai.enabled:
-false``), ``ClaudeDiagnoser.from_config`` returns None and the incident is kept for a human
-with Terry's own explanation; nothing fails.
+the client: never to logs, errors, the store or ansible. What the API says in an error is
+copied into Terry's (and so into the incident, the logs and the API's answers) only
+redacted: a gateway that repeats the key it refused repeats ``[redacted]``.
+
+With no key (or ``ai.enabled: false``), ``ClaudeDiagnoser.from_config`` returns None and
+the incident is kept for a human with Terry's own explanation; nothing fails.
 
 The client retries 408, 409, 429, 5xx (529 overloaded included), timeouts and connection
 errors up to ``ai.max_retries`` times, honouring ``retry-after``; what is left becomes an
@@ -24,6 +27,7 @@ from terry.ai.answer import AIAnswer, parse_answer
 from terry.ai.errors import AIServiceError
 from terry.ai.request import DiagnosisRequest, messages_request
 from terry.ai.rules import AnswerRules
+from terry.redact import Redactor, process_redactor
 
 if TYPE_CHECKING:
     from terry.config import AIConfig
@@ -33,16 +37,18 @@ __all__ = ["DEFAULT_BASE_URL", "ClaudeDiagnoser"]
 DEFAULT_BASE_URL = "https://api.anthropic.com"
 
 
-def _api_message(exc: anthropic.APIStatusError) -> str:
+def _api_message(exc: anthropic.APIStatusError, redact: Redactor) -> str:
     text = exc.api_message if isinstance(exc.api_message, str) else ""
-    text = " ".join(text.split())[:300]
+    text = " ".join(redact(text).split())[:300]
     return f": {text}" if text else ""
 
 
-def _status_error(exc: anthropic.APIStatusError, settings: AIConfig) -> AIServiceError:
+def _status_error(
+    exc: anthropic.APIStatusError, settings: AIConfig, redact: Redactor
+) -> AIServiceError:
     status = exc.status_code
     retries = settings.max_retries
-    detail = _api_message(exc)
+    detail = _api_message(exc, redact)
     kind, retryable, what = "server", True, f"the Anthropic API failed ({status})"
     if status == 401:
         kind, retryable = "authentication", False
@@ -78,6 +84,10 @@ class ClaudeDiagnoser:
     def __init__(self, settings: AIConfig, api_key: str) -> None:
         self.settings = settings
         self.rules = AnswerRules.from_config(settings)
+        # The key, the base URL's password and this process's secrets: out of error text.
+        self._redact = process_redactor() | Redactor(
+            [api_key, urlsplit(settings.base_url or DEFAULT_BASE_URL).password]
+        )
         self._client = anthropic.Anthropic(
             api_key=api_key,
             base_url=settings.base_url or DEFAULT_BASE_URL,
@@ -144,12 +154,12 @@ class ClaudeDiagnoser:
             ) from None
         except anthropic.APIConnectionError as exc:
             raise AIServiceError(
-                f"cannot reach the Anthropic API at {self._where}: {exc.message}",
+                f"cannot reach the Anthropic API at {self._where}: {self._redact(exc.message)}",
                 kind="connection",
                 retryable=True,
             ) from None
         except anthropic.APIStatusError as exc:
-            raise _status_error(exc, self.settings) from None
+            raise _status_error(exc, self.settings, self._redact) from None
         except (anthropic.AnthropicError, ValueError) as exc:  # ValueError: a body not JSON
             raise AIServiceError(
                 f"unusable answer from the Anthropic API: {type(exc).__name__}",

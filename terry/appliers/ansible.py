@@ -1,14 +1,30 @@
 """The ansible applier: a proposal's playbook run with ansible-runner from an export of the
-commit (``terry.appliers.ansible_runner`` wraps ansible-runner itself)."""
+commit (``terry.appliers.ansible_runner`` wraps ansible-runner itself).
+
+Before it changes a host (apply, rollback) it checks that the host it reaches is the host
+the inventory means: a probe play asks each host its name (``uname -n``, as the drift scan's
+probe does) and compares it with ``terry_hostname`` or, without it, the inventory name. A
+host with Ansible's local connection is this machine and has no name of its own to check,
+unless that connection comes from another inventory source (``all: vars:`` of the example
+inventory reaching the lab's hosts): then it is checked like any other, and refused. A
+mismatch, or a host that does not answer, refuses the whole run before anything changes.
+"""
 
 from __future__ import annotations
 
+from dataclasses import replace
+from pathlib import Path
+
+import yaml
+
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
-from terry.appliers.base import Job, OnEvent, RunResult
+from terry.appliers.base import EventStatus, Job, OnEvent, RunResult
 from terry.context import Context
 from terry.errors import RunnerError
 
-__all__ = ["AnsibleApplier", "build"]
+__all__ = ["IDENTITY_TASK", "AnsibleApplier", "build", "expected_names"]
+
+IDENTITY_TASK = "terry identity probe: uname -n"
 
 
 class AnsibleApplier:
@@ -26,35 +42,135 @@ class AnsibleApplier:
         return self._run(job, on_event, check=True)
 
     def apply(self, job: Job, on_event: OnEvent) -> RunResult:
+        self.confirm_identity(job)
         return self._run(job, on_event)
 
     def verify(self, job: Job, on_event: OnEvent) -> RunResult:
         return self._run(job, on_event, tags=("verify",))
 
     def rollback(self, job: Job, on_event: OnEvent) -> RunResult:
+        self.confirm_identity(job)
         return self._run(job, on_event, tags=("rollback",))
+
+    def _request(self, job: Job, playbook: str) -> RunRequest:
+        config = self.ctx.config
+        return RunRequest(
+            project_dir=self.ctx.repo.tree(job.commit),
+            playbook=playbook,
+            private_dir=job.run_dir,
+            inventory=tuple(config.inventory),
+            hosts=job.hosts,
+            forks=config.runner.forks,
+            timeout=config.runner.timeout,
+            env=dict(config.runner.env),
+            withhold=config.secret_env_names,
+        )
 
     def _run(
         self, job: Job, on_event: OnEvent, *, check: bool = False, tags: tuple[str, ...] = ()
     ) -> RunResult:
         if job.playbook is None:
             raise RunnerError(f"proposal {job.proposal_id} has no playbook to run")
-        config = self.ctx.config
-        request = RunRequest(
-            project_dir=self.ctx.repo.tree(job.commit),
-            playbook=job.playbook,
-            private_dir=job.run_dir,
-            inventory=tuple(config.inventory),
-            hosts=job.hosts,
-            vars_file=job.vars_path,
-            check=check,
-            tags=tags,
-            forks=config.runner.forks,
-            timeout=config.runner.timeout,
-            env=dict(config.runner.env),
-            withhold=config.secret_env_names,
+        request = replace(
+            self._request(job, job.playbook), vars_file=job.vars_path, check=check, tags=tags
         )
         return self.runner.run(request, on_event=on_event)
+
+    # -- the host reached is the host meant -------------------------------------------------
+    def confirm_identity(self, job: Job) -> None:
+        """Raise ``RunnerError`` unless every host of ``job`` that has a name to check
+        answers with it (see the module's docstring)."""
+        tree = self.ctx.repo.tree(job.commit)
+        expected = expected_names(tree, list(self.ctx.config.inventory), job.hosts)
+        if not expected:
+            return
+        private = job.run_dir / "identity"
+        private.mkdir(parents=True, exist_ok=True)
+        probe = private / "identity-probe.yml"
+        probe.write_text(_probe_play(), encoding="utf-8")
+        request = replace(
+            self._request(job, str(probe)), private_dir=private, hosts=tuple(sorted(expected))
+        )
+        result = self.runner.run(request)
+        seen: dict[str, str] = {}
+        trouble: dict[str, str] = {}
+        for event in result.events:
+            if event.host is None or event.task != IDENTITY_TASK:
+                continue
+            if event.status is EventStatus.OK:
+                res = (event.raw.get("event_data") or {}).get("res") or {}
+                seen[event.host] = str(res.get("stdout") or "").strip()
+            elif event.status in (EventStatus.FAILED, EventStatus.UNREACHABLE):
+                trouble[event.host] = event.message or event.status.value
+        refusals = []
+        for host, (wanted, why) in sorted(expected.items()):
+            answer = seen.get(host)
+            if answer is None:
+                said = trouble.get(host) or f"the probe ended {result.status.value}"
+                refusals.append(f"{host}: its identity could not be checked ({said[:200]})")
+                continue
+            # As the drift scan compares: the full name, or its first label.
+            if answer != wanted and answer.split(".")[0] not in (wanted, wanted.split(".")[0]):
+                refusals.append(
+                    f"{host} answers as {answer[:100]!r}, but {why} says {wanted!r}: Terry "
+                    "reached another machine"
+                )
+        if refusals:
+            raise RunnerError(
+                "refused, nothing was changed: "
+                + "; ".join(refusals)
+                + " (set terry_hostname in the inventory where a host's own name differs)"
+            )
+
+
+def expected_names(
+    base: Path, sources: list[str], hosts: tuple[str, ...]
+) -> dict[str, tuple[str, str]]:
+    """{host: (the name it must answer with, where that comes from)} for the hosts of
+    ``hosts`` that have one to check, from the inventory at ``base``."""
+    from terry.inventory.check import connection_leaks
+    from terry.inventory.hosts import load_inventory
+
+    inventory = load_inventory(base, sources)
+    leaks = connection_leaks(base, sources, hosts)
+    expected: dict[str, tuple[str, str]] = {}
+    for name in hosts:
+        host = inventory.hosts.get(name)
+        if host is None:
+            continue
+        declared = host.variables.get("terry_hostname")
+        leaked = name in leaks and "ansible_connection" in leaks[name].variables
+        if declared:
+            expected[name] = (str(declared), "its terry_hostname")
+        elif host.connection != "local" or leaked:
+            why = "its inventory name"
+            if leaked:
+                source = ", ".join(leaks[name].sources) or "another inventory source"
+                why = (
+                    f"its inventory name (its ansible_connection={host.connection} comes "
+                    f"from {source})"
+                )
+            expected[name] = (name, why)
+    return expected
+
+
+def _probe_play() -> str:
+    """One task per host: its node name, with ``raw`` (no module to build), never in check
+    mode, changing nothing."""
+    play = {
+        "name": "Terry identity probe",
+        "hosts": "all",
+        "gather_facts": False,
+        "tasks": [
+            {
+                "name": IDENTITY_TASK,
+                "ansible.builtin.raw": "uname -n",
+                "check_mode": False,
+                "changed_when": False,
+            }
+        ],
+    }
+    return "# Written by Terry for this run only.\n" + yaml.safe_dump([play], sort_keys=False)
 
 
 def build(ctx: Context, share: object) -> AnsibleApplier:

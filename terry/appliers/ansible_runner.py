@@ -3,12 +3,17 @@
 A failed playbook is an outcome, returned as data (status, rc, per-host stats, events), not
 raised. Runner events are turned into typed ``RunnerEvent`` values here, once, at the
 boundary; artifacts stay on disk per run so every run can be inspected later.
+
+Ansible gets an allow-listed environment (``_job_env``), so Terry's credentials never reach
+it, its artifacts or its tasks. What ansible reports is redacted all the same at this
+boundary (``terry.redact``): each event before it is kept in memory, the store or the
+artifacts, and the run's other artifact files after it, so a secret a task prints (read
+from a host, say) is not copied on.
 """
 
 from __future__ import annotations
 
 import os
-import re
 import shlex
 import shutil
 import sys
@@ -22,6 +27,7 @@ from ansible_runner.interface import init_runner
 
 from terry.appliers.base import HostStats, RunnerEvent, RunResult, RunStatus
 from terry.errors import RunnerError
+from terry.redact import Redactor, looks_like_credential, process_redactor
 
 __all__ = ["AnsibleRunnerApplier", "RunRequest"]
 
@@ -39,28 +45,89 @@ class RunRequest:
     forks: int = 10
     timeout: int = 900
     env: dict[str, str] = field(default_factory=dict)
-    # Variables of Terry's own environment ansible must not see (Terry's credentials).
+    # Variables of Terry's own environment ansible must not see (Terry's credentials), even
+    # where the allow-list would pass them.
     withhold: tuple[str, ...] = ()
 
 
-_SECRET_NAME = re.compile(r"TOKEN|SECRET|PASSWORD|PASSWD|PRIVATE_KEY|CREDENTIAL", re.IGNORECASE)
+# What ansible gets of Terry's environment (an allow-list): what ansible-playbook, ssh and
+# Python need to run as this user, the ANSIBLE_* settings, and what ansible-runner sets for
+# its event callback (read from ansible_runner/config/_base.py and config/runner.py, and
+# display_callback/callback/awx_display.py, which reads them in the ansible process).
+_PASSED = frozenset(
+    {
+        "PATH",
+        "HOME",
+        "USER",
+        "LOGNAME",
+        "LANG",
+        "LANGUAGE",
+        "TZ",
+        "TMPDIR",
+        "SSH_AUTH_SOCK",
+        "KRB5CCNAME",
+        "PYTHONPATH",
+        "VIRTUAL_ENV",
+        # ansible-runner's, for its awx_display callback in the ansible process
+        "AWX_ISOLATED_DATA_DIR",
+        "RUNNER_OMIT_EVENTS",
+        "RUNNER_ONLY_FAILED_EVENTS",
+        "ORIGINAL_STDOUT_CALLBACK",
+        "AD_HOC_COMMAND_ID",
+    }
+)
+_PASSED_PREFIXES = ("LC_", "ANSIBLE_")
+
+
+def _passed(name: str) -> bool:
+    """Whether ansible gets variable ``name`` of Terry's environment: allow-listed, and for
+    ANSIBLE_* settings not one that looks like a credential itself (a path to one, such as
+    ANSIBLE_VAULT_PASSWORD_FILE, is fine)."""
+    if name in _PASSED:
+        return True
+    if name.startswith(_PASSED_PREFIXES):
+        return not looks_like_credential(name)
+    return False
 
 
 def _job_env(inherited: dict[str, str], request: RunRequest) -> dict[str, str]:
-    """The environment of the ansible process: Terry's own, without its credentials.
+    """The environment of the ansible process: an allow-list of Terry's own, never its
+    credentials.
 
     ansible-runner starts from the whole process environment and records it in the run's
-    artifacts (``command``); a GitHub token or webhook secret must reach neither. Withheld:
-    the names Terry's configuration points at, and any name that looks like a credential,
-    except ANSIBLE_* settings and what ``runner.env`` sets on purpose.
+    artifacts (``command``), and ansible hands its environment to every task on a local
+    connection (and reports it as the ``ansible_env`` fact). So ansible gets only what
+    ``_passed`` allows, minus the names Terry's configuration reads credentials from
+    (``withhold``), plus what ``runner.env`` sets on purpose.
     """
     keep = set(request.env)
     return {
         k: v
         for k, v in inherited.items()
-        if k in keep
-        or (k not in request.withhold and (k.startswith("ANSIBLE_") or not _SECRET_NAME.search(k)))
+        if k in keep or (k not in request.withhold and _passed(k))
     }
+
+
+def _run_redactor(request: RunRequest) -> Redactor:
+    """What a run's output is redacted with: this process's secrets, the variables the
+    configuration withholds, and credential-like values ``runner.env`` passes on purpose."""
+    on_purpose = [v for k, v in request.env.items() if looks_like_credential(k)]
+    return process_redactor() | Redactor.from_environ(names=request.withhold, extra=on_purpose)
+
+
+def _redact_files(directory: Path, redactor: Redactor) -> None:
+    """Rewrite the run's text artifacts (stdout, the command, facts) without the secrets.
+    Events were redacted as they came; this catches what ansible printed around them."""
+    for path in directory.rglob("*"):
+        try:
+            if not path.is_file() or path.is_symlink() or path.stat().st_size > 64 << 20:
+                continue
+            text = path.read_text(encoding="utf-8")
+        except (OSError, UnicodeDecodeError):
+            continue
+        clean = redactor(text)
+        if clean != text:
+            path.write_text(clean, encoding="utf-8")
 
 
 def _stats(raw: dict[str, Any] | None) -> dict[str, HostStats]:
@@ -100,8 +167,13 @@ class AnsibleRunnerApplier:
         self, request: RunRequest, on_event: Callable[[RunnerEvent], None] | None = None
     ) -> RunResult:
         events: list[RunnerEvent] = []
+        redactor = _run_redactor(request)
 
         def handle(raw: dict[str, Any]) -> bool:
+            if redactor:  # in place: ansible-runner writes this dict to the artifacts next
+                clean = redactor.scrub(raw)
+                raw.clear()
+                raw.update(clean)
             event = RunnerEvent.from_runner(raw)
             events.append(event)
             if on_event is not None:
@@ -152,8 +224,11 @@ class AnsibleRunnerApplier:
             runner.config.env = _job_env(runner.config.env, request)
             runner.run()
         except Exception as exc:  # ansible-runner raises bare exceptions when it cannot start
-            raise RunnerError(f"ansible-runner could not start: {exc}") from exc
+            raise RunnerError(f"ansible-runner could not start: {redactor(str(exc))}") from exc
         elapsed = time.monotonic() - started
+        artifact_dir = Path(runner.config.artifact_dir) if runner.config else None
+        if artifact_dir is not None and redactor:
+            _redact_files(artifact_dir, redactor)
         try:
             status = RunStatus(runner.status)
         except ValueError:
@@ -163,6 +238,6 @@ class AnsibleRunnerApplier:
             rc=int(runner.rc if runner.rc is not None else -1),
             stats=_stats(runner.stats),
             events=tuple(events),
-            artifact_dir=Path(runner.config.artifact_dir) if runner.config else None,
+            artifact_dir=artifact_dir,
             ansible_seconds=elapsed,
         )

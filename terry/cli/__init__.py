@@ -155,13 +155,15 @@ class TerryGroup(click.Group):
         try:
             return super().invoke(ctx)
         except TerryError as exc:
-            from terry.cli.output import OUTPUT_KEY
+            from terry.cli.output import OUTPUT_KEY, inert
+            from terry.redact import redact
 
-            message = str(exc).replace("\n", " ").strip() or type(exc).__name__
+            # The message may quote another system or a label: redacted, and inert as text.
+            message = redact(str(exc)).replace("\n", " ").strip() or type(exc).__name__
             if ctx.meta.get(OUTPUT_KEY) == "json":
                 click.echo(json.dumps({"error": message, "exit_code": exc.exit_code}), err=True)
             else:
-                click.echo(f"terry: error: {message}", err=True)
+                click.echo(f"terry: error: {inert(message)}", err=True)
             ctx.exit(exc.exit_code)
 
 

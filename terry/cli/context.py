@@ -8,10 +8,12 @@ from typing import TYPE_CHECKING
 
 import click
 from rich.console import Console
+from rich.markup import escape
 
 from terry.appliers.base import EventStatus, RunnerEvent
-from terry.cli.output import console, err_console
+from terry.cli.output import console, err_console, inert
 from terry.config import Config, find_repo, load_config
+from terry.redact import configure, install_log_filter
 from terry.store import Store
 
 if TYPE_CHECKING:
@@ -45,18 +47,24 @@ class RichReporter:
         if event.status is None or event.host is None:
             return
         style = _STYLE.get(event.status, "")
-        line = f"    {kind:<8} {event.host:<12} [{style}]{event.status.value:<11}[/{style}] "
+        host = escape(inert(event.host))
+        line = f"    {kind:<8} {host:<12} [{style}]{event.status.value:<11}[/{style}] "
         self.out.print(line, end="", markup=True, highlight=False)
-        detail = f"{event.task or ''}"
+        detail = inert(event.task or "")
         if event.status in (EventStatus.FAILED, EventStatus.UNREACHABLE) and event.message:
-            detail += f" — {event.message.splitlines()[0][:200]}"
+            detail += f" — {inert(event.message.splitlines()[0][:200])}"
         self.out.print(detail, markup=False, highlight=False)
 
 
 def open_config(ctx: click.Context) -> Config:
     root = ctx.find_root()
     repo: Path | None = root.obj
-    return load_config(repo.resolve() if repo else find_repo(Path.cwd()))
+    config = load_config(repo.resolve() if repo else find_repo(Path.cwd()))
+    # What the configuration names as secret is redacted from this process's stored text
+    # and from every log record (the CLI's entry to a repository; terry serve's too).
+    configure(config)
+    install_log_filter()
+    return config
 
 
 def open_store(config: Config) -> Store:

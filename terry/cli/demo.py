@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import tempfile
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -11,7 +12,9 @@ from rich.table import Table
 
 from terry.cli.context import RichReporter
 from terry.cli.output import console, emit_json, err_console, output_option
-from terry.demo.local import DemoRow, run_demo
+
+if TYPE_CHECKING:
+    from terry.demo.local import DemoRow
 
 
 @click.command("demo")
@@ -83,6 +86,8 @@ def command(
         extra["prometheus_firing_after"] = result.firing_after
         ok = bool(rows) and all(r.state == "verified" and r.resolved for r in rows)
     else:
+        from terry.demo.local import run_demo
+
         repo, rows = run_demo(target, reporter=reporter, narrate=narrate, keep=keep)
         ok = bool(rows) and all(r.state == "verified" for r in rows)
     if output == "json":

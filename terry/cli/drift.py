@@ -10,6 +10,7 @@ from rich.table import Table
 
 from terry.appliers.base import EventStatus, RunnerEvent
 from terry.cli.context import open_config, open_pipeline, open_store
+from terry.cli.ids import RowId
 from terry.cli.output import (
     console,
     emit_json,
@@ -21,9 +22,7 @@ from terry.cli.output import (
 from terry.drift.items import HostStatus
 from terry.drift.ledger import ItemState
 from terry.drift.report import DriftReport, load_report, to_html, to_json, to_markdown
-from terry.drift.scan import run_scan
 from terry.errors import InputError
-from terry.sources.drift import fix_drift
 
 
 @click.group("drift")
@@ -74,6 +73,8 @@ def scan(
     --exit-code), 2 bad --limit, 3 configuration or inventory problem, 8 ansible could not
     run. Unreachable hosts are listed; they do not change the exit code.
     """
+    from terry.drift.scan import run_scan  # ansible-runner: only when scanning
+
     config = open_config(ctx)
     store = open_store(config)
     if output != "json":
@@ -93,7 +94,7 @@ def scan(
 
 
 @command.command("report")
-@click.option("--scan", "scan_id", type=int, help="A scan id (default: the newest).")
+@click.option("--scan", "scan_id", type=RowId("scan"), help="A scan id (default: the newest).")
 @report_options(html="a chart")
 @click.pass_context
 def report(ctx: click.Context, scan_id: int | None, fmt: str, out: Path | None) -> None:
@@ -127,6 +128,8 @@ def fix(
     Exit codes: 0 proposed (or nothing to fix), 1 the proposal failed, was denied or could
     not be verified, 3 configuration problem, 8 ansible could not run.
     """
+    from terry.sources.drift import fix_drift  # the pipeline: only when fixing
+
     _config, _store, pipeline = open_pipeline(ctx, output)
     done = fix_drift(
         pipeline,

@@ -159,7 +159,12 @@ def _why(d: DiskForecast) -> str:
     stale = f"stale: last sample {_when(d.last_sample)}; " if d.stale else ""
     if f.projected_at is None or f.trend is None:
         return stale + f.reason
-    fit = {"whole": "", "segment": ", after a level shift", "recent": ", recent rate"}
+    fit = {
+        "whole": "",
+        "segment": ", after a level shift",
+        "recent": ", recent rate",
+        "bend": ", since the rate changed",
+    }
     return (
         f"{stale}confidence {f.confidence:.0%} ({f.trend.points} points"
         f"{fit.get(f.trend.model, ', ' + f.trend.model)})"

@@ -7,7 +7,8 @@ from rich.markup import escape
 from rich.table import Table
 
 from terry.cli.context import open_config, open_store
-from terry.cli.output import console, emit_json, err_console, output_option
+from terry.cli.ids import RowId
+from terry.cli.output import console, emit_json, err_console, inert, output_option
 from terry.reports.views import incident_story, list_incidents
 
 
@@ -41,19 +42,19 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
         table.add_row(
             str(r.id),
             r.source,
-            r.title,
-            r.host or "-",
+            inert(r.title),
+            inert(r.host or "-"),
             r.state,
             r.opened_at.strftime("%Y-%m-%d %H:%M:%S"),
             _duration(r.seconds_to_fix),
             ",".join(map(str, r.proposals)) or "-",
-            (r.attention or "")[:60],
+            inert((r.attention or "")[:60]),
         )
     console.print(table)
 
 
 @command.command("show")
-@click.argument("incident_id", type=int)
+@click.argument("incident_id", type=RowId("incident"))
 @output_option
 @click.pass_context
 def show(ctx: click.Context, incident_id: int, output: str) -> None:
@@ -64,7 +65,8 @@ def show(ctx: click.Context, incident_id: int, output: str) -> None:
         return
     i = story.incident
     console.print(
-        f"[bold]Incident {i.id}[/bold]: {escape(i.title)} on {escape(i.host or '?')} — {i.state}",
+        f"[bold]Incident {i.id}[/bold]: {escape(inert(i.title))} on "
+        f"{escape(inert(i.host or '?'))} — {i.state}",
         markup=True,
     )
     console.print(f"  opened   {i.opened_at.isoformat()}")
@@ -81,18 +83,23 @@ def show(ctx: click.Context, incident_id: int, output: str) -> None:
             markup=True,
         )
     if i.attention:
-        console.print(f"  [yellow]needs a human:[/yellow] {escape(i.attention)}", markup=True)
+        console.print(
+            f"  [yellow]needs a human:[/yellow] {escape(inert(i.attention))}", markup=True
+        )
     console.print(
-        "  labels   " + ", ".join(f"{k}={v}" for k, v in story.labels.items()), markup=False
+        "  labels   " + ", ".join(f"{inert(k)}={inert(v)}" for k, v in story.labels.items()),
+        markup=False,
     )
     table = Table("time", "what", "actor", "detail", title="Timeline")
     for e in story.timeline:
-        table.add_row(e.at.strftime("%H:%M:%S.%f")[:-3], e.what, e.actor, e.detail)
+        table.add_row(
+            e.at.strftime("%H:%M:%S.%f")[:-3], inert(e.what), inert(e.actor), inert(e.detail)
+        )
     console.print(table)
 
 
 @click.command("explain")
-@click.argument("incident_id", type=int)
+@click.argument("incident_id", type=RowId("incident"))
 @click.option("--no-ai", is_flag=True, help="Only the record's account; Claude is not asked.")
 @output_option
 @click.pass_context
@@ -120,14 +127,16 @@ def explain_command(ctx: click.Context, incident_id: int, no_ai: bool, output: s
         return
     if found.claude is not None:
         claude = found.claude
-        console.print(f"Written by Claude ({claude.model}); the record below is what happened:")
+        console.print(
+            f"Written by Claude ({inert(claude.model)}); the record below is what happened:"
+        )
         console.print(claude.account, emoji=False)
         if claude.next_steps:
             console.print("Suggested next steps:")
             for step in claude.next_steps:
-                console.print(f"  - {step}", emoji=False)
+                console.print(f"  - {inert(step)}", emoji=False)
         console.print()
         console.print("From the record:")
     console.print(found.text, markup=False)
     if found.claude_error:
-        err_console.print(f"No account from Claude: {found.claude_error}", emoji=False)
+        err_console.print(f"No account from Claude: {inert(found.claude_error)}", emoji=False)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 from rich.markup import escape
@@ -16,7 +17,9 @@ from terry.gitops.repo import Repo
 from terry.inventory.check import validate
 from terry.inventory.editor import EditAction, InventoryEdit, parse_assignment, parse_var_path
 from terry.inventory.hosts import GroupNode, Host, Inventory, group_tree, load_inventory
-from terry.sources.inventory import EditOutcome, propose_edit
+
+if TYPE_CHECKING:
+    from terry.sources.inventory import EditOutcome
 
 
 @click.group("inventory")
@@ -267,6 +270,8 @@ def _propose(
     no_apply: bool,
     output: str,
 ) -> None:
+    from terry.sources.inventory import propose_edit  # the pipeline: only for an edit
+
     _config, _store, pipeline = open_pipeline(ctx, output)
     done = propose_edit(pipeline, edit, converge=converge, apply=not no_apply)
     if output == "json":

@@ -54,6 +54,7 @@ def _state_json(state: lab.LabState) -> dict[str, Any]:
         "alertmanager_url": state.alertmanager_url,
         "webhook_url": state.webhook_url,
         "inventory": str(state.inventory) if state.inventory else None,
+        "converged": state.converged or None,
         "ssh_key": str(state.ssh_key),
         "hosts": [
             {
@@ -84,7 +85,8 @@ def command(ctx: click.Context, state_dir: Path) -> None:
     """The lab: SSH hosts in namespaces with real Prometheus and Alertmanager (root).
 
     \b
-      terry lab up                     3 hosts, inventory in inventories/lab/hosts.yml
+      terry lab up                     3 hosts, inventory in inventories/lab/hosts.yml,
+                                       playbooks/site.yml applied to them
       terry lab break lab-02 disk      fill lab-02's /srv/data: DiskUsageHigh fires
       terry lab break lab-03 service   stop lab-03's web service: ServiceDown fires
       terry lab status                 what runs; exit 1 when something is down
@@ -105,6 +107,13 @@ def command(ctx: click.Context, state_dir: Path) -> None:
     help="Where Alertmanager posts alerts (default: the server.listen of terry.yml, "
     f"else {lab.DEFAULT_WEBHOOK_URL}).",
 )
+@click.option(
+    "--converge/--no-converge",
+    default=True,
+    show_default=True,
+    help="Apply the repository's playbooks/site.yml (from main) to the new hosts, so the "
+    "lab starts without drift.",
+)
 @output_option
 @click.pass_context
 def up(
@@ -112,9 +121,12 @@ def up(
     hosts: int,
     repo_inventory: Path | None,
     webhook_url: str | None,
+    converge: bool,
     output: str,
 ) -> None:
-    """Start the lab hosts, Prometheus and Alertmanager; write the Ansible inventory."""
+    """Start the lab hosts, Prometheus and Alertmanager; write the Ansible inventory, and
+    apply playbooks/site.yml to the new hosts (--no-converge: leave them as they start).
+    A lab already up is reused as it is."""
     repo, config = _repository(ctx, repo_inventory)
     if webhook_url is None:
         if config is not None:
@@ -131,6 +143,7 @@ def up(
             repo=repo,
             webhook_url=webhook_url,
             webhook_token=os.environ.get(token_env) or None,
+            converge=converge,
         )
     if output == "json":
         emit_json(_state_json(state))
@@ -143,6 +156,7 @@ def up(
     console.print(f"Prometheus    {state.prometheus_url}")
     console.print(f"Alertmanager  {state.alertmanager_url} → {state.webhook_url}")
     console.print(f"inventory     {state.inventory}")
+    console.print(f"desired state {state.converged or 'not applied (--no-converge)'}")
     console.print(f"try           ansible -i {state.inventory} all -m ansible.builtin.ping")
 
 

@@ -1,4 +1,13 @@
-"""How commands print: rich tables for people, JSON for scripts. Only the CLI imports this."""
+"""How commands print: rich tables for people, JSON for scripts. Only the CLI imports this.
+
+Everything printed for people is inert (``terry.inert``): the consoles render every string
+they are given, and every table cell, with control, format and invisible characters shown
+visibly, so an escape sequence or a right-to-left override in a label prints as ``\\x1b`` or
+``<U+202E>`` and never acts on the terminal. Rich markup and emoji codes are off unless a
+line opts in (then it ``escape``s what it interpolates), so ``[bold]`` or ``:warning:`` in
+a label prints as written. Text printed past the consoles (``Syntax``, ``click.echo``) is
+passed through ``inert`` where it is printed. JSON escapes control characters itself.
+"""
 
 from __future__ import annotations
 
@@ -10,8 +19,10 @@ from typing import Any, TypeVar
 
 import click
 from rich.console import Console
+from rich.text import Text
 
 from terry.errors import InputError
+from terry.inert import inert
 from terry.jsonable import to_jsonable
 
 __all__ = [
@@ -20,6 +31,7 @@ __all__ = [
     "emit_json",
     "emit_report",
     "err_console",
+    "inert",
     "output_option",
     "report_options",
     "to_jsonable",
@@ -30,11 +42,23 @@ F = TypeVar("F", bound=Callable[..., Any])
 
 # Wide enough for tables when piped or captured; a terminal's own width when there is one.
 _WIDTH = None if sys.stdout.isatty() else 140
+
+
+class InertConsole(Console):
+    """A rich console that renders every string it is given inert (newlines and tabs kept:
+    one-line fields are made one line where they are printed, with ``inert``)."""
+
+    def render_str(self, text: str, **kwargs: Any) -> Text:
+        return super().render_str(inert(text, multiline=True), **kwargs)
+
+
 # markup=False: alert text, labels and diffs reach these consoles and must print as they are
 # ("[/]" in a label must not crash or restyle the output). Styled lines opt in with
-# markup=True and escape() what they interpolate.
-console = Console(highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
-err_console = Console(stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, markup=False)
+# markup=True and escape() what they interpolate. emoji=False: ":warning:" stays text.
+console = InertConsole(highlight=False, soft_wrap=True, width=_WIDTH, markup=False, emoji=False)
+err_console = InertConsole(
+    stderr=True, highlight=False, soft_wrap=True, width=_WIDTH, markup=False, emoji=False
+)
 
 
 def _remember(ctx: click.Context, _param: click.Parameter, value: str) -> str:
@@ -86,7 +110,7 @@ def report_options(html: str) -> Callable[[F], F]:
 def emit_report(text: str, out: Path | None, what: str) -> None:
     """A rendered report to stdout, or to ``out`` with one line on stderr saying ``what``."""
     if out is None:
-        click.echo(text, nl=False)
+        click.echo(inert(text, multiline=True), nl=False)
         return
     from terry.reports.markup import write_atomically  # jinja2: only when writing a report
 

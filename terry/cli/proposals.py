@@ -8,7 +8,8 @@ from rich.syntax import Syntax
 from rich.table import Table
 
 from terry.cli.context import actor_name, open_config, open_pipeline, open_store
-from terry.cli.output import console, emit_json, output_option
+from terry.cli.ids import RowId
+from terry.cli.output import console, emit_json, inert, output_option
 from terry.proposals.state import ProposalState
 from terry.proposals.view import list_proposals, proposal_detail
 
@@ -36,18 +37,18 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
         table.add_row(
             str(r.id),
             str(r.incident_id),
-            r.remedy,
-            ",".join(r.hosts),
+            inert(r.remedy),
+            inert(",".join(r.hosts)),
             r.risk,
             r.state,
             r.decision or "-",
-            r.branch or "-",
+            inert(r.branch or "-"),
         )
     console.print(table)
 
 
 @command.command("show")
-@click.argument("proposal_id", type=int)
+@click.argument("proposal_id", type=RowId("proposal"))
 @click.option("--events", is_flag=True, help="Include every runner event of every run.")
 @output_option
 @click.pass_context
@@ -59,42 +60,46 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
         return
     s = d.summary
     console.print(
-        f"[bold]Proposal {s.id}[/bold] (incident {s.incident_id}): {escape(s.remedy)} on "
-        f"{escape(', '.join(s.hosts))}",
+        f"[bold]Proposal {s.id}[/bold] (incident {s.incident_id}): {escape(inert(s.remedy))} on "
+        f"{escape(inert(', '.join(s.hosts)))}",
         markup=True,
     )
     console.print(f"  state     [bold]{s.state}[/bold]\n  risk      {s.risk}", markup=True)
     if d.ai:
         console.print(
-            f"  author    AI-authored ({d.ai['model'] or 'Claude'}, confidence "
+            f"  author    AI-authored ({inert(d.ai['model'] or 'Claude')}, confidence "
             f"{d.ai['confidence']}%): review with care",
             markup=False,
         )
-        console.print(f"  diagnosis {d.ai['diagnosis']}", markup=False)
+        console.print(f"  diagnosis {inert(d.ai['diagnosis'])}", markup=False)
     console.print(
         f"  decision  {d.summary.decision or '-'} (policy commit {(d.policy_commit or '-')[:10]})"
     )
     for reason in d.reasons:
-        console.print(f"            · {reason}", markup=False)
+        console.print(f"            · {inert(reason)}", markup=False)
     console.print(
-        f"  branch    {s.branch}  commit {(d.commit or '-')[:10]}  merge "
+        f"  branch    {inert(s.branch)}  commit {(d.commit or '-')[:10]}  merge "
         f"{(d.merge_commit or '-')[:10]}"
     )
     if d.pull_request:
         pr = d.pull_request
-        where = f"#{pr['number']} {pr['url']}" if pr["number"] else "not opened yet"
-        error = f" (last GitHub error: {pr['error']})" if pr["error"] else ""
+        where = f"#{pr['number']} {inert(pr['url'])}" if pr["number"] else "not opened yet"
+        error = f" (last GitHub error: {inert(pr['error'])})" if pr["error"] else ""
         console.print(f"  review    pull request {where}, {pr['state']}{error}", markup=False)
     if d.approved_by:
-        console.print(f"  approved  by {d.approved_by}", markup=False)
+        console.print(f"  approved  by {inert(d.approved_by)}", markup=False)
     if d.outcome:
-        console.print(f"  outcome   {d.outcome}", markup=False)
-    console.print(f"  params    {d.params}", markup=False)
-    console.print(f"  modules   {', '.join(d.modules)}")
+        console.print(f"  outcome   {inert(d.outcome)}", markup=False)
+    console.print(f"  params    {inert(d.params)}", markup=False)
+    console.print(f"  modules   {inert(', '.join(d.modules))}")
     if d.playbook:
         what = f"Manifest (Argo CD app {d.target})" if d.applier == "argocd" else "Playbook"
-        console.print(f"\n[bold]{escape(what)}[/bold] {escape(d.playbook_path or '')}", markup=True)
-        console.print(Syntax(d.playbook, "yaml", theme="ansi_dark", background_color="default"))
+        console.print(
+            f"\n[bold]{escape(inert(what))}[/bold] {escape(inert(d.playbook_path or ''))}",
+            markup=True,
+        )
+        playbook = inert(d.playbook, multiline=True)  # Syntax bypasses the console's strings
+        console.print(Syntax(playbook, "yaml", theme="ansi_dark", background_color="default"))
     console.print(
         "\n[bold]Check-mode diff[/bold] "
         f"({d.check_summary.get('changed', '?')} change(s), ok="
@@ -103,7 +108,7 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
     )
     console.print(
         Syntax(
-            d.check_diff or "(no changes reported)",
+            inert(d.check_diff or "(no changes reported)", multiline=True),
             "diff",
             theme="ansi_dark",
             background_color="default",
@@ -118,7 +123,7 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
                 r.status,
                 str(r.rc),
                 r.started_at.strftime("%H:%M:%S"),
-                (r.commit or "-")[:10],
+                inert((r.commit or "-")[:10]),
             )
         console.print(table)
     if events:
@@ -126,13 +131,13 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
             for e in r.events:
                 if e["status"]:
                     console.print(
-                        f"  run {r.id} #{e['seq']:<4} {e['host']:<10} "
-                        f"{e['status']:<10} {e['task']}",
+                        f"  run {r.id} #{e['seq']:<4} {inert(e['host']):<10} "
+                        f"{e['status']:<10} {inert(e['task'])}",
                         markup=False,
                     )
     table = Table("time", "change", "actor", "reason", title="History")
     for h in d.history:
-        table.add_row(h.at.strftime("%H:%M:%S"), h.what, h.actor, h.detail)
+        table.add_row(h.at.strftime("%H:%M:%S"), inert(h.what), inert(h.actor), inert(h.detail))
     console.print(table)
 
 
@@ -152,13 +157,13 @@ def _finish(ctx: click.Context, proposal_id: int, output: str) -> None:
         return
     console.print(
         f"proposal {proposal_id}: [bold]{d.summary.state}[/bold]"
-        + (f" — {escape(d.outcome)}" if d.outcome else ""),
+        + (f" — {escape(inert(d.outcome))}" if d.outcome else ""),
         markup=True,
     )
 
 
 @command.command("approve")
-@click.argument("proposal_id", type=int)
+@click.argument("proposal_id", type=RowId("proposal"))
 @click.option("--as", "as_", metavar="NAME", help="Who approves (default: git user.name).")
 @click.option("--no-apply", is_flag=True, help="Merge only; apply later with 'apply'.")
 @output_option
@@ -173,7 +178,7 @@ def approve(
 
 
 @command.command("reject")
-@click.argument("proposal_id", type=int)
+@click.argument("proposal_id", type=RowId("proposal"))
 @click.option("--reason", required=True, help="Why (kept in the audit trail).")
 @click.option("--as", "as_", metavar="NAME", help="Who rejects (default: git user.name).")
 @output_option
@@ -186,7 +191,7 @@ def reject(ctx: click.Context, proposal_id: int, reason: str, as_: str | None, o
 
 
 @command.command("apply")
-@click.argument("proposal_id", type=int)
+@click.argument("proposal_id", type=RowId("proposal"))
 @click.option("--as", "as_", metavar="NAME", help="Who applies (default: git user.name).")
 @output_option
 @click.pass_context
@@ -200,7 +205,7 @@ def apply(ctx: click.Context, proposal_id: int, as_: str | None, output: str) ->
 
 
 @command.command("rollback")
-@click.argument("proposal_id", type=int)
+@click.argument("proposal_id", type=RowId("proposal"))
 @click.option("--as", "as_", metavar="NAME", help="Who rolls back (default: git user.name).")
 @output_option
 @click.pass_context

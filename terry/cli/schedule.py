@@ -16,7 +16,6 @@ from terry.cli.context import open_config, open_pipeline, open_store
 from terry.cli.output import console, emit_json, err_console, output_option
 from terry.errors import ConfigError
 from terry.service.schedules import crontab_line, next_run, run_schedule, systemd_units
-from terry.sources.drift import drift_fixer
 from terry.store.models import ScheduleRunRow, utcnow
 
 
@@ -108,6 +107,8 @@ def run(ctx: click.Context, name: str, output: str) -> None:
     Exit codes: 0 done or skipped (another run of it is still going), 1 the run failed,
     4 no such schedule.
     """
+    from terry.sources.drift import drift_fixer  # the pipeline: only when running one
+
     config, store, pipeline = open_pipeline(ctx, output)
     done = run_schedule(config, store, name, fix=drift_fixer(lambda: pipeline))
     if output == "json":

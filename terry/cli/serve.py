@@ -8,6 +8,7 @@ import click
 
 from terry.cli.context import open_config, open_store
 from terry.errors import InputError
+from terry.redact import install_log_filter
 
 
 class _LogReporter:
@@ -52,6 +53,12 @@ class _LogReporter:
     default="info",
     show_default=True,
 )
+@click.option(
+    "--insecure-no-auth",
+    is_flag=True,
+    help="Start without a webhook token: anyone who can reach the port may post alerts "
+    "(and read, when no reader token is set). Logged and shown on /healthz.",
+)
 @click.pass_context
 def command(
     ctx: click.Context,
@@ -60,15 +67,21 @@ def command(
     no_schedules: bool,
     threads: int,
     log_level: str,
+    insecure_no_auth: bool,
 ) -> None:
     """Serve Alertmanager's webhook and Terry's API, and remediate in the background.
 
     \b
-    POST /api/v1/alerts     Alertmanager webhook (bearer token from $TERRY_WEBHOOK_TOKEN
-                            when set; body limit server.max_body_bytes)
-    GET  /healthz           200 when the store answers, 503 otherwise
-    GET  /metrics           Prometheus metrics
-    GET  /api/v1/incidents[/ID], /api/v1/proposals[/ID]   read-only JSON
+    POST /api/v1/alerts     Alertmanager webhook (bearer token from $TERRY_WEBHOOK_TOKEN,
+                            required unless --insecure-no-auth; body limit
+                            server.max_body_bytes)
+    GET  /healthz           200 when the store takes a write now, 503 otherwise (no token)
+    GET  /metrics           Prometheus metrics (a reader token, unless
+                            server.metrics_public)
+    GET  /api/v1/incidents[/ID], /api/v1/proposals[/ID]   read-only JSON: a reader
+                            token from $TERRY_READ_TOKENS (NAME:TOKEN,...); lists take
+                            limit (at most 500), before_id and state, and link the next
+                            page (Link: rel="next")
 
     Schedules of terry.yml (drift scans and fixes, their reports delivered) run here too,
     one run of each at a time across servers; see 'terry schedule --help'.
@@ -88,6 +101,7 @@ def command(
         level=log_level.upper(), format="%(asctime)s %(levelname)s %(name)s: %(message)s"
     )
     config = open_config(ctx)
+    install_log_filter()  # on the handler basicConfig added: secrets never reach the log
     store = open_store(config)
     address = listen or config.server.listen
     host, sep, port = address.rpartition(":")
@@ -105,12 +119,17 @@ def command(
             store,
             fix=drift_fixer(lambda: build_pipeline(config, store, reporter=_LogReporter())),
         )
-    app = create_app(config, store, worker=worker, scheduler=scheduler)
+    app = create_app(
+        config, store, worker=worker, scheduler=scheduler, insecure_no_auth=insecure_no_auth
+    )
     uvicorn.run(
         app,
         host=host.strip("[]") or "127.0.0.1",
         port=int(port),
         log_level=log_level,
+        # uvicorn's records go to the root logger's handler (and its redacting filter)
+        # instead of handlers of its own.
+        log_config=None,
         access_log=log_level == "debug",
         timeout_graceful_shutdown=30,
         # Terry reads no client address from proxy headers; skipping the middleware is

@@ -7,13 +7,14 @@ from rich.markup import escape
 from rich.table import Table
 
 from terry.cli.context import open_pipeline
+from terry.cli.ids import RowId
 from terry.cli.output import console, emit_json, output_option
 from terry.errors import ConfigError, ForgeError
 from terry.review.base import Reconciled
 
 
 @click.command("sync")
-@click.option("--proposal", "proposal_id", type=int, help="Only this proposal.")
+@click.option("--proposal", "proposal_id", type=RowId("proposal"), help="Only this proposal.")
 @output_option
 @click.pass_context
 def command(ctx: click.Context, proposal_id: int | None, output: str) -> None:

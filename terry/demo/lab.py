@@ -25,6 +25,7 @@ from terry.app import build_pipeline
 from terry.config import CONFIG_FILE, load_config
 from terry.context import Reporter
 from terry.demo.local import APPROVER, DemoRow
+from terry.demo.narration import GroupedReporter
 from terry.errors import StateError
 from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
@@ -91,6 +92,8 @@ def run_lab_demo(
     lab_config: lab.LabConfig | None = None,
     timeout: float = 240.0,
 ) -> LabDemo:
+    # Two proposals run at once in the worker's threads: one proposal's lines at a time.
+    grouped = GroupedReporter(reporter)
     narrate(f"1. A GitOps repository: terry init {workdir}")
     repo = init_repository(workdir, example=False).path
     token = secrets.token_urlsafe(24)
@@ -115,7 +118,7 @@ def run_lab_demo(
         store = Store(config.store_url)
         store.migrate()
         worker = Worker(
-            lambda: build_pipeline(config, store, reporter=reporter), store, poll_seconds=1.0
+            lambda: build_pipeline(config, store, reporter=grouped), store, poll_seconds=1.0
         )
         app = create_app(config, store, worker=worker, token=token)
         server = uvicorn.Server(
@@ -157,7 +160,7 @@ def run_lab_demo(
         waiting = _wait("the production proposal to wait for review", production_waiting, timeout)
         assert isinstance(waiting, int)
         narrate(f"5. Production waits for review; {APPROVER} approves proposal {waiting}")
-        build_pipeline(config, store, reporter=reporter).approve(waiting, actor=APPROVER)
+        build_pipeline(config, store, reporter=grouped).approve(waiting, actor=APPROVER)
 
         ids = {found[name].id for _h, _f, name in FAULTS}
 
@@ -166,6 +169,7 @@ def run_lab_demo(
             return len(states) >= len(ids) and all(s in _TERMINAL for s in states)
 
         _wait("every proposal to settle", settled, timeout)
+        grouped.flush()
 
         def resolved() -> bool:
             mine = [i for i in list_incidents(store, limit=100) if i.id in ids]
@@ -205,6 +209,7 @@ def run_lab_demo(
             server.should_exit = True
         if thread is not None:
             thread.join(60)
+        grouped.flush()
         if store is not None:
             store.dispose()
         if not keep:

@@ -19,6 +19,7 @@ from terry.app import build_pipeline
 from terry.config import load_config
 from terry.context import Reporter
 from terry.demo import example
+from terry.demo.narration import GroupedReporter
 from terry.gitops.init import init_repository
 from terry.reports.views import incident_story
 from terry.sources.alertmanager import Alert, AlertStatus, Payload
@@ -68,15 +69,16 @@ def run_demo(
     narrate: Callable[[str], None],
     keep: bool = False,
 ) -> tuple[Path, list[DemoRow]]:
+    grouped = GroupedReporter(reporter)  # one proposal's lines at a time
     narrate(f"1. A GitOps repository: terry init {workdir}")
     repo = init_repository(workdir).path
     config = load_config(repo, environ={})
     store = Store(config.store_url)
     store.migrate()
-    pipeline = build_pipeline(config, store, reporter=reporter)
+    pipeline = build_pipeline(config, store, reporter=grouped)
 
     narrate("2. The example fleet (local connection, scratch roots): applying site.yml")
-    result = example.up(config, on_event=lambda e: reporter.event(0, "site", e))
+    result = example.up(config, on_event=lambda e: grouped.event(0, "site", e))
     if not result.ok:
         raise RuntimeError("site.yml failed: " + "; ".join(result.failure_messages()[:3]))
     try:
@@ -154,6 +156,7 @@ def run_demo(
             )
         return repo, rows
     finally:
+        grouped.flush()
         if not keep:
             example.down(config)
         store.dispose()

@@ -1,10 +1,15 @@
 """Synthetic series with known answers, for the tests and ``bench/forecast_backtest.py``.
 
 Every generator takes a seed (numpy's ``default_rng``), so a series is the same on every
-run. Disk kinds are a used fraction (0..1) sampled every 5 minutes over a 7-day window that
-ends at ``now``, with the threshold 0.9; ``crossing_at`` is where the underlying trend (the
-line, without cycle or noise) reaches the threshold, or None when it never does. Memory
-kinds are bytes used on an 8 GiB host.
+run. Disk kinds are a used fraction (0..1) sampled every ``step`` seconds over a window
+(default 7 days every 5 minutes) that ends at ``now``, with the threshold 0.9;
+``crossing_at`` is where the underlying trend (the line, without cycle or noise) reaches the
+threshold, or None when it never does. Memory kinds are bytes used on an 8 GiB host.
+
+A shorter window (a short lookback) gives the same series shrunk in time: where a knee, a
+stall or a level shift falls, how far ahead the crossing is and how long the noise stays
+correlated are fractions of the window, so only the number of points changes (the daily
+cycle stays a day long; ``SHORT_KINDS`` are the kinds without one).
 """
 
 from __future__ import annotations
@@ -18,8 +23,10 @@ from terry.forecast.trend import DAY, HOUR
 
 __all__ = [
     "DISK_KINDS",
+    "FLAT_KINDS",
     "GROWING_KINDS",
     "MEMORY_KINDS",
+    "SHORT_KINDS",
     "START",
     "Synthetic",
     "disk_series",
@@ -29,9 +36,12 @@ __all__ = [
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 GIB = float(1 << 30)
 
-GROWING_KINDS = ("linear", "noisy_linear", "step_linear", "daily_cycle", "knee")
+GROWING_KINDS = ("linear", "noisy_linear", "step_linear", "daily_cycle", "knee", "ramp_mid")
 FLAT_KINDS = ("flat_noise", "flat_cycle", "step_flat", "stall")
 DISK_KINDS = GROWING_KINDS + FLAT_KINDS
+# Kinds that keep their meaning in a window shorter than a day (no daily cycle).
+SHORT_KINDS = tuple(k for k in DISK_KINDS if k not in ("daily_cycle", "flat_cycle"))
+_REFERENCE_WINDOW = 7 * DAY  # the window the kinds' times are written for
 MEMORY_KINDS = ("leak", "sawtooth", "steady")
 
 Floats = NDArray[np.float64]
@@ -81,14 +91,23 @@ def disk_series(
     step: float = 300.0,
     threshold: float = 0.9,
 ) -> Synthetic:
-    """One used-fraction series of ``kind`` (one of ``DISK_KINDS``)."""
+    """One used-fraction series of ``kind`` (one of ``DISK_KINDS``).
+
+    Times below are written for a 7-day window ("days"); another window scales them.
+    """
     if kind not in DISK_KINDS:
         raise ValueError(f"unknown kind {kind!r}; one of {', '.join(DISK_KINDS)}")
     rng = np.random.default_rng(seed)
     now = START + window
     t = np.arange(START + step, now + step / 2, step)
     n = t.size
-    days = (t - now) / DAY  # <= 0, 0 at now
+    scale = window / _REFERENCE_WINDOW
+    days = (t - now) / (DAY * scale)  # <= 0, 0 at now; -7 at the window's start
+    memory = step / (300.0 * scale)  # noise stays correlated for the same share of the window
+
+    def noise(sigma: float, rho: float = 0.0) -> Floats:
+        return _noise(rng, n, sigma, rho**memory)
+
     crossing: float | None = None
     shift: float | None = None
 
@@ -96,59 +115,65 @@ def disk_series(
         # a line from start0 at the window's start to the threshold ``ahead`` days after now
         start0 = rng.uniform(0.1, 0.6)
         ahead = rng.uniform(1.0, 6.0)
-        slope = (threshold - start0) / (window / DAY + ahead)  # per day
+        slope = (threshold - start0) / (window / (DAY * scale) + ahead)  # per day
         level = threshold - slope * ahead  # at now
         y = level + slope * days
-        crossing = now + ahead * DAY
+        crossing = now + ahead * DAY * scale
         if kind == "linear":
-            y = y + _noise(rng, n, rng.uniform(0.001, 0.005))
+            y = y + noise(rng.uniform(0.001, 0.005))
         elif kind == "noisy_linear":
-            y = y + _noise(rng, n, rng.uniform(0.01, 0.03), rng.uniform(0.0, 0.9))
+            y = y + noise(rng.uniform(0.01, 0.03), rng.uniform(0.0, 0.9))
             y = y + _spikes(rng, n, 0.01, 0.05, 0.2)
         elif kind == "daily_cycle":
             amplitude = rng.uniform(0.01, 0.05)
             phase = rng.uniform(0, 2 * np.pi)
             y = y + amplitude * np.sin(2 * np.pi * t / DAY + phase)
-            y = y + _noise(rng, n, rng.uniform(0.002, 0.01))
+            y = y + noise(rng.uniform(0.002, 0.01))
         elif kind == "knee":  # slower growth (0-30% of the rate) until 1.5-4 days ago
             knee_day = -rng.uniform(1.5, 4.0)
             before = days < knee_day
             factor = rng.uniform(0.0, 0.3)
             y_knee = level + slope * knee_day
             y[before] = y_knee + factor * slope * (days[before] - knee_day)
-            y = y + _noise(rng, n, rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
+            y = y + noise(rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
+        elif kind == "ramp_mid":  # flat at start0, then steady growth from 30-70% of the window
+            ramp_day = -rng.uniform(0.3, 0.7) * window / (DAY * scale)
+            slope = (threshold - start0) / (ahead - ramp_day)
+            level = threshold - slope * ahead
+            y = np.where(days < ramp_day, start0, level + slope * days)
+            y = y + noise(rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
         else:  # step_linear: before the shift, another level and slope
-            at = START + rng.uniform(1.0, 5.0) * DAY
+            at = START + rng.uniform(1.0, 5.0) * DAY * scale
             shift = float(t[np.searchsorted(t, at)])
             before = t < shift
             jump = rng.uniform(0.05, 0.25) * (1.0 if rng.random() < 0.7 else -1.0)
             factor = rng.uniform(0.3, 1.5)
-            shift_day = (shift - now) / DAY
+            shift_day = (shift - now) / (DAY * scale)
             y_at_shift = level + slope * shift_day
             y[before] = y_at_shift + jump + factor * slope * (days[before] - shift_day)
-            y = y + _noise(rng, n, rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
+            y = y + noise(rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
     elif kind == "flat_noise":
         # near full and wandering (AR(1) up to 0.99: hours-long swings), but not growing
-        y = rng.uniform(0.6, 0.89) + _noise(rng, n, rng.uniform(0.002, 0.03), rng.uniform(0, 0.99))
+        y = rng.uniform(0.6, 0.89) + noise(rng.uniform(0.002, 0.03), rng.uniform(0, 0.99))
         y = y + _spikes(rng, n, 0.01, 0.05, 0.2)
     elif kind == "flat_cycle":
         amplitude = rng.uniform(0.01, 0.05)
         y = rng.uniform(0.5, 0.85) + amplitude * np.sin(
             2 * np.pi * t / DAY + rng.uniform(0, 2 * np.pi)
         )
-        y = y + _noise(rng, n, rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
+        y = y + noise(rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
     elif kind == "stall":  # growth of 2-8%/day that stopped 2.5-4 days ago, near full
         stop_day = -rng.uniform(2.5, 4.0)
         y = np.full(n, rng.uniform(0.7, 0.88))
         early = days < stop_day
         y[early] += rng.uniform(0.02, 0.08) * (days[early] - stop_day)
-        y = y + _noise(rng, n, rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
+        y = y + noise(rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
     else:  # step_flat: a shift up or down, flat either side
-        at = START + rng.uniform(1.0, 6.0) * DAY
+        at = START + rng.uniform(1.0, 6.0) * DAY * scale
         shift = float(t[np.searchsorted(t, at)])
         y = np.full(n, rng.uniform(0.3, 0.85))
         y[t < shift] -= rng.uniform(0.05, 0.2) * rng.choice([-1.0, 1.0])
-        y = y + _noise(rng, n, rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
+        y = y + noise(rng.uniform(0.002, 0.01), rng.uniform(0.0, 0.5))
     return Synthetic(
         kind=kind,
         seed=seed,

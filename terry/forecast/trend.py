@@ -9,10 +9,16 @@ How a forecast is made:
    ``Outcome.NOT_ENOUGH_DATA``. Long series are reduced to at most ``max_points``
    equal-time bins (median of each).
 2. Level shifts (a clean-up, a big copy): the difference of the medians of the ``half_window``
-   samples after and before each point, against the robust spread of those differences. A
-   shift is a jump ``shift_sigmas`` times that spread; a shift undone within a few samples is
-   a transient, not a shift. Medians make single spikes invisible; smooth daily cycles move
-   the differences slowly and raise the spread, so they are not shifts either.
+   samples after and before each point (fewer after, down to 3, near the end), against the
+   robust spread of those differences. A candidate is a jump ``shift_sigmas`` times that
+   spread; medians make single spikes invisible, and smooth daily cycles move the
+   differences slowly and raise the spread, so they are not shifts either. A steady ramp
+   moves the medians too, so each candidate must then be a step and not a ramp: around it
+   (``3 × half_window`` samples either side) a line that bends once, wherever fits best, is
+   set against the same line with a jump at the candidate, and the jump must stay
+   significant (``z_significant`` standard errors) and much larger than what the line moves
+   across the gap between the two samples. A ramp, a ramp that starts or a ramp across
+   missing samples is no shift. A shift undone within a few samples is a transient.
 3. Fit (``HuberRegressor``, so outliers weigh little): the segment after the last level
    shift when it holds ``min_points`` over ``cycle_min_span`` (or the whole window is shorter),
    otherwise the whole window with one level per segment and a common slope. When the
@@ -20,14 +26,24 @@ How a forecast is made:
    a daily cycle neither biases the slope nor is mistaken for growth. When that data spans
    at least twice ``recent_span`` and the slope of the last ``recent_span`` alone differs
    from it by ``z_significant`` combined standard errors, the recent fit wins: growth that
-   sped up or stopped without a level shift.
+   sped up or stopped without a level shift. A shorter window cannot be split that way, so
+   there the point where the rate changed is searched for: a line that bends once (a slope
+   before the bend, another since), fitted at up to 40 points with ``half_window`` samples
+   either side, by Huber's loss through reweighted least squares. The best bend is taken when
+   its change of slope is ``shift_sigmas`` standard errors (a search finds chance bends more
+   often than one test does) and a jump there does not explain the samples better; the
+   trend is then that bent line, its slope the rate since the bend: a ramp that starts
+   part-way through a short lookback is growth, not "flat" or a level shift.
 4. Significance: the slope's standard error comes from the robust residual spread, inflated
    for the residuals' lag-1 autocorrelation ((1 + r) / (1 - r)). Growth whose t-value is
    below ``z_significant`` is ``FLAT`` (no forecast), a significant fall is ``FALLING``.
    This is what keeps flat noisy series from raising false alarms.
 5. Crossing: where the trend line meets the threshold. The interval uses the slope and level
    ``z_interval`` standard errors either way; the earliest also adds the daily cycle's
-   amplitude (the first daily peak to touch the threshold).
+   amplitude (the first daily peak to touch the threshold). The confidence is how likely the
+   trend reaches the threshold within the horizon: the normal probability that level +
+   slope × horizon is at or over it, from their standard errors and covariance (over 0.5
+   for every crossing reported; growth that is only just significant is not "0%").
 """
 
 from __future__ import annotations
@@ -64,6 +80,7 @@ HOUR = 3_600.0
 Floats = NDArray[np.float64]
 
 _MAD_TO_SIGMA = 1.4826
+_HUBER_K = 1.345  # Huber's threshold, in robust sigmas (95% efficiency on normal noise)
 
 
 class Outcome(StrEnum):
@@ -118,8 +135,11 @@ class Trend:
     r2: float  # robust share of the spread the fit explains, 0..1
     level_shifts: tuple[LevelShift, ...]  # every shift found in the window
     # "whole" window; the last "segment" after a shift; "offsets": one level per segment and a
-    # common slope; "recent": the last ``recent_span`` only, its slope differing significantly
+    # common slope; "recent": the last ``recent_span`` only, its slope differing significantly;
+    # "bend": a line that bends once, at ``changed_at`` (``slope`` is the rate since then)
     model: str
+    changed_at: float | None = None  # where the rate changed ("bend")
+    level_slope_cov: float = 0.0  # covariance of ``level`` and ``slope`` (value × value/s)
 
     @property
     def cycle_amplitude(self) -> float:
@@ -157,7 +177,9 @@ class Forecast:
     crossing_at: float | None  # ``projected_at`` when it is within the horizon
     earliest: float | None  # interval for the crossing (set with ``projected_at``)
     latest: float | None
-    confidence: float  # 0..1: 1 - interval width / (2 × time to crossing); 0 without one
+    # 0..1: how likely the trend reaches the threshold within the horizon, from the fit's
+    # standard errors (over 0.5 for a crossing); 0 when it does not grow significantly
+    confidence: float
 
     @property
     def slope(self) -> float | None:
@@ -211,7 +233,72 @@ def _reduce(t: Floats, y: Floats, max_points: int) -> tuple[Floats, Floats]:
     return bt, by
 
 
-def _shift_indices(y: Floats, half_window: int, sigmas: float) -> list[tuple[int, float]]:
+def _robust_lstsq(design: Floats, y: Floats) -> tuple[Floats, Floats, float, float]:
+    """Huber regression by reweighted least squares, started from least squares (so a few
+    samples far from the many, such as those after a recent bend, are fitted, while a spike
+    weighs little): coefficients, their covariance (inflated for the residuals' lag-1
+    autocorrelation), the residuals' robust sigma and that correlation."""
+    coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+    weights = np.ones_like(y)
+    for _ in range(20):
+        residuals = y - design @ coef
+        sigma = _mad_sigma(residuals)
+        if sigma <= 0:
+            break
+        weights = np.minimum(1.0, _HUBER_K * sigma / np.maximum(np.abs(residuals), 1e-300))
+        root = np.sqrt(weights)
+        updated, *_ = np.linalg.lstsq(design * root[:, None], y * root, rcond=None)
+        done = np.allclose(updated, coef, rtol=1e-9, atol=1e-12 * max(sigma, 1e-300))
+        coef = updated
+        if done:
+            break
+    residuals = y - design @ coef
+    sigma = _mad_sigma(residuals)
+    rho = _lag1(residuals, sigma)
+    inflation = (1 + rho) / (1 - rho)
+    cov = sigma**2 * inflation * np.linalg.pinv((design * weights[:, None]).T @ design)
+    return coef, cov, sigma, rho
+
+
+def _lag1(residuals: Floats, sigma: float) -> float:
+    """Lag-1 autocorrelation of residuals clipped at 3 sigmas, in 0..0.98."""
+    if residuals.size <= 2 or sigma <= 0:
+        return 0.0
+    clipped = np.clip(residuals - np.median(residuals), -3 * sigma, 3 * sigma)
+    if np.std(clipped) == 0:
+        return 0.0
+    rho = float(np.corrcoef(clipped[:-1], clipped[1:])[0, 1])
+    return min(max(rho, 0.0), 0.98) if math.isfinite(rho) else 0.0
+
+
+def _is_step(t: Floats, y: Floats, index: int, lo: int, hi: int, z: float) -> bool:
+    """Whether the samples ``lo:hi`` around the boundary before ``index`` hold a step and not
+    a ramp. A line that bends once, wherever in the window fits best, is set against the
+    same line with a jump at the boundary: the jump must stay significant (``z`` standard
+    errors, for autocorrelated residuals too) whichever the bend, and be much larger than
+    what the line itself moves across the gap between the two samples. A ramp, a ramp that
+    starts or stops (a knee) or a ramp across missing samples is no level shift."""
+    tt, yy = t[lo:hi], y[lo:hi]
+    if index - lo < 3 or hi - index < 3:
+        return True  # too little either side to tell a bend from a jump: keep what medians saw
+    boundary = 0.5 * (t[index - 1] + t[index])
+    unit = max(float(tt[-1] - tt[0]), 1e-9)
+    x = (tt - boundary) / unit
+    after = (x > 0).astype(np.float64)
+    gap = float(t[index] - t[index - 1]) / unit
+    for bend in x[np.unique(np.linspace(1, x.size - 2, min(40, x.size - 2)).round().astype(int))]:
+        design = np.column_stack([np.ones_like(x), x, np.maximum(x - bend, 0.0), after])
+        coef, cov, _sigma, _rho = _robust_lstsq(design, yy)
+        jump, jump_se = abs(float(coef[3])), math.sqrt(max(float(cov[3, 3]), 0.0))
+        moves = 3.0 * max(abs(float(coef[1])), abs(float(coef[1] + coef[2]))) * gap
+        if jump <= max(z * jump_se, moves):
+            return False  # this bend explains the samples without a jump
+    return True
+
+
+def _shift_indices(
+    t: Floats, y: Floats, half_window: int, sigmas: float, z: float
+) -> list[tuple[int, float]]:
     """(index of the first sample after, size) of each level shift, in time order."""
     m = half_window
     n = y.size
@@ -222,20 +309,31 @@ def _shift_indices(y: Floats, half_window: int, sigmas: float) -> list[tuple[int
     deviation = jumps - np.median(jumps)
     floor = 1e-9 * max(float(np.max(np.abs(y))), 1e-300)
     spread = max(_mad_sigma(jumps), floor)
+    # the last samples: fewer after the boundary (down to 3), so a recent step is seen too
+    tail = np.array([np.median(y[k:]) - medians[k - m] for k in range(n - m + 1, n - 2)])
+    deviation = np.append(deviation, tail - np.median(jumps))
     candidates = np.flatnonzero(np.abs(deviation) > sigmas * spread)
     if candidates.size == 0:
         return []
     clusters = np.split(candidates, np.flatnonzero(np.diff(candidates) > m) + 1)
-    found: list[tuple[int, float]] = []
+    located: list[tuple[int, float]] = []
     for cluster in clusters:
         # medians locate a shift to within a sample or two; the means of both sides pin it
         lo, hi = int(cluster[0]) + m, int(cluster[-1]) + m
         best, best_size = lo, 0.0
-        for i in range(max(lo - 1, m), min(hi + 1, n - m) + 1):
+        for i in range(max(lo - 1, m), min(hi + 1, n - 3) + 1):
             size = float(np.mean(y[i : i + m]) - np.mean(y[i - m : i]))
             if abs(size) > abs(best_size):
                 best, best_size = i, size
-        found.append((best, best_size))
+        located.append((best, best_size))
+    # where the medians jump because the series climbs (a ramp, or one that starts), there
+    # is no shift: each must be a step against a line that bends, in 3 windows either side
+    found: list[tuple[int, float]] = []
+    for k, (index, size) in enumerate(located):
+        lo = max(index - 3 * m, located[k - 1][0] if k else 0)
+        hi = min(index + 3 * m, located[k + 1][0] if k + 1 < len(located) else n)
+        if _is_step(t, y, index, lo, hi, z):
+            found.append((index, size))
     # a shift undone within a few samples is a transient (a burst, an outage), not a shift
     kept: list[tuple[int, float]] = []
     for index, size in found:
@@ -261,7 +359,7 @@ def level_shifts(
     t, y = _reduce(t, y, s.max_points)
     return tuple(
         LevelShift(at=float(t[i]), size=size)
-        for i, size in _shift_indices(y, s.half_window, s.shift_sigmas)
+        for i, size in _shift_indices(t, y, s.half_window, s.shift_sigmas, s.z_significant)
     )
 
 
@@ -274,13 +372,17 @@ def _fit(
     shifts: tuple[LevelShift, ...],
     model_name: str,
     cycle: bool,
+    bend: float | None = None,
 ) -> Trend:
-    """Huber fit of level + slope (+ daily cycle) (+ a level per earlier segment)."""
+    """Huber fit of level + slope (+ daily cycle) (+ a level per earlier segment) (+ another
+    slope before ``bend``, a timestamp: then ``slope`` is the rate since the bend)."""
     x = (t - now) / DAY
     columns = [x]
     if cycle:
         phase = _day_phase(t)
         columns += [np.sin(phase), np.cos(phase)]
+    if bend is not None:
+        columns.append(np.minimum(x - (bend - now) / DAY, 0.0))  # 0 after the bend
     for a, b in pairwise(segment_starts):  # every segment but the last
         indicator = np.zeros_like(x)
         indicator[a:b] = 1.0
@@ -289,22 +391,25 @@ def _fit(
 
     centre = float(np.median(y))
     scale = _mad_sigma(y) or float(np.ptp(y)) or max(abs(centre), 1.0)
-    ys = (y - centre) / scale
-    huber = HuberRegressor(epsilon=1.35, alpha=0.0, max_iter=1000)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", ConvergenceWarning)
-        huber.fit(design, ys)
-    coef = np.asarray(huber.coef_, dtype=np.float64) * scale
-    intercept = float(huber.intercept_) * scale + centre
+    if bend is None:
+        ys = (y - centre) / scale
+        huber = HuberRegressor(epsilon=1.35, alpha=0.0, max_iter=1000)
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", ConvergenceWarning)
+            huber.fit(design, ys)
+        coef = np.asarray(huber.coef_, dtype=np.float64) * scale
+        intercept = float(huber.intercept_) * scale + centre
+    else:
+        # sklearn's Huber, started from zero with its own scale, takes the few samples after
+        # a recent bend for outliers of the many before it; reweighting from least squares
+        # fits them
+        fitted, *_ = _robust_lstsq(np.column_stack([np.ones_like(x), design]), y)
+        intercept, coef = float(fitted[0]), fitted[1:]
     residuals = y - (design @ coef + intercept)
 
     noise = _mad_sigma(residuals)
     noise = max(noise, 1e-12 * max(abs(intercept), scale))
-    clipped = np.clip(residuals - np.median(residuals), -3 * noise, 3 * noise)
-    rho = 0.0
-    if clipped.size > 2 and np.std(clipped) > 0:
-        rho = float(np.corrcoef(clipped[:-1], clipped[1:])[0, 1])
-        rho = min(max(rho, 0.0), 0.98) if math.isfinite(rho) else 0.0
+    rho = _lag1(residuals, noise)
     inflation = (1 + rho) / (1 - rho)
     full = np.column_stack([np.ones_like(x), design])
     cov = noise**2 * inflation * np.linalg.pinv(full.T @ full)
@@ -327,7 +432,47 @@ def _fit(
         r2=min(max(r2, 0.0), 1.0),
         level_shifts=shifts,
         model=model_name,
+        changed_at=bend,
+        level_slope_cov=float(cov[0, 1]) / DAY,
     )
+
+
+def _bend(t: Floats, y: Floats, s: ForecastSettings, cycle: bool) -> float | None:
+    """Where the growth rate changed, in a window too short to compare its last
+    ``recent_span`` with the whole (a ramp that starts, speeds up or stops part-way): the
+    time at which a line bending once fits best, when the change of slope there is as
+    clear as a level shift must be (``shift_sigmas`` standard errors, for autocorrelated
+    residuals too: the best of many bends tried stands out by chance more often than one
+    slope does), a jump there does not explain the samples better, and at least
+    ``half_window`` samples lie either side of it. None when no bend is."""
+    n = t.size
+    lo, hi = s.half_window, n - max(s.half_window, 4)
+    if hi <= lo:
+        return None
+    unit = max(float(t[-1] - t[0]), 1e-9)
+    x = (t - t[-1]) / unit
+    base = [np.ones_like(x), x]
+    if cycle:
+        phase = _day_phase(t)
+        base += [np.sin(phase), np.cos(phase)]
+    best, best_sse = -1, math.inf
+    for j in np.unique(np.linspace(lo, hi, min(40, hi - lo + 1)).round().astype(int)):
+        design = np.column_stack([*base, np.minimum(x - x[j], 0.0)])
+        coef, *_ = np.linalg.lstsq(design, y, rcond=None)
+        sse = float(np.sum((y - design @ coef) ** 2))
+        if sse < best_sse:
+            best, best_sse = int(j), sse
+    design = np.column_stack([*base, np.minimum(x - x[best], 0.0)])
+    coef, cov, _sigma, _rho = _robust_lstsq(design, y)
+    change, change_se = float(coef[-1]), math.sqrt(max(float(cov[-1, -1]), 0.0))
+    if not abs(change) >= s.shift_sigmas * change_se:
+        return None
+    # a step too close to the end for the level-shift detector bends a line too: a rate
+    # change is only one a jump there does not explain better
+    m = s.half_window
+    if _is_step(t, y, best, max(best - 3 * m, 0), min(best + 3 * m, n), s.z_significant):
+        return None
+    return float(t[best])
 
 
 def fit_trend(
@@ -350,7 +495,7 @@ def fit_trend(
     if t.size < 4:
         raise ValueError(f"a trend needs at least 4 samples, got {t.size}")
     at = float(t[-1]) if now is None else float(now)
-    found = _shift_indices(y, s.half_window, s.shift_sigmas)
+    found = _shift_indices(t, y, s.half_window, s.shift_sigmas, s.z_significant)
     shifts = tuple(LevelShift(at=float(t[i]), size=size) for i, size in found)
     starts = [0, *(i for i, _ in found)]
     whole_span = float(t[-1] - t[0])
@@ -367,8 +512,14 @@ def fit_trend(
     tt, yy = t[first:], y[first:]
     cycle = float(tt[-1] - tt[0]) >= s.cycle_min_span
     trend = _fit(tt, yy, at, segment_starts, shifts=shifts, model_name=model, cycle=cycle)
-    if not segments or model == "offsets" or float(tt[-1] - tt[0]) < 2 * s.recent_span:
+    if not segments or model == "offsets":
         return trend
+    if float(tt[-1] - tt[0]) < 2 * s.recent_span:
+        # too short to compare the recent part with the whole: find where the rate changed
+        bend = _bend(tt, yy, s, cycle)
+        if bend is None:
+            return trend
+        return _fit(tt, yy, at, [0], shifts=shifts, model_name="bend", cycle=cycle, bend=bend)
     # the growth rate changed without a level shift (a new workload, a fixed log): the recent
     # part alone wins when its slope differs significantly from the whole fit's
     recent = tt >= tt[-1] - s.recent_span
@@ -389,8 +540,25 @@ def fit_trend(
     return late if change >= s.z_significant else trend
 
 
+def _reach_probability(trend: Trend, threshold: float, horizon: float) -> float:
+    """How likely the trend reaches ``threshold`` within ``horizon`` seconds of its ``now``:
+    the normal probability that level + slope × horizon is at or over it, with the level's
+    and the slope's standard errors (autocorrelation included) and their covariance."""
+    mean = trend.level + trend.slope * horizon - threshold
+    variance = (
+        trend.level_se**2 + (horizon * trend.slope_se) ** 2 + 2 * horizon * trend.level_slope_cov
+    )
+    if variance <= 0:
+        return 1.0 if mean >= 0 else 0.0
+    return min(max(0.5 * math.erfc(-mean / math.sqrt(2 * variance)), 0.0), 1.0)
+
+
 def _days(seconds: float) -> str:
-    return f"{seconds / DAY:.1f} d" if seconds >= DAY else f"{seconds / HOUR:.1f} h"
+    if seconds >= DAY:
+        return f"{seconds / DAY:.1f} d"
+    if seconds >= HOUR:
+        return f"{seconds / HOUR:.1f} h"
+    return f"{seconds / 60:.1f} min" if seconds >= 60 else f"{seconds:.0f} s"
 
 
 def forecast(
@@ -421,10 +589,8 @@ def forecast(
     ) -> Forecast:
         within = projected is not None and outcome is Outcome.CROSSING
         confidence = 0.0
-        if projected is not None and earliest is not None and latest is not None:
-            ahead = projected - at
-            if ahead > 0:
-                confidence = min(max(1.0 - (latest - earliest) / (2 * ahead), 0.0), 1.0)
+        if projected is not None and trend is not None:
+            confidence = _reach_probability(trend, threshold, horizon)
         return Forecast(
             outcome=outcome,
             reason=reason,
@@ -450,6 +616,7 @@ def forecast(
     after = {
         "segment": f" since the level shift {_days(at - trend.start)} ago",
         "recent": f" over the last {_days(at - trend.start)} (the rate changed)",
+        "bend": f" since the rate changed {_days(at - (trend.changed_at or at))} ago",
     }.get(trend.model, "")
     if trend.level >= threshold:
         return result(

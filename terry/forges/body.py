@@ -3,7 +3,14 @@
 Everything that came from outside (alert labels and annotations, the diff, the commit
 message) is shown inside fenced code blocks whose fence is longer than any run of backticks
 in the text, so it cannot close the block, mention people, link, or trigger GitHub keywords
-such as "closes #1". Terry's own words are outside the fences.
+such as "closes #1", and made inert (``terry.inert``: control characters and bidirectional
+overrides shown, not obeyed). The task files on the branch are shown the same way. Terry's
+own words are outside the fences. A fence always opens and closes on a line of its own,
+wherever it is put.
+
+Besides the playbook (for a catalogue remedy, three ``import_role`` plays), the body lists
+every task those plays run, with its module and arguments (``terry.forges.tasks``), so the
+reviewer decides without opening the role. The whole body stays within what GitHub takes.
 """
 
 from __future__ import annotations
@@ -14,12 +21,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-__all__ = ["MARKER", "ReviewPacket", "fenced", "pr_body", "pr_title"]
+from terry.forges.tasks import PlayTasks, planned_tasks, render_plays
+from terry.inert import inert
+
+__all__ = ["MARKER", "ReviewPacket", "fenced", "planned_tasks", "pr_body", "pr_title"]
 
 # Terry finds its own pull requests by this marker (and never trusts it for anything else).
 MARKER = "<!-- terry:proposal:{id} -->"
 _MAX_DIFF = 20_000
 _MAX_PLAYBOOK = 20_000
+_MAX_TASKS = 24_000
+_MAX_BODY = 65_000  # GitHub refuses a body over 65,536 characters
 
 
 @dataclass(frozen=True)
@@ -50,12 +62,17 @@ class ReviewPacket:
     confidence: int | None = None
     applier: str = "ansible"  # or argocd: the change is a manifest, applied by Argo CD
     target: str | None = None  # the Argo CD application
+    # What the playbook runs, task by task, read from the proposal commit (``planned_tasks``)
+    tasks: tuple[PlayTasks, ...] = ()
 
 
 def fenced(text: str, lang: str = "") -> str:
+    """``text`` as a code block it cannot break out of. The block starts and ends with a
+    line break, so its fences are lines of their own after any text (``Result: ...``)."""
+    text = inert(text, multiline=True)  # escapes and bidi overrides shown, not obeyed
     longest = max((len(m) for m in re.findall(r"`+", text)), default=0)
     fence = "`" * max(3, longest + 1)
-    return f"{fence}{lang}\n{text.rstrip()}\n{fence}"
+    return f"\n{fence}{lang}\n{text.rstrip()}\n{fence}\n"
 
 
 def _clip(text: str, limit: int) -> str:
@@ -67,10 +84,16 @@ def _clip(text: str, limit: int) -> str:
 def pr_title(p: ReviewPacket) -> str:
     hosts = ", ".join(p.hosts)
     title = f"terry #{p.proposal_id}: {p.remedy} on {hosts} ({p.alertname})"
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", title)[:200]
+    return inert(re.sub(r"[\x00-\x1f\x7f]+", " ", title))[:200]
 
 
 def pr_body(p: ReviewPacket, *, details_url: str | None = None) -> str:
+    """The body; the task list gets what room GitHub leaves after everything else."""
+    without = _body(p, details_url, tasks_room=0)
+    return _body(p, details_url, tasks_room=min(_MAX_TASKS, _MAX_BODY - len(without)))
+
+
+def _body(p: ReviewPacket, details_url: str | None, *, tasks_room: int) -> str:
     check = p.check_summary or {}
     verdict = "passed" if check.get("ok") else "FAILED"
     reasons = "\n".join(f"- {r}" for r in p.reasons) or "- (none recorded)"
@@ -104,7 +127,7 @@ def pr_body(p: ReviewPacket, *, details_url: str | None = None) -> str:
         "### Diagnosis",
         fenced(p.diagnosis),
         "",
-        *_change(p),
+        *_change(p, tasks_room),
         "",
         "### How to decide",
         f"- **Approve**: approve this pull request (or comment `/terry apply`). Terry checks "
@@ -126,7 +149,22 @@ def _applies(p: ReviewPacket) -> str:
     return "applies over SSH"
 
 
-def _change(p: ReviewPacket) -> list[str]:
+def _tasks(p: ReviewPacket, room: int) -> list[str]:
+    """Every task the playbook runs (its role files followed), in ``room`` characters."""
+    if not p.tasks:
+        return []
+    head = [
+        "",
+        "### What it runs (every task, from the proposal commit)",
+        "The plays above with the role task files and task imports they name followed: "
+        "each task's module and arguments, and when it runs.",
+    ]
+    if room < 1_000:
+        return [*head, "The list does not fit in this pull request: see the role on the branch."]
+    return [*head, fenced(_clip(render_plays(p.tasks), room - 200))]
+
+
+def _change(p: ReviewPacket, tasks_room: int = _MAX_TASKS) -> list[str]:
     """The change itself, its dry run and how it is undone, in the applier's terms."""
     path = _cell(p.playbook_path or "")
     diff = fenced(_clip(p.check_diff or "(no changes reported)", _MAX_DIFF), "diff")
@@ -146,10 +184,11 @@ def _change(p: ReviewPacket) -> list[str]:
             f"{p.proposal_id}` or by commenting `/terry rollback`.",
         ]
     if p.remedy in ("inventory-edit", "reconcile-drift"):
-        return _desired_state_change(p, diff)
+        return _desired_state_change(p, diff, tasks_room)
     return [
         f"### The playbook (`{path}`)",
         fenced(_clip(p.playbook or "", _MAX_PLAYBOOK), "yaml"),
+        *_tasks(p, tasks_room),
         "",
         "### Check-mode diff (`ansible-playbook --check --diff`)",
         diff,
@@ -161,7 +200,7 @@ def _change(p: ReviewPacket) -> list[str]:
     ]
 
 
-def _desired_state_change(p: ReviewPacket, diff: str) -> list[str]:
+def _desired_state_change(p: ReviewPacket, diff: str, tasks_room: int) -> list[str]:
     """A drift fix or an inventory edit: the desired state is the reference, so the undo
     is a revert in git, not a play."""
     hosts = _cell(", ".join(p.hosts))
@@ -174,10 +213,12 @@ def _desired_state_change(p: ReviewPacket, diff: str) -> list[str]:
             "inventory edit, read back by Ansible and validated."
         )
         head = ["### The inventory edit", "See the files of this pull request. " + runs]
+        head += _tasks(p, tasks_room)
     else:
         head = [
             f"### The playbook (`{_cell(p.playbook_path or '')}`)",
             fenced(_clip(p.playbook or "", _MAX_PLAYBOOK), "yaml"),
+            *_tasks(p, tasks_room),
         ]
     return [
         *head,

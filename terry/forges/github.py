@@ -3,7 +3,9 @@ a commit status with the dry run, comments, and merges; and the issues schedules
 reports in.
 
 Every call goes through ``_call``, which turns PyGithub's and the HTTP stack's errors into
-``ForgeError`` with the status and GitHub's message, never the credentials. Idempotent
+``ForgeError`` with the status and GitHub's message, never the credentials: the message is
+redacted of the token, the App's key, the installation tokens handed to git and this
+process's secrets (``terry.redact``) before it is copied into Terry's error. Idempotent
 requests are retried with backoff (PyGithub's ``GithubRetry``: 5xx, rate limits); a failed
 write leaves the proposal waiting and the next sync publishes it again, finding the pull
 request it may already have opened by its head branch.
@@ -25,6 +27,7 @@ from github.PullRequest import PullRequest
 
 from terry.config import GitHubConfig
 from terry.errors import ConfigError, ForgeError
+from terry.redact import Redactor, process_redactor
 
 __all__ = [
     "Comment",
@@ -115,6 +118,7 @@ class GitHubForge:
             raise ConfigError("forge github: repository (owner/name) is not set in terry.yml")
         self.config = config
         self._credentials = credentials
+        self._redact = process_redactor() | Redactor([credentials.token, credentials.private_key])
         if credentials.token:
             auth: Auth.Auth = Auth.Token(credentials.token)
         else:
@@ -153,12 +157,13 @@ class GitHubForge:
                     first = errors[0]
                     detail = first.get("message") if isinstance(first, dict) else str(first)
                     message = f"{message}: {detail}" if detail else message
+            message = self._redact(message)
             raise ForgeError(f"github: {what}: HTTP {exc.status} {message}".strip()) from None
         except (requests.RequestException, OSError) as exc:
             # e.g. "Max retries exceeded ... (Caused by ResponseError('too many 502 error
             # responses'))": the URL carries no credentials (they travel in a header).
             cause = re.search(r"Caused by (\w+\(.*?\))\)?$", str(exc))
-            detail = cause.group(1) if cause else str(exc)
+            detail = self._redact(cause.group(1) if cause else str(exc))
             raise ForgeError(f"github: {what}: {type(exc).__name__}: {detail[:300]}") from None
 
     @property
@@ -190,6 +195,7 @@ class GitHubForge:
         as a config header in environment variables (never in arguments or URLs)."""
         token = self._credentials.token or getattr(self._auth, "token", "")
         basic = base64.b64encode(f"x-access-token:{token}".encode()).decode()
+        self._redact = self._redact | Redactor([token, basic])
         return {
             "GIT_CONFIG_COUNT": "1",
             "GIT_CONFIG_KEY_0": "http.extraHeader",
@@ -307,7 +313,7 @@ class GitHubForge:
             ),
         )
         if not result.merged:
-            raise ForgeError(f"github: merge #{number}: {result.message}")
+            raise ForgeError(f"github: merge #{number}: {self._redact(result.message)}")
         return str(result.sha)
 
     def close(self, number: int) -> None:

@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from terry.redact import redact
 from terry.sources.alertmanager import Alert, AlertStatus, Payload
 from terry.store import Store
 from terry.store.audit import audit
@@ -343,6 +344,7 @@ def ingest_in(
 
 def set_attention(store: Store, incident_id: int, reason: str, *, actor: str = "terry") -> None:
     """Keep the incident for a human, saying why."""
+    reason = redact(reason)  # it may quote another system's error (terry.redact)
     with store.session() as session:
         incident = session.get(IncidentRow, incident_id)
         if incident is None:

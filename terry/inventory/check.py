@@ -5,23 +5,41 @@
 - tenants and labels are from the allowed sets, when ``inventory_rules`` names them;
 - every variable the desired-state roles declare as required (their
   ``meta/argument_specs.yml``, Ansible's own role argument specs) is set;
-- a target applied by Argo CD names its application and manifest.
+- a target applied by Argo CD names its application and manifest;
+- no host takes a connection variable (``ansible_connection``, ``ansible_host``,
+  ``ansible_user``, ``ansible_python_interpreter``...) from an inventory source it is not
+  defined in: ``all: vars: ansible_connection: local`` of ``inventories/example`` would
+  otherwise reach the hosts of ``inventories/lab`` listed beside it, and "fixing lab-02"
+  would run on the machine Terry runs on (``connection_leaks``).
 
 Every problem is listed, not just the first.
 """
 
 from __future__ import annotations
 
+import functools
+import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import yaml
 
 from terry.appliers.base import APPLIERS
 from terry.config import Config
-from terry.inventory.hosts import Inventory
+from terry.errors import ConfigError
+from terry.inventory.hosts import ANSIBLE_LOADER, Inventory
 
-__all__ = ["Problem", "required_variables", "site_roles", "validate"]
+__all__ = [
+    "Leak",
+    "Problem",
+    "connection_leaks",
+    "is_connection_variable",
+    "required_variables",
+    "site_roles",
+    "validate",
+]
 
 _TARGET_APPLIERS = tuple(name for name, r in APPLIERS.items() if r.targets)
 
@@ -67,6 +85,8 @@ def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
     rules = config.inventory_rules
     allowed = set(rules.environments)
     required = required_variables(tree, config)
+    ansible_hosts = [n for n, h in inventory.hosts.items() if h.applier != "argocd"]
+    leaks = connection_leaks(tree, config.inventory, ansible_hosts)
     problems: list[Problem] = []
     for name, host in sorted(inventory.hosts.items()):
         env = host.environment
@@ -109,6 +129,8 @@ def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
                             f"label {key}={value!r} is not one of {rules.labels[key]}",
                         )
                     )
+        if name in leaks:
+            problems.append(Problem(name, "connection", leaks[name].message))
         if host.applier == "argocd":
             for var in ("terry_argocd_app", "terry_manifest"):
                 if var not in host.var_names:
@@ -124,3 +146,158 @@ def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
                         Problem(name, "variables", f"role {role} requires {var}, not set")
                     )
     return problems
+
+
+# -- connection variables that leak across inventory sources ---------------------------------
+# Ansible merges every source it is given into one inventory: the ``all`` group (and any
+# group name two sources share) is one group, so ``all: vars:`` of one source applies to the
+# hosts of every other. For connection variables that decides which machine a host is.
+_CONNECTION_PREFIXES = (
+    "ansible_ssh_",
+    "ansible_paramiko_",
+    "ansible_winrm_",
+    "ansible_psrp_",
+    "ansible_become",
+    "ansible_control_path",
+)
+_INTERPRETER = re.compile(r"ansible_\w+_interpreter")
+_NONE = object()
+
+
+@functools.cache
+def _ansible_connection_names() -> frozenset[str]:
+    import ansible.constants
+
+    return frozenset(
+        n for names in ansible.constants.MAGIC_VARIABLE_MAPPING.values() for n in names
+    )
+
+
+def is_connection_variable(name: str) -> bool:
+    """Whether ``name`` says how (and where) Ansible reaches a host: Ansible's own list of
+    connection, become and shell variables, the interpreters, and connection plugin
+    settings."""
+    return (
+        name in _ansible_connection_names()
+        or bool(_INTERPRETER.fullmatch(name))
+        or name.startswith(_CONNECTION_PREFIXES)
+    )
+
+
+@dataclass(frozen=True)
+class Leak:
+    """Connection variables a host takes from inventory sources it is not defined in."""
+
+    host: str
+    own: tuple[str, ...]  # the sources that define the host
+    variables: dict[str, Any]  # name -> the value it ends up with
+    sources: tuple[str, ...]  # the other sources that set them
+
+    @property
+    def message(self) -> str:
+        shown = ", ".join(f"{k}={_short(v)}" for k, v in sorted(self.variables.items()))
+        one = len(self.variables) == 1
+        return (
+            f"{shown} {'comes' if one else 'come'} from "
+            f"{', '.join(self.sources) or 'another inventory source'}, not from the host's "
+            f"own inventory ({', '.join(self.own)}): set {'it' if one else 'them'} there, or "
+            f"move {'it' if one else 'them'} out of the shared group (all: vars:)"
+        )
+
+
+def _short(value: Any) -> str:
+    text = str(value)
+    return text if len(text) <= 60 else text[:57] + "..."
+
+
+def _connection_vars(
+    base: Path, sources: Iterable[str], hosts: Iterable[str]
+) -> dict[str, dict[str, Any]]:
+    """{host: its connection variables} with only ``sources`` loaded (hosts they define)."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.manager import VariableManager
+
+    loader = DataLoader()
+    loader.set_basedir(str(base))
+    try:
+        manager = InventoryManager(loader=loader, sources=[str(base / s) for s in sources])
+        variables = VariableManager(loader=loader, inventory=manager)
+        found: dict[str, dict[str, Any]] = {}
+        for name in hosts:
+            host = manager.get_host(name)
+            if host is None:
+                continue
+            raw = variables.get_vars(host=host, include_hostvars=False)
+            found[name] = {
+                str(k): _plain(v) for k, v in raw.items() if is_connection_variable(str(k))
+            }
+        return found
+    except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors
+        raise ConfigError(f"inventory: {exc}") from exc
+
+
+def _plain(value: Any) -> Any:
+    """Ansible's own string and container types, as plain Python (for comparing, showing)."""
+    if isinstance(value, dict):
+        return {str(k): _plain(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_plain(v) for v in value]
+    return str(value) if isinstance(value, str) else value
+
+
+def _hosts_of(base: Path, source: str) -> set[str]:
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    loader = DataLoader()
+    loader.set_basedir(str(base))
+    try:
+        manager = InventoryManager(loader=loader, sources=[str(base / source)])
+    except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors
+        raise ConfigError(f"inventory: {exc}") from exc
+    return {h.name for h in manager.get_hosts()}
+
+
+def connection_leaks(
+    base: Path, sources: list[str], hosts: Iterable[str] | None = None
+) -> dict[str, Leak]:
+    """Hosts (of ``hosts``, default all) whose connection variables differ between the
+    whole inventory and the sources that define the host: each leaked variable, and the
+    other sources that set it. One source alone never leaks."""
+    if len(sources) < 2:
+        return {}
+    with ANSIBLE_LOADER:  # Ansible's loader is process-global, not thread-safe
+        defined = {s: _hosts_of(base, s) for s in sources}
+        everyone = set().union(*defined.values())
+        wanted = sorted(everyone if hosts is None else everyone & set(hosts))
+        combined = _connection_vars(base, sources, wanted)
+        by_own: dict[tuple[str, ...], list[str]] = {}
+        for name in wanted:
+            own = tuple(s for s in sources if name in defined[s])
+            if len(own) < len(sources):
+                by_own.setdefault(own, []).append(name)
+        leaks: dict[str, Leak] = {}
+        for own, names in by_own.items():
+            alone = _connection_vars(base, own, names)
+            leaked = {
+                name: {
+                    k: v
+                    for k, v in combined.get(name, {}).items()
+                    if alone.get(name, {}).get(k, _NONE) != v
+                }
+                for name in names
+            }
+            leaked = {name: found for name, found in leaked.items() if found}
+            if not leaked:
+                continue
+            # Which other sources set them: the host's own sources plus one other at a time.
+            setters: dict[str, list[str]] = {name: [] for name in leaked}
+            for other in (s for s in sources if s not in own):
+                with_other = _connection_vars(base, (*own, other), list(leaked))
+                for name, found in leaked.items():
+                    if any(k in with_other.get(name, {}) for k in found):
+                        setters[name].append(other)
+            for name, found in leaked.items():
+                leaks[name] = Leak(name, own, found, tuple(setters[name]))
+        return leaks

@@ -86,6 +86,8 @@ def _plain(value: Any) -> Any:
 # Ansible's plugin loader is process-global and not thread-safe: two worker threads loading
 # inventories at once fail with "Unable to load the cache plugin". One at a time.
 _ANSIBLE_LOADER = threading.Lock()
+# The same lock, for other readers of Ansible's inventory (terry.inventory.check).
+ANSIBLE_LOADER = _ANSIBLE_LOADER
 
 
 def load_inventory(base: Path, sources: list[str]) -> Inventory:

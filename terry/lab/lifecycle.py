@@ -3,6 +3,9 @@
 ``up`` records every resource in the state file the moment it exists, so ``down`` can
 always take apart what is there, after a crash or a half-finished ``up`` too; ``down``
 also sweeps the lab's own names (bridge, ``<netns_prefix>lab-NN``, ``<veth_prefix>NN``).
+Given a repository, ``up`` writes the lab's inventory there and applies its
+``playbooks/site.yml`` to the fresh hosts (``terry.lab.converge``) before Prometheus
+watches them, so a new lab starts as the repository says, without drift.
 """
 
 from __future__ import annotations
@@ -20,6 +23,7 @@ from pathlib import Path
 import terry
 from terry.errors import ConfigError, StateError
 from terry.lab import net
+from terry.lab.converge import converge as converge_hosts
 from terry.lab.hosts import NODE_EXPORTER, SSHD, TERRY_SVC, start_host
 from terry.lab.inventory import write_inventory
 from terry.lab.model import (
@@ -193,11 +197,15 @@ def up(
     webhook_url: str = DEFAULT_WEBHOOK_URL,
     webhook_token: str | None = None,
     service_script: Path | None = None,
+    converge: bool = True,
 ) -> LabState:
-    """Start the lab and write its inventory to ``repo/inventories/lab/hosts.yml``.
+    """Start the lab and write its inventory to ``repo/inventories/lab/hosts.yml``; then,
+    with ``converge``, apply the repository's ``playbooks/site.yml`` to the new hosts (and
+    restart their services so they read the config it rendered) before Prometheus starts.
 
-    When an identical lab is already up it is reused (the inventory is rewritten);
-    a different or broken one is a :class:`StateError`. A failed ``up`` is taken down.
+    When an identical lab is already up it is reused (the inventory is rewritten, nothing
+    applied); a different or broken one is a :class:`StateError`. A failed ``up`` (site.yml
+    failing included) is taken down.
     """
     config = config or LabConfig()
     _preflight(hosts)
@@ -235,15 +243,6 @@ def up(
         peers["lab-gateway"] = config.gateway
         for index in range(1, hosts + 1):
             start_host(config, index, authorized_keys=authorized, peers=peers, on_progress=record)
-        state = replace(
-            state,
-            alertmanager=start_alertmanager(
-                config, webhook_url=webhook_url, webhook_token=webhook_token
-            ),
-        )
-        save_state(state)
-        state = replace(state, prometheus=start_prometheus(config, state.hosts, rules=rules))
-        save_state(state)
         for host in state.hosts:
             if not wait_until(lambda h=host: _host_ready(config, h), timeout=20.0):
                 raise LabError(f"{host.name}: sshd, node_exporter or service not answering")
@@ -252,6 +251,18 @@ def up(
                 repo, state.hosts, key, control_path_dir=_control_dir(config)
             )
             state = replace(state, inventory=inventory)
+            save_state(state)
+            if converge:  # before Prometheus watches: the services restart once here
+                state = replace(state, converged=converge_hosts(state, repo))
+                save_state(state)
+        state = replace(
+            state,
+            alertmanager=start_alertmanager(
+                config, webhook_url=webhook_url, webhook_token=webhook_token
+            ),
+        )
+        save_state(state)
+        state = replace(state, prometheus=start_prometheus(config, state.hosts, rules=rules))
         save_state(state)
     except BaseException as exc:
         with contextlib.suppress(Exception):
@@ -298,7 +309,7 @@ def _remove_created(paths: tuple[str, ...], removed: list[str], problems: list[s
 
 def _remove_state_dir(config: LabConfig, removed: list[str]) -> None:
     root = config.state_dir
-    for name in ("hosts", "prometheus", "alertmanager", "ssh"):
+    for name in ("hosts", "prometheus", "alertmanager", "ssh", "runs"):
         if (root / name).exists():
             shutil.rmtree(root / name)
             removed.append(f"directory {root / name}")

@@ -180,6 +180,7 @@ class LabState:
     inventory: Path | None = None
     created_paths: tuple[str, ...] = ()
     started_at: str = ""
+    converged: str = ""  # what applying site.yml to the fresh hosts did ("" when it did not)
 
     @property
     def prometheus_url(self) -> str:
@@ -326,6 +327,7 @@ def save_state(state: LabState) -> None:
         "inventory": str(state.inventory) if state.inventory else None,
         "created_paths": list(state.created_paths),
         "started_at": state.started_at,
+        "converged": state.converged,
     }
     path = state.config.state_file
     path.parent.mkdir(parents=True, exist_ok=True)
@@ -355,6 +357,7 @@ def load_state(config: LabConfig | None = None) -> LabState:
             inventory=Path(raw["inventory"]) if raw.get("inventory") else None,
             created_paths=tuple(str(p) for p in raw.get("created_paths", ())),
             started_at=str(raw.get("started_at", "")),
+            converged=str(raw.get("converged", "")),
         )
     except (KeyError, TypeError, ValueError) as exc:
         raise StateError(f"{path}: malformed lab state ({exc}); run 'terry lab down'") from exc

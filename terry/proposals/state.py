@@ -19,6 +19,7 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from terry.errors import NotFound, StateError
+from terry.redact import process_redactor
 from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import ProposalRow, utcnow
@@ -63,7 +64,8 @@ TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
     ),
     ProposalState.AWAITING_REVIEW: frozenset({ProposalState.APPROVED, ProposalState.REJECTED}),
     ProposalState.APPROVED: frozenset({ProposalState.MERGED}),
-    ProposalState.MERGED: frozenset({ProposalState.APPLYING}),
+    # rejected: withdrawn before apply, the problem gone by itself (terry.steps.precheck)
+    ProposalState.MERGED: frozenset({ProposalState.APPLYING, ProposalState.REJECTED}),
     ProposalState.APPLYING: frozenset(
         {ProposalState.APPLIED, ProposalState.FAILED, ProposalState.INTERRUPTED}
     ),
@@ -125,6 +127,7 @@ def transition(
 
     ``verb`` words the refusal ("approve", "apply"...) for the person who asked.
     """
+    reason, changes = process_redactor().scrub((reason, changes))  # quotes (terry.redact)
     with store.session() as session:
         row = get(session, proposal_id)
         current = ProposalState(row.state)

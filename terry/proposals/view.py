@@ -100,12 +100,15 @@ def _proposal_summary(row: ProposalRow) -> ProposalSummary:
 
 
 def list_proposals(
-    store: Store, *, state: str | None = None, limit: int = 50
+    store: Store, *, state: str | None = None, limit: int = 50, before_id: int | None = None
 ) -> list[ProposalSummary]:
+    """Newest first; ``before_id``: only ids below it (the next page after that id)."""
     with store.session() as session:
         query = select(ProposalRow).order_by(ProposalRow.id.desc()).limit(limit)
         if state:
             query = query.where(ProposalRow.state == state)
+        if before_id is not None:
+            query = query.where(ProposalRow.id < before_id)
         return [_proposal_summary(r) for r in session.scalars(query)]
 
 

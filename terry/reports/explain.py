@@ -8,6 +8,10 @@ given; nothing is asked of the hosts.
 With an API key configured, Claude is also asked to tell the same facts in plain language
 (``terry.ai.account``). Claude only narrates: its account comes first, labelled, and any
 failure (no key, the API, a refused answer) leaves the record's account and the reason.
+
+The record's account is for people: what it quotes from alerts, reviewers and other
+systems is made inert (``terry.inert``), one line each, so a label cannot move the cursor,
+reverse the text or forge a line of the account.
 """
 
 from __future__ import annotations
@@ -18,9 +22,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from terry.ai.account import ClaudeAccount, clean_text
-from terry.ai.client import ClaudeDiagnoser
 from terry.ai.errors import AIError
 from terry.config import Config
+from terry.inert import inert
 from terry.jsonable import to_jsonable
 from terry.reports.views import IncidentStory, ProposalDetail, incident_story, proposal_detail
 from terry.store import Store
@@ -44,27 +48,27 @@ _ENDINGS = {
 def _proposal(d: ProposalDetail) -> list[str]:
     s = d.summary
     who = (
-        f"Claude ({(d.ai or {}).get('model') or 'unknown model'}, "
+        f"Claude ({inert((d.ai or {}).get('model') or 'unknown model')}, "
         f"{(d.ai or {}).get('confidence')}% confident) composed or chose"
         if d.ai
         else "Terry chose"
     )
-    lines = [
-        f"Proposal {s.id}: {who} {s.remedy} on {', '.join(s.hosts)} (risk {s.risk}).",
-    ]
+    hosts = inert(", ".join(s.hosts))
+    lines = [f"Proposal {s.id}: {who} {inert(s.remedy)} on {hosts} (risk {s.risk})."]
     if d.ai and d.ai.get("diagnosis"):
-        lines.append(f"  Claude's diagnosis: {d.ai['diagnosis']}")
+        lines.append(f"  Claude's diagnosis: {inert(d.ai['diagnosis'])}")
     changed = d.check_summary.get("changed")
     if d.check_summary:
         verdict = "passed" if d.check_summary.get("ok") else "failed"
         lines.append(f"  Its dry run {verdict} ({changed} change(s) predicted).")
     if s.decision:
-        lines.append(f"  The gate said {s.decision}: {'; '.join(d.reasons) or 'no reason'}.")
+        reasons = "; ".join(d.reasons) or "no reason"
+        lines.append(f"  The gate said {s.decision}: {inert(reasons)}.")
     if d.approved_by:
-        lines.append(f"  {d.approved_by} approved it.")
+        lines.append(f"  {inert(d.approved_by)} approved it.")
     lines.append(f"  It {_ENDINGS.get(s.state, s.state)}.")
     if d.outcome:
-        lines.append(f"  Outcome: {d.outcome}")
+        lines.append(f"  Outcome: {inert(d.outcome)}")
     return lines
 
 
@@ -84,16 +88,16 @@ def _read(store: Store, incident_id: int) -> tuple[IncidentStory, list[ProposalD
 def _story(story: IncidentStory, details: list[ProposalDetail]) -> str:
     i = story.incident
     lines = [
-        f"Incident {i.id}: {i.title} on {i.host or 'an unknown host'}, opened "
+        f"Incident {i.id}: {inert(i.title)} on {inert(i.host or 'an unknown host')}, opened "
         f"{i.opened_at:%Y-%m-%d %H:%M:%S} UTC"
         + (f", seen {i.recurrence} time(s) before" if i.recurrence else "")
         + ".",
     ]
     summary = story.annotations.get("summary")
     if summary:
-        lines.append(f"The alert says: {summary}")
+        lines.append(f"The alert says: {inert(summary)}")
     if i.attention:
-        lines.append(f"Kept for a person: {i.attention}")
+        lines.append(f"Kept for a person: {inert(i.attention)}")
     if not i.proposals and not i.attention:
         lines.append("No proposal yet: diagnosis has not run or found nothing to propose.")
     for detail in details:
@@ -173,6 +177,8 @@ def explain_incident(
     text = _story(story, details)
     if not ask_claude:
         return Explanation(incident_id, text)
+    from terry.ai.client import ClaudeDiagnoser  # the Anthropic client: only when asked
+
     claude = ClaudeDiagnoser.from_config(config.ai, os.environ if environ is None else environ)
     if claude is None:
         return Explanation(incident_id, text, claude_error=_no_claude(config))

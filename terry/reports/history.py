@@ -48,12 +48,16 @@ _FOR_A_PERSON = frozenset(
 _NEEDS_HUMAN = "needs a human: "  # how terry.incidents.lifecycle.set_attention words its audit rows
 
 
+_WITHDRAWN = "withdrawn:"  # how a proposal withdrawn because its problem went away ends
+# (terry.steps.precheck: healed before apply; terry.review.forge: resolved during review)
+
+
 class Outcome(StrEnum):
     """What became of an incident by the end of the window."""
 
     AUTO = "auto"  # fixed by a proposal the gate merged on its own
     PERSON = "person"  # handed to a person (fixed after an approval included)
-    OTHER = "other"  # still open or in progress, or resolved without Terry's fix
+    OTHER = "other"  # still open or in progress, or resolved by itself (``healed``)
 
 
 @dataclass(frozen=True)
@@ -200,10 +204,16 @@ class ProposalAtEnd:
     approver: str | None  # the person who approved it before the end
     rolled_back: bool  # at least once before the end
     merged: bool
+    applying_at: datetime | None = None  # its first apply began, before the end
 
     @property
     def auto_merged(self) -> bool:
         return self.merged and self.data.decision == "merge" and self.approver is None
+
+    @property
+    def withdrawn(self) -> bool:
+        """Withdrawn because its problem went away by itself (not a person's rejection)."""
+        return self.raw_state == "rejected" and (self.data.outcome or "").startswith(_WITHDRAWN)
 
 
 @dataclass(frozen=True)
@@ -215,6 +225,10 @@ class IncidentAtEnd:
     outcome: Outcome
     fixer: ProposalAtEnd | None
     attention: str | None  # the last "needs a human" reason before the end
+    # Resolved before the end without a fix of Terry's and without a person: its alert
+    # resolved, a proposal of it was withdrawn because the problem had gone, or it resolved
+    # before its fix was even applied (then that "fix" is no fix: ``fixed`` is False).
+    healed: bool = False
 
     @property
     def seconds_to_fix(self) -> float | None:
@@ -242,6 +256,7 @@ def proposals_at(history: History, end: datetime) -> dict[int, ProposalAtEnd]:
     approvers: dict[int, str] = {}
     rolled_back: set[int] = set()
     merged: set[int] = set()
+    applying: dict[int, datetime] = {}
     for a in history.audits:
         if a.entity != "proposal" or a.at >= end:
             continue
@@ -252,6 +267,8 @@ def proposals_at(history: History, end: datetime) -> dict[int, ProposalAtEnd]:
             rolled_back.add(a.entity_id)
         elif a.to_state == "merged":
             merged.add(a.entity_id)
+        elif a.to_state == "applying":
+            applying.setdefault(a.entity_id, a.at)
     out = {}
     for p in history.proposals:
         if p.created_at >= end:
@@ -264,6 +281,7 @@ def proposals_at(history: History, end: datetime) -> dict[int, ProposalAtEnd]:
             approver=approvers.get(p.id),
             rolled_back=p.id in rolled_back,
             merged=p.id in merged,
+            applying_at=applying.get(p.id),
         )
     return out
 
@@ -289,10 +307,13 @@ def incidents_at(history: History, start: datetime, end: datetime) -> list[Incid
         if fixed:
             verified = [p for p in mine if p.state == "verified"]
             fixer = verified[-1] if verified else (mine[-1] if mine else None)
+        if fixed and _healed_first(i, fixer):  # a "fix" applied to what had already healed
+            fixed, fixer = False, None
+        acted = [p for p in mine if not p.withdrawn]
         handed = (
             i.id in attention
-            or any(p.state in _FOR_A_PERSON or p.approver for p in mine)
-            or any(p.rolled_back for p in mine)
+            or any(p.state in _FOR_A_PERSON or p.approver for p in acted)
+            or any(p.rolled_back for p in acted)
         )
         if fixed and fixer is not None and fixer.auto_merged:
             outcome = Outcome.AUTO
@@ -300,5 +321,15 @@ def incidents_at(history: History, start: datetime, end: datetime) -> list[Incid
             outcome = Outcome.PERSON
         else:
             outcome = Outcome.OTHER
-        out.append(IncidentAtEnd(i, mine, fixed, resolved, outcome, fixer, attention.get(i.id)))
+        healed = resolved and outcome is Outcome.OTHER
+        out.append(
+            IncidentAtEnd(i, mine, fixed, resolved, outcome, fixer, attention.get(i.id), healed)
+        )
     return out
+
+
+def _healed_first(incident: IncidentData, fixer: ProposalAtEnd | None) -> bool:
+    """The incident resolved before its fix began to be applied: the fix fixed nothing."""
+    if fixer is None or incident.resolved_at is None or fixer.applying_at is None:
+        return False
+    return incident.resolved_at < fixer.applying_at

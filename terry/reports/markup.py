@@ -20,6 +20,7 @@ from typing import Any
 
 import jinja2
 
+from terry.inert import inert
 from terry.jsonable import to_jsonable
 
 __all__ = [
@@ -66,7 +67,7 @@ _MARKDOWN = re.compile(r"([\\`|<>\[\]*~&])")
 def md_text(text: object, limit: int = 200) -> str:
     """Untrusted text for a Markdown table cell or list item: one line, at most ``limit``
     characters of it, every character that Markdown would read as syntax escaped."""
-    flat = _CONTROLS.sub(" ", str(text)).strip()
+    flat = inert(_CONTROLS.sub(" ", str(text)).strip())  # C1, bidi, zero-width: shown
     if len(flat) > limit:
         flat = flat[: limit - 1] + "…"
     return _MARKDOWN.sub(r"\\\1", flat)
@@ -85,9 +86,18 @@ def _template(name: str) -> str | None:
     return found.read_text("utf-8") if found.is_file() else None
 
 
+def _inert(value: Any) -> Any:
+    """Every string a page prints, inert (``terry.inert``), then autoescaped; markup the
+    templates make (``Markup``) as it is."""
+    if isinstance(value, str) and not hasattr(value, "__html__"):
+        return inert(value, multiline=True)
+    return value
+
+
 _PAGES = jinja2.Environment(
     loader=jinja2.FunctionLoader(_template),
     autoescape=True,
+    finalize=_inert,
     undefined=jinja2.StrictUndefined,
     trim_blocks=True,
     lstrip_blocks=True,

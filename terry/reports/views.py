@@ -81,12 +81,15 @@ def _summary(row: IncidentRow, proposals: tuple[int, ...]) -> IncidentSummary:
 
 
 def list_incidents(
-    store: Store, *, state: str | None = None, limit: int = 50
+    store: Store, *, state: str | None = None, limit: int = 50, before_id: int | None = None
 ) -> list[IncidentSummary]:
+    """Newest first; ``before_id``: only ids below it (the next page after that id)."""
     with store.session() as session:
         query = select(IncidentRow).order_by(IncidentRow.id.desc()).limit(limit)
         if state:
             query = query.where(IncidentRow.state == state)
+        if before_id is not None:
+            query = query.where(IncidentRow.id < before_id)
         rows = list(session.scalars(query))
         ids = [r.id for r in rows]
         pairs = session.execute(

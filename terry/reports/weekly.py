@@ -11,7 +11,13 @@ the end is its last audited state before it.
 
 Definitions (also in ``docs/reports.md`` and at the end of every rendered report):
 
-- *fixed*: the incident's fix was verified (``fixed_at``) before the end.
+- *fixed*: the incident's fix was verified (``fixed_at``) before the end, and its apply began
+  before the incident resolved: a "fix" applied to a problem that had already gone fixed
+  nothing and is not counted (nor in time to fix, time saved or the auto-resolution rate).
+- *resolved by itself*: resolved before the end with no fix of Terry's and no person: its
+  alert resolved (or its forecast no longer predicts the crossing), a proposal of it was
+  withdrawn because the problem had gone before the apply (outcome ``withdrawn: ...``), or it
+  resolved before its fix was applied. Counted apart from fixes, and not as kept for a person.
 - *fixed automatically*: fixed by a proposal the gate merged (decision ``merge``) with no
   person approving it (no ``approved`` transition by anyone but ``terry``).
 - *kept for a person*: not fixed automatically, and Terry handed it to a person: it was
@@ -112,6 +118,7 @@ class Figures:
     fixed_after_approval: int
     needed_person: int
     resolved: int  # closed before the end (alert resolved, drift gone, fix verified...)
+    resolved_by_itself: int  # resolved with no fix of Terry's and no person (see above)
     open: int  # neither fixed nor resolved at the end
     auto_resolution_rate: float | None  # auto_fixed / incidents_opened, 0..1
     mttf_mean_seconds: float | None
@@ -136,6 +143,7 @@ class Deltas:
     auto_fixed: int
     fixed_after_approval: int
     needed_person: int
+    resolved_by_itself: int
     auto_resolution_rate: float | None
     mttf_mean_seconds: float | None
     mttf_median_seconds: float | None
@@ -273,6 +281,7 @@ def _figures(
         fixed_after_approval=fixed - auto,
         needed_person=sum(1 for i in incidents if i.outcome is Outcome.PERSON),
         resolved=sum(1 for i in incidents if i.resolved),
+        resolved_by_itself=sum(1 for i in incidents if i.healed),
         open=sum(1 for i in incidents if not i.fixed and not i.resolved),
         auto_resolution_rate=_rate(auto, len(incidents)),
         mttf_mean_seconds=round(statistics.fmean(seconds), 1) if seconds else None,
@@ -299,6 +308,7 @@ def _deltas(now: Figures, before: Figures) -> Deltas:
         auto_fixed=now.auto_fixed - before.auto_fixed,
         fixed_after_approval=now.fixed_after_approval - before.fixed_after_approval,
         needed_person=now.needed_person - before.needed_person,
+        resolved_by_itself=now.resolved_by_itself - before.resolved_by_itself,
         auto_resolution_rate=_minus(now.auto_resolution_rate, before.auto_resolution_rate, 4),
         mttf_mean_seconds=_minus(now.mttf_mean_seconds, before.mttf_mean_seconds),
         mttf_median_seconds=_minus(now.mttf_median_seconds, before.mttf_median_seconds),

@@ -128,6 +128,13 @@ def headlines(report: WeeklyReport) -> tuple[Headline, ...]:
             _signed(d.needed_person),
             _good(d.needed_person, False),
         ),
+        Headline(  # not fixes: counted apart (terry.reports.history, healed)
+            "resolved_by_itself",
+            "resolved by itself",
+            str(s.resolved_by_itself),
+            str(p.resolved_by_itself),
+            _signed(d.resolved_by_itself),
+        ),
         Headline(
             "mttf",
             "mean time to fix",
@@ -204,7 +211,16 @@ def definitions(report: WeeklyReport) -> tuple[tuple[str, str], ...]:
             "they stood at its end (a fix verified later does not count); last week is the "
             f"{report.days} days before, as they stood at its own end",
         ),
-        ("fixed", "the incident's fix was verified before the end of the window"),
+        (
+            "fixed",
+            "the incident's fix was verified before the end of the window (a fix applied "
+            "after the problem had already gone is no fix)",
+        ),
+        (
+            "resolved by itself",
+            "resolved with no fix of Terry's and no person: its alert resolved, or its "
+            "proposal was withdrawn because the problem had gone before the apply",
+        ),
         (
             "fixed automatically",
             "fixed by a proposal the policy gate merged on its own (decision merge, "

@@ -6,6 +6,13 @@ which proposal to reconcile, and ``terry sync`` reconciles every open one, so a 
 repeated webhook changes nothing. Before merging or applying on a person's signal, Terry
 re-reads the pull request: its head must be the commit that was dry-run and gated.
 Merging on GitHub moves main there; Terry fetches it and fast-forwards its own main.
+
+When a person merges what Terry refuses to apply (a head that moved after the dry run, or a
+merger nobody allowed), main holds a change nobody gated: Terry records it
+(``review.base.record_ungated``), says so on the pull request, and asks for a re-check of
+main as it now is; until one is verified nothing that contains the change is applied.
+Commands are answered whatever became of the pull request meanwhile: a ``/terry`` comment
+posted just before a merge or a close still gets its reply.
 """
 
 from __future__ import annotations
@@ -23,7 +30,7 @@ from terry.forges.body import ReviewPacket, fenced, pr_body, pr_title
 from terry.forges.commands import Command, Verb, parse_command
 from terry.proposals.state import ProposalState, get, transition
 from terry.proposals.view import proposal_detail
-from terry.review.base import Reconciled, ReviewActions, merge_trailers
+from terry.review.base import Reconciled, ReviewActions, merge_trailers, record_ungated
 from terry.review.local import LocalReview
 from terry.store.models import IncidentRow, ProposalRow
 
@@ -278,6 +285,7 @@ class GitHubReview:
         if pull.merged:
             if state in (ProposalState.AWAITING_REVIEW, ProposalState.APPROVED):
                 self._merged_by_person(proposal_id, pull, commit, notes, actions)
+            self._answer_comments(proposal_id, number, commit, cursor, notes, actions, "merged")
             return
         if pull.state == "closed":
             if state is ProposalState.AWAITING_REVIEW:
@@ -289,22 +297,47 @@ class GitHubReview:
                     forge_state="closed",
                 )
                 notes.append("closed on GitHub: rejected")
+            self._answer_comments(proposal_id, number, commit, cursor, notes, actions, "closed")
             return
-        for comment in self.forge.comments(number, after=cursor):
-            self._set(proposal_id, forge_cursor=comment.id)
-            if comment.user == self.forge.bot:
-                continue
-            command = parse_command(comment.body)
-            if command is not None:
-                notes.append(
-                    self._command(proposal_id, number, commit, comment.user, command, actions)
-                )
+        self._answer_comments(proposal_id, number, commit, cursor, notes, actions, None)
         if actions.state(proposal_id) is ProposalState.AWAITING_REVIEW:
             approvers = self._approvers(number, commit)
             if len(approvers) >= self.config.forge.github.required_approvals:
                 notes.append(
                     self._approve_and_merge(proposal_id, number, commit, approvers, actions)
                 )
+
+    def _answer_comments(
+        self,
+        proposal_id: int,
+        number: int,
+        commit: str,
+        cursor: int | None,
+        notes: list[str],
+        actions: ReviewActions,
+        ended: str | None,
+    ) -> None:
+        """Run and answer every ``/terry`` command posted after the cursor. ``ended`` says
+        the pull request was merged or closed meanwhile: commands that would merge or
+        reject it are answered with what became of it instead."""
+        for comment in self.forge.comments(number, after=cursor):
+            self._set(proposal_id, forge_cursor=comment.id)
+            if comment.user == self.forge.bot:
+                continue
+            command = parse_command(comment.body)
+            if command is None:
+                continue
+            if ended and command.verb in (Verb.APPLY, Verb.REJECT) and self._allowed(comment.user):
+                state = actions.state(proposal_id).value
+                self.forge.comment(
+                    number,
+                    f"`{command.verb.value}` from @{comment.user}: the pull request was "
+                    f"{ended} before Terry read this; proposal {proposal_id} is now "
+                    f"`{state}`.",
+                )
+                notes.append(f"{command.verb.value} from {comment.user}: already {ended}")
+                continue
+            notes.append(self._command(proposal_id, number, commit, comment.user, command, actions))
 
     def _allowed(self, user: str) -> bool:
         allowed = self.config.forge.github.allowed_users
@@ -372,7 +405,6 @@ class GitHubReview:
                 f"{who} is not allowed to approve Terry's changes (forge.github.allowed_users)"
             )
         if refusal:
-            self.forge.comment(pull.number, f"Terry did not apply this: {refusal}.")
             self._withdraw(
                 proposal_id,
                 actor="terry",
@@ -381,7 +413,9 @@ class GitHubReview:
                 forge_state="merged",
                 allowed_from=(ProposalState.AWAITING_REVIEW, ProposalState.APPROVED),
             )
-            notes.append(f"merged by {who}: not applied ({refusal})")
+            flagged = self._ungated_merge(proposal_id, pull, refusal, actions)
+            self.forge.comment(pull.number, f"Terry did not apply this: {refusal}.\n\n{flagged}")
+            notes.append(f"merged by {who}: not applied ({refusal}); main flagged as ungated")
             return
         assert pull.merge_sha is not None
         self._fetch_main()
@@ -399,6 +433,36 @@ class GitHubReview:
         actions.apply(proposal_id, actor=who)
         self._report(proposal_id, pull.number)
         notes.append(f"merged by {who}: applied")
+
+    def _ungated_merge(
+        self, proposal_id: int, pull: PullState, refusal: str, actions: ReviewActions
+    ) -> str:
+        """Main now holds what nobody gated: record it, fetch main, ask for a re-check of
+        main as it now is. What to tell the pull request."""
+        merged = pull.merge_sha or pull.head_sha
+        incident_id = record_ungated(
+            self.store,
+            commit=merged,
+            detail=f"pull request #{pull.number} merged by {pull.merged_by or 'someone'}, "
+            f"not applied: {refusal}",
+            labels={"pull": str(pull.number), "proposal": str(proposal_id)},
+            holder=self.ctx.holder,
+        )
+        said = (
+            f"Main now holds `{merged[:12]}`, which no dry run or gate saw (incident "
+            f"{incident_id}). Terry applies nothing that contains it until main, as it now "
+            "is, has been re-checked: a dry run and a decision of main, then approved and "
+            "verified."
+        )
+        try:
+            self._fetch_main()
+            recheck = actions.recheck_main(incident_id)
+        except TerryError as exc:  # the next refused apply asks again
+            self.reporter.step(proposal_id, f"re-check of main not proposed yet: {exc}")
+            return said
+        if recheck is not None:
+            said += f" The re-check is proposal {recheck}."
+        return said
 
     def _command(
         self,

@@ -29,14 +29,11 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
-import httpx
 from croniter import croniter
 
 from terry.config import Config, DeliveryConfig, ScheduleConfig
 from terry.drift.report import DriftReport, load_report, to_html, to_json, to_markdown
-from terry.drift.scan import run_scan
 from terry.errors import ConfigError, NotFound, TerryError
-from terry.forges.github import GitHubForge, credentials_from_env
 from terry.reports import WeeklyReport, report_for
 from terry.reports import to_html as weekly_html
 from terry.reports import to_json as weekly_json
@@ -138,6 +135,8 @@ def run_schedule(
                     raise ConfigError("drift-fix schedules need a pipeline")
                 scan_id, proposal_id = fix(schedule.limit)
             else:
+                from terry.drift.scan import run_scan  # ansible-runner: only for a scan
+
                 scan_id = run_scan(config, store, limit=schedule.limit).scan_id
             report = load_report(store, config, scan_id)
             delivered, failures = deliver(_drift(report), schedule, config, environ)
@@ -276,6 +275,8 @@ def _to_webhook(report: Outgoing, delivery: DeliveryConfig, environ: dict[str, s
     url = environ.get(delivery.webhook_url_env)
     if not url:
         raise ConfigError(f"${delivery.webhook_url_env} is not set (the webhook URL)")
+    import httpx  # only when a report goes to a webhook
+
     try:
         answer = httpx.post(url, json=_webhook_body(report, delivery.webhook_kind), timeout=15)
     except httpx.HTTPError as exc:
@@ -343,6 +344,8 @@ def _to_github_issue(
     issue = delivery.github_issue
     assert issue is not None
     github = config.forge.github
+    from terry.forges.github import GitHubForge, credentials_from_env  # PyGithub: only here
+
     forge = GitHubForge(github, credentials_from_env(github, environ))
     marker = issue_marker(schedule.name)
     title = issue.title or f"{report.title} ({schedule.name})"

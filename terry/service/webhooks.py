@@ -10,7 +10,6 @@ says is not trusted: the worker reads the pull request from GitHub before acting
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 from typing import Any
@@ -22,9 +21,10 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from terry.config import Config
-from terry.errors import StoreError
+from terry.errors import InputError, StoreError
 from terry.forges.signature import verify_signature
 from terry.service.worker import Worker
+from terry.sources.alertmanager import decode_body, load_json
 from terry.store import Store
 from terry.store.models import ForgeDeliveryRow, ProposalRow, utcnow
 
@@ -69,10 +69,10 @@ class GitHubWebhook:
         if event == "ping":
             return _answer(200, "pong")
         try:
-            payload = json.loads(body)
+            payload = load_json(decode_body(body))  # bounded: depth, number sizes
             if not isinstance(payload, dict):
-                raise ValueError("not an object")
-        except (ValueError, UnicodeDecodeError) as exc:
+                raise InputError("payload: expected a JSON object")
+        except InputError as exc:
             return _answer(400, f"payload is not a JSON object: {exc}")
         try:
             return await run_in_threadpool(self._act, event, delivery, payload)

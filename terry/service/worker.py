@@ -5,48 +5,73 @@ apply) in a background thread. Its queue is the store itself: an incident with n
 ``diagnosed_at`` is work to do, claimed with a lease, so work survives a restart and two
 servers on one database never diagnose one incident twice. The in-memory queue only makes
 new work start at once instead of at the next poll.
+
+On start (``recover``), and every ``sweep_seconds`` after (``sweep``), it releases what dead
+processes left: their runs' leftover ansible on this machine is stopped and the runs are
+finished as ``interrupted``, their host locks are released, and a proposal left ``applying``
+becomes ``interrupted`` (never re-applied blindly). A proposal queued for busy hosts whose
+waiter gave up or died is carried on once its hosts are free.
 """
 
 from __future__ import annotations
 
 import logging
-import os
 import queue
-import socket
 import threading
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from datetime import timedelta
 from typing import Any
 
 from sqlalchemy import select
 
+from terry.errors import NotFound
 from terry.incidents import lifecycle as incidents
 from terry.pipeline import Pipeline
-from terry.proposals.state import ProposalState, transition
+from terry.proposals.state import ProposalState, get
+from terry.steps.rollback import interrupt_dead_applies
 from terry.store import Store
-from terry.store.models import HostLockRow, IncidentRow, ProposalRow, utcnow
+from terry.store.locks import claim_queued, hosts_free, process_alive, queued, unqueue
+from terry.store.models import IncidentRow, ProposalRow
+from terry.store.runs import Reaped, reap
 
-__all__ = ["Recovery", "Worker"]
+__all__ = ["CARRY_ON", "Recovery", "Sweep", "Worker"]
 
 log = logging.getLogger("terry.service.worker")
 
+SWEEP_SECONDS = 15.0
+
+# States a queued proposal is carried on from (``Pipeline.advance``: dry run, gate, merge,
+# apply); in any other it waits for nothing the worker can do.
+CARRY_ON = frozenset(
+    {
+        ProposalState.PROPOSED,
+        ProposalState.CHECKED,
+        ProposalState.APPROVED,
+        ProposalState.MERGED,
+    }
+)
+
 
 def _alive(holder: str) -> bool:
-    """Whether a holder id (``host:pid[:...]``) names a live process on this machine.
+    """Whether the process a claim's holder names may be alive: a holder on another machine
+    is assumed alive (its lease expiring frees its work)."""
+    return process_alive(holder) is not False
 
-    A holder on another machine is assumed alive; its lease expiring frees its work.
-    """
-    parts = holder.split(":")
-    if len(parts) < 2 or parts[0] != socket.gethostname():
-        return True
-    try:
-        os.kill(int(parts[1]), 0)
-    except (ValueError, ProcessLookupError):
-        return False
-    except PermissionError:
-        return True
-    return True
+
+@dataclass(frozen=True)
+class Sweep:
+    """What one sweep found: what dead processes left (``reaped``), applies it marked
+    interrupted, and queued proposals whose hosts are free now."""
+
+    reaped: Reaped = field(default_factory=Reaped)
+    interrupted: tuple[int, ...] = ()
+    ready: tuple[int, ...] = ()
+
+    def __bool__(self) -> bool:
+        reaped = self.reaped
+        return bool(reaped.runs or reaped.released or self.interrupted or self.ready)
 
 
 @dataclass(frozen=True)
@@ -54,6 +79,9 @@ class Recovery:
     released_claims: int
     interrupted: tuple[int, ...]
     resumed: tuple[int, ...]
+    interrupted_runs: tuple[int, ...] = ()
+    released_locks: tuple[str, ...] = ()
+    stopped: tuple[int, ...] = ()  # processes of dead runs stopped on this machine
 
 
 class Worker:
@@ -64,12 +92,17 @@ class Worker:
         *,
         poll_seconds: float = 1.0,
         threads: int = 2,
+        sweep_seconds: float = SWEEP_SECONDS,
     ) -> None:
         self._factory = pipeline_factory
         self._store = store
         self._poll = poll_seconds
-        # Incident ids to diagnose, or forge jobs: ("reconcile", proposal id) and
-        # ("changed", (incident id, resolved?, what happened)).
+        self._sweep_every = sweep_seconds
+        self._last_sweep = time.monotonic()
+        self._sweeping = threading.Lock()
+        self._carrying: set[int] = set()
+        # Incident ids to diagnose, or jobs: ("reconcile", proposal id), ("changed",
+        # (incident id, resolved?, what happened)) and ("carry", queued proposal id).
         self._queue: queue.Queue[int | tuple[str, Any]] = queue.Queue()
         self._last_sync = 0.0
         self._stop = threading.Event()
@@ -140,6 +173,7 @@ class Worker:
                 for pending in incidents.pending(self._store, lease=pipeline.ctx.lease):
                     self._queue.put(pending)
                 self._maybe_sync(pipeline)
+                self._maybe_sweep(pipeline)
                 continue
             if isinstance(item, tuple):
                 self._forge_job(pipeline, *item)
@@ -176,9 +210,14 @@ class Worker:
             elif kind == "changed":
                 incident_id, resolved, detail = arg
                 pipeline.incident_changed(incident_id, resolved=resolved, detail=detail)
+            elif kind == "carry" and self._carry(pipeline, int(arg)):
+                log.info("proposal %s: carried on after waiting for its hosts", arg)
         except Exception:  # one bad job must not stop the worker
-            log.exception("forge job %s %s crashed", kind, arg)
+            log.exception("job %s %s crashed", kind, arg)
         finally:
+            if kind == "carry":
+                with self._lock:
+                    self._carrying.discard(int(arg))
             with self._lock:
                 self._busy_count -= 1
 
@@ -195,8 +234,68 @@ class Worker:
         except Exception:
             log.exception("forge sync failed; trying again later")
 
+    def _maybe_sweep(self, pipeline: Pipeline) -> None:
+        """Now and then: release what dead processes left, queue what waited for hosts."""
+        if time.monotonic() - self._last_sweep < self._sweep_every:
+            return
+        if not self._sweeping.acquire(blocking=False):
+            return
+        try:
+            self._last_sweep = time.monotonic()
+            found = self.sweep(pipeline)
+            if found:
+                log.info("sweep: %s", found)
+            for proposal_id in found.ready:
+                with self._lock:
+                    if proposal_id in self._carrying:
+                        continue
+                    self._carrying.add(proposal_id)
+                self._queue.put(("carry", proposal_id))
+        except Exception:
+            log.exception("sweep failed; trying again later")
+        finally:
+            self._sweeping.release()
+
+    def sweep(self, pipeline: Pipeline) -> Sweep:
+        """Release what dead processes left (``terry.store.runs.reap``), mark their applies
+        interrupted, and find queued proposals nobody waits for whose hosts are free."""
+        ctx = pipeline.ctx
+        store = ctx.store
+        reaped = reap(store, ctx.config.state_dir / "runs")
+        interrupted = interrupt_dead_applies(store)
+        ready = []
+        for item in queued(store):
+            try:
+                with store.session() as session:
+                    row = get(session, item.proposal_id)
+                    state, hosts = ProposalState(row.state), tuple(row.hosts)
+                    commit = row.commit_sha
+            except NotFound:
+                unqueue(store, item.proposal_id)
+                continue
+            if state not in CARRY_ON or commit is None:
+                unqueue(store, item.proposal_id)  # it moved on, or waits for a person
+                continue
+            if hosts_free(store, hosts):
+                ready.append(item.proposal_id)
+        return Sweep(reaped, interrupted, tuple(ready))
+
+    def _carry(self, pipeline: Pipeline, proposal_id: int) -> bool:
+        """Carry a queued proposal on from where it stopped, if this process wins it."""
+        config = pipeline.ctx.config
+        ttl = timedelta(seconds=config.runner.lock_wait + 60)  # until its steps take its hosts
+        if not claim_queued(self._store, proposal_id, ttl=ttl):
+            return False
+        try:
+            pipeline.advance(proposal_id)
+        finally:
+            unqueue(self._store, proposal_id, claimed=True)
+        return True
+
     def recover(self) -> Recovery:
-        """After a restart: free dead claims, mark dead applies interrupted, resume the rest."""
+        """After a restart: free dead claims, release what dead processes left (runs, locks,
+        applies: interrupted), resume proposals stopped before the gate or after an approval,
+        and carry on those queued for their hosts."""
         with self._store.session() as session:
             holders = {
                 h
@@ -207,12 +306,6 @@ class Worker:
                 )
                 if h
             }
-            applying = list(
-                session.scalars(
-                    select(ProposalRow).where(ProposalRow.state == ProposalState.APPLYING.value)
-                )
-            )
-            locks = {row.host: row for row in session.scalars(select(HostLockRow))}
             resumable = list(
                 session.scalars(
                     select(ProposalRow.id).where(
@@ -228,33 +321,23 @@ class Worker:
                 )
             )
         released = incidents.release_claims(self._store, [h for h in holders if not _alive(h)])
-        interrupted = []
-        now = utcnow()
-        for proposal in applying:
-            held = [locks.get(h) for h in proposal.hosts]
-            live = any(
-                lock is not None
-                and lock.proposal_id == proposal.id
-                and lock.expires_at > now
-                and _alive(lock.holder)
-                for lock in held
-            )
-            if live:
-                continue
-            transition(
-                self._store,
-                proposal.id,
-                ProposalState.INTERRUPTED,
-                actor="terry",
-                reason="the process applying it stopped mid-run; not re-applied "
-                "automatically: check the host, then 'terry proposals apply' or "
-                "'rollback'",
-                changes={"outcome": "interrupted"},
-            )
-            interrupted.append(proposal.id)
         pipeline = self._factory()
+        found = self.sweep(pipeline)
+        self._last_sweep = time.monotonic()
         for proposal_id in resumable:
             pipeline.advance(proposal_id)
+        carried = [
+            proposal_id
+            for proposal_id in found.ready
+            if proposal_id not in resumable and self._carry(pipeline, proposal_id)
+        ]
         for incident_id in incidents.pending(self._store, lease=pipeline.ctx.lease):
             self._queue.put(incident_id)
-        return Recovery(released, tuple(interrupted), tuple(resumable))
+        return Recovery(
+            released,
+            found.interrupted,
+            (*resumable, *carried),
+            found.reaped.runs,
+            found.reaped.released,
+            found.reaped.stopped,
+        )

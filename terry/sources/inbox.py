@@ -185,7 +185,7 @@ def _fold_batch(store: Store, limit: int) -> Folded:
                 session.execute(
                     update(InboxRow)
                     .where(InboxRow.id == row_id)
-                    .values(error=str(exc))
+                    .values(error=_storable(str(exc)))
                     .execution_options(synchronize_session=False)
                 )
                 refused += 1
@@ -200,8 +200,16 @@ def _fold_batch(store: Store, limit: int) -> Folded:
     return Folded(len(rows), opened, refused, changed)
 
 
+def _storable(reason: str, limit: int = 2000) -> str:
+    """A reason the store can always keep: an error's text may quote what the store refused
+    (a NUL, a lone surrogate), and keeping the row must not fail for the same cause."""
+    text = reason[:limit].encode("utf-8", "backslashreplace").decode("utf-8")
+    return text.replace("\x00", "\\x00")
+
+
 def _refuse_oldest(store: Store, reason: str) -> None:
     """Mark the oldest unfolded row folded with ``reason`` as its error (kept, not lost)."""
+    reason = _storable(reason)
     with store.session() as session:
         oldest = session.scalar(
             select(InboxRow.id).where(InboxRow.folded_at.is_(None)).order_by(InboxRow.id).limit(1)
@@ -210,7 +218,7 @@ def _refuse_oldest(store: Store, reason: str) -> None:
             session.execute(
                 update(InboxRow)
                 .where(InboxRow.id == oldest, InboxRow.folded_at.is_(None))
-                .values(folded_at=utcnow(), error=reason[:2000])
+                .values(folded_at=utcnow(), error=reason)
                 .execution_options(synchronize_session=False)
             )
             log.error("inbox row %d refused: %s", oldest, reason)

@@ -1,7 +1,12 @@
 """Apply: the merged commit carried to the hosts by the proposal's applier, under per-host
 database locks, then verified. A failed apply or a failed verification rolls back; a
 verification that cannot tell (``unknown``) escalates to a person and is never recorded
-as verified."""
+as verified.
+
+Right before the applier runs, under the locks, what the apply acts on is re-checked
+(``terry.steps.precheck``): the commit carries no change on main that nobody gated (else
+``MainNotGated``, nothing applied), and the problem still holds (else the proposal is
+withdrawn and its incident closed as resolved by itself)."""
 
 from __future__ import annotations
 
@@ -13,6 +18,7 @@ from terry.appliers.registry import Appliers
 from terry.context import Context
 from terry.errors import RunnerError
 from terry.proposals.state import MERGED_STATES, ProposalState, get, transition
+from terry.steps.precheck import Precheck
 from terry.steps.record import Record
 from terry.steps.rollback import Rollback
 from terry.steps.verify import Verify
@@ -29,6 +35,7 @@ class Apply:
     record: Record
     verify: Verify
     rollback: Rollback
+    precheck: Precheck
 
     def __call__(self, proposal_id: int, *, actor: str) -> ProposalState:
         ctx, record = self.ctx, self.record
@@ -38,6 +45,9 @@ class Apply:
         runner = ctx.config.runner
         ttl = timedelta(seconds=runner.timeout * 3 + 60)
         with host_locks(ctx.store, hosts, proposal_id=proposal_id, ttl=ttl, wait=runner.lock_wait):
+            healed = self._recheck(proposal_id, merge_sha)
+            if healed is not None:
+                return healed
             transition(
                 ctx.store,
                 proposal_id,
@@ -91,8 +101,23 @@ class Apply:
                 )
                 record.attention(
                     proposal_id,
-                    f"proposal {proposal_id}: verification could not "
-                    f"tell ({evidence}); check the host, then 'terry proposals "
-                    "rollback' or 'apply'",
+                    f"proposal {proposal_id}: verification could not tell ({evidence}). "
+                    f"Next: check {', '.join(hosts)}, then `terry proposals rollback "
+                    f"{proposal_id}` (undo) or `terry proposals apply {proposal_id}` (again)",
                 )
         return record.state(proposal_id)
+
+    # -- re-check before acting (terry.steps.precheck) --------------------------------------
+    def _recheck(self, proposal_id: int, merge_sha: str | None) -> ProposalState | None:
+        """Raise ``MainNotGated`` if ``merge_sha`` carries an ungated change on main; the
+        proposal's new state when its problem healed before the fix (nothing applied), or
+        None: go ahead."""
+        with self.ctx.store.session() as session:
+            state = ProposalState(get(session, proposal_id).state)
+        if merge_sha is None or state not in MERGED_STATES:  # refused below, in its words
+            return None
+        self.precheck.gated(proposal_id, merge_sha)
+        gone = self.precheck.problem_gone(proposal_id, merge_sha)
+        if gone is None:
+            return None
+        return self.precheck.withdraw(proposal_id, gone)

@@ -15,12 +15,13 @@ from terry.inventory.hosts import Inventory, load_inventory
 from terry.proposals.plan import Plan
 from terry.proposals.state import ProposalState, get, transition
 from terry.review.base import Review
+from terry.steps.record import Record
 from terry.store.models import IncidentRow
 from terry.store.runs import remedy_record
 
 __all__ = ["Gate"]
 
-_CHECK_KEYS = ("ok", "changed", "failed_hosts", "unreachable_hosts")
+_CHECK_KEYS = ("ok", "changed", "failed_hosts", "unreachable_hosts", "estimates")
 
 
 @dataclass(frozen=True)
@@ -87,6 +88,8 @@ class Gate:
                 reason=why,
                 changes=recorded,
             )
+            # The incident is kept for a person: why it was denied, and what to do next.
+            Record(self.ctx).denied(proposal_id, decision.reasons)
         elif decision.verdict is Verdict.REVIEW:
             self.review.request(proposal_id, reason=why, changes=recorded)
         else:

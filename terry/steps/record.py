@@ -1,20 +1,61 @@
 """Record: every run an applier makes, kept with its events next to the proposal; Terry's
-own transitions, the incident's outcome, and what needs a person."""
+own transitions, the incident's outcome, and what needs a person.
+
+Every way a proposal stops without a fix (denied, a dry run that could not start, failed,
+rolled back, a rollback that failed, could not start or is a person's to do, escalated,
+interrupted) keeps its incident for a person with one ``attention`` text, written here:
+what happened and why, then ``Next:`` a concrete step (a command where there is one)."""
 
 from __future__ import annotations
 
+import re
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 from terry.appliers.base import Applier, Job, RunKind, RunResult
 from terry.context import Context
 from terry.errors import RunnerError
 from terry.incidents import lifecycle as incidents
 from terry.proposals.state import ProposalState, get, transition
+from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, utcnow
 from terry.store.runs import fail_run, finish_run, start_run
 
-__all__ = ["Record"]
+__all__ = ["Record", "keep_interrupted"]
+
+_DETAIL = 600  # characters of another system's words quoted in one attention text
+
+
+@dataclass(frozen=True)
+class _Kept:
+    """What the attention texts say of a proposal: its hosts, applier and where it came from."""
+
+    id: int
+    incident_id: int
+    hosts: tuple[str, ...]
+    applier: str
+    source: str
+    outcome: str
+    check: dict[str, Any]
+
+    @property
+    def where(self) -> str:
+        return ", ".join(self.hosts) or "its target"
+
+    @property
+    def show(self) -> str:
+        return f"`terry proposals show {self.id} --events`"
+
+    @property
+    def again(self) -> str:
+        """What else a person can do about the problem itself."""
+        if self.source == "drift" and self.hosts:
+            return f"`terry drift fix --limit {','.join(self.hosts)}` proposes a fix again"
+        if self.source == "alert":
+            return "or fix the problem by hand (the incident closes when its alert resolves)"
+        return "or fix the problem by hand"
 
 
 @dataclass(frozen=True)
@@ -53,7 +94,9 @@ class Record:
     def move(
         self, proposal_id: int, to: ProposalState, reason: str, *, outcome: str | None = None
     ) -> None:
-        """A transition made by Terry itself, optionally recording the outcome text."""
+        """A transition made by Terry itself, optionally recording the outcome text. A move
+        to ``failed`` keeps the incident for a person (a rollback that follows says what
+        became of it)."""
         transition(
             self.ctx.store,
             proposal_id,
@@ -62,14 +105,133 @@ class Record:
             reason=reason,
             changes={"outcome": outcome} if outcome is not None else None,
         )
+        if to is ProposalState.FAILED:
+            self.failed(proposal_id, reason)
 
-    def attention(self, proposal_id: int, reason: str) -> None:
-        """The proposal's incident needs a person, for this reason."""
+    def attention(self, proposal_id: int, reason: str, *, quiet: bool = False) -> None:
+        """The proposal's incident needs a person, for this reason (also said as progress,
+        unless ``quiet``)."""
         with self.ctx.store.session() as session:
             incident_id = get(session, proposal_id).incident_id
         incidents.set_attention(self.ctx.store, incident_id, reason)
-        self.ctx.reporter.step(proposal_id, reason)
+        if not quiet:
+            self.ctx.reporter.step(proposal_id, reason)
 
+    # -- what needs a person, and what they do next -------------------------------------------
+    def denied(self, proposal_id: int, reasons: Sequence[str]) -> None:
+        """The gate denied the proposal: why, in the dry run's terms when it failed there."""
+        p = self._kept(proposal_id)
+        unreachable = [str(h) for h in p.check.get("unreachable_hosts") or ()]
+        failed = [str(h) for h in p.check.get("failed_hosts") or ()]
+        if unreachable:
+            hosts = ", ".join(unreachable)
+            said = _first(p.check, unreachable) or "no answer"
+            text = (
+                f"proposal {p.id} denied: the dry run could not reach {hosts} ({said}); "
+                f"nothing was applied. Next: {self._reach(unreachable, p.applier)}; the dry "
+                f"run's output is in {p.show}; {p.again}"
+            )
+        elif failed:
+            said = _first(p.check, failed) or "see its events"
+            text = (
+                f"proposal {p.id} denied: its dry run failed on {', '.join(failed)} ({said}); "
+                f"nothing was applied. Next: read the failure with {p.show} and fix its cause "
+                f"(the remedy's parameters, or the host); {p.again}"
+            )
+        else:
+            why = "; ".join(reasons) or "no reason recorded"
+            text = (
+                f"proposal {p.id} denied by policy ({_clip(why)}); nothing was applied. "
+                f"Next: `terry proposals show {p.id}` shows the decision; fix it by hand, or "
+                "change the policy on main (policies/) if it is wrong"
+            )
+        self.attention(proposal_id, text)
+
+    def check_not_started(self, proposal_id: int, error: str) -> None:
+        """The dry run could not start at all (ansible missing, an unreadable inventory)."""
+        p = self._kept(proposal_id)
+        self.attention(
+            proposal_id,
+            f"proposal {p.id}: its dry run could not start ({_clip(error)}); nothing was "
+            f"applied. Next: fix what stopped it (`terry inventory validate` checks the "
+            f"inventory), then see {p.show}; {p.again}",
+        )
+
+    def failed(self, proposal_id: int, reason: str) -> None:
+        """Quiet: a failed apply goes on to its rollback, which says what became of it; an
+        apply that could not start is reported by whoever asked for it."""
+        p = self._kept(proposal_id)
+        self.attention(
+            proposal_id,
+            f"proposal {p.id} failed on {p.where}: {_clip(reason)}. Next: {p.show} shows "
+            f"what happened; once the cause is fixed, `terry proposals apply {p.id}` applies "
+            f"it again (or `terry proposals rollback {p.id}` undoes it)",
+            quiet=True,
+        )
+
+    def rolled_back(self, proposal_id: int, reason: str) -> None:
+        p = self._kept(proposal_id)
+        undone = "its fix is undone" + ("" if _asked(reason) else " and the problem is still there")
+        self.attention(
+            proposal_id,
+            f"proposal {p.id} was rolled back ({_why(reason, p.outcome)}): {undone}. "
+            f"Next: {p.show} shows what happened; fix its cause, then `terry proposals apply "
+            f"{p.id}` applies it again; {p.again}",
+        )
+
+    def rollback_failed(self, proposal_id: int, reason: str, error: str) -> None:
+        p = self._kept(proposal_id)
+        why = _why(reason, p.outcome, 500)
+        # A rollback that fails where the apply did (the same host and task) is said once.
+        same = _where_failed(error) and _where_failed(error) == _where_failed(
+            p.outcome.removeprefix(f"{reason}: ")
+        )
+        how = "the same way" if same else f"({_clip(error, 400)})"
+        self.attention(
+            proposal_id,
+            f"proposal {p.id}: {why}; its rollback failed too, {how}; {p.where} may be left "
+            f"half-changed. Next: check {p.where} by hand ({p.show} has every task's "
+            f"output), then `terry proposals rollback {p.id}` tries the rollback again",
+        )
+
+    def rollback_not_started(self, proposal_id: int, reason: str, error: str) -> None:
+        p = self._kept(proposal_id)
+        self.attention(
+            proposal_id,
+            f"proposal {p.id}: {_why(reason, p.outcome)}, and its rollback could not start "
+            f"({_clip(error)}). Next: fix what stopped it, then `terry proposals rollback "
+            f"{p.id}`",
+        )
+
+    def rollback_manual(self, proposal_id: int, reason: str, note: str) -> None:
+        """Nothing is undone automatically (the desired state is the reference)."""
+        p = self._kept(proposal_id)
+        what = (
+            f"a rollback was asked for ({_clip(reason)})"
+            if _asked(reason)
+            else f"the change did not take ({_why(reason, p.outcome)})"
+        )
+        todo = re.sub(r"^none automatic\W*", "", note.strip(), flags=re.IGNORECASE)
+        self.attention(
+            proposal_id,
+            f"proposal {p.id}: {what}; nothing is rolled back automatically. Next: "
+            f"{todo or 'revert its merge commit by hand (git revert -m 1)'}; {p.show} shows "
+            "what happened",
+        )
+
+    def _reach(self, hosts: Sequence[str], applier: str) -> str:
+        if applier != "ansible":
+            return f"check that {applier} answers (its settings in terry.yml)"
+        sources = " ".join(f"-i {s}" for s in self.ctx.config.inventory)
+        return (
+            f"check that {', '.join(hosts)} is up and that SSH reaches it (`ansible "
+            f"{sources} {hosts[0]} -m ansible.builtin.ping`)"
+        )
+
+    def _kept(self, proposal_id: int) -> _Kept:
+        return _kept(self.ctx.store, proposal_id)
+
+    # -- the fix ------------------------------------------------------------------------------
     def fixed(self, proposal_id: int) -> None:
         """The proposal's fix is verified: the incident is fixed (its alert may still have to
         resolve), and no longer needs a person."""
@@ -92,3 +254,62 @@ class Record:
     def state(self, proposal_id: int) -> ProposalState:
         with self.ctx.store.session() as session:
             return ProposalState(get(session, proposal_id).state)
+
+
+def keep_interrupted(store: Store, proposal_id: int) -> None:
+    """An apply whose process died (``interrupted``) keeps its incident for a person."""
+    p = _kept(store, proposal_id)
+    incidents.set_attention(
+        store,
+        p.incident_id,
+        f"proposal {p.id} was interrupted: the process applying it stopped mid-run on "
+        f"{p.where}, and it is not re-applied automatically. Next: check {p.where}, then "
+        f"`terry proposals rollback {p.id}` (undo) or `terry proposals apply {p.id}` "
+        "(apply again)",
+    )
+
+
+def _kept(store: Store, proposal_id: int) -> _Kept:
+    with store.session() as session:
+        row = get(session, proposal_id)
+        incident = session.get(IncidentRow, row.incident_id)
+        return _Kept(
+            id=proposal_id,
+            incident_id=row.incident_id,
+            hosts=tuple(row.hosts),
+            applier=row.applier,
+            source=incident.source if incident is not None else "alert",
+            outcome=row.outcome or "",
+            check=dict(row.check_summary or {}),
+        )
+
+
+def _clip(text: str, limit: int = _DETAIL) -> str:
+    text = " ".join(str(text).split())
+    return text if len(text) <= limit else text[: limit - 1] + "…"
+
+
+def _why(reason: str, outcome: str, limit: int = _DETAIL) -> str:
+    """Why it was rolled back: ``reason`` (apply failed, verification failed, requested by
+    someone), told by the proposal's outcome when that says how (``apply failed: ...``)."""
+    return _clip(outcome if outcome.startswith(reason) else reason, limit)
+
+
+def _where_failed(message: str) -> str:
+    """``host: task`` of a failure message (``RunResult.failure_messages``)."""
+    parts = message.split(": ", 2)
+    return ": ".join(parts[:2]) if len(parts) == 3 else ""
+
+
+def _asked(reason: str) -> bool:
+    """Whether a person asked for the rollback (``terry proposals rollback``)."""
+    return reason.startswith("requested by ")
+
+
+def _first(check: dict[str, Any], hosts: Sequence[str]) -> str:
+    """The dry run's first failure message about one of ``hosts``."""
+    for message in check.get("messages") or ():
+        text = str(message)
+        if any(text.startswith(f"{h}:") for h in hosts):
+            return _clip(text, 300)
+    return ""

@@ -1,11 +1,17 @@
 """Rollback: undo an applied proposal, as its plan says: the applier's rollback (the
 remedy's rollback tasks; Argo CD: revert the merge and sync the revert), or, where nothing
-can be undone automatically (the desired state is the reference), a note for a person."""
+can be undone automatically (the desired state is the reference), a note for a person.
+
+An apply whose process died is ``interrupted`` (``interrupt_dead_applies``: recovery, or a
+person asking for its rollback), never re-applied blindly; its rollback is the way back."""
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import timedelta
+
+from sqlalchemy import select
 
 from terry.appliers.base import RunKind
 from terry.appliers.registry import Appliers
@@ -13,10 +19,18 @@ from terry.context import Context
 from terry.errors import RunnerError, StateError
 from terry.proposals.plan import MANUAL, Plan
 from terry.proposals.state import ProposalState, get, transition
-from terry.steps.record import Record
-from terry.store.locks import host_locks
+from terry.steps.record import Record, keep_interrupted
+from terry.store import Store
+from terry.store.locks import host_locks, live_proposals
+from terry.store.models import ProposalRow
+from terry.store.runs import reap
 
-__all__ = ["ROLLBACK_FROM", "Rollback"]
+__all__ = ["INTERRUPTED_REASON", "ROLLBACK_FROM", "Rollback", "interrupt_dead_applies"]
+
+INTERRUPTED_REASON = (
+    "the process applying it stopped mid-run; not re-applied automatically: check the "
+    "host, then 'terry proposals apply' or 'rollback'"
+)
 
 ROLLBACK_FROM = (
     ProposalState.APPLIED,
@@ -40,11 +54,7 @@ class Rollback:
             row = get(session, proposal_id)
             plan, applier = Plan.from_json(row.plan, applier=row.applier), row.applier
         if plan.rollback == MANUAL:
-            self.record.attention(
-                proposal_id,
-                f"proposal {proposal_id}: the change did not take ({reason}); no automatic "
-                f"rollback: {plan.rollback_note or 'revert its merge by hand'}",
-            )
+            self.record.rollback_manual(proposal_id, reason, plan.rollback_note)
             return
         self.ctx.reporter.step(proposal_id, f"rolling back ({reason})")
         try:
@@ -52,9 +62,7 @@ class Rollback:
                 self.appliers.get(applier), RunKind.ROLLBACK, proposal_id, merge_sha
             )
         except RunnerError as exc:
-            self.record.attention(
-                proposal_id, f"proposal {proposal_id}: rollback could not start: {exc}"
-            )
+            self.record.rollback_not_started(proposal_id, reason, str(exc))
             return
         if result.ok:
             transition(
@@ -65,13 +73,22 @@ class Rollback:
                 reason=f"rolled back: {reason}",
                 allowed_from=ROLLBACK_FROM,
             )
+            self.record.rolled_back(proposal_id, reason)
         else:
-            why = "; ".join(result.failure_messages()[:5])
-            self.record.attention(proposal_id, f"proposal {proposal_id}: rollback failed: {why}")
+            why = "; ".join(result.failure_messages()[:5]) or f"ended {result.status.value}"
+            self.record.rollback_failed(proposal_id, reason, why)
 
     def requested(self, proposal_id: int, *, actor: str) -> ProposalState:
-        """Run the rollback on demand (after a verified or escalated apply)."""
+        """Run the rollback on demand (after an apply: verified, escalated, failed, or
+        interrupted; one left ``applying`` by a process that died is marked interrupted
+        first)."""
         ctx = self.ctx
+        runs = ctx.config.state_dir / "runs"
+        with ctx.store.session() as session:
+            state = ProposalState(get(session, proposal_id).state)
+        if state is ProposalState.APPLYING:
+            reap(ctx.store, runs)  # what a dead apply left: its run, its locks
+            interrupt_dead_applies(ctx.store, (proposal_id,))
         with ctx.store.session() as session:
             row = get(session, proposal_id)
             hosts, merge_sha, state = tuple(row.hosts), row.merge_sha, ProposalState(row.state)
@@ -79,7 +96,48 @@ class Rollback:
             raise StateError(f"cannot roll back proposal {proposal_id}: it is {state.value}")
         ttl = timedelta(seconds=ctx.config.runner.timeout + 60)
         with host_locks(
-            ctx.store, hosts, proposal_id=proposal_id, ttl=ttl, wait=ctx.config.runner.lock_wait
+            ctx.store,
+            hosts,
+            proposal_id=proposal_id,
+            ttl=ttl,
+            wait=ctx.config.runner.lock_wait,
+            reap=lambda: reap(ctx.store, runs),
         ):
             self(proposal_id, merge_sha, reason=f"requested by {actor}", actor=actor)
         return self.record.state(proposal_id)
+
+
+def interrupt_dead_applies(store: Store, only: Iterable[int] | None = None) -> tuple[int, ...]:
+    """Proposals left ``applying`` by a process that died (no live holder has any of their
+    host locks) become ``interrupted``: never re-applied automatically. ``only``: just
+    these proposals. Returns those marked.
+
+    Proposals are read before locks: one seen applying had its locks by then, so a live
+    apply is never mistaken for a dead one; one that moved on meanwhile is left alone."""
+    query = select(ProposalRow.id).where(ProposalRow.state == ProposalState.APPLYING.value)
+    if only is not None:
+        query = query.where(ProposalRow.id.in_(list(only)))
+    with store.session() as session:
+        applying = list(session.scalars(query))
+    if not applying:
+        return ()
+    live = live_proposals(store)
+    marked = []
+    for proposal_id in applying:
+        if proposal_id in live:
+            continue
+        try:
+            transition(
+                store,
+                proposal_id,
+                ProposalState.INTERRUPTED,
+                actor="terry",
+                reason=INTERRUPTED_REASON,
+                allowed_from=(ProposalState.APPLYING,),
+                changes={"outcome": "interrupted"},
+            )
+        except StateError:  # it moved on meanwhile: its apply was alive after all
+            continue
+        keep_interrupted(store, proposal_id)  # its incident: why, and what a person does next
+        marked.append(proposal_id)
+    return tuple(marked)

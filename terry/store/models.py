@@ -26,6 +26,7 @@ from sqlalchemy.engine import Dialect
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
 __all__ = [
+    "MAX_ROW_ID",
     "AlertRow",
     "AuditRow",
     "Base",
@@ -38,6 +39,11 @@ __all__ = [
     "RunRow",
     "utcnow",
 ]
+
+
+# Row ids are INTEGER columns: 32-bit on PostgreSQL, so no row has a larger id anywhere.
+# The API and the CLI answer "does not exist" for a larger one instead of asking the store.
+MAX_ROW_ID = 2**31 - 1
 
 
 def utcnow() -> datetime:
@@ -204,6 +210,9 @@ class RunRow(Base):
     stats: Mapped[dict[str, Any]] = mapped_column(default=dict)
     artifact_dir: Mapped[str | None] = mapped_column(String(500))
     ansible_seconds: Mapped[float | None]
+    # The process making the run (terry.store.locks.holder_id): a run left running by a
+    # dead process is finished as interrupted by recovery (0012).
+    holder: Mapped[str | None] = mapped_column(String(200))
 
 
 class RunEventRow(Base):
@@ -249,7 +258,8 @@ class AuditRow(Base):
 
 
 class HostLockRow(Base):
-    """One run per host at a time, across processes; a lock past ``expires_at`` is free."""
+    """One run per host at a time, across processes (``terry.store.locks``): a lock whose
+    holder died, or past ``expires_at``, is free."""
 
     __tablename__ = "host_locks"
 
@@ -258,6 +268,8 @@ class HostLockRow(Base):
     proposal_id: Mapped[int | None]
     acquired_at: Mapped[datetime]
     expires_at: Mapped[datetime]
+    # Renewed by the holder while it holds; how another machine tells it died (0012).
+    heartbeat_at: Mapped[datetime | None]
 
 
 class DriftScanRow(Base):

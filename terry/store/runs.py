@@ -1,26 +1,48 @@
-"""Record: runs and their runner events, kept in the store next to the proposal."""
+"""Record: runs and their runner events, kept in the store next to the proposal; and the
+runs a dead process left ``running``, finished as ``interrupted`` by recovery (``reap``)."""
 
 from __future__ import annotations
 
+import os
+import signal
+import time
+from collections.abc import Iterable
+from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import select, update
 
 from terry.appliers.base import RunResult
 from terry.store import Store
-from terry.store.models import ProposalRow, RunEventRow, RunRow, utcnow
+from terry.store.locks import (
+    dead_locks,
+    holder_id,
+    lock_alive,
+    proc_fields,
+    process_alive,
+    process_of,
+    release,
+)
+from terry.store.models import HostLockRow, ProposalRow, RunEventRow, RunRow, utcnow
 
 __all__ = [
+    "INTERRUPTED",
     "History",
+    "Reaped",
     "RemedyRecord",
     "fail_run",
     "finish_run",
+    "reap",
     "remedy_record",
     "remedy_records",
     "start_run",
 ]
+
+# The status of a run whose process died before it ended.
+INTERRUPTED = "interrupted"
 
 
 def start_run(store: Store, *, proposal_id: int, kind: str, commit: str | None) -> int:
@@ -36,6 +58,7 @@ def start_run(store: Store, *, proposal_id: int, kind: str, commit: str | None) 
             stats={},
             artifact_dir=None,
             ansible_seconds=None,
+            holder=holder_id(),
         )
         session.add(row)
         session.flush()
@@ -78,6 +101,142 @@ def fail_run(store: Store, run_id: int, status: str) -> None:
         if row is not None:
             row.status = status
             row.finished_at = utcnow()
+
+
+# -- what a dead process left ------------------------------------------------------------------
+@dataclass(frozen=True)
+class Reaped:
+    """What ``reap`` found a dead process had left: runs finished as interrupted, processes
+    of those runs stopped on this machine, locks released."""
+
+    runs: tuple[int, ...] = ()
+    stopped: tuple[int, ...] = ()
+    released: tuple[str, ...] = ()
+
+
+def reap(store: Store, runs_dir: Path | None) -> Reaped:
+    """Release what dead processes left: each run they left ``running`` is stopped (what is
+    left of its ansible-playbook on this machine, found in ``runs_dir``, the runs' private
+    directories) and finished as ``interrupted``; then their locks are released.
+
+    A run's process is dead when its holder is (``terry.store.locks.process_alive``); seen
+    from another machine, when that process holds no lock with a live heartbeat (a run is
+    made under its proposal's host locks). Runs recorded before holders were (0012) are
+    judged by their proposal's locks. Runs are read before locks, so a run that started
+    after the read is never judged by locks read before it began."""
+    with store.session() as session:
+        running = session.execute(
+            select(RunRow.id, RunRow.proposal_id, RunRow.holder).where(RunRow.status == "running")
+        ).all()
+    now = utcnow()
+    with store.session() as session:
+        locks = list(session.scalars(select(HostLockRow)))
+    live = [row for row in locks if lock_alive(row, now)]
+    dead: dict[int, tuple[int, str | None]] = {}  # run id -> (proposal id, holder)
+    for run_id, proposal_id, holder in running:
+        if holder:
+            alive = process_alive(holder)
+            if alive is None:  # another machine: alive while it holds a live lock
+                alive = any(process_of(row.holder) == holder for row in live)
+        else:
+            alive = any(row.proposal_id == proposal_id for row in live)
+        if not alive:
+            dead[run_id] = (proposal_id, holder)
+    left = _leftovers([runs_dir / str(run_id) for run_id in dead]) if runs_dir and dead else {}
+    stopped = _stop(left)
+    # a run something of which would not stop keeps its locks: never free a host that
+    # something may still be changing
+    still = {left[pid] for pid in left if pid not in stopped}
+    finished = _interrupt(store, [run_id for run_id in dead if run_id not in still])
+    kept = {dead[run_id][0] for run_id in still}
+    releasable = [row for row in dead_locks(store) if row.proposal_id not in kept]
+    return Reaped(finished, tuple(sorted(stopped)), release(store, releasable))
+
+
+def _interrupt(store: Store, run_ids: list[int]) -> tuple[int, ...]:
+    """Finish these runs as interrupted, unless they ended meanwhile."""
+    done = []
+    with store.session() as session:
+        for run_id in run_ids:
+            changed = session.execute(
+                update(RunRow)
+                .where(RunRow.id == run_id, RunRow.status == "running")
+                .values(status=INTERRUPTED, finished_at=utcnow())
+            )
+            if changed.rowcount:  # type: ignore[attr-defined]
+                done.append(run_id)
+    return tuple(done)
+
+
+def _argv(pid: int) -> list[str]:
+    try:
+        return Path(f"/proc/{pid}/cmdline").read_bytes().decode(errors="replace").split("\0")
+    except OSError:
+        return []
+
+
+def _run_dir_of(pid: int) -> Path | None:
+    """The private directory of the ansible-runner run a process belongs to (ansible-runner
+    puts its artifacts directory in the environment of the ansible it starts)."""
+    try:
+        environ = Path(f"/proc/{pid}/environ").read_bytes().split(b"\0")
+    except OSError:
+        return None
+    for item in environ:
+        if item.startswith(b"AWX_ISOLATED_DATA_DIR="):
+            artifacts = Path(item.partition(b"=")[2].decode(errors="replace"))
+            return artifacts.parent.parent  # <run dir>/artifacts/<ident>
+    return None
+
+
+def _leftovers(run_dirs: Iterable[Path]) -> dict[int, int]:
+    """Processes on this machine still working for these runs: each ansible-playbook whose
+    run directory is one of ``run_dirs``, with every process below it (the task it is in);
+    not what its tasks started and left detached (a service it started). pid -> run id."""
+    wanted = {os.path.realpath(d): int(d.name) for d in run_dirs}
+    parents: dict[int, int] = {}
+    roots: dict[int, int] = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        pid = int(entry.name)
+        fields = proc_fields(pid)
+        if fields is None:
+            continue
+        parents[pid] = int(fields[1])
+        if any(Path(arg).name == "ansible-playbook" for arg in _argv(pid)[:2]):
+            run_dir = _run_dir_of(pid)
+            if run_dir is not None and os.path.realpath(run_dir) in wanted:
+                roots[pid] = wanted[os.path.realpath(run_dir)]
+    found = dict(roots)
+    grew = True
+    while grew:
+        grew = False
+        for pid, parent in parents.items():
+            if pid not in found and parent in found:
+                found[pid] = found[parent]
+                grew = True
+    return found
+
+
+def _gone(pid: int) -> bool:
+    fields = proc_fields(pid)
+    return fields is None or fields[0] in ("Z", "X")
+
+
+def _stop(processes: dict[int, int], *, grace: float = 10.0) -> set[int]:
+    """Stop these processes (TERM, then KILL after ``grace`` seconds); returns those gone."""
+    for sig in (signal.SIGTERM, signal.SIGKILL):
+        for pid in processes:
+            if not _gone(pid):
+                with suppress(ProcessLookupError, PermissionError):
+                    os.kill(pid, sig)
+        deadline = time.monotonic() + grace
+        while time.monotonic() < deadline and not all(_gone(pid) for pid in processes):
+            time.sleep(0.1)
+        if all(_gone(pid) for pid in processes):
+            break
+    return {pid for pid in processes if _gone(pid)}
 
 
 FINISHED = ("verified", "failed", "rolled_back", "escalated")

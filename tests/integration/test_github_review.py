@@ -340,12 +340,99 @@ def test_a_merge_by_someone_else_is_not_applied(world: tuple[Cli, FakeGitHub]) -
     pid = _review_proposal(cli, "gh-stranger-merge")["summary"]["id"]
     number = _row(cli, pid).pr_number
     assert number is not None
-    fake.merge_by(number, "mallory")
+    merged = fake.merge_by(number, "mallory")
     _sync(cli, pid)
     row = _row(cli, pid)
     assert row.state == "rejected" and "mallory is not allowed" in (row.outcome or "")
     assert any("Terry did not apply this" in c["body"] for c in fake.comments[number])
     assert not any(r.kind == "apply" for r in _runs(cli, pid))
+    # What nobody allowed approved is on main now: flagged, and re-checked before any apply.
+    assert any("which no dry run or gate saw" in c["body"] for c in fake.comments[number])
+    _recheck_main(cli, fake, merged)
+
+
+def _recheck_main(cli: Cli, fake: FakeGitHub, ungated: str) -> None:
+    """Approve the re-check of main Terry proposed on GitHub (its dry run saw main as it
+    then was, the ungated merge included); it is applied and verified."""
+    [recheck] = _rows(
+        cli,
+        ProposalRow,
+        ProposalRow.remedy == "recheck-main",
+        ProposalRow.state == "awaiting_review",
+    )
+    assert "risk is high" in recheck.reasons and recheck.pr_number is not None
+    assert recheck.commit_sha is not None
+    _git(cli.repo, "merge-base", "--is-ancestor", ungated, recheck.commit_sha)  # raises if not
+    fake.review(recheck.pr_number, "alice", "APPROVED", commit_id=recheck.commit_sha)
+    done = _sync(cli, recheck.id)
+    assert done["state"] == "verified", (done, _row(cli, recheck.id).outcome)
+    story = cli.json("incidents", "show", str(recheck.incident_id))
+    assert story["incident"]["state"] == "resolved"
+
+
+def test_a_merge_whose_head_moved_stops_every_apply_until_main_is_re_checked(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    cli, fake = world
+    pid = _review_proposal(cli, "gh-ungated")["summary"]["id"]
+    row = _row(cli, pid)
+    assert row.pr_number is not None and row.branch is not None
+    sneaky = fake.push_commit(row.branch, {"sneaky.txt": "nobody gated this\n"}, "sneaky")
+    fake.comment(row.pr_number, "bob", "/terry explain")  # just before the merge
+    merged = fake.merge_by(row.pr_number, "alice")
+    _sync(cli, pid)
+    assert _row(cli, pid).state == "rejected"
+    said = [c["body"] for c in fake.comments[row.pr_number]]
+    [flag] = [b for b in said if "Terry did not apply this" in b]
+    assert "the merged head" in flag and f"Main now holds `{merged[:12]}`" in flag
+    assert "which no dry run or gate saw" in flag and "The re-check is proposal" in flag
+    assert any(f"Proposal {pid} is **rejected**" in b for b in said)  # the command answered
+    assert _git(cli.repo, "merge-base", "--is-ancestor", sneaky, "main") == ""
+
+    # The next fix Terry merges would carry the sneaky commit: it is merged, not applied.
+    cli("example", "break", "web-01", "disk")
+    out = cli.json(
+        "alert",
+        "ingest",
+        "-",
+        input=payload(
+            [alert("DiskUsageHigh", fingerprint="gh-carry", host="web-01", mountpoint="/srv/data")]
+        ),
+    )
+    [carried] = out["proposals"]
+    assert (carried["decision"], carried["state"]) == ("merge", "merged"), carried
+    refused = cli("proposals", "apply", str(carried["proposal_id"]))
+    assert refused.exit_code == 5, refused.stdout + refused.stderr
+    assert "carries a change on main that no dry run or gate saw" in refused.stderr
+    assert not any(r.kind == "apply" for r in _runs(cli, carried["proposal_id"]))
+
+    # A re-check of main as it now is, approved and verified, lifts it.
+    _recheck_main(cli, fake, merged)
+    applied = cli.json("proposals", "apply", str(carried["proposal_id"]))
+    assert applied["state"] == "verified", applied
+
+
+def test_a_command_posted_just_before_a_close_is_still_answered(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    cli, fake = world
+    pid = _review_proposal(cli, "gh-late")["summary"]["id"]
+    number = _row(cli, pid).pr_number
+    assert number is not None
+    fake.comment(number, "alice", "/terry explain")
+    fake.comment(number, "bob", "/terry reject not needed")
+    fake.close_by(number, "alice")
+    _sync(cli, pid)
+    assert _row(cli, pid).state == "rejected"
+    replies = [c["body"] for c in fake.comments[number] if not c["body"].startswith("/terry")]
+    assert any(f"Proposal {pid} is **rejected**" in b for b in replies), replies
+    assert any(
+        b.startswith("`reject` from @bob: the pull request was closed before Terry read this")
+        for b in replies
+    ), replies
+    before = len(fake.comments[number])
+    _sync(cli, pid)  # answered once
+    assert len(fake.comments[number]) == before
 
 
 def test_an_alert_that_resolves_by_itself_closes_its_pull_request(

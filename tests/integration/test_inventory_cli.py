@@ -58,7 +58,18 @@ def test_validate_lists_every_problem_and_exits_1(gitops: Path) -> None:
     result = cli("inventory", "validate", "--output", "json")
     assert result.exit_code == 1
     # (the example inventory's `all` vars give every host tenant "example")
-    found = {(p["host"], p["rule"], p["message"]) for p in json.loads(result.stdout)["problems"]}
+    problems = json.loads(result.stdout)["problems"]
+    found = {(p["host"], p["rule"], p["message"]) for p in problems if p["rule"] != "connection"}
+    # ... and its connection: every extra host Ansible reaches would run on this machine
+    leaks = {p["host"]: p["message"] for p in problems if p["rule"] == "connection"}
+    assert set(leaks) == {"twice", "wrong-group", "nowhere", "odd-env", "rootless", "labelled"}
+    for message in leaks.values():
+        assert message.startswith("ansible_connection=local, ansible_python_interpreter=")
+        assert message.endswith(
+            "come from inventories/example, not from the host's own inventory "
+            "(inventories/extra): set them there, or move them out of the shared group "
+            "(all: vars:)"
+        )
     assert found == {
         ("twice", "environment", "in two environments: production, staging"),
         ("wrong-group", "environment", "in group production but terry_environment is 'staging'"),
@@ -89,3 +100,46 @@ def test_list_and_show_read_main(gitops: Path) -> None:
     # An uncommitted edit is not on main: list still reads main.
     (gitops / "inventories" / "example" / "hosts.yml").write_text("all: {hosts: {x: {}}}\n")
     assert [h["name"] for h in cli.json("inventory", "list")] == ["web-01", "web-02", "db-01"]
+
+
+def test_validate_catches_connection_variables_from_another_inventory(gitops: Path) -> None:
+    """README §6: inventories/lab beside inventories/example. A lab host that names its
+    address and user but no connection gets the example's `ansible_connection: local`, so a
+    fix for it would run on this machine; validate says so, and a host that sets its own
+    connection (as every variable Ansible reaches it by) is valid."""
+    cli = make_cli(gitops)
+    lab = gitops / "inventories" / "lab"
+    lab.mkdir()
+    host = {
+        "ansible_host": "10.77.0.12",
+        "ansible_user": "root",
+        "ansible_python_interpreter": "/usr/bin/python3",
+        "terry_environment": "staging",
+        "terry_root": "",
+    }
+    hosts = {"all": {"children": {"lab": {"hosts": {"lab-02": host}}}}}
+    (lab / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    config = yaml.safe_load((gitops / "terry.yml").read_text())
+    config["inventory"] = ["inventories/example", "inventories/lab"]
+    (gitops / "terry.yml").write_text(yaml.safe_dump(config))
+    Repo(gitops).commit_paths(["terry.yml", "inventories/lab"], "lab beside the example")
+
+    result = cli("inventory", "validate", "--output", "json")
+    assert result.exit_code == 1, result.stdout
+    assert json.loads(result.stdout)["problems"] == [
+        {
+            "host": "lab-02",
+            "rule": "connection",
+            "message": "ansible_connection=local comes from inventories/example, not from the "
+            "host's own inventory (inventories/lab): set it there, or move it out of the "
+            "shared group (all: vars:)",
+        }
+    ]
+    text = cli("inventory", "validate")
+    assert text.exit_code == 1 and "ansible_connection=local" in text.stdout
+
+    host["ansible_connection"] = "ssh"
+    (lab / "hosts.yml").write_text(yaml.safe_dump(hosts))
+    Repo(gitops).commit_paths(["inventories/lab"], "lab: its own connection")
+    fine = cli("inventory", "validate")
+    assert fine.exit_code == 0 and "4 host(s): valid" in fine.stdout

@@ -35,9 +35,12 @@ from tests.conftest import (
     make_cli,
     payload,
 )
+from tests.webhook_bodies import bodies
 
 pytestmark = pytest.mark.integration
 TOKEN = "s3cret-webhook-token"
+READ_TOKEN = "s3cret-reader-token-of-ops"
+READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal: -15 is a clean exit.
 CLEAN = (0, -signal.SIGTERM)
 
@@ -51,7 +54,12 @@ class Serve:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.log = repo.parent / f"serve-{self.port}.log"
-        environ = {**os.environ, "TERRY_WEBHOOK_TOKEN": TOKEN, **(env or {})}
+        environ = {
+            **os.environ,
+            "TERRY_WEBHOOK_TOKEN": TOKEN,
+            "TERRY_READ_TOKENS": f"ops:{READ_TOKEN}",
+            **(env or {}),
+        }
         self.proc = subprocess.Popen(
             [
                 sys.executable,
@@ -153,13 +161,13 @@ def test_webhook_refuses_bad_requests_and_stores_nothing(repo: Path, store_for: 
         assert count_rows(store_for, AlertRow) == 1
         assert count_rows(store_for, IncidentRow) == 1
 
-        metrics = httpx.get(f"{server.url}/metrics").text
+        metrics = httpx.get(f"{server.url}/metrics", headers=READ).text
         assert 'terry_alerts_received_total{status="firing"} 1.0' in metrics
         assert 'terry_webhook_requests_total{code="401"} 2.0' in metrics
         assert "terry_alert_to_verified_fix_seconds_bucket" in metrics
-        incidents = httpx.get(f"{server.url}/api/v1/incidents").json()
+        incidents = httpx.get(f"{server.url}/api/v1/incidents", headers=READ).json()
         assert incidents[0]["title"] == "DiskUsageHigh"
-        assert httpx.get(f"{server.url}/api/v1/proposals/999").status_code == 404
+        assert httpx.get(f"{server.url}/api/v1/proposals/999", headers=READ).status_code == 404
     finally:
         assert server.stop() in CLEAN
 
@@ -169,7 +177,8 @@ def test_store_unavailable_answers_503_never_4xx(repo: Path) -> None:
 
     from terry.service.server import create_app
 
-    dead = Store(f"postgresql+psycopg://terry@127.0.0.1:{free_port()}/terry")  # nothing listens
+    port = free_port()
+    dead = Store(f"postgresql+psycopg://terry:pw-in-url@127.0.0.1:{port}/terry")  # nothing listens
     app = create_app(config_for(repo), dead, token=TOKEN)
     with TestClient(app) as client:
         response = client.post(
@@ -179,7 +188,48 @@ def test_store_unavailable_answers_503_never_4xx(repo: Path) -> None:
         )
         assert response.status_code == 503
         assert response.headers["retry-after"] == "5"
-        assert client.get("/healthz").status_code == 503
+        health = client.get("/healthz")
+        assert health.status_code == 503
+        assert health.json()["status"] == "unavailable"
+        assert health.json()["store"] == "cannot take a write: the database cannot be reached"
+        for secret in ("127.0.0.1", str(port), "postgres", "terry@", "pw-in-url"):
+            assert secret not in health.text, health.text  # no URL, host or credential
+
+
+def test_hostile_bodies_are_refused_with_the_reason_or_folded_never_500_never_lost(
+    repo: Path, store_url: str
+) -> None:
+    """Each body of tests/webhook_bodies.py posted to a real server, on SQLite and
+    PostgreSQL: a 400 naming the reason and nothing stored, or a 202 and its alerts folded."""
+    table = bodies()
+    store = Store(store_url)
+    server = Serve(repo, env={"TERRY_DATABASE_URL": store_url}, args=("--no-worker",))
+    try:
+        answers = {body.name: server.post(body.raw) for body in table}
+        wait_for(
+            lambda: count_rows(store, InboxRow, InboxRow.folded_at.is_(None)) == 0,
+            30,
+            "the inbox to be folded",
+        )
+        with store.session() as session:
+            errors = [e for e in session.scalars(select(InboxRow.error)) if e is not None]
+            folded = set(session.scalars(select(AlertRow.fingerprint)))
+    finally:
+        assert server.stop() in CLEAN
+        store.dispose()
+    wrong = []
+    for body in table:
+        answer = answers[body.name]
+        if body.refused is not None:
+            if answer.status_code != 400 or body.refused not in answer.json().get("error", ""):
+                wrong.append(f"{body.name}: {answer.status_code} {answer.text[:200]}")
+        elif answer.status_code != 202:
+            wrong.append(f"{body.name}: {answer.status_code} {answer.text[:200]}")
+        elif not set(body.fingerprints) <= folded:
+            wrong.append(f"{body.name}: 202, then lost")
+    assert wrong == [], "\n".join(wrong)
+    assert errors == []  # every row the webhook took folded
+    assert count_rows(store, InboxRow) == sum(1 for b in table if b.refused is None)
 
 
 def test_killed_after_202_the_alert_is_kept_and_the_restart_finishes_the_work(
@@ -266,6 +316,33 @@ def test_webhook_stays_fast_while_a_slow_playbook_runs_and_sigterm_is_clean(
     assert undone > 0
 
 
+# A fix whose problem holds until this very proposal is applied (its verify looks for the
+# mark its own apply leaves), so each of several fixes on one host is applied: a fix whose
+# problem is already gone is withdrawn before apply (terry.steps.precheck).
+MARK_REMEDY = """remedies:
+  - name: mark-fix
+    summary: Leave this proposal's mark (test)
+    match: {alertname: [MarkMissing]}
+    risk: low
+    apply: main
+    verify: verify
+    rollback: verify
+"""
+MARK_TASKS = """- name: Leave the mark
+  ansible.builtin.file:
+    path: "{{ terry_root }}/mark-{{ terry_proposal_id }}"
+    state: touch
+"""
+MARK_VERIFY = """- name: Look for the mark
+  ansible.builtin.stat:
+    path: "{{ terry_root }}/mark-{{ terry_proposal_id }}"
+  register: mark_fix_found
+- name: The mark is there
+  ansible.builtin.assert:
+    that: mark_fix_found.stat.exists
+"""
+
+
 @pytest.mark.postgres
 @pytest.mark.skipif(
     not POSTGRES and not os.environ.get("CI"),
@@ -275,13 +352,22 @@ def test_two_servers_on_one_postgres_never_double_apply_or_overlap_a_host(repo: 
     url = _postgres_database()
     cli = make_cli(repo, url)
     assert cli("example", "up").exit_code == 0
+    role = repo / "roles" / "mark_fix"
+    (role / "tasks").mkdir(parents=True)
+    (role / "remedies.yml").write_text(MARK_REMEDY)
+    (role / "tasks" / "main.yml").write_text(MARK_TASKS)
+    (role / "tasks" / "verify.yml").write_text(MARK_VERIFY)
+    import git
+
+    git.Repo(repo).index.add([str(role)])
+    git.Repo(repo).index.commit("a remedy that leaves a mark")
     env = {"TERRY_DATABASE_URL": url}
     servers = [Serve(repo, env=env), Serve(repo, env=env)]
     store = Store(url)
     try:
         for n in range(6):
             host = ("web-01", "web-02")[n % 2]
-            body = payload([alert("ServiceDown", fingerprint=f"pg-{n}", host=host, service="web")])
+            body = payload([alert("MarkMissing", fingerprint=f"pg-{n}", host=host)])
             for server in servers:  # both receive every notification, as with an HA pair
                 assert server.post(body).status_code == 202
 

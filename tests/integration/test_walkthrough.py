@@ -214,7 +214,8 @@ def test_verification_failure_rolls_back(fleet: Cli) -> None:
         for p in (root(fleet, "web-01") / "srv/data/log").iterdir()
         if not p.name.endswith(".gz")
     )
-    # threshold 1%: the cleanup cannot get below it, so verification fails
+    # threshold 1%: the cleanup cannot get below it. Its dry run says so, so it waits for a
+    # person; approved anyway, verification fails and the fix is rolled back.
     out = ingest(
         fleet,
         alert(
@@ -226,7 +227,10 @@ def test_verification_failure_rolls_back(fleet: Cli) -> None:
         ),
     )
     [outcome] = out["proposals"]
-    assert outcome["state"] == "rolled_back", outcome
+    assert outcome["state"] == "awaiting_review", outcome
+    assert any("the dry run estimates the fix falls short" in r for r in outcome["reasons"])
+    approved = fleet.json("proposals", "approve", str(outcome["proposal_id"]), "--as", "erin")
+    assert approved["state"] == "rolled_back", approved
     detail = proposal(fleet, outcome["proposal_id"])
     assert [r["kind"] for r in detail["runs"]] == ["check", "apply", "verify", "rollback"]
     assert "verification failed" in detail["outcome"]

@@ -1,12 +1,15 @@
-"""Drift against the lab (root): real SSH hosts brought to the desired state, then changed
-by hand the way people do, one kind of change per host; the scan must report exactly those
-items on exactly those hosts, call an unreachable host unreachable, and see them resolved
-once the hosts are back in line. The tests run in file order on one lab.
+"""Drift against the lab (root): real SSH hosts that ``lab up`` brought to the desired state,
+then changed by hand the way people do, one kind of change per host; the scan must report
+exactly those items on exactly those hosts, call an unreachable host unreachable, and see
+them resolved once the hosts are back in line. The service reads its managed config, so a
+broken one really keeps it down until the desired state is back. The tests run in file
+order on one lab.
 """
 
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -69,9 +72,9 @@ def _statuses(report: dict[str, Any]) -> dict[str, str]:
     return {h["host"]: h["status"] for h in report["hosts"]}
 
 
-def _reconcile(cli: Cli) -> dict[str, Any]:
+def _reconcile(cli: Cli, *args: str) -> dict[str, Any]:
     """terry drift fix, and the approval a production host needs: verified by a rescan."""
-    fixed = cli.json("drift", "fix")
+    fixed = cli.json("drift", "fix", *args)
     if fixed["state"] == "awaiting_review":
         approved = cli.json("proposals", "approve", str(fixed["proposal_id"]), "--as", "ops")
         assert approved["state"] == "verified", approved
@@ -79,14 +82,17 @@ def _reconcile(cli: Cli) -> dict[str, Any]:
     return fixed
 
 
-def test_a_converged_lab_has_no_drift(fleet: tuple[Cli, lab.LabState]) -> None:
+def test_a_fresh_lab_has_no_drift(fleet: tuple[Cli, lab.LabState]) -> None:
     cli, state = fleet
-    fixed = _reconcile(cli)
-    # A fresh lab differs from the desired state (app.conf not rendered yet, sysctls...).
-    assert fixed["state"] == "verified" and set(fixed["hosts"]) == {h.name for h in state.hosts}
+    # lab up applied site.yml to the new hosts: app.conf rendered, sysctls set...
+    assert state.converged.startswith("playbooks/site.yml at "), state.converged
     report = _scan(cli)
     assert _statuses(report) == {h.name: "clean" for h in state.hosts}, _items(report)
     assert report["summary"]["items"] == 0
+    # ...and each service runs with the config it rendered, read when it started
+    for host in state.hosts:
+        log = ssh(state, host.name, "cat", "/run/terry/web.log")
+        assert "config /etc/app/app.conf (log_level info, max_connections 100)" in log
 
 
 def test_changes_by_hand_are_exactly_the_items_reported(fleet: tuple[Cli, lab.LabState]) -> None:
@@ -173,6 +179,43 @@ def test_back_in_line_the_items_are_resolved(fleet: tuple[Cli, lab.LabState]) ->
     assert ssh(state, one, "sysctl", "-n", "net.ipv4.ip_forward").strip() == "0"
     html = cli("drift", "report", "--format", "html")
     assert html.exit_code == 0 and "<svg" in html.stdout and "impostor" not in html.stdout
+
+
+def test_a_broken_config_keeps_the_service_down_until_the_desired_state_is_back(
+    fleet: tuple[Cli, lab.LabState],
+) -> None:
+    cli, state = fleet
+    two = state.hosts[1].name  # staging: its fix merges without review
+    ssh(state, two, "sed -i 's/^max_connections = .*/max_connections = lots/' /etc/app/app.conf")
+    service = state.host(two).services[0]
+    restart = subprocess.run(
+        [
+            *lab.ssh_argv(state, two),
+            "/opt/terry/bin/terry-svc",
+            "restart",
+            service.name,
+            "--port",
+            str(service.port),
+            "--bind",
+            service.bind,
+            "--root",
+            "/",
+        ],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert restart.returncode == 1, restart.stdout + restart.stderr
+    assert "max_connections = 'lots' is not a whole number" in restart.stderr
+    assert _items(_scan(cli, "--limit", two)) == {
+        (two, "task", "file /etc/app/app.conf"),
+        (two, "task", f"service {service.name}"),
+    }
+    fixed = _reconcile(cli, "--limit", two)
+    assert fixed["state"] == "verified", fixed  # app.conf rendered first, then web started
+    assert "max_connections = 100" in ssh(state, two, "cat", "/etc/app/app.conf")
+    assert ssh(state, two, "/opt/terry/bin/terry-svc", "status", service.name, "--root", "/")
 
 
 def test_markup_from_a_host_stays_text_in_reports(fleet: tuple[Cli, lab.LabState]) -> None:

@@ -311,10 +311,139 @@ def test_disk_cleanup(host: Host) -> None:
         assert sha(files[name]) == digests[name], name
         assert not Path(f"{files[name]}.gz").exists()
     assert not files["old.tmp"].exists()  # removed files are not restored
-    assert "1 removed scratch file(s) are not restored" in rollback.output
+    assert "1 removed file(s) are not restored" in rollback.output
 
     for path in files.values():
         path.unlink(missing_ok=True)
+
+
+def aged(path: Path, content: bytes, days: float) -> Path:
+    """Write ``content`` to ``path`` (parents made) and date it ``days`` back."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+    when = time.time() - days * 86400
+    os.utime(path, (when, when))
+    return path
+
+
+def estimate(run: Run) -> tuple[bool, str]:
+    """The estimate the role showed: whether it is enough, and its summary."""
+    found = re.search(r'"msg": "(enough|NOT ENOUGH): (would free [^"]*)"', run.output)
+    assert found, run.output
+    return found.group(1) == "enough", found.group(2)
+
+
+def test_disk_cleanup_ages_out_rotated_logs_and_core_dumps(host: Host) -> None:
+    """What operators keep on data volumes and the remedy may remove: compressed rotated
+    logs past retention (by name, in log directories, next to their log) and old core
+    dumps. Nothing else: not what is younger, not other files next to a log, not .terry/."""
+    data = host.data
+    blob = os.urandom(1024 * 1024)  # does not compress: only removing frees it
+    gone = (
+        [aged(data / "log" / f"app.log.{n}.gz", blob, 30) for n in (2, 3, 4, 5, 6)]
+        + [
+            aged(data / "log" / "app.log-20261001.gz", blob[:4096], 30),
+            aged(data / "log" / "worker.1", blob[:4096], 30),  # in a log directory
+            aged(data / "app" / "worker-20261001.gz", blob[:4096], 30),  # next to worker.log
+            aged(data / "app" / "worker.log.old", blob[:4096], 30),
+            aged(data / "app" / "core", blob[:8192], 5),
+            aged(data / "app" / "core.4242", blob[:8192], 5),
+        ]
+    )
+    kept = [
+        aged(data / "log" / "app.log.1.gz", blob, 2),  # within retention
+        aged(data / "app" / "worker.log", b"live\n", 0),
+        aged(data / "app" / "libworker.so.1", blob[:4096], 30),  # next to a log, not its copy
+        aged(data / "app" / "backup-20261001.tar.gz", blob[:4096], 30),
+        aged(data / "app" / "core.4243", blob[:8192], 1),  # a fresh core dump
+        aged(data / "app" / "score.1", blob[:4096], 30),
+        aged(data / ".terry" / "7" / "other" / "app.log.1.gz", blob[:4096], 30),
+    ]
+    playbook = remedy_playbook(host.workdir, "disk_cleanup")
+    params = {"path": "/srv/data", "threshold": 50, "log_retention_days": 14}
+    extra = ("-e", f"@{vars_file(host.workdir, 'aged', params, proposal=3)}")
+    try:
+        failing = host.playbook(playbook, *extra, "--tags", "verify")
+        assert failing.rc != 0, failing.output
+
+        before = snapshot(host.root)
+        check = host.playbook(playbook, *extra, "--check", "--diff")
+        assert check.rc == 0, check.output
+        assert snapshot(host.root) == before
+        enough, summary = estimate(check)
+        assert enough, summary
+        assert re.match(r"would free 5\.\d MiB \(11 file\(s\) to remove: 5\.\d MiB", summary)
+        assert re.search(r"MiB must go to get /srv/data on web-01 under 50% \(now", summary)
+
+        apply = host.playbook(playbook, *extra)
+        assert apply.rc == 0, apply.output
+        assert [p.name for p in gone if p.exists()] == []
+        assert [p.name for p in kept if not p.exists()] == []
+        manifest = json.loads((data / ".terry/3/disk_cleanup/manifest.json").read_text())
+        assert sorted(manifest["removed"]) == sorted(str(p) for p in gone)
+
+        passing = host.playbook(playbook, *extra, "--tags", "verify")
+        assert passing.rc == 0, passing.output
+    finally:
+        for path in gone + kept:
+            path.unlink(missing_ok=True)
+
+
+def test_disk_cleanup_clears_package_caches_and_system_logs_under_var(host: Host) -> None:
+    """With path /var: downloaded packages (not one being downloaded), /var/log's rotated
+    logs and systemd-coredump's dumps; package_caches=keep leaves the packages."""
+    var = host.root / "var"
+    blob = os.urandom(64 * 1024)
+    packages = [
+        aged(var / "cache/apt/archives/curl_8.5.0_amd64.deb", blob, 3),
+        aged(var / "cache/dnf/fedora-x/packages/curl-8.5.0.rpm", blob, 3),
+    ]
+    downloading = aged(var / "cache/apt/archives/partial/git_2.43_amd64.deb", blob, 0)
+    system = [
+        aged(var / "log/syslog.2.gz", blob, 30),
+        aged(var / "log/messages-20261001", blob, 30),
+        aged(var / "lib/systemd/coredump/core.web.0.abc.4242.1700000000.zst", blob, 5),
+    ]
+    playbook = remedy_playbook(host.workdir, "disk_cleanup")
+    try:
+        keep = vars_file(host.workdir, "var-keep", {"path": "/var", "package_caches": "keep"})
+        run = host.playbook(playbook, "-e", f"@{keep}")
+        assert run.rc == 0, run.output
+        assert all(p.exists() for p in packages) and downloading.exists()
+        assert [p.name for p in system if p.exists()] == []
+
+        remove = vars_file(host.workdir, "var", {"path": "/var"}, proposal=4)
+        run = host.playbook(playbook, "-e", f"@{remove}")
+        assert run.rc == 0, run.output
+        assert [p.name for p in packages if p.exists()] == []
+        assert downloading.exists()
+    finally:
+        shutil.rmtree(var, ignore_errors=True)
+
+
+def test_disk_cleanup_estimate_says_when_the_fix_falls_short(host: Host) -> None:
+    """A disk full of files the remedy may not touch: check mode passes (the remedy works)
+    and says how much it would free against how much must go."""
+    keep = host.data / "keep.bin"
+    keep.write_bytes(os.urandom(8 * 1024 * 1024))  # 80% of the 10 MiB quota
+    old = aged(host.data / "tmp" / "upload-9.tmp", os.urandom(256 * 1024), 30)
+    playbook = remedy_playbook(host.workdir, "disk_cleanup")
+    extra = ("-e", f"@{vars_file(host.workdir, 'short', {'path': '/srv/data', 'threshold': 50})}")
+    try:
+        check = host.playbook(playbook, *extra, "--check", "-v")
+        assert check.rc == 0, check.output
+        enough, summary = estimate(check)
+        assert not enough, summary
+        assert re.fullmatch(
+            r"would free 0\.2 MiB \(1 file\(s\) to remove: 0\.2 MiB, 0 log\(s\) to compress: "
+            r"0\.0 MiB\); 3\.\d MiB must go to get /srv/data on web-01 under 50% \(now 8\d\.\d%\)",
+            summary,
+        ), summary
+        # the fact Terry reads from the run's events
+        assert re.search(r'"terry_estimate": \{"enough": false, "needed_bytes": \d+', check.output)
+    finally:
+        keep.unlink(missing_ok=True)
+        old.unlink(missing_ok=True)
 
 
 # ---------------------------------------------------------------- service_restart

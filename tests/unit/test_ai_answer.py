@@ -123,7 +123,15 @@ def test_remedy_parameters_not_given_take_their_defaults(catalogue: Catalogue) -
     )
     assert answer.fix == AIRemedyChoice(
         "disk-usage-high",
-        {"path": "/var/log/app", "threshold": 80, "max_age_days": 7, "reason": ""},
+        {
+            "path": "/var/log/app",
+            "threshold": 80,
+            "max_age_days": 7,
+            "log_retention_days": 14,
+            "core_retention_days": 3,
+            "package_caches": "remove",
+            "reason": "",
+        },
     )
 
 

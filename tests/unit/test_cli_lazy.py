@@ -6,6 +6,7 @@ to the commands' own help: same names, same text, same ``--help`` output at any 
 
 from __future__ import annotations
 
+import importlib
 import inspect
 import json
 import subprocess
@@ -15,6 +16,7 @@ from pathlib import Path
 import click
 import pytest
 
+import terry.cli
 from terry.cli import COMMANDS, main
 from terry.gitops.init import init_repository
 from terry.store import MIGRATIONS, head_revision
@@ -89,6 +91,29 @@ def test_the_table_is_each_commands_own_name_and_help() -> None:
         assert command.short_help is None, f"{name}: --help shows short_help, not the table"
         first = inspect.cleandoc(command.help or "").split("\n\n")[0]
         assert " ".join(first.split()) == entry.help, name
+
+
+def test_every_command_module_is_in_the_table() -> None:
+    """A new ``terry/cli/*.py`` with a ``command`` is reachable only through the table."""
+    listed = {(entry.module, entry.attribute) for entry in COMMANDS.values()}
+    package = Path(inspect.getfile(terry.cli)).parent
+    for path in sorted(package.glob("[!_]*.py")):
+        module = importlib.import_module(f"terry.cli.{path.stem}")
+        commands = {
+            attribute: value
+            for attribute, value in vars(module).items()
+            if isinstance(value, click.Command)
+            and getattr(value.callback, "__module__", None) == module.__name__
+        }
+        nested = {
+            id(sub)
+            for group in commands.values()
+            if isinstance(group, click.Group)
+            for sub in group.commands.values()
+        }
+        for attribute, value in commands.items():
+            if id(value) not in nested:
+                assert (module.__name__, attribute) in listed, f"{module.__name__}.{attribute}"
 
 
 def test_head_revision_is_alembics_head() -> None:

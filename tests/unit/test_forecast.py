@@ -180,6 +180,102 @@ def test_level_shifts_ignore_single_spikes() -> None:
     assert shifts[0].size == pytest.approx(0.1, abs=0.01)
 
 
+# -- short lookbacks: steady growth is growth after a few points -----------------------------
+
+# The lab's settings (tests/lab/test_forecast_lab.py): 75 s of samples every 2 s.
+LAB = ForecastSettings(min_points=15, min_span=30.0)
+
+
+def _lab_ramp(start_share: float, seed: int = 0, noise: float = 0.0002) -> tuple:
+    """A disk flat at 30% that starts growing 1%/min part-way through 76 s of 2 s samples."""
+    rng = np.random.default_rng(seed)
+    t = 1_767_225_600.0 + np.arange(38) * 2.0
+    begins = t[0] + start_share * (t[-1] - t[0])
+    y = 0.3 + 0.01 / 60 * np.maximum(t - begins, 0.0) + rng.normal(0, noise, t.size)
+    return t, y, begins
+
+
+@pytest.mark.parametrize("start_share", [0.3, 0.5, 0.7])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_a_ramp_that_starts_part_way_through_a_short_lookback_is_growth(
+    start_share: float, seed: int
+) -> None:
+    t, y, begins = _lab_ramp(start_share, seed)
+    f = forecast(t, y, 0.8, horizon=DAY, settings=LAB)
+    assert f.outcome is Outcome.CROSSING, f.reason
+    assert f.trend is not None and f.trend.model == "bend"
+    assert f.trend.level_shifts == ()  # a ramp that starts is no level shift
+    assert f.trend.changed_at is not None and abs(f.trend.changed_at - begins) <= 6.0
+    assert f.slope is not None and f.slope * 60 == pytest.approx(0.01, rel=0.2)
+    # 0.3 + 1%/min reaches 0.8 fifty minutes after the ramp began (from 11 samples of the
+    # ramp at 0.7: within 15%)
+    true_crossing = begins + 50 * 60
+    assert abs(f.projected_at - true_crossing) <= 0.15 * (true_crossing - t[-1])
+    assert f.reason.startswith("growing since the rate changed ")
+    assert f.confidence > 0.5
+
+
+@pytest.mark.parametrize("kind", ["linear", "ramp_mid", "knee"])
+@pytest.mark.parametrize("seed", SEEDS)
+def test_growth_in_a_short_lookback_is_predicted(kind: str, seed: int) -> None:
+    s = disk_series(kind, seed, window=12 * HOUR)
+    f = forecast(s.timestamps, s.values, s.threshold, horizon=12 * HOUR, now=s.now)
+    assert f.outcome is Outcome.CROSSING, f.reason
+    assert _relative_error(s, f.crossing_at) <= 0.10
+    assert f.confidence > 0.5
+
+
+@pytest.mark.parametrize("kind", ["flat_noise", "step_flat", "stall"])
+@pytest.mark.parametrize("window", [12 * HOUR, 76.0])
+def test_no_false_alarm_in_a_short_lookback(kind: str, window: float) -> None:
+    settings = LAB if window < HOUR else ForecastSettings()
+    for seed in range(10):
+        s = disk_series(kind, seed, window=window, step=2.0 if window < HOUR else 300.0)
+        f = forecast(
+            s.timestamps, s.values, s.threshold, horizon=window, now=s.now, settings=settings
+        )
+        assert f.outcome is not Outcome.CROSSING, (seed, f.reason)
+
+
+def test_a_ramp_is_no_level_shift() -> None:
+    # flat, then a steady climb; then the same climb across an hour with no samples
+    rng = np.random.default_rng(4)
+    t = np.arange(0, 2 * DAY, 300.0)
+    y = 0.4 + 0.2 * np.maximum(t - DAY, 0.0) / DAY + rng.normal(0, 0.0005, t.size)
+    assert level_shifts(t, y) == ()
+    gap = (t < 1.5 * DAY) | (t >= 1.5 * DAY + HOUR)
+    assert level_shifts(t[gap], y[gap]) == ()
+    # a real step on the same climb still is one
+    y[t >= 1.5 * DAY] += 0.05
+    shifts = level_shifts(t, y)
+    assert [s.at for s in shifts] == [1.5 * DAY]
+    assert shifts[0].size == pytest.approx(0.05, abs=0.01)
+
+
+def test_a_step_at_the_end_of_a_short_lookback_is_no_growth() -> None:
+    t = np.arange(38) * 2.0
+    y = 0.5 + np.random.default_rng(2).normal(0, 0.005, t.size)
+    y[32:] += 0.1  # six samples after the step
+    f = forecast(t, y, 0.9, horizon=DAY, settings=LAB)
+    assert f.outcome is not Outcome.CROSSING, f.reason
+    assert f.trend is not None and [s.at for s in f.trend.level_shifts] == [64.0]
+
+
+def test_growth_that_is_only_just_significant_is_not_zero_confidence() -> None:
+    # 1%/h under noise that leaves the slope's t-value between 3 and 4.5 (where an interval
+    # as wide as the time to the crossing used to read "confidence 0%")
+    found = []
+    for seed in range(20):
+        rng = np.random.default_rng(seed)
+        t = np.arange(0, 8 * HOUR, 300.0)
+        y = 0.5 + 0.01 * t / HOUR + rng.normal(0, 0.05, t.size)
+        f = forecast(t, y, 0.8, horizon=2 * DAY)
+        if f.outcome is Outcome.CROSSING and f.trend is not None and f.trend.t_value < 4.5:
+            found.append(f)
+            assert 0.5 < f.confidence <= 1.0, f.reason
+    assert found  # the case this is about happened
+
+
 def test_settings_refuse_an_interval_wider_than_significance() -> None:
     with pytest.raises(ValueError, match="z_interval"):
         ForecastSettings(z_interval=4.0, z_significant=3.0)

@@ -182,7 +182,23 @@ def test_the_gate_input_in_docs_policy_md_is_what_the_code_builds(
         modules=remedy.modules,
         recurrence=0,
         record=remedy_record(store, remedy.name, exclude=7),
-        check={"ok": True, "changed": 3, "failed_hosts": [], "unreachable_hosts": []},
+        check={
+            "ok": True,
+            "changed": 3,
+            "failed_hosts": [],
+            "unreachable_hosts": [],
+            "estimates": [
+                {
+                    "host": "web-01",
+                    "enough": True,
+                    "summary": "would free 25.1 MiB (3 file(s) to remove: 0.8 MiB, 4 log(s) to "
+                    "compress: 24.3 MiB); 3.9 MiB must go to get /srv/data on web-01 under 80% "
+                    "(now 92.1%)",
+                    "needed_bytes": 4089447,
+                    "would_free_bytes": 26319667,
+                }
+            ],
+        },
         ai_authored=False,
     ).as_input()
     code = json.loads(json.dumps(built))

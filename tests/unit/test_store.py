@@ -39,7 +39,7 @@ def test_migrations_build_exactly_the_models(store: Store) -> None:
 def test_migrating_twice_is_a_no_op(store: Store) -> None:
     store.migrate()
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0011"
+        assert MigrationContext.configure(connection).get_current_revision() == "0012"
 
 
 def test_old_tree_exports_are_pruned_and_fresh_ones_kept(tmp_path: Path) -> None:
