@@ -28,6 +28,7 @@ from terry.context import Context
 from terry.errors import ForgeError, StateError, TerryError
 from terry.forges.body import ReviewPacket, fenced, pr_body, pr_title
 from terry.forges.commands import Command, Verb, parse_command
+from terry.forges.tasks import planned_tasks
 from terry.proposals.state import ProposalState, get, transition
 from terry.proposals.view import proposal_detail
 from terry.review.base import Reconciled, ReviewActions, merge_trailers, record_ungated
@@ -612,6 +613,12 @@ def review_packet(ctx: Context, proposal_id: int) -> ReviewPacket:
         check_summary=dict(detail.check_summary),
         check_diff=detail.check_diff,
         applier=detail.applier,
+        tasks=planned_tasks(
+            detail.playbook,
+            detail.playbook_path,
+            lambda path: ctx.repo.read_text(detail.commit or "", path),
+            roles_path=ctx.config.roles_path,
+        ),
         target=detail.target,
         ai_authored=detail.ai is not None,
         confidence=detail.ai["confidence"] if detail.ai else None,

@@ -164,6 +164,9 @@ def test_a_review_decision_opens_one_pull_request_a_reviewer_can_decide_from(
         "### The playbook",
         "### Check-mode diff",
         "### Rollback plan",
+        # every task the playbook runs, read from the role on the proposal commit
+        "### What it runs (every task, from the proposal commit)",
+        "Restart service {{ service }}",
         "/terry reject <reason>",
         *(f"- {r}" for r in row.reasons),
     ):
