@@ -23,6 +23,7 @@ from terry.steps.record import Record
 from terry.steps.rollback import Rollback
 from terry.steps.verify import Verify
 from terry.store.locks import host_locks
+from terry.store.runs import reap
 from terry.verify.judge import Outcome
 
 __all__ = ["Apply"]
@@ -44,7 +45,15 @@ class Apply:
             hosts, merge_sha, applier = tuple(row.hosts), row.merge_sha, row.applier
         runner = ctx.config.runner
         ttl = timedelta(seconds=runner.timeout * 3 + 60)
-        with host_locks(ctx.store, hosts, proposal_id=proposal_id, ttl=ttl, wait=runner.lock_wait):
+        runs = ctx.config.state_dir / "runs"
+        with host_locks(
+            ctx.store,
+            hosts,
+            proposal_id=proposal_id,
+            ttl=ttl,
+            wait=runner.lock_wait,
+            reap=lambda: reap(ctx.store, runs),  # a dead holder's lock is freed, not waited out
+        ):
             healed = self._recheck(proposal_id, merge_sha)
             if healed is not None:
                 return healed
