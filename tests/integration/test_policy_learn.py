@@ -132,18 +132,23 @@ def test_a_record_of_successes_is_proposed_then_merged_by_a_person_then_used(fle
 
 
 def test_one_failure_sends_it_back_to_review_and_learn_proposes_unlisting(fleet: Cli) -> None:
-    # a disk the remedy cannot clean: a big file it does not touch; verify fails, rollback
+    # a disk the remedy cannot clean: a big file it does not touch. The dry run's estimate
+    # says the fix falls short, so even a listed remedy waits for a person (issue 13, item
+    # 9); approved anyway, its verification fails and it is rolled back.
     config = config_for(fleet.repo)
     host = example.example_hosts(config)["db-01"]
     quota_mb = int(host.variables["terry_disk_quota_mb"])
     blob = fleet.repo / ".terry" / "hosts" / "db-01" / "srv" / "data" / "blob.bin"
     blob.write_bytes(b"\1" * (quota_mb * 1024 * 1024 * 95 // 100))
     try:
-        failed = _disk_alert(fleet)
+        held = _disk_alert(fleet)
+        assert held["decision"] == "review", held
+        assert any("falls short" in r for r in held["reasons"]), held["reasons"]
+        approved = fleet("proposals", "approve", str(held["proposal_id"]), "--output", "json")
     finally:
         blob.unlink()
-    assert failed["decision"] == "merge", failed  # still listed, record held
-    assert failed["state"] == "rolled_back", failed
+    failed = json.loads(approved.stdout)
+    assert failed["state"] == "rolled_back", (failed, approved.stderr)
 
     # the next one goes to review at once: no data changed, the record took it back
     next_one = _disk_alert(fleet)
