@@ -30,7 +30,8 @@ from terry.errors import StateError
 from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
 from terry.ports import free_port
-from terry.reports.views import IncidentSummary, list_incidents, list_proposals
+from terry.proposals.view import list_proposals
+from terry.reports.views import IncidentSummary, list_incidents
 from terry.service.server import create_app
 from terry.service.worker import Worker
 from terry.store import Store

@@ -26,7 +26,8 @@ from terry.ai.errors import AIError
 from terry.config import Config
 from terry.inert import inert
 from terry.jsonable import to_jsonable
-from terry.reports.views import IncidentStory, ProposalDetail, incident_story, proposal_detail
+from terry.proposals.view import ProposalDetail, proposal_detail
+from terry.reports.views import IncidentStory, incident_story
 from terry.store import Store
 
 __all__ = ["Explanation", "explain", "explain_incident", "record_facts"]

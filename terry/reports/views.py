@@ -14,11 +14,7 @@ from sqlalchemy import or_, select
 
 from terry.errors import NotFound
 from terry.proposals.view import (
-    ProposalDetail,
-    ProposalSummary,
     TimelineEntry,
-    list_proposals,
-    proposal_detail,
 )
 from terry.store import Store
 from terry.store.models import AlertRow, AuditRow, IncidentRow, ProposalRow, RunRow
@@ -26,13 +22,9 @@ from terry.store.models import AlertRow, AuditRow, IncidentRow, ProposalRow, Run
 __all__ = [
     "IncidentStory",
     "IncidentSummary",
-    "ProposalDetail",
-    "ProposalSummary",
     "TimelineEntry",
     "incident_story",
     "list_incidents",
-    "list_proposals",
-    "proposal_detail",
 ]
 
 

@@ -511,7 +511,7 @@ class GitHubReview:
             return f"refused {cmd.verb.value} from {user}: {exc}"
 
     def explain(self, proposal_id: int) -> str:
-        from terry.reports.views import incident_story, proposal_detail
+        from terry.reports.views import incident_story
 
         detail = proposal_detail(self.store, proposal_id)
         story = incident_story(self.store, detail.summary.incident_id)

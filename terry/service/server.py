@@ -42,7 +42,8 @@ from starlette.routing import Route
 from terry.config import Config
 from terry.errors import InputError, NotFound, StoreError
 from terry.jsonable import to_jsonable
-from terry.reports.views import incident_story, list_incidents, list_proposals, proposal_detail
+from terry.proposals.view import list_proposals, proposal_detail
+from terry.reports.views import incident_story, list_incidents
 from terry.service.auth import Authenticator, Principal, Role
 from terry.service.schedules import Scheduler
 from terry.service.webhooks import GitHubWebhook
