@@ -12,7 +12,7 @@ import click
 
 from terry.errors import NotFound
 
-__all__ = ["RowId"]
+__all__ = ["IncidentKey", "RowId"]
 
 MAX_ROW_ID = 2**31 - 1  # terry.store.models.MAX_ROW_ID (kept equal by tests/unit)
 
@@ -38,3 +38,39 @@ class RowId(click.ParamType):
             shown = text if len(text) <= 24 else text[:24] + "…"
             raise NotFound(f"{self.what} {shown} does not exist")
         return int(text)
+
+
+class IncidentKey(RowId):
+    """An incident: its id, or its reference (``INC-2026-12-04-007``, any case).
+
+    Converts to an ``int`` (an id) or the reference text; the command resolves it against the
+    store (``terry.incidents.refs.resolve_incident``)."""
+
+    name = "incident"
+
+    def __init__(self) -> None:
+        super().__init__("incident")
+
+    def convert(
+        self, value: object, param: click.Parameter | None, ctx: click.Context | None
+    ) -> int | str:  # type: ignore[override]
+        text = str(value).strip()
+        if text[:4].upper() == "INC-":
+            from terry.incidents.refs import parse_ref
+
+            if parse_ref(text) is None:
+                self.fail(
+                    f"{text[:40]!r} is not an incident reference (INC-YYYY-MM-DD-NNN)",
+                    param,
+                    ctx,
+                )
+            return text
+        try:
+            return super().convert(value, param, ctx)
+        except click.BadParameter:
+            self.fail(
+                f"{text[:40]!r} is not an incident: give its number or its reference "
+                "(INC-2026-12-04-007)",
+                param,
+                ctx,
+            )

@@ -7,7 +7,7 @@ from rich.markup import escape
 from rich.table import Table
 
 from terry.cli.context import open_config, open_store
-from terry.cli.ids import RowId
+from terry.cli.ids import IncidentKey
 from terry.cli.output import console, emit_json, err_console, inert, output_option
 from terry.reports.views import incident_story, list_incidents
 
@@ -36,11 +36,21 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
         emit_json(rows)
         return
     table = Table(
-        "id", "source", "alert", "host", "state", "opened", "fixed in", "proposals", "attention"
+        "id",
+        "reference",
+        "source",
+        "alert",
+        "host",
+        "state",
+        "opened",
+        "fixed in",
+        "proposals",
+        "attention",
     )
     for r in rows:
         table.add_row(
             str(r.id),
+            r.ref,
             r.source,
             inert(r.title),
             inert(r.host or "-"),
@@ -54,18 +64,23 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
 
 
 @command.command("show")
-@click.argument("incident_id", type=RowId("incident"))
+@click.argument("incident_id", metavar="INCIDENT", type=IncidentKey())
 @output_option
 @click.pass_context
-def show(ctx: click.Context, incident_id: int, output: str) -> None:
-    """The whole story of an incident: alerts, proposals, runs, decisions, with timestamps."""
+def show(ctx: click.Context, incident_id: int | str, output: str) -> None:
+    """The whole story of an incident: alerts, proposals, runs, decisions, with timestamps.
+
+    INCIDENT is its number or its reference: `terry incidents show 12` and
+    `terry incidents show INC-2026-12-04-007` name the same incident.
+
+    Exit codes: 0, 4 no such incident."""
     story = incident_story(open_store(open_config(ctx)), incident_id)
     if output == "json":
         emit_json(story)
         return
     i = story.incident
     console.print(
-        f"[bold]Incident {i.id}[/bold]: {escape(inert(i.title))} on "
+        f"[bold]Incident {i.id}[/bold] ({i.ref}): {escape(inert(i.title))} on "
         f"{escape(inert(i.host or '?'))} — {i.state}",
         markup=True,
     )
@@ -99,13 +114,15 @@ def show(ctx: click.Context, incident_id: int, output: str) -> None:
 
 
 @click.command("explain")
-@click.argument("incident_id", type=RowId("incident"))
+@click.argument("incident_id", metavar="INCIDENT", type=IncidentKey())
 @click.option("--no-ai", is_flag=True, help="Only the record's account; Claude is not asked.")
 @output_option
 @click.pass_context
-def explain_command(ctx: click.Context, incident_id: int, no_ai: bool, output: str) -> None:
+def explain_command(ctx: click.Context, incident_id: int | str, no_ai: bool, output: str) -> None:
     """A plain-language account of an incident: what happened, what Terry (or Claude)
     concluded, what each proposal went through, and where it stands.
+
+    INCIDENT is its number or its reference (INC-2026-12-04-007).
 
     With an Anthropic API key configured (see ai: in terry.yml), Claude is asked to tell the
     record in plain language first, labelled as written by Claude, with suggested next

@@ -38,6 +38,7 @@ _MAX_BODY = 65_000  # GitHub refuses a body over 65,536 characters
 class ReviewPacket:
     proposal_id: int
     incident_id: int
+    incident_ref: str  # INC-2026-12-04-007
     remedy: str
     hosts: tuple[str, ...]
     environments: tuple[str, ...]
@@ -103,7 +104,8 @@ def _body(p: ReviewPacket, details_url: str | None, *, tasks_room: int) -> str:
         "",
         "| | |",
         "| --- | --- |",
-        f"| incident | {p.incident_id} (alert `{_cell(p.alertname)}`, firing since "
+        f"| incident | {p.incident_id} · {p.incident_ref} (alert `{_cell(p.alertname)}`, "
+        f"firing since "
         f"{p.opened_at.isoformat()}, seen {p.recurrence} time(s) before) |",
         f"| hosts | {', '.join(f'`{_cell(h)}`' for h in p.hosts)} |",
         f"| environment | {', '.join(_cell(e) for e in p.environments) or 'unknown'} |",

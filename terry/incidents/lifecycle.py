@@ -15,6 +15,7 @@ from typing import Any
 from sqlalchemy import bindparam, func, insert, or_, select, update
 from sqlalchemy.orm import Session
 
+from terry.incidents.refs import allocate_refs
 from terry.redact import redact
 from terry.sources.alertmanager import Alert, AlertStatus, Payload
 from terry.store import Store
@@ -267,6 +268,10 @@ def _write(
                 incident.new_row["state"] = str(IncidentState.RESOLVED)
                 incident.new_row["resolved_at"] = incident.resolved_at
             incident.new_row["truncated"] = incident.new_row["truncated"] or incident.truncated
+        refs = allocate_refs(session, utcnow().date(), len(new))
+        for incident, ref in zip(new, refs, strict=True):
+            assert incident.new_row is not None
+            incident.new_row["ref"] = ref
         table = IncidentRow.__table__
         ids = session.scalars(
             insert(table).returning(table.c.id, sort_by_parameter_order=True),
@@ -448,6 +453,7 @@ def open_incident(
             .where(IncidentRow.fingerprint == fingerprint, IncidentRow.source == source)
         )
         row = IncidentRow(
+            ref=allocate_refs(session, now.date(), 1)[0],
             fingerprint=fingerprint,
             source=source,
             title=title[:200],

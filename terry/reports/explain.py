@@ -81,15 +81,16 @@ class Explanation:
     claude_error: str | None = None  # why Claude's account is missing (None: not asked)
 
 
-def _read(store: Store, incident_id: int) -> tuple[IncidentStory, list[ProposalDetail]]:
-    story = incident_story(store, incident_id)
+def _read(store: Store, key: int | str) -> tuple[IncidentStory, list[ProposalDetail]]:
+    story = incident_story(store, key)
     return story, [proposal_detail(store, pid) for pid in story.incident.proposals]
 
 
 def _story(story: IncidentStory, details: list[ProposalDetail]) -> str:
     i = story.incident
     lines = [
-        f"Incident {i.id}: {inert(i.title)} on {inert(i.host or 'an unknown host')}, opened "
+        f"Incident {i.id} ({i.ref}): {inert(i.title)} on "
+        f"{inert(i.host or 'an unknown host')}, opened "
         f"{i.opened_at:%Y-%m-%d %H:%M:%S} UTC"
         + (f", seen {i.recurrence} time(s) before" if i.recurrence else "")
         + ".",
@@ -167,14 +168,16 @@ def _no_claude(config: Config) -> str:
 def explain_incident(
     config: Config,
     store: Store,
-    incident_id: int,
+    key: int | str,
     *,
     ask_claude: bool = True,
     environ: Mapping[str, str] | None = None,
 ) -> Explanation:
-    """The record's account, and Claude's when asked and configured, or why it is missing.
-    NotFound when there is no such incident; Claude's failures never raise."""
-    story, details = _read(store, incident_id)
+    """The record's account of incident ``key`` (id or INC reference), and Claude's when
+    asked and configured, or why it is missing. NotFound when there is no such incident;
+    Claude's failures never raise."""
+    story, details = _read(store, key)
+    incident_id = story.incident.id
     text = _story(story, details)
     if not ask_claude:
         return Explanation(incident_id, text)

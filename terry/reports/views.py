@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import or_, select
 
 from terry.errors import NotFound
+from terry.incidents.refs import resolve_incident
 from terry.proposals.view import (
     TimelineEntry,
 )
@@ -31,6 +32,7 @@ __all__ = [
 @dataclass(frozen=True)
 class IncidentSummary:
     id: int
+    ref: str  # INC-2026-12-04-007 (terry.incidents.refs)
     title: str
     source: str  # alert, drift, inventory, forecast, anomaly
     host: str | None
@@ -57,6 +59,7 @@ def _summary(row: IncidentRow, proposals: tuple[int, ...]) -> IncidentSummary:
     seconds = (row.fixed_at - row.opened_at).total_seconds() if row.fixed_at else None
     return IncidentSummary(
         id=row.id,
+        ref=row.ref or "",
         title=row.title,
         source=row.source,
         host=row.host,
@@ -93,11 +96,13 @@ def list_incidents(
     return [_summary(r, tuple(sorted(by_incident.get(r.id, [])))) for r in rows]
 
 
-def incident_story(store: Store, incident_id: int) -> IncidentStory:
+def incident_story(store: Store, key: int | str) -> IncidentStory:
+    """The incident ``key`` (its id or its INC reference) with everything that happened."""
     with store.session() as session:
+        incident_id = resolve_incident(session, key)
         row = session.get(IncidentRow, incident_id)
         if row is None:
-            raise NotFound(f"incident {incident_id} does not exist")
+            raise NotFound(f"incident {key} does not exist")
         proposals = list(
             session.scalars(select(ProposalRow).where(ProposalRow.incident_id == incident_id))
         )

@@ -588,10 +588,12 @@ def review_packet(ctx: Context, proposal_id: int) -> ReviewPacket:
             dict(incident.annotations),
         )
         opened_at, recurrence = incident.opened_at, incident.recurrence
+        incident_ref = incident.ref or ""
     assert detail.commit and summary.branch
     return ReviewPacket(
         proposal_id=summary.id,
         incident_id=summary.incident_id,
+        incident_ref=incident_ref,
         remedy=summary.remedy,
         hosts=summary.hosts,
         environments=tuple(sorted({h.environment for h in known if h.environment})),

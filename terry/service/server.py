@@ -41,6 +41,7 @@ from starlette.routing import Route
 
 from terry.config import Config
 from terry.errors import InputError, NotFound, StoreError
+from terry.incidents.refs import parse_ref
 from terry.jsonable import to_jsonable
 from terry.proposals.view import list_proposals, proposal_detail
 from terry.reports.views import incident_story, list_incidents
@@ -487,16 +488,23 @@ def create_app(
 
         return handler
 
-    def getter(fetch: Callable[[Store, int], Any], what: str) -> Handler:
+    def getter(fetch: Callable[[Store, Any], Any], what: str, *, refs: bool = False) -> Handler:
+        """GET one row by id (or, with ``refs``, by its INC reference)."""
+
         async def handler(request: Request) -> Response:
             raw = str(request.path_params["id"])
-            if not (raw.isascii() and raw.isdigit()):
-                return _error(400, f"{what} id must be a whole number")
-            if len(raw) > 10 or not 1 <= int(raw) <= MAX_ROW_ID:
+            if refs and parse_ref(raw) is not None:
+                key: int | str = raw
+            elif not (raw.isascii() and raw.isdigit()):
+                named = f"a whole number{' or an INC reference' if refs else ''}"
+                return _error(400, f"{what} id must be {named}")
+            elif len(raw) > 10 or not 1 <= int(raw) <= MAX_ROW_ID:
                 shown = raw if len(raw) <= 24 else raw[:24] + "…"
                 return _error(404, f"{what} {shown} does not exist")
+            else:
+                key = int(raw)
             try:
-                body = await read_turn(lambda: _render(fetch(store, int(raw))))
+                body = await read_turn(lambda: _render(fetch(store, key)))
             except NotFound as exc:
                 return _error(404, str(exc))
             return _json(body)
@@ -548,7 +556,9 @@ def create_app(
             ),
             Route("/api/v1/incidents", read(lister(list_incidents)), methods=["GET"]),
             Route(
-                "/api/v1/incidents/{id}", read(getter(incident_story, "incident")), methods=["GET"]
+                "/api/v1/incidents/{id}",
+                read(getter(incident_story, "incident", refs=True)),
+                methods=["GET"],
             ),
             Route("/api/v1/proposals", read(lister(list_proposals)), methods=["GET"]),
             Route(

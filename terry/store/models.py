@@ -33,6 +33,7 @@ __all__ = [
     "ForgeDeliveryRow",
     "HostLockRow",
     "InboxRow",
+    "IncidentDayRow",
     "IncidentRow",
     "ProposalRow",
     "RunEventRow",
@@ -104,6 +105,9 @@ class IncidentRow(Base):
     __tablename__ = "incidents"
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    # "INC-2026-12-04-007": the UTC day Terry recorded it and that day's sequence
+    # (terry.incidents.refs); set on insert, unique, never reused.
+    ref: Mapped[str | None] = mapped_column(String(32), index=True, unique=True)
     fingerprint: Mapped[str] = mapped_column(String(128), index=True)
     source: Mapped[str] = mapped_column(String(16))  # alert | drift | inventory | forecast
     title: Mapped[str] = mapped_column(String(200))
@@ -123,6 +127,15 @@ class IncidentRow(Base):
     claimed_at: Mapped[datetime | None]
     # Set once diagnosis ran (with or without a proposal); null = still to do.
     diagnosed_at: Mapped[datetime | None] = mapped_column(index=True)
+
+
+class IncidentDayRow(Base):
+    """The last incident sequence number handed out on a UTC day (terry.incidents.refs)."""
+
+    __tablename__ = "incident_days"
+
+    day: Mapped[str] = mapped_column(String(10), primary_key=True)  # 2026-12-04
+    last: Mapped[int] = mapped_column(Integer)
 
 
 class AlertRow(Base):

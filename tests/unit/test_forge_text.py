@@ -75,6 +75,7 @@ def _packet(**over: object) -> ReviewPacket:
     base: dict[str, object] = {
         "proposal_id": 7,
         "incident_id": 3,
+        "incident_ref": "INC-2026-11-25-003",
         "remedy": "service-restart",
         "hosts": ("web-01",),
         "environments": ("production",),

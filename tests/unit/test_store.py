@@ -39,7 +39,9 @@ def test_migrations_build_exactly_the_models(store: Store) -> None:
 def test_migrating_twice_is_a_no_op(store: Store) -> None:
     store.migrate()
     with store.engine.connect() as connection:
-        assert MigrationContext.configure(connection).get_current_revision() == "0012"
+        current = MigrationContext.configure(connection).get_current_revision()
+    versions = Path(__file__).parents[2] / "terry/store/migrations/versions"
+    assert current == max(p.name[:4] for p in versions.glob("[0-9][0-9][0-9][0-9]_*.py"))
 
 
 def test_old_tree_exports_are_pruned_and_fresh_ones_kept(tmp_path: Path) -> None:
