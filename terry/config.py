@@ -209,6 +209,17 @@ class ServerConfig(_Model):
     max_body_bytes: int = Field(default=1_048_576, ge=1024)
     # Seconds /healthz waits for its write check of the store before answering 503.
     health_timeout: float = Field(default=2.0, gt=0, le=60)
+    # The web console (/console): operators' tokens (NAME:TOKEN, like read_tokens_env) may
+    # approve and reject there; readers' tokens only read.
+    operator_tokens_env: str = "TERRY_OPERATOR_TOKENS"
+    # Variable holding the secret that signs console sessions (unset: a new one per start,
+    # so a restart logs everyone out).
+    console_secret_env: str = "TERRY_CONSOLE_SECRET"
+    # Minutes a console login lasts.
+    session_minutes: int = Field(default=480, ge=1, le=10080)
+    # Where people reach terry serve (https://terry.example.org): links in messages, the
+    # console's Origin check and Secure cookies. Empty: the request's own host.
+    public_url: str = Field(default="", pattern=r"^$|^https?://[^\s/]+(/[^\s]*)?$")
 
 
 class GitHubConfig(_Model):
@@ -389,6 +400,110 @@ class AIConfig(_Model):
         return self
 
 
+# What a notification route may ask for (terry.notify.events.EventKind holds the same names).
+NotifyEvent = Literal[
+    "incident-opened",
+    "drift-found",
+    "forecast-warning",
+    "needs-review",
+    "applied",
+    "verified",
+    "failed",
+    "rolled-back",
+    "kept-for-human",
+    "resolved",
+]
+_EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+
+class RouteConfig(_Model):
+    """One place notifications go (terry.notify): which events, for which environments,
+    severities and tenants (empty: any), to the URL held by the variable ``url_env``."""
+
+    name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
+    # The variable holding an apprise URL (slack://..., discord://..., mailto://...,
+    # ntfy://..., json://host/path, form://host/path) or a plain https webhook URL.
+    url_env: _EnvName
+    # How a plain http(s) URL is spoken to: auto (Slack's and Discord's own webhook hosts
+    # natively, anything else generic JSON), or a Slack- or Discord-shaped body (for
+    # compatible services: Mattermost, Rocket.Chat, a proxy), or generic JSON.
+    format: Literal["auto", "slack", "discord", "json"] = "auto"
+    events: list[NotifyEvent] = Field(
+        default_factory=lambda: ["needs-review", "failed", "rolled-back", "kept-for-human"],
+        min_length=1,
+    )
+    environments: list[str] = Field(default_factory=list)
+    severities: list[str] = Field(default_factory=list)
+    tenants: list[str] = Field(default_factory=list)
+
+
+class NotificationsConfig(_Model):
+    """The notifier (terry.notify): an outbox in the store, delivered by ``terry serve`` (or
+    ``terry notifications deliver``) through apprise, at least once, grouped and retried."""
+
+    routes: list[RouteConfig] = Field(default_factory=list)
+    # Seconds a new notification waits so that others of its route join it in one message.
+    group_window: float = Field(default=5.0, ge=0, le=3600)
+    # Failed sends are retried with exponential backoff (first wait ``retry_seconds``, at
+    # most ``max_retry_seconds``, with jitter); after ``max_attempts`` the row is dead.
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    retry_seconds: float = Field(default=30.0, gt=0, le=86400)
+    max_retry_seconds: float = Field(default=3600.0, gt=0, le=86400)
+    # Seconds one send may take (connect and read) before it counts as failed.
+    timeout: float = Field(default=10.0, gt=0, le=300)
+    # Items a grouped message lists before "and N more".
+    max_items: int = Field(default=10, ge=1, le=100)
+    # How often terry serve looks for new events and due deliveries.
+    poll_seconds: float = Field(default=2.0, gt=0, le=3600)
+
+    @model_validator(mode="after")
+    def _unique_routes(self) -> NotificationsConfig:
+        names = [r.name for r in self.routes]
+        if dupes := sorted({n for n in names if names.count(n) > 1}):
+            raise ValueError(f"notification route names used twice: {', '.join(dupes)}")
+        return self
+
+
+# A chat identity: "slack:<team id>/<user id>" or "discord:<user id>" (terry.chat).
+_ChatId = Annotated[
+    str, Field(pattern=r"^(slack:[A-Z0-9]{1,32}/[A-Z0-9]{1,32}|discord:[0-9]{1,24})$")
+]
+_Identity = Annotated[str, Field(pattern=r"^[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}$")]
+
+
+class SlackChatConfig(_Model):
+    # The variable holding the app's signing secret (Basic Information -> Signing Secret).
+    signing_secret_env: _EnvName = "TERRY_SLACK_SIGNING_SECRET"
+    # Where follow-ups may be posted: a response_url must start with one of these.
+    response_urls: list[str] = Field(default_factory=lambda: ["https://hooks.slack.com/"])
+
+
+class DiscordChatConfig(_Model):
+    # The application's public key (hex; General Information -> Public Key), or the
+    # variable holding it.
+    public_key: str = Field(default="", pattern=r"^$|^[0-9a-fA-F]{64}$")
+    public_key_env: _EnvName = "TERRY_DISCORD_PUBLIC_KEY"
+    # Follow-ups go to {api_url}/webhooks/{application id}/{token}.
+    api_url: str = Field(default="https://discord.com/api/v10", pattern=r"^https?://[^\s]+$")
+    # When set, interactions of another application are refused.
+    application_id: str = Field(default="", pattern=r"^$|^[0-9]{1,24}$")
+
+
+class ChatConfig(_Model):
+    """Commands from Slack and Discord (terry.chat): who is who, who may change things."""
+
+    # chat identity -> Terry identity ("slack:T123/U456": alice, "discord:81234": bob).
+    users: dict[_ChatId, _Identity] = Field(default_factory=dict)
+    # Terry identities allowed to approve, reject, roll back and prevent (the rest read).
+    writers: list[_Identity] = Field(default_factory=list)
+    slack: SlackChatConfig = Field(default_factory=SlackChatConfig)
+    discord: DiscordChatConfig = Field(default_factory=DiscordChatConfig)
+    # The variable holding the key that signs confirmation buttons (unset: a random key
+    # per process, so a server restart voids pending confirmations).
+    confirm_secret_env: _EnvName = "TERRY_CHAT_SECRET"
+    confirm_minutes: int = Field(default=10, ge=1, le=1440)
+
+
 class Config(_Model):
     """What ``terry.yml`` may say. Paths are relative to the GitOps repository."""
 
@@ -412,6 +527,8 @@ class Config(_Model):
     inventory_rules: InventoryRules = Field(default_factory=InventoryRules)
     ai: AIConfig = Field(default_factory=AIConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
+    notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
+    chat: ChatConfig = Field(default_factory=ChatConfig)
 
     @model_validator(mode="after")
     def _unique_schedules(self) -> Config:
@@ -456,6 +573,9 @@ class Config(_Model):
             self.argocd.token_env,
             self.ai.api_key_env,
             *(d.webhook_url_env for s in self.schedules for d in s.deliver if d.webhook_url_env),
+            *(r.url_env for r in self.notifications.routes),
+            self.chat.slack.signing_secret_env,
+            self.chat.confirm_secret_env,
         )
 
     @property

@@ -76,6 +76,11 @@ COMMANDS: dict[str, Entry] = {
         "command",
         "The lab: SSH hosts in namespaces with real Prometheus and Alertmanager (root).",
     ),
+    "notifications": Entry(
+        "terry.cli.notifications",
+        "command",
+        "Notifications: routes in terry.yml, an outbox in the store, sent through apprise.",
+    ),
     "policy": Entry(
         "terry.cli.policy",
         "command",

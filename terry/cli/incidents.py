@@ -2,13 +2,24 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import click
 from rich.markup import escape
 from rich.table import Table
 
 from terry.cli.context import open_config, open_store
 from terry.cli.ids import IncidentKey
-from terry.cli.output import console, emit_json, err_console, inert, output_option
+from terry.cli.output import (
+    OUTPUT_KEY,
+    console,
+    emit_json,
+    emit_report,
+    err_console,
+    inert,
+    output_option,
+    report_options,
+)
 from terry.reports.views import incident_story, list_incidents
 
 
@@ -111,6 +122,66 @@ def show(ctx: click.Context, incident_id: int | str, output: str) -> None:
             e.at.strftime("%H:%M:%S.%f")[:-3], inert(e.what), inert(e.actor), inert(e.detail)
         )
     console.print(table)
+
+
+@command.command("report")
+@click.argument("incident_id", metavar="INCIDENT", type=IncidentKey())
+@report_options(html="the timeline and every section")
+@click.pass_context
+def report(ctx: click.Context, incident_id: int | str, fmt: str, out: Path | None) -> None:
+    """An incident's report, to read in a minute: a summary line, the timeline (alert
+    fired, received, diagnosed, proposed, dry run, decision and reasons, approved by,
+    applied per host, verified and the evidence, resolved), the diagnosis (Claude's marked
+    AI-authored, with its confidence), what changed (commit, branch, pull request), time to
+    fix, the same remedy on the same host before, and what a person should still look at.
+
+    \b
+      terry incidents report 12                          Markdown on stdout
+      terry incidents report INC-2026-12-04-007 --format html --out inc.html
+      terry incidents report 12 --format json | jq .attention     schema terry.incident/v1
+    INCIDENT is its number or its reference. The Markdown is what Terry commits to the
+    repository as reports/incidents/INC-....md once the incident closes (terry incidents
+    archive). Alert text, labels and Claude's words are shown as text, never markup.
+
+    Exit codes: 0, 2 bad --format or --out, 4 no such incident, 6 the store cannot be
+    reached (with --format json, errors are JSON on stderr)."""
+    from terry.reports.incident_report import incident_report
+    from terry.reports.incident_report_format import to_html, to_json, to_markdown
+
+    if fmt == "json":
+        ctx.meta[OUTPUT_KEY] = "json"
+    found = incident_report(open_store(open_config(ctx)), incident_id)
+    text = {"md": to_markdown, "html": to_html, "json": to_json}[fmt](found)
+    emit_report(text, out, f"{fmt}, incident {found.id} ({found.ref})")
+
+
+@command.command("archive")
+@output_option
+@click.pass_context
+def archive(ctx: click.Context, output: str) -> None:
+    """Commit the reports of closed incidents that have none yet to the repository, as
+    reports/incidents/INC-....md on main (one commit; shared with the forge when there is
+    one). Each report is committed once; `terry serve` does this by itself now and then.
+
+    \b
+      terry incidents archive                  prints the references committed
+      terry incidents archive --output json    {"committed": ["INC-2026-12-04-007", ...]}
+    A report changes no host: it has no dry run and no gate (its commit says so in the
+    trailer Terry-Decision: none).
+
+    Exit codes: 0 (also when there was nothing to commit), 6 store, 7 git."""
+    from terry.cli.context import open_pipeline
+    from terry.reports.incident_archive import archive_closed, report_path
+
+    _config, _store, pipeline = open_pipeline(ctx, output)
+    refs = archive_closed(pipeline.ctx, pipeline.review)
+    if output == "json":
+        emit_json({"committed": refs, "paths": [report_path(r) for r in refs]})
+        return
+    if not refs:
+        console.print("nothing to commit: every closed incident's report is in the repository")
+    for ref in refs:
+        console.print(f"committed {report_path(ref)}")
 
 
 @click.command("explain")

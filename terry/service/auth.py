@@ -7,6 +7,8 @@ Two kinds of principal, never interchangeable:
 - Readers, each with a name and a token of its own (the variable named by
   ``server.read_tokens_env``: ``name:token`` entries, or ``@/path/to/file`` holding one
   ``name:token`` a line); they may read the JSON API and ``/metrics``.
+- Operators (``server.operator_tokens_env``, the same format), who log in to the web console
+  and may approve and reject there (``may_act``, the one permission check).
 
 ``Authenticator.authenticate(request, role)`` is the only check: every route but ``/healthz``
 goes through it (``terry.service.server`` wraps the routes, none checks a header itself). A
@@ -38,7 +40,7 @@ from starlette.requests import HTTPConnection
 from terry.config import Config
 from terry.errors import ConfigError
 
-__all__ = ["Authenticator", "Principal", "Role", "parse_read_tokens"]
+__all__ = ["Action", "Authenticator", "Principal", "Role", "may_act", "parse_read_tokens"]
 
 log = logging.getLogger("terry.service.auth")
 
@@ -49,6 +51,15 @@ MIN_READ_TOKEN = 16  # characters; `openssl rand -hex 16` gives 32
 class Role(StrEnum):
     ALERTMANAGER = "alertmanager"  # POST /api/v1/alerts
     READER = "reader"  # GET /api/v1/..., /metrics
+    OPERATOR = "operator"  # the console: read, approve, reject (console login only)
+
+
+class Action(StrEnum):
+    """What a principal asks to do in the console."""
+
+    READ = "read"
+    APPROVE = "approve"
+    REJECT = "reject"
 
 
 @dataclass(frozen=True)
@@ -105,9 +116,23 @@ def parse_read_tokens(value: str, *, source: str) -> dict[str, str]:
     return tokens
 
 
-def _read_tokens(config: Config, environ: Mapping[str, str]) -> tuple[dict[str, str], str]:
-    """The reader tokens the environment names, and where they came from (for messages)."""
-    variable = config.server.read_tokens_env
+def may_act(principal: Principal, action: Action) -> bool:
+    """Whether ``principal`` may do ``action``: the one permission check of the console
+    (the tenancy issue grows it into per-user roles). Readers read; operators also approve
+    and reject; the webhook's principal does neither."""
+    if principal.anonymous or principal.role is Role.ALERTMANAGER:
+        return False
+    if action is Action.READ:
+        return principal.role in (Role.READER, Role.OPERATOR)
+    return principal.role is Role.OPERATOR
+
+
+def _read_tokens(
+    config: Config, environ: Mapping[str, str], variable: str | None = None
+) -> tuple[dict[str, str], str]:
+    """The tokens the environment's ``variable`` names (default: the readers'), and where
+    they came from (for messages)."""
+    variable = variable or config.server.read_tokens_env
     value = environ.get(variable, "").strip()
     if not value.startswith("@"):
         return parse_read_tokens(value, source=f"${variable}"), f"${variable}"
@@ -134,6 +159,7 @@ class Authenticator:
         readers: Mapping[str, str],
         insecure_no_auth: bool = False,
         readers_from: str = "",
+        operators: Mapping[str, str] | None = None,
     ) -> None:
         if not webhook_token and not insecure_no_auth:
             raise ConfigError(
@@ -150,9 +176,16 @@ class Authenticator:
             self._credentials[Role.READER].append(
                 _Credential(_digest(token), Principal(name, Role.READER))
             )
-        # With --insecure-no-auth a role nobody holds a token for is open to anyone.
+        for name, token in (operators or {}).items():
+            self._credentials[Role.OPERATOR].append(
+                _Credential(_digest(token), Principal(name, Role.OPERATOR))
+            )
+        # With --insecure-no-auth a role nobody holds a token for is open to anyone (never
+        # the console's operators: approving always takes a token).
         self._open = frozenset(
-            role for role, held in self._credentials.items() if insecure_no_auth and not held
+            role
+            for role, held in self._credentials.items()
+            if insecure_no_auth and not held and role is not Role.OPERATOR
         )
         self.warnings: tuple[str, ...] = tuple(
             f"{_OPEN_WARNING[role]} (--insecure-no-auth)" for role in Role if role in self._open
@@ -168,6 +201,7 @@ class Authenticator:
         readers: Mapping[str, str] | None = None,
         insecure_no_auth: bool = False,
         environ: Mapping[str, str] | None = None,
+        operators: Mapping[str, str] | None = None,
     ) -> Authenticator:
         """The credentials of ``config``: tokens from the environment, unless given."""
         env = os.environ if environ is None else environ
@@ -175,16 +209,38 @@ class Authenticator:
         source = "given"
         if readers is None:
             readers, source = _read_tokens(config, env)
+        if operators is None:
+            operators, _ = _read_tokens(config, env, config.server.operator_tokens_env)
         return cls(
             webhook_token=(token or "").strip() or None,
             readers=readers,
             insecure_no_auth=insecure_no_auth,
             readers_from=source,
+            operators=operators,
         )
 
     @property
     def reader_names(self) -> tuple[str, ...]:
         return tuple(c.principal.name for c in self._credentials[Role.READER])
+
+    @property
+    def operator_names(self) -> tuple[str, ...]:
+        return tuple(c.principal.name for c in self._credentials[Role.OPERATOR])
+
+    def login(self, token: str) -> Principal | None:
+        """The console principal ``token`` names: an operator's, else a reader's; None when
+        it names neither. Every credential is compared (the time says nothing)."""
+        digest = _digest(token.strip())
+        found: Principal | None = None
+        for role in (Role.READER, Role.OPERATOR):  # an operator's wins
+            for credential in self._credentials[role]:
+                if hmac.compare_digest(digest, credential.digest):
+                    found = credential.principal
+        return found
+
+    def holds(self, principal: Principal) -> bool:
+        """Whether ``principal`` (from a console session) is still configured."""
+        return any(c.principal == principal for c in self._credentials[principal.role])
 
     def is_open(self, role: Role) -> bool:
         return role in self._open
@@ -209,4 +265,5 @@ class Authenticator:
 _OPEN_WARNING = {
     Role.ALERTMANAGER: "the webhook accepts alerts without a token",
     Role.READER: "the API and /metrics answer without a token",
+    Role.OPERATOR: "",  # never open
 }

@@ -10,8 +10,10 @@ before the day it runs (UTC); it runs nothing else.
 
 Deliveries: a directory (``drift-<scan>.<ext>`` or ``weekly-<last day>.<ext>``, and
 ``latest.<ext>``, written atomically);
-a webhook whose URL comes from the environment: Slack and Discord incoming webhooks get
-a short summary, ``json`` endpoints the whole report; or a GitHub issue holding the
+a webhook whose URL comes from the environment, sent through the notifier's path
+(``terry.notify.send``, apprise): Slack and Discord incoming webhooks get a short summary,
+``json`` endpoints the whole report, an apprise URL (``slack://``, ``mailto://``...) the
+summary; or a GitHub issue holding the
 Markdown report, one per schedule, updated in place (Terry finds its own by the marker on
 the body's first line). A delivery that fails is recorded and does not stop the others.
 """
@@ -34,6 +36,7 @@ from croniter import croniter
 from terry.config import Config, DeliveryConfig, ScheduleConfig
 from terry.drift.report import DriftReport, load_report, to_html, to_json, to_markdown
 from terry.errors import ConfigError, NotFound, TerryError
+from terry.notify.message import Message
 from terry.reports import WeeklyReport, report_for
 from terry.reports import to_html as weekly_html
 from terry.reports import to_json as weekly_json
@@ -57,6 +60,7 @@ __all__ = [
 
 log = logging.getLogger("terry.service.schedules")
 _EXT = {"md": "md", "html": "html", "json": "json"}
+WEBHOOK_TIMEOUT = 15.0  # seconds a webhook delivery may take
 # GitHub refuses an issue body longer than this many characters.
 _ISSUE_BODY_LIMIT = 65_536
 
@@ -238,24 +242,17 @@ def _summary_lines(report: DriftReport, limit: int = 15) -> list[str]:
     return lines[: limit + 1]
 
 
-def _slack_escape(text: str) -> str:
-    return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
-
-
-def _webhook_body(report: Outgoing, kind: str) -> object:
-    lines = list(report.summary)
+def _message(report: Outgoing, kind: str) -> Message:
+    """The summary as a chat message: its first line, then the rest (fenced for Slack and
+    Discord, whose shapes ``terry.notify.send`` speaks)."""
+    head, rest = report.summary[0], "\n".join(report.summary[1:]).replace("```", "'''")
+    if not rest:
+        return Message(head, "")
     if kind == "slack":
-        head, rest = lines[0], lines[1:]
-        text = _slack_escape(head)
-        if rest:
-            text += "\n```" + _slack_escape("\n".join(rest)).replace("```", "'''") + "```"
-        return {"text": text}
+        return Message(head, f"```{rest}```")
     if kind == "discord":
-        body = lines[0]
-        if len(lines) > 1:
-            body += "\n```\n" + "\n".join(lines[1:]).replace("```", "'''")[:1700] + "\n```"
-        return {"content": body[:2000], "allowed_mentions": {"parse": []}}
-    return json.loads(report.render("json"))
+        return Message(head, f"```\n{rest[:1700]}\n```")
+    return Message(head, rest)
 
 
 def _to_dir(report: Outgoing, delivery: DeliveryConfig, fmt: str, config: Config) -> str:
@@ -271,25 +268,25 @@ def _to_dir(report: Outgoing, delivery: DeliveryConfig, fmt: str, config: Config
 
 
 def _to_webhook(report: Outgoing, delivery: DeliveryConfig, environ: dict[str, str]) -> str:
-    assert delivery.webhook_url_env is not None
-    url = environ.get(delivery.webhook_url_env)
-    if not url:
-        raise ConfigError(f"${delivery.webhook_url_env} is not set (the webhook URL)")
-    import httpx  # only when a report goes to a webhook
+    """Through the notifier's sending path (apprise): an http(s) URL gets the ``webhook_kind``
+    body (Slack's, Discord's, or the whole JSON report); an apprise URL (slack://...,
+    mailto://...) the summary."""
+    from terry.notify.routes import Target
+    from terry.notify.send import DeliveryError, send
 
+    env, kind = delivery.webhook_url_env, delivery.webhook_kind
+    assert env is not None
+    url = (environ.get(env) or "").strip()
+    if not url:
+        raise ConfigError(f"${env} is not set (the webhook URL)")
+    plain = url.lower().startswith(("http://", "https://"))
+    target = Target(route=f"{kind} webhook", shape=kind if plain else "apprise", url=url)
+    document = json.loads(report.render("json")) if kind == "json" and plain else None
     try:
-        answer = httpx.post(url, json=_webhook_body(report, delivery.webhook_kind), timeout=15)
-    except httpx.HTTPError as exc:
-        raise TerryError(
-            f"{delivery.webhook_kind} webhook (${delivery.webhook_url_env}) unreachable: "
-            f"{type(exc).__name__}"
-        ) from exc
-    if answer.status_code >= 300:
-        raise TerryError(
-            f"{delivery.webhook_kind} webhook (${delivery.webhook_url_env}) answered "
-            f"{answer.status_code}"
-        )
-    return f"{delivery.webhook_kind} webhook ${delivery.webhook_url_env}"
+        send(target, _message(report, kind), timeout=WEBHOOK_TIMEOUT, document=document)
+    except DeliveryError as exc:
+        raise TerryError(f"{kind} webhook (${env}) {exc.why}") from None
+    return f"{kind} webhook ${env}"
 
 
 def issue_marker(schedule: str) -> str:

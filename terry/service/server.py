@@ -43,9 +43,13 @@ from terry.config import Config
 from terry.errors import InputError, NotFound, StoreError
 from terry.incidents.refs import parse_ref
 from terry.jsonable import to_jsonable
+from terry.notify.deliver import Notifier
+from terry.pipeline import Pipeline
 from terry.proposals.view import list_proposals, proposal_detail
 from terry.reports.views import incident_story, list_incidents
 from terry.service.auth import Authenticator, Principal, Role
+from terry.service.chat_routes import ChatRoutes
+from terry.service.console.routes import Console
 from terry.service.schedules import Scheduler
 from terry.service.webhooks import GitHubWebhook
 from terry.service.worker import Worker
@@ -162,6 +166,43 @@ class StoreCollector(Collector):
             buckets=buckets,
             sum_value=float(total),
         )
+        yield from _notification_metrics(self.store)
+
+
+def _notification_metrics(store: Store) -> Iterable[Any]:
+    """The notifier's outbox by route (terry.notify.outbox): pending and dead now, delivered
+    ever."""
+    from terry.notify.outbox import DEAD, DELIVERED, PENDING, counts
+
+    try:
+        by_route = counts(store)
+    except (StoreError, SQLAlchemyError):
+        return
+    routes = sorted({route for route, _state in by_route})
+    for name, state, doc, family_type in (
+        (
+            "terry_notifications_pending",
+            PENDING,
+            "Notifications waiting to be sent",
+            GaugeMetricFamily,
+        ),
+        (
+            "terry_notifications_dead",
+            DEAD,
+            "Notifications given up on (terry notifications list --state dead)",
+            GaugeMetricFamily,
+        ),
+        (
+            "terry_notifications_delivered",
+            DELIVERED,
+            "Notifications delivered",
+            CounterMetricFamily,
+        ),
+    ):
+        family = family_type(name, doc, labels=["route"])
+        for route in routes:
+            family.add_metric([route], by_route.get((route, state), 0))
+        yield family
 
 
 def _plain(value: Any) -> Any:
@@ -337,12 +378,21 @@ def create_app(
     readers: dict[str, str] | None = None,
     insecure_no_auth: bool = False,
     scheduler: Scheduler | None = None,
+    operators: dict[str, str] | None = None,
+    pipeline_factory: Callable[[], Pipeline] | None = None,
 ) -> Starlette:
     """The ASGI app. ``token`` (else the variable ``server.token_env`` names) is
     Alertmanager's; ``readers`` (else ``server.read_tokens_env``) are the readers' tokens by
-    name. Without a webhook token this raises ConfigError unless ``insecure_no_auth``."""
+    name, ``operators`` (else ``server.operator_tokens_env``) the console's operators'.
+    ``pipeline_factory`` builds the pipeline the console approves with (default:
+    ``terry.app.build_pipeline``). Without a webhook token this raises ConfigError unless
+    ``insecure_no_auth``."""
     auth = Authenticator.from_config(
-        config, webhook_token=token, readers=readers, insecure_no_auth=insecure_no_auth
+        config,
+        webhook_token=token,
+        readers=readers,
+        insecure_no_auth=insecure_no_auth,
+        operators=operators,
     )
     for warning in auth.warnings:
         log.warning("INSECURE: %s", warning)
@@ -370,6 +420,21 @@ def create_app(
         """``work`` in a worker thread, when one of the READS_AT_ONCE turns is free."""
         async with reading:
             return await run_in_threadpool(work)
+
+    def default_pipeline() -> Pipeline:
+        from terry.app import build_pipeline
+
+        return build_pipeline(config, store)
+
+    # Slack and Discord (/api/v1/chat/...): authenticated by the platforms' signatures
+    chat = ChatRoutes(config, store, pipeline_factory or default_pipeline)
+    console = Console(  # the web console (/console): its pages and approve/reject forms
+        config,
+        store,
+        auth,
+        pipeline_factory=pipeline_factory or default_pipeline,
+        read_turn=read_turn,
+    )
 
     def guarded(role: Role, handler: Handler, *, quiet: bool = False) -> Handler:
         """``handler`` for requests whose bearer token names a principal of ``role``; 401
@@ -519,10 +584,12 @@ def create_app(
         quiet_for=inbox.quiet_for,
     )
     github_hook = GitHubWebhook(config, store, worker)
+    notifier = Notifier(config, store)  # sends notifications in a thread of its own
 
     @asynccontextmanager
     async def lifespan(_app: Starlette) -> AsyncIterator[None]:
         folder.start()
+        notifier.start()
         if worker is not None:
             worker.start()
         if scheduler is not None:
@@ -531,7 +598,10 @@ def create_app(
             yield
         finally:
             await run_in_threadpool(inbox.close)
+            await run_in_threadpool(console.close)
+            await run_in_threadpool(chat.close)
             await run_in_threadpool(folder.stop)
+            await run_in_threadpool(notifier.stop)
             if scheduler is not None:
                 await run_in_threadpool(scheduler.stop)
             if worker is not None:
@@ -564,6 +634,8 @@ def create_app(
             Route(
                 "/api/v1/proposals/{id}", read(getter(proposal_detail, "proposal")), methods=["GET"]
             ),
+            *console.routes(),
+            *chat.routes(),
         ],
         lifespan=lifespan,
     )

@@ -41,6 +41,7 @@ __all__ = ["CARRY_ON", "Recovery", "Sweep", "Worker"]
 log = logging.getLogger("terry.service.worker")
 
 SWEEP_SECONDS = 15.0
+ARCHIVE_SECONDS = 60.0  # how often closed incidents' reports are committed
 
 # States a queued proposal is carried on from (``Pipeline.advance``: dry run, gate, merge,
 # apply); in any other it waits for nothing the worker can do.
@@ -93,6 +94,7 @@ class Worker:
         poll_seconds: float = 1.0,
         threads: int = 2,
         sweep_seconds: float = SWEEP_SECONDS,
+        archive_seconds: float = ARCHIVE_SECONDS,
     ) -> None:
         self._factory = pipeline_factory
         self._store = store
@@ -105,6 +107,8 @@ class Worker:
         # (incident id, resolved?, what happened)) and ("carry", queued proposal id).
         self._queue: queue.Queue[int | tuple[str, Any]] = queue.Queue()
         self._last_sync = 0.0
+        self._archive_every = archive_seconds
+        self._last_archive = time.monotonic()  # the first batch after archive_seconds
         self._stop = threading.Event()
         self._threads: list[threading.Thread] = []
         self._count = max(1, threads)
@@ -174,6 +178,7 @@ class Worker:
                     self._queue.put(pending)
                 self._maybe_sync(pipeline)
                 self._maybe_sweep(pipeline)
+                self._maybe_archive(pipeline)
                 continue
             if isinstance(item, tuple):
                 self._forge_job(pipeline, *item)
@@ -233,6 +238,21 @@ class Worker:
                     log.info("sync: proposal %s: %s", done.proposal_id, "; ".join(done.notes))
         except Exception:
             log.exception("forge sync failed; trying again later")
+
+    def _maybe_archive(self, pipeline: Pipeline) -> None:
+        """Now and then: commit the reports of closed incidents to the repository (not on
+        the webhook's path, which must stay fast; ``terry.reports.incident_archive``)."""
+        if time.monotonic() - self._last_archive < self._archive_every:
+            return
+        self._last_archive = time.monotonic()
+        from terry.reports.incident_archive import archive_closed
+
+        try:
+            refs = archive_closed(pipeline.ctx, pipeline.review)
+            if refs:
+                log.info("committed the reports of %s", ", ".join(refs))
+        except Exception:
+            log.exception("committing incident reports failed; trying again later")
 
     def _maybe_sweep(self, pipeline: Pipeline) -> None:
         """Now and then: release what dead processes left, queue what waited for hosts."""

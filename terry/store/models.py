@@ -352,3 +352,39 @@ class ScheduleRunRow(Base):
     detail: Mapped[str] = mapped_column(Text, default="")
     scan_id: Mapped[int | None] = mapped_column(Integer)
     proposal_id: Mapped[int | None] = mapped_column(Integer)
+
+
+class NotificationRow(Base):
+    """The notifier's outbox (``terry.notify``): one message owed to one route about one
+    event, made from an audit row; ``dedupe_key`` is unique, so it is owed once."""
+
+    __tablename__ = "notifications"
+    __table_args__ = (Index("ix_notifications_due", "state", "next_attempt_at"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(255), unique=True)
+    route: Mapped[str] = mapped_column(String(64), index=True)
+    event: Mapped[str] = mapped_column(String(32))  # terry.notify.events.EventKind
+    audit_id: Mapped[int] = mapped_column(Integer)
+    incident_id: Mapped[int | None] = mapped_column(Integer)
+    proposal_id: Mapped[int | None] = mapped_column(Integer)
+    # What the message says (ref, title, host, decision...): never the route's URL.
+    payload: Mapped[dict[str, Any]] = mapped_column(default=dict)
+    state: Mapped[str] = mapped_column(String(16))  # pending | delivered | dead
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    next_attempt_at: Mapped[datetime]
+    created_at: Mapped[datetime]
+    delivered_at: Mapped[datetime | None]
+    last_error: Mapped[str | None] = mapped_column(Text)
+    # The delivery round that holds it until next_attempt_at (a lease: a dead one expires).
+    claimed_by: Mapped[str | None] = mapped_column(String(200))
+
+
+class NotificationCursorRow(Base):
+    """How far the notifier has read the audit log (the newest audit id it has seen)."""
+
+    __tablename__ = "notification_cursor"
+
+    name: Mapped[str] = mapped_column(String(32), primary_key=True)
+    audit_id: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime]

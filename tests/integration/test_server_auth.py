@@ -269,7 +269,11 @@ def test_huge_ids_answer_one_line_on_the_api_and_the_cli(repo: Path, store_for: 
                 "proposal 999999999999999999999999… does not exist",
             ),
             ("/api/v1/incidents/0", 404, "incident 0 does not exist"),
-            ("/api/v1/incidents/12a", 400, "incident id must be a whole number"),
+            (
+                "/api/v1/incidents/12a",
+                400,
+                "incident id must be a whole number or an INC reference",
+            ),
         ):
             answer = httpx.get(f"{server.url}{path}", headers=READ)
             assert (answer.status_code, answer.json()) == (status, {"error": error}), path

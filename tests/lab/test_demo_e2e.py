@@ -9,13 +9,16 @@ from __future__ import annotations
 from pathlib import Path
 
 import httpx
+import yaml
 from sqlalchemy import select
 
 from terry import lab
 from terry.config import load_config
 from terry.demo.lab import run_lab_demo
+from terry.notify.deliver import deliver_round
 from terry.store import Store
 from terry.store.models import AuditRow, ProposalRow, RunEventRow, RunRow
+from tests.fakes.chat_receivers import ChatReceivers
 
 NEEDS = ["prometheus", "prometheus-alertmanager", "prometheus-node-exporter"]
 
@@ -37,6 +40,37 @@ class _Collect:
 
     def event(self, proposal_id: int, kind: str, event: object) -> None:
         return None
+
+
+def _review_request_reaches_chat(repo: Path, proposal_id: int) -> None:
+    path = repo / "terry.yml"
+    settings = yaml.safe_load(path.read_text())
+    settings["notifications"] = {
+        "routes": [
+            {
+                "name": "oncall",
+                "url_env": "LAB_CHAT_URL",
+                "format": "slack",
+                "events": ["needs-review"],
+                "environments": ["production"],
+            }
+        ],
+        "group_window": 0,
+    }
+    path.write_text(yaml.safe_dump(settings))
+    chat = ChatReceivers()
+    chat.start()
+    config = load_config(repo, environ={})
+    store = Store(config.store_url)
+    try:
+        done = deliver_round(config, store, environ={"LAB_CHAT_URL": chat.slack_url})
+        assert done.messages == 1 and not done.errors, done
+        [text] = chat.texts("slack")
+        assert "needs review" in text.splitlines()[0] and "lab-01 (production)" in text
+        assert f"terry proposals approve {proposal_id}" in text
+    finally:
+        store.dispose()
+        chat.stop()
 
 
 def test_alert_to_verified_fix_on_the_lab(tmp_path: Path) -> None:
@@ -93,6 +127,15 @@ def test_alert_to_verified_fix_on_the_lab(tmp_path: Path) -> None:
         assert events is not None
         assert any(a == "demo-operator" and t == "approved" for _i, t, a in audits)
         assert any("verify" in s for s in reporter.steps)
+
+        # The production review request reaches the team's chat with the approve command:
+        # the notifier reads the audit log the demo wrote, as terry serve's thread would.
+        [reviewed] = [
+            p.id
+            for p in proposals
+            if p.incident_id == rows["lab-01"].incident_id and p.approved_by == "demo-operator"
+        ]
+        _review_request_reaches_chat(result.repo, reviewed)
     finally:
         report = lab.down(LAB)
         assert not report.problems, report.problems

@@ -1,0 +1,137 @@
+"""Delivery rounds: collect new events into the outbox, send what is due, record how it
+went. ``terry notifications deliver`` runs one round; ``terry serve`` runs them in a
+thread of their own (``Notifier``), so a target that is slow or down delays only its own
+messages, never the pipeline (which only writes audit rows).
+
+A round sends one message per route and event kind: a storm of 200 incidents opened is one
+message listing the first few and "and 190 more". When a route fails, its other messages
+of the round are not tried (a route that hangs costs one timeout per round) and are
+retried with it.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from datetime import datetime
+
+from terry.config import Config
+from terry.errors import TerryError
+from terry.notify.message import compose
+from terry.notify.outbox import Claimed, claim, collect, settle
+from terry.notify.routes import target_for
+from terry.notify.send import send
+from terry.redact import redact
+from terry.store import Store
+
+__all__ = ["Notifier", "Round", "deliver_round"]
+
+log = logging.getLogger("terry.notify")
+
+
+@dataclass(frozen=True)
+class Round:
+    """What one round did: events newly owed, messages sent, rows delivered, rows failed
+    (to be retried), rows that went dead, and each failure (without URLs)."""
+
+    collected: int = 0
+    messages: int = 0
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    errors: tuple[str, ...] = field(default_factory=tuple)
+
+
+def _lease(config: Config) -> float:
+    """Seconds a round holds its rows: long enough for its sends, short enough that the
+    rows of a round that died are soon due again."""
+    return max(120.0, config.notifications.timeout * 10)
+
+
+def deliver_round(
+    config: Config,
+    store: Store,
+    *,
+    environ: Mapping[str, str] | None = None,
+    now: datetime | None = None,
+) -> Round:
+    """Collect, then send every due message once."""
+    settings = config.notifications
+    env = os.environ if environ is None else environ
+    collected = collect(store, settings, now=now)
+    routes = {r.name: r for r in settings.routes}
+    if not routes:
+        return Round(collected=collected)
+    held = claim(store, list(routes), lease=_lease(config), now=now)
+    groups: dict[tuple[str, str], list[Claimed]] = {}
+    for item in held:
+        groups.setdefault((item.route, item.event.kind.value), []).append(item)
+    down: dict[str, str] = {}
+    messages = delivered = failed = dead = 0
+    errors: list[str] = []
+    for (route, _kind), items in groups.items():
+        error = down.get(route)
+        if error is None:
+            try:
+                target = target_for(routes[route], env)
+                message = compose(
+                    [i.event for i in items],
+                    public_url=config.server.public_url,
+                    max_items=settings.max_items,
+                )
+                send(target, message, timeout=settings.timeout)
+                messages += 1
+            except TerryError as exc:
+                error = redact(str(exc))[:500]
+                down[route] = error
+                errors.append(error)
+                log.warning("notification to route %s failed: %s", route, error)
+        dead += settle(store, items, settings, error=error)
+        if error is None:
+            delivered += len(items)
+        else:
+            failed += len(items)
+    return Round(collected, messages, delivered, failed, dead, tuple(errors))
+
+
+class Notifier:
+    """``terry serve``'s delivery thread: a round every ``notifications.poll_seconds``."""
+
+    def __init__(
+        self, config: Config, store: Store, *, environ: Mapping[str, str] | None = None
+    ) -> None:
+        self.config = config
+        self.store = store
+        self.environ = environ
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._loop, name="terry-notifier", daemon=True)
+
+    def start(self) -> None:
+        if self.config.notifications.routes:
+            self._thread.start()
+
+    def stop(self) -> None:
+        """Stop after the send in hand (at most one timeout); what is left stays owed."""
+        self._stop.set()
+        if self._thread.is_alive():
+            self._thread.join(self.config.notifications.timeout + 10)
+
+    def _loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = deliver_round(self.config, self.store, environ=self.environ)
+                if done.messages or done.failed:
+                    log.info(
+                        "notifications: %d message(s) sent, %d row(s) delivered, %d failed, "
+                        "%d dead",
+                        done.messages,
+                        done.delivered,
+                        done.failed,
+                        done.dead,
+                    )
+            except Exception:
+                log.exception("notification round failed; trying again")
+            self._stop.wait(self.config.notifications.poll_seconds)

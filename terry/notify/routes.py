@@ -1,0 +1,94 @@
+"""Routes: which events go where (``notifications.routes`` in terry.yml), and the apprise
+URL each route's variable holds.
+
+A route's URL is a secret (a Slack or Discord webhook URL is its own credential): it is
+read from the environment when a message is sent, never stored, and ``Target`` hides it
+from ``repr`` and from every error (``Target.redactor``).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass, field
+from urllib.parse import unquote, urlsplit
+
+from terry.config import RouteConfig
+from terry.errors import ConfigError
+from terry.notify.events import Event
+from terry.redact import Redactor
+
+__all__ = ["Target", "matches", "target_for"]
+
+# Plain https webhook URLs apprise speaks to natively, by host.
+NATIVE_HOSTS = {
+    "hooks.slack.com": "slack",
+    "hooks.slack-gov.com": "slack",
+    "discord.com": "discord",
+    "discordapp.com": "discord",
+}
+
+
+def matches(route: RouteConfig, event: Event) -> bool:
+    """Whether ``route`` wants ``event``: one of its events, and (where it names some) one
+    of its environments, severities and tenants. An event without an environment (or
+    severity, tenant) does not pass a route that filters on it."""
+    if event.kind.value not in route.events:
+        return False
+    checks = (
+        (route.environments, event.environment),
+        (route.severities, event.severity),
+        (route.tenants, event.tenant),
+    )
+    return all(not wanted or value in wanted for wanted, value in checks)
+
+
+@dataclass(frozen=True)
+class Target:
+    """Where one route's messages go. ``shape``: ``apprise`` (an apprise URL, or a webhook
+    URL apprise knows natively), or ``slack`` / ``discord`` / ``json`` (that body, POSTed to
+    an http(s) URL through apprise's generic JSON plugin)."""
+
+    route: str
+    shape: str
+    url: str = field(repr=False)
+
+    @property
+    def redactor(self) -> Redactor:
+        """Hides the URL and each of its longer parts (webhook tokens sit in the path)."""
+        parts = urlsplit(self.url)
+        pieces = [self.url, parts.path, parts.query, parts.password, parts.username]
+        pieces += [unquote(p) for p in parts.path.split("/")]
+        pieces += [p for p in parts.query.split("&")]
+        return Redactor(p for p in pieces if p)
+
+    @property
+    def where(self) -> str:
+        """The route as people may see it: its scheme and host, never the rest."""
+        parts = urlsplit(self.url)
+        host = parts.hostname or ""
+        return f"{parts.scheme}://{host}" if host else f"{parts.scheme}://"
+
+
+def target_for(route: RouteConfig, environ: Mapping[str, str]) -> Target:
+    """The route's target, from the variable it names; ConfigError when it is unset or is
+    no URL."""
+    url = (environ.get(route.url_env) or "").strip()
+    if not url:
+        raise ConfigError(f"route {route.name}: ${route.url_env} is not set (the route's URL)")
+    scheme = url.split("://", 1)[0].lower() if "://" in url else ""
+    if not scheme:
+        raise ConfigError(
+            f"route {route.name}: ${route.url_env} is not a URL (expected an apprise URL such "
+            "as slack://... or an https:// webhook URL)"
+        )
+    if scheme not in ("http", "https"):
+        if route.format not in ("auto",):
+            raise ConfigError(
+                f"route {route.name}: format {route.format} needs an http(s) URL in "
+                f"${route.url_env}, not a {scheme}:// URL"
+            )
+        return Target(route.name, "apprise", url)
+    if route.format == "auto":
+        host = (urlsplit(url).hostname or "").lower()
+        return Target(route.name, "apprise" if host in NATIVE_HOSTS else "json", url)
+    return Target(route.name, route.format, url)

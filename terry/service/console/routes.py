@@ -1,0 +1,469 @@
+"""The web console's pages and forms (``terry serve``): incidents, an incident, a proposal,
+drift and weekly reports, log in and out, approve and reject.
+
+Server-rendered with Jinja2 (``terry.reports.markup.html_page``: autoescape, every string
+made inert, undefined names an error), no JavaScript: a running apply refreshes its page.
+Nothing but the login page answers without a session (``session.py``); every POST passes the
+CSRF locks (``csrf.py``); who may approve or reject is ``terry.service.auth.may_act``, and
+what a proposal's state allows is the pipeline's to say (its refusal is shown on the page).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import logging
+import os
+from collections.abc import Awaitable, Callable
+from datetime import datetime
+from importlib import resources
+from typing import Any
+from urllib.parse import parse_qs, urlencode
+
+from markupsafe import Markup
+from starlette.requests import Request
+from starlette.responses import HTMLResponse, RedirectResponse, Response
+from starlette.routing import BaseRoute, Route
+
+from terry.config import Config
+from terry.errors import InputError, NotFound, TerryError
+from terry.incidents.refs import parse_ref
+from terry.pipeline import Pipeline
+from terry.proposals.view import proposal_detail
+from terry.reports.markup import html_page
+from terry.reports.views import incident_story
+from terry.reports.weekly import host_environments
+from terry.service.auth import Action, Authenticator, Principal, Role, may_act
+from terry.service.console.actions import Actions
+from terry.service.console.csrf import refusal
+from terry.service.console.queries import (
+    SINCE,
+    Environments,
+    IncidentFilter,
+    incident_page,
+    incident_ref,
+)
+from terry.service.console.queries import SOURCES as _SOURCES
+from terry.service.console.queries import STATES as _STATES
+from terry.service.console.session import COOKIE, Session, Sessions
+from terry.store import Store
+from terry.store.models import MAX_ROW_ID
+
+__all__ = ["Console"]
+
+log = logging.getLogger("terry.service.console")
+
+_TEMPLATES = "service/console/templates/"
+_MAX_FORM = 16 * 1024
+_MAX_REASON = 500
+# A running apply: its page reloads itself every this many seconds.
+REFRESH_SECONDS = 2
+_PAGE_CSP = (
+    "default-src 'none'; style-src 'self'; img-src 'self' data:; frame-src 'self'; "
+    "form-action 'self'; frame-ancestors 'none'; base-uri 'none'"
+)
+# The drift and weekly reports are whole pages of their own, shown in a frame: their
+# inline styles, and nothing that runs.
+_REPORT_CSP = (
+    "default-src 'none'; style-src 'unsafe-inline'; img-src data:; sandbox; "
+    "frame-ancestors 'self'; base-uri 'none'"
+)
+_NEXT_PREFIXES = ("/console", "/incidents/", "/proposals/")
+
+Handler = Callable[[Request], Awaitable[Response]]
+ReadTurn = Callable[[Callable[[], Any]], Awaitable[Any]]
+
+
+def _when(value: datetime | None) -> str:
+    return "" if value is None else value.strftime("%Y-%m-%d %H:%M:%S UTC")
+
+
+def _headers(csp: str = _PAGE_CSP) -> dict[str, str]:
+    return {
+        "Content-Security-Policy": csp,
+        "X-Content-Type-Options": "nosniff",
+        "Referrer-Policy": "same-origin",
+        "Cache-Control": "no-store",
+    }
+
+
+def _safe_next(value: str | None) -> str:
+    """Where to go after logging in: one of the console's own paths, else the list."""
+    if value and value.startswith(_NEXT_PREFIXES) and "//" not in value and "\\" not in value:
+        return value
+    return "/console"
+
+
+def _wants_html(request: Request) -> bool:
+    """A browser (it asks for HTML): sent to the login page rather than answered 401."""
+    return "text/html" in request.headers.get("accept", "")
+
+
+def _proposal_id(raw: str) -> int:
+    if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or not 1 <= int(raw) <= MAX_ROW_ID:
+        raise NotFound(f"proposal {raw[:24]} does not exist")
+    return int(raw)
+
+
+class Console:
+    """The console of one ``terry serve``: its sessions, its approvals in flight, its
+    routes (``routes``)."""
+
+    def __init__(
+        self,
+        config: Config,
+        store: Store,
+        auth: Authenticator,
+        *,
+        pipeline_factory: Callable[[], Pipeline],
+        read_turn: ReadTurn,
+        environ: dict[str, str] | None = None,
+    ) -> None:
+        env = os.environ if environ is None else environ
+        server = config.server
+        self.config = config
+        self.store = store
+        self.auth = auth
+        self.sessions = Sessions(
+            (env.get(server.console_secret_env) or "").strip() or None,
+            minutes=server.session_minutes,
+        )
+        self.actions = Actions(pipeline_factory)
+        self.read_turn = read_turn
+        self.environments = Environments(lambda: host_environments(config))
+        # The stylesheet goes inline, allowed by its hash: no route answers anonymously.
+        css = resources.files("terry").joinpath("service/console/static/console.css")
+        self.css = Markup(css.read_text("utf-8"))
+        digest = base64.b64encode(hashlib.sha256(str(self.css).encode()).digest()).decode()
+        self.csp = _PAGE_CSP.replace("style-src 'self'", f"style-src 'sha256-{digest}'")
+
+    # -- plumbing ---------------------------------------------------------------------------
+    def session(self, request: Request) -> Session | None:
+        found = self.sessions.read(request.cookies.get(COOKIE))
+        if found is None or not self.auth.holds(found.principal):
+            return None
+        return found
+
+    def render(
+        self, template: str, session: Session | None, *, status: int = 200, **context: Any
+    ) -> HTMLResponse:
+        principal = session.principal if session else None
+        body = html_page(
+            _TEMPLATES + template,
+            me=principal,
+            csrf=session.csrf if session else "",
+            can_act=principal is not None and may_act(principal, Action.APPROVE),
+            when=_when,
+            css=self.css,
+            refresh=context.pop("refresh", 0),
+            message=context.pop("message", ""),
+            **context,
+        )
+        return HTMLResponse(body, status_code=status, headers=_headers(self.csp))
+
+    def who(self, request: Request) -> Session | bool | None:
+        """The session of a request: its cookie's, or (for scripts) a reader's bearer token
+        (a session that cannot post); None when it has neither; False when its bearer
+        token is wrong."""
+        if "authorization" in request.headers:
+            principal = self.auth.authenticate(request, Role.READER)
+            return False if principal is None else Session(principal, "", 0)
+        return self.session(request)
+
+    def unauthorized(self, request: Request, message: str = "Log in first.") -> Response:
+        """401 with the login form: what a request with no (or a wrong) credential gets."""
+        response = self.render(
+            "login.html.j2", None, status=401, message=message, next=_safe_next(request.url.path)
+        )
+        response.headers["WWW-Authenticate"] = 'Bearer realm="terry"'
+        return response
+
+    def page(self, handler: Callable[[Request, Session], Awaitable[Response]]) -> Handler:
+        """``handler`` for a logged-in reader or operator. A browser without a session is
+        sent to the login page; any other request without a credential gets 401."""
+
+        async def guard(request: Request) -> Response:
+            session = self.who(request)
+            if isinstance(session, Session) and may_act(session.principal, Action.READ):
+                return await handler(request, session)
+            if session is None and _wants_html(request):
+                target = request.url.path
+                if request.url.query:
+                    target += "?" + request.url.query
+                return RedirectResponse(
+                    "/console/login?" + urlencode({"next": target}),
+                    status_code=303,
+                    headers=_headers(),
+                )
+            return self.unauthorized(request)
+
+        return guard
+
+    async def form(
+        self, request: Request, session: Session | None, *, check: bool = True
+    ) -> dict[str, str] | Response:
+        """The posted form, or the refusal to answer with (too large; forged, unless
+        ``check`` is off for the caller to check)."""
+        kind = request.headers.get("content-type", "").split(";")[0].strip().lower()
+        body = b""
+        async for chunk in request.stream():
+            body += chunk
+            if len(body) > _MAX_FORM:
+                return self.render("message.html.j2", session, status=413, message="form too large")
+        fields: dict[str, str] = {}
+        if kind == "application/x-www-form-urlencoded":
+            parsed = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
+            fields = {k: v[0] for k, v in parsed.items() if v}
+        public_url = self.config.server.public_url
+        why = (
+            refusal(request, session, fields.get("csrf"), public_url=public_url) if check else None
+        )
+        if why is not None:
+            who = session.principal.name if session else "nobody"
+            log.warning(
+                "console: refused %s %r by %s: %s", request.method, request.url.path, who, why
+            )
+            return self.render("message.html.j2", session, status=403, message=f"Refused: {why}.")
+        return fields
+
+    def secure(self, request: Request) -> bool:
+        return self.config.server.public_url.startswith("https:") or request.url.scheme == "https"
+
+    # -- log in and out ---------------------------------------------------------------------
+    async def login_form(self, request: Request) -> Response:
+        session = self.who(request)
+        if session is False or (session is None and not _wants_html(request)):
+            return self.unauthorized(request)
+        return self.render(
+            "login.html.j2",
+            session if isinstance(session, Session) else None,
+            next=_safe_next(request.query_params.get("next")),
+        )
+
+    async def login(self, request: Request) -> Response:
+        fields = await self.form(request, None, check=False)
+        if isinstance(fields, Response):
+            return fields
+        target = _safe_next(fields.get("next"))
+        principal = self.auth.login(fields.get("token", "")) if fields.get("token") else None
+        if principal is None:
+            log.warning("console: a login with a wrong token")
+            return self.unauthorized(request, "That is not a reader's or an operator's token.")
+        why = refusal(request, None, None, public_url=self.config.server.public_url)
+        if why is not None:  # a login another site started (login CSRF)
+            log.warning("console: refused a login for %s: %s", principal.name, why)
+            return self.render("message.html.j2", None, status=403, message=f"Refused: {why}.")
+        _session, cookie = self.sessions.new(principal)
+        log.info("console: %s logged in (%s)", principal.name, principal.role)
+        response = RedirectResponse(target, status_code=303, headers=_headers())
+        response.set_cookie(
+            COOKIE,
+            cookie,
+            max_age=self.sessions.seconds,
+            path="/",
+            httponly=True,
+            samesite="strict",
+            secure=self.secure(request),
+        )
+        return response
+
+    async def logout(self, request: Request) -> Response:
+        session = self.session(request)
+        if session is None:
+            return self.unauthorized(request, "You are not logged in.")
+        fields = await self.form(request, session)
+        if isinstance(fields, Response):
+            return fields
+        response = RedirectResponse("/console/login", status_code=303, headers=_headers())
+        response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
+        return response
+
+    # -- pages ------------------------------------------------------------------------------
+    async def incidents(self, request: Request, session: Session) -> Response:
+        try:
+            wanted = IncidentFilter.from_query(request.query_params, max_page=500)
+        except InputError as exc:
+            wanted, problem = IncidentFilter(), str(exc)
+        else:
+            problem = ""
+
+        def read() -> Any:
+            environments = self.environments.get()
+            lines, following = incident_page(self.store, environments, wanted)
+            return lines, following, sorted(set(environments.values()))
+
+        lines, following, environments = await self.read_turn(read)
+        return self.render(
+            "incidents.html.j2",
+            session,
+            status=400 if problem else 200,
+            message=problem,
+            lines=lines,
+            wanted=wanted,
+            environments=environments,
+            states=_STATES,
+            sources=_SOURCES,
+            since=tuple(SINCE),
+            next_url=(
+                "/console?" + urlencode(wanted.query(before_id=following)) if following else ""
+            ),
+        )
+
+    async def incident(self, request: Request, session: Session) -> Response:
+        key = str(request.path_params["key"])
+        try:
+            if parse_ref(key) is None and not (key.isascii() and key.isdigit()):
+                raise NotFound(f"incident {key[:40]!r} does not exist: give a number or INC-...")
+
+            def read() -> Any:
+                story = incident_story(self.store, key)
+                details = [proposal_detail(self.store, p) for p in story.incident.proposals[-20:]]
+                return story, details
+
+            story, details = await self.read_turn(read)
+        except NotFound as exc:
+            return self.render("message.html.j2", session, status=404, message=str(exc))
+        return self.render("incident.html.j2", session, story=story, proposals=details)
+
+    async def proposal(
+        self, request: Request, session: Session, *, status: int = 200, message: str = ""
+    ) -> Response:
+        try:
+            proposal_id = _proposal_id(str(request.path_params["id"]))
+
+            def read() -> Any:
+                detail = proposal_detail(self.store, proposal_id)
+                return detail, incident_ref(self.store, detail.summary.incident_id)
+
+            detail, ref = await self.read_turn(read)
+        except NotFound as exc:
+            return self.render("message.html.j2", session, status=404, message=str(exc))
+        job = self.actions.job(proposal_id)
+        running = (job is not None and not job.done) or detail.summary.state == "applying"
+        return self.render(
+            "proposal.html.j2",
+            session,
+            status=status,
+            message=message,
+            d=detail,
+            ref=ref,
+            job=job,
+            running=running,
+            refresh=REFRESH_SECONDS if running else 0,
+        )
+
+    async def incident_report(self, request: Request, session: Session) -> Response:
+        """The incident's report (``terry incidents report``), its own page, framed by the
+        incident's page."""
+        key = str(request.path_params["key"])
+
+        def read() -> str:
+            from terry.reports.incident_report import incident_report
+            from terry.reports.incident_report_format import to_html
+
+            return to_html(incident_report(self.store, key))
+
+        try:
+            if parse_ref(key) is None and not (key.isascii() and key.isdigit()):
+                raise NotFound(f"incident {key[:40]!r} does not exist: give a number or INC-...")
+            text = await self.read_turn(read)
+        except TerryError as exc:
+            return self.render("message.html.j2", session, status=404, message=str(exc))
+        return HTMLResponse(text, headers=_headers(_REPORT_CSP))
+
+    async def report(self, request: Request, session: Session) -> Response:
+        kind = "drift" if request.url.path.startswith("/console/drift") else "weekly"
+        return self.render("report.html.j2", session, kind=kind)
+
+    async def report_body(self, request: Request, session: Session) -> Response:
+        """The drift or weekly report's own HTML page (framed by ``report``)."""
+        config, store = self.config, self.store
+
+        def drift() -> str:
+            from terry.drift.report import load_report, to_html
+
+            return to_html(load_report(store, config))
+
+        def weekly() -> str:
+            from terry.reports import report_for, to_html
+
+            return to_html(report_for(config, store))
+
+        work = drift if request.url.path.startswith("/console/drift") else weekly
+        try:
+            text = await self.read_turn(work)
+        except TerryError as exc:
+            return self.render("message.html.j2", session, status=404, message=str(exc))
+        return HTMLResponse(text, headers=_headers(_REPORT_CSP))
+
+    # -- forms ------------------------------------------------------------------------------
+    async def decide(self, request: Request) -> Response:
+        """POST approve or reject: the session, the CSRF locks, ``may_act``, then the
+        pipeline's verb; its refusal is shown on the proposal's page."""
+        session = self.session(request)
+        if session is None:
+            return self.unauthorized(request, "Log in to approve or reject.")
+        fields = await self.form(request, session)
+        if isinstance(fields, Response):
+            return fields
+        verb = Action.APPROVE if request.url.path.endswith("/approve") else Action.REJECT
+        principal: Principal = session.principal
+        if not may_act(principal, verb):
+            log.warning("console: %s (%s) may not %s", principal.name, principal.role, verb)
+            return await self.proposal(
+                request,
+                session,
+                status=403,
+                message=f"{principal.name} may not {verb}: a {principal.role}'s token reads only.",
+            )
+        try:
+            proposal_id = _proposal_id(str(request.path_params["id"]))
+        except NotFound as exc:
+            return self.render("message.html.j2", session, status=404, message=str(exc))
+        actor = f"console:{principal.name}"
+        reason = " ".join(fields.get("reason", "").split())
+        if verb is Action.REJECT and not reason:
+            return await self.proposal(
+                request, session, status=400, message="Say why you reject it (the reason)."
+            )
+        if len(reason) > _MAX_REASON:
+            return await self.proposal(
+                request,
+                session,
+                status=400,
+                message=f"The reason is over {_MAX_REASON} characters.",
+            )
+        try:
+            if verb is Action.APPROVE:
+                await self.read_turn(lambda: self.actions.approve(proposal_id, actor=actor))
+            else:
+                await self.read_turn(
+                    lambda: self.actions.reject(proposal_id, actor=actor, reason=reason)
+                )
+        except TerryError as exc:
+            return await self.proposal(request, session, status=409, message=str(exc))
+        log.info("console: %s %s proposal %s", actor, verb, proposal_id)
+        return RedirectResponse(f"/proposals/{proposal_id}", status_code=303, headers=_headers())
+
+    # -- the routes -------------------------------------------------------------------------
+    def routes(self) -> list[BaseRoute]:
+        page = self.page
+        return [
+            Route("/", page(self.incidents), methods=["GET"]),
+            Route("/console", page(self.incidents), methods=["GET"]),
+            Route("/console/login", self.login_form, methods=["GET"]),
+            Route("/console/login", self.login, methods=["POST"]),
+            Route("/console/logout", self.logout, methods=["POST"]),
+            Route("/console/drift", page(self.report), methods=["GET"]),
+            Route("/console/drift/report", page(self.report_body), methods=["GET"]),
+            Route("/console/weekly", page(self.report), methods=["GET"]),
+            Route("/console/weekly/report", page(self.report_body), methods=["GET"]),
+            Route("/incidents/{key}", page(self.incident), methods=["GET"]),
+            Route("/incidents/{key}/report", page(self.incident_report), methods=["GET"]),
+            Route("/proposals/{id}", page(self.proposal), methods=["GET"]),
+            Route("/proposals/{id}/approve", self.decide, methods=["POST"]),
+            Route("/proposals/{id}/reject", self.decide, methods=["POST"]),
+        ]
+
+    def close(self) -> None:
+        self.actions.close()

@@ -1,0 +1,79 @@
+"""Console sessions: who is logged in, in an HMAC-signed cookie.
+
+The cookie holds the principal's name and role, the session's CSRF token and when it
+expires, signed with HMAC-SHA256 under the server's secret (``server.console_secret_env``,
+else one made at start: a restart then logs everyone out). Never the login token: a cookie
+that leaks names a person, not their credential. A session whose principal is no longer
+configured (``Authenticator.holds``) or whose time is up is no session.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import json
+import secrets
+import time
+from dataclasses import dataclass
+
+from terry.errors import ConfigError
+from terry.service.auth import Principal, Role
+
+__all__ = ["COOKIE", "Session", "Sessions"]
+
+COOKIE = "terry_session"
+MIN_SECRET = 32  # characters of the configured secret
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode("ascii")
+
+
+def _unb64(text: str) -> bytes:
+    return base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
+
+
+@dataclass(frozen=True)
+class Session:
+    principal: Principal
+    csrf: str  # the per-session token every form posts back
+    expires: int  # Unix seconds
+
+
+class Sessions:
+    """Makes and reads session cookies under one secret."""
+
+    def __init__(self, secret: str | None, *, minutes: int) -> None:
+        if secret is not None and len(secret) < MIN_SECRET:
+            raise ConfigError(f"the console secret must have at least {MIN_SECRET} characters")
+        raw = secret.encode("utf-8") if secret else secrets.token_bytes(32)
+        self._key = hashlib.sha256(b"terry console session\0" + raw).digest()
+        self.seconds = minutes * 60
+
+    def _sign(self, body: str) -> str:
+        return _b64(hmac.new(self._key, body.encode("ascii"), hashlib.sha256).digest())
+
+    def new(self, principal: Principal, *, now: float | None = None) -> tuple[Session, str]:
+        """A fresh session for ``principal`` and its cookie value."""
+        expires = int(now if now is not None else time.time()) + self.seconds
+        session = Session(principal, secrets.token_urlsafe(32), expires)
+        data = {"n": principal.name, "r": str(principal.role), "c": session.csrf, "e": expires}
+        body = _b64(json.dumps(data, separators=(",", ":")).encode("utf-8"))
+        return session, f"{body}.{self._sign(body)}"
+
+    def read(self, value: str | None, *, now: float | None = None) -> Session | None:
+        """The session a cookie value carries, or None (missing, forged, expired, garbled)."""
+        if not value or len(value) > 4096 or not value.isascii():
+            return None
+        body, _, signature = value.partition(".")
+        if not hmac.compare_digest(self._sign(body), signature):
+            return None
+        try:
+            data = json.loads(_unb64(body))
+            name, role, csrf, expires = str(data["n"]), Role(data["r"]), str(data["c"]), data["e"]
+        except (ValueError, KeyError, TypeError):
+            return None
+        if not isinstance(expires, int) or expires <= (now if now is not None else time.time()):
+            return None
+        return Session(Principal(name, role), csrf, expires)

@@ -1,0 +1,362 @@
+"""The notifier (issue 15): people told what Terry did, in their chat, at least once.
+
+Real delivery through apprise to local receivers that follow Slack's and Discord's
+incoming-webhook shapes and a generic JSON endpoint (tests/fakes/chat_receivers.py),
+including receivers that answer 500 or hang; the real pipeline (ansible-playbook in check
+mode on the example hosts, git, regorus); the real CLI; SQLite and PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import threading
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from sqlalchemy import select
+from starlette.testclient import TestClient
+
+from terry.config import load_config
+from terry.notify.deliver import Notifier
+from terry.notify.outbox import claim
+from terry.service.server import create_app
+from terry.store import Store
+from terry.store.models import NotificationRow
+from tests.conftest import Cli, alert, make_cli, payload
+from tests.fakes.chat_receivers import DISCORD_PATH, JSON_PATH, SLACK_PATH, ChatReceivers
+
+pytestmark = pytest.mark.integration
+
+SECRETS = [p.rsplit("/", 1)[1] for p in (SLACK_PATH, DISCORD_PATH, JSON_PATH)]
+PUBLIC = "https://terry.example.org"
+
+
+@pytest.fixture
+def receivers() -> Iterator[ChatReceivers]:
+    r = ChatReceivers()
+    r.start()
+    yield r
+    r.stop()
+
+
+def _configure(repo: Path, routes: list[dict[str, Any]], **settings: Any) -> None:
+    config = yaml.safe_load((repo / "terry.yml").read_text())
+    config["notifications"] = {
+        "routes": routes,
+        "group_window": 0,
+        "retry_seconds": 0.2,
+        "timeout": 5,
+        **settings,
+    }
+    config["server"] = {**config.get("server", {}), "public_url": PUBLIC}
+    (repo / "terry.yml").write_text(yaml.safe_dump(config))
+
+
+def _cli(repo: Path, store_url: str, receivers: ChatReceivers) -> Cli:
+    cli = make_cli(repo, store_url)
+    cli.env.update(
+        {
+            "CHAT_SLACK_URL": receivers.slack_url,
+            "CHAT_DISCORD_URL": receivers.discord_url,
+            "CHAT_JSON_URL": receivers.json_url,
+        }
+    )
+    return cli
+
+
+THREE = [
+    {"name": "slack", "url_env": "CHAT_SLACK_URL", "format": "slack"},
+    {"name": "discord", "url_env": "CHAT_DISCORD_URL", "format": "discord"},
+    {"name": "json", "url_env": "CHAT_JSON_URL"},  # auto: a plain URL gets generic JSON
+]
+
+
+def _deliver(cli: Cli) -> dict[str, Any]:
+    done = cli("notifications", "deliver", "--output", "json")
+    assert done.exit_code in (0, 1), done.stderr
+    return json.loads(done.stdout)
+
+
+def _review(cli: Cli, fingerprint: str = "n-disk") -> dict[str, Any]:
+    """A production disk fix: dry-run, then waiting for a person's review."""
+    assert cli("example", "break", "db-01", "disk").exit_code == 0
+    body = payload([alert("DiskUsageHigh", fingerprint=fingerprint, host="db-01")])
+    [outcome] = cli.json("alert", "ingest", "-", input=body)["proposals"]
+    assert outcome["state"] == "awaiting_review", outcome
+    return outcome
+
+
+def _no_secret(text: str) -> None:
+    for secret in SECRETS:
+        assert secret not in text
+
+
+def _store_text(store_url: str) -> str:
+    store = Store(store_url)
+    try:
+        with store.session() as session:
+            rows = session.scalars(select(NotificationRow)).all()
+            return json.dumps([[r.payload, r.last_error, r.route, r.dedupe_key] for r in rows])
+    finally:
+        store.dispose()
+
+
+def test_a_review_request_reaches_slack_discord_and_json_once_with_the_approve_command(
+    gitops: Path, store_url: str, receivers: ChatReceivers
+) -> None:
+    routes = [{**r, "events": ["needs-review", "kept-for-human"]} for r in THREE]
+    routes[0]["environments"] = ["production"]
+    routes.append(  # filtered out: staging only
+        {"name": "staging", "url_env": "CHAT_JSON_URL", "environments": ["staging"]}
+    )
+    _configure(gitops, routes)
+    cli = _cli(gitops, store_url, receivers)
+    outcome = _review(cli)
+    pid = outcome["proposal_id"]
+    ref = cli.json("incidents", "show", str(outcome["incident_id"]))["incident"]["ref"]
+    done = _deliver(cli)
+    assert done["messages"] == 3 and done["failed"] == 0, done
+
+    [slack] = receivers.texts("slack")
+    [discord] = receivers.bodies("discord")
+    [generic] = receivers.bodies("json")
+    for text in (slack, discord["content"], generic["title"] + "\n" + generic["message"]):
+        assert text.startswith(f"[Terry] {ref} needs review: "), text
+        assert "on db-01 (production)" in text.splitlines()[0]
+        assert f"terry proposals approve {pid}" in text
+        assert "Decision: review" in text
+        assert f"Web: {PUBLIC}/incidents/{ref}" in text
+    assert discord["allowed_mentions"] == {"parse": []}
+    assert set(generic) >= {"title", "message", "type"}  # apprise's generic JSON
+    assert not receivers.refused
+
+    # Delivered once: later rounds (and a re-read of the audit log) send nothing again.
+    again = _deliver(cli)
+    assert again["messages"] == 0 and again["collected"] == 0, again
+    assert len(receivers.received) == 3
+    listed = cli.json("notifications", "list")
+    assert {(n["route"], n["event"], n["state"]) for n in listed} == {
+        ("slack", "needs-review", "delivered"),
+        ("discord", "needs-review", "delivered"),
+        ("json", "needs-review", "delivered"),
+    }
+    assert all(n["incident"] == ref for n in listed)
+
+    # A test message, by hand.
+    tested = cli.json("notifications", "test", "discord")
+    assert tested == {"route": "discord", "delivered": True, "to": "http://127.0.0.1"}
+    assert "test message for route discord" in receivers.texts("discord")[-1]
+    missing = cli("notifications", "test", "nope")
+    assert missing.exit_code == 4 and "no notification route 'nope'" in missing.stderr
+
+
+def test_hostile_alert_text_stays_text_in_chat(
+    gitops: Path, store_url: str, receivers: ChatReceivers
+) -> None:
+    _configure(gitops, [{**r, "events": ["incident-opened"]} for r in THREE])
+    cli = _cli(gitops, store_url, receivers)
+    hostile = alert(
+        "Odd <!channel> @everyone `x` <@U123|boss> \x1b[31mred",
+        fingerprint="n-hostile",
+        host="web-01",
+    )
+    assert cli("alert", "ingest", "-", "--no-remediate", input=payload([hostile])).exit_code == 0
+    assert _deliver(cli)["messages"] == 3
+    [slack] = receivers.texts("slack")
+    assert "<!channel>" not in slack and "<@U123" not in slack
+    assert "&lt;!channel&gt;" in slack
+    [discord] = receivers.texts("discord")
+    assert "@everyone" not in discord and "@\u200beveryone" in discord
+    assert "`" not in discord
+    [generic] = receivers.bodies("json")
+    for text in (slack, discord, generic["title"]):
+        assert "\x1b" not in text and "\\x1b[31mred" in text
+
+
+def test_a_storm_of_200_incidents_is_a_handful_of_messages(
+    gitops: Path, store_url: str, receivers: ChatReceivers
+) -> None:
+    _configure(gitops, [{**THREE[0], "events": ["incident-opened"]}], max_items=10)
+    cli = _cli(gitops, store_url, receivers)
+    storm = [alert(f"Storm{n}", fingerprint=f"storm-{n}", host="web-02") for n in range(200)]
+    assert cli("alert", "ingest", "-", "--no-remediate", input=payload(storm)).exit_code == 0
+    done = _deliver(cli)
+    assert done["collected"] == 200 and done["delivered"] == 200, done
+    [text] = receivers.texts("slack")
+    lines = text.splitlines()
+    assert lines[0] == "[Terry] 200 incidents opened"
+    assert len([line for line in lines if line.startswith("- INC-")]) == 10
+    assert "and 190 more: terry incidents list" in text
+    assert len(text) < 4000
+
+
+def test_a_receiver_that_hangs_or_fails_slows_nothing_and_loses_nothing(
+    gitops: Path, store_url: str, receivers: ChatReceivers
+) -> None:
+    _configure(
+        gitops,
+        [{**THREE[0], "events": ["incident-opened", "needs-review"]}],
+        timeout=30,
+        poll_seconds=0.2,
+    )
+    cli = _cli(gitops, store_url, receivers)
+    config = load_config(gitops, environ={"TERRY_DATABASE_URL": store_url})
+    store = Store(config.store_url)
+    store.migrate()
+    receivers.mode = "hang"
+    notifier = Notifier(config, store, environ=cli.env)  # terry serve's delivery thread
+    notifier.start()
+    try:
+        first = payload([alert("Warmup", fingerprint="n-warm", host="web-01")])
+        assert cli("alert", "ingest", "-", "--no-remediate", input=first).exit_code == 0
+        deadline = time.monotonic() + 20
+        while receivers.attempts == 0:  # the notifier is now stuck in a send
+            assert time.monotonic() < deadline, "the notifier never sent"
+            time.sleep(0.05)
+        began = time.monotonic()
+        outcome = _review(cli)  # diagnose, propose, dry run (ansible), gate: the pipeline
+        took = time.monotonic() - began
+        assert receivers.attempts == 1, "the send was still hanging all along"
+        assert took < 30, f"the pipeline waited for the hanging receiver ({took:.1f}s)"
+        receivers.mode = "500"
+        receivers.release()  # the hanging request fails; the row is retried
+        deadline = time.monotonic() + 30
+        while receivers.attempts < 3:
+            assert time.monotonic() < deadline, "no retries"
+            time.sleep(0.05)
+        receivers.mode = "ok"
+        approve = f"terry proposals approve {outcome['proposal_id']}"
+        while True:  # every event, however the rounds grouped them
+            joined = "\n".join(receivers.texts("slack"))
+            if "Warmup" in joined and approve in joined:
+                break
+            assert time.monotonic() < deadline + 30, joined
+            time.sleep(0.1)
+    finally:
+        receivers.release()
+        notifier.stop()
+        store.dispose()
+    joined = "\n".join(receivers.texts("slack"))
+    assert "Warmup" in joined and f"terry proposals approve {outcome['proposal_id']}" in joined
+    listed = cli.json("notifications", "list")
+    assert {n["state"] for n in listed} == {"delivered"}
+    assert max(n["attempts"] for n in listed) >= 2  # failed first, then delivered
+
+
+def test_undelivered_messages_survive_a_restart_and_are_delivered_once(
+    gitops: Path, store_url: str, receivers: ChatReceivers
+) -> None:
+    _configure(gitops, [{**THREE[2], "events": ["incident-opened"]}])
+    cli = _cli(gitops, store_url, receivers)
+    body = payload([alert("Restart", fingerprint="n-restart", host="web-01")])
+    assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+    receivers.mode = "500"
+    failed = cli("notifications", "deliver")
+    assert failed.exit_code == 1 and "answered 500" in failed.stdout
+    # A round that claimed the row and died mid-send (its lease runs out) ...
+    config = load_config(gitops, environ={"TERRY_DATABASE_URL": store_url})
+    store = Store(config.store_url)
+    try:
+        time.sleep(0.3)  # past the retry backoff
+        assert [c.event.title for c in claim(store, ["json"], lease=0.5)] == ["Restart"]
+        assert _deliver(cli)["messages"] == 0  # held by the dead round
+    finally:
+        store.dispose()
+    receivers.mode = "ok"
+    time.sleep(0.6)
+    # ... the next process (a new store, a new CLI) delivers it, once.
+    assert _deliver(cli)["delivered"] == 1
+    assert _deliver(cli)["messages"] == 0
+    [sent] = receivers.bodies("json")
+    assert sent["title"].endswith("incident opened: Restart on web-01")
+
+
+def test_dead_letters_show_in_the_cli_and_metrics_and_no_url_leaks(
+    gitops: Path,
+    store_url: str,
+    receivers: ChatReceivers,
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    caplog.set_level(logging.DEBUG)
+    _configure(gitops, [{**r, "events": ["incident-opened"]} for r in THREE], max_attempts=2)
+    cli = _cli(gitops, store_url, receivers)
+    body = payload([alert("Dead", fingerprint="n-dead", host="web-01")])
+    assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+    receivers.mode = "500"
+    outputs = [cli("notifications", "deliver")]
+    time.sleep(0.5)
+    outputs.append(cli("notifications", "deliver"))
+    assert [o.exit_code for o in outputs] == [1, 1]
+    dead = cli.json("notifications", "list", "--state", "dead")
+    assert sorted(n["route"] for n in dead) == ["discord", "json", "slack"]
+    assert all(n["attempts"] == 2 and "answered 500" in n["last_error"] for n in dead)
+    outputs.append(cli("notifications", "list", "--state", "dead"))
+    assert "answered 500" in outputs[-1].stdout
+
+    config = load_config(gitops, environ={"TERRY_DATABASE_URL": store_url})
+    store = Store(config.store_url)
+    try:
+        client = TestClient(create_app(config, store, token="t", readers={"r": "rtoken"}))
+        metrics = client.get("/metrics", headers={"Authorization": "Bearer rtoken"}).text
+        assert 'terry_notifications_dead{route="slack"} 1.0' in metrics
+        assert 'terry_notifications_pending{route="slack"} 0.0' in metrics
+        assert 'terry_notifications_delivered_total{route="slack"} 0.0' in metrics
+        retried = cli.json("notifications", "retry", "--dead")
+        assert len(retried["retried"]) == 3
+        receivers.mode = "ok"
+        assert _deliver(cli)["delivered"] == 3
+        metrics = client.get("/metrics", headers={"Authorization": "Bearer rtoken"}).text
+        assert 'terry_notifications_dead{route="json"} 0.0' in metrics
+        assert 'terry_notifications_delivered_total{route="json"} 1.0' in metrics
+    finally:
+        store.dispose()
+    delivered_again = cli("notifications", "retry", str(dead[0]["id"]))
+    assert delivered_again.exit_code == 5
+    assert cli("notifications", "retry").exit_code == 2
+
+    # The routes' URLs are secrets: in no output, stored row or log record.
+    for out in outputs:
+        _no_secret(out.stdout + out.stderr)
+    _no_secret(_store_text(store_url))
+    _no_secret("\n".join(r.getMessage() for r in caplog.records))
+
+
+def test_routes_are_checked_with_clear_errors(gitops: Path, store_url: str) -> None:
+    cli = make_cli(gitops, store_url)
+    _configure(gitops, [{"name": "x", "url_env": "X", "events": ["lunch"]}])
+    bad = cli("notifications", "list")
+    assert bad.exit_code == 3 and "notifications.routes.0.events.0" in bad.stderr
+    _configure(gitops, [{"name": "x", "url_env": "X"}, {"name": "x", "url_env": "Y"}])
+    twice = cli("notifications", "list")
+    assert twice.exit_code == 3 and "route names used twice: x" in twice.stderr
+    _configure(gitops, [{"name": "x", "url_env": "UNSET_URL"}])
+    unset = cli("notifications", "test", "x")
+    assert unset.exit_code == 3 and "$UNSET_URL is not set" in unset.stderr
+
+
+def test_the_outbox_is_not_a_thread_hog(gitops: Path, store_url: str) -> None:
+    """Without routes, terry serve starts no notifier thread."""
+    config = load_config(gitops, environ={"TERRY_DATABASE_URL": store_url})
+    store = Store(config.store_url)
+    store.migrate()
+    try:
+        notifier = Notifier(config, store)
+        notifier.start()
+        assert not any(t.name == "terry-notifier" for t in threading.enumerate())
+        notifier.stop()
+    finally:
+        store.dispose()
+
+
+def test_routes_name_exactly_the_events_the_notifier_knows() -> None:
+    from typing import get_args
+
+    from terry.config import NotifyEvent
+    from terry.notify.events import EventKind
+
+    assert set(get_args(NotifyEvent)) == {kind.value for kind in EventKind}
