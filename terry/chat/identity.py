@@ -62,4 +62,4 @@ def refusal(config: ChatConfig, user: ChatUser, *, writes: bool) -> str | None:
 
 def hosts_for(user: ChatUser, inventory_hosts: Collection[str]) -> frozenset[str]:
     """The hosts ``user`` may ask about and act on: with the allow-list, the inventory's."""
-    return frozenset(inventory_hosts) if user.name is not None else frozenset()
+    return frozenset(str(h) for h in inventory_hosts) if user.name is not None else frozenset()

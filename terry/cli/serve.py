@@ -82,6 +82,10 @@ def command(
                             token from $TERRY_READ_TOKENS (NAME:TOKEN,...); lists take
                             limit (at most 500), before_id and state, and link the next
                             page (Link: rel="next")
+    GET  /console, /incidents/ID, /proposals/ID, /drift, /weekly   the web console:
+                            log in with a reader token (read only) or an operator token
+                            from $TERRY_OPERATOR_TOKENS (NAME:TOKEN,...; may approve
+                            and reject); sessions signed with $TERRY_CONSOLE_SECRET
 
     Schedules of terry.yml (drift scans and fixes, their reports delivered) run here too,
     one run of each at a time across servers; see 'terry schedule --help'.

@@ -233,7 +233,8 @@ def test_a_receiver_that_hangs_or_fails_slows_nothing_and_loses_nothing(
         approve = f"terry proposals approve {outcome['proposal_id']}"
         while True:  # every event, however the rounds grouped them
             joined = "\n".join(receivers.texts("slack"))
-            if "Warmup" in joined and approve in joined:
+            left = cli.json("notifications", "list", "--state", "pending")
+            if "Warmup" in joined and approve in joined and not left:
                 break
             assert time.monotonic() < deadline + 30, joined
             time.sleep(0.1)
