@@ -41,6 +41,7 @@ from starlette.routing import Route
 
 from terry.config import Config
 from terry.errors import InputError, NotFound, StoreError
+from terry.incidents.lifecycle import IncidentState
 from terry.incidents.refs import parse_ref
 from terry.jsonable import to_jsonable
 from terry.notify.deliver import Notifier
@@ -166,7 +167,50 @@ class StoreCollector(Collector):
             buckets=buckets,
             sum_value=float(total),
         )
+        yield from _open_incidents(self.store)
         yield from _notification_metrics(self.store)
+
+
+OPEN_STAGES = ("undiagnosed", "remediating", "needs_human", "fixed")
+
+
+def _open_stage() -> Any:
+    """Where an open incident stands (one of OPEN_STAGES), first match wins: fixed (verified,
+    its alert yet to resolve), kept for a person (``attention``), waiting for the worker's
+    diagnosis, else a proposal on its way (dry run, gate, review, apply, verify)."""
+    return case(
+        (IncidentRow.fixed_at.is_not(None), "fixed"),
+        (IncidentRow.attention.is_not(None), "needs_human"),
+        (IncidentRow.diagnosed_at.is_(None), "undiagnosed"),
+        else_="remediating",
+    )
+
+
+def _open_incidents(store: Store) -> Iterable[Any]:
+    """``terry_incidents_open{stage}``: open incidents by stage, every stage present (0 when
+    none), counted by the database in one row."""
+    stage = _open_stage()
+    try:
+        with store.session() as session:
+            row = session.execute(
+                select(
+                    *(
+                        func.coalesce(func.sum(case((stage == name, 1), else_=0)), 0)
+                        for name in OPEN_STAGES
+                    )
+                ).where(IncidentRow.state == str(IncidentState.OPEN))
+            ).one()
+    except (StoreError, SQLAlchemyError):
+        return
+    gauge = GaugeMetricFamily(
+        "terry_incidents_open",
+        "Open incidents by stage: undiagnosed, remediating, needs_human (kept for a person), "
+        "fixed (verified, its alert not yet resolved)",
+        labels=["stage"],
+    )
+    for name, n in zip(OPEN_STAGES, row, strict=True):
+        gauge.add_metric([name], int(n))
+    yield gauge
 
 
 def _notification_metrics(store: Store) -> Iterable[Any]:
