@@ -111,6 +111,11 @@ COMMANDS: dict[str, Entry] = {
         "command",
         "Read every open pull request of Terry's and act on it, as the webhook would.",
     ),
+    "tokens": Entry(
+        "terry.cli.tokens",
+        "command",
+        "API tokens: a role in a tenant for one user, shown once, stored as a digest.",
+    ),
 }
 
 # Commands whose package may be absent (the lab commands arrive with the lab package).

@@ -1,25 +1,30 @@
 """Who is asking ``terry serve``: its principals, and the one check every endpoint makes.
 
-Two kinds of principal, never interchangeable:
+Principals, never interchangeable:
 
 - Alertmanager, with the webhook's bearer token (the variable named by ``server.token_env``);
   it may only post alerts.
-- Readers, each with a name and a token of its own (the variable named by
-  ``server.read_tokens_env``: ``name:token`` entries, or ``@/path/to/file`` holding one
-  ``name:token`` a line); they may read the JSON API and ``/metrics``.
-- Operators (``server.operator_tokens_env``, the same format), who log in to the web console
-  and may approve and reject there (``may_act``, the one permission check).
+- People and scripts, each with a name, a role and a token of their own. Tokens come from
+  the environment (``server.read_tokens_env``: viewers, ``server.operator_tokens_env``:
+  operators; ``name:token`` entries, or ``@/path/to/file`` holding one a line) or from the
+  store (``terry tokens create``: a role in a tenant, an expiry, revocable; only its digest
+  is stored, ``terry.store.api_tokens``).
+
+What a role may do is ``terry.access`` (``allowed``, the one permission table, also in
+``docs/permissions.md``); ``may_act`` is its yes or no for the console.
 
 ``Authenticator.authenticate(request, role)`` is the only check: every route but ``/healthz``
-goes through it (``terry.service.server`` wraps the routes, none checks a header itself). A
-request is known by its principal's name, which is what is logged; a token never is. Tokens
-are compared as SHA-256 digests with ``hmac.compare_digest``, against every token of the role
-(no early exit). Per-user tokens, roles and tenants (the tenancy issue) grow here: a
-``Principal`` is what a later permission check is given.
+and the signed webhooks goes through it (``terry.service.server`` wraps the routes, none checks
+a header itself). ``role`` is what the route needs at the least (``viewer``: read; the
+webhook's: post alerts). A request is known by its principal's ``actor`` ("alice (token
+tk_0a1b2c3d)"), which is what is logged; a token never is. Environment tokens are compared as
+SHA-256 digests with ``hmac.compare_digest``, against every one (no early exit); a stored
+token is found by its id (its first 11 characters, not secret) and its digest compared. A
+revoked or expired stored token is refused (401) and the log says which and why.
 
 Without a webhook token ``terry serve`` refuses to start unless the operator passes
-``--insecure-no-auth``; then a role with no token configured accepts anonymous requests, and
-``/healthz`` and the log say so.
+``--insecure-no-auth``; then a role with no token configured in the environment accepts
+anonymous requests, and ``/healthz`` and the log say so.
 """
 
 from __future__ import annotations
@@ -30,45 +35,46 @@ import logging
 import os
 import re
 import stat
+import time
 from collections.abc import Mapping
 from dataclasses import dataclass
-from enum import StrEnum
 from pathlib import Path
+from typing import TYPE_CHECKING
 
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import HTTPConnection
 
+from terry.access import Action, Decision, Principal, Role, allowed
 from terry.config import Config
-from terry.errors import ConfigError
+from terry.errors import ConfigError, TerryError
 
-__all__ = ["Action", "Authenticator", "Principal", "Role", "may_act", "parse_read_tokens"]
+if TYPE_CHECKING:
+    from terry.store import Store
+
+__all__ = [
+    "Action",
+    "Authenticator",
+    "Decision",
+    "Principal",
+    "Role",
+    "allowed",
+    "may_act",
+    "parse_read_tokens",
+]
 
 log = logging.getLogger("terry.service.auth")
 
 _NAME = re.compile(r"[A-Za-z0-9][A-Za-z0-9_.@-]{0,63}")
 MIN_READ_TOKEN = 16  # characters; `openssl rand -hex 16` gives 32
-
-
-class Role(StrEnum):
-    ALERTMANAGER = "alertmanager"  # POST /api/v1/alerts
-    READER = "reader"  # GET /api/v1/..., /metrics
-    OPERATOR = "operator"  # the console: read, approve, reject (console login only)
-
-
-class Action(StrEnum):
-    """What a principal asks to do in the console."""
-
-    READ = "read"
-    APPROVE = "approve"
-    REJECT = "reject"
-
-
-@dataclass(frozen=True)
-class Principal:
-    """Who made a request: a name to log and to decide by, never the credential."""
-
-    name: str
-    role: Role
-    anonymous: bool = False
+# What a route that names a role needs at the least (``authenticate``).
+_DOOR = {
+    Role.ALERTMANAGER: Action.INGEST,
+    Role.VIEWER: Action.READ,
+    Role.OPERATOR: Action.APPROVE,
+    Role.ADMIN: Action.TOKENS,
+}
+_TOUCH_EVERY = 60.0  # seconds between two writes of a token's last_used_at
+_WARN_EVERY = 60.0  # seconds between two log lines about the same refused token
 
 
 @dataclass(frozen=True)
@@ -116,15 +122,10 @@ def parse_read_tokens(value: str, *, source: str) -> dict[str, str]:
     return tokens
 
 
-def may_act(principal: Principal, action: Action) -> bool:
-    """Whether ``principal`` may do ``action``: the one permission check of the console
-    (the tenancy issue grows it into per-user roles). Readers read; operators also approve
-    and reject; the webhook's principal does neither."""
-    if principal.anonymous or principal.role is Role.ALERTMANAGER:
-        return False
-    if action is Action.READ:
-        return principal.role in (Role.READER, Role.OPERATOR)
-    return principal.role is Role.OPERATOR
+def may_act(principal: Principal, action: Action, *, risk: str | None = None) -> bool:
+    """Whether ``principal`` may do ``action`` (``terry.access.allowed``): the console's yes
+    or no. An anonymous principal (an open role) never acts in the console."""
+    return not principal.anonymous and allowed(principal, action, risk=risk).ok
 
 
 def _read_tokens(
@@ -150,7 +151,8 @@ def _read_tokens(
 
 
 class Authenticator:
-    """The credentials ``terry serve`` accepts, loaded once at start."""
+    """The credentials ``terry serve`` accepts: the environment's, loaded once at start, and
+    the store's API tokens, read as they are presented (a revocation counts at once)."""
 
     def __init__(
         self,
@@ -160,6 +162,7 @@ class Authenticator:
         insecure_no_auth: bool = False,
         readers_from: str = "",
         operators: Mapping[str, str] | None = None,
+        store: Store | None = None,
     ) -> None:
         if not webhook_token and not insecure_no_auth:
             raise ConfigError(
@@ -173,19 +176,22 @@ class Authenticator:
                 _Credential(_digest(webhook_token), Principal("alertmanager", Role.ALERTMANAGER))
             )
         for name, token in readers.items():
-            self._credentials[Role.READER].append(
-                _Credential(_digest(token), Principal(name, Role.READER))
+            self._credentials[Role.VIEWER].append(
+                _Credential(_digest(token), Principal(name, Role.VIEWER))
             )
         for name, token in (operators or {}).items():
             self._credentials[Role.OPERATOR].append(
                 _Credential(_digest(token), Principal(name, Role.OPERATOR))
             )
+        self._store = store
+        self._touched: dict[str, float] = {}  # token id -> when its last use was written
+        self._warned: dict[str, float] = {}  # token id -> when its refusal was last logged
         # With --insecure-no-auth a role nobody holds a token for is open to anyone (never
-        # the console's operators: approving always takes a token).
+        # the console's operators or admins: approving always takes a token).
         self._open = frozenset(
             role
             for role, held in self._credentials.items()
-            if insecure_no_auth and not held and role is not Role.OPERATOR
+            if insecure_no_auth and not held and role in (Role.ALERTMANAGER, Role.VIEWER)
         )
         self.warnings: tuple[str, ...] = tuple(
             f"{_OPEN_WARNING[role]} (--insecure-no-auth)" for role in Role if role in self._open
@@ -202,8 +208,10 @@ class Authenticator:
         insecure_no_auth: bool = False,
         environ: Mapping[str, str] | None = None,
         operators: Mapping[str, str] | None = None,
+        store: Store | None = None,
     ) -> Authenticator:
-        """The credentials of ``config``: tokens from the environment, unless given."""
+        """The credentials of ``config``: tokens from the environment, unless given, and
+        the API tokens in ``store``."""
         env = os.environ if environ is None else environ
         token = webhook_token if webhook_token is not None else env.get(config.server.token_env)
         source = "given"
@@ -217,53 +225,124 @@ class Authenticator:
             insecure_no_auth=insecure_no_auth,
             readers_from=source,
             operators=operators,
+            store=store,
         )
 
     @property
     def reader_names(self) -> tuple[str, ...]:
-        return tuple(c.principal.name for c in self._credentials[Role.READER])
+        return tuple(c.principal.name for c in self._credentials[Role.VIEWER])
 
     @property
     def operator_names(self) -> tuple[str, ...]:
         return tuple(c.principal.name for c in self._credentials[Role.OPERATOR])
 
-    def login(self, token: str) -> Principal | None:
-        """The console principal ``token`` names: an operator's, else a reader's; None when
-        it names neither. Every credential is compared (the time says nothing)."""
-        digest = _digest(token.strip())
+    def identify(self, token: str) -> Principal | None:
+        """The person or script ``token`` names: an environment token's principal (an
+        operator's wins over a viewer's), else an active API token's; None otherwise.
+        Every environment credential is compared (the time says nothing)."""
+        token = token.strip()
+        digest = _digest(token)
         found: Principal | None = None
-        for role in (Role.READER, Role.OPERATOR):  # an operator's wins
+        for role in (Role.VIEWER, Role.OPERATOR):
             for credential in self._credentials[role]:
                 if hmac.compare_digest(digest, credential.digest):
                     found = credential.principal
+        if found is None and self._store is not None and token.startswith("tk_"):
+            found = self._stored(token)
         return found
 
+    def _stored(self, token: str) -> Principal | None:
+        from terry.store.api_tokens import find_token, touch_token
+
+        assert self._store is not None
+        try:
+            lookup = find_token(self._store, token)
+        except (TerryError, SQLAlchemyError) as exc:
+            log.error("API tokens cannot be read, refusing the request: %s", exc)
+            return None
+        stored, principal = lookup.token, lookup.found
+        now = time.monotonic()
+        if stored is not None and principal is None:
+            if now - self._warned.get(stored.id, -_WARN_EVERY) >= _WARN_EVERY:
+                self._warned[stored.id] = now
+                when = stored.revoked_at if lookup.status == "revoked" else stored.expires_at
+                log.warning(
+                    "refused API token %s of %s: %s since %s",
+                    stored.id,
+                    stored.user,
+                    lookup.status,
+                    when.strftime("%Y-%m-%d %H:%M:%S UTC") if when else "?",
+                )
+            return None
+        if principal is None or principal.token_id is None:
+            return principal
+        if now - self._touched.get(principal.token_id, -_TOUCH_EVERY) >= _TOUCH_EVERY:
+            self._touched[principal.token_id] = now
+            try:
+                touch_token(self._store, principal.token_id)
+            except (TerryError, SQLAlchemyError) as exc:  # the request goes on
+                log.warning("could not record the use of %s: %s", principal.token_id, exc)
+        return principal
+
+    def login(self, token: str) -> Principal | None:
+        """The console principal ``token`` names: one that may read; None otherwise."""
+        principal = self.identify(token)
+        return principal if principal is not None and allowed(principal, Action.READ) else None
+
     def holds(self, principal: Principal) -> bool:
-        """Whether ``principal`` (from a console session) is still configured."""
-        return any(c.principal == principal for c in self._credentials[principal.role])
+        """Whether ``principal`` (from a console session) is still configured: its
+        environment token still there, or its API token still active (not revoked, not
+        expired) for the same user, role and tenant."""
+        if principal.token_id is None:
+            return any(c.principal == principal for c in self._credentials[principal.role])
+        if self._store is None:
+            return False
+        from terry.store.api_tokens import TokenStatus, get_token
+
+        try:
+            stored = get_token(self._store, principal.token_id)
+        except (TerryError, SQLAlchemyError) as exc:
+            log.error("API tokens cannot be read, ending the session: %s", exc)
+            return False
+        return (
+            stored is not None
+            and stored.status() is TokenStatus.ACTIVE
+            and stored.principal() == principal
+        )
 
     def is_open(self, role: Role) -> bool:
         return role in self._open
 
     def authenticate(self, request: HTTPConnection, role: Role) -> Principal | None:
-        """The principal a request's bearer token names for ``role``; None when it names
-        none (answer 401). With no token at all, an open role gives an anonymous principal."""
+        """The principal a request's bearer token names, when it may do what ``role`` does
+        at the least (``_DOOR``); None when it names none or may not (answer 401). With no
+        token at all, an open role gives an anonymous principal."""
         header = request.headers.get("authorization")
         if header is None:
             return Principal("anonymous", role, anonymous=True) if role in self._open else None
         scheme, _, given = header.partition(" ")
         if scheme.lower() != "bearer" or not given.strip():
             return None
-        digest = _digest(given.strip())
-        found: Principal | None = None
-        for credential in self._credentials[role]:  # every one: the time says nothing
-            if hmac.compare_digest(digest, credential.digest):
-                found = credential.principal
-        return found
+        if role is Role.ALERTMANAGER:
+            digest = _digest(given.strip())
+            found: Principal | None = None
+            for credential in self._credentials[role]:  # every one: the time says nothing
+                if hmac.compare_digest(digest, credential.digest):
+                    found = credential.principal
+            return found
+        principal = self.identify(given)
+        if principal is None:
+            return None
+        decision = allowed(principal, _DOOR[role])
+        if not decision:
+            log.info("refused: %s", decision.reason)
+            return None
+        return principal
 
 
 _OPEN_WARNING = {
     Role.ALERTMANAGER: "the webhook accepts alerts without a token",
-    Role.READER: "the API and /metrics answer without a token",
+    Role.VIEWER: "the API and /metrics answer without a token",
     Role.OPERATOR: "",  # never open
+    Role.ADMIN: "",  # never open
 }

@@ -437,6 +437,7 @@ def create_app(
         readers=readers,
         insecure_no_auth=insecure_no_auth,
         operators=operators,
+        store=store,  # API tokens (terry tokens create), read as they are presented
     )
     for warning in auth.warnings:
         log.warning("INSECURE: %s", warning)
@@ -510,7 +511,7 @@ def create_app(
                 "%s %r by %s: %d",
                 request.method,
                 request.url.path,
-                principal.name,
+                principal.actor,  # the name, and the API token that acted
                 response.status_code,
             )
             return response

@@ -388,3 +388,22 @@ class NotificationCursorRow(Base):
     name: Mapped[str] = mapped_column(String(32), primary_key=True)
     audit_id: Mapped[int] = mapped_column(Integer)
     updated_at: Mapped[datetime]
+
+
+class ApiTokenRow(Base):
+    """An API token (``terry tokens``, migration 0015): only the SHA-256 digest of the token
+    is kept, never the token; ``id`` is its non-secret prefix (``tk_`` and 8 hex digits),
+    which names it in lists, logs and the audit."""
+
+    __tablename__ = "api_tokens"
+
+    id: Mapped[str] = mapped_column(String(16), primary_key=True)
+    digest: Mapped[str] = mapped_column(String(64), unique=True)  # hex SHA-256
+    user: Mapped[str] = mapped_column(String(64), index=True)
+    tenant: Mapped[str] = mapped_column(String(64))  # "*": every tenant
+    role: Mapped[str] = mapped_column(String(16))  # terry.access.Role
+    created_at: Mapped[datetime]
+    created_by: Mapped[str] = mapped_column(String(200), default="")
+    expires_at: Mapped[datetime | None]
+    revoked_at: Mapped[datetime | None]
+    last_used_at: Mapped[datetime | None]

@@ -4,7 +4,8 @@ drift and weekly reports, log in and out, approve and reject.
 Server-rendered with Jinja2 (``terry.reports.markup.html_page``: autoescape, every string
 made inert, undefined names an error), no JavaScript: a running apply refreshes its page.
 Nothing but the login page answers without a session (``session.py``); every POST passes the
-CSRF locks (``csrf.py``); who may approve or reject is ``terry.service.auth.may_act``, and
+CSRF locks (``csrf.py``); who may approve or reject is ``terry.access.allowed`` (the role's
+risk limit against the proposal's risk), and
 what a proposal's state allows is the pipeline's to say (its refusal is shown on the page).
 """
 
@@ -33,7 +34,7 @@ from terry.proposals.view import proposal_detail
 from terry.reports.markup import html_page
 from terry.reports.views import incident_story
 from terry.reports.weekly import host_environments
-from terry.service.auth import Action, Authenticator, Principal, Role, may_act
+from terry.service.auth import Action, Authenticator, Principal, Role, allowed, may_act
 from terry.service.console.actions import Actions
 from terry.service.console.csrf import refusal
 from terry.service.console.queries import (
@@ -145,14 +146,20 @@ class Console:
         return found
 
     def render(
-        self, template: str, session: Session | None, *, status: int = 200, **context: Any
+        self,
+        template: str,
+        session: Session | None,
+        *,
+        status: int = 200,
+        risk: str | None = None,
+        **context: Any,
     ) -> HTMLResponse:
         principal = session.principal if session else None
         body = html_page(
             _TEMPLATES + template,
             me=principal,
             csrf=session.csrf if session else "",
-            can_act=principal is not None and may_act(principal, Action.APPROVE),
+            can_act=principal is not None and may_act(principal, Action.APPROVE, risk=risk),
             when=_when,
             css=self.css,
             refresh=context.pop("refresh", 0),
@@ -344,6 +351,7 @@ class Console:
             "proposal.html.j2",
             session,
             status=status,
+            risk=detail.summary.risk,
             message=message,
             d=detail,
             ref=ref,
@@ -398,8 +406,9 @@ class Console:
 
     # -- forms ------------------------------------------------------------------------------
     async def decide(self, request: Request) -> Response:
-        """POST approve or reject: the session, the CSRF locks, ``may_act``, then the
-        pipeline's verb; its refusal is shown on the proposal's page."""
+        """POST approve or reject: the session, the CSRF locks, ``allowed`` (the role, and
+        its risk limit against the proposal's risk), then the pipeline's verb; its refusal is
+        shown on the proposal's page."""
         session = self.session(request)
         if session is None:
             return self.unauthorized(request, "Log in to approve or reject.")
@@ -408,19 +417,22 @@ class Console:
             return fields
         verb = Action.APPROVE if request.url.path.endswith("/approve") else Action.REJECT
         principal: Principal = session.principal
-        if not may_act(principal, verb):
-            log.warning("console: %s (%s) may not %s", principal.name, principal.role, verb)
-            return await self.proposal(
-                request,
-                session,
-                status=403,
-                message=f"{principal.name} may not {verb}: a {principal.role}'s token reads only.",
-            )
         try:
             proposal_id = _proposal_id(str(request.path_params["id"]))
+            risk = await self.read_turn(
+                lambda: proposal_detail(self.store, proposal_id).summary.risk
+            )
         except NotFound as exc:
             return self.render("message.html.j2", session, status=404, message=str(exc))
-        actor = f"console:{principal.name}"
+        decision = allowed(principal, verb, risk=risk)
+        if principal.anonymous or not decision:
+            log.warning(
+                "console: refused %s of proposal %s: %s", verb, proposal_id, decision.reason
+            )
+            return await self.proposal(
+                request, session, status=403, message=f"Refused: {decision.reason}."
+            )
+        actor = f"console:{principal.actor}"
         reason = " ".join(fields.get("reason", "").split())
         if verb is Action.REJECT and not reason:
             return await self.proposal(

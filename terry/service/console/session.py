@@ -58,7 +58,14 @@ class Sessions:
         """A fresh session for ``principal`` and its cookie value."""
         expires = int(now if now is not None else time.time()) + self.seconds
         session = Session(principal, secrets.token_urlsafe(32), expires)
-        data = {"n": principal.name, "r": str(principal.role), "c": session.csrf, "e": expires}
+        data = {
+            "n": principal.name,
+            "r": str(principal.role),
+            "g": principal.tenant,  # the tenant its role holds in ("*": every one)
+            "t": principal.token_id,  # the API token it logged in with (None: the env's)
+            "c": session.csrf,
+            "e": expires,
+        }
         body = _b64(json.dumps(data, separators=(",", ":")).encode("utf-8"))
         return session, f"{body}.{self._sign(body)}"
 
@@ -72,8 +79,11 @@ class Sessions:
         try:
             data = json.loads(_unb64(body))
             name, role, csrf, expires = str(data["n"]), Role(data["r"]), str(data["c"]), data["e"]
+            tenant, token_id = str(data.get("g", "*")), data.get("t")
         except (ValueError, KeyError, TypeError):
+            return None
+        if token_id is not None and not isinstance(token_id, str):
             return None
         if not isinstance(expires, int) or expires <= (now if now is not None else time.time()):
             return None
-        return Session(Principal(name, role), csrf, expires)
+        return Session(Principal(name, role, tenant=tenant, token_id=token_id), csrf, expires)

@@ -1,0 +1,159 @@
+"""Who may do what: Terry's roles, the one permission table, and ``allowed``.
+
+Every way in asks here (``terry serve``'s API and console through
+``terry.service.auth``; the CLI and chat as they adopt it), so a permission is written once.
+``docs/permissions.md`` repeats ``TABLE`` for people, and
+``tests/integration/test_permissions.py`` parses that page and holds both the table and every
+HTTP endpoint to it: the docs and the code cannot drift.
+
+Roles, from least to most:
+
+- ``viewer`` reads: the JSON API, ``/metrics``, the console's pages.
+- ``operator`` also approves, rejects and applies proposals up to ``medium`` risk, and
+  rolls back any (undoing is what an operator on call must always be able to do).
+- ``admin`` does everything an operator does at any risk, and manages configuration and
+  API tokens.
+- ``alertmanager`` (the webhook's token) posts alerts and does nothing else.
+
+A principal holds one role in one tenant (``"*"``: every tenant). Until the API and the
+console filter by tenant, an action that names no tenant is allowed only to principals of
+every tenant: a token limited to one tenant is refused rather than shown the others' work.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "ANY_TENANT",
+    "RISKS",
+    "TABLE",
+    "Action",
+    "Decision",
+    "Principal",
+    "Role",
+    "allowed",
+    "may",
+]
+
+ANY_TENANT = "*"
+RISKS = ("low", "medium", "high")  # as the catalogue's remedies declare them, least first
+_ANY = "any"  # a rule with no risk limit
+_TENANT = re.compile(r"^(\*|[a-z0-9][a-z0-9_.-]{0,62})$")
+
+
+class Role(StrEnum):
+    ALERTMANAGER = "alertmanager"
+    VIEWER = "viewer"
+    READER = "viewer"  # the old name of a viewer (TERRY_READ_TOKENS' readers): the same role
+    OPERATOR = "operator"
+    ADMIN = "admin"
+
+
+class Action(StrEnum):
+    INGEST = "ingest"  # post alerts (the webhook)
+    READ = "read"  # the JSON API, /metrics, the console's pages
+    APPROVE = "approve"
+    REJECT = "reject"
+    APPLY = "apply"
+    ROLLBACK = "rollback"
+    CONFIG = "config"  # change Terry's configuration
+    TOKENS = "tokens"  # create, list and revoke API tokens
+
+
+# The one table: what each role may do, and up to which risk ("any": no limit). What a
+# role's row does not name, it may not do.
+TABLE: dict[Role, dict[Action, str]] = {
+    Role.ALERTMANAGER: {Action.INGEST: _ANY},
+    Role.VIEWER: {Action.READ: _ANY},
+    Role.OPERATOR: {
+        Action.READ: _ANY,
+        Action.APPROVE: "medium",
+        Action.REJECT: "medium",
+        Action.APPLY: "medium",
+        Action.ROLLBACK: _ANY,
+    },
+    Role.ADMIN: {
+        Action.READ: _ANY,
+        Action.APPROVE: _ANY,
+        Action.REJECT: _ANY,
+        Action.APPLY: _ANY,
+        Action.ROLLBACK: _ANY,
+        Action.CONFIG: _ANY,
+        Action.TOKENS: _ANY,
+    },
+}
+
+
+@dataclass(frozen=True)
+class Principal:
+    """Who asks: a name to log and to decide by, never the credential.
+
+    ``token_id`` names the API token that acted (``tk_...``, not secret), None for a token
+    from the environment; ``actor`` is how the audit log names them."""
+
+    name: str
+    role: Role
+    tenant: str = ANY_TENANT
+    token_id: str | None = None
+    anonymous: bool = False
+
+    @property
+    def actor(self) -> str:
+        return f"{self.name} (token {self.token_id})" if self.token_id else self.name
+
+
+@dataclass(frozen=True)
+class Decision:
+    """``allowed``'s answer: whether, and why (a sentence a person can act on)."""
+
+    ok: bool
+    reason: str
+
+    def __bool__(self) -> bool:
+        return self.ok
+
+
+def valid_tenant(tenant: str) -> bool:
+    return bool(_TENANT.fullmatch(tenant))
+
+
+def allowed(
+    principal: Principal, action: Action, *, risk: str | None = None, tenant: str | None = None
+) -> Decision:
+    """Whether ``principal`` may do ``action`` (on a proposal of ``risk``, in ``tenant``).
+
+    A risk Terry does not know is treated as the highest; an anonymous principal (an open
+    role under ``--insecure-no-auth``) is judged by its role like any other."""
+    who = f"{principal.actor} ({principal.role})"
+    limit = TABLE.get(principal.role, {}).get(action)
+    if limit is None:
+        return Decision(False, f"{who} may not {action}: the {principal.role} role does not")
+    if principal.tenant != ANY_TENANT:
+        if tenant is None:
+            return Decision(
+                False,
+                f"{who} may {action} only in tenant {principal.tenant!r}, and this is not "
+                "limited to one tenant",
+            )
+        if tenant != principal.tenant:
+            return Decision(
+                False, f"{who} may {action} only in tenant {principal.tenant!r}, not {tenant!r}"
+            )
+    if limit != _ANY and risk is not None:
+        rank = RISKS.index(risk) if risk in RISKS else len(RISKS)
+        if rank > RISKS.index(limit):
+            return Decision(
+                False,
+                f"{who} may {action} proposals up to {limit} risk; this one is {risk} "
+                "(an admin must)",
+            )
+    return Decision(True, f"{who} may {action}")
+
+
+def may(role: Role, action: Action) -> str | None:
+    """What the table says for ``role`` and ``action``: ``"any"``, the highest risk, or None
+    (not allowed). For the docs' table and its test."""
+    return TABLE.get(role, {}).get(action)
