@@ -6,7 +6,7 @@ from pathlib import Path
 
 import click
 from rich.markup import escape
-from rich.table import Table
+from rich.table import Column, Table
 
 from terry.cli.context import open_config, open_store
 from terry.cli.ids import IncidentKey
@@ -48,9 +48,9 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
         return
     table = Table(
         "id",
-        "reference",
+        Column("reference", no_wrap=True),
         "source",
-        "alert",
+        Column("alert", min_width=28),
         "host",
         "state",
         "opened",
@@ -69,7 +69,7 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
             r.opened_at.strftime("%Y-%m-%d %H:%M:%S"),
             _duration(r.seconds_to_fix),
             ",".join(map(str, r.proposals)) or "-",
-            inert((r.attention or "")[:60]),
+            inert((r.attention or "")[:48]),
         )
     console.print(table)
 
