@@ -312,7 +312,7 @@ def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(
 def test_a_reader_reads_but_cannot_approve(console: Console, browser: Browser) -> None:
     log_in(browser, console, READER_TOKEN, f"/proposals/{console.hostile_proposal}")
     page = browser.text("main")
-    assert "awaiting_review" in page and "may read only" in page
+    assert "awaiting_review" in page and "may not approve: the viewer role does not" in page
     assert (
         browser.evaluate("document.querySelectorAll('button.approve, button.reject').length") == 0
     )

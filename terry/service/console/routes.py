@@ -155,11 +155,13 @@ class Console:
         **context: Any,
     ) -> HTMLResponse:
         principal = session.principal if session else None
+        verdict = allowed(principal, Action.APPROVE, risk=risk) if principal else None
         body = html_page(
             _TEMPLATES + template,
             me=principal,
             csrf=session.csrf if session else "",
-            can_act=principal is not None and may_act(principal, Action.APPROVE, risk=risk),
+            can_act=verdict is not None and verdict.ok,
+            why_not=verdict.reason if verdict is not None and not verdict.ok else "",
             when=_when,
             css=self.css,
             refresh=context.pop("refresh", 0),
