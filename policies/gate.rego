@@ -126,6 +126,60 @@ needs_review contains msg if {
 	msg := sprintf("this problem came back %v times; a fix that keeps recurring needs a human look", [input.recurrence])
 }
 
+# --- tenants (policies/tenants.yml, docs/tenants.md) ----------------------------------------
+# input.tenants names every tenant a host is in; input.tenant_settings holds each one's
+# settings when the repository defines tenants. Review steps ask one approval per tenant.
+
+tenant_settings := object.get(input, "tenant_settings", {})
+
+risk_rank := {"low": 0, "medium": 1, "high": 2}
+
+# A risk Terry does not know ranks highest.
+proposal_rank := object.get(risk_rank, input.risk, 3)
+
+tenants_with_settings := [name | some name in input.tenants; tenant_settings[name]]
+
+deny contains msg if {
+	some name in tenants_with_settings
+	s := tenant_settings[name]
+	s.defined
+	count({p | some p in s.permissions; p in {"write", "auto-resolve", "manual-approval-only"}}) == 0
+	msg := sprintf("tenant %v's permissions are read-only (policies/tenants.yml): Terry does not change its hosts", [name])
+}
+
+needs_review contains msg if {
+	is_string(input.tenants_error)
+	msg := sprintf("the tenants file cannot be read (%v); failing closed to review", [input.tenants_error])
+}
+
+needs_review contains msg if {
+	some name in tenants_with_settings
+	not tenant_settings[name].defined
+	msg := sprintf("a host names tenant %v (terry_tenant), which policies/tenants.yml does not define; a person approves", [name])
+}
+
+needs_review contains msg if {
+	some name in tenants_with_settings
+	s := tenant_settings[name]
+	s.defined
+	not s.can_auto_resolve
+	msg := sprintf("tenant %v never merges on its own (can_auto_resolve: false); a reviewer of %v approves", [name, name])
+}
+
+needs_review contains msg if {
+	some name in tenants_with_settings
+	s := tenant_settings[name]
+	s.defined
+	s.can_auto_resolve
+	proposal_rank >= risk_rank[s.approval_threshold]
+	msg := sprintf("risk %v is at or above tenant %v's approval threshold (%v); a reviewer of %v approves", [input.risk, name, s.approval_threshold, name])
+}
+
+needs_review contains msg if {
+	count(tenants_with_settings) > 1
+	msg := sprintf("touches hosts of %v tenants; each must approve: %v", [count(tenants_with_settings), concat(", ", sort(tenants_with_settings))])
+}
+
 # --- allow ------------------------------------------------------------------------------
 
 allow contains "low risk outside production" if {

@@ -34,6 +34,7 @@ __all__ = [
     "Decision",
     "Principal",
     "Role",
+    "act_as",
     "allowed",
     "may",
 ]
@@ -157,3 +158,20 @@ def may(role: Role, action: Action) -> str | None:
     """What the table says for ``role`` and ``action``: ``"any"``, the highest risk, or None
     (not allowed). For the docs' table and its test."""
     return TABLE.get(role, {}).get(action)
+
+
+def act_as(caller: str, named: str | None, *, admin: bool) -> Decision:
+    """Whether ``caller`` may be recorded as ``named`` (``--as NAME``): yes for themselves
+    (or no name given), and for anyone when ``caller`` is an admin; nobody else may put
+    another person's name in the audit. ``caller`` is the token's user (``terry serve``) or
+    the local caller (``TERRY_ACTOR``, terry.yml's ``actor``, git's ``user.name``, the
+    login); ``admin`` is the token's role, or terry.yml's ``admins`` naming the caller."""
+    if named is None or named == caller:
+        return Decision(True, f"{caller} acts as themselves")
+    if admin:
+        return Decision(True, f"{caller} (an admin) may act as {named}")
+    return Decision(
+        False,
+        f"{caller} may not act as {named!r}: only an admin may name someone else with --as "
+        "(set TERRY_ACTOR to who you are instead)",
+    )

@@ -416,14 +416,29 @@ NotifyEvent = Literal[
 _EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 
 
+class SlackAppConfig(_Model):
+    """A Slack app's bot posting through the Web API (terry.notify.slack_app): review
+    requests with Approve / Reject buttons, each incident's later events as thread replies."""
+
+    # The variable holding the bot token (xoxb-...; OAuth & Permissions, scope chat:write).
+    token_env: _EnvName = "TERRY_SLACK_BOT_TOKEN"
+    # The channel id the bot posts to (C..., G...; the bot must be a member).
+    channel: str = Field(pattern=r"^[A-Z0-9]{1,32}$")
+    # Slack's Web API (another for a proxy, or a test's fake).
+    api_url: str = Field(default="https://slack.com/api/", pattern=r"^https?://[^\s]+/$")
+
+
 class RouteConfig(_Model):
     """One place notifications go (terry.notify): which events, for which environments,
-    severities and tenants (empty: any), to the URL held by the variable ``url_env``."""
+    severities and tenants (empty: any), to the URL held by the variable ``url_env``, or to
+    a Slack app's channel (``slack_app``)."""
 
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     # The variable holding an apprise URL (slack://..., discord://..., mailto://...,
     # ntfy://..., json://host/path, form://host/path) or a plain https webhook URL.
-    url_env: _EnvName
+    url_env: _EnvName | None = None
+    # Instead of url_env: a Slack app's bot (buttons and threads, which webhooks cannot do).
+    slack_app: SlackAppConfig | None = None
     # How a plain http(s) URL is spoken to: auto (Slack's and Discord's own webhook hosts
     # natively, anything else generic JSON), or a Slack- or Discord-shaped body (for
     # compatible services: Mattermost, Rocket.Chat, a proxy), or generic JSON.
@@ -435,6 +450,12 @@ class RouteConfig(_Model):
     environments: list[str] = Field(default_factory=list)
     severities: list[str] = Field(default_factory=list)
     tenants: list[str] = Field(default_factory=list)
+
+    @model_validator(mode="after")
+    def _one_target(self) -> RouteConfig:
+        if (self.url_env is None) == (self.slack_app is None):
+            raise ValueError(f"route {self.name}: give exactly one of url_env and slack_app")
+        return self
 
 
 class NotificationsConfig(_Model):
@@ -573,7 +594,8 @@ class Config(_Model):
             self.argocd.token_env,
             self.ai.api_key_env,
             *(d.webhook_url_env for s in self.schedules for d in s.deliver if d.webhook_url_env),
-            *(r.url_env for r in self.notifications.routes),
+            *(r.url_env for r in self.notifications.routes if r.url_env),
+            *(r.slack_app.token_env for r in self.notifications.routes if r.slack_app),
             self.chat.slack.signing_secret_env,
             self.chat.confirm_secret_env,
         )

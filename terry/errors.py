@@ -12,11 +12,13 @@ __all__ = [
     "GitError",
     "InputError",
     "NotFound",
+    "PermissionDenied",
     "PolicyError",
     "RunnerError",
     "StateError",
     "StoreError",
     "TerryError",
+    "Unreachable",
 ]
 
 
@@ -79,3 +81,17 @@ class ForgeError(TerryError):
     lost, and the next sync tries again."""
 
     exit_code = 10
+
+
+class PermissionDenied(TerryError):
+    """The caller may not do this: ``terry serve`` refused the token (401) or its role
+    (403, with the reason), or ``--as`` names someone else and the caller is no admin."""
+
+    exit_code = 11
+
+
+class Unreachable(TerryError):
+    """``terry serve`` (``TERRY_SERVER``) could not be reached, or did not answer as Terry's
+    API does."""
+
+    exit_code = 12

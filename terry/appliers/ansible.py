@@ -8,23 +8,46 @@ host with Ansible's local connection is this machine and has no name of its own 
 unless that connection comes from another inventory source (``all: vars:`` of the example
 inventory reaching the lab's hosts): then it is checked like any other, and refused. A
 mismatch, or a host that does not answer, refuses the whole run before anything changes.
+
+``apply_and_verify`` runs the fix play and the verify play in one ansible run (``--tags
+apply,verify``: the rendered playbook has both) and hands back the two parts, told apart by
+the play each event belongs to (``Verify: <remedy>``), each with its own status and
+per-host stats: a verify that failed fails the verify part, not the fix.
 """
 
 from __future__ import annotations
 
+from collections import defaultdict
 from dataclasses import replace
+from datetime import datetime
 from pathlib import Path
 
 import yaml
 
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
-from terry.appliers.base import EventStatus, Job, OnEvent, RunResult
+from terry.appliers.base import (
+    EventStatus,
+    HostStats,
+    Job,
+    OnEvent,
+    RunnerEvent,
+    RunResult,
+    RunStatus,
+)
 from terry.context import Context
 from terry.errors import RunnerError
 
-__all__ = ["IDENTITY_TASK", "AnsibleApplier", "build", "expected_names"]
+__all__ = [
+    "IDENTITY_TASK",
+    "VERIFY_PLAY",
+    "AnsibleApplier",
+    "build",
+    "expected_names",
+    "split_verify",
+]
 
 IDENTITY_TASK = "terry identity probe: uname -n"
+VERIFY_PLAY = "Verify: "  # the name of the rendered verify play starts so (remedies/render.py)
 
 
 class AnsibleApplier:
@@ -47,6 +70,12 @@ class AnsibleApplier:
 
     def verify(self, job: Job, on_event: OnEvent) -> RunResult:
         return self._run(job, on_event, tags=("verify",))
+
+    def apply_and_verify(self, job: Job, on_event: OnEvent) -> tuple[RunResult, RunResult]:
+        """The fix, then its verify play, in one ansible run: (the fix's part, the verify's
+        part). A host whose fix failed runs no verify (Ansible drops it from the play)."""
+        self.confirm_identity(job)
+        return split_verify(self._run(job, on_event, tags=("apply", "verify")), job.hosts)
 
     def rollback(self, job: Job, on_event: OnEvent) -> RunResult:
         self.confirm_identity(job)
@@ -121,6 +150,90 @@ class AnsibleApplier:
                 + "; ".join(refusals)
                 + " (set terry_hostname in the inventory where a host's own name differs)"
             )
+
+
+def _play_of(event: RunnerEvent) -> str:
+    data = event.raw.get("event_data") if isinstance(event.raw, dict) else None
+    return str((data or {}).get("play") or "")
+
+
+def _stats(events: tuple[RunnerEvent, ...]) -> dict[str, HostStats]:
+    counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
+    for event in events:
+        if event.host is None or event.status is None:
+            continue
+        field = {
+            EventStatus.OK: "ok",
+            EventStatus.IGNORED: "ok",
+            EventStatus.FAILED: "failures",
+            EventStatus.UNREACHABLE: "unreachable",
+            EventStatus.SKIPPED: "skipped",
+        }.get(event.status)
+        if event.status is EventStatus.CHANGED:
+            counts[event.host]["ok"] += 1
+            field = "changed"
+        if field is not None:
+            counts[event.host][field] += 1
+    return {host: HostStats(**fields) for host, fields in counts.items()}
+
+
+def _span(events: tuple[RunnerEvent, ...]) -> float:
+    """Seconds from the first to the last of ``events`` (ansible-runner's ``created``)."""
+    times = []
+    for event in events:
+        created = event.raw.get("created") if isinstance(event.raw, dict) else None
+        try:
+            times.append(datetime.fromisoformat(str(created)))
+        except ValueError:
+            continue
+    return (max(times) - min(times)).total_seconds() if len(times) > 1 else 0.0
+
+
+def split_verify(result: RunResult, hosts: tuple[str, ...]) -> tuple[RunResult, RunResult]:
+    """One ``--tags apply,verify`` run as (the fix's part, the verify's part).
+
+    The fix succeeded when the run did, or when every failure was the verify's and the fix
+    itself had none. The verify part says ``successful`` only when the run did and every
+    host ran the verify play; a run that stopped early (timeout, error) or a host the verify
+    never reached is not taken for healthy: its status is the run's, or ``error``.
+    """
+    verify = tuple(e for e in result.events if _play_of(e).startswith(VERIFY_PLAY))
+    seqs = {e.seq for e in verify}
+    fix = tuple(e for e in result.events if e.seq not in seqs)
+    fix_stats, verify_stats = _stats(fix), _stats(verify)
+    fix_trouble = any(s.failures or s.unreachable for s in fix_stats.values())
+    verify_trouble = any(s.failures or s.unreachable for s in verify_stats.values())
+    if fix_trouble:
+        fix_status = RunStatus.FAILED
+    elif result.status is RunStatus.SUCCESSFUL or verify:  # the verify play began: fix done
+        fix_status = RunStatus.SUCCESSFUL
+    else:
+        fix_status = result.status
+    reached = {e.host for e in verify if e.host is not None and e.status is not None}
+    if result.status is RunStatus.SUCCESSFUL and not set(hosts) <= reached:
+        verify_status = RunStatus.ERROR  # a host ran no verify task: it cannot be told
+    elif result.status is RunStatus.FAILED and not verify_trouble:
+        verify_status = RunStatus.ERROR
+    else:
+        verify_status = result.status
+    verify_seconds = _span(verify)
+    fix_part = replace(
+        result,
+        status=fix_status,
+        rc=0 if fix_status is RunStatus.SUCCESSFUL else result.rc,
+        stats=fix_stats,
+        events=fix,
+        ansible_seconds=max(0.0, result.ansible_seconds - verify_seconds),
+    )
+    verify_part = replace(
+        result,
+        status=verify_status,
+        rc=0 if verify_status is RunStatus.SUCCESSFUL else (result.rc or 1),
+        stats=verify_stats,
+        events=verify,
+        ansible_seconds=verify_seconds,
+    )
+    return fix_part, verify_part
 
 
 def expected_names(

@@ -113,9 +113,15 @@ def show(ctx: click.Context, host: str, output: str) -> None:
 def validate_(ctx: click.Context, output: str) -> None:
     """Check every host: environment (one, allowed), tenants and labels (allowed sets in
     terry.yml inventory_rules), variables the desired-state roles require (their
-    meta/argument_specs.yml), and what Argo CD targets must name.
+    meta/argument_specs.yml), and what Argo CD targets must name. When policies/tenants.yml
+    defines tenants, every host must be in exactly one (docs/tenants.md).
 
-    Exit codes: 0 valid, 1 problems (all of them listed), 3 the inventory cannot be read.
+    \b
+      terry inventory validate
+      terry inventory validate --output json   {"hosts", "valid", "problems": [...]}
+
+    Exit codes: 0 valid, 1 problems (all of them listed), 3 the inventory or the tenants
+    file cannot be read (the message names the file and the key).
     """
     config, tree, inventory = _inventory(ctx)
     problems = validate(config, tree, inventory)

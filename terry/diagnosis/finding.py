@@ -47,6 +47,7 @@ class Fix:
             rollback_note="" if remedy.rolls_back else remedy.rollback_summary,
             resolves=remedy.resolves,
             edits=tuple(sorted(self.edits)),
+            verify_with_apply=remedy.verify_in_apply_run,
         )
 
 

@@ -11,6 +11,7 @@ from typing import Any
 from terry.gate.engine import Decision, PolicyEngine, PolicySet
 from terry.inventory.hosts import Host
 from terry.store.runs import RemedyRecord
+from terry.tenants.model import Tenants
 
 __all__ = ["GateInput", "decide"]
 
@@ -29,6 +30,23 @@ class GateInput:
     record: RemedyRecord  # the remedy's history, overall and per environment
     check: dict[str, Any]
     ai_authored: bool = False
+    # The tenants on main (policies/tenants.yml); None when the repository defines none.
+    tenancy: Tenants | None = None
+    tenancy_error: str | None = None  # why policies/tenants.yml could not be read
+
+    @property
+    def tenants(self) -> tuple[str, ...]:
+        """Every tenant a host of the proposal is in (terry.tenants.model: placement)."""
+        if self.tenancy is None:
+            return tuple(sorted({h.tenant for h in self.hosts if h.tenant}))
+        tenancy = self.tenancy
+        return tuple(sorted({t for h in self.hosts for t in tenancy.tenants_of(h)}))
+
+    def _host_view(self, host: Host) -> dict[str, Any]:
+        view = host.policy_view()
+        if self.tenancy is not None:
+            view["tenant"] = self.tenancy.tenant_of(host)
+        return view
 
     @property
     def environment(self) -> str:
@@ -47,9 +65,13 @@ class GateInput:
             "remedy": self.remedy,
             "risk": self.risk,
             "environment": self.environment,
-            "tenants": sorted({h.tenant for h in self.hosts if h.tenant}),
+            "tenants": list(self.tenants),
+            "tenant_settings": {
+                name: self.tenancy.settings(name) for name in self.tenants if self.tenancy
+            },
+            "tenants_error": self.tenancy_error,
             "labels": labels,
-            "hosts": [h.policy_view() for h in self.hosts],
+            "hosts": [self._host_view(h) for h in self.hosts],
             "host_count": len(self.hosts),
             "modules": list(self.modules),
             "recurrence": self.recurrence,

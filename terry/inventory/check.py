@@ -3,6 +3,8 @@
 - every host has an environment (``terry_environment``), one of the allowed ones;
 - no host sits in two environment groups, or in one that contradicts its environment;
 - tenants and labels are from the allowed sets, when ``inventory_rules`` names them;
+- when the repository defines tenants (``policies/tenants.yml``), every host is in exactly
+  one, and a ``terry_tenant`` names a defined one;
 - every variable the desired-state roles declare as required (their
   ``meta/argument_specs.yml``, Ansible's own role argument specs) is set;
 - a target applied by Argo CD names its application and manifest;
@@ -30,6 +32,7 @@ from terry.appliers.base import APPLIERS
 from terry.config import Config
 from terry.errors import ConfigError
 from terry.inventory.hosts import ANSIBLE_LOADER, Inventory
+from terry.tenants.loader import load_tenants
 
 __all__ = [
     "Leak",
@@ -88,6 +91,7 @@ def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
     ansible_hosts = [n for n, h in inventory.hosts.items() if h.applier != "argocd"]
     leaks = connection_leaks(tree, config.inventory, ansible_hosts)
     problems: list[Problem] = []
+    problems += _tenant_problems(config, tree, inventory)
     for name, host in sorted(inventory.hosts.items()):
         env = host.environment
         if not env:
@@ -145,6 +149,31 @@ def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
                     problems.append(
                         Problem(name, "variables", f"role {role} requires {var}, not set")
                     )
+    return problems
+
+
+def _tenant_problems(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
+    """When the repository defines tenants: every host in exactly one (docs/tenants.md).
+    A tenants file that cannot be read is a ConfigError naming the file and the key."""
+    routes = [r.name for r in config.notifications.routes]
+    tenancy = load_tenants(tree, config.policy.path, routes=routes)
+    if tenancy is None:
+        return []
+    problems: list[Problem] = []
+    for name, host in sorted(inventory.hosts.items()):
+        placed = tenancy.place(host)
+        if placed.explicit and placed.tenants[0] not in tenancy.tenants:
+            message = f"terry_tenant {host.tenant!r} is not defined in {tenancy.source}"
+            problems.append(Problem(name, "tenant", message))
+        elif not placed.tenants:
+            message = f"in no tenant: no selector of {tenancy.source} matches it"
+            problems.append(Problem(name, "tenant", message))
+        elif len(placed.tenants) > 1:
+            message = (
+                f"in two tenants: {', '.join(placed.tenants)} (their selectors in "
+                f"{tenancy.source} both match; narrow one, or set terry_tenant)"
+            )
+            problems.append(Problem(name, "tenant", message))
     return problems
 
 

@@ -20,9 +20,10 @@ from datetime import datetime
 
 from terry.config import Config
 from terry.errors import TerryError
+from terry.notify import slack_app
 from terry.notify.message import compose
 from terry.notify.outbox import Claimed, claim, collect, settle
-from terry.notify.routes import target_for
+from terry.notify.routes import SLACK_APP, target_for
 from terry.notify.send import send
 from terry.redact import redact
 from terry.store import Store
@@ -66,14 +67,17 @@ def deliver_round(
     if not routes:
         return Round(collected=collected)
     held = claim(store, list(routes), lease=_lease(config), now=now)
-    groups: dict[tuple[str, str], list[Claimed]] = {}
+    groups: dict[tuple[str, str, int | None], list[Claimed]] = {}
     for item in held:
-        groups.setdefault((item.route, item.event.kind.value), []).append(item)
+        # A Slack app route threads each incident's messages: its groups are per incident.
+        incident = item.event.incident_id if routes[item.route].slack_app else None
+        groups.setdefault((item.route, item.event.kind.value, incident), []).append(item)
     down: dict[str, str] = {}
     messages = delivered = failed = dead = 0
     errors: list[str] = []
-    for (route, _kind), items in groups.items():
+    for (route, _kind, _incident), items in groups.items():
         error = down.get(route)
+        permanent = False
         if error is None:
             try:
                 target = target_for(routes[route], env)
@@ -82,14 +86,22 @@ def deliver_round(
                     public_url=config.server.public_url,
                     max_items=settings.max_items,
                 )
-                send(target, message, timeout=settings.timeout)
+                if target.shape == SLACK_APP:
+                    slack_app.deliver(
+                        store, target, [i.event for i in items], message, timeout=settings.timeout
+                    )
+                else:
+                    send(target, message, timeout=settings.timeout)
                 messages += 1
             except TerryError as exc:
                 error = redact(str(exc))[:500]
                 down[route] = error
                 errors.append(error)
+                # Refused for good (a bad token, a channel the bot is not in): dead now.
+                permanent = isinstance(exc, slack_app.SlackAppError) and exc.permanent
                 log.warning("notification to route %s failed: %s", route, error)
-        dead += settle(store, items, settings, error=error)
+        once = settings.model_copy(update={"max_attempts": 1}) if permanent else settings
+        dead += settle(store, items, once, error=error)
         if error is None:
             delivered += len(items)
         else:

@@ -17,7 +17,9 @@ from terry.errors import ConfigError
 from terry.notify.events import Event
 from terry.redact import Redactor
 
-__all__ = ["Target", "matches", "target_for"]
+__all__ = ["SLACK_APP", "Target", "matches", "target_for"]
+
+SLACK_APP = "slack-app"  # a Target's shape for a Slack app route (terry.notify.slack_app)
 
 # Plain https webhook URLs apprise speaks to natively, by host.
 NATIVE_HOSTS = {
@@ -51,10 +53,17 @@ class Target:
     route: str
     shape: str
     url: str = field(repr=False)
+    # A Slack app route (shape ``slack-app``): the bot token and the channel; ``url`` is
+    # the Web API's base URL.
+    token: str = field(default="", repr=False)
+    channel: str = ""
 
     @property
     def redactor(self) -> Redactor:
-        """Hides the URL and each of its longer parts (webhook tokens sit in the path)."""
+        """Hides the URL and each of its longer parts (webhook tokens sit in the path), and
+        a Slack app's token."""
+        if self.shape == SLACK_APP:
+            return Redactor(p for p in (self.token,) if p)
         parts = urlsplit(self.url)
         pieces = [self.url, parts.path, parts.query, parts.password, parts.username]
         pieces += [unquote(p) for p in parts.path.split("/")]
@@ -72,6 +81,13 @@ class Target:
 def target_for(route: RouteConfig, environ: Mapping[str, str]) -> Target:
     """The route's target, from the variable it names; ConfigError when it is unset or is
     no URL."""
+    if route.slack_app is not None:
+        app = route.slack_app
+        token = (environ.get(app.token_env) or "").strip()
+        if not token:
+            raise ConfigError(f"route {route.name}: ${app.token_env} is not set (the bot token)")
+        return Target(route.name, SLACK_APP, app.api_url, token=token, channel=app.channel)
+    assert route.url_env is not None  # RouteConfig: exactly one of url_env and slack_app
     url = (environ.get(route.url_env) or "").strip()
     if not url:
         raise ConfigError(f"route {route.name}: ${route.url_env} is not set (the route's URL)")

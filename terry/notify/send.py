@@ -23,7 +23,7 @@ from urllib.parse import parse_qsl, urlsplit, urlunsplit
 
 from terry.errors import TerryError
 from terry.notify.message import Message, for_shape
-from terry.notify.routes import Target
+from terry.notify.routes import SLACK_APP, Target
 from terry.redact import Redactor
 
 __all__ = ["DeliveryError", "send"]
@@ -151,6 +151,12 @@ def send(
 ) -> None:
     """Deliver ``message`` (``document``: a JSON body for the generic JSON shape instead of
     apprise's) or raise DeliveryError saying why, without the URL."""
+    if target.shape == SLACK_APP:  # a Slack app's bot, through the Web API (no apprise)
+        from terry.notify.slack_app import post
+
+        text = for_shape(message.text, "slack")
+        post(target, text=text, timeout=timeout)
+        return
     import apprise
 
     redactor = target.redactor

@@ -22,6 +22,9 @@ class Plan:
     rollback_note: str = ""  # what a person does when it is MANUAL
     resolves: str | None = None  # verified: resolve the incident with these words
     edits: tuple[str, ...] = ()  # desired-state files it edits (the gate reads them edited)
+    # The applier's verify runs in the apply's own run (one ansible start instead of two),
+    # when the remedy says its verify may (``verify_in_apply_run``) and the applier can.
+    verify_with_apply: bool = False
 
     def to_json(self) -> dict[str, Any]:
         return {
@@ -31,6 +34,7 @@ class Plan:
             "rollback_note": self.rollback_note,
             "resolves": self.resolves,
             "edits": list(self.edits),
+            "verify_with_apply": self.verify_with_apply,
         }
 
     @classmethod
@@ -45,4 +49,5 @@ class Plan:
             rollback_note=str(data.get("rollback_note") or ""),
             resolves=data.get("resolves"),
             edits=tuple(data.get("edits") or ()),
+            verify_with_apply=bool(data.get("verify_with_apply", False)),
         )

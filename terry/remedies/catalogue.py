@@ -95,6 +95,9 @@ class Remedy:
     rolls_back: bool = True
     # Verified, the incident is resolved with these words (None: its alert resolving it).
     resolves: str | None = None
+    # Its verify tasks may run in the apply's own ansible run, right after the fix (they
+    # need nothing to settle between the two): one ansible start fewer per fix.
+    verify_in_apply_run: bool = False
 
     @property
     def applier(self) -> str:
@@ -340,12 +343,16 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
     modules: set[str] = set()
     for value in steps.values():
         modules |= _modules_in_file(role_dir / "tasks" / f"{value}.yml", role_dir, keywords, set())
+    together = raw.get("verify_in_apply_run", False)
+    if not isinstance(together, bool):
+        raise ConfigError(f"{where}: verify_in_apply_run must be true or false")
     return Remedy(
         **common,
         apply=steps["apply"],
         verify=steps["verify"],
         rollback=steps["rollback"],
         modules=tuple(sorted(modules)),
+        verify_in_apply_run=together,
     )
 
 

@@ -6,17 +6,24 @@ as verified.
 Right before the applier runs, under the locks, what the apply acts on is re-checked
 (``terry.steps.precheck``): the commit carries no change on main that nobody gated (else
 ``MainNotGated``, nothing applied), and the problem still holds (else the proposal is
-withdrawn and its incident closed as resolved by itself)."""
+withdrawn and its incident closed as resolved by itself).
+
+When the plan says so (``Plan.verify_with_apply``, from the remedy) and the applier can
+(``apply_and_verify``), the applier's verify runs in the apply's own run: one start fewer.
+The run's verify part is still recorded as a verify run and judged as the applier's check;
+the checks after it (Prometheus) run as before."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import timedelta
+from typing import Any
 
-from terry.appliers.base import RunKind
+from terry.appliers.base import Job, OnEvent, RunKind, RunResult
 from terry.appliers.registry import Appliers
 from terry.context import Context
 from terry.errors import RunnerError
+from terry.proposals.plan import APPLIER, Plan
 from terry.proposals.state import MERGED_STATES, ProposalState, get, transition
 from terry.steps.precheck import Precheck
 from terry.steps.record import Record
@@ -27,6 +34,19 @@ from terry.store.runs import reap
 from terry.verify.judge import Outcome
 
 __all__ = ["Apply"]
+
+
+@dataclass
+class _Together:
+    """The applier seen by ``Record.run`` for an apply that verifies in the same run: its
+    ``apply`` is the fix's part; the verify's part is kept for the verify step."""
+
+    applier: Any
+    verified: RunResult | None = field(default=None)
+
+    def apply(self, job: Job, on_event: OnEvent) -> RunResult:
+        fixed, self.verified = self.applier.apply_and_verify(job, on_event)
+        return fixed
 
 
 @dataclass(frozen=True)
@@ -43,6 +63,7 @@ class Apply:
         with ctx.store.session() as session:
             row = get(session, proposal_id)
             hosts, merge_sha, applier = tuple(row.hosts), row.merge_sha, row.applier
+            plan = Plan.from_json(row.plan, applier=row.applier)
         runner = ctx.config.runner
         ttl = timedelta(seconds=runner.timeout * 3 + 60)
         runs = ctx.config.state_dir / "runs"
@@ -68,10 +89,16 @@ class Apply:
             )
             assert merge_sha is not None
             ctx.reporter.step(proposal_id, f"applying on {', '.join(hosts)}")
+            chosen = self.appliers.get(applier)
+            together = (
+                _Together(chosen)
+                if plan.verify_with_apply
+                and APPLIER in plan.verify
+                and callable(getattr(chosen, "apply_and_verify", None))
+                else None
+            )
             try:
-                result = record.run(
-                    self.appliers.get(applier), RunKind.APPLY, proposal_id, merge_sha
-                )
+                result = record.run(together or chosen, RunKind.APPLY, proposal_id, merge_sha)
             except RunnerError as exc:
                 record.move(proposal_id, ProposalState.FAILED, str(exc), outcome=str(exc))
                 raise
@@ -86,7 +113,9 @@ class Apply:
                 self.rollback(proposal_id, merge_sha, reason="apply failed")
                 return record.state(proposal_id)
             record.move(proposal_id, ProposalState.APPLIED, f"applied: {result.changed} change(s)")
-            verification = self.verify(proposal_id, merge_sha)
+            verification = self.verify(
+                proposal_id, merge_sha, ran=together.verified if together else None
+            )
             evidence = "; ".join(verification.evidence)
             if verification.outcome is Outcome.VERIFIED:
                 record.move(

@@ -18,6 +18,7 @@ from terry.review.base import Review
 from terry.steps.record import Record
 from terry.store.models import IncidentRow
 from terry.store.runs import remedy_record
+from terry.tenants.loader import tenants_for_gate
 
 __all__ = ["Gate"]
 
@@ -47,6 +48,9 @@ class Gate:
         if commit and plan.edits:  # the hosts as the proposal leaves them
             edited = load_inventory(self.ctx.repo.tree(commit), self.ctx.config.inventory)
             inventory = Inventory({**inventory.hosts, **edited.hosts})
+        tenancy, tenancy_error = tenants_for_gate(  # main's tenants (docs/tenants.md)
+            self.ctx.repo.tree(sha), self.ctx.config.policy.path
+        )
         return GateInput(
             proposal_id=proposal_id,
             remedy=remedy,
@@ -57,6 +61,8 @@ class Gate:
             record=remedy_record(store, remedy, exclude=proposal_id),
             check={k: check.get(k) for k in _CHECK_KEYS},
             ai_authored=ai_authored,
+            tenancy=tenancy,
+            tenancy_error=tenancy_error,
         )
 
     def __call__(self, proposal_id: int) -> Decision:

@@ -8,8 +8,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from terry.context import Context
-from terry.proposals.state import ProposalState, transition
+from terry.inventory.hosts import load_inventory
+from terry.proposals.state import ProposalState, get, transition
+from terry.proposals.tenant_approvals import TenantApprovals, record_tenant_approval
 from terry.review.base import Review
+from terry.tenants.loader import load_tenants
 
 __all__ = ["ReviewStep"]
 
@@ -32,13 +35,42 @@ class ReviewStep:
         )
 
     def approve(self, proposal_id: int, *, actor: str) -> str:
-        """Approved by ``actor`` and merged; the merge commit's sha."""
+        """Approved by ``actor`` and merged; the merge commit's sha. When tenants are
+        defined, each tenant the proposal touches approves first (``ApprovalPending`` until
+        the last one has: terry.proposals.tenant_approvals)."""
+        self.tenant_approvals(proposal_id, actor=actor)
         self.record_approval(proposal_id, actor=actor, reason=f"approved by {actor}")
         return self.review.merge(
             proposal_id,
             actor=actor,
             reason=f"approved by {actor}",
             from_state=ProposalState.APPROVED,
+        )
+
+    def tenant_approvals(self, proposal_id: int, *, actor: str) -> TenantApprovals | None:
+        """Record ``actor``'s approval for the proposal's tenants they may approve for
+        (main's policies/tenants.yml); None when no tenant is involved."""
+        ctx = self.ctx
+        with ctx.store.session() as session:
+            row = get(session, proposal_id)
+            hosts, risk, state, commit = list(row.hosts), row.risk, row.state, row.commit_sha
+        if state != ProposalState.AWAITING_REVIEW.value:
+            return None  # record_approval refuses it in the usual words
+        sha, _catalogue, inventory = ctx.main.view()
+        tenancy = load_tenants(ctx.repo.tree(sha), ctx.config.policy.path)
+        if tenancy is None:
+            return None
+        found = [inventory.hosts[h] for h in hosts if h in inventory.hosts]
+        if commit and len(found) < len(hosts):  # hosts an inventory edit adds
+            edited = load_inventory(ctx.repo.tree(commit), ctx.config.inventory)
+            found += [
+                edited.hosts[h] for h in hosts if h not in inventory.hosts and h in edited.hosts
+            ]
+        required = {t for host in found for t in tenancy.tenants_of(host)}
+        if not required:
+            return None
+        return record_tenant_approval(
+            ctx.store, proposal_id, tenancy=tenancy, required=required, actor=actor, risk=risk
         )
 
     def reject(self, proposal_id: int, *, actor: str, reason: str) -> None:

@@ -4,7 +4,9 @@ tell is ``unknown`` (never ``verified``); a failed one fails the whole.
 Checks by name (remedy data, ``Remedy.verified_by``):
 
 - ``applier``: the applier's own verification (the remedy's verify tasks, ``--tags verify``;
-  Argo CD: the application Synced at the merge and Healthy);
+  Argo CD: the application Synced at the merge and Healthy); when the apply already ran
+  them in its own run (``ran``), that part is recorded as the verify run and judged,
+  nothing is run again;
 - ``prometheus``: the remedy's PromQL check on each host, when Prometheus is configured;
 - ``inventory``: the inventory on main says what an inventory edit asked;
 - ``drift-scan``: a drift scan of the hosts finds nothing to change (runs only when every
@@ -16,7 +18,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from dataclasses import dataclass
 
-from terry.appliers.base import RunKind
+from terry.appliers.base import Job, OnEvent, RunKind, RunResult
 from terry.appliers.registry import Appliers
 from terry.context import Context
 from terry.errors import RunnerError, TerryError
@@ -39,9 +41,10 @@ class _Proposal:
     params: dict[str, object]
     applier: str
     merge_sha: str
+    ran: RunResult | None = None  # the verify part of the apply's own run, if it had one
 
     @classmethod
-    def of(cls, row: ProposalRow, merge_sha: str) -> _Proposal:
+    def of(cls, row: ProposalRow, merge_sha: str, ran: RunResult | None) -> _Proposal:
         return cls(
             row.id,
             row.incident_id,
@@ -50,7 +53,18 @@ class _Proposal:
             dict(row.params),
             row.applier,
             merge_sha,
+            ran,
         )
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """An applier whose verify is a run that already happened (the apply's verify part)."""
+
+    result: RunResult
+
+    def verify(self, job: Job, on_event: OnEvent) -> RunResult:
+        return self.result
 
 
 @dataclass(frozen=True)
@@ -59,12 +73,14 @@ class Verify:
     appliers: Appliers
     record: Record
 
-    def __call__(self, proposal_id: int, merge_sha: str) -> Verification:
+    def __call__(
+        self, proposal_id: int, merge_sha: str, *, ran: RunResult | None = None
+    ) -> Verification:
         self.ctx.reporter.step(proposal_id, "verifying")
         with self.ctx.store.session() as session:
             row = get(session, proposal_id)
             plan = Plan.from_json(row.plan, applier=row.applier)
-            proposal = _Proposal.of(row, merge_sha)
+            proposal = _Proposal.of(row, merge_sha, ran)
         checks: list[Verification] = []
         for name in plan.verify:
             check = CHECKS[name]
@@ -82,6 +98,11 @@ class Verify:
 
     # -- the checks -----------------------------------------------------------------------
     def _applier(self, p: _Proposal) -> Verification:
+        if p.ran is not None:
+            found = judge_run(self.record.run(_Ran(p.ran), RunKind.VERIFY, p.id, p.merge_sha))
+            return Verification(
+                found.outcome, (*found.evidence, "(verify tasks ran in the apply's run)")
+            )
         try:
             applier = self.appliers.get(p.applier)
             return judge_run(self.record.run(applier, RunKind.VERIFY, p.id, p.merge_sha))

@@ -407,3 +407,19 @@ class ApiTokenRow(Base):
     expires_at: Mapped[datetime | None]
     revoked_at: Mapped[datetime | None]
     last_used_at: Mapped[datetime | None]
+
+
+class NotificationThreadRow(Base):
+    """Where a Slack app route posted an incident's first message (``terry.notify.slack_app``,
+    migration 0016): the channel and the message's ``ts``, so that the incident's later
+    events are replies in its thread. One per route and incident."""
+
+    __tablename__ = "notification_threads"
+    __table_args__ = (UniqueConstraint("route", "incident_id", name="uq_notification_threads"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    route: Mapped[str] = mapped_column(String(64))
+    incident_id: Mapped[int] = mapped_column(Integer)
+    channel: Mapped[str] = mapped_column(String(64))
+    ts: Mapped[str] = mapped_column(String(32))  # Slack's message id ("1700000000.000100")
+    created_at: Mapped[datetime]

@@ -9,6 +9,8 @@ person with that estimate as the reason, never merged, nothing changed on the ho
 
 from __future__ import annotations
 
+import gzip
+import json
 import os
 import re
 import time
@@ -116,3 +118,39 @@ def test_a_fix_that_cannot_reach_the_threshold_waits_for_a_person(fleet: Cli) ->
     assert all(p.exists() for p in kept)
     assert percent(fleet, "web-02") == before
     assert detail["reasons"] == [reason]  # what a reviewer reads on the proposal
+
+
+def test_thousands_of_files_are_cleaned_by_one_task_not_one_item_each(fleet: Cli) -> None:
+    """2,000 files (1,000 stale scratch files, 1,000 rotated logs): one clean-up task over
+    the set, every file handled as the per-file loops did, the manifest listing them all."""
+    when = time.time() - 30 * 86400
+    tmp, logs = data(fleet, "web-01") / "tmp", data(fleet, "web-01") / "log"
+    tmp.mkdir(parents=True, exist_ok=True)
+    logs.mkdir(parents=True, exist_ok=True)
+    stale, rotated = [], []
+    for n in range(1000):
+        path = tmp / f"upload-{n:04d}.tmp"
+        path.write_bytes(os.urandom(2048))
+        os.utime(path, (when, when))
+        stale.append(path)
+        log = logs / f"worker-{n:04d}.log.1"
+        log.write_text(f"2026-11-01 worker {n} request ok\n" * 100)
+        rotated.append(log)
+    fill(fleet, "web-01", "tmp", "bulk-%d.bin", days=30, to=92)
+
+    outcome = disk_alert(fleet, "web-01", "disk-many")
+    assert outcome["state"] == "verified", outcome
+    assert not any(p.exists() for p in stale)
+    for log in rotated[::97]:
+        assert not log.exists()
+        packed = Path(f"{log}.gz").read_bytes()
+        assert gzip.decompress(packed).decode().count("request ok") == 100
+    detail = fleet.json("proposals", "show", str(outcome["proposal_id"]), "--events")
+    [apply] = [r for r in detail["runs"] if r["kind"] == "apply"]
+    cleanup = [e for e in apply["events"] if e["task"] == "Remove old files and compress logs"]
+    assert [e["status"] for e in cleanup if e["host"]] == ["changed"]  # one task, one result
+    assert len(apply["events"]) < 200  # not an event per file
+    manifest_path = data(fleet, "web-01") / ".terry" / str(outcome["proposal_id"])
+    manifest = json.loads((manifest_path / "disk_cleanup" / "manifest.json").read_text())
+    assert {str(p) for p in rotated} <= set(manifest["compressed"])
+    assert {str(p) for p in stale} <= set(manifest["removed"])
