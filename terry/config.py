@@ -537,6 +537,9 @@ class Config(_Model):
     # Label names tried, in order, to find the host an alert is about.
     host_labels: list[str] = Field(default_factory=lambda: ["host", "instance", "nodename"])
     actor: str | None = None
+    # Who may name someone else with --as on this machine (terry.access.act_as); empty:
+    # nobody (the caller is TERRY_ACTOR, actor above, git's user.name, or the login).
+    admins: list[str] = Field(default_factory=list)
     policy: PolicyConfig = Field(default_factory=PolicyConfig)
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)

@@ -2,7 +2,7 @@
 to one-line messages and exit codes that scripts can trust:
 
 0 ok · 1 failure · 2 bad input · 3 config · 4 not found · 5 not allowed in this state ·
-6 store · 7 git · 8 runner · 9 policy
+6 store · 7 git · 8 runner · 9 policy · 10 forge · 11 permission · 12 server unreachable
 
 Each subcommand's module is imported only when that subcommand runs (``terry --help``
 imports none of them): the table below names each command's module and the first
@@ -210,9 +210,22 @@ def _present(name: str) -> bool:
     envvar="TERRY_REPO",
     help="The GitOps repository (default: the nearest terry.yml at or above the cwd).",
 )
+@click.option(
+    "--server",
+    metavar="URL",
+    help="Remote mode: talk to this terry serve (default: $TERRY_SERVER) with the API "
+    "token in $TERRY_TOKEN, instead of opening the store (incidents list|show, explain, "
+    "proposals ...).",
+)
+@click.option(
+    "--token-env",
+    metavar="VAR",
+    help="Remote mode: the variable holding the API token (default: TERRY_TOKEN). The "
+    "token itself is never an option.",
+)
 @click.version_option(package_name="terry")
 @click.pass_context
-def main(ctx: click.Context, repo: Path | None) -> None:
+def main(ctx: click.Context, repo: Path | None, server: str | None, token_env: str | None) -> None:
     """Terry turns alerts into reviewed, verified Ansible fixes kept in git.
 
     \b
@@ -221,8 +234,17 @@ def main(ctx: click.Context, repo: Path | None) -> None:
       cd ops && terry example up  start the example hosts (local scratch roots)
       terry alert ingest FILE     feed an Alertmanager webhook payload
       terry proposals list        see what Terry proposes and what the gate decided
+
+    \b
+    From another machine (remote mode, with a token from `terry tokens create`):
+      export TERRY_SERVER=https://terry.example.org TERRY_TOKEN=tk_...
+      terry proposals approve 12  as the token's user, if its role may
     """
     ctx.obj = repo
+    if server:
+        ctx.meta["terry.server"] = server  # terry.cli.remote.SERVER_KEY
+    if token_env:
+        ctx.meta["terry.token_env"] = token_env  # terry.cli.remote.TOKEN_ENV_KEY
 
 
 if __name__ == "__main__":  # pragma: no cover

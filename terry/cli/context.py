@@ -19,7 +19,14 @@ from terry.store import Store
 if TYPE_CHECKING:
     from terry.pipeline import Pipeline
 
-__all__ = ["RichReporter", "actor_name", "open_config", "open_pipeline", "open_store"]
+__all__ = [
+    "RichReporter",
+    "actor_name",
+    "caller_name",
+    "open_config",
+    "open_pipeline",
+    "open_store",
+]
 
 _STYLE = {
     EventStatus.OK: "green",
@@ -83,9 +90,22 @@ def open_pipeline(ctx: click.Context, output: str) -> tuple[Config, Store, Pipel
 
 
 def actor_name(config: Config, given: str | None) -> str:
-    """Who is acting: --as, else terry.yml/TERRY_ACTOR, else git's user.name, else the login."""
-    if given:
-        return given
+    """Who is acting: the caller (``caller_name``), or ``--as NAME`` when that is the
+    caller or the caller is one of terry.yml's ``admins`` (``terry.access.act_as``);
+    PermissionDenied (exit 11) otherwise."""
+    from terry.access import act_as
+    from terry.errors import PermissionDenied
+
+    caller = caller_name(config)
+    decision = act_as(caller, given or None, admin=caller in config.admins)
+    if not decision:
+        raise PermissionDenied(decision.reason)
+    return given or caller
+
+
+def caller_name(config: Config) -> str:
+    """Who runs this command: TERRY_ACTOR / terry.yml's actor, else git's user.name, else
+    the login."""
     if config.actor:
         return config.actor
     from terry.gitops.repo import Repo  # GitPython: only when git is asked

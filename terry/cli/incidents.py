@@ -20,6 +20,7 @@ from terry.cli.output import (
     output_option,
     report_options,
 )
+from terry.cli.remote import remote_for
 from terry.reports.views import incident_story, list_incidents
 
 
@@ -42,7 +43,11 @@ def command() -> None:
 @click.pass_context
 def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> None:
     """List incidents, newest first."""
-    rows = list_incidents(open_store(open_config(ctx)), state=state, limit=limit)
+    remote = remote_for(ctx)  # TERRY_SERVER: ask terry serve's API
+    if remote is not None:
+        rows = remote.incidents(state=state, limit=limit)
+    else:
+        rows = list_incidents(open_store(open_config(ctx)), state=state, limit=limit)
     if output == "json":
         emit_json(rows)
         return
@@ -84,8 +89,12 @@ def show(ctx: click.Context, incident_id: int | str, output: str) -> None:
     INCIDENT is its number or its reference: `terry incidents show 12` and
     `terry incidents show INC-2026-12-04-007` name the same incident.
 
-    Exit codes: 0, 4 no such incident."""
-    story = incident_story(open_store(open_config(ctx)), incident_id)
+    Exit codes: 0, 4 no such incident (remotely also 11 not permitted, 12 unreachable)."""
+    remote = remote_for(ctx)
+    if remote is not None:
+        story = remote.incident(incident_id)
+    else:
+        story = incident_story(open_store(open_config(ctx)), incident_id)
     if output == "json":
         emit_json(story)
         return
@@ -204,10 +213,20 @@ def explain_command(ctx: click.Context, incident_id: int | str, no_ai: bool, out
     record's account only. JSON: incident_id, text (the record's account), claude (model,
     account, next_steps, or null) and claude_error (why it is missing, or null).
 
+    Remote mode (TERRY_SERVER, TERRY_TOKEN): the record's account only, from the API.
+
     Exit codes: 0, 4 no such incident.
     """
     from terry.reports.explain import explain_incident  # the Anthropic client: only here
 
+    remote = remote_for(ctx)
+    if remote is not None:
+        found = remote.explain(incident_id)
+        if output == "json":
+            emit_json(found)
+        else:
+            console.print(found.text, markup=False)
+        return
     config = open_config(ctx)
     found = explain_incident(config, open_store(config), incident_id, ask_claude=not no_ai)
     if output == "json":

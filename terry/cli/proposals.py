@@ -10,6 +10,8 @@ from rich.table import Table
 from terry.cli.context import actor_name, open_config, open_pipeline, open_store
 from terry.cli.ids import RowId
 from terry.cli.output import console, emit_json, inert, output_option
+from terry.cli.remote import remote_for
+from terry.errors import InputError
 from terry.proposals.state import ProposalState
 from terry.proposals.view import list_proposals, proposal_detail
 
@@ -28,7 +30,11 @@ def command() -> None:
 @click.pass_context
 def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> None:
     """List proposals, newest first."""
-    rows = list_proposals(open_store(open_config(ctx)), state=state, limit=limit)
+    remote = remote_for(ctx)  # TERRY_SERVER: ask terry serve's API
+    if remote is not None:
+        rows = remote.proposals(state=state, limit=limit)
+    else:
+        rows = list_proposals(open_store(open_config(ctx)), state=state, limit=limit)
     if output == "json":
         emit_json(rows)
         return
@@ -54,7 +60,13 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
 @click.pass_context
 def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> None:
     """State, risk, decision with reasons, the playbook and the check-mode diff."""
-    d = proposal_detail(open_store(open_config(ctx)), proposal_id, events=events)
+    remote = remote_for(ctx)
+    if remote is not None and events:
+        raise InputError("--events is not served by the API yet: run it on Terry's machine")
+    if remote is not None:
+        d = remote.proposal(proposal_id)
+    else:
+        d = proposal_detail(open_store(open_config(ctx)), proposal_id, events=events)
     if output == "json":
         emit_json(d)
         return
@@ -141,8 +153,13 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
     console.print(table)
 
 
-def _finish(ctx: click.Context, proposal_id: int, output: str) -> None:
-    d = proposal_detail(open_store(open_config(ctx)), proposal_id)
+def _finish(ctx: click.Context, proposal_id: int, output: str) -> str:
+    """Print the proposal's state after a verb; that state."""
+    remote = remote_for(ctx)
+    if remote is not None:
+        d = remote.proposal(proposal_id)
+    else:
+        d = proposal_detail(open_store(open_config(ctx)), proposal_id)
     if output == "json":
         emit_json(
             {
@@ -154,24 +171,55 @@ def _finish(ctx: click.Context, proposal_id: int, output: str) -> None:
                 "merge_commit": d.merge_commit,
             }
         )
-        return
+        return d.summary.state
     console.print(
         f"proposal {proposal_id}: [bold]{d.summary.state}[/bold]"
         + (f" — {escape(inert(d.outcome))}" if d.outcome else ""),
         markup=True,
     )
+    return d.summary.state
+
+
+def _remote_act(
+    ctx: click.Context, verb: str, proposal_id: int, as_: str | None, **body: object
+) -> bool:
+    """In remote mode, ``verb`` through the API (as the token's user; ``--as`` another name
+    only for an admin's token), waiting while the server applies; False in local mode."""
+    remote = remote_for(ctx)
+    if remote is None:
+        return False
+    remote.act(verb, proposal_id, {**body, **({"as": as_} if as_ else {})})
+    return True
 
 
 @command.command("approve")
 @click.argument("proposal_id", type=RowId("proposal"))
-@click.option("--as", "as_", metavar="NAME", help="Who approves (default: git user.name).")
+@click.option(
+    "--as",
+    "as_",
+    metavar="NAME",
+    help="Who approves: yourself (default), another only for an admin.",
+)
 @click.option("--no-apply", is_flag=True, help="Merge only; apply later with 'apply'.")
 @output_option
 @click.pass_context
 def approve(
     ctx: click.Context, proposal_id: int, as_: str | None, no_apply: bool, output: str
 ) -> None:
-    """Approve a proposal awaiting review: merge it into main, then apply and verify it."""
+    """Approve a proposal awaiting review: merge it into main, then apply and verify it.
+
+    \b
+      terry proposals approve 12 --output json     {"id", "state", "approved_by", ...}
+      TERRY_SERVER=https://terry.example.org TERRY_TOKEN=tk_... terry proposals approve 12
+    Remotely the token's role decides (an operator: up to medium risk) and the token's user
+    is who approved; locally the caller (TERRY_ACTOR, git's user.name). --as names someone
+    else only for an admin (terry.yml admins:, or an admin's token).
+
+    Exit codes: 0, 4 no such proposal, 5 its state does not allow it (approved already),
+    11 not permitted (the role, --as), 12 the server cannot be reached."""
+    if _remote_act(ctx, "approve", proposal_id, as_, apply=not no_apply):
+        _finish(ctx, proposal_id, output)
+        return
     config, _store, pipeline = open_pipeline(ctx, output)
     pipeline.approve(proposal_id, actor=actor_name(config, as_), apply=not no_apply)
     _finish(ctx, proposal_id, output)
@@ -180,11 +228,21 @@ def approve(
 @command.command("reject")
 @click.argument("proposal_id", type=RowId("proposal"))
 @click.option("--reason", required=True, help="Why (kept in the audit trail).")
-@click.option("--as", "as_", metavar="NAME", help="Who rejects (default: git user.name).")
+@click.option(
+    "--as",
+    "as_",
+    metavar="NAME",
+    help="Who rejects: yourself (default), another only for an admin.",
+)
 @output_option
 @click.pass_context
 def reject(ctx: click.Context, proposal_id: int, reason: str, as_: str | None, output: str) -> None:
-    """Reject a proposal awaiting review; nothing is merged or applied."""
+    """Reject a proposal awaiting review; nothing is merged or applied.
+
+    Exit codes: 0, 4, 5 (its state), 11 not permitted, 12 the server cannot be reached."""
+    if _remote_act(ctx, "reject", proposal_id, as_, reason=reason):
+        _finish(ctx, proposal_id, output)
+        return
     config, _store, pipeline = open_pipeline(ctx, output)
     pipeline.reject(proposal_id, actor=actor_name(config, as_), reason=reason)
     _finish(ctx, proposal_id, output)
@@ -192,11 +250,23 @@ def reject(ctx: click.Context, proposal_id: int, reason: str, as_: str | None, o
 
 @command.command("apply")
 @click.argument("proposal_id", type=RowId("proposal"))
-@click.option("--as", "as_", metavar="NAME", help="Who applies (default: git user.name).")
+@click.option(
+    "--as",
+    "as_",
+    metavar="NAME",
+    help="Who applies: yourself (default), another only for an admin.",
+)
 @output_option
 @click.pass_context
 def apply(ctx: click.Context, proposal_id: int, as_: str | None, output: str) -> None:
-    """(Re-)apply a merged proposal: run its merged playbook, verify, roll back on failure."""
+    """(Re-)apply a merged proposal: run its merged playbook, verify, roll back on failure.
+
+    Exit codes: 0 verified, 1 not verified, 4, 5 (its state), 11 not permitted, 12 the
+    server cannot be reached."""
+    if _remote_act(ctx, "apply", proposal_id, as_):
+        if _finish(ctx, proposal_id, output) != ProposalState.VERIFIED:
+            ctx.exit(1)
+        return
     config, _store, pipeline = open_pipeline(ctx, output)
     state = pipeline.apply(proposal_id, actor=actor_name(config, as_))
     _finish(ctx, proposal_id, output)
@@ -206,11 +276,23 @@ def apply(ctx: click.Context, proposal_id: int, as_: str | None, output: str) ->
 
 @command.command("rollback")
 @click.argument("proposal_id", type=RowId("proposal"))
-@click.option("--as", "as_", metavar="NAME", help="Who rolls back (default: git user.name).")
+@click.option(
+    "--as",
+    "as_",
+    metavar="NAME",
+    help="Who rolls back: yourself (default), another only for an admin.",
+)
 @output_option
 @click.pass_context
 def rollback(ctx: click.Context, proposal_id: int, as_: str | None, output: str) -> None:
-    """Run a proposal's rollback (after it was applied)."""
+    """Run a proposal's rollback (after it was applied).
+
+    Exit codes: 0 rolled back, 1 not, 4, 5 (its state), 11 not permitted, 12 the server
+    cannot be reached."""
+    if _remote_act(ctx, "rollback", proposal_id, as_):
+        if _finish(ctx, proposal_id, output) != ProposalState.ROLLED_BACK:
+            ctx.exit(1)
+        return
     config, _store, pipeline = open_pipeline(ctx, output)
     state = pipeline.rollback(proposal_id, actor=actor_name(config, as_))
     _finish(ctx, proposal_id, output)

@@ -48,6 +48,7 @@ from terry.notify.deliver import Notifier
 from terry.pipeline import Pipeline
 from terry.proposals.view import list_proposals, proposal_detail
 from terry.reports.views import incident_story, list_incidents
+from terry.service.api_writes import ApiWrites
 from terry.service.auth import Authenticator, Principal, Role
 from terry.service.chat_routes import ChatRoutes
 from terry.service.console.routes import Console
@@ -480,6 +481,10 @@ def create_app(
         pipeline_factory=pipeline_factory or default_pipeline,
         read_turn=read_turn,
     )
+    # POST /api/v1/proposals/{id}/approve|reject|apply|rollback: bearer tokens, `allowed`
+    writes = ApiWrites(
+        store, auth, console.actions, pipeline_factory or default_pipeline, read_turn
+    )
 
     def guarded(role: Role, handler: Handler, *, quiet: bool = False) -> Handler:
         """``handler`` for requests whose bearer token names a principal of ``role``; 401
@@ -644,6 +649,7 @@ def create_app(
         finally:
             await run_in_threadpool(inbox.close)
             await run_in_threadpool(console.close)
+            await run_in_threadpool(writes.close)
             await run_in_threadpool(chat.close)
             await run_in_threadpool(folder.stop)
             await run_in_threadpool(notifier.stop)
@@ -679,6 +685,7 @@ def create_app(
             Route(
                 "/api/v1/proposals/{id}", read(getter(proposal_detail, "proposal")), methods=["GET"]
             ),
+            *writes.routes(),
             *console.routes(),
             *chat.routes(),
         ],

@@ -20,6 +20,7 @@ from terry.remedies.catalogue import load_catalogue
 from terry.store import Store
 from terry.store.models import IncidentRow, ProposalRow
 from terry.store.runs import History, RemedyRecord, remedy_record
+from terry.tenants.loader import parse_tenants
 from tests.conftest import REPO_ROOT
 from tests.golden_files import cases, check, load_input, orphans
 
@@ -61,6 +62,10 @@ def test_gate_input(case: Path, tmp_path: Path) -> None:
         record=_record(given["remedy"], given["record"]),
         check=given["check"],
         ai_authored=given.get("ai_authored", False),
+        # a tenants document (policies/tenants.yml), when the case has one
+        tenancy=parse_tenants(given["tenants"], source="policies/tenants.yml")
+        if "tenants" in given
+        else None,
     )
     # through JSON, as the policy engine gets it
     check(case, "json", json.loads(json.dumps(gate_input.as_input())))
