@@ -72,6 +72,10 @@ class Cli:
             catch_exceptions=False,
         )
 
+    def as_(self, actor: str) -> Cli:
+        """This CLI run by ``actor`` (TERRY_ACTOR): ``--as`` names only yourself now."""
+        return Cli(self.repo, {**self.env, "TERRY_ACTOR": actor})
+
     def json(self, *args: str, input: str | bytes | None = None) -> Any:
         result = self(*args, "--output", "json", input=input)
         assert result.exit_code == 0, result.stderr or result.stdout

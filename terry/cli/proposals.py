@@ -9,7 +9,7 @@ from rich.table import Table
 
 from terry.cli.context import actor_name, open_config, open_pipeline, open_store
 from terry.cli.ids import RowId
-from terry.cli.output import console, emit_json, inert, output_option
+from terry.cli.output import console, emit_json, err_console, inert, output_option
 from terry.cli.remote import remote_for
 from terry.errors import InputError
 from terry.proposals.state import ProposalState
@@ -215,13 +215,22 @@ def approve(
     is who approved; locally the caller (TERRY_ACTOR, git's user.name). --as names someone
     else only for an admin (terry.yml admins:, or an admin's token).
 
+    When the proposal touches hosts of several tenants, each approves (policies/tenants.yml):
+    an approval that leaves a tenant missing is recorded, says which tenant must still
+    approve, and exits 0 with the proposal still awaiting review.
+
     Exit codes: 0, 4 no such proposal, 5 its state does not allow it (approved already),
     11 not permitted (the role, --as), 12 the server cannot be reached."""
     if _remote_act(ctx, "approve", proposal_id, as_, apply=not no_apply):
         _finish(ctx, proposal_id, output)
         return
+    from terry.proposals.tenant_approvals import ApprovalPending
+
     config, _store, pipeline = open_pipeline(ctx, output)
-    pipeline.approve(proposal_id, actor=actor_name(config, as_), apply=not no_apply)
+    try:
+        pipeline.approve(proposal_id, actor=actor_name(config, as_), apply=not no_apply)
+    except ApprovalPending as exc:  # recorded: another tenant still has to approve
+        err_console.print(f"terry: {exc}", markup=False)
     _finish(ctx, proposal_id, output)
 
 

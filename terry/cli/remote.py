@@ -211,13 +211,11 @@ class Remote:
         return from_json(ProposalDetail, self.request("GET", f"/api/v1/proposals/{proposal_id}"))
 
     def explain(self, key: int | str) -> Explanation:
-        """The record's account of an incident, told from the API's story and proposals as
-        ``terry explain --no-ai`` tells it locally (Claude is not asked remotely)."""
-        from terry.reports.explain import Explanation, _story
+        """The record's account of an incident, as ``terry explain --no-ai`` tells it
+        locally (Claude is not asked remotely)."""
+        from terry.reports.explain import Explanation
 
-        story = self.incident(key)
-        text = _story(story, [self.proposal(pid) for pid in story.incident.proposals])
-        return Explanation(story.incident.id, text)
+        return from_json(Explanation, self.request("GET", f"/api/v1/incidents/{key}/explain"))
 
     # -- what the commands do ---------------------------------------------------------------
     def act(self, verb: str, proposal_id: int, body: Mapping[str, Any]) -> dict[str, Any]:

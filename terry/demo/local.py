@@ -117,7 +117,7 @@ def run_demo(
         for o in waiting:
             narrate(
                 f"5. Production waits for review; {APPROVER} approves proposal "
-                f"{o.proposal_id}: terry proposals approve {o.proposal_id} --as {APPROVER}"
+                f"{o.proposal_id}: TERRY_ACTOR={APPROVER} terry proposals approve {o.proposal_id}"
             )
             assert o.proposal_id is not None
             pipeline.approve(o.proposal_id, actor=APPROVER)

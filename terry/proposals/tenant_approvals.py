@@ -33,7 +33,8 @@ _APPROVED = "approved"
 
 
 class ApprovalPending(StateError):
-    """The approval was recorded for some tenants; others must still approve (exit 5)."""
+    """The approval was recorded for some tenants; others must still approve. The CLI says
+    so and succeeds; the API and the console answer 409 with this message."""
 
 
 @dataclass(frozen=True)
@@ -118,7 +119,7 @@ def record_tenant_approval(
             f"approval recorded for tenant(s) {', '.join(counts_for)} by {actor}; proposal "
             f"{proposal_id} still needs an approval from tenant(s) "
             f"{', '.join(result.missing)} before it merges (approved so far: {done}); a member "
-            f"or reviewer of each runs 'terry proposals approve {proposal_id} --as NAME'"
+            f"or reviewer of each approves it as themselves"
         )
     return result
 

@@ -17,8 +17,9 @@ longer is 202 and ``GET /api/v1/proposals/{id}/job`` says when it ends and how.
 Answers are JSON: the proposal's ``id``, ``state``, ``decision``, ``approved_by``,
 ``outcome`` and ``merge_commit`` (what ``terry proposals approve --output json`` prints),
 and ``running`` (whether its apply or rollback goes on); errors are ``{"error": ...}`` (with
-``state`` on a 409). 400 bad body, 401 no valid token, 403 the role may not (or ``as``), 404
-no such proposal, 409 the state does not allow it.
+``state`` on a 409): 400 bad body, 401 no valid token, 403 the role may not (or ``as``),
+404 no such proposal, 409 the state does not allow it. ``GET /api/v1/incidents/{id}/explain``
+is the record's account of an incident, for the remote ``terry explain``.
 """
 
 from __future__ import annotations
@@ -38,6 +39,7 @@ from starlette.responses import Response
 from starlette.routing import BaseRoute, Route
 
 from terry.access import Action, Principal, Role, act_as, allowed
+from terry.config import Config
 from terry.errors import InputError, NotFound, StateError, StoreError, TerryError
 from terry.jsonable import to_jsonable
 from terry.pipeline import Pipeline
@@ -148,6 +150,7 @@ class ApiWrites:
 
     def __init__(
         self,
+        config: Config,
         store: Store,
         auth: Authenticator,
         actions: Actions,
@@ -156,6 +159,7 @@ class ApiWrites:
         *,
         threads: int = 2,
     ) -> None:
+        self.config = config
         self.store = store
         self.auth = auth
         self.actions = actions  # the console's: one apply of a proposal at a time
@@ -173,6 +177,7 @@ class ApiWrites:
                 for verb in _VERBS
             ),
             Route("/api/v1/proposals/{id}/job", self.job, methods=["GET"]),
+            Route("/api/v1/incidents/{id}/explain", self.explain, methods=["GET"]),
         ]
 
     def close(self) -> None:
@@ -197,6 +202,30 @@ class ApiWrites:
         if theirs is not None and not theirs.done:
             return Job("approve", theirs.actor, theirs.started)
         return None
+
+    async def explain(self, request: Request) -> Response:
+        """GET: the record's account of an incident (``terry explain --no-ai``'s JSON; the
+        server never asks Claude for a reader)."""
+        from terry.incidents.refs import parse_ref
+        from terry.reports.explain import explain_incident
+
+        if self._principal(request) is None:
+            return _error(401, "missing or wrong bearer token")
+        raw = str(request.path_params["id"])
+        key: int | str = raw
+        if parse_ref(raw) is None:
+            if not (raw.isascii() and raw.isdigit()):
+                return _error(400, "incident id must be a whole number or an INC reference")
+            if len(raw) > 10 or not 1 <= int(raw) <= MAX_ROW_ID:
+                return _error(404, f"incident {raw[:24]} does not exist")
+            key = int(raw)
+        try:
+            found = await self.read_turn(
+                lambda: explain_incident(self.config, self.store, key, ask_claude=False)
+            )
+        except NotFound as exc:
+            return _error(404, str(exc))
+        return _json(found)
 
     async def job(self, request: Request) -> Response:
         """GET: the last apply or rollback the server ran for the proposal, and whether it

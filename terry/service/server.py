@@ -483,7 +483,7 @@ def create_app(
     )
     # POST /api/v1/proposals/{id}/approve|reject|apply|rollback: bearer tokens, `allowed`
     writes = ApiWrites(
-        store, auth, console.actions, pipeline_factory or default_pipeline, read_turn
+        config, store, auth, console.actions, pipeline_factory or default_pipeline, read_turn
     )
 
     def guarded(role: Role, handler: Handler, *, quiet: bool = False) -> Handler:

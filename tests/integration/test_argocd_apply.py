@@ -79,7 +79,7 @@ def test_scale_up_is_a_manifest_change_synced_by_argocd_and_verified(
     assert "Argo CD: deployment.apps/shop configured (dry run)" in shown["check_diff"]
     assert "service/shop" not in shown["check_diff"]  # unchanged resources are not diffs
 
-    approved = cli.json("proposals", "approve", pid, "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", pid)
     assert approved["state"] == "verified", approved
     merge = approved["merge_commit"]
     # The edit is on main, in place: comments, order and quoting kept, one line changed.
@@ -116,7 +116,7 @@ def test_a_sync_that_degrades_is_reverted_on_main_and_synced_back(
     pid = str(outcome["proposal_id"])
     before = git(cli.repo, "rev-parse", "main")
 
-    approved = cli.json("proposals", "approve", pid, "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", pid)
 
     assert approved["state"] == "rolled_back", approved
     merge = approved["merge_commit"]
@@ -150,7 +150,7 @@ def test_memory_limit_edit_picks_the_container_by_name(world: tuple[Cli, FakeArg
         cli, "ContainerOOMKilled", "fp-oom", host="shop", container="app", memory="1Gi"
     )
     pid = str(outcome["proposal_id"])
-    approved = cli.json("proposals", "approve", pid, "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", pid)
     assert approved["state"] == "verified", approved
     live = fake.live("shop", "Deployment", "shop")
     assert live["spec"]["template"]["spec"]["containers"][0]["resources"]["limits"] == {

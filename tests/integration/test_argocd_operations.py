@@ -190,7 +190,7 @@ def test_synced_but_progressing_at_verify_time_is_waited_out(
     # Healthy after the apply, then a rollout restarts: Progressing when verify reads.
     restarted = _at_verify(cli, fake, pid, lambda: fake.restart("shop", 1.0))
 
-    approved = cli.json("proposals", "approve", str(pid), "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", str(pid))
 
     assert approved["state"] == "verified", approved
     assert restarted == ["shop"] and fake.health("shop") == "Healthy"
@@ -216,7 +216,7 @@ def test_synced_at_an_older_revision_is_never_verified(world: tuple[Cli, FakeArg
     # at a revision that does not contain the fix.
     pinned = _at_verify(cli, fake, pid, lambda: fake.pin("shop", older))
 
-    approved = cli.json("proposals", "approve", str(pid), "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", str(pid))
 
     assert approved["state"] == "escalated", approved
     assert pinned == ["shop"]
@@ -245,7 +245,7 @@ def test_a_degraded_app_fixed_by_a_sync_is_judged_after_the_refresh(
     pid = outcome["proposal_id"]
     commit = cli.json("proposals", "show", str(pid))["commit"]
 
-    approved = cli.json("proposals", "approve", str(pid), "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", str(pid))
 
     assert approved["state"] == "verified", approved
     merge = approved["merge_commit"]
@@ -269,7 +269,7 @@ def test_missing_after_a_sync_fails_at_once_and_is_rolled_back(
     pid = outcome["proposal_id"]
     fake.evict("shop", "Service", "shop")  # something deletes it right after the sync
 
-    approved = cli.json("proposals", "approve", str(pid), "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", str(pid))
 
     assert approved["state"] == "rolled_back", approved
     # Failed on Missing, not at the timeout; the revert put the Service back.
@@ -289,7 +289,7 @@ def test_suspended_after_a_sync_is_left_to_a_person(
     outcome = ingest_one(cli, "AppReplicasTooLow", "fp-paused", host="shop", replicas="4")
     pid = outcome["proposal_id"]
 
-    approved = cli.json("proposals", "approve", str(pid), "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", str(pid))
 
     # Synced at the merge but paused: applied, nothing failed, and verification cannot
     # tell, so a person decides (no rollback, no wait for the timeout).
@@ -323,7 +323,7 @@ def test_an_auto_synced_app_is_deployed_by_auto_sync_and_verified(
         ("ok", True)
     ]
 
-    approved = cli.json("proposals", "approve", str(pid), "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", str(pid))
 
     assert approved["state"] == "verified", approved
     merge = approved["merge_commit"]
@@ -351,7 +351,7 @@ def test_an_auto_synced_app_that_degrades_is_reverted_and_auto_sync_deploys_the_
     pid = outcome["proposal_id"]
     before = git(cli.repo, "rev-parse", "main")
 
-    approved = cli.json("proposals", "approve", str(pid), "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", str(pid))
 
     assert approved["state"] == "rolled_back", approved
     merge, revert = approved["merge_commit"], git(cli.repo, "rev-parse", "main")
@@ -393,7 +393,7 @@ def test_a_sync_a_proxy_timed_out_is_adopted_not_sent_again(
     fake.sync_seconds = 1.5  # still running when Terry looks again
     fake.gateway_timeout_on_sync(1)  # Argo CD took the sync; the proxy answered 504
 
-    approved = cli.json("proposals", "approve", str(pid), "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", str(pid))
 
     assert approved["state"] == "verified", approved
     merge = approved["merge_commit"]
@@ -411,7 +411,7 @@ def test_an_apply_argocd_refuses_to_start_is_reverted_on_main(
     before = git(cli.repo, "rev-parse", "main")
     cli.env["ARGOCD_AUTH_TOKEN"] = "a-revoked-token"  # between the check and the merge
 
-    approved = cli.json("proposals", "approve", str(pid), "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", str(pid))
 
     # The merge could not be deployed: it does not stay on main undeployed.
     assert approved["state"] == "failed", approved

@@ -165,7 +165,7 @@ def test_a_fix_that_is_rolled_back_says_so_and_what_next(fleet: Cli) -> None:
         )
         pid = outcome["proposal_id"]
         assert outcome["state"] == "awaiting_review", outcome
-        approved = fleet.json("proposals", "approve", str(pid), "--as", "erin")
+        approved = fleet.as_("erin").json("proposals", "approve", str(pid))
         assert approved["state"] == "rolled_back", approved
     finally:
         keep.unlink()

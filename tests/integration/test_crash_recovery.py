@@ -349,7 +349,7 @@ def test_killed_mid_apply_the_restart_frees_the_host_and_nothing_is_left_behind(
         assert not (web01 / "slow-applied").exists()  # the killed apply never finished
 
         # The interrupted proposal rolls back
-        rolled = cli.json("proposals", "rollback", str(slow.id), "--as", "alice")
+        rolled = cli.as_("alice").json("proposals", "rollback", str(slow.id))
         assert rolled["state"] == "rolled_back"
         assert (web01 / "slow-rolled-back").exists()
         assert locks(store) == {}

@@ -174,7 +174,7 @@ def test_drift_fix_reconciles_through_review(fleet: tuple[Cli, Hooks]) -> None:
     shown = cli.json("proposals", "show", str(fixed["proposal_id"]))
     assert shown["summary"]["remedy"] == "reconcile-drift"
     assert "import_playbook: ../site.yml" in shown["playbook"]
-    approved = cli.json("proposals", "approve", str(fixed["proposal_id"]), "--as", "alice")
+    approved = cli.as_("alice").json("proposals", "approve", str(fixed["proposal_id"]))
     assert approved["state"] == "verified", approved
     assert "match the desired state" in approved["outcome"]
     assert cli("drift", "scan", "--exit-code").exit_code == 0

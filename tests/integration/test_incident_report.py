@@ -91,7 +91,7 @@ def fixed_twice(fleet: Cli) -> tuple[dict[str, Any], dict[str, Any]]:
         firing["startsAt"] = _now()
         outcome = _fire_and_resolve(fleet, firing)
         assert outcome["state"] == "awaiting_review", outcome
-        approved = fleet.json("proposals", "approve", str(outcome["proposal_id"]), "--as", "alice")
+        approved = fleet.as_("alice").json("proposals", "approve", str(outcome["proposal_id"]))
         assert approved["state"] == "verified", approved
         _resolve(fleet, firing)
         outcomes.append(outcome)

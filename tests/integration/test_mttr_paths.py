@@ -101,7 +101,7 @@ def test_a_fix_whose_verify_fails_in_the_same_run_is_rolled_back(fleet: Cli) -> 
         outcome = _disk(fleet, "web-01", "mttr-rollback", threshold="1")
         assert outcome["state"] == "awaiting_review", outcome
         pid = str(outcome["proposal_id"])
-        approved = fleet.json("proposals", "approve", pid, "--as", "erin")
+        approved = fleet.as_("erin").json("proposals", "approve", pid)
         assert approved["state"] == "rolled_back", approved
     finally:
         keep.unlink()
@@ -137,7 +137,7 @@ def test_a_remedy_without_the_flag_verifies_in_a_run_of_its_own(fleet: Cli) -> N
         assert outcome["state"] in ("verified", "awaiting_review"), outcome
         pid = str(outcome["proposal_id"])
         if outcome["state"] == "awaiting_review":  # production: a person approves
-            assert fleet.json("proposals", "approve", pid, "--as", "erin")["state"] == "verified"
+            assert fleet.as_("erin").json("proposals", "approve", pid)["state"] == "verified"
         runs = _runs(fleet, int(pid))
         assert runs["verify"]["artifact_dir"] != runs["apply"]["artifact_dir"]
         assert VERIFY_TASK in _tasks(runs["verify"]) and VERIFY_TASK not in _tasks(runs["apply"])

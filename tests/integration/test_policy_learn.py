@@ -85,7 +85,7 @@ def test_a_record_of_successes_is_proposed_then_merged_by_a_person_then_used(fle
         outcome = _disk_alert(fleet)
         assert outcome["state"] == "awaiting_review", outcome
         assert any("not listed to merge in production" in r for r in outcome["reasons"])
-        approved = fleet.json("proposals", "approve", str(outcome["proposal_id"]), "--as", "ann")
+        approved = fleet.as_("ann").json("proposals", "approve", str(outcome["proposal_id"]))
         assert approved["state"] == "verified", approved
 
     # the operator's checkout of main followed every merge (clean, the playbooks in it)

@@ -128,7 +128,7 @@ def test_production_waits_for_review_and_approval_applies_it(fleet: Cli) -> None
     assert not http_ok(fleet, "db-01")  # nothing was applied while waiting
 
     pid = str(outcome["proposal_id"])
-    approved = fleet.json("proposals", "approve", pid, "--as", "alice")
+    approved = fleet.as_("alice").json("proposals", "approve", pid)
     assert approved["state"] == "verified"
     assert approved["approved_by"] == "alice"
     assert http_ok(fleet, "db-01")
@@ -138,7 +138,7 @@ def test_production_waits_for_review_and_approval_applies_it(fleet: Cli) -> None
     note = git.Repo(fleet.repo).git.notes("--ref=terry", "show", merge.parents[1].hexsha)
     assert "Terry-Decision: review" in note and "production host" in note
 
-    again = fleet("proposals", "approve", pid, "--as", "bob")
+    again = fleet.as_("bob")("proposals", "approve", pid)
     assert again.exit_code == 5
     assert "cannot approve proposal" in again.stderr and "it is verified" in again.stderr
     rejected = fleet("proposals", "reject", pid, "--reason", "too late")
@@ -159,8 +159,8 @@ def test_rejected_proposal_changes_nothing(fleet: Cli) -> None:
     detail = proposal(fleet, int(pid))
     assert "debug_backdoor" in detail["check_diff"]  # the dry run shows the drift reverted
 
-    result = fleet.json(
-        "proposals", "reject", pid, "--reason", "investigating by hand", "--as", "carol"
+    result = fleet.as_("carol").json(
+        "proposals", "reject", pid, "--reason", "investigating by hand"
     )
     assert result["state"] == "rejected"
     assert conf.read_text() == drifted
@@ -184,7 +184,7 @@ def test_approved_config_drift_is_re_rendered_from_the_role(fleet: Cli) -> None:
         ),
     )
     [outcome] = out["proposals"]
-    result = fleet.json("proposals", "approve", str(outcome["proposal_id"]), "--as", "dave")
+    result = fleet.as_("dave").json("proposals", "approve", str(outcome["proposal_id"]))
     assert result["state"] == "verified"
     assert "debug_backdoor" not in conf.read_text()
 
@@ -229,7 +229,7 @@ def test_verification_failure_rolls_back(fleet: Cli) -> None:
     [outcome] = out["proposals"]
     assert outcome["state"] == "awaiting_review", outcome
     assert any("the dry run estimates the fix falls short" in r for r in outcome["reasons"])
-    approved = fleet.json("proposals", "approve", str(outcome["proposal_id"]), "--as", "erin")
+    approved = fleet.as_("erin").json("proposals", "approve", str(outcome["proposal_id"]))
     assert approved["state"] == "rolled_back", approved
     detail = proposal(fleet, outcome["proposal_id"])
     assert [r["kind"] for r in detail["runs"]] == ["check", "apply", "verify", "rollback"]

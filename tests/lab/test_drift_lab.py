@@ -76,7 +76,7 @@ def _reconcile(cli: Cli, *args: str) -> dict[str, Any]:
     """terry drift fix, and the approval a production host needs: verified by a rescan."""
     fixed = cli.json("drift", "fix", *args)
     if fixed["state"] == "awaiting_review":
-        approved = cli.json("proposals", "approve", str(fixed["proposal_id"]), "--as", "ops")
+        approved = cli.as_("ops").json("proposals", "approve", str(fixed["proposal_id"]))
         assert approved["state"] == "verified", approved
         fixed["state"] = approved["state"]
     return fixed

@@ -180,7 +180,7 @@ def test_a_steadily_growing_disk_is_fixed_before_any_alert_fires(
     [action] = [a for a in report["actions"] if a["kind"] == "disk"]
     assert (action["host"], action["mountpoint"], action["effect"]) == (HOST, "/srv/data", "opened")
     if action["state"] == "awaiting_review":  # the shipped policy merges it; approve if not
-        approved = cli.json("proposals", "approve", str(action["proposal_id"]), "--as", "ops")
+        approved = cli.as_("ops").json("proposals", "approve", str(action["proposal_id"]))
         action["state"] = approved["state"]
     assert action["state"] == "verified", action
 
