@@ -9,7 +9,7 @@ import click
 from rich.markup import escape
 from rich.table import Table
 
-from terry.cli.context import open_config, open_pipeline
+from terry.cli.context import actor_name, open_config, open_pipeline
 from terry.cli.output import console, emit_json, err_console, output_option
 from terry.config import Config
 from terry.errors import NotFound
@@ -278,8 +278,10 @@ def _propose(
 ) -> None:
     from terry.sources.inventory import propose_edit  # the pipeline: only for an edit
 
-    _config, _store, pipeline = open_pipeline(ctx, output)
-    done = propose_edit(pipeline, edit, converge=converge, apply=not no_apply)
+    config, _store, pipeline = open_pipeline(ctx, output)
+    done = propose_edit(
+        pipeline, edit, converge=converge, apply=not no_apply, author=actor_name(config, None)
+    )
     if output == "json":
         emit_json(done)
     else:

@@ -88,9 +88,17 @@ def edit_remedy(tree: Path, config: Config, edit: InventoryEdit, *, converge: bo
 
 
 def propose_edit(
-    pipeline: Pipeline, edit: InventoryEdit, *, converge: bool | None = None, apply: bool = True
+    pipeline: Pipeline,
+    edit: InventoryEdit,
+    *,
+    converge: bool | None = None,
+    apply: bool = True,
+    author: str = "terry",
 ) -> EditOutcome:
     """Make the edit on a branch and carry its proposal as far as the gate allows.
+
+    ``author``: the person who asked for it, kept on the incident (label ``author``): in
+    production somebody else approves it (terry.proposals.duties).
 
     ``converge`` None: a ``set`` on a host Ansible applies converges; nothing else does.
     """
@@ -117,9 +125,15 @@ def propose_edit(
         fingerprint="inventory:" + hashlib.sha256(repr(edit).encode()).hexdigest()[:24],
         title=f"Inventory edit: {edit.describe()}",
         host=edit.host,
-        labels={"alertname": "InventoryEdit", "action": edit.action.value, "host": edit.host},
+        labels={
+            "alertname": "InventoryEdit",
+            "action": edit.action.value,
+            "host": edit.host,
+            "author": author,
+        },
         annotations={"summary": edit.describe()},
         holder=ctx.holder,
+        actor=author,
     )
     remedy = edit_remedy(tree, config, edit, converge=converge)
     site = f"{config.playbooks_path}/{SITE}"

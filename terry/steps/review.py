@@ -9,6 +9,7 @@ from dataclasses import dataclass
 
 from terry.context import Context
 from terry.inventory.hosts import load_inventory
+from terry.proposals.duties import check_not_author
 from terry.proposals.state import ProposalState, get, transition
 from terry.proposals.tenant_approvals import TenantApprovals, record_tenant_approval
 from terry.review.base import Review
@@ -37,7 +38,9 @@ class ReviewStep:
     def approve(self, proposal_id: int, *, actor: str) -> str:
         """Approved by ``actor`` and merged; the merge commit's sha. When tenants are
         defined, each tenant the proposal touches approves first (``ApprovalPending`` until
-        the last one has: terry.proposals.tenant_approvals)."""
+        the last one has: terry.proposals.tenant_approvals). The author of a change a
+        person asked for never approves it in production (terry.proposals.duties)."""
+        check_not_author(self.ctx.store, proposal_id, actor=actor)
         self.tenant_approvals(proposal_id, actor=actor)
         self.record_approval(proposal_id, actor=actor, reason=f"approved by {actor}")
         return self.review.merge(

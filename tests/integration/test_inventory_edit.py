@@ -151,3 +151,23 @@ def test_bad_edits_are_refused_before_anything_is_written(
     assert message in result.stderr
     assert Repo(cli.repo)._git("for-each-ref") == refs  # no branch, no commit
     assert cli.json("incidents", "list") == incidents
+
+
+def test_whoever_asked_for_a_production_edit_does_not_approve_it(fleet: Cli) -> None:
+    cli = fleet
+    proposed = cli.as_("alice").json("inventory", "set", "db-01", "terry_labels={tier: db}")
+    assert proposed["state"] == "awaiting_review", proposed
+    pid = str(proposed["proposal_id"])
+    incident = cli.json("incidents", "show", str(proposed["incident_id"]))
+    assert incident["labels"]["author"] == "alice"
+
+    refused = cli.as_("alice")("proposals", "approve", pid)
+    assert refused.exit_code == 11, refused.stdout + refused.stderr
+    said = " ".join(refused.stderr.split())
+    assert "alice may not approve proposal" in said and "separation of duties" in said
+    assert cli.json("proposals", "show", pid)["summary"]["state"] == "awaiting_review"
+
+    approved = cli.as_("bob")("proposals", "approve", pid)
+    assert approved.exit_code == 0, approved.stdout + approved.stderr
+    done = cli.json("proposals", "show", pid)
+    assert done["summary"]["state"] == "verified" and done["approved_by"] == "bob"
