@@ -1,10 +1,10 @@
 """The disk remedy over many files: one clean-up task over the file set against the per-file
 loops it replaced (``loop:`` over ``ansible.builtin.file`` and ``command: gzip``), same run.
 
-The old role is ``roles/disk_cleanup`` at ``--base`` (default ``HEAD``; after the change is
-committed, pass the commit before it), read with ``git archive``; the new one is the working
-tree's. Each round makes the same files on one scratch host (Ansible's local connection,
-no root): N/2 stale scratch files under ``/srv/data/tmp`` and N/2 rotated logs under
+The old role is ``roles/disk_cleanup`` at ``--base`` (default ``HEAD``; the per-file loops
+are at ``--base 2ce2f93~1``), read with ``git archive``; the new one is the working tree's.
+Each round makes the same files on one scratch host (Ansible's local connection, no
+root): N/2 stale scratch files under ``/srv/data/tmp`` and N/2 rotated logs under
 ``/srv/data/log``; then runs the remedy's apply play (``ansible-playbook``, pipelining on,
 as Terry runs it) with the old role and with the new one, interleaved (old, new, then new,
 old, ...). Prints each side's median seconds, new ÷ old, and the floor: the same play with

@@ -5,7 +5,8 @@ Brings up a lab of its own (root; 3 hosts, lab-02 and lab-03 staging) with Alert
 pointed at a ``terry serve`` started here (server and worker in this process, as
 ``terry demo`` does), then, round by round, injects each fault on a staging host (disk on
 lab-02, service on lab-03), waits for its proposal to end and for Prometheus to stop
-firing the alert, and runs the floor play once. The milestones come from Terry's store
+firing the alert (a disk round then empties the volume, ``heal_host``, so every round
+starts from the same files), and runs the floor play once. The milestones come from Terry's store
 (``terry.demo.phases``: the alert's ``startsAt`` and ``received_at``, the proposal's audit
 rows) and the fault's own moment from this script (when ``break_host`` returned).
 
@@ -23,6 +24,7 @@ from __future__ import annotations
 
 import argparse
 import secrets
+import shutil
 import tempfile
 import threading
 import time
@@ -225,6 +227,7 @@ def main() -> int:
         if store is not None:
             store.dispose()
         lab.down(LAB)
+        shutil.rmtree(scratch, ignore_errors=True)
 
     floor = (pct(floors, 50), pct(floors, 90))
     print()

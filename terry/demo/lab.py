@@ -14,6 +14,7 @@ import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
@@ -26,6 +27,7 @@ from terry.config import CONFIG_FILE, load_config
 from terry.context import Reporter
 from terry.demo.local import APPROVER, DemoRow
 from terry.demo.narration import GroupedReporter
+from terry.demo.phases import incident_phases
 from terry.errors import StateError
 from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
@@ -133,8 +135,10 @@ def run_lab_demo(
         )
 
         narrate("3. Faults: lab-02's data volume fills up; lab-01's web service stops")
-        for host, fault, _alert in FAULTS:
+        faulted: dict[str, datetime] = {}
+        for host, fault, alertname in FAULTS:
             narrate(f"   {lab.break_host(state, host, fault).detail}")
+            faulted[alertname] = datetime.now(UTC)
 
         found: dict[str, IncidentSummary] = {}
 
@@ -181,6 +185,10 @@ def run_lab_demo(
             "send the resolved notices"
         )
         _wait("the alerts to resolve", resolved, timeout)
+        narrate("7. Where the time went (fault → fired → received → decided → applied → verified):")
+        for name, incident in sorted(found.items(), key=lambda item: item[1].id):
+            phases = incident_phases(store, incident.id, fault=faulted.get(name))
+            narrate(f"   {name} on {incident.host}: {phases.line()}")
         still = firing(state.prometheus_url)
         rows = []
         by_incident = {p.incident_id: p for p in list_proposals(store, limit=100)}

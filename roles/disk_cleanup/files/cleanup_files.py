@@ -42,7 +42,7 @@ def _keep_attributes(source_stat, path):
 def _write_beside(target, fill, source_stat):
     """Write ``target`` through a temporary file in its directory, renamed into place."""
     directory, name = os.path.split(target)
-    tmp = os.path.join(directory, ".{}.terry-{}".format(name, os.getpid()))
+    tmp = os.path.join(directory, f".{name}.terry-{os.getpid()}")
     try:
         with open(tmp, "xb") as out:
             fill(out)
@@ -88,14 +88,16 @@ def _compress(path, check, done, skipped):
     if not check:
 
         def fill(out):
-            with open(path, "rb") as source, gzip.GzipFile(
-                filename=os.path.basename(path),
-                mode="wb",
-                compresslevel=6,
-                fileobj=out,
-                mtime=int(st.st_mtime),
-            ) as packed:
-                shutil.copyfileobj(source, packed, CHUNK)
+            # Nested, not one parenthesised ``with``: the host's Python may be older than 3.10.
+            with open(path, "rb") as source:  # noqa: SIM117
+                with gzip.GzipFile(
+                    filename=os.path.basename(path),
+                    mode="wb",
+                    compresslevel=6,
+                    fileobj=out,
+                    mtime=int(st.st_mtime),
+                ) as packed:
+                    shutil.copyfileobj(source, packed, CHUNK)
 
         _write_beside(path + ".gz", fill, st)
         os.unlink(path)
@@ -143,7 +145,7 @@ def main():
             try:
                 step(path, check, answer[done], answer["skipped"])
             except OSError as exc:
-                answer["failed"].append([path, "{}: {}".format(key, exc.strerror or exc)])
+                answer["failed"].append([path, f"{key}: {exc.strerror or exc}"])
     answer["changed"] = bool(answer["removed"] or answer["compressed"] or answer["decompressed"])
     answer["check"] = check
     print(json.dumps(answer))
