@@ -103,6 +103,8 @@ class AnsibleApplier:
         request = replace(
             self._request(job, job.playbook), vars_file=job.vars_path, check=check, tags=tags
         )
+        if job.recheck:
+            request = replace(request, env={**request.env, "TERRY_RECHECK": "1"})
         return self.runner.run(request, on_event=on_event)
 
     # -- the host reached is the host meant -------------------------------------------------

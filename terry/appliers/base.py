@@ -225,6 +225,9 @@ class Job:
     branch: str | None = None
     target: str | None = None  # what the applier addresses beyond hosts (an Argo CD app)
     params: dict[str, Any] = field(default_factory=dict)
+    # A look, not a wait: the re-check before an apply asks whether the problem still holds
+    # now; a remedy's verify may skip its waiting for things to come up (TERRY_RECHECK=1).
+    recheck: bool = False
 
 
 class Applier(Protocol):

@@ -215,6 +215,7 @@ class Precheck:
                 branch=row.branch,
                 target=row.target,
                 params=params,
+                recheck=True,
             )
         if (
             state is not ProposalState.MERGED
