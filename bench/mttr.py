@@ -39,10 +39,10 @@ from _common import load_note, pct, table
 from terry import lab
 from terry.app import build_pipeline
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
-from terry.config import CONFIG_FILE, load_config
+from terry.config import load_config
+from terry.demo.lab import point_at_lab
 from terry.demo.phases import PHASES, Phases, incident_phases
 from terry.gitops.init import init_repository
-from terry.gitops.repo import Repo
 from terry.ports import free_port
 from terry.proposals.view import list_proposals
 from terry.reports.views import list_incidents
@@ -98,15 +98,6 @@ def _firing(url: str, alertname: str, host: str) -> bool:
         and a.get("state") in ("firing", "pending")
         for a in alerts
     )
-
-
-def _configure(repo: Path, state: lab.LabState) -> None:
-    path = repo / CONFIG_FILE
-    config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
-    config["inventory"] = ["inventories/lab"]
-    config["prometheus"] = {"url": state.prometheus_url, "settle_seconds": 30, "timeout": 5}
-    path.write_text(yaml.safe_dump(config, sort_keys=False), encoding="utf-8")
-    Repo(repo).commit_paths([CONFIG_FILE, "inventories/lab"], "lab: inventory and Prometheus")
 
 
 def _floor(repo: Path, scratch: Path, host: str, n: int) -> float:
@@ -189,7 +180,7 @@ def main() -> int:
     floors: list[float] = []
     failed = 0
     try:
-        _configure(repo, state)
+        point_at_lab(repo, state)  # the demo's own setup
         config = load_config(repo, environ={})
         store = Store(config.store_url)
         store.migrate()

@@ -38,7 +38,7 @@ from terry.service.server import create_app
 from terry.service.worker import Worker
 from terry.store import Store
 
-__all__ = ["LabDemo", "run_lab_demo"]
+__all__ = ["LabDemo", "point_at_lab", "run_lab_demo"]
 
 FAULTS = (("lab-02", "disk", "DiskUsageHigh"), ("lab-01", "service", "ServiceDown"))
 _TERMINAL = {"verified", "rolled_back", "failed", "denied", "rejected", "escalated", "interrupted"}
@@ -63,7 +63,7 @@ def _wait(what: str, predicate: Callable[[], object], timeout: float) -> object:
     raise StateError(f"demo: timed out after {timeout:.0f}s waiting for {what}")
 
 
-def _configure(repo: Path, state: lab.LabState) -> None:
+def point_at_lab(repo: Path, state: lab.LabState) -> None:
     """Point terry.yml at the lab inventory and Prometheus, and commit that on main."""
     path = repo / CONFIG_FILE
     config = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
@@ -116,7 +116,7 @@ def run_lab_demo(
     thread: threading.Thread | None = None
     store: Store | None = None
     try:
-        _configure(repo, state)
+        point_at_lab(repo, state)
         config = load_config(repo, environ={})
         store = Store(config.store_url)
         store.migrate()
