@@ -15,9 +15,10 @@ Roles, from least to most:
   API tokens.
 - ``alertmanager`` (the webhook's token) posts alerts and does nothing else.
 
-A principal holds one role in one tenant (``"*"``: every tenant). Until the API and the
-console filter by tenant, an action that names no tenant is allowed only to principals of
-every tenant: a token limited to one tenant is refused rather than shown the others' work.
+A principal holds one role in one tenant (``"*"``: every tenant). An action that names no
+tenant is allowed only to principals of every tenant: a token limited to one tenant is
+refused rather than shown the others' work, except on the routes that filter by tenant
+(``terry.tenants.scope``; the JSON API's incidents and proposals, docs/permissions.md).
 """
 
 from __future__ import annotations

@@ -48,6 +48,7 @@ from terry.service.auth import Authenticator
 from terry.service.console.actions import Actions
 from terry.store import Store
 from terry.store.models import MAX_ROW_ID
+from terry.tenants.scope import Scopes
 
 __all__ = ["ApiWrites"]
 
@@ -158,8 +159,10 @@ class ApiWrites:
         read_turn: Callable[[Callable[[], Any]], Awaitable[Any]],
         *,
         threads: int = 2,
+        scopes: Scopes | None = None,
     ) -> None:
         self.config = config
+        self.scopes = scopes or Scopes(config)  # a tenant's token acts on its tenant's only
         self.store = store
         self.auth = auth
         self.actions = actions  # the console's: one apply of a proposal at a time
@@ -264,7 +267,7 @@ class ApiWrites:
     async def act(self, request: Request) -> Response:
         """POST approve, reject, apply or rollback: the token, the body, ``allowed`` with the
         proposal's risk, ``act_as``, then the pipeline's verb."""
-        principal = self._principal(request)
+        principal = self.auth.authenticate(request, Role.VIEWER, scoped=True)
         if principal is None:
             return _error(401, "missing or wrong bearer token")
         verb = _VERBS[request.url.path.rsplit("/", 1)[1]]
@@ -281,7 +284,11 @@ class ApiWrites:
             return _error(400, str(exc))
         except NotFound as exc:
             return _error(404, str(exc))
-        decision = allowed(principal, verb, risk=detail.summary.risk)
+        scope = await self.read_turn(lambda: self.scopes.of(principal))
+        if not scope.sees(detail):  # another tenant's: answered as a missing one
+            return _error(404, f"proposal {proposal_id} does not exist")
+        tenant = None if scope.everything else principal.tenant
+        decision = allowed(principal, verb, risk=detail.summary.risk, tenant=tenant)
         if principal.anonymous:
             decision = type(decision)(False, "an anonymous caller may not act: use a token")
         if decision:

@@ -313,10 +313,14 @@ class Authenticator:
     def is_open(self, role: Role) -> bool:
         return role in self._open
 
-    def authenticate(self, request: HTTPConnection, role: Role) -> Principal | None:
+    def authenticate(
+        self, request: HTTPConnection, role: Role, *, scoped: bool = False
+    ) -> Principal | None:
         """The principal a request's bearer token names, when it may do what ``role`` does
         at the least (``_DOOR``); None when it names none or may not (answer 401). With no
-        token at all, an open role gives an anonymous principal."""
+        token at all, an open role gives an anonymous principal. ``scoped``: the route
+        filters what it answers by the principal's tenant (``terry.tenants.scope``), so a
+        principal limited to one tenant is let in, for its own tenant."""
         header = request.headers.get("authorization")
         if header is None:
             return Principal("anonymous", role, anonymous=True) if role in self._open else None
@@ -333,7 +337,8 @@ class Authenticator:
         principal = self.identify(given)
         if principal is None:
             return None
-        decision = allowed(principal, _DOOR[role])
+        tenant = principal.tenant if scoped else None
+        decision = allowed(principal, _DOOR[role], tenant=tenant)
         if not decision:
             log.info("refused: %s", decision.reason)
             return None

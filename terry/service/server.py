@@ -67,6 +67,7 @@ from terry.store.models import (
     RunRow,
     utcnow,
 )
+from terry.tenants.scope import Scopes
 
 __all__ = ["MAX_PAGE", "create_app"]
 
@@ -452,6 +453,7 @@ def create_app(
             "s" if config.server.metrics_public else "",
         )
     limit = config.server.max_body_bytes
+    scopes = Scopes(config)  # what a tenant's principal reads (terry.tenants.scope)
     registry = CollectorRegistry()
     registry.register(StoreCollector(store))
     requests = Counter(
@@ -483,15 +485,24 @@ def create_app(
     )
     # POST /api/v1/proposals/{id}/approve|reject|apply|rollback: bearer tokens, `allowed`
     writes = ApiWrites(
-        config, store, auth, console.actions, pipeline_factory or default_pipeline, read_turn
+        config,
+        store,
+        auth,
+        console.actions,
+        pipeline_factory or default_pipeline,
+        read_turn,
+        scopes=scopes,
     )
 
-    def guarded(role: Role, handler: Handler, *, quiet: bool = False) -> Handler:
+    def guarded(
+        role: Role, handler: Handler, *, quiet: bool = False, scoped: bool = False
+    ) -> Handler:
         """``handler`` for requests whose bearer token names a principal of ``role``; 401
-        for the others. Who asked is logged by name (at debug for the busy routes)."""
+        for the others. Who asked is logged by name (at debug for the busy routes).
+        ``scoped``: the handler answers only the principal's tenant (``scopes``)."""
 
         async def guard(request: Request) -> Response:
-            principal: Principal | None = auth.authenticate(request, role)
+            principal: Principal | None = auth.authenticate(request, role, scoped=scoped)
             if principal is None:
                 if role is Role.ALERTMANAGER:
                     requests.labels("401").inc()
@@ -588,8 +599,15 @@ def create_app(
                 return _error(400, str(exc))
             assert size is not None
 
+            scope = await read_turn(lambda: scopes.of(request.state.principal))
+
             def page() -> Response:
                 rows = fetch(store, state=state, limit=size + 1, before_id=before)
+                if not scope.everything:  # a tenant's rows: read on until a page is full
+                    seen, rows = rows, [r for r in rows if scope.sees(r)]
+                    while len(rows) <= size and len(seen) == size + 1:
+                        seen = fetch(store, state=state, limit=size + 1, before_id=seen[-1].id)
+                        rows += [r for r in seen if scope.sees(r)]
                 headers = {}
                 if len(rows) > size:
                     rows = rows[:size]
@@ -618,8 +636,16 @@ def create_app(
                 return _error(404, f"{what} {shown} does not exist")
             else:
                 key = int(raw)
+            scope = await read_turn(lambda: scopes.of(request.state.principal))
+
+            def one() -> bytes:
+                row = fetch(store, key)
+                if not scope.sees(row):  # another tenant's: answered as a missing one
+                    raise NotFound(f"{what} {key} does not exist")
+                return _render(row)
+
             try:
-                body = await read_turn(lambda: _render(fetch(store, key)))
+                body = await read_turn(one)
             except NotFound as exc:
                 return _error(404, str(exc))
             return _json(body)
@@ -662,6 +688,9 @@ def create_app(
     def read(handler: Handler, *, quiet: bool = False) -> Handler:
         return guarded(Role.READER, handler, quiet=quiet)
 
+    def scoped_read(handler: Handler) -> Handler:
+        return guarded(Role.READER, handler, scoped=True)
+
     return Starlette(
         routes=[
             Route(
@@ -675,15 +704,17 @@ def create_app(
                 metrics if config.server.metrics_public else read(metrics, quiet=True),
                 methods=["GET"],
             ),
-            Route("/api/v1/incidents", read(lister(list_incidents)), methods=["GET"]),
+            Route("/api/v1/incidents", scoped_read(lister(list_incidents)), methods=["GET"]),
             Route(
                 "/api/v1/incidents/{id}",
-                read(getter(incident_story, "incident", refs=True)),
+                scoped_read(getter(incident_story, "incident", refs=True)),
                 methods=["GET"],
             ),
-            Route("/api/v1/proposals", read(lister(list_proposals)), methods=["GET"]),
+            Route("/api/v1/proposals", scoped_read(lister(list_proposals)), methods=["GET"]),
             Route(
-                "/api/v1/proposals/{id}", read(getter(proposal_detail, "proposal")), methods=["GET"]
+                "/api/v1/proposals/{id}",
+                scoped_read(getter(proposal_detail, "proposal")),
+                methods=["GET"],
             ),
             *writes.routes(),
             *console.routes(),
