@@ -30,7 +30,7 @@ __all__ = [
 
 PROMETHEUS = "/usr/bin/prometheus"
 ALERTMANAGER = "/usr/bin/prometheus-alertmanager"
-INTERVAL = "2s"
+INTERVAL = "1s"
 
 
 def rules_source() -> Path:
@@ -92,7 +92,7 @@ def prometheus_config(config: LabConfig, *, targets_dir: Path, rules: Path) -> d
     return {
         "global": {
             "scrape_interval": INTERVAL,
-            "scrape_timeout": "1500ms",
+            "scrape_timeout": "900ms",
             "evaluation_interval": INTERVAL,
             "external_labels": {"lab": "terry"},
         },
@@ -116,8 +116,8 @@ def alertmanager_config(webhook_url: str, *, token_file: Path | None) -> dict[st
         "route": {
             "receiver": "terry",
             "group_by": ["alertname", "host"],
-            "group_wait": "1s",
-            "group_interval": "2s",
+            "group_wait": "0s",
+            "group_interval": "1s",
             "repeat_interval": "30s",
         },
         "receivers": [{"name": "terry", "webhook_configs": [webhook]}],

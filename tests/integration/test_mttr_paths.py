@@ -28,7 +28,8 @@ from tests.conftest import Cli, alert, config_for, make_cli, payload
 pytestmark = pytest.mark.integration
 
 VERIFY_TASK = "Check the usage against the threshold"  # roles/disk_cleanup/tasks/verify.yml
-FIX_TASK = "Write the manifest"  # roles/disk_cleanup/tasks/main.yml
+# roles/disk_cleanup/tasks/main.yml
+FIX_TASK = "Write the manifest, then remove old files and compress logs"
 
 
 @pytest.fixture(scope="module")

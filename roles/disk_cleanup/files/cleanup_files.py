@@ -3,7 +3,13 @@
 Run on the host by one ``ansible.builtin.command`` task (``python3 -c <this file>``); the
 file lists and whether this is check mode come as JSON on stdin, never as command text:
 
-    {"check": false, "remove": [paths], "compress": [paths], "decompress": [paths]}
+    {"check": false, "manifest": {"path": PATH, "data": {...}},
+     "remove": [paths], "compress": [paths], "decompress": [paths]}
+
+The manifest, when given, is ``data`` with this run's ``remove`` and ``compress`` paths
+appended to its ``removed`` and ``compressed`` lists (each path once), written first (its
+directories 0700, the file 0600, through a temporary file renamed into place), so a
+rollback after a crash finds what changed; when it cannot be written nothing else is done.
 
 What it does, file by file, as the loops it replaces did (``file: state=absent``; ``gzip
 --`` with ``removes: PATH``/``creates: PATH.gz``; ``gunzip --`` with ``removes: PATH.gz``/
@@ -128,10 +134,59 @@ def _decompress(path, check, done, skipped):
     done.append(path)
 
 
+def _write_manifest(manifest, remove, compress):
+    path = manifest["path"]
+    if not isinstance(path, str) or not os.path.isabs(path) or "\0" in path:
+        raise OSError(f"the manifest's path is not an absolute path: {path!r}")
+    missing = []
+    directory = os.path.dirname(path)
+    while not os.path.isdir(directory):
+        missing.append(directory)
+        directory = os.path.dirname(directory)
+    for directory in reversed(missing):
+        os.mkdir(directory, 0o700)
+        os.chmod(directory, 0o700)
+    os.chmod(os.path.dirname(path), 0o700)
+    data = dict(manifest["data"])
+    for key, paths in (("removed", remove), ("compressed", compress)):
+        listed, seen = [], set()
+        for name in list(data.get(key) or []) + list(paths):
+            if isinstance(name, str) and name not in seen:
+                seen.add(name)
+                listed.append(name)
+        data[key] = listed
+    text = json.dumps(data, indent=4, sort_keys=True) + "\n"
+    tmp = f"{path}.terry-{os.getpid()}"
+    try:
+        with open(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600), "w") as out:
+            out.write(text)
+            out.flush()
+            os.fsync(out.fileno())
+        os.rename(tmp, path)
+    except BaseException:
+        if os.path.lexists(tmp):
+            os.unlink(tmp)
+        raise
+
+
 def main():
     request = json.load(sys.stdin)
     check = bool(request.get("check"))
     answer = {"removed": [], "compressed": [], "decompressed": [], "skipped": [], "failed": []}
+    manifest = request.get("manifest")
+    if manifest:
+        answer["manifest"] = manifest.get("path")
+        if not check:
+            try:
+                _write_manifest(
+                    manifest, request.get("remove") or [], request.get("compress") or []
+                )
+            except OSError as exc:
+                answer["failed"].append([repr(manifest.get("path")), f"manifest: {exc}"])
+                answer["changed"] = False
+                answer["check"] = check
+                print(json.dumps(answer))
+                return 1
     steps = (
         ("remove", _remove, "removed"),
         ("compress", _compress, "compressed"),
@@ -146,7 +201,9 @@ def main():
                 step(path, check, answer[done], answer["skipped"])
             except OSError as exc:
                 answer["failed"].append([path, f"{key}: {exc.strerror or exc}"])
-    answer["changed"] = bool(answer["removed"] or answer["compressed"] or answer["decompressed"])
+    answer["changed"] = bool(
+        answer["removed"] or answer["compressed"] or answer["decompressed"] or manifest
+    )
     answer["check"] = check
     print(json.dumps(answer))
     return 1 if answer["failed"] else 0
