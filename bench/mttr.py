@@ -100,7 +100,7 @@ def _firing(url: str, alertname: str, host: str) -> bool:
     )
 
 
-def _floor(repo: Path, scratch: Path, host: str, n: int) -> float:
+def _floor(repo: Path, scratch: Path, host: str, n: int, env: dict[str, str]) -> float:
     """One empty play (a ping) over SSH through Terry's own runner: one ansible start."""
     play = scratch / "floor.yml"
     play.write_text(yaml.safe_dump(FLOOR_PLAY, sort_keys=False), encoding="utf-8")
@@ -110,6 +110,7 @@ def _floor(repo: Path, scratch: Path, host: str, n: int) -> float:
         private_dir=scratch / f"floor-{n}",
         inventory=("inventories/lab",),
         hosts=(host,),
+        env=env,
     )
     started = time.monotonic()
     result = AnsibleRunnerApplier().run(request)
@@ -155,10 +156,19 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=5, help="faults of each kind (5)")
     parser.add_argument("--quick", action="store_true", help="2 rounds")
     parser.add_argument("--faults", default="disk,service", help="disk,service")
+    parser.add_argument(
+        "--strategy",
+        default="linear",
+        choices=("linear", "mitogen_linear"),
+        help="runner.strategy for Terry's runs and the floor (linear)",
+    )
     args = parser.parse_args()
     rounds = 2 if args.quick else args.rounds
     kinds = [k.strip() for k in args.faults.split(",") if k.strip()]
-    print(f"bench/mttr.py: {rounds} round(s) of {', '.join(kinds)}; {load_note()}")
+    print(
+        f"bench/mttr.py: {rounds} round(s) of {', '.join(kinds)}, strategy {args.strategy}; "
+        f"{load_note()}"
+    )
 
     scratch = Path(tempfile.mkdtemp(prefix="terry-bench-mttr-"))
     repo = init_repository(scratch / "ops", example=False).path
@@ -181,7 +191,7 @@ def main() -> int:
     failed = 0
     try:
         point_at_lab(repo, state)  # the demo's own setup
-        config = load_config(repo, environ={})
+        config = load_config(repo, environ={"TERRY_RUNNER_STRATEGY": args.strategy})
         store = Store(config.store_url)
         store.migrate()
         worker = Worker(
@@ -198,7 +208,7 @@ def main() -> int:
         _wait("terry serve", lambda: server.started, 30)
         # Warm-up: one floor run per host (the first SSH connection of a lab costs more).
         for host, _alert in FAULTS.values():
-            _floor(repo, scratch, host, 0)
+            _floor(repo, scratch, host, 0, config.runner.ansible_env())
         seen: set[int] = set()
         for n in range(1, rounds + 1):
             for kind in kinds:
@@ -209,7 +219,11 @@ def main() -> int:
                     f"round {n} {kind:7} incident {phases.incident_id}: {phases.state}; "
                     f"{phases.line()}; runs " + ", ".join(f"{k} {s:.1f}s" for k, s in phases.runs)
                 )
-                floors.append(_floor(repo, scratch, FAULTS[kind][0], len(floors) + 1))
+                floors.append(
+                    _floor(
+                        repo, scratch, FAULTS[kind][0], len(floors) + 1, config.runner.ansible_env()
+                    )
+                )
     finally:
         if server is not None:
             server.should_exit = True

@@ -24,6 +24,7 @@ refused rather than shown the others' work, except on the routes that filter by 
 from __future__ import annotations
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass
 from enum import StrEnum
 
@@ -37,6 +38,8 @@ __all__ = [
     "Role",
     "act_as",
     "allowed",
+    "allowed_any",
+    "identities_of",
     "may",
 ]
 
@@ -44,6 +47,12 @@ ANY_TENANT = "*"
 RISKS = ("low", "medium", "high")  # as the catalogue's remedies declare them, least first
 _ANY = "any"  # a rule with no risk limit
 _TENANT = re.compile(r"^(\*|[a-z0-9][a-z0-9_.-]{0,62})$")
+# How the interfaces write who acted (the audit's actor): chat's "slack:U456 (alice)" and
+# tokens' "alice (token tk_0a1b2c3d)", "api:alice (token ...)", "console:alice (token ...)".
+_CHAT_ACTOR = re.compile(
+    r"(?P<kind>slack|discord):(?:[^\s/()]+/)?(?P<id>[^\s/()]+) \((?P<name>[^()]+)\)"
+)
+_TOKEN_ACTOR = re.compile(r"(?:(?:console|api):)?(?P<name>[^\s()]+) \(token [^()]*\)")
 
 
 class Role(StrEnum):
@@ -155,6 +164,33 @@ def allowed(
     return Decision(True, f"{who} may {action}")
 
 
+def allowed_any(
+    principals: Iterable[Principal],
+    action: Action,
+    *,
+    risk: str | None = None,
+    tenants: Iterable[str] = (),
+    nobody: str = "nobody may act without a role",
+) -> Decision:
+    """``allowed`` for someone who holds several principals (a role in each of their
+    tenants, as chat and forge identities do), on a proposal of ``risk`` touching
+    ``tenants`` (none: hosts of no tenant): yes when one principal may in one tenant. Else
+    the refusal that says most: the role's or the risk limit's before another tenant's;
+    ``nobody`` when there is no principal at all."""
+    held = list(principals)
+    if not held:
+        return Decision(False, nobody)
+    refusals: list[Decision] = []
+    for principal in held:
+        for tenant in sorted(set(tenants)) or [None]:
+            decision = allowed(principal, action, risk=risk, tenant=tenant)
+            if decision:
+                return decision
+            refusals.append(decision)
+    said = [d for d in refusals if "role does not" in d.reason or "an admin must" in d.reason]
+    return (said or refusals)[0]
+
+
 def may(role: Role, action: Action) -> str | None:
     """What the table says for ``role`` and ``action``: ``"any"``, the highest risk, or None
     (not allowed). For the docs' table and its test."""
@@ -176,3 +212,19 @@ def act_as(caller: str, named: str | None, *, admin: bool) -> Decision:
         f"{caller} may not act as {named!r}: only an admin may name someone else with --as "
         "(set TERRY_ACTOR to who you are instead)",
     )
+
+
+def identities_of(actor: str) -> frozenset[str]:
+    """The identities an audit actor names, written as a tenant's members are (``kind:name``):
+    ``slack:U456 (alice)`` is ``slack:U456`` and ``user:alice``; ``api:alice (token tk_…)``
+    is ``user:alice``. A plain name (a GitHub login, ``--as``) is matched by the name itself;
+    an actor of another form names nobody here."""
+    text = actor.strip()
+    if chat := _CHAT_ACTOR.fullmatch(text):
+        found = {f"{chat['kind']}:{chat['id']}"}
+        if chat["name"] != "unmapped":
+            found.add(f"user:{chat['name'].strip()}")
+        return frozenset(found)
+    if token := _TOKEN_ACTOR.fullmatch(text):
+        return frozenset({f"user:{token['name']}"})
+    return frozenset()

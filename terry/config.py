@@ -193,6 +193,38 @@ class RunnerConfig(_Model):
     lock_wait: float = Field(default=600.0, ge=0)
     # Extra environment for ansible (never secrets; those come from the process env).
     env: dict[str, str] = Field(default_factory=dict)
+    # Ansible's strategy: "linear" (Ansible's default) or Mitogen's "mitogen_linear" /
+    # "mitogen_free" (pip install 'terry[mitogen]'): one Python per host kept over SSH
+    # instead of a module upload per task (terry.appliers.strategy; bench/mttr.py measures it).
+    # TERRY_RUNNER_STRATEGY overrides it (the test suite runs under either).
+    strategy: Literal["linear", "free", "mitogen_linear", "mitogen_free"] = "linear"
+
+    def ansible_env(self) -> dict[str, str]:
+        """What every ansible run of Terry's gets: the strategy's settings, then ``env``."""
+        from terry.appliers.strategy import strategy_env
+
+        return {**strategy_env(self.strategy), **self.env}
+
+
+class StormConfig(_Model):
+    """Storm folding (terry.proposals.storm): incidents needing the same remedy with the same
+    parameters join one proposal over many hosts instead of one proposal each."""
+
+    # An incident joins an open proposal made at most this many seconds ago (0: never).
+    window: float = Field(default=60.0, ge=0)
+
+
+class CanaryConfig(_Model):
+    """Canary waves (terry.proposals.waves): a proposal over more than ``min_hosts`` hosts
+    rolls out to a canary first, is watched, then the rest."""
+
+    min_hosts: int = Field(default=3, ge=1)
+    percent: float = Field(default=10.0, gt=0, le=100)  # of the hosts; at least one
+    watch: float = Field(default=60.0, ge=0)  # seconds the canary must hold before the rest
+    # PromQL templates ({host} filled, higher is worse) compared before/after the canary on
+    # every host of the proposal, inside the wave and outside it.
+    queries: list[str] = Field(default_factory=list)
+    tolerance: float = Field(default=0.10, ge=0)  # a rise beyond this fraction is worse
 
 
 class ServerConfig(_Model):
@@ -270,6 +302,32 @@ class ArgoCDConfig(_Model):
     # How long a sync may take to reach Synced and Healthy before it counts as failed.
     timeout: float = Field(default=300.0, gt=0)
     poll_interval: float = Field(default=2.0, gt=0)
+    # Per HTTP request; 5xx and connection errors are retried this many times with backoff.
+    request_timeout: float = Field(default=15.0, gt=0)
+    retries: int = Field(default=3, ge=0)
+
+
+class AWXConfig(_Model):
+    """AWX / Ansible Automation Platform, the applier of inventory hosts labelled
+    ``terry_applier: awx`` (docs/awx.md)."""
+
+    # The controller, e.g. https://awx.example.com (REST under /api/v2; AAP 2.5's gateway:
+    # https://aap.example.com/api/controller).
+    url: str | None = None
+    # Name of the environment variable holding an OAuth2 / personal access token (Bearer).
+    token_env: str = Field(default="TERRY_AWX_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$")
+    verify_tls: bool = True
+    # The job template a remedy's proposals run as: "{remedy}" is the remedy's name.
+    job_template: str = Field(default="terry-{remedy}", min_length=1, max_length=512)
+    # Per-remedy job templates by name, when the pattern above does not fit.
+    job_templates: dict[str, str] = Field(default_factory=dict)
+    # Sync the job template's project (POST /projects/{id}/update/) before each launch.
+    update_project: bool = True
+    # How long a job (or project update) may take before Terry cancels it.
+    timeout: float = Field(default=900.0, gt=0)
+    poll_interval: float = Field(default=2.0, gt=0)
+    # After a job finishes, how long to wait for AWX to finish saving its events.
+    events_grace: float = Field(default=30.0, ge=0)
     # Per HTTP request; 5xx and connection errors are retried this many times with backoff.
     request_timeout: float = Field(default=15.0, gt=0)
     retries: int = Field(default=3, ge=0)
@@ -400,6 +458,32 @@ class AIConfig(_Model):
         return self
 
 
+class TracesConfig(_Model):
+    """Traces (terry.traces, docs/traces.md): Terry's own spans, one trace per incident,
+    exported over OTLP/HTTP; and the traces of the services an alert is about, read from
+    Jaeger or Tempo as diagnosis evidence."""
+
+    # Terry's own spans: the OTLP/HTTP base URL (http://collector:4318; /v1/traces is added).
+    # Unset: the standard OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT, else tracing is off.
+    otlp_endpoint: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    service_name: str = Field(default="terry", pattern=r"^[A-Za-z0-9][A-Za-z0-9._-]{0,62}$")
+    export_timeout: float = Field(default=5.0, gt=0, le=60)
+    # Where the services' traces are read (Jaeger's query API, or Tempo's HTTP API).
+    jaeger_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    tempo_url: str | None = Field(default=None, pattern=r"^https?://[^\s]+$")
+    # Per request to Jaeger or Tempo; a slow or failing answer is "trace unavailable".
+    timeout: float = Field(default=5.0, gt=0, le=60)
+    # How far back a named service's error traces are looked for, and how many are read.
+    lookback: Duration = 3600.0
+    max_traces: int = Field(default=20, ge=1, le=200)
+    # Alert labels or annotations naming a trace, and the service.
+    trace_labels: list[str] = Field(default_factory=lambda: ["trace_id", "traceID", "traceId"])
+    service_labels: list[str] = Field(default_factory=lambda: ["service", "service_name"])
+    # Route the incident to the inventory host labelled service=<the guilty service>:
+    # never, only when the alert names no host (unlabelled), or always.
+    route: Literal["never", "unlabelled", "always"] = "unlabelled"
+
+
 # What a notification route may ask for (terry.notify.events.EventKind holds the same names).
 NotifyEvent = Literal[
     "incident-opened",
@@ -412,6 +496,7 @@ NotifyEvent = Literal[
     "rolled-back",
     "kept-for-human",
     "resolved",
+    "budget-exhausted",
 ]
 _EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 
@@ -544,15 +629,19 @@ class Config(_Model):
     prometheus: PrometheusConfig = Field(default_factory=PrometheusConfig)
     forecast: ForecastConfig = Field(default_factory=ForecastConfig)
     runner: RunnerConfig = Field(default_factory=RunnerConfig)
+    storm: StormConfig = Field(default_factory=StormConfig)
+    canary: CanaryConfig = Field(default_factory=CanaryConfig)
     server: ServerConfig = Field(default_factory=ServerConfig)
     forge: ForgeConfig = Field(default_factory=ForgeConfig)
     argocd: ArgoCDConfig = Field(default_factory=ArgoCDConfig)
+    awx: AWXConfig = Field(default_factory=AWXConfig)
     schedules: list[ScheduleConfig] = Field(default_factory=list)
     inventory_rules: InventoryRules = Field(default_factory=InventoryRules)
     ai: AIConfig = Field(default_factory=AIConfig)
     reports: ReportsConfig = Field(default_factory=ReportsConfig)
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
+    traces: TracesConfig = Field(default_factory=TracesConfig)
 
     @model_validator(mode="after")
     def _unique_schedules(self) -> Config:
@@ -595,12 +684,16 @@ class Config(_Model):
             github.installation_id_env,
             github.webhook_secret_env,
             self.argocd.token_env,
+            self.awx.token_env,
             self.ai.api_key_env,
             *(d.webhook_url_env for s in self.schedules for d in s.deliver if d.webhook_url_env),
             *(r.url_env for r in self.notifications.routes if r.url_env),
             *(r.slack_app.token_env for r in self.notifications.routes if r.slack_app),
             self.chat.slack.signing_secret_env,
             self.chat.confirm_secret_env,
+            # an OTLP backend's API key travels in these (terry.traces)
+            "OTEL_EXPORTER_OTLP_HEADERS",
+            "OTEL_EXPORTER_OTLP_TRACES_HEADERS",
         )
 
     @property
@@ -629,8 +722,12 @@ def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
         out["prometheus"] = {"url": prom}
     if argocd := environ.get("TERRY_ARGOCD_URL"):
         out["argocd"] = {"url": argocd}
+    if awx := environ.get("TERRY_AWX_URL"):
+        out["awx"] = {"url": awx}
     if actor := environ.get("TERRY_ACTOR"):
         out["actor"] = actor
+    if strategy := environ.get("TERRY_RUNNER_STRATEGY"):
+        out["runner"] = {"strategy": strategy}
     return out
 
 

@@ -11,15 +11,26 @@ diagnosis found, in; one ``ProposalOutcome``, out. The application is assembled 
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from collections.abc import Sequence
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
 from terry.context import Context
-from terry.diagnosis.finding import Finding, NoFix
+from terry.diagnosis.finding import Finding, Fix, NoFix
+from terry.diagnosis.rules import Diagnosis
 from terry.errors import TerryError
 from terry.incidents import lifecycle as incidents
+from terry.proposals import storm
+from terry.proposals.hosts import (
+    HostState,
+    hosts_of,
+    open_incidents,
+    set_hosts,
+    take_queued,
+)
 from terry.proposals.state import ProposalState, get
 from terry.review.base import Reconciled, Review
+from terry.traces.incident import Traces
 
 if TYPE_CHECKING:
     from terry.sources.alertmanager import Payload
@@ -76,6 +87,7 @@ class Pipeline:
         self.ctx = ctx
         self.steps = steps
         self.review = review
+        self.traces = Traces(ctx.config, ctx.store)  # one trace per incident, when on
 
     @property
     def uses_forge(self) -> bool:
@@ -98,7 +110,7 @@ class Pipeline:
                 )
         if not remediate:
             return PipelineResult(result)
-        outcomes = tuple(self.remediate(i, apply=apply) for i in result.opened)
+        outcomes = self.remediate_many(result.opened, apply=apply)
         return PipelineResult(result, outcomes)
 
     def incident_changed(self, incident_id: int, *, resolved: bool, detail: str) -> None:
@@ -113,20 +125,192 @@ class Pipeline:
         ctx = self.ctx
         if not incidents.claim(ctx.store, incident_id, ctx.holder, lease=ctx.lease):
             return ProposalOutcome(incident_id, None, None, note="already handled elsewhere")
-        return self.handle(incident_id, self.steps.diagnose(incident_id), apply=apply)
+        with self.traces.incident(incident_id):
+            with self.traces.step("diagnose"):
+                finding = self.steps.diagnose(incident_id)
+            return self.handle(incident_id, finding, apply=apply)
+
+    def remediate_many(
+        self, incident_ids: Sequence[int], *, apply: bool = True
+    ) -> tuple[ProposalOutcome, ...]:
+        """Diagnose incidents that arrived together, then carry their proposals; those that
+        need the same remedy with the same parameters fold into one proposal over all their
+        hosts (a storm, ``terry.proposals.storm``). One outcome per incident, in order."""
+        ctx = self.ctx
+        outcomes: dict[int, ProposalOutcome] = {}
+        found: list[tuple[int, Finding]] = []
+        for incident_id in dict.fromkeys(incident_ids):
+            if not incidents.claim(ctx.store, incident_id, ctx.holder, lease=ctx.lease):
+                outcomes[incident_id] = ProposalOutcome(
+                    incident_id, None, None, note="already handled elsewhere"
+                )
+                continue
+            with self.traces.incident(incident_id), self.traces.step("diagnose"):
+                found.append((incident_id, self.steps.diagnose(incident_id)))
+        for together in storm.group(found):
+            if len(together) == 1:
+                incident_id, finding = together[0]
+                outcomes[incident_id] = self.handle(incident_id, finding, apply=apply)
+                continue
+            for outcome in self._storm(together, apply=apply):
+                outcomes[outcome.incident_id] = outcome
+        return tuple(outcomes[i] for i in dict.fromkeys(incident_ids))
+
+    def _storm(
+        self, together: Sequence[tuple[int, Finding]], *, apply: bool
+    ) -> list[ProposalOutcome]:
+        """Incidents whose fixes fold: those an open proposal takes in its next wave join it;
+        the rest become one proposal over all their hosts."""
+        done: list[ProposalOutcome] = []
+        fold: list[tuple[int, Fix]] = []
+        for incident_id, finding in together:
+            assert isinstance(finding, Fix)  # storm.group folds fixes only
+            joined = self._join(incident_id, finding)
+            if joined is not None:
+                done.append(joined)
+            else:
+                fold.append((incident_id, finding))
+        if len(fold) == 1:
+            return [*done, self.handle(*fold[0], apply=apply)]
+        if not fold:
+            return done
+        first = fold[0][0]
+        fix = storm.merged_fix([f for _i, f in fold])
+        owners: dict[str, int] = {}
+        for incident_id, finding in fold:
+            for host in finding.diagnosis.hosts:
+                owners.setdefault(host.name, incident_id)
+        store = self.ctx.store
+        with self.traces.incident(first), self.traces.step("propose"):
+            proposal_id = self.steps.propose(first, fix, incidents=owners)
+        for incident_id, finding in fold:
+            incidents.mark_diagnosed(store, incident_id, host=finding.diagnosis.hosts[0].name)
+        self.ctx.reporter.step(
+            proposal_id,
+            f"storm: {len(fold)} incidents on {len(owners)} hosts folded into proposal "
+            f"{proposal_id}",
+        )
+        self.advance(proposal_id, apply=apply)
+        outcome = self._outcome(first, proposal_id)
+        return [
+            *done,
+            *(
+                outcome
+                if i == first
+                else replace(outcome, incident_id=i, note=f"folded into proposal {proposal_id}")
+                for i, _f in fold
+            ),
+        ]
+
+    def _join(self, incident_id: int, fix: Fix) -> ProposalOutcome | None:
+        """Queue the fix's host on an open proposal it folds into (its next wave), if one
+        was made within ``storm.window``; the outcome, or None: it gets its own proposal."""
+        store = self.ctx.store
+        host = fix.diagnosis.hosts[0]
+        proposal_id = storm.join(
+            store,
+            fix,
+            incident_id,
+            window=self.ctx.config.storm.window,
+            environment=host.environment,
+        )
+        if proposal_id is None:
+            return None
+        incidents.mark_diagnosed(store, incident_id, host=host.name)
+        note = f"joined proposal {proposal_id}: {host.name} goes in its next wave"
+        self.ctx.reporter.step(proposal_id, f"incident {incident_id}: {note}")
+        self.follow_up(proposal_id)  # it may have finished meanwhile
+        return replace(self._outcome(incident_id, proposal_id, primary=False), note=note)
+
+    def _outcome(
+        self, incident_id: int, proposal_id: int, *, primary: bool = True
+    ) -> ProposalOutcome:
+        with self.ctx.store.session() as session:
+            row = get(session, proposal_id)
+            return ProposalOutcome(
+                incident_id,
+                proposal_id,
+                row.state,
+                row.decision,
+                tuple(row.reasons),
+                (row.outcome or "") if primary else "",
+            )
+
+    def follow_up(self, proposal_id: int, *, apply: bool = True) -> int | None:
+        """The next wave of a finished proposal: the hosts that joined it after its decision
+        (queued), as one follow-up proposal with its own dry run and decision; its id, or
+        None (nothing queued, or the proposal is still under way)."""
+        ctx = self.ctx
+        state = self.state(proposal_id)
+        if state in storm.JOINABLE or state is ProposalState.AWAITING_REVIEW:
+            return None
+        if not any(h.state is HostState.QUEUED for h in hosts_of(ctx.store, proposal_id)):
+            return None
+        with ctx.store.session() as session:
+            row = get(session, proposal_id)
+            remedy_name, params = row.remedy, dict(row.params)
+        sha, catalogue, inventory = ctx.main.view()
+        remedy = catalogue.get(remedy_name)
+        taken = take_queued(ctx.store, proposal_id)
+        still = open_incidents(ctx.store, [h.incident_id for h in taken if h.incident_id])
+        live = [h for h in taken if h.host in inventory.hosts and h.incident_id in still]
+        set_hosts(
+            ctx.store,
+            proposal_id,
+            {
+                h.host: (HostState.MOVED, "not carried on: its incident closed before its wave")
+                for h in taken
+                if h not in live
+            },
+        )
+        if remedy is None or not live:
+            for h in taken:
+                if h.incident_id is not None and remedy is None:
+                    incidents.set_attention(
+                        ctx.store,
+                        h.incident_id,
+                        f"{h.host} joined proposal {proposal_id}, whose remedy {remedy_name} "
+                        "is no longer on main; nothing was proposed. Next: fix it by hand",
+                    )
+            return None
+        fix = Fix(Diagnosis(remedy, tuple(inventory.hosts[h.host] for h in live), params), base=sha)
+        owners = {h.host: h.incident_id for h in live if h.incident_id is not None}
+        first = live[0].incident_id
+        assert first is not None
+        new = self.steps.propose(first, fix, incidents=owners, follows=proposal_id)
+        set_hosts(
+            ctx.store,
+            proposal_id,
+            {h.host: (HostState.MOVED, f"next wave: proposal {new}") for h in live},
+        )
+        ctx.reporter.step(
+            new,
+            f"next wave of proposal {proposal_id}: {', '.join(h.host for h in live)} "
+            f"(proposal {new})",
+        )
+        self.advance(new, apply=apply)
+        return new
 
     def handle(self, incident_id: int, finding: Finding, *, apply: bool = True) -> ProposalOutcome:
         """The one door: an incident and what its diagnosis found, from any source.
 
         A fix is proposed and carried as far as the gate allows; no fix keeps the incident
         for a person, with the reason."""
+        with self.traces.incident(incident_id):
+            return self._handle(incident_id, finding, apply=apply)
+
+    def _handle(self, incident_id: int, finding: Finding, *, apply: bool) -> ProposalOutcome:
         store, reporter = self.ctx.store, self.ctx.reporter
         if isinstance(finding, NoFix):
             incidents.mark_diagnosed(store, incident_id, host=finding.host)
             incidents.set_attention(store, incident_id, finding.reason)
             reporter.step(None, f"incident {incident_id}: kept for a human: {finding.reason}")
             return ProposalOutcome(incident_id, None, None, note=finding.reason)
-        proposal_id = self.steps.propose(incident_id, finding)
+        joined = self._join(incident_id, finding)
+        if joined is not None:
+            return joined
+        with self.traces.step("propose"):
+            proposal_id = self.steps.propose(incident_id, finding)
         incidents.mark_diagnosed(store, incident_id, host=finding.diagnosis.hosts[0].name)
         self.advance(proposal_id, apply=apply)
         with store.session() as session:
@@ -147,14 +331,16 @@ class Pipeline:
         Used right after proposing and again after a restart. A proposal caught mid-apply is
         marked ``interrupted`` elsewhere (``terry.service.worker``), never re-applied here.
         """
-        steps = self.steps
+        steps, traces = self.steps, self.traces
         try:
             state = self.state(proposal_id)
             if state is ProposalState.PROPOSED:
-                steps.dry_run(proposal_id)
+                with traces.proposal(proposal_id, "advance"), traces.step("dry_run"):
+                    steps.dry_run(proposal_id)
                 state = self.state(proposal_id)
             if state is ProposalState.CHECKED:
-                steps.gate(proposal_id)
+                with traces.proposal(proposal_id, "advance"), traces.step("gate"):
+                    steps.gate(proposal_id)
                 state = self.state(proposal_id)
             if state is ProposalState.APPROVED:
                 self.review.merge(
@@ -168,28 +354,36 @@ class Pipeline:
                 self._apply(proposal_id, actor="terry")
         except TerryError as exc:
             self.ctx.reporter.step(proposal_id, f"stopped: {exc}")
+        self.follow_up(proposal_id, apply=apply)
 
     # -- what people do ---------------------------------------------------------------------
     def approve(self, proposal_id: int, *, actor: str, apply: bool = True) -> None:
-        self.steps.review.approve(proposal_id, actor=actor)
+        with self.traces.proposal(proposal_id, "approve"), self.traces.step("review"):
+            self.steps.review.approve(proposal_id, actor=actor)
         if apply:
             self._apply(proposal_id, actor=actor)
+            self.follow_up(proposal_id)
 
     def record_approval(self, proposal_id: int, *, actor: str, reason: str) -> None:
         self.steps.review.record_approval(proposal_id, actor=actor, reason=reason)
 
     def reject(self, proposal_id: int, *, actor: str, reason: str) -> None:
-        self.steps.review.reject(proposal_id, actor=actor, reason=reason)
+        with self.traces.proposal(proposal_id, "reject"), self.traces.step("review"):
+            self.steps.review.reject(proposal_id, actor=actor, reason=reason)
+        self.follow_up(proposal_id)
 
     def apply(self, proposal_id: int, *, actor: str) -> ProposalState:
-        return self._apply(proposal_id, actor=actor)
+        state = self._apply(proposal_id, actor=actor)
+        self.follow_up(proposal_id)
+        return state
 
     def _apply(self, proposal_id: int, *, actor: str) -> ProposalState:
         """Apply; when main holds a change nobody gated, ask for its re-check and refuse."""
         from terry.steps.precheck import MainNotGated
 
         try:
-            return self.steps.apply(proposal_id, actor=actor)
+            with self.traces.proposal(proposal_id, "apply"), self.traces.step("apply"):
+                return self.steps.apply(proposal_id, actor=actor)
         except MainNotGated as exc:
             for incident_id in exc.incident_ids:
                 self.recheck_main(incident_id)
@@ -204,7 +398,8 @@ class Pipeline:
         return self.handle(incident_id, precheck.recheck_fix(incident_id)).proposal_id
 
     def rollback(self, proposal_id: int, *, actor: str) -> ProposalState:
-        return self.steps.rollback.requested(proposal_id, actor=actor)
+        with self.traces.proposal(proposal_id, "rollback"), self.traces.step("rollback"):
+            return self.steps.rollback.requested(proposal_id, actor=actor)
 
     def state(self, proposal_id: int) -> ProposalState:
         return self.steps.record.state(proposal_id)

@@ -25,6 +25,7 @@ from terry.inventory.hosts import Host, Inventory
 from terry.remedies.catalogue import Catalogue
 from terry.store import Store
 from terry.store.models import IncidentRow, ProposalRow
+from terry.traces.evidence import evidence_of
 from terry.verify.judge import promql_string
 
 __all__ = ["Consulted", "consult", "host_metrics", "past_incidents"]
@@ -153,6 +154,7 @@ def consult(
         inventory=inventory,
         catalogue=catalogue,
         past_incidents=past_incidents(store, alertname, exclude=incident_id),
+        traces=evidence.view() if (evidence := evidence_of(store, incident_id)) else None,
         metrics=(
             host_metrics(config.prometheus.url, config.host_labels[0], host.name)
             if config.prometheus.url and config.host_labels

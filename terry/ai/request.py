@@ -153,6 +153,9 @@ class DiagnosisRequest:
     catalogue: Catalogue
     metrics: tuple[MetricSummary, ...] = ()
     past_incidents: tuple[PastIncident, ...] = ()
+    # What the services' traces say (terry.traces.evidence: slowest and failing spans, the
+    # guilty service, upstream suspects), already bounded; None when no trace was read.
+    traces: Mapping[str, Any] | None = None
     # Names and addresses of the inventory's other hosts: never sent, an answer naming one
     # is refused.
     other_hosts: frozenset[str] = field(default_factory=frozenset, repr=False)
@@ -170,6 +173,7 @@ class DiagnosisRequest:
         facts: Mapping[str, Any] | None = None,
         metrics: tuple[MetricSummary, ...] = (),
         past_incidents: tuple[PastIncident, ...] = (),
+        traces: Mapping[str, Any] | None = None,
     ) -> DiagnosisRequest:
         own = {host.name, host.address}
         others = {
@@ -187,6 +191,7 @@ class DiagnosisRequest:
             catalogue=catalogue,
             metrics=metrics,
             past_incidents=past_incidents,
+            traces=traces,
             other_hosts=frozenset(others),
         )
 
@@ -200,7 +205,7 @@ class DiagnosisRequest:
         return self.host.applier == "ansible" and bool(rules.allowed_modules)
 
     def incident_data(self, rules: AnswerRules) -> dict[str, Any]:
-        return {
+        data = {
             "alert": {
                 "alertname": _text(self.alertname, 256),
                 "labels": _bounded(self.labels, _MAX_LABEL),
@@ -210,6 +215,9 @@ class DiagnosisRequest:
             "recent_metrics": [m.view() for m in self.metrics[:_MAX_METRICS]],
             "past_incidents": [p.view() for p in self.past_incidents[:_MAX_PAST]],
         }
+        if self.traces is not None:
+            data["traces"] = dict(self.traces)
+        return data
 
     def catalogue_data(self, rules: AnswerRules) -> dict[str, Any]:
         modules = rules.allowed_modules if self.composes_playbooks(rules) else ()

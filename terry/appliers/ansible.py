@@ -91,7 +91,7 @@ class AnsibleApplier:
             hosts=job.hosts,
             forks=config.runner.forks,
             timeout=config.runner.timeout,
-            env=dict(config.runner.env),
+            env=config.runner.ansible_env(),
             withhold=config.secret_env_names,
         )
 

@@ -28,6 +28,7 @@ from ansible_runner.interface import init_runner
 from terry.appliers.base import HostStats, RunnerEvent, RunResult, RunStatus
 from terry.errors import RunnerError
 from terry.redact import Redactor, looks_like_credential, process_redactor
+from terry.traces.spans import child, traceparent
 
 __all__ = ["AnsibleRunnerApplier", "RunRequest"]
 
@@ -74,6 +75,9 @@ _PASSED = frozenset(
         "RUNNER_ONLY_FAILED_EVENTS",
         "ORIGINAL_STDOUT_CALLBACK",
         "AD_HOC_COMMAND_ID",
+        # W3C trace context: the run's span, for an OpenTelemetry-aware callback to join
+        "TRACEPARENT",
+        "TRACESTATE",
     }
 )
 _PASSED_PREFIXES = ("LC_", "ANSIBLE_")
@@ -206,6 +210,22 @@ class AnsibleRunnerApplier:
             **request.env,
         }
         started = time.monotonic()
+        kind = "check" if request.check else ",".join(request.tags) or "apply"
+        with child("ansible-playbook", {"terry.run": kind, "terry.hosts": ",".join(request.hosts)}):
+            if parent := traceparent():
+                env["TRACEPARENT"] = parent
+            return self._run(request, redactor, handle, args, env, started, events)
+
+    def _run(
+        self,
+        request: RunRequest,
+        redactor: Redactor,
+        handle: Callable[[dict[str, Any]], bool],
+        args: list[str],
+        env: dict[str, str],
+        started: float,
+        events: list[RunnerEvent],
+    ) -> RunResult:
         try:
             runner = init_runner(
                 private_data_dir=str(request.private_dir),

@@ -33,6 +33,7 @@ __all__ = [
     "RunStatus",
     "RunnerEvent",
     "Share",
+    "carries",
     "render_diffs",
 ]
 
@@ -262,12 +263,25 @@ class Share(Protocol):
 class Registration:
     module: str  # has ``build(ctx, share) -> Applier``; imported on first use
     targets: bool  # an inventory target may name it (``terry_applier``)
+    # It runs the playbooks Terry renders (the remedies whose applier is "ansible").
+    playbooks: bool = False
 
 
 # Every applier, by the name proposals and the inventory use. A new applier is one module
 # and one line here (``terry.appliers.registry`` builds them).
 APPLIERS: Mapping[str, Registration] = {
-    "ansible": Registration("terry.appliers.ansible", targets=True),
+    "ansible": Registration("terry.appliers.ansible", targets=True, playbooks=True),
     "argocd": Registration("terry.appliers.argocd", targets=True),
+    "awx": Registration("terry.appliers.awx", targets=True, playbooks=True),  # docs/awx.md
     "git": Registration("terry.appliers.git", targets=False),  # edits whose merge is the change
 }
+
+
+def carries(host_applier: str, remedy_applier: str) -> bool:
+    """Whether a host applied by ``host_applier`` can take a remedy made for
+    ``remedy_applier``: the same one, or any applier that runs playbooks for a playbook
+    remedy (an AWX host takes the remedies Ansible runs)."""
+    if host_applier == remedy_applier:
+        return True
+    host, remedy = APPLIERS.get(host_applier), APPLIERS.get(remedy_applier)
+    return host is not None and remedy is not None and host.playbooks and remedy.playbooks

@@ -9,20 +9,27 @@ hosts the caller may act on and carries its preventive proposals through the pip
 (``terry.sources.forecast``). Whatever the proposal's state does not allow is the
 pipeline's to refuse, and its refusal is the answer.
 
-Who may do what is ``terry.chat.identity.refusal``. Every command, run or refused, is one
-audit row (entity ``chat``, the proposal's id or 0, the actor ``slack:U456 (alice)``); what
-a write changes is in the proposal's own audit rows under the same actor.
+Who may do what is ``terry.chat.identity``: the person's principals (the tenants' members,
+``terry.yml``'s allow-list), each write judged by ``terry.access.allowed`` with the
+proposal's risk and tenants before the pipeline is asked, reads limited to the hosts of the
+person's tenants (another tenant's host, incident or proposal answers as an unknown one).
+Every command, run or refused, is one audit row (entity ``chat``, the proposal's id or 0,
+the actor ``slack:U456 (alice)``); what a write changes is in the proposal's own audit rows
+under the same actor.
 """
 
 from __future__ import annotations
 
 import logging
 import os
+import threading
 from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from terry.access import Action
 from terry.chat.answer import Answer, Button, ButtonAction
 from terry.chat.confirm import ConfirmTokens
 from terry.chat.grammar import (
@@ -41,20 +48,24 @@ from terry.chat.grammar import (
     near,
     parse,
 )
-from terry.chat.identity import ChatUser, hosts_for, refusal
+from terry.chat.identity import ChatAccess, ChatUser, access_of, tenants_of_hosts
 from terry.chat.language import CommandReader, NotUnderstood
 from terry.chat.reads import explain_answer, incidents_answer, review_buttons, status_answer
 from terry.config import Config
 from terry.context import MainView
-from terry.errors import InputError, TerryError
+from terry.errors import InputError, NotFound, TerryError
 from terry.gitops.repo import Repo
+from terry.incidents.refs import resolve_incident
 from terry.inert import inert
 from terry.inventory.hosts import Inventory
 from terry.pipeline import Pipeline
 from terry.proposals.view import proposal_detail
 from terry.store import Store
 from terry.store.audit import audit
-from terry.store.models import AuditRow, ProposalRow
+from terry.store.models import AuditRow, IncidentRow, ProposalRow
+from terry.tenants.loader import load_tenants
+from terry.tenants.model import Tenants
+from terry.tenants.scope import Scope
 
 __all__ = ["ChatActions"]
 
@@ -62,6 +73,23 @@ log = logging.getLogger("terry.chat")
 
 _APPLIED = ("applied",)  # the audit state every apply passes through
 _DISCORD_ID_MAX = 100  # a Discord button's custom_id
+_WRITES = {Approve: Action.APPROVE, Reject: Action.REJECT, Rollback: Action.ROLLBACK}
+
+
+@dataclass(frozen=True)
+class Asker:
+    """Who asks, with what main says of tenants and hosts when they ask."""
+
+    user: ChatUser
+    access: ChatAccess
+    tenancy: Tenants | None
+    inventory: Inventory
+    scope: Scope
+
+    @property
+    def hosts(self) -> frozenset[str]:
+        """The inventory hosts they may name (another tenant's answer as unknown ones)."""
+        return frozenset(str(h) for h in self.inventory.hosts if self.scope.sees_host(str(h)))
 
 
 class ChatActions:
@@ -84,30 +112,36 @@ class ChatActions:
             config.chat.confirm_secret_env, minutes=config.chat.confirm_minutes, environ=env
         )
         self.reader = CommandReader.from_config(config.ai, env)
+        self._tenants_lock = threading.Lock()
+        self._tenants: tuple[str, Tenants | None] | None = None
 
     # -- the doors ----------------------------------------------------------------------
     def say(self, user: ChatUser, text: str, *, now: datetime | None = None) -> Answer:
         """A typed line (``/terry approve 12``) or, with a key, a sentence."""
         now = now or datetime.now(UTC)
         text = " ".join(text.split())[:2000]
-        if (why := refusal(self.config.chat, user, writes=False)) is not None:
+        try:
+            asker = self.asker(user)
+        except TerryError as exc:
+            return self._failed(user, text, exc)
+        if (why := asker.access.refusal()) is not None:
             return self._refused(user, text or "(empty)", why)
         try:
-            inventory = self._inventory()
-            hosts = hosts_for(user, inventory.hosts)
-            command = parse(text, hosts=hosts, now=now)
+            command = parse(text, hosts=asker.hosts, now=now)
         except ParseError as exc:
             if self.reader is None or not self._sentence(text):
                 self._audit(user, "refused", 0, text, str(exc))
                 return Answer(f"{exc}\nType /terry help for the commands.", ok=False)
-            return self._understand(user, text, hosts, now)
-        except TerryError as exc:
-            return self._failed(user, text, exc)
-        return self.run(user, command, inventory)
+            return self._understand(asker, text, now)
+        return self.run(asker, command)
 
     def press(self, user: ChatUser, action: str, value: str) -> Answer:
         """A button pressed: approve or reject a proposal, confirm or cancel a command."""
-        if (why := refusal(self.config.chat, user, writes=False)) is not None:
+        try:
+            asker = self.asker(user)
+        except TerryError as exc:
+            return self._failed(user, f"button {action}", exc)
+        if (why := asker.access.refusal()) is not None:
             return self._refused(user, f"button {action}", why)
         try:
             if action == ButtonAction.CANCEL:
@@ -115,25 +149,36 @@ class ChatActions:
                 return Answer("Cancelled: nothing done.")
             if action == ButtonAction.CONFIRM:
                 confirmed = self.tokens.redeem(value, user.key)
-                inventory = self._inventory()
-                command = parse(confirmed.command, hosts=hosts_for(user, inventory.hosts))
-                return self.run(user, command, inventory)
+                return self.run(asker, parse(confirmed.command, hosts=asker.hosts))
             if action == ButtonAction.APPROVE:
-                return self.run(user, Approve(int(value)), self._inventory())
+                return self.run(asker, Approve(int(value)))
             if action == ButtonAction.REJECT:
-                reason = f"rejected in {user.platform} by {user.name}"
-                return self.run(user, Reject(int(value), reason), self._inventory())
+                reason = f"rejected in {user.platform} by {user.name or user.key}"
+                return self.run(asker, Reject(int(value), reason))
         except (TerryError, ValueError) as exc:
             return self._failed(user, f"button {action}", exc)
         return self._failed(user, "button", InputError(f"unknown button {inert(action)[:40]}"))
 
-    def run(self, user: ChatUser, command: Command, inventory: Inventory) -> Answer:
-        """``command`` for ``user``: refused with the reason when they may not."""
-        text = command.text()
-        if (why := refusal(self.config.chat, user, writes=command.writes)) is not None:
+    def asker(self, user: ChatUser) -> Asker:
+        """``user`` with their principals and the hosts they may see, from main as it is."""
+        sha, _catalogue, inventory = self._main.view()
+        with self._tenants_lock:
+            if self._tenants is None or self._tenants[0] != sha:
+                tree = self._main.repo.tree(sha)
+                self._tenants = (sha, load_tenants(tree, self.config.policy.path))
+            tenancy = self._tenants[1]
+        access = access_of(self.config, user, tenancy)
+        return Asker(user, access, tenancy, inventory, access.scope(tenancy, inventory))
+
+    def run(self, asker: Asker, command: Command) -> Answer:
+        """``command`` for ``asker``: refused with the reason when they may not."""
+        user, text = asker.user, command.text()
+        if (why := asker.access.refusal()) is not None:
             return self._refused(user, text, why)
         try:
-            answer = self._dispatch(user, command, inventory)
+            if command.writes and (why := self._judge(asker, command)) is not None:
+                return self._refused(user, text, why)
+            answer = self._dispatch(asker, command)
         except TerryError as exc:
             return self._failed(user, text, exc)
         except Exception:  # logged in full; the person gets a line, not a stack
@@ -143,6 +188,30 @@ class ChatActions:
         self._audit(user, text.split()[0], entity, text, "ran" if answer.ok else "failed")
         return answer
 
+    def _judge(self, asker: Asker, command: Command) -> str | None:
+        """Why ``asker`` may not run the write ``command`` (``terry.access.allowed`` with the
+        proposal's risk and tenants); None when they may. Another tenant's proposal is
+        NotFound, as a missing one."""
+        risk: str | None = None
+        if isinstance(command, Approve | Reject):
+            hosts, risk = self._visible_proposal(asker, command.proposal_id)
+        elif isinstance(command, Rollback):
+            hosts = [command.host]
+        else:  # prevent: the forecast's proposals on the hosts they may act on
+            hosts = sorted(asker.hosts)
+        action = _WRITES.get(type(command), Action.APPROVE)
+        tenants = tenants_of_hosts(hosts, asker.tenancy, asker.inventory)
+        decision = asker.access.decide(action, risk=risk, tenants=tenants)
+        return None if decision else decision.reason
+
+    def _visible_proposal(self, asker: Asker, proposal_id: int) -> tuple[list[str], str]:
+        with self.store.session() as session:
+            row = session.get(ProposalRow, proposal_id)
+            found = (list(row.hosts or []), row.risk) if row is not None else None
+        if found is None or not asker.scope.sees_hosts(found[0]):
+            raise NotFound(f"proposal {proposal_id} does not exist")
+        return found
+
     # -- plain language -------------------------------------------------------------------
     @staticmethod
     def _sentence(text: str) -> bool:
@@ -150,12 +219,11 @@ class ChatActions:
         first = text.split()[0].lower().strip(",.!?:") if text.split() else ""
         return first not in COMMANDS and not near(first, COMMANDS)
 
-    def _understand(
-        self, user: ChatUser, text: str, hosts: frozenset[str], now: datetime
-    ) -> Answer:
+    def _understand(self, asker: Asker, text: str, now: datetime) -> Answer:
         assert self.reader is not None
+        user = asker.user
         try:
-            command = self.reader.read(text, hosts, now)
+            command = self.reader.read(text, asker.hosts, now)
         except NotUnderstood as exc:
             self._audit(user, "not-understood", 0, text, str(exc))
             return Answer(
@@ -165,8 +233,12 @@ class ChatActions:
             )
         understood = f"I understood: {inert(command.text())}"
         if not command.writes:
-            return Answer(f"{understood}\n\n{self.run(user, command, self._inventory()).text}")
-        if (why := refusal(self.config.chat, user, writes=True)) is not None:
+            return Answer(f"{understood}\n\n{self.run(asker, command).text}")
+        try:
+            why = self._judge(asker, command)
+        except TerryError as exc:
+            return self._failed(user, command.text(), exc)
+        if why is not None:
             return self._refused(user, command.text(), why)
         token = self.tokens.issue(command.text(), user.key)
         self._audit(user, "to-confirm", 0, command.text(), "awaits the person's confirmation")
@@ -186,31 +258,41 @@ class ChatActions:
         )
 
     # -- the commands ---------------------------------------------------------------------
-    def _inventory(self) -> Inventory:
-        return self._main.view()[2]
-
-    def _dispatch(self, user: ChatUser, command: Command, inventory: Inventory) -> Answer:
+    def _dispatch(self, asker: Asker, command: Command) -> Answer:
+        user, name = asker.user, asker.user.name or asker.user.key
         match command:
             case Status(host=host):
                 return status_answer(self.config, self.store, host)
             case Incidents():
-                return incidents_answer(self.store, inventory, command)
+                return incidents_answer(self.store, asker.inventory, command, asker.scope)
             case Explain():
+                self._explainable(asker, command)
                 return explain_answer(self.config, self.store, command)
             case Approve(proposal_id=pid):
                 pipeline = self._pipeline()
                 pipeline.approve(pid, actor=user.actor)
-                return self._proposal(pid, f"approved by {user.name}", public=True)
+                return self._proposal(pid, f"approved by {name}", public=True)
             case Reject(proposal_id=pid, reason=reason):
                 self._pipeline().reject(pid, actor=user.actor, reason=reason)
-                return self._proposal(pid, f"rejected by {user.name}", public=True)
+                return self._proposal(pid, f"rejected by {name}", public=True)
             case Rollback():
                 return self._rollback(user, command)
             case Prevent():
-                return self._prevent(user, inventory)
+                return self._prevent(asker)
             case Help():
                 return Answer("Commands:\n" + "\n".join(f"  /terry {u}" for u in USAGE.values()))
         raise InputError(f"unknown command {type(command).__name__}")
+
+    def _explainable(self, asker: Asker, command: Explain) -> None:
+        """NotFound, worded as for a missing one, when the incident is another tenant's."""
+        if asker.scope.everything:
+            return
+        with self.store.session() as session:
+            incident_id = resolve_incident(session, command.incident)
+            row = session.get(IncidentRow, incident_id)
+            host = row.host if row is not None else None
+        if not asker.scope.sees_host(host):
+            raise NotFound(f"incident {command.incident} does not exist")
 
     def _proposal(self, pid: int, what: str, *, public: bool = False) -> Answer:
         d = proposal_detail(self.store, pid)
@@ -258,11 +340,11 @@ class ChatActions:
                 lines.append(f"  proposal {pid}: not rolled back: {inert(exc)[:300]}")
         return Answer("\n".join(lines), ok=ok, public=True)
 
-    def _prevent(self, user: ChatUser, inventory: Inventory) -> Answer:
+    def _prevent(self, asker: Asker) -> Answer:
         from terry.forecast.prometheus import forecast_fleet
         from terry.sources.forecast import act
 
-        hosts = sorted(hosts_for(user, inventory.hosts))
+        hosts = sorted(asker.hosts)
         pipeline = self._pipeline()
         _sha, _catalogue, main_inventory = pipeline.ctx.main.view()
         fleet = forecast_fleet(self.config, main_inventory, hosts=hosts)

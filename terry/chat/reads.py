@@ -23,6 +23,7 @@ from terry.proposals.state import ProposalState
 from terry.reports.explain import explain_incident
 from terry.store import Store
 from terry.store.models import IncidentRow, ProposalRow
+from terry.tenants.scope import EVERYTHING, Scope
 
 __all__ = ["explain_answer", "incidents_answer", "review_buttons", "status_answer"]
 
@@ -103,8 +104,10 @@ def status_answer(config: Config, store: Store, host: str) -> Answer:
     return Answer("\n".join(lines), tuple(buttons[:10]))
 
 
-def incidents_answer(store: Store, inventory: Inventory, command: Incidents) -> Answer:
-    """The incidents the filters select, newest first."""
+def incidents_answer(
+    store: Store, inventory: Inventory, command: Incidents, scope: Scope = EVERYTHING
+) -> Answer:
+    """The incidents the filters select, newest first; only those on hosts ``scope`` sees."""
     query = select(IncidentRow).order_by(IncidentRow.id.desc())
     if command.since is not None:
         query = query.where(IncidentRow.opened_at >= command.since)
@@ -114,6 +117,8 @@ def incidents_answer(store: Store, inventory: Inventory, command: Incidents) -> 
     more = False
     with store.session() as session:
         for row in session.scalars(query.limit(5000)):
+            if not scope.sees_host(row.host):
+                continue
             if command.severity is not None and (row.labels or {}).get("severity") != (
                 command.severity
             ):

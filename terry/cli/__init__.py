@@ -106,6 +106,11 @@ COMMANDS: dict[str, Entry] = {
         "command",
         "Serve Alertmanager's webhook and Terry's API, and remediate in the background.",
     ),
+    "slo": Entry(
+        "terry.cli.slo",
+        "command",
+        "Error budgets: SLOs as code (slos/ on main), read from Prometheus.",
+    ),
     "sync": Entry(
         "terry.cli.sync",
         "command",

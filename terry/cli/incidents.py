@@ -125,6 +125,13 @@ def show(ctx: click.Context, incident_id: int | str, output: str) -> None:
         "  labels   " + ", ".join(f"{inert(k)}={inert(v)}" for k, v in story.labels.items()),
         markup=False,
     )
+    if i.trace_id:
+        console.print(f"  trace    {i.trace_id}  (Terry's own spans: docs/traces.md)")
+    if story.traces:
+        from terry.traces.evidence import TraceEvidence
+
+        for line in TraceEvidence.from_json(story.traces).lines():
+            console.print(f"  traces   {inert(line)}", markup=False)
     table = Table("time", "what", "actor", "detail", title="Timeline")
     for e in story.timeline:
         table.add_row(

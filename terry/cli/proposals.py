@@ -38,7 +38,9 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
     if output == "json":
         emit_json(rows)
         return
-    table = Table("id", "incident", "remedy", "hosts", "risk", "state", "decision", "branch")
+    table = Table(
+        "id", "incident", "remedy", "hosts", "risk", "state", "decision", "confidence", "branch"
+    )
     for r in rows:
         table.add_row(
             str(r.id),
@@ -48,6 +50,7 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
             r.risk,
             r.state,
             r.decision or "-",
+            "-" if r.confidence is None else str(r.confidence),
             inert(r.branch or "-"),
         )
     console.print(table)
@@ -77,6 +80,10 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
         markup=True,
     )
     console.print(f"  state     [bold]{s.state}[/bold]\n  risk      {s.risk}", markup=True)
+    if s.confidence is not None:
+        console.print(f"  confidence {s.confidence}/100 (docs/architecture.md: Confidence)")
+    if d.follows:
+        console.print(f"  follows   proposal {d.follows} (its next wave: hosts that joined late)")
     if d.ai:
         console.print(
             f"  author    AI-authored ({inert(d.ai['model'] or 'Claude')}, confidence "
@@ -126,6 +133,18 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
             background_color="default",
         )
     )
+    if len(d.host_outcomes) > 1:
+        hosts = Table("host", "environment", "wave", "state", "incident", "detail", title="Hosts")
+        for h in d.host_outcomes:
+            hosts.add_row(
+                inert(h["host"]),
+                inert(h["environment"] or "-"),
+                "-" if h["wave"] is None else str(h["wave"]),
+                h["state"],
+                str(h["incident_id"] or "-"),
+                inert((h["detail"] or "")[:120]),
+            )
+        console.print(hosts)
     if d.runs:
         table = Table("run", "kind", "status", "rc", "started", "commit", title="Runs")
         for r in d.runs:

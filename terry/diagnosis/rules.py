@@ -9,6 +9,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from terry.appliers.base import carries
 from terry.inventory.hosts import Host, Inventory
 from terry.remedies.catalogue import Catalogue, Remedy
 from terry.remedies.params import ParamError, resolve_params
@@ -57,7 +58,7 @@ def diagnose(
             host=host.name,
             unmatched=True,
         )
-    if remedy.applier != host.applier:
+    if not carries(host.applier, remedy.applier):
         return NoFix(
             f"remedy {remedy.name} is applied by {remedy.applier}, but host {host.name} is "
             f"applied by {host.applier[:40]} (terry_applier)",

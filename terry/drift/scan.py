@@ -126,7 +126,7 @@ def run_scan(
                 check=True,
                 forks=forks or config.runner.forks,
                 timeout=config.runner.timeout,
-                env=dict(config.runner.env),
+                env=config.runner.ansible_env(),
                 withhold=config.secret_env_names,
             ),
             on_event=on_event,

@@ -65,6 +65,8 @@ class ReviewPacket:
     target: str | None = None  # the Argo CD application
     # What the playbook runs, task by task, read from the proposal commit (``planned_tasks``)
     tasks: tuple[PlayTasks, ...] = ()
+    # What the services' traces said (terry.traces.evidence), one fact a line; untrusted.
+    traces: tuple[str, ...] = ()
 
 
 def fenced(text: str, lang: str = "") -> str:
@@ -125,6 +127,7 @@ def _body(p: ReviewPacket, details_url: str | None, *, tasks_room: int) -> str:
         "",
         "### The alert (as received; untrusted)",
         fenced(json.dumps({"labels": p.labels, "annotations": p.annotations}, indent=2), "json"),
+        *_traces(p),
         "",
         "### Diagnosis",
         fenced(p.diagnosis),
@@ -141,6 +144,15 @@ def _body(p: ReviewPacket, details_url: str | None, *, tasks_room: int) -> str:
     if details_url:
         lines += ["", f"Details: {details_url.rstrip('/')}/api/v1/proposals/{p.proposal_id}"]
     return "\n".join(lines) + "\n"
+
+
+def _traces(p: ReviewPacket) -> list[str]:
+    """What the services' traces said: the slowest and failing spans, the guilty service,
+    upstream suspects (names and messages from Jaeger or Tempo: untrusted, fenced)."""
+    if not p.traces:
+        return []
+    text = _clip("\n".join(p.traces), 4_000)
+    return ["", "### Traces (as read from the tracing backend; untrusted)", fenced(text)]
 
 
 def _applies(p: ReviewPacket) -> str:

@@ -320,6 +320,27 @@ class GitHubForge:
         pull = self._pull(number)
         self._call(f"close #{number}", lambda: pull.edit(state="closed"))
 
+    # -- people -----------------------------------------------------------------------------
+    def in_team(self, team: str, login: str) -> bool:
+        """Whether ``login`` is an active member of ``team`` (``org/team-slug``): GitHub's
+        team membership, ``GET /orgs/{org}/teams/{team_slug}/memberships/{username}``. A
+        pending invitation is not membership; 404 (not a member, or a team the token may
+        not see) is no. Other failures are ForgeError: the caller fails closed."""
+        org, _, slug = team.partition("/")
+        if not org or not slug or not login:
+            return False
+        membership = self._gh.get_organization(org).get_team_by_slug(slug)
+
+        def state() -> str | None:
+            try:
+                return membership.get_team_membership(login).state
+            except GithubException as exc:
+                if exc.status == 404:
+                    return None
+                raise
+
+        return self._call(f"read {login}'s membership of team {team}", state) == "active"
+
     # -- issues ---------------------------------------------------------------------------
     def find_issue(self, marker: str) -> IssueRef | None:
         """Terry's oldest open issue whose body's first line is ``marker``. Other people's

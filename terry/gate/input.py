@@ -33,6 +33,14 @@ class GateInput:
     # The tenants on main (policies/tenants.yml); None when the repository defines none.
     tenancy: Tenants | None = None
     tenancy_error: str | None = None  # why policies/tenants.yml could not be read
+    # The rollout plan (terry.proposals.waves: index, size, hosts, environments, canary)
+    # and the proposal's confidence 0-100 (terry.proposals.confidence).
+    waves: tuple[dict[str, Any], ...] = ()
+    confidence: int | None = None
+    # What raised the incident: alert (a fix), drift, forecast, anomaly, inventory.
+    source: str = "alert"
+    # The error budgets of the services the hosts serve (terry.slo.services.gate_view).
+    slo: dict[str, Any] | None = None
 
     @property
     def tenants(self) -> tuple[str, ...]:
@@ -81,6 +89,10 @@ class GateInput:
             },
             "check": self.check,
             "ai_authored": self.ai_authored,
+            "waves": list(self.waves),
+            "confidence": self.confidence,
+            "source": self.source,
+            "slo": self.slo if self.slo is not None else {"services": {}, "error": None},
         }
 
 

@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from terry.slo.services import BUDGET_ENTITY
 from terry.store.models import AuditRow, IncidentRow, ProposalRow
 
 __all__ = ["NEEDS_A_HUMAN", "Event", "EventKind", "classify", "load_events"]
@@ -38,6 +39,8 @@ class EventKind(StrEnum):
     ROLLED_BACK = "rolled-back"
     KEPT_FOR_HUMAN = "kept-for-human"
     RESOLVED = "resolved"
+    # A proposal met an exhausted error budget (terry.steps.gate, docs/slo.md).
+    BUDGET_EXHAUSTED = "budget-exhausted"
 
 
 _PROPOSAL_EVENTS = {
@@ -58,6 +61,8 @@ def classify(row: AuditRow, incident_source: str | None = None) -> EventKind | N
     """The event an audit row is, or None when it is none people are told about."""
     if row.entity == "proposal":
         return _PROPOSAL_EVENTS.get(row.to_state)
+    if row.entity == BUDGET_ENTITY:  # its entity_id is the incident's
+        return EventKind.BUDGET_EXHAUSTED
     if row.entity != "incident":
         return None
     if row.from_state is None and row.to_state == "open":
@@ -137,7 +142,7 @@ def load_events(session: Session, rows: Sequence[AuditRow]) -> list[Event]:
             else ()
         )
     }
-    incident_ids = {r.entity_id for r in rows if r.entity == "incident"}
+    incident_ids = {r.entity_id for r in rows if r.entity in ("incident", BUDGET_ENTITY)}
     incident_ids |= {p.incident_id for p in proposals.values()}
     incidents = {
         i.id: i

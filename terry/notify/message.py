@@ -34,6 +34,7 @@ _WHAT = {
     EventKind.ROLLED_BACK: "fix rolled back",
     EventKind.KEPT_FOR_HUMAN: "kept for a person",
     EventKind.RESOLVED: "resolved",
+    EventKind.BUDGET_EXHAUSTED: "error budget exhausted",
 }
 _PLURAL = {
     EventKind.INCIDENT_OPENED: "incidents opened",
@@ -46,6 +47,7 @@ _PLURAL = {
     EventKind.ROLLED_BACK: "fixes rolled back",
     EventKind.KEPT_FOR_HUMAN: "incidents kept for a person",
     EventKind.RESOLVED: "incidents resolved",
+    EventKind.BUDGET_EXHAUSTED: "error budgets exhausted",
 }
 _ZWSP = "\u200b"
 

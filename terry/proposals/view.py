@@ -13,7 +13,7 @@ from sqlalchemy import select
 
 from terry.errors import NotFound
 from terry.store import Store
-from terry.store.models import AuditRow, ProposalRow, RunEventRow, RunRow
+from terry.store.models import AuditRow, ProposalHostRow, ProposalRow, RunEventRow, RunRow
 
 __all__ = [
     "ProposalDetail",
@@ -44,6 +44,7 @@ class ProposalSummary:
     decision: str | None
     branch: str | None
     updated_at: datetime
+    confidence: int | None = None  # 0-100 (terry.proposals.confidence), set by the gate
 
 
 @dataclass(frozen=True)
@@ -83,6 +84,10 @@ class ProposalDetail:
     target: str | None = None  # the Argo CD application
     # Written by Claude: {"model", "confidence", "diagnosis"}; None when Terry's own.
     ai: dict[str, Any] | None = None
+    # Each host with its incident, wave and own outcome (terry.proposals.hosts), and the
+    # proposal whose next wave this one is (a storm's late hosts, terry.proposals.storm).
+    host_outcomes: tuple[dict[str, Any], ...] = ()
+    follows: int | None = None
 
 
 def _proposal_summary(row: ProposalRow) -> ProposalSummary:
@@ -96,6 +101,7 @@ def _proposal_summary(row: ProposalRow) -> ProposalSummary:
         decision=row.decision,
         branch=row.branch,
         updated_at=row.updated_at,
+        confidence=row.confidence_score,
     )
 
 
@@ -130,6 +136,13 @@ def proposal_detail(store: Store, proposal_id: int, *, events: bool = False) -> 
                 .order_by(RunEventRow.run_id, RunEventRow.seq)
             ):
                 run_events.setdefault(event.run_id, []).append(event)
+        host_rows = list(
+            session.scalars(
+                select(ProposalHostRow)
+                .where(ProposalHostRow.proposal_id == proposal_id)
+                .order_by(ProposalHostRow.id)
+            )
+        )
         audits = list(
             session.scalars(
                 select(AuditRow)
@@ -154,6 +167,18 @@ def proposal_detail(store: Store, proposal_id: int, *, events: bool = False) -> 
         check_diff=row.check_diff,
         applier=row.applier,
         target=row.target,
+        follows=row.follows_id,
+        host_outcomes=tuple(
+            {
+                "host": h.host,
+                "incident_id": h.incident_id,
+                "environment": h.environment,
+                "wave": h.wave,
+                "state": h.state,
+                "detail": h.detail or "",
+            }
+            for h in host_rows
+        ),
         ai=(
             {"model": row.ai_model, "confidence": row.confidence, "diagnosis": row.ai_diagnosis}
             if row.ai_authored

@@ -45,6 +45,7 @@ class IncidentSummary:
     proposals: tuple[int, ...]
     truncated: bool
     recurrence: int
+    trace_id: str | None = None  # the incident's own trace (terry.traces), when traced
 
 
 @dataclass(frozen=True)
@@ -53,6 +54,8 @@ class IncidentStory:
     labels: dict[str, Any]
     annotations: dict[str, Any]
     timeline: tuple[TimelineEntry, ...]
+    # What the services' traces said (terry.traces.evidence, as JSON), when they were read.
+    traces: dict[str, Any] | None = None
 
 
 def _summary(row: IncidentRow, proposals: tuple[int, ...]) -> IncidentSummary:
@@ -72,6 +75,7 @@ def _summary(row: IncidentRow, proposals: tuple[int, ...]) -> IncidentSummary:
         proposals=proposals,
         truncated=row.truncated,
         recurrence=row.recurrence,
+        trace_id=row.trace_id,
     )
 
 
@@ -161,5 +165,9 @@ def incident_story(store: Store, key: int | str) -> IncidentStory:
         )
     timeline.sort(key=lambda e: e.at)
     return IncidentStory(
-        _summary(row, tuple(proposal_ids)), row.labels, row.annotations, tuple(timeline)
+        _summary(row, tuple(proposal_ids)),
+        row.labels,
+        row.annotations,
+        tuple(timeline),
+        traces=row.trace_evidence,
     )

@@ -29,6 +29,9 @@ Definitions (also in ``docs/reports.md`` and at the end of every rendered report
 - *rollbacks*: proposals rolled back at least once before the end.
 - *prevented*: incidents of source ``forecast`` that were fixed: the predicted crossing was
   dealt with before an alert could fire.
+- *error budget consumed*: per service with an SLO in ``slos/`` on main, the share of its
+  period's budget the window's errors spent (``terry.slo.weekly``, read from Prometheus at the
+  window's end), and the incidents opened in the window on the hosts that serve it.
 - *time saved*: for every fixed incident, ``manual_minutes_per_fix`` (default 30) minus
   ``review_minutes_per_approval`` (default 5) when a person approved the fix, never below 0;
   settings under ``reports:`` in ``terry.yml``.
@@ -43,7 +46,7 @@ from __future__ import annotations
 import logging
 import statistics
 from collections import Counter
-from collections.abc import Iterable, Mapping
+from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
@@ -59,11 +62,13 @@ from terry.reports.history import (
     incidents_at,
     read_history,
 )
+from terry.slo.weekly import ServiceSpend, budget_spend
 from terry.store import Store
 from terry.store.models import utcnow
 
 __all__ = [
     "SCHEMA",
+    "BudgetRow",
     "DayPoint",
     "Deltas",
     "EnvironmentRow",
@@ -203,6 +208,19 @@ class HostRow:
 
 
 @dataclass(frozen=True)
+class BudgetRow:
+    """One service's error budget over the window, and the incidents that consumed it."""
+
+    service: str
+    slos: tuple[str, ...]
+    hosts: tuple[str, ...]
+    consumed_percent: float | None  # of the SLO period's budget; None: unknown
+    incidents: tuple[int, ...]  # opened in the window on the service's hosts (at most 20)
+    incident_count: int
+    error: str | None = None
+
+
+@dataclass(frozen=True)
 class KeptIncident:
     id: int
     source: str
@@ -232,6 +250,8 @@ class WeeklyReport:
     kept: tuple[KeptIncident, ...]
     kept_total: int  # kept lists at most 100 incidents, newest first
     schema: str = SCHEMA
+    # Error budgets consumed per service (empty without SLOs or Prometheus).
+    budgets: tuple[BudgetRow, ...] = ()
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -456,6 +476,27 @@ def _kept(incidents: list[IncidentAtEnd]) -> tuple[KeptIncident, ...]:
     return tuple(kept)
 
 
+def _budgets(
+    incidents: list[IncidentAtEnd], spends: Sequence[ServiceSpend]
+) -> tuple[BudgetRow, ...]:
+    rows = []
+    for spend in spends:
+        hosts = set(spend.hosts)
+        mine = sorted(i.data.id for i in incidents if i.data.host in hosts)
+        rows.append(
+            BudgetRow(
+                service=spend.service,
+                slos=spend.slos,
+                hosts=spend.hosts,
+                consumed_percent=spend.consumed_percent,
+                incidents=tuple(mine[:20]),
+                incident_count=len(mine),
+                error=spend.error,
+            )
+        )
+    return tuple(rows)
+
+
 def default_end(now: datetime | None = None) -> datetime:
     """The end of today (UTC): by default the window holds today and the days before it."""
     today = (now or utcnow()).astimezone(UTC).replace(hour=0, minute=0, second=0, microsecond=0)
@@ -469,10 +510,12 @@ def weekly_report(
     days: int = 7,
     settings: Settings | None = None,
     environments: Mapping[str, str] | None = None,
+    budgets: Sequence[ServiceSpend] = (),
 ) -> WeeklyReport:
     """The report of the ``days`` days before ``end`` (exclusive; default: the end of today,
     UTC) and the same span before them. ``environments`` maps host names to their
-    environment (main's inventory); hosts it does not name are ``unknown``."""
+    environment (main's inventory); hosts it does not name are ``unknown``. ``budgets``:
+    each service's error budget consumed in the window (``budget_spend``)."""
     if not 1 <= days <= 366:
         raise InputError(f"days must be between 1 and 366, not {days}")
     end = default_end() if end is None else end
@@ -502,6 +545,7 @@ def weekly_report(
         hosts=host_rows,
         kept=kept[:_MAX_KEPT],
         kept_total=len(kept),
+        budgets=_budgets(current, budgets),
     )
 
 
@@ -521,7 +565,11 @@ def report_for(
     config: Config, store: Store, *, end: datetime | None = None, days: int = 7
 ) -> WeeklyReport:
     """``weekly_report`` with ``reports:`` of ``terry.yml`` and main's environments (what
-    ``terry report weekly`` and a ``weekly-report`` schedule print)."""
+    ``terry report weekly`` and a ``weekly-report`` schedule print), and the error budgets
+    of main's SLOs consumed in the window."""
+    window_end = default_end() if end is None else end
+    window_end = window_end.replace(tzinfo=UTC) if window_end.tzinfo is None else window_end
+    budgets = budget_spend(config, window_end - timedelta(days=days), window_end)
     return weekly_report(
         store,
         end=end,
@@ -531,4 +579,5 @@ def report_for(
             review_minutes_per_approval=config.reports.review_minutes_per_approval,
         ),
         environments=host_environments(config),
+        budgets=budgets,
     )

@@ -23,7 +23,7 @@ from terry.reports.markup import (
     md_text,
     schema_json,
 )
-from terry.reports.weekly import DayPoint, Figures, RemedyRow, WeeklyReport
+from terry.reports.weekly import BudgetRow, DayPoint, Figures, RemedyRow, WeeklyReport
 
 __all__ = ["Headline", "headlines", "sentence", "span", "to_html", "to_json", "to_markdown"]
 
@@ -250,7 +250,43 @@ def definitions(report: WeeklyReport) -> tuple[tuple[str, str], ...]:
             "fix a person approved (never below 0); manual_minutes_per_fix and "
             "review_minutes_per_approval under reports: in terry.yml",
         ),
+    ) + (_BUDGET_DEFINITION if report.budgets else ())
+
+
+_BUDGET_DEFINITION = (
+    (
+        "error budget consumed",
+        "per service with an SLO in slos/ on main: the share of its SLO period's error budget "
+        "that the window's errors spent (error ratio over the window / (1 - objective) x "
+        "window / period), read from Prometheus at the window's end (or now); the incidents "
+        "are those opened in the window on the hosts that serve the service",
+    ),
+)
+
+
+def _consumed(row: BudgetRow) -> str:
+    return "unknown" if row.consumed_percent is None else f"{row.consumed_percent:.1f}%"
+
+
+def _budget_lines(report: WeeklyReport) -> list[str]:
+    if not report.budgets:
+        return []
+    lines = ["", "## Error budgets", ""]
+    lines += md_table(
+        ["service", "budget consumed", "hosts", "incidents on its hosts"],
+        (
+            (
+                md_text(b.service),
+                _consumed(b),
+                md_text(", ".join(b.hosts) or "-"),
+                (", ".join(str(i) for i in b.incidents) or "none")
+                + (f" … ({b.incident_count})" if b.incident_count > len(b.incidents) else ""),
+            )
+            for b in report.budgets
+        ),
     )
+    lines += [f"- {md_text(b.service)}: {md_text(b.error, 300)}" for b in report.budgets if b.error]
+    return lines
 
 
 def _when(at: datetime) -> str:
@@ -363,6 +399,7 @@ def to_markdown(report: WeeklyReport) -> str:
                 for h in report.hosts
             ),
         )
+    lines += _budget_lines(report)
     lines += ["", "## Kept for a person", ""]
     if not report.kept:
         lines.append("None.")
@@ -468,4 +505,5 @@ def to_html(report: WeeklyReport) -> str:
         percent=_percent,
         span=span,
         when=_when,
+        consumed=_consumed,
     )

@@ -24,6 +24,7 @@ from typing import TYPE_CHECKING
 
 from sqlalchemy import select, update
 
+from terry.access import Action, Decision
 from terry.context import Context
 from terry.errors import ForgeError, StateError, TerryError
 from terry.forges.body import ReviewPacket, fenced, pr_body, pr_title
@@ -33,7 +34,11 @@ from terry.proposals.state import ProposalState, get, transition
 from terry.proposals.view import proposal_detail
 from terry.review.base import Reconciled, ReviewActions, merge_trailers, record_ungated
 from terry.review.local import LocalReview
-from terry.store.models import IncidentRow, ProposalRow
+from terry.review.principals import PullAccess, TeamCache
+from terry.store.audit import audit
+from terry.store.models import AuditRow, IncidentRow, ProposalRow
+from terry.tenants.loader import load_tenants
+from terry.traces.evidence import TraceEvidence
 
 if TYPE_CHECKING:
     from terry.forges.github import GitHubForge, PullState
@@ -41,6 +46,14 @@ if TYPE_CHECKING:
 __all__ = ["GitHubReview"]
 
 _LOCKS: dict[int, threading.Lock] = {}
+# What each /terry command needs (terry.access): apply approves, explain reads.
+_NEEDS = {
+    Verb.APPLY: Action.APPROVE,
+    Verb.REJECT: Action.REJECT,
+    Verb.ROLLBACK: Action.ROLLBACK,
+    Verb.EXPLAIN: Action.READ,
+}
+_REFUSED = "forge_refusal"  # audit entity: a review or merge that did not count, and why
 _LOCKS_GUARD = threading.Lock()
 
 
@@ -65,6 +78,7 @@ class GitHubReview:
         self.reporter = ctx.reporter
         self.local = LocalReview(ctx)  # merges straight to main go through it
         self._forge = forge
+        self._teams: TeamCache | None = None
 
     # -- the forge --------------------------------------------------------------------------
     @property
@@ -180,6 +194,50 @@ class GitHubReview:
         users = sorted({u for k in keys for u in github.reviewers.get(k, [])})
         teams = sorted({t for k in keys for t in github.team_reviewers.get(k, [])})
         return users, teams
+
+    # -- who may ----------------------------------------------------------------------------
+    def access(self, proposal_id: int) -> PullAccess:
+        """The proposal's risk and tenants (its hosts' on main), for ``may``."""
+        with self.store.session() as session:
+            row = get(session, proposal_id)
+            hosts, risk = list(row.hosts or []), row.risk
+        sha, _catalogue, inventory = self.ctx.main.view()
+        tenancy = load_tenants(self.repo.tree(sha), self.config.policy.path)
+        return PullAccess.of(hosts, risk, tenancy, inventory)
+
+    def may(self, access: PullAccess, login: str, action: Action) -> Decision:
+        """Whether GitHub user ``login`` may ``action`` the proposal (terry.review.principals:
+        allowed_users and the tenants' github and github_team members)."""
+        if not login or login == self.forge.bot:
+            return Decision(False, f"{login or 'nobody'} is Terry itself, not a reviewer")
+        if self._teams is None:
+            self._teams = TeamCache(self.forge.in_team)
+        return access.decide(self.config, login, action, self._teams)
+
+    def _refuse_once(self, proposal_id: int, number: int, key: str, text: str) -> None:
+        """Say ``text`` on the pull request once per ``key`` (a review's or a merge's id),
+        and keep it in the audit: every reconcile sees the same review again."""
+        with self.store.session() as session:
+            seen = session.scalar(
+                select(AuditRow.id).where(
+                    AuditRow.entity == _REFUSED,
+                    AuditRow.entity_id == proposal_id,
+                    AuditRow.from_state == key[:24],
+                )
+            )
+        if seen is not None:
+            return
+        self.forge.comment(number, text)
+        with self.store.session() as session:
+            audit(
+                session,
+                entity=_REFUSED,
+                entity_id=proposal_id,
+                actor="terry",
+                from_state=key[:24],
+                to_state="refused",
+                reason=text[:1000],
+            )
 
     # -- merging ----------------------------------------------------------------------------
     def merge(self, proposal_id: int, *, actor: str, reason: str, from_state: ProposalState) -> str:
@@ -302,7 +360,7 @@ class GitHubReview:
             return
         self._answer_comments(proposal_id, number, commit, cursor, notes, actions, None)
         if actions.state(proposal_id) is ProposalState.AWAITING_REVIEW:
-            approvers = self._approvers(number, commit)
+            approvers = self._approvers(proposal_id, number, commit)
             if len(approvers) >= self.config.forge.github.required_approvals:
                 notes.append(
                     self._approve_and_merge(proposal_id, number, commit, approvers, actions)
@@ -321,6 +379,7 @@ class GitHubReview:
         """Run and answer every ``/terry`` command posted after the cursor. ``ended`` says
         the pull request was merged or closed meanwhile: commands that would merge or
         reject it are answered with what became of it instead."""
+        access: PullAccess | None = None
         for comment in self.forge.comments(number, after=cursor):
             self._set(proposal_id, forge_cursor=comment.id)
             if comment.user == self.forge.bot:
@@ -328,7 +387,13 @@ class GitHubReview:
             command = parse_command(comment.body)
             if command is None:
                 continue
-            if ended and command.verb in (Verb.APPLY, Verb.REJECT) and self._allowed(comment.user):
+            access = access or self.access(proposal_id)
+            needs = _NEEDS.get(command.verb, Action.READ)
+            if (
+                ended
+                and command.verb in (Verb.APPLY, Verb.REJECT)
+                and self.may(access, comment.user, needs)
+            ):
                 state = actions.state(proposal_id).value
                 self.forge.comment(
                     number,
@@ -338,23 +403,39 @@ class GitHubReview:
                 )
                 notes.append(f"{command.verb.value} from {comment.user}: already {ended}")
                 continue
-            notes.append(self._command(proposal_id, number, commit, comment.user, command, actions))
+            notes.append(
+                self._command(proposal_id, number, commit, comment.user, command, actions, access)
+            )
 
-    def _allowed(self, user: str) -> bool:
-        allowed = self.config.forge.github.allowed_users
-        return bool(allowed) and user in allowed and user != self.forge.bot
-
-    def _approvers(self, number: int, commit: str) -> list[str]:
+    def _approvers(self, proposal_id: int, number: int, commit: str) -> list[str]:
+        """Who approved the checked commit and may approve; an approval by someone who may
+        not is answered once on the pull request, with the reason, and does not count."""
         latest: dict[str, tuple[int, str, str | None]] = {}
         for review in self.forge.reviews(number):
             counts = review.state in ("APPROVED", "CHANGES_REQUESTED", "DISMISSED")
             if counts and (review.user not in latest or latest[review.user][0] < review.id):
                 latest[review.user] = (review.id, review.state, review.commit)
-        return sorted(
-            user
-            for user, (_id, state, on) in latest.items()
-            if state == "APPROVED" and on == commit and self._allowed(user)
+        approved = sorted(
+            (user, review_id)
+            for user, (review_id, state, on) in latest.items()
+            if state == "APPROVED" and on == commit
         )
+        if not approved:
+            return []
+        access = self.access(proposal_id)
+        found: list[str] = []
+        for user, review_id in approved:
+            decision = self.may(access, user, Action.APPROVE)
+            if decision:
+                found.append(user)
+            elif user != self.forge.bot:
+                self._refuse_once(
+                    proposal_id,
+                    number,
+                    f"review {review_id}",
+                    f"The approval by @{user} does not count: {fenced(decision.reason)}",
+                )
+        return found
 
     def _head_is_checked(self, proposal_id: int, number: int, commit: str) -> bool:
         pull = self.forge.pull(number)  # read again, right before acting
@@ -401,10 +482,8 @@ class GitHubReview:
                 f"the merged head `{pull.head_sha[:12]}` is not the commit the dry run and "
                 f"the gate saw (`{commit[:12]}`)"
             )
-        elif not self._allowed(who):
-            refusal = (
-                f"{who} is not allowed to approve Terry's changes (forge.github.allowed_users)"
-            )
+        elif not (decision := self.may(self.access(proposal_id), who, Action.APPROVE)):
+            refusal = decision.reason
         if refusal:
             self._withdraw(
                 proposal_id,
@@ -473,13 +552,13 @@ class GitHubReview:
         user: str,
         cmd: Command,
         actions: ReviewActions,
+        access: PullAccess,
     ) -> str:
         said = f"`{cmd.verb.value}` from @{user}"
-        if not self._allowed(user):
-            self.forge.comment(
-                number, f"Refused {said}: not in Terry's allowed reviewers for this repository."
-            )
-            return f"refused {cmd.verb.value} from {user}"
+        decision = self.may(access, user, _NEEDS.get(cmd.verb, Action.READ))
+        if not decision:
+            self.forge.comment(number, f"Refused {said}: {fenced(decision.reason)}")
+            return f"refused {cmd.verb.value} from {user}: {decision.reason}"
         try:
             if cmd.verb is Verb.APPLY:
                 state = actions.state(proposal_id)
@@ -589,6 +668,7 @@ def review_packet(ctx: Context, proposal_id: int) -> ReviewPacket:
         )
         opened_at, recurrence = incident.opened_at, incident.recurrence
         incident_ref = incident.ref or ""
+        traced = incident.trace_evidence
     assert detail.commit and summary.branch
     return ReviewPacket(
         proposal_id=summary.id,
@@ -624,4 +704,5 @@ def review_packet(ctx: Context, proposal_id: int) -> ReviewPacket:
         target=detail.target,
         ai_authored=detail.ai is not None,
         confidence=detail.ai["confidence"] if detail.ai else None,
+        traces=tuple(TraceEvidence.from_json(traced).lines()) if traced else (),
     )

@@ -41,6 +41,7 @@ __all__ = ["CARRY_ON", "Recovery", "Sweep", "Worker"]
 log = logging.getLogger("terry.service.worker")
 
 SWEEP_SECONDS = 15.0
+BATCH = 500  # incidents diagnosed together at most (a storm's hosts fold into one proposal)
 ARCHIVE_SECONDS = 60.0  # how often closed incidents' reports are committed
 
 # States a queued proposal is carried on from (``Pipeline.advance``: dry run, gate, merge,
@@ -186,22 +187,40 @@ class Worker:
             incident_id = item
             if incident_id < 0 or self._stop.is_set():
                 continue
+            batch = self._batch(incident_id)
             with self._lock:
                 self._busy_count += 1
             try:
-                outcome = pipeline.remediate(incident_id)
-                log.info(
-                    "incident %s: proposal %s %s %s",
-                    incident_id,
-                    outcome.proposal_id,
-                    outcome.state or "",
-                    outcome.note,
-                )
-            except Exception:  # one bad incident must not stop the worker
-                log.exception("incident %s: remediation crashed", incident_id)
+                for outcome in pipeline.remediate_many(batch):
+                    log.info(
+                        "incident %s: proposal %s %s %s",
+                        outcome.incident_id,
+                        outcome.proposal_id,
+                        outcome.state or "",
+                        outcome.note,
+                    )
+            except Exception:  # one bad batch must not stop the worker
+                log.exception("incidents %s: remediation crashed", batch)
             finally:
                 with self._lock:
                     self._busy_count -= 1
+
+    def _batch(self, first: int) -> list[int]:
+        """``first`` and the incidents queued right behind it, diagnosed together so that a
+        storm (one cause on many hosts) folds into one proposal (terry.proposals.storm).
+        Anything else met in the queue is put back."""
+        batch = [first]
+        while len(batch) < BATCH:
+            try:
+                item = self._queue.get_nowait()
+            except queue.Empty:
+                break
+            if isinstance(item, int) and item >= 0:
+                batch.append(item)
+            else:
+                self._queue.put(item)
+                break
+        return batch
 
     def _forge_job(self, pipeline: Pipeline, kind: str, arg: Any) -> None:
         if self._stop.is_set():

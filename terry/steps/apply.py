@@ -23,17 +23,35 @@ from terry.appliers.base import Job, OnEvent, RunKind, RunResult
 from terry.appliers.registry import Appliers
 from terry.context import Context
 from terry.errors import RunnerError
+from terry.incidents.lifecycle import set_attention
+from terry.proposals.hosts import HostState, ProposalHost, hosts_of, set_hosts
 from terry.proposals.plan import APPLIER, Plan
 from terry.proposals.state import MERGED_STATES, ProposalState, get, transition
+from terry.proposals.waves import plan_waves
+from terry.steps.canary import Watch
 from terry.steps.precheck import Precheck
 from terry.steps.record import Record
 from terry.steps.rollback import Rollback
-from terry.steps.verify import Verify
+from terry.steps.verify import PER_HOST, Verify
 from terry.store.locks import host_locks
 from terry.store.runs import reap
 from terry.verify.judge import Outcome
 
 __all__ = ["Apply"]
+
+# A proposal applied in one run: the state each of its hosts ends in.
+_PROPOSAL_HOST_STATE = {
+    ProposalState.VERIFIED: HostState.VERIFIED,
+    ProposalState.FAILED: HostState.FAILED,
+    ProposalState.ROLLED_BACK: HostState.ROLLED_BACK,
+    ProposalState.ESCALATED: HostState.UNKNOWN,
+}
+
+_HOST_STATE = {
+    Outcome.VERIFIED: HostState.VERIFIED,
+    Outcome.FAILED: HostState.FAILED,
+    Outcome.UNKNOWN: HostState.UNKNOWN,
+}
 
 
 @dataclass
@@ -58,7 +76,36 @@ class Apply:
     rollback: Rollback
     precheck: Precheck
 
+    @property
+    def watch(self) -> Watch:
+        return Watch(self.ctx)
+
     def __call__(self, proposal_id: int, *, actor: str) -> ProposalState:
+        state = self._applied(proposal_id, actor=actor)
+        self._hosts_follow(proposal_id, state)
+        return state
+
+    def _hosts_follow(self, proposal_id: int, state: ProposalState) -> None:
+        """Hosts applied together in one run (no waves) end as their proposal did."""
+        ended = _PROPOSAL_HOST_STATE.get(state)
+        if ended is None:
+            return
+        with self.ctx.store.session() as session:
+            row = get(session, proposal_id)
+            outcome, plan = (
+                row.outcome or state.value,
+                Plan.from_json(row.plan, applier=row.applier),
+            )
+            if _rolls_out(tuple(row.hosts), plan):
+                return  # each host's outcome is its own (_rollout)
+        pending = [
+            h.host
+            for h in hosts_of(self.ctx.store, proposal_id)
+            if h.state not in (HostState.QUEUED, HostState.MOVED)
+        ]
+        set_hosts(self.ctx.store, proposal_id, dict.fromkeys(pending, (ended, outcome)))
+
+    def _applied(self, proposal_id: int, *, actor: str) -> ProposalState:
         ctx, record = self.ctx, self.record
         with ctx.store.session() as session:
             row = get(session, proposal_id)
@@ -97,6 +144,8 @@ class Apply:
                 and callable(getattr(chosen, "apply_and_verify", None))
                 else None
             )
+            if _rolls_out(hosts, plan):
+                return self._rollout(proposal_id, hosts, merge_sha, chosen, together is not None)
             try:
                 result = record.run(together or chosen, RunKind.APPLY, proposal_id, merge_sha)
             except RunnerError as exc:
@@ -145,6 +194,218 @@ class Apply:
                 )
         return record.state(proposal_id)
 
+    # -- many hosts: waves, each host its own outcome ----------------------------------------
+    def _rollout(
+        self,
+        proposal_id: int,
+        hosts: tuple[str, ...],
+        merge_sha: str,
+        chosen: Any,
+        together: bool,
+    ) -> ProposalState:
+        """Apply in waves (``terry.proposals.waves``), each host verified on its own. A
+        failed canary stops the rollout: its hosts are rolled back, the rest are held for a
+        person. A failure in a later wave rolls back the hosts that failed and holds the
+        waves after it. Every host keeps its own outcome (``terry.proposals.hosts``)."""
+        ctx, record, store = self.ctx, self.record, self.ctx.store
+        known = {h.host: h for h in hosts_of(store, proposal_id)}
+        canary = ctx.config.canary
+        waves = plan_waves(
+            [(h, known[h].environment if h in known else None) for h in hosts],
+            min_hosts=canary.min_hosts,
+            percent=canary.percent,
+        )
+        outcome: dict[str, tuple[HostState, str]] = {}
+        applied = False
+        stopped: str | None = None
+        canary_failed = False
+        for wave in waves:
+            if stopped is not None:
+                for host in wave.hosts:
+                    outcome[host] = (HostState.HELD, f"not applied: {stopped}")
+                continue
+            ctx.reporter.step(
+                proposal_id,
+                f"wave {wave.index}{' (canary)' if wave.canary else ''}: {', '.join(wave.hosts)}",
+            )
+            before = self.watch.read(hosts) if wave.canary else {}
+            found = self._wave(proposal_id, merge_sha, chosen, together, wave.hosts)
+            if not applied:
+                applied = True
+                ok = [h for h in wave.hosts if found[h][0] is not HostState.FAILED]
+                record.move(
+                    proposal_id,
+                    ProposalState.APPLIED if ok else ProposalState.FAILED,
+                    f"wave {wave.index} applied on {len(ok)} of {len(wave.hosts)} host(s)",
+                )
+            if wave.canary and all(found[h][0] is HostState.VERIFIED for h in wave.hosts):
+                found = self._watched(proposal_id, merge_sha, wave.hosts, hosts, before, found)
+            bad = {h: v for h, v in found.items() if v[0] is not HostState.VERIFIED}
+            if wave.canary and bad:
+                canary_failed = True
+                why = "; ".join(f"{h}: {d}" for h, (_s, d) in sorted(bad.items()))
+                stopped = f"the canary failed ({why[:1500]})"
+                found = self._undo(proposal_id, merge_sha, found, wave.hosts, "canary failed")
+            elif bad:
+                stopped = f"wave {wave.index} failed on {', '.join(sorted(bad))}"
+                failed = tuple(h for h, v in bad.items() if v[0] is HostState.FAILED)
+                found = self._undo(proposal_id, merge_sha, found, failed, "verification failed")
+            elif wave.canary:
+                self._confidence(proposal_id, "passed")
+            outcome.update(found)
+            set_hosts(store, proposal_id, found, wave=wave.index)
+        held = {h: v for h, v in outcome.items() if v[0] is HostState.HELD}
+        set_hosts(store, proposal_id, held)
+        return self._ended(proposal_id, outcome, canary_failed, stopped, known)
+
+    def _wave(
+        self,
+        proposal_id: int,
+        merge_sha: str,
+        chosen: Any,
+        together: bool,
+        wave: tuple[str, ...],
+    ) -> dict[str, tuple[HostState, str]]:
+        """Apply to one wave, then verify each of its hosts that applied."""
+        both = _Together(chosen) if together else None
+        try:
+            result = self.record.run(
+                both or chosen, RunKind.APPLY, proposal_id, merge_sha, hosts=wave
+            )
+        except RunnerError as exc:
+            return dict.fromkeys(wave, (HostState.FAILED, f"apply could not start: {exc}"))
+        found: dict[str, tuple[HostState, str]] = {}
+        for host in wave:
+            stats = result.stats.get(host)
+            if stats is None or stats.failures or stats.unreachable:
+                said = [m for m in result.failure_messages() if m.startswith(f"{host}:")]
+                found[host] = (
+                    HostState.FAILED,
+                    "apply failed: " + ("; ".join(said[:3]) or f"run ended {result.status.value}"),
+                )
+        fine = tuple(h for h in wave if h not in found)
+        if fine:
+            ran = both.verified if both else None
+            checked = self.verify.per_host(proposal_id, merge_sha, fine, ran=ran)
+            for host, verification in checked.items():
+                found[host] = (_HOST_STATE[verification.outcome], "; ".join(verification.evidence))
+        return found
+
+    def _watched(
+        self,
+        proposal_id: int,
+        merge_sha: str,
+        wave: tuple[str, ...],
+        hosts: tuple[str, ...],
+        before: dict[tuple[str, str], float | None],
+        found: dict[str, tuple[HostState, str]],
+    ) -> dict[str, tuple[HostState, str]]:
+        """The canary after its watch: its verification still passes, and no configured
+        query got worse on any host of the proposal (terry.steps.canary)."""
+        seconds = self.ctx.config.canary.watch
+        self.ctx.reporter.step(proposal_id, f"watching the canary for {seconds:g}s")
+        self.watch.wait()
+        again = self.verify.per_host(proposal_id, merge_sha, wave)
+        worse = self.watch.worse(before, self.watch.read(hosts))
+        watched = dict(found)
+        for host, verification in again.items():
+            if verification.outcome is not Outcome.VERIFIED:
+                watched[host] = (
+                    _HOST_STATE[verification.outcome],
+                    "after the watch: " + "; ".join(verification.evidence),
+                )
+            elif worse:
+                watched[host] = (HostState.FAILED, "during the watch: " + "; ".join(worse)[:1500])
+        return watched
+
+    def _undo(
+        self,
+        proposal_id: int,
+        merge_sha: str,
+        found: dict[str, tuple[HostState, str]],
+        hosts: tuple[str, ...],
+        reason: str,
+    ) -> dict[str, tuple[HostState, str]]:
+        """Roll back ``hosts``; their states say what became of them."""
+        if not hosts:
+            return found
+        done, said = self.rollback.hosts(proposal_id, merge_sha, hosts, reason=reason)
+        undone = dict(found)
+        for host in hosts:
+            was = found[host][1]
+            state = HostState.ROLLED_BACK if done else HostState.ROLLBACK_FAILED
+            undone[host] = (state, f"{was}; {said}"[:2000])
+        return undone
+
+    def _ended(
+        self,
+        proposal_id: int,
+        outcome: dict[str, tuple[HostState, str]],
+        canary_failed: bool,
+        stopped: str | None,
+        known: dict[str, ProposalHost],
+    ) -> ProposalState:
+        """The proposal's own state from its hosts': verified when every host is; rolled
+        back (canary failed, nothing left changed); else escalated with every host's end."""
+        record, store = self.record, self.ctx.store
+        counts: dict[str, list[str]] = {}
+        for host, (state, _d) in sorted(outcome.items()):
+            counts.setdefault(state.value, []).append(host)
+        told = "; ".join(f"{state}: {', '.join(names)}" for state, names in counts.items())
+        verified = counts.get(HostState.VERIFIED.value, [])
+        incidents_of = {h: p.incident_id for h, p in known.items() if p.incident_id}
+        record.incidents_fixed(
+            proposal_id, [incidents_of[h] for h in verified if h in incidents_of]
+        )
+        if len(verified) == len(outcome):
+            text = f"verified on all {len(outcome)} hosts"
+            record.move(proposal_id, ProposalState.VERIFIED, text, outcome=f"verified: {text}")
+            record.fixed(proposal_id)
+            return record.state(proposal_id)
+        left = sorted(h for h, (s, _d) in outcome.items() if s is not HostState.VERIFIED)
+        self._confidence(proposal_id, "failed" if canary_failed else None)
+        clean = all(s in (HostState.ROLLED_BACK, HostState.HELD) for s, _d in outcome.values())
+        why = f"{stopped or 'some hosts did not verify'}; {told}"[:4000]
+        if clean:  # nothing left changed: every host applied was rolled back
+            ended = "canary failed, rolled back" if canary_failed else "rolled back"
+            transition(
+                store,
+                proposal_id,
+                ProposalState.ROLLED_BACK,
+                actor="terry",
+                reason=why,
+                allowed_from=(ProposalState.APPLIED, ProposalState.FAILED),
+                changes={"outcome": f"{ended}: {told}"[:4000]},
+            )
+        elif record.state(proposal_id) is ProposalState.APPLIED:
+            record.move(proposal_id, ProposalState.ESCALATED, why, outcome=f"partly: {told}")
+        else:  # failed from its first wave on, and not all undone: it stays failed
+            with store.session() as session:
+                get(session, proposal_id).outcome = f"failed: {told}"[:4000]
+        text = (
+            f"proposal {proposal_id}: {stopped or 'not every host verified'}. Hosts: {told}. "
+            f"Next: `terry proposals show {proposal_id}` shows each host's outcome; fix the "
+            f"cause, then `terry proposals apply {proposal_id}` rolls it out again"
+        )
+        record.attention(proposal_id, text[:3000])
+        for host in left:
+            incident_id = incidents_of.get(host)
+            if incident_id is not None:
+                set_attention(store, incident_id, text[:3000])
+        return record.state(proposal_id)
+
+    def _confidence(self, proposal_id: int, canary: str | None) -> None:
+        """The proposal's confidence, revised by its canary's outcome."""
+        with self.ctx.store.session() as session:
+            row = get(session, proposal_id)
+            if row.confidence_score is None or canary is None:
+                return
+            row.confidence_score = (
+                min(row.confidence_score, 20)
+                if canary == "failed"
+                else min(100, row.confidence_score + 10)
+            )
+
     # -- re-check before acting (terry.steps.precheck) --------------------------------------
     def _recheck(self, proposal_id: int, merge_sha: str | None) -> ProposalState | None:
         """Raise ``MainNotGated`` if ``merge_sha`` carries an ungated change on main; the
@@ -159,3 +420,9 @@ class Apply:
         if gone is None:
             return None
         return self.precheck.withdraw(proposal_id, gone)
+
+
+def _rolls_out(hosts: tuple[str, ...], plan: Plan) -> bool:
+    """Whether a proposal is applied host by host in waves: several hosts, and checks that
+    tell each host apart (a drift scan or an inventory check judges the whole)."""
+    return len(hosts) > 1 and bool(plan.verify) and set(plan.verify) <= PER_HOST

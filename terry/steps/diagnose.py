@@ -30,6 +30,18 @@ class Diagnose:
                 raise StateError(f"incident {incident_id} does not exist")
             alertname, labels, annotations = incident.title, incident.labels, incident.annotations
         sha, catalogue, inventory = ctx.main.view()
+        if ctx.config.traces.jaeger_url or ctx.config.traces.tempo_url:
+            from terry.traces.evidence import consider  # the services' traces: evidence
+
+            labels = consider(
+                ctx.config.traces,
+                ctx.store,
+                incident_id,
+                labels=labels,
+                annotations=annotations,
+                inventory=inventory,
+                host_labels=ctx.config.host_labels,
+            )
         found = diagnose(
             alertname=alertname,
             labels=labels,
@@ -40,7 +52,8 @@ class Diagnose:
         )
         if isinstance(found, Diagnosis):
             if found.remedy.manifest is None:
-                return Fix(found, base=sha)
+                # Carried by the host's applier: Ansible's playbook, or AWX running it.
+                return Fix(found, base=sha, applier=found.hosts[0].applier)
             try:
                 return Fix(found, base=sha, manifest=self._edited_manifest(found, sha))
             except ManifestError as exc:

@@ -12,10 +12,16 @@ from terry.gate.engine import Decision, PolicyEngine, Verdict
 from terry.gate.input import GateInput, decide
 from terry.gitops.messages import decision_trailers
 from terry.inventory.hosts import Inventory, load_inventory
+from terry.proposals.confidence import score
+from terry.proposals.hosts import set_waves
 from terry.proposals.plan import Plan
 from terry.proposals.state import ProposalState, get, transition
+from terry.proposals.waves import plan_waves
 from terry.review.base import Review
+from terry.slo.services import BUDGET_ENTITY, exhausted_services, priority_note
+from terry.slo.services import gate_view as slo_gate_view
 from terry.steps.record import Record
+from terry.store.audit import audit
 from terry.store.models import IncidentRow
 from terry.store.runs import remedy_record
 from terry.tenants.loader import tenants_for_gate
@@ -39,10 +45,11 @@ class Gate:
             incident = session.get(IncidentRow, row.incident_id)
             assert incident is not None
             recurrence = incident.recurrence
+            source = incident.source
             hosts, remedy, risk = tuple(row.hosts), row.remedy, row.risk
             commit = row.commit_sha
             modules, check = tuple(row.modules), dict(row.check_summary)
-            ai_authored = row.ai_authored
+            ai_authored, ai_confidence = row.ai_authored, row.confidence
             plan = Plan.from_json(row.plan, applier=row.applier)
         _sha, _catalogue, inventory = self.ctx.main.view(sha)
         if commit and plan.edits:  # the hosts as the proposal leaves them
@@ -51,25 +58,75 @@ class Gate:
         tenancy, tenancy_error = tenants_for_gate(  # main's tenants (docs/tenants.md)
             self.ctx.repo.tree(sha), self.ctx.config.policy.path
         )
+        known = tuple(inventory.hosts[h] for h in hosts if h in inventory.hosts)
+        record = remedy_record(store, remedy, exclude=proposal_id)
+        canary = self.ctx.config.canary  # the rollout plan and confidence (issue 18)
+        waves = plan_waves(
+            [(h.name, h.environment) for h in known],
+            min_hosts=canary.min_hosts,
+            percent=canary.percent,
+        )
+        confidence = score(
+            runs=record.overall.runs,
+            success_rate=record.overall.success_rate,
+            check=check,
+            ai_authored=ai_authored,
+            ai_confidence=ai_confidence,
+        )
+        prometheus = self.ctx.config.prometheus
         return GateInput(
             proposal_id=proposal_id,
             remedy=remedy,
             risk=risk,
-            hosts=tuple(inventory.hosts[h] for h in hosts if h in inventory.hosts),
+            hosts=known,
             modules=modules,
             recurrence=recurrence,
-            record=remedy_record(store, remedy, exclude=proposal_id),
+            record=record,
             check={k: check.get(k) for k in _CHECK_KEYS},
             ai_authored=ai_authored,
             tenancy=tenancy,
             tenancy_error=tenancy_error,
+            waves=tuple(w.as_input() for w in waves),
+            confidence=confidence.value,
+            source=source,
+            # main's SLOs (slos/, docs/slo.md): the budgets of the services the hosts serve
+            slo=slo_gate_view(
+                self.ctx.repo.tree(sha), known, prometheus.url, timeout=prometheus.timeout
+            ),
         )
+
+    def _budgets(self, proposal_id: int, gate_input: GateInput, decision: Decision) -> Decision:
+        """What error budgets add to a decision (docs/slo.md): a fix protecting a burning or
+        low budget is recorded as a priority among the reasons, and an exhausted budget is
+        told to the owners (an audit row the notifier reads as ``budget-exhausted``)."""
+        exhausted = exhausted_services(gate_input.slo)
+        if exhausted:
+            with self.ctx.store.session() as session:
+                incident_id = get(session, proposal_id).incident_id
+                audit(
+                    session,
+                    entity=BUDGET_ENTITY,
+                    entity_id=incident_id,
+                    actor="terry",
+                    from_state=None,
+                    to_state="exhausted",
+                    reason=(
+                        f"error budget exhausted: {', '.join(exhausted)}; proposal "
+                        f"{proposal_id} ({gate_input.source}) was judged "
+                        f"{decision.verdict.value}"
+                    ),
+                )
+        note = priority_note(gate_input.slo, gate_input.source)
+        if note is None or decision.verdict is Verdict.DENY:
+            return decision
+        return Decision(decision.verdict, (*decision.reasons, note), decision.policy_commit)
 
     def __call__(self, proposal_id: int) -> Decision:
         store, repo, reporter = self.ctx.store, self.ctx.repo, self.ctx.reporter
         sha = repo.head()
         gate_input = self.input(proposal_id, sha)
         decision = decide(self.engine, self.ctx.main.policies(sha), gate_input)
+        decision = self._budgets(proposal_id, gate_input, decision)
         recorded = {
             "decision": decision.verdict.value,
             "reasons": list(decision.reasons),
@@ -78,8 +135,10 @@ class Gate:
         }
         why = "; ".join(decision.reasons)
         reporter.step(proposal_id, f"gate: {decision.verdict.value} — {why}")
-        with store.session() as session:
-            commit = get(session, proposal_id).commit_sha
+        with store.session() as session:  # the plan and confidence it was judged with
+            row = get(session, proposal_id)
+            commit, row.confidence_score = row.commit_sha, gate_input.confidence
+        set_waves(store, proposal_id, {h: w["index"] for w in gate_input.waves for h in w["hosts"]})
         if commit:
             trailers = decision_trailers(
                 decision.verdict.value, decision.reasons, decision.policy_commit

@@ -56,7 +56,7 @@ _PROBLEM_SOURCES = ("alert", "forecast", "drift")
 # judges the hosts' live state, so it can say a problem is gone before the fix. Argo CD's
 # verify asks whether the merge is synced (never before its apply), and an Argo CD merge
 # already changed the desired state: withdrawing it would leave main ahead of the cluster.
-_LIVE_STATE_APPLIERS = ("ansible",)
+_LIVE_STATE_APPLIERS = ("ansible", "awx")
 # States in which a re-check of main is over without clearing anything: a new one is asked.
 _SPENT = (
     ProposalState.REJECTED,

@@ -6,11 +6,13 @@ applied by Argo CD, the edited manifest; plus any desired-state files it edits.
 from __future__ import annotations
 
 import json
+from collections.abc import Mapping
 from dataclasses import dataclass
 
 from terry.context import Context
 from terry.diagnosis.finding import Fix
 from terry.gitops.messages import one_line
+from terry.proposals.hosts import add_hosts
 from terry.proposals.state import ProposalState, get
 from terry.remedies.render import branch_name, render
 from terry.store.audit import audit
@@ -23,8 +25,17 @@ __all__ = ["Propose"]
 class Propose:
     ctx: Context
 
-    def __call__(self, incident_id: int, fix: Fix) -> int:
-        """The new proposal's id; its branch and commit are recorded on it."""
+    def __call__(
+        self,
+        incident_id: int,
+        fix: Fix,
+        *,
+        incidents: Mapping[str, int] | None = None,
+        follows: int | None = None,
+    ) -> int:
+        """The new proposal's id; its branch and commit are recorded on it. ``incidents``:
+        the incident of each host when a storm folded several (terry.proposals.storm);
+        ``follows``: the proposal whose next wave this is."""
         found, ai = fix.diagnosis, fix.ai
         remedy = found.remedy
         hosts = tuple(h.name for h in found.hosts)
@@ -54,6 +65,7 @@ class Propose:
                 ai_model=ai.model if ai else None,
                 ai_diagnosis=ai.diagnosis if ai else None,
                 plan=fix.plan().to_json(),
+                follows_id=follows,
             )
             session.add(row)
             session.flush()
@@ -68,6 +80,12 @@ class Propose:
                 reason=f"remedy {remedy.name} matches {incident.title} on {', '.join(hosts)}",
             )
             title, source = incident.title, incident.source
+        owners = incidents or {}
+        add_hosts(
+            store,
+            proposal_id,
+            [(h.name, owners.get(h.name, incident_id), h.environment) for h in found.hosts],
+        )
         files: dict[str, str | None] = {}
         paths: tuple[str | None, str | None, str | None] = (None, None, None)
         if fix.manifest is not None:
@@ -97,8 +115,9 @@ class Propose:
         repo = self.ctx.repo
         branch = repo.free_branch(branch_name(incident_id, remedy.name, hosts[0]))
         params_line = json.dumps(found.params, ensure_ascii=True, sort_keys=True)
+        scope = hosts[0] if len(hosts) == 1 else f"{len(hosts)} hosts"
         message = (
-            f"fix({hosts[0]}): {remedy.name}: {one_line(remedy.summary, 60)}\n\n"
+            f"fix({scope}): {remedy.name}: {one_line(remedy.summary, 60)}\n\n"
             f"What: {one_line(remedy.summary, 200)}\n"
             f"Why: {source} {one_line(title)} on {', '.join(hosts)} (incident {incident_id})\n"
             f"Parameters: {one_line(params_line, 400)}\n"

@@ -62,8 +62,17 @@ class _Kept:
 class Record:
     ctx: Context
 
-    def run(self, applier: Applier, kind: RunKind, proposal_id: int, commit: str) -> RunResult:
-        """Ask ``applier`` for one run of the proposal, recorded as a run with its events."""
+    def run(
+        self,
+        applier: Applier,
+        kind: RunKind,
+        proposal_id: int,
+        commit: str,
+        *,
+        hosts: tuple[str, ...] | None = None,
+    ) -> RunResult:
+        """Ask ``applier`` for one run of the proposal, recorded as a run with its events;
+        on ``hosts`` only (a wave, the hosts to roll back) when given."""
         store = self.ctx.store
         run_id = start_run(store, proposal_id=proposal_id, kind=kind.value, commit=commit)
         with store.session() as session:
@@ -72,7 +81,7 @@ class Record:
                 proposal_id=proposal_id,
                 kind=kind,
                 commit=commit,
-                hosts=tuple(row.hosts),
+                hosts=hosts or tuple(row.hosts),
                 run_dir=self.ctx.config.state_dir / "runs" / str(run_id),
                 playbook=row.playbook_path,
                 vars_path=row.vars_path,
@@ -249,6 +258,26 @@ class Record:
                     from_state=incident.state,
                     to_state=incident.state,
                     reason=f"fix verified (proposal {proposal_id})",
+                )
+
+    def incidents_fixed(self, proposal_id: int, incident_ids: Sequence[int]) -> None:
+        """The fix is verified on the hosts these incidents were raised for (a storm's
+        proposal: each host's own incident): fixed, and no longer needing a person."""
+        with self.ctx.store.session() as session:
+            for incident_id in dict.fromkeys(incident_ids):
+                incident = session.get(IncidentRow, incident_id)
+                if incident is None:
+                    continue
+                incident.fixed_at = utcnow()
+                incident.attention = None
+                audit(
+                    session,
+                    entity="incident",
+                    entity_id=incident.id,
+                    actor="terry",
+                    from_state=incident.state,
+                    to_state=incident.state,
+                    reason=f"fix verified on its host (proposal {proposal_id})",
                 )
 
     def state(self, proposal_id: int) -> ProposalState:

@@ -78,6 +78,28 @@ class Rollback:
             why = "; ".join(result.failure_messages()[:5]) or f"ended {result.status.value}"
             self.record.rollback_failed(proposal_id, reason, why)
 
+    def hosts(
+        self, proposal_id: int, merge_sha: str, hosts: tuple[str, ...], *, reason: str
+    ) -> tuple[bool, str]:
+        """Roll back ``hosts`` only (a failed host of a wave, a failed canary), leaving the
+        proposal's state to the caller: (rolled back?, what happened)."""
+        with self.ctx.store.session() as session:
+            row = get(session, proposal_id)
+            plan, applier = Plan.from_json(row.plan, applier=row.applier), row.applier
+        if plan.rollback == MANUAL:
+            return False, f"nothing is rolled back automatically: {plan.rollback_note}"
+        self.ctx.reporter.step(proposal_id, f"rolling back {', '.join(hosts)} ({reason})")
+        try:
+            result = self.record.run(
+                self.appliers.get(applier), RunKind.ROLLBACK, proposal_id, merge_sha, hosts=hosts
+            )
+        except RunnerError as exc:
+            return False, f"the rollback could not start: {exc}"
+        if result.ok:
+            return True, f"rolled back ({reason})"
+        why = "; ".join(result.failure_messages()[:5]) or f"ended {result.status.value}"
+        return False, f"the rollback failed: {why}"
+
     def requested(self, proposal_id: int, *, actor: str) -> ProposalState:
         """Run the rollback on demand (after an apply: verified, escalated, failed, or
         interrupted; one left ``applying`` by a process that died is marked interrupted

@@ -16,9 +16,9 @@ Checks by name (remedy data, ``Remedy.verified_by``):
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
-from terry.appliers.base import Job, OnEvent, RunKind, RunResult
+from terry.appliers.base import EventStatus, Job, OnEvent, RunKind, RunResult, RunStatus
 from terry.appliers.registry import Appliers
 from terry.context import Context
 from terry.errors import RunnerError, TerryError
@@ -29,7 +29,11 @@ from terry.steps.record import Record
 from terry.store.models import ProposalRow
 from terry.verify.judge import Outcome, Verification, combine, judge_run, query_prometheus
 
-__all__ = ["CHECKS", "Verify"]
+__all__ = ["CHECKS", "PER_HOST", "Verify"]
+
+# Checks that can tell each host apart: a proposal verified by these alone rolls out in
+# waves with an outcome per host (terry.steps.apply).
+PER_HOST = frozenset({"applier", "prometheus"})
 
 
 @dataclass(frozen=True)
@@ -96,6 +100,45 @@ class Verify:
             )
         return found
 
+    def per_host(
+        self,
+        proposal_id: int,
+        merge_sha: str,
+        hosts: tuple[str, ...],
+        *,
+        ran: RunResult | None = None,
+    ) -> dict[str, Verification]:
+        """Each of ``hosts`` verified on its own (a wave of a storm's proposal): the checks
+        of ``PER_HOST`` the plan names, combined per host. A host the verify run does not
+        report on is ``unknown``, never verified."""
+        self.ctx.reporter.step(proposal_id, f"verifying {', '.join(hosts)}")
+        with self.ctx.store.session() as session:
+            row = get(session, proposal_id)
+            plan = Plan.from_json(row.plan, applier=row.applier)
+            proposal = replace(_Proposal.of(row, merge_sha, ran), hosts=hosts)
+        checks: dict[str, list[Verification]] = {h: [] for h in hosts}
+        if "applier" in plan.verify:
+            for host, found in self._applier_per_host(proposal).items():
+                checks[host].append(found)
+        if "prometheus" in plan.verify:
+            for host in hosts:
+                found = self._prometheus(replace(proposal, hosts=(host,)))
+                if found is not None:
+                    checks[host].append(found)
+        return {h: combine(*found) for h, found in checks.items()}
+
+    def _applier_per_host(self, p: _Proposal) -> dict[str, Verification]:
+        if p.ran is not None:
+            result = self.record.run(_Ran(p.ran), RunKind.VERIFY, p.id, p.merge_sha, hosts=p.hosts)
+        else:
+            try:
+                applier = self.appliers.get(p.applier)
+                result = self.record.run(applier, RunKind.VERIFY, p.id, p.merge_sha, hosts=p.hosts)
+            except RunnerError as exc:
+                why = Verification(Outcome.UNKNOWN, (f"verify run could not start: {exc}",))
+                return dict.fromkeys(p.hosts, why)
+        return {h: judge_host(result, h) for h in p.hosts}
+
     # -- the checks -----------------------------------------------------------------------
     def _applier(self, p: _Proposal) -> Verification:
         if p.ran is not None:
@@ -154,3 +197,23 @@ CHECKS: dict[str, _Check] = {
     "inventory": _Check(Verify._inventory),
     "drift-scan": _Check(Verify._drift_scan, after_verified=True),
 }
+
+
+def judge_host(result: RunResult, host: str) -> Verification:
+    """One host's part of a verify run over several: failed where its tasks failed,
+    ``unknown`` where it was not reached or not reported on, or the run did not finish."""
+    said = [
+        f"{host}: {e.task}: {e.message}".strip()
+        for e in result.events
+        if e.host == host and e.status in (EventStatus.FAILED, EventStatus.UNREACHABLE)
+    ]
+    stats = result.stats.get(host)
+    if stats is None:
+        return Verification(Outcome.UNKNOWN, (f"{host}: the verify run did not report on it",))
+    if stats.unreachable:
+        return Verification(Outcome.UNKNOWN, (f"{host}: unreachable", *said))
+    if stats.failures:
+        return Verification(Outcome.FAILED, tuple(said) or (f"{host}: verify failed",))
+    if result.status is not RunStatus.SUCCESSFUL:
+        return Verification(Outcome.UNKNOWN, (f"verify run ended {result.status.value}",))
+    return Verification(Outcome.VERIFIED, (f"{host}: verify tasks passed",))

@@ -35,6 +35,7 @@ __all__ = [
     "InboxRow",
     "IncidentDayRow",
     "IncidentRow",
+    "ProposalHostRow",
     "ProposalRow",
     "RunEventRow",
     "RunRow",
@@ -127,6 +128,12 @@ class IncidentRow(Base):
     claimed_at: Mapped[datetime | None]
     # Set once diagnosis ran (with or without a proposal); null = still to do.
     diagnosed_at: Mapped[datetime | None] = mapped_column(index=True)
+    # The incident's own trace (terry.traces.incident): its id and root span, set the first
+    # time Terry handles it with tracing on; later work continues the same trace.
+    trace_id: Mapped[str | None] = mapped_column(String(32), index=True)
+    trace_span_id: Mapped[str | None] = mapped_column(String(16))
+    # What the traces of the services the alert is about said (terry.traces.evidence).
+    trace_evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class IncidentDayRow(Base):
@@ -207,6 +214,29 @@ class ProposalRow(Base):
     environment: Mapped[str | None] = mapped_column(String(64), index=True)
     # How it is dry-run, verified and rolled back (terry.proposals.plan), from the remedy.
     plan: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # Confidence 0-100 (terry.proposals.confidence): the remedy's record, the dry run, the
+    # diagnosis' source and the canary's outcome; set by the gate, revised by the canary.
+    confidence_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # The proposal whose next wave this one is: its hosts joined it after its decision (0017).
+    follows_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+
+
+class ProposalHostRow(Base):
+    """One host of a proposal (0017): the incident that brought it, its wave, and its own
+    outcome, so one host failing does not hide the others (terry.proposals.hosts)."""
+
+    __tablename__ = "proposal_hosts"
+    __table_args__ = (UniqueConstraint("proposal_id", "host", name="uq_proposal_hosts"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    proposal_id: Mapped[int] = mapped_column(ForeignKey("proposals.id"), index=True)
+    host: Mapped[str] = mapped_column(String(255))
+    incident_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
+    environment: Mapped[str | None] = mapped_column(String(64), nullable=True)
+    wave: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    state: Mapped[str] = mapped_column(String(24))
+    detail: Mapped[str | None] = mapped_column(Text, nullable=True)
+    updated_at: Mapped[datetime]
 
 
 class RunRow(Base):

@@ -16,7 +16,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from terry.access import RISKS, Action, Principal, Role, allowed
+from terry.access import RISKS, Action, Principal, Role, allowed, identities_of
 from terry.inventory.hosts import Host
 
 __all__ = [
@@ -59,7 +59,9 @@ class Member:
         """Whether ``actor`` (an audit-log name or ``kind:name``) is this member."""
         if actor == self.identity:
             return True
-        return self.kind in (IdentityKind.USER, IdentityKind.GITHUB) and actor == self.name
+        if self.kind in (IdentityKind.USER, IdentityKind.GITHUB) and actor == self.name:
+            return True
+        return self.identity in identities_of(actor)  # chat's and tokens' actor forms
 
 
 @dataclass(frozen=True)

@@ -82,6 +82,8 @@ class FakeGitHub(LocalServer):
         # A GitHub App (``enable_app``): JWTs it signs get installation tokens.
         self.app: dict[str, Any] | None = None
         self.installation_tokens: list[str] = []
+        # Teams (``org/slug``) and their members' membership state (active or pending).
+        self.teams: dict[str, dict[str, str]] = {}
 
     # -- test controls ----------------------------------------------------------------------
     def enable_app(self, app_id: int, public_key_pem: str, installation_id: int, slug: str) -> None:
@@ -113,6 +115,11 @@ class FakeGitHub(LocalServer):
         """The next ``count`` requests answer only after ``seconds`` (client timeouts)."""
         with self._lock:
             self._stalls = [seconds] * count
+
+    def team_member(self, team: str, user: str, state: str = "active") -> None:
+        """``user`` joins ``team`` (``org/slug``); ``pending``: invited, not yet accepted."""
+        with self._lock:
+            self.teams.setdefault(team, {})[user] = state
 
     def merge_by(self, number: int, user: str) -> str:
         """A person presses the merge button: a real merge commit on the base branch."""
@@ -427,6 +434,9 @@ class FakeGitHub(LocalServer):
                 route(repo + "/issues/{n:int}/comments", ["GET", "POST"], fake._comments),
                 route(repo + "/commits/{sha}", ["GET"], fake._commit),
                 route(repo + "/statuses/{sha}", ["POST"], fake._status),
+                route(
+                    "/orgs/{org}/teams/{slug}/memberships/{user}", ["GET"], fake._team_membership
+                ),
             ]
         )
 
@@ -757,6 +767,17 @@ class FakeGitHub(LocalServer):
                 errors=[{"resource": "IssueComment", "code": "missing_field", "field": "body"}],
             )
         return JSONResponse(self._add_comment(n, self.bot, data["body"]), status_code=201)
+
+    def _team_membership(self, request: Request, _data: Any) -> Response:
+        """Get team membership for a user: 200 with ``state`` active or pending; 404 when
+        the user is not a member or the team does not exist (GitHub does not say which)."""
+        p = request.path_params
+        team = f"{p['org']}/{p['slug']}"
+        state = self.teams.get(team, {}).get(p["user"])
+        if state is None:
+            return self._error(404, "Not Found")
+        url = f"{self.base_url}/organizations/1/team/1/memberships/{p['user']}"
+        return JSONResponse({"url": url, "role": "member", "state": state})
 
     def _commit(self, request: Request, _data: Any) -> Response:
         sha = request.path_params["sha"]

@@ -322,12 +322,14 @@ def test_hostile_text_is_escaped_for_slack(chat: Chat) -> None:
 
 def test_a_user_not_allowed_to_write_is_refused_with_the_reason(chat: Chat) -> None:
     said = chat.said(*chat.slash(f"approve {chat.service}", user=CAROL))
-    assert said["text"].startswith("Refused: carol may read but not change anything")
+    assert said["text"].startswith("Refused: carol (viewer) may not approve: the viewer role")
     said = chat.said(*chat.slash(f"approve {chat.service}", user=STRANGER))
     assert "you are not a Terry user" in said["text"] and f"slack:{TEAM}/{STRANGER}" in said["text"]
     response, path = chat.press("terry:approve:0", str(chat.service), user=CAROL)
     assert response.status_code == 200
-    assert chat.slack.wait(path)[-1].body["text"].startswith("Refused: carol may read")
+    assert (
+        chat.slack.wait(path)[-1].body["text"].startswith("Refused: carol (viewer) may not approve")
+    )
     assert chat.state(chat.service) == "awaiting_review"
     [*_, last] = chat.chat_audit(f"slack:{CAROL} (carol)")
     assert last.to_state == "refused" and "approve" in last.reason
@@ -368,7 +370,7 @@ def test_rollback_undoes_what_was_applied_on_the_host_since_then(chat: Chat) -> 
     assert chat.state(chat.config) == "rolled_back"
     assert chat.state(chat.service) == "verified"  # db-01's: another host
     said = chat.said(*chat.slash("rollback db-01 --to=2000-01-01", user=CAROL))
-    assert said["text"].startswith("Refused: carol may read")
+    assert said["text"].startswith("Refused: carol (viewer) may not rollback")
     assert chat.state(chat.service) == "verified"
 
 

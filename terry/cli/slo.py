@@ -1,0 +1,201 @@
+"""``terry slo``: the error budgets of the SLOs in slos/ on main, and their Prometheus rules."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import click
+from rich.table import Table
+
+from terry.cli.context import open_config
+from terry.cli.output import console, emit_json, err_console, output_option
+from terry.config import Config
+from terry.durations import format_duration, parse_duration
+from terry.errors import ConfigError, InputError, NotFound, TerryError
+from terry.gitops.repo import Repo
+from terry.inventory.hosts import Inventory, load_inventory
+from terry.slo.budget import LOW_PERCENT, PAIRS, WINDOWS
+from terry.slo.services import hosts_of
+from terry.slo.spec import SLO, load_slos
+from terry.slo.status import SLOStatus, read_status
+
+SCHEMA = "terry.slo-status/v1"
+
+
+class BudgetsUnknown(TerryError):
+    """Some figures could not be read from Prometheus (exit 8, as for the other services
+    Terry depends on): printed as unknown first, never as healthy."""
+
+    exit_code = 8
+
+
+@click.group("slo")
+def command() -> None:
+    """Error budgets: SLOs as code (slos/ on main), read from Prometheus.
+
+    \b
+      terry slo status                     objective, SLI, budget left, burn rates, state
+      terry slo status --service checkout -o json
+      terry slo status --period 7d         over 7 days instead of each SLO's period
+      terry slo rules --out prometheus/slo-rules.yml
+    SLOs are written in Sloth's prometheus/v1 spec or as OpenSLO v1 SLOs with a ratio
+    metric (docs/slo.md, examples/slos/); a host serves the services its inventory label
+    'service' names (terry_labels: {service: checkout}). The gate reads the same budgets:
+    under 10% left freezes changes that are not fixes, exhausted allows only fixes.
+    """
+
+
+def _main_slos(config: Config) -> tuple[list[SLO], Inventory | None]:
+    repo = Repo(config.repo, main_branch=config.main_branch)
+    tree = repo.tree(repo.head())
+    slos = load_slos(tree)
+    try:
+        inventory: Inventory | None = load_inventory(tree, config.inventory)
+    except ConfigError:
+        inventory = None  # the hosts column stays empty; the budgets do not depend on it
+    return slos, inventory
+
+
+def _chosen(slos: list[SLO], services: tuple[str, ...]) -> list[SLO]:
+    if not slos:
+        raise NotFound("no SLOs in slos/ on main (docs/slo.md; examples/slos/ has one per format)")
+    if not services:
+        return slos
+    known = {s.service for s in slos}
+    if missing := [s for s in services if s not in known]:
+        raise NotFound(
+            f"no SLO for service {', '.join(missing)} (known: {', '.join(sorted(known))})"
+        )
+    return [s for s in slos if s.service in services]
+
+
+def _round(value: float | None, digits: int = 4) -> float | None:
+    return None if value is None else round(value, digits)
+
+
+def _row(status: SLOStatus, inventory: Inventory | None) -> dict[str, Any]:
+    slo, b = status.slo, status.budget
+    return {
+        "service": slo.service,
+        "slo": slo.name,
+        "source": slo.source,
+        "format": slo.format,
+        "hosts": hosts_of(slo.service, inventory) if inventory else [],
+        "objective_percent": slo.objective,
+        "period": format_duration(b.period_seconds),
+        "period_seconds": b.period_seconds,
+        "sli_percent": _round(b.sli),
+        "error_ratio": _round(b.error_ratio, 8),
+        "budget_minutes": _round(b.budget_minutes, 2),
+        "budget_remaining_percent": _round(b.remaining_percent, 2),
+        "budget_remaining_minutes": _round(b.remaining_minutes, 2),
+        "burn_rates": {w: _round(r, 3) for w, r in b.burn_rates.items()},
+        "burning": list(b.burning),
+        "state": b.state.value,
+        "error": status.error,
+    }
+
+
+def _figure(value: float | None, fmt: str) -> str:
+    return "unknown" if value is None else fmt.format(value)
+
+
+@command.command("status")
+@click.option("--service", "services", multiple=True, metavar="NAME", help="Only this service.")
+@click.option(
+    "--period",
+    metavar="DURATION",
+    help="Judge every SLO over this span (e.g. 7d) instead of its own (default: 30d).",
+)
+@output_option
+@click.pass_context
+def status(ctx: click.Context, services: tuple[str, ...], period: str | None, output: str) -> None:
+    """Per SLO: objective, SLI over its period, budget left (% and minutes), burn rates.
+
+    \b
+    Burn rates are read over the SRE workbook's multiwindow pairs: 1h and 5m (a pair burns
+    above 14.4x the budget), 6h and 30m (above 6x). The state is ok, low (under 10% left),
+    exhausted, or unknown: Prometheus unreachable, a query refused, or no traffic to judge.
+    Exit codes: 0 every figure read, 3 configuration, 4 no SLOs (or no such service), 8
+    some figure unknown (printed first, as unknown).
+    """
+    config = open_config(ctx)
+    try:
+        span = parse_duration(period) if period is not None else None
+    except ValueError as exc:
+        raise InputError(f"--period: {exc}") from exc
+    slos, inventory = _main_slos(config)
+    chosen = _chosen(slos, services)
+    if not config.prometheus.url:
+        raise ConfigError("no Prometheus to read budgets from: set prometheus.url in terry.yml")
+    statuses = read_status(
+        chosen, config.prometheus.url, timeout=config.prometheus.timeout, period_seconds=span
+    )
+    rows = [_row(s, inventory) for s in statuses]
+    if output == "json":
+        emit_json(
+            {
+                "schema": SCHEMA,
+                "pairs": [
+                    {"long": p.long, "short": p.short, "threshold": p.threshold} for p in PAIRS
+                ],
+                "low_percent": LOW_PERCENT,
+                "slos": rows,
+            }
+        )
+    else:
+        table = Table("service", "slo", "objective", "SLI", "budget left", *WINDOWS, "state")
+        for row, s in zip(rows, statuses, strict=True):
+            b = s.budget
+            left = (
+                "unknown"
+                if b.remaining_percent is None
+                else f"{b.remaining_percent:.1f}% ({b.remaining_minutes:.1f} of "
+                f"{b.budget_minutes:.1f} min)"
+            )
+            burns = [_figure(b.burn_rates[w], "{:.2f}x") for w in WINDOWS]
+            state = row["state"] + (f" (burning {', '.join(b.burning)})" if b.burning else "")
+            table.add_row(
+                row["service"],
+                row["slo"],
+                f"{s.slo.objective:g}% / {row['period']}",
+                _figure(b.sli, "{:.3f}%"),
+                left,
+                *burns,
+                state,
+            )
+        console.print(table)
+        for row in rows:
+            if row["error"]:
+                err_console.print(f"{row['service']}/{row['slo']}: {row['error']}")
+    unknown = [f"{r['service']}/{r['slo']}" for r in rows if r["state"] == "unknown"]
+    if unknown:
+        raise BudgetsUnknown(f"budget unknown for {', '.join(unknown)}; see the errors above")
+
+
+@command.command("rules")
+@click.option(
+    "--out",
+    "--output",
+    "out",
+    type=click.Path(dir_okay=False, writable=True, path_type=Path),
+    help="Write the rule file to PATH, atomically (default: stdout).",
+)
+@click.pass_context
+def rules(ctx: click.Context, out: Path | None) -> None:
+    """Prometheus recording and burn-rate alerting rules from slos/ on main.
+
+    \b
+    Per SLO: slo:sli_error:ratio_rate{5m,30m,1h,6h} (labels slo_service, slo_name,
+    slo_objective) and an ErrorBudgetBurn alert per pair (1h/5m above 14.4x the budget,
+    6h/30m above 6x; labels service, severity=page, burn_window). Load the file in
+    Prometheus' rule_files and check it with 'promtool check rules PATH'.
+    """
+    from terry.cli.output import emit_report
+    from terry.slo.rules import rules_yaml
+
+    config = open_config(ctx)
+    slos, _inventory = _main_slos(config)
+    text = rules_yaml(_chosen(slos, ()))
+    emit_report(text, out, f"{len(slos)} SLO(s)")

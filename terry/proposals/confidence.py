@@ -1,0 +1,68 @@
+"""Confidence: how sure Terry is that a proposal fixes its problem without harm, 0-100.
+
+Four things, each worth a fixed share, added up (the parts are kept, so a person sees why):
+
+- **the remedy's record** (up to 45): its success rate across earlier proposals, scaled by
+  how many there were (full weight from ``PROVEN_RUNS`` runs on); a remedy never run yet
+  gets 15, neither trusted nor distrusted;
+- **the dry run** (up to 30): passed with every estimate enough (30); passed with an
+  estimate that falls short (10); failed or not run yet (0);
+- **the diagnosis** (up to 25): the remedy catalogue (25); written by an AI, its own stated
+  confidence counts for at most 15 (an AI's self-assessment is worth less than a match);
+- **the canary** once there is one: passed adds 10; failed caps the score at 20.
+
+Shown in ``terry proposals show/list`` and the pull request, and part of the gate's input
+(``confidence``): the shipped policy (policies/canary.rego) names it in its reasons.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["PROVEN_RUNS", "Confidence", "score"]
+
+PROVEN_RUNS = 5  # runs from which a remedy's record counts in full
+
+
+@dataclass(frozen=True)
+class Confidence:
+    value: int
+    parts: dict[str, int]
+
+    def as_json(self) -> dict[str, Any]:
+        return {"value": self.value, "parts": dict(self.parts)}
+
+
+def score(
+    *,
+    runs: int,
+    success_rate: float | None,
+    check: dict[str, Any] | None,
+    ai_authored: bool,
+    ai_confidence: int | None = None,
+    canary: str | None = None,  # "passed" | "failed" | None (no canary yet)
+) -> Confidence:
+    if runs <= 0 or success_rate is None:
+        record = 15
+    else:
+        record = round(45 * max(0.0, min(1.0, success_rate)) * min(1.0, runs / PROVEN_RUNS))
+    dry_run = 0
+    if check and "ok" in check:
+        estimates = check.get("estimates") or []
+        short = any(isinstance(e, dict) and e.get("enough") is not True for e in estimates)
+        dry_run = 0 if not check.get("ok") else (10 if short else 30)
+    if ai_authored:
+        stated = max(0, min(100, ai_confidence if ai_confidence is not None else 0))
+        diagnosis = round(15 * stated / 100)
+    else:
+        diagnosis = 25
+    parts = {"record": record, "dry_run": dry_run, "diagnosis": diagnosis}
+    value = record + dry_run + diagnosis
+    if canary == "passed":
+        parts["canary"] = 10
+        value += 10
+    elif canary == "failed":
+        parts["canary"] = min(0, 20 - value)
+        value = min(value, 20)
+    return Confidence(max(0, min(100, value)), parts)

@@ -1,0 +1,150 @@
+"""Storms become one proposal.
+
+When one cause hits many hosts at once (a bad release filling the logs everywhere), every
+host raises its own incident. Those that need the same remedy with the same parameters
+(``fold_key``) are *folded*: one proposal over all their hosts — one branch, one dry run
+across the hosts (Ansible's forks), one decision, one pull request listing every host, one
+apply (in canary waves, ``terry.proposals.waves``) — instead of one proposal each.
+
+- Incidents that arrive together (one Alertmanager group, one batch of the worker's queue)
+  are grouped before anything is proposed (``group``).
+- An incident that arrives later, within ``storm.window`` seconds of an open proposal that
+  Terry itself is carrying (proposed, checked, approved, merged or applying: not yet
+  finished), *joins* it (``join``): its host is queued on that proposal (host state
+  ``queued``), never given a second proposal of its own. The queued hosts cannot ride on a
+  dry run and a decision that never saw them, so when the proposal is done they go out as
+  its **next wave**: one follow-up proposal over all of them (``follows`` the first), with
+  its own dry run and its own decision (``terry.pipeline.Pipeline.follow_up``).
+- A proposal waiting for a person is not joined: the reviewer approves the hosts they were
+  shown; an incident arriving then gets its own decision.
+
+Only plain remedy fixes fold: the remedy's own playbook, no desired-state edits, no
+manifest, not written by an AI (each of those is a change of its own).
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from dataclasses import replace
+from datetime import timedelta
+from typing import TypeVar
+
+from sqlalchemy import select
+
+from terry.diagnosis.finding import Finding, Fix
+from terry.proposals.hosts import HostState, add_hosts
+from terry.proposals.state import ProposalState
+from terry.store import Store
+from terry.store.models import ProposalHostRow, ProposalRow, utcnow
+
+__all__ = ["JOINABLE", "FoldKey", "fold_key", "group", "join", "merged_fix"]
+
+# Open proposals Terry is carrying itself: an incident may join them (their next wave).
+JOINABLE = (
+    ProposalState.PROPOSED,
+    ProposalState.CHECKED,
+    ProposalState.APPROVED,
+    ProposalState.MERGED,
+    ProposalState.APPLYING,
+)
+
+FoldKey = tuple[str, str, str]  # remedy, applier, parameters (canonical JSON)
+T = TypeVar("T")
+
+
+def fold_key(finding: Finding) -> FoldKey | None:
+    """What a fix must share with another to fold into one proposal; None: it never folds."""
+    if not isinstance(finding, Fix):
+        return None
+    if (
+        finding.render is not None
+        or finding.manifest is not None
+        or finding.edits
+        or finding.ai is not None
+        or finding.check is not None
+    ):
+        return None
+    found = finding.diagnosis
+    params = json.dumps(found.params, sort_keys=True, ensure_ascii=True, default=str)
+    return (found.remedy.name, finding.applier_name, params)
+
+
+def group(findings: Sequence[tuple[T, Finding]]) -> list[list[tuple[T, Finding]]]:
+    """Findings in groups that fold together (first-seen order); what never folds, alone."""
+    groups: list[list[tuple[T, Finding]]] = []
+    by_key: dict[FoldKey, list[tuple[T, Finding]]] = {}
+    for item in findings:
+        key = fold_key(item[1])
+        if key is None:
+            groups.append([item])
+        elif key in by_key:
+            by_key[key].append(item)
+        else:
+            by_key[key] = [item]
+            groups.append(by_key[key])
+    return groups
+
+
+def merged_fix(fixes: Sequence[Fix]) -> Fix:
+    """One fix over every host of ``fixes`` (which share a fold key), hosts once each."""
+    first = fixes[0]
+    hosts = {h.name: h for f in fixes for h in f.diagnosis.hosts}
+    return replace(first, diagnosis=replace(first.diagnosis, hosts=tuple(hosts.values())))
+
+
+def join(
+    store: Store,
+    fix: Fix,
+    incident_id: int,
+    *,
+    window: float,
+    environment: str | None,
+) -> int | None:
+    """Queue ``fix``'s host on an open proposal it folds into, made within ``window``
+    seconds; that proposal's id, or None (it gets a proposal of its own)."""
+    key = fold_key(fix)
+    if key is None or window <= 0 or len(fix.diagnosis.hosts) != 1:
+        return None
+    remedy, applier, params = key
+    host = fix.diagnosis.hosts[0].name
+    since = utcnow() - timedelta(seconds=window)
+    with store.session() as session:
+        rows = session.scalars(
+            select(ProposalRow)
+            .where(
+                ProposalRow.remedy == remedy,
+                ProposalRow.applier == applier,
+                ProposalRow.state.in_([s.value for s in JOINABLE]),
+                ProposalRow.created_at >= since,
+                ProposalRow.commit_sha.is_not(None),
+            )
+            .order_by(ProposalRow.id.desc())
+        ).all()
+        chosen = next(
+            (
+                r.id
+                for r in rows
+                if json.dumps(r.params, sort_keys=True, ensure_ascii=True, default=str) == params
+                and fold_key_plan(r)
+            ),
+            None,
+        )
+        if chosen is None:
+            return None
+        taken = session.scalar(
+            select(ProposalHostRow.id).where(
+                ProposalHostRow.proposal_id == chosen,
+                ProposalHostRow.host == host,
+                ProposalHostRow.state.in_([HostState.PENDING.value, HostState.QUEUED.value]),
+            )
+        )
+    if taken is None:
+        add_hosts(store, chosen, [(host, incident_id, environment)], state=HostState.QUEUED)
+    return chosen
+
+
+def fold_key_plan(row: ProposalRow) -> bool:
+    """Whether a stored proposal is a plain remedy fix (one a storm may join)."""
+    plan = row.plan or {}
+    return not row.ai_authored and not row.target and not (plan.get("edits") or [])

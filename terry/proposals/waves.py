@@ -1,0 +1,75 @@
+"""Canary waves: the order a proposal over many hosts rolls out in.
+
+A proposal over more than ``canary.min_hosts`` hosts goes out in waves: a canary first
+(``canary.percent`` of the hosts, at least one), watched, then the rest: the hosts outside
+production, then production. The canary is never a production host while a host of another
+environment is in the set, so a remedy meets staging before it meets production. Within an
+environment hosts go by name, so the plan is the same every time it is drawn (the gate
+judges the plan the apply then follows).
+
+The plan is data (``Wave``): the gate's input carries it (``waves``), so policy can demand a
+smaller canary in production (policies/canary.rego).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["PRODUCTION", "Wave", "plan_waves"]
+
+PRODUCTION = "production"
+
+
+@dataclass(frozen=True)
+class Wave:
+    index: int
+    hosts: tuple[str, ...]
+    environments: tuple[str, ...]  # of its hosts, sorted, once each
+    canary: bool = False  # the first of several waves: watched before the next
+
+    def as_input(self) -> dict[str, Any]:
+        return {
+            "index": self.index,
+            "size": len(self.hosts),
+            "hosts": list(self.hosts),
+            "environments": list(self.environments),
+            "canary": self.canary,
+        }
+
+
+def plan_waves(
+    hosts: Sequence[tuple[str, str | None]], *, min_hosts: int, percent: float
+) -> tuple[Wave, ...]:
+    """The waves for ``hosts`` (name, environment): one wave when there are at most
+    ``min_hosts``; else a canary, the rest outside production, then production."""
+    envs = {name: env or "unknown" for name, env in hosts}
+    names = sorted(envs)
+    if not names:
+        return ()
+    if len(names) <= min_hosts:
+        return (_wave(0, names, envs),)
+    # not production first, then by name
+    ordered = sorted(names, key=lambda n: (envs[n] == PRODUCTION, n))
+    size = max(1, math.ceil(len(ordered) * percent / 100.0))
+    outside = [n for n in ordered if envs[n] != PRODUCTION]
+    if outside:
+        size = min(size, len(outside))  # production never in the canary while others exist
+    canary, rest = ordered[:size], ordered[size:]
+    groups = [
+        [n for n in rest if envs[n] != PRODUCTION],
+        [n for n in rest if envs[n] == PRODUCTION],
+    ]
+    waves = [_wave(0, canary, envs, canary=True)]
+    for group in groups:
+        if group:
+            waves.append(_wave(len(waves), group, envs))
+    if len(waves) == 1:  # nothing after the canary: it is just one wave
+        return (_wave(0, canary, envs),)
+    return tuple(waves)
+
+
+def _wave(index: int, names: Sequence[str], envs: dict[str, str], *, canary: bool = False) -> Wave:
+    return Wave(index, tuple(names), tuple(sorted({envs[n] for n in names})), canary)

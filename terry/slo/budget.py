@@ -1,0 +1,149 @@
+"""Error budget arithmetic, pure: from error ratios to what a person and the gate read.
+
+With objective ``o`` (99.9%), the budget is the share of events allowed to fail,
+``b = 1 - o`` (0.1%). Over the SLO's period the error ratio ``e`` spends ``e / b`` of it:
+remaining ``1 - e / b`` (negative once overspent), in minutes ``(1 - e / b) * b * period``
+(the budget as time: 43.2 minutes of full outage in 30 days at 99.9%). The burn rate over
+a window is ``e_window / b``: 1 spends exactly the budget in one period, 14.4 spends 2% of a
+30-day budget in an hour.
+
+Alerting follows the SRE workbook's multiwindow, multi-burn-rate alerts: a pair burns when
+both its long and its short window burn faster than the pair's threshold (1h and 5m at
+14.4, 6h and 30m at 6); the short window makes the alert stop soon after the burning does.
+
+Unknown is not healthy: a ratio Terry could not read is ``None`` and makes the state
+``unknown``, never ``ok``.
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import StrEnum
+
+__all__ = [
+    "LOW_PERCENT",
+    "PAIRS",
+    "WINDOWS",
+    "Budget",
+    "BudgetState",
+    "Pair",
+    "budget_fraction",
+    "burn_rate",
+    "compute_budget",
+    "worst",
+]
+
+# Below this share of budget left, changes that are not fixes wait (policies/slo.rego).
+LOW_PERCENT = 10.0
+
+
+@dataclass(frozen=True)
+class Pair:
+    """One multiwindow alert: long and short window, and the burn rate both must exceed."""
+
+    long: str
+    short: str
+    threshold: float
+
+    @property
+    def name(self) -> str:
+        return f"{self.long}/{self.short}"
+
+
+PAIRS = (Pair("1h", "5m", 14.4), Pair("6h", "30m", 6.0))
+WINDOWS = tuple(dict.fromkeys(w for p in PAIRS for w in (p.long, p.short)))
+
+
+class BudgetState(StrEnum):
+    OK = "ok"
+    LOW = "low"  # under LOW_PERCENT left
+    EXHAUSTED = "exhausted"  # nothing left
+    UNKNOWN = "unknown"  # Prometheus could not tell
+
+
+_RANK = {BudgetState.OK: 0, BudgetState.LOW: 1, BudgetState.UNKNOWN: 2, BudgetState.EXHAUSTED: 3}
+
+
+def worst(states: list[BudgetState]) -> BudgetState:
+    """The state that asks most caution (exhausted > unknown > low > ok); ok for none."""
+    return max(states, key=_RANK.__getitem__, default=BudgetState.OK)
+
+
+def _known(value: float | None) -> float | None:
+    return value if value is not None and math.isfinite(value) and value >= 0 else None
+
+
+def budget_fraction(objective: float) -> float:
+    """The share of events allowed to fail: 0.001 for 99.9 (rounded, so that 99.9 gives
+    0.001 and not 0.0010000000000000009)."""
+    return round(1.0 - objective / 100.0, 12)
+
+
+def burn_rate(error_ratio: float | None, budget_fraction: float) -> float | None:
+    ratio = _known(error_ratio)
+    return None if ratio is None else ratio / budget_fraction
+
+
+@dataclass(frozen=True)
+class Budget:
+    objective: float  # percent
+    period_seconds: float
+    sli: float | None  # percent of good events over the period
+    error_ratio: float | None
+    remaining_fraction: float | None  # 1 = untouched, 0 = spent, below 0 = overspent
+    remaining_minutes: float | None
+    budget_minutes: float  # the whole budget, as minutes of full outage
+    burn_rates: dict[str, float | None]  # window ("1h") -> burn rate
+    burning: tuple[str, ...]  # the pairs ("1h/5m") burning now
+    state: BudgetState
+
+    @property
+    def remaining_percent(self) -> float | None:
+        f = self.remaining_fraction
+        return None if f is None else f * 100.0
+
+
+def compute_budget(
+    *,
+    objective: float,
+    period_seconds: float,
+    period_error_ratio: float | None,
+    window_error_ratios: dict[str, float | None],
+) -> Budget:
+    fraction = budget_fraction(objective)
+    budget_minutes = fraction * period_seconds / 60.0
+    ratio = _known(period_error_ratio)
+    rates = {w: burn_rate(window_error_ratios.get(w), fraction) for w in WINDOWS}
+    burning = tuple(
+        p.name
+        for p in PAIRS
+        if (long := rates[p.long]) is not None
+        and (short := rates[p.short]) is not None
+        and long > p.threshold
+        and short > p.threshold
+    )
+    if ratio is None:
+        return Budget(
+            objective, period_seconds, None, None, None, None, budget_minutes, rates, burning,
+            BudgetState.UNKNOWN,
+        )  # fmt: skip
+    remaining = 1.0 - ratio / fraction
+    if remaining <= 0:
+        state = BudgetState.EXHAUSTED
+    elif remaining * 100.0 < LOW_PERCENT:
+        state = BudgetState.LOW
+    else:
+        state = BudgetState.OK
+    return Budget(
+        objective=objective,
+        period_seconds=period_seconds,
+        sli=(1.0 - ratio) * 100.0,
+        error_ratio=ratio,
+        remaining_fraction=remaining,
+        remaining_minutes=remaining * budget_minutes,
+        budget_minutes=budget_minutes,
+        burn_rates=rates,
+        burning=burning,
+        state=state,
+    )

@@ -1,0 +1,98 @@
+"""Prometheus rules from the SLO specs: what ``terry slo rules`` writes.
+
+Per SLO, one group of recording rules (the error ratio over every window the alerts read,
+``slo:sli_error:ratio_rate<window>``, labelled ``slo_service``, ``slo_name`` and
+``slo_objective``) and one group of alerting rules: the SRE workbook's multiwindow,
+multi-burn-rate alerts, one per pair (``1h/5m`` above 14.4x the budget, ``6h/30m`` above
+6x), both windows over the threshold. Alerts carry ``service`` so that Terry finds the
+service's hosts from the alert, and ``severity: page``.
+
+The file is built as Python data and written with ``yaml.safe_dump``: the specs' queries
+are strings in it, never template text. ``promtool check rules`` accepts it
+(tests/integration/test_slo_prometheus.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import yaml
+
+from terry.slo.budget import PAIRS, WINDOWS
+from terry.slo.spec import SLO
+
+__all__ = ["ALERT", "record_name", "rule_groups", "rules_yaml"]
+
+ALERT = "ErrorBudgetBurn"
+
+
+def record_name(window: str) -> str:
+    return f"slo:sli_error:ratio_rate{window}"
+
+
+def _labels(slo: SLO) -> dict[str, str]:
+    return {"slo_service": slo.service, "slo_name": slo.name, "slo_objective": f"{slo.objective:g}"}
+
+
+def _selector(slo: SLO) -> str:
+    # service and name match spec._NAME (letters, digits, _ . -): nothing to escape
+    return f'{{slo_service="{slo.service}",slo_name="{slo.name}"}}'
+
+
+def rule_groups(slos: Sequence[SLO]) -> list[dict[str, Any]]:
+    groups: list[dict[str, Any]] = []
+    for slo in slos:
+        labels = _labels(slo)
+        groups.append(
+            {
+                "name": f"terry-slo-{slo.service}-{slo.name}-recordings",
+                "rules": [
+                    {
+                        "record": record_name(w),
+                        "expr": slo.error_ratio_query(w),
+                        "labels": dict(labels),
+                    }
+                    for w in WINDOWS
+                ],
+            }
+        )
+        alerts = []
+        for pair in PAIRS:
+            limit = f"{pair.threshold:g} * {slo.budget_fraction:.10g}"
+            expr = (
+                f"{record_name(pair.long)}{_selector(slo)} > ({limit}) and "
+                f"{record_name(pair.short)}{_selector(slo)} > ({limit})"
+            )
+            alerts.append(
+                {
+                    "alert": ALERT,
+                    "expr": expr,
+                    "labels": {
+                        "severity": "page",
+                        "service": slo.service,
+                        "slo_service": slo.service,
+                        "slo_name": slo.name,
+                        "burn_window": pair.name,
+                    },
+                    "annotations": {
+                        "summary": (
+                            f"{slo.service}: {slo.name} burns its error budget over "
+                            f"{pair.name} faster than {pair.threshold:g}x"
+                        ),
+                        "description": (
+                            f"The error ratio over {pair.long} and {pair.short} is above "
+                            f"{pair.threshold:g} times the budget of {slo.objective:g}% "
+                            f"({slo.source})."
+                        ),
+                    },
+                }
+            )
+        groups.append({"name": f"terry-slo-{slo.service}-{slo.name}-alerts", "rules": alerts})
+    return groups
+
+
+def rules_yaml(slos: Sequence[SLO]) -> str:
+    header = "# Written by `terry slo rules` from slos/ (docs/slo.md); edit the specs, not this.\n"
+    body = yaml.safe_dump({"groups": rule_groups(slos)}, sort_keys=False, width=1000)
+    return header + body

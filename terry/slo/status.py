@@ -1,0 +1,156 @@
+"""Each SLO's budget now, from Prometheus: one instant query per window.
+
+The error ratio over the SLO's period gives the SLI and the budget left; the ratios over the
+workbook's windows (1h, 5m, 6h, 30m) give the burn rates. The queries are the spec's own
+(``SLO.error_ratio_query``), so no recording rule needs to be loaded for Terry to read them.
+
+Unknown is not healthy: a query Prometheus refuses, an empty or NaN answer (no traffic), or
+a Prometheus that cannot be reached leaves the figure ``None`` and the state ``unknown``,
+with the reason in ``error``. When Prometheus cannot be reached at all, the remaining
+queries are not tried (the gate asks with a short timeout and must not wait five times).
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Sequence
+from dataclasses import dataclass
+
+from terry.slo.budget import WINDOWS, Budget, compute_budget
+from terry.slo.spec import SLO
+
+__all__ = ["SLOStatus", "prom_duration", "read_ratios", "read_status"]
+
+
+@dataclass(frozen=True)
+class SLOStatus:
+    slo: SLO
+    budget: Budget
+    error: str | None = None  # why a figure is unknown
+
+
+def prom_duration(seconds: float) -> str:
+    """A PromQL range for ``seconds``: ``30d``, ``6h``, ``5m`` or ``90s``."""
+    whole = round(seconds)
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60)):
+        if whole % size == 0:
+            return f"{whole // size}{unit}"
+    return f"{whole}s"
+
+
+class _Unreachable(Exception):
+    pass
+
+
+class _Client:
+    """prometheus-api-client, asked once per window; failures become reasons, not raises."""
+
+    def __init__(self, url: str, timeout: float) -> None:
+        from prometheus_api_client import PrometheusConnect
+        from urllib3.util.retry import Retry
+
+        # No retries: the gate waits for this with a short timeout.
+        self.client = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0))
+        self.timeout = timeout
+
+    def ratio(self, query: str, at: float | None) -> tuple[float | None, str | None]:
+        from prometheus_api_client.exceptions import PrometheusApiClientException
+        from requests.exceptions import ConnectionError, RequestException, Timeout
+
+        params = {"time": f"{at:.3f}"} if at is not None else None
+        try:
+            answer = self.client.custom_query(query, params=params, timeout=self.timeout)
+        except (ConnectionError, Timeout) as exc:
+            raise _Unreachable(f"Prometheus could not be reached ({type(exc).__name__})") from exc
+        except PrometheusApiClientException as exc:
+            return None, f"Prometheus refused the query ({str(exc)[:200]}): {query}"
+        except (RequestException, ValueError) as exc:
+            return None, f"Prometheus did not answer the query ({type(exc).__name__}): {query}"
+        try:
+            values = [float(item["value"][1]) for item in answer]
+        except (KeyError, IndexError, TypeError, ValueError):
+            return None, f"Prometheus answered something that is not a vector: {query}"
+        if len(values) != 1:
+            return None, f"expected one value, got {len(values)} (no traffic?): {query}"
+        if not math.isfinite(values[0]):
+            return None, f"no events to judge (NaN: no traffic in the window): {query}"
+        return values[0], None
+
+    def close(self) -> None:
+        self.client.close()
+
+
+def _unknown(slo: SLO, error: str) -> SLOStatus:
+    return SLOStatus(
+        slo,
+        compute_budget(
+            objective=slo.objective,
+            period_seconds=slo.period_seconds,
+            period_error_ratio=None,
+            window_error_ratios={},
+        ),
+        error,
+    )
+
+
+def read_status(
+    slos: Sequence[SLO],
+    url: str | None,
+    *,
+    timeout: float = 10.0,
+    period_seconds: float | None = None,
+    at: float | None = None,
+) -> list[SLOStatus]:
+    """Every SLO's budget as Prometheus at ``url`` says now (or at ``at``, epoch seconds).
+    ``period_seconds`` overrides the specs' periods (``terry slo status --period``)."""
+    if not slos:
+        return []
+    if not url:
+        return [_unknown(s, "no Prometheus configured (prometheus.url)") for s in slos]
+    client = _Client(url, timeout)
+    out: list[SLOStatus] = []
+    try:
+        for n, slo in enumerate(slos):
+            period = period_seconds or slo.period_seconds
+            errors: list[str] = []
+            try:
+                ratio, why = client.ratio(slo.error_ratio_query(prom_duration(period)), at)
+                errors += [why] if why else []
+                windows: dict[str, float | None] = {}
+                for window in WINDOWS:
+                    windows[window], why = client.ratio(slo.error_ratio_query(window), at)
+                    errors += [why] if why else []
+            except _Unreachable as exc:
+                out += [_unknown(s, str(exc)) for s in slos[n:]]
+                break
+            budget = compute_budget(
+                objective=slo.objective,
+                period_seconds=period,
+                period_error_ratio=ratio,
+                window_error_ratios=windows,
+            )
+            out.append(SLOStatus(slo, budget, "; ".join(errors) or None))
+    finally:
+        client.close()
+    return out
+
+
+def read_ratios(
+    slos: Sequence[SLO], url: str, *, window_seconds: float, at: float, timeout: float = 10.0
+) -> list[tuple[SLO, float | None, str | None]]:
+    """Each SLO's error ratio over the ``window_seconds`` before ``at`` (the weekly report's
+    window), with why it is unknown when it is."""
+    client = _Client(url, timeout)
+    window = prom_duration(window_seconds)
+    out: list[tuple[SLO, float | None, str | None]] = []
+    try:
+        for n, slo in enumerate(slos):
+            try:
+                ratio, why = client.ratio(slo.error_ratio_query(window), at)
+            except _Unreachable as exc:
+                out += [(s, None, str(exc)) for s in slos[n:]]
+                break
+            out.append((slo, ratio, why))
+    finally:
+        client.close()
+    return out

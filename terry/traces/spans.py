@@ -1,0 +1,230 @@
+"""Terry's own spans, through OpenTelemetry's SDK, exported over OTLP/HTTP.
+
+Off unless configured (``traces.otlp_endpoint`` in terry.yml, or the standard
+``OTEL_EXPORTER_OTLP_[TRACES_]ENDPOINT``): then ``Tracer.span`` is a shared null context and
+the SDK is never imported, so a command pays nothing for tracing it does not use.
+
+The provider is this process's (one per exporter setting, never OpenTelemetry's global one,
+so no library Terry uses starts exporting spans of its own). What runs inside a span finds
+it through OpenTelemetry's context (a context variable, so per thread): ``current_ids`` for
+the log filter and the incident record, ``traceparent`` (W3C trace context) for the
+environment of ansible runs, and ``child`` for the ansible run's own span.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import functools
+import logging
+import os
+import sys
+from collections.abc import Iterator, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = [
+    "OFF",
+    "Exporting",
+    "SpanIds",
+    "TraceIdFilter",
+    "Tracer",
+    "child",
+    "current_ids",
+    "exporting_from",
+    "traceparent",
+    "tracer_for",
+]
+
+_NULL: contextlib.nullcontext[None] = contextlib.nullcontext()
+Attributes = Mapping[str, str | int | float | bool]
+
+
+@dataclass(frozen=True)
+class SpanIds:
+    """A span's identity in W3C form: 32 and 16 lowercase hex digits."""
+
+    trace_id: str
+    span_id: str
+    sampled: bool = True
+
+    @property
+    def traceparent(self) -> str:
+        return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
+
+
+@dataclass(frozen=True)
+class Exporting:
+    """Where spans go. ``endpoint``: the OTLP/HTTP base URL (``/v1/traces`` is added), or
+    None for what the ``OTEL_EXPORTER_OTLP_*`` environment says."""
+
+    endpoint: str | None
+    service: str = "terry"
+    timeout: float = 5.0
+    # Milliseconds a finished span may wait to be sent with others (the SDK's batch delay).
+    delay_ms: int = 1000
+
+
+def exporting_from(
+    endpoint: str | None,
+    *,
+    service: str = "terry",
+    timeout: float = 5.0,
+    environ: Mapping[str, str] | None = None,
+) -> Exporting | None:
+    """The export a configuration asks for, or None (tracing off): terry.yml's endpoint, or
+    the standard OTEL_ environment (``OTEL_SDK_DISABLED=true`` and
+    ``OTEL_TRACES_EXPORTER=none`` switch it off; ``OTEL_SERVICE_NAME`` names the service)."""
+    env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
+        return None
+    if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
+        return None
+    named = env.get("OTEL_SERVICE_NAME") or service
+    if endpoint:
+        return Exporting(endpoint, named, timeout)
+    if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
+        return Exporting(None, named, timeout)
+    return None
+
+
+class Tracer:
+    """Spans of one process (``OFF``: none, every call free)."""
+
+    def __init__(self, sdk_tracer: Any = None, provider: Any = None) -> None:
+        self._tracer = sdk_tracer
+        self._provider = provider
+
+    @property
+    def on(self) -> bool:
+        return self._tracer is not None
+
+    def span(
+        self,
+        name: str,
+        attributes: Attributes | None = None,
+        *,
+        parent: SpanIds | None = None,
+    ) -> contextlib.AbstractContextManager[SpanIds | None]:
+        """A span around the block, a child of the current one (or of ``parent``, a span of
+        another process: the incident's trace continued). It records an exception that
+        leaves the block and lets it go on."""
+        if self._tracer is None:
+            return _NULL
+        return self._span(name, attributes, parent)
+
+    @contextlib.contextmanager
+    def _span(
+        self, name: str, attributes: Attributes | None, parent: SpanIds | None
+    ) -> Iterator[SpanIds | None]:
+        from opentelemetry import trace
+
+        context = None
+        if parent is not None:
+            remote = trace.SpanContext(
+                int(parent.trace_id, 16),
+                int(parent.span_id, 16),
+                is_remote=True,
+                trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
+            )
+            context = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+        with self._tracer.start_as_current_span(
+            name, context=context, attributes=dict(attributes or {})
+        ):
+            yield current_ids()
+
+    def flush(self, timeout_ms: int = 5000) -> bool:
+        """Send the spans waiting in the batch now (tests; a command about to exit)."""
+        return bool(self._provider.force_flush(timeout_ms)) if self._provider else True
+
+
+OFF = Tracer()
+
+# The tracer this process exports with (``child`` uses it); set by ``tracer_for``.
+_active: list[Tracer] = [OFF]
+
+
+def tracer_for(exporting: Exporting | None) -> Tracer:
+    """This process's tracer for ``exporting`` (None: ``OFF``); one provider per setting,
+    shut down (its last spans sent) when the process exits."""
+    if exporting is None:
+        return OFF
+    made = _provider(exporting)
+    _active[0] = made
+    return made
+
+
+@functools.lru_cache(maxsize=4)
+def _provider(exporting: Exporting) -> Tracer:
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.resources import Resource
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    endpoint = exporting.endpoint
+    exporter = OTLPSpanExporter(
+        endpoint=f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None,
+        timeout=exporting.timeout,
+    )
+    provider = TracerProvider(resource=Resource.create({"service.name": exporting.service}))
+    provider.add_span_processor(
+        BatchSpanProcessor(exporter, schedule_delay_millis=exporting.delay_ms)
+    )
+    install_log_filter()
+    return Tracer(provider.get_tracer("terry"), provider)
+
+
+def current_ids() -> SpanIds | None:
+    """The current span's ids (this thread's), or None outside any span."""
+    trace = sys.modules.get("opentelemetry.trace")
+    if trace is None:  # never imported: no span can be open
+        return None
+    context = trace.get_current_span().get_span_context()
+    if not context.is_valid:
+        return None
+    return SpanIds(
+        format(context.trace_id, "032x"),
+        format(context.span_id, "016x"),
+        bool(context.trace_flags & trace.TraceFlags.SAMPLED),
+    )
+
+
+def traceparent() -> str | None:
+    """The W3C ``traceparent`` of the current span, for a child process to join the trace
+    (``TRACEPARENT`` in its environment, as OpenTelemetry-aware tools read it)."""
+    ids = current_ids()
+    return ids.traceparent if ids else None
+
+
+def child(
+    name: str, attributes: Attributes | None = None
+) -> contextlib.AbstractContextManager[SpanIds | None]:
+    """A child span of the current one with this process's tracer; free outside a span."""
+    tracer = _active[0]
+    if not tracer.on or current_ids() is None:
+        return _NULL
+    return tracer.span(name, attributes)
+
+
+class TraceIdFilter(logging.Filter):
+    """Puts the current trace id on each record (``record.trace_id``, "" outside a trace)
+    and at the end of its message, so a log line leads to its trace."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        ids = current_ids()
+        record.trace_id = ids.trace_id if ids else ""
+        if ids and not getattr(record, "_terry_traced", False):
+            try:
+                message = record.getMessage()
+            except Exception:  # a bad format: logging reports it itself
+                return True
+            record.msg, record.args = f"{message} trace_id={ids.trace_id}", None
+            record._terry_traced = True
+        return True
+
+
+def install_log_filter() -> None:
+    """Trace ids on every record that reaches the root logger's handlers (once each)."""
+    root = logging.getLogger()
+    for target in (root, *root.handlers):
+        if not any(isinstance(f, TraceIdFilter) for f in target.filters):
+            target.addFilter(TraceIdFilter())

@@ -1,0 +1,156 @@
+"""Grafana Tempo's HTTP API.
+
+- ``GET /api/traces/{id}``: the trace as OTLP JSON, ``{"batches": [{"resource":
+  {"attributes": [...]}, "scopeSpans": [{"spans": [...]}]}]}`` (older versions say
+  ``instrumentationLibrarySpans``; ``/api/v2/traces`` wraps ``resourceSpans`` in
+  ``trace``; both are read). Span and trace ids are base64 (protobuf's JSON mapping) or
+  hex; times are ``startTimeUnixNano``/``endTimeUnixNano`` strings; ``status.code``
+  ``STATUS_CODE_ERROR`` (or 2) marks a failed span. A missing trace is a 404.
+- ``GET /api/search?q={TraceQL}&start=&end=&limit=``: ``{"traces": [{"traceID",
+  "rootServiceName", "durationMs", ...}]}``; each is then read by id.
+
+Tempo has no dependency endpoint (its service graph is metrics in Prometheus); the
+callers a trace shows are its graph.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import json
+import re
+import time
+from typing import Any
+
+import httpx
+
+from terry.traces.model import Dependency, Span, Trace, TraceUnavailable
+
+__all__ = ["TempoClient", "parse_otlp_trace"]
+
+_HEX = re.compile(r"^[0-9a-fA-F]+$")
+
+
+def _id(value: Any, size: int) -> str:
+    """An OTLP JSON id (base64 of ``size`` bytes, or hex) as lowercase hex."""
+    text = str(value or "")
+    if len(text) == size * 2 and _HEX.match(text):
+        return text.lower()
+    try:
+        return base64.b64decode(text, validate=True).hex()
+    except (binascii.Error, ValueError):
+        return text.lower()
+
+
+def _attribute(attributes: list[Any], key: str) -> str | None:
+    for item in attributes or []:
+        if isinstance(item, dict) and item.get("key") == key:
+            value = item.get("value") or {}
+            for kind in ("stringValue", "intValue", "boolValue", "doubleValue"):
+                if kind in value:
+                    return str(value[kind])
+    return None
+
+
+def _span(raw: dict[str, Any], service: str) -> Span:
+    status = raw.get("status") or {}
+    code = status.get("code")
+    start = int(raw.get("startTimeUnixNano") or 0)
+    end = int(raw.get("endTimeUnixNano") or start)
+    parent = raw.get("parentSpanId")
+    message = str(status.get("message") or "")
+    for event in raw.get("events") or []:
+        if not message and isinstance(event, dict) and event.get("name") == "exception":
+            message = _attribute(event.get("attributes") or [], "exception.message") or ""
+    return Span(
+        span_id=_id(raw.get("spanId"), 8),
+        parent_id=_id(parent, 8) if parent else None,
+        service=service,
+        operation=str(raw.get("name", "")),
+        start_us=start // 1000,
+        duration_us=max(0, end - start) // 1000,
+        error=code in ("STATUS_CODE_ERROR", 2, "2"),
+        message=message,
+    )
+
+
+def parse_otlp_trace(raw: dict[str, Any], trace_id: str) -> Trace:
+    """Tempo's answer (``batches``, ``resourceSpans`` or ``trace.resourceSpans``)."""
+    resources = (
+        raw.get("batches")
+        or raw.get("resourceSpans")
+        or (raw.get("trace") or {}).get("resourceSpans")
+        or []
+    )
+    spans: list[Span] = []
+    for resource in resources:
+        if not isinstance(resource, dict):
+            continue
+        attributes = (resource.get("resource") or {}).get("attributes") or []
+        service = _attribute(attributes, "service.name") or "unknown"
+        scopes = resource.get("scopeSpans") or resource.get("instrumentationLibrarySpans") or []
+        for scope in scopes:
+            for span in (scope or {}).get("spans") or []:
+                if isinstance(span, dict):
+                    spans.append(_span(span, service))
+    return Trace(trace_id=trace_id.lower(), spans=tuple(spans))
+
+
+def _quoted(text: str) -> str:
+    """A TraceQL string literal."""
+    return json.dumps(text)
+
+
+class TempoClient:
+    """Reads traces; every failure is ``TraceUnavailable``."""
+
+    name = "tempo"
+
+    def __init__(self, url: str, *, timeout: float, transport: httpx.BaseTransport | None = None):
+        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport)
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        try:
+            response = self._http.get(path, params=params, headers={"Accept": "application/json"})
+        except httpx.TimeoutException as exc:
+            raise TraceUnavailable(f"tempo did not answer in time ({path})") from exc
+        except httpx.HTTPError as exc:
+            raise TraceUnavailable(f"tempo unreachable: {type(exc).__name__}") from exc
+        if response.status_code == 404:
+            raise TraceUnavailable("tempo: trace not found")
+        try:
+            body = response.json()
+        except (json.JSONDecodeError, UnicodeDecodeError):
+            body = None
+        if response.status_code != 200 or not isinstance(body, dict):
+            said = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+            raise TraceUnavailable(
+                f"tempo answered {response.status_code}" + (f": {said}" if said else "")
+            )
+        return body
+
+    def trace(self, trace_id: str) -> Trace:
+        found = parse_otlp_trace(self._get(f"/api/traces/{trace_id}"), trace_id)
+        if not found.spans:
+            raise TraceUnavailable(f"tempo has no spans for trace {trace_id}")
+        return found
+
+    def error_traces(self, service: str, *, lookback: float, limit: int) -> tuple[Trace, ...]:
+        end = int(time.time())
+        found = self._get(
+            "/api/search",
+            {
+                "q": f"{{ resource.service.name = {_quoted(service)} && status = error }}",
+                "start": str(end - int(lookback)),
+                "end": str(end),
+                "limit": str(limit),
+            },
+        ).get("traces")
+        ids = [str(t["traceID"]) for t in found or [] if isinstance(t, dict) and t.get("traceID")]
+        return tuple(self.trace(i) for i in ids[:5])
+
+    def dependencies(self, *, lookback: float) -> tuple[Dependency, ...]:
+        return ()

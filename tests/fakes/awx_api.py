@@ -1,0 +1,416 @@
+"""A local AWX for tests: the REST calls of ``terry.appliers.awx.client`` with the shapes,
+status codes and awkward parts of AWX's API (read from awx/api/views and awx/main/models):
+
+- Bearer tokens checked (401 ``{"detail": ...}``); a template a test forbids answers 403,
+  an unknown id 404 ``{"detail": "Not found."}``.
+- ``GET /job_templates/{id}/launch/`` gives the ``ask_*_on_launch`` flags; a launch that sets
+  a field the template does not prompt for is *not* refused: the field is dropped and listed
+  in ``ignored_fields`` (201), as AWX does. ``scm_branch`` on a project without
+  ``allow_override`` is a 400 field error; extra vars AWX cannot parse as JSON or with
+  ``yaml.safe_load`` (an ``!unsafe`` tag) are a 400.
+- Jobs move pending → waiting → running one poll at a time, then run the job template's
+  playbook for real with ansible-runner, from ``git archive`` of the requested
+  ``scm_branch`` (``scm_revision`` is the commit it resolved to), with the project's
+  inventory at that commit, ``--limit``, ``--check`` for ``job_type=check``, ``--diff``,
+  ``--tags``, and the extra vars written as AWX writes them (every value ``!unsafe``).
+- Events are saved late: while a job runs only those older than ``event_lag`` polls are
+  listed, and after it finishes ``event_processing_finished`` stays false for one more poll
+  with the last events still missing. Lists are pages of at most ``page_size`` (default 4)
+  with ``next`` links.
+- ``POST /jobs/{id}/cancel/`` answers 202 and takes effect at the next poll; 405 once the job
+  finished. A template marked ``hang`` runs nothing and never finishes by itself.
+- ``POST /projects/{id}/update/`` answers 202 and the update succeeds a poll later (405 for
+  a manual project).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+from urllib.parse import urlencode
+
+import yaml
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from tests.fakes.local_server import LocalServer
+
+__all__ = ["FakeAWX", "FakeJob", "FakeTemplate"]
+
+ASKS = ("limit", "job_type", "diff_mode", "variables", "scm_branch", "tags")
+_FIELD_ASK = {
+    "limit": "limit",
+    "job_type": "job_type",
+    "diff_mode": "diff_mode",
+    "extra_vars": "variables",
+    "scm_branch": "scm_branch",
+    "job_tags": "tags",
+}
+
+
+class _UnsafeDumper(yaml.SafeDumper):
+    """AWX's SafeStringDumper (awx/main/utils/safe_yaml.py): every string ``!unsafe``."""
+
+    def represent_data(self, data: Any) -> Any:
+        if isinstance(data, str):
+            return self.represent_scalar("!unsafe", data)
+        return super().represent_data(data)
+
+
+@dataclass
+class FakeTemplate:
+    id: int
+    name: str
+    playbook: str = "playbooks/terry-awx.yml"
+    project: int = 1
+    asks: tuple[str, ...] = ASKS
+    forbidden: bool = False
+    hang: bool = False
+
+
+@dataclass
+class FakeJob:
+    id: int
+    template: FakeTemplate
+    launch: dict[str, Any]
+    status: str = "new"
+    scm_revision: str = ""
+    explanation: str = ""
+    polls: int = 0
+    events: list[dict[str, Any]] = field(default_factory=list)
+    summaries: dict[str, dict[str, int]] = field(default_factory=dict)
+    cancel_asked: bool = False
+    done: threading.Event = field(default_factory=threading.Event)
+    finished_polls: int = 0
+    visible: int = 0
+    result: str | None = None  # what the run ended as, shown at the next poll
+
+
+class FakeAWX(LocalServer):
+    label = "fake AWX"
+
+    def __init__(self, repo: Path, *, token: str, inventory: str = "inventories/example") -> None:
+        super().__init__()
+        self.repo = repo
+        self.token = token
+        self.inventory = inventory
+        self.templates: dict[int, FakeTemplate] = {}
+        self.jobs: dict[int, FakeJob] = {}
+        self.allow_override = True
+        self.manual_project = False
+        self.allow_jinja = "template"
+        self.settings_readable = True
+        self.page_size = 4
+        self.event_lag = 1
+        self.requests: list[dict[str, Any]] = []
+        self.project_updates: dict[int, int] = {}
+        self._lock = threading.Lock()
+
+    def add_template(self, name: str, **kwargs: Any) -> FakeTemplate:
+        template = FakeTemplate(id=len(self.templates) + 1, name=name, **kwargs)
+        self.templates[template.id] = template
+        return template
+
+    def launches(self) -> list[dict[str, Any]]:
+        return [j.launch for j in self.jobs.values()]
+
+    # -- HTTP --------------------------------------------------------------------------------
+    def _app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/api/v2/job_templates/", self._templates),
+                Route(
+                    "/api/v2/job_templates/{id:int}/launch/", self._launch, methods=["GET", "POST"]
+                ),
+                Route("/api/v2/projects/{id:int}/update/", self._update, methods=["POST"]),
+                Route("/api/v2/project_updates/{id:int}/", self._project_update),
+                Route("/api/v2/jobs/{id:int}/", self._job),
+                Route("/api/v2/jobs/{id:int}/job_events/", self._events),
+                Route("/api/v2/jobs/{id:int}/job_host_summaries/", self._summaries),
+                Route("/api/v2/jobs/{id:int}/cancel/", self._cancel, methods=["GET", "POST"]),
+                Route("/api/v2/settings/{category}/", self._settings),
+            ]
+        )
+
+    def _denied(self, request: Request) -> Response | None:
+        auth = request.headers.get("authorization", "")
+        self.requests.append(
+            {"method": request.method, "path": request.url.path, "authorization": auth}
+        )
+        if auth != f"Bearer {self.token}":
+            return JSONResponse({"detail": "Authentication credentials were not provided."}, 401)
+        return None
+
+    @staticmethod
+    def _not_found() -> Response:
+        return JSONResponse({"detail": "Not found."}, 404)
+
+    def _page(self, request: Request, items: list[dict[str, Any]]) -> Response:
+        page = int(request.query_params.get("page", "1"))
+        size = min(int(request.query_params.get("page_size", "25")), self.page_size)
+        chunk = items[(page - 1) * size : page * size]
+        more = page * size < len(items)
+        query = {**request.query_params, "page": str(page + 1)}
+        link = f"{request.url.path}?{urlencode(query)}" if more else None
+        return JSONResponse({"count": len(items), "next": link, "previous": None, "results": chunk})
+
+    async def _templates(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        name = request.query_params.get("name")
+        found = [
+            {"id": t.id, "name": t.name, "project": t.project, "playbook": t.playbook}
+            for t in self.templates.values()
+            if name is None or t.name == name
+        ]
+        return self._page(request, found)
+
+    async def _launch(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        template = self.templates.get(request.path_params["id"])
+        if template is None:
+            return self._not_found()
+        if template.forbidden:
+            return JSONResponse(
+                {"detail": "You do not have permission to perform this action."}, 403
+            )
+        if request.method == "GET":
+            body = {f"ask_{a}_on_launch": a in template.asks for a in ASKS}
+            body.update(variables_needed_to_start=[], passwords_needed_to_start=[])
+            return JSONResponse(body)
+        asked = await request.json()
+        accepted: dict[str, Any] = {}
+        ignored: dict[str, Any] = {}
+        for key, value in asked.items():
+            ask = _FIELD_ASK.get(key)
+            if ask is None:
+                continue
+            (accepted if ask in template.asks else ignored)[key] = value
+        if "scm_branch" in accepted and not self.allow_override:
+            return JSONResponse({"scm_branch": ["Project does not allow override of branch."]}, 400)
+        raw_vars = accepted.get("extra_vars") or "{}"
+        try:
+            extra = json.loads(raw_vars) if isinstance(raw_vars, str) else raw_vars
+        except ValueError:
+            try:
+                extra = yaml.safe_load(raw_vars)
+            except yaml.YAMLError as exc:
+                return JSONResponse(
+                    {"extra_vars": [f"Cannot parse as JSON or YAML (error: {exc})."]}, 400
+                )
+        with self._lock:
+            job = FakeJob(id=len(self.jobs) + 1, template=template, launch=asked)
+            job.launch = {**accepted, "extra_vars": extra}
+            self.jobs[job.id] = job
+        return JSONResponse({"job": job.id, "ignored_fields": ignored, **self._job_body(job)}, 201)
+
+    async def _update(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        if self.manual_project:
+            return JSONResponse({"detail": 'Method "POST" not allowed.'}, 405)
+        number = len(self.project_updates) + 1
+        self.project_updates[number] = 0
+        return JSONResponse({"project_update": number, "id": number, "status": "pending"}, 202)
+
+    async def _project_update(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        number = request.path_params["id"]
+        if number not in self.project_updates:
+            return self._not_found()
+        self.project_updates[number] += 1
+        status = "successful" if self.project_updates[number] > 1 else "running"
+        return JSONResponse({"id": number, "status": status, "failed": False})
+
+    def _job_body(self, job: FakeJob) -> dict[str, Any]:
+        finished = job.status in ("successful", "failed", "error", "canceled")
+        return {
+            "id": job.id,
+            "type": "job",
+            "status": job.status,
+            "failed": job.status in ("failed", "error"),
+            "can_cancel": not finished,
+            "job_explanation": job.explanation,
+            "result_traceback": "",
+            "scm_revision": job.scm_revision,
+            "event_processing_finished": finished and job.finished_polls > 1,
+            "job_type": job.launch.get("job_type", "run"),
+            "limit": job.launch.get("limit", ""),
+        }
+
+    async def _job(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        job = self.jobs.get(request.path_params["id"])
+        if job is None:
+            return self._not_found()
+        self._advance(job)
+        return JSONResponse(self._job_body(job))
+
+    def _advance(self, job: FakeJob) -> None:
+        """One poll of the job: its status lags a step at a time; a cancel shows now."""
+        with self._lock:
+            job.polls += 1
+            if job.status in ("successful", "failed", "error", "canceled"):
+                job.finished_polls += 1
+                if job.finished_polls > 1:
+                    job.visible = len(job.events)
+                return
+            job.visible = max(job.visible, len(job.events) - self.event_lag * 3)
+            if job.cancel_asked:
+                job.status, job.explanation = "canceled", "Job was canceled"
+                job.done.set()
+                return
+            order = ["new", "pending", "waiting", "running"]
+            if job.status != "running":
+                job.status = order[order.index(job.status) + 1]
+                if job.status == "running" and not job.template.hang:
+                    threading.Thread(target=self._run, args=(job,), daemon=True).start()
+                return
+            if job.done.is_set() and job.result is not None:
+                job.status = job.result
+
+    async def _events(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        job = self.jobs.get(request.path_params["id"])
+        if job is None:
+            return self._not_found()
+        after = int(request.query_params.get("counter__gt", "0"))
+        items = [e for e in job.events[: job.visible] if e["counter"] > after]
+        return self._page(request, items)
+
+    async def _summaries(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        job = self.jobs.get(request.path_params["id"])
+        if job is None:
+            return self._not_found()
+        rows = [{"host_name": h, **s} for h, s in sorted(job.summaries.items())]
+        return self._page(request, rows)
+
+    async def _cancel(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        job = self.jobs.get(request.path_params["id"])
+        if job is None:
+            return self._not_found()
+        finished = job.status in ("successful", "failed", "error", "canceled")
+        if request.method == "GET":
+            return JSONResponse({"can_cancel": not finished})
+        if finished:
+            return JSONResponse({"detail": 'Method "POST" not allowed.'}, 405)
+        job.cancel_asked = True
+        return Response(status_code=202)
+
+    async def _settings(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        if not self.settings_readable:
+            return JSONResponse(
+                {"detail": "You do not have permission to perform this action."}, 403
+            )
+        return JSONResponse({"ALLOW_JINJA_IN_EXTRA_VARS": self.allow_jinja})
+
+    # -- running a job -----------------------------------------------------------------------
+    def _run(self, job: FakeJob) -> None:
+        import ansible_runner
+
+        result = "failed"
+        try:
+            with tempfile.TemporaryDirectory(prefix="fake-awx-") as scratch:
+                tree, data = Path(scratch) / "project", Path(scratch) / "data"
+                tree.mkdir()
+                data.mkdir()
+                branch = str(job.launch.get("scm_branch") or "main")
+                job.scm_revision = subprocess.run(
+                    ["git", "-C", str(self.repo), "rev-parse", "--verify", f"{branch}^{{commit}}"],
+                    capture_output=True,
+                    text=True,
+                    check=True,
+                ).stdout.strip()
+                archive = subprocess.run(
+                    ["git", "-C", str(self.repo), "archive", job.scm_revision],
+                    capture_output=True,
+                    check=True,
+                ).stdout
+                subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+                extra = data / "extravars.yml"
+                extra.write_text(
+                    yaml.dump(job.launch.get("extra_vars") or {}, Dumper=_UnsafeDumper)
+                )
+                args = ["-i", str(tree / self.inventory), "-e", f"@{extra}"]
+                if job.launch.get("job_type") == "check":
+                    args.append("--check")
+                if job.launch.get("diff_mode"):
+                    args.append("--diff")
+                if job.launch.get("job_tags"):
+                    args += ["--tags", str(job.launch["job_tags"])]
+
+                def keep(raw: dict[str, Any]) -> bool:
+                    data_ = raw.get("event_data") or {}
+                    job.events.append(
+                        {
+                            "id": len(job.events) + 1000,
+                            "type": "job_event",
+                            "job": job.id,
+                            "event": raw.get("event"),
+                            "counter": raw.get("counter"),
+                            "uuid": raw.get("uuid"),
+                            "created": raw.get("created"),
+                            "stdout": raw.get("stdout", ""),
+                            "host_name": data_.get("host", ""),
+                            "event_data": data_,
+                        }
+                    )
+                    return False
+
+                runner = ansible_runner.run(
+                    private_data_dir=str(data),
+                    project_dir=str(tree),
+                    playbook=job.template.playbook,
+                    cmdline=" ".join(args),
+                    limit=str(job.launch.get("limit") or "") or None,
+                    envvars={
+                        "ANSIBLE_ROLES_PATH": str(tree / "roles"),
+                        "ANSIBLE_NOCOLOR": "1",
+                        "PATH": os.pathsep.join(
+                            [str(Path(sys.executable).parent), os.environ.get("PATH", "")]
+                        ),
+                    },
+                    event_handler=keep,
+                    cancel_callback=lambda: job.cancel_asked,
+                    quiet=True,
+                )
+                stats = runner.stats or {}
+                for key, name in (
+                    ("ok", "ok"),
+                    ("changed", "changed"),
+                    ("failures", "failures"),
+                    ("dark", "dark"),
+                    ("skipped", "skipped"),
+                ):
+                    for host, count in (stats.get(key) or {}).items():
+                        job.summaries.setdefault(
+                            host, {"ok": 0, "changed": 0, "failures": 0, "dark": 0, "skipped": 0}
+                        )[name] = count
+                result = {"successful": "successful", "canceled": "canceled"}.get(
+                    runner.status, "failed"
+                )
+        except subprocess.CalledProcessError as exc:
+            job.explanation = f"Project sync failed: {exc}"
+            result = "error"
+        finally:
+            job.result = result
+            job.done.set()

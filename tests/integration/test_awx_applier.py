@@ -1,0 +1,175 @@
+"""AWX as an applier, through the real pipeline: Terry's httpx client against a local server
+that follows AWX's REST API and runs each job's playbook for real with ansible-runner, from
+the commit Terry asked for (``scm_branch``), with the job template's entry playbook
+(``playbooks/terry-awx.yml``) importing the proposal's.
+
+A host labelled ``terry_applier: awx`` takes the playbook remedies Ansible runs: the dry
+run is a check job, the apply a run job of the merge commit, verify and rollback jobs with
+their tags; a template AWX would run otherwise is refused with a clear reason; a job that
+does not finish is canceled.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+from sqlalchemy import select
+
+from terry.cli import main
+from terry.store import Store
+from terry.store.models import ProposalRow, RunEventRow, RunRow
+from tests.conftest import Cli, config_for, make_cli
+from tests.fakes.awx_api import FakeAWX
+from tests.shop import git, ingest_one
+
+pytestmark = pytest.mark.integration
+
+TOKEN = "awx-CANARY-token-1234"
+HOST = "web-02"
+
+
+@pytest.fixture
+def world(tmp_path: Path) -> Iterator[tuple[Cli, FakeAWX]]:
+    repo = tmp_path / "ops"
+    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
+    assert created.exit_code == 0, created.stdout
+    hosts = repo / "inventories" / "example" / "hosts.yml"
+    inventory = yaml.safe_load(hosts.read_text())
+    inventory["all"]["children"]["staging"]["hosts"][HOST]["terry_applier"] = "awx"
+    hosts.write_text(yaml.safe_dump(inventory))
+    fake = FakeAWX(repo, token=TOKEN)
+    fake.add_template("terry-config-drift")
+    settings = yaml.safe_load((repo / "terry.yml").read_text())
+    settings["awx"] = {"url": fake.base_url, "poll_interval": 0.05, "timeout": 60}
+    (repo / "terry.yml").write_text(yaml.safe_dump(settings))
+    git(repo, "add", "-A")
+    git(repo, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "web-02 by AWX")
+    fake.start()
+    cli = make_cli(repo)
+    cli.env["TERRY_AWX_TOKEN"] = TOKEN
+    yield cli, fake
+    fake.stop()
+
+
+def _rows(cli: Cli, model: type, *where: Any, order: Any = None) -> list[Any]:
+    store = Store(config_for(cli.repo).store_url)
+    try:
+        with store.session() as session:
+            query = select(model).where(*where)
+            rows = list(session.scalars(query.order_by(order) if order is not None else query))
+            session.expunge_all()
+            return rows
+    finally:
+        store.dispose()
+
+
+def _drift(cli: Cli, fingerprint: str) -> dict[str, Any]:
+    return ingest_one(cli, "ConfigDrift", fingerprint, host=HOST, file="app.conf")
+
+
+def test_a_fix_runs_as_awx_jobs_checked_applied_verified_and_rolled_back(
+    world: tuple[Cli, FakeAWX],
+) -> None:
+    cli, fake = world
+    outcome = _drift(cli, "fp-awx")
+    pid = str(outcome["proposal_id"])
+    shown = cli.json("proposals", "show", pid)
+    assert outcome["state"] == "awaiting_review", shown["reasons"]
+    assert shown["applier"] == "awx"
+    # The dry run: a check job of the proposal commit, limited to the host, with diff, the
+    # parameters as extra vars (AWX marks them !unsafe) and the playbook to import.
+    [check] = fake.launches()
+    assert check["job_type"] == "check" and check["diff_mode"] is True
+    assert check["limit"] == HOST and check["scm_branch"] == shown["commit"]
+    assert check["job_tags"] == "apply"
+    playbook = shown["playbook_path"].removeprefix("playbooks/")
+    assert check["extra_vars"]["terry_playbook"] == playbook
+    assert check["extra_vars"]["file"] == "app.conf"
+    assert check["extra_vars"]["terry_proposal_id"] == int(pid)
+    assert "app.conf" in shown["check_diff"]  # the check job's diff, from its events
+    conf = [p for p in (cli.repo / ".terry" / "hosts" / HOST).rglob("app.conf")]
+    assert conf == []  # a check changed nothing
+
+    approved = cli.as_("alice").json("proposals", "approve", pid)
+    assert approved["state"] == "verified", approved
+    merge = approved["merge_commit"]
+    jobs = fake.launches()[1:]
+    # The re-check of the problem (its verify tasks), then the fix, then its verify: each
+    # of the merge commit on main.
+    assert [(j["job_type"], j["job_tags"]) for j in jobs] == [
+        ("run", "verify"),
+        ("run", "apply"),
+        ("run", "verify"),
+    ]
+    assert {j["scm_branch"] for j in jobs} == {merge}
+    assert [p.name for p in (cli.repo / ".terry" / "hosts" / HOST).rglob("app.conf")]
+    runs = _rows(cli, RunRow, RunRow.proposal_id == int(pid), order=RunRow.id)
+    assert [(r.kind, r.status) for r in runs] == [
+        ("check", "successful"),
+        ("apply", "successful"),
+        ("verify", "successful"),
+    ]
+    events = _rows(cli, RunEventRow, RunEventRow.run_id == runs[1].id, order=RunEventRow.seq)
+    seen = [(e.event, e.host, e.status) for e in events]
+    assert ("runner_on_ok", HOST, "changed") in seen, seen  # every page, late ones too
+    assert events[-1].event == "playbook_on_stats"
+    assert any(e.event == "awx_job" and "AWX job" in str(e.data) for e in events)
+
+    rolled = cli.as_("alice")("proposals", "rollback", pid, "--output", "json")
+    assert rolled.exit_code == 0, rolled.stdout + rolled.stderr
+    assert fake.launches()[-1]["job_tags"] == "rollback"
+    # The token went to AWX as a Bearer header, and nowhere else.
+    assert all(r["authorization"] == f"Bearer {TOKEN}" for r in fake.requests)
+    for row in _rows(cli, RunEventRow):
+        assert TOKEN not in str(row.data)
+    for row in _rows(cli, ProposalRow):
+        assert TOKEN not in str(row.check_summary) + str(row.outcome)
+    assert TOKEN not in rolled.stdout + rolled.stderr
+
+
+def test_templates_awx_would_run_otherwise_are_refused_with_the_reason(
+    world: tuple[Cli, FakeAWX],
+) -> None:
+    cli, fake = world
+    template = fake.templates[1]
+    cases = []
+
+    template.asks = ("job_type", "diff_mode", "variables", "scm_branch", "tags")  # no limit
+    cases.append((_drift(cli, "fp-r1"), "does not prompt on launch for limit"))
+    template.asks = tuple(a for a in ("limit", *template.asks))
+    fake.allow_override = False
+    cases.append((_drift(cli, "fp-r2"), "Project does not allow override of branch"))
+    fake.allow_override = True
+    fake.allow_jinja = "always"
+    cases.append((_drift(cli, "fp-r3"), "ALLOW_JINJA_IN_EXTRA_VARS is 'always'"))
+    fake.allow_jinja = "template"
+    template.forbidden = True
+    cases.append((_drift(cli, "fp-r4"), "403"))
+    template.forbidden = False
+    template.name = "someone-else"
+    cases.append((_drift(cli, "fp-r5"), "no job template named 'terry-config-drift'"))
+    for outcome, reason in cases:
+        assert outcome["state"] == "failed", outcome
+        shown = cli.json("proposals", "show", str(outcome["proposal_id"]))
+        assert reason in str(shown), (reason, shown.get("outcome"), shown.get("reasons"))
+    # Nothing ran: the one launch that got through was refused before a job started.
+    assert fake.jobs == {}
+
+
+def test_a_job_that_does_not_finish_is_canceled(world: tuple[Cli, FakeAWX]) -> None:
+    cli, fake = world
+    fake.templates[1].hang = True
+    settings = yaml.safe_load((cli.repo / "terry.yml").read_text())
+    settings["awx"]["timeout"] = 1.0
+    (cli.repo / "terry.yml").write_text(yaml.safe_dump(settings))
+    outcome = _drift(cli, "fp-hang")
+    [job] = fake.jobs.values()
+    assert job.cancel_asked and job.status == "canceled"
+    runs = _rows(cli, RunRow, RunRow.proposal_id == int(outcome["proposal_id"]))
+    assert [(r.kind, r.status) for r in runs] == [("check", "timeout")]
+    assert outcome["state"] != "awaiting_review", outcome

@@ -1,0 +1,413 @@
+"""Error budgets against a real Prometheus holding known counters (no root).
+
+Thirty days of request counters are backfilled into a fresh TSDB with ``promtool tsdb
+create-blocks-from openmetrics`` and served by Debian's ``prometheus`` on loopback. The
+answers are known:
+
+- checkout (Sloth spec, 99.9% over 30 days): 10 requests/s, 0.08% failing until an hour ago,
+  2% since. Over 30 days: (719 x 0.0008 + 0.02) / 720 = 0.0826% failed, 17.3% of the budget
+  left (7.49 of 43.2 minutes); burning 20x over 1h and 5m (above 14.4), 4x over 6h (under 6);
+- search (OpenSLO, good over total, 99% over 28 days): 1.2% failing all along: the budget is
+  overspent by 20% (exhausted), burning 1.2x;
+- ledger (Sloth spec): no traffic at all: unknown, never healthy.
+
+``terry slo rules`` is checked by ``promtool check rules`` and ``promtool test rules``.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import yaml
+from sqlalchemy import select
+
+from terry.app import build_pipeline
+from terry.gate.engine import Verdict
+from terry.gitops.init import init_repository
+from terry.gitops.repo import Repo
+from terry.inventory.hosts import load_inventory
+from terry.notify.events import EventKind, load_events
+from terry.ports import free_port
+from terry.proposals.state import ProposalState
+from terry.slo.services import BUDGET_ENTITY, gate_view
+from terry.store import Store
+from terry.store.models import AuditRow, IncidentRow, ProposalRow, utcnow
+from tests.conftest import Cli, config_for, make_cli
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not os.environ.get("CI")
+        and (shutil.which("prometheus") is None or shutil.which("promtool") is None),
+        reason="needs Debian's prometheus and promtool (scripts/test.sh installs them)",
+    ),
+]
+
+DAY = 86400
+RATE = 10.0  # requests per second, every service
+
+CHECKOUT = """
+version: prometheus/v1
+service: checkout
+slos:
+  - name: requests-availability
+    objective: 99.9
+    sli:
+      events:
+        error_query: sum(rate(http_requests_total{service="checkout",code=~"5.."}[{{.window}}]))
+        total_query: sum(rate(http_requests_total{service="checkout"}[{{.window}}]))
+"""
+SEARCH = """
+apiVersion: openslo/v1
+kind: SLO
+metadata: {name: search-availability}
+spec:
+  service: search
+  budgetingMethod: Occurrences
+  timeWindow: [{duration: 28d, isRolling: true}]
+  objectives: [{target: 0.99}]
+  indicator:
+    spec:
+      ratioMetric:
+        counter: true
+        good:
+          metricSource:
+            type: Prometheus
+            spec: {query: 'http_requests_total{service="search",code!~"5.."}'}
+        total:
+          metricSource: {type: Prometheus, spec: {query: 'http_requests_total{service="search"}'}}
+"""
+LEDGER = CHECKOUT.replace("checkout", "ledger")
+
+
+def _error_rate(service: str, t: float, now: float) -> float:
+    if service == "search":
+        return 0.012 * RATE
+    return (0.02 if t >= now - 3600 else 0.0008) * RATE
+
+
+def _openmetrics(now: float) -> str:
+    start = now - 30 * DAY - 2 * 3600
+    # coarse far back (counters need no more), fine for the last hours the short windows read
+    fine = int(now - 8 * 3600)
+    times = [*range(int(start), fine, 600), *range(fine, int(now + 900), 30)]
+    lines = ["# TYPE http_requests counter"]
+    for service in ("checkout", "search"):
+        errors = ok = 0.0
+        last = start
+        for t in times:
+            step = t - last
+            # the rate in force over (last, t]: exact at the hour boundary (a multiple of 30 s)
+            failing = _error_rate(service, t - 1, now) * step
+            errors, ok = errors + failing, ok + RATE * step - failing
+            last = t
+            lines.append(f'http_requests_total{{service="{service}",code="500"}} {errors:.3f} {t}')
+            lines.append(f'http_requests_total{{service="{service}",code="200"}} {ok:.3f} {t}')
+    lines.append("# EOF")
+    # OpenMetrics wants a family's samples together: sort by series, keeping time order
+    body = sorted(lines[1:-1], key=lambda line: line.split(" ")[0])
+    return "\n".join([lines[0], *body, lines[-1]]) + "\n"
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    home = tmp_path_factory.mktemp("slo-prom")
+    now = float(int(time.time()) // 30 * 30)  # the hour boundary falls on a sample
+    (home / "data.om").write_text(_openmetrics(now))
+    subprocess.run(
+        ["promtool", "tsdb", "create-blocks-from", "openmetrics", "-q", "data.om", "data"],
+        cwd=home,
+        check=True,
+        capture_output=True,
+    )
+    (home / "prometheus.yml").write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={home / 'prometheus.yml'}",
+            f"--storage.tsdb.path={home / 'data'}",
+            "--storage.tsdb.retention.time=60d",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(
+                    f"{url}/api/v1/query", params={"query": "count(http_requests_total)"}, timeout=1
+                ).json()
+                if answer["data"]["result"]:
+                    break
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(0.3)
+        else:
+            raise AssertionError("prometheus did not come up with the backfilled data")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)
+
+
+def _label(inventory: dict[str, Any], host: str, service: str) -> None:
+    for group in inventory["all"]["children"].values():
+        if host in group["hosts"]:
+            group["hosts"][host]["terry_labels"]["service"] = service
+
+
+@pytest.fixture(scope="module")
+def shop(prometheus: str, tmp_path_factory: pytest.TempPathFactory) -> Cli:
+    """A GitOps repository with the three SLOs on main; web-01 serves checkout, web-02
+    search, db-01 ledger."""
+    repo = init_repository(tmp_path_factory.mktemp("slo") / "ops").path
+    (repo / "slos").mkdir()
+    (repo / "slos" / "checkout.yml").write_text(CHECKOUT)
+    (repo / "slos" / "search.yml").write_text(SEARCH)
+    (repo / "slos" / "ledger.yml").write_text(LEDGER)
+    hosts = repo / "inventories" / "example" / "hosts.yml"
+    inventory = yaml.safe_load(hosts.read_text())
+    for host, service in (("web-01", "checkout"), ("web-02", "search"), ("db-01", "ledger")):
+        _label(inventory, host, service)
+    hosts.write_text(yaml.safe_dump(inventory))
+    Repo(repo).commit_paths(["slos", "inventories"], "SLOs for checkout, search and ledger")
+    settings = yaml.safe_load((repo / "terry.yml").read_text())
+    settings["prometheus"] = {"url": prometheus, "timeout": 5}
+    (repo / "terry.yml").write_text(yaml.safe_dump(settings))
+    return make_cli(repo)
+
+
+def test_status_reads_the_known_budgets(shop: Cli) -> None:
+    result = shop("slo", "status", "--service", "checkout", "--service", "search", "-o", "json")
+    assert result.exit_code == 0, result.stderr or result.stdout
+    report = yaml.safe_load(result.stdout)
+    assert report["schema"] == "terry.slo-status/v1"
+    rows = {r["service"]: r for r in report["slos"]}
+
+    checkout = rows["checkout"]
+    assert checkout["hosts"] == ["web-01"] and checkout["format"] == "sloth"
+    assert checkout["period"] == "30d" and checkout["objective_percent"] == 99.9
+    assert checkout["sli_percent"] == pytest.approx(100 - 0.0826667, abs=0.002)
+    assert checkout["budget_minutes"] == pytest.approx(43.2)
+    assert checkout["budget_remaining_percent"] == pytest.approx(17.33, abs=1.0)
+    assert checkout["budget_remaining_minutes"] == pytest.approx(7.49, abs=0.45)
+    burn = checkout["burn_rates"]
+    assert burn["1h"] == pytest.approx(20, rel=0.02) and burn["5m"] == pytest.approx(20, rel=0.02)
+    assert burn["30m"] == pytest.approx(20, rel=0.02)
+    assert burn["6h"] == pytest.approx(4, rel=0.03)
+    assert checkout["burning"] == ["1h/5m"] and checkout["state"] == "ok"
+
+    search = rows["search"]
+    assert search["hosts"] == ["web-02"] and search["period"] == "28d"
+    assert search["budget_remaining_percent"] == pytest.approx(-20, abs=0.5)
+    assert search["state"] == "exhausted" and search["burning"] == []
+    assert all(r == pytest.approx(1.2, rel=0.02) for r in search["burn_rates"].values())
+
+    text = shop("slo", "status", "--service", "checkout")
+    assert text.exit_code == 0 and "burning 1h/5m" in text.stdout
+
+
+def test_no_traffic_is_unknown_and_exits_8(shop: Cli) -> None:
+    result = shop("slo", "status", "-o", "json")
+    assert result.exit_code == 8
+    rows = {r["service"]: r for r in yaml.safe_load(result.stdout)["slos"]}
+    assert rows["ledger"]["state"] == "unknown"
+    assert rows["ledger"]["budget_remaining_percent"] is None
+    assert "expected one value, got 0" in rows["ledger"]["error"]
+    assert "budget unknown for ledger/requests-availability" in result.stderr
+
+
+def test_the_gate_view_of_the_hosts_and_prometheus_down(shop: Cli, prometheus: str) -> None:
+    repo = Repo(shop.repo)
+    tree = repo.tree(repo.head())
+    inventory = load_inventory(tree, ["inventories/example"])
+    view = gate_view(tree, [inventory.hosts["web-01"], inventory.hosts["web-02"]], prometheus)
+    assert set(view["services"]) == {"checkout", "search"} and view["error"] is None
+    assert view["services"]["checkout"]["burning"] == ["1h/5m"]
+    assert view["services"]["search"]["state"] == "exhausted"
+
+    dead = f"http://127.0.0.1:{free_port()}"
+    started = time.monotonic()
+    down = gate_view(tree, [inventory.hosts["web-01"]], dead)
+    assert time.monotonic() - started < 3
+    assert down["services"]["checkout"]["state"] == "unknown"
+    assert "could not be reached" in down["services"]["checkout"]["error"]
+    # a host that serves nothing asks nothing
+    assert gate_view(tree, [], dead) == {"services": {}, "error": None}
+
+
+def _burn_alert(pair: str, threshold: str) -> dict[str, Any]:
+    long, short = pair.split("/")
+    return {
+        "exp_labels": {
+            "severity": "page",
+            "service": "checkout",
+            "slo_service": "checkout",
+            "slo_name": "requests-availability",
+            "slo_objective": "99.9",
+            "burn_window": pair,
+        },
+        "exp_annotations": {
+            "summary": f"checkout: requests-availability burns its error budget over {pair} "
+            f"faster than {threshold}x",
+            "description": f"The error ratio over {long} and {short} is above {threshold} times "
+            "the budget of 99.9% (slos/checkout.yml).",
+        },
+    }
+
+
+# 10 requests/s; 3 of them failing from minute 71: a burn of 300x the 0.1% budget.
+RULES_TEST = {
+    "rule_files": ["rules.yml"],
+    "evaluation_interval": "1m",
+    "tests": [
+        {
+            "interval": "1m",
+            "input_series": [
+                {
+                    "series": 'http_requests_total{service="checkout",code="200"}',
+                    "values": "0+600x70 42420+420x89",
+                },
+                {
+                    "series": 'http_requests_total{service="checkout",code="500"}',
+                    "values": "0+0x70 180+180x89",
+                },
+            ],
+            "alert_rule_test": [
+                {"eval_time": "60m", "alertname": "ErrorBudgetBurn", "exp_alerts": []},
+                {
+                    "eval_time": "100m",
+                    "alertname": "ErrorBudgetBurn",
+                    "exp_alerts": [_burn_alert("1h/5m", "14.4"), _burn_alert("6h/30m", "6")],
+                },
+            ],
+        }
+    ],
+}
+
+
+def test_rules_pass_promtool(shop: Cli, tmp_path: Path) -> None:
+    written = shop("slo", "rules", "--out", str(tmp_path / "all.yml"))
+    assert written.exit_code == 0, written.stderr
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(tmp_path / "all.yml")], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 18 rules found" in check.stdout  # 3 SLOs x (4 recordings + 2 alerts)
+
+    # the checkout SLO's rules alone, against a small series that starts burning
+    only = tmp_path / "only"
+    only.mkdir()
+    (only / "slos").mkdir()
+    (only / "slos" / "checkout.yml").write_text(CHECKOUT)
+    from terry.slo.rules import rules_yaml
+    from terry.slo.spec import load_slos
+
+    (only / "rules.yml").write_text(rules_yaml(load_slos(only)))
+    (only / "test.yml").write_text(yaml.safe_dump(RULES_TEST))
+    tested = subprocess.run(
+        ["promtool", "test", "rules", "test.yml"], cwd=only, capture_output=True, text=True
+    )
+    assert tested.returncode == 0, tested.stdout + tested.stderr
+
+
+def _proposal(store: Store, *, source: str, host: str, risk: str) -> int:
+    """A proposal checked by its dry run, as the propose and dry-run steps leave it."""
+    now = utcnow()
+    with store.session() as session:
+        incident = IncidentRow(
+            fingerprint=f"slo-{source}-{host}",
+            source=source,
+            title="DiskUsageHigh" if source == "alert" else "drift",
+            host=host,
+            state="open",
+            opened_at=now,
+        )
+        session.add(incident)
+        session.flush()
+        row = ProposalRow(
+            incident_id=incident.id,
+            remedy="disk-usage-high",
+            role="disk_cleanup",
+            hosts=[host],
+            params={},
+            risk=risk,
+            state=ProposalState.CHECKED.value,
+            check_summary={"ok": True, "changed": 1, "failed_hosts": [], "unreachable_hosts": []},
+            modules=["ansible.builtin.file"],
+            created_at=now,
+            updated_at=now,
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def test_the_gate_step_freezes_protects_and_tells(shop: Cli, tmp_path: Path) -> None:
+    """Through the real gate step (main's policies, regorus, the store): a drift fix on
+    search's exhausted budget is denied and the owners are told; an alert's fix on
+    checkout's burning budget is marked a priority."""
+    store = Store(f"sqlite:///{tmp_path / 'terry.db'}")
+    store.migrate()
+    pipeline = build_pipeline(config_for(shop.repo), store)
+    gate = pipeline.steps.gate
+
+    drift = _proposal(store, source="drift", host="web-02", risk="low")
+    denied = gate(drift)
+    assert denied.verdict is Verdict.DENY
+    assert any("service search has spent its error budget" in r for r in denied.reasons)
+    with store.session() as session:
+        assert session.get(ProposalRow, drift).state == "denied"
+        rows = session.scalars(select(AuditRow).where(AuditRow.entity == BUDGET_ENTITY)).all()
+        events = load_events(session, rows)
+    assert [e.kind for e in events] == [EventKind.BUDGET_EXHAUSTED]
+    assert events[0].host == "web-02" and "error budget exhausted: search" in events[0].reason
+
+    fix = _proposal(store, source="alert", host="web-01", risk="high")
+    decision = gate(fix)
+    assert decision.verdict is Verdict.REVIEW  # high risk: a person looks, first in line
+    assert (
+        "priority: this fix protects the error budget of checkout (burning over 1h/5m)"
+        in decision.reasons
+    )
+    with store.session() as session:
+        row = session.get(ProposalRow, fix)
+        assert row.state == "awaiting_review" and row.reasons == list(decision.reasons)
+
+
+def test_the_weekly_report_shows_budget_consumed_and_its_incidents(shop: Cli) -> None:
+    config = config_for(shop.repo)
+    store = Store(config.store_url)
+    store.migrate()
+    ours = _proposal(store, source="alert", host="web-01", risk="low")
+    with store.session() as session:
+        incident = session.get(ProposalRow, ours).incident_id
+    report = shop.json("report", "weekly", "--format", "json").get("budgets") or []
+    shown = shop("report", "weekly")
+    assert shown.exit_code == 0 and "## Error budgets" in shown.stdout
+    rows = {r["service"]: r for r in report}
+    assert set(rows) == {"checkout", "ledger", "search"}
+    checkout = rows["checkout"]
+    assert checkout["hosts"] == ["web-01"] and incident in checkout["incidents"]
+    # from the start of the window (6 days before today) to now, out of a 30-day budget
+    window = time.time() - (time.time() // DAY - 6) * DAY
+    ratio = (0.0008 * (window - 3600) + 0.02 * 3600) / window
+    expected = ratio / 0.001 * window / (30 * DAY) * 100
+    assert checkout["consumed_percent"] == pytest.approx(expected, rel=0.03)
+    # search: 1.2% errors against a 1% budget over 28 days
+    assert rows["search"]["consumed_percent"] == pytest.approx(
+        1.2 * window / (28 * DAY) * 100, rel=0.03
+    )
+    assert rows["search"]["incidents"] == [] and rows["ledger"]["consumed_percent"] is None

@@ -1,0 +1,162 @@
+"""Storms become one proposal, rolled out in canary waves (issue 18), through the real CLI.
+
+A fleet of 20 local hosts (Ansible's local connection, each its own scratch root with a
+4 MiB quota): 18 in staging, 2 in production. One Alertmanager group with a DiskUsageHigh
+alert for every host opens 20 incidents; they need the same remedy with the same
+parameters, so they fold into one proposal: one branch, one check-mode dry run across the
+hosts, one decision. Approved, it rolls out in waves — a staging canary, watched, then the
+rest of staging, then production — and every host keeps its own outcome.
+
+A canary that fails (a threshold no cleanup can reach) stops the rollout: the canary host
+is rolled back and every other host is held for a person, untouched.
+
+Real ansible-playbook, real git, real regorus, SQLite.
+"""
+
+from __future__ import annotations
+
+import subprocess
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from terry.cli import main
+from terry.demo import example
+from tests.conftest import Cli, alert, config_for, make_cli, payload
+
+pytestmark = pytest.mark.integration
+
+STAGING = [f"s-{n:02d}" for n in range(1, 19)]
+PRODUCTION = ["p-01", "p-02"]
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    repo = tmp_path_factory.mktemp("storm") / "ops"
+    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
+    assert created.exit_code == 0, created.stdout
+    groups: dict[str, Any] = {}
+    for names, environment in ((STAGING, "staging"), (PRODUCTION, "production")):
+        groups[environment] = {
+            "vars": {"terry_environment": environment},
+            "hosts": {
+                name: {
+                    "terry_root": str(repo / ".terry" / "hosts" / name),
+                    "terry_disk_quota_mb": 4,
+                }
+                for name in names
+            },
+        }
+    hosts = repo / "inventories" / "example" / "hosts.yml"
+    inventory = yaml.safe_load(hosts.read_text())
+    inventory["all"]["children"] = groups
+    hosts.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    config = repo / "terry.yml"
+    settings = yaml.safe_load(config.read_text())
+    settings["canary"] = {"min_hosts": 3, "percent": 10, "watch": 0.2}
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+    cli = make_cli(repo)
+    git = ["git", "-C", str(repo)]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(repo), **cli.env}
+    subprocess.run([*git, "commit", "-qam", "a fleet of 20 hosts"], check=True, env=env)
+    for name in (*STAGING, *PRODUCTION):
+        (repo / ".terry" / "hosts" / name / "srv" / "data").mkdir(parents=True)
+    yield cli
+
+
+def _fill(cli: Cli, names: list[str]) -> None:
+    config = config_for(cli.repo)
+    for name in names:
+        example.break_host(config, name, example.Fault.DISK)
+
+
+def _logs(cli: Cli, name: str) -> list[str]:
+    logs = cli.repo / ".terry" / "hosts" / name / "srv" / "data" / "log"
+    return sorted(p.name for p in logs.iterdir())
+
+
+def _storm(cli: Cli, names: list[str], tag: str, **labels: str) -> list[dict[str, Any]]:
+    body = payload(
+        [
+            alert(
+                "DiskUsageHigh", fingerprint=f"{tag}-{n}", host=n, mountpoint="/srv/data", **labels
+            )
+            for n in names
+        ]
+    )
+    outcomes: list[dict[str, Any]] = cli.json("alert", "ingest", "-", input=body)["proposals"]
+    return outcomes
+
+
+def test_twenty_incidents_in_a_burst_become_one_proposal_fixed_in_waves(fleet: Cli) -> None:
+    everyone = [*STAGING, *PRODUCTION]
+    _fill(fleet, everyone)
+
+    outcomes = _storm(fleet, everyone, "burst")
+    assert len(outcomes) == 20
+    assert len({o["incident_id"] for o in outcomes}) == 20
+    [pid] = {o["proposal_id"] for o in outcomes}  # one proposal for the storm
+    # production hosts and more than five hosts: a person decides, once
+    assert {o["state"] for o in outcomes} == {"awaiting_review"}
+
+    detail = fleet.json("proposals", "show", str(pid))
+    assert sorted(detail["summary"]["hosts"]) == sorted(everyone)
+    assert [r["kind"] for r in detail["runs"]] == ["check"]  # one dry run across the hosts
+    assert set(detail["runs"][0]["stats"]) == set(everyone)
+    assert 0 <= detail["summary"]["confidence"] <= 100
+    waves = {h["host"]: h["wave"] for h in detail["host_outcomes"]}
+    assert {waves[h] for h in PRODUCTION} == {2}  # production last, never in the canary
+    assert sorted(h for h, w in waves.items() if w == 0) == ["s-01", "s-02"]  # 10%: two
+    assert len({h["incident_id"] for h in detail["host_outcomes"]}) == 20
+
+    approved = fleet.as_("erin").json("proposals", "approve", str(pid))
+    assert approved["state"] == "verified", approved
+
+    detail = fleet.json("proposals", "show", str(pid))
+    assert {h["state"] for h in detail["host_outcomes"]} == {"verified"}
+    applies = [r for r in detail["runs"] if r["kind"] == "apply"]
+    assert [sorted(r["stats"]) for r in applies] == [
+        ["s-01", "s-02"],
+        STAGING[2:],
+        PRODUCTION,
+    ]
+    assert all(
+        not any(n.startswith("app.log.1") and not n.endswith(".gz") for n in _logs(fleet, h))
+        for h in everyone
+    )
+    listed = fleet.json("incidents", "list", "--limit", "100")
+    fixed = [i for i in listed if i.get("id") in {o["incident_id"] for o in outcomes}]
+    assert fixed and all(not i.get("attention") for i in fixed)
+
+
+def test_a_failed_canary_stops_rolls_back_only_the_canary_and_holds_the_rest(
+    fleet: Cli,
+) -> None:
+    names = STAGING[:6] + PRODUCTION[:1]
+    _fill(fleet, names)
+    before = {h: _logs(fleet, h) for h in names}
+
+    # threshold 1%: no cleanup gets there; the canary's verify fails
+    outcomes = _storm(fleet, names, "canary", threshold="1")
+    [pid] = {o["proposal_id"] for o in outcomes}
+    assert {o["state"] for o in outcomes} == {"awaiting_review"}
+    approved = fleet.as_("erin").json("proposals", "approve", str(pid))
+    assert approved["state"] == "rolled_back", approved
+
+    detail = fleet.json("proposals", "show", str(pid))
+    states = {h["host"]: h["state"] for h in detail["host_outcomes"]}
+    assert states == {"s-01": "rolled_back", **{h: "held" for h in names[1:]}}
+    assert "canary failed" in detail["outcome"]
+    assert [r["kind"] for r in detail["runs"] if r["kind"] in ("apply", "rollback")] == [
+        "apply",
+        "rollback",
+    ]
+    applied = [r for r in detail["runs"] if r["kind"] == "apply"]
+    assert sorted(applied[0]["stats"]) == ["s-01"]  # staging first, one host (10%, at least 1)
+    for host in names[1:]:
+        assert _logs(fleet, host) == before[host]  # never touched
+    assert detail["summary"]["confidence"] <= 20

@@ -1,0 +1,280 @@
+"""SLO specs in both formats, their errors, and the budget and burn-rate arithmetic."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+
+from terry.errors import ConfigError
+from terry.inventory.hosts import Host, Inventory
+from terry.slo.budget import BudgetState, compute_budget, worst
+from terry.slo.services import priority_note, service_budgets, services_of
+from terry.slo.spec import DEFAULT_PERIOD, load_slos, parse_text
+from terry.slo.status import SLOStatus, prom_duration
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+SLOTH = """
+version: "prometheus/v1"
+service: checkout
+labels: {owner: team-shop}
+slos:
+  - name: requests-availability
+    objective: 99.9
+    sli:
+      events:
+        error_query: sum(rate(http_requests_total{code=~"5.."}[{{.window}}]))
+        total_query: sum(rate(http_requests_total[{{.window}}]))
+    alerting: {name: CheckoutErrors, page_alert: {labels: {severity: critical}}}
+  - name: latency
+    objective: 99
+    sli:
+      raw:
+        error_ratio_query: 1 - avg(rate(fast_total[{{.window}}]) / rate(all_total[{{.window}}]))
+"""
+
+OPENSLO = """
+apiVersion: openslo/v1
+kind: Service
+metadata: {name: search}
+spec: {description: the search service}
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata: {name: search-availability}
+spec:
+  service: search
+  budgetingMethod: Occurrences
+  timeWindow: [{duration: 7d, isRolling: true}]
+  objectives: [{targetPercent: 99.5}]
+  indicator:
+    spec:
+      ratioMetric:
+        counter: true
+        good: {metricSource: {type: Prometheus, spec: {query: 'requests{code!~"5.."}'}}}
+        total: {metricSource: {type: prometheus, spec: {query: requests}}}
+---
+apiVersion: openslo/v1
+kind: SLI
+metadata: {name: search-errors}
+spec:
+  ratioMetric:
+    bad:
+      metricSource:
+        type: Prometheus
+        spec: {query: 'sum(increase(errors_total[{{.window}}]))'}
+    total:
+      metricSource:
+        type: Prometheus
+        spec: {query: 'sum(increase(requests[{{.window}}]))'}
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata: {name: search-errors}
+spec:
+  service: search
+  indicatorRef: search-errors
+  objectives: [{target: 0.999}]
+"""
+
+
+def test_sloth_spec_reads_events_and_raw_slis() -> None:
+    avail, latency = parse_text(SLOTH, "slos/checkout.yml")
+    assert (avail.service, avail.name, avail.objective) == (
+        "checkout",
+        "requests-availability",
+        99.9,
+    )
+    assert avail.period_seconds == DEFAULT_PERIOD and avail.format == "sloth"
+    assert avail.labels == {"owner": "team-shop"}
+    assert avail.error_ratio_query("5m") == (
+        'sum((sum(rate(http_requests_total{code=~"5.."}[5m]))) or vector(0)) '
+        "/ sum(sum(rate(http_requests_total[5m])))"
+    )
+    assert avail.budget_fraction == pytest.approx(0.001)
+    assert latency.total is None
+    assert latency.error_ratio_query("1h") == (
+        "sum(1 - avg(rate(fast_total[1h]) / rate(all_total[1h])))"
+    )
+
+
+def test_openslo_good_over_total_bad_by_reference_and_other_kinds_skipped() -> None:
+    avail, errors = parse_text(OPENSLO, "slos/search.yml")
+    assert (avail.service, avail.objective, avail.period_seconds) == ("search", 99.5, 7 * 86400)
+    assert avail.good and avail.format == "openslo"
+    assert avail.error_ratio_query("30m") == (
+        '1 - sum((sum(rate(requests{code!~"5.."}[30m]))) or vector(0)) '
+        "/ sum(sum(rate(requests[30m])))"
+    )
+    assert errors.objective == pytest.approx(99.9) and not errors.good
+    assert errors.period_seconds == DEFAULT_PERIOD
+    assert errors.error_ratio_query("6h").startswith("sum((sum(increase(errors_total[6h])))")
+
+
+def test_the_examples_parse() -> None:
+    slos = load_slos(REPO_ROOT / "examples")
+    assert [(s.service, s.format) for s in slos] == [("checkout", "sloth"), ("search", "openslo")]
+    assert slos[1].period_seconds == 28 * 86400 and slos[1].objective == 99.0
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            SLOTH.replace("objective: 99.9", "objective: 100"),
+            "slos/x.yml: slos[0].objective: Input should be less than 100",
+        ),
+        (
+            SLOTH.replace("[{{.window}}]))\n        total", "[5m]))\n        total"),
+            "slos/x.yml: slos[0].sli.events.error_query: the query must say where the range "
+            "goes with {{.window}}",
+        ),
+        (SLOTH.replace('"prometheus/v1"', '"prometheus/v2"'), "slos/x.yml: version: Input"),
+        ("version: prometheus/v1\nservice: x\nslos: []\n", "slos/x.yml: slos: List should"),
+        (
+            SLOTH.replace("events:\n        error_query", "plugin: {id: x}\n      e:\n        q"),
+            "slos/x.yml: slos[0].sli.plugin: SLI plugins are Sloth's own",
+        ),
+        (
+            OPENSLO.replace("query: requests}", "query: 'sum(requests)'}"),
+            "slos/x.yml: spec.indicator.spec.ratioMetric.total.metricSource.spec.query: without "
+            "{{.window}} the query must be a series selector",
+        ),
+        (
+            OPENSLO.replace("type: prometheus", "type: Datadog"),
+            "slos/x.yml: spec.indicator.spec.ratioMetric.total.metricSource.type: Terry reads "
+            "Prometheus metric sources only",
+        ),
+        (
+            OPENSLO.replace("budgetingMethod: Occurrences", "budgetingMethod: Timeslices"),
+            "slos/x.yml: spec.budgetingMethod: Input should be 'Occurrences'",
+        ),
+        (
+            OPENSLO.replace("indicatorRef: search-errors", "indicatorRef: nope"),
+            "slos/x.yml: spec.indicatorRef: no SLI named 'nope'",
+        ),
+        (
+            OPENSLO.replace("[{target: 0.999}]", "[{target: 0.999, targetPercent: 99.9}]"),
+            "slos/x.yml: spec.objectives[0]: give exactly one of target and targetPercent",
+        ),
+        ("just: text\n", "slos/x.yml: neither a Sloth spec"),
+        ("- a list\n", "slos/x.yml: document 1 is not a mapping"),
+    ],
+)
+def test_a_bad_spec_names_its_file_and_field(text: str, message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_text(text, "slos/x.yml")
+    assert str(caught.value).startswith(message), str(caught.value)
+
+
+def test_the_same_slo_twice_is_refused(tmp_path: Path) -> None:
+    (tmp_path / "slos").mkdir()
+    (tmp_path / "slos" / "a.yml").write_text(SLOTH)
+    (tmp_path / "slos" / "b.yaml").write_text(SLOTH)
+    with pytest.raises(
+        ConfigError,
+        match=r"slos/b.yaml: SLO checkout/requests-availability is also defined in slos/a.yml",
+    ):
+        load_slos(tmp_path)
+    assert load_slos(tmp_path / "nowhere") == []
+
+
+# -- the arithmetic -------------------------------------------------------------------------
+
+
+def test_budget_remaining_and_burn_rates() -> None:
+    # 99.9% over 30 days: 43.2 minutes of budget; 0.04% errors spent 40% of it
+    budget = compute_budget(
+        objective=99.9,
+        period_seconds=30 * 86400,
+        period_error_ratio=0.0004,
+        window_error_ratios={"1h": 0.02, "5m": 0.015, "6h": 0.004, "30m": 0.01},
+    )
+    assert budget.budget_minutes == pytest.approx(43.2)
+    assert budget.sli == pytest.approx(99.96)
+    assert budget.remaining_percent == pytest.approx(60.0)
+    assert budget.remaining_minutes == pytest.approx(25.92)
+    assert budget.burn_rates == pytest.approx({"1h": 20.0, "5m": 15.0, "6h": 4.0, "30m": 10.0})
+    assert budget.burning == ("1h/5m",)  # 6h burns 4x: under 6, whatever 30m says
+    assert budget.state is BudgetState.OK
+
+
+@pytest.mark.parametrize(
+    ("ratio", "state", "left"),
+    [
+        (0.0, BudgetState.OK, 100.0),
+        (0.00091, BudgetState.LOW, 9.0),
+        (0.001, BudgetState.EXHAUSTED, 0.0),
+        (0.0015, BudgetState.EXHAUSTED, -50.0),
+        (None, BudgetState.UNKNOWN, None),
+        (float("nan"), BudgetState.UNKNOWN, None),
+    ],
+)
+def test_budget_states(ratio: float | None, state: BudgetState, left: float | None) -> None:
+    budget = compute_budget(
+        objective=99.9, period_seconds=86400, period_error_ratio=ratio, window_error_ratios={}
+    )
+    assert budget.state is state
+    assert budget.remaining_percent == (None if left is None else pytest.approx(left))
+    assert budget.burning == () and set(budget.burn_rates.values()) == {None}
+
+
+def test_the_short_window_stops_a_pair_burning() -> None:
+    budget = compute_budget(
+        objective=99.0,
+        period_seconds=86400,
+        period_error_ratio=0.001,
+        window_error_ratios={"1h": 0.2, "5m": 0.01, "6h": 0.07, "30m": 0.061},
+    )
+    assert budget.burning == ("6h/30m",)
+
+
+def test_worst_state_and_durations() -> None:
+    assert worst([BudgetState.OK, BudgetState.LOW]) is BudgetState.LOW
+    assert worst([BudgetState.LOW, BudgetState.UNKNOWN]) is BudgetState.UNKNOWN
+    assert worst([BudgetState.UNKNOWN, BudgetState.EXHAUSTED]) is BudgetState.EXHAUSTED
+    assert worst([]) is BudgetState.OK
+    assert [prom_duration(s) for s in (30 * 86400, 6 * 3600, 300, 90)] == ["30d", "6h", "5m", "90s"]
+
+
+def _host(name: str, service: str | None) -> Host:
+    labels = {"service": service} if service else {}
+    return Host(name, None, "production", None, labels)
+
+
+def test_services_of_hosts_and_a_service_budget() -> None:
+    hosts = [_host("web-01", "checkout"), _host("web-02", "checkout, search"), _host("db", None)]
+    assert services_of(hosts) == {"checkout", "search"}
+    inventory = Inventory({h.name: h for h in hosts})
+    from terry.slo.services import hosts_of
+
+    assert hosts_of("search", inventory) == ["web-02"]
+
+    slo_a, slo_b = parse_text(SLOTH, "slos/checkout.yml")
+    fast = compute_budget(
+        objective=99.9,
+        period_seconds=DEFAULT_PERIOD,
+        period_error_ratio=0.0005,
+        window_error_ratios={"1h": 0.02, "5m": 0.02, "6h": 0.001, "30m": 0.001},
+    )
+    low = compute_budget(
+        objective=99.0,
+        period_seconds=DEFAULT_PERIOD,
+        period_error_ratio=0.0095,
+        window_error_ratios={"1h": 0.01, "5m": 0.01, "6h": 0.01, "30m": 0.01},
+    )
+    budgets = service_budgets([SLOStatus(slo_a, fast), SLOStatus(slo_b, low)])
+    view = budgets["checkout"].as_input()
+    assert view["state"] == "low"
+    assert view["budget_remaining_percent"] == pytest.approx(5.0)
+    assert view["burn_rates"] == {"1h": 20.0, "5m": 20.0, "6h": 1.0, "30m": 1.0}
+    assert view["burning"] == ["1h/5m"] and view["error"] is None
+
+    gate = {"services": {"checkout": view}, "error": None}
+    note = priority_note(gate, "alert")
+    assert note == "priority: this fix protects the error budget of checkout (burning over 1h/5m)"
+    assert priority_note(gate, "drift") is None
+    calm = {**view, "burning": [], "state": "ok"}
+    assert priority_note({"services": {"checkout": calm}}, "alert") is None
