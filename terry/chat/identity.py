@@ -6,9 +6,10 @@ A chat user is known by the platform's ids (``slack:T123/U456``: the workspace a
 - the tenants' members (``policies/tenants.yml`` on main: ``{slack: U456, role: operator}``,
   ``{discord: "81234", role: viewer}``, or ``{user: alice, ...}`` for the Terry identity
   ``chat.users`` maps them to): that role in that tenant;
-- ``terry.yml``'s allow-list: an identity in ``chat.writers`` is an operator of every tenant
-  (an admin when ``admins`` names it too); one ``chat.users`` maps and no tenant names is a
-  viewer of every tenant, as before tenants existed.
+- ``terry.yml``'s allow-list, meaning what it did before roles: an identity in
+  ``chat.writers`` approves, rejects and rolls back at any risk in every tenant (the admin
+  row of the table); one ``chat.users`` maps, not a writer and named by no tenant, is a
+  viewer of every tenant.
 
 Nobody else may do anything. Every write is then ``terry.access.allowed`` with the
 proposal's risk and tenants (``ChatAccess.decide``), the very check the API, the console
@@ -131,9 +132,8 @@ def access_of(config: Config, user: ChatUser, tenancy: Tenants | None) -> ChatAc
             best[tenant.name] = max(roles, key=_RANK.__getitem__)
     principals = [Principal(name, role, tenant) for tenant, role in sorted(best.items())]
     if user.name is not None:
-        if user.name in config.chat.writers:
-            role = Role.ADMIN if user.name in config.admins else Role.OPERATOR
-            principals.insert(0, Principal(name, role, ANY_TENANT))
+        if user.name in config.chat.writers:  # as before roles: any risk, any tenant
+            principals.insert(0, Principal(name, Role.ADMIN, ANY_TENANT))
         elif not best:
             principals.insert(0, Principal(name, Role.VIEWER, ANY_TENANT))
     return ChatAccess(user, tuple(principals))

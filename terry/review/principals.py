@@ -2,8 +2,8 @@
 
 A GitHub login holds a role from two places, and both count:
 
-- ``forge.github.allowed_users`` in ``terry.yml``: an operator of every tenant (an admin
-  when ``admins`` names the login too), as before tenants existed;
+- ``forge.github.allowed_users`` in ``terry.yml``: what it meant before roles, approving
+  and rolling back at any risk in every tenant (the admin row of the table);
 - the tenants' members and reviewers on main (``policies/tenants.yml``): ``{github: login,
   role: R}`` is role R in that tenant; ``{github_team: org/team, role: R}`` too when GitHub
   says the login is an active member of the team (``GitHubForge.in_team``); a reviewer
@@ -70,9 +70,8 @@ def principals_of(
 ) -> tuple[Principal, ...]:
     """The principals GitHub user ``login`` holds (see the module's docstring)."""
     found: list[Principal] = []
-    if login in config.forge.github.allowed_users:
-        role = Role.ADMIN if login in config.admins else Role.OPERATOR
-        found.append(Principal(login, role, ANY_TENANT))
+    if login in config.forge.github.allowed_users:  # as before roles: any risk, any tenant
+        found.append(Principal(login, Role.ADMIN, ANY_TENANT))
     for tenant in tenancy.tenants.values() if tenancy else ():
         roles: list[Role] = []
         if (role := tenant.role_of(f"github:{login}")) is not None:

@@ -540,3 +540,60 @@ def test_the_token_is_nowhere_terry_writes(world: tuple[Cli, FakeGitHub]) -> Non
             found.append(f"request body {request['method']} {request['path']}")
     assert found == []
     assert CANARY not in " ".join(_ARGV_SEEN), "the token appeared in a process's arguments"
+
+
+TENANT_MEMBERS = """\
+tenants:
+  example:
+    hosts: ["*"]
+    members:
+      - {github: octo-view, role: viewer}
+      - {github: olga, role: operator}
+      - {github_team: acme/dbas, role: operator}
+"""
+
+
+def test_tenant_members_act_by_their_role_and_refusals_say_why(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    """Last in the module: it commits tenants to main. A viewer's ``/terry apply``, an
+    approval by someone whose team invitation is still pending and a viewer's merge are
+    refused with the reason (once); an operator member's approval merges and applies."""
+    cli, fake = world
+    (cli.repo / "policies" / "tenants.yml").write_text(TENANT_MEMBERS)
+    _git(cli.repo, "add", "policies/tenants.yml")
+    _git(cli.repo, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "tenants")
+    _git(cli.repo, "push", "--quiet", "origin", "main")
+    cli("example", "break", "db-01", "service")
+    pid = _review_proposal(cli, "gh-tenant-members")["summary"]["id"]
+    row = _row(cli, pid)
+    number, commit = row.pr_number, row.commit_sha
+    assert number is not None and commit is not None
+
+    fake.comment(number, "octo-view", "/terry apply")
+    fake.team_member("acme/dbas", "dora", state="pending")
+    fake.review(number, "dora", "APPROVED", commit_id=commit)
+    _sync(cli, pid)
+    _sync(cli, pid)  # the same review is answered once
+    replies = [c["body"] for c in fake.comments[number] if c["user"]["login"] == fake.bot]
+    [viewer] = [b for b in replies if "Refused `apply` from @octo-view" in b]
+    assert "octo-view (viewer) may not approve: the viewer role does not" in viewer
+    [pending] = [b for b in replies if "The approval by @dora does not count" in b]
+    assert "dora is not allowed to approve" in pending
+    assert _row(cli, pid).state == "awaiting_review"
+    asked = [r["path"] for r in fake.requests if "/teams/" in r["path"]]
+    assert "/orgs/acme/teams/dbas/memberships/dora" in asked
+
+    fake.review(number, "olga", "APPROVED", commit_id=commit)
+    done = _sync(cli, pid)
+    assert done["state"] == "verified", (done, _row(cli, pid).outcome)
+    assert _row(cli, pid).approved_by == "olga"
+
+    # a viewer's merge is recorded and not treated as an approval
+    second = _review_proposal(cli, "gh-tenant-viewer-merge")["summary"]["id"]
+    number = _row(cli, second).pr_number
+    assert number is not None
+    fake.merge_by(number, "octo-view")
+    _sync(cli, second)
+    row = _row(cli, second)
+    assert row.state == "rejected" and "octo-view (viewer) may not approve" in (row.outcome or "")

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import subprocess
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -92,7 +91,7 @@ def _storm(cli: Cli, names: list[str], tag: str, **labels: str) -> list[dict[str
     return outcomes
 
 
-def test_twenty_incidents_in_a_burst_become_one_proposal_fixed_in_waves(fleet: Cli) -> None:
+def test_twenty_incidents_in_a_burst_become_one_proposal_with_one_dry_run(fleet: Cli) -> None:
     everyone = [*STAGING, *PRODUCTION]
     _fill(fleet, everyone)
 
@@ -108,35 +107,46 @@ def test_twenty_incidents_in_a_burst_become_one_proposal_fixed_in_waves(fleet: C
     assert [r["kind"] for r in detail["runs"]] == ["check"]  # one dry run across the hosts
     assert set(detail["runs"][0]["stats"]) == set(everyone)
     assert 0 <= detail["summary"]["confidence"] <= 100
-    waves = {h["host"]: h["wave"] for h in detail["host_outcomes"]}
-    assert {waves[h] for h in PRODUCTION} == {2}  # production last, never in the canary
-    assert sorted(h for h, w in waves.items() if w == 0) == ["s-01", "s-02"]  # 10%: two
-    assert len({h["incident_id"] for h in detail["host_outcomes"]}) == 20
+    hosts = {h["host"]: h for h in detail["host_outcomes"]}
+    assert len({h["incident_id"] for h in hosts.values()}) == 20  # each host its incident
+    assert {h["state"] for h in hosts.values()} == {"pending"}
+    # the plan the gate judged: a staging canary of 10% (two), staging, production last
+    assert sorted(h for h, row in hosts.items() if row["wave"] == 0) == ["s-01", "s-02"]
+    assert {hosts[h]["wave"] for h in STAGING[2:]} == {1}
+    assert {hosts[h]["wave"] for h in PRODUCTION} == {2}
+    listed = fleet.json("proposals", "list")
+    assert [p["confidence"] for p in listed if p["id"] == pid] == [detail["summary"]["confidence"]]
+    fleet.as_("erin").json("proposals", "reject", str(pid), "--reason", "test: not now")
+
+
+def test_an_approved_storm_rolls_out_in_waves_each_host_verified(fleet: Cli) -> None:
+    names = [*STAGING[:6], PRODUCTION[0]]
+    _fill(fleet, names)
+    outcomes = _storm(fleet, names, "waves")
+    [pid] = {o["proposal_id"] for o in outcomes}
+    assert {o["state"] for o in outcomes} == {"awaiting_review"}  # a production host
 
     approved = fleet.as_("erin").json("proposals", "approve", str(pid))
     assert approved["state"] == "verified", approved
 
     detail = fleet.json("proposals", "show", str(pid))
-    assert {h["state"] for h in detail["host_outcomes"]} == {"verified"}
-    applies = [r for r in detail["runs"] if r["kind"] == "apply"]
-    assert [sorted(r["stats"]) for r in applies] == [
-        ["s-01", "s-02"],
-        STAGING[2:],
-        PRODUCTION,
-    ]
-    assert all(
-        not any(n.startswith("app.log.1") and not n.endswith(".gz") for n in _logs(fleet, h))
-        for h in everyone
+    assert {h["host"]: h["state"] for h in detail["host_outcomes"]} == dict.fromkeys(
+        names, "verified"
     )
-    listed = fleet.json("incidents", "list", "--limit", "100")
-    fixed = [i for i in listed if i.get("id") in {o["incident_id"] for o in outcomes}]
-    assert fixed and all(not i.get("attention") for i in fixed)
+    applies = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "apply"]
+    # the canary (10% of 7: one staging host), the rest of staging, then production
+    assert applies == [["s-01"], STAGING[1:6], ["p-01"]]
+    for host in names:
+        assert not [n for n in _logs(fleet, host) if not n.endswith(".gz")]
+    incidents = {i["id"]: i for i in fleet.json("incidents", "list", "--limit", "200")}
+    for outcome in outcomes:  # every host's own incident is fixed, none needs a person
+        assert not incidents[outcome["incident_id"]].get("attention")
 
 
 def test_a_failed_canary_stops_rolls_back_only_the_canary_and_holds_the_rest(
     fleet: Cli,
 ) -> None:
-    names = STAGING[:6] + PRODUCTION[:1]
+    names = [*STAGING[6:9], PRODUCTION[1]]
     _fill(fleet, names)
     before = {h: _logs(fleet, h) for h in names}
 
@@ -149,14 +159,46 @@ def test_a_failed_canary_stops_rolls_back_only_the_canary_and_holds_the_rest(
 
     detail = fleet.json("proposals", "show", str(pid))
     states = {h["host"]: h["state"] for h in detail["host_outcomes"]}
-    assert states == {"s-01": "rolled_back", **{h: "held" for h in names[1:]}}
+    assert states == {"s-07": "rolled_back", "s-08": "held", "s-09": "held", "p-02": "held"}
     assert "canary failed" in detail["outcome"]
-    assert [r["kind"] for r in detail["runs"] if r["kind"] in ("apply", "rollback")] == [
-        "apply",
-        "rollback",
-    ]
-    applied = [r for r in detail["runs"] if r["kind"] == "apply"]
-    assert sorted(applied[0]["stats"]) == ["s-01"]  # staging first, one host (10%, at least 1)
+    kinds = [r["kind"] for r in detail["runs"] if r["kind"] in ("apply", "rollback")]
+    assert kinds == ["apply", "rollback"]
+    [applied] = [r for r in detail["runs"] if r["kind"] == "apply"]
+    assert sorted(applied["stats"]) == ["s-07"]  # staging first, one host (10%, at least 1)
     for host in names[1:]:
         assert _logs(fleet, host) == before[host]  # never touched
     assert detail["summary"]["confidence"] <= 20
+
+
+def test_an_incident_arriving_after_the_decision_goes_in_the_next_wave(fleet: Cli) -> None:
+    names = STAGING[9:12]
+    late = STAGING[12]
+    _fill(fleet, [*names, late])
+    body = payload(
+        [
+            alert("DiskUsageHigh", fingerprint=f"next-{n}", host=n, mountpoint="/srv/data")
+            for n in names
+        ]
+    )
+    outcomes = fleet.json("alert", "ingest", "-", "--no-apply", input=body)["proposals"]
+    [pid] = {o["proposal_id"] for o in outcomes}
+    assert {o["state"] for o in outcomes} == {"merged"}  # decided, not applied yet
+
+    [joined] = _storm(fleet, [late], "next")
+    assert joined["proposal_id"] == pid and "next wave" in joined["note"], joined
+    detail = fleet.json("proposals", "show", str(pid))
+    assert {h["host"]: h["state"] for h in detail["host_outcomes"]}[late] == "queued"
+    assert late not in detail["summary"]["hosts"]  # its dry run and decision never saw it
+
+    applied = fleet.json("proposals", "apply", str(pid))
+    assert applied["state"] == "verified", applied
+    detail = fleet.json("proposals", "show", str(pid))
+    moved = {h["host"]: h for h in detail["host_outcomes"]}[late]
+    assert moved["state"] == "moved"
+    follow = int(moved["detail"].rsplit(" ", 1)[1])
+    wave = fleet.json("proposals", "show", str(follow))
+    assert wave["follows"] == pid
+    assert wave["summary"]["hosts"] == [late]
+    assert wave["summary"]["state"] == "verified"  # its own dry run, decision and apply
+    assert [r["kind"] for r in wave["runs"]][0] == "check"
+    assert [h["incident_id"] for h in wave["host_outcomes"]] == [joined["incident_id"]]

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import gzip
 import json
+import logging
 import threading
 import time
 from collections.abc import Iterator
@@ -27,7 +28,7 @@ from starlette.routing import Route
 
 from terry.demo import example
 from terry.gitops.repo import Repo
-from terry.traces.spans import exporting_from, tracer_for
+from terry.traces.spans import TraceIdFilter, exporting_from, tracer_for
 from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.fakes.jaeger_api import FakeJaeger, SpanSpec
 from tests.fakes.local_server import LocalServer
@@ -93,6 +94,7 @@ def otlp() -> Iterator[OtlpReceiver]:
     server = OtlpReceiver()
     server.start()
     yield server
+    tracer_for(exporting_from(server.base_url)).flush()  # nothing left to send at exit
     server.stop()
 
 
@@ -128,9 +130,11 @@ def fleet(
     staging["web-02"]["terry_labels"]["service"] = "web"
     inventory.write_text(yaml.safe_dump(hosts))
     Repo(repo).commit_paths(["terry.yml", str(inventory.relative_to(repo))], "trace Terry")
-    assert cli("example", "up").exit_code == 0
+    # the example hosts' roots only: the dry runs need hosts to reach, not a converged fleet
+    for host in example.example_hosts(config_for(repo)):
+        for where in ("srv/data/log", "srv/data/tmp"):
+            (repo / ".terry" / "hosts" / host / where).mkdir(parents=True, exist_ok=True)
     yield cli
-    example.down(config_for(repo))
 
 
 def _spans(otlp: OtlpReceiver, trace_id: str, count: int) -> list[dict[str, Any]]:
@@ -142,49 +146,68 @@ def _spans(otlp: OtlpReceiver, trace_id: str, count: int) -> list[dict[str, Any]
     return found
 
 
+def _chain(spans: list[dict[str, Any]], span: dict[str, Any]) -> list[str]:
+    """The names of a span's ancestors, nearest first."""
+    by_id = {s["span_id"]: s for s in spans}
+    names = []
+    while span["parent"] is not None:
+        span = by_id[span["parent"]]
+        names.append(span["name"])
+    return names
+
+
 def test_an_incident_is_one_trace_with_a_span_per_step(fleet: Cli, otlp: OtlpReceiver) -> None:
-    fleet("example", "break", "web-01", "disk")
     body = payload(
-        [alert("DiskUsageHigh", fingerprint="tr-1", host="web-01", mountpoint="/srv/data")]
+        [alert("DiskUsageHigh", fingerprint="tr-1", host="db-01", mountpoint="/srv/data")]
     )
-    out = fleet.json("alert", "ingest", "-", "--no-apply", input=body)
-    [outcome] = out["proposals"]
-    assert outcome["state"] == "merged", outcome
+    [outcome] = fleet.json("alert", "ingest", "-", input=body)["proposals"]
+    assert outcome["state"] == "awaiting_review", outcome  # production: a person decides
     pid, incident_id = str(outcome["proposal_id"]), str(outcome["incident_id"])
-    # later, in another command: the apply continues the incident's trace
-    assert fleet.json("proposals", "apply", pid)["state"] == "verified"
+    # later, in another command: the rejection continues the incident's trace
+    assert fleet("proposals", "reject", pid, "--reason", "not now").exit_code == 0
 
     story = fleet.json("incidents", "show", incident_id)
     trace_id = story["incident"]["trace_id"]
     assert trace_id and len(trace_id) == 32
     assert f"trace    {trace_id}" in fleet("incidents", "show", incident_id).stdout
-    spans = _spans(otlp, trace_id, 10)
-    by_name = {s["name"]: s for s in spans}
+    spans = _spans(otlp, trace_id, 9)
+    named = {s["name"]: s for s in spans}
     assert {s["service"] for s in spans} == {"terry"}
-    [root] = [s for s in spans if s["parent"] is None]
+    [root] = [s for s in spans if s["parent"] is None]  # one trace, one root
     assert root["name"].startswith("remediate INC-")
     assert root["attributes"]["terry.incident.id"] == int(incident_id)
     for step in ("diagnose", "propose", "dry_run", "gate"):
-        assert by_name[step]["parent"] == root["span_id"], (step, spans)
-    later = next(s for s in spans if s["name"].startswith("apply INC-"))
+        assert _chain(spans, named[step])[-1] == root["name"], step
+    [check] = [s for s in spans if s["name"] == "ansible-playbook"]
+    assert check["attributes"]["terry.run"] == "check"
+    assert check["parent"] == named["dry_run"]["span_id"]
+    later = next(s for s in spans if s["name"].startswith("reject INC-"))
     assert later["parent"] == root["span_id"]  # continued from the incident record
-    assert by_name["apply"]["parent"] == later["span_id"]
-    runs = {s["attributes"]["terry.run"]: s for s in spans if s["name"] == "ansible-playbook"}
-    assert runs["check"]["parent"] == by_name["dry_run"]["span_id"]
-    assert runs["apply"]["parent"] == by_name["apply"]["span_id"]
-    assert any(s["name"] == "ansible-playbook" for s in otlp.of(trace_id))
-    # no other incident's spans in this trace
-    assert all(
-        s["attributes"].get("terry.incident.id", int(incident_id)) == int(incident_id)
-        for s in spans
-    )
+    assert named["review"]["parent"] == later["span_id"]
 
     # the ansible run got the W3C trace context of its own span
     detail = fleet.json("proposals", "show", pid)
-    apply_run = next(r for r in detail["runs"] if r["kind"] == "apply")
-    [command] = Path(apply_run["artifact_dir"]).glob("**/command")
+    [run] = [r for r in detail["runs"] if r["kind"] == "check"]
+    [command] = Path(run["artifact_dir"]).glob("**/command")
     env = json.loads(command.read_text())["env"]
-    assert env["TRACEPARENT"] == f"00-{trace_id}-{runs['apply']['span_id']}-01"
+    assert env["TRACEPARENT"] == f"00-{trace_id}-{check['span_id']}-01"
+
+    # a log line inside a span names its trace
+    records: list[logging.LogRecord] = []
+    handler = logging.Handler()
+    handler.emit = records.append  # type: ignore[method-assign]
+    handler.addFilter(TraceIdFilter())
+    logger = logging.getLogger("terry.test_traces")
+    logger.addHandler(handler)
+    try:
+        with tracer_for(exporting_from(otlp.base_url)).span("log check") as ids:
+            logger.warning("inside %s", "a span")
+        logger.warning("outside")
+    finally:
+        logger.removeHandler(handler)
+    assert ids is not None
+    assert records[0].getMessage() == f"inside a span trace_id={ids.trace_id}"
+    assert records[1].getMessage() == "outside" and records[1].trace_id == ""
 
 
 def test_a_traced_alert_naming_no_host_goes_to_the_host_of_the_guilty_service(
