@@ -1,7 +1,9 @@
 """Who may do what: Terry's roles, the one permission table, and ``allowed``.
 
 Every way in asks here (``terry serve``'s API and console through
-``terry.service.auth``; the CLI and chat as they adopt it), so a permission is written once.
+``terry.service.auth``, the remote CLI through the API, chat through
+``terry.chat.identity``, pull requests through ``terry.review.principals``), so a permission
+is written once; a person holding roles in several tenants is judged by ``allowed_any``.
 ``docs/permissions.md`` repeats ``TABLE`` for people, and
 ``tests/integration/test_permissions.py`` parses that page and holds both the table and every
 HTTP endpoint to it: the docs and the code cannot drift.
@@ -175,7 +177,7 @@ def allowed_any(
     """``allowed`` for someone who holds several principals (a role in each of their
     tenants, as chat and forge identities do), on a proposal of ``risk`` touching
     ``tenants`` (none: hosts of no tenant): yes when one principal may in one tenant. Else
-    the refusal that says most: the role's or the risk limit's before another tenant's;
+    the refusal that says most: the risk limit's, the role's, then another tenant's;
     ``nobody`` when there is no principal at all."""
     held = list(principals)
     if not held:
@@ -187,8 +189,13 @@ def allowed_any(
             if decision:
                 return decision
             refusals.append(decision)
-    said = [d for d in refusals if "role does not" in d.reason or "an admin must" in d.reason]
-    return (said or refusals)[0]
+
+    # Most telling first: a role that may, but not at this risk; then a role that may not;
+    # then another tenant's.
+    def telling(d: Decision) -> int:
+        return 0 if "an admin must" in d.reason else 1 if "role does not" in d.reason else 2
+
+    return min(refusals, key=telling)
 
 
 def may(role: Role, action: Action) -> str | None:

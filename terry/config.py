@@ -377,8 +377,10 @@ class ScheduleConfig(_Model):
     interval: float | None = Field(default=None, ge=1)
     # drift-scan, drift-fix (scan, then propose the reconciliation), or weekly-report (deliver
     # `terry report weekly` for the seven whole days before the run; limit is not used).
-    run: Literal["drift-scan", "drift-fix", "weekly-report"] = "drift-scan"
+    run: Literal["drift-scan", "drift-fix", "weekly-report", "chaos"] = "drift-scan"
     limit: str | None = None
+    # run: chaos: the experiment to run (a file name under experiments/, terry.chaos).
+    experiment: str | None = None
     report_format: Literal["md", "html", "json"] = "md"
     deliver: list[DeliveryConfig] = Field(default_factory=list)
     # A run older than this is presumed dead: its lock may be taken over.
@@ -393,6 +395,8 @@ class ScheduleConfig(_Model):
 
             if len(self.cron.split()) != 5 or not croniter.is_valid(self.cron):
                 raise ValueError(f"schedule {self.name}: {self.cron!r} is not a 5-field cron")
+        if (self.run == "chaos") != (self.experiment is not None):
+            raise ValueError(f"schedule {self.name}: 'experiment' goes with run: chaos, only")
         return self
 
 
@@ -416,6 +420,31 @@ class ReportsConfig(_Model):
     # Minutes a person spends reviewing and approving one proposal; subtracted from the
     # time saved by a fix that needed an approval (0 for automatic merges).
     review_minutes_per_approval: float = Field(default=5.0, ge=0, le=10_000)
+
+
+class CostConfig(_Model):
+    """``terry cost``: where prices are, and the thresholds of its recommendations
+    (docs/cost.md). The gate's own threshold is policy data (policies/data.json)."""
+
+    # The price list in the GitOps repository (instance and volume types, a currency).
+    prices: str = "costs/prices.yml"
+    # Where prices come from: the file above, or the AWS pricing API (needs credentials).
+    pricing: Literal["file", "aws"] = "file"
+    # Utilisation is read over these spans (the downsize and volume rules, the idle rule).
+    lookback: Duration = 30 * 86400.0
+    idle_lookback: Duration = 7 * 86400.0
+    # A host whose busiest hour stayed under this CPU share over lookback is downsized...
+    downsize_cpu_percent: float = Field(default=20.0, gt=0, le=100)
+    # ...and one under this share over idle_lookback is idle.
+    idle_cpu_percent: float = Field(default=10.0, gt=0, le=100)
+    # A volume whose fullest hour stayed under this share is over-sized; the proposed size
+    # leaves it at most volume_target_percent full.
+    volume_used_percent: float = Field(default=30.0, gt=0, le=100)
+    volume_target_percent: float = Field(default=60.0, gt=0, le=100)
+    # Hosts labelled so (terry_labels) may run on spot instances.
+    spot_label: str = "workload=batch"
+    # The monthly savings the roadmap aims at, in the prices' currency (the weekly report).
+    savings_goal: float = Field(default=0.0, ge=0)
 
 
 class AIConfig(_Model):
@@ -497,6 +526,7 @@ NotifyEvent = Literal[
     "kept-for-human",
     "resolved",
     "budget-exhausted",
+    "chaos-slow",
 ]
 _EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 
@@ -610,6 +640,19 @@ class ChatConfig(_Model):
     confirm_minutes: int = Field(default=10, ge=1, le=1440)
 
 
+class ChaosConfig(_Model):
+    """Chaos experiments (terry.chaos, docs/chaos.md): where they are and what they may touch."""
+
+    # Experiment files (Chaos Toolkit JSON or YAML) in the GitOps repository.
+    path: str = "experiments"
+    # Environments a target may be drawn from; production only when listed here.
+    environments: list[str] = Field(default_factory=lambda: ["staging", "development", "test"])
+    # The most hosts one experiment may break at once (an experiment asks for 1 by default).
+    max_blast_radius: int = Field(default=1, ge=1, le=100)
+    # A run whose time to repair is above this notifies (event chaos-slow).
+    mttr_threshold: Duration = 600.0
+
+
 class Config(_Model):
     """What ``terry.yml`` may say. Paths are relative to the GitOps repository."""
 
@@ -642,6 +685,8 @@ class Config(_Model):
     notifications: NotificationsConfig = Field(default_factory=NotificationsConfig)
     chat: ChatConfig = Field(default_factory=ChatConfig)
     traces: TracesConfig = Field(default_factory=TracesConfig)
+    cost: CostConfig = Field(default_factory=CostConfig)
+    chaos: ChaosConfig = Field(default_factory=ChaosConfig)
 
     @model_validator(mode="after")
     def _unique_schedules(self) -> Config:

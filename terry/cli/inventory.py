@@ -17,6 +17,7 @@ from terry.gitops.repo import Repo
 from terry.inventory.check import validate
 from terry.inventory.editor import EditAction, InventoryEdit, parse_assignment, parse_var_path
 from terry.inventory.hosts import GroupNode, Host, Inventory, group_tree, load_inventory
+from terry.inventory.platform import Platform, PlatformCache, local_platform, probe
 
 if TYPE_CHECKING:
     from terry.sources.inventory import EditOutcome
@@ -24,11 +25,11 @@ if TYPE_CHECKING:
 
 @click.group("inventory")
 def command() -> None:
-    """The inventory on main: hosts, their environment, tenant, labels and applier.
+    """The inventory on main: hosts, their environment, tenant, labels, applier and platform.
 
     \b
       terry inventory list                   every host, one line each
-      terry inventory show web-01            one host's Terry variables and groups
+      terry inventory show web-01            one host's Terry variables, groups and platform
       terry inventory graph                  groups and their hosts, as a tree
       terry inventory validate               what policies and roles rely on; exit 1 if not
       terry inventory add web-03 --group staging --var terry_root=/srv
@@ -37,7 +38,9 @@ def command() -> None:
     Read with Ansible's own inventory loader, from main (not the working tree). Edits are
     GitOps: each one is a commit on a branch (YAML edited in place, comments and order
     kept) that goes through the dry run and the gate like any proposal; approve a reviewed
-    one with 'terry proposals approve N'.
+    one with 'terry proposals approve N'. Hosts may come from cloud inventory plugins
+    (aws_ec2.yml...); each host's platform comes from terry_platform, the plugin's variables
+    or, for 'show', a probe of the host (docs/clouds.md).
     """
 
 
@@ -48,7 +51,8 @@ def _inventory(ctx: click.Context) -> tuple[Config, Path, Inventory]:
     return config, tree, load_inventory(tree, config.inventory)
 
 
-def _row(host: Host) -> dict[str, object]:
+def _row(host: Host, platform: Platform | None = None) -> dict[str, object]:
+    platform = platform or host.platform
     return {
         "name": host.name,
         "address": host.address,
@@ -57,7 +61,34 @@ def _row(host: Host) -> dict[str, object]:
         "labels": host.labels,
         "groups": list(host.groups),
         "applier": host.applier,
+        "platform": platform.view() if platform else None,
     }
+
+
+def _cache(config: Config) -> PlatformCache:
+    return PlatformCache(config.state_dir / "platforms.json")
+
+
+def _platform(config: Config, tree: Path, host: Host, *, probing: bool) -> Platform | None:
+    """The host's platform: the inventory's word, else what a probe of the host says (this
+    machine's firmware for a host Ansible reaches with its local connection)."""
+    if host.platform is not None:
+        return host.platform
+    cache = _cache(config)
+    if host.connection == "local":
+        return local_platform()
+    if not probing:
+        return cache.get(host.name, host.address)
+    return probe(
+        tree=tree,
+        inventory=list(config.inventory),
+        host=host.name,
+        address=host.address,
+        cache=cache,
+        state_dir=config.state_dir,
+        env=config.runner.ansible_env(),
+        withhold=config.secret_env_names,
+    )
 
 
 @command.command("list")
@@ -65,18 +96,26 @@ def _row(host: Host) -> dict[str, object]:
 @output_option
 @click.pass_context
 def list_(ctx: click.Context, limit: str | None, output: str) -> None:
-    """Every host: address, environment, tenant, labels, groups, applier."""
-    _config, _tree, inventory = _inventory(ctx)
+    """Every host: address, environment, tenant, labels, groups, applier, platform.
+
+    The platform is the inventory's word (terry_platform, a cloud plugin's variables) or an
+    earlier probe's (terry inventory show); list itself never connects to a host.
+    """
+    config, tree, inventory = _inventory(ctx)
     chosen = [
         h
         for h in inventory.hosts.values()
         if limit is None or limit in h.groups or limit in (h.name, h.environment)
     ]
+    platforms = {h.name: _platform(config, tree, h, probing=False) for h in chosen}
     if output == "json":
-        emit_json([_row(h) for h in chosen])
+        emit_json([_row(h, platforms[h.name]) for h in chosen])
         return
-    table = Table("host", "address", "environment", "tenant", "labels", "groups", "applier")
+    table = Table(
+        "host", "address", "environment", "tenant", "labels", "groups", "applier", "platform"
+    )
     for h in chosen:
+        found = platforms[h.name]
         table.add_row(
             escape(h.name),
             escape(h.address or "-"),
@@ -85,25 +124,44 @@ def list_(ctx: click.Context, limit: str | None, output: str) -> None:
             escape(", ".join(f"{k}={v}" for k, v in h.labels.items()) or "-"),
             escape(", ".join(h.groups)),
             h.applier,
+            escape(found.name if found else "-"),
         )
     console.print(table)
 
 
 @command.command("show")
 @click.argument("host")
+@click.option(
+    "--probe/--no-probe",
+    default=True,
+    help="When the inventory does not name the host's platform, ask the host (one SSH round "
+    "trip reading its firmware's DMI strings; cached for a day in .terry/platforms.json).",
+)
 @output_option
 @click.pass_context
-def show(ctx: click.Context, host: str, output: str) -> None:
-    """One host: its Terry variables (desired state) and groups."""
-    _config, _tree, inventory = _inventory(ctx)
+def show(ctx: click.Context, host: str, probe: bool, output: str) -> None:
+    """One host: its Terry variables (desired state), groups and platform.
+
+    \b
+      terry inventory show web-01
+      terry inventory show i-0abc123 --output json     platform: {name, source, region...}
+    The platform comes from the host variable terry_platform, else a cloud inventory
+    plugin's variables (aws_ec2: instance_id, placement), else a probe of the host; a host
+    that does not answer the probe has platform null ('-'). Exit codes: 0 shown, 4 no such
+    host.
+    """
+    config, tree, inventory = _inventory(ctx)
     found = inventory.hosts.get(host)
     if found is None:
         raise NotFound(f"no host {host!r} in the inventory on main")
-    data = {**_row(found), "variables": found.variables}
+    platform = _platform(config, tree, found, probing=probe)
+    data = {**_row(found, platform), "variables": found.variables}
     if output == "json":
         emit_json(data)
         return
     for key, value in data.items():
+        if key == "platform":
+            value = platform.describe() if platform else "-"
         console.print(f"{key:<12} {value}", markup=False)
 
 

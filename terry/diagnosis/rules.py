@@ -58,6 +58,9 @@ def diagnose(
             host=host.name,
             unmatched=True,
         )
+    # Its variant for the host's platform, when the catalogue has one (the disk remedy
+    # grows an EBS volume on AWS): terry.remedies.catalogue.
+    remedy = catalogue.for_platform(remedy, host.platform.name if host.platform else None)
     if not carries(host.applier, remedy.applier):
         return NoFix(
             f"remedy {remedy.name} is applied by {remedy.applier}, but host {host.name} is "

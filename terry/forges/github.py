@@ -20,6 +20,7 @@ import re
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import TypeVar
+from urllib.parse import quote
 
 import requests
 from github import Auth, Github, GithubException, GithubIntegration, GithubRetry
@@ -329,15 +330,18 @@ class GitHubForge:
         org, _, slug = team.partition("/")
         if not org or not slug or not login:
             return False
-        membership = self._gh.get_organization(org).get_team_by_slug(slug)
+        path = "/orgs/{}/teams/{}/memberships/{}".format(
+            *(quote(p, safe="") for p in (org, slug, login))
+        )
 
         def state() -> str | None:
             try:
-                return membership.get_team_membership(login).state
+                _headers, data = self._gh.requester.requestJsonAndCheck("GET", path)
             except GithubException as exc:
                 if exc.status == 404:
                     return None
                 raise
+            return str(data.get("state")) if isinstance(data, dict) else None
 
         return self._call(f"read {login}'s membership of team {team}", state) == "active"
 

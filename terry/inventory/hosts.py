@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 from terry.errors import ConfigError, NotFound
+from terry.inventory.platform import Platform, from_variables
 
 __all__ = ["GroupNode", "Host", "Inventory", "group_tree", "load_inventory", "match_hosts"]
 
@@ -32,6 +33,9 @@ class Host:
     # Every variable the host has (names only): what roles' required arguments are checked
     # against by ``terry inventory validate``.
     var_names: frozenset[str] = field(default_factory=frozenset, compare=False)
+    # Where it runs (terry.inventory.platform): from ``terry_platform`` or a cloud inventory
+    # plugin's variables; None when the inventory does not say (a probe may tell).
+    platform: Platform | None = field(default=None, compare=False)
 
     @property
     def applier(self) -> str:
@@ -46,6 +50,7 @@ class Host:
             "labels": self.labels,
             "groups": list(self.groups),
             "applier": self.applier,
+            "platform": self.platform.view() if self.platform else None,
         }
 
 
@@ -176,5 +181,6 @@ def _load_inventory(base: Path, sources: list[str]) -> Inventory:
             variables={k: v for k, v in raw.items() if k.startswith("terry_")},
             connection=str(raw["ansible_connection"]) if raw.get("ansible_connection") else None,
             var_names=frozenset(str(k) for k in raw),
+            platform=from_variables(raw),
         )
     return Inventory(hosts)

@@ -301,7 +301,7 @@ def start_host(
 
     image = hostdir / "data.img"
     loop_device = _data_volume(config, image)
-    create_host_network(config, netns=netns, veth=config.veth(index), address=address)
+    create_host_network(config, netns=netns, veth=config.veth(index), index=index)
     holder, init_pid = _start_holder(netns, name, hostdir / "holder.log")
     host = LabHost(
         name=name,

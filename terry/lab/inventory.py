@@ -46,7 +46,8 @@ def _host_vars(host: LabHost, ssh_key: Path, control_path_dir: Path | None) -> d
         **extra,
         "terry_root": "",
         "terry_environment": host.environment,
-        "terry_tenant": host.tenant,
+        # none when the lab names no tenant: a tenants file's selectors place the host
+        **({"terry_tenant": host.tenant} if host.tenant else {}),
         "terry_services": {s.name: {"port": s.port, "bind": s.bind} for s in host.services},
     }
 

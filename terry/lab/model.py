@@ -8,6 +8,7 @@ import ipaddress
 import json
 import os
 import re
+from collections.abc import Mapping
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -52,6 +53,12 @@ class LabConfig:
 
     The defaults are one lab per machine; a second lab (the test suite's, next to a
     developer's) needs its own state dir, bridge, subnet and name prefixes.
+
+    ``addresses`` gives chosen hosts an address of their own, in interface form
+    (``{"lab-03": "10.0.1.13/24"}``), so a lab can look like a fleet whose teams own
+    address ranges (docs/tenants.md); the bridge then also carries each such network's
+    first address as that host's gateway. ``tenant`` is every host's ``terry_tenant``;
+    "" writes none, so a tenants file's selectors place the hosts.
     """
 
     state_dir: Path = DEFAULT_STATE_DIR
@@ -67,6 +74,7 @@ class LabConfig:
     node_exporter_port: int = 9100
     prometheus_port: int = 9090
     alertmanager_port: int = 9093
+    addresses: Mapping[str, str] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         if not isinstance(self.state_dir, Path):
@@ -88,6 +96,26 @@ class LabConfig:
             raise InputError(f"lab subnet {self.subnet} is too small for the lab hosts")
         if self.data_size_mib < 16:
             raise InputError("lab data volume must be at least 16 MiB")
+        object.__setattr__(self, "addresses", dict(self.addresses))
+        for host, value in self.addresses.items():
+            self._interface(host, value)
+
+    def _interface(self, host: str, value: str) -> ipaddress.IPv4Interface:
+        where = f"lab address of {host} {value!r}"
+        if not re.fullmatch(r"lab-\d{2}", host):
+            raise InputError(f"{where}: hosts are named lab-01, lab-02, ...")
+        try:
+            interface = ipaddress.IPv4Interface(value)
+        except ValueError as exc:
+            raise InputError(f"{where}: {exc}") from exc
+        net = interface.network
+        if "/" not in value or net.num_addresses < 4:
+            raise InputError(f"{where}: give the host's network too, e.g. 10.0.1.13/24")
+        if interface.ip in (net.network_address, net.network_address + 1, net.broadcast_address):
+            raise InputError(f"{where}: the network's first address is the lab's gateway")
+        if net != self.network and net.overlaps(self.network):
+            raise InputError(f"{where}: overlaps the lab subnet {self.subnet}")
+        return interface
 
     @property
     def network(self) -> ipaddress.IPv4Network:
@@ -105,8 +133,31 @@ class LabConfig:
     def host_name(self, index: int) -> str:
         return f"lab-{index:02d}"
 
+    def host_interface(self, index: int) -> ipaddress.IPv4Interface:
+        """Host ``index``'s address and network: its own from ``addresses``, else the
+        subnet's ``first_host + index - 1``."""
+        name = self.host_name(index)
+        if name in self.addresses:
+            return self._interface(name, self.addresses[name])
+        address = self.network.network_address + self.first_host + index - 1
+        return ipaddress.IPv4Interface(f"{address}/{self.network.prefixlen}")
+
     def host_address(self, index: int) -> str:
-        return str(self.network.network_address + self.first_host + index - 1)
+        return str(self.host_interface(index).ip)
+
+    def host_gateway(self, index: int) -> str:
+        """The machine's address on host ``index``'s network (its default route)."""
+        return str(self.host_interface(index).network.network_address + 1)
+
+    @property
+    def networks(self) -> tuple[ipaddress.IPv4Network, ...]:
+        """Every network on the bridge: the lab subnet first, then the hosts' own."""
+        found = [self.network]
+        for host, value in sorted(self.addresses.items()):
+            net = self._interface(host, value).network
+            if net not in found:
+                found.append(net)
+        return tuple(found)
 
     def netns(self, host: str) -> str:
         return f"{self.netns_prefix}{host}"
@@ -117,6 +168,7 @@ class LabConfig:
     def to_json(self) -> dict[str, Any]:
         out: dict[str, Any] = {f.name: getattr(self, f.name) for f in fields(self)}
         out["state_dir"] = str(self.state_dir)
+        out["addresses"] = dict(self.addresses)
         return out
 
     @classmethod

@@ -1,5 +1,9 @@
 """The lab network: one bridge on the machine, one named network namespace per host,
 joined by a veth pair. Nothing is routed off the machine.
+
+The bridge carries the first address of every lab network (the lab subnet, and the
+networks of hosts given their own address): each host's gateway. A network some route of
+the machine already reaches is refused, so the lab never hides a real one.
 """
 
 from __future__ import annotations
@@ -30,24 +34,46 @@ def bridge_exists(config: LabConfig) -> bool:
     return config.bridge in link_names()
 
 
+def _routes_into(network: str) -> list[str]:
+    """The machine's routes to ``network``, to part of it or to a network holding it
+    (the default route aside), as ``ip route`` names them."""
+    found: list[str] = []
+    for selector in ("root", "match"):
+        out = run(["ip", "-json", "route", "show", selector, network]).stdout
+        for route in json.loads(out or "[]"):
+            dst = str(route.get("dst", ""))
+            shown = f"{dst} dev {route.get('dev', '?')}"
+            if dst and dst != "default" and shown not in found:
+                found.append(shown)
+    return found
+
+
 def create_bridge(config: LabConfig) -> None:
-    net = config.network
+    for network in config.networks:
+        taken = _routes_into(str(network))
+        if taken:
+            raise LabError(
+                f"lab network {network} is already reached on this machine "
+                f"({', '.join(taken)}); choose another subnet or addresses"
+            )
     run(["ip", "link", "add", config.bridge, "type", "bridge", "stp_state", "0"])
-    run(["ip", "addr", "add", f"{config.gateway}/{net.prefixlen}", "dev", config.bridge])
+    for network in config.networks:
+        gateway = f"{network.network_address + 1}/{network.prefixlen}"
+        run(["ip", "addr", "add", gateway, "dev", config.bridge])
     run(["ip", "link", "set", config.bridge, "up"])
 
 
-def create_host_network(config: LabConfig, *, netns: str, veth: str, address: str) -> None:
-    """A named netns with ``eth0`` at ``address`` on the bridge and ``lo`` up."""
-    prefix = config.network.prefixlen
+def create_host_network(config: LabConfig, *, netns: str, veth: str, index: int) -> None:
+    """A named netns with ``eth0`` at host ``index``'s address on the bridge and ``lo`` up."""
+    address = config.host_interface(index)
     run(["ip", "netns", "add", netns])
     run(["ip", "link", "add", veth, "type", "veth", "peer", "name", "eth0", "netns", netns])
     run(["ip", "link", "set", veth, "master", config.bridge, "up"])
     inside = ["ip", "-n", netns]
-    run([*inside, "addr", "add", f"{address}/{prefix}", "dev", "eth0"])
+    run([*inside, "addr", "add", str(address), "dev", "eth0"])
     run([*inside, "link", "set", "eth0", "up"])
     run([*inside, "link", "set", "lo", "up"])
-    run([*inside, "route", "add", "default", "via", config.gateway])
+    run([*inside, "route", "add", "default", "via", config.host_gateway(index)])
 
 
 def netns_names() -> list[str]:

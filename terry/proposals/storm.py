@@ -66,8 +66,22 @@ def fold_key(finding: Finding) -> FoldKey | None:
     ):
         return None
     found = finding.diagnosis
-    params = json.dumps(found.params, sort_keys=True, ensure_ascii=True, default=str)
-    return (found.remedy.name, finding.applier_name, params)
+    return (found.remedy.name, finding.applier_name, _canonical(found.params, _prose(finding)))
+
+
+def _prose(fix: Fix) -> frozenset[str]:
+    """Parameters taken from an alert's annotations (its summary, its description): words
+    for people, different on every host, that do not change what the remedy does."""
+    return frozenset(
+        p.name
+        for p in fix.diagnosis.remedy.params
+        if p.source is not None and p.source.startswith("annotation:")
+    )
+
+
+def _canonical(params: dict[str, object], prose: frozenset[str]) -> str:
+    kept = {k: v for k, v in params.items() if k not in prose}
+    return json.dumps(kept, sort_keys=True, ensure_ascii=True, default=str)
 
 
 def group(findings: Sequence[tuple[T, Finding]]) -> list[list[tuple[T, Finding]]]:
@@ -90,7 +104,13 @@ def merged_fix(fixes: Sequence[Fix]) -> Fix:
     """One fix over every host of ``fixes`` (which share a fold key), hosts once each."""
     first = fixes[0]
     hosts = {h.name: h for f in fixes for h in f.diagnosis.hosts}
-    return replace(first, diagnosis=replace(first.diagnosis, hosts=tuple(hosts.values())))
+    params = dict(first.diagnosis.params)
+    for name in _prose(first):  # one text for all: the first one's, saying there are more
+        said = {str(f.diagnosis.params.get(name, "")) for f in fixes}
+        if len(said) > 1 and isinstance(params.get(name), str):
+            params[name] = f"{params[name]} (and {len(hosts) - 1} more host(s) of a storm)"
+    diagnosis = replace(first.diagnosis, hosts=tuple(hosts.values()), params=params)
+    return replace(first, diagnosis=diagnosis)
 
 
 def join(
@@ -121,13 +141,9 @@ def join(
             )
             .order_by(ProposalRow.id.desc())
         ).all()
+        prose = _prose(fix)
         chosen = next(
-            (
-                r.id
-                for r in rows
-                if json.dumps(r.params, sort_keys=True, ensure_ascii=True, default=str) == params
-                and fold_key_plan(r)
-            ),
+            (r.id for r in rows if _canonical(r.params, prose) == params and fold_key_plan(r)),
             None,
         )
         if chosen is None:

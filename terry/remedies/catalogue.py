@@ -2,12 +2,19 @@
 
 An operator adds a remedy by adding YAML, never Python. Each remedy names what it matches,
 the role task files for apply, verify and rollback, its parameters, and its base risk.
+
+A remedy may have platform variants: an entry with ``variant_of: <remedy>`` and
+``platform: <name>`` (``aws``...) is what diagnosis proposes instead of that remedy for a
+host on that platform (``terry.inventory.platform``). A variant matches what its remedy
+matches, takes its remedy's parameters (its own added or overriding), and is never below
+medium risk nor below its remedy's: it reaches past the host (a cloud API), so a person
+looks at it until its record proves it.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 from pathlib import Path
 from typing import Any
@@ -98,6 +105,9 @@ class Remedy:
     # Its verify tasks may run in the apply's own ansible run, right after the fix (they
     # need nothing to settle between the two): one ansible start fewer per fix.
     verify_in_apply_run: bool = False
+    # A platform variant: proposed instead of ``variant_of`` for hosts on ``platform``.
+    variant_of: str | None = None
+    platform: str | None = None
 
     @property
     def applier(self) -> str:
@@ -150,11 +160,23 @@ class Catalogue:
         return next((r for r in self.remedies if r.name == name), None)
 
     def match(self, alertname: str, labels: dict[str, str]) -> Remedy | None:
-        """The most specific remedy (most label conditions) that matches, if any."""
-        candidates = [r for r in self.remedies if r.match.matches(alertname, labels)]
+        """The most specific remedy (most label conditions) that matches, if any (platform
+        variants are not candidates: ``for_platform`` swaps one in for its remedy)."""
+        candidates = [
+            r for r in self.remedies if r.variant_of is None and r.match.matches(alertname, labels)
+        ]
         if not candidates:
             return None
         return max(candidates, key=lambda r: (len(r.match.labels), -self.remedies.index(r)))
+
+    def for_platform(self, remedy: Remedy, platform: str | None) -> Remedy:
+        """``remedy``'s variant for ``platform`` when the catalogue has one, else ``remedy``."""
+        if platform is None:
+            return remedy
+        return next(
+            (r for r in self.remedies if r.variant_of == remedy.name and r.platform == platform),
+            remedy,
+        )
 
 
 def _task_keywords() -> frozenset[str]:
@@ -292,11 +314,23 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
     if not isinstance(name, str) or not _SLUG.fullmatch(name):
         raise ConfigError(f"{where}: name {name!r} must be a slug like disk-usage-high")
     where = f"{where}: {name}"
+    variant_of, platform = raw.get("variant_of"), raw.get("platform")
+    if (variant_of is None) != (platform is None):
+        raise ConfigError(f"{where}: a platform variant names both variant_of and platform")
+    if variant_of is not None and not (
+        isinstance(variant_of, str)
+        and _SLUG.fullmatch(variant_of)
+        and isinstance(platform, str)
+        and _SLUG.fullmatch(platform)
+    ):
+        raise ConfigError(f"{where}: variant_of and platform must be slugs (aws, disk-usage-high)")
+    if variant_of is not None and "match" in raw:
+        raise ConfigError(f"{where}: a platform variant matches what {variant_of} matches")
     match = raw.get("match") or {}
     alertnames = match.get("alertname", [])
     if isinstance(alertnames, str):
         alertnames = [alertnames]
-    if not alertnames:
+    if not alertnames and variant_of is None:
         raise ConfigError(f"{where}: match.alertname is required")
     try:
         label_rules = tuple(
@@ -353,6 +387,8 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
         rollback=steps["rollback"],
         modules=tuple(sorted(modules)),
         verify_in_apply_run=together,
+        variant_of=variant_of,
+        platform=platform,
     )
 
 
@@ -383,4 +419,30 @@ def load_catalogue(roles_dir: Path) -> Catalogue:
     names = [r.name for r in remedies]
     if duplicates := sorted({n for n in names if names.count(n) > 1}):
         raise ConfigError(f"remedy names used twice: {', '.join(duplicates)}")
-    return Catalogue(tuple(remedies))
+    return Catalogue(tuple(_with_base(r, remedies) for r in remedies))
+
+
+def _with_base(variant: Remedy, remedies: list[Remedy]) -> Remedy:
+    """A platform variant completed from its remedy (match, parameters), once checked."""
+    if variant.variant_of is None:
+        return variant
+    where = f"{variant.source}: {variant.name}"
+    base = next((r for r in remedies if r.name == variant.variant_of), None)
+    if base is None or base.variant_of is not None:
+        raise ConfigError(f"{where}: variant_of names no remedy: {variant.variant_of!r}")
+    if variant.applier != base.applier:
+        raise ConfigError(f"{where}: a variant is applied like its remedy ({base.applier})")
+    twins = [
+        r.name for r in remedies if (r.variant_of, r.platform) == (base.name, variant.platform)
+    ]
+    if len(twins) > 1:
+        raise ConfigError(f"{where}: {base.name} has several {variant.platform} variants")
+    floor = max(base.risk.rank, Risk.MEDIUM.rank)
+    if variant.risk.rank < floor:
+        raise ConfigError(
+            f"{where}: a platform variant is at least medium risk and at least its remedy's "
+            f"({base.risk.value}); it says {variant.risk.value}"
+        )
+    own = {p.name for p in variant.params}
+    params = tuple(p for p in base.params if p.name not in own) + variant.params
+    return replace(variant, match=base.match, params=params)

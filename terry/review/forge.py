@@ -13,6 +13,12 @@ merger nobody allowed), main holds a change nobody gated: Terry records it
 main as it now is; until one is verified nothing that contains the change is applied.
 Commands are answered whatever became of the pull request meanwhile: a ``/terry`` comment
 posted just before a merge or a close still gets its reply.
+
+Whose commands, approvals and merges count is ``terry.access``'s one table, through
+``terry.review.principals`` (``allowed_users`` and the tenants' ``github``/``github_team``
+members, each with a role): a refused command is answered with the reason, an approval that
+does not count is said once on the pull request (audit entity ``forge_refusal``), a merge by
+someone who may not approve is not applied.
 """
 
 from __future__ import annotations
@@ -46,6 +52,7 @@ if TYPE_CHECKING:
 __all__ = ["GitHubReview"]
 
 _LOCKS: dict[int, threading.Lock] = {}
+_LOCKS_GUARD = threading.Lock()
 # What each /terry command needs (terry.access): apply approves, explain reads.
 _NEEDS = {
     Verb.APPLY: Action.APPROVE,
@@ -54,7 +61,6 @@ _NEEDS = {
     Verb.EXPLAIN: Action.READ,
 }
 _REFUSED = "forge_refusal"  # audit entity: a review or merge that did not count, and why
-_LOCKS_GUARD = threading.Lock()
 
 
 @contextmanager

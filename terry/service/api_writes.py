@@ -19,7 +19,9 @@ Answers are JSON: the proposal's ``id``, ``state``, ``decision``, ``approved_by`
 and ``running`` (whether its apply or rollback goes on); errors are ``{"error": ...}`` (with
 ``state`` on a 409): 400 bad body, 401 no valid token, 403 the role may not (or ``as``),
 404 no such proposal, 409 the state does not allow it. ``GET /api/v1/incidents/{id}/explain``
-is the record's account of an incident, for the remote ``terry explain``.
+is the record's account of an incident, for the remote ``terry explain``. A token limited to
+one tenant reads and acts on its tenant's rows only; another tenant's id is answered 404,
+exactly as a missing one (``terry.tenants.scope``).
 """
 
 from __future__ import annotations
@@ -189,7 +191,8 @@ class ApiWrites:
 
     # -- reading ----------------------------------------------------------------------------
     def _principal(self, request: Request) -> Principal | None:
-        principal = self.auth.authenticate(request, Role.VIEWER)  # at least: may read
+        # at least: may read; a tenant's token reads its tenant's (each read checks scope)
+        principal = self.auth.authenticate(request, Role.VIEWER, scoped=True)
         if principal is None:
             given = "a wrong" if "authorization" in request.headers else "no"
             log.info("401 %s %r: %s bearer token", request.method, request.url.path, given)
@@ -211,8 +214,10 @@ class ApiWrites:
         server never asks Claude for a reader)."""
         from terry.incidents.refs import parse_ref
         from terry.reports.explain import explain_incident
+        from terry.reports.views import incident_story
 
-        if self._principal(request) is None:
+        principal = self._principal(request)
+        if principal is None:
             return _error(401, "missing or wrong bearer token")
         raw = str(request.path_params["id"])
         key: int | str = raw
@@ -222,10 +227,15 @@ class ApiWrites:
             if len(raw) > 10 or not 1 <= int(raw) <= MAX_ROW_ID:
                 return _error(404, f"incident {raw[:24]} does not exist")
             key = int(raw)
+        scope = await self.read_turn(lambda: self.scopes.of(principal))
+
+        def explain() -> Any:
+            if not scope.everything and not scope.sees(incident_story(self.store, key)):
+                raise NotFound(f"incident {key} does not exist")  # as a missing one
+            return explain_incident(self.config, self.store, key, ask_claude=False)
+
         try:
-            found = await self.read_turn(
-                lambda: explain_incident(self.config, self.store, key, ask_claude=False)
-            )
+            found = await self.read_turn(explain)
         except NotFound as exc:
             return _error(404, str(exc))
         return _json(found)
@@ -238,11 +248,14 @@ class ApiWrites:
             return _error(401, "missing or wrong bearer token")
         try:
             proposal_id = _proposal_id(str(request.path_params["id"]))
-            await self.read_turn(lambda: proposal_detail(self.store, proposal_id))
+            detail = await self.read_turn(lambda: proposal_detail(self.store, proposal_id))
         except InputError as exc:
             return _error(400, str(exc))
         except NotFound as exc:
             return _error(404, str(exc))
+        scope = await self.read_turn(lambda: self.scopes.of(principal))
+        if not scope.sees(detail):  # another tenant's: answered as a missing one
+            return _error(404, f"proposal {proposal_id} does not exist")
         with self._lock:
             mine = self._jobs.get(proposal_id)
         theirs = self.actions.job(proposal_id)

@@ -59,6 +59,7 @@ __all__ = [
     "Role",
     "allowed",
     "may_act",
+    "may_read",
     "parse_read_tokens",
 ]
 
@@ -126,6 +127,13 @@ def may_act(principal: Principal, action: Action, *, risk: str | None = None) ->
     """Whether ``principal`` may do ``action`` (``terry.access.allowed``): the console's yes
     or no. An anonymous principal (an open role) never acts in the console."""
     return not principal.anonymous and allowed(principal, action, risk=risk).ok
+
+
+def may_read(principal: Principal) -> bool:
+    """Whether ``principal`` may read the console: its role reads, in its own tenant (every
+    page filters by that tenant, ``terry.tenants.scope``). Never an anonymous principal."""
+    decision = allowed(principal, Action.READ, tenant=principal.tenant)
+    return not principal.anonymous and decision.ok
 
 
 def _read_tokens(
@@ -285,9 +293,10 @@ class Authenticator:
         return principal
 
     def login(self, token: str) -> Principal | None:
-        """The console principal ``token`` names: one that may read; None otherwise."""
+        """The console principal ``token`` names: one that may read (a tenant's, its
+        tenant: the console scopes every page); None otherwise."""
         principal = self.identify(token)
-        return principal if principal is not None and allowed(principal, Action.READ) else None
+        return principal if principal is not None and may_read(principal) else None
 
     def holds(self, principal: Principal) -> bool:
         """Whether ``principal`` (from a console session) is still configured: its

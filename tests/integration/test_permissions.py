@@ -283,3 +283,23 @@ def test_signed_routes_ignore_bearer_tokens(matrix: Matrix) -> None:
             headers = {"Authorization": f"Bearer {caller.token}"} if caller.token else {}
             answer = client.request(method, path, headers=headers, content=b"{}")
             assert answer.status_code == anonymous, (caller.name, path)
+
+
+def test_interfaces_actors_name_their_members_and_several_roles_are_judged_as_one() -> None:
+    from terry.access import Principal, allowed_any, identities_of
+
+    assert identities_of("slack:U0456 (alice)") == {"slack:U0456", "user:alice"}
+    assert identities_of("discord:81234 (unmapped)") == {"discord:81234"}
+    assert identities_of("api:pat (token tk_0a1b2c3d)") == {"user:pat"}
+    assert identities_of("console:pat (token tk_0a1b2c3d)") == {"user:pat"}
+    assert identities_of("api:bob (by alice (token tk_0a1b2c3d))") == frozenset()
+    held = [
+        Principal("dana", Role.VIEWER, "team-platform"),
+        Principal("dana", Role.OPERATOR, "team-data"),
+    ]
+    assert allowed_any(held, Action.APPROVE, risk="medium", tenants={"team-data"})
+    refused = allowed_any(held, Action.APPROVE, risk="low", tenants={"team-platform"})
+    assert not refused and "the viewer role does not" in refused.reason
+    high = allowed_any(held, Action.APPROVE, risk="high", tenants={"team-data"})
+    assert not high and "an admin must" in high.reason
+    assert allowed_any([], Action.READ, nobody="who?").reason == "who?"

@@ -200,5 +200,5 @@ def test_an_incident_arriving_after_the_decision_goes_in_the_next_wave(fleet: Cl
     assert wave["follows"] == pid
     assert wave["summary"]["hosts"] == [late]
     assert wave["summary"]["state"] == "verified"  # its own dry run, decision and apply
-    assert [r["kind"] for r in wave["runs"]][0] == "check"
+    assert wave["runs"][0]["kind"] == "check"
     assert [h["incident_id"] for h in wave["host_outcomes"]] == [joined["incident_id"]]

@@ -9,6 +9,9 @@ from __future__ import annotations
 import gzip
 import json
 import logging
+import os
+import subprocess
+import sys
 import threading
 import time
 from collections.abc import Iterator
@@ -239,3 +242,23 @@ def test_a_traced_alert_naming_no_host_goes_to_the_host_of_the_guilty_service(
     first = fleet.json("incidents", "list")
     ids = {i["trace_id"] for i in first if i["trace_id"]}
     assert len(ids) == len([i for i in first if i["trace_id"]])
+
+
+def test_tracing_is_off_and_free_unless_configured(tmp_path: Path) -> None:
+    """Unconfigured, the SDK is never imported; the standard OTEL_ variables switch it on."""
+    check = (
+        "import sys; from terry.config import Config; from terry.traces.incident import "
+        "tracer_of; t = tracer_of(Config()); "
+        "print(t.on, 'opentelemetry.sdk.trace' in sys.modules)"
+    )
+    env = {k: v for k, v in os.environ.items() if not k.startswith("OTEL_")}
+    off = subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
+    )
+    assert off.stdout.split() == ["False", "False"]
+    env["OTEL_EXPORTER_OTLP_ENDPOINT"] = "http://127.0.0.1:9"
+    env["OTEL_SERVICE_NAME"] = "terry-eu"
+    on = subprocess.run(
+        [sys.executable, "-c", check], env=env, capture_output=True, text=True, check=True
+    )
+    assert on.stdout.split() == ["True", "True"]

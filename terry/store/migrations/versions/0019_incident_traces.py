@@ -7,17 +7,11 @@ Revises: 0018
 
 from __future__ import annotations
 
-from pathlib import Path
-
 import sqlalchemy as sa
 from alembic import op
 
 revision = "0019"
-# 0017 and 0018 are being written beside this one; until they exist the chain goes on from
-# the newest that does (the lead replaces this with "0018").
-down_revision = next(
-    n for n in ("0018", "0017", "0016") if any(Path(__file__).parent.glob(f"{n}_*.py"))
-)
+down_revision = "0018"
 branch_labels = None
 depends_on = None
 

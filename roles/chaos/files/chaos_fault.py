@@ -1,0 +1,210 @@
+#!/usr/bin/env python3
+"""Terry's chaos faults, run on the target host: inject one, remove it, or check whether
+its symptom holds (the truth Terry's "verified" is compared with).
+
+argv: ACTION FAULT PARAMS_JSON ROOT, where ACTION is inject | remove | check. Prints one
+JSON object. Every fault leaves its traces under STATE (ROOT/var/tmp/terry-chaos), so its
+reverse finds exactly what it made: filler files, process ids, saved configs, qdiscs.
+"""
+
+import json
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+
+MIB = 1024 * 1024
+
+
+def used_percent(path):
+    st = os.statvfs(path)
+    used = (st.f_blocks - st.f_bfree) * st.f_frsize
+    avail = st.f_bavail * st.f_frsize
+    return 100.0 * used / (used + avail) if used + avail else 0.0
+
+
+def state_dir(root):
+    path = os.path.join(root + "/var/tmp", "terry-chaos")
+    os.makedirs(path, exist_ok=True)
+    return path
+
+
+def log_chunk():
+    line = "2026-01-01T00:00:00Z INFO app request method=GET path=/api/items status=200\n"
+    return (line * (MIB // len(line) + 1)).encode()[:MIB]
+
+
+# -- disk-fill: rotated application logs under PATH/log until PATH is PERCENT full -------
+def disk_fill(action, p, root, state):
+    data = root + p["path"]
+    logs = os.path.join(data, "log")
+    record = os.path.join(state, "disk-fill.json")
+    if action == "check":
+        return {"symptom": used_percent(data) >= float(p["percent"]) - 1, "used": used_percent(data)}
+    if action == "remove":
+        removed = 0
+        if os.path.exists(record):
+            with open(record) as fh:
+                for path in json.load(fh):
+                    if os.path.exists(path):
+                        os.remove(path)
+                        removed += 1
+            os.remove(record)
+        return {"changed": removed > 0, "removed": removed, "used": round(used_percent(data), 1)}
+    os.makedirs(logs, exist_ok=True)
+    written = json.load(open(record)) if os.path.exists(record) else []
+    chunk = log_chunk()
+    index = 1
+    while used_percent(data) < float(p["percent"]):
+        while os.path.exists(os.path.join(logs, "chaos.log.%d" % index)):
+            index += 1
+        path = os.path.join(logs, "chaos.log.%d" % index)
+        written.append(path)
+        with open(record, "w") as fh:  # before the bytes: a reverse after a crash finds them
+            json.dump(written, fh)
+        try:
+            with open(path, "wb") as fh:
+                for _ in range(4):
+                    fh.write(chunk)
+        except OSError:
+            break
+        old = time.time() - index * 3600
+        os.utime(path, (old, old))
+    os.sync()
+    return {"changed": True, "used": round(used_percent(data), 1)}
+
+
+# -- service-stop / service-kill ---------------------------------------------------------
+def service(action, p, root, state, kill):
+    name, svc = p["service"], root + "/opt/terry/bin/terry-svc"
+    if os.path.exists(svc):
+        status = subprocess.run([sys.executable, svc, "status", name, "--root", root or "/"],
+                                capture_output=True, text=True)
+        running = status.returncode == 0
+        if action == "check":
+            return {"symptom": not running}
+        if action == "inject":
+            argv = [sys.executable, svc, "stop", name, "--root", root or "/"]
+        else:
+            port, bind = str(p.get("port", 8080)), p.get("bind", "127.0.0.1")
+            if running:
+                return {"changed": False}
+            argv = [sys.executable, svc, "start", name, "--root", root or "/",
+                    "--port", port, "--bind", bind]
+    else:
+        running = subprocess.run(["systemctl", "is-active", "--quiet", name]).returncode == 0
+        if action == "check":
+            return {"symptom": not running}
+        if action == "inject":
+            argv = ["systemctl", "kill", "--signal=SIGKILL", name] if kill else ["systemctl", "stop", name]
+        else:
+            argv = ["systemctl", "start", name]
+    done = subprocess.run(argv, capture_output=True, text=True)
+    return {"changed": True, "rc": done.returncode, "out": (done.stdout + done.stderr)[-300:]}
+
+
+# -- config-invalid: the file saved aside, then garbage in its place ----------------------
+def config_invalid(action, p, root, state):
+    path = root + p["file"]
+    saved = os.path.join(state, "config-invalid" + p["file"].replace("/", "_"))
+    if action == "check":
+        return {"symptom": os.path.exists(saved)}
+    if action == "inject":
+        if not os.path.exists(saved):
+            shutil.copy2(path, saved)
+        with open(path, "a") as fh:
+            fh.write("\n{{{ terry chaos: this line is not valid configuration\n")
+        return {"changed": True}
+    if os.path.exists(saved):
+        shutil.copy2(saved, path)
+        os.remove(saved)
+        return {"changed": True}
+    return {"changed": False}
+
+
+# -- processes of our own: cpu-stress, memory-pressure, deleted-file-open ------------------
+CHILD = {
+    "cpu-stress": "import time\nend=time.time()+%(seconds)s\nwhile time.time()<end: pass\n",
+    "memory-pressure": "import time\nb=bytearray(%(mib)s*1048576)\n"
+    "for i in range(0,len(b),4096): b[i]=1\ntime.sleep(%(seconds)s)\n",
+    "deleted-file-open": "import os,time\nf=open(%(file)r,'wb')\nf.write(b'x'*(%(mib)s*1048576))\n"
+    "f.flush();os.remove(%(file)r)\ntime.sleep(%(seconds)s)\n",
+}
+
+
+def processes(action, fault, p, root, state):
+    pids = os.path.join(state, fault + ".pids")
+    alive = []
+    if os.path.exists(pids):
+        for pid in open(pids).read().split():
+            try:
+                os.kill(int(pid), 0)
+                alive.append(int(pid))
+            except (OSError, ValueError):
+                pass
+    if action == "check":
+        return {"symptom": bool(alive)}
+    if action == "remove":
+        for pid in alive:
+            os.kill(pid, signal.SIGKILL)
+        if os.path.exists(pids):
+            os.remove(pids)
+        return {"changed": bool(alive), "killed": len(alive)}
+    values = {"seconds": int(p.get("seconds", 600)), "mib": int(p.get("mib", 256)),
+              "file": root + p.get("file", "/var/tmp/terry-chaos-held.bin")}
+    count = int(p.get("workers", 1)) if fault == "cpu-stress" else 1
+    started = []
+    for _ in range(count):
+        child = subprocess.Popen([sys.executable, "-c", CHILD[fault] % values],
+                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
+                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        started.append(str(child.pid))
+    with open(pids, "a") as fh:
+        fh.write(" ".join(started) + " ")
+    return {"changed": True, "pids": started}
+
+
+# -- network-latency / network-loss: a netem qdisc on the interface ------------------------
+def netem(action, fault, p, root, state):
+    dev = p["interface"]
+    shown = subprocess.run(["tc", "qdisc", "show", "dev", dev], capture_output=True, text=True)
+    present = "netem" in shown.stdout
+    if action == "check":
+        return {"symptom": present}
+    if action == "remove":
+        if not present:
+            return {"changed": False}
+        done = subprocess.run(["tc", "qdisc", "del", "dev", dev, "root"], capture_output=True, text=True)
+        return {"changed": True, "rc": done.returncode}
+    what = (["delay", "%sms" % int(p.get("delay_ms", 200))] if fault == "network-latency"
+            else ["loss", "%s%%" % float(p.get("loss_percent", 10))])
+    verb = "change" if present else "add"
+    done = subprocess.run(["tc", "qdisc", verb, "dev", dev, "root", "netem", *what],
+                          capture_output=True, text=True)
+    return {"changed": True, "rc": done.returncode, "out": done.stderr[-300:]}
+
+
+def main():
+    action, fault, params, root = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
+    state = state_dir(root)
+    if fault == "disk-fill":
+        out = disk_fill(action, params, root, state)
+    elif fault in ("service-stop", "service-kill"):
+        out = service(action, params, root, state, kill=fault == "service-kill")
+    elif fault == "config-invalid":
+        out = config_invalid(action, params, root, state)
+    elif fault in CHILD:
+        out = processes(action, fault, params, root, state)
+    elif fault in ("network-latency", "network-loss"):
+        out = netem(action, fault, params, root, state)
+    else:
+        print(json.dumps({"failed": True, "msg": "unknown fault " + fault}))
+        return 2
+    print(json.dumps(out))
+    return 1 if out.get("rc") not in (None, 0) else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,146 @@
+"""The chaos journal (``chaos_runs``, migration 0018): one row per run, written before the
+fault goes in.
+
+A run moves ``selected → injecting → injected → removed → finished``. The row says
+``injecting`` before the playbook starts, so a process that dies at any point after leaves a
+row that is not ``finished`` and has no ``removed_at``: the next ``terry chaos run`` (or
+``terry chaos recover``) removes that fault first (``unfinished``), whoever held it.
+"""
+
+from __future__ import annotations
+
+import os
+import socket
+from collections.abc import Sequence
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, false, select
+from sqlalchemy.orm import Mapped, mapped_column
+
+from terry.store import Store
+from terry.store.models import Base, utcnow
+
+__all__ = ["ChaosRunRow", "Outcome", "RunState", "holder", "open_run", "unfinished", "update"]
+
+
+class RunState(StrEnum):
+    SELECTED = "selected"
+    INJECTING = "injecting"
+    INJECTED = "injected"
+    REMOVED = "removed"
+    FINISHED = "finished"
+
+
+class Outcome(StrEnum):
+    RESOLVED = "resolved"  # Terry verified a fix and the host agrees
+    FALSE_FIX = "false-fix"  # Terry said verified; the host still shows the fault
+    UNRESOLVED = "unresolved"  # detected, not fixed in time
+    UNDETECTED = "undetected"  # no incident for the fault on the host
+    INTERRUPTED = "interrupted"  # the run died or was stopped; its fault removed later
+    FAILED = "failed"  # the fault could not be injected
+    DRY_RUN = "dry-run"
+
+
+class ChaosRunRow(Base):
+    __tablename__ = "chaos_runs"
+    __table_args__ = (
+        Index("ix_chaos_runs_state", "state"),
+        Index("ix_chaos_runs_started_at", "started_at"),
+        {"extend_existing": True},
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(300))
+    fault: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    target: Mapped[str] = mapped_column(String(255))
+    environment: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))
+    outcome: Mapped[str | None] = mapped_column(String(24))
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    started_at: Mapped[datetime]
+    injected_at: Mapped[datetime | None]
+    alert_at: Mapped[datetime | None]
+    incident_id: Mapped[int | None] = mapped_column(Integer)
+    proposal_id: Mapped[int | None] = mapped_column(Integer)
+    decision: Mapped[str | None] = mapped_column(String(16))
+    decided_at: Mapped[datetime | None]
+    applied_at: Mapped[datetime | None]
+    verified_at: Mapped[datetime | None]
+    truth: Mapped[str | None] = mapped_column(String(16))  # healthy | faulty | unknown
+    removed_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    holder: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="")
+
+
+def holder() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"[:200]
+
+
+def open_run(
+    store: Store,
+    *,
+    experiment: str,
+    title: str,
+    fault: str,
+    params: dict[str, Any],
+    target: str,
+    environment: str | None,
+    dry_run: bool = False,
+) -> int:
+    with store.session() as session:
+        row = ChaosRunRow(
+            experiment=experiment[:200],
+            title=title[:300],
+            fault=fault,
+            params=params,
+            target=target,
+            environment=environment,
+            state=RunState.SELECTED.value,
+            dry_run=dry_run,
+            started_at=utcnow(),
+            holder=holder(),
+            detail="",
+        )
+        session.add(row)
+        session.flush()
+        return row.id
+
+
+def update(store: Store, run_id: int, **values: Any) -> None:
+    with store.session() as session:
+        row = session.get(ChaosRunRow, run_id)
+        assert row is not None
+        for key, value in values.items():
+            if isinstance(value, StrEnum):
+                value = value.value
+            setattr(row, key, value)
+
+
+def get(store: Store, run_id: int) -> ChaosRunRow | None:
+    with store.session() as session:
+        return session.get(ChaosRunRow, run_id)
+
+
+def unfinished(store: Store, *, exclude: Sequence[int] = ()) -> list[ChaosRunRow]:
+    """Runs whose fault may still be on a host: injecting or injected, never removed."""
+    with store.session() as session:
+        rows = session.scalars(
+            select(ChaosRunRow)
+            .where(ChaosRunRow.state.in_([RunState.INJECTING.value, RunState.INJECTED.value]))
+            .where(ChaosRunRow.dry_run.is_(False))
+            .order_by(ChaosRunRow.id)
+        ).all()
+    return [r for r in rows if r.id not in exclude]
+
+
+def runs(store: Store, *, since: datetime | None = None) -> list[ChaosRunRow]:
+    with store.session() as session:
+        query = select(ChaosRunRow).order_by(ChaosRunRow.id)
+        if since is not None:
+            query = query.where(ChaosRunRow.started_at >= since)
+        return list(session.scalars(query).all())

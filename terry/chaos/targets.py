@@ -1,0 +1,88 @@
+"""Which host an experiment breaks: drawn at random among the hosts its selector matches,
+never one in an environment chaos may not touch (production, unless ``chaos.environments``
+lists it), never one with an open incident (its trouble would be confused with the fault),
+and never more than the blast radius allows."""
+
+from __future__ import annotations
+
+import fnmatch
+import random
+from collections.abc import Iterable
+from dataclasses import dataclass, field
+
+from terry.errors import InputError, NotFound, StateError
+from terry.inventory.hosts import Host, Inventory
+
+__all__ = ["Selector", "select_targets"]
+
+
+@dataclass(frozen=True)
+class Selector:
+    """What an experiment says about its targets (its ``terry`` extension)."""
+
+    hosts: tuple[str, ...] = ()  # glob patterns of inventory names; empty: any
+    environments: tuple[str, ...] = ()  # empty: any chaos may touch
+    groups: tuple[str, ...] = ()
+    labels: dict[str, str] = field(default_factory=dict)
+    count: int = 1
+
+    def matches(self, host: Host) -> bool:
+        if self.hosts and not any(fnmatch.fnmatchcase(host.name, p) for p in self.hosts):
+            return False
+        if self.environments and host.environment not in self.environments:
+            return False
+        if self.groups and not set(self.groups) & set(host.groups):
+            return False
+        return all(host.labels.get(k) == v for k, v in self.labels.items())
+
+
+@dataclass(frozen=True)
+class Choice:
+    hosts: tuple[Host, ...]
+    candidates: tuple[str, ...]  # every host that could have been drawn
+    excluded: dict[str, str]  # host -> why not
+
+
+def select_targets(
+    inventory: Inventory,
+    selector: Selector,
+    *,
+    allowed_environments: Iterable[str],
+    busy: Iterable[str],
+    max_blast_radius: int,
+    forced: str | None = None,
+    rng: random.Random | None = None,
+) -> Choice:
+    """The hosts to break. ``busy``: hosts with an open incident or a fault of another
+    run. ``forced`` (``--target``) must pass the same rules as a drawn host."""
+    if selector.count > max_blast_radius:
+        raise InputError(
+            f"the experiment asks for {selector.count} hosts; chaos.max_blast_radius is "
+            f"{max_blast_radius}"
+        )
+    allowed, taken = set(allowed_environments), set(busy)
+    excluded: dict[str, str] = {}
+    candidates: list[Host] = []
+    for host in sorted(inventory.hosts.values(), key=lambda h: h.name):
+        if not selector.matches(host):
+            continue
+        if (host.environment or "") not in allowed:
+            excluded[host.name] = f"environment {host.environment or 'none'} is not in chaos.environments"
+        elif host.name in taken:
+            excluded[host.name] = "has an open incident or another run's fault"
+        else:
+            candidates.append(host)
+    names = tuple(h.name for h in candidates)
+    if forced is not None:
+        if forced not in inventory.hosts:
+            raise NotFound(f"no host {forced!r} in the inventory")
+        if forced in excluded:
+            raise StateError(f"{forced} may not be a chaos target: {excluded[forced]}")
+        if forced not in names:
+            raise StateError(f"{forced} does not match the experiment's target selector")
+        return Choice((inventory.hosts[forced],), names, excluded)
+    if len(candidates) < selector.count:
+        why = "; ".join(f"{h}: {r}" for h, r in excluded.items()) or "no host matches the selector"
+        raise StateError(f"no host may be a chaos target now ({why})")
+    drawn = (rng or random.SystemRandom()).sample(candidates, selector.count)
+    return Choice(tuple(sorted(drawn, key=lambda h: h.name)), names, excluded)

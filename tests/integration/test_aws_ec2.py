@@ -1,0 +1,250 @@
+"""Hosts from AWS, against a local AWS API (moto in server mode, on loopback): instances and
+volumes made here with boto3, found by Ansible's amazon.aws.aws_ec2 inventory plugin through
+Terry's inventory loader (examples/inventories/aws_ec2.yml, pointed at moto), named ``aws``
+by ``terry inventory show`` and in the gate's input, diagnosed to the disk remedy's AWS
+variant, and a volume grown by that variant's ``amazon.aws.ec2_vol`` task in a real
+ansible-playbook run (ansible-runner, Terry's allow-listed environment plus the AWS
+variables a ``runner.env`` would set), checked through the EC2 API.
+
+The instances cannot be reached over SSH (moto makes no machines): the run's inventory
+composes ``ansible_connection: local`` and a scratch ``terry_root`` with a quota, as the
+example hosts do, so the disk half of the remedy measures a directory, and the filesystem
+half (growpart, resize2fs) is switched off with ``disk_grow_aws_filesystem: false``.
+"""
+
+from __future__ import annotations
+
+import os
+import sys
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import boto3
+import pytest
+import yaml
+from moto.server import ThreadedMotoServer
+
+from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
+from terry.diagnosis.rules import Diagnosis, diagnose
+from terry.gitops.repo import Repo
+from terry.inventory.hosts import load_inventory
+from terry.remedies.catalogue import load_catalogue
+from terry.remedies.estimate import estimates
+from terry.remedies.render import render
+from tests.conftest import REPO_ROOT, Cli, config_for, make_cli
+
+pytestmark = pytest.mark.integration
+
+REGION = "eu-west-1"
+# Fake credentials: moto accepts any; they only have to be there for the AWS SDK.
+FAKE = {
+    "AWS_ACCESS_KEY_ID": "testing",
+    "AWS_SECRET_ACCESS_KEY": "testing",
+    "AWS_DEFAULT_REGION": REGION,
+}
+
+
+@dataclass(frozen=True)
+class Cloud:
+    url: str
+    env: dict[str, str]  # what Terry and ansible need to reach it
+    web: str  # instance ids
+    db: str
+    data_volume: str  # 8 GiB gp3 at /dev/sdf of web
+
+    def ec2(self) -> Any:
+        return boto3.client(
+            "ec2",
+            region_name=REGION,
+            endpoint_url=self.url,
+            aws_access_key_id="testing",
+            aws_secret_access_key="testing",
+        )
+
+
+@pytest.fixture(scope="module")
+def cloud() -> Iterator[Cloud]:
+    server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
+    server.start()
+    host, port = server.get_host_and_port()
+    url = f"http://{host}:{port}"
+    env = {**FAKE, "AWS_ENDPOINT_URL": url}
+    with pytest.MonkeyPatch.context() as env_patch:
+        for name, value in env.items():
+            env_patch.setenv(name, value)
+        ec2 = boto3.client("ec2", region_name=REGION, endpoint_url=url)
+        image = ec2.describe_images(Owners=["amazon"])["Images"][0]["ImageId"]
+
+        def instance(name: str, tags: dict[str, str]) -> str:
+            made = ec2.run_instances(
+                ImageId=image,
+                MinCount=1,
+                MaxCount=1,
+                InstanceType="t3.small",
+                TagSpecifications=[
+                    {
+                        "ResourceType": "instance",
+                        "Tags": [
+                            {"Key": k, "Value": v}
+                            for k, v in {"Name": name, "terry-managed": "true", **tags}.items()
+                        ],
+                    }
+                ],
+            )
+            return str(made["Instances"][0]["InstanceId"])
+
+        web = instance("web-aws-01", {"terry:environment": "staging", "terry:tenant": "shop"})
+        db = instance("db-aws-01", {"terry:environment": "production"})
+        instance("stray", {"terry-managed": "false"})  # filtered out by the inventory
+        zone = ec2.describe_instances(InstanceIds=[web])["Reservations"][0]["Instances"][0][
+            "Placement"
+        ]["AvailabilityZone"]
+        volume = ec2.create_volume(AvailabilityZone=zone, Size=8, VolumeType="gp3")["VolumeId"]
+        ec2.attach_volume(VolumeId=volume, InstanceId=web, Device="/dev/sdf")
+        yield Cloud(url, env, web, db, volume)
+    server.stop()
+
+
+def _inventory(cloud: Cloud, **compose: str) -> str:
+    """The shipped example, pointed at moto (and with extra ``compose`` entries)."""
+    source = yaml.safe_load((REPO_ROOT / "examples/inventories/aws_ec2.yml").read_text())
+    source["endpoint_url"] = cloud.url
+    source["compose"] = {**source["compose"], **compose}
+    return yaml.safe_dump(source, sort_keys=False)
+
+
+def _repo_with_cloud(gitops: Path, cloud: Cloud) -> Cli:
+    where = gitops / "inventories" / "aws"
+    where.mkdir(parents=True)
+    (where / "aws_ec2.yml").write_text(_inventory(cloud))
+    config = yaml.safe_load((gitops / "terry.yml").read_text())
+    config["inventory"] = [*config["inventory"], "inventories/aws/aws_ec2.yml"]
+    (gitops / "terry.yml").write_text(yaml.safe_dump(config))
+    Repo(gitops).commit_paths(["terry.yml", "inventories/aws"], "hosts from AWS")
+    cli = make_cli(gitops)
+    return Cli(cli.repo, {**cli.env, **cloud.env})
+
+
+def test_the_plugin_finds_the_instances_and_terry_names_their_platform(
+    gitops: Path, cloud: Cloud
+) -> None:
+    cli = _repo_with_cloud(gitops, cloud)
+    hosts = {h["name"]: h for h in cli.json("inventory", "list")}
+    assert {"web-aws-01", "db-aws-01"} <= set(hosts) and "stray" not in hosts
+    web = hosts["web-aws-01"]
+    assert (web["environment"], web["tenant"]) == ("staging", "shop")
+    assert web["platform"] == {
+        "name": "aws",
+        "source": "inventory",
+        "instance_id": cloud.web,
+        "instance_type": "t3.small",
+        "region": REGION,
+        "availability_zone": web["platform"]["availability_zone"],
+    }
+    assert web["platform"]["availability_zone"].startswith(REGION)
+    assert "env_production" in hosts["db-aws-01"]["groups"]
+    # the example hosts (local connection: this machine) are not in AWS
+    assert hosts["web-01"]["platform"] is None or hosts["web-01"]["platform"]["name"] != "aws"
+
+    shown = cli("inventory", "show", "db-aws-01")
+    assert shown.exit_code == 0, shown.stderr
+    assert f"aws (inventory: instance_id={cloud.db}, instance_type=t3.small" in shown.stdout
+
+    # what the gate reads, and what diagnosis makes of a full disk there
+    config = config_for(gitops)
+    inventory = load_inventory(gitops, list(config.inventory))
+    assert inventory.hosts["web-aws-01"].policy_view()["platform"]["name"] == "aws"
+    found = diagnose(
+        alertname="DiskUsageHigh",
+        labels={"host": "web-aws-01", "mountpoint": "/srv/data"},
+        annotations={},
+        catalogue=load_catalogue(gitops / "roles"),
+        inventory=inventory,
+        host_labels=config.host_labels,
+    )
+    assert isinstance(found, Diagnosis)
+    assert found.remedy.name == "disk-usage-high-aws" and found.remedy.risk.value == "medium"
+    on_metal = diagnose(
+        alertname="DiskUsageHigh",
+        labels={"host": "web-01", "mountpoint": "/srv/data"},
+        annotations={},
+        catalogue=load_catalogue(gitops / "roles"),
+        inventory=inventory,
+        host_labels=config.host_labels,
+    )
+    assert isinstance(on_metal, Diagnosis) and on_metal.remedy.name == "disk-usage-high"
+
+
+def test_when_cleaning_is_not_enough_the_aws_variant_grows_the_ebs_volume(
+    tmp_path: Path, cloud: Cloud
+) -> None:
+    # An instance whose /srv/data (a 20 MiB quota here) is 95% full of files no rule removes.
+    root = tmp_path / "root"
+    data = root / "srv" / "data"
+    (data / "app").mkdir(parents=True)
+    for n in range(19):
+        (data / "app" / f"blob-{n}").write_bytes(os.urandom(1 << 20))
+    project = tmp_path / "project"
+    (project / "inventories").mkdir(parents=True)
+    (project / "roles").symlink_to(REPO_ROOT / "roles")
+    (project / "inventories" / "aws_ec2.yml").write_text(
+        _inventory(
+            cloud,
+            ansible_connection="'local'",
+            ansible_python_interpreter=repr(sys.executable),
+            terry_root=repr(str(root)),
+            terry_disk_quota_mb="20",
+            disk_grow_aws_filesystem="false",
+        )
+    )
+    catalogue = load_catalogue(REPO_ROOT / "roles")
+    remedy = catalogue.get("disk-usage-high-aws")
+    assert remedy is not None
+    params = {p.name: p.default for p in remedy.params}
+    params.update(path="/srv/data", threshold=80)
+    rendered = render(
+        remedy=remedy, proposal_id=7, incident_id=3, hosts=("web-aws-01",), params=params
+    )
+    for relative, text in (
+        (rendered.playbook_path, rendered.playbook),
+        (rendered.vars_path, rendered.vars_text),
+    ):
+        (project / relative).parent.mkdir(parents=True, exist_ok=True)
+        (project / relative).write_text(text)
+
+    def run(check: bool, name: str) -> Any:
+        return AnsibleRunnerApplier().run(
+            RunRequest(
+                project_dir=project,
+                playbook=rendered.playbook_path,
+                private_dir=tmp_path / name,
+                inventory=("inventories/aws_ec2.yml",),
+                hosts=("web-aws-01",),
+                vars_file=rendered.vars_path,
+                check=check,
+                env=dict(cloud.env),  # what runner.env would pass on purpose
+                timeout=120,
+            )
+        )
+
+    def size() -> int:
+        volumes = cloud.ec2().describe_volumes(VolumeIds=[cloud.data_volume])["Volumes"]
+        return int(volumes[0]["Size"])
+
+    # The dry run: cleaning frees nothing; growing 8 -> 9 GiB covers it; nothing changes.
+    checked = run(True, "check")
+    assert checked.ok, [e.message for e in checked.events if e.status and e.message][-5:]
+    [estimate] = estimates(checked.events)
+    assert estimate["enough"] is True
+    assert f"grow volume {cloud.data_volume} from 8 to 9 GiB" in estimate["summary"]
+    assert estimate["volume_gib"] == 8 and estimate["new_volume_gib"] == 9
+    assert size() == 8
+
+    applied = run(False, "apply")
+    assert applied.ok, [e.message for e in applied.events if e.status and e.message][-5:]
+    grown = [e for e in applied.events if e.task == "Grow the EBS volume" and e.host]
+    assert grown and grown[-1].status is not None and grown[-1].status.value == "changed"
+    assert size() == 9
+    assert len(list((data / "app").iterdir())) == 19  # nothing the rules keep was removed

@@ -1,0 +1,102 @@
+"""The rollout plan (terry.proposals.waves), confidence (terry.proposals.confidence) and
+policies/waves.rego with the shipped policies, evaluated by real regorus."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import pytest
+
+from terry.gate.engine import Verdict
+from terry.proposals.confidence import score
+from terry.proposals.waves import plan_waves
+from tests.unit.test_gate_policy import ENGINE, POLICIES, gate_input, record
+
+pytestmark = pytest.mark.unit
+
+
+def _plan(hosts: dict[str, str], **over: Any) -> list[list[str]]:
+    options = {"min_hosts": 3, "percent": 10.0, **over}
+    return [list(w.hosts) for w in plan_waves(list(hosts.items()), **options)]
+
+
+def test_a_few_hosts_go_in_one_wave() -> None:
+    assert _plan({"a": "staging", "b": "production", "c": "staging"}) == [["a", "b", "c"]]
+
+
+def test_the_canary_is_ten_percent_at_least_one_and_never_production_first() -> None:
+    hosts = {f"s-{n:02d}": "staging" for n in range(1, 20)} | {"p-00": "production"}
+    waves = _plan(hosts)
+    assert waves[0] == ["s-01", "s-02"]  # 10% of 20, staging although p-00 sorts first
+    assert waves[-1] == ["p-00"]
+    assert _plan(
+        {"p-1": "production", "p-2": "production", "s-9": "staging", "p-3": "production"}
+    ) == [
+        ["s-9"],
+        ["p-1", "p-2", "p-3"],
+    ]
+
+
+def test_a_production_only_fleet_starts_with_one_production_host() -> None:
+    waves = plan_waves([(f"p-{n}", "production") for n in range(5)], min_hosts=3, percent=10)
+    assert [w.hosts for w in waves] == [("p-0",), ("p-1", "p-2", "p-3", "p-4")]
+    assert waves[0].canary and waves[0].environments == ("production",)
+
+
+def test_confidence_weighs_record_dry_run_source_and_canary() -> None:
+    proven = score(runs=10, success_rate=1.0, check={"ok": True}, ai_authored=False)
+    assert proven.value == 100
+    new = score(runs=0, success_rate=None, check={"ok": True}, ai_authored=False)
+    assert new.value == 70
+    short = score(
+        runs=0,
+        success_rate=None,
+        check={"ok": True, "estimates": [{"enough": False}]},
+        ai_authored=False,
+    )
+    assert short.value == 50
+    ai = score(runs=0, success_rate=None, check={"ok": False}, ai_authored=True, ai_confidence=60)
+    assert ai.value == 24
+    assert (
+        score(
+            runs=10, success_rate=1.0, check={"ok": True}, ai_authored=False, canary="failed"
+        ).value
+        == 20
+    )
+
+
+def _wave(index: int, hosts: list[str], environments: list[str], canary: bool) -> dict[str, Any]:
+    return {
+        "index": index,
+        "size": len(hosts),
+        "hosts": hosts,
+        "environments": environments,
+        "canary": canary,
+    }
+
+
+def test_policy_asks_a_person_when_the_canary_puts_several_production_hosts_first() -> None:
+    waves = [
+        _wave(0, ["p-0", "p-1"], ["production"], True),
+        _wave(1, [f"p-{n}" for n in range(2, 20)], ["production"], False),
+    ]
+    decision = ENGINE.decide(
+        POLICIES, gate_input(environment="production", waves=waves, host_count=20)
+    )
+    assert decision.verdict is Verdict.REVIEW
+    assert any("the canary would change 2 production hosts first" in r for r in decision.reasons)
+
+
+def test_policy_names_a_confident_canaried_rollout_among_its_reasons_to_merge() -> None:
+    waves = [
+        _wave(0, ["s-0"], ["staging"], True),
+        _wave(1, ["s-1", "s-2", "s-3"], ["staging"], False),
+    ]
+    history = record(10, 10, "verified")
+    decision = ENGINE.decide(
+        POLICIES, gate_input(waves=waves, confidence=95, history=history, host_count=4)
+    )
+    assert decision.verdict is Verdict.MERGE
+    assert any("straight to its canary" in r for r in decision.reasons)
+    unsure = ENGINE.decide(POLICIES, gate_input(waves=waves, confidence=60, host_count=4))
+    assert not any("straight to its canary" in r for r in unsure.reasons)
