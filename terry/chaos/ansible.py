@@ -4,6 +4,7 @@ environment, same redaction, artifacts on disk per run."""
 
 from __future__ import annotations
 
+import contextlib
 import json
 import tempfile
 from dataclasses import dataclass
@@ -71,10 +72,8 @@ def run_fault(
         result_data = (event.raw.get("event_data") or {}).get("res")
         text = result_data.get("stdout") if isinstance(result_data, dict) else None
         if isinstance(text, str) and text.startswith("{"):
-            try:
+            with contextlib.suppress(ValueError):
                 printed = json.loads(text)
-            except ValueError:
-                pass
     failures = [e.message for e in result.events if e.message and e.status is not None]
     ok = result.status is RunStatus.SUCCESSFUL and result.rc == 0
     detail = f"{action} {fault} on {host}: {result.status.value}"

@@ -62,14 +62,20 @@ FAULTS: dict[Fault, FaultSpec] = {
         FaultSpec(
             Fault.SERVICE_STOP,
             "stop a service; remove starts it",
-            {"service": Param("name", True), "port": Param("number", high=65535),
-             "bind": Param("address")},
+            {
+                "service": Param("name", True),
+                "port": Param("number", high=65535),
+                "bind": Param("address"),
+            },
         ),
         FaultSpec(
             Fault.SERVICE_KILL,
             "kill a service (SIGKILL); remove starts it",
-            {"service": Param("name", True), "port": Param("number", high=65535),
-             "bind": Param("address")},
+            {
+                "service": Param("name", True),
+                "port": Param("number", high=65535),
+                "bind": Param("address"),
+            },
         ),
         FaultSpec(
             Fault.CONFIG_INVALID,
@@ -99,8 +105,11 @@ FAULTS: dict[Fault, FaultSpec] = {
         FaultSpec(
             Fault.DELETED_FILE_OPEN,
             "a process holding a deleted file of mib MiB open; remove kills it",
-            {"file": Param("path"), "mib": Param("number", low=1, high=65_536),
-             "seconds": _SECONDS},
+            {
+                "file": Param("path"),
+                "mib": Param("number", low=1, high=65_536),
+                "seconds": _SECONDS,
+            },
         ),
     )
 }
@@ -119,7 +128,9 @@ def check_params(fault: Fault, params: dict[str, Any]) -> dict[str, Any]:
     first one that is missing, unknown or out of bounds."""
     spec = FAULTS[fault]
     if unknown := sorted(set(params) - set(spec.params)):
-        raise InputError(f"{fault}: unknown parameter {unknown[0]!r} (known: {', '.join(spec.params)})")
+        raise InputError(
+            f"{fault}: unknown parameter {unknown[0]!r} (known: {', '.join(spec.params)})"
+        )
     out: dict[str, Any] = {}
     for name, param in spec.params.items():
         if name not in params:
@@ -131,7 +142,9 @@ def check_params(fault: Fault, params: dict[str, Any]) -> dict[str, Any]:
             if isinstance(value, bool) or not isinstance(value, int | float):
                 raise InputError(f"{fault}: {name} must be a number, not {value!r}")
             if not param.low <= value <= param.high:
-                raise InputError(f"{fault}: {name} must be between {param.low:g} and {param.high:g}")
+                raise InputError(
+                    f"{fault}: {name} must be between {param.low:g} and {param.high:g}"
+                )
         else:
             pattern = {"name": _NAME, "path": _PATH, "address": _ADDRESS}[param.kind]
             if not isinstance(value, str) or not pattern.fullmatch(value) or ".." in value:

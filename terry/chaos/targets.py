@@ -67,7 +67,9 @@ def select_targets(
         if not selector.matches(host):
             continue
         if (host.environment or "") not in allowed:
-            excluded[host.name] = f"environment {host.environment or 'none'} is not in chaos.environments"
+            excluded[host.name] = (
+                f"environment {host.environment or 'none'} is not in chaos.environments"
+            )
         elif host.name in taken:
             excluded[host.name] = "has an open incident or another run's fault"
         else:

@@ -36,6 +36,11 @@ class Entry(NamedTuple):
 
 COMMANDS: dict[str, Entry] = {
     "alert": Entry("terry.cli.alerts", "command", "Feed Alertmanager alerts to Terry."),
+    "cost": Entry(
+        "terry.cli.cost",
+        "command",
+        "Cost: prices as data (costs/prices.yml on main), utilisation from Prometheus.",
+    ),
     "demo": Entry(
         "terry.cli.demo", "command", "Run the whole loop and print a timeline per incident."
     ),

@@ -38,9 +38,7 @@ CPU_IDLE = 'node_cpu_seconds_total{mode="idle"}'
 _HOURLY_BUSY = f"(1 - avg without (cpu, mode) (rate({CPU_IDLE}[1h])))"
 _MEMORY_USED = "(1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)"
 _FS = 'fstype!~"tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|autofs|proc|sysfs|fuse.*"'
-_DISK_USED = (
-    f"(1 - node_filesystem_avail_bytes{{{_FS}}} / node_filesystem_size_bytes{{{_FS}}})"
-)
+_DISK_USED = f"(1 - node_filesystem_avail_bytes{{{_FS}}} / node_filesystem_size_bytes{{{_FS}}})"
 
 
 def _span(seconds: float) -> str:

@@ -17,6 +17,8 @@ __all__ = ["GateInput", "decide"]
 
 # The most sensitive environment wins when a proposal spans several.
 _SENSITIVITY = ("production", "staging", "development", "test")
+# A proposal that changes nothing billed (terry.cost.change).
+_NO_COST = {"monthly_change": 0.0, "currency": None, "hosts": {}, "error": None}
 
 
 @dataclass(frozen=True)
@@ -41,6 +43,8 @@ class GateInput:
     source: str = "alert"
     # The error budgets of the services the hosts serve (terry.slo.services.gate_view).
     slo: dict[str, Any] | None = None
+    # The monthly cost change of the proposal (terry.cost.change.gate_view, docs/cost.md).
+    cost: dict[str, Any] | None = None
 
     @property
     def tenants(self) -> tuple[str, ...]:
@@ -93,6 +97,7 @@ class GateInput:
             "confidence": self.confidence,
             "source": self.source,
             "slo": self.slo if self.slo is not None else {"services": {}, "error": None},
+            "cost": self.cost if self.cost is not None else dict(_NO_COST),
         }
 
 

@@ -88,10 +88,38 @@ def _plain(value: Any) -> Any:
     return value
 
 
-# Ansible's plugin loader is process-global and not thread-safe: two worker threads loading
-# inventories at once fail with "Unable to load the cache plugin". One at a time.
-_ANSIBLE_LOADER = threading.Lock()
-# The same lock, for other readers of Ansible's inventory (terry.inventory.check).
+class _AnsibleLoader:
+    """Ansible's plugin loader, one user at a time, with its collection loader installed.
+
+    The loader is process-global and not thread-safe: two worker threads loading
+    inventories at once fail with "Unable to load the cache plugin". And only Ansible's own
+    CLIs install the finder for installed collections (``init_plugin_loader``): without it an
+    inventory source of a collection's plugin (``amazon.aws.aws_ec2``) is "unknown", parsed
+    as nothing and only warned about. Installed once, on first use.
+    """
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+
+    def __enter__(self) -> None:
+        self._lock.acquire()
+        try:
+            from ansible.utils.collection_loader import AnsibleCollectionConfig
+
+            if AnsibleCollectionConfig.collection_finder is None:
+                from ansible.plugins.loader import init_plugin_loader
+
+                init_plugin_loader()
+        except BaseException:
+            self._lock.release()
+            raise
+
+    def __exit__(self, *exc: object) -> None:
+        self._lock.release()
+
+
+_ANSIBLE_LOADER = _AnsibleLoader()
+# The same guard, for other readers of Ansible's inventory (terry.inventory.check).
 ANSIBLE_LOADER = _ANSIBLE_LOADER
 
 

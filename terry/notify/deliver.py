@@ -25,6 +25,7 @@ from terry.notify.message import compose
 from terry.notify.outbox import Claimed, claim, collect, settle
 from terry.notify.routes import SLACK_APP, target_for
 from terry.notify.send import send
+from terry.notify.tenancy import UNBOUND, TenancyReader
 from terry.redact import redact
 from terry.store import Store
 
@@ -58,11 +59,20 @@ def deliver_round(
     *,
     environ: Mapping[str, str] | None = None,
     now: datetime | None = None,
+    tenancy: TenancyReader | None = None,
 ) -> Round:
-    """Collect, then send every due message once."""
+    """Collect, then send every due message once. ``tenancy``: where main's tenants are
+    read (default: read now); when they cannot be read, nothing new is owed this round
+    (a tenant's route must not get another's event) and the audit rows wait for the next."""
     settings = config.notifications
     env = os.environ if environ is None else environ
-    collected = collect(store, settings, now=now)
+    collected = 0
+    try:
+        placed = (tenancy or TenancyReader(config)).read() if settings.routes else UNBOUND
+    except TerryError as exc:
+        log.error("notifications: tenants cannot be read, owing nothing new: %s", exc)
+    else:
+        collected = collect(store, settings, now=now, tenancy=placed)
     routes = {r.name: r for r in settings.routes}
     if not routes:
         return Round(collected=collected)
@@ -118,6 +128,7 @@ class Notifier:
         self.config = config
         self.store = store
         self.environ = environ
+        self.tenancy = TenancyReader(config)  # main's tenants, read again when main moves
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._loop, name="terry-notifier", daemon=True)
 
@@ -134,7 +145,9 @@ class Notifier:
     def _loop(self) -> None:
         while not self._stop.is_set():
             try:
-                done = deliver_round(self.config, self.store, environ=self.environ)
+                done = deliver_round(
+                    self.config, self.store, environ=self.environ, tenancy=self.tenancy
+                )
                 if done.messages or done.failed:
                     log.info(
                         "notifications: %d message(s) sent, %d row(s) delivered, %d failed, "

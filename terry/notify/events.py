@@ -97,6 +97,11 @@ class Event:
     decision: str = ""
     reasons: tuple[str, ...] = field(default_factory=tuple)
     pr_url: str = ""
+    # Every host the event is about (``host`` shows the first few), and their tenants as
+    # main's inventory places them (``terry.notify.tenancy``): what tenant-bound routes match.
+    # ``tenant`` above is the alert's own label, shown, never trusted for routing.
+    hosts: tuple[str, ...] = field(default_factory=tuple)
+    tenants: tuple[str, ...] = field(default_factory=tuple)
 
     def dedupe_key(self, route: str) -> str:
         """One message per route per audit row: inserting it twice is a no-op."""
@@ -110,6 +115,8 @@ class Event:
         data["kind"] = self.kind.value
         data["at"] = self.at.isoformat()
         data["reasons"] = list(self.reasons)
+        data["hosts"] = list(self.hosts)
+        data["tenants"] = list(self.tenants)
         return data
 
     @classmethod
@@ -117,7 +124,8 @@ class Event:
         values = dict(data)
         values["kind"] = EventKind(values["kind"])
         values["at"] = datetime.fromisoformat(values["at"])
-        values["reasons"] = tuple(str(r) for r in values.get("reasons") or ())
+        for name in ("reasons", "hosts", "tenants"):
+            values[name] = tuple(str(r) for r in values.get(name) or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in values.items() if k in known})
 
@@ -174,13 +182,14 @@ def _event(
     environment = (proposal.environment if proposal is not None else None) or _label(
         labels, "environment", "env"
     )
-    host = ""
+    hosts: tuple[str, ...] = ()
     if proposal is not None and proposal.hosts:
-        host = ", ".join(str(h) for h in proposal.hosts[:5])
+        hosts = tuple(str(h)[:255] for h in proposal.hosts[:100])
     elif incident is not None and incident.host:
-        host = incident.host
+        hosts = (incident.host,)
     else:  # not diagnosed yet: the alert's own word (terry.yml's default host_labels)
-        host = _label(labels, "host", "instance", "nodename")
+        hosts = tuple(h for h in (_label(labels, "host", "instance", "nodename"),) if h)
+    host = ", ".join(hosts[:5])
     return Event(
         kind=kind,
         audit_id=row.id,
@@ -202,4 +211,5 @@ def _event(
         if proposal is not None
         else (),
         pr_url=(proposal.pr_url or "") if proposal is not None else "",
+        hosts=hosts,
     )

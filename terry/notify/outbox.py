@@ -15,6 +15,7 @@ again after an exponential backoff with jitter; or ``dead`` after ``max_attempts
 
 from __future__ import annotations
 
+import dataclasses
 import random
 import uuid
 from collections.abc import Sequence
@@ -29,6 +30,7 @@ from terry.config import NotificationsConfig
 from terry.errors import NotFound, StateError
 from terry.notify.events import Event, load_events
 from terry.notify.routes import matches
+from terry.notify.tenancy import UNBOUND, Tenancy
 from terry.store import Store
 from terry.store.models import AuditRow, NotificationCursorRow, NotificationRow, utcnow
 
@@ -73,8 +75,16 @@ def _cursor(session: Session) -> NotificationCursorRow:
     return row
 
 
-def collect(store: Store, config: NotificationsConfig, *, now: datetime | None = None) -> int:
-    """Owe a notification for each new audit row some route wants; how many were new."""
+def collect(
+    store: Store,
+    config: NotificationsConfig,
+    *,
+    now: datetime | None = None,
+    tenancy: Tenancy = UNBOUND,
+) -> int:
+    """Owe a notification for each new audit row some route wants; how many were new.
+    ``tenancy``: which tenants each event's hosts are in and which routes are theirs (the
+    default knows none: a route naming tenants then gets nothing)."""
     added = 0
     while True:
         now = now or utcnow()
@@ -90,7 +100,7 @@ def collect(store: Store, config: NotificationsConfig, *, now: datetime | None =
                 )
             )
             if config.routes and rows:
-                added += _owe(session, config, load_events(session, rows), now)
+                added += _owe(session, config, load_events(session, rows), now, tenancy)
             newest = max((r.id for r in rows), default=seen)
             if newest > seen:
                 session.execute(
@@ -105,9 +115,20 @@ def collect(store: Store, config: NotificationsConfig, *, now: datetime | None =
             return added
 
 
-def _owe(session: Session, config: NotificationsConfig, events: list[Event], now: datetime) -> int:
+def _owe(
+    session: Session,
+    config: NotificationsConfig,
+    events: list[Event],
+    now: datetime,
+    tenancy: Tenancy,
+) -> int:
     due = now + timedelta(seconds=config.group_window)
-    events = [e for e in events if e.at >= now - STALE]
+    events = [
+        dataclasses.replace(e, tenants=tenancy.tenants_of(e.hosts))
+        for e in events
+        if e.at >= now - STALE
+    ]
+    bound = {route.name: tenancy.bound(route) for route in config.routes}
     values = [
         {
             "dedupe_key": event.dedupe_key(route.name),
@@ -127,7 +148,7 @@ def _owe(session: Session, config: NotificationsConfig, events: list[Event], now
         }
         for event in events
         for route in config.routes
-        if matches(route, event)
+        if matches(route, event, bound[route.name])
     ]
     if not values:
         return 0

@@ -8,7 +8,7 @@ from ``repr`` and from every error (``Target.redactor``).
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Collection, Mapping
 from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
@@ -30,18 +30,19 @@ NATIVE_HOSTS = {
 }
 
 
-def matches(route: RouteConfig, event: Event) -> bool:
+def matches(route: RouteConfig, event: Event, bound: Collection[str] = ()) -> bool:
     """Whether ``route`` wants ``event``: one of its events, and (where it names some) one
-    of its environments, severities and tenants. An event without an environment (or
-    severity, tenant) does not pass a route that filters on it."""
+    of its environments and severities. An event without an environment (or severity) does
+    not pass a route that filters on it. ``bound``: the tenants the route carries
+    (``Tenancy.bound``: its own ``tenants`` and the tenants naming it); a bound route wants
+    only events with a host in one of them (``Event.tenants``, placed from the inventory)."""
     if event.kind.value not in route.events:
         return False
-    checks = (
-        (route.environments, event.environment),
-        (route.severities, event.severity),
-        (route.tenants, event.tenant),
-    )
-    return all(not wanted or value in wanted for wanted, value in checks)
+    checks = ((route.environments, event.environment), (route.severities, event.severity))
+    if not all(not wanted or value in wanted for wanted, value in checks):
+        return False
+    tenants = {*route.tenants, *bound}
+    return not tenants or not tenants.isdisjoint(event.tenants)
 
 
 @dataclass(frozen=True)

@@ -49,6 +49,7 @@ from collections import Counter
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING
 
 from terry.config import Config
 from terry.errors import InputError, TerryError
@@ -65,6 +66,9 @@ from terry.reports.history import (
 from terry.slo.weekly import ServiceSpend, budget_spend
 from terry.store import Store
 from terry.store.models import utcnow
+
+if TYPE_CHECKING:
+    from terry.tenants.scope import Scope
 
 __all__ = [
     "SCHEMA",
@@ -511,11 +515,14 @@ def weekly_report(
     settings: Settings | None = None,
     environments: Mapping[str, str] | None = None,
     budgets: Sequence[ServiceSpend] = (),
+    scope: Scope | None = None,
 ) -> WeeklyReport:
     """The report of the ``days`` days before ``end`` (exclusive; default: the end of today,
     UTC) and the same span before them. ``environments`` maps host names to their
     environment (main's inventory); hosts it does not name are ``unknown``. ``budgets``:
-    each service's error budget consumed in the window (``budget_spend``)."""
+    each service's error budget consumed in the window (``budget_spend``). ``scope``: only
+    the incidents (and their proposals) on the hosts a tenant's principal sees, counted as
+    if there were no others (``terry.reports.scoped``); None: every one."""
     if not 1 <= days <= 366:
         raise InputError(f"days must be between 1 and 366, not {days}")
     end = default_end() if end is None else end
@@ -524,6 +531,11 @@ def weekly_report(
     before = start - timedelta(days=days)
     settings = settings or Settings()
     history = read_history(store, before, end)
+    if scope is not None:
+        from terry.reports.scoped import scoped_budgets, scoped_history
+
+        history = scoped_history(history, scope)
+        budgets = scoped_budgets(budgets, scope)
     current = incidents_at(history, start, end)
     previous = incidents_at(history, before, start)
     summary = _figures(current, start, end, settings)
@@ -562,11 +574,16 @@ def host_environments(config: Config) -> dict[str, str]:
 
 
 def report_for(
-    config: Config, store: Store, *, end: datetime | None = None, days: int = 7
+    config: Config,
+    store: Store,
+    *,
+    end: datetime | None = None,
+    days: int = 7,
+    scope: Scope | None = None,
 ) -> WeeklyReport:
     """``weekly_report`` with ``reports:`` of ``terry.yml`` and main's environments (what
     ``terry report weekly`` and a ``weekly-report`` schedule print), and the error budgets
-    of main's SLOs consumed in the window."""
+    of main's SLOs consumed in the window; ``scope``: as a tenant reads it."""
     window_end = default_end() if end is None else end
     window_end = window_end.replace(tzinfo=UTC) if window_end.tzinfo is None else window_end
     budgets = budget_spend(config, window_end - timedelta(days=days), window_end)
@@ -580,4 +597,5 @@ def report_for(
         ),
         environments=host_environments(config),
         budgets=budgets,
+        scope=scope,
     )

@@ -482,6 +482,7 @@ def create_app(
         auth,
         pipeline_factory=pipeline_factory or default_pipeline,
         read_turn=read_turn,
+        scopes=scopes,  # the same tenant filter as the JSON API's
     )
     # POST /api/v1/proposals/{id}/approve|reject|apply|rollback: bearer tokens, `allowed`
     writes = ApiWrites(

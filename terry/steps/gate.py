@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from terry.context import Context
+from terry.cost.change import gate_view as cost_gate_view
 from terry.gate.engine import Decision, PolicyEngine, Verdict
 from terry.gate.input import GateInput, decide
 from terry.gitops.messages import decision_trailers
@@ -51,7 +52,9 @@ class Gate:
             modules, check = tuple(row.modules), dict(row.check_summary)
             ai_authored, ai_confidence = row.ai_authored, row.confidence
             plan = Plan.from_json(row.plan, applier=row.applier)
+            params = dict(row.params or {})
         _sha, _catalogue, inventory = self.ctx.main.view(sha)
+        on_main = inventory.hosts  # before an edit: what the cost change is measured from
         if commit and plan.edits:  # the hosts as the proposal leaves them
             edited = load_inventory(self.ctx.repo.tree(commit), self.ctx.config.inventory)
             inventory = Inventory({**inventory.hosts, **edited.hosts})
@@ -92,6 +95,17 @@ class Gate:
             # main's SLOs (slos/, docs/slo.md): the budgets of the services the hosts serve
             slo=slo_gate_view(
                 self.ctx.repo.tree(sha), known, prometheus.url, timeout=prometheus.timeout
+            ),
+            # the monthly cost change, priced by main's costs/prices.yml (docs/cost.md)
+            cost=cost_gate_view(
+                self.ctx.repo.tree(sha),
+                remedy=remedy,
+                params=params,
+                before=on_main,
+                after=known,
+                prices_path=self.ctx.config.cost.prices,
+                pricing=self.ctx.config.cost.pricing,
+                roles_path=self.ctx.config.roles_path,
             ),
         )
 

@@ -7,8 +7,9 @@ Issues live next to pull requests and share their numbers; the issue endpoints l
 show both (a pull request as an issue with a ``pull_request`` key), as GitHub does.
 
 Test controls play the people (``review``, ``comment``, ``close_by``, ``push_commit``,
-``open_issue_by``, ``close_issue_by``) and the outages (``fail_next``); ``webhook`` builds
-a delivery signed the way GitHub signs.
+``open_issue_by``, ``close_issue_by``, ``team_member``: an organization team's active or
+pending member, as ``GET /orgs/{org}/teams/{slug}/memberships/{user}`` tells) and the
+outages (``fail_next``); ``webhook`` builds a delivery signed the way GitHub signs.
 """
 
 from __future__ import annotations

@@ -101,7 +101,13 @@ def cloud() -> Iterator[Cloud]:
         zone = ec2.describe_instances(InstanceIds=[web])["Reservations"][0]["Instances"][0][
             "Placement"
         ]["AvailabilityZone"]
-        volume = ec2.create_volume(AvailabilityZone=zone, Size=8, VolumeType="gp3")["VolumeId"]
+        # From a snapshot: AWS names a volume's SnapshotId ("" when none) and ec2_vol_info
+        # reads it, but moto leaves the key out for a volume made from nothing.
+        root = ec2.describe_volumes()["Volumes"][0]["VolumeId"]
+        snapshot = ec2.create_snapshot(VolumeId=root)["SnapshotId"]
+        volume = ec2.create_volume(
+            AvailabilityZone=zone, Size=8, VolumeType="gp3", SnapshotId=snapshot
+        )["VolumeId"]
         ec2.attach_volume(VolumeId=volume, InstanceId=web, Device="/dev/sdf")
         yield Cloud(url, env, web, db, volume)
     server.stop()

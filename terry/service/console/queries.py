@@ -7,7 +7,7 @@ from __future__ import annotations
 import re
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -128,11 +128,18 @@ class Environments:
 
 
 def incident_page(
-    store: Store, environments: Mapping[str, str], wanted: IncidentFilter
+    store: Store,
+    environments: Mapping[str, str],
+    wanted: IncidentFilter,
+    *,
+    hosts: Collection[str] | None = None,
 ) -> tuple[list[IncidentLine], int | None]:
     """One page of incidents matching ``wanted`` and the ``before_id`` of the next page
-    (None on the last)."""
+    (None on the last). ``hosts``: only incidents on these (a tenant's scope, filtered by
+    the database so that a page is full); None: every incident."""
     query = select(IncidentRow).order_by(IncidentRow.id.desc()).limit(wanted.limit + 1)
+    if hosts is not None:
+        query = query.where(IncidentRow.host.in_(sorted(hosts)))
     if wanted.state:
         query = query.where(IncidentRow.state == wanted.state)
     if wanted.source:

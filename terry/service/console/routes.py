@@ -7,6 +7,11 @@ Nothing but the login page answers without a session (``session.py``); every POS
 CSRF locks (``csrf.py``); who may approve or reject is ``terry.access.allowed`` (the role's
 risk limit against the proposal's risk), and
 what a proposal's state allows is the pipeline's to say (its refusal is shown on the page).
+
+A token limited to one tenant logs in too, and reads that tenant's only: every page, list
+and form goes through the same ``terry.tenants.scope.Scope`` as the JSON API, and another
+tenant's incident or proposal is answered 404 with the words a missing one gets. The drift
+and weekly reports show the tenant's hosts and incidents only (``terry.reports.scoped``).
 """
 
 from __future__ import annotations
@@ -34,7 +39,7 @@ from terry.proposals.view import proposal_detail
 from terry.reports.markup import html_page
 from terry.reports.views import incident_story
 from terry.reports.weekly import host_environments
-from terry.service.auth import Action, Authenticator, Principal, Role, allowed, may_act
+from terry.service.auth import Action, Authenticator, Principal, Role, allowed, may_read
 from terry.service.console.actions import Actions
 from terry.service.console.csrf import refusal
 from terry.service.console.queries import (
@@ -49,6 +54,7 @@ from terry.service.console.queries import STATES as _STATES
 from terry.service.console.session import COOKIE, Session, Sessions
 from terry.store import Store
 from terry.store.models import MAX_ROW_ID
+from terry.tenants.scope import Scope, Scopes
 
 __all__ = ["Console"]
 
@@ -119,12 +125,14 @@ class Console:
         pipeline_factory: Callable[[], Pipeline],
         read_turn: ReadTurn,
         environ: dict[str, str] | None = None,
+        scopes: Scopes | None = None,
     ) -> None:
         env = os.environ if environ is None else environ
         server = config.server
         self.config = config
         self.store = store
         self.auth = auth
+        self.scopes = scopes or Scopes(config)  # what a tenant's principal reads
         self.sessions = Sessions(
             (env.get(server.console_secret_env) or "").strip() or None,
             minutes=server.session_minutes,
@@ -152,10 +160,15 @@ class Console:
         *,
         status: int = 200,
         risk: str | None = None,
+        tenant: str | None = None,
         **context: Any,
     ) -> HTMLResponse:
+        """``template`` for ``session``; ``risk`` and ``tenant``: the proposal the page shows
+        (whether its approve form is offered, and why not)."""
         principal = session.principal if session else None
-        verdict = allowed(principal, Action.APPROVE, risk=risk) if principal else None
+        verdict = (
+            allowed(principal, Action.APPROVE, risk=risk, tenant=tenant) if principal else None
+        )
         body = html_page(
             _TEMPLATES + template,
             me=principal,
@@ -175,7 +188,7 @@ class Console:
         (a session that cannot post); None when it has neither; False when its bearer
         token is wrong."""
         if "authorization" in request.headers:
-            principal = self.auth.authenticate(request, Role.READER)
+            principal = self.auth.authenticate(request, Role.READER, scoped=True)
             return False if principal is None else Session(principal, "", 0)
         return self.session(request)
 
@@ -193,7 +206,7 @@ class Console:
 
         async def guard(request: Request) -> Response:
             session = self.who(request)
-            if isinstance(session, Session) and may_act(session.principal, Action.READ):
+            if isinstance(session, Session) and may_read(session.principal):
                 return await handler(request, session)
             if session is None and _wants_html(request):
                 target = request.url.path
@@ -207,6 +220,16 @@ class Console:
             return self.unauthorized(request)
 
         return guard
+
+    async def scope(self, session: Session) -> Scope:
+        """What the session's principal reads (``terry.tenants.scope``)."""
+        return await self.read_turn(lambda: self.scopes.of(session.principal))
+
+    @staticmethod
+    def tenant(scope: Scope, principal: Principal) -> str | None:
+        """The tenant an action on a row in ``scope`` is judged in: the principal's own when
+        it is limited to one (the row is in it), else none (every tenant's principal)."""
+        return None if scope.everything else principal.tenant
 
     async def form(
         self, request: Request, session: Session | None, *, check: bool = True
@@ -296,9 +319,11 @@ class Console:
         else:
             problem = ""
 
+        scope = await self.scope(session)
+
         def read() -> Any:
             environments = self.environments.get()
-            lines, following = incident_page(self.store, environments, wanted)
+            lines, following = incident_page(self.store, environments, wanted, hosts=scope.hosts)
             return lines, following, sorted(set(environments.values()))
 
         lines, following, environments = await self.read_turn(read)
@@ -323,11 +348,14 @@ class Console:
         try:
             if parse_ref(key) is None and not (key.isascii() and key.isdigit()):
                 raise NotFound(f"incident {key[:40]!r} does not exist: give a number or INC-...")
+            scope = await self.scope(session)
 
             def read() -> Any:
                 story = incident_story(self.store, key)
+                if not scope.sees(story):  # another tenant's: answered as a missing one
+                    raise NotFound(f"incident {key} does not exist")
                 details = [proposal_detail(self.store, p) for p in story.incident.proposals[-20:]]
-                return story, details
+                return story, [d for d in details if scope.sees(d)]
 
             story, details = await self.read_turn(read)
         except NotFound as exc:
@@ -339,9 +367,12 @@ class Console:
     ) -> Response:
         try:
             proposal_id = _proposal_id(str(request.path_params["id"]))
+            scope = await self.scope(session)
 
             def read() -> Any:
                 detail = proposal_detail(self.store, proposal_id)
+                if not scope.sees(detail):  # another tenant's: answered as a missing one
+                    raise NotFound(f"proposal {proposal_id} does not exist")
                 return detail, incident_ref(self.store, detail.summary.incident_id)
 
             detail, ref = await self.read_turn(read)
@@ -354,6 +385,7 @@ class Console:
             session,
             status=status,
             risk=detail.summary.risk,
+            tenant=self.tenant(scope, session.principal),
             message=message,
             d=detail,
             ref=ref,
@@ -366,11 +398,14 @@ class Console:
         """The incident's report (``terry incidents report``), its own page, framed by the
         incident's page."""
         key = str(request.path_params["key"])
+        scope = await self.scope(session)
 
         def read() -> str:
             from terry.reports.incident_report import incident_report
             from terry.reports.incident_report_format import to_html
 
+            if not scope.everything and not scope.sees(incident_story(self.store, key)):
+                raise NotFound(f"incident {key} does not exist")  # as a missing one
             return to_html(incident_report(self.store, key))
 
         try:
@@ -386,18 +421,21 @@ class Console:
         return self.render("report.html.j2", session, kind=kind)
 
     async def report_body(self, request: Request, session: Session) -> Response:
-        """The drift or weekly report's own HTML page (framed by ``report``)."""
+        """The drift or weekly report's own HTML page (framed by ``report``): for a tenant's
+        principal, its tenant's hosts and incidents only."""
         config, store = self.config, self.store
+        scope = await self.scope(session)
 
         def drift() -> str:
             from terry.drift.report import load_report, to_html
+            from terry.reports.scoped import scoped_drift
 
-            return to_html(load_report(store, config))
+            return to_html(scoped_drift(load_report(store, config), scope))
 
         def weekly() -> str:
             from terry.reports import report_for, to_html
 
-            return to_html(report_for(config, store))
+            return to_html(report_for(config, store, scope=scope))
 
         work = drift if request.url.path.startswith("/console/drift") else weekly
         try:
@@ -421,12 +459,14 @@ class Console:
         principal: Principal = session.principal
         try:
             proposal_id = _proposal_id(str(request.path_params["id"]))
-            risk = await self.read_turn(
-                lambda: proposal_detail(self.store, proposal_id).summary.risk
-            )
+            scope = await self.scope(session)
+            detail = await self.read_turn(lambda: proposal_detail(self.store, proposal_id))
+            if not scope.sees(detail):  # another tenant's: answered as a missing one
+                raise NotFound(f"proposal {proposal_id} does not exist")
         except NotFound as exc:
             return self.render("message.html.j2", session, status=404, message=str(exc))
-        decision = allowed(principal, verb, risk=risk)
+        risk = detail.summary.risk
+        decision = allowed(principal, verb, risk=risk, tenant=self.tenant(scope, principal))
         if principal.anonymous or not decision:
             log.warning(
                 "console: refused %s of proposal %s: %s", verb, proposal_id, decision.reason

@@ -1,0 +1,172 @@
+"""Experiment files: Chaos Toolkit experiments (JSON or YAML) under ``experiments/`` on main.
+
+Terry reads three things from one, beyond what chaostoolkit-lib validates: the fault its
+method injects (an action of ``terry.chaos.actions.inject_fault``), the rollback that
+removes it (``remove_fault`` with the same fault: an experiment without one is refused), and
+its ``terry`` extension: which hosts it may target and how long Terry may take::
+
+    extensions:
+      - name: terry
+        target: {environments: [staging], labels: {service: web}, count: 1}
+        resolve_within: 120     # seconds Terry has to detect, fix and verify
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from terry.chaos.faults import Fault, check_params, fault_named
+from terry.chaos.targets import Selector
+from terry.errors import ConfigError, InputError, NotFound
+
+__all__ = ["ACTIONS", "Experiment", "find_experiment", "list_experiments", "parse_experiment"]
+
+ACTIONS = "terry.chaos.actions"
+_SUFFIXES = (".json", ".yaml", ".yml")
+
+
+@dataclass(frozen=True)
+class Experiment:
+    name: str  # the file name under experiments/
+    title: str
+    fault: Fault
+    params: dict[str, Any]
+    selector: Selector
+    resolve_within: float
+    raw: dict[str, Any]  # what chaostoolkit-lib runs
+
+
+def _load(path: Path) -> dict[str, Any]:
+    try:
+        text = path.read_text(encoding="utf-8")
+        data = json.loads(text) if path.suffix == ".json" else yaml.safe_load(text)
+    except (OSError, ValueError, yaml.YAMLError) as exc:
+        raise InputError(f"{path.name}: not readable as {path.suffix[1:]}: {exc}") from exc
+    if not isinstance(data, dict):
+        raise InputError(f"{path.name}: an experiment is a mapping")
+    return data
+
+
+def _calls(activities: Any, func: str) -> list[dict[str, Any]]:
+    found = []
+    for activity in activities or ():
+        provider = activity.get("provider") if isinstance(activity, dict) else None
+        if (
+            isinstance(provider, dict)
+            and provider.get("type") == "python"
+            and provider.get("module") == ACTIONS
+            and provider.get("func") == func
+        ):
+            found.append(dict(provider.get("arguments") or {}))
+    return found
+
+
+def _selector(ext: dict[str, Any], name: str) -> Selector:
+    target = ext.get("target") or {}
+    if not isinstance(target, dict):
+        raise InputError(f"{name}: extensions.terry.target must be a mapping")
+    unknown = set(target) - {"hosts", "environments", "groups", "labels", "count"}
+    if unknown:
+        raise InputError(f"{name}: unknown target key {sorted(unknown)[0]!r}")
+    count = target.get("count", 1)
+    if not isinstance(count, int) or isinstance(count, bool) or count < 1:
+        raise InputError(f"{name}: target count must be a whole number of hosts, at least 1")
+
+    def strings(key: str) -> tuple[str, ...]:
+        value = target.get(key) or []
+        if not isinstance(value, list) or not all(isinstance(v, str) for v in value):
+            raise InputError(f"{name}: target {key} must be a list of names")
+        return tuple(value)
+
+    labels = target.get("labels") or {}
+    if not isinstance(labels, dict):
+        raise InputError(f"{name}: target labels must be a mapping")
+    return Selector(
+        hosts=strings("hosts"),
+        environments=strings("environments"),
+        groups=strings("groups"),
+        labels={str(k): str(v) for k, v in labels.items()},
+        count=count,
+    )
+
+
+def parse_experiment(name: str, data: dict[str, Any], *, library: bool = True) -> Experiment:
+    """The experiment ``data`` as Terry runs it. chaostoolkit-lib validates the format
+    (``library``), then Terry checks its fault, its rollback and its extension; the first
+    problem is an InputError."""
+    if library:
+        from chaoslib.exceptions import ChaosException
+        from chaoslib.experiment import ensure_experiment_is_valid
+
+        try:
+            ensure_experiment_is_valid(data)
+        except ChaosException as exc:
+            raise InputError(f"{name}: {exc}") from exc
+    injects = _calls(data.get("method"), "inject_fault")
+    if len(injects) != 1:
+        raise InputError(
+            f"{name}: the method must inject exactly one fault ({ACTIONS}.inject_fault)"
+        )
+    args = dict(injects[0])
+    fault = fault_named(str(args.pop("fault", "")))
+    params = check_params(fault, dict(args.pop("params", None) or {}))
+    if args:
+        raise InputError(f"{name}: inject_fault takes fault and params, not {sorted(args)[0]!r}")
+    removes = [a for a in _calls(data.get("rollbacks"), "remove_fault") if a.get("fault") == fault]
+    if not removes:
+        raise InputError(
+            f"{name}: a rollback must remove the fault ({ACTIONS}.remove_fault, fault: {fault})"
+        )
+    terry = [
+        e for e in data.get("extensions") or () if isinstance(e, dict) and e.get("name") == "terry"
+    ]
+    ext = terry[0] if terry else {}
+    within = ext.get("resolve_within", 300)
+    if not isinstance(within, int | float) or isinstance(within, bool) or not 1 <= within <= 86_400:
+        raise InputError(f"{name}: resolve_within must be seconds between 1 and 86400")
+    return Experiment(
+        name=name,
+        title=str(data.get("title", name))[:300],
+        fault=fault,
+        params=params,
+        selector=_selector(ext, name),
+        resolve_within=float(within),
+        raw=data,
+    )
+
+
+def _files(directory: Path) -> list[Path]:
+    if not directory.is_dir():
+        return []
+    return sorted(p for p in directory.iterdir() if p.suffix in _SUFFIXES and p.is_file())
+
+
+def list_experiments(directory: Path) -> list[tuple[str, Experiment | None, str]]:
+    """Every experiment file: (name, the experiment or None, the problem when invalid)."""
+    out: list[tuple[str, Experiment | None, str]] = []
+    for path in _files(directory):
+        try:
+            out.append((path.name, parse_experiment(path.name, _load(path)), ""))
+        except InputError as exc:
+            out.append((path.name, None, str(exc)))
+    return out
+
+
+def find_experiment(directory: Path, name: str) -> Experiment:
+    """The experiment ``name`` (a file name with or without its suffix, or a path to a file
+    outside the repository, for trying one before it is committed)."""
+    given = Path(name)
+    if given.suffix in _SUFFIXES and given.is_file() and given.parent != Path("."):
+        return parse_experiment(given.name, _load(given))
+    for path in _files(directory):
+        if name in (path.name, path.stem):
+            return parse_experiment(path.name, _load(path))
+    known = ", ".join(p.name for p in _files(directory)) or f"none in {directory.name}/"
+    if not directory.is_dir():
+        raise ConfigError(f"no {directory.name}/ directory on main (docs/chaos.md)")
+    raise NotFound(f"no experiment {name!r} (known: {known})")

@@ -1,0 +1,325 @@
+"""One chaos run, start to end: clean up what interrupted runs left, draw a target, journal
+the run, hand the experiment to chaostoolkit-lib (rollbacks always played), remove the
+fault again if the rollbacks did not, then judge the outcome and tell the team when Terry
+was too slow."""
+
+from __future__ import annotations
+
+import copy
+import logging
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+
+from terry.chaos import journal
+from terry.chaos.context import RunContext, log
+from terry.chaos.experiment import Experiment, find_experiment
+from terry.chaos.journal import ChaosRunRow, Outcome, RunState
+from terry.chaos.record import phases
+from terry.chaos.targets import Choice, select_targets
+from terry.config import Config
+from terry.gitops.repo import Repo
+from terry.inventory.hosts import load_inventory
+from terry.store import Store
+from terry.store.audit import audit
+from terry.store.models import IncidentRow, utcnow
+
+__all__ = ["CHAOS_ENTITY", "RunReport", "choose", "describe", "judge", "recover", "run_experiment"]
+
+# The audit rows of chaos runs (terry.notify.events maps "slow" to chaos-slow).
+CHAOS_ENTITY = "chaos"
+_SETTINGS = {"runtime": {"rollbacks": {"strategy": "always"}}}
+Progress = Callable[[str], None]
+
+
+@dataclass(frozen=True)
+class RunReport:
+    run_id: int | None
+    experiment: str
+    fault: str
+    target: str
+    environment: str | None
+    outcome: str
+    status: str  # chaostoolkit-lib's journal status, or "dry-run"
+    phases: dict[str, float | None] = field(default_factory=dict)
+    incident_id: int | None = None
+    proposal_id: int | None = None
+    truth: str | None = None
+    candidates: tuple[str, ...] = ()
+    excluded: dict[str, str] = field(default_factory=dict)
+    notified: bool = False
+    detail: str = ""
+
+
+def judge(row: ChaosRunRow, *, interrupted: bool) -> Outcome:
+    """What a run proved. A "verified" the host contradicts is a false fix, the worst case."""
+    if row.injected_at is None:
+        return Outcome.INTERRUPTED if interrupted else Outcome.FAILED
+    if row.verified_at is not None and row.truth == "faulty":
+        return Outcome.FALSE_FIX
+    if row.verified_at is not None and row.truth == "healthy":
+        return Outcome.RESOLVED
+    if interrupted:
+        return Outcome.INTERRUPTED
+    if row.incident_id is None:
+        return Outcome.UNDETECTED
+    return Outcome.UNRESOLVED
+
+
+def _context(config: Config, store: Store, row: ChaosRunRow) -> RunContext:
+    return RunContext(config=config, store=store, run_id=row.id, target=row.target)
+
+
+def recover(config: Config, store: Store, progress: Progress | None = None) -> list[int]:
+    """Remove the faults of runs that never finished (the process died or was killed);
+    each is marked interrupted. A fault that cannot be removed now stays journalled."""
+    from terry.chaos.actions import remove
+
+    cleaned = []
+    for row in journal.unfinished(store):
+        if progress:
+            progress(
+                f"run {row.id}: removing {row.fault} left on {row.target} by an interrupted run"
+            )
+        try:
+            remove(_context(config, store, row), row.fault, dict(row.params or {}))
+        except Exception as exc:  # ActivityFailed or the runner: retried next start
+            if progress:
+                progress(f"run {row.id}: could not remove it yet: {exc}")
+            continue
+        _finish(store, row.id, interrupted=True, threshold=config.chaos.mttr_threshold)
+        cleaned.append(row.id)
+    return cleaned
+
+
+def _busy(store: Store) -> set[str]:
+    with store.session() as session:
+        hosts = session.scalars(
+            select(IncidentRow.host).where(
+                IncidentRow.state == "open", IncidentRow.host.is_not(None)
+            )
+        ).all()
+    return {h for h in hosts if h} | {r.target for r in journal.unfinished(store)}
+
+
+def choose(config: Config, store: Store, experiment: Experiment, target: str | None) -> Choice:
+    repo = Repo(config.repo, main_branch=config.main_branch)
+    inventory = load_inventory(repo.tree(repo.head()), config.inventory)
+    return select_targets(
+        inventory,
+        experiment.selector,
+        allowed_environments=config.chaos.environments,
+        busy=_busy(store),
+        max_blast_radius=config.chaos.max_blast_radius,
+        forced=target,
+    )
+
+
+class _Forward(logging.Handler):
+    def __init__(self, progress: Progress) -> None:
+        super().__init__(logging.INFO)
+        self.progress = progress
+
+    def emit(self, record: logging.LogRecord) -> None:
+        self.progress(record.getMessage())
+
+
+def run_experiment(
+    config: Config,
+    store: Store,
+    name: str,
+    *,
+    target: str | None = None,
+    dry_run: bool = False,
+    progress: Progress | None = None,
+) -> list[RunReport]:
+    """Run experiment ``name`` (one run per drawn host, one after another)."""
+    say = progress or (lambda _line: None)
+    if not dry_run:
+        recover(config, store, say)
+    repo = Repo(config.repo, main_branch=config.main_branch)
+    experiment = find_experiment(repo.tree(repo.head()) / config.chaos.path, name)
+    choice = choose(config, store, experiment, target)
+    reports = []
+    for host in choice.hosts:
+        if dry_run:
+            say(f"dry run: would inject {experiment.fault} on {host.name} ({host.environment})")
+            reports.append(
+                RunReport(
+                    None,
+                    experiment.name,
+                    experiment.fault.value,
+                    host.name,
+                    host.environment,
+                    Outcome.DRY_RUN.value,
+                    "dry-run",
+                    candidates=choice.candidates,
+                    excluded=choice.excluded,
+                )
+            )
+            continue
+        reports.append(_one(config, store, experiment, host.name, host.environment, choice, say))
+    return reports
+
+
+def _one(
+    config: Config,
+    store: Store,
+    experiment: Experiment,
+    host: str,
+    environment: str | None,
+    choice: Choice,
+    say: Progress,
+) -> RunReport:
+    from chaoslib.experiment import run_experiment as run_chaos
+
+    run_id = journal.open_run(
+        store,
+        experiment=experiment.name,
+        title=experiment.title,
+        fault=experiment.fault.value,
+        params=experiment.params,
+        target=host,
+        environment=environment,
+    )
+    say(f"run {run_id}: {experiment.title}: {experiment.fault} on {host} ({environment})")
+    raw = copy.deepcopy(experiment.raw)
+    raw["configuration"] = {
+        **(raw.get("configuration") or {}),
+        "terry_repo": str(config.repo),
+        "terry_run": str(run_id),
+        "terry_target": host,
+        "terry_resolve_within": str(experiment.resolve_within),
+    }
+    handler = _Forward(say)
+    log.addHandler(handler)
+    previous = log.level
+    log.setLevel(logging.INFO)
+    status = "failed"
+    try:
+        result = run_chaos(raw, settings=copy.deepcopy(_SETTINGS))
+        status = str(result.get("status", "failed"))
+    finally:
+        log.removeHandler(handler)
+        log.setLevel(previous)
+        row = journal.get(store, run_id)
+        if row is not None and row.state in (RunState.INJECTED.value, RunState.INJECTING.value):
+            # the rollbacks did not remove it (interrupted, or they failed): do it now
+            from terry.chaos.actions import remove
+
+            say(f"run {run_id}: the rollbacks left the fault; removing it")
+            try:
+                remove(_context(config, store, row), row.fault, dict(row.params or {}))
+            except Exception as exc:
+                say(f"run {run_id}: could not remove it ({exc}); the next start retries")
+    interrupted = status == "interrupted"
+    row = journal.get(store, run_id)
+    assert row is not None
+    if row.state not in (RunState.REMOVED.value, RunState.SELECTED.value):
+        # still on the host: stays unfinished for the next start to clean
+        outcome = judge(row, interrupted=True)
+        journal.update(store, run_id, outcome=outcome, detail=row.detail or "fault not removed")
+        return _report(row, outcome, status, choice, notified=False)
+    outcome, notified = _finish(
+        store, run_id, interrupted=interrupted, threshold=config.chaos.mttr_threshold
+    )
+    row = journal.get(store, run_id)
+    assert row is not None
+    say(
+        f"run {run_id}: {outcome}" + (f", MTTR {_mttr(row):.0f}s" if _mttr(row) is not None else "")
+    )
+    return _report(row, outcome, status, choice, notified=notified)
+
+
+def _mttr(row: ChaosRunRow) -> float | None:
+    return phases(row.injected_at, row.alert_at, row.decided_at, row.applied_at, row.verified_at)[
+        "mttr"
+    ]
+
+
+def _finish(
+    store: Store, run_id: int, *, interrupted: bool, threshold: float
+) -> tuple[Outcome, bool]:
+    """Mark the run finished with its outcome; an audit row ``slow`` (notified as
+    chaos-slow) when Terry took longer than ``threshold`` or did not fix it at all."""
+    with store.session() as session:
+        row = session.get(ChaosRunRow, run_id)
+        assert row is not None
+        outcome = judge(row, interrupted=interrupted)
+        mttr = _mttr(row)
+        slow = outcome in (Outcome.UNRESOLVED, Outcome.UNDETECTED, Outcome.FALSE_FIX) or (
+            mttr is not None and mttr > threshold
+        )
+        row.outcome, row.state, row.finished_at = outcome.value, RunState.FINISHED.value, utcnow()
+        if slow:
+            took = f"MTTR {mttr:.0f}s" if mttr is not None else "no verified fix"
+            audit(
+                session,
+                entity=CHAOS_ENTITY,
+                entity_id=run_id,
+                actor="terry-chaos",
+                from_state=None,
+                to_state="slow",
+                reason=(
+                    f"chaos run {run_id}: {row.fault} on {row.target}: {outcome.value}, {took} "
+                    f"(threshold {threshold:.0f}s)"
+                ),
+            )
+    return outcome, slow
+
+
+def _report(
+    row: ChaosRunRow, outcome: Outcome, status: str, choice: Choice, *, notified: bool
+) -> RunReport:
+    return RunReport(
+        run_id=row.id,
+        experiment=row.experiment,
+        fault=row.fault,
+        target=row.target,
+        environment=row.environment,
+        outcome=outcome.value,
+        status=status,
+        phases=phases(
+            row.injected_at, row.alert_at, row.decided_at, row.applied_at, row.verified_at
+        ),
+        incident_id=row.incident_id,
+        proposal_id=row.proposal_id,
+        truth=row.truth,
+        candidates=choice.candidates,
+        excluded=choice.excluded,
+        notified=notified,
+        detail=row.detail,
+    )
+
+
+def describe(row: ChaosRunRow) -> dict[str, Any]:
+    """A run as the CLI and the report show it."""
+
+    def iso(at: datetime | None) -> str | None:
+        return at.isoformat() if at else None
+
+    return {
+        "id": row.id,
+        "experiment": row.experiment,
+        "fault": row.fault,
+        "target": row.target,
+        "environment": row.environment,
+        "state": row.state,
+        "outcome": row.outcome,
+        "injected_at": iso(row.injected_at),
+        "alert_at": iso(row.alert_at),
+        "incident_id": row.incident_id,
+        "proposal_id": row.proposal_id,
+        "decision": row.decision,
+        "decided_at": iso(row.decided_at),
+        "applied_at": iso(row.applied_at),
+        "verified_at": iso(row.verified_at),
+        "truth": row.truth,
+        "removed_at": iso(row.removed_at),
+        "phases": phases(
+            row.injected_at, row.alert_at, row.decided_at, row.applied_at, row.verified_at
+        ),
+    }
