@@ -57,7 +57,12 @@ FAULTS: dict[Fault, FaultSpec] = {
         FaultSpec(
             Fault.DISK_FILL,
             "fill the filesystem of path with rotated logs up to percent; remove deletes them",
-            {"path": Param("path", required=True), "percent": Param("number", True, 1, 100)},
+            {
+                "path": Param("path", required=True),
+                "percent": Param("number", True, 1, 100),
+                # the symptom's threshold (the alert's): at or above it the fault still shows
+                "threshold": Param("number", low=1, high=100),
+            },
         ),
         FaultSpec(
             Fault.SERVICE_STOP,

@@ -16,11 +16,10 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Index, Integer, String, Text, false, select
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy import select
 
 from terry.store import Store
-from terry.store.models import Base, utcnow
+from terry.store.models import ChaosRunRow, utcnow
 
 __all__ = ["ChaosRunRow", "Outcome", "RunState", "holder", "open_run", "unfinished", "update"]
 
@@ -41,40 +40,6 @@ class Outcome(StrEnum):
     INTERRUPTED = "interrupted"  # the run died or was stopped; its fault removed later
     FAILED = "failed"  # the fault could not be injected
     DRY_RUN = "dry-run"
-
-
-class ChaosRunRow(Base):
-    __tablename__ = "chaos_runs"
-    __table_args__ = (
-        Index("ix_chaos_runs_state", "state"),
-        Index("ix_chaos_runs_started_at", "started_at"),
-        {"extend_existing": True},
-    )
-
-    id: Mapped[int] = mapped_column(Integer, primary_key=True)
-    experiment: Mapped[str] = mapped_column(String(200))
-    title: Mapped[str] = mapped_column(String(300))
-    fault: Mapped[str] = mapped_column(String(40))
-    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
-    target: Mapped[str] = mapped_column(String(255))
-    environment: Mapped[str | None] = mapped_column(String(64))
-    state: Mapped[str] = mapped_column(String(16))
-    outcome: Mapped[str | None] = mapped_column(String(24))
-    dry_run: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
-    started_at: Mapped[datetime]
-    injected_at: Mapped[datetime | None]
-    alert_at: Mapped[datetime | None]
-    incident_id: Mapped[int | None] = mapped_column(Integer)
-    proposal_id: Mapped[int | None] = mapped_column(Integer)
-    decision: Mapped[str | None] = mapped_column(String(16))
-    decided_at: Mapped[datetime | None]
-    applied_at: Mapped[datetime | None]
-    verified_at: Mapped[datetime | None]
-    truth: Mapped[str | None] = mapped_column(String(16))  # healthy | faulty | unknown
-    removed_at: Mapped[datetime | None]
-    finished_at: Mapped[datetime | None]
-    holder: Mapped[str | None] = mapped_column(String(200))
-    detail: Mapped[str] = mapped_column(Text, default="")
 
 
 def holder() -> str:

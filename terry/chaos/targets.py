@@ -64,12 +64,11 @@ def select_targets(
     excluded: dict[str, str] = {}
     candidates: list[Host] = []
     for host in sorted(inventory.hosts.values(), key=lambda h: h.name):
-        if not selector.matches(host):
+        if (host.environment or "") not in allowed:  # said of every host: it is the rule
+            env = host.environment or "none"
+            excluded[host.name] = f"environment {env} is not in chaos.environments"
+        elif not selector.matches(host):
             continue
-        if (host.environment or "") not in allowed:
-            excluded[host.name] = (
-                f"environment {host.environment or 'none'} is not in chaos.environments"
-            )
         elif host.name in taken:
             excluded[host.name] = "has an open incident or another run's fault"
         else:

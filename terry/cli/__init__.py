@@ -41,6 +41,11 @@ COMMANDS: dict[str, Entry] = {
         "command",
         "Cost: prices as data (costs/prices.yml on main), utilisation from Prometheus.",
     ),
+    "chaos": Entry(
+        "terry.cli.chaos",
+        "command",
+        "Chaos experiments: break a host on purpose and time how Terry fixes it.",
+    ),
     "demo": Entry(
         "terry.cli.demo", "command", "Run the whole loop and print a timeline per incident."
     ),
@@ -95,6 +100,11 @@ COMMANDS: dict[str, Entry] = {
         "terry.cli.proposals",
         "command",
         "Proposals: concrete fixes (playbook + branch + dry run + decision) and their review.",
+    ),
+    "remedies": Entry(
+        "terry.cli.remedies",
+        "command",
+        "Remedies: the catalogue (roles/*/remedies.yml) and how its variants compare.",
     ),
     "report": Entry(
         "terry.cli.report",

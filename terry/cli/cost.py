@@ -13,7 +13,7 @@ from terry.errors import TerryError
 
 class UtilisationUnknown(TerryError):
     """Prometheus is configured but gave no figures (exit 8, as for the other services Terry
-    depends on): the report is written, without recommendations."""
+    depends on): the report is written, without the recommendations that need them."""
 
     exit_code = 8
 
@@ -51,7 +51,7 @@ def report(ctx: click.Context, fmt: str, out: Path | None, output: str) -> None:
     Each is made only on 90% of the span's hours with samples; an unknown is no saving.
     --output json is --format json. Exit codes: 0 written, 2 bad --format or --out, 3 no or
     bad price list or terry.yml, 8 Prometheus configured but not answering (report written
-    without utilisation or recommendations).
+    without utilisation and the recommendations that need it).
     """
     from terry.cost import format as formats  # jinja2 and the report: only when asked
     from terry.cost.report import cost_report

@@ -25,7 +25,7 @@ if TYPE_CHECKING:
 
 @click.group("inventory")
 def command() -> None:
-    """The inventory on main: hosts, their environment, tenant, labels, applier and platform.
+    """The inventory on main: hosts, their environment, tenant, labels and applier.
 
     \b
       terry inventory list                   every host, one line each

@@ -67,7 +67,7 @@ def to_markdown(report: CostReport) -> str:
         f"{_money(report.savings_total, c)} a month.",
     ]
     if report.utilisation_error:
-        lines += ["", f"Utilisation unknown, no recommendation made: "
+        lines += ["", f"Utilisation unknown, no utilisation-based recommendation made: "
                   f"{md_text(report.utilisation_error, 300)}"]  # fmt: skip
     lines += ["", "## Cost over time", ""]
     if report.history:

@@ -69,7 +69,8 @@ def footprint(host: Host) -> Footprint:
     instance = (
         _type(variables.get(INSTANCE_VAR))
         or _type(details.get("instance_type"))
-        or _type(details.get("machine_type"))
+        # GCP names it by URL: .../zones/europe-west1-b/machineTypes/e2-medium
+        or _type(str(details.get("machine_type") or "").rsplit("/", 1)[-1])
         or _type(host.labels.get("instance_type"))
     )
     mount = variables.get(MOUNTPOINT_VAR)

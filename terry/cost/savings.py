@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 from sqlalchemy import select
 
 from terry.cost.rules import Recommendation
+from terry.reports.markup import md_text
 from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import AuditRow, ProposalRow
@@ -105,3 +106,26 @@ def savings_achieved(store: Store, *, start: datetime, end: datetime, goal: floa
         in_window=round(in_window, 2),
         proposals=tuple(sorted(found, key=lambda s: s.applied_at)),
     )
+
+
+def savings_lines(savings: Savings) -> list[str]:
+    """The weekly report's Markdown section."""
+    currency = savings.currency or ""
+    goal = (
+        f" of a goal of {savings.goal:,.2f} {currency} ({savings.goal_percent:.1f}%)"
+        if savings.goal
+        else ""
+    )
+    lines = [
+        "",
+        "## Cost savings",
+        "",
+        f"{savings.achieved:,.2f} {currency} a month saved by applied cost proposals{goal}; "
+        f"this window added {savings.in_window:,.2f} {currency}.".replace("  ", " "),
+    ]
+    lines += [
+        f"- proposal {s.proposal_id}: {md_text(s.recommendation)}, {s.monthly_saving:,.2f} "
+        f"{currency} a month, applied {s.applied_at:%Y-%m-%d}"
+        for s in savings.proposals
+    ]
+    return lines

@@ -67,6 +67,10 @@ class ReviewPacket:
     tasks: tuple[PlayTasks, ...] = ()
     # What the services' traces said (terry.traces.evidence), one fact a line; untrusted.
     traces: tuple[str, ...] = ()
+    # Terry's confidence 0-100 (terry.proposals.confidence) and the rollout plan: the
+    # hosts of each wave, in order, the first a canary when there are several.
+    score: int | None = None
+    waves: tuple[tuple[str, ...], ...] = ()
 
 
 def fenced(text: str, lang: str = "") -> str:
@@ -118,6 +122,15 @@ def _body(p: ReviewPacket, details_url: str | None, *, tasks_room: int) -> str:
         f"unreachable {check.get('unreachable_hosts') or 'none'} |",
         f"| commit | `{p.commit}` on `{_cell(p.branch)}` |",
     ]
+    if p.score is not None:
+        lines.append(f"| confidence | {p.score}/100 |")
+    if len(p.waves) > 1:
+        plan = "; ".join(
+            f"wave {n}{' (canary, watched)' if n == 0 else ''}: "
+            + ", ".join(f"`{_cell(h)}`" for h in hosts)
+            for n, hosts in enumerate(p.waves)
+        )
+        lines.append(f"| rollout | {plan} |")
     if p.ai_authored:
         lines.append(f"| author | AI-authored (confidence {p.confidence}%) — review with care |")
     lines += [

@@ -17,8 +17,13 @@ def main() -> int:
 
     request = json.load(sys.stdin)
     engine = regorus.Engine()
-    for name, text in request["modules"].items():
-        engine.add_policy(name, text)
+    # gate.rego (the decision and its defaults) first: regorus 0.9 evaluates the whole
+    # package to the default decision with no reasons when another module of the package
+    # was added before it (a module that sorts first, e.g. canary.rego); checked with
+    # celine-regorus 0.9.1 (tests/unit/test_canary_waves.py).
+    modules = request["modules"]
+    for name in sorted(modules, key=lambda n: (n.rsplit("/", 1)[-1] != "gate.rego", n)):
+        engine.add_policy(name, modules[name])
     # JSON strings, not Python objects: regorus' object conversion turns False into a truthy
     # value (checked with celine-regorus 0.9.1), which would flip `if input.flag` rules.
     for document in request["data"]:

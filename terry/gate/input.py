@@ -19,6 +19,14 @@ __all__ = ["GateInput", "decide"]
 _SENSITIVITY = ("production", "staging", "development", "test")
 # A proposal that changes nothing billed (terry.cost.change).
 _NO_COST = {"monthly_change": 0.0, "currency": None, "hosts": {}, "error": None}
+# A remedy without variants runs its own parameters (terry.remedies.variants).
+_NO_VARIANT = {
+    "name": "default",
+    "default": "default",
+    "is_default": True,
+    "offered": [],
+    "params": {},
+}
 
 
 @dataclass(frozen=True)
@@ -45,6 +53,8 @@ class GateInput:
     slo: dict[str, Any] | None = None
     # The monthly cost change of the proposal (terry.cost.change.gate_view, docs/cost.md).
     cost: dict[str, Any] | None = None
+    # The remedy variant it runs (terry.remedies.variants.gate_view, docs/remedies.md).
+    variant: dict[str, Any] | None = None
 
     @property
     def tenants(self) -> tuple[str, ...]:
@@ -98,6 +108,7 @@ class GateInput:
             "source": self.source,
             "slo": self.slo if self.slo is not None else {"services": {}, "error": None},
             "cost": self.cost if self.cost is not None else dict(_NO_COST),
+            "variant": self.variant if self.variant is not None else dict(_NO_VARIANT),
         }
 
 

@@ -26,6 +26,8 @@ __all__ = ["NEEDS_A_HUMAN", "Event", "EventKind", "classify", "load_events"]
 # How terry.incidents.lifecycle.set_attention words the audit row of an incident kept for
 # a person.
 NEEDS_A_HUMAN = "needs a human: "
+# The audit entity of chaos runs (terry.chaos.run.CHAOS_ENTITY).
+CHAOS_ENTITY = "chaos"
 
 
 class EventKind(StrEnum):
@@ -41,6 +43,9 @@ class EventKind(StrEnum):
     RESOLVED = "resolved"
     # A proposal met an exhausted error budget (terry.steps.gate, docs/slo.md).
     BUDGET_EXHAUSTED = "budget-exhausted"
+    # A chaos run took longer than chaos.mttr_threshold, or Terry did not fix its fault
+    # (terry.chaos.run, docs/chaos.md).
+    CHAOS_SLOW = "chaos-slow"
 
 
 _PROPOSAL_EVENTS = {
@@ -63,6 +68,8 @@ def classify(row: AuditRow, incident_source: str | None = None) -> EventKind | N
         return _PROPOSAL_EVENTS.get(row.to_state)
     if row.entity == BUDGET_ENTITY:  # its entity_id is the incident's
         return EventKind.BUDGET_EXHAUSTED
+    if row.entity == CHAOS_ENTITY:  # its entity_id is the chaos run's
+        return EventKind.CHAOS_SLOW if row.to_state == "slow" else None
     if row.entity != "incident":
         return None
     if row.from_state is None and row.to_state == "open":
@@ -164,7 +171,7 @@ def load_events(session: Session, rows: Sequence[AuditRow]) -> list[Event]:
     for row in rows:
         proposal = proposals.get(row.entity_id) if row.entity == "proposal" else None
         incident_id = proposal.incident_id if proposal is not None else row.entity_id
-        incident = incidents.get(incident_id)
+        incident = incidents.get(incident_id) if row.entity != CHAOS_ENTITY else None
         kind = classify(row, incident.source if incident is not None else None)
         if kind is None:
             continue

@@ -35,6 +35,7 @@ _WHAT = {
     EventKind.KEPT_FOR_HUMAN: "kept for a person",
     EventKind.RESOLVED: "resolved",
     EventKind.BUDGET_EXHAUSTED: "error budget exhausted",
+    EventKind.CHAOS_SLOW: "chaos run too slow",
 }
 _PLURAL = {
     EventKind.INCIDENT_OPENED: "incidents opened",
@@ -48,6 +49,7 @@ _PLURAL = {
     EventKind.KEPT_FOR_HUMAN: "incidents kept for a person",
     EventKind.RESOLVED: "incidents resolved",
     EventKind.BUDGET_EXHAUSTED: "error budgets exhausted",
+    EventKind.CHAOS_SLOW: "chaos runs too slow",
 }
 _ZWSP = "\u200b"
 

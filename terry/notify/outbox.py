@@ -137,7 +137,7 @@ def _owe(
             "audit_id": event.audit_id,
             "incident_id": event.incident_id,
             "proposal_id": event.proposal_id,
-            "payload": event.to_payload(),
+            "payload": tenancy.told(event, bound[route.name]).to_payload(),
             "state": PENDING,
             "attempts": 0,
             "next_attempt_at": due,

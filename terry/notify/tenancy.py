@@ -15,13 +15,15 @@ own outbox rows, so what is decided here per (route, event) holds for them too.
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import threading
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 
 from terry.config import Config, RouteConfig
 from terry.inventory.hosts import Inventory
+from terry.notify.events import Event
 from terry.tenants.model import Tenants
 
 __all__ = ["UNBOUND", "Tenancy", "TenancyReader", "tenancy_of"]
@@ -52,6 +54,16 @@ class Tenancy:
         return frozenset(route.tenants) | {
             t for t, names in self.routes.items() if route.name in names
         }
+
+    def told(self, event: Event, bound: Collection[str]) -> Event:
+        """``event`` as a route bound to ``bound`` tells it: of a proposal touching hosts of
+        several tenants, only the hosts of those tenants are named."""
+        if not bound or not event.hosts:
+            return event
+        mine = tuple(h for h in event.hosts if not set(bound).isdisjoint(self.tenants_of([h])))
+        if mine == event.hosts:
+            return event
+        return dataclasses.replace(event, host=", ".join(mine[:5]), hosts=mine)
 
 
 UNBOUND = Tenancy(hosts={}, routes={})

@@ -12,7 +12,7 @@ Four things, each worth a fixed share, added up (the parts are kept, so a person
 - **the canary** once there is one: passed adds 10; failed caps the score at 20.
 
 Shown in ``terry proposals show/list`` and the pull request, and part of the gate's input
-(``confidence``): the shipped policy (policies/waves.rego) names it in its reasons.
+(``confidence``): the shipped policy (policies/canary.rego) names it in its reasons.
 """
 
 from __future__ import annotations

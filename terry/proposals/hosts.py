@@ -34,6 +34,7 @@ __all__ = [
     "set_hosts",
     "set_waves",
     "take_queued",
+    "with_queued",
 ]
 
 
@@ -193,3 +194,18 @@ def set_waves(store: Store, proposal_id: int, waves: Mapping[str, int]) -> None:
         )
         for row in rows:
             row.wave = waves[row.host]
+
+
+def with_queued(store: Store) -> list[int]:
+    """Proposals with hosts queued for their next wave (the worker's sweep hands those that
+    are done to ``Pipeline.follow_up``, in case the process that finished them died)."""
+    with store.session() as session:
+        return sorted(
+            set(
+                session.scalars(
+                    select(ProposalHostRow.proposal_id).where(
+                        ProposalHostRow.state == HostState.QUEUED.value
+                    )
+                )
+            )
+        )

@@ -8,7 +8,7 @@ environment hosts go by name, so the plan is the same every time it is drawn (th
 judges the plan the apply then follows).
 
 The plan is data (``Wave``): the gate's input carries it (``waves``), so policy can demand a
-smaller canary in production (policies/waves.rego).
+smaller canary in production (policies/canary.rego).
 """
 
 from __future__ import annotations

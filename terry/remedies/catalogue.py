@@ -24,6 +24,7 @@ import yaml
 from terry.errors import ConfigError
 from terry.remedies.manifests import ManifestEdit, parse_path
 from terry.remedies.params import ParamSpec, ParamType
+from terry.remedies.variants import DEFAULT, Variant, parse_trials, parse_variants
 
 # libyaml's parser when present: ten times faster than the pure-Python one on the catalogue.
 _Loader = getattr(yaml, "CSafeLoader", yaml.SafeLoader)
@@ -108,6 +109,11 @@ class Remedy:
     # A platform variant: proposed instead of ``variant_of`` for hosts on ``platform``.
     variant_of: str | None = None
     platform: str | None = None
+    # Parameter variants (terry.remedies.variants): ``default`` (its own parameters) first,
+    # then the declared ones; none when it declares none. ``default_variant``: production's.
+    variants: tuple[Variant, ...] = ()
+    default_variant: str = DEFAULT
+    try_variants_in: tuple[str, ...] = ()  # environments where variants take turns
 
     @property
     def applier(self) -> str:
@@ -377,6 +383,9 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
     modules: set[str] = set()
     for value in steps.values():
         modules |= _modules_in_file(role_dir / "tasks" / f"{value}.yml", role_dir, keywords, set())
+    variants, default_variant = parse_variants(
+        raw.get("variants"), raw.get("default_variant"), params, where
+    )
     together = raw.get("verify_in_apply_run", False)
     if not isinstance(together, bool):
         raise ConfigError(f"{where}: verify_in_apply_run must be true or false")
@@ -389,6 +398,9 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
         verify_in_apply_run=together,
         variant_of=variant_of,
         platform=platform,
+        variants=variants,
+        default_variant=default_variant,
+        try_variants_in=parse_trials(raw.get("try_variants_in"), where),
     )
 
 

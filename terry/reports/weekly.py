@@ -52,6 +52,7 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING
 
 from terry.config import Config
+from terry.cost.savings import Savings, savings_achieved
 from terry.errors import InputError, TerryError
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import load_inventory
@@ -256,6 +257,9 @@ class WeeklyReport:
     schema: str = SCHEMA
     # Error budgets consumed per service (empty without SLOs or Prometheus).
     budgets: tuple[BudgetRow, ...] = ()
+    # Savings achieved by applied cost proposals against cost.savings_goal (terry.cost.savings;
+    # None when there is no goal and no saving, and for a tenant's scoped report).
+    savings: Savings | None = None
 
 
 def _rate(part: int, whole: int) -> float | None:
@@ -516,6 +520,7 @@ def weekly_report(
     environments: Mapping[str, str] | None = None,
     budgets: Sequence[ServiceSpend] = (),
     scope: Scope | None = None,
+    savings: Savings | None = None,
 ) -> WeeklyReport:
     """The report of the ``days`` days before ``end`` (exclusive; default: the end of today,
     UTC) and the same span before them. ``environments`` maps host names to their
@@ -558,6 +563,7 @@ def weekly_report(
         kept=kept[:_MAX_KEPT],
         kept_total=len(kept),
         budgets=_budgets(current, budgets),
+        savings=savings if scope is None else None,
     )
 
 
@@ -598,4 +604,11 @@ def report_for(
         environments=host_environments(config),
         budgets=budgets,
         scope=scope,
+        savings=_savings(config, store, window_end - timedelta(days=days), window_end),
     )
+
+
+def _savings(config: Config, store: Store, start: datetime, end: datetime) -> Savings | None:
+    """Cost savings achieved by the window's end (docs/cost.md); None without a goal or any."""
+    found = savings_achieved(store, start=start, end=end, goal=config.cost.savings_goal)
+    return found if found.goal or found.achieved else None

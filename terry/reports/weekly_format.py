@@ -12,6 +12,7 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
+from terry.cost.savings import savings_lines
 from terry.reports.markup import (
     BarChart,
     ColumnChart,
@@ -400,6 +401,7 @@ def to_markdown(report: WeeklyReport) -> str:
             ),
         )
     lines += _budget_lines(report)
+    lines += savings_lines(report.savings) if report.savings else []
     lines += ["", "## Kept for a person", ""]
     if not report.kept:
         lines.append("None.")

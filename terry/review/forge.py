@@ -26,7 +26,7 @@ from __future__ import annotations
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
 
@@ -710,5 +710,16 @@ def review_packet(ctx: Context, proposal_id: int) -> ReviewPacket:
         target=detail.target,
         ai_authored=detail.ai is not None,
         confidence=detail.ai["confidence"] if detail.ai else None,
+        score=summary.confidence,
+        waves=_waves(detail.host_outcomes),
         traces=tuple(TraceEvidence.from_json(traced).lines()) if traced else (),
     )
+
+
+def _waves(hosts: tuple[dict[str, Any], ...]) -> tuple[tuple[str, ...], ...]:
+    """The hosts of each planned wave, in order (terry.proposals.waves, as the gate kept it)."""
+    planned: dict[int, list[str]] = {}
+    for h in hosts:
+        if h.get("wave") is not None:
+            planned.setdefault(int(h["wave"]), []).append(str(h["host"]))
+    return tuple(tuple(planned[n]) for n in sorted(planned))

@@ -6,7 +6,9 @@ it run ``terry schedule run NAME`` from cron or a systemd timer (``crontab_line`
 lock ``schedule:<name>``, and a run that finds it taken is recorded as skipped.
 
 A ``weekly-report`` schedule delivers ``terry report weekly`` for the seven whole days
-before the day it runs (UTC); it runs nothing else.
+before the day it runs (UTC); it runs nothing else. A ``chaos`` schedule runs its
+``experiment`` as ``terry chaos run`` does (terry.chaos) and delivers nothing: a run Terry
+did not resolve in time notifies through the notifier (chaos-slow).
 
 Deliveries: a directory (``drift-<scan>.<ext>`` or ``weekly-<last day>.<ext>``, and
 ``latest.<ext>``, written atomically);
@@ -132,6 +134,8 @@ def run_schedule(
         run_id = _record(store, name, "running")
         if schedule.run == "weekly-report":
             return _weekly(config, store, schedule, run_id, environ)
+        if schedule.run == "chaos":
+            return _chaos(config, store, schedule, run_id)
         proposal_id: int | None = None
         try:
             if schedule.run == "drift-fix":
@@ -181,6 +185,27 @@ def _weekly(
     status = "failed" if failures and not delivered and schedule.deliver else "done"
     _finish(store, run_id, status, detail)
     return ScheduleRun(schedule.name, run_id, status, detail, delivered=tuple(delivered))
+
+
+def _chaos(config: Config, store: Store, schedule: ScheduleConfig, run_id: int) -> ScheduleRun:
+    """A ``chaos`` run: the schedule's experiment on a drawn target (terry.chaos); a run
+    Terry did not resolve in time notifies through the audit log (chaos-slow)."""
+    from terry.chaos.run import run_experiment  # chaostoolkit-lib: only for a chaos run
+
+    assert schedule.experiment is not None
+    try:
+        reports = run_experiment(config, store, schedule.experiment)
+    except TerryError as exc:
+        _finish(store, run_id, "failed", str(exc))
+        return ScheduleRun(schedule.name, run_id, "failed", str(exc))
+    detail = "; ".join(
+        f"chaos run {r.run_id}: {r.fault} on {r.target}: {r.outcome}"
+        + (f", MTTR {r.phases['mttr']:.0f}s" if r.phases.get("mttr") is not None else "")
+        for r in reports
+    )
+    status = "done" if all(r.outcome != "failed" for r in reports) else "failed"
+    _finish(store, run_id, status, detail)
+    return ScheduleRun(schedule.name, run_id, status, detail)
 
 
 # -- delivery -------------------------------------------------------------------------------

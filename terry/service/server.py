@@ -10,6 +10,10 @@ Every route but ``/healthz`` is behind ``Authenticator.authenticate`` (``terry.s
 Alertmanager's token posts alerts, readers' tokens read (``/metrics`` too, unless
 ``server.metrics_public``). Lists are pages of at most ``MAX_PAGE`` rows, newest first,
 with a ``Link: <...>; rel="next"`` header while there are more.
+
+Reading is scoped (``terry.tenants.scope``, one ``Scopes`` shared with the console and the
+write API): a token limited to one tenant gets its tenant's rows, and another tenant's id
+the very 404 a missing one gets. ``/metrics`` counts every tenant: it refuses such a token.
 """
 
 from __future__ import annotations

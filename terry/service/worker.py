@@ -29,6 +29,7 @@ from sqlalchemy import select
 from terry.errors import NotFound
 from terry.incidents import lifecycle as incidents
 from terry.pipeline import Pipeline
+from terry.proposals.hosts import with_queued
 from terry.proposals.state import ProposalState, get
 from terry.steps.rollback import interrupt_dead_applies
 from terry.store import Store
@@ -236,6 +237,8 @@ class Worker:
                 pipeline.incident_changed(incident_id, resolved=resolved, detail=detail)
             elif kind == "carry" and self._carry(pipeline, int(arg)):
                 log.info("proposal %s: carried on after waiting for its hosts", arg)
+            elif kind == "follow" and (wave := pipeline.follow_up(int(arg))) is not None:
+                log.info("proposal %s: its next wave is proposal %s", arg, wave)
         except Exception:  # one bad job must not stop the worker
             log.exception("job %s %s crashed", kind, arg)
         finally:
@@ -284,6 +287,8 @@ class Worker:
             found = self.sweep(pipeline)
             if found:
                 log.info("sweep: %s", found)
+            for proposal_id in with_queued(pipeline.ctx.store):  # a storm's next waves
+                self._queue.put(("follow", proposal_id))
             for proposal_id in found.ready:
                 with self._lock:
                     if proposal_id in self._carrying:

@@ -5,7 +5,7 @@ like any other. Otherwise the reason the incident is kept for a person."""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import PurePosixPath
 
 from terry.context import Context
@@ -13,6 +13,7 @@ from terry.diagnosis.finding import Finding, Fix
 from terry.diagnosis.rules import Diagnosis, NoFix, diagnose
 from terry.errors import StateError
 from terry.remedies.manifests import ManifestError, edit_manifest
+from terry.remedies.variants import with_variant
 from terry.store.models import IncidentRow
 
 __all__ = ["Diagnose"]
@@ -52,6 +53,10 @@ class Diagnose:
         )
         if isinstance(found, Diagnosis):
             if found.remedy.manifest is None:
+                if found.remedy.variants:  # which of its variants (terry.remedies.variants)
+                    envs = [h.environment for h in found.hosts]
+                    params = with_variant(ctx.store, found.remedy, envs, found.params)
+                    found = replace(found, params=params)
                 # Carried by the host's applier: Ansible's playbook, or AWX running it.
                 return Fix(found, base=sha, applier=found.hosts[0].applier)
             try:

@@ -18,6 +18,7 @@ from terry.proposals.hosts import set_waves
 from terry.proposals.plan import Plan
 from terry.proposals.state import ProposalState, get, transition
 from terry.proposals.waves import plan_waves
+from terry.remedies.variants import gate_view as variant_gate_view
 from terry.review.base import Review
 from terry.slo.services import BUDGET_ENTITY, exhausted_services, priority_note
 from terry.slo.services import gate_view as slo_gate_view
@@ -107,6 +108,8 @@ class Gate:
                 pricing=self.ctx.config.cost.pricing,
                 roles_path=self.ctx.config.roles_path,
             ),
+            # the remedy variant it runs (terry.remedies.variants, docs/remedies.md)
+            variant=variant_gate_view(_catalogue.get(remedy), params),
         )
 
     def _budgets(self, proposal_id: int, gate_input: GateInput, decision: Decision) -> Decision:

@@ -30,6 +30,7 @@ __all__ = [
     "AlertRow",
     "AuditRow",
     "Base",
+    "ChaosRunRow",
     "ForgeDeliveryRow",
     "HostLockRow",
     "InboxRow",
@@ -453,3 +454,39 @@ class NotificationThreadRow(Base):
     channel: Mapped[str] = mapped_column(String(64))
     ts: Mapped[str] = mapped_column(String(32))  # Slack's message id ("1700000000.000100")
     created_at: Mapped[datetime]
+
+
+class ChaosRunRow(Base):
+    """One chaos experiment run (0018, terry.chaos.journal): written before its fault is
+    injected, so a fault a dead run left is found and removed on the next start."""
+
+    __tablename__ = "chaos_runs"
+    __table_args__ = (
+        Index("ix_chaos_runs_state", "state"),
+        Index("ix_chaos_runs_started_at", "started_at"),
+    )
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    experiment: Mapped[str] = mapped_column(String(200))
+    title: Mapped[str] = mapped_column(String(300))
+    fault: Mapped[str] = mapped_column(String(40))
+    params: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    target: Mapped[str] = mapped_column(String(255))
+    environment: Mapped[str | None] = mapped_column(String(64))
+    state: Mapped[str] = mapped_column(String(16))  # terry.chaos.journal.RunState
+    outcome: Mapped[str | None] = mapped_column(String(24))  # terry.chaos.journal.Outcome
+    dry_run: Mapped[bool] = mapped_column(Boolean, default=False, server_default=false())
+    started_at: Mapped[datetime]
+    injected_at: Mapped[datetime | None]
+    alert_at: Mapped[datetime | None]
+    incident_id: Mapped[int | None] = mapped_column(Integer)
+    proposal_id: Mapped[int | None] = mapped_column(Integer)
+    decision: Mapped[str | None] = mapped_column(String(16))
+    decided_at: Mapped[datetime | None]
+    applied_at: Mapped[datetime | None]
+    verified_at: Mapped[datetime | None]
+    truth: Mapped[str | None] = mapped_column(String(16))  # healthy | faulty | unknown
+    removed_at: Mapped[datetime | None]
+    finished_at: Mapped[datetime | None]
+    holder: Mapped[str | None] = mapped_column(String(200))
+    detail: Mapped[str] = mapped_column(Text, default="", server_default="")

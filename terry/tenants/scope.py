@@ -1,5 +1,7 @@
 """What a principal may read: the one tenant filter every reader of incidents and
-proposals uses (the JSON API's lists and gets; the console and approvals as they adopt it).
+proposals uses (the JSON API's lists, gets, explain, jobs and writes; the console's pages,
+forms and reports, ``terry.reports.scoped``). Notifications place hosts the same way
+(``terry.notify.tenancy``).
 
 A principal of every tenant (``"*"``) sees everything. A principal limited to one tenant
 sees the hosts of that tenant (``Tenants.tenants_of``, as the gate places them): an

@@ -14,6 +14,7 @@ half (growpart, resize2fs) is switched off with ``disk_grow_aws_filesystem: fals
 
 from __future__ import annotations
 
+import json
 import os
 import sys
 from collections.abc import Iterator
@@ -30,26 +31,24 @@ from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
 from terry.diagnosis.rules import Diagnosis, diagnose
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import load_inventory
+from terry.inventory.platform import Platform, PlatformCache, from_dmi, from_variables
 from terry.remedies.catalogue import load_catalogue
 from terry.remedies.estimate import estimates
 from terry.remedies.render import render
-from tests.conftest import REPO_ROOT, Cli, config_for, make_cli
+from tests.conftest import REPO_ROOT, Cli, alert, config_for, make_cli, payload
 
 pytestmark = pytest.mark.integration
 
 REGION = "eu-west-1"
-# Fake credentials: moto accepts any; they only have to be there for the AWS SDK.
-FAKE = {
-    "AWS_ACCESS_KEY_ID": "testing",
-    "AWS_SECRET_ACCESS_KEY": "testing",
-    "AWS_DEFAULT_REGION": REGION,
-}
+# Fake credentials (moto accepts any), in a shared credentials file as docs/clouds.md says:
+# ansible runs get its path through runner.env, never the keys themselves.
+CREDENTIALS = "[default]\naws_access_key_id = testing\naws_secret_access_key = testing\n"
 
 
 @dataclass(frozen=True)
 class Cloud:
     url: str
-    env: dict[str, str]  # what Terry and ansible need to reach it
+    env: dict[str, str]  # what Terry and ansible need to reach it (no secret in it)
     web: str  # instance ids
     db: str
     data_volume: str  # 8 GiB gp3 at /dev/sdf of web
@@ -65,12 +64,18 @@ class Cloud:
 
 
 @pytest.fixture(scope="module")
-def cloud() -> Iterator[Cloud]:
+def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     server = ThreadedMotoServer(ip_address="127.0.0.1", port=0, verbose=False)
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
-    env = {**FAKE, "AWS_ENDPOINT_URL": url}
+    credentials = tmp_path_factory.mktemp("aws") / "credentials"
+    credentials.write_text(CREDENTIALS)
+    env = {
+        "AWS_SHARED_CREDENTIALS_FILE": str(credentials),
+        "AWS_DEFAULT_REGION": REGION,
+        "AWS_ENDPOINT_URL": url,
+    }
     with pytest.MonkeyPatch.context() as env_patch:
         for name, value in env.items():
             env_patch.setenv(name, value)
@@ -121,12 +126,14 @@ def _inventory(cloud: Cloud, **compose: str) -> str:
     return yaml.safe_dump(source, sort_keys=False)
 
 
-def _repo_with_cloud(gitops: Path, cloud: Cloud) -> Cli:
+def _repo_with_cloud(gitops: Path, cloud: Cloud, **compose: str) -> Cli:
     where = gitops / "inventories" / "aws"
     where.mkdir(parents=True)
-    (where / "aws_ec2.yml").write_text(_inventory(cloud))
+    (where / "aws_ec2.yml").write_text(_inventory(cloud, **compose))
     config = yaml.safe_load((gitops / "terry.yml").read_text())
     config["inventory"] = [*config["inventory"], "inventories/aws/aws_ec2.yml"]
+    # ansible runs get the endpoint, the region and the credentials file's path; no keys
+    config.setdefault("runner", {})["env"] = dict(cloud.env)
     (gitops / "terry.yml").write_text(yaml.safe_dump(config))
     Repo(gitops).commit_paths(["terry.yml", "inventories/aws"], "hosts from AWS")
     cli = make_cli(gitops)
@@ -154,6 +161,15 @@ def test_the_plugin_finds_the_instances_and_terry_names_their_platform(
     # the example hosts (local connection: this machine) are not in AWS
     assert hosts["web-01"]["platform"] is None or hosts["web-01"]["platform"]["name"] != "aws"
 
+    # The example inventory gives the cloud hosts what the roles need; the one problem is
+    # that terry init's example fleet sets ansible_connection=local for all hosts, which
+    # would make Terry run the instances' fixes on this machine: validate says so.
+    checked = cli("inventory", "validate", "--output", "json")
+    problems = json.loads(checked.stdout)["problems"]
+    assert checked.exit_code == 1 and {(p["host"], p["rule"]) for p in problems} == {
+        ("web-aws-01", "connection"),
+        ("db-aws-01", "connection"),
+    }, problems
     shown = cli("inventory", "show", "db-aws-01")
     assert shown.exit_code == 0, shown.stderr
     assert f"aws (inventory: instance_id={cloud.db}, instance_type=t3.small" in shown.stdout
@@ -183,28 +199,69 @@ def test_the_plugin_finds_the_instances_and_terry_names_their_platform(
     assert isinstance(on_metal, Diagnosis) and on_metal.remedy.name == "disk-usage-high"
 
 
+def _local(root: Path) -> dict[str, str]:
+    """``compose`` entries that make the discovered instances reachable: Ansible's local
+    connection, a scratch root whose /srv/data has a 20 MiB quota, no filesystem to grow."""
+    return {
+        "ansible_connection": "'local'",
+        "ansible_python_interpreter": repr(sys.executable),
+        "terry_root": repr(str(root)),
+        "terry_disk_quota_mb": "20",
+        "disk_grow_aws_filesystem": "false",
+    }
+
+
+def _fill(root: Path) -> Path:
+    """/srv/data under ``root`` 95% full (of the quota) of files no rule removes."""
+    data = root / "srv" / "data"
+    (data / "app").mkdir(parents=True)
+    for n in range(19):
+        (data / "app" / f"blob-{n}").write_bytes(os.urandom(1 << 20))
+    return data
+
+
+def _size(cloud: Cloud) -> int:
+    volumes = cloud.ec2().describe_volumes(VolumeIds=[cloud.data_volume])["Volumes"]
+    return int(volumes[0]["Size"])
+
+
+def test_a_full_disk_on_an_aws_host_gets_the_variant_and_waits_for_a_person(
+    gitops: Path, cloud: Cloud
+) -> None:
+    """Through the pipeline: alert, diagnosis (the AWS variant), dry run (ansible with the
+    AWS settings from runner.env), gate (medium risk: a person)."""
+    root = gitops.parent / "web-aws-01"
+    _fill(root)
+    cli = _repo_with_cloud(gitops, cloud, **_local(root))
+    before = _size(cloud)
+    body = payload(
+        [alert("DiskUsageHigh", fingerprint="aws-disk", host="web-aws-01", mountpoint="/srv/data")]
+    )
+    [outcome] = cli.json("alert", "ingest", "-", input=body)["proposals"]
+    assert outcome["state"] == "awaiting_review", outcome
+    assert outcome["decision"] == "review"
+    assert any(r.startswith("risk is medium") for r in outcome["reasons"]), outcome["reasons"]
+
+    detail = cli.json("proposals", "show", str(outcome["proposal_id"]))
+    assert detail["summary"]["remedy"] == "disk-usage-high-aws"
+    [estimate] = detail["check_summary"]["estimates"]
+    assert estimate["enough"] is True and estimate["would_free_bytes"] == 0
+    assert (
+        f"grow volume {cloud.data_volume} from {before} to {before + 1} GiB" in estimate["summary"]
+    )
+    assert _size(cloud) == before  # a dry run changes nothing
+
+
 def test_when_cleaning_is_not_enough_the_aws_variant_grows_the_ebs_volume(
     tmp_path: Path, cloud: Cloud
 ) -> None:
     # An instance whose /srv/data (a 20 MiB quota here) is 95% full of files no rule removes.
     root = tmp_path / "root"
-    data = root / "srv" / "data"
-    (data / "app").mkdir(parents=True)
-    for n in range(19):
-        (data / "app" / f"blob-{n}").write_bytes(os.urandom(1 << 20))
+    data = _fill(root)
     project = tmp_path / "project"
     (project / "inventories").mkdir(parents=True)
     (project / "roles").symlink_to(REPO_ROOT / "roles")
-    (project / "inventories" / "aws_ec2.yml").write_text(
-        _inventory(
-            cloud,
-            ansible_connection="'local'",
-            ansible_python_interpreter=repr(sys.executable),
-            terry_root=repr(str(root)),
-            terry_disk_quota_mb="20",
-            disk_grow_aws_filesystem="false",
-        )
-    )
+    (project / "inventories" / "aws_ec2.yml").write_text(_inventory(cloud, **_local(root)))
     catalogue = load_catalogue(REPO_ROOT / "roles")
     remedy = catalogue.get("disk-usage-high-aws")
     assert remedy is not None
@@ -220,7 +277,7 @@ def test_when_cleaning_is_not_enough_the_aws_variant_grows_the_ebs_volume(
         (project / relative).parent.mkdir(parents=True, exist_ok=True)
         (project / relative).write_text(text)
 
-    def run(check: bool, name: str) -> Any:
+    def run(check: bool, name: str) -> Any:  # Terry's ansible-runner wrapper
         return AnsibleRunnerApplier().run(
             RunRequest(
                 project_dir=project,
@@ -230,27 +287,48 @@ def test_when_cleaning_is_not_enough_the_aws_variant_grows_the_ebs_volume(
                 hosts=("web-aws-01",),
                 vars_file=rendered.vars_path,
                 check=check,
-                env=dict(cloud.env),  # what runner.env would pass on purpose
+                env=dict(cloud.env),  # what runner.env passes (docs/clouds.md)
                 timeout=120,
             )
         )
 
-    def size() -> int:
-        volumes = cloud.ec2().describe_volumes(VolumeIds=[cloud.data_volume])["Volumes"]
-        return int(volumes[0]["Size"])
+    before = _size(cloud)
 
-    # The dry run: cleaning frees nothing; growing 8 -> 9 GiB covers it; nothing changes.
-    checked = run(True, "check")
-    assert checked.ok, [e.message for e in checked.events if e.status and e.message][-5:]
-    [estimate] = estimates(checked.events)
-    assert estimate["enough"] is True
-    assert f"grow volume {cloud.data_volume} from 8 to 9 GiB" in estimate["summary"]
-    assert estimate["volume_gib"] == 8 and estimate["new_volume_gib"] == 9
-    assert size() == 8
-
+    # (The pipeline's test above runs its dry run: it changes nothing.) Cleaning frees
+    # nothing, so the volume grows by what gets usage under 70% (80% less 10 of headroom).
     applied = run(False, "apply")
     assert applied.ok, [e.message for e in applied.events if e.status and e.message][-5:]
+    [estimate] = estimates(applied.events)
+    assert estimate["enough"] is True and estimate["would_free_bytes"] == 0
+    assert (
+        f"grow volume {cloud.data_volume} from {before} to {before + 1} GiB"
+        in (estimate["summary"])
+    )
+    assert (estimate["volume_gib"], estimate["new_volume_gib"]) == (before, before + 1)
     grown = [e for e in applied.events if e.task == "Grow the EBS volume" and e.host]
     assert grown and grown[-1].status is not None and grown[-1].status.value == "changed"
-    assert size() == 9
+    assert _size(cloud) == before + 1
     assert len(list((data / "app").iterdir())) == 19  # nothing the rules keep was removed
+
+
+def test_a_probe_names_the_platform_from_the_firmware_and_is_cached(tmp_path: Path) -> None:
+    # What /sys/class/dmi/id says on an EC2 (Nitro) instance, an Azure VM, a Dell server, and
+    # a container with no DMI data; a label wins over anything the inventory says.
+    assert from_dmi({"sys_vendor": "Amazon EC2", "product_name": "t3.small"}).name == "aws"
+    assert from_dmi({"sys_vendor": "Xen", "bios_version": "4.11.amazon"}).name == "aws"
+    assert from_dmi({"sys_vendor": "Microsoft Corporation"}).name == "azure"
+    assert from_dmi({"sys_vendor": "Dell Inc.", "product_name": "PowerEdge R650"}).view() == {
+        "name": "bare-metal",
+        "source": "probe",
+        "sys_vendor": "Dell Inc.",
+        "product_name": "PowerEdge R650",
+    }
+    assert from_dmi({}).name == "unknown"
+    assert from_dmi({"sys_vendor": "$(reboot)\x1b[2J"}).details == {}  # not kept: not data
+    labelled = from_variables({"terry_platform": "GCP", "instance_id": "i-0ab", "placement": {}})
+    assert labelled == Platform("gcp", "label")
+    cache = PlatformCache(tmp_path / "platforms.json")
+    cache.put("web-09", "10.0.0.9", {"sys_vendor": "Amazon EC2"})
+    assert cache.get("web-09", "10.0.0.9") == Platform("aws", "probe")
+    assert cache.get("web-09", "10.0.0.10") is None  # moved: probed again
+    assert PlatformCache(cache.path, ttl=0).get("web-09", "10.0.0.9") is None

@@ -25,6 +25,7 @@ from terry.demo import example
 from tests.browser import Browser, require_chromium
 from tests.conftest import POSTGRES, Cli, _postgres_database, alert, config_for, make_cli, payload
 from tests.integration.test_server import Serve
+from tests.integration.test_tenant_scope import served  # noqa: F401  (a fixture, issue 17)
 
 pytestmark = pytest.mark.integration
 
@@ -377,3 +378,108 @@ def test_a_forged_or_expired_session_is_no_session() -> None:
     assert sessions.read(forged, now=1030) is None
     assert Sessions("y" * 40, minutes=1).read(cookie, now=1030) is None  # another secret
     assert sessions.read("garbage", now=1030) is None
+
+
+# -- tenants (issue 17): the console reads through the JSON API's Scope -------------------
+def _tenant_session(client: Any, store: Any, tenant: str, role: Any = None) -> None:
+    """Log ``client`` in (its cookie jar) with a new API token of ``tenant``."""
+    from terry.access import Role
+    from terry.store.api_tokens import create_token
+
+    token = create_token(
+        store,
+        user=f"c-{tenant.strip('*') or 'all'}",
+        role=role or Role.VIEWER,
+        tenant=tenant,
+        expires_in=None,
+    )[1]
+    login = client.post(
+        "/console/login",
+        data={"token": token, "next": "/console"},
+        headers={"Origin": "http://terry.test"},
+        follow_redirects=False,
+    )
+    assert login.status_code == 303, login.text
+
+
+def _drift_scan(store: Any) -> None:
+    from sqlalchemy import insert
+
+    from terry.store.models import DriftHostRow, DriftScanRow, utcnow
+
+    now = utcnow()
+    with store.session() as session, session.begin():
+        scan = session.execute(
+            insert(DriftScanRow)
+            .values(
+                started_at=now,
+                finished_at=now,
+                commit_sha="0" * 40,
+                limit=None,
+                status="done",
+                error=None,
+                run_dir=None,
+            )
+            .returning(DriftScanRow.id)
+        ).scalar_one()
+        session.execute(
+            insert(DriftHostRow),
+            [
+                {
+                    "scan_id": scan,
+                    "host": "web-01",
+                    "status": "unreachable",
+                    "facts": {},
+                    "message": "platform-only words",
+                },
+                {
+                    "scan_id": scan,
+                    "host": "web-02",
+                    "status": "clean",
+                    "facts": {},
+                    "message": None,
+                },
+            ],
+        )
+
+
+def test_a_tenant_logs_in_and_every_page_shows_its_tenant_only(served: Any) -> None:  # noqa: F811
+    """A team-data token logs in to the console; its lists, pages, reports and forms see
+    team-data's hosts only, and team-platform's ids answer as missing ones (404)."""
+    from terry.access import Role
+
+    client, store = served
+    _drift_scan(store)
+    _tenant_session(client, store, "team-data", Role.OPERATOR)
+    listed = client.get("/console")
+    assert listed.status_code == 200, listed.text
+    assert "Disk on web-02" in listed.text and "web-01" not in listed.text
+    assert client.get("/incidents/2").status_code == 200
+    assert client.get("/proposals/2").status_code == 200
+    assert 'action="/proposals/2/approve"' in client.get("/proposals/2").text  # may act
+    for guessed, missing in (
+        ("/incidents/1", "/incidents/999"),
+        ("/incidents/1/report", "/incidents/999/report"),
+        ("/proposals/1", "/proposals/999"),
+    ):
+        one, other = client.get(guessed), client.get(missing)
+        assert one.status_code == other.status_code == 404, one.text
+        assert "web-01" not in one.text
+    page = client.get("/proposals/2")
+    csrf = re.search(r'name="csrf" value="([^"]+)"', page.text)
+    assert csrf is not None
+    refused = client.post(
+        "/proposals/1/approve", data={"csrf": csrf[1]}, headers={"Origin": "http://terry.test"}
+    )
+    assert refused.status_code == 404 and "proposal 1 does not exist" in refused.text
+    weekly = client.get("/console/weekly/report")
+    assert weekly.status_code == 200 and "web-02" in weekly.text and "web-01" not in weekly.text
+    drift = client.get("/console/drift/report")
+    assert drift.status_code == 200 and "web-02" in drift.text
+    assert "web-01" not in drift.text and "platform-only" not in drift.text
+
+    client.cookies.clear()
+    _tenant_session(client, store, "*")
+    weekly = client.get("/console/weekly/report")
+    assert "web-01" in weekly.text and "web-02" in weekly.text
+    assert "platform-only" in client.get("/console/drift/report").text

@@ -361,3 +361,142 @@ def test_routes_name_exactly_the_events_the_notifier_knows() -> None:
     from terry.notify.events import EventKind
 
     assert set(get_args(NotifyEvent)) == {kind.value for kind in EventKind}
+
+
+def test_a_tenant_route_never_carries_another_tenants_event(
+    gitops: Path, store_url: str, receivers: ChatReceivers
+) -> None:
+    """Issue 17: routes bound to a tenant (by the route's ``tenants`` or by the tenant's
+    ``routes:``) get only events on that tenant's hosts, placed from the inventory, never by
+    the alert's own ``tenant`` label; grouped messages and a Slack app's threads too."""
+    from tests.fakes.slack_api import TOKEN, FakeSlackApi
+    from tests.integration.test_tenants import ADDRESSES, ROADMAP, _place
+
+    bound = ROADMAP.replace(
+        "permissions: [read, write, auto-resolve]}",
+        "permissions: [read, write, auto-resolve], routes: [platform]}",
+    ).replace(
+        "permissions: [read, manual-approval-only]}",
+        "permissions: [read, manual-approval-only], routes: [data-app]}",
+    )
+    _place(gitops, bound, ADDRESSES)  # web-01: team-platform, web-02: team-data
+    slack = FakeSlackApi(channels=("C0DATA01",))
+    slack.start()
+    try:
+        events = ["incident-opened", "resolved", "needs-review"]
+        _configure(
+            gitops,
+            [
+                {**THREE[0], "name": "data", "events": events, "tenants": ["team-data"]},
+                {**THREE[1], "name": "platform", "events": events},
+                {**THREE[2], "name": "everyone", "events": events},
+                {
+                    "name": "data-app",
+                    "slack_app": {
+                        "token_env": "TERRY_SLACK_BOT_TOKEN",
+                        "channel": "C0DATA01",
+                        "api_url": slack.api_url,
+                    },
+                    "events": events,
+                },
+            ],
+            max_items=1,
+        )
+
+        cli = _cli(gitops, store_url, receivers)
+        cli.env["TERRY_SLACK_BOT_TOKEN"] = TOKEN
+        firing = [
+            alert("DiskA", fingerprint="t-1", host="web-01"),
+            alert("DiskB", fingerprint="t-2", host="web-01", tenant="team-data"),  # a lie
+            alert("DiskC", fingerprint="t-3", host="web-01"),
+            alert("DiskD", fingerprint="t-4", host="web-02"),
+            alert("DiskE", fingerprint="t-5", host="web-02"),
+        ]
+        body = payload(firing)
+        assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+        first = _deliver(cli)
+        assert first["failed"] == 0, first
+        resolved = [
+            alert(
+                a["labels"]["alertname"],
+                fingerprint=fp,
+                status="resolved",
+                ends="2026-11-24T10:05:00Z",
+                **{k: v for k, v in a["labels"].items() if k != "alertname"},
+            )
+            for a, fp in ((firing[0], "t-1"), (firing[3], "t-4"))
+        ]
+        body = payload(resolved)
+        assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+        second = _deliver(cli)
+        assert second["failed"] == 0, second
+
+        data = receivers.texts("slack")
+        platform = receivers.texts("discord")
+        everyone = [b["title"] + "\n" + b["message"] for b in receivers.bodies("json")]
+        app = [m.text for m in slack.messages]
+        assert data and platform and app
+        for text in data + app:
+            assert "web-02" in text and "web-01" not in text, text
+        for text in platform:
+            assert "web-01" in text and "web-02" not in text, text
+        assert data[0].startswith("[Terry] 2 incidents opened") and "and 1 more" in data[0]
+        assert platform[0].startswith("[Terry] 3 incidents opened"), platform[0]
+        assert everyone[0].startswith("[Terry] 5 incidents opened"), everyone[0]
+        # the Slack app: one thread per team-data incident, its resolution a reply in it
+        tops = slack.top()
+        assert len(tops) == 2, [m.text for m in tops]
+        replies = [m for m in slack.messages if m.thread_ts]
+        assert len(replies) == 1 and replies[0].thread_ts in {m.ts for m in tops}
+        routes = {n["route"] for n in cli.json("notifications", "list")}
+        assert routes == {"data", "platform", "everyone", "data-app"}
+
+        # A proposal touching both tenants' hosts reaches both, each naming its own hosts.
+        _proposal_on(store_url, ["web-01", "web-02"])
+        assert _deliver(cli)["failed"] == 0
+        [data_review] = [t for t in receivers.texts("slack") if "needs review" in t]
+        [platform_review] = [t for t in receivers.texts("discord") if "needs review" in t]
+        assert "web-02" in data_review and "web-01" not in data_review, data_review
+        assert "web-01" in platform_review and "web-02" not in platform_review
+    finally:
+        slack.stop()
+
+
+def _proposal_on(store_url: str, hosts: list[str]) -> None:
+    """A proposal of incident 1 on ``hosts`` that waits for review, and its audit row."""
+    from sqlalchemy import insert
+
+    from terry.store.models import AuditRow, ProposalRow, utcnow
+
+    store = Store(store_url)
+    now = utcnow()
+    try:
+        with store.session() as session, session.begin():
+            pid = session.execute(
+                insert(ProposalRow)
+                .values(
+                    incident_id=1,
+                    remedy="disk-usage-high",
+                    role="disk_cleanup",
+                    hosts=hosts,
+                    params={},
+                    risk="low",
+                    state="awaiting_review",
+                    created_at=now,
+                    updated_at=now,
+                )
+                .returning(ProposalRow.id)
+            ).scalar_one()
+            session.execute(
+                insert(AuditRow).values(
+                    at=now,
+                    actor="terry",
+                    entity="proposal",
+                    entity_id=pid,
+                    from_state="checked",
+                    to_state="awaiting_review",
+                    reason="review",
+                )
+            )
+    finally:
+        store.dispose()

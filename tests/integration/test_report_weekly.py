@@ -355,6 +355,7 @@ def test_the_three_formats_say_the_same(recorded: Store) -> None:
         "kept",
         "kept_total",
         "budgets",  # error budgets per service (docs/slo.md): none here, no SLOs
+        "savings",  # cost savings against cost.savings_goal (docs/cost.md): null here
     ]
     s = data["summary"]
     assert (s["incidents_opened"], s["auto_fixed"], s["rollbacks"], s["prevented"]) == (7, 2, 1, 1)

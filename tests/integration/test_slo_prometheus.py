@@ -16,15 +16,12 @@ answers are known:
 
 from __future__ import annotations
 
-import os
-import shutil
 import subprocess
 import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
-import httpx
 import pytest
 import yaml
 from sqlalchemy import select
@@ -41,15 +38,9 @@ from terry.slo.services import BUDGET_ENTITY, gate_view
 from terry.store import Store
 from terry.store.models import AuditRow, IncidentRow, ProposalRow, utcnow
 from tests.conftest import Cli, config_for, make_cli
+from tests.prometheus_tsdb import NEEDS_PROMETHEUS, backfilled_prometheus
 
-pytestmark = [
-    pytest.mark.integration,
-    pytest.mark.skipif(
-        not os.environ.get("CI")
-        and (shutil.which("prometheus") is None or shutil.which("promtool") is None),
-        reason="needs Debian's prometheus and promtool (scripts/test.sh installs them)",
-    ),
-]
+pytestmark = [pytest.mark.integration, NEEDS_PROMETHEUS]
 
 DAY = 86400
 RATE = 10.0  # requests per second, every service
@@ -119,51 +110,11 @@ def _openmetrics(now: float) -> str:
 
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    home = tmp_path_factory.mktemp("slo-prom")
     now = float(int(time.time()) // 30 * 30)  # the hour boundary falls on a sample
-    (home / "data.om").write_text(_openmetrics(now))
-    subprocess.run(
-        # few large blocks: 2-hour ones (the default) take promtool 20 s for 30 days
-        [
-            *("promtool", "tsdb", "create-blocks-from", "openmetrics", "-q"),
-            *("--max-block-duration=720h", "data.om", "data"),
-        ],
-        cwd=home,
-        check=True,
-        capture_output=True,
-    )
-    (home / "prometheus.yml").write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={home / 'prometheus.yml'}",
-            f"--storage.tsdb.path={home / 'data'}",
-            "--storage.tsdb.retention.time=60d",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    try:
-        while time.monotonic() < deadline:
-            try:
-                answer = httpx.get(
-                    f"{url}/api/v1/query", params={"query": "count(http_requests_total)"}, timeout=1
-                ).json()
-                if answer["data"]["result"]:
-                    break
-            except (httpx.HTTPError, KeyError, ValueError):
-                pass
-            time.sleep(0.3)
-        else:
-            raise AssertionError("prometheus did not come up with the backfilled data")
+    with backfilled_prometheus(
+        tmp_path_factory.mktemp("slo-prom"), _openmetrics(now), "count(http_requests_total)"
+    ) as url:
         yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
 
 
 def _label(inventory: dict[str, Any], host: str, service: str) -> None:

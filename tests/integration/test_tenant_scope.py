@@ -121,3 +121,27 @@ def test_a_tenant_operator_cannot_approve_another_tenants_proposal(
     # its own tenant's proposal gets past the tenant check (the state decides the rest)
     own = client.post("/api/v1/proposals/2/reject", headers=data, json={"reason": "no"})
     assert own.status_code not in (401, 403, 404), own.text
+
+
+def test_explain_and_jobs_answer_only_the_tenants_ids(served: tuple[TestClient, Store]) -> None:
+    client, store = served
+    data = _bearer(store, "team-data")
+    assert client.get("/api/v1/incidents/2/explain", headers=data).status_code == 200
+    assert client.get("/api/v1/proposals/2/job", headers=data).json()["job"] is None
+    for path, missing in (
+        ("/api/v1/incidents/1/explain", "/api/v1/incidents/999/explain"),
+        ("/api/v1/proposals/1/job", "/api/v1/proposals/999/job"),
+    ):
+        guessed, absent = client.get(path, headers=data), client.get(missing, headers=data)
+        assert guessed.status_code == absent.status_code == 404, guessed.text
+        assert guessed.json()["error"].replace(" 1 ", " 999 ") == absent.json()["error"]
+    every = _bearer(store, "*")
+    assert client.get("/api/v1/incidents/1/explain", headers=every).status_code == 200
+
+
+def test_metrics_refuse_a_tenant_token(served: tuple[TestClient, Store]) -> None:
+    """/metrics counts every tenant's work: a token limited to one tenant may not read it
+    (docs/permissions.md)."""
+    client, store = served
+    assert client.get("/metrics", headers=_bearer(store, "team-data")).status_code == 401
+    assert client.get("/metrics", headers=_bearer(store, "*")).status_code == 200

@@ -1,5 +1,5 @@
 """The rollout plan (terry.proposals.waves), confidence (terry.proposals.confidence) and
-policies/waves.rego with the shipped policies, evaluated by real regorus."""
+policies/canary.rego with the shipped policies, evaluated by real regorus."""
 
 from __future__ import annotations
 
@@ -100,3 +100,40 @@ def test_policy_names_a_confident_canaried_rollout_among_its_reasons_to_merge() 
     assert any("straight to its canary" in r for r in decision.reasons)
     unsure = ENGINE.decide(POLICIES, gate_input(waves=waves, confidence=60, host_count=4))
     assert not any("straight to its canary" in r for r in unsure.reasons)
+
+
+def test_the_pull_request_shows_confidence_and_the_rollout_plan() -> None:
+    from datetime import UTC, datetime
+
+    from terry.forges.body import ReviewPacket, pr_body
+
+    packet = ReviewPacket(
+        proposal_id=3,
+        incident_id=9,
+        incident_ref="INC-1",
+        remedy="disk-usage-high",
+        hosts=("s-01", "s-02", "p-01"),
+        environments=("production", "staging"),
+        tenants=(),
+        risk="low",
+        decision="review",
+        reasons=("production",),
+        policy_commit="abc",
+        commit="c0ffee",
+        branch="terry/9",
+        alertname="DiskUsageHigh",
+        labels={},
+        annotations={},
+        opened_at=datetime(2026, 12, 4, tzinfo=UTC),
+        recurrence=0,
+        diagnosis="",
+        playbook_path=None,
+        playbook=None,
+        check_summary={"ok": True},
+        check_diff=None,
+        score=70,
+        waves=(("s-01",), ("s-02",), ("p-01",)),
+    )
+    body = pr_body(packet)
+    assert "| confidence | 70/100 |" in body
+    assert "wave 0 (canary, watched): `s-01`; wave 1: `s-02`; wave 2: `p-01`" in body

@@ -2,11 +2,13 @@
 """Terry's chaos faults, run on the target host: inject one, remove it, or check whether
 its symptom holds (the truth Terry's "verified" is compared with).
 
-argv: ACTION FAULT PARAMS_JSON ROOT, where ACTION is inject | remove | check. Prints one
-JSON object. Every fault leaves its traces under STATE (ROOT/var/tmp/terry-chaos), so its
-reverse finds exactly what it made: filler files, process ids, saved configs, qdiscs.
+argv: ACTION FAULT PARAMS_JSON ROOT [SERVICES_JSON], where ACTION is inject | remove |
+check. Prints one JSON object. Every fault leaves its traces under
+ROOT/var/tmp/terry-chaos, so its reverse finds exactly what it made: filler files, process
+ids, saved configs, qdiscs.
 """
 
+import contextlib
 import json
 import os
 import shutil
@@ -18,7 +20,17 @@ import time
 MIB = 1024 * 1024
 
 
+QUOTA_MB = [0]  # the host's terry_disk_quota_mb: usage is du over it (example hosts)
+
+
 def used_percent(path):
+    if QUOTA_MB[0]:
+        total = 0
+        for top, _dirs, files in os.walk(path):
+            for name in files:
+                with contextlib.suppress(OSError):
+                    total += os.lstat(os.path.join(top, name)).st_blocks * 512
+        return 100.0 * total / (QUOTA_MB[0] * MIB)
     st = os.statvfs(path)
     used = (st.f_blocks - st.f_bfree) * st.f_frsize
     avail = st.f_bavail * st.f_frsize
@@ -42,25 +54,31 @@ def disk_fill(action, p, root, state):
     logs = os.path.join(data, "log")
     record = os.path.join(state, "disk-fill.json")
     if action == "check":
-        return {"symptom": used_percent(data) >= float(p["percent"]) - 1, "used": used_percent(data)}
+        limit = float(p.get("threshold", p["percent"]))  # the alert's threshold, if given
+        return {"symptom": used_percent(data) >= limit, "used": round(used_percent(data), 1)}
     if action == "remove":
         removed = 0
         if os.path.exists(record):
             with open(record) as fh:
                 for path in json.load(fh):
-                    if os.path.exists(path):
-                        os.remove(path)
-                        removed += 1
+                    # a clean-up may have compressed a filler log: its copy goes too
+                    for name in (path, *(path + z for z in (".gz", ".bz2", ".xz", ".zst"))):
+                        if os.path.exists(name):
+                            os.remove(name)
+                            removed += 1
             os.remove(record)
         return {"changed": removed > 0, "removed": removed, "used": round(used_percent(data), 1)}
     os.makedirs(logs, exist_ok=True)
-    written = json.load(open(record)) if os.path.exists(record) else []
+    written = []
+    if os.path.exists(record):
+        with open(record) as fh:
+            written = json.load(fh)
     chunk = log_chunk()
     index = 1
     while used_percent(data) < float(p["percent"]):
-        while os.path.exists(os.path.join(logs, "chaos.log.%d" % index)):
+        while os.path.exists(os.path.join(logs, f"chaos.log.{index}")):
             index += 1
-        path = os.path.join(logs, "chaos.log.%d" % index)
+        path = os.path.join(logs, f"chaos.log.{index}")
         written.append(path)
         with open(record, "w") as fh:  # before the bytes: a reverse after a crash finds them
             json.dump(written, fh)
@@ -80,25 +98,42 @@ def disk_fill(action, p, root, state):
 def service(action, p, root, state, kill):
     name, svc = p["service"], root + "/opt/terry/bin/terry-svc"
     if os.path.exists(svc):
-        status = subprocess.run([sys.executable, svc, "status", name, "--root", root or "/"],
-                                capture_output=True, text=True)
+        status = subprocess.run(
+            [sys.executable, svc, "status", name, "--root", root], capture_output=True, text=True
+        )
         running = status.returncode == 0
         if action == "check":
             return {"symptom": not running}
         if action == "inject":
-            argv = [sys.executable, svc, "stop", name, "--root", root or "/"]
+            argv = [sys.executable, svc, "stop", name, "--root", root]
         else:
-            port, bind = str(p.get("port", 8080)), p.get("bind", "127.0.0.1")
+            known = p.get("services", {}).get(name, {})
+            port = str(p.get("port", known.get("port", 8080)))
+            bind = p.get("bind", known.get("bind", "127.0.0.1"))
             if running:
                 return {"changed": False}
-            argv = [sys.executable, svc, "start", name, "--root", root or "/",
-                    "--port", port, "--bind", bind]
+            argv = [
+                sys.executable,
+                svc,
+                "start",
+                name,
+                "--root",
+                root,
+                "--port",
+                port,
+                "--bind",
+                bind,
+            ]
     else:
         running = subprocess.run(["systemctl", "is-active", "--quiet", name]).returncode == 0
         if action == "check":
             return {"symptom": not running}
         if action == "inject":
-            argv = ["systemctl", "kill", "--signal=SIGKILL", name] if kill else ["systemctl", "stop", name]
+            argv = (
+                ["systemctl", "kill", "--signal=SIGKILL", name]
+                if kill
+                else ["systemctl", "stop", name]
+            )
         else:
             argv = ["systemctl", "start", name]
     done = subprocess.run(argv, capture_output=True, text=True)
@@ -138,7 +173,9 @@ def processes(action, fault, p, root, state):
     pids = os.path.join(state, fault + ".pids")
     alive = []
     if os.path.exists(pids):
-        for pid in open(pids).read().split():
+        with open(pids) as fh:
+            listed = fh.read().split()
+        for pid in listed:
             try:
                 os.kill(int(pid), 0)
                 alive.append(int(pid))
@@ -152,14 +189,21 @@ def processes(action, fault, p, root, state):
         if os.path.exists(pids):
             os.remove(pids)
         return {"changed": bool(alive), "killed": len(alive)}
-    values = {"seconds": int(p.get("seconds", 600)), "mib": int(p.get("mib", 256)),
-              "file": root + p.get("file", "/var/tmp/terry-chaos-held.bin")}
+    values = {
+        "seconds": int(p.get("seconds", 600)),
+        "mib": int(p.get("mib", 256)),
+        "file": root + p.get("file", "/var/tmp/terry-chaos-held.bin"),
+    }
     count = int(p.get("workers", 1)) if fault == "cpu-stress" else 1
     started = []
     for _ in range(count):
-        child = subprocess.Popen([sys.executable, "-c", CHILD[fault] % values],
-                                 stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
-                                 stderr=subprocess.DEVNULL, start_new_session=True)
+        child = subprocess.Popen(
+            [sys.executable, "-c", CHILD[fault] % values],
+            stdin=subprocess.DEVNULL,
+            stdout=subprocess.DEVNULL,
+            stderr=subprocess.DEVNULL,
+            start_new_session=True,
+        )
         started.append(str(child.pid))
     with open(pids, "a") as fh:
         fh.write(" ".join(started) + " ")
@@ -176,19 +220,29 @@ def netem(action, fault, p, root, state):
     if action == "remove":
         if not present:
             return {"changed": False}
-        done = subprocess.run(["tc", "qdisc", "del", "dev", dev, "root"], capture_output=True, text=True)
+        done = subprocess.run(
+            ["tc", "qdisc", "del", "dev", dev, "root"], capture_output=True, text=True
+        )
         return {"changed": True, "rc": done.returncode}
-    what = (["delay", "%sms" % int(p.get("delay_ms", 200))] if fault == "network-latency"
-            else ["loss", "%s%%" % float(p.get("loss_percent", 10))])
+    what = (
+        ["delay", f"{int(p.get('delay_ms', 200))}ms"]
+        if fault == "network-latency"
+        else ["loss", f"{float(p.get('loss_percent', 10))}%"]
+    )
     verb = "change" if present else "add"
-    done = subprocess.run(["tc", "qdisc", verb, "dev", dev, "root", "netem", *what],
-                          capture_output=True, text=True)
+    done = subprocess.run(
+        ["tc", "qdisc", verb, "dev", dev, "root", "netem", *what], capture_output=True, text=True
+    )
     return {"changed": True, "rc": done.returncode, "out": done.stderr[-300:]}
 
 
 def main():
     action, fault, params, root = sys.argv[1], sys.argv[2], json.loads(sys.argv[3]), sys.argv[4]
     state = state_dir(root)
+    if len(sys.argv) > 5:  # the host's terry_services: where a stopped service listens
+        params["services"] = json.loads(sys.argv[5] or "{}")
+    if len(sys.argv) > 6:
+        QUOTA_MB[0] = int(float(sys.argv[6] or 0))
     if fault == "disk-fill":
         out = disk_fill(action, params, root, state)
     elif fault in ("service-stop", "service-kill"):

@@ -1,0 +1,38 @@
+# Cost (docs/cost.md). Input: input.cost.monthly_change is how much the proposal changes the
+# monthly bill, in input.cost.currency (an inventory edit of an instance type or volume: the
+# price difference from main's costs/prices.yml; a fix: what its remedy declares as
+# monthly_cost, else 0); null with input.cost.error when Terry cannot price the change.
+#
+# - a change that raises the bill by more than settings.cost.review_above (policies/data.json)
+#   waits for a person, the amount in the reason;
+# - a change Terry cannot price waits for a person: unknown is not free.
+package terry.gate
+
+# Not `import rego.v1`: regorus (celine-regorus 0.9.1) loads policies/*.rego in name order,
+# and a first module importing rego.v1 leaves gate.rego's `reasons` undefined (every decision
+# then fails closed to review). The keywords one by one do not.
+import future.keywords.contains
+import future.keywords.if
+
+cost_view := object.get(input, "cost", {})
+
+cost_change := object.get(cost_view, "monthly_change", 0)
+
+# Without the setting any raise is reviewed: failing safe, never silently unlimited.
+cost_review_above := object.get(object.get(settings, "cost", {}), "review_above", 0)
+
+cost_currency := object.get(cost_view, "currency", "") if is_string(object.get(cost_view, "currency", null))
+
+else := ""
+
+needs_review contains msg if {
+	is_number(cost_change)
+	cost_change > cost_review_above
+	msg := sprintf("raises the monthly cost by %v %v (more than %v %v, settings.cost.review_above in policies/data.json); a person approves the spend", [round(cost_change * 100) / 100, cost_currency, cost_review_above, cost_currency])
+}
+
+needs_review contains msg if {
+	is_string(object.get(cost_view, "error", null))
+	not is_number(cost_change)
+	msg := sprintf("the cost of this change is unknown (%v); a person decides", [cost_view.error])
+}

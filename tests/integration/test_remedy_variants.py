@@ -1,0 +1,195 @@
+"""Remedy variants (issue 18) through the whole pipeline on the example fleet: real
+ansible-playbook (local connection), real git, real regorus, SQLite.
+
+The disk remedy's catalogue entry in the test's repository tries its variants in staging
+and, to start with, runs ``compress-only`` by default. Comparable incidents in staging take
+the variants in turn; production runs the default; ``terry remedies compare`` tells which
+verified more often; ``--propose`` commits the winner as the default on a branch for a
+person to merge, and changes nothing on main.
+"""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import time
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+from click.testing import CliRunner
+
+from terry.cli import main
+from terry.demo import example
+from terry.gitops.repo import Repo
+from terry.remedies.catalogue import load_catalogue
+from terry.remedies.variants import choose_variant, variant_input
+from tests.conftest import Cli, alert, config_for, make_cli, payload
+
+pytestmark = pytest.mark.integration
+
+CATALOGUE = "roles/disk_cleanup/remedies.yml"
+
+
+@pytest.fixture(scope="module")
+def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
+    repo = tmp_path_factory.mktemp("variants") / "ops"
+    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
+    assert created.exit_code == 0, created.stdout
+    path = repo / CATALOGUE
+    text = path.read_text()
+    assert text.count("    variants:\n") == 1
+    path.write_text(
+        text.replace(
+            "    variants:\n",
+            "    try_variants_in: [staging]\n    default_variant: compress-only\n    variants:\n",
+        )
+    )
+    Repo(repo).commit_paths([CATALOGUE], "disk remedy: try variants in staging")
+    cli = make_cli(repo)
+    result = cli("example", "up")
+    assert result.exit_code == 0, result.stdout + result.stderr
+    yield cli
+    example.down(config_for(repo))
+
+
+def _fill(cli: Cli, host: str, name: str, *, to: float) -> list[Path]:
+    """Incompressible 1 MiB rotated logs, a month old (past the 14 days' retention), until
+    ``host``'s /srv/data is ``to`` percent full."""
+    where = cli.repo / ".terry" / "hosts" / host / "srv" / "data" / "log"
+    where.mkdir(parents=True, exist_ok=True)
+    when = time.time() - 30 * 86400
+    hosts = example.example_hosts(config_for(cli.repo))
+    written, n = [], 1
+    while example.disk_percent(hosts[host]) < to:
+        path = where / (name % n)
+        path.write_bytes(os.urandom(1024 * 1024))
+        os.utime(path, (when, when))
+        written.append(path)
+        n += 1
+    return written
+
+
+def _disk_alert(cli: Cli, host: str, fingerprint: str) -> dict[str, Any]:
+    body = payload(
+        [alert("DiskUsageHigh", fingerprint=fingerprint, host=host, mountpoint="/srv/data")]
+    )
+    [outcome] = cli.json("alert", "ingest", "-", input=body)["proposals"]
+    return outcome
+
+
+def _compare(cli: Cli, *args: str) -> dict[str, Any]:
+    [found] = cli.json("remedies", "compare", "disk-usage-high", *args)["remedies"]
+    return found
+
+
+def test_variants_take_turns_outside_production_and_the_winner_is_proposed(fleet: Cli) -> None:
+    # First staging incident: the default, compress-only. Gzipping logs that do not
+    # compress frees nothing: the dry run's estimate says so, a person approves anyway,
+    # verification fails and the fix is rolled back.
+    _fill(fleet, "web-01", "app.log.%d", to=92)
+    first = _disk_alert(fleet, "web-01", "variants-1")
+    assert first["state"] == "awaiting_review", first
+    shown = fleet.json("proposals", "show", str(first["proposal_id"]))
+    assert shown["params"]["terry_variant"] == "compress-only"
+    assert shown["params"]["log_retention_days"] == 3650  # the variant's own values
+    assert shown["params"]["package_caches"] == "keep"
+    approved = fleet.as_("alice").json("proposals", "approve", str(first["proposal_id"]))
+    assert approved["state"] in ("rolled_back", "failed"), approved
+
+    # The next comparable incident (staging, same remedy) takes the least-tried variant:
+    # the remedy's own parameters, which age the month-old logs out and verify.
+    logs = _fill(fleet, "web-02", "app.log.%d", to=92)
+    second = _disk_alert(fleet, "web-02", "variants-2")
+    assert second["state"] == "verified", second
+    assert [p for p in logs if p.exists()] == []
+    shown = fleet.json("proposals", "show", str(second["proposal_id"]))
+    assert shown["params"]["terry_variant"] == "default"
+    assert shown["params"]["log_retention_days"] == 14
+    branch = shown["summary"]["branch"]
+    message = subprocess.run(
+        ["git", "-C", str(fleet.repo), "log", "-1", "--format=%B", branch],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert '"terry_variant": "default"' in message  # the commit (and PR body) show it
+
+    # Production always runs the default variant, whatever was tried elsewhere (the same
+    # rule the diagnose step asks, with the counts of comparable incidents).
+    remedy = load_catalogue(Repo(fleet.repo).tree(Repo(fleet.repo).head()) / "roles").get(
+        "disk-usage-high"
+    )
+    assert remedy is not None
+    tried = {"compress-only": 5, "default": 0}
+    chosen = choose_variant(remedy, variant_input(remedy, "production", tried))
+    assert chosen.name == "compress-only" and "production" in chosen.reason
+    assert choose_variant(remedy, variant_input(remedy, "staging", tried)).name == "default"
+    assert choose_variant(remedy, variant_input(remedy, "test", {})).name == "compress-only"
+
+    # The comparison: one run each outside production is not enough for a winner...
+    found = _compare(fleet)
+    by_name = {v["variant"]: v for v in found["variants"]}
+    assert by_name["compress-only"]["runs"] == 1 and by_name["compress-only"]["verified"] == 0
+    assert by_name["compress-only"]["default"] is True
+    assert by_name["default"]["runs"] == 1 and by_name["default"]["verified_rate"] == 1.0
+    assert by_name["default"]["median_seconds_to_verified"] > 0
+    assert found["winner"] is None and "not enough runs" in found["why"]
+
+    # ...with --min-runs 1 the remedy's own parameters lead by 100 points: proposed as the
+    # default, on a branch; main still runs compress-only until a person merges it.
+    repo = Repo(fleet.repo)
+    main_before = repo.head()
+    proposed = _compare(fleet, "--min-runs", "1", "--propose")
+    assert proposed["winner"] == "default", proposed
+    change = proposed["proposed"]
+    assert change["branch"] == "terry/variant-disk-usage-high-default"
+    assert repo.head() == main_before
+    edited = repo.read_text(change["commit"], CATALOGUE)
+    assert edited is not None and "default_variant: compress-only" not in edited
+    assert "try_variants_in: [staging]" in edited and "# Parameter variants" in edited
+    tree = repo.tree(change["commit"])
+    remedy = load_catalogue(tree / "roles").get("disk-usage-high")
+    assert remedy is not None and remedy.default_variant == "default"
+    # Asking again finds the same branch.
+    again = _compare(fleet, "--min-runs", "1", "--propose")
+    assert again["proposed"]["already_proposed"] is True
+
+    table = fleet("remedies", "compare")
+    assert table.exit_code == 0 and "compress-only (default)" in table.stdout
+
+
+def test_catalogue_mistakes_in_variants_are_configuration_errors(tmp_path: Path) -> None:
+    roles = tmp_path / "roles"
+    role = roles / "r"
+    (role / "tasks").mkdir(parents=True)
+    for name in ("main", "verify", "rollback"):
+        (role / "tasks" / f"{name}.yml").write_text("- ansible.builtin.debug: {msg: hi}\n")
+
+    def load(**entry: Any) -> str:
+        base = {
+            "name": "r-fix",
+            "match": {"alertname": ["X"]},
+            "params": {
+                "days": {"type": "int", "default": 7, "max": 30},
+                "path": {"from": "label:p"},
+            },
+            "verify": "verify",
+            "rollback": "rollback",
+        }
+        (role / "remedies.yml").write_text(yaml.safe_dump({"remedies": [{**base, **entry}]}))
+        from terry.errors import ConfigError
+
+        with pytest.raises(ConfigError) as caught:
+            load_catalogue(roles)
+        return str(caught.value)
+
+    assert "no such parameter" in load(variants={"v": {"params": {"nope": 1}}})
+    assert "above the maximum" in load(variants={"v": {"params": {"days": 99}}})
+    assert "comes from label:p" in load(variants={"v": {"params": {"path": "/srv"}}})
+    assert "not one of its variants" in load(variants={"v": {"params": {}}}, default_variant="w")
+    assert "production always runs the default" in load(
+        variants={"v": {"params": {"days": 3}}}, try_variants_in=["production"]
+    )

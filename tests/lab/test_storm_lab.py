@@ -1,0 +1,106 @@
+"""Issue 18's lab test: the disks of every staging host fill at once; the storm is carried by
+one proposal (and, for the hosts whose alerts arrived after its decision, its next wave),
+never one independent proposal per host.
+
+The lab's Alertmanager groups alerts per alertname and host and sends at once (lab/README.md),
+so the hosts' DiskUsageHigh alerts reach ``terry serve`` as separate webhooks a few hundred
+milliseconds apart: what the worker has in hand together folds into one proposal, and an
+alert arriving while that proposal is being carried joins it as its next wave (a follow-up
+proposal with its own dry run and decision). Real SSH, real Prometheus and Alertmanager.
+"""
+
+from __future__ import annotations
+
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from terry import lab
+from terry.config import CONFIG_FILE
+from terry.gitops.init import init_repository
+from terry.gitops.repo import Repo
+from terry.ports import free_port
+from tests.conftest import Cli, make_cli
+from tests.lab.helpers import wait_for
+from tests.lab.test_slo_lab import WEBHOOK_TOKEN, _Serve
+
+NEEDS = [
+    "/usr/sbin/sshd",
+    "/usr/bin/prometheus",
+    "/usr/bin/prometheus-alertmanager",
+    "/usr/bin/prometheus-node-exporter",
+]
+NAMES = {
+    "bridge": "terrylabw0",
+    "subnet": "10.89.0.0/24",
+    "netns_prefix": "terrystorm-",
+    "veth_prefix": "tlabw",
+}
+STAGING = ["lab-02", "lab-03", "lab-04"]
+
+
+def _configure(repo: Path, state: lab.LabState) -> None:
+    path = repo / CONFIG_FILE
+    settings = yaml.safe_load(path.read_text()) or {}
+    settings["inventory"] = ["inventories/lab"]
+    settings["prometheus"] = {"url": state.prometheus_url, "settle_seconds": 30, "timeout": 5}
+    settings["canary"] = {"min_hosts": 2, "watch": 1}
+    path.write_text(yaml.safe_dump(settings, sort_keys=False))
+    Repo(repo).commit_paths([CONFIG_FILE, "inventories/lab"], "lab: storm settings")
+
+
+def _disk_proposals(cli: Cli) -> list[dict[str, Any]]:
+    found = [p for p in cli.json("proposals", "list") if p["remedy"] == "disk-usage-high"]
+    return [
+        cli.json("proposals", "show", str(p["id"])) for p in sorted(found, key=lambda p: p["id"])
+    ]
+
+
+def _settled(cli: Cli) -> list[dict[str, Any]] | None:
+    shown = _disk_proposals(cli)
+    verified = {h["host"] for d in shown for h in d["host_outcomes"] if h["state"] == "verified"}
+    busy = any(
+        d["summary"]["state"] in ("proposed", "checked", "merged", "applying") for d in shown
+    )
+    return shown if set(STAGING) <= verified and not busy else None
+
+
+def test_a_storm_over_every_staging_host_is_one_proposal_and_its_next_wave(
+    tmp_path: Path, lab_config: lab.LabConfig
+) -> None:
+    started = time.monotonic()
+    repo = init_repository(tmp_path / "ops", example=False).path
+    port = free_port()
+    lab.down(lab_config)  # leftovers of an interrupted earlier run
+    state = lab.up(
+        lab_config,
+        hosts=4,
+        repo=repo,
+        webhook_url=f"http://127.0.0.1:{port}/api/v1/alerts",
+        webhook_token=WEBHOOK_TOKEN,
+    )
+    server = None
+    try:
+        _configure(repo, state)
+        cli = make_cli(repo)
+        server = _Serve(repo, port)
+        for host in STAGING:  # at once
+            lab.break_host(state, host, "disk")
+        shown = wait_for(lambda: _settled(cli), 150, interval=2)
+        assert shown, f"not settled: {_disk_proposals(cli)}\n{server.log.read_text()[-3000:]}"
+        first, *later = shown
+        # one proposal for the storm; anything after it is its next wave, not a proposal
+        # of a host's own
+        assert len(first["summary"]["hosts"]) >= 2, first["summary"]
+        for wave in later:
+            assert wave["follows"] is not None, wave["summary"]
+        incidents = {h["incident_id"] for d in shown for h in d["host_outcomes"]}
+        assert len(shown) < len(incidents) or len(shown) == 1
+        print(f"\nstorm lab test: {time.monotonic() - started:.1f}s, {len(shown)} proposal(s)")
+    finally:
+        if server is not None:
+            server.stop()
+        report = lab.down(lab_config)
+        assert not report.problems, report.problems

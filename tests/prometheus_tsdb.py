@@ -1,0 +1,91 @@
+"""A real Prometheus over known history, for tests that read weeks of metrics (no root).
+
+The history is written as OpenMetrics text, turned into TSDB blocks by ``promtool tsdb
+create-blocks-from openmetrics`` (few large blocks, ``--max-block-duration=720h``: 2-hour
+ones, the default, take promtool 20 s for 30 days) and served by Debian's ``prometheus`` on
+loopback. Used by the SLO and the cost tests.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+
+import httpx
+import pytest
+
+from terry.ports import free_port
+
+__all__ = ["NEEDS_PROMETHEUS", "backfilled_prometheus", "openmetrics"]
+
+NEEDS_PROMETHEUS = pytest.mark.skipif(
+    not os.environ.get("CI")
+    and (shutil.which("prometheus") is None or shutil.which("promtool") is None),
+    reason="needs Debian's prometheus and promtool (scripts/test.sh installs them)",
+)
+
+
+def openmetrics(families: dict[str, str], lines: list[str]) -> str:
+    """An OpenMetrics document: ``families`` (name -> type: a counter family ``x`` holds the
+    samples ``x_total``), then the sample ``lines`` (``name{labels} value timestamp``), in
+    time order per series. OpenMetrics wants a family's samples together and each series'
+    samples together: sorted by series, stable in time."""
+    body: list[str] = []
+    for name, kind in families.items():
+        names = {name, f"{name}_total"}
+        mine = [line for line in lines if line.split("{")[0].split(" ")[0] in names]
+        body += [f"# TYPE {name} {kind}", *sorted(mine, key=lambda line: line.split(" ")[0])]
+    return "\n".join([*body, "# EOF"]) + "\n"
+
+
+@contextmanager
+def backfilled_prometheus(home: Path, document: str, ready_query: str) -> Iterator[str]:
+    """Prometheus serving ``document`` (OpenMetrics) from ``home``; its URL once
+    ``ready_query`` answers with data."""
+    (home / "data.om").write_text(document)
+    subprocess.run(
+        [
+            *("promtool", "tsdb", "create-blocks-from", "openmetrics", "-q"),
+            *("--max-block-duration=720h", "data.om", "data"),
+        ],
+        cwd=home,
+        check=True,
+        capture_output=True,
+    )
+    (home / "prometheus.yml").write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
+    port = free_port()
+    proc = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={home / 'prometheus.yml'}",
+            f"--storage.tsdb.path={home / 'data'}",
+            "--storage.tsdb.retention.time=60d",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    deadline = time.monotonic() + 60
+    try:
+        while time.monotonic() < deadline:
+            try:
+                answer = httpx.get(
+                    f"{url}/api/v1/query", params={"query": ready_query}, timeout=1
+                ).json()
+                if answer["data"]["result"]:
+                    break
+            except (httpx.HTTPError, KeyError, ValueError):
+                pass
+            time.sleep(0.3)
+        else:
+            raise AssertionError("prometheus did not come up with the backfilled data")
+        yield url
+    finally:
+        proc.terminate()
+        proc.wait(30)

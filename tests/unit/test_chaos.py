@@ -1,0 +1,302 @@
+"""Chaos experiments without a host: what an experiment file must say, which host a run may
+break, how a run is judged and how the resilience report adds runs up."""
+
+from __future__ import annotations
+
+import copy
+import random
+from datetime import UTC, datetime, timedelta
+
+import pytest
+import yaml
+
+from terry.chaos.experiment import find_experiment, list_experiments, parse_experiment
+from terry.chaos.faults import Fault, check_params
+from terry.chaos.journal import ChaosRunRow, Outcome
+from terry.chaos.record import phases
+from terry.chaos.report import build_report, to_html, to_json, to_markdown
+from terry.chaos.run import judge
+from terry.chaos.targets import Selector, select_targets
+from terry.config import ScheduleConfig
+from terry.errors import InputError, NotFound, StateError
+from terry.inventory.hosts import Host, Inventory
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+EXAMPLES = REPO_ROOT / "examples" / "experiments"
+T0 = datetime(2026, 12, 1, 2, 0, tzinfo=UTC)
+
+
+def _disk_fill() -> dict:
+    return yaml.safe_load((EXAMPLES / "disk-fill.yaml").read_text())
+
+
+# -- experiment files ------------------------------------------------------------------------
+def test_every_example_experiment_is_valid_for_chaostoolkit_and_for_terry() -> None:
+    found = list_experiments(EXAMPLES)
+    assert {name for name, _, _ in found} == {
+        "disk-fill.yaml",
+        "cpu-stress.json",
+        "service-stop.yaml",
+    }
+    assert all(exp is not None and not problem for _, exp, problem in found), found
+    disk = find_experiment(EXAMPLES, "disk-fill")
+    assert disk.fault is Fault.DISK_FILL
+    assert disk.params == {"path": "/srv/data", "percent": 90, "threshold": 80}
+    assert disk.selector.environments == ("staging",) and disk.selector.count == 1
+    assert disk.resolve_within == 120
+
+
+def test_chaostoolkit_lib_refuses_an_experiment_without_a_title() -> None:
+    data = _disk_fill()
+    del data["title"]
+    with pytest.raises(InputError, match="requires a title"):
+        parse_experiment("x.yaml", data)
+
+
+def test_an_experiment_must_remove_what_it_injects() -> None:
+    data = _disk_fill()
+    data["rollbacks"] = []
+    with pytest.raises(InputError, match="a rollback must remove the fault"):
+        parse_experiment("x.yaml", data)
+    data = _disk_fill()
+    data["rollbacks"][0]["provider"]["arguments"]["fault"] = "cpu-stress"
+    with pytest.raises(InputError, match="a rollback must remove the fault"):
+        parse_experiment("x.yaml", data)
+
+
+def test_an_experiment_injects_exactly_one_fault() -> None:
+    data = _disk_fill()
+    data["method"].insert(0, copy.deepcopy(data["method"][0]))
+    with pytest.raises(InputError, match="exactly one fault"):
+        parse_experiment("x.yaml", data, library=False)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"path": "/srv/data"}, "'percent' is required"),
+        ({"path": "/srv/data", "percent": 140}, "between 1 and 100"),
+        ({"path": "/srv/data", "percent": "90"}, "must be a number"),
+        ({"path": "/srv/{{ lookup('pipe', 'id') }}", "percent": 90}, "not a plain path"),
+        ({"path": "/srv/../etc", "percent": 90}, "not a plain path"),
+        ({"path": "srv/data", "percent": 90}, "not a plain path"),
+        ({"path": "/srv/data", "percent": 90, "shell": "rm"}, "unknown parameter 'shell'"),
+    ],
+)
+def test_fault_parameters_are_checked_before_they_reach_a_host(params: dict, message: str) -> None:
+    with pytest.raises(InputError, match=message):
+        check_params(Fault.DISK_FILL, params)
+
+
+def test_an_unknown_fault_is_named_with_the_known_ones() -> None:
+    data = _disk_fill()
+    data["method"][0]["provider"]["arguments"]["fault"] = "meteor-strike"
+    with pytest.raises(InputError, match=r"unknown fault .meteor-strike. .*disk-fill"):
+        parse_experiment("x.yaml", data, library=False)
+
+
+def test_a_missing_experiment_lists_the_known_ones() -> None:
+    with pytest.raises(NotFound, match=r"cpu-stress\.json"):
+        find_experiment(EXAMPLES, "nope")
+
+
+def test_a_chaos_schedule_names_its_experiment() -> None:
+    ScheduleConfig(name="chaos", cron="0 2 * * 1", run="chaos", experiment="disk-fill")
+    with pytest.raises(ValueError, match="experiment"):
+        ScheduleConfig(name="chaos", cron="0 2 * * 1", run="chaos")
+    with pytest.raises(ValueError, match="experiment"):
+        ScheduleConfig(name="scan", interval=60, experiment="disk-fill")
+
+
+# -- targets ---------------------------------------------------------------------------------
+def _fleet() -> Inventory:
+    hosts = [
+        Host("db-01", None, "production", None, {"role": "db"}),
+        Host("web-01", None, "staging", None, {"role": "web"}),
+        Host("web-02", None, "staging", None, {"role": "web"}),
+        Host("web-03", None, "staging", None, {"role": "web"}),
+        Host("dev-01", None, "development", None, {"role": "web"}),
+    ]
+    return Inventory({h.name: h for h in hosts})
+
+
+_ALLOWED = ("staging", "development", "test")
+
+
+def test_production_is_never_drawn_unless_chaos_environments_lists_it() -> None:
+    drawn = {
+        select_targets(
+            _fleet(),
+            Selector(),
+            allowed_environments=_ALLOWED,
+            busy=(),
+            max_blast_radius=1,
+            rng=random.Random(seed),
+        )
+        .hosts[0]
+        .name
+        for seed in range(200)
+    }
+    assert drawn == {"web-01", "web-02", "web-03", "dev-01"}
+    choice = select_targets(
+        _fleet(),
+        Selector(hosts=("db-*",)),
+        allowed_environments=(*_ALLOWED, "production"),
+        busy=(),
+        max_blast_radius=1,
+    )
+    assert [h.name for h in choice.hosts] == ["db-01"]
+
+
+def test_a_host_with_an_open_incident_is_not_drawn_and_not_forced() -> None:
+    selector = Selector(environments=("staging",))
+    choice = select_targets(
+        _fleet(),
+        selector,
+        allowed_environments=_ALLOWED,
+        busy={"web-01", "web-02"},
+        max_blast_radius=1,
+    )
+    assert [h.name for h in choice.hosts] == ["web-03"]
+    assert "open incident" in choice.excluded["web-01"]
+    with pytest.raises(StateError, match="web-01 may not be a chaos target: has an open"):
+        select_targets(
+            _fleet(),
+            selector,
+            allowed_environments=_ALLOWED,
+            busy={"web-01"},
+            max_blast_radius=1,
+            forced="web-01",
+        )
+    with pytest.raises(StateError, match="no host may be a chaos target now"):
+        select_targets(
+            _fleet(),
+            selector,
+            allowed_environments=_ALLOWED,
+            busy={"web-01", "web-02", "web-03"},
+            max_blast_radius=1,
+        )
+
+
+def test_forcing_production_is_refused_and_so_is_a_larger_blast_radius() -> None:
+    with pytest.raises(StateError, match=r"production is not in chaos\.environments"):
+        select_targets(
+            _fleet(),
+            Selector(),
+            allowed_environments=_ALLOWED,
+            busy=(),
+            max_blast_radius=1,
+            forced="db-01",
+        )
+    with pytest.raises(NotFound, match="no host 'nope'"):
+        select_targets(
+            _fleet(),
+            Selector(),
+            allowed_environments=_ALLOWED,
+            busy=(),
+            max_blast_radius=1,
+            forced="nope",
+        )
+    with pytest.raises(InputError, match="max_blast_radius is 1"):
+        select_targets(
+            _fleet(), Selector(count=2), allowed_environments=_ALLOWED, busy=(), max_blast_radius=1
+        )
+    two = select_targets(
+        _fleet(),
+        Selector(count=2, labels={"role": "web"}),
+        allowed_environments=_ALLOWED,
+        busy=(),
+        max_blast_radius=2,
+    )
+    assert len({h.name for h in two.hosts}) == 2
+
+
+# -- judging a run and adding runs up --------------------------------------------------------
+def _row(
+    n: int,
+    outcome: Outcome | None = None,
+    *,
+    fault: str = "disk-fill",
+    marks: tuple[int | None, ...] = (10, 20, 30, 45),
+    truth: str | None = "healthy",
+    incident: int | None = 1,
+) -> ChaosRunRow:
+    start = T0 + timedelta(days=n)
+    at = [start + timedelta(seconds=s) if s is not None else None for s in marks]
+    return ChaosRunRow(
+        id=n,
+        experiment="x",
+        title="x",
+        fault=fault,
+        params={},
+        target=f"web-0{n % 3}",
+        environment="staging",
+        state="finished",
+        outcome=outcome.value if outcome else None,
+        dry_run=False,
+        started_at=start,
+        injected_at=start,
+        alert_at=at[0],
+        decided_at=at[1],
+        applied_at=at[2],
+        verified_at=at[3],
+        truth=truth,
+        incident_id=incident,
+        detail="",
+    )
+
+
+def test_phases_split_the_time_to_repair_and_a_missing_mark_is_not_zero() -> None:
+    row = _row(1)
+    split = phases(row.injected_at, row.alert_at, row.decided_at, row.applied_at, row.verified_at)
+    assert split == {"detect": 10.0, "decide": 10.0, "apply": 10.0, "verify": 15.0, "mttr": 45.0}
+    split = phases(row.injected_at, row.alert_at, None, None, None)
+    assert split == {"detect": 10.0, "decide": None, "apply": None, "verify": None, "mttr": None}
+
+
+def test_a_verified_fix_the_host_contradicts_is_a_false_fix() -> None:
+    assert judge(_row(1), interrupted=False) is Outcome.RESOLVED
+    assert judge(_row(1, truth="faulty"), interrupted=False) is Outcome.FALSE_FIX
+    assert judge(_row(1, truth="unknown"), interrupted=False) is Outcome.UNRESOLVED
+    assert judge(_row(1, marks=(None,) * 4, incident=None), interrupted=False) is Outcome.UNDETECTED
+    assert judge(_row(1, marks=(10, 20, None, None)), interrupted=False) is Outcome.UNRESOLVED
+    assert judge(_row(1, marks=(10, 20, None, None)), interrupted=True) is Outcome.INTERRUPTED
+
+
+def test_the_report_adds_up_rates_false_fixes_and_the_slowest_phase() -> None:
+    rows = [
+        _row(1, Outcome.RESOLVED, marks=(10, 20, 30, 40)),  # mttr 40
+        _row(2, Outcome.RESOLVED, marks=(2, 4, 60, 70)),  # mttr 70, apply 56
+        _row(3, Outcome.FALSE_FIX, truth="faulty"),
+        _row(4, Outcome.UNDETECTED, fault="cpu-stress", marks=(None,) * 4, incident=None),
+        _row(5, Outcome.RESOLVED, fault="service-stop", marks=(3, 4, 5, 900)),  # over threshold
+        _row(6, None),  # still running: not judged
+    ]
+    report = build_report(rows, threshold=600)
+    assert (report.runs, report.judged, report.resolved) == (6, 5, 3)
+    assert report.auto_resolution_rate == pytest.approx(3 / 5)
+    assert [p.run_id for p in report.false_fixes] == [3]
+    assert [p.run_id for p in report.undetected] == [4]
+    assert [p.run_id for p in report.over_threshold] == [5]
+    assert report.phase_means["apply"] == pytest.approx((10 + 56 + 1) / 3)
+    assert report.slowest_phase == "verify"  # (10 + 10 + 895) / 3
+    disk = next(f for f in report.faults if f.fault == "disk-fill")
+    assert (disk.runs, disk.resolved, disk.median_mttr) == (3, 2, 55.0)
+
+    md = to_markdown(report)
+    assert "auto-resolution rate 60%, 1 false fix(es), 1 undetected" in md
+    assert "## False fixes" in md and "- run 3 on web-00" in md
+    assert "## disk-fill: 2/3 resolved, median MTTR 55s" in md
+    assert "#" * 40 + "  70s" in md  # the slowest disk-fill run has the longest bar
+    page = to_html(report)
+    assert page.count("<svg") == 3 and "<polyline" in page
+    assert '"auto_resolution_rate": 0.6' in to_json(report)
+
+
+def test_the_html_report_renders_host_names_inert() -> None:
+    row = _row(1, Outcome.UNDETECTED, marks=(None,) * 4, incident=None)
+    row.target = "<script>alert(1)</script>"
+    page = to_html(build_report([row], threshold=600))
+    assert "<script>" not in page and "&lt;script&gt;" in page
