@@ -2,9 +2,10 @@
 
 For each host, over ``cost.lookback`` (30 days) and ``cost.idle_lookback`` (7 days):
 
-- CPU: the busy share of its busiest hour, ``1 - rate(node_cpu_seconds_total{mode="idle"}
-  [1h])`` averaged over its CPUs, at its highest in the span (a subquery at 1h steps), and
-  the mean over the span. "Under 20% for 30 days" means the busiest hour stayed under 20%.
+- CPU: the busy share of its busiest hour, one minus the idle rate of
+  ``node_cpu_seconds_total{mode="idle"}`` over the rate of all its modes, over its CPUs, at
+  its highest in the span (a subquery at 1h steps), and the mean over the span. "Under 20%
+  for 30 days" means the busiest hour stayed under 20%.
 - Memory: the used share ``1 - MemAvailable / MemTotal`` at its highest hour, and MemTotal.
 - Disk: per filesystem, the used share ``1 - avail / size`` at its highest hour.
 - Coverage: the share of the span's hours that have CPU samples. A host Prometheus has seen
@@ -35,7 +36,17 @@ __all__ = [
 ]
 
 CPU_IDLE = 'node_cpu_seconds_total{mode="idle"}'
-_HOURLY_BUSY = f"(1 - avg without (cpu, mode) (rate({CPU_IDLE}[1h])))"
+
+
+def _busy(window: str) -> str:
+    """The busy share over ``window``: 1 - idle time over all CPU time. A ratio of two rates
+    of series scraped together, so that where Prometheus extrapolates a rate (a series that
+    starts, a scrape gap) both sides move alike: ``1 - rate(idle)`` alone reads a gap as load."""
+    total = f"sum without (cpu, mode) (rate(node_cpu_seconds_total[{window}]))"
+    return f"(1 - sum without (cpu, mode) (rate({CPU_IDLE}[{window}])) / {total})"
+
+
+_HOURLY_BUSY = _busy("1h")
 _MEMORY_USED = "(1 - node_memory_MemAvailable_bytes / node_memory_MemTotal_bytes)"
 _FS = 'fstype!~"tmpfs|ramfs|devtmpfs|overlay|squashfs|nsfs|autofs|proc|sysfs|fuse.*"'
 _DISK_USED = f"(1 - node_filesystem_avail_bytes{{{_FS}}} / node_filesystem_size_bytes{{{_FS}}})"
@@ -55,7 +66,7 @@ def queries(lookback: float, idle_lookback: float) -> dict[str, str]:
     return {
         "cpu_peak": f"max_over_time({_HOURLY_BUSY}[{w}:1h])",
         "cpu_peak_idle": f"max_over_time({_HOURLY_BUSY}[{i}:1h])",
-        "cpu_mean": f"1 - avg without (cpu, mode) (rate({CPU_IDLE}[{w}]))",
+        "cpu_mean": _busy(w),
         "hours": f"count_over_time({_HOURLY_BUSY}[{w}:1h])",
         "hours_idle": f"count_over_time({_HOURLY_BUSY}[{i}:1h])",
         "memory_peak": f"max_over_time({_MEMORY_USED}[{w}:1h])",

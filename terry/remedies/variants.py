@@ -54,6 +54,7 @@ __all__ = [
     "compare_variants",
     "edit_default_variant",
     "gate_view",
+    "judge",
     "parse_trials",
     "parse_variants",
     "propose_winner",
@@ -245,15 +246,15 @@ def tried_variants(store: Store, remedy: str, environment: str) -> dict[str, int
 
     from terry.store.models import ProposalHostRow, ProposalRow
 
-    query = (
-        select(ProposalRow.id, ProposalRow.params)
-        .join(ProposalHostRow, ProposalHostRow.proposal_id == ProposalRow.id)
-        .where(ProposalRow.remedy == remedy, ProposalHostRow.environment == environment)
-        .distinct()
+    hosts_there = select(ProposalHostRow.proposal_id).where(
+        ProposalHostRow.environment == environment
+    )
+    query = select(ProposalRow.params).where(
+        ProposalRow.remedy == remedy, ProposalRow.id.in_(hosts_there)
     )
     counts: dict[str, int] = {}
     with store.session() as session:
-        for _id, params in session.execute(query):
+        for (params,) in session.execute(query):
             name = variant_of_params(params or {})
             counts[name] = counts.get(name, 0) + 1
     return counts
@@ -346,7 +347,8 @@ def _ranked(stats: Sequence[VariantStats]) -> list[VariantStats]:
     )
 
 
-def _judge(stats: Sequence[VariantStats], rule: WinnerRule) -> tuple[str | None, str]:
+def judge(stats: Sequence[VariantStats], rule: WinnerRule) -> tuple[str | None, str]:
+    """The variant that should become the default by ``rule``, or None; and why."""
     short = [s.name for s in stats if s.runs < rule.min_runs]
     if short:
         return None, f"not enough runs (under {rule.min_runs}): {', '.join(short)}"
@@ -410,7 +412,7 @@ def compare_variants(
                 median_seconds_to_verified=round(statistics.median(times), 1) if times else None,
             )
         )
-    winner, why = _judge(stats, rule or WinnerRule())
+    winner, why = judge(stats, rule or WinnerRule())
     return Comparison(remedy.name, remedy.source, environment, tuple(stats), winner, why)
 
 

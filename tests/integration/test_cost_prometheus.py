@@ -58,13 +58,14 @@ def _history(now: float) -> str:
         labels = f'instance="{host}:9100",job="node"'
         fs = f'{labels},mountpoint="/",fstype="ext4"'
         size, avail = size_gb * 1e9, size_gb * 1e9 * (1 - used)
-        idle = 0.0
+        idle = user = 0.0
         last = start
         for t in times:
-            idle += (t - last) * (1 - busy)
+            idle, user = idle + (t - last) * (1 - busy), user + (t - last) * busy
             last = t
             lines += [
                 f'node_cpu_seconds_total{{{labels},cpu="0",mode="idle"}} {idle:.1f} {t}',
+                f'node_cpu_seconds_total{{{labels},cpu="0",mode="user"}} {user:.1f} {t}',
                 f"node_memory_MemTotal_bytes{{{labels}}} {16 * GIB} {t}",
                 f"node_memory_MemAvailable_bytes{{{labels}}} {12 * GIB} {t}",
                 f"node_filesystem_size_bytes{{{fs}}} {size:.0f} {t}",

@@ -14,6 +14,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from datetime import timedelta
 from pathlib import Path
 from typing import Any
 
@@ -24,9 +25,19 @@ from click.testing import CliRunner
 from terry.cli import main
 from terry.demo import example
 from terry.gitops.repo import Repo
+from terry.proposals.hosts import add_hosts
 from terry.remedies.catalogue import load_catalogue
-from terry.remedies.variants import choose_variant, variant_input
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from terry.remedies.variants import (
+    VARIANT_PARAM,
+    WinnerRule,
+    choose_variant,
+    compare_variants,
+    tried_variants,
+    variant_input,
+)
+from terry.store import Store
+from terry.store.models import IncidentRow, ProposalRow, utcnow
+from tests.conftest import REPO_ROOT, Cli, alert, config_for, make_cli, payload
 
 pytestmark = pytest.mark.integration
 
@@ -193,3 +204,69 @@ def test_catalogue_mistakes_in_variants_are_configuration_errors(tmp_path: Path)
     assert "production always runs the default" in load(
         variants={"v": {"params": {"days": 3}}}, try_variants_in=["production"]
     )
+
+
+def _finished(
+    store: Store, n: int, *, variant: str | None, env: str, state: str, secs: int
+) -> None:
+    """A proposal of the disk remedy on a host of ``env`` that ended ``state`` ``secs``
+    after it was made, as the pipeline leaves it (its host row names the environment)."""
+    made = utcnow()
+    with store.session() as session:
+        incident = IncidentRow(
+            fingerprint=f"variants-{n}",
+            source="alert",
+            title="DiskUsageHigh",
+            host=f"h{n}",
+            state="open",
+            opened_at=made,
+        )
+        session.add(incident)
+        session.flush()
+        row = ProposalRow(
+            incident_id=incident.id,
+            remedy="disk-usage-high",
+            role="disk_cleanup",
+            hosts=[f"h{n}"],
+            params={"path": "/srv/data", **({VARIANT_PARAM: variant} if variant else {})},
+            risk="low",
+            state=state,
+            environment=env,
+            check_summary={},
+            created_at=made,
+            updated_at=made + timedelta(seconds=secs),
+        )
+        session.add(row)
+        session.flush()
+        proposal = row.id
+    add_hosts(store, proposal, [(f"h{n}", None, env)])
+
+
+def test_the_record_per_variant_in_the_store(store: Store) -> None:
+    remedy = load_catalogue(REPO_ROOT / "roles").get("disk-usage-high")
+    assert remedy is not None
+    rows = [
+        (None, "staging", "verified", 40),  # from before variants: the default
+        ("default", "staging", "verified", 60),
+        ("default", "staging", "rolled_back", 90),
+        ("compress-only", "staging", "verified", 20),
+        ("compress-only", "staging", "verified", 30),
+        ("compress-only", "production", "failed", 10),  # production is not compared
+    ]
+    for n, (variant, env, state, secs) in enumerate(rows):
+        _finished(store, n, variant=variant, env=env, state=state, secs=secs)
+    assert tried_variants(store, "disk-usage-high", "staging") == {
+        "default": 3,
+        "compress-only": 2,
+    }
+    assert tried_variants(store, "disk-usage-high", "production") == {"compress-only": 1}
+    found = compare_variants(store, remedy, rule=WinnerRule(min_runs=2))
+    by_name = {v.name: v for v in found.variants}
+    assert (by_name["default"].runs, by_name["default"].verified) == (3, 2)
+    assert by_name["default"].median_seconds_to_verified == 50.0
+    assert (by_name["compress-only"].runs, by_name["compress-only"].verified_rate) == (2, 1.0)
+    assert by_name["compress-only"].median_seconds_to_verified == 25.0
+    assert found.winner == "compress-only" and "33% more often" in found.why
+    in_production = compare_variants(store, remedy, environment="production")
+    assert [v.runs for v in in_production.variants] == [0, 1]
+    assert in_production.winner is None

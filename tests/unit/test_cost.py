@@ -104,6 +104,12 @@ def test_a_host_names_its_type_by_label_or_by_its_cloud_plugin(tmp_path: Path) -
                             "placement": {"region": "eu-west-1"},
                         },
                         "tagged": {"terry_labels": {"instance_type": "t3.small"}},
+                        "gce": {
+                            "selfLink": "https://compute.googleapis.com/compute/v1/projects/p/"
+                            "zones/europe-west1-b/instances/gce",
+                            "machineType": "https://compute.googleapis.com/compute/v1/projects/"
+                            "p/zones/europe-west1-b/machineTypes/e2-medium",
+                        },
                         "hostile": {"terry_instance_type": "m5.large; rm -rf /"},
                     }
                 }
@@ -117,6 +123,7 @@ def test_a_host_names_its_type_by_label_or_by_its_cloud_plugin(tmp_path: Path) -
     )  # fmt: skip
     assert footprint(hosts["ec2"]).instance_type == "c5.xlarge"
     assert footprint(hosts["tagged"]).instance_type == "t3.small"
+    assert footprint(hosts["gce"]).instance_type == "e2-medium"
     assert footprint(hosts["hostile"]).instance_type is None  # not a type name: not kept
 
 

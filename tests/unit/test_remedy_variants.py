@@ -1,0 +1,93 @@
+"""Remedy variants, the pure parts: the shipped catalogue's variant, the choice, the winner
+rule, and the edit that makes a winner the default (terry.remedies.variants)."""
+
+from __future__ import annotations
+
+from dataclasses import replace
+
+import pytest
+
+from terry.remedies.catalogue import Remedy, load_catalogue
+from terry.remedies.variants import (
+    DEFAULT,
+    VariantStats,
+    WinnerRule,
+    choose_variant,
+    edit_default_variant,
+    judge,
+    variant_input,
+)
+from tests.conftest import REPO_ROOT
+
+pytestmark = pytest.mark.unit
+
+
+@pytest.fixture(scope="module")
+def disk() -> Remedy:
+    remedy = load_catalogue(REPO_ROOT / "roles").get("disk-usage-high")
+    assert remedy is not None
+    return remedy
+
+
+def test_the_disk_remedy_offers_compress_only_and_tries_nothing_unless_asked(disk: Remedy) -> None:
+    assert [v.name for v in disk.variants] == [DEFAULT, "compress-only"]
+    assert disk.default_variant == DEFAULT and disk.try_variants_in == ()
+    compress = disk.variants[1]
+    assert compress.params == {
+        "max_age_days": 3650,
+        "log_retention_days": 3650,
+        "core_retention_days": 3650,
+        "package_caches": "keep",
+    }
+    # Not tried anywhere by default: staging runs the default too.
+    assert choose_variant(disk, variant_input(disk, "staging", {})).name == DEFAULT
+
+
+def test_comparable_incidents_alternate_outside_production_only(disk: Remedy) -> None:
+    trying = replace(disk, try_variants_in=("staging",))
+    tried: dict[str, int] = {}
+    names = []
+    for _ in range(4):
+        chosen = choose_variant(trying, variant_input(trying, "staging", tried))
+        names.append(chosen.name)
+        tried[chosen.name] = tried.get(chosen.name, 0) + 1
+    assert names == [DEFAULT, "compress-only", DEFAULT, "compress-only"]
+    prod = choose_variant(trying, variant_input(trying, "production", {"default": 9}))
+    assert prod.name == DEFAULT and prod.params == {}
+    flipped = replace(trying, default_variant="compress-only")
+    assert choose_variant(flipped, variant_input(flipped, "production", {})).name == (
+        "compress-only"
+    )
+
+
+def _stats(name: str, runs: int, verified: int, median: float | None, *, default: bool = False):
+    return VariantStats(name, name, default, runs, verified, median)
+
+
+@pytest.mark.parametrize(
+    ("stats", "winner", "why"),
+    [
+        ([_stats("a", 4, 4, 10, default=True), _stats("b", 9, 1, 5)], None, "not enough runs"),
+        ([_stats("a", 5, 2, 10, default=True), _stats("b", 5, 5, 60)], "b", "60% more often"),
+        ([_stats("a", 5, 5, 100, default=True), _stats("b", 5, 5, 70)], "b", "faster"),
+        ([_stats("a", 5, 5, 100, default=True), _stats("b", 5, 5, 90)], None, "no clear lead"),
+        ([_stats("a", 5, 5, 10, default=True), _stats("b", 5, 2, 5)], None, "the default, a"),
+    ],
+)
+def test_a_winner_needs_enough_runs_and_a_clear_lead(
+    stats: list[VariantStats], winner: str | None, why: str
+) -> None:
+    found, reason = judge(stats, WinnerRule())
+    assert found == winner and why in reason, reason
+
+
+def test_making_a_winner_the_default_keeps_the_file_as_written() -> None:
+    text = (
+        "---\n# the catalogue\nremedies:\n  - name: other\n    risk: low\n"
+        "  - name: disk\n    risk: low  # why\n    variants:\n      quick: {params: {a: 1}}\n"
+    )
+    edited = edit_default_variant(text, "disk", "quick")
+    assert edited.startswith("---\n# the catalogue\n")
+    assert "risk: low  # why\n    default_variant: quick\n    variants:\n" in edited
+    back = edit_default_variant(edited, "disk", DEFAULT)
+    assert back == text
