@@ -40,7 +40,7 @@ def mounted(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
     image = tmp_path / "volume.img"
     with image.open("wb") as f:
         f.truncate(64 * MIB)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", str(image)], check=True)
+    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-b", "4096", str(image)], check=True)
     device = subprocess.run(
         ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
     ).stdout.strip()

@@ -119,13 +119,9 @@ def _runs(repo: Path) -> list[ChaosRunRow]:
 
 
 def _workers(state: lab.LabState, host: str) -> str:
-    """The pids of the CPU stress workers still alive on ``host`` ("" when none)."""
-    script = (
-        "import os\np='/var/tmp/terry-chaos/cpu-stress.pids'\n"
-        "pids=open(p).read().split() if os.path.exists(p) else []\n"
-        "print(' '.join(x for x in pids if os.path.exists('/proc/'+x)))"
-    )
-    return ssh(state, host, "python3", "-c", script).strip()
+    """The pids of CPU stress workers still alive ("" when none). The pattern is written
+    so that it does not match the remote shell running pgrep."""
+    return ssh(state, host, "pgrep -f 'end=time[.]time' || true").strip()
 
 
 def test_chaos_experiments_measure_terry_and_always_clean_up(

@@ -95,7 +95,8 @@ def test_a_storm_over_every_staging_host_is_one_proposal_and_its_next_wave(
         # the storm: one proposal, and what arrived while it was carried is its next wave
         # (each alert is its own webhook here), never a proposal of a host's own
         assert first["follows"] is None and all(w["follows"] for w in later), told
-        assert len(shown) <= 2, told
+        incidents = {h["incident_id"] for d in shown for h in d["host_outcomes"]}
+        assert len(shown) < len(incidents), told  # (2 proposals for 3 hosts, here)
         carried = {h["host"] for d in shown for h in d["host_outcomes"]}
         assert set(STAGING) <= carried, told
         print(f"\nstorm lab test: {time.monotonic() - started:.1f}s, {len(shown)} proposal(s)")
