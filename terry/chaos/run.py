@@ -194,17 +194,24 @@ def _one(
         "terry_target": host,
         "terry_resolve_within": str(experiment.resolve_within),
     }
+    # Terry's and chaostoolkit-lib's own lines ("Action: fill-data-disk", "Steady state
+    # hypothesis is met!") are the live progress; the library's go nowhere else meanwhile.
     handler = _Forward(say)
-    log.addHandler(handler)
-    previous = log.level
-    log.setLevel(logging.INFO)
+    library = logging.getLogger("chaostoolkit")
+    saved = [(lg, lg.level, lg.propagate) for lg in (log, library)]
+    for logger in (log, library):
+        logger.addHandler(handler)
+        logger.setLevel(logging.INFO)
+    library.propagate = False
     status = "failed"
     try:
         result = run_chaos(raw, settings=copy.deepcopy(_SETTINGS))
         status = str(result.get("status", "failed"))
     finally:
-        log.removeHandler(handler)
-        log.setLevel(previous)
+        for logger, level, propagate in saved:
+            logger.removeHandler(handler)
+            logger.setLevel(level)
+            logger.propagate = propagate
         row = journal.get(store, run_id)
         if row is not None and row.state in (RunState.INJECTED.value, RunState.INJECTING.value):
             # the rollbacks did not remove it (interrupted, or they failed): do it now

@@ -1,13 +1,15 @@
-"""The disk remedy's AWS variant grows the filesystem too: a real ext4 filesystem on a loop
+"""The disk remedy's AWS variant grows the filesystem too: a real xfs filesystem on a loop
 device (root), mounted as the "instance's" /srv/data and 90% full of files no rule removes;
 the EBS volume behind it lives in moto (tests/integration/test_aws_ec2.py's cloud). When the
 remedy's ``ec2_vol`` task grows the volume, this test plays EC2's part and grows the loop
 device's backing file to the volume's new size (``losetup -c``); the remedy waits for the
-host to see it, grows the filesystem online (``resize2fs``) and its verify passes.
+host to see it, grows the filesystem online (``xfs_growfs``) and its verify passes.
 
-The filesystem sits on the whole device, as on an EBS volume formatted without partitions,
-so ``growpart`` (for a partitioned disk) is not exercised here. No lab network: Ansible's
-local connection on this machine.
+xfs, not ext4: growing a mounted ext4 filesystem needs CAP_SYS_RESOURCE, which the machines
+this runs on do not grant even to root (resize2fs: "Permission denied to resize
+filesystem"); xfs_growfs needs CAP_SYS_ADMIN only. The filesystem sits on the whole device,
+as on an EBS volume formatted without partitions, so ``growpart`` (for a partitioned disk)
+is not exercised here. No lab network: Ansible's local connection on this machine.
 """
 
 from __future__ import annotations
@@ -30,17 +32,18 @@ from tests.integration.test_aws_ec2 import Cloud, _inventory, _size, cloud
 
 __all__ = ["cloud"]  # the fixture, shared with the integration tests
 
-NEEDS = ["losetup", "mkfs.ext4", "resize2fs", "mount", "umount", "findmnt", "lsblk"]
+NEEDS = ["losetup", "mkfs.xfs", "xfs_growfs", "mount", "umount", "findmnt", "lsblk"]
 MIB = 1 << 20
 
 
 @pytest.fixture
 def mounted(tmp_path: Path) -> Iterator[tuple[Path, Path, str]]:
-    """A 64 MiB ext4 filesystem on a loop device, mounted at <root>/srv/data."""
+    """A 320 MiB xfs filesystem (xfs' least is 300 MiB) on a loop device, mounted at
+    <root>/srv/data."""
     image = tmp_path / "volume.img"
     with image.open("wb") as f:
-        f.truncate(64 * MIB)
-    subprocess.run(["mkfs.ext4", "-q", "-F", "-m", "0", "-b", "4096", str(image)], check=True)
+        f.truncate(320 * MIB)  # sparse
+    subprocess.run(["mkfs.xfs", "-q", "-f", str(image)], check=True)
     device = subprocess.run(
         ["losetup", "--find", "--show", str(image)], check=True, capture_output=True, text=True
     ).stdout.strip()
@@ -70,8 +73,9 @@ def test_the_aws_variant_grows_the_filesystem_after_the_volume(
     data = root / "srv" / "data"
     (data / "app").mkdir()
     n = 0
-    while _usage(data) < 90:
-        (data / "app" / f"blob-{n}").write_bytes(os.urandom(2 * MIB))
+    while _usage(data) < 90:  # allocated, not written: as full, and fast
+        with (data / "app" / f"blob-{n}").open("wb") as blob:
+            os.posix_fallocate(blob.fileno(), 0, 16 * MIB)
         n += 1
     before = _size(cloud)
 
@@ -139,7 +143,7 @@ def test_the_aws_variant_grows_the_filesystem_after_the_volume(
     assert applied.ok, [e.message for e in applied.events if e.status and e.message][-5:]
     ran = {e.task: e.status.value for e in applied.events if e.host and e.status}
     assert ran["Grow the EBS volume"] == "changed"
-    assert ran["Grow an ext filesystem"] == "changed"
+    assert ran["Grow an xfs filesystem"] == "changed"
     assert _size(cloud) == before + 1
     grown = os.statvfs(data)
     assert grown.f_blocks * grown.f_frsize > 0.9 * ((before + 1) << 30)

@@ -20,6 +20,7 @@ from terry.chaos.targets import Selector, select_targets
 from terry.config import ScheduleConfig
 from terry.errors import InputError, NotFound, StateError
 from terry.inventory.hosts import Host, Inventory
+from terry.store import Store
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -300,3 +301,49 @@ def test_the_html_report_renders_host_names_inert() -> None:
     row.target = "<script>alert(1)</script>"
     page = to_html(build_report([row], threshold=600))
     assert "<script>" not in page and "&lt;script&gt;" in page
+
+
+# -- the journal and the notifier ------------------------------------------------------------
+def test_a_slow_or_unresolved_run_is_an_event_the_notifier_delivers(store: Store) -> None:
+    from sqlalchemy import select
+
+    from terry.chaos import journal
+    from terry.chaos.run import _finish
+    from terry.notify.events import EventKind, load_events
+    from terry.store.models import AuditRow
+
+    def run(verified_after: float | None) -> int:
+        run_id = journal.open_run(
+            store,
+            experiment="disk-fill.yaml",
+            title="t",
+            fault="disk-fill",
+            params={"path": "/srv/data", "percent": 90},
+            target="web-01",
+            environment="staging",
+        )
+        assert [r.id for r in journal.unfinished(store)] == []  # not injecting yet
+        journal.update(store, run_id, state=journal.RunState.INJECTED, injected_at=T0)
+        assert run_id in [r.id for r in journal.unfinished(store)]
+        journal.update(store, run_id, incident_id=7, alert_at=T0 + timedelta(seconds=5))
+        if verified_after is not None:
+            journal.update(
+                store, run_id, verified_at=T0 + timedelta(seconds=verified_after), truth="healthy"
+            )
+        journal.update(store, run_id, state=journal.RunState.REMOVED, removed_at=T0)
+        return run_id
+
+    fast, slow, unresolved = run(30), run(900), run(None)
+    assert _finish(store, fast, interrupted=False, threshold=600) == (Outcome.RESOLVED, False)
+    assert _finish(store, slow, interrupted=False, threshold=600) == (Outcome.RESOLVED, True)
+    assert _finish(store, unresolved, interrupted=False, threshold=600) == (
+        Outcome.UNRESOLVED,
+        True,
+    )
+    assert journal.unfinished(store) == []
+    with store.session() as session:
+        rows = session.scalars(select(AuditRow).where(AuditRow.entity == "chaos")).all()
+        events = load_events(session, rows)
+    assert [(e.kind, e.incident_id) for e in events] == [(EventKind.CHAOS_SLOW, None)] * 2
+    assert "resolved, MTTR 900s (threshold 600s)" in events[0].reason
+    assert "unresolved, no verified fix" in events[1].reason
