@@ -1,12 +1,12 @@
 #!/usr/bin/env bash
 # The full test suite: install what is needed (Debian packages, PostgreSQL, Chromium for the
-# console's browser tests, a virtualenv with the test tools), start PostgreSQL, then ruff, the
-# architecture's contracts (lint-imports, and no import cycles), and every pytest tier (unit,
-# integration, lab).
+# console's browser tests, xfsprogs for the AWS lab test, a virtualenv with the test tools),
+# start PostgreSQL, then ruff, the architecture's contracts (lint-imports, and no import
+# cycles), and every pytest tier (unit, integration, lab).
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
-TERRY_EXTRAS=test TERRY_APT_EXTRA="postgresql postgresql-client chromium" bash "$here/scripts/setup.sh"
+TERRY_EXTRAS=test TERRY_APT_EXTRA="postgresql postgresql-client chromium xfsprogs" bash "$here/scripts/setup.sh"
 export PATH="$here/.venv/bin:$PATH"
 cd "$here"
 

@@ -22,6 +22,7 @@ from pathlib import Path
 
 import pytest
 import yaml
+from sqlalchemy import select
 
 from terry import lab
 from terry.config import CONFIG_FILE
@@ -29,7 +30,7 @@ from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
 from terry.ports import free_port
 from terry.store import Store
-from terry.store.models import ChaosRunRow
+from terry.store.models import AuditRow, ChaosRunRow
 from tests.conftest import REPO_ROOT
 from tests.lab.helpers import df_percent, ssh, wait_for
 from tests.lab.test_chat_lab import _Serve
@@ -118,6 +119,17 @@ def _runs(repo: Path) -> list[ChaosRunRow]:
         store.dispose()
 
 
+def _audit(repo: Path) -> list[AuditRow]:
+    from terry.config import load_config
+
+    store = Store(load_config(repo).store_url)
+    try:
+        with store.session() as session:
+            return list(session.scalars(select(AuditRow).where(AuditRow.entity == "chaos")))
+    finally:
+        store.dispose()
+
+
 def _workers(state: lab.LabState, host: str) -> str:
     """The pids of CPU stress workers still alive ("" when none). The pattern is written
     so that it does not match the remote shell running pgrep."""
@@ -147,6 +159,9 @@ def test_chaos_experiments_measure_terry_and_always_clean_up(
     assert all(marks) and marks == sorted(marks), marks
     assert run.removed_at > run.verified_at
     assert df_percent(state, run.target) < 80
+    assert "resolved" in json.loads(done.stdout)["detail"]
+    # chaos.mttr_threshold is 1s here: the team is told (the notifier's chaos-slow event)
+    assert [(a.entity_id, a.to_state) for a in _audit(repo)] == [(run.id, "slow")]
     print(f"\ndisk-fill: MTTR {(run.verified_at - run.injected_at).total_seconds():.1f}s")
 
     report = _terry(repo, "chaos", "report", "--format", "json")
