@@ -8,11 +8,10 @@
 # - a change Terry cannot price waits for a person: unknown is not free.
 package terry.gate
 
-# Not `import rego.v1`: regorus (celine-regorus 0.9.1) loads policies/*.rego in name order,
-# and a first module importing rego.v1 leaves gate.rego's `reasons` undefined (every decision
-# then fails closed to review). The keywords one by one do not.
-import future.keywords.contains
-import future.keywords.if
+# `import rego.v1` like the other policies: terry.gate.child adds gate.rego before the rest
+# (a module importing rego.v1 that sorts before it used to leave gate.rego's `reasons`
+# undefined under celine-regorus 0.9.1; tests/unit/test_canary_waves.py).
+import rego.v1
 
 cost_view := object.get(input, "cost", {})
 

@@ -19,8 +19,10 @@ Roles, from least to most:
 
 A principal holds one role in one tenant (``"*"``: every tenant). An action that names no
 tenant is allowed only to principals of every tenant: a token limited to one tenant is
-refused rather than shown the others' work, except on the routes that filter by tenant
-(``terry.tenants.scope``; the JSON API's incidents and proposals, docs/permissions.md).
+refused rather than shown the others' work, except where reading filters by tenant
+(``terry.tenants.scope``, docs/permissions.md): the JSON API's incidents and proposals with
+their explain and job, the console's pages and forms, and the drift and weekly reports
+(``terry.reports.scoped``), each cut to the tenant's hosts.
 """
 
 from __future__ import annotations

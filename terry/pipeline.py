@@ -30,6 +30,7 @@ from terry.proposals.hosts import (
 )
 from terry.proposals.state import ProposalState, get
 from terry.review.base import Reconciled, Review
+from terry.tenants.loader import tenants_for_gate
 from terry.traces.incident import Traces
 
 if TYPE_CHECKING:
@@ -147,7 +148,7 @@ class Pipeline:
                 continue
             with self.traces.incident(incident_id), self.traces.step("diagnose"):
                 found.append((incident_id, self.steps.diagnose(incident_id)))
-        for together in storm.group(found):
+        for together in storm.group(found, _MainPlacement(ctx)):
             if len(together) == 1:
                 incident_id, finding = together[0]
                 outcomes[incident_id] = self.handle(incident_id, finding, apply=apply)
@@ -213,6 +214,7 @@ class Pipeline:
             incident_id,
             window=self.ctx.config.storm.window,
             environment=host.environment,
+            placement=_MainPlacement(self.ctx),
         )
         if proposal_id is None:
             return None
@@ -410,3 +412,28 @@ class Pipeline:
 
     def sync(self) -> list[Reconciled]:
         return self.review.sync(self)
+
+
+class _MainPlacement:
+    """Which tenants a host is in, as the gate will place it: main's policies/tenants.yml
+    over main's inventory (a host's ``terry_tenant`` when the repository defines no
+    tenants). Read on first use only: most incidents never meet a proposal to fold into."""
+
+    def __init__(self, ctx: Context) -> None:
+        self._ctx = ctx
+        self._placed: dict[str, tuple[str, ...]] | None = None
+
+    def __call__(self, host: str) -> tuple[str, ...]:
+        if self._placed is None:
+            sha, tree = self._ctx.main.tree()
+            _sha, _catalogue, inventory = self._ctx.main.view(sha)
+            tenancy, _error = tenants_for_gate(tree, self._ctx.config.policy.path)
+            self._placed = {
+                name: (
+                    tenancy.tenants_of(h)
+                    if tenancy is not None
+                    else ((h.tenant,) if h.tenant else ())
+                )
+                for name, h in inventory.hosts.items()
+            }
+        return self._placed.get(host, ())

@@ -25,7 +25,7 @@ manifest, not written by an AI (each of those is a change of its own).
 from __future__ import annotations
 
 import json
-from collections.abc import Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import replace
 from datetime import timedelta
 from typing import TypeVar
@@ -49,12 +49,24 @@ JOINABLE = (
     ProposalState.APPLYING,
 )
 
-FoldKey = tuple[str, str, str]  # remedy, applier, parameters (canonical JSON)
+FoldKey = tuple[str, str, str, str]  # remedy, applier, parameters (canonical JSON), tenants
 T = TypeVar("T")
+# Which tenants a host is in (main's policies/tenants.yml, as the gate places it): a storm
+# never folds hosts of different tenants, whose approvals, reviewers and readers differ.
+Placement = Callable[[str], tuple[str, ...]]
 
 
-def fold_key(finding: Finding) -> FoldKey | None:
-    """What a fix must share with another to fold into one proposal; None: it never folds."""
+def _no_tenants(_host: str) -> tuple[str, ...]:
+    return ()
+
+
+def _tenants(hosts: Iterable[str], placement: Placement) -> str:
+    return ",".join(sorted({t for h in hosts for t in placement(h)}))
+
+
+def fold_key(finding: Finding, placement: Placement = _no_tenants) -> FoldKey | None:
+    """What a fix must share with another to fold into one proposal (its hosts' tenants
+    too); None: it never folds."""
     if not isinstance(finding, Fix):
         return None
     if (
@@ -66,7 +78,12 @@ def fold_key(finding: Finding) -> FoldKey | None:
     ):
         return None
     found = finding.diagnosis
-    return (found.remedy.name, finding.applier_name, _canonical(found.params, _prose(finding)))
+    return (
+        found.remedy.name,
+        finding.applier_name,
+        _canonical(found.params, _prose(finding)),
+        _tenants((h.name for h in found.hosts), placement),
+    )
 
 
 def _prose(fix: Fix) -> frozenset[str]:
@@ -84,12 +101,14 @@ def _canonical(params: dict[str, object], prose: frozenset[str]) -> str:
     return json.dumps(kept, sort_keys=True, ensure_ascii=True, default=str)
 
 
-def group(findings: Sequence[tuple[T, Finding]]) -> list[list[tuple[T, Finding]]]:
+def group(
+    findings: Sequence[tuple[T, Finding]], placement: Placement = _no_tenants
+) -> list[list[tuple[T, Finding]]]:
     """Findings in groups that fold together (first-seen order); what never folds, alone."""
     groups: list[list[tuple[T, Finding]]] = []
     by_key: dict[FoldKey, list[tuple[T, Finding]]] = {}
     for item in findings:
-        key = fold_key(item[1])
+        key = fold_key(item[1], placement)
         if key is None:
             groups.append([item])
         elif key in by_key:
@@ -120,13 +139,15 @@ def join(
     *,
     window: float,
     environment: str | None,
+    placement: Placement = _no_tenants,
 ) -> int | None:
-    """Queue ``fix``'s host on an open proposal it folds into, made within ``window``
-    seconds; that proposal's id, or None (it gets a proposal of its own)."""
-    key = fold_key(fix)
+    """Queue ``fix``'s host on an open proposal it folds into (same remedy, parameters and
+    tenants), made within ``window`` seconds; that proposal's id, or None (it gets a
+    proposal of its own)."""
+    key = fold_key(fix, placement)
     if key is None or window <= 0 or len(fix.diagnosis.hosts) != 1:
         return None
-    remedy, applier, params = key
+    remedy, applier, params, tenants = key
     host = fix.diagnosis.hosts[0].name
     since = utcnow() - timedelta(seconds=window)
     with store.session() as session:
@@ -143,7 +164,13 @@ def join(
         ).all()
         prose = _prose(fix)
         chosen = next(
-            (r.id for r in rows if _canonical(r.params, prose) == params and fold_key_plan(r)),
+            (
+                r.id
+                for r in rows
+                if _canonical(r.params, prose) == params
+                and fold_key_plan(r)
+                and _tenants(r.hosts, placement) == tenants
+            ),
             None,
         )
         if chosen is None:

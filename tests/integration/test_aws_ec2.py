@@ -31,7 +31,14 @@ from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
 from terry.diagnosis.rules import Diagnosis, diagnose
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import load_inventory
-from terry.inventory.platform import Platform, PlatformCache, from_dmi, from_variables
+from terry.inventory.platform import (
+    Platform,
+    PlatformCache,
+    from_dmi,
+    from_variables,
+    local_platform,
+    probe,
+)
 from terry.remedies.catalogue import load_catalogue
 from terry.remedies.estimate import estimates
 from terry.remedies.render import render
@@ -265,24 +272,28 @@ def test_when_cleaning_is_not_enough_the_aws_variant_grows_the_ebs_volume(
     catalogue = load_catalogue(REPO_ROOT / "roles")
     remedy = catalogue.get("disk-usage-high-aws")
     assert remedy is not None
-    params = {p.name: p.default for p in remedy.params}
-    params.update(path="/srv/data", threshold=80)
-    rendered = render(
-        remedy=remedy, proposal_id=7, incident_id=3, hosts=("web-aws-01",), params=params
-    )
-    for relative, text in (
-        (rendered.playbook_path, rendered.playbook),
-        (rendered.vars_path, rendered.vars_text),
-    ):
-        (project / relative).parent.mkdir(parents=True, exist_ok=True)
-        (project / relative).write_text(text)
 
-    def run(check: bool, name: str) -> Any:  # Terry's ansible-runner wrapper
+    def run(check: bool, threshold: int) -> Any:  # Terry's ansible-runner wrapper
+        params = {p.name: p.default for p in remedy.params}
+        params.update(path="/srv/data", threshold=threshold)
+        rendered = render(
+            remedy=remedy,
+            proposal_id=threshold,
+            incident_id=3,
+            hosts=("web-aws-01",),
+            params=params,
+        )
+        for relative, text in (
+            (rendered.playbook_path, rendered.playbook),
+            (rendered.vars_path, rendered.vars_text),
+        ):
+            (project / relative).parent.mkdir(parents=True, exist_ok=True)
+            (project / relative).write_text(text)
         return AnsibleRunnerApplier().run(
             RunRequest(
                 project_dir=project,
                 playbook=rendered.playbook_path,
-                private_dir=tmp_path / name,
+                private_dir=tmp_path / f"run-{threshold}-{check}",
                 inventory=("inventories/aws_ec2.yml",),
                 hosts=("web-aws-01",),
                 vars_file=rendered.vars_path,
@@ -294,9 +305,18 @@ def test_when_cleaning_is_not_enough_the_aws_variant_grows_the_ebs_volume(
 
     before = _size(cloud)
 
+    # At a 99% threshold cleaning is enough (nothing must go): the disk remedy alone, and
+    # AWS is not even asked about the volume.
+    settled = run(True, 99)
+    assert settled.ok, [e.message for e in settled.events if e.status and e.message][-5:]
+    [estimate] = estimates(settled.events)
+    assert estimate["enough"] is True and "volume" not in estimate["summary"]
+    asked = [e.status for e in settled.events if e.task == "Read the volume" and e.status]
+    assert [s.value for s in asked] == ["skipped"], asked
+
     # (The pipeline's test above runs its dry run: it changes nothing.) Cleaning frees
     # nothing, so the volume grows by what gets usage under 70% (80% less 10 of headroom).
-    applied = run(False, "apply")
+    applied = run(False, 80)
     assert applied.ok, [e.message for e in applied.events if e.status and e.message][-5:]
     [estimate] = estimates(applied.events)
     assert estimate["enough"] is True and estimate["would_free_bytes"] == 0
@@ -332,3 +352,45 @@ def test_a_probe_names_the_platform_from_the_firmware_and_is_cached(tmp_path: Pa
     assert cache.get("web-09", "10.0.0.9") == Platform("aws", "probe")
     assert cache.get("web-09", "10.0.0.10") is None  # moved: probed again
     assert PlatformCache(cache.path, ttl=0).get("web-09", "10.0.0.9") is None
+
+
+def test_the_probe_asks_the_host_over_its_connection_once(tmp_path: Path) -> None:
+    """The probe through ansible (here over the local connection, so the answer is this
+    machine's own DMI strings), then from the cache; a host that cannot be reached has no
+    platform rather than a guessed one."""
+    (tmp_path / "hosts.yml").write_text(
+        yaml.safe_dump(
+            {
+                "all": {
+                    "hosts": {
+                        "here": {
+                            "ansible_connection": "local",
+                            "ansible_python_interpreter": sys.executable,
+                        },
+                        "gone": {"ansible_host": "127.0.0.1", "ansible_port": 1},
+                    }
+                }
+            }
+        )
+    )
+    cache = PlatformCache(tmp_path / "state" / "platforms.json")
+
+    def ask(host: str) -> Platform | None:
+        return probe(
+            tree=tmp_path,
+            inventory=["hosts.yml"],
+            host=host,
+            address=None,
+            cache=cache,
+            state_dir=tmp_path / "state",
+            timeout=60,
+        )
+
+    found = ask("here")
+    assert found == local_platform() and found is not None and found.source == "probe"
+    assert json.loads(cache.path.read_text())["here"]["address"] is None
+    cache.put("here", None, {"sys_vendor": "Amazon EC2"})
+    assert ask("here") == Platform("aws", "probe")  # the cache answers, no second probe
+    assert ask("gone") is None
+    assert "gone" not in json.loads(cache.path.read_text())
+    assert not list((tmp_path / "state").glob("platform-probe-*"))  # work dirs cleaned up

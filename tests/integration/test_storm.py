@@ -202,3 +202,40 @@ def test_an_incident_arriving_after_the_decision_goes_in_the_next_wave(fleet: Cl
     assert wave["summary"]["state"] == "verified"  # its own dry run, decision and apply
     assert wave["runs"][0]["kind"] == "check"
     assert [h["incident_id"] for h in wave["host_outcomes"]] == [joined["incident_id"]]
+
+
+def test_a_storm_never_folds_hosts_of_two_tenants(fleet: Cli) -> None:
+    """Tenants approve, review and read their own hosts: a storm over two tenants' hosts is
+    one proposal per tenant, and a later incident joins its own tenant's proposal only."""
+    team_a, team_b = STAGING[13:15], STAGING[15:17]
+    tenants = {
+        "tenants": {
+            "team-a": {"hosts": [*STAGING[:15], *PRODUCTION]},
+            "team-b": {"hosts": STAGING[15:]},
+        }
+    }
+    (fleet.repo / "policies" / "tenants.yml").write_text(yaml.safe_dump(tenants))
+    hosts = fleet.repo / "inventories" / "example" / "hosts.yml"
+    inventory = yaml.safe_load(hosts.read_text())
+    inventory["all"].get("vars", {}).pop("terry_tenant", None)  # it would win over the file
+    hosts.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    git = ["git", "-C", str(fleet.repo)]
+    env = {"PATH": "/usr/bin:/bin", "HOME": str(fleet.repo), **fleet.env}
+    subprocess.run([*git, "add", "policies/tenants.yml", str(hosts)], check=True, env=env)
+    subprocess.run([*git, "commit", "-qm", "two tenants"], check=True, env=env)
+    _fill(fleet, [*team_a, *team_b, STAGING[17]])
+
+    body = payload(
+        [
+            alert("DiskUsageHigh", fingerprint=f"tenants-{n}", host=n, mountpoint="/srv/data")
+            for n in (*team_a, *team_b)
+        ]
+    )
+    outcomes = fleet.json("alert", "ingest", "-", "--no-apply", input=body)["proposals"]
+    by_host = {n: o["proposal_id"] for n, o in zip((*team_a, *team_b), outcomes, strict=True)}
+    assert by_host[team_a[0]] == by_host[team_a[1]] != by_host[team_b[0]] == by_host[team_b[1]]
+    for pid, names in ((by_host[team_a[0]], team_a), (by_host[team_b[0]], team_b)):
+        assert sorted(fleet.json("proposals", "show", str(pid))["summary"]["hosts"]) == names
+
+    [joined] = _storm(fleet, [STAGING[17]], "tenants-late")  # team-b's
+    assert joined["proposal_id"] == by_host[team_b[0]], joined
