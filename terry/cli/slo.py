@@ -191,6 +191,12 @@ def rules(ctx: click.Context, out: Path | None) -> None:
     slo_objective) and an ErrorBudgetBurn alert per pair (1h/5m above 14.4x the budget,
     6h/30m above 6x; labels service, severity=page, burn_window). Load the file in
     Prometheus' rule_files and check it with 'promtool check rules PATH'.
+
+    \b
+      terry slo rules --out prometheus/slo-rules.yml
+      promtool check rules prometheus/slo-rules.yml
+    Exit codes: 0 written, 2 --out not writable, 3 configuration or an SLO spec main cannot
+    read, 4 no SLOs on main.
     """
     from terry.cli.output import emit_report
     from terry.slo.rules import rules_yaml

@@ -182,8 +182,13 @@ def join(
                 ProposalHostRow.state.in_([HostState.PENDING.value, HostState.QUEUED.value]),
             )
         )
-    if taken is None:
-        add_hosts(store, chosen, [(host, incident_id, environment)], state=HostState.QUEUED)
+    if taken is not None:
+        # The host is already on it for another incident: this one is not silently absorbed
+        # (it would never be marked fixed); it gets its own proposal, serialised on the host
+        # by the host locks, and the re-check before its apply withdraws it if the first
+        # fix healed it.
+        return None
+    add_hosts(store, chosen, [(host, incident_id, environment)], state=HostState.QUEUED)
     return chosen
 
 

@@ -20,6 +20,7 @@ from typing import Any
 
 import httpx
 
+from terry.traces.http import TraceAPI
 from terry.traces.model import Dependency, Span, Trace, TraceUnavailable
 
 __all__ = ["JaegerClient", "parse_jaeger_trace"]
@@ -72,35 +73,18 @@ def parse_jaeger_trace(raw: dict[str, Any]) -> Trace:
     return Trace(trace_id=str(raw.get("traceID", "")), spans=spans)
 
 
-class JaegerClient:
+class JaegerClient(TraceAPI):
     """Reads traces and the service graph; every failure is ``TraceUnavailable``."""
 
     name = "jaeger"
 
     def __init__(self, url: str, *, timeout: float, transport: httpx.BaseTransport | None = None):
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport)
+        super().__init__(url, timeout=timeout, transport=transport)
 
-    def close(self) -> None:
-        self._http.close()
-
-    def _get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        try:
-            response = self._http.get(path, params=params)
-        except httpx.TimeoutException as exc:
-            raise TraceUnavailable(f"jaeger did not answer in time ({path})") from exc
-        except httpx.HTTPError as exc:
-            raise TraceUnavailable(f"jaeger unreachable: {type(exc).__name__}") from exc
-        try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body = None
-        if response.status_code != 200 or not isinstance(body, dict):
-            errors = body.get("errors") if isinstance(body, dict) else None
-            said = errors[0].get("msg") if errors and isinstance(errors[0], dict) else ""
-            raise TraceUnavailable(
-                f"jaeger answered {response.status_code}" + (f": {str(said)[:200]}" if said else "")
-            )
-        return body
+    def refusal(self, response: httpx.Response, body: Any) -> str:
+        errors = body.get("errors") if isinstance(body, dict) else None
+        said = errors[0].get("msg") if errors and isinstance(errors[0], dict) else ""
+        return f"jaeger answered {response.status_code}" + (f": {str(said)[:200]}" if said else "")
 
     def trace(self, trace_id: str) -> Trace:
         data = self._get(f"/api/traces/{trace_id}").get("data") or []

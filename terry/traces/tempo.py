@@ -24,6 +24,7 @@ from typing import Any
 
 import httpx
 
+from terry.traces.http import TraceAPI
 from terry.traces.model import Dependency, Span, Trace, TraceUnavailable
 
 __all__ = ["TempoClient", "parse_otlp_trace"]
@@ -101,36 +102,21 @@ def _quoted(text: str) -> str:
     return json.dumps(text)
 
 
-class TempoClient:
+class TempoClient(TraceAPI):
     """Reads traces; every failure is ``TraceUnavailable``."""
 
     name = "tempo"
 
     def __init__(self, url: str, *, timeout: float, transport: httpx.BaseTransport | None = None):
-        self._http = httpx.Client(base_url=url.rstrip("/"), timeout=timeout, transport=transport)
+        super().__init__(
+            url, timeout=timeout, transport=transport, headers={"Accept": "application/json"}
+        )
 
-    def close(self) -> None:
-        self._http.close()
-
-    def _get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
-        try:
-            response = self._http.get(path, params=params, headers={"Accept": "application/json"})
-        except httpx.TimeoutException as exc:
-            raise TraceUnavailable(f"tempo did not answer in time ({path})") from exc
-        except httpx.HTTPError as exc:
-            raise TraceUnavailable(f"tempo unreachable: {type(exc).__name__}") from exc
+    def refusal(self, response: httpx.Response, body: Any) -> str:
         if response.status_code == 404:
-            raise TraceUnavailable("tempo: trace not found")
-        try:
-            body = response.json()
-        except (json.JSONDecodeError, UnicodeDecodeError):
-            body = None
-        if response.status_code != 200 or not isinstance(body, dict):
-            said = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
-            raise TraceUnavailable(
-                f"tempo answered {response.status_code}" + (f": {said}" if said else "")
-            )
-        return body
+            return "tempo: trace not found"
+        said = response.text.strip().splitlines()[0][:200] if response.text.strip() else ""
+        return f"tempo answered {response.status_code}" + (f": {said}" if said else "")
 
     def trace(self, trace_id: str) -> Trace:
         found = parse_otlp_trace(self._get(f"/api/traces/{trace_id}"), trace_id)

@@ -375,17 +375,22 @@ def test_two_servers_on_one_postgres_never_double_apply_or_overlap_a_host(repo: 
             with store.session() as session:
                 return [(p.id, p.state, p.outcome) for p in session.scalars(select(ProposalRow))]
 
+        def all_fixed() -> bool:
+            # Storm folding (terry.proposals.storm) may carry several incidents in one
+            # proposal (or its next wave): what counts is every incident fixed by a verified
+            # proposal, and every proposal verified.
+            fixed = count_rows(store, IncidentRow, IncidentRow.fixed_at.is_not(None))
+            proposals = count_rows(store, ProposalRow)
+            verified = count_rows(store, ProposalRow, ProposalRow.state == "verified")
+            return fixed == 6 and proposals == verified
+
         try:
-            wait_for(
-                lambda: count_rows(store, ProposalRow, ProposalRow.state == "verified") == 6,
-                timeout=240,
-                what="six verified proposals",
-            )
+            wait_for(all_fixed, timeout=240, what="six incidents fixed by verified proposals")
         except AssertionError as exc:
             logs = "\n".join(s.log.read_text()[-3000:] for s in servers)
             raise AssertionError(f"{exc}: {states()}\n{logs}") from exc
         assert count_rows(store, IncidentRow) == 6
-        assert count_rows(store, ProposalRow) == 6  # each incident diagnosed once
+        assert 1 <= count_rows(store, ProposalRow) <= 6  # each incident diagnosed once
         with store.session() as session:
             applies = session.execute(
                 select(RunRow.proposal_id, RunRow.started_at, RunRow.finished_at, ProposalRow.hosts)
@@ -395,7 +400,8 @@ def test_two_servers_on_one_postgres_never_double_apply_or_overlap_a_host(repo: 
         assert sorted(p for p, *_ in applies) == sorted({p for p, *_ in applies})  # once each
         by_host: dict[str, list[tuple[Any, Any]]] = {}
         for _pid, start, end, hosts in applies:
-            by_host.setdefault(hosts[0], []).append((start, end))
+            for host in hosts:
+                by_host.setdefault(host, []).append((start, end))
         for host, spans in by_host.items():
             spans.sort()
             for (_s1, e1), (s2, _e2) in itertools.pairwise(spans):
