@@ -11,6 +11,7 @@ The JSON (``schema: terry.drift/v1``) is stable: keys are only ever added. See
 from __future__ import annotations
 
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
@@ -241,25 +242,7 @@ def load_report(store: Store, config: Config, scan_id: int | None = None) -> Dri
             for h in host_rows
         )
         history = _history(session, scan.id)
-        current = [i for h in hosts for i in h.items if i.state != ItemState.RESOLVED.value]
-        states = Counter(i.state for h in hosts for i in h.items)
-        statuses = Counter(h.status for h in hosts)
-        summary = Summary(
-            hosts_scanned=len(hosts),
-            hosts_drifted=statuses.get(HostStatus.DRIFTED.value, 0),
-            hosts_unreachable=statuses.get(HostStatus.UNREACHABLE.value, 0),
-            items=len(current),
-            new=states.get(ItemState.NEW.value, 0),
-            persisting=states.get(ItemState.PERSISTING.value, 0),
-            resolved=states.get(ItemState.RESOLVED.value, 0),
-            by_role=dict(sorted(Counter(i.role or "(facts)" for i in current).items())),
-            by_kind=dict(sorted(Counter(i.kind for i in current).items())),
-            by_severity={
-                s: n
-                for s in ("high", "medium", "low")
-                if (n := sum(1 for i in current if i.severity == s))
-            },
-        )
+        summary = summarize(hosts)
         return DriftReport(
             scan_id=scan.id,
             started_at=scan.started_at,
@@ -392,3 +375,27 @@ def _chart(history: tuple[HistoryPoint, ...]) -> ColumnChart:
 
 def to_html(report: DriftReport) -> str:
     return html_page("drift/report.html.j2", r=report, chart=_chart(report.history))
+
+
+def summarize(hosts: Sequence[HostView]) -> Summary:
+    """A scan's summary counted from its hosts' items (the whole scan, or a tenant's cut of
+    it: terry.reports.scoped)."""
+    current = [i for h in hosts for i in h.items if i.state != ItemState.RESOLVED.value]
+    states = Counter(i.state for h in hosts for i in h.items)
+    statuses = Counter(h.status for h in hosts)
+    return Summary(
+        hosts_scanned=len(hosts),
+        hosts_drifted=statuses.get(HostStatus.DRIFTED.value, 0),
+        hosts_unreachable=statuses.get(HostStatus.UNREACHABLE.value, 0),
+        items=len(current),
+        new=states.get(ItemState.NEW.value, 0),
+        persisting=states.get(ItemState.PERSISTING.value, 0),
+        resolved=states.get(ItemState.RESOLVED.value, 0),
+        by_role=dict(sorted(Counter(i.role or "(facts)" for i in current).items())),
+        by_kind=dict(sorted(Counter(i.kind for i in current).items())),
+        by_severity={
+            s: n
+            for s in ("high", "medium", "low")
+            if (n := sum(1 for i in current if i.severity == s))
+        },
+    )

@@ -11,12 +11,9 @@ tenant's hosts, so no total says how much the other tenants have. What cannot be
 from __future__ import annotations
 
 import dataclasses
-from collections import Counter
 from collections.abc import Sequence
 
-from terry.drift.items import HostStatus
-from terry.drift.ledger import ItemState
-from terry.drift.report import DriftReport, Summary
+from terry.drift.report import DriftReport, summarize
 from terry.reports.history import History
 from terry.slo.weekly import ServiceSpend
 from terry.tenants.scope import Scope
@@ -56,24 +53,5 @@ def scoped_drift(report: DriftReport, scope: Scope) -> DriftReport:
     if scope.everything:
         return report
     hosts = tuple(h for h in report.hosts if scope.sees_host(h.host))
-    items = [i for h in hosts for i in h.items]
-    current = [i for i in items if i.state != ItemState.RESOLVED.value]
-    states = Counter(i.state for i in items)
-    statuses = Counter(h.status for h in hosts)
-    summary = Summary(
-        hosts_scanned=len(hosts),
-        hosts_drifted=statuses.get(HostStatus.DRIFTED.value, 0),
-        hosts_unreachable=statuses.get(HostStatus.UNREACHABLE.value, 0),
-        items=len(current),
-        new=states.get(ItemState.NEW.value, 0),
-        persisting=states.get(ItemState.PERSISTING.value, 0),
-        resolved=states.get(ItemState.RESOLVED.value, 0),
-        by_role=dict(sorted(Counter(i.role or "(facts)" for i in current).items())),
-        by_kind=dict(sorted(Counter(i.kind for i in current).items())),
-        by_severity={
-            s: n
-            for s in ("high", "medium", "low")
-            if (n := sum(1 for i in current if i.severity == s))
-        },
-    )
+    summary = summarize(hosts)
     return dataclasses.replace(report, hosts=hosts, summary=summary, history=())
