@@ -61,6 +61,7 @@ from terry.appliers.base import (
     RunStatus,
     Share,
 )
+from terry.appliers.rest import request_with_retries
 from terry.config import ArgoCDConfig
 from terry.errors import GitError, RunnerError
 
@@ -303,26 +304,20 @@ class ArgoCDClient:
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, retry: bool = True
     ) -> Any:
-        delay = 0.5
-        attempts = self.retries + 1 if retry else 1
-        for attempt in range(attempts):
-            try:
-                response = self._http.request(method, path, json=body)
-            except httpx.HTTPError as exc:
-                problem = f"Argo CD at {self.url} could not be reached: {type(exc).__name__}"
-                status = 0
-            else:
-                if response.status_code < 400:
-                    return response.json()
-                status = response.status_code
-                problem = f"Argo CD answered {status}: {_message(response)}"
-                if status < 500:
-                    raise ArgoCDError(problem, status=status)
-            if attempt == attempts - 1:
-                raise ArgoCDError(problem, status=status)
-            self._sleep(delay)
-            delay = min(delay * 2, 8.0)
-        raise AssertionError("unreachable")
+        response = request_with_retries(
+            self._http,
+            method,
+            path,
+            body,
+            attempts=self.retries + 1 if retry else 1,
+            sleep=self._sleep,
+            unreachable=lambda exc: (
+                f"Argo CD at {self.url} could not be reached: {type(exc).__name__}"
+            ),
+            refused=lambda r: f"Argo CD answered {r.status_code}: {_message(r)}",
+            error=lambda problem, status: ArgoCDError(problem, status=status),
+        )
+        return response.json()
 
     def get(self, app: str, *, refresh: bool = False) -> AppStatus:
         path = f"/api/v1/applications/{quote(check_app_name(app))}"

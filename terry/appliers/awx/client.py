@@ -36,6 +36,7 @@ from urllib.parse import quote, urlsplit
 
 import httpx
 
+from terry.appliers.rest import request_with_retries
 from terry.errors import RunnerError
 
 __all__ = [
@@ -171,26 +172,18 @@ class AWXClient:
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, retry: bool = True
     ) -> Any:
-        delay = 0.5
-        attempts = self.retries + 1 if retry else 1
-        for attempt in range(attempts):
-            try:
-                response = self._http.request(method, path, json=body)
-            except httpx.HTTPError as exc:
-                problem = f"AWX at {self.url} could not be reached: {type(exc).__name__}"
-                status = 0
-            else:
-                if response.status_code < 400:
-                    return response.json() if response.content else {}
-                status = response.status_code
-                problem = f"AWX answered {status} to {method} {path}: {_message(response)}"
-                if status < 500:
-                    raise AWXError(problem, status=status)
-            if attempt == attempts - 1:
-                raise AWXError(problem, status=status)
-            self._sleep(delay)
-            delay = min(delay * 2, 8.0)
-        raise AssertionError("unreachable")
+        response = request_with_retries(
+            self._http,
+            method,
+            path,
+            body,
+            attempts=self.retries + 1 if retry else 1,
+            sleep=self._sleep,
+            unreachable=lambda exc: f"AWX at {self.url} could not be reached: {type(exc).__name__}",
+            refused=lambda r: f"AWX answered {r.status_code} to {method} {path}: {_message(r)}",
+            error=lambda problem, status: AWXError(problem, status=status),
+        )
+        return response.json() if response.content else {}
 
     def _path(self, link: str) -> str:
         """A ``next`` link (a path below the server's root) as a path below ``url``."""
