@@ -7,6 +7,7 @@ Third-party errors are translated at the boundary where they enter.
 from __future__ import annotations
 
 __all__ = [
+    "BranchTaken",
     "ConfigError",
     "ForgeError",
     "GitError",
@@ -62,6 +63,11 @@ class GitError(TerryError):
     """A git operation on the GitOps repository failed."""
 
     exit_code = 7
+
+
+class BranchTaken(GitError):
+    """A new branch's name was taken between choosing it and creating it (another proposal
+    made at the same moment won it): choose the next free name."""
 
 
 class RunnerError(TerryError):

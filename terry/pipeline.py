@@ -126,10 +126,13 @@ class Pipeline:
         ctx = self.ctx
         if not incidents.claim(ctx.store, incident_id, ctx.holder, lease=ctx.lease):
             return ProposalOutcome(incident_id, None, None, note="already handled elsewhere")
-        with self.traces.incident(incident_id):
-            with self.traces.step("diagnose"):
-                finding = self.steps.diagnose(incident_id)
-            return self.handle(incident_id, finding, apply=apply)
+        try:
+            with self.traces.incident(incident_id):
+                with self.traces.step("diagnose"):
+                    finding = self.steps.diagnose(incident_id)
+                return self.handle(incident_id, finding, apply=apply)
+        finally:
+            incidents.let_go([incident_id])
 
     def remediate_many(
         self, incident_ids: Sequence[int], *, apply: bool = True
@@ -137,6 +140,14 @@ class Pipeline:
         """Diagnose incidents that arrived together, then carry their proposals; those that
         need the same remedy with the same parameters fold into one proposal over all their
         hosts (a storm, ``terry.proposals.storm``). One outcome per incident, in order."""
+        try:
+            return self._remediate_many(incident_ids, apply=apply)
+        finally:
+            incidents.let_go(incident_ids)
+
+    def _remediate_many(
+        self, incident_ids: Sequence[int], *, apply: bool
+    ) -> tuple[ProposalOutcome, ...]:
         ctx = self.ctx
         outcomes: dict[int, ProposalOutcome] = {}
         found: list[tuple[int, Finding]] = []

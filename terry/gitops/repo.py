@@ -19,7 +19,7 @@ from pathlib import Path
 
 import git
 
-from terry.errors import GitError, InputError
+from terry.errors import BranchTaken, GitError, InputError
 
 __all__ = ["Identity", "Repo"]
 
@@ -216,7 +216,7 @@ class Repo:
         identity: Identity = TERRY,
     ) -> str:
         """Create ``branch`` from ``base`` (default: main) with ``files`` written (``None``:
-        deleted), in one commit."""
+        deleted), in one commit. Raises BranchTaken if ``branch`` exists by then."""
         self.check_branch_name(branch)
         parent = self.head(base)
         with tempfile.TemporaryDirectory(prefix="terry-index-") as scratch:
@@ -241,7 +241,12 @@ class Repo:
             env=identity.env(),
             istream=_stdin(message),
         )
-        self._git("update-ref", f"refs/heads/{branch}", commit, "0" * 40)
+        try:  # compare-and-swap against "no such branch": never moves another's branch
+            self._git("update-ref", f"refs/heads/{branch}", commit, "0" * 40)
+        except GitError as exc:
+            if self.ref_exists(branch):
+                raise BranchTaken(f"branch {branch} was created meanwhile") from exc
+            raise
         return commit
 
     def add_note(self, sha: str, text: str, *, identity: Identity = TERRY) -> None:

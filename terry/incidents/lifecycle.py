@@ -6,7 +6,8 @@ so a bad payload stores nothing and a good one is never half-stored.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Sequence
+import threading
+from collections.abc import Iterable, Iterator, Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from enum import StrEnum
@@ -31,6 +32,7 @@ __all__ = [
     "ingest",
     "ingest_in",
     "ingest_many",
+    "let_go",
     "mark_diagnosed",
     "pending",
     "set_attention",
@@ -366,11 +368,45 @@ def set_attention(store: Store, incident_id: int, reason: str, *, actor: str = "
         )
 
 
+# Incidents a thread of this process is handling (incident id → thread). The store's claim
+# names the process (``holder``), and is re-entrant for it so that a source opening an
+# incident already claimed (drift, forecasts) can carry it on; two threads of one process
+# (the worker's, the server's) must still not both take the same incident.
+_IN_HAND: dict[int, int] = {}
+_IN_HAND_LOCK = threading.Lock()
+
+
 def claim(store: Store, incident_id: int, holder: str, *, lease: timedelta) -> bool:
-    """Take the diagnosis of an incident; False if it is done or another live holder has it.
+    """Take the diagnosis of an incident; False if it is done, another live holder has it,
+    or another thread of this process is handling it. ``let_go`` ends the thread's part.
 
     A claim is a lease: one older than ``lease`` can be taken over (its holder died).
     """
+    me = threading.get_ident()
+    with _IN_HAND_LOCK:
+        if _IN_HAND.setdefault(incident_id, me) != me:
+            return False
+    try:
+        taken = _claim_row(store, incident_id, holder, lease=lease)
+    except BaseException:
+        let_go([incident_id])
+        raise
+    if not taken:
+        let_go([incident_id])
+    return taken
+
+
+def let_go(incident_ids: Iterable[int]) -> None:
+    """This thread is done handling these incidents (diagnosed, proposed, or given up): the
+    store's claim and ``diagnosed_at`` keep others away from then on."""
+    me = threading.get_ident()
+    with _IN_HAND_LOCK:
+        for incident_id in incident_ids:
+            if _IN_HAND.get(incident_id) == me:
+                del _IN_HAND[incident_id]
+
+
+def _claim_row(store: Store, incident_id: int, holder: str, *, lease: timedelta) -> bool:
     now = utcnow()
     with store.session() as session:
         result = session.execute(

@@ -11,9 +11,11 @@ from dataclasses import dataclass
 
 from terry.context import Context
 from terry.diagnosis.finding import Fix
+from terry.errors import BranchTaken
 from terry.gitops.messages import one_line
+from terry.gitops.repo import Repo
 from terry.proposals.hosts import add_hosts
-from terry.proposals.state import ProposalState, get
+from terry.proposals.state import ProposalState, get, transition
 from terry.remedies.render import branch_name, render
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, ProposalRow, utcnow
@@ -113,7 +115,6 @@ class Propose:
                 paths = (rendered.playbook_path, rendered.vars_path, rendered.playbook)
         files.update(fix.edits)
         repo = self.ctx.repo
-        branch = repo.free_branch(branch_name(incident_id, remedy.name, hosts[0]))
         params_line = json.dumps(found.params, ensure_ascii=True, sort_keys=True)
         scope = hosts[0] if len(hosts) == 1 else f"{len(hosts)} hosts"
         message = (
@@ -134,7 +135,19 @@ class Propose:
                 f"Terry-AI-Authored: {one_line(ai.model or 'Claude', 80)} "
                 f"(confidence {ai.confidence}%)\n"
             )
-        commit = repo.commit_files(branch=branch, files=files, message=message, base=fix.base)
+        try:
+            branch, commit = _commit(
+                repo, branch_name(incident_id, remedy.name, hosts[0]), files, message, fix.base
+            )
+        except Exception as exc:  # the row must not wait in "proposed" with no branch
+            transition(
+                store,
+                proposal_id,
+                ProposalState.FAILED,
+                actor="terry",
+                reason=f"could not commit the proposal: {one_line(str(exc), 300)}",
+            )
+            raise
         with store.session() as session:
             row = get(session, proposal_id)
             row.branch, row.commit_sha = branch, commit
@@ -145,3 +158,18 @@ class Propose:
             f"{', '.join(hosts)} · branch {branch} · commit {commit[:10]}",
         )
         return proposal_id
+
+
+def _commit(
+    repo: Repo, name: str, files: dict[str, str | None], message: str, base: str | None
+) -> tuple[str, str]:
+    """Commit on the first free branch named after ``name``: another proposal made at the
+    same moment may take a name between choosing and creating it (a storm's hosts, two
+    processes), then the next one is tried."""
+    for _attempt in range(8):
+        branch = repo.free_branch(name)
+        try:
+            return branch, repo.commit_files(branch=branch, files=files, message=message, base=base)
+        except BranchTaken:
+            continue
+    raise BranchTaken(f"no free branch named after {name} after 8 attempts")
