@@ -651,6 +651,9 @@ class ChaosConfig(_Model):
     max_blast_radius: int = Field(default=1, ge=1, le=100)
     # A run whose time to repair is above this notifies (event chaos-slow).
     mttr_threshold: Duration = 600.0
+    # No host is a target while an SLO error budget of a service it serves (label
+    # ``service``) has less than this percent left or cannot be read; 0 turns the rule off.
+    min_budget_percent: float = Field(default=25.0, ge=0, le=100)
 
 
 class Config(_Model):

@@ -77,6 +77,8 @@ def run_fault(
     failures = [e.message for e in result.events if e.message and e.status is not None]
     ok = result.status is RunStatus.SUCCESSFUL and result.rc == 0
     detail = f"{action} {fault} on {host}: {result.status.value}"
-    if not ok and failures:
+    if not ok and isinstance(printed.get("error"), str):  # the fault script's own words
+        detail += f" ({printed['error'][:200]})"
+    elif not ok and failures:
         detail += f" ({failures[-1].splitlines()[0][:200]})"
     return FaultRun(ok=ok, result=printed, detail=detail)

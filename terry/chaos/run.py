@@ -10,6 +10,7 @@ import logging
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -22,7 +23,10 @@ from terry.chaos.record import phases
 from terry.chaos.targets import Choice, select_targets
 from terry.config import Config
 from terry.gitops.repo import Repo
-from terry.inventory.hosts import load_inventory
+from terry.inventory.hosts import Inventory, load_inventory
+from terry.slo.services import service_budgets, services_of
+from terry.slo.spec import load_slos
+from terry.slo.status import read_status
 from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, utcnow
@@ -105,15 +109,29 @@ def _busy(store: Store) -> set[str]:
     return {h for h in hosts if h} | {r.target for r in journal.unfinished(store)}
 
 
+def _budgets(config: Config, tree: Path, inventory: Inventory) -> dict[str, float | None]:
+    """Error budget left per service the fleet serves that has an SLO (main's specs), as
+    Prometheus says now; None where it cannot be read. Not asked when the rule is off."""
+    served = services_of(inventory.hosts.values())
+    if config.chaos.min_budget_percent <= 0 or not served:
+        return {}
+    slos = [s for s in load_slos(tree) if s.service in served]
+    statuses = read_status(slos, config.prometheus.url, timeout=config.prometheus.timeout)
+    return {name: b.remaining_percent for name, b in service_budgets(statuses).items()}
+
+
 def choose(config: Config, store: Store, experiment: Experiment, target: str | None) -> Choice:
     repo = Repo(config.repo, main_branch=config.main_branch)
-    inventory = load_inventory(repo.tree(repo.head()), config.inventory)
+    tree = repo.tree(repo.head())
+    inventory = load_inventory(tree, config.inventory)
     return select_targets(
         inventory,
         experiment.selector,
         allowed_environments=config.chaos.environments,
         busy=_busy(store),
         max_blast_radius=config.chaos.max_blast_radius,
+        budgets=_budgets(config, tree, inventory),
+        min_budget_percent=config.chaos.min_budget_percent,
         forced=target,
     )
 

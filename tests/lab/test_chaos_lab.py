@@ -5,7 +5,8 @@ host's data disk; Prometheus fires, Alertmanager posts, Terry cleans the disk an
 the run records its target, MTTR and phases, and the resilience report shows it. An
 experiment Terry has no answer for (CPU stress: no alert watches it) ends undetected with
 its workers killed. A run killed mid-way (SIGKILL) leaves its fault on the host until the
-next start removes it. Production (lab-01) is never drawn, and refused when named.
+next start removes it. Production (lab-01) is never drawn, and refused when named. Every
+other fault goes in and out through the ``chaos`` role and is seen on the host in between.
 """
 
 from __future__ import annotations
@@ -19,12 +20,14 @@ import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import pytest
 import yaml
 from sqlalchemy import select
 
 from terry import lab
+from terry.chaos.ansible import FaultRun, run_fault
 from terry.config import CONFIG_FILE
 from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
@@ -49,6 +52,7 @@ NAMES = {
 }
 WEBHOOK_TOKEN = "lab-webhook-token-of-the-chaos-test"
 EXAMPLES = REPO_ROOT / "examples" / "experiments"
+FAULT_HOST = "lab-03"  # staging, as a drawn target would be
 
 
 def _terry(repo: Path, *args: str, timeout: float = 120) -> subprocess.CompletedProcess[str]:
@@ -84,9 +88,12 @@ def _configure(repo: Path, state: lab.LabState) -> None:
     )
 
 
-@pytest.fixture
-def chaos_lab(tmp_path: Path, lab_config: lab.LabConfig) -> Iterator[tuple[Path, lab.LabState]]:
-    repo = init_repository(tmp_path / "ops", example=False).path
+@pytest.fixture(scope="module")
+def chaos_lab(
+    tmp_path_factory: pytest.TempPathFactory, lab_config: lab.LabConfig
+) -> Iterator[tuple[Path, lab.LabState]]:
+    """One lab for the module: bringing one up costs more than a test's body."""
+    repo = init_repository(tmp_path_factory.mktemp("chaos") / "ops", example=False).path
     port = free_port()
     lab.down(lab_config)  # leftovers of an interrupted earlier run
     state = lab.up(
@@ -202,3 +209,77 @@ def test_chaos_experiments_measure_terry_and_always_clean_up(
     assert killed.outcome == "interrupted" and killed.removed_at is not None
     assert all(r.environment == "staging" for r in _runs(repo))
     print(f"chaos lab test body: {time.monotonic() - started:.1f}s")
+
+
+def _fault(repo: Path, fault: str, action: str, params: dict[str, Any]) -> FaultRun:
+    from terry.config import load_config
+
+    return run_fault(load_config(repo), FAULT_HOST, fault, action, params)
+
+
+def _pid_status(state: lab.LabState, pid: str) -> str:
+    """``/proc/PID/status`` and the targets of its open files; "" once the process is gone."""
+    return ssh(
+        state,
+        FAULT_HOST,
+        f"cat /proc/{int(pid)}/status 2>/dev/null && ls -l /proc/{int(pid)}/fd 2>/dev/null || true",
+    )
+
+
+def _rss_mib(status: str) -> int:
+    line = next((x for x in status.splitlines() if x.startswith("VmRSS:")), "VmRSS: 0 kB")
+    return int(line.split()[1]) // 1024
+
+
+def test_every_other_fault_goes_in_shows_on_the_host_and_comes_out(
+    chaos_lab: tuple[Path, lab.LabState],
+) -> None:
+    repo, state = chaos_lab
+    started = time.monotonic()
+
+    # config-invalid: the managed config gets a line no parser accepts, then comes back whole
+    conf = {"file": "/etc/app/app.conf"}
+    before = ssh(state, FAULT_HOST, "cat", "/etc/app/app.conf")
+    assert _fault(repo, "config-invalid", "inject", conf).ok
+    assert "this line is not valid configuration" in ssh(state, FAULT_HOST, "cat", conf["file"])
+    assert _fault(repo, "config-invalid", "check", conf).result["symptom"] is True
+    assert _fault(repo, "config-invalid", "remove", conf).ok
+    assert ssh(state, FAULT_HOST, "cat", conf["file"]) == before
+
+    # memory-pressure and deleted-file-open: processes of the fault's own, killed on remove
+    memory = _fault(repo, "memory-pressure", "inject", {"mib": 64, "seconds": 300})
+    held = _fault(repo, "deleted-file-open", "inject", {"mib": 8, "seconds": 300})
+    assert memory.ok and held.ok, (memory.detail, held.detail)
+    [hog], [holder] = memory.result["pids"], held.result["pids"]
+    assert wait_for(lambda: _rss_mib(_pid_status(state, hog)) >= 64, 20), _pid_status(state, hog)
+    assert wait_for(lambda: "terry-chaos-held.bin (deleted)" in _pid_status(state, holder), 20)
+    assert _fault(repo, "memory-pressure", "remove", {}).ok
+    assert _fault(repo, "deleted-file-open", "remove", {}).ok
+    for pid in (hog, holder):  # gone, or a zombie that holds neither memory nor files
+        assert wait_for(lambda p=pid: "VmRSS" not in _pid_status(state, p), 10), pid
+        assert "(deleted)" not in _pid_status(state, pid)
+
+    # service-kill: SIGKILL (no clean stop), then started again
+    web = {"service": "web"}
+    svc = ("/opt/terry/bin/terry-svc", "status", "web")
+    assert _fault(repo, "service-kill", "inject", web).ok
+    assert "web is stopped" in ssh(state, FAULT_HOST, *svc, "|| true")
+    assert _fault(repo, "service-kill", "remove", web).ok
+    assert "web is running" in ssh(state, FAULT_HOST, *svc)
+
+    # network-latency / network-loss: a netem qdisc on eth0, deleted on remove. A kernel
+    # without sch_netem (the CI machines' microVMs) refuses it: the fault fails, saying so,
+    # and leaves the interface as it was.
+    for fault, params, shows in (
+        ("network-latency", {"interface": "eth0", "delay_ms": 50}, "delay 50ms"),
+        ("network-loss", {"interface": "eth0", "loss_percent": 5}, "loss 5%"),
+    ):
+        qdisc = ("tc", "qdisc", "show", "dev", "eth0")
+        done = _fault(repo, fault, "inject", params)
+        if done.ok:
+            assert shows in ssh(state, FAULT_HOST, *qdisc)
+        else:
+            assert "this kernel has no netem qdisc" in done.detail, done.detail
+        assert _fault(repo, fault, "remove", params).ok
+        assert "netem" not in ssh(state, FAULT_HOST, *qdisc)
+    print(f"\nsix faults in and out: {time.monotonic() - started:.1f}s")

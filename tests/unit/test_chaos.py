@@ -16,7 +16,7 @@ from terry.chaos.journal import ChaosRunRow, Outcome
 from terry.chaos.record import phases
 from terry.chaos.report import build_report, to_html, to_json, to_markdown
 from terry.chaos.run import judge
-from terry.chaos.targets import Selector, select_targets
+from terry.chaos.targets import Choice, Selector, select_targets
 from terry.config import ScheduleConfig
 from terry.errors import InputError, NotFound, StateError
 from terry.inventory.hosts import Host, Inventory
@@ -212,6 +212,51 @@ def test_forcing_production_is_refused_and_so_is_a_larger_blast_radius() -> None
         max_blast_radius=2,
     )
     assert len({h.name for h in two.hosts}) == 2
+
+
+def test_a_host_whose_service_budget_is_low_or_unknown_is_not_drawn_and_not_forced() -> None:
+    def served(name: str, service: str) -> Host:
+        return Host(name, None, "staging", None, {"service": service})
+
+    fleet = Inventory(
+        {
+            h.name: h
+            for h in (
+                served("pay-01", "payments"),  # 10% left: below the 25% threshold
+                served("shop-01", "checkout,search"),  # search: Prometheus down
+                served("cart-01", "checkout"),  # 60% left
+                served("edge-01", "edge"),  # exactly the threshold: still allowed
+                Host("batch-01", None, "staging", None, {}),  # serves nothing with an SLO
+            )
+        }
+    )
+    budgets = {"payments": 10.0, "search": None, "checkout": 60.0, "edge": 25.0}
+
+    def pick(
+        min_percent: float, forced: str | None = None, rng: random.Random | None = None
+    ) -> Choice:
+        return select_targets(
+            fleet,
+            Selector(),
+            allowed_environments=_ALLOWED,
+            busy=(),
+            max_blast_radius=1,
+            budgets=budgets,
+            min_budget_percent=min_percent,
+            forced=forced,
+            rng=rng,
+        )
+
+    choice = pick(25)
+    assert choice.candidates == ("batch-01", "cart-01", "edge-01")
+    assert choice.excluded["pay-01"].endswith("payments (10.0%)")
+    assert "(25%) or unknown: search (unknown)" in choice.excluded["shop-01"]
+    drawn = {pick(25, rng=random.Random(n)).hosts[0].name for n in range(50)}
+    assert drawn == {"batch-01", "cart-01", "edge-01"}
+    with pytest.raises(StateError, match="pay-01 may not be a chaos target: SLO error budget"):
+        pick(25, forced="pay-01")
+    # 0 turns the rule off: every staging host may be drawn again
+    assert len(pick(0).candidates) == 5
 
 
 # -- judging a run and adding runs up --------------------------------------------------------

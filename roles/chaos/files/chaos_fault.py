@@ -104,6 +104,13 @@ def service(action, p, root, state, kill):
         running = status.returncode == 0
         if action == "check":
             return {"symptom": not running}
+        if action == "inject" and kill:  # no stop: the process dies as in a crash
+            try:
+                with open(root + "/run/terry/" + name + ".pid") as fh:
+                    os.kill(int(fh.read().strip()), signal.SIGKILL)
+            except (OSError, ValueError) as exc:
+                return {"changed": False, "rc": 1, "error": f"cannot kill {name}: {exc}"}
+            return {"changed": True}
         if action == "inject":
             argv = [sys.executable, svc, "stop", name, "--root", root]
         else:
@@ -233,7 +240,12 @@ def netem(action, fault, p, root, state):
     done = subprocess.run(
         ["tc", "qdisc", verb, "dev", dev, "root", "netem", *what], capture_output=True, text=True
     )
-    return {"changed": True, "rc": done.returncode, "out": done.stderr[-300:]}
+    out = {"changed": done.returncode == 0, "rc": done.returncode, "out": done.stderr[-300:]}
+    if done.returncode and "qdisc kind is unknown" in done.stderr:
+        out["error"] = "this kernel has no netem qdisc (module sch_netem): nothing was changed"
+    elif done.returncode:
+        out["error"] = "tc: " + done.stderr.strip()[-200:]
+    return out
 
 
 def main():
