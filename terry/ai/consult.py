@@ -100,7 +100,7 @@ def host_metrics(
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException
 
-    client = PrometheusConnect(url=url, disable_ssl=True, timeout=int(max(1, timeout)))
+    client = PrometheusConnect(url=url, disable_ssl=False, timeout=int(max(1, timeout)))
     end = datetime.now(UTC)
     start = end - timedelta(seconds=lookback)
     selector = f'{label}="{promql_string(host)}"'

@@ -50,7 +50,7 @@ class _Client:
         from urllib3.util.retry import Retry
 
         # No retries: the gate waits for this with a short timeout.
-        self.client = PrometheusConnect(url=url, disable_ssl=True, retry=Retry(total=0))
+        self.client = PrometheusConnect(url=url, disable_ssl=False, retry=Retry(total=0))
         self.timeout = timeout
 
     def ratio(self, query: str, at: float | None) -> tuple[float | None, str | None]:

@@ -106,7 +106,7 @@ def query_prometheus(
     from requests.exceptions import RequestException
 
     query = fill_query(spec.query, values)
-    client = PrometheusConnect(url=url, disable_ssl=True, timeout=int(max(1, timeout)))
+    client = PrometheusConnect(url=url, disable_ssl=False, timeout=int(max(1, timeout)))
     deadline = time.monotonic() + settle_seconds
     while True:
         try:

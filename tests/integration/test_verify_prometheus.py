@@ -32,31 +32,36 @@ pytestmark = [
 ]
 
 
-@pytest.fixture(scope="module")
-def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """A real Prometheus scraping only itself, so ``up`` exists and node metrics do not."""
-    home = tmp_path_factory.mktemp("prom")
+def _serve(home: Path, *, web_config: Path | None = None) -> Iterator[str]:
+    """A real Prometheus scraping only itself, so ``up`` exists and node metrics do not;
+    over TLS with ``web_config`` (its ``tls_server_config``)."""
     port = free_port()
+    scheme = "https" if web_config else "http"
     (home / "prometheus.yml").write_text(
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n  - job_name: self\n"
+        f"    scheme: {scheme}\n    tls_config: {{insecure_skip_verify: true}}\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
     )
+    extra = [f"--web.config.file={web_config}"] if web_config else []
     proc = subprocess.Popen(
         [
             "prometheus",
             f"--config.file={home / 'prometheus.yml'}",
             f"--storage.tsdb.path={home / 'data'}",
             f"--web.listen-address=127.0.0.1:{port}",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
+    url = f"{scheme}://127.0.0.1:{port}"
     deadline = time.monotonic() + 60
     while time.monotonic() < deadline:
         try:
-            answer = httpx.get(f"{url}/api/v1/query", params={"query": "up"}, timeout=1).json()
+            answer = httpx.get(
+                f"{url}/api/v1/query", params={"query": "up"}, timeout=1, verify=False
+            ).json()
             if answer["data"]["result"]:
                 break
         except (httpx.HTTPError, KeyError, ValueError):
@@ -68,6 +73,32 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     yield url
     proc.terminate()
     proc.wait(30)
+
+
+@pytest.fixture(scope="module")
+def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    yield from _serve(tmp_path_factory.mktemp("prom"))
+
+
+@pytest.fixture(scope="module")
+def prometheus_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """Prometheus behind a certificate of its own (self-signed for 127.0.0.1): its URL and
+    the certificate a client must trust."""
+    home = tmp_path_factory.mktemp("prom-tls")
+    cert, key = home / "cert.pem", home / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=prometheus.test", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    web = home / "web.yml"
+    web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
+    for url in _serve(home, web_config=web):
+        yield url, cert
 
 
 @pytest.mark.parametrize(
@@ -88,6 +119,23 @@ def test_prometheus_answers_are_judged(
     result = query_prometheus(prometheus, spec, {"host": "web-01", "threshold": 0}, timeout=5)
     assert result.outcome is outcome, result.evidence
     assert evidence in " ".join(result.evidence)
+
+
+def test_prometheus_over_tls_is_trusted_only_with_its_certificate(
+    prometheus_tls: tuple[str, Path], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """A verdict read from a server Terry cannot authenticate is no verdict: unknown, with
+    the reason; trusted once its CA is given (``REQUESTS_CA_BUNDLE``, docs/configuration.md)."""
+    url, cert = prometheus_tls
+    spec = PrometheusVerify(query='max(up{job="self"})', above="0.5")
+    monkeypatch.delenv("REQUESTS_CA_BUNDLE", raising=False)
+    monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
+    refused = query_prometheus(url, spec, {}, timeout=5)
+    assert refused.outcome is Outcome.UNKNOWN
+    assert "CERTIFICATE_VERIFY_FAILED" in " ".join(refused.evidence)
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(cert))
+    trusted = query_prometheus(url, spec, {}, timeout=5)
+    assert trusted.outcome is Outcome.VERIFIED, trusted.evidence
 
 
 def test_unreachable_prometheus_is_unknown() -> None:
