@@ -7,10 +7,15 @@
 # - In production the canary is one host: a plan whose canary puts more production hosts
 #   first (a fleet of production hosts only, large enough that 10% is two or more) waits
 #   for a person, who may approve it or ask for canary.percent to be lowered.
-# - A confident proposal (confidence above 80, the remedy verified more than 90% of the
-#   time) that rolls out behind a canary is allowed to go on to its canary. This adds a
-#   reason to merge; it never overrides a review or deny rule (gate.rego: production not
-#   proven, more hosts than max_auto_hosts, and the others still ask a person).
+# - A confident proposal (confidence above canary_confidence_min, 80; the remedy verified
+#   in more than canary_success_percent_min, 90, percent of its earlier fixes) that rolls
+#   out behind a canary is allowed to go on to its canary: a reason to merge.
+# - Straight to a canary: such a proposal is not sent to a person only because it has more
+#   than max_auto_hosts hosts (gate.rego asks `not straight_to_canary`), when its canary
+#   is at most max_auto_hosts hosts and every host is in canary_straight_environments
+#   (data.json may set it; the default leaves production out: a person's call). The
+#   canary goes first and is watched; a failed watch rolls it back and holds the rest.
+#   Every other review or deny rule still holds (production not proven, AI-authored, ...).
 package terry.gate
 
 import rego.v1
@@ -29,12 +34,40 @@ needs_review contains msg if {
 
 canary_success := object.get(object.get(input, "history", {}), "success_rate", null)
 
-allow contains msg if {
-	some first in canary_waves
-	first.canary == true
+canary_confidence_min := object.get(settings, "canary_confidence_min", 80)
+
+canary_success_percent_min := object.get(settings, "canary_success_percent_min", 90)
+
+canary_straight_environments := object.get(settings, "canary_straight_environments", ["development", "staging", "test"])
+
+# The canary wave (the first of several), when the plan has one.
+canary_first := [wave | some wave in canary_waves; wave.canary == true][0]
+
+canary_confident if {
+	is_number(canary_first.size)
 	is_number(input.confidence)
-	input.confidence > 80
+	input.confidence > canary_confidence_min
 	is_number(canary_success)
-	canary_success > 0.9
-	msg := sprintf("confidence %v and %v%% of earlier fixes verified: straight to its canary (%v host(s) first)", [input.confidence, round(canary_success * 100), first.size])
+	canary_success * 100 > canary_success_percent_min
+}
+
+allow contains msg if {
+	canary_confident
+	msg := sprintf("confidence %v and %v%% of earlier fixes verified: straight to its canary (%v host(s) first)", [input.confidence, round(canary_success * 100), canary_first.size])
+}
+
+straight_to_canary if {
+	canary_confident
+	canary_first.size <= settings.max_auto_hosts
+	every wave in canary_waves {
+		every environment in wave.environments {
+			environment in canary_straight_environments
+		}
+	}
+}
+
+allow contains msg if {
+	straight_to_canary
+	input.host_count > settings.max_auto_hosts
+	msg := sprintf("touches %v hosts (more than %v), behind a canary of %v: it is applied and watched first, the rest follow only if it holds", [input.host_count, settings.max_auto_hosts, canary_first.size])
 }

@@ -103,8 +103,13 @@ needs_review contains msg if {
 	msg := sprintf("production host and %v", [not_proven_why])
 }
 
+# Unless it goes straight to a watched canary (canary.rego: confident, outside production;
+# false when a repository has no canary.rego).
+default straight_to_canary := false
+
 needs_review contains msg if {
 	input.host_count > settings.max_auto_hosts
+	not straight_to_canary
 	msg := sprintf("touches %v hosts (more than %v)", [input.host_count, settings.max_auto_hosts])
 }
 

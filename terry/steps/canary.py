@@ -47,7 +47,7 @@ class Watch:
         prom = self.ctx.config.prometheus
         assert prom.url is not None
         client = PrometheusConnect(
-            url=prom.url, disable_ssl=True, timeout=int(max(1, prom.timeout))
+            url=prom.url, disable_ssl=False, timeout=int(max(1, prom.timeout))
         )
         for template in self.queries:
             for host in hosts:
@@ -71,8 +71,12 @@ class Watch:
         for (template, host), old in before.items():
             new = after.get((template, host))
             query = fill_query(template, {"host": host})
-            if old is None:
-                continue  # never answered: nothing to compare with
+            if old is None:  # never answered: nothing to compare with, but say so (a
+                # mistyped query would otherwise make the watch look at nothing)
+                self.ctx.reporter.step(
+                    None, f"canary query {query} gave no reading before the canary: not compared"
+                )
+                continue
             if new is None:
                 said.append(f"{query} answered {old:g} before the canary and nothing after")
             elif new > old + abs(old) * tolerance and new - old > 1e-9:

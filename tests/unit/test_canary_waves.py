@@ -7,10 +7,10 @@ from typing import Any
 
 import pytest
 
-from terry.gate.engine import Verdict
+from terry.gate.engine import PolicySet, Verdict
 from terry.proposals.confidence import score
 from terry.proposals.waves import plan_waves
-from tests.unit.test_gate_policy import ENGINE, POLICIES, gate_input, record
+from tests.unit.test_gate_policy import ENGINE, LISTED, POLICIES, PROVEN, gate_input, record
 
 pytestmark = pytest.mark.unit
 
@@ -137,3 +137,85 @@ def test_the_pull_request_shows_confidence_and_the_rollout_plan() -> None:
     body = pr_body(packet)
     assert "| confidence | 70/100 |" in body
     assert "wave 0 (canary, watched): `s-01`; wave 1: `s-02`; wave 2: `p-01`" in body
+
+
+def _fleet(staging: int, production: int = 0) -> list[dict[str, Any]]:
+    """The plan Terry draws for such a fleet (canary.min_hosts 3, 10%)."""
+    hosts = [(f"s-{n:02d}", "staging") for n in range(staging)]
+    hosts += [(f"p-{n:02d}", "production") for n in range(production)]
+    return [w.as_input() for w in plan_waves(hosts, min_hosts=3, percent=10)]
+
+
+def _with(**settings: Any) -> PolicySet:
+    """The shipped policy with ``settings`` added to policies/data.json's."""
+    data = tuple(
+        {"terry": {"settings": {**d["terry"]["settings"], **settings}}} for d in POLICIES.data
+    )
+    return PolicySet(POLICIES.modules, data, "abc123")
+
+
+def _confident(plan: list[dict[str, Any]], **over: Any) -> dict[str, Any]:
+    """The gate's input for a rollout of ``plan`` by a proven remedy, confidence 95."""
+    size = sum(w["size"] for w in plan)
+    options = {"waves": plan, "host_count": size, "confidence": 95, "history": PROVEN, **over}
+    return gate_input(**options)
+
+
+def test_a_confident_rollout_over_many_staging_hosts_goes_straight_to_its_canary() -> None:
+    """Confidence above 80 and more than 90% verified: twelve hosts (more than
+    max_auto_hosts, 5) merge, and the apply starts with a watched canary of two."""
+    waves = _fleet(12)
+    assert waves[0]["canary"] and waves[0]["size"] == 2
+    decision = ENGINE.decide(POLICIES, _confident(waves))
+    assert decision.verdict is Verdict.MERGE, decision.reasons
+    assert any(
+        "touches 12 hosts (more than 5), behind a canary of 2" in r for r in decision.reasons
+    )
+    # anything short of it: the host count asks a person, as before
+    for over in (
+        {"confidence": 80},  # not above 80
+        {"history": record(10, 9, "verified")},  # 90%: not above
+        {"history": record(0, 0, None)},  # no record at all
+        {"waves": [{**waves[0], "canary": False}, *waves[1:]]},  # no canary goes first
+    ):
+        shown = ENGINE.decide(POLICIES, _confident(waves, **over))
+        assert shown.verdict is Verdict.REVIEW, over
+        assert "touches 12 hosts (more than 5)" in shown.reasons, over
+
+
+def test_straight_to_a_canary_overrides_no_other_review_rule() -> None:
+    waves = _fleet(12)
+    ai = ENGINE.decide(POLICIES, _confident(waves, ai_authored=True))
+    assert ai.verdict is Verdict.REVIEW and "AI-authored fix" in ai.reasons
+    # a canary larger than max_auto_hosts is not a canary policy lets go alone
+    big = ENGINE.decide(POLICIES, _confident(_fleet(60)))
+    assert big.verdict is Verdict.REVIEW and "touches 60 hosts (more than 5)" in big.reasons
+
+
+def test_production_stays_a_persons_call_unless_policy_data_says_otherwise() -> None:
+    waves = _fleet(10, production=2)  # a staging canary, staging, then production
+    shipped = ENGINE.decide(LISTED, _confident(waves, environment="production"))
+    assert shipped.verdict is Verdict.REVIEW
+    assert "touches 12 hosts (more than 5)" in shipped.reasons
+    # a team that lets confident rollouts reach production behind a canary says so in data
+    # (and the remedy must still be proven there: auto_merge and its record)
+    opened = _with(
+        canary_straight_environments=["staging", "production"],
+        auto_merge={"disk-usage-high": ["production", "staging"]},
+    )
+    proven = ENGINE.decide(opened, _confident(waves, environment="production"))
+    assert proven.verdict is Verdict.MERGE, proven.reasons
+    unproven = _with(canary_straight_environments=["staging", "production"])
+    shown = ENGINE.decide(unproven, _confident(waves, environment="production"))
+    assert shown.verdict is Verdict.REVIEW
+    assert any(r.startswith("production host and") for r in shown.reasons), shown.reasons
+
+
+def test_a_repository_without_canary_rego_still_decides_on_host_count() -> None:
+    """gate.rego asks `not straight_to_canary`; a repository that dropped canary.rego keeps
+    a gate that compiles and sends many hosts to a person."""
+    modules = {k: v for k, v in POLICIES.modules.items() if not k.endswith("canary.rego")}
+    assert len(modules) == len(POLICIES.modules) - 1
+    decision = ENGINE.decide(PolicySet(modules, POLICIES.data, "abc123"), _confident(_fleet(12)))
+    assert decision.verdict is Verdict.REVIEW
+    assert "touches 12 hosts (more than 5)" in decision.reasons
