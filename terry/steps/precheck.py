@@ -18,11 +18,12 @@ probes each host's name before it changes anything).
   merge changes nothing by itself (a playbook, ``_LIVE_STATE_APPLIERS``): the incident must
   still be open (an alert's resolved notice, a later forecast, a clean scan close it), and
   for an alert the remedy's own checks — its verify tasks and, when Prometheus is
-  configured, its PromQL check — must not all pass already. A problem that healed itself is
-  not fixed: the proposal is withdrawn (``rejected``, outcome ``withdrawn: healed before
-  apply: ...``) and the incident closed as resolved by itself (``withdraw``); the weekly
-  report counts it so (``terry.reports.history``). A check that cannot tell leaves the
-  problem standing: the fix goes ahead.
+  configured, its PromQL check — must not all pass already. The PromQL check is asked
+  first: when it says the problem holds (or cannot tell), the verify tasks are not run.
+  A problem that healed itself is not fixed: the proposal is withdrawn (``rejected``,
+  outcome ``withdrawn: healed before apply: ...``) and the incident closed as resolved by
+  itself (``withdraw``); the weekly report counts it so (``terry.reports.history``). A
+  check that cannot tell leaves the problem standing: the fix goes ahead.
 """
 
 from __future__ import annotations
@@ -229,15 +230,9 @@ class Precheck:
         if source != "alert":
             return None
         checks: list[Verification] = []
-        if "applier" in plan.verify and job.playbook:
-            ctx.reporter.step(proposal_id, "re-checking the problem: the remedy's verify tasks")
-            try:
-                result = self.appliers.get(applier).verify(
-                    job, lambda e: ctx.reporter.event(proposal_id, "recheck", e)
-                )
-                checks.append(judge_run(result))
-            except RunnerError as exc:
-                checks.append(Verification(Outcome.UNKNOWN, (f"could not run: {exc}",)))
+        # The cheap check first: the problem is gone only when every check passes, so a
+        # PromQL answer that the problem holds (or cannot tell) settles it without an
+        # ansible run on the hosts (seconds, on the path of every fix).
         prom = ctx.config.prometheus
         if "prometheus" in plan.verify and prom.url:
             _sha, catalogue, _inventory = ctx.main.view()
@@ -253,6 +248,17 @@ class Precheck:
                     )
                     for host in hosts
                 ]
+                if combine(*checks).outcome is not Outcome.VERIFIED:
+                    return None
+        if "applier" in plan.verify and job.playbook:
+            ctx.reporter.step(proposal_id, "re-checking the problem: the remedy's verify tasks")
+            try:
+                result = self.appliers.get(applier).verify(
+                    job, lambda e: ctx.reporter.event(proposal_id, "recheck", e)
+                )
+                checks.append(judge_run(result))
+            except RunnerError as exc:
+                checks.append(Verification(Outcome.UNKNOWN, (f"could not run: {exc}",)))
         found = combine(*checks)  # every check passes: none failed, none could not tell
         if found.outcome is Outcome.VERIFIED:
             return Verification(Outcome.VERIFIED, ("the remedy's own checks pass", *found.evidence))

@@ -171,6 +171,11 @@ def test_a_fix_prometheus_cannot_confirm_is_escalated_not_verified(
         )
         [outcome] = out["proposals"]
         assert outcome["state"] == "escalated", outcome
+        # before the apply, Prometheus could not tell that the problem had gone: it stands,
+        # and no ansible run was spent re-checking it on the host
+        runs = config_for(repo).state_dir / "runs"
+        assert sorted(p.name for p in runs.glob("recheck-*")) == []
+        assert len(list(runs.iterdir())) >= 2  # the dry run and the apply are there
         assert outcome["note"].startswith("unknown:")
         assert "no data" in outcome["note"]
         story = cli.json("incidents", "show", str(outcome["incident_id"]))
