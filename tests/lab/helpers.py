@@ -1,18 +1,22 @@
 """What lab tests do to a running lab: run a command on a host over SSH, read a host's disk
-usage, ask Prometheus whether an alert fires, wait for something to become true."""
+usage, ask Prometheus whether an alert fires, wait for something to become true, and run
+``terry serve`` for the lab's Alertmanager to post to."""
 
 from __future__ import annotations
 
+import os
 import subprocess
+import sys
 import time
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any, TypeVar
 
 import httpx
 
 from terry import lab
 
-__all__ = ["df_percent", "prometheus_alert", "ssh", "wait_for"]
+__all__ = ["TerryServe", "df_percent", "prometheus_alert", "ssh", "wait_for"]
 
 T = TypeVar("T")
 
@@ -65,3 +69,33 @@ def prometheus_alert(state: lab.LabState, alertname: str, host: str) -> dict[str
         ):
             return alert
     return None
+
+
+class TerryServe:
+    """``terry serve`` (a real process) on a port chosen before the lab is up, so the lab's
+    Alertmanager can be pointed at it; its output in ``serve.log`` beside the repository."""
+
+    def __init__(self, repo: Path, port: int, env: dict[str, str]) -> None:
+        self.url = f"http://127.0.0.1:{port}"
+        self.log = repo.parent / "serve.log"
+        argv = [sys.executable, "-m", "terry", "--repo", str(repo), "serve"]
+        self.proc = subprocess.Popen(
+            [*argv, "--listen", f"127.0.0.1:{port}"],
+            stdout=self.log.open("w"),
+            stderr=subprocess.STDOUT,
+            env={**os.environ, **env},
+        )
+        if not wait_for(self._healthy, 30):
+            self.stop()
+            raise AssertionError(f"terry serve did not come up:\n{self.log.read_text()}")
+
+    def _healthy(self) -> bool:
+        try:
+            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
+        except httpx.HTTPError:
+            return False
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.terminate()
+        self.proc.wait(60)

@@ -11,9 +11,6 @@ applied and verified replies.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +26,7 @@ from terry.gitops.repo import Repo
 from terry.ports import free_port
 from tests.fakes.slack_api import TOKEN, FakeSlackApi
 from tests.integration.test_chat_threads import ALICE, SECRET, TEAM, _answered, _press
-from tests.lab.helpers import wait_for
+from tests.lab.helpers import TerryServe, wait_for
 
 NEEDS = [
     "/usr/sbin/sshd",
@@ -46,36 +43,6 @@ NAMES = {
 CHANNEL = "C0LAB0001"
 WEBHOOK_TOKEN = "lab-webhook-token-of-the-chat-test"
 TIMEOUT = 240.0
-
-
-class _Serve:
-    """``terry serve`` on a port chosen before the lab is up (Alertmanager posts to it)."""
-
-    def __init__(self, repo: Path, port: int, env: dict[str, str]) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = repo.parent / "serve.log"
-        argv = [sys.executable, "-m", "terry", "--repo", str(repo), "serve"]
-        self.proc = subprocess.Popen(
-            [*argv, "--listen", f"127.0.0.1:{port}"],
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, **env},
-        )
-        up = wait_for(lambda: self._healthy(), 30)
-        if not up:
-            self.stop()
-            raise AssertionError(f"terry serve did not come up:\n{self.log.read_text()}")
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait(60)
 
 
 def _configure(repo: Path, state: lab.LabState, slack: FakeSlackApi) -> None:
@@ -128,7 +95,7 @@ def test_a_production_fix_is_approved_from_slack_and_its_thread_tells_the_outcom
     server = None
     try:
         _configure(repo, state, slack)
-        server = _Serve(
+        server = TerryServe(
             repo,
             port,
             {

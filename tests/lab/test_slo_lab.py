@@ -20,9 +20,6 @@ the budget is gone, is denied with the SLO reason and changes nothing on the hos
 from __future__ import annotations
 
 import json
-import os
-import subprocess
-import sys
 import time
 from pathlib import Path
 from typing import Any
@@ -36,7 +33,7 @@ from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
 from terry.ports import free_port
 from tests.conftest import Cli, make_cli
-from tests.lab.helpers import ssh, wait_for
+from tests.lab.helpers import TerryServe, ssh, wait_for
 
 NEEDS = [
     "/usr/sbin/sshd",
@@ -84,43 +81,6 @@ SLO = {
         },
     },
 }
-
-
-class _Serve:
-    """``terry serve`` on a port chosen before the lab is up (Alertmanager posts to it)."""
-
-    def __init__(self, repo: Path, port: int) -> None:
-        self.url = f"http://127.0.0.1:{port}"
-        self.log = repo.parent / "serve.log"
-        self.proc = subprocess.Popen(
-            [
-                sys.executable,
-                "-m",
-                "terry",
-                "--repo",
-                str(repo),
-                "serve",
-                "--listen",
-                f"127.0.0.1:{port}",
-            ],
-            stdout=self.log.open("w"),
-            stderr=subprocess.STDOUT,
-            env={**os.environ, "TERRY_WEBHOOK_TOKEN": WEBHOOK_TOKEN},
-        )
-        if not wait_for(self._healthy, 30):
-            self.stop()
-            raise AssertionError(f"terry serve did not come up:\n{self.log.read_text()}")
-
-    def _healthy(self) -> bool:
-        try:
-            return httpx.get(f"{self.url}/healthz", timeout=1).status_code == 200
-        except httpx.HTTPError:
-            return False
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.terminate()
-        self.proc.wait(60)
 
 
 def _configure(repo: Path, state: lab.LabState) -> None:
@@ -176,7 +136,7 @@ def test_a_burning_budget_freezes_a_drift_fix_and_lets_the_service_fix_through(
         before = wait_for(lambda: (b := _budget(cli))["state"] == "ok" and b, 30, interval=1)
         assert before, _budget(cli)
         assert before["budget_remaining_percent"] == 100 and before["hosts"] == [HOST]
-        server = _Serve(repo, port)
+        server = TerryServe(repo, port, {"TERRY_WEBHOOK_TOKEN": WEBHOOK_TOKEN})
         # Drift a person made by hand on the same host, waiting for a reconciliation.
         ssh(state, HOST, "sysctl", "-q", "-w", "net.ipv4.ip_forward=1")
 
