@@ -32,8 +32,8 @@ from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
 from terry.ports import free_port
 from tests.conftest import Cli, make_cli
-from tests.lab.helpers import df_percent, ssh, wait_for
-from tests.lab.test_slo_lab import WEBHOOK_TOKEN, _Serve
+from tests.lab.helpers import TerryServe, df_percent, ssh, wait_for
+from tests.lab.test_slo_lab import WEBHOOK_TOKEN
 
 NEEDS = [
     "/usr/sbin/sshd",
@@ -182,7 +182,7 @@ def test_a_canary_whose_watch_fails_stops_rolls_back_the_canary_and_holds_the_re
     try:
         _configure(repo, state)
         cli = make_cli(repo)
-        server = _Serve(repo, port)
+        server = TerryServe(repo, port, {"TERRY_WEBHOOK_TOKEN": WEBHOOK_TOKEN})
         for host in STAGING:
             lab.break_host(state, host, "disk", percent=FILLED)
         before = {host: df_percent(state, host) for host in STAGING}

@@ -35,8 +35,7 @@ from terry.ports import free_port
 from terry.store import Store
 from terry.store.models import AuditRow, ChaosRunRow
 from tests.conftest import REPO_ROOT
-from tests.lab.helpers import df_percent, ssh, wait_for
-from tests.lab.test_chat_lab import _Serve
+from tests.lab.helpers import TerryServe, df_percent, ssh, wait_for
 
 NEEDS = [
     "/usr/sbin/sshd",
@@ -106,7 +105,7 @@ def chaos_lab(
     server = None
     try:
         _configure(repo, state)
-        server = _Serve(repo, port, {"TERRY_WEBHOOK_TOKEN": WEBHOOK_TOKEN})
+        server = TerryServe(repo, port, {"TERRY_WEBHOOK_TOKEN": WEBHOOK_TOKEN})
         yield repo, state
     finally:
         if server is not None:
@@ -245,6 +244,7 @@ def test_every_other_fault_goes_in_shows_on_the_host_and_comes_out(
     assert _fault(repo, "config-invalid", "check", conf).result["symptom"] is True
     assert _fault(repo, "config-invalid", "remove", conf).ok
     assert ssh(state, FAULT_HOST, "cat", conf["file"]) == before
+    assert _fault(repo, "config-invalid", "check", conf).result["symptom"] is False
 
     # memory-pressure and deleted-file-open: processes of the fault's own, killed on remove
     memory = _fault(repo, "memory-pressure", "inject", {"mib": 64, "seconds": 300})

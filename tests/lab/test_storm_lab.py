@@ -23,8 +23,8 @@ from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
 from terry.ports import free_port
 from tests.conftest import Cli, make_cli
-from tests.lab.helpers import wait_for
-from tests.lab.test_slo_lab import WEBHOOK_TOKEN, _Serve
+from tests.lab.helpers import TerryServe, wait_for
+from tests.lab.test_slo_lab import WEBHOOK_TOKEN
 
 NEEDS = [
     "/usr/sbin/sshd",
@@ -85,7 +85,7 @@ def test_a_storm_over_every_staging_host_is_one_proposal_and_its_next_wave(
     try:
         _configure(repo, state)
         cli = make_cli(repo)
-        server = _Serve(repo, port)
+        server = TerryServe(repo, port, {"TERRY_WEBHOOK_TOKEN": WEBHOOK_TOKEN})
         for host in STAGING:  # at once
             lab.break_host(state, host, "disk")
         shown = wait_for(lambda: _settled(cli), 150, interval=2)

@@ -28,8 +28,7 @@ from terry.gitops.init import content_root, init_repository
 from terry.gitops.repo import Repo
 from terry.ports import free_port
 from tests.conftest import Cli, make_cli
-from tests.lab.helpers import df_percent, wait_for
-from tests.lab.test_chat_lab import _Serve
+from tests.lab.helpers import TerryServe, df_percent, wait_for
 
 NEEDS = [
     "/usr/sbin/sshd",
@@ -78,7 +77,7 @@ def _states(cli: Cli) -> dict[str, str]:
     return {host: p["state"] for host, p in _by_host(cli).items()}
 
 
-def _stuck(cli: Cli, server: _Serve) -> str:
+def _stuck(cli: Cli, server: TerryServe) -> str:
     return f"{_states(cli)}\nserve log:\n{server.log.read_text()[-3000:]}"
 
 
@@ -140,7 +139,7 @@ def test_the_teams_example_on_the_lab(tmp_path: Path, lab_config: lab.LabConfig)
         }
 
         print(f"\nlab up and validated: {time.monotonic() - started:.1f}s")
-        server = _Serve(repo, port, {"TERRY_WEBHOOK_TOKEN": WEBHOOK_TOKEN})
+        server = TerryServe(repo, port, {"TERRY_WEBHOOK_TOKEN": WEBHOOK_TOKEN})
         broken = time.monotonic()
         # lab-01 loses its service and lab-03's disk fills: both wait, each for its reason.
         # Then lab-02's disk fills, the same fault as lab-03's, once lab-03's proposal waits:
