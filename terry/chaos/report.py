@@ -168,10 +168,19 @@ def to_markdown(report: Report) -> str:
 
 
 def _svg(points: Sequence[Point], width: int = 560, height: int = 160) -> str:
-    """MTTR per run over time as an inline SVG: a dot per run (red: no verified fix)."""
+    """MTTR per run over time as an inline SVG: a dot per run where it ran (red: no
+    verified fix), the first and last day under the axis."""
     pad = 30
     top = max((p.mttr for p in points if p.mttr is not None), default=0.0) or 1.0
+    first = min((p.at for p in points), default=None)
+    last = max((p.at for p in points), default=None)
+    span = (last - first).total_seconds() if first and last else 0.0
     n = max(1, len(points) - 1)
+
+    def x_of(i: int, at: datetime) -> float:
+        share = (at - first).total_seconds() / span if first and span else i / n
+        return pad + (width - pad - 10) * share
+
     parts = [
         f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
         f'role="img" aria-label="MTTR per run">',
@@ -179,9 +188,15 @@ def _svg(points: Sequence[Point], width: int = 560, height: int = 160) -> str:
         'stroke="#888"/>',
         f'<text x="2" y="{pad - 8}" font-size="10">{top:.0f}s</text>',
     ]
+    if first and last:
+        parts += [
+            f'<text x="{pad}" y="{height - 8}" font-size="10">{first:%Y-%m-%d}</text>',
+            f'<text x="{width - 5}" y="{height - 8}" font-size="10" text-anchor="end">'
+            f"{last:%Y-%m-%d}</text>",
+        ]
     line = []
-    for i, p in enumerate(points):
-        x = pad + (width - pad - 10) * i / n
+    for i, p in enumerate(sorted(points, key=lambda q: q.at)):
+        x = x_of(i, p.at)
         if p.mttr is None:
             parts.append(
                 f'<circle cx="{x:.1f}" cy="{pad:.1f}" r="4" fill="#c00"><title>run '

@@ -48,7 +48,9 @@ def command() -> None:
     Experiments are Chaos Toolkit files; Terry's actions (terry.chaos.actions) inject faults
     through the chaos role, its probes (terry.chaos.probes) read Prometheus and Terry's own
     record. Targets are drawn among hosts the experiment selects, never in an environment
-    chaos.environments leaves out (production by default), never with an open incident.
+    chaos.environments leaves out (production by default), never with an open incident,
+    never while a service on it has an error budget under chaos.min_budget_percent (or one
+    Prometheus cannot tell).
     A schedule with 'run: chaos' and 'experiment: NAME' runs one on time (docs/chaos.md).
     """
 

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import copy
 import random
+import re
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -339,6 +340,14 @@ def test_the_report_adds_up_rates_false_fixes_and_the_slowest_phase() -> None:
     page = to_html(report)
     assert page.count("<svg") == 3 and "<polyline" in page
     assert '"auto_resolution_rate": 0.6' in to_json(report)
+
+
+def test_the_html_chart_places_each_run_on_its_day() -> None:
+    rows = [_row(n, Outcome.RESOLVED) for n in (1, 2, 11)]  # a day apart, then nine days
+    page = to_html(build_report(rows, threshold=600))
+    xs = [float(x) for x in re.findall(r'<circle cx="([0-9.]+)"', page)]
+    assert xs == sorted(xs) and xs[1] - xs[0] < (xs[2] - xs[1]) / 5
+    assert ">2026-12-02</text>" in page and ">2026-12-12</text>" in page
 
 
 def test_the_html_report_renders_host_names_inert() -> None:

@@ -148,16 +148,23 @@ def service(action, p, root, state, kill):
 
 
 # -- config-invalid: the file saved aside, then garbage in its place ----------------------
+INVALID = "{{{ terry chaos: this line is not valid configuration"
+
+
 def config_invalid(action, p, root, state):
     path = root + p["file"]
     saved = os.path.join(state, "config-invalid" + p["file"].replace("/", "_"))
-    if action == "check":
-        return {"symptom": os.path.exists(saved)}
+    if action == "check":  # the file itself: a fix that rewrote it is a fix
+        try:
+            with open(path, errors="replace") as fh:
+                return {"symptom": INVALID in fh.read()}
+        except FileNotFoundError:
+            return {"symptom": True, "missing": True}
     if action == "inject":
         if not os.path.exists(saved):
             shutil.copy2(path, saved)
         with open(path, "a") as fh:
-            fh.write("\n{{{ terry chaos: this line is not valid configuration\n")
+            fh.write("\n" + INVALID + "\n")
         return {"changed": True}
     if os.path.exists(saved):
         shutil.copy2(saved, path)
@@ -176,30 +183,51 @@ CHILD = {
 }
 
 
+MARK = {
+    "cpu-stress": "end=time.time()",
+    "memory-pressure": "b=bytearray(",
+    "deleted-file-open": "os.remove(",
+}
+
+
+def ours(pid, fault):
+    """Whether PID is still one of this fault's children: a pid recorded long ago (a run
+    recovered days later) may belong to another process by now, which is never killed."""
+    try:
+        with open(f"/proc/{pid}/cmdline", "rb") as fh:
+            argv = fh.read().decode(errors="replace").split("\0")
+    except OSError:
+        return False
+    return len(argv) > 2 and argv[1] == "-c" and MARK[fault] in argv[2]
+
+
 def processes(action, fault, p, root, state):
     pids = os.path.join(state, fault + ".pids")
+    held = root + p.get("file", "/var/tmp/terry-chaos-held.bin")
     alive = []
     if os.path.exists(pids):
         with open(pids) as fh:
             listed = fh.read().split()
         for pid in listed:
-            try:
-                os.kill(int(pid), 0)
-                alive.append(int(pid))
-            except (OSError, ValueError):
-                pass
+            with contextlib.suppress(ValueError):
+                if ours(int(pid), fault):
+                    alive.append(int(pid))
     if action == "check":
         return {"symptom": bool(alive)}
     if action == "remove":
         for pid in alive:
-            os.kill(pid, signal.SIGKILL)
+            with contextlib.suppress(ProcessLookupError):
+                os.kill(pid, signal.SIGKILL)
         if os.path.exists(pids):
             os.remove(pids)
+        # a holder killed before it deleted its file leaves the file: it goes too
+        if fault == "deleted-file-open" and os.path.exists(held):
+            os.remove(held)
         return {"changed": bool(alive), "killed": len(alive)}
     values = {
         "seconds": int(p.get("seconds", 600)),
         "mib": int(p.get("mib", 256)),
-        "file": root + p.get("file", "/var/tmp/terry-chaos-held.bin"),
+        "file": held,
     }
     count = int(p.get("workers", 1)) if fault == "cpu-stress" else 1
     started = []
@@ -220,6 +248,10 @@ def processes(action, fault, p, root, state):
 # -- network-latency / network-loss: a netem qdisc on the interface ------------------------
 def netem(action, fault, p, root, state):
     dev = p["interface"]
+    if shutil.which("tc") is None:
+        if action == "inject":
+            return {"changed": False, "rc": 1, "error": "tc (iproute2) is not installed"}
+        return {"symptom": False} if action == "check" else {"changed": False}
     shown = subprocess.run(["tc", "qdisc", "show", "dev", dev], capture_output=True, text=True)
     present = "netem" in shown.stdout
     if action == "check":
@@ -241,7 +273,12 @@ def netem(action, fault, p, root, state):
         ["tc", "qdisc", verb, "dev", dev, "root", "netem", *what], capture_output=True, text=True
     )
     out = {"changed": done.returncode == 0, "rc": done.returncode, "out": done.stderr[-300:]}
-    if done.returncode and "qdisc kind is unknown" in done.stderr:
+    # iproute2 with extack says "kind is unknown"; older ones only ENOENT, which for an
+    # interface that exists means the same: no sch_netem in this kernel, none loadable
+    unknown = "qdisc kind is unknown" in done.stderr or (
+        "No such file or directory" in done.stderr and os.path.exists("/sys/class/net/" + dev)
+    )
+    if done.returncode and unknown:
         out["error"] = "this kernel has no netem qdisc (module sch_netem): nothing was changed"
     elif done.returncode:
         out["error"] = "tc: " + done.stderr.strip()[-200:]
