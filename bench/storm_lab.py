@@ -1,0 +1,247 @@
+"""Storm on lab hosts (issue 18): N staging disks fill at once; Terry's storm against plain
+``ansible-playbook --check --diff`` plus one apply over the same hosts, in the same run.
+
+Brings up a lab of its own (root; N staging hosts plus lab-01, production, left alone),
+Terry pointed at it (its inventory and Prometheus, as ``terry demo`` does), then, per round:
+
+- **storm**: fill every staging disk (``terry.lab.break_host``), feed one Alertmanager
+  group with a DiskUsageHigh alert per host to the pipeline in this process, which folds
+  them into one proposal (one dry run, one decision, an apply in canary waves with
+  ``canary.watch`` = ``--watch``, verify, Prometheus); seconds from the alerts to the last
+  host verified, proposals, ansible runs, each host's wait (alert → verified);
+- **plain**: empty and refill the disks, then a storm's own dry run and apply replayed by
+  hand (``_common.Replay``: the same ``ansible-playbook`` argv and environment Terry's
+  applier used) over every host at once: ``--check --diff``, then the apply with
+  ``--tags apply`` (no verify play, no waves);
+- **one each** (``--one-each``): the path before storm folding, one proposal per incident
+  carried one after the other (``storm.window`` 0).
+
+Sides alternate over ``--rounds`` (storm then plain, then plain then storm). Prints the
+table, storm ÷ plain (target ≤ 1.1x, plus the watch window with waves on) and
+Terry's dry run ÷ plain ``--check --diff`` (target < 1.15x), and any proposal made for a
+host already fixed (target 0).
+
+    sudo .venv/bin/python bench/storm_lab.py [--hosts 10] [--rounds 1] [--watch 0] [--one-each]
+
+Exits 0 when every host ended verified on every side, 1 otherwise.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import shutil
+import tempfile
+import time
+from pathlib import Path
+from typing import Any
+
+import yaml
+from _common import Replay, load_note, pct, table
+from sqlalchemy import func, select
+
+from terry import lab
+from terry.app import build_pipeline
+from terry.config import load_config
+from terry.demo.lab import point_at_lab
+from terry.gitops.init import init_repository
+from terry.gitops.repo import Repo
+from terry.sources.alertmanager import parse_payload
+from terry.store import Store
+from terry.store.models import ProposalHostRow, ProposalRow, RunRow
+
+LAB = lab.LabConfig(
+    state_dir=Path("/var/lib/terry-lab-storm"),
+    bridge="terrylabs0",
+    subnet="10.86.0.0/24",
+    netns_prefix="terrystorm-",
+    veth_prefix="tlabs",
+)
+
+
+class _Quiet:
+    def step(self, proposal_id: int | None, message: str) -> None:
+        return None
+
+    def event(self, proposal_id: int, kind: str, event: object) -> None:
+        return None
+
+
+def _alerts(hosts: list[str], tag: str) -> str:
+    from _common import alert, payload
+
+    now = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime())
+    return payload([alert(f"{tag}-{h}", h, starts=now) for h in hosts])
+
+
+def _settings(repo: Path, staging: list[str], watch: float) -> None:
+    """Up to every staging host merges without a person (the bench measures machines)."""
+    data_path = repo / "policies" / "data.json"
+    data = json.loads(data_path.read_text())
+    data["terry"]["settings"]["max_auto_hosts"] = len(staging)
+    data_path.write_text(json.dumps(data, indent=2) + "\n")
+    path = repo / "terry.yml"
+    config = yaml.safe_load(path.read_text())
+    config["canary"] = {"watch": watch}
+    path.write_text(yaml.safe_dump(config, sort_keys=False))
+    Repo(repo).commit_paths(["policies/data.json", "terry.yml"], "bench: the storm's settings")
+
+
+def _refill(state: lab.LabState, hosts: list[str]) -> None:
+    for h in hosts:
+        lab.heal_host(state, h, "disk")  # the same files every side: no .gz of the last
+    for h in hosts:
+        lab.break_host(state, h, "disk")
+
+
+def _terry(
+    repo: Path, state: lab.LabState, hosts: list[str], name: str, tag: str
+) -> dict[str, Any]:
+    overrides: dict[str, object] = {"storm": {"window": 0}} if name == "one each" else {}
+    config = load_config(repo, environ={}, overrides=overrides)
+    _refill(state, hosts)
+    store = Store(config.store_url)
+    store.migrate()
+    with store.session() as session:
+        first_proposal = int(session.scalar(select(func.max(ProposalRow.id))) or 0)
+        first_run = int(session.scalar(select(func.max(RunRow.id))) or 0)
+    pipeline = build_pipeline(config, store, reporter=_Quiet())
+    started = time.time()
+    clock = time.monotonic()
+    if name == "storm":
+        pipeline.ingest(parse_payload(_alerts(hosts, tag)))
+    else:
+        result = pipeline.ingest(parse_payload(_alerts(hosts, tag)), remediate=False)
+        for incident_id in result.ingest.opened:
+            pipeline.remediate(incident_id)
+    seconds = time.monotonic() - clock
+    with store.session() as session:
+        proposals = list(
+            session.scalars(select(ProposalRow).where(ProposalRow.id > first_proposal))
+        )
+        runs = list(session.scalars(select(RunRow).where(RunRow.id > first_run)))
+        ended = list(
+            session.execute(
+                select(
+                    ProposalHostRow.host, ProposalHostRow.state, ProposalHostRow.updated_at
+                ).where(ProposalHostRow.proposal_id > first_proposal)
+            )
+        )
+    store.dispose()
+    verified = {h: at for h, state_, at in ended if state_ == "verified"}
+    waits = [at.timestamp() - started for at in verified.values()]
+    hosts_proposed = [h for p in proposals for h in p.hosts]
+    return {
+        "side": name,
+        "seconds": seconds,
+        "proposals": len(proposals),
+        "runs": len(runs),
+        "verified": len(verified),
+        "wait_p50": pct(waits, 50),
+        "wait_max": max(waits) if waits else float("nan"),
+        "refixes": len(hosts_proposed) - len(set(hosts_proposed)),
+        "run_rows": [
+            (r.id, r.kind, (r.finished_at - r.started_at).total_seconds(), r.status)
+            for r in runs
+            if r.finished_at is not None
+        ],
+    }
+
+
+def _plain(
+    repo: Path, state: lab.LabState, hosts: list[str], storm: dict[str, Any]
+) -> dict[str, Any]:
+    """The storm's own check and apply runs, replayed by hand over every host at once."""
+    config = load_config(repo, environ={})
+    kinds = {kind: run_id for run_id, kind, _s, _st in storm["run_rows"]}
+    check_id = min(i for i, k, _s, _st in storm["run_rows"] if k == "check")
+    apply_id = max(i for i, k, _s, _st in storm["run_rows"] if k == "apply")
+    assert kinds, "the storm recorded no runs"
+    replays = []
+    for run_id, tags in ((check_id, None), (apply_id, "apply")):
+        run_dir = config.state_dir / "runs" / str(run_id)
+        command = json.loads(next(run_dir.glob("artifacts/*/command")).read_text())
+        replay = Replay.of_run(run_dir, Path(command["cwd"]))
+        argv = list(replay.argv)
+        if "--limit" in argv:
+            argv[argv.index("--limit") + 1] = ",".join(hosts)
+        if tags is not None and "--tags" in argv:
+            argv[argv.index("--tags") + 1] = tags
+        replays.append(Replay(**{**replay.__dict__, "argv": argv}))
+    _refill(state, hosts)
+    clock = time.monotonic()
+    replays[0].run_plain()
+    check = time.monotonic() - clock
+    replays[1].run_plain()
+    seconds = time.monotonic() - clock
+    return {"side": "plain check + apply", "seconds": seconds, "check": check}
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--hosts", type=int, default=10, help="staging hosts (10; at most 39)")
+    parser.add_argument("--rounds", type=int, default=1)
+    parser.add_argument("--watch", type=float, default=0.0, help="canary.watch, seconds")
+    parser.add_argument("--one-each", action="store_true", help="also one proposal per incident")
+    args = parser.parse_args()
+    scratch = Path(tempfile.mkdtemp(prefix="terry-bench-storm-lab-"))
+    repo = init_repository(scratch / "ops", example=False).path
+    began = time.monotonic()
+    state = lab.up(LAB, hosts=args.hosts + 1, repo=repo)
+    print(f"lab up with {args.hosts + 1} hosts in {time.monotonic() - began:.0f}s")
+    staging = [h.name for h in state.hosts if h.environment == "staging"]
+    rows: list[dict[str, Any]] = []
+    try:
+        point_at_lab(repo, state)
+        _settings(repo, staging, args.watch)
+        storm: dict[str, Any] | None = None
+        for n in range(args.rounds):
+            # sides alternate (the plain side replays the storm's runs: it needs one first)
+            if storm is not None and n % 2 == 1:
+                rows.append(_plain(repo, state, staging, storm))
+            storm = _terry(repo, state, staging, "storm", f"r{n}-storm")
+            rows.append(storm)
+            if n % 2 == 0:
+                rows.append(_plain(repo, state, staging, storm))
+            if args.one_each:
+                rows.append(_terry(repo, state, staging, "one each", f"r{n}-each"))
+    finally:
+        lab.down(LAB)
+        shutil.rmtree(scratch, ignore_errors=True)
+    print(
+        f"storm over {len(staging)} lab hosts, {args.rounds} round(s), canary.watch "
+        f"{args.watch:g}s; {load_note()}"
+    )
+    keys = ("seconds", "proposals", "runs", "verified", "refixes", "wait_p50", "wait_max")
+    print(table(("side", *keys), [(r["side"], *(r.get(k, "") for k in keys)) for r in rows]))
+    for r in rows:
+        if r["side"] == "storm":
+            print(
+                "storm's runs (id, kind, seconds): "
+                + ", ".join(f"{i} {k} {s:.1f}s" for i, k, s, _st in r["run_rows"])
+            )
+    storm_s = pct([r["seconds"] for r in rows if r["side"] == "storm"], 50)
+    plain_s = pct([r["seconds"] for r in rows if r["side"] == "plain check + apply"], 50)
+    check_t = pct(
+        [
+            s
+            for r in rows
+            if r["side"] == "storm"
+            for _i, k, s, _st in r["run_rows"]
+            if k == "check"
+        ],
+        50,
+    )
+    plain_c = pct([r["check"] for r in rows if r["side"] == "plain check + apply"], 50)
+    print(
+        f"\nstorm ÷ plain check + apply: {storm_s / plain_s:.2f}x (target ≤ 1.1x"
+        f"{f' plus the {args.watch:g}s watch' if args.watch else ''})"
+    )
+    print(f"Terry's dry run ÷ plain --check --diff: {check_t / plain_c:.2f}x (target < 1.15x)")
+    ok = all(r.get("verified", len(staging)) == len(staging) for r in rows)
+    ok = ok and all(r["refixes"] == 0 for r in rows if "refixes" in r)
+    return 0 if ok else 1
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
