@@ -1,11 +1,14 @@
 # Cost (docs/cost.md). Input: input.cost.monthly_change is how much the proposal changes the
 # monthly bill, in input.cost.currency (an inventory edit of an instance type or volume: the
-# price difference from main's costs/prices.yml; a fix: what its remedy declares as
-# monthly_cost, else 0); null with input.cost.error when Terry cannot price the change.
+# price difference from main's costs/prices.yml; a manifest edit for Argo CD: its
+# Deployment's requests times replicas at the list's kubernetes rates; a fix: what its remedy
+# declares as monthly_cost, e.g. the EBS variant's GiB grown at the volume price, else 0);
+# null with input.cost.error when Terry cannot price the change.
 #
 # - a change that raises the bill by more than settings.cost.review_above (policies/data.json)
 #   waits for a person, the amount in the reason;
-# - a change Terry cannot price waits for a person: unknown is not free.
+# - a change Terry cannot price waits for a person: unknown is not free;
+# - a Kubernetes requests recommendation (remedy cost-requests) always waits for a person.
 package terry.gate
 
 # `import rego.v1` like the other policies: terry.gate.child adds gate.rego before the rest
@@ -34,4 +37,11 @@ needs_review contains msg if {
 	is_string(object.get(cost_view, "error", null))
 	not is_number(cost_change)
 	msg := sprintf("the cost of this change is unknown (%v); a person decides", [cost_view.error])
+}
+
+# A cost recommendation for a Kubernetes workload (terry cost propose requests:TARGET/CONTAINER)
+# lowers what its containers may reserve: a person always reviews it, whatever the record.
+needs_review contains msg if {
+	input.remedy == "cost-requests"
+	msg := "a cost recommendation changes a workload's requests; a person reviews it"
 }

@@ -443,6 +443,10 @@ class CostConfig(_Model):
     volume_target_percent: float = Field(default=60.0, gt=0, le=100)
     # Hosts labelled so (terry_labels) may run on spot instances.
     spot_label: str = "workload=batch"
+    # A Kubernetes container whose busiest hour used under this share of its request (CPU or
+    # memory) gets a smaller one, leaving that peak at requests_target_percent.
+    requests_used_percent: float = Field(default=30.0, gt=0, le=100)
+    requests_target_percent: float = Field(default=60.0, gt=0, le=100)
     # The monthly savings the roadmap aims at, in the prices' currency (the weekly report).
     savings_goal: float = Field(default=0.0, ge=0)
 

@@ -3,12 +3,16 @@
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import click
 
 from terry.cli.context import actor_name, open_config, open_pipeline
 from terry.cli.output import console, emit_json, emit_report, output_option, report_options
 from terry.errors import TerryError
+
+if TYPE_CHECKING:
+    from terry.cost.rules import Recommendation
 
 
 class UtilisationUnknown(TerryError):
@@ -27,6 +31,7 @@ def command() -> None:
       terry cost report --format html --out cost.html    one page with a chart
       terry cost report --format json          schema terry.cost/v1 (docs/cost.md)
       terry cost propose downsize:web-01       the recommendation as an inventory edit
+      terry cost propose requests:shop/app     a workload's requests as a manifest edit
     A host names its type with terry_instance_type (or a cloud inventory plugin's
     instance_type) and its volume with terry_volume_gb and terry_volume_type. The gate reads
     each proposal's monthly cost change: a raise above settings.cost.review_above
@@ -48,6 +53,9 @@ def report(ctx: click.Context, fmt: str, out: Path | None, output: str) -> None:
       idle       CPU under 10% in every hour of 7 days: stop or remove it (advice)
       spot       labelled workload=batch: run it on spot (advice)
       volume     its filesystem under 30% full for 30 days: a smaller volume
+      requests   an Argo CD target's container used under 30% of its CPU or memory request
+                 in every hour of 30 days: smaller requests (with kubernetes: rates in the
+                 price list; container metrics in Prometheus)
     Each is made only on 90% of the span's hours with samples; an unknown is no saving.
     --output json is --format json. Exit codes: 0 written, 2 bad --format or --out, 3 no or
     bad price list or terry.yml, 8 Prometheus configured but not answering (report written
@@ -80,7 +88,9 @@ def report(ctx: click.Context, fmt: str, out: Path | None, output: str) -> None:
 def propose(ctx: click.Context, rec_id: str, converge: bool, no_apply: bool, output: str) -> None:
     """Propose recommendation REC_ID (from 'terry cost report', e.g. downsize:web-01) as an
     inventory edit: terry_instance_type or terry_volume_gb set on the host, on a branch,
-    dry-run, gated (an inventory edit always waits for a person) and reviewed.
+    dry-run, gated (an inventory edit always waits for a person) and reviewed. A requests
+    recommendation (requests:TARGET/CONTAINER) edits the Argo CD target's manifest instead
+    (requests, and limits equal to them), dry-run by Argo CD, always reviewed, synced.
 
     The monthly saving is recorded with it; once applied it counts in the weekly report's
     savings against cost.savings_goal.
@@ -95,6 +105,9 @@ def propose(ctx: click.Context, rec_id: str, converge: bool, no_apply: bool, out
     config = open_config(ctx)
     found = cost_report(config, history=False)
     rec = find_recommendation(found, rec_id)
+    if rec.kind.value == "requests":
+        _propose_requests(ctx, rec, found.currency, no_apply, output)
+        return
     edit = edit_for(rec)
     config, store, pipeline = open_pipeline(ctx, output)
     author = actor_name(config, None)
@@ -111,4 +124,51 @@ def propose(ctx: click.Context, rec_id: str, converge: bool, no_apply: bool, out
         for reason in done.reasons:
             console.print(f"  - {reason}", markup=False)
     if done.state in ("failed", "denied", "rolled_back", "escalated"):
+        ctx.exit(1)
+
+
+def _propose_requests(
+    ctx: click.Context, rec: Recommendation, currency: str, no_apply: bool, output: str
+) -> None:
+    """A Kubernetes requests recommendation through the pipeline (terry.cost.workload_proposal)."""
+    from terry.cost.savings import record_saving
+    from terry.cost.workload_proposal import requests_fix
+
+    config, store, pipeline = open_pipeline(ctx, output)
+    author = actor_name(config, None)
+    sha, _catalogue, inventory = pipeline.ctx.main.view()
+    incident_id, fix = requests_fix(
+        store,
+        pipeline.ctx.repo,
+        sha=sha,
+        inventory=inventory,
+        rec=rec,
+        author=author,
+        holder=pipeline.ctx.holder,
+    )
+    done = pipeline.handle(incident_id, fix, apply=not no_apply)
+    assert done.proposal_id is not None
+    record_saving(store, done.proposal_id, rec, currency, author)
+    state = str(done.state)
+    if output == "json":
+        emit_json(
+            {
+                "recommendation": rec,
+                "monthly_saving": rec.monthly_saving,
+                "incident_id": incident_id,
+                "proposal_id": done.proposal_id,
+                "state": state,
+                "decision": done.decision,
+                "reasons": list(done.reasons),
+            }
+        )
+    else:
+        console.print(
+            f"proposal {done.proposal_id}: {rec.id} ({rec.current} -> {rec.proposed}), saves "
+            f"{rec.monthly_saving:,.2f} {currency} a month: {state}",
+            markup=False,
+        )
+        for reason in done.reasons:
+            console.print(f"  - {reason}", markup=False)
+    if state in ("failed", "denied", "rolled_back", "escalated"):
         ctx.exit(1)

@@ -13,6 +13,9 @@ terry.yml), so a price change is a reviewed commit like any other::
     volumes:
       gp3: {gb_month: 0.08}
       gp2: 0.10                   # a bare number is the price per GB-month
+    kubernetes:                   # optional; what a pod's requests cost (terry.cost.workloads)
+      vcpu_hourly: 0.04048        # per requested vCPU (core) an hour
+      memory_gb_hourly: 0.004445  # per requested GiB of memory an hour
 
 A type's *family* is its name before the first dot (``m5`` of ``m5.large``) unless it says
 ``family:``; the next smaller type is the dearest type of the same family that is cheaper.
@@ -39,6 +42,7 @@ __all__ = [
     "AwsPricing",
     "FilePrices",
     "InstancePrice",
+    "KubernetesPrice",
     "PriceBook",
     "PriceSource",
     "VolumePrice",
@@ -68,6 +72,18 @@ class VolumePrice:
 
 
 @dataclass(frozen=True)
+class KubernetesPrice:
+    """What requested capacity costs: Kubernetes schedules (and a cluster is sized, or
+    Fargate and Autopilot bill) by requests, not by use."""
+
+    vcpu_hourly: float
+    memory_gb_hourly: float  # per GiB
+
+    def monthly(self, cores: float, memory_bytes: float, hours: float) -> float:
+        return (cores * self.vcpu_hourly + memory_bytes / 2**30 * self.memory_gb_hourly) * hours
+
+
+@dataclass(frozen=True)
 class PriceBook:
     currency: str
     instances: Mapping[str, InstancePrice] = field(default_factory=dict)
@@ -75,6 +91,7 @@ class PriceBook:
     hours_per_month: float = HOURS_PER_MONTH
     spot_discount: float = 0.6
     source: str = "costs/prices.yml"
+    kubernetes: KubernetesPrice | None = None  # None: workloads are not priced
 
     def instance(self, name: str | None) -> InstancePrice | None:
         return self.instances.get(name) if name else None
@@ -172,7 +189,15 @@ def parse_prices(document: Any, *, source: str) -> PriceBook:
         name: _volume(name, raw, f"{source}: volumes.{name}")
         for name, raw in _types(document, "volumes", source).items()
     }
-    return PriceBook(currency, instances, volumes, hours, discount, source)
+    kubernetes = None
+    if (raw := document.get("kubernetes")) is not None:
+        if not isinstance(raw, Mapping):
+            raise ConfigError(f"{source}: kubernetes: {{vcpu_hourly: N, memory_gb_hourly: N}}")
+        kubernetes = KubernetesPrice(
+            _number(raw.get("vcpu_hourly"), f"{source}: kubernetes.vcpu_hourly"),
+            _number(raw.get("memory_gb_hourly"), f"{source}: kubernetes.memory_gb_hourly"),
+        )
+    return PriceBook(currency, instances, volumes, hours, discount, source, kubernetes)
 
 
 @dataclass(frozen=True)

@@ -8,7 +8,7 @@ recommendations are advice: they change what is run or how it is bought, not a v
 
 from __future__ import annotations
 
-from terry.cost.rules import Recommendation
+from terry.cost.rules import Kind, Recommendation
 from terry.errors import InputError
 from terry.inventory.editor import Assignment, EditAction, InventoryEdit
 
@@ -16,6 +16,8 @@ __all__ = ["edit_for"]
 
 
 def edit_for(rec: Recommendation) -> InventoryEdit:
+    if rec.kind is Kind.REQUESTS:
+        raise InputError(f"{rec.id} is a manifest edit (terry.cost.workload_proposal)")
     if not rec.proposable:
         raise InputError(
             f"{rec.id} is advice, not a change Terry can propose ({rec.kind.value}: "

@@ -12,7 +12,7 @@ from __future__ import annotations
 import time
 from dataclasses import dataclass, field
 from datetime import datetime
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 from terry.config import Config
 from terry.cost.history import DayCost, cost_history
@@ -20,6 +20,7 @@ from terry.cost.hosts import footprint
 from terry.cost.prices import PriceBook, load_prices
 from terry.cost.rules import Recommendation, Thresholds, recommend, total_savings
 from terry.cost.usage import Usage, read_usage
+from terry.cost.workloads import read_workloads, recommend_requests, workload_usage
 from terry.errors import NotFound
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import Inventory, load_inventory
@@ -133,7 +134,18 @@ def thresholds_of(config: Config) -> Thresholds:
         volume_used_percent=c.volume_used_percent,
         volume_target_percent=c.volume_target_percent,
         spot_label=c.spot_label,
+        requests_used_percent=c.requests_used_percent,
+        requests_target_percent=c.requests_target_percent,
     )
+
+
+def _read(tree: Path, path: str) -> str | None:
+    """A file of main's tree named by the inventory (terry_manifest), inside the tree."""
+    parts = PurePosixPath(path).parts
+    if not parts or path.startswith("/") or ".." in parts:
+        return None
+    file = tree / path
+    return file.read_text(encoding="utf-8") if file.is_file() else None
 
 
 def build_report(
@@ -161,6 +173,14 @@ def build_report(
         rows.append(_host_cost(name, inventory, tenancy, prices, usage))
         host = inventory.hosts[name]
         recs += recommend(footprint(host), usage, host.labels, prices, thresholds)
+    k8s_error = None
+    if prices.kubernetes is not None:  # Argo CD targets' requests (terry.cost.workloads)
+        workloads = read_workloads(inventory, lambda path: _read(tree, path))
+        used, k8s_error = workload_usage(
+            workloads, prom.url, lookback=c.lookback, at=at, timeout=prom.timeout
+        )
+        for workload in workloads:
+            recs += recommend_requests(workload, used, prices, thresholds)
     days: tuple[DayCost, ...] = ()
     history_error = None
     if history:
@@ -184,7 +204,7 @@ def build_report(
         recommendations=tuple(sorted(recs, key=lambda r: (-r.monthly_saving, r.id))),
         savings_total=total_savings(recs),
         history=days,
-        utilisation_error=reading.error,
+        utilisation_error=reading.error or k8s_error,
         history_error=history_error,
         thresholds=thresholds,
     )

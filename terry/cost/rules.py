@@ -50,9 +50,11 @@ class Kind(StrEnum):
     DOWNSIZE = "downsize"
     SPOT = "spot"
     VOLUME = "volume"
+    REQUESTS = "requests"  # a Kubernetes container's requests (terry.cost.workloads)
 
 
-# Kinds that become an inventory change (``terry cost propose``).
+# Kinds that become an inventory change (``terry cost propose``); REQUESTS becomes a
+# manifest edit instead (terry.cost.workload_proposal).
 PROPOSABLE = frozenset({Kind.DOWNSIZE, Kind.VOLUME})
 
 
@@ -63,6 +65,8 @@ class Thresholds:
     volume_used_percent: float = 30.0
     volume_target_percent: float = 60.0
     spot_label: str = "workload=batch"
+    requests_used_percent: float = 30.0
+    requests_target_percent: float = 60.0
 
 
 @dataclass(frozen=True)
@@ -216,9 +220,12 @@ def total_savings(recommendations: Iterable[Recommendation]) -> float:
     """What acting on them all saves a month, never overstated: per host, idle alone (it
     includes the volume), else the larger of downsize and spot plus the volume saving."""
     by_host: dict[str, dict[Kind, float]] = {}
-    for r in recommendations:
-        by_host.setdefault(r.host, {})[r.kind] = r.monthly_saving
     total = 0.0
+    for r in recommendations:
+        if r.kind is Kind.REQUESTS:  # one per container, none of the others on a workload
+            total += r.monthly_saving
+            continue
+        by_host.setdefault(r.host, {})[r.kind] = r.monthly_saving
     for kinds in by_host.values():
         if Kind.IDLE in kinds:
             total += kinds[Kind.IDLE]  # includes the volume

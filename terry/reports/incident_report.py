@@ -7,9 +7,10 @@ own audit rows) and the remedy's record on the same host (recurrence).
 Sections: a summary line; the timeline (alert fired = the alert's ``startsAt``, received,
 diagnosed, proposed, dry run, decision with reasons, approved by, applied per host, verified
 with the evidence, resolved); the diagnosis (Terry's rules, or Claude's with its
-confidence); what changed (commit, branch, merge, pull request); time to fix; recurrence
-(earlier proposals of the same remedy on the same host, with their outcome); and what a
-person should still look at.
+confidence); the traces (the incident's trace id, slowest and failing spans, the guilty
+service, upstream suspects: ``incident_report_traces``); what changed (commit, branch,
+merge, pull request); time to fix; recurrence (earlier proposals of the same remedy on the
+same host, with their outcome); and what a person should still look at.
 
 Nothing here renders: ``terry.reports.incident_report_format`` writes Markdown, HTML and JSON
 (``schema: terry.incident/v1``). Every string from an alert, a host, a reason or Claude is
@@ -27,6 +28,7 @@ from sqlalchemy import select
 from terry.incidents.refs import resolve_incident
 from terry.proposals.plan import MANUAL, Plan
 from terry.proposals.view import ProposalDetail, RunSummary, proposal_detail
+from terry.reports.incident_report_traces import TracesSection, traces_section
 from terry.reports.views import IncidentStory, incident_story
 from terry.store import Store
 from terry.store.models import AlertRow, AuditRow, IncidentRow, ProposalRow
@@ -161,6 +163,8 @@ class IncidentReport:
     recurrence_total: int
     attention: tuple[str, ...]  # what a person should still look at
     schema: str = SCHEMA
+    # What the services' traces said, and Terry's own trace (incident_report_traces).
+    traces: TracesSection | None = None
 
 
 # -- facts the read models do not carry ------------------------------------------------------
@@ -516,4 +520,5 @@ def incident_report(store: Store, key: int | str) -> IncidentReport:
         recurrence=tuple(earlier[:_RECURRENCE_LIMIT]),
         recurrence_total=len(earlier),
         attention=_attention(story, proposals, len(earlier), remedy_hosts),
+        traces=traces_section(store, incident_id),
     )

@@ -17,6 +17,7 @@ from datetime import datetime
 
 from terry.inert import inert
 from terry.reports.incident_report import IncidentReport, ProposalReport
+from terry.reports.incident_report_traces import TraceSpan, TracesSection
 from terry.reports.markup import html_page, md_table, md_text, schema_json
 from terry.reports.weekly_format import span
 
@@ -94,6 +95,37 @@ def _diagnosis_lines(report: IncidentReport) -> list[str]:
     return [f"By {d.by}: {md_text(d.text, 600)}"]
 
 
+def _span_line(kind: str, s: TraceSpan) -> str:
+    said = f": {md_text(s.message, 300)}" if s.message else ""
+    return (
+        f"- {kind}: {md_text(s.service, 128)} {md_text(s.operation, 200)}, "
+        f"{s.duration_ms:g} ms ({s.self_ms:g} ms in itself){said}"
+    )
+
+
+def _traces_lines(t: TracesSection) -> list[str]:
+    """The Traces section: every name in it came from a service's spans (inert text)."""
+    lines = ["", "## Traces", ""]
+    if t.own_trace_id:
+        lines.append(f"Terry's trace of its work on the incident: {md_text(t.own_trace_id, 64)}")
+    if t.backend is None:
+        return lines
+    lines.append(f"Asked {md_text(t.backend, 32)}: {md_text(t.asked, 300)}")
+    if t.unavailable:
+        return [*lines, f"- trace unavailable: {md_text(t.unavailable, 300)}"]
+    lines.append("")
+    if t.trace_ids:
+        lines.append("- traces: " + ", ".join(md_text(i, 64) for i in t.trace_ids))
+    lines += [_span_line("failing", s) for s in t.failing]
+    lines += [_span_line("slowest", s) for s in t.slowest]
+    lines.append(f"- guilty service: {md_text(t.guilty or '-', 128)}")
+    suspects = ", ".join(md_text(s, 128) for s in t.suspects) or "-"
+    lines.append(f"- upstream suspects: {suspects}")
+    if t.routed_to:
+        lines.append(f"- routed to host {md_text(t.routed_to, 128)} (label service=guilty)")
+    return lines
+
+
 def to_markdown(report: IncidentReport) -> str:
     r = report
     on = f" on {md_text(r.host)}" if r.host else ""
@@ -126,6 +158,8 @@ def to_markdown(report: IncidentReport) -> str:
     )
     lines += ["", "## Diagnosis", ""]
     lines += _diagnosis_lines(r)
+    if r.traces is not None:
+        lines += _traces_lines(r.traces)
     lines += ["", "## What changed", ""]
     if not r.proposals:
         lines.append("Nothing: no proposal was made.")

@@ -6,13 +6,14 @@ ends it, review waits for a person, merge merges. A policy error means review, n
 from __future__ import annotations
 
 from dataclasses import dataclass
+from pathlib import PurePosixPath
 
 from terry.context import Context
 from terry.cost.change import gate_view as cost_gate_view
 from terry.gate.engine import Decision, PolicyEngine, Verdict
 from terry.gate.input import GateInput, decide
 from terry.gitops.messages import decision_trailers
-from terry.inventory.hosts import Inventory, load_inventory
+from terry.inventory.hosts import Host, Inventory, load_inventory
 from terry.proposals.confidence import score
 from terry.proposals.hosts import set_waves
 from terry.proposals.plan import Plan
@@ -107,10 +108,32 @@ class Gate:
                 prices_path=self.ctx.config.cost.prices,
                 pricing=self.ctx.config.cost.pricing,
                 roles_path=self.ctx.config.roles_path,
+                estimates=check.get("estimates"),  # what the dry run grows (EBS variant)
+                manifests=self._manifests(known, sha, commit),  # requests/replicas edits
             ),
             # the remedy variant it runs (terry.remedies.variants, docs/remedies.md)
             variant=variant_gate_view(_catalogue.get(remedy), params),
         )
+
+    def _manifests(
+        self, hosts: tuple[Host, ...], sha: str, commit: str | None
+    ) -> list[tuple[Host, str | None, str | None]]:
+        """Each Argo CD target's manifest on main and on the proposal commit, when they
+        differ: what the cost of a requests or replicas change is read from."""
+        out = []
+        for host in hosts:
+            path = host.variables.get("terry_manifest")
+            if not commit or host.applier != "argocd" or not isinstance(path, str):
+                continue
+            if path.startswith("/") or ".." in PurePosixPath(path).parts:
+                continue  # diagnosis refuses such a path: nothing was edited there
+            before, after = (
+                self.ctx.repo.read_text(sha, path),
+                self.ctx.repo.read_text(commit, path),
+            )
+            if before != after:
+                out.append((host, before, after))
+        return out
 
     def _budgets(self, proposal_id: int, gate_input: GateInput, decision: Decision) -> Decision:
         """What error budgets add to a decision (docs/slo.md): a fix protecting a burning or
