@@ -5,6 +5,11 @@ Each tenant's approval is an audit row (entity ``tenant_approval``, the proposal
 approver as actor, the tenant as reason), written only while the proposal awaits review. The
 approval that completes the set is the one that merges; until then ``ApprovalPending`` says
 who approved for which tenant and which tenants are still missing.
+
+Who may approve for a tenant is ``Tenant.may_approve``: its listed members and reviewers,
+and, when the approval comes with a ``TeamCheck`` (review on GitHub hands in the forge's
+team membership), the members of the ``github_team``s it names. A membership GitHub cannot
+tell counts as no, and the refusal says why.
 """
 
 from __future__ import annotations
@@ -18,7 +23,7 @@ from terry.errors import StateError
 from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import AuditRow, ProposalRow
-from terry.tenants.model import Tenants
+from terry.tenants.model import TeamCheck, Tenants
 
 __all__ = [
     "ENTITY",
@@ -69,10 +74,12 @@ def record_tenant_approval(
     required: Collection[str],
     actor: str,
     risk: str,
+    teams: TeamCheck | None = None,
 ) -> TenantApprovals:
     """Record ``actor``'s approval for every missing tenant they may approve for; the
     approvals then. Raises ``StateError`` when they may approve for none of the missing ones
-    and ``ApprovalPending`` when some tenant still has to approve."""
+    and ``ApprovalPending`` when some tenant still has to approve. ``teams``: GitHub's team
+    membership, so a ``github_team`` member approves for the tenant (None: names only)."""
     ordered = tuple(sorted(required))
     approved = present(store, proposal_id)
     missing = [t for t in ordered if t not in approved]
@@ -83,7 +90,9 @@ def record_tenant_approval(
     for name in missing:
         tenant = tenancy.tenants.get(name)
         for person in people:
-            ok, why = (True, "") if tenant is None else tenant.may_approve(person, risk=risk)
+            ok, why = (
+                (True, "") if tenant is None else tenant.may_approve(person, risk=risk, teams=teams)
+            )
             if ok:
                 counts_for[name] = person
                 break

@@ -23,6 +23,7 @@ someone who may not approve is not applied.
 
 from __future__ import annotations
 
+import hashlib
 import threading
 from collections.abc import Iterator, Mapping
 from contextlib import contextmanager
@@ -467,7 +468,15 @@ class GitHubReview:
         if not self._head_is_checked(proposal_id, number, commit):
             return "head moved: not merged"
         who = ", ".join(approvers)
-        actions.approve(proposal_id, actor=who, apply=False)
+        try:
+            actions.approve(proposal_id, actor=who, apply=False)
+        except StateError as pending:  # ApprovalPending: some tenants approved, others
+            # must still; or these approvers may approve for none of the tenants missing.
+            # Said once per set of approvers (every reconcile sees the same reviews), and
+            # the sync goes on to the other proposals.
+            key = "pending " + hashlib.sha256(who.encode()).hexdigest()[:16]
+            self._refuse_once(proposal_id, number, key, f"Not merged yet: {pending}")
+            return f"approved by {who} for some tenants: {pending}"
         self.forge.comment(number, f"Approved by {who}: merged; applying now.")
         actions.apply(proposal_id, actor=who)
         self._report(proposal_id, number)

@@ -7,7 +7,8 @@ A GitHub login holds a role from two places, and both count:
 - the tenants' members and reviewers on main (``policies/tenants.yml``): ``{github: login,
   role: R}`` is role R in that tenant; ``{github_team: org/team, role: R}`` too when GitHub
   says the login is an active member of the team (``GitHubForge.in_team``); a reviewer
-  approves as an operator.
+  approves as an operator (``Tenant.standing``). A membership GitHub cannot tell (a 403, a
+  5xx, unreachable) counts as no, and the refusal says why.
 
 Every ``/terry`` command, every approving review and every merge by a person is then
 ``terry.access.allowed_any`` with the proposal's risk and tenants (its hosts' tenants on
@@ -19,28 +20,25 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Callable
 from dataclasses import dataclass
 
 from terry.access import ANY_TENANT, Action, Decision, Principal, Role, allowed_any
 from terry.config import Config
 from terry.errors import ForgeError
 from terry.inventory.hosts import Inventory
-from terry.tenants.model import IdentityKind, Tenants
+from terry.tenants.model import Standing, TeamCheck, Tenants
 
-__all__ = ["PullAccess", "TeamCheck", "principals_of"]
+__all__ = ["PullAccess", "TeamCache", "TeamCheck", "principals_of", "standing_of"]
 
 log = logging.getLogger("terry.review")
 
-_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
 _TEAM_SECONDS = 300.0  # how long a team membership GitHub told is trusted
-
-TeamCheck = Callable[[str, str], bool]  # (org/team, login) -> an active member?
 
 
 class TeamCache:
     """``GitHubForge.in_team`` remembered for a few minutes (one question per person and
-    team, not one per reconcile). A failure is not remembered and counts as no."""
+    team, not one per reconcile). A failure is not remembered: it is logged and raised
+    again, and the tenant that asked counts it as no and says why (``Tenant.standing``)."""
 
     def __init__(self, ask: TeamCheck, *, seconds: float = _TEAM_SECONDS) -> None:
         self._ask = ask
@@ -59,7 +57,7 @@ class TeamCache:
             member = self._ask(team, login)
         except ForgeError as exc:
             log.warning("team %s: %s's membership unknown, counted as no: %s", team, login, exc)
-            return False
+            raise
         with self._lock:
             self._known[key] = (now, member)
         return member
@@ -69,23 +67,26 @@ def principals_of(
     config: Config, login: str, tenancy: Tenants | None, in_team: TeamCheck
 ) -> tuple[Principal, ...]:
     """The principals GitHub user ``login`` holds (see the module's docstring)."""
+    return standing_of(config, login, tenancy, in_team)[0]
+
+
+def standing_of(
+    config: Config, login: str, tenancy: Tenants | None, in_team: TeamCheck
+) -> tuple[tuple[Principal, ...], str]:
+    """``principals_of``, and what GitHub said of the tenants' teams for a refusal: the
+    teams it says ``login`` is not in, and the memberships it could not tell, with why."""
     found: list[Principal] = []
     if login in config.forge.github.allowed_users:  # as before roles: any risk, any tenant
         found.append(Principal(login, Role.ADMIN, ANY_TENANT))
+    declined: list[str] = []
+    unknown: list[str] = []
     for tenant in tenancy.tenants.values() if tenancy else ():
-        roles: list[Role] = []
-        if (role := tenant.role_of(f"github:{login}")) is not None:
-            roles.append(role)
-        for member in tenant.members:
-            if member.kind is IdentityKind.GITHUB_TEAM and in_team(member.name, login):
-                roles.append(member.role)
-        for member in tenant.reviewers:
-            if member.kind is IdentityKind.GITHUB_TEAM and in_team(member.name, login):
-                roles.append(Role.OPERATOR)
-        roles = [r for r in roles if r in _RANK]
-        if roles:
-            found.append(Principal(login, max(roles, key=_RANK.__getitem__), tenant.name))
-    return tuple(found)
+        standing = tenant.standing(f"github:{login}", in_team)
+        declined += [t for t in standing.declined if t not in declined]
+        unknown += [u for u in standing.unknown if u not in unknown]
+        if standing.role is not None:
+            found.append(Principal(login, standing.role, tenant.name))
+    return tuple(found), Standing(None, tuple(declined), tuple(unknown)).detail()
 
 
 @dataclass(frozen=True)
@@ -109,9 +110,9 @@ class PullAccess:
 
     def decide(self, config: Config, login: str, action: Action, in_team: TeamCheck) -> Decision:
         """Whether ``login`` may ``action`` this proposal, and why not."""
-        principals = principals_of(config, login, self.tenancy, in_team)
+        principals, teams = standing_of(config, login, self.tenancy, in_team)
         risk = self.risk if action in (Action.APPROVE, Action.REJECT, Action.APPLY) else None
-        return allowed_any(
+        decision = allowed_any(
             principals,
             action,
             risk=risk,
@@ -122,3 +123,4 @@ class PullAccess:
                 "(github: or github_team: members in policies/tenants.yml)"
             ),
         )
+        return decision if decision or not teams else Decision(False, decision.reason + teams)

@@ -1,11 +1,16 @@
 """Review: a person's verdict on a proposal the gate sent to review. Approving records who
 approved and merges (through the review implementation: locally, or the pull request);
 rejecting ends it. Applying after an approval is the sequencer's next step, not this one's.
+
+With review on GitHub, an approver that is a GitHub login (a pull request's approvers, or a
+plain ``--as`` name, which ``github:`` members already match) approves for a tenant as a
+member of a ``github_team`` it names, as GitHub's team membership says (``teams``).
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
+from functools import cached_property
 
 from terry.context import Context
 from terry.inventory.hosts import load_inventory
@@ -13,7 +18,9 @@ from terry.proposals.duties import check_not_author
 from terry.proposals.state import ProposalState, get, transition
 from terry.proposals.tenant_approvals import TenantApprovals, record_tenant_approval
 from terry.review.base import Review
+from terry.review.principals import TeamCache
 from terry.tenants.loader import load_tenants
+from terry.tenants.model import TeamCheck
 
 __all__ = ["ReviewStep"]
 
@@ -73,8 +80,26 @@ class ReviewStep:
         if not required:
             return None
         return record_tenant_approval(
-            ctx.store, proposal_id, tenancy=tenancy, required=required, actor=actor, risk=risk
+            ctx.store,
+            proposal_id,
+            tenancy=tenancy,
+            required=required,
+            actor=actor,
+            risk=risk,
+            teams=self.teams,
         )
+
+    @cached_property
+    def teams(self) -> TeamCheck | None:
+        """GitHub's team membership when review is on GitHub (remembered a few minutes,
+        ``TeamCache``; a failure counts as no and says why); None for local review. The
+        forge is built on the first question only: most approvals name no team."""
+        from terry.review.forge import GitHubReview
+
+        review = self.review
+        if not isinstance(review, GitHubReview):
+            return None
+        return TeamCache(lambda team, login: review.forge.in_team(team, login))
 
     def reject(self, proposal_id: int, *, actor: str, reason: str) -> None:
         transition(

@@ -6,17 +6,25 @@ host by any of its kinds: a host pattern (fnmatch on the inventory name or ``ans
 an inventory group, or every listed label. A host two tenants' selectors match, with no
 ``terry_tenant``, is in both: the gate asks each for approval, and ``terry inventory
 validate`` reports it.
+
+Who holds a role in a tenant (``Tenant.standing``): its listed members and reviewers, and,
+when the caller hands in a ``TeamCheck`` (the forge's team membership; only terry.review
+has one), a GitHub login that is an active member of a ``github_team`` the tenant names.
+The check is a callable so this layer never imports the forge: a membership it cannot tell
+raises ``TerryError``, which counts as no and is said in the refusal.
 """
 
 from __future__ import annotations
 
 import fnmatch
-from collections.abc import Mapping
+import re
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
 from terry.access import RISKS, Action, Principal, Role, allowed, identities_of
+from terry.errors import TerryError
 from terry.inventory.hosts import Host
 
 __all__ = [
@@ -25,9 +33,30 @@ __all__ = [
     "Permission",
     "Placement",
     "Selector",
+    "Standing",
+    "TeamCheck",
     "Tenant",
     "Tenants",
+    "github_login",
 ]
+
+# (org/team, login) -> is the login an active member of the team? Raises TerryError when
+# the forge cannot say (unreachable, refused, rate limited): the caller counts that as no.
+TeamCheck = Callable[[str, str], bool]
+
+_RANK = {Role.VIEWER: 0, Role.OPERATOR: 1, Role.ADMIN: 2}
+# GitHub's login rules: letters, digits and single hyphens, at most 39, no leading hyphen.
+_LOGIN = re.compile(r"[A-Za-z0-9](?:[A-Za-z0-9]|-(?=[A-Za-z0-9])){0,38}")
+
+
+def github_login(actor: str) -> str | None:
+    """The GitHub login ``actor`` names: ``github:octo`` or a plain login-shaped name (how
+    a pull request's approvers and ``--as`` are written); None for chat's and tokens'
+    actor forms, which name a chat id or a Terry user, never a login."""
+    name = actor.strip()
+    if name.startswith(f"{IdentityKind.GITHUB.value}:"):
+        name = name.partition(":")[2]
+    return name if _LOGIN.fullmatch(name) else None
 
 
 class Permission(StrEnum):
@@ -65,6 +94,27 @@ class Member:
 
 
 @dataclass(frozen=True)
+class Standing:
+    """``actor``'s role in one tenant (None: none), and what GitHub said of its teams."""
+
+    role: Role | None
+    declined: tuple[str, ...] = ()  # teams GitHub says the login is not an active member of
+    unknown: tuple[str, ...] = ()  # memberships GitHub could not tell, each with why
+
+    def detail(self) -> str:
+        """The teams' part of a refusal, each part after "; " ("" when no team was asked)."""
+        said: list[str] = []
+        if self.declined:
+            said.append(
+                "GitHub says they are not an active member of team "
+                + ", ".join(self.declined)
+                + " (or the token cannot see it)"
+            )
+        said += [f"{u}: counted as no" for u in self.unknown]
+        return "".join(f"; {s}" for s in said)
+
+
+@dataclass(frozen=True)
 class Selector:
     hosts: tuple[str, ...] = ()
     groups: tuple[str, ...] = ()
@@ -96,6 +146,7 @@ class Tenant:
         return not self.members and not self.reviewers
 
     def role_of(self, actor: str) -> Role | None:
+        """``actor``'s role as a listed member or reviewer (teams: ``standing``)."""
         for member in self.members:
             if member.is_(actor):
                 return member.role
@@ -103,17 +154,51 @@ class Tenant:
             return Role.OPERATOR
         return None
 
-    def may_approve(self, actor: str, *, risk: str) -> tuple[bool, str]:
+    def standing(self, actor: str, teams: TeamCheck | None = None) -> Standing:
+        """``actor``'s highest role here: as a listed member or reviewer, or, given
+        ``teams`` and an actor that is a GitHub login, as an active member of a
+        ``github_team`` member (its role) or reviewer (an operator). A membership the
+        forge cannot tell counts as no and is kept, with why, for the refusal."""
+        roles = [r for r in (self.role_of(actor),) if r is not None]
+        login = github_login(actor) if teams is not None else None
+        declined: list[str] = []
+        unknown: list[str] = []
+        if teams is not None and login is not None:
+            named = [(m, m.role) for m in self.members] + [
+                (r, Role.OPERATOR) for r in self.reviewers
+            ]
+            for member, role in named:
+                if member.kind is not IdentityKind.GITHUB_TEAM:
+                    continue
+                try:
+                    if teams(member.name, login):
+                        roles.append(role)
+                    else:
+                        declined.append(member.name)
+                except TerryError as exc:
+                    unknown.append(
+                        f"GitHub could not say whether {login} is in team {member.name}: {exc}"
+                    )
+        role = max(roles, key=lambda r: _RANK.get(r, -1)) if roles else None
+        return Standing(role, tuple(declined), tuple(unknown))
+
+    def may_approve(
+        self, actor: str, *, risk: str, teams: TeamCheck | None = None
+    ) -> tuple[bool, str]:
         """Whether ``actor`` approves for this tenant a proposal of ``risk``, and why not.
 
-        The role's limits are terry.access's one table (an operator up to medium risk)."""
+        The role's limits are terry.access's one table (an operator up to medium risk);
+        ``teams`` lets a ``github_team`` member approve (``standing``)."""
         if self.open:
             return True, f"tenant {self.name} names no members: anyone may approve for it"
-        role = self.role_of(actor)
-        if role is None:
-            return False, f"{actor} is not a member or reviewer of tenant {self.name}"
+        standing = self.standing(actor, teams)
+        if standing.role is None:
+            return (
+                False,
+                f"{actor} is not a member or reviewer of tenant {self.name}{standing.detail()}",
+            )
         decision = allowed(
-            Principal(actor, role, self.name), Action.APPROVE, risk=risk, tenant=self.name
+            Principal(actor, standing.role, self.name), Action.APPROVE, risk=risk, tenant=self.name
         )
         return decision.ok, decision.reason
 

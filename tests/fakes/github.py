@@ -9,7 +9,7 @@ show both (a pull request as an issue with a ``pull_request`` key), as GitHub do
 Test controls play the people (``review``, ``comment``, ``close_by``, ``push_commit``,
 ``open_issue_by``, ``close_issue_by``, ``team_member``: an organization team's active or
 pending member, as ``GET /orgs/{org}/teams/{slug}/memberships/{user}`` tells) and the
-outages (``fail_next``); ``webhook`` builds a delivery signed the way GitHub signs.
+outages (``fail_next``, ``team_error``: a team the token may not read); ``webhook`` builds a delivery signed the way GitHub signs.
 """
 
 from __future__ import annotations
@@ -85,6 +85,8 @@ class FakeGitHub(LocalServer):
         self.installation_tokens: list[str] = []
         # Teams (``org/slug``) and their members' membership state (active or pending).
         self.teams: dict[str, dict[str, str]] = {}
+        # Teams whose membership endpoint answers an error instead (``team_error``).
+        self.team_errors: dict[str, tuple[int, str]] = {}
 
     # -- test controls ----------------------------------------------------------------------
     def enable_app(self, app_id: int, public_key_pem: str, installation_id: int, slug: str) -> None:
@@ -121,6 +123,17 @@ class FakeGitHub(LocalServer):
         """``user`` joins ``team`` (``org/slug``); ``pending``: invited, not yet accepted."""
         with self._lock:
             self.teams.setdefault(team, {})[user] = state
+
+    def team_error(
+        self, team: str, status: int = 403, message: str = "Resource not accessible by integration"
+    ) -> None:
+        """Asking about ``team``'s members answers ``status`` (GitHub's 403 for a token
+        without the organization's members permission); ``status`` 0: answer again."""
+        with self._lock:
+            if status:
+                self.team_errors[team] = (status, message)
+            else:
+                self.team_errors.pop(team, None)
 
     def merge_by(self, number: int, user: str) -> str:
         """A person presses the merge button: a real merge commit on the base branch."""
@@ -774,6 +787,9 @@ class FakeGitHub(LocalServer):
         the user is not a member or the team does not exist (GitHub does not say which)."""
         p = request.path_params
         team = f"{p['org']}/{p['slug']}"
+        if team in self.team_errors:
+            status, message = self.team_errors[team]
+            return self._error(status, message)
         state = self.teams.get(team, {}).get(p["user"])
         if state is None:
             return self._error(404, "Not Found")
