@@ -31,6 +31,7 @@ import shutil
 import subprocess
 import tempfile
 import time
+from collections.abc import Callable
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -40,7 +41,7 @@ from _common import alert, load_note, payload, pct, table
 from sqlalchemy import func, select
 
 from terry.app import build_pipeline
-from terry.config import load_config
+from terry.config import Config, load_config
 from terry.demo import example
 from terry.gitops.init import init_repository
 from terry.sources.alertmanager import parse_payload
@@ -93,19 +94,31 @@ def _repo(scratch: Path, hosts: list[str], watch: float) -> Path:
     return repo
 
 
-def _side(repo: Path, hosts: list[str], name: str, tag: str) -> dict[str, Any]:
-    """One side's round: fill every disk, send the alerts, carry them; its figures."""
-    overrides: dict[str, object] = {"storm": {"window": 0}} if name == "one each" else {}
-    config = load_config(repo, environ={}, overrides=overrides)
+def _fill_example(config: Config, hosts: list[str]) -> None:
     for h in hosts:
         example.break_host(config, h, example.Fault.DISK)
+
+
+def _side(
+    repo: Path,
+    hosts: list[str],
+    name: str,
+    tag: str,
+    fill: Callable[[Config, list[str]], None] = _fill_example,
+    body: str | None = None,
+) -> dict[str, Any]:
+    """One side's round: fill every disk (``fill``), send the alerts (``body``, else one
+    DiskUsageHigh per host), carry them; its figures and its runs (id, kind, seconds)."""
+    overrides: dict[str, object] = {"storm": {"window": 0}} if name == "one each" else {}
+    config = load_config(repo, environ={}, overrides=overrides)
+    fill(config, hosts)
     store = Store(config.store_url)
     store.migrate()
     with store.session() as session:
         first_proposal = int(session.scalar(select(func.max(ProposalRow.id))) or 0)
         first_run = int(session.scalar(select(func.max(RunRow.id))) or 0)
     pipeline = build_pipeline(config, store, reporter=_Quiet())
-    body = payload([alert(f"{tag}-{h}", h) for h in hosts])
+    body = body or payload([alert(f"{tag}-{h}", h) for h in hosts])
     started = datetime.now(UTC)
     clock = time.monotonic()
     if name == "storm":
@@ -119,7 +132,7 @@ def _side(repo: Path, hosts: list[str], name: str, tag: str) -> dict[str, Any]:
         proposals = list(
             session.scalars(select(ProposalRow).where(ProposalRow.id > first_proposal))
         )
-        runs = int(session.scalar(select(func.count()).where(RunRow.id > first_run)) or 0)
+        runs = list(session.scalars(select(RunRow).where(RunRow.id > first_run)))
         ended = list(
             session.execute(
                 select(
@@ -130,11 +143,18 @@ def _side(repo: Path, hosts: list[str], name: str, tag: str) -> dict[str, Any]:
     store.dispose()
     verified = {h: at for h, state, at in ended if state == "verified"}
     waits = [(at - started).total_seconds() for at in verified.values()]
+    hosts_proposed = [h for p in proposals for h in p.hosts]
     return {
         "side": name,
         "seconds": seconds,
         "proposals": len(proposals),
-        "runs": runs,
+        "runs": len(runs),
+        "refixes": len(hosts_proposed) - len(set(hosts_proposed)),
+        "run_rows": [
+            (r.id, r.kind, (r.finished_at - r.started_at).total_seconds(), r.status)
+            for r in runs
+            if r.finished_at is not None
+        ],
         "verified": len(verified),
         "wait_p50": pct(waits, 50),
         "wait_max": max(waits) if waits else float("nan"),

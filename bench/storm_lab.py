@@ -38,17 +38,13 @@ from typing import Any
 
 import yaml
 from _common import Replay, load_note, pct, table
-from sqlalchemy import func, select
+from storm import _side
 
 from terry import lab
-from terry.app import build_pipeline
 from terry.config import load_config
 from terry.demo.lab import point_at_lab
 from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
-from terry.sources.alertmanager import parse_payload
-from terry.store import Store
-from terry.store.models import ProposalHostRow, ProposalRow, RunRow
 
 LAB = lab.LabConfig(
     state_dir=Path("/var/lib/terry-lab-storm"),
@@ -57,14 +53,6 @@ LAB = lab.LabConfig(
     netns_prefix="terrystorm-",
     veth_prefix="tlabs",
 )
-
-
-class _Quiet:
-    def step(self, proposal_id: int | None, message: str) -> None:
-        return None
-
-    def event(self, proposal_id: int, kind: str, event: object) -> None:
-        return None
 
 
 def _alerts(hosts: list[str], tag: str) -> str:
@@ -97,55 +85,10 @@ def _refill(state: lab.LabState, hosts: list[str]) -> None:
 def _terry(
     repo: Path, state: lab.LabState, hosts: list[str], name: str, tag: str
 ) -> dict[str, Any]:
-    overrides: dict[str, object] = {"storm": {"window": 0}} if name == "one each" else {}
-    config = load_config(repo, environ={}, overrides=overrides)
-    _refill(state, hosts)
-    store = Store(config.store_url)
-    store.migrate()
-    with store.session() as session:
-        first_proposal = int(session.scalar(select(func.max(ProposalRow.id))) or 0)
-        first_run = int(session.scalar(select(func.max(RunRow.id))) or 0)
-    pipeline = build_pipeline(config, store, reporter=_Quiet())
-    started = time.time()
-    clock = time.monotonic()
-    if name == "storm":
-        pipeline.ingest(parse_payload(_alerts(hosts, tag)))
-    else:
-        result = pipeline.ingest(parse_payload(_alerts(hosts, tag)), remediate=False)
-        for incident_id in result.ingest.opened:
-            pipeline.remediate(incident_id)
-    seconds = time.monotonic() - clock
-    with store.session() as session:
-        proposals = list(
-            session.scalars(select(ProposalRow).where(ProposalRow.id > first_proposal))
-        )
-        runs = list(session.scalars(select(RunRow).where(RunRow.id > first_run)))
-        ended = list(
-            session.execute(
-                select(
-                    ProposalHostRow.host, ProposalHostRow.state, ProposalHostRow.updated_at
-                ).where(ProposalHostRow.proposal_id > first_proposal)
-            )
-        )
-    store.dispose()
-    verified = {h: at for h, state_, at in ended if state_ == "verified"}
-    waits = [at.timestamp() - started for at in verified.values()]
-    hosts_proposed = [h for p in proposals for h in p.hosts]
-    return {
-        "side": name,
-        "seconds": seconds,
-        "proposals": len(proposals),
-        "runs": len(runs),
-        "verified": len(verified),
-        "wait_p50": pct(waits, 50),
-        "wait_max": max(waits) if waits else float("nan"),
-        "refixes": len(hosts_proposed) - len(set(hosts_proposed)),
-        "run_rows": [
-            (r.id, r.kind, (r.finished_at - r.started_at).total_seconds(), r.status)
-            for r in runs
-            if r.finished_at is not None
-        ],
-    }
+    """bench/storm.py's side, on lab hosts: disks emptied and filled again first."""
+    return _side(
+        repo, hosts, name, tag, fill=lambda _c, h: _refill(state, h), body=_alerts(hosts, tag)
+    )
 
 
 def _plain(
