@@ -9,7 +9,8 @@ show both (a pull request as an issue with a ``pull_request`` key), as GitHub do
 Test controls play the people (``review``, ``comment``, ``close_by``, ``push_commit``,
 ``open_issue_by``, ``close_issue_by``, ``team_member``: an organization team's active or
 pending member, as ``GET /orgs/{org}/teams/{slug}/memberships/{user}`` tells) and the
-outages (``fail_next``, ``team_error``: a team the token may not read); ``webhook`` builds a delivery signed the way GitHub signs.
+outages (``fail_next``, ``team_error``: a team the token may not read); ``webhook``
+builds a delivery signed the way GitHub signs.
 """
 
 from __future__ import annotations
