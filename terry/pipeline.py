@@ -195,8 +195,15 @@ class Pipeline:
         store = self.ctx.store
         with self.traces.incident(first), self.traces.step("propose"):
             proposal_id = self.steps.propose(first, fix, incidents=owners)
+        carried = set(owners.values())
         for incident_id, finding in fold:
-            incidents.mark_diagnosed(store, incident_id, host=finding.diagnosis.hosts[0].name)
+            incidents.mark_diagnosed(
+                store,
+                incident_id,
+                host=finding.diagnosis.hosts[0].name,
+                # a second incident on a host the fold already carries rides on that host
+                folded_into=None if incident_id in carried else proposal_id,
+            )
         self.ctx.reporter.step(
             proposal_id,
             f"storm: {len(fold)} incidents on {len(owners)} hosts folded into proposal "

@@ -426,13 +426,19 @@ def _claim_row(store: Store, incident_id: int, holder: str, *, lease: timedelta)
         return bool(result.rowcount)  # type: ignore[attr-defined]
 
 
-def mark_diagnosed(store: Store, incident_id: int, *, host: str | None = None) -> None:
+def mark_diagnosed(
+    store: Store, incident_id: int, *, host: str | None = None, folded_into: int | None = None
+) -> None:
+    """Diagnosis ran. ``folded_into``: the proposal that carries this incident's fix on
+    ``host`` for an earlier incident there (a storm); it is marked fixed with that host."""
     with store.session() as session:
         incident = session.get(IncidentRow, incident_id)
         if incident is not None:
             incident.diagnosed_at = utcnow()
             if host:
                 incident.host = host
+            if folded_into is not None:
+                incident.folded_into = folded_into
 
 
 def release_claims(store: Store, holders: list[str]) -> int:

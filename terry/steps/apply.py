@@ -355,7 +355,9 @@ class Apply:
         verified = counts.get(HostState.VERIFIED.value, [])
         incidents_of = {h: p.incident_id for h, p in known.items() if p.incident_id}
         record.incidents_fixed(
-            proposal_id, [incidents_of[h] for h in verified if h in incidents_of]
+            proposal_id,
+            [incidents_of[h] for h in verified if h in incidents_of]
+            + record.riders(proposal_id, verified),
         )
         if len(verified) == len(outcome):
             text = f"verified on all {len(outcome)} hosts"

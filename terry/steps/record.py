@@ -13,6 +13,8 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from sqlalchemy import select
+
 from terry.appliers.base import Applier, Job, RunKind, RunResult
 from terry.context import Context
 from terry.errors import RunnerError
@@ -259,6 +261,23 @@ class Record:
                     to_state=incident.state,
                     reason=f"fix verified (proposal {proposal_id})",
                 )
+
+    def riders(self, proposal_id: int, hosts: Sequence[str]) -> list[int]:
+        """The open incidents folded into the proposal on these hosts: a storm's second
+        incident on a host another incident brought (``incidents.folded_into``)."""
+        if not hosts:
+            return []
+        with self.ctx.store.session() as session:
+            return list(
+                session.scalars(
+                    select(IncidentRow.id)
+                    .where(
+                        IncidentRow.folded_into == proposal_id,
+                        IncidentRow.host.in_(list(hosts)),
+                    )
+                    .order_by(IncidentRow.id)
+                )
+            )
 
     def incidents_fixed(self, proposal_id: int, incident_ids: Sequence[int]) -> None:
         """The fix is verified on the hosts these incidents were raised for (a storm's

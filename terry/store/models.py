@@ -135,6 +135,9 @@ class IncidentRow(Base):
     trace_span_id: Mapped[str | None] = mapped_column(String(16))
     # What the traces of the services the alert is about said (terry.traces.evidence).
     trace_evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
+    # A storm's second incident on a host already carried by the folded proposal (0020):
+    # that proposal's id; the incident is marked fixed when the host verifies.
+    folded_into: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 
 
 class IncidentDayRow(Base):

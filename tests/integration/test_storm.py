@@ -204,6 +204,34 @@ def test_an_incident_arriving_after_the_decision_goes_in_the_next_wave(fleet: Cl
     assert [h["incident_id"] for h in wave["host_outcomes"]] == [joined["incident_id"]]
 
 
+def test_two_incidents_on_one_host_in_a_storm_are_both_fixed_by_its_proposal(
+    fleet: Cli,
+) -> None:
+    """Two alerts for the same host in one burst (another rule, or a restarted exporter's
+    new fingerprint) fold into the storm's one proposal: the second rides on the first's
+    host, and both are fixed when that host verifies. Nothing accepted is left open."""
+    names = STAGING[3:5]
+    _fill(fleet, names)
+    body = payload(
+        [
+            alert("DiskUsageHigh", fingerprint=f"twice-{n}-{k}", host=n, mountpoint="/srv/data")
+            for n in names
+            for k in (1, 2)
+        ]
+    )
+    outcomes = fleet.json("alert", "ingest", "-", input=body)["proposals"]
+    assert len({o["incident_id"] for o in outcomes}) == 4
+    [pid] = {o["proposal_id"] for o in outcomes}
+    assert {o["state"] for o in outcomes} == {"verified"}, outcomes
+    detail = fleet.json("proposals", "show", str(pid))
+    assert sorted(h["host"] for h in detail["host_outcomes"]) == names  # each host once
+    listed = {i["id"]: i for i in fleet.json("incidents", "list", "--limit", "200")}
+    for outcome in outcomes:
+        incident = listed[outcome["incident_id"]]
+        assert incident["seconds_to_fix"] is not None, incident
+        assert not incident.get("attention"), incident
+
+
 def test_a_storm_never_folds_hosts_of_two_tenants(fleet: Cli) -> None:
     """Tenants approve, review and read their own hosts: a storm over two tenants' hosts is
     one proposal per tenant, and a later incident joins its own tenant's proposal only."""
