@@ -15,7 +15,7 @@ Checks by name (remedy data, ``Remedy.verified_by``):
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, replace
 
 from terry.appliers.base import EventStatus, Job, OnEvent, RunKind, RunResult, RunStatus
@@ -27,6 +27,7 @@ from terry.proposals.plan import Plan
 from terry.proposals.state import get
 from terry.steps.record import Record
 from terry.store.models import ProposalRow
+from terry.verify.freshness import await_scrape
 from terry.verify.judge import Outcome, Verification, combine, judge_run, query_prometheus
 
 __all__ = ["CHECKS", "PER_HOST", "Verify"]
@@ -154,11 +155,23 @@ class Verify:
 
     def _prometheus(self, p: _Proposal) -> Verification | None:
         prom = self.ctx.config.prometheus
-        _sha, catalogue, _inventory = self.ctx.main.view()
+        _sha, catalogue, inventory = self.ctx.main.view()
         remedy = catalogue.get(p.remedy)
         if not prom.url or remedy is None or remedy.prometheus_verify is None:
             return None
-        return combine(
+        # Judge data scraped after the fix, never the sample from before it.
+        host_labels = self.ctx.config.host_labels
+
+        def host_of(labels: Mapping[str, str]) -> str | None:
+            """The inventory host a scrape target's labels name (as an alert's would)."""
+            for key in host_labels:
+                host = inventory.find(labels[key]) if labels.get(key) else None
+                if host is not None:
+                    return host.name
+            return None
+
+        fresh = await_scrape(prom.url, p.hosts, host_of, timeout=prom.timeout)
+        found = combine(
             *(
                 query_prometheus(
                     prom.url,
@@ -170,6 +183,7 @@ class Verify:
                 for host in p.hosts
             )
         )
+        return replace(found, evidence=(*found.evidence, fresh.note)) if fresh.note else found
 
     def _inventory(self, p: _Proposal) -> Verification:
         from terry.inventory.edit_checks import verify_edit

@@ -1,0 +1,144 @@
+"""Fresh data before a verdict: Prometheus judged right after a fix answers with the last
+sample it scraped, which may predate the fix (or catch it half done). Before the remedy's
+PromQL is judged, Terry waits until every scrape target of the fixed hosts has been scraped
+after the moment verification began.
+
+All times are Prometheus' own (``time()``, and ``timestamp(up)``: the start of each
+target's last committed scrape), so Terry's clock never enters. Targets are placed on
+hosts as alerts are (``host_labels``, then the inventory: name or address, ``:port``
+stripped). When no target names the hosts, every target must have been scraped since.
+The wait is bounded by twice the slowest of those targets' scrape intervals
+(``/api/v1/targets``; 60 s when Prometheus does not say) plus the query timeout; past it,
+or when Prometheus cannot be asked, the latest data is judged and the verdict says so.
+"""
+
+from __future__ import annotations
+
+import re
+import time
+from collections.abc import Callable, Collection, Mapping
+from dataclasses import dataclass
+from typing import Any
+
+__all__ = ["Freshness", "await_scrape", "prometheus_seconds"]
+
+_DEFAULT_INTERVAL = 60.0
+_PART = re.compile(r"(\d+)(ms|s|m|h|d|w|y)")
+_UNIT = {"ms": 0.001, "s": 1, "m": 60, "h": 3600, "d": 86400, "w": 604800, "y": 31536000}
+
+
+@dataclass(frozen=True)
+class Freshness:
+    fresh: bool
+    waited: float
+    note: str = ""  # set when the data could not be shown fresh: the verdict carries it
+
+
+def prometheus_seconds(text: object) -> float | None:
+    """Seconds of a Prometheus duration (``15s``, ``1m30s``, ``500ms``); None if not one."""
+    if not isinstance(text, str) or not text:
+        return None
+    parts = _PART.findall(text)
+    if not parts or "".join(n + u for n, u in parts) != text:
+        return None
+    return sum(int(n) * _UNIT[u] for n, u in parts)
+
+
+def await_scrape(
+    url: str,
+    hosts: Collection[str],
+    host_of: Callable[[Mapping[str, str]], str | None],
+    *,
+    timeout: float,
+    poll: float = 0.25,
+) -> Freshness:
+    """Wait until every scrape target of ``hosts`` has a sample newer than now (see the
+    module's text); ``host_of`` places a target's labels on a host (or None)."""
+    from prometheus_api_client import PrometheusConnect
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+    from requests.exceptions import RequestException
+
+    client = PrometheusConnect(url=url, disable_ssl=False, timeout=int(max(1, timeout)))
+    started = time.monotonic()
+    wanted = set(hosts)
+    try:
+        since = float(client.custom_query("time()")[0])
+        bound = 2 * _slowest_interval(client, wanted, host_of) + timeout
+        while True:
+            waiting = _not_yet(client.custom_query("timestamp(up)"), since, wanted, host_of)
+            waited = time.monotonic() - started
+            if waiting is None:
+                return Freshness(False, waited, "Prometheus scrapes no target: judged as is")
+            if not waiting:
+                return Freshness(True, waited)
+            if waited >= bound:
+                names = ", ".join(sorted(waiting)[:5])
+                return Freshness(
+                    False,
+                    waited,
+                    f"no scrape of {names} newer than the change within {bound:g}s: "
+                    "judged the latest data",
+                )
+            time.sleep(poll)
+    except (
+        PrometheusApiClientException,
+        RequestException,
+        KeyError,
+        IndexError,
+        TypeError,
+        ValueError,
+    ) as exc:
+        return Freshness(
+            False,
+            time.monotonic() - started,
+            f"could not tell whether Prometheus' data is newer than the change ({exc}): "
+            "judged the latest data",
+        )
+
+
+def _targets_of(
+    labels_list: list[Mapping[str, str]],
+    wanted: set[str],
+    host_of: Callable[[Mapping[str, str]], str | None],
+) -> list[int]:
+    """Indexes of the targets placed on ``wanted`` hosts; every target when none is."""
+    mine = [i for i, labels in enumerate(labels_list) if host_of(labels) in wanted]
+    return mine or list(range(len(labels_list)))
+
+
+def _not_yet(
+    answer: list[dict[str, Any]],
+    since: float,
+    wanted: set[str],
+    host_of: Callable[[Mapping[str, str]], str | None],
+) -> set[str] | None:
+    """The targets (by instance) whose last scrape is not newer than ``since``; None when
+    Prometheus has no target at all."""
+    if not answer:
+        return None
+    labels = [dict(item["metric"]) for item in answer]
+    return {
+        labels[i].get("instance") or labels[i].get("job") or "?"
+        for i in _targets_of(labels, wanted, host_of)
+        if float(answer[i]["value"][1]) <= since
+    }
+
+
+def _slowest_interval(
+    client: Any, wanted: set[str], host_of: Callable[[Mapping[str, str]], str | None]
+) -> float:
+    """The longest scrape interval among the targets that count (``_targets_of``)."""
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+    from requests.exceptions import RequestException
+
+    try:
+        active = client.get_targets(state="active")["activeTargets"]
+    except (PrometheusApiClientException, RequestException, KeyError, TypeError, ValueError):
+        return _DEFAULT_INTERVAL
+    labels = [dict(t.get("labels") or {}) for t in active]
+    seconds = [
+        prometheus_seconds(active[i].get("scrapeInterval"))
+        for i in _targets_of(labels, wanted, host_of)
+    ]
+    known = [s for s in seconds if s]
+    return max(known) if known and len(known) == len(seconds) else _DEFAULT_INTERVAL

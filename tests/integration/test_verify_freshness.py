@@ -1,0 +1,185 @@
+"""Verification judges data scraped after the fix (terry.verify.freshness), against a real
+Prometheus (Debian's binary on loopback) scraping a small exporter whose value the test sets.
+
+Prometheus scrapes every 3 s here, as a production one scrapes every 15-60 s: asked right
+after the fix, it still answers with the sample from before it. Terry waits for the fixed
+host's next scrape, then judges.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import subprocess
+import threading
+import time
+from collections.abc import Iterator, Mapping
+from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
+
+import httpx
+import pytest
+
+from terry.ports import free_port
+from terry.remedies.catalogue import PrometheusVerify
+from terry.verify.freshness import await_scrape, prometheus_seconds
+from terry.verify.judge import Outcome, query_prometheus
+
+pytestmark = [
+    pytest.mark.integration,
+    pytest.mark.skipif(
+        not os.environ.get("CI") and shutil.which("prometheus") is None,
+        reason="needs Debian's prometheus (scripts/test.sh installs it)",
+    ),
+]
+
+INTERVAL = 3.0
+CHECK = PrometheusVerify(query='disk_used_percent{host="{host}"}', below="80")
+
+
+class _Exporter:
+    """One gauge, ``disk_used_percent{host="web-01"}``, at the value the test sets."""
+
+    def __init__(self) -> None:
+        self.value = 95.0
+        exporter = self
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_GET(self) -> None:
+                body = f"disk_used_percent {exporter.value}\n".encode()
+                self.send_response(200)
+                self.send_header("Content-Type", "text/plain; version=0.0.4")
+                self.send_header("Content-Length", str(len(body)))
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args: object) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.port = self.server.server_address[1]
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+
+@pytest.fixture(scope="module")
+def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Exporter]]:
+    home: Path = tmp_path_factory.mktemp("fresh")
+    exporter = _Exporter()
+    port = free_port()
+    (home / "prometheus.yml").write_text(
+        f"global: {{scrape_interval: {INTERVAL:g}s, evaluation_interval: {INTERVAL:g}s}}\n"
+        "scrape_configs:\n  - job_name: node\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}'], "
+        "labels: {host: web-01}}]\n"
+    )
+    proc = subprocess.Popen(
+        [
+            "prometheus",
+            f"--config.file={home / 'prometheus.yml'}",
+            f"--storage.tsdb.path={home / 'data'}",
+            f"--web.listen-address=127.0.0.1:{port}",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
+    url = f"http://127.0.0.1:{port}"
+    try:
+        assert _until(lambda: _value(url) == 95.0, 60), "prometheus never scraped the exporter"
+        yield url, exporter
+    finally:
+        proc.terminate()
+        proc.wait(30)
+        exporter.server.shutdown()
+
+
+def _until(condition: object, timeout: float) -> bool:
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if condition():  # type: ignore[operator]
+            return True
+        time.sleep(0.1)
+    return False
+
+
+def _value(url: str) -> float | None:
+    try:
+        result = httpx.get(
+            f"{url}/api/v1/query", params={"query": 'disk_used_percent{host="web-01"}'}, timeout=2
+        ).json()["data"]["result"]
+    except (httpx.HTTPError, KeyError, ValueError):
+        return None
+    return float(result[0]["value"][1]) if result else None
+
+
+def _last_scrape(url: str) -> float:
+    result = httpx.get(f"{url}/api/v1/query", params={"query": "timestamp(up)"}, timeout=2).json()[
+        "data"
+    ]["result"]
+    return float(result[0]["value"][1])
+
+
+def _right_after_a_scrape(url: str) -> None:
+    """Return just after Prometheus scraped: its next scrape is a whole interval away."""
+    seen = _last_scrape(url)
+    assert _until(lambda: _last_scrape(url) > seen, 3 * INTERVAL)
+
+
+def _named(labels: Mapping[str, str]) -> str | None:
+    return labels.get("host")
+
+
+def test_right_after_a_fix_prometheus_still_answers_the_old_sample(
+    scraped: tuple[str, _Exporter],
+) -> None:
+    """Why the wait exists: the same check without it fails a fix that worked."""
+    url, exporter = scraped
+    exporter.value = 95.0
+    assert _until(lambda: _value(url) == 95.0, 3 * INTERVAL)
+    _right_after_a_scrape(url)
+    exporter.value = 10.0  # the fix
+    stale = query_prometheus(url, CHECK, {"host": "web-01"}, timeout=5)
+    assert stale.outcome is Outcome.FAILED, stale
+    assert "= 95, not below 80" in stale.evidence[0]
+
+
+def test_verification_waits_for_the_hosts_next_scrape_then_judges(
+    scraped: tuple[str, _Exporter],
+) -> None:
+    url, exporter = scraped
+    exporter.value = 95.0
+    assert _until(lambda: _value(url) == 95.0, 3 * INTERVAL)
+    _right_after_a_scrape(url)
+    exporter.value = 10.0  # the fix
+    fresh = await_scrape(url, ["web-01"], _named, timeout=5)
+    assert fresh.fresh and fresh.note == "", fresh
+    assert 0.5 < fresh.waited <= 2 * INTERVAL + 1, fresh.waited  # it did wait, one scrape
+    judged = query_prometheus(url, CHECK, {"host": "web-01"}, timeout=5)
+    assert judged.outcome is Outcome.VERIFIED, judged
+    assert judged.evidence == ('disk_used_percent{host="web-01"} = 10',)
+
+
+def test_hosts_no_target_names_wait_for_every_target(scraped: tuple[str, _Exporter]) -> None:
+    url, _exporter = scraped
+    _right_after_a_scrape(url)
+    fresh = await_scrape(url, ["db-09"], _named, timeout=5)  # no target says db-09
+    assert fresh.fresh, fresh
+    assert fresh.waited > 0.5
+
+
+def test_a_prometheus_that_cannot_be_asked_is_said_not_waited_on() -> None:
+    port = free_port()  # nothing listens
+    started = time.monotonic()
+    fresh = await_scrape(f"http://127.0.0.1:{port}", ["web-01"], _named, timeout=2)
+    assert not fresh.fresh
+    assert "could not tell whether Prometheus' data is newer than the change" in fresh.note
+    assert "judged the latest data" in fresh.note
+    assert time.monotonic() - started < 10
+
+
+def test_prometheus_durations() -> None:
+    assert prometheus_seconds("15s") == 15
+    assert prometheus_seconds("1m30s") == 90
+    assert prometheus_seconds("500ms") == 0.5
+    assert prometheus_seconds("1h") == 3600
+    for bad in ("", "15", "1.5s", "s", "15 s", None, 15):
+        assert prometheus_seconds(bad) is None, bad
