@@ -238,7 +238,11 @@ class Apply:
                     ProposalState.APPLIED if ok else ProposalState.FAILED,
                     f"wave {wave.index} applied on {len(ok)} of {len(wave.hosts)} host(s)",
                 )
-            if wave.canary and all(found[h][0] is HostState.VERIFIED for h in wave.hosts):
+            if (
+                wave.canary
+                and self._watching
+                and all(found[h][0] is HostState.VERIFIED for h in wave.hosts)
+            ):
                 found = self._watched(proposal_id, merge_sha, wave.hosts, hosts, before, found)
             bad = {h: v for h, v in found.items() if v[0] is not HostState.VERIFIED}
             if wave.canary and bad:
@@ -290,6 +294,12 @@ class Apply:
             for host, verification in checked.items():
                 found[host] = (_HOST_STATE[verification.outcome], "; ".join(verification.evidence))
         return found
+
+    @property
+    def _watching(self) -> bool:
+        """Whether a canary that verified is watched: a watch of 0 seconds with no
+        ``canary.queries`` would only repeat the verification that just passed."""
+        return self.ctx.config.canary.watch > 0 or bool(self.watch.queries)
 
     def _watched(
         self,

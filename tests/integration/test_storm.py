@@ -232,6 +232,30 @@ def test_two_incidents_on_one_host_in_a_storm_are_both_fixed_by_its_proposal(
         assert not incident.get("attention"), incident
 
 
+def test_a_canary_with_no_watch_is_not_verified_twice(fleet: Cli) -> None:
+    """canary.watch 0 and no canary.queries: the canary's own verification is the whole
+    check (a second one would only repeat it); the rollout still goes in waves."""
+    config = fleet.repo / "terry.yml"
+    settings = yaml.safe_load(config.read_text())
+    settings["canary"]["watch"] = 0
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+    names = STAGING[5:9]
+    _fill(fleet, names)
+    try:
+        outcomes = _storm(fleet, names, "nowatch")
+    finally:
+        settings["canary"]["watch"] = 0.2
+        config.write_text(yaml.safe_dump(settings, sort_keys=False))
+    [pid] = {o["proposal_id"] for o in outcomes}
+    assert {o["state"] for o in outcomes} == {"verified"}, outcomes
+    detail = fleet.json("proposals", "show", str(pid), "--events")
+    applies = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "apply"]
+    assert applies == [["s-06"], ["s-07", "s-08", "s-09"]]  # still a canary first
+    verifies = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "verify"]
+    assert verifies == applies, verifies  # one verification per wave, none repeated
+    assert not any("watching the canary" in str(e) for e in detail.get("events", []))
+
+
 def test_a_storm_never_folds_hosts_of_two_tenants(fleet: Cli) -> None:
     """Tenants approve, review and read their own hosts: a storm over two tenants' hosts is
     one proposal per tenant, and a later incident joins its own tenant's proposal only."""
