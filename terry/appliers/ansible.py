@@ -9,6 +9,11 @@ unless that connection comes from another inventory source (``all: vars:`` of th
 inventory reaching the lab's hosts): then it is checked like any other, and refused. A
 mismatch, or a host that does not answer, refuses the whole run before anything changes.
 
+The probe is the first play of the changing run itself (a playbook written for the run
+that imports the proposal's): ``any_errors_fatal`` on a linear strategy stops every host
+when one fails it, so no play after it starts; Terry then reads the probe's answers and
+refuses with the reason. One ansible start per change instead of two.
+
 ``apply_and_verify`` runs the fix play and the verify play in one ansible run (``--tags
 apply,verify``: the rendered playbook has both) and hands back the two parts, told apart by
 the play each event belongs to (``Verify: <remedy>``), each with its own status and
@@ -17,12 +22,11 @@ per-host stats: a verify that failed fails the verify part, not the fix.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
-
-import yaml
 
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
 from terry.appliers.base import (
@@ -65,8 +69,7 @@ class AnsibleApplier:
         return self._run(job, on_event, check=True)
 
     def apply(self, job: Job, on_event: OnEvent) -> RunResult:
-        self.confirm_identity(job)
-        return self._run(job, on_event)
+        return self._changing(job, on_event, tags=())
 
     def verify(self, job: Job, on_event: OnEvent) -> RunResult:
         return self._run(job, on_event, tags=("verify",))
@@ -74,12 +77,10 @@ class AnsibleApplier:
     def apply_and_verify(self, job: Job, on_event: OnEvent) -> tuple[RunResult, RunResult]:
         """The fix, then its verify play, in one ansible run: (the fix's part, the verify's
         part). A host whose fix failed runs no verify (Ansible drops it from the play)."""
-        self.confirm_identity(job)
-        return split_verify(self._run(job, on_event, tags=("apply", "verify")), job.hosts)
+        return split_verify(self._changing(job, on_event, tags=("apply", "verify")), job.hosts)
 
     def rollback(self, job: Job, on_event: OnEvent) -> RunResult:
-        self.confirm_identity(job)
-        return self._run(job, on_event, tags=("rollback",))
+        return self._changing(job, on_event, tags=("rollback",))
 
     def _request(self, job: Job, playbook: str) -> RunRequest:
         config = self.ctx.config
@@ -96,62 +97,85 @@ class AnsibleApplier:
         )
 
     def _run(
-        self, job: Job, on_event: OnEvent, *, check: bool = False, tags: tuple[str, ...] = ()
+        self,
+        job: Job,
+        on_event: OnEvent,
+        *,
+        check: bool = False,
+        tags: tuple[str, ...] = (),
+        playbook: str | None = None,
     ) -> RunResult:
         if job.playbook is None:
             raise RunnerError(f"proposal {job.proposal_id} has no playbook to run")
         request = replace(
-            self._request(job, job.playbook), vars_file=job.vars_path, check=check, tags=tags
+            self._request(job, playbook or job.playbook),
+            vars_file=job.vars_path,
+            check=check,
+            tags=tags,
         )
         if job.recheck:
             request = replace(request, env={**request.env, "TERRY_RECHECK": "1"})
         return self.runner.run(request, on_event=on_event)
 
     # -- the host reached is the host meant -------------------------------------------------
-    def confirm_identity(self, job: Job) -> None:
-        """Raise ``RunnerError`` unless every host of ``job`` that has a name to check
-        answers with it (see the module's docstring)."""
+    def _changing(self, job: Job, on_event: OnEvent, *, tags: tuple[str, ...]) -> RunResult:
+        """A run that changes hosts: the identity probe as its first play (see the module's
+        docstring). Raises ``RunnerError`` when a host failed the probe: nothing changed."""
+        if job.playbook is None:
+            raise RunnerError(f"proposal {job.proposal_id} has no playbook to run")
         tree = self.ctx.repo.tree(job.commit)
         expected = expected_names(tree, list(self.ctx.config.inventory), job.hosts)
         if not expected:
-            return
+            return self._run(job, on_event, tags=tags)
         private = job.run_dir / "identity"
         private.mkdir(parents=True, exist_ok=True)
-        probe = private / "identity-probe.yml"
-        probe.write_text(_probe_play(), encoding="utf-8")
-        request = replace(
-            self._request(job, str(probe)), private_dir=private, hosts=tuple(sorted(expected))
+        strategy = self.ctx.config.runner.ansible_env().get("ANSIBLE_STRATEGY", "linear")
+        wrapper = private / "probe-then-playbook.yml"
+        wrapper.write_text(
+            _probe_then(sorted(expected), tree / job.playbook, strategy), encoding="utf-8"
         )
-        result = self.runner.run(request)
-        seen: dict[str, str] = {}
-        trouble: dict[str, str] = {}
-        for event in result.events:
-            if event.host is None or event.task != IDENTITY_TASK:
-                continue
-            if event.status is EventStatus.OK:
-                res = (event.raw.get("event_data") or {}).get("res") or {}
-                seen[event.host] = str(res.get("stdout") or "").strip()
-            elif event.status in (EventStatus.FAILED, EventStatus.UNREACHABLE):
-                trouble[event.host] = event.message or event.status.value
-        refusals = []
-        for host, (wanted, why) in sorted(expected.items()):
-            answer = seen.get(host)
-            if answer is None:
-                said = trouble.get(host) or f"the probe ended {result.status.value}"
-                refusals.append(f"{host}: its identity could not be checked ({said[:200]})")
-                continue
-            # As the drift scan compares: the full name, or its first label.
-            if answer != wanted and answer.split(".")[0] not in (wanted, wanted.split(".")[0]):
-                refusals.append(
-                    f"{host} answers as {answer[:100]!r}, but {why} says {wanted!r}: Terry "
-                    "reached another machine"
-                )
+        result = self._run(job, on_event, tags=tags, playbook=str(wrapper))
+        refusals = _refusals(result, expected)
         if refusals:
             raise RunnerError(
                 "refused, nothing was changed: "
                 + "; ".join(refusals)
                 + " (set terry_hostname in the inventory where a host's own name differs)"
             )
+        return result
+
+
+def _refusals(result: RunResult, expected: dict[str, tuple[str, str]]) -> list[str]:
+    """Why each probed host was refused: it answered with another name, or did not answer
+    (its name was not read). Empty when every host is the one the inventory means."""
+    seen: dict[str, str] = {}
+    trouble: dict[str, str] = {}
+    for event in result.events:
+        if event.host is None or event.task != IDENTITY_TASK:
+            continue
+        res = (event.raw.get("event_data") or {}).get("res") or {}
+        answer = res.get("stdout") if isinstance(res, dict) else None
+        if event.status in (EventStatus.OK, EventStatus.FAILED) and isinstance(answer, str):
+            seen[event.host] = answer.strip()
+        elif event.status in (EventStatus.FAILED, EventStatus.UNREACHABLE):
+            trouble[event.host] = event.message or event.status.value
+    refusals = []
+    for host, (wanted, why) in sorted(expected.items()):
+        answer = seen.get(host)
+        if answer is None:
+            said = trouble.get(host) or f"the run ended {result.status.value} before it answered"
+            refusals.append(f"{host}: its identity could not be checked ({said[:200]})")
+        elif not _same_name(answer, wanted):
+            refusals.append(
+                f"{host} answers as {answer[:100]!r}, but {why} says {wanted!r}: Terry "
+                "reached another machine"
+            )
+    return refusals
+
+
+def _same_name(answer: str, wanted: str) -> bool:
+    """As the drift scan compares: the full name, or its first label."""
+    return answer == wanted or answer.split(".")[0] in (wanted, wanted.split(".")[0])
 
 
 def _play_of(event: RunnerEvent) -> str:
@@ -269,23 +293,40 @@ def expected_names(
     return expected
 
 
-def _probe_play() -> str:
-    """One task per host: its node name, with ``raw`` (no module to build), never in check
-    mode, changing nothing."""
-    play = {
-        "name": "Terry identity probe",
-        "hosts": "all",
-        "gather_facts": False,
-        "tasks": [
-            {
-                "name": IDENTITY_TASK,
-                "ansible.builtin.raw": "uname -n",
-                "check_mode": False,
-                "changed_when": False,
-            }
-        ],
-    }
-    return "# Written by Terry for this run only.\n" + yaml.safe_dump([play], sort_keys=False)
+def _probe_then(hosts: list[str], playbook: Path, strategy: str) -> str:
+    """The changing run's playbook: the identity probe, then the proposal's own.
+
+    The probe fails a host whose ``uname -n`` is not its ``terry_hostname`` (or inventory
+    name), compared as ``_same_name`` does; ``any_errors_fatal`` then stops every host
+    before the next play. A free strategy does not honour it, so the probe play runs
+    linear (Mitogen's linear under Mitogen). Host names are data (``!unsafe``), never
+    template text; ``raw`` needs no module and never runs in check mode.
+    """
+    linear = strategy.replace("free", "linear")
+    answer = "(terry_identity.stdout | default('') | trim)"
+    want = "(terry_hostname | default(inventory_hostname) | string)"
+    same = f"{answer} == {want} or {answer}.split('.')[0] in [{want}, {want}.split('.')[0]]"
+    names = ", ".join(f"!unsafe {json.dumps(h)}" for h in hosts)
+    return (
+        "# Written by Terry for this run only: the identity probe, then the proposal's\n"
+        "# playbook (terry/appliers/ansible.py).\n"
+        "- name: Terry identity probe\n"
+        "  hosts: all\n"
+        "  gather_facts: false\n"
+        "  any_errors_fatal: true\n"
+        f"  strategy: {json.dumps(linear)}\n"
+        "  tags: [always]\n"
+        f"  vars: {{terry_identity_hosts: [{names}]}}\n"
+        "  tasks:\n"
+        f"    - name: {json.dumps(IDENTITY_TASK)}\n"
+        "      ansible.builtin.raw: uname -n\n"
+        "      check_mode: false\n"
+        "      changed_when: false\n"
+        "      register: terry_identity\n"
+        f"      failed_when: {json.dumps(f'terry_identity.rc != 0 or not ({same})')}\n"
+        "      when: inventory_hostname in terry_identity_hosts\n"
+        f"- ansible.builtin.import_playbook: {json.dumps(str(playbook))}\n"
+    )
 
 
 def build(ctx: Context, share: object) -> AnsibleApplier:

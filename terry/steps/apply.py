@@ -39,6 +39,9 @@ from terry.verify.judge import Outcome
 
 __all__ = ["Apply"]
 
+# A wave whose apply run never started (refused before any change): nothing to roll back.
+_NOT_STARTED = "apply could not start: "
+
 # A proposal applied in one run: the state each of its hosts ends in.
 _PROPOSAL_HOST_STATE = {
     ProposalState.VERIFIED: HostState.VERIFIED,
@@ -252,6 +255,9 @@ class Apply:
                 found = self._undo(proposal_id, merge_sha, found, wave.hosts, "canary failed")
             elif bad:
                 stopped = f"wave {wave.index} failed on {', '.join(sorted(bad))}"
+                refused = sorted(d for _s, d in bad.values() if d.startswith(_NOT_STARTED))
+                if refused:  # nothing changed on them: say why, not only where
+                    stopped += f" ({refused[0][:1500]})"
                 failed = tuple(h for h, v in bad.items() if v[0] is HostState.FAILED)
                 found = self._undo(proposal_id, merge_sha, found, failed, "verification failed")
             elif wave.canary:
@@ -277,7 +283,7 @@ class Apply:
                 both or chosen, RunKind.APPLY, proposal_id, merge_sha, hosts=wave
             )
         except RunnerError as exc:
-            return dict.fromkeys(wave, (HostState.FAILED, f"apply could not start: {exc}"))
+            return dict.fromkeys(wave, (HostState.FAILED, f"{_NOT_STARTED}{exc}"))
         found: dict[str, tuple[HostState, str]] = {}
         for host in wave:
             stats = result.stats.get(host)
@@ -336,7 +342,10 @@ class Apply:
         hosts: tuple[str, ...],
         reason: str,
     ) -> dict[str, tuple[HostState, str]]:
-        """Roll back ``hosts``; their states say what became of them."""
+        """Roll back ``hosts``; their states say what became of them. A host whose apply
+        never started (refused before any change: the identity probe) has nothing to undo
+        and stays failed with its reason."""
+        hosts = tuple(h for h in hosts if not found[h][1].startswith(_NOT_STARTED))
         if not hosts:
             return found
         done, said = self.rollback.hosts(proposal_id, merge_sha, hosts, reason=reason)
@@ -393,7 +402,7 @@ class Apply:
             record.move(proposal_id, ProposalState.ESCALATED, why, outcome=f"partly: {told}")
         else:  # failed from its first wave on, and not all undone: it stays failed
             with store.session() as session:
-                get(session, proposal_id).outcome = f"failed: {told}"[:4000]
+                get(session, proposal_id).outcome = f"failed: {why}"[:4000]
         text = (
             f"proposal {proposal_id}: {stopped or 'not every host verified'}. Hosts: {told}. "
             f"Next: `terry proposals show {proposal_id}` shows each host's outcome; fix the "

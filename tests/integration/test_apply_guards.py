@@ -210,6 +210,35 @@ def test_a_host_reached_on_another_machine_is_refused(fleet: Cli) -> None:
     assert _percent(fleet, "web-02") < 80
 
 
+def test_one_host_refused_stops_the_whole_run_before_any_change(fleet: Cli) -> None:
+    """The probe is the run's first play: a storm over web-02 (its name checks out) and
+    lab-02 (another machine) changes neither; the refusal names lab-02 only."""
+    fleet("example", "break", "web-02", "disk")
+    fleet("example", "break", "lab-02", "disk")
+    before = {h: _percent(fleet, h) for h in ("web-02", "lab-02")}
+    outcomes = _ingest(
+        fleet,
+        _disk("guard-both-web", "web-02", starts=_now()),
+        _disk("guard-both-lab", "lab-02", starts=_now()),
+    )["proposals"]
+    [pid] = {o["proposal_id"] for o in outcomes}  # one proposal over both hosts
+    shown = _show(fleet, pid)
+    assert sorted(shown["summary"]["hosts"]) == ["lab-02", "web-02"]
+    assert shown["summary"]["state"] == "failed"
+    why = shown["outcome"]
+    assert "refused, nothing was changed: lab-02 answers as " in why, why
+    assert "web-02 answers as" not in why
+    assert {h: _percent(fleet, h) for h in before} == before  # neither host was touched
+    # nothing changed, so nothing is rolled back: each host failed with the reason
+    hosts = {h["host"]: h for h in _show(fleet, pid)["host_outcomes"]}
+    assert {h["state"] for h in hosts.values()} == {"failed"}
+    assert all("refused, nothing was changed" in h["detail"] for h in hosts.values())
+    assert [(r["kind"], r["status"]) for r in shown["runs"]] == [
+        ("check", "successful"),
+        ("apply", "error"),
+    ]
+
+
 def test_identity_probe_runs_only_where_there_is_a_name_to_check(fleet: Cli) -> None:
     # web-01: local connection from its own inventory, no terry_hostname: this machine
     # itself, nothing to compare; its apply runs no probe.

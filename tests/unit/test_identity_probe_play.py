@@ -1,0 +1,68 @@
+"""The identity probe written as the first play of a changing run (terry.appliers.ansible):
+the play Ansible reads, parsed back, for what it must guarantee."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Any
+
+import pytest
+import yaml
+
+from terry.appliers.ansible import IDENTITY_TASK, _probe_then
+
+
+class _Unsafe(str):
+    """A scalar tagged ``!unsafe``: Ansible never templates it."""
+
+
+class _Loader(yaml.SafeLoader):
+    pass
+
+
+_Loader.add_constructor("!unsafe", lambda loader, node: _Unsafe(loader.construct_scalar(node)))
+
+
+def _plays(hosts: list[str], strategy: str = "linear") -> list[dict[str, Any]]:
+    text = _probe_then(hosts, Path("/tree/playbooks/remediations/00001-x.yml"), strategy)
+    plays: list[dict[str, Any]] = yaml.load(text, Loader=_Loader)
+    return plays
+
+
+def test_the_probe_stops_every_host_before_the_proposals_playbook() -> None:
+    probe, imported = _plays(["lab-01", "lab-02"])
+    assert probe["any_errors_fatal"] is True
+    assert probe["tags"] == ["always"]  # also under --tags apply,verify and rollback
+    assert probe["gather_facts"] is False
+    [task] = probe["tasks"]
+    assert task["name"] == IDENTITY_TASK
+    assert task["ansible.builtin.raw"] == "uname -n"
+    assert task["check_mode"] is False and task["changed_when"] is False
+    assert "terry_hostname | default(inventory_hostname)" in task["failed_when"]
+    assert task["when"] == "inventory_hostname in terry_identity_hosts"
+    assert imported == {
+        "ansible.builtin.import_playbook": "/tree/playbooks/remediations/00001-x.yml"
+    }
+
+
+@pytest.mark.parametrize(
+    ("configured", "probe"),
+    [
+        ("linear", "linear"),
+        ("free", "linear"),  # free ignores any_errors_fatal
+        ("mitogen_linear", "mitogen_linear"),
+        ("mitogen_free", "mitogen_linear"),
+    ],
+)
+def test_the_probe_play_runs_on_a_strategy_that_honours_any_errors_fatal(
+    configured: str, probe: str
+) -> None:
+    assert _plays(["lab-01"], configured)[0]["strategy"] == probe
+
+
+def test_host_names_are_data_never_template_text() -> None:
+    names = ["lab-01", 'we"ird{{ lookup("pipe", "id") }}', "ünï:cøde"]
+    [probe, _imported] = _plays(names)
+    listed = probe["vars"]["terry_identity_hosts"]
+    assert listed == names
+    assert all(isinstance(n, _Unsafe) for n in listed)
