@@ -27,7 +27,7 @@ from terry.proposals.plan import Plan
 from terry.proposals.state import get
 from terry.steps.record import Record
 from terry.store.models import ProposalRow
-from terry.verify.freshness import await_scrape
+from terry.verify.freshness import Freshness, await_scrape
 from terry.verify.judge import Outcome, Verification, combine, judge_run, query_prometheus
 
 __all__ = ["CHECKS", "PER_HOST", "Verify"]
@@ -122,8 +122,9 @@ class Verify:
             for host, found in self._applier_per_host(proposal).items():
                 checks[host].append(found)
         if "prometheus" in plan.verify:
+            fresh = self._fresh(proposal)  # one wait for the wave's next scrape, not one each
             for host in hosts:
-                found = self._prometheus(replace(proposal, hosts=(host,)))
+                found = self._prometheus(replace(proposal, hosts=(host,)), fresh=fresh)
                 if found is not None:
                     checks[host].append(found)
         return {h: combine(*found) for h, found in checks.items()}
@@ -153,24 +154,13 @@ class Verify:
         except RunnerError as exc:
             return Verification(Outcome.UNKNOWN, (f"verify run could not start: {exc}",))
 
-    def _prometheus(self, p: _Proposal) -> Verification | None:
+    def _prometheus(self, p: _Proposal, *, fresh: Freshness | None = None) -> Verification | None:
         prom = self.ctx.config.prometheus
-        _sha, catalogue, inventory = self.ctx.main.view()
-        remedy = catalogue.get(p.remedy)
+        remedy = self.ctx.main.view()[1].get(p.remedy)
         if not prom.url or remedy is None or remedy.prometheus_verify is None:
             return None
         # Judge data scraped after the fix, never the sample from before it.
-        host_labels = self.ctx.config.host_labels
-
-        def host_of(labels: Mapping[str, str]) -> str | None:
-            """The inventory host a scrape target's labels name (as an alert's would)."""
-            for key in host_labels:
-                host = inventory.find(labels[key]) if labels.get(key) else None
-                if host is not None:
-                    return host.name
-            return None
-
-        fresh = await_scrape(prom.url, p.hosts, host_of, timeout=prom.timeout)
+        fresh = fresh or self._fresh(p)
         found = combine(
             *(
                 query_prometheus(
@@ -183,7 +173,28 @@ class Verify:
                 for host in p.hosts
             )
         )
-        return replace(found, evidence=(*found.evidence, fresh.note)) if fresh.note else found
+        note = fresh.note if fresh is not None else ""
+        return replace(found, evidence=(*found.evidence, note)) if note else found
+
+    def _fresh(self, p: _Proposal) -> Freshness | None:
+        """Wait for the next scrape of ``p``'s hosts (terry.verify.freshness); None when
+        the proposal has no PromQL check."""
+        prom = self.ctx.config.prometheus
+        _sha, catalogue, inventory = self.ctx.main.view()
+        remedy = catalogue.get(p.remedy)
+        if not prom.url or remedy is None or remedy.prometheus_verify is None:
+            return None
+        host_labels = self.ctx.config.host_labels
+
+        def host_of(labels: Mapping[str, str]) -> str | None:
+            """The inventory host a scrape target's labels name (as an alert's would)."""
+            for key in host_labels:
+                host = inventory.find(labels[key]) if labels.get(key) else None
+                if host is not None:
+                    return host.name
+            return None
+
+        return await_scrape(prom.url, p.hosts, host_of, timeout=prom.timeout)
 
     def _inventory(self, p: _Proposal) -> Verification:
         from terry.inventory.edit_checks import verify_edit
