@@ -50,10 +50,11 @@ def await_scrape(
     host_of: Callable[[Mapping[str, str]], str | None],
     *,
     timeout: float,
-    poll: float = 0.25,
+    poll: float | None = None,
 ) -> Freshness:
     """Wait until every scrape target of ``hosts`` has a sample newer than now (see the
-    module's text); ``host_of`` places a target's labels on a host (or None)."""
+    module's text); ``host_of`` places a target's labels on a host (or None). Asks every
+    ``poll`` seconds (a tenth of the scrape interval, 0.25–2 s, when not given)."""
     from prometheus_api_client import PrometheusConnect
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException
@@ -63,7 +64,9 @@ def await_scrape(
     wanted = set(hosts)
     try:
         since = float(client.custom_query("time()")[0])
-        bound = 2 * _slowest_interval(client, wanted, host_of) + timeout
+        interval = _slowest_interval(client, wanted, host_of)
+        bound = 2 * interval + timeout
+        pause = poll if poll is not None else min(2.0, max(0.25, interval / 10))
         while True:
             waiting = _not_yet(client.custom_query("timestamp(up)"), since, wanted, host_of)
             waited = time.monotonic() - started
@@ -79,7 +82,7 @@ def await_scrape(
                     f"no scrape of {names} newer than the change within {bound:g}s: "
                     "judged the latest data",
                 )
-            time.sleep(poll)
+            time.sleep(pause)
     except (
         PrometheusApiClientException,
         RequestException,
