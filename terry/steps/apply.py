@@ -413,6 +413,8 @@ class Apply:
             incident_id = incidents_of.get(host)
             if incident_id is not None:
                 set_attention(store, incident_id, text[:3000])
+        for rider in record.riders(proposal_id, left, unfixed=True):
+            set_attention(store, rider, text[:3000])  # a second incident on such a host
         return record.state(proposal_id)
 
     def _confidence(self, proposal_id: int, canary: str | None) -> None:

@@ -261,23 +261,23 @@ class Record:
                     to_state=incident.state,
                     reason=f"fix verified (proposal {proposal_id})",
                 )
+            hosts = list(row.hosts)
+        # incidents that rode on its hosts (a storm's second incident on one host)
+        self.incidents_fixed(proposal_id, self.riders(proposal_id, hosts, unfixed=True))
 
-    def riders(self, proposal_id: int, hosts: Sequence[str]) -> list[int]:
-        """The open incidents folded into the proposal on these hosts: a storm's second
-        incident on a host another incident brought (``incidents.folded_into``)."""
+    def riders(self, proposal_id: int, hosts: Sequence[str], *, unfixed: bool = False) -> list[int]:
+        """The incidents folded into the proposal on these hosts: a storm's second incident
+        on a host another incident brought (``incidents.folded_into``); ``unfixed``: only
+        those not marked fixed yet."""
         if not hosts:
             return []
+        query = select(IncidentRow.id).where(
+            IncidentRow.folded_into == proposal_id, IncidentRow.host.in_(list(hosts))
+        )
+        if unfixed:
+            query = query.where(IncidentRow.fixed_at.is_(None))
         with self.ctx.store.session() as session:
-            return list(
-                session.scalars(
-                    select(IncidentRow.id)
-                    .where(
-                        IncidentRow.folded_into == proposal_id,
-                        IncidentRow.host.in_(list(hosts)),
-                    )
-                    .order_by(IncidentRow.id)
-                )
-            )
+            return list(session.scalars(query.order_by(IncidentRow.id)))
 
     def incidents_fixed(self, proposal_id: int, incident_ids: Sequence[int]) -> None:
         """The fix is verified on the hosts these incidents were raised for (a storm's

@@ -231,6 +231,21 @@ def test_two_incidents_on_one_host_in_a_storm_are_both_fixed_by_its_proposal(
         assert incident["seconds_to_fix"] is not None, incident
         assert not incident.get("attention"), incident
 
+    # Two incidents on one host and no other: one proposal over that host fixes both.
+    [host] = STAGING[5:6]
+    _fill(fleet, [host])
+    body = payload(
+        [
+            alert("DiskUsageHigh", fingerprint=f"alone-{k}", host=host, mountpoint="/srv/data")
+            for k in (1, 2)
+        ]
+    )
+    alone = fleet.json("alert", "ingest", "-", input=body)["proposals"]
+    [pid] = {o["proposal_id"] for o in alone}
+    assert {o["state"] for o in alone} == {"verified"}, alone
+    listed = {i["id"]: i for i in fleet.json("incidents", "list", "--limit", "200")}
+    assert [listed[o["incident_id"]]["seconds_to_fix"] is not None for o in alone] == [True] * 2
+
 
 def test_a_canary_with_no_watch_is_not_verified_twice(fleet: Cli) -> None:
     """canary.watch 0 and no canary.queries: the canary's own verification is the whole
