@@ -8,13 +8,15 @@ target's last committed scrape), so Terry's clock never enters. Targets are plac
 hosts as alerts are (``host_labels``, then the inventory: name or address, ``:port``
 stripped). When no target names the hosts, every target must have been scraped since.
 The wait is bounded by twice the slowest of those targets' scrape intervals
-(``/api/v1/targets``; 60 s when Prometheus does not say) plus the query timeout; past it,
-or when Prometheus cannot be asked, the latest data is judged and the verdict says so.
+(``/api/v1/targets``; the median one when every target stands in; 60 s when Prometheus
+does not say) plus the query timeout; past it, or when Prometheus cannot be asked, the
+latest data is judged and the verdict says so.
 """
 
 from __future__ import annotations
 
 import re
+import statistics
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
@@ -130,7 +132,10 @@ def _not_yet(
 def _slowest_interval(
     client: Any, wanted: set[str], host_of: Callable[[Mapping[str, str]], str | None]
 ) -> float:
-    """The longest scrape interval among the targets that count (``_targets_of``)."""
+    """The scrape interval that bounds the wait: the longest among the hosts' own targets;
+    when no target is placed on the hosts (every target stands in for them), the median
+    one, so that one slow probe elsewhere (a 5-minute blackbox job) does not hold every
+    verification for ten minutes."""
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException
 
@@ -139,9 +144,11 @@ def _slowest_interval(
     except (PrometheusApiClientException, RequestException, KeyError, TypeError, ValueError):
         return _DEFAULT_INTERVAL
     labels = [dict(t.get("labels") or {}) for t in active]
+    mine = [i for i, found in enumerate(labels) if host_of(found) in wanted]
     seconds = [
-        prometheus_seconds(active[i].get("scrapeInterval"))
-        for i in _targets_of(labels, wanted, host_of)
+        prometheus_seconds(active[i].get("scrapeInterval")) for i in mine or range(len(active))
     ]
     known = [s for s in seconds if s]
-    return max(known) if known and len(known) == len(seconds) else _DEFAULT_INTERVAL
+    if not known or len(known) != len(seconds):
+        return _DEFAULT_INTERVAL
+    return max(known) if mine else statistics.median(known)

@@ -22,7 +22,7 @@ import pytest
 
 from terry.ports import free_port
 from terry.remedies.catalogue import PrometheusVerify
-from terry.verify.freshness import await_scrape, prometheus_seconds
+from terry.verify.freshness import _slowest_interval, await_scrape, prometheus_seconds
 from terry.verify.judge import Outcome, query_prometheus
 
 pytestmark = [
@@ -71,6 +71,12 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Ex
         "scrape_configs:\n  - job_name: node\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}'], "
         "labels: {host: web-01}}]\n"
+        "  - job_name: self\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
+        # a slow job on no host of the test's (a blackbox probe every few minutes)
+        "  - job_name: slow\n    scrape_interval: 5m\n"
+        f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}'], "
+        "labels: {probe: slow}}]\n"
     )
     proc = subprocess.Popen(
         [
@@ -112,10 +118,9 @@ def _value(url: str) -> float | None:
 
 
 def _last_scrape(url: str) -> float:
-    result = httpx.get(f"{url}/api/v1/query", params={"query": "timestamp(up)"}, timeout=2).json()[
-        "data"
-    ]["result"]
-    return float(result[0]["value"][1])
+    query = 'timestamp(up{job="node"})'
+    answer = httpx.get(f"{url}/api/v1/query", params={"query": query}, timeout=2).json()
+    return float(answer["data"]["result"][0]["value"][1])
 
 
 def _right_after_a_scrape(url: str) -> None:
@@ -158,12 +163,37 @@ def test_verification_waits_for_the_hosts_next_scrape_then_judges(
     assert judged.evidence == ('disk_used_percent{host="web-01"} = 10',)
 
 
-def test_hosts_no_target_names_wait_for_every_target(scraped: tuple[str, _Exporter]) -> None:
+def test_the_wait_is_bounded_by_the_hosts_targets_or_the_median_of_all(
+    scraped: tuple[str, _Exporter],
+) -> None:
+    """Read from Prometheus' own targets API: web-01's one target scrapes every 3 s; db-09
+    has no target, so every target stands in and the median interval (3 s) bounds the wait,
+    not the 5-minute job's."""
+    from prometheus_api_client import PrometheusConnect
+
+    url, _exporter = scraped
+    client = PrometheusConnect(url=url)
+    assert _slowest_interval(client, {"web-01"}, _named) == INTERVAL
+    assert _slowest_interval(client, {"db-09"}, _named) == INTERVAL
+    slow = {"web-01"}  # the slow job's target, placed on web-01, would bound its wait
+    assert _slowest_interval(client, slow, lambda labels: labels.get("host") or "web-01") == 300
+
+
+def test_hosts_no_target_names_wait_for_every_target_within_that_bound(
+    scraped: tuple[str, _Exporter],
+) -> None:
     url, _exporter = scraped
     _right_after_a_scrape(url)
-    fresh = await_scrape(url, ["db-09"], _named, timeout=5)  # no target says db-09
-    assert fresh.fresh, fresh
-    assert fresh.waited > 0.5
+    fresh = await_scrape(url, ["db-09"], _named, timeout=2)  # no target says db-09
+    bound = 2 * INTERVAL + 2
+    assert fresh.waited < bound + 3, fresh  # never twice the 5-minute job's interval
+    if fresh.fresh:  # the 5-minute job has not been scraped yet: it has no `up` to wait on
+        assert fresh.waited > 0.5 and fresh.note == "", fresh
+    else:  # it has: its next scrape is minutes away; the verdict says so
+        assert fresh.waited >= bound, fresh
+        assert fresh.note.endswith(
+            f"newer than the change within {bound:g}s: judged the latest data"
+        ), fresh.note
 
 
 def test_a_prometheus_that_cannot_be_asked_is_said_not_waited_on() -> None:
