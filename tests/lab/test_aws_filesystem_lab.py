@@ -23,6 +23,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from botocore.exceptions import BotoCoreError, ClientError
 
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
 from terry.remedies.catalogue import load_catalogue
@@ -79,17 +80,23 @@ def test_the_aws_variant_grows_the_filesystem_after_the_volume(
         n += 1
     before = _size(cloud)
 
-    # EC2's part: when the volume grows, so does the disk the host sees.
+    # EC2's part: when the volume grows, so does the disk the host sees. A step that fails
+    # (the cloud busy, losetup refused) is tried again, and the last failure is reported.
     done = threading.Event()
+    trouble: list[str] = []
 
     def follow() -> None:
         while not done.wait(0.3):
-            size = _size(cloud)
-            if size > before:
-                with image.open("r+b") as f:
-                    f.truncate(size << 30)  # sparse
-                subprocess.run(["losetup", "-c", device], check=True)
-                return
+            try:
+                size = _size(cloud)
+                if size > before:
+                    with image.open("r+b") as f:
+                        f.truncate(size << 30)  # sparse
+                    subprocess.run(["losetup", "-c", device], check=True, capture_output=True)
+                    return
+            except (OSError, subprocess.CalledProcessError, BotoCoreError, ClientError) as exc:
+                said = getattr(exc, "stderr", b"") or b""
+                trouble.append(f"{type(exc).__name__}: {exc} {said.decode(errors='replace')}")
 
     follower = threading.Thread(target=follow, daemon=True)
     follower.start()
@@ -140,7 +147,8 @@ def test_the_aws_variant_grows_the_filesystem_after_the_volume(
         applied = run("apply")
     finally:
         done.set()
-    assert applied.ok, [e.message for e in applied.events if e.status and e.message][-5:]
+    said = [e.message for e in applied.events if e.status and e.message][-5:]
+    assert applied.ok, (said, trouble[-3:])
     ran = {e.task: e.status.value for e in applied.events if e.host and e.status}
     assert ran["Grow the EBS volume"] == "changed"
     assert ran["Grow an xfs filesystem"] == "changed"
