@@ -25,6 +25,7 @@ from terry.errors import RunnerError, TerryError
 from terry.incidents import lifecycle as incidents
 from terry.proposals.plan import Plan
 from terry.proposals.state import get
+from terry.remedies.catalogue import PrometheusVerify
 from terry.steps.record import Record
 from terry.store.models import ProposalRow
 from terry.verify.freshness import Freshness, await_scrape
@@ -156,8 +157,8 @@ class Verify:
 
     def _prometheus(self, p: _Proposal, *, fresh: Freshness | None = None) -> Verification | None:
         prom = self.ctx.config.prometheus
-        remedy = self.ctx.main.view()[1].get(p.remedy)
-        if not prom.url or remedy is None or remedy.prometheus_verify is None:
+        check = self._promql(p)
+        if not prom.url or check is None:
             return None
         # Judge data scraped after the fix, never the sample from before it.
         fresh = fresh or self._fresh(p)
@@ -165,7 +166,7 @@ class Verify:
             *(
                 query_prometheus(
                     prom.url,
-                    remedy.prometheus_verify,
+                    check,
                     {**p.params, "host": host},
                     timeout=prom.timeout,
                     settle_seconds=prom.settle_seconds,
@@ -176,14 +177,18 @@ class Verify:
         note = fresh.note if fresh is not None else ""
         return replace(found, evidence=(*found.evidence, note)) if note else found
 
+    def _promql(self, p: _Proposal) -> PrometheusVerify | None:
+        """The remedy's PromQL check, when it has one (main's catalogue)."""
+        remedy = self.ctx.main.view()[1].get(p.remedy)
+        return remedy.prometheus_verify if remedy is not None else None
+
     def _fresh(self, p: _Proposal) -> Freshness | None:
         """Wait for the next scrape of ``p``'s hosts (terry.verify.freshness); None when
         the proposal has no PromQL check."""
         prom = self.ctx.config.prometheus
-        _sha, catalogue, inventory = self.ctx.main.view()
-        remedy = catalogue.get(p.remedy)
-        if not prom.url or remedy is None or remedy.prometheus_verify is None:
+        if not prom.url or self._promql(p) is None:
             return None
+        inventory = self.ctx.main.view()[2]
         host_labels = self.ctx.config.host_labels
 
         def host_of(labels: Mapping[str, str]) -> str | None:

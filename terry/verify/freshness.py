@@ -107,8 +107,16 @@ def _targets_of(
     host_of: Callable[[Mapping[str, str]], str | None],
 ) -> list[int]:
     """Indexes of the targets placed on ``wanted`` hosts; every target when none is."""
-    mine = [i for i, labels in enumerate(labels_list) if host_of(labels) in wanted]
-    return mine or list(range(len(labels_list)))
+    return _placed(labels_list, wanted, host_of) or list(range(len(labels_list)))
+
+
+def _placed(
+    labels_list: list[Mapping[str, str]],
+    wanted: set[str],
+    host_of: Callable[[Mapping[str, str]], str | None],
+) -> list[int]:
+    """Indexes of the targets placed on ``wanted`` hosts (maybe none)."""
+    return [i for i, labels in enumerate(labels_list) if host_of(labels) in wanted]
 
 
 def _not_yet(
@@ -144,7 +152,7 @@ def _slowest_interval(
     except (PrometheusApiClientException, RequestException, KeyError, TypeError, ValueError):
         return _DEFAULT_INTERVAL
     labels = [dict(t.get("labels") or {}) for t in active]
-    mine = [i for i, found in enumerate(labels) if host_of(found) in wanted]
+    mine = _placed(labels, wanted, host_of)
     seconds = [
         prometheus_seconds(active[i].get("scrapeInterval")) for i in mine or range(len(active))
     ]

@@ -129,6 +129,14 @@ def _right_after_a_scrape(url: str) -> None:
     assert _until(lambda: _last_scrape(url) > seen, 3 * INTERVAL)
 
 
+def _fix_right_after_a_scrape(url: str, exporter: _Exporter) -> None:
+    """The disk full (95) as Prometheus last saw it, then fixed (10) just after a scrape."""
+    exporter.value = 95.0
+    assert _until(lambda: _value(url) == 95.0, 3 * INTERVAL)
+    _right_after_a_scrape(url)
+    exporter.value = 10.0  # the fix
+
+
 def _named(labels: Mapping[str, str]) -> str | None:
     return labels.get("host")
 
@@ -138,10 +146,7 @@ def test_right_after_a_fix_prometheus_still_answers_the_old_sample(
 ) -> None:
     """Why the wait exists: the same check without it fails a fix that worked."""
     url, exporter = scraped
-    exporter.value = 95.0
-    assert _until(lambda: _value(url) == 95.0, 3 * INTERVAL)
-    _right_after_a_scrape(url)
-    exporter.value = 10.0  # the fix
+    _fix_right_after_a_scrape(url, exporter)
     stale = query_prometheus(url, CHECK, {"host": "web-01"}, timeout=5)
     assert stale.outcome is Outcome.FAILED, stale
     assert "= 95, not below 80" in stale.evidence[0]
@@ -151,10 +156,7 @@ def test_verification_waits_for_the_hosts_next_scrape_then_judges(
     scraped: tuple[str, _Exporter],
 ) -> None:
     url, exporter = scraped
-    exporter.value = 95.0
-    assert _until(lambda: _value(url) == 95.0, 3 * INTERVAL)
-    _right_after_a_scrape(url)
-    exporter.value = 10.0  # the fix
+    _fix_right_after_a_scrape(url, exporter)
     fresh = await_scrape(url, ["web-01"], _named, timeout=5)
     assert fresh.fresh and fresh.note == "", fresh
     assert 0.5 < fresh.waited <= 2 * INTERVAL + 1, fresh.waited  # it did wait, one scrape
