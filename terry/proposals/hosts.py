@@ -21,6 +21,7 @@ from enum import StrEnum
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.exc import IntegrityError
 
 from terry.store import Store
 from terry.store.models import IncidentRow, ProposalHostRow, utcnow
@@ -31,6 +32,7 @@ __all__ = [
     "add_hosts",
     "hosts_of",
     "open_incidents",
+    "queue_host",
     "set_hosts",
     "set_waves",
     "take_queued",
@@ -99,6 +101,29 @@ def add_hosts(
                     updated_at=now,
                 )
             )
+
+
+def queue_host(
+    store: Store, proposal_id: int, host: str, incident_id: int, environment: str | None
+) -> bool:
+    """Queue ``host`` on the proposal for its next wave, for ``incident_id``. False when the
+    host is already on it, in any state, or another process queued it at the same moment
+    (the unique (proposal, host) key decides): this incident is then *not* carried by it."""
+    try:
+        with store.session() as session:
+            session.add(
+                ProposalHostRow(
+                    proposal_id=proposal_id,
+                    host=host,
+                    incident_id=incident_id,
+                    environment=environment,
+                    state=HostState.QUEUED.value,
+                    updated_at=utcnow(),
+                )
+            )
+    except IntegrityError:
+        return False
+    return True
 
 
 def set_hosts(

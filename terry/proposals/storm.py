@@ -33,10 +33,10 @@ from typing import TypeVar
 from sqlalchemy import select
 
 from terry.diagnosis.finding import Finding, Fix
-from terry.proposals.hosts import HostState, add_hosts
+from terry.proposals.hosts import queue_host
 from terry.proposals.state import ProposalState
 from terry.store import Store
-from terry.store.models import ProposalHostRow, ProposalRow, utcnow
+from terry.store.models import ProposalRow, utcnow
 
 __all__ = ["JOINABLE", "FoldKey", "fold_key", "group", "join", "merged_fix"]
 
@@ -173,22 +173,14 @@ def join(
             ),
             None,
         )
-        if chosen is None:
-            return None
-        taken = session.scalar(
-            select(ProposalHostRow.id).where(
-                ProposalHostRow.proposal_id == chosen,
-                ProposalHostRow.host == host,
-                ProposalHostRow.state.in_([HostState.PENDING.value, HostState.QUEUED.value]),
-            )
-        )
-    if taken is not None:
-        # The host is already on it for another incident: this one is not silently absorbed
-        # (it would never be marked fixed); it gets its own proposal, serialised on the host
-        # by the host locks, and the re-check before its apply withdraws it if the first
-        # fix healed it.
+    if chosen is None:
         return None
-    add_hosts(store, chosen, [(host, incident_id, environment)], state=HostState.QUEUED)
+    if not queue_host(store, chosen, host, incident_id, environment):
+        # The host is already on it (for another incident, or added by another process at
+        # the same moment): this incident is not silently absorbed (it would never be
+        # marked fixed); it gets its own proposal, serialised on the host by the host locks,
+        # and the re-check before its apply withdraws it if the first fix healed it.
+        return None
     return chosen
 
 
