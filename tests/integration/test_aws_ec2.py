@@ -24,6 +24,7 @@ from typing import Any
 
 import boto3
 import pytest
+import requests
 import yaml
 from moto.server import ThreadedMotoServer
 
@@ -76,6 +77,10 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
     server.start()
     host, port = server.get_host_and_port()
     url = f"http://{host}:{port}"
+    # moto keeps its accounts in the process, not in the server: a second module using this
+    # fixture would otherwise find the first one's instances too (two "web-aws-01"s, the
+    # remedy growing the other one's volume). Its reset API starts each cloud empty.
+    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
     credentials = tmp_path_factory.mktemp("aws") / "credentials"
     credentials.write_text(CREDENTIALS)
     env = {
@@ -122,6 +127,7 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         )["VolumeId"]
         ec2.attach_volume(VolumeId=volume, InstanceId=web, Device="/dev/sdf")
         yield Cloud(url, env, web, db, volume)
+    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
     server.stop()
 
 
