@@ -80,7 +80,6 @@ def add_hosts(
     state: HostState = HostState.PENDING,
 ) -> None:
     """Record (host, incident, environment) on the proposal; a host already on it is kept."""
-    now = utcnow()
     with store.session() as session:
         known = set(
             session.scalars(
@@ -91,16 +90,20 @@ def add_hosts(
             if host in known:
                 continue
             known.add(host)
-            session.add(
-                ProposalHostRow(
-                    proposal_id=proposal_id,
-                    host=host,
-                    incident_id=incident_id,
-                    environment=environment,
-                    state=state.value,
-                    updated_at=now,
-                )
-            )
+            session.add(_row(proposal_id, host, incident_id, environment, state))
+
+
+def _row(
+    proposal_id: int, host: str, incident_id: int | None, environment: str | None, state: HostState
+) -> ProposalHostRow:
+    return ProposalHostRow(
+        proposal_id=proposal_id,
+        host=host,
+        incident_id=incident_id,
+        environment=environment,
+        state=state.value,
+        updated_at=utcnow(),
+    )
 
 
 def queue_host(
@@ -111,16 +114,7 @@ def queue_host(
     (the unique (proposal, host) key decides): this incident is then *not* carried by it."""
     try:
         with store.session() as session:
-            session.add(
-                ProposalHostRow(
-                    proposal_id=proposal_id,
-                    host=host,
-                    incident_id=incident_id,
-                    environment=environment,
-                    state=HostState.QUEUED.value,
-                    updated_at=utcnow(),
-                )
-            )
+            session.add(_row(proposal_id, host, incident_id, environment, HostState.QUEUED))
     except IntegrityError:
         return False
     return True
