@@ -4,6 +4,7 @@ Alertmanager on this machine (root only)."""
 from __future__ import annotations
 
 import os
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -114,6 +115,14 @@ def command(ctx: click.Context, state_dir: Path) -> None:
     help="Apply the repository's playbooks/site.yml (from main) to the new hosts, so the "
     "lab starts without drift.",
 )
+@click.option(
+    "--data-volume",
+    type=click.Choice(lab.DATA_VOLUMES),
+    default="loop",
+    show_default=True,
+    help="Each host's /srv/data: an ext4 image on a loop device (tmpfs where the machine "
+    "has none), or tmpfs always, as CI machines without loop devices run it.",
+)
 @output_option
 @click.pass_context
 def up(
@@ -122,6 +131,7 @@ def up(
     repo_inventory: Path | None,
     webhook_url: str | None,
     converge: bool,
+    data_volume: str,
     output: str,
 ) -> None:
     """Start the lab hosts, Prometheus and Alertmanager; write the Ansible inventory, and
@@ -138,7 +148,7 @@ def up(
     progress = err_console if output == "json" else console
     with progress.status(f"starting {hosts} lab hosts, Prometheus and Alertmanager"):
         state = lab.up(
-            _lab_config(ctx),
+            replace(_lab_config(ctx), data_volume=data_volume),
             hosts=hosts,
             repo=repo,
             webhook_url=webhook_url,

@@ -17,6 +17,7 @@ from terry.lab.hosts import host_exec, nsenter_argv
 from terry.lab.inventory import INVENTORY_PATH, inventory_data, write_inventory
 from terry.lab.lifecycle import down, missing_prerequisites, service_script_source, status, up
 from terry.lab.model import (
+    DATA_VOLUMES,
     DEFAULT_STATE_DIR,
     DEFAULT_WEBHOOK_URL,
     BreakResult,
@@ -35,6 +36,7 @@ from terry.lab.model import (
 from terry.lab.ssh import ssh_argv
 
 __all__ = [
+    "DATA_VOLUMES",
     "DEFAULT_STATE_DIR",
     "DEFAULT_WEBHOOK_URL",
     "INVENTORY_PATH",

@@ -11,7 +11,7 @@ Inside a host:
 
 ==============  ==================================================================
 ``/srv/data``   a loop-mounted ext4 image (``data_size_mib``), or a size-limited
-                tmpfs when loop devices are unavailable: it really fills up
+                tmpfs (``data_volume`` "tmpfs", or no loop devices): it really fills up
 ``/etc``        an overlay on the machine's ``/etc`` (writes stay on the host);
                 ``/etc/app`` is the app's config directory, ``/etc/ssh`` holds the
                 host's own sshd config, host key and ``authorized_keys/root``
@@ -185,7 +185,10 @@ def _start_holder(netns: str, name: str, log: Path) -> tuple[LabProcess, int]:
 
 
 def _data_volume(config: LabConfig, image: Path) -> str:
-    """Make the data image and attach it to a loop device; "" when loop devices are missing."""
+    """Make the data image and attach it to a loop device; "" (tmpfs) when loop devices are
+    missing or the lab asks for tmpfs."""
+    if config.data_volume == "tmpfs":
+        return ""
     with open(image, "wb") as fh:
         fh.truncate(config.data_size_mib * 1024 * 1024)
     run(["mkfs.ext4", "-F", "-q", "-m", "0", "-L", "data", str(image)])

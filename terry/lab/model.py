@@ -16,6 +16,7 @@ from typing import Any
 from terry.errors import InputError, NotFound, StateError, TerryError
 
 __all__ = [
+    "DATA_VOLUMES",
     "DEFAULT_STATE_DIR",
     "DEFAULT_WEBHOOK_URL",
     "BreakResult",
@@ -37,6 +38,7 @@ DEFAULT_STATE_DIR = Path("/var/lib/terry-lab")
 DEFAULT_WEBHOOK_URL = "http://127.0.0.1:9180/api/v1/alerts"
 STATE_FILE = "state.json"
 MAX_HOSTS = 40
+DATA_VOLUMES = ("loop", "tmpfs")  # what a lab host's /srv/data is (LabConfig.data_volume)
 
 _NAME_RE = re.compile(r"^[a-z][a-z0-9-]*$")
 
@@ -69,6 +71,9 @@ class LabConfig:
     first_host: int = 11
     tenant: str = "blue"
     data_size_mib: int = 64
+    # "loop": an ext4 image on a loop device (tmpfs when the machine has no loop devices);
+    # "tmpfs": a size-limited tmpfs always, as on machines without loop devices (CI's).
+    data_volume: str = "loop"
     service_name: str = "web"
     service_port: int = 8080
     node_exporter_port: int = 9100
@@ -96,6 +101,10 @@ class LabConfig:
             raise InputError(f"lab subnet {self.subnet} is too small for the lab hosts")
         if self.data_size_mib < 16:
             raise InputError("lab data volume must be at least 16 MiB")
+        if self.data_volume not in DATA_VOLUMES:
+            raise InputError(
+                f"lab data volume {self.data_volume!r}: one of {', '.join(DATA_VOLUMES)}"
+            )
         object.__setattr__(self, "addresses", dict(self.addresses))
         for host, value in self.addresses.items():
             self._interface(host, value)

@@ -3,7 +3,9 @@
 Every test under ``tests/lab`` is marked ``lab``. Each module says what it needs in
 ``NEEDS`` (the programs it runs, as ``shutil.which`` finds them); a module that uses the
 ``lab_config`` fixture names its own lab in ``NAMES`` (bridge, subnet and prefixes that no
-other module, and no developer's ``terry lab up``, uses). Plain helpers (ssh, waiting,
+other module, and no developer's ``terry lab up``, uses; ``data_volume`` to pin its hosts'
+/srv/data to one kind). ``TERRY_LAB_DATA_VOLUME=tmpfs`` runs every other lab on tmpfs, as a
+machine without loop devices does. Plain helpers (ssh, waiting,
 Prometheus' alerts) are in ``tests/lab/helpers.py``.
 
 Outside CI a module skips when it is not run as root or when a program in ``NEEDS`` is
@@ -57,5 +59,8 @@ def pytest_collection_modifyitems(items: list[pytest.Item]) -> None:
 def lab_config(
     request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
 ) -> lab.LabConfig:
-    """The module's own lab (its ``NAMES``), with a fresh state directory."""
-    return lab.LabConfig(state_dir=tmp_path_factory.mktemp("lab") / "state", **request.module.NAMES)
+    """The module's own lab (its ``NAMES``), with a fresh state directory. Its data volumes
+    are ``$TERRY_LAB_DATA_VOLUME`` (``tmpfs``: as on a CI machine without loop devices)
+    unless the module's ``NAMES`` says which."""
+    names = {"data_volume": os.environ.get("TERRY_LAB_DATA_VOLUME", "loop"), **request.module.NAMES}
+    return lab.LabConfig(state_dir=tmp_path_factory.mktemp("lab") / "state", **names)

@@ -24,7 +24,7 @@ from click.testing import CliRunner
 
 from terry import lab
 from terry.cli import main
-from terry.errors import StateError
+from terry.errors import InputError, StateError
 from terry.lab.procs import resolve, start_time
 from tests.lab.helpers import df_percent, prometheus_alert, ssh, wait_for
 
@@ -134,6 +134,18 @@ def test_up_refuses_without_root(monkeypatch: pytest.MonkeyPatch, tmp_path: Path
     monkeypatch.setattr(os, "geteuid", lambda: 1000)
     with pytest.raises(StateError, match="root"):
         lab.up(lab.LabConfig(state_dir=tmp_path, **NAMES), repo=tmp_path)
+
+
+def test_a_data_volume_of_an_unknown_kind_is_refused(tmp_path: Path) -> None:
+    with pytest.raises(InputError, match="lab data volume 'nfs': one of loop, tmpfs"):
+        lab.LabConfig(state_dir=tmp_path, data_volume="nfs", **NAMES)
+    said = subprocess.run(
+        [sys.executable, "-m", "terry", "lab", "up", "--data-volume", "nfs"],
+        capture_output=True,
+        text=True,
+        check=False,
+    )
+    assert said.returncode == 2 and "'nfs' is not one of 'loop', 'tmpfs'" in said.stderr
 
 
 # ---------------------------------------------------------------- a healthy lab
