@@ -22,6 +22,7 @@ Terry's dry run ÷ plain ``--check --diff`` (target < 1.15x), and any proposal m
 host already fixed (target 0).
 
     sudo .venv/bin/python bench/storm_lab.py [--hosts 10] [--rounds 1] [--watch 0] [--one-each]
+        [--no-waves]
 
 Exits 0 when every host ended verified on every side, 1 otherwise.
 """
@@ -62,15 +63,16 @@ def _alerts(hosts: list[str], tag: str) -> str:
     return payload([alert(f"{tag}-{h}", h, starts=now) for h in hosts])
 
 
-def _settings(repo: Path, staging: list[str], watch: float) -> None:
-    """Up to every staging host merges without a person (the bench measures machines)."""
+def _settings(repo: Path, staging: list[str], watch: float, waves: bool) -> None:
+    """Up to every staging host merges without a person (the bench measures machines);
+    without ``waves``, ``canary.min_hosts`` covers every host: one apply, no canary."""
     data_path = repo / "policies" / "data.json"
     data = json.loads(data_path.read_text())
     data["terry"]["settings"]["max_auto_hosts"] = len(staging)
     data_path.write_text(json.dumps(data, indent=2) + "\n")
     path = repo / "terry.yml"
     config = yaml.safe_load(path.read_text())
-    config["canary"] = {"watch": watch}
+    config["canary"] = {"watch": watch, **({} if waves else {"min_hosts": len(staging)})}
     path.write_text(yaml.safe_dump(config, sort_keys=False))
     Repo(repo).commit_paths(["policies/data.json", "terry.yml"], "bench: the storm's settings")
 
@@ -126,6 +128,9 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=1)
     parser.add_argument("--watch", type=float, default=0.0, help="canary.watch, seconds")
     parser.add_argument("--one-each", action="store_true", help="also one proposal per incident")
+    parser.add_argument(
+        "--no-waves", action="store_true", help="no canary: every host in one apply"
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="terry-bench-storm-lab-"))
     repo = init_repository(scratch / "ops", example=False).path
@@ -136,7 +141,7 @@ def main() -> int:
     rows: list[dict[str, Any]] = []
     try:
         point_at_lab(repo, state)
-        _settings(repo, staging, args.watch)
+        _settings(repo, staging, args.watch, waves=not args.no_waves)
         storm: dict[str, Any] | None = None
         for n in range(args.rounds):
             # sides alternate (the plain side replays the storm's runs: it needs one first)
@@ -152,8 +157,8 @@ def main() -> int:
         lab.down(LAB)
         shutil.rmtree(scratch, ignore_errors=True)
     print(
-        f"storm over {len(staging)} lab hosts, {args.rounds} round(s), canary.watch "
-        f"{args.watch:g}s; {load_note()}"
+        f"storm over {len(staging)} lab hosts, {args.rounds} round(s), "
+        f"{'no waves' if args.no_waves else f'canary.watch {args.watch:g}s'}; {load_note()}"
     )
     keys = ("seconds", "proposals", "runs", "verified", "refixes", "wait_p50", "wait_max")
     print(table(("side", *keys), [(r["side"], *(r.get(k, "") for k in keys)) for r in rows]))
