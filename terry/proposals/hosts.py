@@ -76,10 +76,9 @@ def add_hosts(
     store: Store,
     proposal_id: int,
     hosts: Iterable[tuple[str, int | None, str | None]],
-    *,
-    state: HostState = HostState.PENDING,
 ) -> None:
-    """Record (host, incident, environment) on the proposal; a host already on it is kept."""
+    """Record (host, incident, environment) on the proposal, pending; a host already on it
+    is kept (a proposal's own hosts; one joining later is ``queue_host``'s)."""
     with store.session() as session:
         known = set(
             session.scalars(
@@ -90,7 +89,7 @@ def add_hosts(
             if host in known:
                 continue
             known.add(host)
-            session.add(_row(proposal_id, host, incident_id, environment, state))
+            session.add(_row(proposal_id, host, incident_id, environment, HostState.PENDING))
 
 
 def _row(

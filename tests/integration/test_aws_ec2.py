@@ -127,7 +127,6 @@ def cloud(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cloud]:
         )["VolumeId"]
         ec2.attach_volume(VolumeId=volume, InstanceId=web, Device="/dev/sdf")
         yield Cloud(url, env, web, db, volume)
-    requests.post(f"{url}/moto-api/reset", timeout=10).raise_for_status()
     server.stop()
 
 

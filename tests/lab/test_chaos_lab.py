@@ -107,6 +107,10 @@ def chaos_lab(
     )
     server = None
     try:
+        # the data volumes are tmpfs, as this module's lab asked (CI's kind)
+        mounted = ssh(state, FAULT_HOST, "findmnt", "-n", "-o", "FSTYPE", "/srv/data").strip()
+        assert mounted == "tmpfs"
+        assert all(h.loop_device == "" for h in state.hosts)
         _configure(repo, state)
         server = TerryServe(repo, port, {"TERRY_WEBHOOK_TOKEN": WEBHOOK_TOKEN})
         yield repo, state
@@ -150,10 +154,6 @@ def test_chaos_experiments_measure_terry_and_always_clean_up(
 ) -> None:
     repo, state = chaos_lab
     started = time.monotonic()
-    # the data volumes are tmpfs, as this module's lab asked (CI's kind)
-    mounted = ssh(state, FAULT_HOST, "findmnt", "-n", "-o", "FSTYPE", "/srv/data").strip()
-    assert mounted == "tmpfs"
-    assert all(h.loop_device == "" for h in state.hosts)
 
     # Production is never a target: named, it is refused (exit 5) before anything runs.
     refused = _terry(repo, "chaos", "run", "disk-fill", "--target", "lab-01")
@@ -242,10 +242,6 @@ def test_every_other_fault_goes_in_shows_on_the_host_and_comes_out(
 ) -> None:
     repo, state = chaos_lab
     started = time.monotonic()
-    # the data volumes are tmpfs, as this module's lab asked (CI's kind)
-    mounted = ssh(state, FAULT_HOST, "findmnt", "-n", "-o", "FSTYPE", "/srv/data").strip()
-    assert mounted == "tmpfs"
-    assert all(h.loop_device == "" for h in state.hosts)
 
     # config-invalid: the managed config gets a line no parser accepts, then comes back whole
     conf = {"file": "/etc/app/app.conf"}
