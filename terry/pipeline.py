@@ -151,12 +151,17 @@ class Pipeline:
         ctx = self.ctx
         outcomes: dict[int, ProposalOutcome] = {}
         found: list[tuple[int, Finding]] = []
-        for incident_id in dict.fromkeys(incident_ids):
-            if not incidents.claim(ctx.store, incident_id, ctx.holder, lease=ctx.lease):
+        claimed: list[int] = []
+        for incident_id in dict.fromkeys(incident_ids):  # all first: what came together is
+            # taken together, not one at a time between diagnoses (another thread would
+            # take the rest, and a storm's hosts get proposals of their own)
+            if incidents.claim(ctx.store, incident_id, ctx.holder, lease=ctx.lease):
+                claimed.append(incident_id)
+            else:
                 outcomes[incident_id] = ProposalOutcome(
                     incident_id, None, None, note="already handled elsewhere"
                 )
-                continue
+        for incident_id in claimed:
             with self.traces.incident(incident_id), self.traces.step("diagnose"):
                 found.append((incident_id, self.steps.diagnose(incident_id)))
         for together in storm.group(found, _MainPlacement(ctx)):

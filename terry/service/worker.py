@@ -87,6 +87,13 @@ class Recovery:
     stopped: tuple[int, ...] = ()  # processes of dead runs stopped on this machine
 
 
+@dataclass(frozen=True)
+class _Arrived:
+    """Incidents to diagnose, opened together."""
+
+    ids: tuple[int, ...]
+
+
 class Worker:
     def __init__(
         self,
@@ -105,9 +112,10 @@ class Worker:
         self._last_sweep = time.monotonic()
         self._sweeping = threading.Lock()
         self._carrying: set[int] = set()
-        # Incident ids to diagnose, or jobs: ("reconcile", proposal id), ("changed",
-        # (incident id, resolved?, what happened)) and ("carry", queued proposal id).
-        self._queue: queue.Queue[int | tuple[str, Any]] = queue.Queue()
+        # Incidents to diagnose (_Arrived: those that came together stay together), -1 to
+        # stop, or jobs: ("reconcile", proposal id), ("changed", (incident id, resolved?,
+        # what happened)) and ("carry", queued proposal id).
+        self._queue: queue.Queue[_Arrived | int | tuple[str, Any]] = queue.Queue()
         self._last_sync = 0.0
         self._archive_every = archive_seconds
         self._last_archive = time.monotonic()  # the first batch after archive_seconds
@@ -150,8 +158,12 @@ class Worker:
         return not any(t.is_alive() for t in self._threads)
 
     def submit(self, incident_ids: tuple[int, ...] | list[int]) -> None:
-        for incident_id in incident_ids:
-            self._queue.put(incident_id)
+        """Incidents opened together (one webhook's alerts): one queue item, so one thread
+        diagnoses them all and a storm among them folds into one proposal. One put per
+        incident would let an idle thread take some of them, and their hosts would get a
+        proposal of their own beside the storm's."""
+        if incident_ids:
+            self._queue.put(_Arrived(tuple(incident_ids)))
 
     def reconcile(self, proposal_id: int) -> None:
         """Read the proposal's pull request again and act on it (a forge webhook came)."""
@@ -176,8 +188,7 @@ class Worker:
             try:
                 item = self._queue.get(timeout=self._poll)
             except queue.Empty:
-                for pending in incidents.pending(self._store, lease=pipeline.ctx.lease):
-                    self._queue.put(pending)
+                self.submit(incidents.pending(self._store, lease=pipeline.ctx.lease))
                 self._maybe_sync(pipeline)
                 self._maybe_sweep(pipeline)
                 self._maybe_archive(pipeline)
@@ -185,10 +196,9 @@ class Worker:
             if isinstance(item, tuple):
                 self._forge_job(pipeline, *item)
                 continue
-            incident_id = item
-            if incident_id < 0 or self._stop.is_set():
-                continue
-            batch = self._batch(incident_id)
+            if isinstance(item, int) or self._stop.is_set():
+                continue  # -1: stop
+            batch = self._batch(list(item.ids))
             with self._lock:
                 self._busy_count += 1
             try:
@@ -206,18 +216,17 @@ class Worker:
                 with self._lock:
                     self._busy_count -= 1
 
-    def _batch(self, first: int) -> list[int]:
-        """``first`` and the incidents queued right behind it, diagnosed together so that a
+    def _batch(self, batch: list[int]) -> list[int]:
+        """``batch`` and the incidents queued right behind it, diagnosed together so that a
         storm (one cause on many hosts) folds into one proposal (terry.proposals.storm).
         Anything else met in the queue is put back."""
-        batch = [first]
         while len(batch) < BATCH:
             try:
                 item = self._queue.get_nowait()
             except queue.Empty:
                 break
-            if isinstance(item, int) and item >= 0:
-                batch.append(item)
+            if isinstance(item, _Arrived):
+                batch.extend(item.ids)
             else:
                 self._queue.put(item)
                 break

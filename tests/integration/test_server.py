@@ -43,6 +43,7 @@ READ_TOKEN = "s3cret-reader-token-of-ops"
 READ = {"Authorization": f"Bearer {READ_TOKEN}"}
 # uvicorn shuts down gracefully on SIGTERM, then re-raises the signal: -15 is a clean exit.
 CLEAN = (0, -signal.SIGTERM)
+PER_HOST = 30  # incidents per host in the one-notification storm
 
 
 class Serve:
@@ -343,15 +344,9 @@ MARK_VERIFY = """- name: Look for the mark
 """
 
 
-@pytest.mark.postgres
-@pytest.mark.skipif(
-    not POSTGRES and not os.environ.get("CI"),
-    reason="needs TERRY_TEST_POSTGRES_URL (scripts/test.sh starts PostgreSQL)",
-)
-def test_two_servers_on_one_postgres_never_double_apply_or_overlap_a_host(repo: Path) -> None:
-    url = _postgres_database()
-    cli = make_cli(repo, url)
-    assert cli("example", "up").exit_code == 0
+def _mark_fleet(repo: Path, url: str | None = None) -> None:
+    """The example fleet up, and the mark-fix remedy committed to the repository."""
+    assert make_cli(repo, url)("example", "up").exit_code == 0
     role = repo / "roles" / "mark_fix"
     (role / "tasks").mkdir(parents=True)
     (role / "remedies.yml").write_text(MARK_REMEDY)
@@ -361,6 +356,42 @@ def test_two_servers_on_one_postgres_never_double_apply_or_overlap_a_host(repo: 
 
     git.Repo(repo).index.add([str(role)])
     git.Repo(repo).index.commit("a remedy that leaves a mark")
+
+
+def test_alerts_of_one_notification_fold_into_one_proposal_whatever_threads_are_idle(
+    repo: Path, store_for: Store
+) -> None:
+    """Alertmanager sends a storm as one group: its incidents are diagnosed together by one
+    worker thread, never split between idle threads (which gave a host a proposal of its
+    own beside the storm's)."""
+    _mark_fleet(repo)
+    server = Serve(repo, args=("--threads", "8"))
+    hosts = ("web-01", "web-02", "db-01")
+    try:  # many incidents on three hosts in one notification, eight idle threads
+        names = [(f"m{n}-{h}", h) for n in range(PER_HOST) for h in hosts]
+        body = payload([alert("MarkMissing", fingerprint=f, host=h) for f, h in names])
+        assert server.post(body).status_code == 202
+
+        def diagnosed() -> bool:
+            done = IncidentRow.diagnosed_at.is_not(None)
+            return count_rows(store_for, IncidentRow, done) == 3 * PER_HOST
+
+        wait_for(diagnosed, timeout=120, what="every incident diagnosed")
+        with store_for.session() as session:
+            made = [sorted(p.hosts) for p in session.scalars(select(ProposalRow))]
+        assert made == [sorted(hosts)], (made, server.log.read_text()[-3000:])
+    finally:
+        server.stop()
+
+
+@pytest.mark.postgres
+@pytest.mark.skipif(
+    not POSTGRES and not os.environ.get("CI"),
+    reason="needs TERRY_TEST_POSTGRES_URL (scripts/test.sh starts PostgreSQL)",
+)
+def test_two_servers_on_one_postgres_never_double_apply_or_overlap_a_host(repo: Path) -> None:
+    url = _postgres_database()
+    _mark_fleet(repo, url)
     env = {"TERRY_DATABASE_URL": url}
     servers = [Serve(repo, env=env), Serve(repo, env=env)]
     store = Store(url)
