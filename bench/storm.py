@@ -50,8 +50,14 @@ from terry.store.models import ProposalHostRow, ProposalRow, RunRow
 
 
 class _Quiet:
+    """Says nothing; keeps each step with its second since ``clock`` (the timeline)."""
+
+    def __init__(self) -> None:
+        self.clock = time.monotonic()
+        self.steps: list[tuple[float, str]] = []
+
     def step(self, proposal_id: int | None, message: str) -> None:
-        return None
+        self.steps.append((time.monotonic() - self.clock, message[:160]))
 
     def event(self, proposal_id: int, kind: str, event: object) -> None:
         return None
@@ -117,10 +123,11 @@ def _side(
     with store.session() as session:
         first_proposal = int(session.scalar(select(func.max(ProposalRow.id))) or 0)
         first_run = int(session.scalar(select(func.max(RunRow.id))) or 0)
-    pipeline = build_pipeline(config, store, reporter=_Quiet())
+    quiet = _Quiet()
+    pipeline = build_pipeline(config, store, reporter=quiet)
     body = body or payload([alert(f"{tag}-{h}", h) for h in hosts])
     started = datetime.now(UTC)
-    clock = time.monotonic()
+    clock = quiet.clock = time.monotonic()
     if name == "storm":
         pipeline.ingest(parse_payload(body))
     else:
@@ -150,6 +157,15 @@ def _side(
         "proposals": len(proposals),
         "runs": len(runs),
         "refixes": len(hosts_proposed) - len(set(hosts_proposed)),
+        "timeline": sorted(
+            quiet.steps
+            + [
+                ((at - started).total_seconds(), f"run {r.id} {r.kind} {edge}")
+                for r in runs
+                for at, edge in ((r.started_at, "starts"), (r.finished_at, "ends"))
+                if at is not None
+            ]
+        ),
         "run_rows": [
             (r.id, r.kind, (r.finished_at - r.started_at).total_seconds(), r.status)
             for r in runs

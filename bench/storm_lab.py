@@ -22,7 +22,7 @@ Terry's dry run ÷ plain ``--check --diff`` (target < 1.15x), and any proposal m
 host already fixed (target 0).
 
     sudo .venv/bin/python bench/storm_lab.py [--hosts 10] [--rounds 1] [--watch 0] [--one-each]
-        [--no-waves]
+        [--no-waves] [--timeline]
 
 Exits 0 when every host ended verified on every side, 1 otherwise.
 """
@@ -131,6 +131,9 @@ def main() -> int:
     parser.add_argument(
         "--no-waves", action="store_true", help="no canary: every host in one apply"
     )
+    parser.add_argument(
+        "--timeline", action="store_true", help="print the last storm's steps, second by second"
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="terry-bench-storm-lab-"))
     repo = init_repository(scratch / "ops", example=False).path
@@ -168,6 +171,11 @@ def main() -> int:
                 "storm's runs (id, kind, seconds): "
                 + ", ".join(f"{i} {k} {s:.1f}s" for i, k, s, _st in r["run_rows"])
             )
+    if args.timeline:
+        last = [r for r in rows if r["side"] == "storm"][-1]
+        print("\nthe last storm's steps (seconds since the alerts):")
+        for at, said in last["timeline"]:
+            print(f"  {at:6.1f}  {said}")
     storm_s = pct([r["seconds"] for r in rows if r["side"] == "storm"], 50)
     plain_s = pct([r["seconds"] for r in rows if r["side"] == "plain check + apply"], 50)
     check_t = pct(
