@@ -110,7 +110,11 @@ class Replay:
             self.argv, cwd=self.tree, env=env, capture_output=True, text=True, check=False
         )
         if done.returncode != 0:
-            raise RuntimeError(f"ansible-playbook exited {done.returncode}: {done.stdout[-2000:]}")
+            why = [ln for ln in done.stdout.splitlines() if ln.startswith(("fatal:", "failed:"))]
+            raise RuntimeError(
+                f"ansible-playbook exited {done.returncode}: "
+                + ("\n".join(why[:10]) or done.stdout[-2000:])
+            )
         return done.stdout
 
 

@@ -157,6 +157,7 @@ def _side(
         "proposals": len(proposals),
         "runs": len(runs),
         "refixes": len(hosts_proposed) - len(set(hosts_proposed)),
+        "outcomes": [f"proposal {p.id} {p.state}: {(p.outcome or '')[:600]}" for p in proposals],
         "timeline": sorted(
             quiet.steps
             + [

@@ -194,6 +194,9 @@ def main() -> int:
         f"{f' plus the {args.watch:g}s watch' if args.watch else ''})"
     )
     print(f"Terry's dry run ÷ plain --check --diff: {check_t / plain_c:.2f}x (target < 1.15x)")
+    for r in rows:
+        if r.get("verified", len(staging)) != len(staging):
+            print(f"{r['side']} did not verify every host: " + " | ".join(r["outcomes"]))
     ok = all(r.get("verified", len(staging)) == len(staging) for r in rows)
     ok = ok and all(r["refixes"] == 0 for r in rows if "refixes" in r)
     return 0 if ok else 1
