@@ -18,6 +18,8 @@ Inside a host:
 ``/run``        tmpfs; ``/run/terry`` a separate small tmpfs (service pid files),
                 ``/run/sshd.log`` sshd's log
 ``/tmp``        tmpfs
+``/root``       tmpfs: root's own home (the machine's ``~/.bashrc``, which bash reads for
+                every SSH command, is not the host's; nor is its ``~/.ansible``)
 ``/sys``        sysfs of the host's network namespace (right interface facts)
 ==============  ==================================================================
 """
@@ -225,6 +227,10 @@ def _mount_filesystems(config: LabConfig, init_pid: int, name: str, loop_device:
     )
     on_host("mkdir", "-p", "/etc/app")
     on_host("mount", "-t", "tmpfs", "-o", "mode=1777,size=64m", "tmpfs", "/tmp")
+    # root's home: bash runs ~/.bashrc for every command over SSH, and the machine's may do
+    # anything (a version manager's init cost ~140 ms of CPU a command, more than the SSH
+    # session itself): a host reads its own, empty one.
+    on_host("mount", "-t", "tmpfs", "-o", "mode=0700,size=64m", "tmpfs", "/root")
     on_host("mount", "-t", "tmpfs", "-o", "mode=0755,size=1m", "tmpfs", "/srv")
     on_host("mkdir", "/srv/data")
     if loop_device:

@@ -194,6 +194,15 @@ def test_each_host_has_its_own_small_data_volume(lab_state: lab.LabState) -> Non
     assert not Path("/etc/app/only-on-lab-01").exists()
 
 
+def test_each_host_has_its_own_root_home(lab_state: lab.LabState) -> None:
+    # bash reads ~/.bashrc for every command over SSH: a host's shell must not run the
+    # machine's (a version manager's init there made every SSH command ~15x dearer).
+    ssh(lab_state, "lab-01", "touch", "/root/.bashrc-of-lab-01")
+    assert "bashrc-of-lab-01" not in ssh(lab_state, "lab-02", "ls", "-A", "/root")
+    assert not Path("/root/.bashrc-of-lab-01").exists()
+    assert ssh(lab_state, "lab-02", "stat", "--format=%a:%U", "/root").strip() == "700:root"
+
+
 def test_status_reports_everything_up(lab_state: lab.LabState, lab_config: lab.LabConfig) -> None:
     current = lab.status(lab_config)
     assert current.healthy, current
