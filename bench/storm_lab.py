@@ -22,7 +22,7 @@ Terry's dry run ÷ plain ``--check --diff`` (target < 1.15x), and any proposal m
 host already fixed (target 0).
 
     sudo .venv/bin/python bench/storm_lab.py [--hosts 10] [--rounds 1] [--watch 0] [--one-each]
-        [--no-waves] [--timeline]
+        [--no-waves] [--timeline] [--keep]
 
 Exits 0 when every host ended verified on every side, 1 otherwise.
 """
@@ -134,6 +134,11 @@ def main() -> int:
     parser.add_argument(
         "--timeline", action="store_true", help="print the last storm's steps, second by second"
     )
+    parser.add_argument(
+        "--keep",
+        action="store_true",
+        help="keep the GitOps repository and Terry's run artifacts (the path is printed)",
+    )
     args = parser.parse_args()
     scratch = Path(tempfile.mkdtemp(prefix="terry-bench-storm-lab-"))
     repo = init_repository(scratch / "ops", example=False).path
@@ -158,7 +163,10 @@ def main() -> int:
                 rows.append(_terry(repo, state, staging, "one each", f"r{n}-each"))
     finally:
         lab.down(LAB)
-        shutil.rmtree(scratch, ignore_errors=True)
+        if args.keep:
+            print(f"kept: {scratch} (Terry's runs under {repo}/.terry/runs)")
+        else:
+            shutil.rmtree(scratch, ignore_errors=True)
     print(
         f"storm over {len(staging)} lab hosts, {args.rounds} round(s), "
         f"{'no waves' if args.no_waves else f'canary.watch {args.watch:g}s'}; {load_note()}"

@@ -37,6 +37,7 @@ from terry.appliers.base import (
     RunnerEvent,
     RunResult,
     RunStatus,
+    last_line,
 )
 from terry.context import Context
 from terry.errors import RunnerError
@@ -156,7 +157,7 @@ def _refusals(result: RunResult, expected: dict[str, tuple[str, str]]) -> list[s
         res = (event.raw.get("event_data") or {}).get("res") or {}
         answer = res.get("stdout") if isinstance(res, dict) else None
         if event.status in (EventStatus.OK, EventStatus.FAILED) and isinstance(answer, str):
-            seen[event.host] = answer.strip()
+            seen[event.host] = last_line(answer)
         elif event.status in (EventStatus.FAILED, EventStatus.UNREACHABLE):
             trouble[event.host] = event.message or event.status.value
     refusals = []
@@ -303,7 +304,11 @@ def _probe_then(hosts: list[str], playbook: Path, strategy: str) -> str:
     template text; ``raw`` needs no module and never runs in check mode.
     """
     linear = strategy.replace("free", "linear")
-    answer = "(terry_identity.stdout | default('') | trim)"
+    # the last non-empty line, as base.last_line reads it: a shell rc file's output comes first
+    answer = (
+        "(terry_identity.stdout_lines | default([]) | map('trim') | select | list"
+        " | last | default('', true))"
+    )
     want = "(terry_hostname | default(inventory_hostname) | string)"
     same = f"{answer} == {want} or {answer}.split('.')[0] in [{want}, {want}.split('.')[0]]"
     names = ", ".join(f"!unsafe {json.dumps(h)}" for h in hosts)

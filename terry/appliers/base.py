@@ -34,6 +34,7 @@ __all__ = [
     "RunnerEvent",
     "Share",
     "carries",
+    "last_line",
     "render_diffs",
 ]
 
@@ -186,6 +187,14 @@ class RunResult:
 def render_diffs(diffs: Iterable[dict[str, Any]]) -> str:
     """Ansible's ``diff`` results as unified diffs (what ``--diff`` would print)."""
     return "\n".join(line for diff in diffs for line in _render_diff(diff))
+
+
+def last_line(stdout: str) -> str:
+    """A ``raw`` command's own answer: its output's last non-empty line. The user's shell
+    reads its rc files before the command runs, and what they print (a banner, a version
+    manager's warning on stderr, merged on SSH's terminal) comes first."""
+    lines = [line.strip() for line in stdout.splitlines() if line.strip()]
+    return lines[-1] if lines else ""
 
 
 def _as_text(value: Any) -> str:

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from terry.appliers.base import EventStatus, RunnerEvent, RunResult, render_diffs
+from terry.appliers.base import EventStatus, RunnerEvent, RunResult, last_line, render_diffs
 from terry.inventory.hosts import Host
 
 __all__ = [
@@ -225,7 +225,7 @@ def items_from_run(result: RunResult, hosts: dict[str, Host]) -> dict[str, HostS
         res = data.get("res") if isinstance(data.get("res"), dict) else {}
         if event.task == PROBE_TASK:  # raw "uname -n": the node name; its first label is
             # what Ansible calls ansible_hostname
-            node = str(res.get("stdout") or "").strip().split(".")[0]
+            node = last_line(str(res.get("stdout") or "")).split(".")[0]
             if event.status is not EventStatus.FAILED and node:
                 facts.setdefault(event.host, {})["hostname"] = node
             continue

@@ -11,6 +11,7 @@ from __future__ import annotations
 import json
 import subprocess
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -229,3 +230,28 @@ def test_markup_from_a_host_stays_text_in_reports(fleet: tuple[Cli, lab.LabState
     assert "&lt;script&gt;alert(1)&lt;/script&gt;" in html
     md = cli("drift", "report", "--format", "md").stdout
     assert "````diff" in md  # a fence longer than any backtick run in the diff
+
+
+def test_a_login_shell_that_talks_is_still_the_same_machine(
+    fleet: tuple[Cli, lab.LabState],
+) -> None:
+    # A host whose root ~/.bashrc writes to stderr (a version manager's warning, say): bash
+    # reads it for every SSH command, and over raw's terminal stderr joins stdout, before
+    # `uname -n` answers. The scan and the fix's identity probe must read the name, not the
+    # warning: the host is clean, and a fix over it is applied and verified.
+    cli, state = fleet
+    one = state.hosts[0].name
+    assert _reconcile(cli)["state"] == "verified"  # the markup test's line in app.conf
+    bashrc = Path(f"/proc/{state.hosts[0].init_pid}/root/root/.bashrc")
+    bashrc.write_text("echo 'pyenv: cannot rehash: /root/.pyenv/shims is not writable' >&2\n")
+    said = subprocess.run(
+        [*lab.ssh_argv(state, one), "uname", "-n"], capture_output=True, text=True, timeout=30
+    )
+    assert "cannot rehash" in said.stderr and said.stdout.strip() == one
+    report = _scan(cli)
+    assert _statuses(report)[one] == "clean", _items(report)
+    ssh(state, one, "sysctl", "-w", "net.ipv4.ip_forward=1")
+    fixed = _reconcile(cli, "--limit", one)
+    assert fixed["state"] == "verified" and set(fixed["hosts"]) == {one}, fixed
+    assert ssh(state, one, "sysctl", "-n", "net.ipv4.ip_forward").strip() == "0"
+    assert _statuses(_scan(cli)) == {h.name: "clean" for h in state.hosts}
