@@ -11,6 +11,7 @@ does not finish is canceled.
 
 from __future__ import annotations
 
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -173,3 +174,26 @@ def test_a_job_that_does_not_finish_is_canceled(world: tuple[Cli, FakeAWX]) -> N
     runs = _rows(cli, RunRow, RunRow.proposal_id == int(outcome["proposal_id"]))
     assert [(r.kind, r.status) for r in runs] == [("check", "timeout")]
     assert outcome["state"] != "awaiting_review", outcome
+
+
+def test_the_job_refuses_a_host_that_answers_with_another_name(
+    world: tuple[Cli, FakeAWX],
+) -> None:
+    # The job template's entry playbook probes each host it may check (terry_hostname set,
+    # even on the local connection): this machine is not "db-99", so the check job fails
+    # at the probe, before the proposal's playbook, and says why.
+    cli, fake = world
+    hosts = cli.repo / "inventories" / "example" / "hosts.yml"
+    inventory = yaml.safe_load(hosts.read_text())
+    inventory["all"]["children"]["staging"]["hosts"][HOST]["terry_hostname"] = "db-99"
+    hosts.write_text(yaml.safe_dump(inventory))
+    git(cli.repo, "add", "-A")
+    git(cli.repo, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "db-99")
+    outcome = _drift(cli, "fp-impostor")
+    assert outcome["state"] != "awaiting_review", outcome
+    shown = cli.json("proposals", "show", str(outcome["proposal_id"]))
+    said = str(shown)
+    assert f"{HOST} answers as {os.uname().nodename.split('.')[0]}" in said, said
+    assert "but the inventory says db-99: refused, nothing was changed" in said
+    assert [j["job_type"] for j in fake.launches()] == ["check"]
+    assert not list((cli.repo / ".terry" / "hosts" / HOST).rglob("app.conf"))
