@@ -1,4 +1,6 @@
-"""A real Prometheus over known history, for tests that read weeks of metrics (no root).
+"""A real Prometheus for the tests (no root): ``running_prometheus`` starts Debian's binary
+on loopback with a given config and waits until it answers; ``backfilled_prometheus`` serves
+known history, for tests that read weeks of metrics.
 
 The history is written as OpenMetrics text, turned into TSDB blocks by ``promtool tsdb
 create-blocks-from openmetrics`` (few large blocks, ``--max-block-duration=720h``: 2-hour
@@ -12,7 +14,7 @@ import os
 import shutil
 import subprocess
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 
@@ -21,7 +23,13 @@ import pytest
 
 from terry.ports import free_port
 
-__all__ = ["NEEDS_PROMETHEUS", "backfilled_prometheus", "openmetrics"]
+__all__ = [
+    "NEEDS_PROMETHEUS",
+    "answers",
+    "backfilled_prometheus",
+    "openmetrics",
+    "running_prometheus",
+]
 
 NEEDS_PROMETHEUS = pytest.mark.skipif(
     not os.environ.get("CI")
@@ -57,34 +65,61 @@ def backfilled_prometheus(home: Path, document: str, ready_query: str) -> Iterat
         check=True,
         capture_output=True,
     )
-    (home / "prometheus.yml").write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
-    port = free_port()
+    with running_prometheus(
+        home,
+        "global: {scrape_interval: 15s}\nscrape_configs: []\n",
+        ready=lambda url: answers(url, ready_query),
+        extra=("--storage.tsdb.retention.time=60d",),
+        why="prometheus did not come up with the backfilled data",
+    ) as url:
+        yield url
+
+
+def answers(url: str, query: str, *, verify: bool = True) -> bool:
+    """Whether ``query`` has data at ``url`` now (False while Prometheus cannot say)."""
+    try:
+        found = httpx.get(
+            f"{url}/api/v1/query", params={"query": query}, timeout=1, verify=verify
+        ).json()
+        return bool(found["data"]["result"])
+    except (httpx.HTTPError, KeyError, ValueError):
+        return False
+
+
+@contextmanager
+def running_prometheus(
+    home: Path,
+    config: str,
+    *,
+    ready: Callable[[str], bool],
+    port: int | None = None,
+    scheme: str = "http",
+    extra: Sequence[str] = (),
+    why: str = "prometheus did not come up",
+) -> Iterator[str]:
+    """Prometheus with ``config`` (its prometheus.yml) and its data in ``home``, on
+    ``port`` (a free one by default); its URL once ``ready(url)`` holds (60 s at most),
+    stopped afterwards."""
+    (home / "prometheus.yml").write_text(config)
+    port = port or free_port()
     proc = subprocess.Popen(
         [
             "prometheus",
             f"--config.file={home / 'prometheus.yml'}",
             f"--storage.tsdb.path={home / 'data'}",
-            "--storage.tsdb.retention.time=60d",
             f"--web.listen-address=127.0.0.1:{port}",
+            *extra,
         ],
         stdout=subprocess.DEVNULL,
         stderr=subprocess.DEVNULL,
     )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
+    url = f"{scheme}://127.0.0.1:{port}"
     try:
-        while time.monotonic() < deadline:
-            try:
-                answer = httpx.get(
-                    f"{url}/api/v1/query", params={"query": ready_query}, timeout=1
-                ).json()
-                if answer["data"]["result"]:
-                    break
-            except (httpx.HTTPError, KeyError, ValueError):
-                pass
+        deadline = time.monotonic() + 60
+        while not ready(url):
+            if time.monotonic() > deadline or proc.poll() is not None:
+                raise AssertionError(why)
             time.sleep(0.3)
-        else:
-            raise AssertionError("prometheus did not come up with the backfilled data")
         yield url
     finally:
         proc.terminate()

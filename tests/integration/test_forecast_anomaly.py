@@ -27,7 +27,7 @@ from terry.cli import main
 from terry.store import Store
 from terry.store.models import IncidentRow
 from tests.conftest import POSTGRES, Cli, _postgres_database, config_for, count_rows, make_cli
-from tests.integration.test_forecast_prometheus import backfilled_prometheus
+from tests.prometheus_tsdb import backfilled_prometheus
 
 pytestmark = [
     pytest.mark.integration,
@@ -123,10 +123,10 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[dict[str, s
     probe = "count(node_load1)"
     with (
         backfilled_prometheus(
-            tmp_path_factory.mktemp("odd"), _openmetrics(now, odd=True), probe=probe
+            tmp_path_factory.mktemp("odd"), _openmetrics(now, odd=True), probe
         ) as odd,
         backfilled_prometheus(
-            tmp_path_factory.mktemp("calm"), _openmetrics(now, odd=False), probe=probe
+            tmp_path_factory.mktemp("calm"), _openmetrics(now, odd=False), probe
         ) as calm,
     ):
         yield {"odd": odd, "calm": calm}

@@ -14,15 +14,12 @@ from __future__ import annotations
 import json
 import os
 import shutil
-import subprocess
 import time
 from collections.abc import Callable, Iterator
-from contextlib import contextmanager
 from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-import httpx
 import numpy as np
 import pytest
 import yaml
@@ -35,6 +32,7 @@ from terry.ports import free_port
 from terry.store import Store
 from terry.store.models import IncidentRow
 from tests.conftest import Cli, config_for, make_cli
+from tests.prometheus_tsdb import backfilled_prometheus
 
 pytestmark = [
     pytest.mark.integration,
@@ -132,50 +130,6 @@ def _openmetrics(now: float) -> str:
     return "\n".join(lines) + "\n"
 
 
-@contextmanager
-def backfilled_prometheus(home: Path, openmetrics: str, *, probe: str) -> Iterator[str]:
-    """Debian's Prometheus serving ``openmetrics`` backfilled into a TSDB under ``home``;
-    yields its URL once the instant query ``probe`` answers."""
-    (home / "data.om").write_text(openmetrics)
-    subprocess.run(
-        ["promtool", "tsdb", "create-blocks-from", "openmetrics", "data.om", "data"],
-        cwd=home,
-        check=True,
-        capture_output=True,
-    )
-    (home / "prometheus.yml").write_text("global: {scrape_interval: 15s}\nscrape_configs: []\n")
-    port = free_port()
-    proc = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={home / 'prometheus.yml'}",
-            f"--storage.tsdb.path={home / 'data'}",
-            "--storage.tsdb.retention.time=30d",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            answer = httpx.get(f"{url}/api/v1/query", params={"query": probe}, timeout=1).json()
-            if answer["data"]["result"]:
-                break
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
-        time.sleep(0.3)
-    else:
-        proc.kill()
-        raise AssertionError("prometheus did not come up with the backfilled data")
-    try:
-        yield url
-    finally:
-        proc.terminate()
-        proc.wait(30)
-
-
 @pytest.fixture(scope="module")
 def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, float]]:
     """Debian's Prometheus serving the backfilled series; yields (url, the data's now)."""
@@ -183,7 +137,7 @@ def prometheus(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, 
     with backfilled_prometheus(
         tmp_path_factory.mktemp("prom"),
         _openmetrics(now),
-        probe="count(node_filesystem_avail_bytes)",
+        "count(node_filesystem_avail_bytes)",
     ) as url:
         yield url, now
 

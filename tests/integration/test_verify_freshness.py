@@ -10,7 +10,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -24,6 +23,7 @@ from terry.ports import free_port
 from terry.remedies.catalogue import PrometheusVerify
 from terry.verify.freshness import _slowest_interval, await_scrape, prometheus_seconds
 from terry.verify.judge import Outcome, query_prometheus
+from tests.prometheus_tsdb import running_prometheus
 
 pytestmark = [
     pytest.mark.integration,
@@ -66,7 +66,7 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Ex
     home: Path = tmp_path_factory.mktemp("fresh")
     exporter = _Exporter()
     port = free_port()
-    (home / "prometheus.yml").write_text(
+    config = (
         f"global: {{scrape_interval: {INTERVAL:g}s, evaluation_interval: {INTERVAL:g}s}}\n"
         "scrape_configs:\n  - job_name: node\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}'], "
@@ -78,23 +78,16 @@ def scraped(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, _Ex
         f"    static_configs: [{{targets: ['127.0.0.1:{exporter.port}'], "
         "labels: {probe: slow}}]\n"
     )
-    proc = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={home / 'prometheus.yml'}",
-            f"--storage.tsdb.path={home / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"http://127.0.0.1:{port}"
     try:
-        assert _until(lambda: _value(url) == 95.0, 60), "prometheus never scraped the exporter"
-        yield url, exporter
+        with running_prometheus(
+            home,
+            config,
+            port=port,
+            ready=lambda url: _value(url) == 95.0,
+            why="prometheus never scraped the exporter",
+        ) as url:
+            yield url, exporter
     finally:
-        proc.terminate()
-        proc.wait(30)
         exporter.server.shutdown()
 
 

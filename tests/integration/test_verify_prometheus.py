@@ -9,11 +9,9 @@ from __future__ import annotations
 import os
 import shutil
 import subprocess
-import time
 from collections.abc import Iterator
 from pathlib import Path
 
-import httpx
 import pytest
 
 from terry.demo import example
@@ -22,6 +20,7 @@ from terry.ports import free_port
 from terry.remedies.catalogue import PrometheusVerify
 from terry.verify.judge import Outcome, query_prometheus
 from tests.conftest import alert, config_for, make_cli, payload
+from tests.prometheus_tsdb import answers, running_prometheus
 
 pytestmark = [
     pytest.mark.integration,
@@ -37,42 +36,21 @@ def _serve(home: Path, *, web_config: Path | None = None) -> Iterator[str]:
     over TLS with ``web_config`` (its ``tls_server_config``)."""
     port = free_port()
     scheme = "https" if web_config else "http"
-    (home / "prometheus.yml").write_text(
+    config = (
         "global: {scrape_interval: 1s, evaluation_interval: 1s}\n"
         "scrape_configs:\n  - job_name: self\n"
         f"    scheme: {scheme}\n    tls_config: {{insecure_skip_verify: true}}\n"
         f"    static_configs: [{{targets: ['127.0.0.1:{port}']}}]\n"
     )
-    extra = [f"--web.config.file={web_config}"] if web_config else []
-    proc = subprocess.Popen(
-        [
-            "prometheus",
-            f"--config.file={home / 'prometheus.yml'}",
-            f"--storage.tsdb.path={home / 'data'}",
-            f"--web.listen-address=127.0.0.1:{port}",
-            *extra,
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    url = f"{scheme}://127.0.0.1:{port}"
-    deadline = time.monotonic() + 60
-    while time.monotonic() < deadline:
-        try:
-            answer = httpx.get(
-                f"{url}/api/v1/query", params={"query": "up"}, timeout=1, verify=False
-            ).json()
-            if answer["data"]["result"]:
-                break
-        except (httpx.HTTPError, KeyError, ValueError):
-            pass
-        time.sleep(0.3)
-    else:
-        proc.kill()
-        raise AssertionError("prometheus did not come up")
-    yield url
-    proc.terminate()
-    proc.wait(30)
+    with running_prometheus(
+        home,
+        config,
+        port=port,
+        scheme=scheme,
+        extra=[f"--web.config.file={web_config}"] if web_config else [],
+        ready=lambda url: answers(url, "up", verify=False),
+    ) as url:
+        yield url
 
 
 @pytest.fixture(scope="module")
