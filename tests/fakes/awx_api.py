@@ -5,9 +5,10 @@ status codes and awkward parts of AWX's API (read from awx/api/views and awx/mai
   an unknown id 404 ``{"detail": "Not found."}``.
 - ``GET /job_templates/{id}/launch/`` gives the ``ask_*_on_launch`` flags; a launch that sets
   a field the template does not prompt for is *not* refused: the field is dropped and listed
-  in ``ignored_fields`` (201), as AWX does. ``scm_branch`` on a project without
-  ``allow_override`` is a 400 field error; extra vars AWX cannot parse as JSON or with
-  ``yaml.safe_load`` (an ``!unsafe`` tag) are a 400.
+  in ``ignored_fields`` (201), as AWX does. A template marked ``busy`` answers a launch 409
+  with the body of AWX's ``ActiveJobConflict`` (``{"error", "active_jobs"}``).
+  ``scm_branch`` on a project without ``allow_override`` is a 400 field error; extra vars
+  AWX cannot parse as JSON or with ``yaml.safe_load`` (an ``!unsafe`` tag) are a 400.
 - Jobs move pending → waiting → running one poll at a time, then run the job template's
   playbook for real with ansible-runner, from ``git archive`` of the requested
   ``scm_branch`` (``scm_revision`` is the commit it resolved to), with the project's
@@ -75,6 +76,7 @@ class FakeTemplate:
     asks: tuple[str, ...] = ASKS
     forbidden: bool = False
     hang: bool = False
+    busy: bool = False  # a launch answers 409, as AWX's ActiveJobConflict words it
 
 
 @dataclass
@@ -188,6 +190,10 @@ class FakeAWX(LocalServer):
             body = {f"ask_{a}_on_launch": a in template.asks for a in ASKS}
             body.update(variables_needed_to_start=[], passwords_needed_to_start=[])
             return JSONResponse(body)
+        if template.busy:
+            running = [{"type": "job", "id": j.id} for j in self.jobs.values()]
+            body = {"error": "Resource is being used by running jobs.", "active_jobs": running}
+            return JSONResponse(body, 409)
         asked = await request.json()
         accepted: dict[str, Any] = {}
         ignored: dict[str, Any] = {}

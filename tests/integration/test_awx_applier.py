@@ -152,14 +152,22 @@ def test_templates_awx_would_run_otherwise_are_refused_with_the_reason(
     template.forbidden = True
     cases.append((_drift(cli, "fp-r4"), "403"))
     template.forbidden = False
+    template.busy = True  # a 409: refused in AWX's words, never launched again
+    cases.append((_drift(cli, "fp-r6"), "409 to POST"))
+    template.busy = False
     template.name = "someone-else"
     cases.append((_drift(cli, "fp-r5"), "no job template named 'terry-config-drift'"))
     for outcome, reason in cases:
         assert outcome["state"] == "failed", outcome
         shown = cli.json("proposals", "show", str(outcome["proposal_id"]))
         assert reason in str(shown), (reason, shown.get("outcome"), shown.get("reasons"))
-    # Nothing ran: the one launch that got through was refused before a job started.
+    # Nothing ran: the two launches that got through (the 400, the 409) were refused
+    # before a job started, and neither was tried again.
     assert fake.jobs == {}
+    launches = [r for r in fake.requests if r["method"] == "POST" and "/launch/" in r["path"]]
+    assert len(launches) == 2, launches
+    busy = cli.json("proposals", "show", str(cases[-2][0]["proposal_id"]))
+    assert "Resource is being used by running jobs" in str(busy), busy
 
 
 def test_a_job_that_does_not_finish_is_canceled(world: tuple[Cli, FakeAWX]) -> None:
