@@ -16,7 +16,14 @@ from terry.ai.modules import DEFAULT_ALLOWED_MODULES, DEFAULT_ALLOWED_PATHS, che
 from terry.durations import format_duration, parse_duration
 from terry.errors import ConfigError
 
-__all__ = ["CONFIG_FILE", "Config", "find_repo", "load_config"]
+__all__ = [
+    "CONFIG_FILE",
+    "Config",
+    "PrometheusConfig",
+    "find_repo",
+    "load_config",
+    "prometheus_url",
+]
 
 CONFIG_FILE = "terry.yml"
 
@@ -33,11 +40,33 @@ class PolicyConfig(_Model):
     opa_url: str | None = None
 
 
+# The name of an environment variable (a credential's; never the credential).
+_EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
+
+
 class PrometheusConfig(_Model):
     url: str | None = None
     timeout: float = Field(default=10.0, gt=0)
     # How long verification waits for the metric to settle before judging.
     settle_seconds: float = Field(default=0.0, ge=0)
+    # Credentials, read from the environment (terry.prometheus): a bearer token, or basic
+    # auth's username with the variable holding its password.
+    token_env: _EnvName | None = None
+    username: str | None = Field(default=None, min_length=1, pattern=r"^[^:\s]+$")
+    password_env: _EnvName | None = None
+
+    @model_validator(mode="after")
+    def _one_credential(self) -> PrometheusConfig:
+        if self.token_env and (self.username or self.password_env):
+            raise ValueError("give token_env (a bearer token) or username and password_env")
+        if (self.username is None) != (self.password_env is None):
+            raise ValueError("basic auth needs both username and password_env")
+        return self
+
+
+def prometheus_url(prom: str | PrometheusConfig | None) -> str | None:
+    """The URL of a Prometheus given as its configuration or as a bare URL; None: none."""
+    return prom.url if isinstance(prom, PrometheusConfig) else prom or None
 
 
 # A span written "90s", "10m", "6h", "7d" (or a number of seconds); held as seconds.
@@ -532,7 +561,6 @@ NotifyEvent = Literal[
     "budget-exhausted",
     "chaos-slow",
 ]
-_EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 
 
 class SlackAppConfig(_Model):
@@ -737,6 +765,7 @@ class Config(_Model):
             github.webhook_secret_env,
             self.argocd.token_env,
             self.awx.token_env,
+            *(n for n in (self.prometheus.token_env, self.prometheus.password_env) if n),
             self.ai.api_key_env,
             *(d.webhook_url_env for s in self.schedules for d in s.deliver if d.webhook_url_env),
             *(r.url_env for r in self.notifications.routes if r.url_env),

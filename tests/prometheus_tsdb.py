@@ -29,6 +29,7 @@ __all__ = [
     "backfilled_prometheus",
     "openmetrics",
     "running_prometheus",
+    "self_signed",
 ]
 
 NEEDS_PROMETHEUS = pytest.mark.skipif(
@@ -124,3 +125,19 @@ def running_prometheus(
     finally:
         proc.terminate()
         proc.wait(30)
+
+
+def self_signed(home: Path) -> tuple[Path, Path]:
+    """A certificate and key for 127.0.0.1 (``CN=prometheus.test``, a day), in ``home``: a
+    server's own, the CA a client must be told to trust."""
+    cert, key = home / "cert.pem", home / "key.pem"
+    subprocess.run(
+        [
+            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
+            "-subj", "/CN=prometheus.test", "-addext", "subjectAltName=IP:127.0.0.1",
+            "-keyout", str(key), "-out", str(cert),
+        ],
+        check=True,
+        capture_output=True,
+    )  # fmt: skip
+    return cert, key

@@ -20,7 +20,7 @@ from terry.ai.answer import AIAnswer
 from terry.ai.client import ClaudeDiagnoser
 from terry.ai.errors import AIAnswerError, AIServiceError
 from terry.ai.request import DiagnosisRequest, MetricSummary, PastIncident
-from terry.config import Config
+from terry.config import Config, PrometheusConfig
 from terry.inventory.hosts import Host, Inventory
 from terry.remedies.catalogue import Catalogue
 from terry.store import Store
@@ -92,15 +92,21 @@ _METRICS = (
 
 
 def host_metrics(
-    url: str, label: str, host: str, *, lookback: int = 1800, timeout: float = 5.0
+    prom: str | PrometheusConfig,
+    label: str,
+    host: str,
+    *,
+    lookback: int = 1800,
+    timeout: float = 5.0,
 ) -> tuple[MetricSummary, ...]:
     """The host's recent node metrics from Prometheus: now, and the last ``lookback``
     seconds at a few points. Context only: errors leave a metric out."""
-    from prometheus_api_client import PrometheusConnect
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException
 
-    client = PrometheusConnect(url=url, disable_ssl=False, timeout=int(max(1, timeout)))
+    from terry.prometheus import connect
+
+    client = connect(prom, timeout=timeout)
     end = datetime.now(UTC)
     start = end - timedelta(seconds=lookback)
     selector = f'{label}="{promql_string(host)}"'
@@ -156,7 +162,7 @@ def consult(
         past_incidents=past_incidents(store, alertname, exclude=incident_id),
         traces=evidence.view() if (evidence := evidence_of(store, incident_id)) else None,
         metrics=(
-            host_metrics(config.prometheus.url, config.host_labels[0], host.name)
+            host_metrics(config.prometheus, config.host_labels[0], host.name)
             if config.prometheus.url and config.host_labels
             else ()
         ),

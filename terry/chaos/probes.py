@@ -11,8 +11,6 @@ from __future__ import annotations
 import time
 from typing import Any
 
-import httpx
-
 from terry.chaos import journal
 from terry.chaos.ansible import run_fault
 from terry.chaos.context import log, run_context
@@ -28,21 +26,23 @@ _TERMINAL = {"denied", "rejected", "failed", "rolled_back", "escalated", "interr
 def prometheus_value(query: str, configuration: dict[str, Any] | None = None) -> float | None:
     """The first sample of an instant ``query`` against terry.yml's Prometheus; None when
     the answer is empty or Prometheus cannot be read (unknown is not a value)."""
-    ctx = run_context(configuration)
-    url = ctx.config.prometheus.url
-    if not url:
+    from prometheus_api_client.exceptions import PrometheusApiClientException
+    from requests.exceptions import RequestException
+    from urllib3.util.retry import Retry
+
+    from terry.prometheus import connect
+
+    prom = run_context(configuration).config.prometheus
+    if not prom.url:
         return None
+    client = connect(prom, retry=Retry(total=0))
     try:
-        answer = httpx.get(
-            f"{url.rstrip('/')}/api/v1/query",
-            params={"query": query},
-            timeout=ctx.config.prometheus.timeout,
-        )
-        answer.raise_for_status()
-        result = answer.json()["data"]["result"]
+        result = client.custom_query(query)
         return float(result[0]["value"][1]) if result else None
-    except (httpx.HTTPError, ValueError, KeyError, IndexError, TypeError):
+    except (PrometheusApiClientException, RequestException, LookupError, TypeError, ValueError):
         return None
+    finally:
+        client.close()
 
 
 def fault_symptom(

@@ -116,7 +116,7 @@ def _budgets(config: Config, tree: Path, inventory: Inventory) -> dict[str, floa
     if config.chaos.min_budget_percent <= 0 or not served:
         return {}
     slos = [s for s in load_slos(tree) if s.service in served]
-    statuses = read_status(slos, config.prometheus.url, timeout=config.prometheus.timeout)
+    statuses = read_status(slos, config.prometheus, timeout=config.prometheus.timeout)
     return {name: b.remaining_percent for name, b in service_budgets(statuses).items()}
 
 

@@ -130,7 +130,7 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
     if not config.prometheus.url:
         raise ConfigError("no Prometheus to read budgets from: set prometheus.url in terry.yml")
     statuses = read_status(
-        chosen, config.prometheus.url, timeout=config.prometheus.timeout, period_seconds=span
+        chosen, config.prometheus, timeout=config.prometheus.timeout, period_seconds=span
     )
     rows = [_row(s, inventory) for s in statuses]
     if output == "json":

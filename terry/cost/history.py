@@ -13,6 +13,7 @@ from __future__ import annotations
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
+from terry.config import PrometheusConfig, prometheus_url
 from terry.cost.usage import CPU_IDLE, PromClient, PromError, host_of
 from terry.inventory.hosts import Inventory
 
@@ -32,7 +33,7 @@ class DayCost:
 def cost_history(
     inventory: Inventory,
     daily: Mapping[str, float],
-    url: str | None,
+    prom: str | PrometheusConfig | None,
     *,
     host_labels: Sequence[str],
     days: int,
@@ -41,13 +42,14 @@ def cost_history(
 ) -> tuple[tuple[DayCost, ...], str | None]:
     """``days`` points up to ``at``: each day's cost of the hosts Prometheus saw that day
     (``daily``: a host's cost per day today). Empty with the reason when it cannot tell."""
-    if not url:
+    if not prometheus_url(prom):
         return (), "no Prometheus configured (prometheus.url)"
     from datetime import UTC, datetime
 
     end = at // DAY * DAY
     start = end - (days - 1) * DAY
-    client = PromClient(url, timeout)
+    assert prom is not None
+    client = PromClient(prom, timeout)
     try:
         series = client.matrix(PRESENT, start, end, DAY)
     except PromError as exc:

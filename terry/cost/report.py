@@ -159,7 +159,7 @@ def build_report(
     prom, c = config.prometheus, config.cost
     reading = read_usage(
         inventory,
-        prom.url,
+        prom,
         host_labels=config.host_labels,
         lookback=c.lookback,
         idle_lookback=c.idle_lookback,
@@ -177,7 +177,7 @@ def build_report(
     if prices.kubernetes is not None:  # Argo CD targets' requests (terry.cost.workloads)
         workloads = read_workloads(inventory, lambda path: _read(tree, path))
         used, k8s_error = workload_usage(
-            workloads, prom.url, lookback=c.lookback, at=at, timeout=prom.timeout
+            workloads, prom, lookback=c.lookback, at=at, timeout=prom.timeout
         )
         for workload in workloads:
             recs += recommend_requests(workload, used, prices, thresholds)
@@ -187,7 +187,7 @@ def build_report(
         days, history_error = cost_history(
             inventory,
             {r.host: r.monthly / prices.hours_per_month * 24 for r in rows},
-            prom.url,
+            prom,
             host_labels=config.host_labels,
             days=HISTORY_DAYS,
             at=at,

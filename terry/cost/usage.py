@@ -26,6 +26,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from typing import Any
 
+from terry.config import PrometheusConfig, prometheus_url
 from terry.inventory.hosts import Inventory
 
 __all__ = [
@@ -83,11 +84,12 @@ class PromClient:
     """prometheus-api-client, no retries (a report waits for it once); failures as
     ``PromError`` with a reason that never holds the URL's credentials."""
 
-    def __init__(self, url: str, timeout: float) -> None:
-        from prometheus_api_client import PrometheusConnect
+    def __init__(self, prom: str | PrometheusConfig, timeout: float) -> None:
         from urllib3.util.retry import Retry
 
-        self.client = PrometheusConnect(url=url, disable_ssl=False, retry=Retry(total=0))
+        from terry.prometheus import connect
+
+        self.client = connect(prom, timeout=timeout, retry=Retry(total=0))
         self.timeout = timeout
 
     def _call(self, call: Any, query: str, **kwargs: Any) -> Any:
@@ -173,7 +175,7 @@ def _finite(value: float) -> float | None:
 
 def read_usage(
     inventory: Inventory,
-    url: str | None,
+    prom: str | PrometheusConfig | None,
     *,
     host_labels: Sequence[str],
     lookback: float,
@@ -181,11 +183,13 @@ def read_usage(
     at: float,
     timeout: float = 10.0,
 ) -> UsageReading:
-    """Every inventory host's utilisation as Prometheus at ``url`` saw it before ``at``."""
-    if not url:
+    """Every inventory host's utilisation as Prometheus (``prom``: its configuration or URL)
+    saw it before ``at``."""
+    if not prometheus_url(prom):
         return UsageReading({}, "no Prometheus configured (prometheus.url): utilisation unknown")
     figures: dict[str, dict[str, Any]] = {name: {"disk_peak": {}} for name in inventory.hosts}
-    client = PromClient(url, timeout)
+    assert prom is not None
+    client = PromClient(prom, timeout)
     try:
         for key, query in queries(lookback, idle_lookback).items():
             for labels, value in client.vector(query, at):

@@ -33,6 +33,7 @@ from typing import Any
 
 import yaml
 
+from terry.config import PrometheusConfig, prometheus_url
 from terry.cost.prices import PriceBook
 from terry.cost.rules import MIN_COVERAGE, Kind, Recommendation, Thresholds
 from terry.cost.usage import PromClient, PromError
@@ -236,15 +237,21 @@ def queries(workload: Workload, lookback: float) -> dict[str, str]:
 
 
 def workload_usage(
-    workloads: list[Workload], url: str | None, *, lookback: float, at: float, timeout: float
+    workloads: list[Workload],
+    prom: str | PrometheusConfig | None,
+    *,
+    lookback: float,
+    at: float,
+    timeout: float,
 ) -> tuple[dict[tuple[str, str], ContainerUsage], str | None]:
     """(target, container) -> its usage, and why none when Prometheus could not tell."""
     if not workloads:
         return {}, None
-    if not url:
+    if not prometheus_url(prom):
         return {}, "no Prometheus configured (prometheus.url): utilisation unknown"
     figures: dict[tuple[str, str], dict[str, float]] = {}
-    client = PromClient(url, timeout)
+    assert prom is not None
+    client = PromClient(prom, timeout)
     try:
         for workload in workloads:
             for key, query in queries(workload, lookback).items():

@@ -30,7 +30,7 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 from numpy.typing import NDArray
 
-from terry.config import AnomalyConfig, Config, ForecastConfig
+from terry.config import AnomalyConfig, Config, ForecastConfig, PrometheusConfig, prometheus_url
 from terry.errors import ConfigError, TerryError
 from terry.forecast.anomaly import AnomalySettings
 from terry.forecast.leak import Leak, LeakSettings, detect_leak
@@ -100,7 +100,7 @@ def _reason(exc: Exception) -> str:
 
 
 def query_range(
-    url: str,
+    prom: str | PrometheusConfig,
     query: str,
     *,
     start: float,
@@ -109,18 +109,20 @@ def query_range(
     timeout: float = 10.0,
     what: str = "forecast",
 ) -> list[RangeSeries]:
-    """``/api/v1/query_range`` through prometheus-api-client; every failure a TerryError."""
-    from prometheus_api_client import PrometheusConnect
+    """``/api/v1/query_range`` of the Prometheus ``prom`` (its configuration or URL) through
+    prometheus-api-client; every failure a TerryError."""
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException
     from urllib3.util.retry import Retry
 
-    shown = _shown_url(url)
+    from terry.prometheus import MissingCredential, connect
+
+    shown = _shown_url(prometheus_url(prom) or "")
     # Connection errors and 502/503/504 are tried again twice (0.5 s, 1 s), then reported.
     retry = Retry(
         total=2, backoff_factor=0.5, status_forcelist=(502, 503, 504), raise_on_status=False
     )
-    client = PrometheusConnect(url=url, disable_ssl=False, retry=retry)
+    client = connect(prom, timeout=timeout, retry=retry)
     try:
         answer = client.custom_query_range(
             query,
@@ -143,6 +145,8 @@ def query_range(
         raise PrometheusError(
             f"{shown} did not answer like Prometheus (no JSON): {str(exc)[:200]}"
         ) from exc
+    except MissingCredential as exc:
+        raise ConfigError(str(exc)) from exc
     except RequestException as exc:
         reason = _reason(exc)
         raise PrometheusError(
@@ -302,7 +306,7 @@ def _per_host(
 
 
 def _scan_anomalies(
-    url: str,
+    prom: PrometheusConfig,
     ac: AnomalyConfig,
     mapped: Callable[[RangeSeries], Host | None],
     *,
@@ -314,7 +318,7 @@ def _scan_anomalies(
     by_feature = {
         name: _per_host(
             query_range(
-                url,
+                prom,
                 query,
                 start=end - ac.window,
                 end=end,
@@ -362,8 +366,8 @@ def forecast_fleet(
     ``lead_time`` override ``forecast.horizon`` and ``forecast.lead_time``.
     """
     fc = config.forecast
-    url = config.prometheus.url
-    if not url:
+    prom = config.prometheus
+    if not prom.url:
         raise ConfigError(
             "terry forecast reads Prometheus: set prometheus.url in terry.yml "
             "(or TERRY_PROMETHEUS_URL)"
@@ -390,7 +394,7 @@ def forecast_fleet(
     disk_series: dict[tuple[str, str], RangeSeries] = {}
     disk_query = fc.disk_promql
     for series in query_range(
-        url, disk_query, start=start, end=end, step=step, timeout=timeout, what="disk"
+        prom, disk_query, start=start, end=end, step=step, timeout=timeout, what="disk"
     ):
         host = mapped(series)
         if host is None:
@@ -440,7 +444,7 @@ def forecast_fleet(
     if fc.memory_query:
         memory_series = _per_host(
             query_range(
-                url,
+                prom,
                 fc.memory_query,
                 start=start,
                 end=end,
@@ -466,7 +470,7 @@ def forecast_fleet(
             )
     anomalies = None
     if fc.anomaly.enabled:
-        anomalies = _scan_anomalies(url, fc.anomaly, mapped, end=end, timeout=timeout)
+        anomalies = _scan_anomalies(prom, fc.anomaly, mapped, end=end, timeout=timeout)
     return FleetForecast(
         now=end,
         lookback=fc.lookback,

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from terry.config import PrometheusConfig
 from terry.errors import ConfigError
 from terry.inventory.hosts import Host, Inventory
 from terry.slo.budget import WINDOWS, BudgetState, worst
@@ -115,7 +116,11 @@ def service_budgets(statuses: Sequence[SLOStatus]) -> dict[str, ServiceBudget]:
 
 
 def gate_view(
-    tree: Path, hosts: Sequence[Host], url: str | None, *, timeout: float = GATE_TIMEOUT
+    tree: Path,
+    hosts: Sequence[Host],
+    prom: str | PrometheusConfig | None,
+    *,
+    timeout: float = GATE_TIMEOUT,
 ) -> dict[str, Any]:
     """The gate's ``slo`` input for a proposal over ``hosts``, with main's specs at ``tree``:
     ``{"services": {name: budget}, "error": null}``. Specs main cannot parse are an
@@ -127,7 +132,7 @@ def gate_view(
         slos = [s for s in load_slos(tree) if s.service in served]
     except ConfigError as exc:
         return {"services": {}, "error": str(exc)[:500]}
-    statuses = read_status(slos, url, timeout=min(timeout, GATE_TIMEOUT))
+    statuses = read_status(slos, prom, timeout=min(timeout, GATE_TIMEOUT))
     budgets = service_budgets(statuses)
     return {"services": {n: b.as_input() for n, b in budgets.items()}, "error": None}
 

@@ -16,6 +16,7 @@ import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 
+from terry.config import PrometheusConfig, prometheus_url
 from terry.slo.budget import WINDOWS, Budget, compute_budget
 from terry.slo.spec import SLO
 
@@ -45,23 +46,28 @@ class _Unreachable(Exception):
 class _Client:
     """prometheus-api-client, asked once per window; failures become reasons, not raises."""
 
-    def __init__(self, url: str, timeout: float) -> None:
-        from prometheus_api_client import PrometheusConnect
+    def __init__(self, prom: str | PrometheusConfig, timeout: float) -> None:
         from urllib3.util.retry import Retry
 
+        from terry.prometheus import connect
+
         # No retries: the gate waits for this with a short timeout.
-        self.client = PrometheusConnect(url=url, disable_ssl=False, retry=Retry(total=0))
+        self.client = connect(prom, timeout=timeout, retry=Retry(total=0))
         self.timeout = timeout
 
     def ratio(self, query: str, at: float | None) -> tuple[float | None, str | None]:
         from prometheus_api_client.exceptions import PrometheusApiClientException
         from requests.exceptions import ConnectionError, RequestException, Timeout
 
+        from terry.prometheus import MissingCredential
+
         params = {"time": f"{at:.3f}"} if at is not None else None
         try:
             answer = self.client.custom_query(query, params=params, timeout=self.timeout)
         except (ConnectionError, Timeout) as exc:
             raise _Unreachable(f"Prometheus could not be reached ({type(exc).__name__})") from exc
+        except MissingCredential as exc:
+            raise _Unreachable(str(exc)) from exc
         except PrometheusApiClientException as exc:
             return None, f"Prometheus refused the query ({str(exc)[:200]}): {query}"
         except (RequestException, ValueError) as exc:
@@ -95,19 +101,21 @@ def _unknown(slo: SLO, error: str) -> SLOStatus:
 
 def read_status(
     slos: Sequence[SLO],
-    url: str | None,
+    prom: str | PrometheusConfig | None,
     *,
     timeout: float = 10.0,
     period_seconds: float | None = None,
     at: float | None = None,
 ) -> list[SLOStatus]:
-    """Every SLO's budget as Prometheus at ``url`` says now (or at ``at``, epoch seconds).
-    ``period_seconds`` overrides the specs' periods (``terry slo status --period``)."""
+    """Every SLO's budget as Prometheus (``prom``: its configuration or URL) says now (or
+    at ``at``, epoch seconds). ``period_seconds`` overrides the specs' periods
+    (``terry slo status --period``)."""
     if not slos:
         return []
-    if not url:
+    if not prometheus_url(prom):
         return [_unknown(s, "no Prometheus configured (prometheus.url)") for s in slos]
-    client = _Client(url, timeout)
+    assert prom is not None
+    client = _Client(prom, timeout)
     out: list[SLOStatus] = []
     try:
         for n, slo in enumerate(slos):
@@ -136,11 +144,16 @@ def read_status(
 
 
 def read_ratios(
-    slos: Sequence[SLO], url: str, *, window_seconds: float, at: float, timeout: float = 10.0
+    slos: Sequence[SLO],
+    prom: str | PrometheusConfig,
+    *,
+    window_seconds: float,
+    at: float,
+    timeout: float = 10.0,
 ) -> list[tuple[SLO, float | None, str | None]]:
     """Each SLO's error ratio over the ``window_seconds`` before ``at`` (the weekly report's
     window), with why it is unknown when it is."""
-    client = _Client(url, timeout)
+    client = _Client(prom, timeout)
     window = prom_duration(window_seconds)
     out: list[tuple[SLO, float | None, str | None]] = []
     try:

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 
-from terry.config import Config
+from terry.config import Config, PrometheusConfig
 from terry.errors import TerryError
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import Inventory, load_inventory
@@ -40,14 +40,14 @@ class ServiceSpend:
 def budget_spent(
     slos: Sequence[SLO],
     inventory: Inventory,
-    url: str,
+    prom: str | PrometheusConfig,
     *,
     start: float,
     end: float,
     timeout: float = 10.0,
 ) -> list[ServiceSpend]:
     window = end - start
-    ratios = read_ratios(slos, url, window_seconds=window, at=end, timeout=timeout)
+    ratios = read_ratios(slos, prom, window_seconds=window, at=end, timeout=timeout)
     by_service: dict[str, list[tuple[SLO, float | None, str | None]]] = {}
     for row in ratios:
         by_service.setdefault(row[0].service, []).append(row)
@@ -75,8 +75,7 @@ def budget_spend(config: Config, start: datetime, end: datetime) -> list[Service
     """Each service's error budget consumed from ``start`` to ``end`` (or now, if sooner),
     for main's SLOs, from ``prometheus.url``; none without SLOs or Prometheus. Specs main
     cannot read are logged and leave the section out: the rest of the report stands."""
-    url = config.prometheus.url
-    if not url:
+    if not config.prometheus.url:
         return []
     try:
         repo = Repo(config.repo, main_branch=config.main_branch)
@@ -92,5 +91,10 @@ def budget_spend(config: Config, start: datetime, end: datetime) -> list[Service
     if until <= start.timestamp():
         return []
     return budget_spent(
-        slos, inventory, url, start=start.timestamp(), end=until, timeout=config.prometheus.timeout
+        slos,
+        inventory,
+        config.prometheus,
+        start=start.timestamp(),
+        end=until,
+        timeout=config.prometheus.timeout,
     )

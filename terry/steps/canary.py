@@ -42,13 +42,9 @@ class Watch:
         found: Readings = {}
         if not self.queries:
             return found
-        from prometheus_api_client import PrometheusConnect
+        from terry.prometheus import connect
 
-        prom = self.ctx.config.prometheus
-        assert prom.url is not None
-        client = PrometheusConnect(
-            url=prom.url, disable_ssl=False, timeout=int(max(1, prom.timeout))
-        )
+        client = connect(self.ctx.config.prometheus)
         for template in self.queries:
             for host in hosts:
                 query = fill_query(template, {"host": host})

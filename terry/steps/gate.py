@@ -96,7 +96,7 @@ class Gate:
             source=source,
             # main's SLOs (slos/, docs/slo.md): the budgets of the services the hosts serve
             slo=slo_gate_view(
-                self.ctx.repo.tree(sha), known, prometheus.url, timeout=prometheus.timeout
+                self.ctx.repo.tree(sha), known, prometheus, timeout=prometheus.timeout
             ),
             # the monthly cost change, priced by main's costs/prices.yml (docs/cost.md)
             cost=cost_gate_view(

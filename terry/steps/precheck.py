@@ -240,7 +240,7 @@ class Precheck:
             if spec is not None and spec.prometheus_verify is not None:
                 checks += [
                     query_prometheus(
-                        prom.url,
+                        prom,
                         spec.prometheus_verify,
                         {**params, "host": host},
                         timeout=prom.timeout,

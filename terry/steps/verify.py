@@ -165,7 +165,7 @@ class Verify:
         found = combine(
             *(
                 query_prometheus(
-                    prom.url,
+                    prom,
                     check,
                     {**p.params, "host": host},
                     timeout=prom.timeout,
@@ -199,7 +199,7 @@ class Verify:
                     return host.name
             return None
 
-        return await_scrape(prom.url, p.hosts, host_of, timeout=prom.timeout)
+        return await_scrape(prom, p.hosts, host_of, timeout=prom.timeout)
 
     def _inventory(self, p: _Proposal) -> Verification:
         from terry.inventory.edit_checks import verify_edit

@@ -20,7 +20,10 @@ import statistics
 import time
 from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from terry.config import PrometheusConfig
 
 __all__ = ["Freshness", "await_scrape", "prometheus_seconds"]
 
@@ -47,7 +50,7 @@ def prometheus_seconds(text: object) -> float | None:
 
 
 def await_scrape(
-    url: str,
+    where: str | PrometheusConfig,
     hosts: Collection[str],
     host_of: Callable[[Mapping[str, str]], str | None],
     *,
@@ -57,11 +60,12 @@ def await_scrape(
     """Wait until every scrape target of ``hosts`` has a sample newer than now (see the
     module's text); ``host_of`` places a target's labels on a host (or None). Asks every
     ``poll`` seconds (a tenth of the scrape interval, 0.25–2 s, when not given)."""
-    from prometheus_api_client import PrometheusConnect
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException
 
-    client = PrometheusConnect(url=url, disable_ssl=False, timeout=int(max(1, timeout)))
+    from terry.prometheus import connect
+
+    client = connect(where, timeout=timeout)
     started = time.monotonic()
     wanted = set(hosts)
     try:

@@ -14,6 +14,7 @@ from enum import StrEnum
 from typing import Any
 
 from terry.appliers.base import EventStatus, RunResult, RunStatus
+from terry.config import PrometheusConfig
 from terry.remedies.catalogue import PrometheusVerify
 
 __all__ = ["Outcome", "Verification", "combine", "fill_query", "judge_run", "query_prometheus"]
@@ -93,20 +94,22 @@ def _judge_samples(
 
 
 def query_prometheus(
-    url: str,
+    where: str | PrometheusConfig,
     spec: PrometheusVerify,
     values: dict[str, Any],
     *,
     timeout: float = 10.0,
     settle_seconds: float = 0.0,
 ) -> Verification:
-    """Ask Prometheus, retrying until healthy or ``settle_seconds`` pass; judge the last answer."""
-    from prometheus_api_client import PrometheusConnect
+    """Ask Prometheus (its configuration, or a bare URL), retrying until healthy or
+    ``settle_seconds`` pass; judge the last answer."""
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException
 
+    from terry.prometheus import connect
+
     query = fill_query(spec.query, values)
-    client = PrometheusConnect(url=url, disable_ssl=False, timeout=int(max(1, timeout)))
+    client = connect(where, timeout=timeout)
     deadline = time.monotonic() + settle_seconds
     while True:
         try:

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import os
 import shutil
-import subprocess
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -20,7 +19,7 @@ from terry.ports import free_port
 from terry.remedies.catalogue import PrometheusVerify
 from terry.verify.judge import Outcome, query_prometheus
 from tests.conftest import alert, config_for, make_cli, payload
-from tests.prometheus_tsdb import answers, running_prometheus
+from tests.prometheus_tsdb import answers, running_prometheus, self_signed
 
 pytestmark = [
     pytest.mark.integration,
@@ -63,16 +62,7 @@ def prometheus_tls(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[s
     """Prometheus behind a certificate of its own (self-signed for 127.0.0.1): its URL and
     the certificate a client must trust."""
     home = tmp_path_factory.mktemp("prom-tls")
-    cert, key = home / "cert.pem", home / "key.pem"
-    subprocess.run(
-        [
-            "openssl", "req", "-x509", "-newkey", "rsa:2048", "-nodes", "-days", "1",
-            "-subj", "/CN=prometheus.test", "-addext", "subjectAltName=IP:127.0.0.1",
-            "-keyout", str(key), "-out", str(cert),
-        ],
-        check=True,
-        capture_output=True,
-    )  # fmt: skip
+    cert, key = self_signed(home)
     web = home / "web.yml"
     web.write_text(f"tls_server_config:\n  cert_file: {cert}\n  key_file: {key}\n")
     for url in _serve(home, web_config=web):
