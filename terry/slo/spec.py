@@ -3,8 +3,9 @@
 Sloth's ``prometheus/v1`` (one service, several SLOs; ``sli.events`` with ``error_query`` and
 ``total_query``, or ``sli.raw.error_ratio_query``, each with ``{{.window}}`` where the range
 goes) and OpenSLO's ``kind: SLO`` (``apiVersion: openslo/v1``; a ``ratioMetric`` with
-``good`` or ``bad`` over ``total``, each a Prometheus ``metricSource``; the indicator inline
-or an ``SLI`` document named by ``indicatorRef``; one objective, ``Occurrences`` budgeting).
+``good`` or ``bad`` over ``total``, or a ``raw`` ratio with its ``rawType``, each a
+Prometheus ``metricSource``; the indicator inline or an ``SLI`` document named by
+``indicatorRef``; one objective, ``Occurrences`` budgeting).
 A YAML file may hold several documents; documents of other OpenSLO kinds are skipped.
 
 An OpenSLO query without ``{{.window}}`` must be a plain series selector (a counter, as
@@ -192,7 +193,10 @@ class _Ratio(_Model):
     counter: bool = True
     good: _Metric | None = None
     bad: _Metric | None = None
-    total: _Metric
+    total: _Metric | None = None
+    # A ratio computed already (a recording rule's, say): of successes or of failures.
+    raw: _Metric | None = None
+    rawType: Literal["success", "failure"] | None = None
 
 
 class _IndicatorSpec(_Model):
@@ -271,6 +275,38 @@ def _openslo_query(metric: _Metric, counter: bool, where: str, source: str) -> s
     return f"sum(rate({query}[{WINDOW}]))" if counter else f"sum(sum_over_time({query}[{WINDOW}]))"
 
 
+def _ratio_queries(ratio: _Ratio, where: str, source: str) -> tuple[str, str | None, bool]:
+    """(errors, total, good) of an OpenSLO ratioMetric: ``good`` or ``bad`` over ``total``
+    (counters: Terry takes their rate), or ``raw`` with ``rawType`` (a ratio already: its
+    average over the window; of successes, the failures are one minus it)."""
+    if ratio.raw is not None:
+        if ratio.good or ratio.bad or ratio.total:
+            raise ConfigError(f"{source}: {where}: raw stands alone (no good, bad or total)")
+        if ratio.rawType is None:
+            raise ConfigError(f"{source}: {where}.rawType: say success or failure")
+        query = ratio.raw.metricSource.spec.query.strip()
+        if WINDOW not in query:
+            if not _SELECTOR.match(query):
+                raise ConfigError(
+                    f"{source}: {where}.raw.metricSource.spec.query: without {WINDOW} the "
+                    f"query must be a series selector (Terry averages it), not {query[:80]!r}"
+                )
+            query = f"avg(avg_over_time({query}[{WINDOW}]))"
+        return (f"1 - ({query})" if ratio.rawType == "success" else query), None, False
+    if ratio.total is None:
+        raise ConfigError(f"{source}: {where}: give total (with good or bad), or raw")
+    if (ratio.good is None) == (ratio.bad is None):
+        raise ConfigError(f"{source}: {where}: give exactly one of good and bad")
+    counted = ratio.good or ratio.bad
+    assert counted is not None
+    kind = "good" if ratio.good is not None else "bad"
+    return (
+        _openslo_query(counted, ratio.counter, f"{where}.{kind}", source),
+        _openslo_query(ratio.total, ratio.counter, f"{where}.total", source),
+        kind == "good",
+    )
+
+
 def _from_openslo(doc: dict[str, Any], source: str, indicators: dict[str, _IndicatorSpec]) -> SLO:
     slo = _OpenSLO.model_validate(doc)
     spec = slo.spec
@@ -287,11 +323,6 @@ def _from_openslo(doc: dict[str, Any], source: str, indicators: dict[str, _Indic
     ratio = indicator.ratioMetric
     if ratio is None:
         raise ConfigError(f"{source}: {where}: a ratioMetric is required")
-    if (ratio.good is None) == (ratio.bad is None):
-        raise ConfigError(f"{source}: {where}: give exactly one of good and bad")
-    counted = ratio.good or ratio.bad
-    assert counted is not None
-    kind = "good" if ratio.good is not None else "bad"
     objective = spec.objectives[0]
     if (objective.target is None) == (objective.targetPercent is None):
         raise ConfigError(
@@ -300,14 +331,15 @@ def _from_openslo(doc: dict[str, Any], source: str, indicators: dict[str, _Indic
     percent = objective.targetPercent if objective.target is None else objective.target * 100
     assert percent is not None
     period = parse_duration(spec.timeWindow[0].duration) if spec.timeWindow else DEFAULT_PERIOD
+    errors, total, good = _ratio_queries(ratio, where, source)
     return SLO(
         service=spec.service,
         name=slo.metadata.name,
         objective=round(percent, 6),
         period_seconds=period,
-        errors=_openslo_query(counted, ratio.counter, f"{where}.{kind}", source),
-        total=_openslo_query(ratio.total, ratio.counter, f"{where}.total", source),
-        good=kind == "good",
+        errors=errors,
+        total=total,
+        good=good,
         description=spec.description or slo.metadata.displayName,
         source=source,
         format="openslo",

@@ -34,7 +34,10 @@ from terry.inventory.hosts import load_inventory
 from terry.notify.events import EventKind, load_events
 from terry.ports import free_port
 from terry.proposals.state import ProposalState
+from terry.slo.budget import BudgetState
 from terry.slo.services import BUDGET_ENTITY, gate_view
+from terry.slo.spec import parse_text
+from terry.slo.status import read_status
 from terry.store import Store
 from terry.store.models import AuditRow, IncidentRow, ProposalRow, utcnow
 from tests.conftest import Cli, config_for, make_cli
@@ -172,6 +175,38 @@ def test_status_reads_the_known_budgets(shop: Cli) -> None:
 
     text = shop("slo", "status", "--service", "checkout")
     assert text.exit_code == 0 and "burning 1h/5m" in text.stdout
+
+
+def test_an_openslo_raw_ratio_reads_the_same_budget_as_the_counters(prometheus: str) -> None:
+    """search's failures as a ratio computed already (``raw``), of failures and of
+    successes: the same 1.2% as good over total, so the same overspent budget."""
+    ratio = (
+        'sum(rate(http_requests_total{service="search",code="500"}[{{.window}}]))'
+        ' / sum(rate(http_requests_total{service="search"}[{{.window}}]))'
+    )
+    raw = f"""
+apiVersion: openslo/v1
+kind: SLO
+metadata: {{name: search-raw}}
+spec:
+  service: search
+  timeWindow: [{{duration: 28d}}]
+  objectives: [{{target: 0.99}}]
+  indicator:
+    spec:
+      ratioMetric:
+        rawType: failure
+        raw: {{metricSource: {{type: Prometheus, spec: {{query: '{ratio}'}}}}}}
+"""
+    success = raw.replace("rawType: failure", "rawType: success").replace(
+        f"query: '{ratio}'", f"query: '1 - {ratio}'"
+    )
+    slos = [*parse_text(raw, "slos/a.yml"), *parse_text(success, "slos/b.yml")]
+    for status in read_status(slos, prometheus, timeout=5):
+        assert status.error is None, status.error
+        assert status.budget.remaining_percent == pytest.approx(-20, abs=0.5)
+        assert status.budget.state is BudgetState.EXHAUSTED
+        assert status.budget.burn_rates["1h"] == pytest.approx(1.2, rel=0.02)
 
 
 def test_no_traffic_is_unknown_and_exits_8(shop: Cli) -> None:

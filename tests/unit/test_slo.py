@@ -113,6 +113,58 @@ def test_openslo_good_over_total_bad_by_reference_and_other_kinds_skipped() -> N
     assert errors.error_ratio_query("6h").startswith("sum((sum(increase(errors_total[6h])))")
 
 
+RAW = """
+apiVersion: openslo/v1
+kind: SLO
+metadata: {name: ledger-writes}
+spec:
+  service: ledger
+  objectives: [{targetPercent: 99.5}]
+  indicator:
+    spec:
+      ratioMetric:
+        rawType: failure
+        raw:
+          metricSource: {type: Prometheus, spec: {query: 'slo:ledger_errors:ratio'}}
+"""
+
+
+def test_openslo_raw_ratios_of_failures_and_of_successes() -> None:
+    [failures] = parse_text(RAW, "slos/ledger.yml")
+    assert failures.total is None and not failures.good and failures.objective == 99.5
+    assert failures.error_ratio_query("5m") == (
+        "sum(avg(avg_over_time(slo:ledger_errors:ratio[5m])))"
+    )
+    windowed = RAW.replace("rawType: failure", "rawType: success").replace(
+        "query: 'slo:ledger_errors:ratio'", "query: 'avg(rate(ok_total[{{.window}}]))'"
+    )
+    [successes] = parse_text(windowed, "slos/ledger.yml")
+    assert successes.error_ratio_query("1h") == "sum(1 - (avg(rate(ok_total[1h]))))"
+
+
+@pytest.mark.parametrize(
+    ("change", "message"),
+    [
+        (("        rawType: failure\n", ""), "ratioMetric.rawType: say success or failure"),
+        (("rawType: failure", "rawType: maybe"), "rawType: Input should be 'success' or"),
+        (
+            (
+                "rawType: failure",
+                "rawType: failure\n        total: {metricSource: "
+                "{type: Prometheus, spec: {query: t}}}",
+            ),
+            "ratioMetric: raw stands alone (no good, bad or total)",
+        ),
+        (("'slo:ledger_errors:ratio'", "'sum(x)'"), "raw.metricSource.spec.query: without"),
+        (("raw:", "bogus:"), "ratioMetric: give total (with good or bad), or raw"),
+    ],
+)
+def test_a_bad_raw_ratio_says_what_is_missing(change: tuple[str, str], message: str) -> None:
+    with pytest.raises(ConfigError) as caught:
+        parse_text(RAW.replace(*change), "slos/x.yml")
+    assert message in str(caught.value), str(caught.value)
+
+
 def test_the_examples_parse() -> None:
     slos = load_slos(REPO_ROOT / "examples")
     assert [(s.service, s.format) for s in slos] == [("checkout", "sloth"), ("search", "openslo")]
