@@ -11,8 +11,9 @@ HTTP endpoint to it: the docs and the code cannot drift.
 Roles, from least to most:
 
 - ``viewer`` reads: the JSON API, ``/metrics``, the console's pages.
-- ``operator`` also approves, rejects and applies proposals up to ``medium`` risk, and
-  rolls back any (undoing is what an operator on call must always be able to do).
+- ``operator`` also approves, rejects and applies proposals up to ``medium`` risk, rolls
+  back any (undoing is what an operator on call must always be able to do), and asks Terry
+  to retry an incident (a new proposal goes through the gate like any other).
 - ``admin`` does everything an operator does at any risk, and manages configuration and
   API tokens.
 - ``alertmanager`` (the webhook's token) posts alerts and does nothing else.
@@ -74,6 +75,7 @@ class Action(StrEnum):
     REJECT = "reject"
     APPLY = "apply"
     ROLLBACK = "rollback"
+    RETRY = "retry"  # an incident whose proposal ended unfixed: diagnose and propose again
     CONFIG = "config"  # change Terry's configuration
     TOKENS = "tokens"  # create, list and revoke API tokens
 
@@ -89,6 +91,7 @@ TABLE: dict[Role, dict[Action, str]] = {
         Action.REJECT: "medium",
         Action.APPLY: "medium",
         Action.ROLLBACK: _ANY,
+        Action.RETRY: _ANY,
     },
     Role.ADMIN: {
         Action.READ: _ANY,
@@ -96,6 +99,7 @@ TABLE: dict[Role, dict[Action, str]] = {
         Action.REJECT: _ANY,
         Action.APPLY: _ANY,
         Action.ROLLBACK: _ANY,
+        Action.RETRY: _ANY,
         Action.CONFIG: _ANY,
         Action.TOKENS: _ANY,
     },

@@ -2,7 +2,8 @@
 
 from __future__ import annotations
 
-from typing import BinaryIO
+from collections.abc import Iterable
+from typing import TYPE_CHECKING, BinaryIO
 
 import click
 from rich.table import Table
@@ -11,6 +12,9 @@ from terry.cli.context import open_pipeline
 from terry.cli.output import console, emit_json, output_option
 from terry.errors import InputError
 from terry.sources.alertmanager import parse_payload
+
+if TYPE_CHECKING:
+    from terry.pipeline import ProposalOutcome
 
 MAX_PAYLOAD = 10 * 1024 * 1024
 
@@ -65,12 +69,19 @@ def ingest(
         console.print(
             f"[yellow]payload truncated {payload.truncated_alerts} alerts[/yellow]", markup=True
         )
-    for o in result.outcomes:
+    print_outcomes(result.outcomes)
+
+
+def print_outcomes(outcomes: Iterable[ProposalOutcome], name: str | None = None) -> None:
+    """Where each incident's proposal stopped, and what to do when it waits for review;
+    ``name``: what to call the incident (default: ``incident N``)."""
+    for o in outcomes:
+        said = name or f"incident {o.incident_id}"
         if o.proposal_id is None:
-            console.print(f"incident {o.incident_id}: no proposal — {o.note}")
+            console.print(f"{said}: no proposal — {o.note}")
             continue
         console.print(
-            f"incident {o.incident_id}: proposal {o.proposal_id} is "
+            f"{said}: proposal {o.proposal_id} is "
             f"[bold]{o.state}[/bold] (decision: {o.decision or '-'})",
             markup=True,
         )

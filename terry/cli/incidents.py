@@ -1,4 +1,4 @@
-"""``terry incidents list|show``."""
+"""``terry incidents list|show|report|archive|retry`` and ``terry explain``."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import click
 from rich.markup import escape
 from rich.table import Column, Table
 
-from terry.cli.context import open_config, open_store
+from terry.cli.context import actor_name, open_config, open_pipeline, open_store
 from terry.cli.ids import IncidentKey
 from terry.cli.output import (
     OUTPUT_KEY,
@@ -198,6 +198,77 @@ def archive(ctx: click.Context, output: str) -> None:
         console.print("nothing to commit: every closed incident's report is in the repository")
     for ref in refs:
         console.print(f"committed {report_path(ref)}")
+
+
+@command.command("retry")
+@click.argument("incident_id", metavar="INCIDENT", type=IncidentKey())
+@click.option("--reason", help="Why (kept in the incident's audit trail).")
+@click.option(
+    "--as",
+    "as_",
+    metavar="NAME",
+    help="Who asks: yourself (default), another only for an admin.",
+)
+@click.option("--no-apply", is_flag=True, help="Stop at the decision; apply later.")
+@output_option
+@click.pass_context
+def retry(
+    ctx: click.Context,
+    incident_id: int | str,
+    reason: str | None,
+    as_: str | None,
+    no_apply: bool,
+    output: str,
+) -> None:
+    """Try an alert's incident again: diagnose it and propose a fix anew.
+
+    For an incident still open whose proposal ended without fixing it (denied, rejected,
+    failed, rolled back, escalated, interrupted), once what stood in the way changed (the
+    policy, the catalogue, the host). Alertmanager's repeats of a firing alert join the open
+    incident and change nothing; this asks for a new diagnosis, a new proposal, its dry run
+    and the gate, as for a new alert.
+
+    \b
+      terry incidents retry INC-2026-12-04-007 --reason "policy fixed in #42"
+      terry incidents retry 12 -o json        {"incident", "ref", "previous", "proposals"}
+    Locally the new proposal is carried here, as `terry alert ingest` does (unless the
+    server's worker takes it first); remotely (TERRY_SERVER, TERRY_TOKEN: an operator's or
+    admin's) the server's worker carries it: follow it with `terry incidents show`.
+
+    Refused: an incident that is resolved, one that did not come from an alert (drift and
+    forecasts raise new ones: run their command), one with a proposal still under way.
+
+    Exit codes: 0, 4 no such incident, 5 its state does not allow it, 11 not permitted,
+    12 the server cannot be reached."""
+    from terry.cli.alerts import print_outcomes
+    from terry.incidents.retry import ask_retry
+
+    why = " ".join((reason or "").split()) or "no reason given"
+    remote = remote_for(ctx)
+    if remote is not None:
+        answer = remote.retry(incident_id, {"reason": why, **({"as": as_} if as_ else {})})
+        if output == "json":
+            emit_json(answer)
+            return
+        console.print(
+            f"incident {answer.get('ref') or answer.get('incident')}: queued on the server; "
+            f"follow it with: terry incidents show {answer.get('incident')}"
+        )
+        return
+    config, store, pipeline = open_pipeline(ctx, output)
+    asked = ask_retry(store, incident_id, actor=actor_name(config, as_), reason=why)
+    outcomes = pipeline.remediate_many([asked.incident_id], apply=not no_apply)
+    if output == "json":
+        emit_json(
+            {
+                "incident": asked.incident_id,
+                "ref": asked.ref,
+                "previous": [{"proposal": p, "state": s} for p, s in asked.previous],
+                "proposals": outcomes,
+            }
+        )
+        return
+    print_outcomes(outcomes, asked.ref or f"incident {asked.incident_id}")
 
 
 @click.command("explain")

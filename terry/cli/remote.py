@@ -3,9 +3,9 @@
 Like ``gh`` or ``argocd``: with ``TERRY_SERVER`` (the server's URL) and ``TERRY_TOKEN`` (an
 API token, ``terry tokens create``) in the environment, or the global options ``--server
 URL`` and ``--token-env VAR`` (the variable holding the token: never the token itself, so it
-is never in argv or a shell's history), ``terry incidents list|show``, ``terry explain``
-(the record's account) and ``terry proposals list|show|approve|reject|apply|rollback`` ask
-the server, with that token, so the token's role decides what they may do
+is never in argv or a shell's history), ``terry incidents list|show|retry``, ``terry
+explain`` (the record's account) and ``terry proposals list|show|approve|reject|apply|
+rollback`` ask the server, with that token, so the token's role decides what they may do
 (``terry.access``). Their output is local mode's: the API's JSON is read back into the same
 dataclasses (``terry.proposals.view``, ``terry.reports.views``) the tables print, and
 ``--output json`` prints the same document. Local mode stays for the machine Terry runs on.
@@ -230,6 +230,10 @@ class Remote:
                     raise TerryError(f"proposal {proposal_id}: {job['error']}")
                 break
         return answer
+
+    def retry(self, key: int | str, body: Mapping[str, Any]) -> dict[str, Any]:
+        """POST an incident's retry: the server's worker takes it from there."""
+        return self.request("POST", f"/api/v1/incidents/{key}/retry", body=body)
 
 
 def _convert(kind: Any, value: Any) -> Any:

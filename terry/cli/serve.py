@@ -82,6 +82,9 @@ def command(
                             token from $TERRY_READ_TOKENS (NAME:TOKEN,...); lists take
                             limit (at most 500), before_id and state, and link the next
                             page (Link: rel="next")
+    POST /api/v1/proposals/ID/approve|reject|apply|rollback, /api/v1/incidents/ID/retry
+                            the write API: an API token whose role may
+                            (docs/permissions.md; the CLI's remote mode)
     GET  /console, /incidents/ID, /proposals/ID, /drift, /weekly   the web console:
                             log in with a reader token (read only) or an operator token
                             from $TERRY_OPERATOR_TOKENS (NAME:TOKEN,...; may approve

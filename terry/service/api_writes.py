@@ -1,7 +1,10 @@
-"""The write API: approve, reject, apply and roll back a proposal over HTTP.
+"""The write API: approve, reject, apply and roll back a proposal over HTTP, and retry an
+incident.
 
-``POST /api/v1/proposals/{id}/approve|reject|apply|rollback`` with a bearer token (the CLI's
-remote mode, ``terry.cli.remote``, and any script). Each request is checked the way the
+``POST /api/v1/proposals/{id}/approve|reject|apply|rollback`` and
+``POST /api/v1/incidents/{id}/retry`` (an incident whose proposal ended unfixed: 202 once
+the worker has it queued) with a bearer token (the CLI's remote mode, ``terry.cli.remote``,
+and any script). Each request is checked the way the
 console's forms are: the token names a principal (else 401), ``terry.access.allowed`` judges
 the verb against the proposal's risk (else 403 with the reason), and ``--as`` (the body's
 ``"as"``) may name someone else only for an admin (``terry.access.act_as``). What acted is
@@ -70,6 +73,7 @@ _FIELDS = {
     Action.REJECT: {"as", "reason"},
     Action.APPLY: {"as"},
     Action.ROLLBACK: {"as"},
+    Action.RETRY: {"as", "reason"},
 }
 
 
@@ -105,6 +109,29 @@ def _proposal_id(raw: str) -> int:
     return int(raw)
 
 
+async def _read_body(request: Request) -> bytes | None:
+    """The request's body, or None once it is over ``MAX_BODY`` (read no further)."""
+    raw = b""
+    async for chunk in request.stream():
+        raw += chunk
+        if len(raw) > MAX_BODY:
+            return None
+    return raw
+
+
+def _incident_key(raw: str) -> int | str:
+    """An incident's id or INC reference from a path."""
+    from terry.incidents.refs import parse_ref
+
+    if parse_ref(raw) is not None:
+        return raw
+    if not (raw.isascii() and raw.isdigit()):
+        raise InputError("incident id must be a whole number or an INC reference")
+    if len(raw) > 10 or not 1 <= int(raw) <= MAX_ROW_ID:
+        raise NotFound(f"incident {raw[:24]} does not exist")
+    return int(raw)
+
+
 def _state(detail: ProposalDetail, *, running: bool = False) -> dict[str, Any]:
     return {
         "id": detail.summary.id,
@@ -137,10 +164,10 @@ def _body(raw: bytes, verb: Action) -> dict[str, Any]:
         raise InputError('"as" must be a name of 1 to 64 characters')
     if "apply" in fields and not isinstance(fields["apply"], bool):
         raise InputError('"apply" must be true or false')
-    if verb is Action.REJECT:
+    if verb is Action.REJECT or "reason" in fields:
         reason = fields.get("reason")
         if not isinstance(reason, str) or not reason.strip():
-            raise InputError('say why you reject it: {"reason": "..."}')
+            raise InputError(f'say why you {verb} it: {{"reason": "..."}}')
         reason = " ".join(reason.split())
         if len(reason) > MAX_REASON:
             raise InputError(f"the reason is over {MAX_REASON} characters")
@@ -162,6 +189,7 @@ class ApiWrites:
         *,
         threads: int = 2,
         scopes: Scopes | None = None,
+        on_retry: Callable[[list[int]], None] = lambda _ids: None,
     ) -> None:
         self.config = config
         self.scopes = scopes or Scopes(config)  # a tenant's token acts on its tenant's only
@@ -170,6 +198,7 @@ class ApiWrites:
         self.actions = actions  # the console's: one apply of a proposal at a time
         self.factory = pipeline_factory
         self.read_turn = read_turn
+        self.on_retry = on_retry  # the worker's queue (else its next look at pending work)
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="terry-api")
         self._jobs: dict[int, Job] = {}
         self._lock = threading.Lock()
@@ -183,6 +212,7 @@ class ApiWrites:
             ),
             Route("/api/v1/proposals/{id}/job", self.job, methods=["GET"]),
             Route("/api/v1/incidents/{id}/explain", self.explain, methods=["GET"]),
+            Route("/api/v1/incidents/{id}/retry", self.retry, methods=["POST"]),
         ]
 
     def close(self) -> None:
@@ -212,21 +242,18 @@ class ApiWrites:
     async def explain(self, request: Request) -> Response:
         """GET: the record's account of an incident (``terry explain --no-ai``'s JSON; the
         server never asks Claude for a reader)."""
-        from terry.incidents.refs import parse_ref
         from terry.reports.explain import explain_incident
         from terry.reports.views import incident_story
 
         principal = self._principal(request)
         if principal is None:
             return _error(401, "missing or wrong bearer token")
-        raw = str(request.path_params["id"])
-        key: int | str = raw
-        if parse_ref(raw) is None:
-            if not (raw.isascii() and raw.isdigit()):
-                return _error(400, "incident id must be a whole number or an INC reference")
-            if len(raw) > 10 or not 1 <= int(raw) <= MAX_ROW_ID:
-                return _error(404, f"incident {raw[:24]} does not exist")
-            key = int(raw)
+        try:
+            key = _incident_key(str(request.path_params["id"]))
+        except InputError as exc:
+            return _error(400, str(exc))
+        except NotFound as exc:
+            return _error(404, str(exc))
         scope = await self.read_turn(lambda: self.scopes.of(principal))
 
         def explain() -> Any:
@@ -277,6 +304,65 @@ class ApiWrites:
         )
 
     # -- acting -----------------------------------------------------------------------------
+    async def retry(self, request: Request) -> Response:
+        """POST: an incident whose proposal ended unfixed becomes work to do again
+        (``terry.incidents.retry``); 202 once the worker has it queued."""
+        from terry.incidents.retry import ask_retry
+        from terry.reports.views import incident_story
+
+        principal = self.auth.authenticate(request, Role.VIEWER, scoped=True)
+        if principal is None:
+            return _error(401, "missing or wrong bearer token")
+        raw = await _read_body(request)
+        if raw is None:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
+        try:
+            key = _incident_key(str(request.path_params["id"]))
+            fields = _body(raw, Action.RETRY)
+            story = await self.read_turn(lambda: incident_story(self.store, key))
+        except InputError as exc:
+            return _error(400, str(exc))
+        except NotFound as exc:
+            return _error(404, str(exc))
+        scope = await self.read_turn(lambda: self.scopes.of(principal))
+        if not scope.everything and not scope.sees(story):
+            return _error(404, f"incident {key} does not exist")  # as a missing one
+        tenant = None if scope.everything else principal.tenant
+        decision = allowed(principal, Action.RETRY, tenant=tenant)
+        if principal.anonymous:
+            decision = type(decision)(False, "an anonymous caller may not act: use a token")
+        named = fields.get("as")
+        if decision:
+            decision = act_as(principal.name, named, admin=principal.role is Role.ADMIN)
+        if not decision:
+            log.warning("api: refused retry of incident %s: %s", key, decision.reason)
+            return _error(403, decision.reason)
+        actor = f"api:{principal.actor}"
+        if named is not None and named != principal.name:
+            actor = f"api:{named} (by {principal.actor})"
+        reason = fields.get("reason") or "no reason given"
+        try:
+            asked = await self.read_turn(
+                lambda: ask_retry(self.store, key, actor=actor, reason=reason)
+            )
+        except NotFound as exc:
+            return _error(404, str(exc))
+        except StoreError as exc:
+            return _error(503, str(exc))
+        except StateError as exc:
+            return _error(409, str(exc), state=story.incident.state)
+        log.info("api: %s asked to retry incident %s", actor, asked.incident_id)
+        self.on_retry([asked.incident_id])
+        return _json(
+            {
+                "incident": asked.incident_id,
+                "ref": asked.ref,
+                "state": "queued",
+                "previous": [{"proposal": p, "state": s} for p, s in asked.previous],
+            },
+            202,
+        )
+
     async def act(self, request: Request) -> Response:
         """POST approve, reject, apply or rollback: the token, the body, ``allowed`` with the
         proposal's risk, ``act_as``, then the pipeline's verb."""
@@ -284,11 +370,9 @@ class ApiWrites:
         if principal is None:
             return _error(401, "missing or wrong bearer token")
         verb = _VERBS[request.url.path.rsplit("/", 1)[1]]
-        raw = b""
-        async for chunk in request.stream():
-            raw += chunk
-            if len(raw) > MAX_BODY:
-                return _error(413, f"body larger than {MAX_BODY} bytes")
+        raw = await _read_body(request)
+        if raw is None:
+            return _error(413, f"body larger than {MAX_BODY} bytes")
         try:
             proposal_id = _proposal_id(str(request.path_params["id"]))
             fields = _body(raw, verb)

@@ -488,7 +488,8 @@ def create_app(
         read_turn=read_turn,
         scopes=scopes,  # the same tenant filter as the JSON API's
     )
-    # POST /api/v1/proposals/{id}/approve|reject|apply|rollback: bearer tokens, `allowed`
+    # POST /api/v1/proposals/{id}/approve|reject|apply|rollback, /api/v1/incidents/{id}/retry:
+    # bearer tokens, `allowed`
     writes = ApiWrites(
         config,
         store,
@@ -497,6 +498,7 @@ def create_app(
         pipeline_factory or default_pipeline,
         read_turn,
         scopes=scopes,
+        on_retry=worker.submit if worker is not None else lambda _ids: None,
     )
 
     def guarded(
