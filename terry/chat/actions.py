@@ -34,6 +34,7 @@ from terry.chat.answer import Answer, Button, ButtonAction
 from terry.chat.confirm import ConfirmTokens
 from terry.chat.grammar import (
     COMMANDS,
+    NAME,
     USAGE,
     Approve,
     Command,
@@ -43,6 +44,7 @@ from terry.chat.grammar import (
     ParseError,
     Prevent,
     Reject,
+    Retry,
     Rollback,
     Status,
     near,
@@ -73,7 +75,12 @@ log = logging.getLogger("terry.chat")
 
 _APPLIED = ("applied",)  # the audit state every apply passes through
 _DISCORD_ID_MAX = 100  # a Discord button's custom_id
-_WRITES = {Approve: Action.APPROVE, Reject: Action.REJECT, Rollback: Action.ROLLBACK}
+_WRITES = {
+    Approve: Action.APPROVE,
+    Reject: Action.REJECT,
+    Rollback: Action.ROLLBACK,
+    Retry: Action.RETRY,
+}
 
 
 @dataclass(frozen=True)
@@ -197,12 +204,24 @@ class ChatActions:
             hosts, risk = self._visible_proposal(asker, command.proposal_id)
         elif isinstance(command, Rollback):
             hosts = [command.host]
+        elif isinstance(command, Retry):
+            hosts = [self._visible_incident(asker, command.incident)]
         else:  # prevent: the forecast's proposals on the hosts they may act on
             hosts = sorted(asker.hosts)
         action = _WRITES.get(type(command), Action.APPROVE)
         tenants = tenants_of_hosts(hosts, asker.tenancy, asker.inventory)
         decision = asker.access.decide(action, risk=risk, tenants=tenants)
         return None if decision else decision.reason
+
+    def _visible_incident(self, asker: Asker, key: str) -> str:
+        """The incident's host; NotFound, worded as for a missing one, when the incident is
+        another tenant's."""
+        with self.store.session() as session:
+            row = session.get(IncidentRow, resolve_incident(session, key))
+            host = row.host if row is not None else None
+        if row is None or not asker.scope.sees_host(host):
+            raise NotFound(f"incident {key} does not exist")
+        return host or ""
 
     def _visible_proposal(self, asker: Asker, proposal_id: int) -> tuple[list[str], str]:
         with self.store.session() as session:
@@ -217,6 +236,8 @@ class ChatActions:
     def _sentence(text: str) -> bool:
         """Plain language rather than a mistyped command: not a near miss of a command."""
         first = text.split()[0].lower().strip(",.!?:") if text.split() else ""
+        if first == NAME:  # "Terry, ...": addressed by name, not a near miss of retry
+            return True
         return first not in COMMANDS and not near(first, COMMANDS)
 
     def _understand(self, asker: Asker, text: str, now: datetime) -> Answer:
@@ -277,6 +298,8 @@ class ChatActions:
                 return self._proposal(pid, f"rejected by {name}", public=True)
             case Rollback():
                 return self._rollback(user, command)
+            case Retry(incident=key, reason=reason):
+                return self._retry(user, key, reason)
             case Prevent():
                 return self._prevent(asker)
             case Help():
@@ -285,14 +308,21 @@ class ChatActions:
 
     def _explainable(self, asker: Asker, command: Explain) -> None:
         """NotFound, worded as for a missing one, when the incident is another tenant's."""
-        if asker.scope.everything:
-            return
-        with self.store.session() as session:
-            incident_id = resolve_incident(session, command.incident)
-            row = session.get(IncidentRow, incident_id)
-            host = row.host if row is not None else None
-        if not asker.scope.sees_host(host):
-            raise NotFound(f"incident {command.incident} does not exist")
+        if not asker.scope.everything:
+            self._visible_incident(asker, command.incident)
+
+    def _retry(self, user: ChatUser, key: str, reason: str) -> Answer:
+        """The incident diagnosed and proposed again (terry.incidents.retry), carried here."""
+        from terry.incidents.retry import ask_retry
+
+        asked = ask_retry(self.store, key, actor=user.actor, reason=reason)
+        name = asked.ref or f"incident {asked.incident_id}"
+        [outcome] = self._pipeline().remediate_many([asked.incident_id])
+        if outcome.proposal_id is None:
+            return Answer(f"{name}: tried again by {user.name or user.key}; {inert(outcome.note)}")
+        return self._proposal(
+            outcome.proposal_id, f"proposed again for {name} by {user.name or user.key}"
+        )
 
     def _proposal(self, pid: int, what: str, *, public: bool = False) -> Answer:
         d = proposal_detail(self.store, pid)

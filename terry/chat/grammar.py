@@ -33,6 +33,7 @@ from terry.incidents.refs import format_ref, parse_ref
 __all__ = [
     "COMMANDS",
     "KINDS",
+    "NAME",
     "Approve",
     "Command",
     "Explain",
@@ -41,6 +42,7 @@ __all__ = [
     "ParseError",
     "Prevent",
     "Reject",
+    "Retry",
     "Rollback",
     "Status",
     "near",
@@ -49,6 +51,7 @@ __all__ = [
     "parse_to",
 ]
 
+NAME = "terry"  # who people address: a first word, never a near miss of a command
 MAX_ID = 2**31 - 1
 MAX_REASON = 300
 KINDS = ("disk-full",)  # what `prevent` can prevent
@@ -130,6 +133,16 @@ class Rollback:
 
 
 @dataclass(frozen=True)
+class Retry:
+    incident: str  # digits or a canonical INC reference
+    reason: str
+    writes = True
+
+    def text(self) -> str:
+        return f"retry {self.incident} {self.reason}"
+
+
+@dataclass(frozen=True)
 class Prevent:
     kind: str
     writes = True
@@ -146,8 +159,18 @@ class Help:
         return "help"
 
 
-Command = Status | Incidents | Explain | Approve | Reject | Rollback | Prevent | Help
-COMMANDS = ("status", "incidents", "explain", "approve", "reject", "rollback", "prevent", "help")
+Command = Status | Incidents | Explain | Approve | Reject | Rollback | Retry | Prevent | Help
+COMMANDS = (
+    "status",
+    "incidents",
+    "explain",
+    "approve",
+    "reject",
+    "rollback",
+    "retry",
+    "prevent",
+    "help",
+)
 USAGE = {
     "status": "status HOST",
     "incidents": "incidents [last-week|24h|2026-01-16] [--severity=S] [--environment=E] "
@@ -156,6 +179,7 @@ USAGE = {
     "approve": "approve PROPOSAL_ID",
     "reject": "reject PROPOSAL_ID REASON",
     "rollback": "rollback HOST --to=1h-ago (or 30m-ago, or an ISO time)",
+    "retry": "retry INCIDENT REASON (diagnose and propose again after its fix ended unfixed)",
     "prevent": f"prevent {'|'.join(KINDS)}",
     "help": "help",
 }
@@ -290,7 +314,7 @@ def parse(
         raise ParseError("say a command: " + ", ".join(COMMANDS))
     verb, args = words[0].lower().lstrip("/"), words[1:]
     if verb not in COMMANDS:
-        hint = near(verb, COMMANDS)
+        hint = "" if verb.strip(",.!?:") == NAME else near(verb, COMMANDS)
         raise ParseError(
             f"unknown command {_shown(verb, 24)}{hint}; commands: {', '.join(COMMANDS)}"
         )
@@ -328,6 +352,13 @@ def parse(
         if len(reason) > MAX_REASON:
             raise ParseError(f"the reason is longer than {MAX_REASON} characters")
         return Reject(_id(args[0]), reason)
+    if verb == "retry":
+        if len(args) < 2:
+            raise ParseError(f"usage: {USAGE[verb]} (the reason is kept in the audit trail)")
+        reason = " ".join(args[1:])
+        if len(reason) > MAX_REASON:
+            raise ParseError(f"the reason is longer than {MAX_REASON} characters")
+        return Retry(_incident(args[0]), reason)
     if verb == "rollback":
         positional, options = _options(args, ("to",))
         if len(positional) != 1 or "to" not in options:

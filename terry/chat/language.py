@@ -38,6 +38,7 @@ from terry.chat.grammar import (
     Explain,
     ParseError,
     Reject,
+    Retry,
     Rollback,
     Status,
     parse,
@@ -75,6 +76,11 @@ def command_schema(hosts: Collection[str]) -> dict[str, Any]:
     """The ``input_schema`` of ``terry_command``: one command, typed arguments."""
     host = {"type": "string", "enum": sorted(hosts)} if hosts else {"type": "string", "enum": [""]}
     proposal = {"type": "integer", "minimum": 1, "maximum": 2**31 - 1}
+    incident = {
+        "type": "string",
+        "pattern": r"^([0-9]{1,10}|INC-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{1,9})$",
+    }
+    reason = {"type": "string", "minLength": 1, "maxLength": MAX_REASON}
     return {
         "type": "object",
         "additionalProperties": False,
@@ -91,20 +97,10 @@ def command_schema(hosts: Collection[str]) -> dict[str, Any]:
                         environment=_NAME,
                         state={"type": "string", "enum": list(STATES)},
                     ),
-                    _branch(
-                        "explain",
-                        ["incident"],
-                        incident={
-                            "type": "string",
-                            "pattern": r"^([0-9]{1,10}|INC-[0-9]{4}-[0-9]{2}-[0-9]{2}-[0-9]{1,9})$",
-                        },
-                    ),
+                    _branch("explain", ["incident"], incident=incident),
                     _branch("approve", ["proposal_id"], proposal_id=proposal),
                     _branch(
-                        "reject",
-                        ["proposal_id", "reason"],
-                        proposal_id=proposal,
-                        reason={"type": "string", "minLength": 1, "maxLength": MAX_REASON},
+                        "reject", ["proposal_id", "reason"], proposal_id=proposal, reason=reason
                     ),
                     _branch(
                         "rollback",
@@ -112,6 +108,7 @@ def command_schema(hosts: Collection[str]) -> dict[str, Any]:
                         host=host,
                         to={"type": "string", "pattern": _TIME},
                     ),
+                    _branch("retry", ["incident", "reason"], incident=incident, reason=reason),
                     _branch("prevent", ["kind"], kind={"type": "string", "enum": list(KINDS)}),
                     _branch("none", ["why"], why={"type": "string", "maxLength": 300}),
                 ]
@@ -176,7 +173,7 @@ def _said(sentence: str, command: Command) -> None:
         named.append(("host", command.host))
     if isinstance(command, Approve | Reject):
         named.append(("proposal", str(command.proposal_id)))
-    if isinstance(command, Explain):
+    if isinstance(command, Explain | Retry):
         named.append(("incident", command.incident))
     for what, value in named:
         if not re.search(rf"(?<![\w-]){re.escape(value.lower())}(?![\w-])", lowered):
@@ -222,8 +219,8 @@ def from_answer(
         command = parse(" ".join(words), hosts=hosts, now=now)
     except ParseError as exc:
         raise NotUnderstood(f"Claude's answer is not a valid command: {exc}") from None
-    if isinstance(command, Reject) and not command.reason.strip():
-        raise NotUnderstood("Claude's answer rejects without a reason")
+    if isinstance(command, Reject | Retry) and not command.reason.strip():
+        raise NotUnderstood(f"Claude's answer says {name} without a reason")
     _said(sentence, command)
     return command
 

@@ -293,6 +293,26 @@ def test_the_write_api_and_its_reads_answer_every_caller_as_the_table_says(world
                             said = got.json()["error"]
                             assert said == f"proposal {target.id} does not exist", where
                     checked += 1
+            for target in TARGETS[::2]:  # an incident's retry (no risk: one per incident)
+                got = client.post(
+                    f"/api/v1/incidents/{target.incident}/retry",
+                    headers=headers,
+                    json={"reason": "the matrix"},
+                )
+                where = (caller.name, "retry", target, got.status_code, got.text[:300])
+                match caller.expect(Action.RETRY, target):
+                    case Answer.OK:  # the incident's own answer: it waits for diagnosis
+                        assert got.status_code == 409, where
+                        assert "waiting for its diagnosis" in got.json()["error"], where
+                    case Answer.REFUSED:
+                        assert got.status_code == 403, where
+                        assert "may not retry" in got.json()["error"], where
+                    case Answer.UNKNOWN:
+                        assert got.status_code == 401, where
+                    case Answer.HIDDEN:
+                        assert got.status_code == 404, where
+                        said = got.json()["error"]
+                        assert said == f"incident {target.incident} does not exist", where
             if caller.tenant != ANY_TENANT:  # lists: only its tenant's rows
                 listed = client.get("/api/v1/proposals", headers=headers).json()
                 assert {p["id"] for p in listed} == {
@@ -330,6 +350,15 @@ def test_the_remote_cli_exits_as_the_table_says(world: World) -> None:
                     assert "may not" in done.stderr or "an admin must" in done.stderr, where
                 if answer is Answer.OK:
                     assert "rejected" in done.stderr, where
+        for target in TARGETS[::2]:
+            done = cli("incidents", "retry", str(target.incident), "--reason", "the matrix")
+            answer = caller.expect(Action.RETRY, target)
+            where = (caller.name, "retry", target, done.exit_code, done.stderr)
+            assert done.exit_code == _EXIT[answer], where
+            if answer is Answer.REFUSED:
+                assert "may not retry" in done.stderr, where
+            if answer is Answer.OK:
+                assert "waiting for its diagnosis" in done.stderr, where
         listed = cli("proposals", "list", "--output", "json")
         if caller.role is None:
             assert listed.exit_code == PermissionDenied.exit_code
@@ -377,6 +406,19 @@ def test_chat_answers_every_person_as_the_table_says(world: World) -> None:
             for target in TARGETS[::2]:
                 visible = caller.expect(Action.READ, target) is Answer.OK
                 assert (f"on {target.host}," in listed) == visible, (caller.name, listed)
+        for target in TARGETS[::2]:
+            said = world.say(caller.slack, f"retry {target.incident} the matrix")
+            where = (caller.name, "retry", said)
+            match caller.expect(Action.RETRY, target):
+                case Answer.OK:  # the incident's own answer: it waits for diagnosis
+                    assert said.startswith("Not done: cannot retry"), where
+                    assert "waiting for its diagnosis" in said, where
+                case Answer.REFUSED:
+                    assert said.startswith("Refused: ") and "may not retry" in said, where
+                case Answer.UNKNOWN:
+                    assert said.startswith("Refused: you are not a Terry user"), where
+                case Answer.HIDDEN:
+                    assert said == f"Not done: incident {target.incident} does not exist", where
         rollback = world.say(caller.slack, "rollback web-01 --to=1h-ago")
         match caller.expect(Action.ROLLBACK, TARGETS[0]):
             case Answer.OK:
