@@ -303,6 +303,16 @@ def _count(verb: str, args: list[str], low: int, high: int) -> None:
         raise ParseError(f"usage: {USAGE[verb]}")
 
 
+def _reason(verb: str, args: list[str]) -> str:
+    """The words after a write's first argument: why (kept in the audit trail)."""
+    if len(args) < 2:
+        raise ParseError(f"usage: {USAGE[verb]} (the reason is kept in the audit trail)")
+    reason = " ".join(args[1:])
+    if len(reason) > MAX_REASON:
+        raise ParseError(f"the reason is longer than {MAX_REASON} characters")
+    return reason
+
+
 def parse(
     text: str, *, hosts: Collection[str] | None = None, now: datetime | None = None
 ) -> Command:
@@ -346,18 +356,10 @@ def parse(
         _count(verb, args, 1, 1)
         return Approve(_id(args[0]))
     if verb == "reject":
-        if len(args) < 2:
-            raise ParseError(f"usage: {USAGE[verb]} (the reason is kept in the audit trail)")
-        reason = " ".join(args[1:])
-        if len(reason) > MAX_REASON:
-            raise ParseError(f"the reason is longer than {MAX_REASON} characters")
+        reason = _reason(verb, args)  # first: it checks there are words at all
         return Reject(_id(args[0]), reason)
     if verb == "retry":
-        if len(args) < 2:
-            raise ParseError(f"usage: {USAGE[verb]} (the reason is kept in the audit trail)")
-        reason = " ".join(args[1:])
-        if len(reason) > MAX_REASON:
-            raise ParseError(f"the reason is longer than {MAX_REASON} characters")
+        reason = _reason(verb, args)
         return Retry(_incident(args[0]), reason)
     if verb == "rollback":
         positional, options = _options(args, ("to",))
