@@ -259,14 +259,7 @@ def retry(
     asked = ask_retry(store, incident_id, actor=actor_name(config, as_), reason=why)
     outcomes = pipeline.remediate_many([asked.incident_id], apply=not no_apply)
     if output == "json":
-        emit_json(
-            {
-                "incident": asked.incident_id,
-                "ref": asked.ref,
-                "previous": [{"proposal": p, "state": s} for p, s in asked.previous],
-                "proposals": outcomes,
-            }
-        )
+        emit_json({**asked.as_json(), "proposals": outcomes})
         return
     print_outcomes(outcomes, asked.ref or f"incident {asked.incident_id}")
 

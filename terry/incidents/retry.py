@@ -17,21 +17,21 @@ merged, applying, applied): decide or wait for that one first.
 from __future__ import annotations
 
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy import or_, select, update
 
 from terry.errors import NotFound, StateError
 from terry.incidents.lifecycle import IncidentState
 from terry.incidents.refs import resolve_incident
+from terry.proposals.state import UNDER_WAY
 from terry.redact import redact
 from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, ProposalHostRow, ProposalRow
 
-__all__ = ["UNDER_WAY", "RetryAsked", "ask_retry"]
+__all__ = ["RetryAsked", "ask_retry"]
 
-# Proposal states that will still move on their own or with a person's decision.
-UNDER_WAY = ("proposed", "checked", "awaiting_review", "approved", "merged", "applying", "applied")
 # What to do, by the source of an incident that is not re-diagnosed.
 _ELSEWHERE = {
     "drift": "a drift incident is one scan's: run `terry drift fix` (a new scan, a new incident)",
@@ -45,6 +45,14 @@ class RetryAsked:
     incident_id: int
     ref: str | None
     previous: tuple[tuple[int, str], ...]  # its proposals so far: (id, state)
+
+    def as_json(self) -> dict[str, Any]:
+        """What the API and ``--output json`` say of it."""
+        return {
+            "incident": self.incident_id,
+            "ref": self.ref,
+            "previous": [{"proposal": p, "state": s} for p, s in self.previous],
+        }
 
 
 def ask_retry(store: Store, key: int | str, *, actor: str, reason: str) -> RetryAsked:

@@ -57,6 +57,19 @@ MERGED_STATES = frozenset(
     }
 )
 
+# States of a proposal still under way: it moves on by itself or with a person's decision.
+UNDER_WAY = frozenset(
+    {
+        ProposalState.PROPOSED,
+        ProposalState.CHECKED,
+        ProposalState.AWAITING_REVIEW,
+        ProposalState.APPROVED,
+        ProposalState.MERGED,
+        ProposalState.APPLYING,
+        ProposalState.APPLIED,
+    }
+)
+
 TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
     ProposalState.PROPOSED: frozenset({ProposalState.CHECKED, ProposalState.FAILED}),
     ProposalState.CHECKED: frozenset(

@@ -132,6 +132,31 @@ def _incident_key(raw: str) -> int | str:
     return int(raw)
 
 
+def _acting(
+    principal: Principal,
+    verb: Action,
+    fields: dict[str, Any],
+    *,
+    risk: str | None = None,
+    everything: bool,
+) -> tuple[str | None, str]:
+    """(who acts, as the audit names them; None when refused, with why): ``allowed`` in
+    the principal's tenant (``everything``: a token of every tenant), never anonymously,
+    and ``"as"`` another name only for an admin (``act_as``)."""
+    tenant = None if everything else principal.tenant
+    decision = allowed(principal, verb, risk=risk, tenant=tenant)
+    if principal.anonymous:
+        decision = type(decision)(False, "an anonymous caller may not act: use a token")
+    named = fields.get("as")
+    if decision:
+        decision = act_as(principal.name, named, admin=principal.role is Role.ADMIN)
+    if not decision:
+        return None, decision.reason
+    if named is not None and named != principal.name:
+        return f"api:{named} (by {principal.actor})", decision.reason
+    return f"api:{principal.actor}", decision.reason
+
+
 def _state(detail: ProposalDetail, *, running: bool = False) -> dict[str, Any]:
     return {
         "id": detail.summary.id,
@@ -327,19 +352,10 @@ class ApiWrites:
         scope = await self.read_turn(lambda: self.scopes.of(principal))
         if not scope.everything and not scope.sees(story):
             return _error(404, f"incident {key} does not exist")  # as a missing one
-        tenant = None if scope.everything else principal.tenant
-        decision = allowed(principal, Action.RETRY, tenant=tenant)
-        if principal.anonymous:
-            decision = type(decision)(False, "an anonymous caller may not act: use a token")
-        named = fields.get("as")
-        if decision:
-            decision = act_as(principal.name, named, admin=principal.role is Role.ADMIN)
-        if not decision:
-            log.warning("api: refused retry of incident %s: %s", key, decision.reason)
-            return _error(403, decision.reason)
-        actor = f"api:{principal.actor}"
-        if named is not None and named != principal.name:
-            actor = f"api:{named} (by {principal.actor})"
+        actor, why = _acting(principal, Action.RETRY, fields, everything=scope.everything)
+        if actor is None:
+            log.warning("api: refused retry of incident %s: %s", key, why)
+            return _error(403, why)
         reason = fields.get("reason") or "no reason given"
         try:
             asked = await self.read_turn(
@@ -353,15 +369,7 @@ class ApiWrites:
             return _error(409, str(exc), state=story.incident.state)
         log.info("api: %s asked to retry incident %s", actor, asked.incident_id)
         self.on_retry([asked.incident_id])
-        return _json(
-            {
-                "incident": asked.incident_id,
-                "ref": asked.ref,
-                "state": "queued",
-                "previous": [{"proposal": p, "state": s} for p, s in asked.previous],
-            },
-            202,
-        )
+        return _json({**asked.as_json(), "state": "queued"}, 202)
 
     async def act(self, request: Request) -> Response:
         """POST approve, reject, apply or rollback: the token, the body, ``allowed`` with the
@@ -384,20 +392,12 @@ class ApiWrites:
         scope = await self.read_turn(lambda: self.scopes.of(principal))
         if not scope.sees(detail):  # another tenant's: answered as a missing one
             return _error(404, f"proposal {proposal_id} does not exist")
-        tenant = None if scope.everything else principal.tenant
-        decision = allowed(principal, verb, risk=detail.summary.risk, tenant=tenant)
-        if principal.anonymous:
-            decision = type(decision)(False, "an anonymous caller may not act: use a token")
-        if decision:
-            named = fields.get("as")
-            decision = act_as(principal.name, named, admin=principal.role is Role.ADMIN)
-        if not decision:
-            log.warning("api: refused %s of proposal %s: %s", verb, proposal_id, decision.reason)
-            return _error(403, decision.reason)
-        named = fields.get("as")
-        actor = f"api:{principal.actor}"
-        if named is not None and named != principal.name:
-            actor = f"api:{named} (by {principal.actor})"
+        actor, why = _acting(
+            principal, verb, fields, risk=detail.summary.risk, everything=scope.everything
+        )
+        if actor is None:
+            log.warning("api: refused %s of proposal %s: %s", verb, proposal_id, why)
+            return _error(403, why)
         log.info("api: %s %s proposal %s", actor, verb, proposal_id)
         try:
             return await self._run(verb, proposal_id, actor, fields)

@@ -50,7 +50,7 @@ def prometheus_seconds(text: object) -> float | None:
 
 
 def await_scrape(
-    where: str | PrometheusConfig,
+    prom: str | PrometheusConfig,
     hosts: Collection[str],
     host_of: Callable[[Mapping[str, str]], str | None],
     *,
@@ -65,7 +65,7 @@ def await_scrape(
 
     from terry.prometheus import connect
 
-    client = connect(where, timeout=timeout)
+    client = connect(prom, timeout=timeout)
     started = time.monotonic()
     wanted = set(hosts)
     try:

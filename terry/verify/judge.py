@@ -11,11 +11,13 @@ import re
 import time
 from dataclasses import dataclass
 from enum import StrEnum
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from terry.appliers.base import EventStatus, RunResult, RunStatus
-from terry.config import PrometheusConfig
 from terry.remedies.catalogue import PrometheusVerify
+
+if TYPE_CHECKING:
+    from terry.config import PrometheusConfig
 
 __all__ = ["Outcome", "Verification", "combine", "fill_query", "judge_run", "query_prometheus"]
 
@@ -94,7 +96,7 @@ def _judge_samples(
 
 
 def query_prometheus(
-    where: str | PrometheusConfig,
+    prom: str | PrometheusConfig,
     spec: PrometheusVerify,
     values: dict[str, Any],
     *,
@@ -109,7 +111,7 @@ def query_prometheus(
     from terry.prometheus import connect
 
     query = fill_query(spec.query, values)
-    client = connect(where, timeout=timeout)
+    client = connect(prom, timeout=timeout)
     deadline = time.monotonic() + settle_seconds
     while True:
         try:
