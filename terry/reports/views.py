@@ -46,6 +46,7 @@ class IncidentSummary:
     truncated: bool
     recurrence: int
     trace_id: str | None = None  # the incident's own trace (terry.traces), when traced
+    diagnosed: bool = True  # False while it waits for a diagnosis (new, or a retry asked)
 
 
 @dataclass(frozen=True)
@@ -75,6 +76,7 @@ def _summary(row: IncidentRow, proposals: tuple[int, ...]) -> IncidentSummary:
         proposals=proposals,
         truncated=row.truncated,
         recurrence=row.recurrence,
+        diagnosed=row.diagnosed_at is not None,
         trace_id=row.trace_id,
     )
 

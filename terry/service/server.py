@@ -473,6 +473,11 @@ def create_app(
         async with reading:
             return await run_in_threadpool(work)
 
+    def queue(incident_ids: list[int]) -> None:
+        """Hand incidents to the worker (without one, its next look at pending work)."""
+        if worker is not None:
+            worker.submit(incident_ids)
+
     def default_pipeline() -> Pipeline:
         from terry.app import build_pipeline
 
@@ -487,6 +492,7 @@ def create_app(
         pipeline_factory=pipeline_factory or default_pipeline,
         read_turn=read_turn,
         scopes=scopes,  # the same tenant filter as the JSON API's
+        on_retry=queue,
     )
     # POST /api/v1/proposals/{id}/approve|reject|apply|rollback, /api/v1/incidents/{id}/retry:
     # bearer tokens, `allowed`
@@ -498,7 +504,7 @@ def create_app(
         pipeline_factory or default_pipeline,
         read_turn,
         scopes=scopes,
-        on_retry=worker.submit if worker is not None else lambda _ids: None,
+        on_retry=queue,
     )
 
     def guarded(
@@ -662,7 +668,7 @@ def create_app(
     inbox = Inbox(store, on_commit=lambda: folder.wake())
     folder = Folder(
         store,
-        on_opened=worker.submit if worker is not None else lambda _ids: None,
+        on_opened=queue,
         on_changed=worker.incidents_changed if worker is not None else None,
         quiet_for=inbox.quiet_for,
     )

@@ -279,6 +279,45 @@ def test_operator_rejects_with_a_reason(console: Console, browser: Browser) -> N
     assert "/console/login" in browser.url
 
 
+def test_operator_retries_an_incident_whose_proposal_ended_unfixed(
+    console: Console, browser: Browser
+) -> None:
+    if state_of(console, console.reject_id) != "rejected":  # run alone: reject it first
+        console.cli("proposals", "reject", str(console.reject_id), "--reason", "by hand")
+    incident = console.cli.json("proposals", "show", str(console.reject_id))["summary"][
+        "incident_id"
+    ]
+    path = f"/incidents/{incident}"
+    # a reader sees why it is not theirs to retry, and a post of theirs is refused
+    reader = Http(console, READER_TOKEN)
+    page = reader.client.get(path).text
+    assert "may not retry it" in page and 'action="/incidents/' not in page
+    refused = reader.post(f"{path}/retry", {"csrf": reader.csrf(path), "reason": "x"})
+    assert refused.status_code == 403 and "may not retry" in refused.text
+    # an incident whose proposal still waits for review offers no retry; a post is refused
+    http = Http(console, OPERATOR_TOKEN)
+    waiting = f"/incidents/{console.hostile_incident}"
+    assert "Try again" not in http.client.get(waiting).text
+    busy = http.post(f"{waiting}/retry", {"csrf": http.csrf(waiting)})
+    assert busy.status_code == 409 and "is awaiting review; decide it" in busy.text
+    assert http.post(f"{path}/retry", {}).status_code == 403  # no CSRF token
+
+    log_in(browser, console, OPERATOR_TOKEN, path)
+    browser.fill("#retry-reason", f"app.conf owner back <b>{HOSTILE}</b>")
+    browser.click("button.retry")
+    assert browser.url.endswith(path)
+    timeline = browser.text(".timeline")
+    assert "retry asked" in timeline and f"console:{OPERATOR}" in timeline
+    assert f"<b>{HOSTILE}</b>" in timeline  # the reason, as the text it is
+    assert browser.evaluate("window.__pwned === undefined")
+    assert "Try again" not in browser.text("main")  # waiting for its diagnosis now
+    assert "waiting for it" in browser.text(".facts")
+    story = console.cli.json("incidents", "show", str(incident))
+    assert story["incident"]["state"] == "open"
+    again = http.post(f"{path}/retry", {"csrf": http.csrf(path)})
+    assert again.status_code == 409 and "waiting for its diagnosis" in again.text
+
+
 def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(
     console: Console,
 ) -> None:

@@ -1,5 +1,5 @@
 """The web console's pages and forms (``terry serve``): incidents, an incident, a proposal,
-drift and weekly reports, log in and out, approve and reject.
+drift and weekly reports, log in and out, approve and reject, retry an incident.
 
 Server-rendered with Jinja2 (``terry.reports.markup.html_page``: autoescape, every string
 made inert, undefined names an error), no JavaScript: a running apply refreshes its page.
@@ -7,6 +7,8 @@ Nothing but the login page answers without a session (``session.py``); every POS
 CSRF locks (``csrf.py``); who may approve or reject is ``terry.access.allowed`` (the role's
 risk limit against the proposal's risk), and
 what a proposal's state allows is the pipeline's to say (its refusal is shown on the page).
+Retrying an incident whose proposal ended unfixed is ``terry.incidents.retry``, as the CLI,
+the API and chat ask it; the server's worker takes it from there.
 
 A token limited to one tenant logs in too, and reads that tenant's only: every page, list
 and form goes through the same ``terry.tenants.scope.Scope`` as the JSON API, and another
@@ -32,9 +34,10 @@ from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from terry.config import Config
-from terry.errors import InputError, NotFound, TerryError
+from terry.errors import InputError, NotFound, StateError, StoreError, TerryError
 from terry.incidents.refs import parse_ref
 from terry.pipeline import Pipeline
+from terry.proposals.state import UNDER_WAY
 from terry.proposals.view import proposal_detail
 from terry.reports.markup import html_page
 from terry.reports.views import incident_story
@@ -106,6 +109,11 @@ def _wants_html(request: Request) -> bool:
     return "text/html" in request.headers.get("accept", "")
 
 
+def _incident_key(key: str) -> None:
+    if parse_ref(key) is None and not (key.isascii() and key.isdigit()):
+        raise NotFound(f"incident {key[:40]!r} does not exist: give a number or INC-...")
+
+
 def _proposal_id(raw: str) -> int:
     if not (raw.isascii() and raw.isdigit()) or len(raw) > 10 or not 1 <= int(raw) <= MAX_ROW_ID:
         raise NotFound(f"proposal {raw[:24]} does not exist")
@@ -126,6 +134,7 @@ class Console:
         read_turn: ReadTurn,
         environ: dict[str, str] | None = None,
         scopes: Scopes | None = None,
+        on_retry: Callable[[list[int]], None] = lambda _ids: None,
     ) -> None:
         env = os.environ if environ is None else environ
         server = config.server
@@ -138,6 +147,7 @@ class Console:
             minutes=server.session_minutes,
         )
         self.actions = Actions(pipeline_factory)
+        self.on_retry = on_retry  # the worker's queue (else its next look at pending work)
         self.read_turn = read_turn
         self.environments = Environments(lambda: host_environments(config))
         # The stylesheet goes inline, allowed by its hash: no route answers anonymously.
@@ -343,11 +353,12 @@ class Console:
             ),
         )
 
-    async def incident(self, request: Request, session: Session) -> Response:
+    async def incident(
+        self, request: Request, session: Session, *, status: int = 200, message: str = ""
+    ) -> Response:
         key = str(request.path_params["key"])
         try:
-            if parse_ref(key) is None and not (key.isascii() and key.isdigit()):
-                raise NotFound(f"incident {key[:40]!r} does not exist: give a number or INC-...")
+            _incident_key(key)
             scope = await self.scope(session)
 
             def read() -> Any:
@@ -360,7 +371,24 @@ class Console:
             story, details = await self.read_turn(read)
         except NotFound as exc:
             return self.render("message.html.j2", session, status=404, message=str(exc))
-        return self.render("incident.html.j2", session, story=story, proposals=details)
+        i, me = story.incident, session.principal
+        retry = allowed(me, Action.RETRY, tenant=self.tenant(scope, me))
+        return self.render(
+            "incident.html.j2",
+            session,
+            status=status,
+            message=message,
+            story=story,
+            proposals=details,
+            # offered for an alert's open incident whose proposals all ended (the store's
+            # own check decides; this only keeps the form off pages where it cannot be)
+            retryable=i.state == "open"
+            and i.source == "alert"
+            and i.diagnosed
+            and not any(d.summary.state in UNDER_WAY for d in details),
+            can_retry=retry.ok and not me.anonymous,
+            why_not_retry=retry.reason if not retry.ok else "",
+        )
 
     async def proposal(
         self, request: Request, session: Session, *, status: int = 200, message: str = ""
@@ -394,6 +422,55 @@ class Console:
             refresh=REFRESH_SECONDS if running else 0,
         )
 
+    async def retry(self, request: Request) -> Response:
+        """POST retry: the session, the CSRF locks, ``allowed`` (the retry action in the
+        incident's tenant), then ``ask_retry``; the worker carries it. Its refusal ("it is
+        resolved", "a proposal is still under way") is shown on the incident's page."""
+        from terry.incidents.retry import ask_retry
+
+        session = self.session(request)
+        if session is None:
+            return self.unauthorized(request, "Log in to retry an incident.")
+        fields = await self.form(request, session)
+        if isinstance(fields, Response):
+            return fields
+        key = str(request.path_params["key"])
+        principal: Principal = session.principal
+        try:
+            _incident_key(key)
+            scope = await self.scope(session)
+            story = await self.read_turn(lambda: incident_story(self.store, key))
+            if not scope.sees(story):  # another tenant's: answered as a missing one
+                raise NotFound(f"incident {key} does not exist")
+        except NotFound as exc:
+            return self.render("message.html.j2", session, status=404, message=str(exc))
+        decision = allowed(principal, Action.RETRY, tenant=self.tenant(scope, principal))
+        if principal.anonymous or not decision:
+            log.warning("console: refused retry of incident %s: %s", key, decision.reason)
+            return await self.incident(
+                request, session, status=403, message=f"Refused: {decision.reason}."
+            )
+        reason = " ".join(fields.get("reason", "").split())
+        if len(reason) > _MAX_REASON:
+            message = f"The reason is over {_MAX_REASON} characters."
+            return await self.incident(request, session, status=400, message=message)
+        actor = f"console:{principal.actor}"
+        try:
+            asked = await self.read_turn(
+                lambda: ask_retry(self.store, key, actor=actor, reason=reason or "no reason given")
+            )
+        except NotFound as exc:
+            return self.render("message.html.j2", session, status=404, message=str(exc))
+        except StoreError as exc:
+            return await self.incident(request, session, status=503, message=str(exc))
+        except StateError as exc:
+            return await self.incident(request, session, status=409, message=str(exc))
+        log.info("console: %s asked to retry incident %s", actor, asked.incident_id)
+        self.on_retry([asked.incident_id])
+        return RedirectResponse(
+            f"/incidents/{asked.incident_id}", status_code=303, headers=_headers()
+        )
+
     async def incident_report(self, request: Request, session: Session) -> Response:
         """The incident's report (``terry incidents report``), its own page, framed by the
         incident's page."""
@@ -409,8 +486,7 @@ class Console:
             return to_html(incident_report(self.store, key))
 
         try:
-            if parse_ref(key) is None and not (key.isascii() and key.isdigit()):
-                raise NotFound(f"incident {key[:40]!r} does not exist: give a number or INC-...")
+            _incident_key(key)
             text = await self.read_turn(read)
         except TerryError as exc:
             return self.render("message.html.j2", session, status=404, message=str(exc))
@@ -514,6 +590,7 @@ class Console:
             Route("/console/weekly/report", page(self.report_body), methods=["GET"]),
             Route("/incidents/{key}", page(self.incident), methods=["GET"]),
             Route("/incidents/{key}/report", page(self.incident_report), methods=["GET"]),
+            Route("/incidents/{key}/retry", self.retry, methods=["POST"]),
             Route("/proposals/{id}", page(self.proposal), methods=["GET"]),
             Route("/proposals/{id}/approve", self.decide, methods=["POST"]),
             Route("/proposals/{id}/reject", self.decide, methods=["POST"]),
