@@ -16,11 +16,11 @@ from terry.chaos.ansible import run_fault
 from terry.chaos.context import log, run_context
 from terry.chaos.faults import check_params, fault_named
 from terry.chaos.record import read_timeline
+from terry.proposals.state import ENDED
 
 __all__ = ["fault_symptom", "prometheus_value", "terry_resolved"]
 
 _POLL = 1.0
-_TERMINAL = {"denied", "rejected", "failed", "rolled_back", "escalated", "interrupted"}
 
 
 def prometheus_value(query: str, configuration: dict[str, Any] | None = None) -> float | None:
@@ -85,7 +85,7 @@ def terry_resolved(
                 "record: incident %s, proposal %s, decision %s, applied %s, verified %s",
                 *(v if v is not None else "-" for v in now),
             )
-        done = timeline.verified_at is not None or timeline.proposal_state in _TERMINAL
+        done = timeline.verified_at is not None or timeline.proposal_state in ENDED
         if done or time.monotonic() >= deadline:
             break
         time.sleep(_POLL)

@@ -10,6 +10,7 @@ import click
 from terry.cli.context import actor_name, open_config, open_pipeline
 from terry.cli.output import console, emit_json, emit_report, output_option, report_options
 from terry.errors import TerryError
+from terry.proposals.state import WENT_WRONG
 
 if TYPE_CHECKING:
     from terry.cost.rules import Recommendation
@@ -123,7 +124,7 @@ def propose(ctx: click.Context, rec_id: str, converge: bool, no_apply: bool, out
         )
         for reason in done.reasons:
             console.print(f"  - {reason}", markup=False)
-    if done.state in ("failed", "denied", "rolled_back", "escalated"):
+    if done.state in WENT_WRONG:
         ctx.exit(1)
 
 
@@ -170,5 +171,5 @@ def _propose_requests(
         )
         for reason in done.reasons:
             console.print(f"  - {reason}", markup=False)
-    if state in ("failed", "denied", "rolled_back", "escalated"):
+    if state in WENT_WRONG:
         ctx.exit(1)

@@ -23,6 +23,7 @@ from terry.drift.items import HostStatus
 from terry.drift.ledger import ItemState
 from terry.drift.report import DriftReport, load_report, to_html, to_json, to_markdown
 from terry.errors import InputError
+from terry.proposals.state import WENT_WRONG
 
 
 @click.group("drift")
@@ -159,7 +160,7 @@ def fix(
             console.print(f"  left for a human: {host}: {what}", markup=False)
         for host in done.unreachable:
             console.print(f"  unreachable, not judged: {host}", markup=False)
-    if done.state in ("failed", "denied", "rolled_back", "escalated"):
+    if done.state in WENT_WRONG:
         ctx.exit(1)
 
 

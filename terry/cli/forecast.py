@@ -16,13 +16,13 @@ from terry.durations import format_duration, parse_duration
 from terry.errors import InputError
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import load_inventory, match_hosts
+from terry.proposals.state import WENT_WRONG
 
 if TYPE_CHECKING:
     from terry.forecast.findings import Action
     from terry.forecast.nodes import AnomalyScan
     from terry.forecast.prometheus import DiskForecast, FleetForecast
 
-_FAILED = ("failed", "denied", "rolled_back", "escalated")
 _WHAT = {"leak": "memory", "anomaly": "node metrics"}
 
 
@@ -126,7 +126,7 @@ def command(
     else:
         _print(fleet)
         _print_actions(fleet, actions)
-    if actions and any(a.state in _FAILED for a in actions):
+    if actions and any(a.state in WENT_WRONG for a in actions):
         ctx.exit(1)
 
 

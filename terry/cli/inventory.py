@@ -18,6 +18,7 @@ from terry.inventory.check import validate
 from terry.inventory.editor import EditAction, InventoryEdit, parse_assignment, parse_var_path
 from terry.inventory.hosts import GroupNode, Host, Inventory, group_tree, load_inventory
 from terry.inventory.platform import Platform, PlatformCache, local_platform, probe
+from terry.proposals.state import WENT_WRONG
 
 if TYPE_CHECKING:
     from terry.sources.inventory import EditOutcome
@@ -344,7 +345,7 @@ def _propose(
         emit_json(done)
     else:
         _print_edit(done)
-    if done.state in ("failed", "denied", "rolled_back", "escalated"):
+    if done.state in WENT_WRONG:
         ctx.exit(1)
 
 

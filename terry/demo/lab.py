@@ -32,6 +32,7 @@ from terry.errors import StateError
 from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
 from terry.ports import free_port
+from terry.proposals.state import ENDED
 from terry.proposals.view import list_proposals
 from terry.reports.views import IncidentSummary, list_incidents
 from terry.service.server import create_app
@@ -41,7 +42,6 @@ from terry.store import Store
 __all__ = ["LabDemo", "point_at_lab", "run_lab_demo"]
 
 FAULTS = (("lab-02", "disk", "DiskUsageHigh"), ("lab-01", "service", "ServiceDown"))
-_TERMINAL = {"verified", "rolled_back", "failed", "denied", "rejected", "escalated", "interrupted"}
 
 
 @dataclass(frozen=True)
@@ -171,7 +171,7 @@ def run_lab_demo(
 
         def settled() -> bool:
             states = [p.state for p in list_proposals(store, limit=100) if p.incident_id in ids]
-            return len(states) >= len(ids) and all(s in _TERMINAL for s in states)
+            return len(states) >= len(ids) and all(s in ENDED for s in states)
 
         _wait("every proposal to settle", settled, timeout)
         grouped.flush()

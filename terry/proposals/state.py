@@ -24,7 +24,16 @@ from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import ProposalRow, utcnow
 
-__all__ = ["MERGED_STATES", "TRANSITIONS", "ProposalState", "get", "transition"]
+__all__ = [
+    "ENDED",
+    "MERGED_STATES",
+    "TRANSITIONS",
+    "UNDER_WAY",
+    "WENT_WRONG",
+    "ProposalState",
+    "get",
+    "transition",
+]
 
 
 class ProposalState(StrEnum):
@@ -67,6 +76,19 @@ UNDER_WAY = frozenset(
         ProposalState.MERGED,
         ProposalState.APPLYING,
         ProposalState.APPLIED,
+    }
+)
+
+# States a proposal ends in (until a person applies or rolls it back again).
+ENDED = frozenset(ProposalState) - UNDER_WAY
+
+# States of a change that did not go through: a command that carried it exits 1.
+WENT_WRONG = frozenset(
+    {
+        ProposalState.FAILED,
+        ProposalState.DENIED,
+        ProposalState.ROLLED_BACK,
+        ProposalState.ESCALATED,
     }
 )
 
