@@ -194,8 +194,12 @@ def main() -> int:
         config = load_config(repo, environ={"TERRY_RUNNER_STRATEGY": args.strategy})
         store = Store(config.store_url)
         store.migrate()
-        worker = Worker(
-            lambda: build_pipeline(config, store, reporter=_Quiet()), store, poll_seconds=1.0
+        worker = Worker(  # as terry serve makes it (storm.gather: its wait is in the MTTR)
+            lambda: build_pipeline(config, store, reporter=_Quiet()),
+            store,
+            poll_seconds=1.0,
+            gather=config.storm.gather,
+            gather_max=config.storm.gather_max,
         )
         app = create_app(config, store, worker=worker, token=token)
         import uvicorn

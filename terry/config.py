@@ -241,6 +241,11 @@ class StormConfig(_Model):
 
     # An incident joins an open proposal made at most this many seconds ago (0: never).
     window: float = Field(default=60.0, ge=0)
+    # terry serve's worker diagnoses a batch once no new incident came for this many seconds
+    # (its alerts come as separate webhooks: one per Alertmanager group), so a storm is one
+    # proposal rather than one and its next wave; 0: at once. It waits at most gather_max.
+    gather: float = Field(default=1.5, ge=0, le=60)
+    gather_max: float = Field(default=10.0, ge=0, le=600)
 
 
 class CanaryConfig(_Model):

@@ -117,7 +117,11 @@ def command(
     worker = None
     if not no_worker:
         worker = Worker(
-            lambda: build_pipeline(config, store, reporter=_LogReporter()), store, threads=threads
+            lambda: build_pipeline(config, store, reporter=_LogReporter()),
+            store,
+            threads=threads,
+            gather=config.storm.gather,
+            gather_max=config.storm.gather_max,
         )
     scheduler = None
     if config.schedules and not no_schedules:

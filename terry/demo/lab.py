@@ -121,7 +121,11 @@ def run_lab_demo(
         store = Store(config.store_url)
         store.migrate()
         worker = Worker(
-            lambda: build_pipeline(config, store, reporter=grouped), store, poll_seconds=1.0
+            lambda: build_pipeline(config, store, reporter=grouped),
+            store,
+            poll_seconds=1.0,
+            gather=config.storm.gather,
+            gather_max=config.storm.gather_max,
         )
         app = create_app(config, store, worker=worker, token=token)
         server = uvicorn.Server(

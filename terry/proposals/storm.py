@@ -6,8 +6,9 @@ host raises its own incident. Those that need the same remedy with the same para
 across the hosts (Ansible's forks), one decision, one pull request listing every host, one
 apply (in canary waves, ``terry.proposals.waves``) — instead of one proposal each.
 
-- Incidents that arrive together (one Alertmanager group, one batch of the worker's queue)
-  are grouped before anything is proposed (``group``).
+- Incidents that arrive together (one Alertmanager group, one batch of the worker's queue,
+  which ``terry serve`` gathers until none came for ``storm.gather`` seconds) are grouped
+  before anything is proposed (``group``).
 - An incident that arrives later, within ``storm.window`` seconds of an open proposal that
   Terry itself is carrying (proposed, checked, approved, merged or applying: not yet
   finished), *joins* it (``join``): its host is queued on that proposal (host state

@@ -104,6 +104,8 @@ class Worker:
         threads: int = 2,
         sweep_seconds: float = SWEEP_SECONDS,
         archive_seconds: float = ARCHIVE_SECONDS,
+        gather: float = 0.0,
+        gather_max: float = 10.0,
     ) -> None:
         self._factory = pipeline_factory
         self._store = store
@@ -125,6 +127,12 @@ class Worker:
         self._busy_count = 0
         self._lock = threading.Lock()
         self.last_recovery: Recovery | None = None
+        # Storm gathering (``storm.gather``): a batch waits until no new incident came for
+        # ``gather`` seconds (at most ``gather_max``); what arrives meanwhile joins it.
+        self._gather = gather
+        self._gather_max = gather_max
+        self._gathering: dict[int, None] | None = None  # the open batch (ordered, once each)
+        self._gathered_at = 0.0  # when the open batch last grew
 
     # -- lifecycle ------------------------------------------------------------------------
     def start(self) -> None:
@@ -162,8 +170,21 @@ class Worker:
         diagnoses them all and a storm among them folds into one proposal. One put per
         incident would let an idle thread take some of them, and their hosts would get a
         proposal of their own beside the storm's."""
-        if incident_ids:
-            self._queue.put(_Arrived(tuple(incident_ids)))
+        if not incident_ids:
+            return
+        with self._lock:
+            if self._gathering is not None:  # a thread is gathering a batch: this joins it
+                self._join_gathering(incident_ids)
+                return
+        self._queue.put(_Arrived(tuple(incident_ids)))
+
+    def _join_gathering(self, incident_ids: tuple[int, ...] | list[int]) -> None:
+        """Add to the batch being gathered (under ``_lock``); only new ones delay it."""
+        assert self._gathering is not None
+        new = [i for i in incident_ids if i not in self._gathering]
+        if new:
+            self._gathering.update(dict.fromkeys(new))
+            self._gathered_at = time.monotonic()
 
     def reconcile(self, proposal_id: int) -> None:
         """Read the proposal's pull request again and act on it (a forge webhook came)."""
@@ -198,10 +219,12 @@ class Worker:
                 continue
             if isinstance(item, int) or self._stop.is_set():
                 continue  # -1: stop
-            batch = self._batch(list(item.ids))
             with self._lock:
                 self._busy_count += 1
             try:
+                batch = self._batch(list(item.ids))
+                if not batch or self._stop.is_set():  # handed to the thread gathering a
+                    continue  # storm; or stopping (still pending in the store: recovered)
                 for outcome in pipeline.remediate_many(batch):
                     log.info(
                         "incident %s: proposal %s %s %s",
@@ -219,7 +242,8 @@ class Worker:
     def _batch(self, batch: list[int]) -> list[int]:
         """``batch`` and the incidents queued right behind it, diagnosed together so that a
         storm (one cause on many hosts) folds into one proposal (terry.proposals.storm).
-        Anything else met in the queue is put back."""
+        Anything else met in the queue is put back. With ``gather`` set, the batch then
+        waits for the rest of a storm whose alerts come as separate webhooks."""
         while len(batch) < BATCH:
             try:
                 item = self._queue.get_nowait()
@@ -230,7 +254,39 @@ class Worker:
             else:
                 self._queue.put(item)
                 break
-        return batch
+        return self._gather_rest(batch) if self._gather > 0 else batch
+
+    def _gather_rest(self, batch: list[int]) -> list[int]:
+        """``batch`` and every incident submitted until none came for ``gather`` seconds
+        (at most ``gather_max`` in all), as Alertmanager's group_wait does within a group.
+        One thread gathers at a time; ``submit`` hands it what arrives meanwhile."""
+        started = time.monotonic()
+        with self._lock:
+            if self._gathering is not None:  # another thread gathers: it takes these too
+                self._join_gathering(batch)
+                return []
+            self._gathering = dict.fromkeys(batch)
+            self._gathered_at = started
+        try:
+            while not self._stop.is_set():
+                now = time.monotonic()
+                with self._lock:
+                    quiet_until = self._gathered_at + self._gather
+                until = min(quiet_until, started + self._gather_max)
+                if now >= until or len(self._gathering) >= BATCH:
+                    break
+                self._stop.wait(min(0.1, until - now))
+        finally:
+            with self._lock:
+                gathered, self._gathering = list(self._gathering or ()), None
+        if len(gathered) > len(batch):
+            log.info(
+                "gathered %d incident(s) in %.1fs (storm.gather %gs)",
+                len(gathered),
+                time.monotonic() - started,
+                self._gather,
+            )
+        return gathered
 
     def _forge_job(self, pipeline: Pipeline, kind: str, arg: Any) -> None:
         if self._stop.is_set():

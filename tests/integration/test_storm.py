@@ -16,9 +16,11 @@ Real ansible-playbook, real git, real regorus, SQLite.
 from __future__ import annotations
 
 import subprocess
+import time
 from collections.abc import Iterator
 from typing import Any
 
+import httpx
 import pytest
 import yaml
 from click.testing import CliRunner
@@ -26,6 +28,7 @@ from click.testing import CliRunner
 from terry.cli import main
 from terry.demo import example
 from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.integration.test_server import TOKEN, Serve
 
 pytestmark = pytest.mark.integration
 
@@ -306,3 +309,62 @@ def test_a_storm_never_folds_hosts_of_two_tenants(fleet: Cli) -> None:
 
     [joined] = _storm(fleet, [STAGING[17]], "tenants-late")  # team-b's
     assert joined["proposal_id"] == by_host[team_b[0]], joined
+
+
+def test_a_storm_arriving_as_one_webhook_per_host_is_one_proposal_in_terry_serve(
+    fleet: Cli,
+) -> None:
+    """Alertmanager groups by host in many setups (the lab's too): a storm then comes as one
+    webhook per host, a few hundred milliseconds apart. ``terry serve`` gathers them
+    (``storm.gather``, 1.5 s of quiet by default) into one proposal, not one and a next
+    wave."""
+    names = STAGING[9:13]
+    _fill(fleet, names)
+    before = max((p["id"] for p in fleet.json("proposals", "list")), default=0)
+    server = Serve(fleet.repo, env=fleet.env)
+    try:
+        for n in names:  # threshold 85: a fold key of its own (no open proposal to join)
+            body = payload(
+                [
+                    alert(
+                        "DiskUsageHigh",
+                        fingerprint=f"webhooks-{n}",
+                        host=n,
+                        mountpoint="/srv/data",
+                        threshold="85",
+                    )
+                ]
+            )
+            answer = httpx.post(
+                f"{server.url}/api/v1/alerts",
+                content=body,
+                headers={"Authorization": f"Bearer {TOKEN}", "Content-Type": "application/json"},
+                timeout=10,
+            )
+            assert answer.status_code == 202, answer.text
+            time.sleep(0.3)
+
+        def settled() -> list[dict[str, Any]] | None:
+            mine = [
+                fleet.json("proposals", "show", str(p["id"]))
+                for p in fleet.json("proposals", "list")
+                if p["id"] > before
+            ]
+            hosts = {h for d in mine for h in d["summary"]["hosts"]}
+            done = all(d["summary"]["state"] == "verified" for d in mine)
+            return mine if mine and done and hosts == set(names) else None
+
+        deadline = time.monotonic() + 180
+        shown = settled()
+        while shown is None and time.monotonic() < deadline:
+            time.sleep(1)
+            shown = settled()
+        assert shown, server.log.read_text()[-3000:]
+        [one] = shown  # one proposal over the four hosts, no follow-up
+        assert sorted(one["summary"]["hosts"]) == names and one["follows"] is None
+        assert {h["host"]: h["state"] for h in one["host_outcomes"]} == dict.fromkeys(
+            names, "verified"
+        )
+        assert "gathered 4 incident(s)" in server.log.read_text()
+    finally:
+        server.stop()
