@@ -368,3 +368,38 @@ def test_a_storm_arriving_as_one_webhook_per_host_is_one_proposal_in_terry_serve
         assert "gathered 4 incident(s)" in server.log.read_text()
     finally:
         server.stop()
+
+
+def test_one_host_failing_verify_hides_no_other_and_is_rolled_back_alone(fleet: Cli) -> None:
+    names = STAGING[:4]  # the canary is s-01; s-03 cannot get under the threshold
+    bad = STAGING[2]
+    _fill(fleet, names)
+    keep = fleet.repo / ".terry" / "hosts" / bad / "srv" / "data" / "keep.bin"
+    keep.write_bytes(b"\0" * (4 * 1024 * 1024))  # 4 MiB the cleanup never touches
+    before = _logs(fleet, bad)
+    # threshold 70: a fold key of its own (no open proposal of an earlier test to join)
+    outcomes = _storm(fleet, names, "verify-one", threshold="70")
+    [pid] = {o["proposal_id"] for o in outcomes}
+    assert {o["state"] for o in outcomes} == {"awaiting_review"}  # s-03's estimate falls short
+    fleet.as_("erin").json("proposals", "approve", str(pid))
+
+    detail = fleet.json("proposals", "show", str(pid))
+    hosts = {h["host"]: h for h in detail["host_outcomes"]}
+    told = (detail["outcome"], hosts)
+    # s-02 and s-04 shared the wave's verify run with s-03: its failure hides neither
+    assert {h: row["state"] for h, row in hosts.items()} == {
+        **dict.fromkeys(names, "verified"),
+        bad: "rolled_back",
+    }, told
+    assert "still at or above the threshold of 70%" in hosts[bad]["detail"], told
+    assert f"rolled_back: {bad}" in detail["outcome"], told
+    rollbacks = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "rollback"]
+    assert rollbacks == [[bad]]  # rollback is per host: the others keep their fix
+    assert _logs(fleet, bad) == before  # what it compressed is back
+    for host in set(names) - {bad}:
+        assert not [n for n in _logs(fleet, host) if not n.endswith(".gz")]
+    incidents = {i["id"]: i for i in fleet.json("incidents", "list", "--limit", "200")}
+    for host, row in hosts.items():  # each host's incident says what happened to it
+        fixed = incidents[row["incident_id"]].get("fixed_at") is not None
+        assert fixed == (host != bad), (host, incidents[row["incident_id"]])
+    keep.unlink()
