@@ -227,6 +227,8 @@ def split_verify(result: RunResult, hosts: tuple[str, ...]) -> tuple[RunResult, 
     verify = tuple(e for e in result.events if _play_of(e).startswith(VERIFY_PLAY))
     seqs = {e.seq for e in verify}
     fix = tuple(e for e in result.events if e.seq not in seqs)
+    if verify:  # the run's end belongs to both parts: whether it ran to it, each host judged
+        verify += tuple(e for e in result.events if e.event == "playbook_on_stats")
     fix_stats, verify_stats = _stats(fix), _stats(verify)
     fix_trouble = any(s.failures or s.unreachable for s in fix_stats.values())
     verify_trouble = any(s.failures or s.unreachable for s in verify_stats.values())

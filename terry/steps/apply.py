@@ -259,7 +259,7 @@ class Apply:
                 if refused:  # nothing changed on them: say why, not only where
                     stopped += f" ({refused[0][:1500]})"
                 failed = tuple(h for h, v in bad.items() if v[0] is HostState.FAILED)
-                found = self._undo(proposal_id, merge_sha, found, failed, "verification failed")
+                found = self._undo(proposal_id, merge_sha, found, failed, _why_undone(bad, failed))
             elif wave.canary:
                 self._confidence(proposal_id, "passed")
             outcome.update(found)
@@ -449,3 +449,12 @@ def _rolls_out(hosts: tuple[str, ...], plan: Plan) -> bool:
     """Whether a proposal is applied host by host in waves: several hosts, and checks that
     tell each host apart (a drift scan or an inventory check judges the whole)."""
     return len(hosts) > 1 and bool(plan.verify) and set(plan.verify) <= PER_HOST
+
+
+def _why_undone(bad: dict[str, tuple[HostState, str]], failed: tuple[str, ...]) -> str:
+    """Why a later wave's failed hosts are rolled back: their fix failed (the apply run
+    said so on them), their verification did, or some of each."""
+    fix = {h for h in failed if bad[h][1].startswith("apply failed")}
+    if fix == set(failed):
+        return "the fix failed"
+    return "verification failed" if not fix else "the fix or its verification failed"

@@ -244,8 +244,8 @@ def judge_host(result: RunResult, host: str) -> Verification:
         return Verification(Outcome.UNKNOWN, (f"{host}: unreachable", *said))
     if stats.failures:
         return Verification(Outcome.FAILED, tuple(said) or (f"{host}: verify failed",))
-    if result.status is RunStatus.FAILED and _ran_every_task(result, host):
-        # another host's verify failed; this one ran every task the run began and passed
+    if _ran_to_its_end(result) and _ran_every_task(result, host):
+        # another host failed (its fix, or its verify); this one passed every verify task
         return Verification(Outcome.VERIFIED, (f"{host}: verify tasks passed",))
     if result.status is not RunStatus.SUCCESSFUL:
         return Verification(Outcome.UNKNOWN, (f"verify run ended {result.status.value}",))
@@ -253,6 +253,14 @@ def judge_host(result: RunResult, host: str) -> Verification:
 
 
 _DONE = frozenset({EventStatus.OK, EventStatus.CHANGED, EventStatus.SKIPPED, EventStatus.IGNORED})
+
+
+def _ran_to_its_end(result: RunResult) -> bool:
+    """Whether the playbook ran to its end (its stats event came), failures or not: a run
+    cut short (a timeout, a kill, an error of Ansible itself) may stop between two tasks."""
+    return result.status in (RunStatus.SUCCESSFUL, RunStatus.FAILED, RunStatus.ERROR) and any(
+        e.event == "playbook_on_stats" for e in result.events
+    )
 
 
 def _ran_every_task(result: RunResult, host: str) -> bool:

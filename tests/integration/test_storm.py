@@ -403,3 +403,48 @@ def test_one_host_failing_verify_hides_no_other_and_is_rolled_back_alone(fleet: 
         fixed = incidents[row["incident_id"]].get("fixed_at") is not None
         assert fixed == (host != bad), (host, incidents[row["incident_id"]])
     keep.unlink()
+
+
+def test_one_host_whose_fix_fails_hides_no_other(fleet: Cli) -> None:
+    names = STAGING[4:8]  # the canary is s-05; the fix cannot write its manifest on s-07
+    bad = STAGING[6]
+    _fill(fleet, names)
+    body = payload(
+        [
+            alert(
+                "DiskUsageHigh",
+                fingerprint=f"fix-one-{n}",
+                host=n,
+                mountpoint="/srv/data",
+                threshold="75",  # a fold key of its own
+            )
+            for n in names
+        ]
+    )
+    outcomes = fleet.json("alert", "ingest", "-", "--no-apply", input=body)["proposals"]
+    [pid] = {o["proposal_id"] for o in outcomes}
+    assert {o["state"] for o in outcomes} == {"merged"}, outcomes
+    backups = fleet.repo / ".terry" / "hosts" / bad / "srv" / "data" / ".terry"
+    kept = backups.with_name(".terry-kept")
+    if backups.exists():
+        backups.rename(kept)
+    backups.write_text("a file where the fix keeps its manifests\n")
+    try:
+        result = fleet("proposals", "apply", str(pid), "--output", "json")
+    finally:
+        backups.unlink()
+        if kept.exists():
+            kept.rename(backups)
+    detail = fleet.json("proposals", "show", str(pid))
+    hosts = {h["host"]: h for h in detail["host_outcomes"]}
+    assert result.exit_code != 0  # a host ended unfixed: the command says so
+    told = (result.stdout, detail["outcome"], hosts)
+    # s-06 and s-08 shared the wave's run with s-07: they are verified, not unknown
+    assert {h: hosts[h]["state"] for h in names if h != bad} == dict.fromkeys(
+        set(names) - {bad}, "verified"
+    ), told
+    assert hosts[bad]["state"] in ("rolled_back", "rollback_failed"), told
+    assert hosts[bad]["detail"].startswith("apply failed"), told
+    assert f"wave 1 failed on {bad}" in detail["outcome"] or bad in detail["outcome"], told
+    rollbacks = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "rollback"]
+    assert rollbacks == [[bad]], told

@@ -1,10 +1,13 @@
 """One host's part of a verify run over a wave (``terry.steps.verify.judge_host``): another
 host's failure hides nobody, and a run cut short or events that do not say which task they
-belong to never make a host verified."""
+belong to never make a host verified. A wave's failed hosts are rolled back for the reason
+that is theirs (``terry.steps.apply._why_undone``)."""
 
 from __future__ import annotations
 
 from terry.appliers.base import HostStats, RunnerEvent, RunResult, RunStatus
+from terry.proposals.hosts import HostState
+from terry.steps.apply import _why_undone
 from terry.steps.verify import judge_host
 from terry.verify.judge import Outcome
 
@@ -25,7 +28,9 @@ def _run(status: RunStatus, *events: RunnerEvent, stats: dict[str, HostStats]) -
 GOOD, BAD = HostStats(ok=2), HostStats(ok=1, failures=1)
 
 
-def _wave(*, last_for_a: bool = True, uuids: bool = True) -> tuple[RunnerEvent, ...]:
+def _wave(
+    *, last_for_a: bool = True, uuids: bool = True, ended: bool = True
+) -> tuple[RunnerEvent, ...]:
     t1, t2 = ("t-1", "t-2") if uuids else (None, None)
     events = [
         _event(1, "playbook_on_task_start", None, t1),
@@ -36,6 +41,8 @@ def _wave(*, last_for_a: bool = True, uuids: bool = True) -> tuple[RunnerEvent, 
     ]
     if last_for_a:
         events.append(_event(6, "runner_on_ok", "a", t2))
+    if ended:
+        events.append(_event(7, "playbook_on_stats", None, None))
     return tuple(events)
 
 
@@ -56,8 +63,28 @@ def test_events_that_do_not_name_their_task_never_make_a_host_verified() -> None
     assert judge_host(run, "a").outcome is Outcome.UNKNOWN
 
 
+def test_another_hosts_failed_fix_hides_no_host_either() -> None:
+    # the verify part of an apply's run in which the fix failed on a third host (its
+    # status is error: the verify itself failed nowhere), run to its end
+    run = _run(RunStatus.ERROR, *_wave(), stats={"a": GOOD, "b": BAD})
+    assert judge_host(run, "a").outcome is Outcome.VERIFIED
+
+
 def test_a_run_cut_short_is_unknown_for_every_host_that_did_not_fail() -> None:
     for status in (RunStatus.TIMEOUT, RunStatus.ERROR, RunStatus.CANCELED):
-        run = _run(status, *_wave(), stats={"a": GOOD, "b": BAD})
+        run = _run(status, *_wave(ended=False), stats={"a": GOOD, "b": BAD})
         assert judge_host(run, "a").outcome is Outcome.UNKNOWN, status
         assert judge_host(run, "b").outcome is Outcome.FAILED, status
+    for status in (RunStatus.TIMEOUT, RunStatus.CANCELED):  # whatever came before
+        run = _run(status, *_wave(), stats={"a": GOOD, "b": BAD})
+        assert judge_host(run, "a").outcome is Outcome.UNKNOWN, status
+
+
+def test_a_failed_host_is_rolled_back_for_its_own_reason() -> None:
+    fix = (HostState.FAILED, "apply failed: c: Write the manifest: Not a directory")
+    verify = (HostState.FAILED, "d: Check the usage: still at or above the threshold")
+    unknown = (HostState.UNKNOWN, "e: unreachable")
+    assert _why_undone({"c": fix, "e": unknown}, ("c",)) == "the fix failed"
+    assert _why_undone({"d": verify}, ("d",)) == "verification failed"
+    both = _why_undone({"c": fix, "d": verify}, ("c", "d"))
+    assert both == "the fix or its verification failed"
