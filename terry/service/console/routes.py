@@ -268,6 +268,19 @@ class Console:
             return self.render("message.html.j2", session, status=403, message=f"Refused: {why}.")
         return fields
 
+    async def posted(
+        self, request: Request, anonymous: str
+    ) -> tuple[Session, dict[str, str]] | Response:
+        """A form's session and fields, or the answer to give: 401 with ``anonymous`` (no
+        session), or the form's refusal (too large, forged)."""
+        session = self.session(request)
+        if session is None:
+            return self.unauthorized(request, anonymous)
+        fields = await self.form(request, session)
+        if isinstance(fields, Response):
+            return fields
+        return session, fields
+
     def secure(self, request: Request) -> bool:
         return self.config.server.public_url.startswith("https:") or request.url.scheme == "https"
 
@@ -310,12 +323,9 @@ class Console:
         return response
 
     async def logout(self, request: Request) -> Response:
-        session = self.session(request)
-        if session is None:
-            return self.unauthorized(request, "You are not logged in.")
-        fields = await self.form(request, session)
-        if isinstance(fields, Response):
-            return fields
+        posted = await self.posted(request, "You are not logged in.")
+        if isinstance(posted, Response):
+            return posted
         response = RedirectResponse("/console/login", status_code=303, headers=_headers())
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
@@ -428,12 +438,10 @@ class Console:
         resolved", "a proposal is still under way") is shown on the incident's page."""
         from terry.incidents.retry import ask_retry
 
-        session = self.session(request)
-        if session is None:
-            return self.unauthorized(request, "Log in to retry an incident.")
-        fields = await self.form(request, session)
-        if isinstance(fields, Response):
-            return fields
+        posted = await self.posted(request, "Log in to retry an incident.")
+        if isinstance(posted, Response):
+            return posted
+        session, fields = posted
         key = str(request.path_params["key"])
         principal: Principal = session.principal
         try:
@@ -525,12 +533,10 @@ class Console:
         """POST approve or reject: the session, the CSRF locks, ``allowed`` (the role, and
         its risk limit against the proposal's risk), then the pipeline's verb; its refusal is
         shown on the proposal's page."""
-        session = self.session(request)
-        if session is None:
-            return self.unauthorized(request, "Log in to approve or reject.")
-        fields = await self.form(request, session)
-        if isinstance(fields, Response):
-            return fields
+        posted = await self.posted(request, "Log in to approve or reject.")
+        if isinstance(posted, Response):
+            return posted
+        session, fields = posted
         verb = Action.APPROVE if request.url.path.endswith("/approve") else Action.REJECT
         principal: Principal = session.principal
         try:
