@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import argparse
 import json
+import resource
 import shutil
 import subprocess
 import tempfile
@@ -127,6 +128,7 @@ def _side(
     pipeline = build_pipeline(config, store, reporter=quiet)
     body = body or payload([alert(f"{tag}-{h}", h) for h in hosts])
     started = datetime.now(UTC)
+    own = resource.getrusage(resource.RUSAGE_SELF)
     clock = quiet.clock = time.monotonic()
     if name == "storm":
         pipeline.ingest(parse_payload(body))
@@ -135,6 +137,8 @@ def _side(
         for incident_id in result.ingest.opened:
             pipeline.remediate(incident_id)
     seconds = time.monotonic() - clock
+    after = resource.getrusage(resource.RUSAGE_SELF)
+    own_cpu = (after.ru_utime - own.ru_utime) + (after.ru_stime - own.ru_stime)
     with store.session() as session:
         proposals = list(
             session.scalars(select(ProposalRow).where(ProposalRow.id > first_proposal))
@@ -154,6 +158,7 @@ def _side(
     return {
         "side": name,
         "seconds": seconds,
+        "own_cpu": own_cpu,  # Terry's own process (its threads), not the ansible it starts
         "proposals": len(proposals),
         "runs": len(runs),
         "refixes": len(hosts_proposed) - len(set(hosts_proposed)),

@@ -171,7 +171,16 @@ def main() -> int:
         f"storm over {len(staging)} lab hosts, {args.rounds} round(s), "
         f"{'no waves' if args.no_waves else f'canary.watch {args.watch:g}s'}; {load_note()}"
     )
-    keys = ("seconds", "proposals", "runs", "verified", "refixes", "wait_p50", "wait_max")
+    keys = (
+        "seconds",
+        "own_cpu",
+        "proposals",
+        "runs",
+        "verified",
+        "refixes",
+        "wait_p50",
+        "wait_max",
+    )
     print(table(("side", *keys), [(r["side"], *(r.get(k, "") for k in keys)) for r in rows]))
     for r in rows:
         if r["side"] == "storm":

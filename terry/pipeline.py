@@ -30,6 +30,7 @@ from terry.proposals.hosts import (
 )
 from terry.proposals.state import ProposalState, get
 from terry.review.base import Reconciled, Review
+from terry.slo.services import gate_view, protects, services_of
 from terry.tenants.loader import tenants_for_gate
 from terry.traces.incident import Traces
 
@@ -164,7 +165,7 @@ class Pipeline:
         for incident_id in claimed:
             with self.traces.incident(incident_id), self.traces.step("diagnose"):
                 found.append((incident_id, self.steps.diagnose(incident_id)))
-        for together in storm.group(found, _MainPlacement(ctx)):
+        for together in self._budgets_first(storm.group(found, _MainPlacement(ctx))):
             if len(together) == 1:
                 incident_id, finding = together[0]
                 outcomes[incident_id] = self.handle(incident_id, finding, apply=apply)
@@ -172,6 +173,50 @@ class Pipeline:
             for outcome in self._storm(together, apply=apply):
                 outcomes[outcome.incident_id] = outcome
         return tuple(outcomes[i] for i in dict.fromkeys(incident_ids))
+
+    def _budgets_first(
+        self, groups: list[list[tuple[int, Finding]]]
+    ) -> list[list[tuple[int, Finding]]]:
+        """The groups to carry, those whose fix protects a burning or low error budget first
+        (docs/slo.md), the others in the order they came. The budgets are read once for the
+        batch, and only when there is an order to choose and a host serves a service."""
+        hosts = {
+            h.name: h
+            for together in groups
+            for _i, finding in together
+            if isinstance(finding, Fix)
+            for h in finding.diagnosis.hosts
+        }
+        if len(groups) < 2 or not services_of(hosts.values()):
+            return groups
+        ctx = self.ctx
+        _sha, tree = ctx.main.tree()
+        prometheus = ctx.config.prometheus
+        view = gate_view(tree, tuple(hosts.values()), prometheus, timeout=prometheus.timeout)
+        source = incidents.sources(ctx.store, (i for g in groups for i, _f in g))
+        first: list[list[tuple[int, Finding]]] = []
+        rest: list[list[tuple[int, Finding]]] = []
+        for together in groups:
+            note = next(
+                (
+                    said
+                    for i, finding in together
+                    if isinstance(finding, Fix)
+                    and (said := protects(view, finding.diagnosis.hosts, source.get(i, "")))
+                ),
+                None,
+            )
+            if note is None:
+                rest.append(together)
+                continue
+            if rest:  # it overtakes an incident that came before it
+                ctx.reporter.step(
+                    None,
+                    f"incident {together[0][0]} goes before incident {rest[0][0][0]}: "
+                    f"{note.removeprefix('priority: ')}",
+                )
+            first.append(together)
+        return first + rest
 
     def _storm(
         self, together: Sequence[tuple[int, Finding]], *, apply: bool

@@ -36,6 +36,7 @@ __all__ = [
     "mark_diagnosed",
     "pending",
     "set_attention",
+    "sources",
 ]
 
 
@@ -471,6 +472,18 @@ def pending(store: Store, *, lease: timedelta, limit: int = 100) -> list[int]:
                 .limit(limit)
             )
         )
+
+
+def sources(store: Store, incident_ids: Iterable[int]) -> dict[int, str]:
+    """Each incident's source (``alert``, ``drift``, ``forecast``...), by id."""
+    ids = list(incident_ids)
+    if not ids:
+        return {}
+    with store.session() as session:
+        rows = session.execute(
+            select(IncidentRow.id, IncidentRow.source).where(IncidentRow.id.in_(ids))
+        )
+        return {int(i): str(s) for i, s in rows}
 
 
 def open_incident(

@@ -8,7 +8,8 @@ pairs burning (docs/slo.md, docs/policy.md).
 
 What the gate does with them is policy (``policies/slo.rego``); two things are facts Terry
 records itself: a fix that protects a burning or low budget is marked as a priority in the
-decision's reasons, and an exhausted budget is told to the owners (an audit row the
+decision's reasons (and the sequencer carries it before the incidents that came with it,
+``protects``), and an exhausted budget is told to the owners (an audit row the
 notifier reads as ``budget-exhausted``).
 """
 
@@ -35,6 +36,7 @@ __all__ = [
     "gate_view",
     "hosts_of",
     "priority_note",
+    "protects",
     "service_budgets",
     "services_of",
 ]
@@ -157,6 +159,14 @@ def priority_note(view: dict[str, Any] | None, source: str) -> str | None:
     if not protected:
         return None
     return f"priority: this fix protects the error budget of {', '.join(protected)}"
+
+
+def protects(view: dict[str, Any] | None, hosts: Iterable[Host], source: str) -> str | None:
+    """``priority_note`` for a fix over ``hosts`` alone, from a view read for more hosts
+    (the worker reads the budgets once for every incident it is about to carry)."""
+    served = services_of(hosts)
+    mine = {n: b for n, b in _services(view).items() if n in served}
+    return priority_note({"services": mine}, source) if mine else None
 
 
 def exhausted_services(view: dict[str, Any] | None) -> list[str]:

@@ -40,7 +40,7 @@ from terry.slo.spec import parse_text
 from terry.slo.status import read_status
 from terry.store import Store
 from terry.store.models import AuditRow, IncidentRow, ProposalRow, utcnow
-from tests.conftest import Cli, config_for, make_cli
+from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.prometheus_tsdb import NEEDS_PROMETHEUS, backfilled_prometheus
 
 pytestmark = [pytest.mark.integration, NEEDS_PROMETHEUS]
@@ -130,7 +130,11 @@ def _label(inventory: dict[str, Any], host: str, service: str) -> None:
 def shop(prometheus: str, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     """A GitOps repository with the three SLOs on main; web-01 serves checkout, web-02
     search, db-01 ledger."""
-    repo = init_repository(tmp_path_factory.mktemp("slo") / "ops").path
+    return make_cli(_shop(tmp_path_factory.mktemp("slo") / "ops", prometheus))
+
+
+def _shop(path: Path, prometheus: str) -> Path:
+    repo = init_repository(path).path
     (repo / "slos").mkdir()
     (repo / "slos" / "checkout.yml").write_text(CHECKOUT)
     (repo / "slos" / "search.yml").write_text(SEARCH)
@@ -144,7 +148,7 @@ def shop(prometheus: str, tmp_path_factory: pytest.TempPathFactory) -> Cli:
     settings = yaml.safe_load((repo / "terry.yml").read_text())
     settings["prometheus"] = {"url": prometheus, "timeout": 5}
     (repo / "terry.yml").write_text(yaml.safe_dump(settings))
-    return make_cli(repo)
+    return repo
 
 
 def test_status_reads_the_known_budgets(shop: Cli) -> None:
@@ -403,3 +407,34 @@ def test_the_weekly_report_shows_budget_consumed_and_its_incidents(shop: Cli) ->
         1.2 * window / (28 * DAY) * 100, rel=0.03
     )
     assert rows["search"]["incidents"] == [] and rows["ledger"]["consumed_percent"] is None
+
+
+def test_a_fix_that_protects_a_burning_budget_is_carried_first(
+    prometheus: str, tmp_path: Path
+) -> None:
+    """One webhook, two incidents: db-01's full disk came first (ledger: its budget
+    unknown), web-01's service down second (checkout: burning over 1h/5m). Checkout's fix
+    is proposed, dry-run and decided first, and Terry says why; db-01's follows (the example
+    hosts are not started: the dry runs fail, which does not change the order)."""
+    cli = make_cli(_shop(tmp_path / "ops", prometheus))
+    body = payload(
+        [
+            alert("DiskUsageHigh", fingerprint="disk-db-01", host="db-01", mountpoint="/srv/data"),
+            alert("ServiceDown", fingerprint="down-web-01", host="web-01", service="web"),
+        ]
+    )
+    (tmp_path / "two.json").write_text(body)
+    result = cli("alert", "ingest", str(tmp_path / "two.json"), "--no-apply")
+    assert result.exit_code == 0, result.stderr or result.stdout
+    said = result.stdout + result.stderr
+    assert (
+        "incident 2 goes before incident 1: this fix protects the error budget of checkout "
+        "(burning over 1h/5m)"
+    ) in said
+    listed = cli("proposals", "list", "-o", "json")
+    assert listed.exit_code == 0, listed.stderr
+    rows = sorted(yaml.safe_load(listed.stdout), key=lambda r: r["id"])
+    assert [(r["remedy"], r["hosts"], r["incident_id"]) for r in rows] == [
+        ("service-down", ["web-01"], 2),
+        ("disk-usage-high", ["db-01"], 1),
+    ]

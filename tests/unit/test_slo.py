@@ -9,7 +9,7 @@ import pytest
 from terry.errors import ConfigError
 from terry.inventory.hosts import Host, Inventory
 from terry.slo.budget import BudgetState, compute_budget, worst
-from terry.slo.services import priority_note, service_budgets, services_of
+from terry.slo.services import priority_note, protects, service_budgets, services_of
 from terry.slo.spec import DEFAULT_PERIOD, load_slos, parse_text
 from terry.slo.status import SLOStatus, prom_duration
 from tests.conftest import REPO_ROOT
@@ -330,3 +330,10 @@ def test_services_of_hosts_and_a_service_budget() -> None:
     assert priority_note(gate, "drift") is None
     calm = {**view, "burning": [], "state": "ok"}
     assert priority_note({"services": {"checkout": calm}}, "alert") is None
+
+    # the worker reads one view for a whole batch and asks it of each fix's own hosts
+    both = {"services": {"checkout": view, "search": calm}, "error": None}
+    assert protects(both, [hosts[0]], "alert") == note  # web-01: checkout, burning
+    assert protects(both, [_host("web-03", "search")], "alert") is None  # calm
+    assert protects(both, [hosts[2]], "alert") is None  # db: no service
+    assert protects(both, [hosts[0]], "forecast") is None  # not a fix of a live problem
