@@ -11,7 +11,7 @@ diagnosis found, in; one ``ProposalOutcome``, out. The application is assembled 
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING
 
@@ -23,6 +23,7 @@ from terry.incidents import lifecycle as incidents
 from terry.proposals import storm
 from terry.proposals.hosts import (
     HostState,
+    ProposalHost,
     hosts_of,
     open_incidents,
     set_hosts,
@@ -35,6 +36,7 @@ from terry.tenants.loader import tenants_for_gate
 from terry.traces.incident import Traces
 
 if TYPE_CHECKING:
+    from terry.inventory.hosts import Inventory
     from terry.sources.alertmanager import Payload
     from terry.steps.apply import Apply
     from terry.steps.diagnose import Diagnose
@@ -46,7 +48,11 @@ if TYPE_CHECKING:
     from terry.steps.review import ReviewStep
     from terry.steps.rollback import Rollback
 
-__all__ = ["Pipeline", "PipelineResult", "ProposalOutcome", "Steps"]
+__all__ = ["WIDEN_ROUNDS", "Pipeline", "PipelineResult", "ProposalOutcome", "Steps"]
+
+# How often a proposal takes in hosts that joined during its dry run (each time: one more
+# commit and a dry run again) before it is decided; those joining after go in its next wave.
+WIDEN_ROUNDS = 3
 
 
 @dataclass(frozen=True)
@@ -287,7 +293,10 @@ class Pipeline:
         if proposal_id is None:
             return None
         incidents.mark_diagnosed(store, incident_id, host=host.name)
-        note = f"joined proposal {proposal_id}: {host.name} goes in its next wave"
+        if self.state(proposal_id) in (ProposalState.PROPOSED, ProposalState.CHECKED):
+            note = f"joined proposal {proposal_id}: {host.name} goes in it, before its decision"
+        else:
+            note = f"joined proposal {proposal_id}: {host.name} goes in its next wave"
         self.ctx.reporter.step(proposal_id, f"incident {incident_id}: {note}")
         self.follow_up(proposal_id)  # it may have finished meanwhile
         return replace(self._outcome(incident_id, proposal_id, primary=False), note=note)
@@ -321,18 +330,7 @@ class Pipeline:
             remedy_name, params = row.remedy, dict(row.params)
         sha, catalogue, inventory = ctx.main.view()
         remedy = catalogue.get(remedy_name)
-        taken = take_queued(ctx.store, proposal_id)
-        still = open_incidents(ctx.store, [h.incident_id for h in taken if h.incident_id])
-        live = [h for h in taken if h.host in inventory.hosts and h.incident_id in still]
-        set_hosts(
-            ctx.store,
-            proposal_id,
-            {
-                h.host: (HostState.MOVED, "not carried on: its incident closed before its wave")
-                for h in taken
-                if h not in live
-            },
-        )
+        taken, live = self._take_joined(proposal_id, inventory)
         if remedy is None or not live:
             for h in taken:
                 if h.incident_id is not None and remedy is None:
@@ -360,6 +358,50 @@ class Pipeline:
         )
         self.advance(new, apply=apply)
         return new
+
+    def _take_joined(
+        self, proposal_id: int, inventory: Inventory, *, among: Collection[str] | None = None
+    ) -> tuple[list[ProposalHost], list[ProposalHost]]:
+        """The hosts queued on the proposal (of ``among``, when given), taken (``moved``),
+        and those of them still to carry: in ``inventory``, their incident open. The others
+        say why they were not."""
+        store = self.ctx.store
+        taken = take_queued(store, proposal_id, among=among)
+        still = open_incidents(store, [h.incident_id for h in taken if h.incident_id])
+        live = [h for h in taken if h.host in inventory.hosts and h.incident_id in still]
+        set_hosts(
+            store,
+            proposal_id,
+            {
+                h.host: (HostState.MOVED, "not carried on: its incident closed before its wave")
+                for h in taken
+                if h not in live
+            },
+        )
+        return taken, live
+
+    def _widen(self, proposal_id: int) -> bool:
+        """Hosts that joined the proposal during its dry run go in it (one more commit on its
+        branch, a dry run again over every host: ``Propose.widen``) rather than in a next
+        wave of their own; whether it was widened. Only a plain remedy fix is (what
+        ``storm.join`` joins), from the catalogue and inventory of its own commit."""
+        ctx = self.ctx
+        if not any(h.state is HostState.QUEUED for h in hosts_of(ctx.store, proposal_id)):
+            return False
+        with ctx.store.session() as session:
+            row = get(session, proposal_id)
+            remedy_name, commit = row.remedy, row.commit_sha
+        _sha, catalogue, inventory = ctx.main.view(commit)
+        remedy = catalogue.get(remedy_name)
+        if remedy is None:
+            return False  # queued still: its next wave says why, after the decision
+        # a host main's inventory gained after the proposal's commit stays queued: its next
+        # wave is proposed from main
+        _taken, live = self._take_joined(proposal_id, inventory, among=inventory.hosts)
+        if not live:
+            return False
+        self.steps.propose.widen(proposal_id, live, remedy)
+        return True
 
     def handle(self, incident_id: int, finding: Finding, *, apply: bool = True) -> ProposalOutcome:
         """The one door: an incident and what its diagnosis found, from any source.
@@ -404,9 +446,15 @@ class Pipeline:
         steps, traces = self.steps, self.traces
         try:
             state = self.state(proposal_id)
-            if state is ProposalState.PROPOSED:
-                with traces.proposal(proposal_id, "advance"), traces.step("dry_run"):
-                    steps.dry_run(proposal_id)
+            for _round in range(WIDEN_ROUNDS + 1):
+                if state is ProposalState.PROPOSED:
+                    with traces.proposal(proposal_id, "advance"), traces.step("dry_run"):
+                        steps.dry_run(proposal_id)
+                    state = self.state(proposal_id)
+                if _round == WIDEN_ROUNDS or state is not ProposalState.CHECKED:
+                    break
+                if not self._widen(proposal_id):  # hosts of a storm joined during the dry run
+                    break
                 state = self.state(proposal_id)
             if state is ProposalState.CHECKED:
                 with traces.proposal(proposal_id, "advance"), traces.step("gate"):

@@ -218,7 +218,36 @@ class Repo:
         """Create ``branch`` from ``base`` (default: main) with ``files`` written (``None``:
         deleted), in one commit. Raises BranchTaken if ``branch`` exists by then."""
         self.check_branch_name(branch)
-        parent = self.head(base)
+        commit = self._commit_tree(self.head(base), files, message, identity)
+        try:  # compare-and-swap against "no such branch": never moves another's branch
+            self._git("update-ref", f"refs/heads/{branch}", commit, "0" * 40)
+        except GitError as exc:
+            if self.ref_exists(branch):
+                raise BranchTaken(f"branch {branch} was created meanwhile") from exc
+            raise
+        return commit
+
+    def commit_on(
+        self,
+        *,
+        branch: str,
+        tip: str,
+        files: dict[str, str | None],
+        message: str,
+        identity: Identity = TERRY,
+    ) -> str:
+        """One more commit on ``branch``, on top of ``tip`` (its commit as the caller read
+        it), with ``files`` written. Raises GitError if the branch moved since (a
+        compare-and-swap: a commit someone else pushed there is never lost)."""
+        self.check_branch_name(branch)
+        commit = self._commit_tree(tip, files, message, identity)
+        self._git("update-ref", f"refs/heads/{branch}", commit, tip)
+        return commit
+
+    def _commit_tree(
+        self, parent: str, files: dict[str, str | None], message: str, identity: Identity
+    ) -> str:
+        """A commit of ``parent``'s tree with ``files`` written, on no branch yet."""
         with tempfile.TemporaryDirectory(prefix="terry-index-") as scratch:
             env = {**identity.env(), "GIT_INDEX_FILE": str(Path(scratch) / "index")}
             self._git("read-tree", parent, env=env)
@@ -231,7 +260,7 @@ class Repo:
                 )
                 self._git("update-index", "--add", "--cacheinfo", f"100644,{blob},{path}", env=env)
             tree = self._git("write-tree", env=env)
-        commit = self._git(
+        return self._git(
             "commit-tree",
             tree,
             "-p",
@@ -241,13 +270,6 @@ class Repo:
             env=identity.env(),
             istream=_stdin(message),
         )
-        try:  # compare-and-swap against "no such branch": never moves another's branch
-            self._git("update-ref", f"refs/heads/{branch}", commit, "0" * 40)
-        except GitError as exc:
-            if self.ref_exists(branch):
-                raise BranchTaken(f"branch {branch} was created meanwhile") from exc
-            raise
-        return commit
 
     def add_note(self, sha: str, text: str, *, identity: Identity = TERRY) -> None:
         """Attach ``text`` to commit ``sha`` under ``refs/notes/terry`` (replacing any note):

@@ -6,8 +6,9 @@ back while the others keep their own outcome, and a person reads every host's st
 ``terry proposals show``. Each host row names the incident that brought it, so that
 incident is the one marked fixed (or kept for a person) by its host's outcome.
 
-States: ``pending`` (in the proposal, not applied yet), ``queued`` (joined after the
-proposal's decision: it goes in the next wave, a follow-up proposal), ``verified``,
+States: ``pending`` (in the proposal, not applied yet), ``queued`` (joined the
+proposal: before its decision it is taken into it, ``pending`` again; after, it goes in
+the next wave, a follow-up proposal), ``verified``,
 ``failed``, ``unknown`` (verification could not tell), ``rolled_back``,
 ``rollback_failed``, ``held`` (not applied: left for a person after a wave before it
 failed), ``moved`` (queued, then carried by the follow-up proposal named in its detail).
@@ -15,7 +16,7 @@ failed), ``moved`` (queued, then carried by the follow-up proposal named in its 
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Collection, Iterable, Mapping
 from dataclasses import dataclass
 from enum import StrEnum
 from typing import Any
@@ -159,9 +160,12 @@ def hosts_of(store: Store, proposal_id: int) -> list[ProposalHost]:
         ]
 
 
-def take_queued(store: Store, proposal_id: int) -> list[ProposalHost]:
-    """The hosts queued on the proposal, each taken once (compare-and-set to ``moved``): two
-    processes finishing the same proposal never both carry its next wave."""
+def take_queued(
+    store: Store, proposal_id: int, *, among: Collection[str] | None = None
+) -> list[ProposalHost]:
+    """The hosts queued on the proposal (those of ``among`` only, when given), each taken
+    once (compare-and-set to ``moved``): two processes finishing the same proposal never
+    both carry its next wave."""
     taken: list[ProposalHost] = []
     with store.session() as session:
         rows = session.scalars(
@@ -170,7 +174,11 @@ def take_queued(store: Store, proposal_id: int) -> list[ProposalHost]:
                 ProposalHostRow.state == HostState.QUEUED.value,
             )
         ).all()
-        candidates = [(r.id, r.host, r.incident_id, r.environment) for r in rows]
+        candidates = [
+            (r.id, r.host, r.incident_id, r.environment)
+            for r in rows
+            if among is None or r.host in among
+        ]
     for row_id, host, incident_id, environment in candidates:
         with store.session() as session:
             result = session.execute(

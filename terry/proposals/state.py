@@ -94,8 +94,15 @@ WENT_WRONG = frozenset(
 
 TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
     ProposalState.PROPOSED: frozenset({ProposalState.CHECKED, ProposalState.FAILED}),
+    # proposed again: hosts of a storm joined it before its decision (terry.proposals.storm);
+    # its commit now covers them too, and it is dry-run again over every host
     ProposalState.CHECKED: frozenset(
-        {ProposalState.MERGED, ProposalState.AWAITING_REVIEW, ProposalState.DENIED}
+        {
+            ProposalState.MERGED,
+            ProposalState.AWAITING_REVIEW,
+            ProposalState.DENIED,
+            ProposalState.PROPOSED,
+        }
     ),
     ProposalState.AWAITING_REVIEW: frozenset({ProposalState.APPROVED, ProposalState.REJECTED}),
     ProposalState.APPROVED: frozenset({ProposalState.MERGED}),

@@ -12,10 +12,13 @@ apply (in canary waves, ``terry.proposals.waves``) — instead of one proposal e
 - An incident that arrives later, within ``storm.window`` seconds of an open proposal that
   Terry itself is carrying (proposed, checked, approved, merged or applying: not yet
   finished), *joins* it (``join``): its host is queued on that proposal (host state
-  ``queued``), never given a second proposal of its own. The queued hosts cannot ride on a
-  dry run and a decision that never saw them, so when the proposal is done they go out as
-  its **next wave**: one follow-up proposal over all of them (``follows`` the first), with
-  its own dry run and its own decision (``terry.pipeline.Pipeline.follow_up``).
+  ``queued``), never given a proposal of its own. The queued hosts cannot ride on a dry
+  run and a decision that never saw them, so: queued before the decision (during the dry
+  run), they go **in the proposal** (``terry.pipeline.Pipeline._widen``: one more commit
+  on its branch, the dry run again over every host, then its one decision); queued after
+  it, they go out when it is done as its **next wave**: one follow-up proposal over all of
+  them (``follows`` the first), with its own dry run and its own decision
+  (``terry.pipeline.Pipeline.follow_up``).
 - A proposal waiting for a person is not joined: the reviewer approves the hosts they were
   shown; an incident arriving then gets its own decision.
 

@@ -6,7 +6,7 @@ applied by Argo CD, the edited manifest; plus any desired-state files it edits.
 from __future__ import annotations
 
 import json
-from collections.abc import Mapping
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 from terry.context import Context
@@ -14,8 +14,9 @@ from terry.diagnosis.finding import Fix
 from terry.errors import BranchTaken
 from terry.gitops.messages import one_line
 from terry.gitops.repo import Repo
-from terry.proposals.hosts import add_hosts
+from terry.proposals.hosts import HostState, ProposalHost, add_hosts, set_hosts
 from terry.proposals.state import ProposalState, get, transition
+from terry.remedies.catalogue import Remedy
 from terry.remedies.render import branch_name, render
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, ProposalRow, utcnow
@@ -158,6 +159,67 @@ class Propose:
             f"{', '.join(hosts)} · branch {branch} · commit {commit[:10]}",
         )
         return proposal_id
+
+    def widen(self, proposal_id: int, joined: Sequence[ProposalHost], remedy: Remedy) -> str:
+        """Add the hosts that joined a storm's proposal before its decision (queued by
+        ``terry.proposals.storm.join``): its playbook rendered again over every host, one
+        more commit on its branch, those hosts pending, and the proposal ``proposed``
+        again, so that one dry run and one decision cover them all. The new commit."""
+        store = self.ctx.store
+        with store.session() as session:
+            row = get(session, proposal_id)
+            hosts = tuple(dict.fromkeys([*row.hosts, *(h.host for h in joined)]))
+            branch, tip, incident_id = row.branch, row.commit_sha, row.incident_id
+            params = dict(row.params)
+        assert branch is not None and tip is not None, "a proposal's commit is recorded with it"
+        rendered = render(
+            remedy=remedy,
+            proposal_id=proposal_id,
+            incident_id=incident_id,
+            hosts=hosts,
+            params=params,
+        )
+        said = ", ".join(f"{h.host} (incident {h.incident_id})" for h in joined)
+        message = (
+            f"fix({len(hosts)} hosts): {remedy.name}: {len(joined)} more host(s) joined "
+            "before the decision\n\n"
+            f"Joined: {one_line(said, 600)}\n"
+            f"Hosts: {one_line(', '.join(hosts), 600)}\n\n"
+            f"Terry-Proposal: {proposal_id}\n"
+            f"Terry-Remedy: {remedy.name}\n"
+            "Terry-Decision: pending (dry run again over every host, then the gate)\n"
+        )
+        commit = self.ctx.repo.commit_on(
+            branch=branch,
+            tip=tip,
+            files={rendered.playbook_path: rendered.playbook},
+            message=message,
+        )
+        transition(
+            store,
+            proposal_id,
+            ProposalState.PROPOSED,
+            actor="terry",
+            reason=f"{said} joined before the decision: dry run again over {len(hosts)} hosts",
+            allowed_from=(ProposalState.CHECKED,),
+            changes={
+                "hosts": list(hosts),
+                "commit_sha": commit,
+                "playbook_path": rendered.playbook_path,
+                "playbook": rendered.playbook,
+            },
+        )
+        set_hosts(
+            store,
+            proposal_id,
+            {h.host: (HostState.PENDING, "joined before the decision") for h in joined},
+        )
+        self.ctx.reporter.step(
+            proposal_id,
+            f"proposal {proposal_id}: {said} joined before the decision · commit "
+            f"{commit[:10]} · dry run again over {len(hosts)} hosts",
+        )
+        return commit
 
 
 def _commit(

@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from terry.app import build_pipeline
 from terry.diagnosis.finding import Fix
-from terry.errors import BranchTaken
+from terry.errors import BranchTaken, GitError
 from terry.gitops.repo import Repo
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store
@@ -118,3 +118,19 @@ def test_creating_a_branch_that_exists_is_refused_and_leaves_it_alone(ops: Cli) 
     with pytest.raises(BranchTaken, match="terry/taken"):
         repo.commit_files(branch="terry/taken", files={"a.txt": "two\n"}, message="two")
     assert repo.head("terry/taken") == first
+
+
+def test_a_commit_on_a_branch_that_moved_is_refused_and_loses_nothing(ops: Cli) -> None:
+    """``commit_on`` (a storm's proposal taking in hosts that joined before its decision)
+    moves the branch only from the commit its caller read: one pushed there meanwhile
+    stays."""
+    repo = Repo(ops.repo)
+    first = repo.commit_files(branch="terry/moving", files={"a.txt": "one\n"}, message="one")
+    second = repo.commit_on(
+        branch="terry/moving", tip=first, files={"a.txt": "two\n"}, message="two"
+    )
+    assert repo.head("terry/moving") == second
+    assert repo.read_text(second, "a.txt") == "two\n"
+    with pytest.raises(GitError):
+        repo.commit_on(branch="terry/moving", tip=first, files={"a.txt": "3\n"}, message="3")
+    assert repo.head("terry/moving") == second

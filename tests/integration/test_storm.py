@@ -25,8 +25,11 @@ import pytest
 import yaml
 from click.testing import CliRunner
 
+from terry.app import build_pipeline
 from terry.cli import main
 from terry.demo import example
+from terry.sources.alertmanager import parse_payload
+from terry.store import Store
 from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.integration.test_server import TOKEN, Serve
 
@@ -448,3 +451,85 @@ def test_one_host_whose_fix_fails_hides_no_other(fleet: Cli) -> None:
     assert f"wave 1 failed on {bad}" in detail["outcome"] or bad in detail["outcome"], told
     rollbacks = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "rollback"]
     assert rollbacks == [[bad]], told
+
+
+class _AlertDuringTheDryRun:
+    """Terry's reporter, which lets a webhook in the moment the storm's dry run is reported
+    (its decision not taken yet): the late host's alert, taken by another pipeline on the
+    same store and repository, as a second worker thread of ``terry serve`` would."""
+
+    def __init__(self, cli: Cli, body: str) -> None:
+        self.cli, self.body = cli, body
+        self.late: tuple[Any, ...] = ()
+        self.steps: list[str] = []
+
+    def step(self, proposal_id: int | None, message: str) -> None:
+        self.steps.append(message)
+        if message.startswith("check-mode diff") and not self.late:
+            config = config_for(self.cli.repo)
+            other = build_pipeline(config, Store(config.store_url))
+            self.late = other.ingest(parse_payload(self.body)).outcomes
+
+    def event(self, proposal_id: int, kind: str, event: object) -> None:
+        return None
+
+
+def test_an_incident_arriving_during_the_dry_run_goes_in_the_same_proposal(fleet: Cli) -> None:
+    """A storm's host whose alert comes while the proposal is being decided joins it: one
+    more commit on its branch, one dry run again over every host, then the one decision and
+    the one apply; no second proposal (issue 18)."""
+    names, late = STAGING[9:11], STAGING[11]
+    _fill(fleet, [*names, late])
+    before = max((p["id"] for p in fleet.json("proposals", "list")), default=0)
+
+    def body(hosts: list[str]) -> str:  # threshold 87: a fold key of its own
+        return payload(
+            [
+                alert(
+                    "DiskUsageHigh",
+                    fingerprint=f"during-{n}",
+                    host=n,
+                    mountpoint="/srv/data",
+                    threshold="87",
+                )
+                for n in hosts
+            ]
+        )
+
+    reporter = _AlertDuringTheDryRun(fleet, body([late]))
+    config = config_for(fleet.repo)
+    pipeline = build_pipeline(config, Store(config.store_url), reporter=reporter)
+    outcomes = pipeline.ingest(parse_payload(body(names))).outcomes
+    [pid] = {o.proposal_id for o in outcomes}
+    [joined] = reporter.late
+    assert joined.proposal_id == pid, joined
+    assert joined.note == f"joined proposal {pid}: {late} goes in it, before its decision"
+
+    assert [p["id"] for p in fleet.json("proposals", "list") if p["id"] > before] == [pid]
+    shown = fleet.json("proposals", "show", str(pid))
+    assert shown["summary"]["state"] == "verified", reporter.steps
+    assert shown["summary"]["hosts"] == [*names, late]
+    outcome = {h["host"]: h for h in shown["host_outcomes"]}
+    assert {h: o["state"] for h, o in outcome.items()} == dict.fromkeys([*names, late], "verified")
+    assert outcome[late]["incident_id"] == joined.incident_id
+    kinds = [r["kind"] for r in shown["runs"]]
+    assert kinds[:2] == ["check", "check"] and "apply" in kinds  # the second over every host
+    story = fleet.json("incidents", "show", str(joined.incident_id))["incident"]
+    assert story["fixed_at"] is not None, story  # open until its alert resolves
+
+    # git keeps the step: the branch's second commit adds the host; main has the whole play
+    branch = shown["summary"]["branch"]
+    git = ["git", "-C", str(fleet.repo)]
+    log = subprocess.run(
+        [*git, "log", "--format=%s%n%b", f"main..{branch}"], capture_output=True, text=True
+    )
+    assert log.stdout == ""  # merged: nothing on the branch that main lacks
+    message = subprocess.run(
+        [*git, "log", "-1", "--format=%B", f"{branch}"], capture_output=True, text=True
+    ).stdout
+    assert "1 more host(s) joined before the decision" in message
+    assert f"Joined: {late} (incident {joined.incident_id})" in message
+    playbook = subprocess.run(
+        [*git, "show", f"main:{shown['playbook_path']}"], capture_output=True, text=True
+    ).stdout
+    assert f"hosts: {':'.join([*names, late])}" in playbook
