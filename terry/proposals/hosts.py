@@ -109,7 +109,8 @@ def _row(
 def queue_host(
     store: Store, proposal_id: int, host: str, incident_id: int, environment: str | None
 ) -> bool:
-    """Queue ``host`` on the proposal for its next wave, for ``incident_id``. False when the
+    """Queue ``host`` on the proposal (taken into it before its decision, else its next
+    wave), for ``incident_id``. False when the
     host is already on it, in any state, or another process queued it at the same moment
     (the unique (proposal, host) key decides): this incident is then *not* carried by it."""
     try:
