@@ -293,7 +293,7 @@ class Pipeline:
         if proposal_id is None:
             return None
         incidents.mark_diagnosed(store, incident_id, host=host.name)
-        if self.state(proposal_id) in (ProposalState.PROPOSED, ProposalState.CHECKED):
+        if self._takes_in(proposal_id):
             note = f"joined proposal {proposal_id}: {host.name} goes in it, before its decision"
         else:
             note = f"joined proposal {proposal_id}: {host.name} goes in its next wave"
@@ -380,13 +380,24 @@ class Pipeline:
         )
         return taken, live
 
+    def _takes_in(self, proposal_id: int) -> bool:
+        """Whether a host joining the proposal now goes in it (``_widen``) rather than in its
+        next wave: it is not decided yet, and its dry run, if done, passed."""
+        with self.ctx.store.session() as session:
+            row = get(session, proposal_id)
+            state, passed = ProposalState(row.state), bool((row.check_summary or {}).get("ok"))
+        return state is ProposalState.PROPOSED or (state is ProposalState.CHECKED and passed)
+
     def _widen(self, proposal_id: int) -> bool:
         """Hosts that joined the proposal during its dry run go in it (one more commit on its
         branch, a dry run again over every host: ``Propose.widen``) rather than in a next
         wave of their own; whether it was widened. Only a plain remedy fix is (what
-        ``storm.join`` joins), from the catalogue and inventory of its own commit."""
+        ``storm.join`` joins), whose dry run passed, from the catalogue and inventory of its
+        own commit."""
         ctx = self.ctx
         if not any(h.state is HostState.QUEUED for h in hosts_of(ctx.store, proposal_id)):
+            return False
+        if not self._takes_in(proposal_id):  # a failed dry run: decided as it is
             return False
         with ctx.store.session() as session:
             row = get(session, proposal_id)

@@ -453,6 +453,21 @@ def test_one_host_whose_fix_fails_hides_no_other(fleet: Cli) -> None:
     assert rollbacks == [[bad]], told
 
 
+def _thresholded(hosts: list[str], tag: str, threshold: str) -> str:
+    return payload(
+        [
+            alert(
+                "DiskUsageHigh",
+                fingerprint=f"{tag}-{n}",
+                host=n,
+                mountpoint="/srv/data",
+                threshold=threshold,
+            )
+            for n in hosts
+        ]
+    )
+
+
 class _AlertDuringTheDryRun:
     """Terry's reporter, which lets a webhook in the moment the storm's dry run is reported
     (its decision not taken yet): the late host's alert, taken by another pipeline on the
@@ -482,19 +497,8 @@ def test_an_incident_arriving_during_the_dry_run_goes_in_the_same_proposal(fleet
     _fill(fleet, [*names, late])
     before = max((p["id"] for p in fleet.json("proposals", "list")), default=0)
 
-    def body(hosts: list[str]) -> str:  # threshold 87: a fold key of its own
-        return payload(
-            [
-                alert(
-                    "DiskUsageHigh",
-                    fingerprint=f"during-{n}",
-                    host=n,
-                    mountpoint="/srv/data",
-                    threshold="87",
-                )
-                for n in hosts
-            ]
-        )
+    def body(hosts: list[str]) -> str:
+        return _thresholded(hosts, "during", "87")  # threshold 87: a fold key of its own
 
     reporter = _AlertDuringTheDryRun(fleet, body([late]))
     config = config_for(fleet.repo)
@@ -533,3 +537,39 @@ def test_an_incident_arriving_during_the_dry_run_goes_in_the_same_proposal(fleet
         [*git, "show", f"main:{shown['playbook_path']}"], capture_output=True, text=True
     ).stdout
     assert f"hosts: {':'.join([*names, late])}" in playbook
+
+
+def test_a_host_joining_a_storm_whose_dry_run_failed_waits_for_its_next_wave(
+    fleet: Cli,
+) -> None:
+    """A proposal whose dry run failed is decided as it is: a host joining it then is not
+    taken in (it would share the failed proposal's fate); it goes out as its next wave, with
+    its own dry run and decision."""
+    names, late = STAGING[9:11], STAGING[11]
+    _fill(fleet, [*names, late])
+    data = fleet.repo / ".terry" / "hosts" / names[1] / "srv" / "data"
+    aside = data.with_name("data-aside")
+    reporter = _AlertDuringTheDryRun(fleet, _thresholded([late], "failed-check", "88"))
+    config = config_for(fleet.repo)
+    pipeline = build_pipeline(config, Store(config.store_url), reporter=reporter)
+    data.rename(aside)  # its path is no directory: the dry run fails there
+    try:
+        outcomes = pipeline.ingest(
+            parse_payload(_thresholded(names, "failed-check", "88"))
+        ).outcomes
+    finally:
+        aside.rename(data)
+    [pid] = {o.proposal_id for o in outcomes}
+    [joined] = reporter.late
+    assert joined.proposal_id == pid, joined
+    assert joined.note == f"joined proposal {pid}: {late} goes in its next wave"
+    shown = fleet.json("proposals", "show", str(pid))
+    assert shown["summary"]["hosts"] == names  # not taken in
+    assert [r["kind"] for r in shown["runs"]] == ["check"]
+    assert shown["summary"]["state"] == "denied", shown["summary"]  # a failed dry run denies
+    moved = {h["host"]: h for h in shown["host_outcomes"]}[late]
+    assert moved["state"] == "moved", moved
+    follow = int(moved["detail"].rsplit(" ", 1)[1])
+    wave = fleet.json("proposals", "show", str(follow))
+    assert wave["follows"] == pid and wave["summary"]["hosts"] == [late]
+    assert wave["summary"]["state"] == "verified"
