@@ -411,8 +411,7 @@ class Pipeline:
         _taken, live = self._take_joined(proposal_id, inventory, among=inventory.hosts)
         if not live:
             return False
-        self.steps.propose.widen(proposal_id, live, remedy)
-        return True
+        return self.steps.propose.widen(proposal_id, live, remedy) is not None
 
     def handle(self, incident_id: int, finding: Finding, *, apply: bool = True) -> ProposalOutcome:
         """The one door: an incident and what its diagnosis found, from any source.

@@ -244,6 +244,12 @@ class Repo:
         self._git("update-ref", f"refs/heads/{branch}", commit, tip)
         return commit
 
+    def set_branch(self, branch: str, to: str, *, was: str) -> None:
+        """Move ``branch`` to ``to`` if it is still at ``was`` (compare-and-swap); GitError
+        otherwise."""
+        self.check_branch_name(branch)
+        self._git("update-ref", f"refs/heads/{branch}", to, was)
+
     def _commit_tree(
         self, parent: str, files: dict[str, str | None], message: str, identity: Identity
     ) -> str:

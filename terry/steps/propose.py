@@ -11,7 +11,7 @@ from dataclasses import dataclass
 
 from terry.context import Context
 from terry.diagnosis.finding import Fix
-from terry.errors import BranchTaken
+from terry.errors import BranchTaken, GitError, StateError
 from terry.gitops.messages import one_line
 from terry.gitops.repo import Repo
 from terry.proposals.hosts import HostState, ProposalHost, add_hosts, set_hosts
@@ -160,11 +160,13 @@ class Propose:
         )
         return proposal_id
 
-    def widen(self, proposal_id: int, joined: Sequence[ProposalHost], remedy: Remedy) -> str:
+    def widen(self, proposal_id: int, joined: Sequence[ProposalHost], remedy: Remedy) -> str | None:
         """Add the hosts that joined a storm's proposal before its decision (queued by
         ``terry.proposals.storm.join``): its playbook rendered again over every host, one
         more commit on its branch, those hosts pending, and the proposal ``proposed``
-        again, so that one dry run and one decision cover them all. The new commit."""
+        again, so that one dry run and one decision cover them all. The new commit; None
+        when its branch or the proposal moved meanwhile (then nothing changed, and the
+        hosts are queued again for its next wave)."""
         store = self.ctx.store
         with store.session() as session:
             row = get(session, proposal_id)
@@ -189,26 +191,34 @@ class Propose:
             f"Terry-Remedy: {remedy.name}\n"
             "Terry-Decision: pending (dry run again over every host, then the gate)\n"
         )
-        commit = self.ctx.repo.commit_on(
-            branch=branch,
-            tip=tip,
-            files={rendered.playbook_path: rendered.playbook},
-            message=message,
-        )
-        transition(
-            store,
-            proposal_id,
-            ProposalState.PROPOSED,
-            actor="terry",
-            reason=f"{said} joined before the decision: dry run again over {len(hosts)} hosts",
-            allowed_from=(ProposalState.CHECKED,),
-            changes={
-                "hosts": list(hosts),
-                "commit_sha": commit,
-                "playbook_path": rendered.playbook_path,
-                "playbook": rendered.playbook,
-            },
-        )
+        repo = self.ctx.repo
+        try:
+            commit = repo.commit_on(
+                branch=branch,
+                tip=tip,
+                files={rendered.playbook_path: rendered.playbook},
+                message=message,
+            )
+        except GitError as exc:  # someone committed there: the dry run did not see it either
+            return self._not_taken(proposal_id, joined, f"its branch {branch} moved ({exc})")
+        try:
+            transition(
+                store,
+                proposal_id,
+                ProposalState.PROPOSED,
+                actor="terry",
+                reason=f"{said} joined before the decision: dry run again over {len(hosts)} hosts",
+                allowed_from=(ProposalState.CHECKED,),
+                changes={
+                    "hosts": list(hosts),
+                    "commit_sha": commit,
+                    "playbook_path": rendered.playbook_path,
+                    "playbook": rendered.playbook,
+                },
+            )
+        except StateError as exc:  # decided meanwhile: its branch must be what was decided
+            repo.set_branch(branch, tip, was=commit)
+            return self._not_taken(proposal_id, joined, str(exc))
         set_hosts(
             store,
             proposal_id,
@@ -220,6 +230,23 @@ class Propose:
             f"{commit[:10]} · dry run again over {len(hosts)} hosts",
         )
         return commit
+
+    def _not_taken(self, proposal_id: int, joined: Sequence[ProposalHost], why: str) -> None:
+        """The joined hosts queued again (its next wave carries them), and why."""
+        set_hosts(
+            self.ctx.store,
+            proposal_id,
+            {
+                h.host: (HostState.QUEUED, f"not taken in before the decision: {why}")
+                for h in joined
+            },
+        )
+        self.ctx.reporter.step(
+            proposal_id,
+            f"proposal {proposal_id}: {', '.join(h.host for h in joined)} not taken in ({why}); "
+            "they go in its next wave",
+        )
+        return None
 
 
 def _commit(

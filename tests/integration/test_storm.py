@@ -28,6 +28,7 @@ from click.testing import CliRunner
 from terry.app import build_pipeline
 from terry.cli import main
 from terry.demo import example
+from terry.gitops.repo import Repo
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store
 from tests.conftest import Cli, alert, config_for, make_cli, payload
@@ -453,6 +454,12 @@ def test_one_host_whose_fix_fails_hides_no_other(fleet: Cli) -> None:
     assert rollbacks == [[bad]], told
 
 
+def _store(url: str) -> Store:
+    store = Store(url)
+    store.migrate()  # at its head already, unless this test runs first
+    return store
+
+
 def _thresholded(hosts: list[str], tag: str, threshold: str) -> str:
     return payload(
         [
@@ -482,7 +489,7 @@ class _AlertDuringTheDryRun:
         self.steps.append(message)
         if message.startswith("check-mode diff") and not self.late:
             config = config_for(self.cli.repo)
-            other = build_pipeline(config, Store(config.store_url))
+            other = build_pipeline(config, _store(config.store_url))
             self.late = other.ingest(parse_payload(self.body)).outcomes
 
     def event(self, proposal_id: int, kind: str, event: object) -> None:
@@ -502,7 +509,7 @@ def test_an_incident_arriving_during_the_dry_run_goes_in_the_same_proposal(fleet
 
     reporter = _AlertDuringTheDryRun(fleet, body([late]))
     config = config_for(fleet.repo)
-    pipeline = build_pipeline(config, Store(config.store_url), reporter=reporter)
+    pipeline = build_pipeline(config, _store(config.store_url), reporter=reporter)
     outcomes = pipeline.ingest(parse_payload(body(names))).outcomes
     [pid] = {o.proposal_id for o in outcomes}
     [joined] = reporter.late
@@ -551,7 +558,7 @@ def test_a_host_joining_a_storm_whose_dry_run_failed_waits_for_its_next_wave(
     aside = data.with_name("data-aside")
     reporter = _AlertDuringTheDryRun(fleet, _thresholded([late], "failed-check", "88"))
     config = config_for(fleet.repo)
-    pipeline = build_pipeline(config, Store(config.store_url), reporter=reporter)
+    pipeline = build_pipeline(config, _store(config.store_url), reporter=reporter)
     data.rename(aside)  # its path is no directory: the dry run fails there
     try:
         outcomes = pipeline.ingest(
@@ -573,3 +580,43 @@ def test_a_host_joining_a_storm_whose_dry_run_failed_waits_for_its_next_wave(
     wave = fleet.json("proposals", "show", str(follow))
     assert wave["follows"] == pid and wave["summary"]["hosts"] == [late]
     assert wave["summary"]["state"] == "verified"
+
+
+class _BranchMovesDuringTheDryRun(_AlertDuringTheDryRun):
+    """As above, and someone commits on the proposal's branch at the same moment."""
+
+    def step(self, proposal_id: int | None, message: str) -> None:
+        first = message.startswith("check-mode diff") and not self.late
+        super().step(proposal_id, message)
+        if first and proposal_id is not None:
+            shown = self.cli.json("proposals", "show", str(proposal_id))
+            branch = shown["summary"]["branch"]
+            repo = Repo(self.cli.repo)
+            repo.commit_on(
+                branch=branch, tip=repo.head(branch), files={"NOTE.txt": "mine\n"}, message="a"
+            )
+
+
+def test_a_host_that_cannot_be_taken_in_is_not_lost(fleet: Cli) -> None:
+    """The proposal's branch moved under it (a person committed there): the joined host is
+    not taken in (its commit would sit on top of one nobody dry-ran), it is queued again,
+    and its next wave carries it."""
+    names, late = STAGING[9:11], STAGING[11]
+    _fill(fleet, [*names, late])
+    reporter = _BranchMovesDuringTheDryRun(fleet, _thresholded([late], "moved", "86"))
+    config = config_for(fleet.repo)
+    pipeline = build_pipeline(config, _store(config.store_url), reporter=reporter)
+    outcomes = pipeline.ingest(parse_payload(_thresholded(names, "moved", "86"))).outcomes
+    [pid] = {o.proposal_id for o in outcomes}
+    [joined] = reporter.late
+    assert joined.proposal_id == pid, joined
+    said = [s for s in reporter.steps if "not taken in" in s]
+    assert said and f"{late} not taken in (its branch" in said[0], reporter.steps
+    shown = fleet.json("proposals", "show", str(pid))
+    assert shown["summary"]["hosts"] == names
+    moved = {h["host"]: h for h in shown["host_outcomes"]}[late]
+    assert moved["state"] == "moved", moved
+    follow = int(moved["detail"].rsplit(" ", 1)[1])
+    wave = fleet.json("proposals", "show", str(follow))
+    assert wave["follows"] == pid and wave["summary"]["hosts"] == [late]
+    assert wave["summary"]["state"] == "verified", wave["summary"]
