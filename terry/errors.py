@@ -12,6 +12,7 @@ __all__ = [
     "ForgeError",
     "GitError",
     "InputError",
+    "MergeConflict",
     "NotFound",
     "PermissionDenied",
     "PolicyError",
@@ -68,6 +69,15 @@ class GitError(TerryError):
 class BranchTaken(GitError):
     """A new branch's name was taken between choosing it and creating it (another proposal
     made at the same moment won it): choose the next free name."""
+
+
+class MergeConflict(GitError):
+    """A branch cannot be merged into main as main now is: main changed the same lines of
+    ``paths`` since the branch was made. Trying again changes nothing."""
+
+    def __init__(self, message: str, paths: tuple[str, ...]) -> None:
+        super().__init__(message)
+        self.paths = paths
 
 
 class RunnerError(TerryError):

@@ -471,11 +471,8 @@ class Pipeline:
                     steps.gate(proposal_id)
                 state = self.state(proposal_id)
             if state is ProposalState.APPROVED:
-                self.review.merge(
-                    proposal_id,
-                    actor="terry",
-                    reason="resumed after restart",
-                    from_state=ProposalState.APPROVED,
+                steps.review.merge_approved(
+                    proposal_id, actor="terry", reason="resumed after restart"
                 )
                 state = self.state(proposal_id)
             if state is ProposalState.MERGED and apply:

@@ -10,6 +10,7 @@ import json
 import os
 import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -19,6 +20,7 @@ from click.testing import CliRunner
 
 from terry.cli import main
 from terry.config import load_config
+from terry.demo import example
 from terry.gitops.init import init_repository
 from terry.store import Store
 
@@ -93,6 +95,21 @@ def make_cli(repo: Path, store_url: str | None = None) -> Cli:
     if store_url:
         env["TERRY_DATABASE_URL"] = store_url
     return Cli(repo, env)
+
+
+@contextmanager
+def example_fleet(repo: Path) -> Iterator[Cli]:
+    """A GitOps repository made by ``terry init`` at ``repo`` with its example hosts up (local
+    connection, scratch roots); they are taken down afterwards."""
+    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
+    assert created.exit_code == 0, created.stdout
+    cli = make_cli(repo)
+    up = cli("example", "up")
+    assert up.exit_code == 0, up.stdout + up.stderr
+    try:
+        yield cli
+    finally:
+        example.down(config_for(repo))
 
 
 @pytest.fixture

@@ -19,7 +19,7 @@ from pathlib import Path
 
 import git
 
-from terry.errors import BranchTaken, GitError, InputError
+from terry.errors import BranchTaken, GitError, InputError, MergeConflict
 
 __all__ = ["Identity", "Repo"]
 
@@ -298,15 +298,24 @@ class Repo:
         except GitError:
             return None
 
-    def merge(self, branch: str, *, message: str, identity: Identity = TERRY) -> str:
+    def merge(
+        self,
+        branch: str,
+        *,
+        message: str,
+        commit: str | None = None,
+        identity: Identity = TERRY,
+    ) -> str:
         """Merge ``branch`` into main with a merge commit; returns the merge commit.
 
-        When another writer moves main in between, the compare-and-swap fails and the merge
-        is redone on the new main (a few times), so no writer's merge is lost.
+        ``commit`` merges that commit of the branch (the one that was dry-run and gated)
+        rather than whatever its tip is now. When another writer moves main in between, the
+        compare-and-swap fails and the merge is redone on the new main (a few times), so no
+        writer's merge is lost.
         """
         for attempt in range(5):
             try:
-                return self._merge_once(branch, message=message, identity=identity)
+                return self._merge_once(branch, commit=commit, message=message, identity=identity)
             except _RefMoved as exc:
                 if attempt == 4:
                     raise GitError(
@@ -314,15 +323,13 @@ class Repo:
                     ) from exc
         raise AssertionError("unreachable")
 
-    def _merge_once(self, branch: str, *, message: str, identity: Identity) -> str:
+    def _merge_once(
+        self, branch: str, *, commit: str | None, message: str, identity: Identity
+    ) -> str:
         old = self.head()
-        theirs = self.head(branch)
-        try:
-            tree = self._git("merge-tree", "--write-tree", "--no-messages", old, theirs)
-        except GitError as exc:
-            raise GitError(f"cannot merge {branch} into {self.main_branch}: conflict") from exc
-        tree = tree.splitlines()[0]
-        commit = self._git(
+        theirs = self.head(commit or branch)
+        tree = self._merge_tree(branch, old, theirs)
+        merged = self._git(
             "commit-tree",
             tree,
             "-p",
@@ -335,13 +342,33 @@ class Repo:
             istream=_stdin(message),
         )
         try:
-            self._git("update-ref", f"refs/heads/{self.main_branch}", commit, old)
+            self._git("update-ref", f"refs/heads/{self.main_branch}", merged, old)
         except GitError as exc:
             if self.head() != old:
                 raise _RefMoved from exc
             raise
-        self._sync_worktree(old, commit)
-        return commit
+        self._sync_worktree(old, merged)
+        return merged
+
+    def _merge_tree(self, branch: str, ours: str, theirs: str) -> str:
+        """The tree of merging ``theirs`` into ``ours``; MergeConflict naming the paths both
+        changed when git cannot merge them by itself."""
+        args = ["merge-tree", "--write-tree", "--name-only", "--no-messages", ours, theirs]
+        status, out, err = self._repo.git.execute(
+            ["git", *args], with_extended_output=True, with_exceptions=False
+        )  # type: ignore[call-overload]
+        lines = str(out).splitlines()
+        if status == 0 and lines:
+            return lines[0]
+        if status == 1 and len(lines) > 1:  # the tree, then each conflicted path
+            paths = tuple(dict.fromkeys(lines[1:]))
+            raise MergeConflict(
+                f"cannot merge {branch} into {self.main_branch}: {self.main_branch} changed "
+                f"{', '.join(paths)} since the branch was made (a conflict)",
+                paths,
+            )
+        detail = (str(err).strip().splitlines() or ["no output"])[-1]
+        raise GitError(f"git merge-tree: {detail}")
 
     # -- a remote (a forge) ------------------------------------------------------------------
     def push_branch(self, remote: str, branch: str, *, env: dict[str, str] | None = None) -> None:

@@ -95,17 +95,20 @@ WENT_WRONG = frozenset(
 TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
     ProposalState.PROPOSED: frozenset({ProposalState.CHECKED, ProposalState.FAILED}),
     # proposed again: hosts of a storm joined it before its decision (terry.proposals.storm);
-    # its commit now covers them too, and it is dry-run again over every host
+    # its commit now covers them too, and it is dry-run again over every host.
+    # rejected from checked or approved: its merge conflicts with main as main now is
+    # (terry.steps.record, not_merged); trying again would change nothing
     ProposalState.CHECKED: frozenset(
         {
             ProposalState.MERGED,
             ProposalState.AWAITING_REVIEW,
             ProposalState.DENIED,
             ProposalState.PROPOSED,
+            ProposalState.REJECTED,
         }
     ),
     ProposalState.AWAITING_REVIEW: frozenset({ProposalState.APPROVED, ProposalState.REJECTED}),
-    ProposalState.APPROVED: frozenset({ProposalState.MERGED}),
+    ProposalState.APPROVED: frozenset({ProposalState.MERGED, ProposalState.REJECTED}),
     # rejected: withdrawn before apply, the problem gone by itself (terry.steps.precheck)
     ProposalState.MERGED: frozenset({ProposalState.APPLYING, ProposalState.REJECTED}),
     ProposalState.APPLYING: frozenset(

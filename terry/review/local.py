@@ -31,26 +31,30 @@ class LocalReview:
         )
 
     def merge(self, proposal_id: int, *, actor: str, reason: str, from_state: ProposalState) -> str:
+        """Merge the commit the dry run and the gate saw (``commit_sha``), never the branch's
+        tip: a commit pushed on the branch since is not merged, and the merge says so."""
         ctx = self.ctx
         with ctx.store.session() as session:
             row = get(session, proposal_id)
-            branch, remedy, hosts = row.branch, row.remedy, ", ".join(row.hosts)
-        assert branch is not None
+            branch, commit = row.branch, row.commit_sha
+            remedy, hosts = row.remedy, ", ".join(row.hosts)
+        assert branch is not None and commit is not None
+        moved = _moved_past(ctx, branch, commit)
         message = f"Merge {branch}: {remedy} on {hosts}\n\n" + merge_trailers(
             ctx.store, proposal_id
         )
-        merge_sha = ctx.repo.merge(branch, message=message)
+        merge_sha = ctx.repo.merge(branch, commit=commit, message=message)
         main = ctx.config.main_branch
         transition(
             ctx.store,
             proposal_id,
             ProposalState.MERGED,
             actor=actor,
-            reason=f"merged into {main} as {merge_sha[:10]}: {reason}",
+            reason=f"merged into {main} as {merge_sha[:10]}: {reason}{moved}",
             allowed_from=(from_state,),
             changes={"merge_sha": merge_sha},
         )
-        ctx.reporter.step(proposal_id, f"merged into {main} ({merge_sha[:10]})")
+        ctx.reporter.step(proposal_id, f"merged into {main} ({merge_sha[:10]}){moved}")
         return merge_sha
 
     def incident_changed(self, incident_id: int, *, resolved: bool, detail: str) -> None:
@@ -76,3 +80,15 @@ class LocalReview:
 
     def refresh_main(self) -> None:
         return None
+
+
+def _moved_past(ctx: Context, branch: str, commit: str) -> str:
+    """What to add when ``branch`` no longer points at the commit that was checked."""
+    tip = ctx.repo.head(branch) if ctx.repo.ref_exists(branch) else None
+    if tip == commit:
+        return ""
+    now = f"is now {tip[:10]}" if tip else "is gone"
+    return (
+        f"; its branch {now}, but the dry run and the gate saw {commit[:10]}: "
+        f"that commit is what is merged, and nothing pushed on the branch since"
+    )

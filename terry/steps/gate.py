@@ -10,6 +10,7 @@ from pathlib import PurePosixPath
 
 from terry.context import Context
 from terry.cost.change import gate_view as cost_gate_view
+from terry.errors import MergeConflict
 from terry.gate.engine import Decision, PolicyEngine, Verdict
 from terry.gate.input import GateInput, decide
 from terry.gitops.messages import decision_trailers
@@ -203,7 +204,12 @@ class Gate:
                 row.decision, row.reasons = recorded["decision"], recorded["reasons"]
                 row.policy_commit = recorded["policy_commit"]
                 row.environment = gate_input.environment
-            self.review.merge(
-                proposal_id, actor="policy", reason=why, from_state=ProposalState.CHECKED
-            )
+            try:
+                self.review.merge(
+                    proposal_id, actor="policy", reason=why, from_state=ProposalState.CHECKED
+                )
+            except MergeConflict as conflict:
+                Record(self.ctx).not_merged(
+                    proposal_id, conflict, actor="policy", from_state=ProposalState.CHECKED
+                )
         return decision

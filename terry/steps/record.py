@@ -1,10 +1,11 @@
 """Record: every run an applier makes, kept with its events next to the proposal; Terry's
 own transitions, the incident's outcome, and what needs a person.
 
-Every way a proposal stops without a fix (denied, a dry run that could not start, failed,
-rolled back, a rollback that failed, could not start or is a person's to do, escalated,
-interrupted) keeps its incident for a person with one ``attention`` text, written here:
-what happened and why, then ``Next:`` a concrete step (a command where there is one)."""
+Every way a proposal stops without a fix (denied, a dry run that could not start, not merged
+because its change conflicts with main, failed, rolled back, a rollback that failed, could
+not start or is a person's to do, escalated, interrupted) keeps its incident for a person
+with one ``attention`` text, written here: what happened and why, then ``Next:`` a concrete
+step (a command where there is one)."""
 
 from __future__ import annotations
 
@@ -17,7 +18,7 @@ from sqlalchemy import select
 
 from terry.appliers.base import Applier, Job, RunKind, RunResult
 from terry.context import Context
-from terry.errors import RunnerError
+from terry.errors import MergeConflict, RunnerError
 from terry.incidents import lifecycle as incidents
 from terry.proposals.state import ProposalState, get, transition
 from terry.store import Store
@@ -157,6 +158,36 @@ class Record:
                 "change the policy on main (policies/) if it is wrong"
             )
         self.attention(proposal_id, text)
+
+    def not_merged(
+        self, proposal_id: int, error: MergeConflict, *, actor: str, from_state: ProposalState
+    ) -> None:
+        """The proposal's merge conflicts with main as main now is: it is rejected (trying
+        again would change nothing) and its incident kept for a person."""
+        main, paths = self.ctx.config.main_branch, ", ".join(error.paths)
+        changed = f"{main} changed {paths} since its branch was made"
+        transition(
+            self.ctx.store,
+            proposal_id,
+            ProposalState.REJECTED,
+            actor=actor,
+            reason=f"not merged: {error}",
+            allowed_from=(from_state,),
+            changes={"outcome": f"not merged: {changed}"},
+        )
+        p = self._kept(proposal_id)
+        again = (
+            f"`terry incidents retry {p.incident_id}` proposes it again from {main} as it now is"
+            if p.source == "alert"
+            else f"make the change again on {main} as it now is (run the command that asked "
+            "for it again)"
+        )
+        self.attention(
+            proposal_id,
+            f"proposal {p.id} was not merged: {changed}, and the two changes conflict; "
+            f"nothing was merged or applied. Next: {p.show} shows its change; {again}; "
+            f"{p.again}",
+        )
 
     def check_not_started(self, proposal_id: int, error: str) -> None:
         """The dry run could not start at all (ansible missing, an unreadable inventory)."""

@@ -13,12 +13,14 @@ from dataclasses import dataclass
 from functools import cached_property
 
 from terry.context import Context
+from terry.errors import MergeConflict
 from terry.inventory.hosts import load_inventory
 from terry.proposals.duties import check_not_author
 from terry.proposals.state import ProposalState, get, transition
 from terry.proposals.tenant_approvals import TenantApprovals, record_tenant_approval
 from terry.review.base import Review
 from terry.review.principals import TeamCache
+from terry.steps.record import Record
 from terry.tenants.loader import load_tenants
 from terry.tenants.model import TeamCheck
 
@@ -50,12 +52,24 @@ class ReviewStep:
         check_not_author(self.ctx.store, proposal_id, actor=actor)
         self.tenant_approvals(proposal_id, actor=actor)
         self.record_approval(proposal_id, actor=actor, reason=f"approved by {actor}")
-        return self.review.merge(
-            proposal_id,
-            actor=actor,
-            reason=f"approved by {actor}",
-            from_state=ProposalState.APPROVED,
-        )
+        return self.merge_approved(proposal_id, actor=actor, reason=f"approved by {actor}")
+
+    def merge_approved(self, proposal_id: int, *, actor: str, reason: str) -> str:
+        """Merge an approved proposal; the merge commit's sha. A merge that conflicts with
+        main as main now is rejects the proposal (its incident kept for a person) and is
+        raised: nothing was merged."""
+        try:
+            return self.review.merge(
+                proposal_id, actor=actor, reason=reason, from_state=ProposalState.APPROVED
+            )
+        except MergeConflict as conflict:
+            Record(self.ctx).not_merged(
+                proposal_id, conflict, actor=actor, from_state=ProposalState.APPROVED
+            )
+            raise MergeConflict(
+                f"{conflict}; proposal {proposal_id} is rejected: nothing was merged or applied",
+                conflict.paths,
+            ) from conflict
 
     def tenant_approvals(self, proposal_id: int, *, actor: str) -> TenantApprovals | None:
         """Record ``actor``'s approval for the proposal's tenants they may approve for

@@ -20,28 +20,20 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from terry.cli import main
 from terry.demo import example
 from terry.gitops.repo import Repo
 from terry.reports import weekly_report
 from terry.store import Store
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.conftest import Cli, alert, config_for, example_fleet, payload
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    repo = tmp_path_factory.mktemp("guards") / "ops"
-    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
-    assert created.exit_code == 0, created.stdout
-    cli = make_cli(repo)
-    result = cli("example", "up")
-    assert result.exit_code == 0, result.stdout + result.stderr
-    yield cli
-    example.down(config_for(repo))
+    with example_fleet(tmp_path_factory.mktemp("guards") / "ops") as cli:
+        yield cli
 
 
 def _now(offset: float = 0) -> str:

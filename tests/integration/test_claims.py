@@ -21,7 +21,7 @@ from sqlalchemy import select
 
 from terry.app import build_pipeline
 from terry.diagnosis.finding import Fix
-from terry.errors import BranchTaken, GitError
+from terry.errors import BranchTaken, GitError, MergeConflict
 from terry.gitops.repo import Repo
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store
@@ -134,3 +134,23 @@ def test_a_commit_on_a_branch_that_moved_is_refused_and_loses_nothing(ops: Cli) 
     with pytest.raises(GitError):
         repo.commit_on(branch="terry/moving", tip=first, files={"a.txt": "3\n"}, message="3")
     assert repo.head("terry/moving") == second
+
+
+def test_a_merge_that_conflicts_names_the_paths_and_leaves_main_alone(ops: Cli) -> None:
+    """Two branches changed the same line; the first merges, the second cannot: git says
+    which paths, and main keeps the first's merge. A commit other than the branch's tip is
+    merged when named (what was dry-run), whatever was pushed on the branch since."""
+    repo = Repo(ops.repo)
+    base = repo.head()
+    repo.commit_files(branch="terry/left", files={"c.txt": "left\n"}, message="l", base=base)
+    repo.commit_files(branch="terry/right", files={"c.txt": "right\n"}, message="r", base=base)
+    merged = repo.merge("terry/left", message="merge left")
+    with pytest.raises(MergeConflict, match=r"main changed c\.txt since") as conflict:
+        repo.merge("terry/right", message="merge right")
+    assert conflict.value.paths == ("c.txt",)
+    assert repo.head() == merged and repo.read_text(merged, "c.txt") == "left\n"
+
+    checked = repo.commit_files(branch="terry/later", files={"d.txt": "checked\n"}, message="d")
+    repo.commit_on(branch="terry/later", tip=checked, files={"d.txt": "pushed\n"}, message="p")
+    into = repo.merge("terry/later", commit=checked, message="merge the checked commit")
+    assert repo.read_text(into, "d.txt") == "checked\n"

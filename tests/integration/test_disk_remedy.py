@@ -19,25 +19,17 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
-from terry.cli import main
 from terry.demo import example
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.conftest import Cli, alert, config_for, example_fleet, payload
 
 pytestmark = pytest.mark.integration
 
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    repo = tmp_path_factory.mktemp("disk") / "ops"
-    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
-    assert created.exit_code == 0, created.stdout
-    cli = make_cli(repo)
-    result = cli("example", "up")
-    assert result.exit_code == 0, result.stdout + result.stderr
-    yield cli
-    example.down(config_for(repo))
+    with example_fleet(tmp_path_factory.mktemp("disk") / "ops") as cli:
+        yield cli
 
 
 def data(cli: Cli, host: str) -> Path:

@@ -19,11 +19,9 @@ from typing import Any
 
 import pytest
 import yaml
-from click.testing import CliRunner
 
-from terry.cli import main
 from terry.demo import example
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.conftest import Cli, alert, config_for, example_fleet, make_cli, payload
 
 pytestmark = pytest.mark.integration
 
@@ -70,14 +68,8 @@ def _report(cli: Cli, key: str, fmt: str) -> str:
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    repo = tmp_path_factory.mktemp("incident-report") / "ops"
-    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
-    assert created.exit_code == 0, created.stdout
-    cli = make_cli(repo)
-    up = cli("example", "up")
-    assert up.exit_code == 0, up.stdout + up.stderr
-    yield cli
-    example.down(config_for(repo))
+    with example_fleet(tmp_path_factory.mktemp("incident-report") / "ops") as cli:
+        yield cli
 
 
 @pytest.fixture(scope="module")

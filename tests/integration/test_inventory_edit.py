@@ -8,8 +8,11 @@ from collections.abc import Iterator
 
 import pytest
 
+from terry.app import build_pipeline
 from terry.demo import example
 from terry.gitops.repo import Repo
+from terry.proposals.state import ProposalState, transition
+from terry.store import Store
 from tests.conftest import Cli, config_for, make_cli
 
 pytestmark = pytest.mark.integration
@@ -171,3 +174,69 @@ def test_whoever_asked_for_a_production_edit_does_not_approve_it(fleet: Cli) -> 
     assert approved.exit_code == 0, approved.stdout + approved.stderr
     done = cli.json("proposals", "show", pid)
     assert done["summary"]["state"] == "verified" and done["approved_by"] == "bob"
+
+
+def _two_edits(cli: Cli, first: str, second: str) -> int:
+    """Two edits of the same line of web-02 wait for review; the first is approved and
+    merged. The second's id."""
+    ids = []
+    for value in (first, second):
+        proposed = cli.json("inventory", "set", "web-02", f"terry_labels.tier={value}")
+        assert proposed["state"] == "awaiting_review", proposed
+        ids.append(proposed["proposal_id"])
+    approved = cli("proposals", "approve", str(ids[0]))
+    assert approved.exit_code == 0, approved.stdout + approved.stderr
+    return ids[1]
+
+
+def _not_merged(cli: Cli, proposal_id: int) -> None:
+    shown = cli.json("proposals", "show", str(proposal_id))
+    assert shown["summary"]["state"] == "rejected", shown["summary"]
+    assert shown["outcome"] == f"not merged: main changed {HOSTS} since its branch was made"
+    incident = cli.json("incidents", "show", str(shown["summary"]["incident_id"]))["incident"]
+    assert incident["attention"].startswith(
+        f"proposal {proposal_id} was not merged: main changed {HOSTS} since its branch was "
+        "made, and the two changes conflict; nothing was merged or applied. Next: "
+    ), incident["attention"]
+    assert "run the command that asked for it again" in incident["attention"]
+    again = cli("proposals", "approve", str(proposal_id))
+    assert again.exit_code == 5 and "it was rejected" in again.stderr, again.stderr
+
+
+def test_an_edit_that_conflicts_with_one_merged_before_it_is_rejected_with_why(
+    fleet: Cli,
+) -> None:
+    """Approving the second of two edits of one line cannot merge it: it is rejected (no
+    proposal stuck approved), says which file main changed, and main keeps the first."""
+    second = _two_edits(fleet, "frontend", "backend")
+
+    refused = fleet("proposals", "approve", str(second))
+
+    assert refused.exit_code == 7, refused.stdout + refused.stderr
+    assert f"main changed {HOSTS} since the branch was made (a conflict)" in refused.stderr
+    assert f"proposal {second} is rejected: nothing was merged or applied" in refused.stderr
+    _not_merged(fleet, second)
+    assert "tier: frontend" in _main(fleet) and "backend" not in _main(fleet)
+
+
+def test_an_approved_edit_resumed_after_a_restart_that_conflicts_is_rejected(
+    fleet: Cli,
+) -> None:
+    """Approved, then the process stopped before its merge; main took another edit of the
+    same line meanwhile. Resuming it rejects it instead of trying the merge at every start."""
+    second = _two_edits(fleet, "cache", "queue")
+    config = config_for(fleet.repo)
+    store = Store(config.store_url)
+    transition(
+        store,
+        second,
+        ProposalState.APPROVED,
+        actor="alice",
+        reason="approved by alice",
+        allowed_from=(ProposalState.AWAITING_REVIEW,),
+    )
+
+    build_pipeline(config, store).advance(second)
+
+    _not_merged(fleet, second)
+    assert "tier: cache" in _main(fleet) and "queue" not in _main(fleet)

@@ -16,14 +16,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from click.testing import CliRunner
 
 from terry.appliers.ansible import split_verify
 from terry.appliers.base import RunnerEvent, RunResult, RunStatus
-from terry.cli import main
-from terry.demo import example
 from terry.verify.judge import Outcome, judge_run
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.conftest import Cli, alert, example_fleet, payload
 
 pytestmark = pytest.mark.integration
 
@@ -34,14 +31,8 @@ FIX_TASK = "Write the manifest, then remove old files and compress logs"
 
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
-    repo = tmp_path_factory.mktemp("mttr") / "ops"
-    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
-    assert created.exit_code == 0, created.stdout
-    cli = make_cli(repo)
-    result = cli("example", "up")
-    assert result.exit_code == 0, result.stdout + result.stderr
-    yield cli
-    example.down(config_for(repo))
+    with example_fleet(tmp_path_factory.mktemp("mttr") / "ops") as cli:
+        yield cli
 
 
 def _disk(cli: Cli, host: str, fingerprint: str, **labels: str) -> dict[str, Any]:

@@ -13,12 +13,9 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
-from click.testing import CliRunner
 
-from terry.cli import main
 from terry.config import RunnerConfig
-from terry.demo import example
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.conftest import Cli, alert, example_fleet, payload
 
 pytestmark = pytest.mark.integration
 
@@ -27,14 +24,8 @@ pytestmark = pytest.mark.integration
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     mp = pytest.MonkeyPatch()
     mp.setenv("TERRY_RUNNER_STRATEGY", "mitogen_linear")
-    repo = tmp_path_factory.mktemp("strategy") / "ops"
-    created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
-    assert created.exit_code == 0, created.stdout
-    cli = make_cli(repo)
-    result = cli("example", "up")
-    assert result.exit_code == 0, result.stdout + result.stderr
-    yield cli
-    example.down(config_for(repo))
+    with example_fleet(tmp_path_factory.mktemp("strategy") / "ops") as cli:
+        yield cli
     mp.undo()
 
 

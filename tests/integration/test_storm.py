@@ -620,3 +620,5 @@ def test_a_host_that_cannot_be_taken_in_is_not_lost(fleet: Cli) -> None:
     wave = fleet.json("proposals", "show", str(follow))
     assert wave["follows"] == pid and wave["summary"]["hosts"] == [late]
     assert wave["summary"]["state"] == "verified", wave["summary"]
+    repo = Repo(fleet.repo)  # what was committed on the branch is not merged: unchecked
+    assert repo.read_text(repo.head(), "NOTE.txt") is None
