@@ -471,9 +471,7 @@ class Pipeline:
                     steps.gate(proposal_id)
                 state = self.state(proposal_id)
             if state is ProposalState.APPROVED:
-                steps.review.merge_approved(
-                    proposal_id, actor="terry", reason="resumed after restart"
-                )
+                self.merge_approved(proposal_id, actor="terry", reason="resumed after restart")
                 state = self.state(proposal_id)
             if state is ProposalState.MERGED and apply:
                 self._apply(proposal_id, actor="terry")
@@ -491,6 +489,10 @@ class Pipeline:
 
     def record_approval(self, proposal_id: int, *, actor: str, reason: str) -> None:
         self.steps.review.record_approval(proposal_id, actor=actor, reason=reason)
+
+    def merge_approved(self, proposal_id: int, *, actor: str, reason: str) -> str:
+        with self.traces.proposal(proposal_id, "approve"), self.traces.step("review"):
+            return self.steps.review.merge_approved(proposal_id, actor=actor, reason=reason)
 
     def reject(self, proposal_id: int, *, actor: str, reason: str) -> None:
         with self.traces.proposal(proposal_id, "reject"), self.traces.step("review"):

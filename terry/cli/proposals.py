@@ -265,7 +265,8 @@ def approve(
 @output_option
 @click.pass_context
 def reject(ctx: click.Context, proposal_id: int, reason: str, as_: str | None, output: str) -> None:
-    """Reject a proposal awaiting review; nothing is merged or applied.
+    """Reject a proposal awaiting review, or one approved whose merge did not happen (GitHub
+    refused it or was down); nothing is merged or applied.
 
     Exit codes: 0, 4, 5 (its state), 11 not permitted, 12 the server cannot be reached."""
     if _remote_act(ctx, "reject", proposal_id, as_, reason=reason):

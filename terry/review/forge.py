@@ -353,25 +353,30 @@ class GitHubReview:
                 self._merged_by_person(proposal_id, pull, commit, notes, actions)
             self._answer_comments(proposal_id, number, commit, cursor, notes, actions, "merged")
             return
+        waiting = (ProposalState.AWAITING_REVIEW, ProposalState.APPROVED)
         if pull.state == "closed":
-            if state is ProposalState.AWAITING_REVIEW:
+            if state in waiting:  # approved too: GitHub refused its merge, a person gave up
                 self._withdraw(
                     proposal_id,
                     actor="github",
                     reason=f"pull request #{number} closed without merging",
                     outcome="rejected: pull request closed",
                     forge_state="closed",
+                    allowed_from=waiting,
                 )
                 notes.append("closed on GitHub: rejected")
             self._answer_comments(proposal_id, number, commit, cursor, notes, actions, "closed")
             return
         self._answer_comments(proposal_id, number, commit, cursor, notes, actions, None)
-        if actions.state(proposal_id) is ProposalState.AWAITING_REVIEW:
+        state = actions.state(proposal_id)
+        if state is ProposalState.AWAITING_REVIEW:
             approvers = self._approvers(proposal_id, number, commit)
             if len(approvers) >= self.config.forge.github.required_approvals:
                 notes.append(
                     self._approve_and_merge(proposal_id, number, commit, approvers, actions)
                 )
+        elif state is ProposalState.APPROVED:
+            notes.append(self._merge_again(proposal_id, number, commit, actions))
 
     def _answer_comments(
         self,
@@ -481,6 +486,22 @@ class GitHubReview:
         actions.apply(proposal_id, actor=who)
         self._report(proposal_id, number)
         return f"approved by {who}: merged and applied"
+
+    def _merge_again(
+        self, proposal_id: int, number: int, commit: str, actions: ReviewActions
+    ) -> str:
+        """Approved, but GitHub did not merge it then (down, or refused: the base moved, a
+        branch protection): try again, on the same checks as the first time. Closing the
+        pull request (or ``/terry reject``) gives up on it."""
+        if not self._head_is_checked(proposal_id, number, commit):
+            return "head moved: not merged"
+        with self.store.session() as session:
+            who = get(session, proposal_id).approved_by or "terry"
+        actions.merge_approved(proposal_id, actor=who, reason=f"approved by {who}; merged again")
+        self.forge.comment(number, f"Approved by {who}: merged on a second try; applying now.")
+        actions.apply(proposal_id, actor=who)
+        self._report(proposal_id, number)
+        return f"approved by {who}: merged on a second try and applied"
 
     def _merged_by_person(
         self,

@@ -123,6 +123,7 @@ class ReviewStep:
             actor=actor,
             verb="reject",
             reason=f"rejected by {actor}: {reason}",
-            allowed_from=(ProposalState.AWAITING_REVIEW,),
+            # approved too: its merge did not happen (GitHub refused it, or was down)
+            allowed_from=(ProposalState.AWAITING_REVIEW, ProposalState.APPROVED),
             changes={"outcome": f"rejected: {reason}"},
         )

@@ -80,6 +80,7 @@ class FakeGitHub(LocalServer):
         self._rate_limited = 0
         self._reset_in = 1
         self._stalls: list[float] = []
+        self._merge_refusals: list[tuple[int, str]] = []
         self._lock = threading.RLock()
         # A GitHub App (``enable_app``): JWTs it signs get installation tokens.
         self.app: dict[str, Any] | None = None
@@ -107,6 +108,19 @@ class FakeGitHub(LocalServer):
         """The next ``count`` API requests answer ``status`` (0: stop failing)."""
         with self._lock:
             self._failures = [status] * count
+
+    def refuse_merges(
+        self,
+        count: int,
+        *,
+        status: int = 405,
+        message: str = "Base branch was modified. Review and try the merge again.",
+    ) -> None:
+        """The next ``count`` merge requests are refused as GitHub refuses a merge it cannot
+        make now (405 with its message: the base moved under it, a branch protection), every
+        other request answered as usual."""
+        with self._lock:
+            self._merge_refusals = [(status, message)] * count
 
     def rate_limit_next(self, count: int, *, reset_in: int = 1) -> None:
         """The next ``count`` requests hit the primary rate limit: 403, remaining 0, and a
@@ -611,6 +625,10 @@ class FakeGitHub(LocalServer):
         pull = self.pulls.get(request.path_params["n"])
         if pull is None:
             return self._error(404, "Not Found")
+        with self._lock:
+            refusal = self._merge_refusals.pop(0) if self._merge_refusals else None
+        if refusal is not None:
+            return self._error(*refusal)
         merged = self._do_merge(pull, data, self.bot)
         if isinstance(merged, Response):
             return merged

@@ -243,6 +243,61 @@ def test_a_moved_head_is_never_merged(world: tuple[Cli, FakeGitHub]) -> None:
     assert any("the head is now" in c["body"] for c in fake.comments[row.pr_number])
 
 
+def _approved_but_not_merged(cli: Cli, fake: FakeGitHub, fingerprint: str) -> tuple[int, int]:
+    """alice approves the dry-run commit; GitHub refuses the merge (the base moved under
+    it): the proposal is approved, nothing merged. Its id and pull request number."""
+    cli("example", "break", "db-01", "service")
+    pid = _review_proposal(cli, fingerprint)["summary"]["id"]
+    row = _row(cli, pid)
+    assert row.pr_number is not None and row.commit_sha is not None
+    main_before = _git(fake.bare, "rev-parse", "main")
+    fake.review(row.pr_number, "alice", "APPROVED", commit_id=row.commit_sha)
+    fake.refuse_merges(1)
+    said = cli("sync", "--proposal", str(pid))
+    assert said.exit_code == 10, said.stdout + said.stderr  # GitHub refused: it waits
+    assert "could not be synced: github: merge #" in said.stderr
+    row = _row(cli, pid)
+    assert row.state == "approved", row.state
+    assert "Base branch was modified" in (row.forge_error or ""), row.forge_error
+    assert not fake.pulls[row.pr_number]["merged"]
+    assert _git(fake.bare, "rev-parse", "main") == main_before
+    return pid, row.pr_number
+
+
+def test_an_approval_github_refused_to_merge_is_merged_by_a_later_sync(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    cli, fake = world
+    pid, number = _approved_but_not_merged(cli, fake, "gh-merge-refused")
+
+    done = _sync(cli, pid)
+
+    row = _row(cli, pid)
+    assert (done["state"], row.state, row.approved_by) == ("verified", "verified", "alice")
+    assert fake.pulls[number]["merged"] and row.merge_sha == _git(fake.bare, "rev-parse", "main")
+    assert any("merged on a second try" in c["body"] for c in fake.comments[number])
+
+
+def test_an_approval_github_will_not_merge_can_be_given_up(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    """Closing its pull request, or rejecting it, ends a proposal GitHub refuses to merge:
+    it does not stay approved for ever."""
+    cli, fake = world
+    closed, number = _approved_but_not_merged(cli, fake, "gh-refused-closed")
+    fake.refuse_merges(0)
+    fake.close_by(number, "alice")
+    assert _sync(cli, closed)["state"] == "rejected"
+    assert _row(cli, closed).outcome == "rejected: pull request closed"
+
+    rejected, number = _approved_but_not_merged(cli, fake, "gh-refused-rejected")
+    done = cli.as_("alice")("proposals", "reject", str(rejected), "--reason", "by hand")
+    assert done.exit_code == 0, done.stdout + done.stderr
+    assert _row(cli, rejected).state == "rejected"
+    _sync(cli, rejected)
+    assert not fake.pulls[number]["merged"]
+
+
 def test_github_down_leaves_the_proposal_waiting_and_sync_publishes_it(
     world: tuple[Cli, FakeGitHub],
 ) -> None:
