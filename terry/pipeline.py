@@ -47,6 +47,7 @@ if TYPE_CHECKING:
     from terry.steps.record import Record
     from terry.steps.review import ReviewStep
     from terry.steps.rollback import Rollback
+    from terry.store.models import ProposalRow
 
 __all__ = ["WIDEN_ROUNDS", "Pipeline", "PipelineResult", "ProposalOutcome", "Steps"]
 
@@ -384,9 +385,7 @@ class Pipeline:
         """Whether a host joining the proposal now goes in it (``_widen``) rather than in its
         next wave: it is not decided yet, and its dry run, if done, passed."""
         with self.ctx.store.session() as session:
-            row = get(session, proposal_id)
-            state, passed = ProposalState(row.state), bool((row.check_summary or {}).get("ok"))
-        return state is ProposalState.PROPOSED or (state is ProposalState.CHECKED and passed)
+            return _takes_in(get(session, proposal_id))
 
     def _widen(self, proposal_id: int) -> bool:
         """Hosts that joined the proposal during its dry run go in it (one more commit on its
@@ -397,11 +396,11 @@ class Pipeline:
         ctx = self.ctx
         if not any(h.state is HostState.QUEUED for h in hosts_of(ctx.store, proposal_id)):
             return False
-        if not self._takes_in(proposal_id):  # a failed dry run: decided as it is
-            return False
         with ctx.store.session() as session:
             row = get(session, proposal_id)
-            remedy_name, commit = row.remedy, row.commit_sha
+            takes_in, remedy_name, commit = _takes_in(row), row.remedy, row.commit_sha
+        if not takes_in:  # a failed dry run: decided as it is
+            return False
         _sha, catalogue, inventory = ctx.main.view(commit)
         remedy = catalogue.get(remedy_name)
         if remedy is None:
@@ -562,3 +561,10 @@ class _MainPlacement:
                 for name, h in inventory.hosts.items()
             }
         return self._placed.get(host, ())
+
+
+def _takes_in(row: ProposalRow) -> bool:
+    """Not decided yet, and its dry run, if done, passed: a host joining it goes in it."""
+    state = ProposalState(row.state)
+    passed = bool((row.check_summary or {}).get("ok"))
+    return state is ProposalState.PROPOSED or (state is ProposalState.CHECKED and passed)
