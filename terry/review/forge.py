@@ -26,7 +26,7 @@ from __future__ import annotations
 import hashlib
 import threading
 from collections.abc import Iterator, Mapping
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import select, update
@@ -266,12 +266,25 @@ class GitHubReview:
             if pull is None:
                 raise ForgeError(f"proposal {proposal_id}: pull request could not be opened")
             number = pull.number
-        merge_sha = self.forge.merge(
-            number,
-            sha=commit,
-            title=f"Merge {branch} (terry #{proposal_id})",
-            message=merge_trailers(self.store, proposal_id),
-        )
+        try:
+            merge_sha = self.forge.merge(
+                number,
+                sha=commit,
+                title=f"Merge {branch} (terry #{proposal_id})",
+                message=merge_trailers(self.store, proposal_id),
+            )
+        except ForgeError as refused:  # said once per answer: every sync tries again
+            key = "merge " + hashlib.sha256(str(refused).encode()).hexdigest()[:16]
+            with suppress(ForgeError):  # GitHub down: the refusal is what the caller is told
+                self._refuse_once(
+                    proposal_id,
+                    number,
+                    key,
+                    f"GitHub did not merge this: {fenced(str(refused))}\nTerry tries again "
+                    "at every sync; close this pull request or comment `/terry reject "
+                    "<reason>` to give up on it.",
+                )
+            raise
         self._fetch_main()
         transition(
             self.store,

@@ -261,6 +261,11 @@ def _approved_but_not_merged(cli: Cli, fake: FakeGitHub, fingerprint: str) -> tu
     assert "Base branch was modified" in (row.forge_error or ""), row.forge_error
     assert not fake.pulls[row.pr_number]["merged"]
     assert _git(fake.bare, "rev-parse", "main") == main_before
+    said_on_github = [c["body"] for c in fake.comments[row.pr_number]]
+    assert any(
+        b.startswith("GitHub did not merge this:") and "`/terry reject <reason>`" in b
+        for b in said_on_github
+    ), said_on_github
     return pid, row.pr_number
 
 
