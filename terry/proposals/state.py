@@ -97,7 +97,8 @@ TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
     # proposed again: hosts of a storm joined it before its decision (terry.proposals.storm);
     # its commit now covers them too, and it is dry-run again over every host.
     # rejected from checked or approved: its merge conflicts with main as main now is
-    # (terry.steps.record, not_merged); trying again would change nothing
+    # (terry.steps.record, not_merged); from approved also a person giving up on a merge
+    # GitHub refused (terry.steps.review, reject)
     ProposalState.CHECKED: frozenset(
         {
             ProposalState.MERGED,

@@ -495,10 +495,7 @@ class GitHubReview:
             key = "pending " + hashlib.sha256(who.encode()).hexdigest()[:16]
             self._refuse_once(proposal_id, number, key, f"Not merged yet: {pending}")
             return f"approved by {who} for some tenants: {pending}"
-        self.forge.comment(number, f"Approved by {who}: merged; applying now.")
-        actions.apply(proposal_id, actor=who)
-        self._report(proposal_id, number)
-        return f"approved by {who}: merged and applied"
+        return self._apply_merged(proposal_id, number, who, actions, "merged")
 
     def _merge_again(
         self, proposal_id: int, number: int, commit: str, actions: ReviewActions
@@ -511,10 +508,16 @@ class GitHubReview:
         with self.store.session() as session:
             who = get(session, proposal_id).approved_by or "terry"
         actions.merge_approved(proposal_id, actor=who, reason=f"approved by {who}; merged again")
-        self.forge.comment(number, f"Approved by {who}: merged on a second try; applying now.")
+        return self._apply_merged(proposal_id, number, who, actions, "merged on a second try")
+
+    def _apply_merged(
+        self, proposal_id: int, number: int, who: str, actions: ReviewActions, how: str
+    ) -> str:
+        """Say on the pull request that ``who``'s approval merged it, apply, report."""
+        self.forge.comment(number, f"Approved by {who}: {how}; applying now.")
         actions.apply(proposal_id, actor=who)
         self._report(proposal_id, number)
-        return f"approved by {who}: merged on a second try and applied"
+        return f"approved by {who}: {how} and applied"
 
     def _merged_by_person(
         self,
