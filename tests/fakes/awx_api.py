@@ -112,6 +112,9 @@ class FakeAWX(LocalServer):
         self.allow_jinja = "template"
         self.settings_readable = True
         self.page_size = 4
+        # AWX filters a list by any field it is given (?name=); a proxy or an older server
+        # in front of it may not: False answers every template, whatever the query
+        self.filters_names = True
         self.event_lag = 1
         self.requests: list[dict[str, Any]] = []
         self.project_updates: dict[int, int] = {}
@@ -172,7 +175,7 @@ class FakeAWX(LocalServer):
         found = [
             {"id": t.id, "name": t.name, "project": t.project, "playbook": t.playbook}
             for t in self.templates.values()
-            if name is None or t.name == name
+            if name is None or t.name == name or not self.filters_names
         ]
         return self._page(request, found)
 

@@ -201,14 +201,20 @@ class AWXClient:
 
     # -- job templates ---------------------------------------------------------------------
     def template(self, name: str) -> Template:
-        found = list(self.pages(f"/api/v2/job_templates/?name={quote(name)}"))
+        # the filter is AWX's; the exact name is checked here too, so a server (or a proxy)
+        # that ignores the query can never hand over another template
+        found = [
+            t
+            for t in self.pages(f"/api/v2/job_templates/?name={quote(name)}")
+            if t.get("name") == name
+        ]
         if not found:
             raise AWXError(f"AWX has no job template named {name!r} (or the token may not see it)")
         body = found[0]
         project = body.get("project")
         return Template(
             id=int(body["id"]),
-            name=str(body.get("name") or name),
+            name=name,
             project=int(project) if isinstance(project, int) else None,
             playbook=str(body.get("playbook") or ""),
         )
