@@ -350,6 +350,11 @@ class Repo:
         self._sync_worktree(old, merged)
         return merged
 
+    def check_merge(self, commit: str, *, branch: str) -> None:
+        """MergeConflict naming the paths when ``commit`` (of ``branch``) cannot be merged
+        into main as main now is; nothing is written."""
+        self._merge_tree(branch, self.head(), self.head(commit))
+
     def _merge_tree(self, branch: str, ours: str, theirs: str) -> str:
         """The tree of merging ``theirs`` into ``ours``; MergeConflict naming the paths both
         changed when git cannot merge them by itself."""

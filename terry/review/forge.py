@@ -33,7 +33,7 @@ from sqlalchemy import select, update
 
 from terry.access import Action, Decision
 from terry.context import Context
-from terry.errors import ForgeError, StateError, TerryError
+from terry.errors import ForgeError, GitError, MergeConflict, StateError, TerryError
 from terry.forges.body import ReviewPacket, fenced, pr_body, pr_title
 from terry.forges.commands import Command, Verb, parse_command
 from terry.forges.tasks import planned_tasks
@@ -273,7 +273,12 @@ class GitHubReview:
                 title=f"Merge {branch} (terry #{proposal_id})",
                 message=merge_trailers(self.store, proposal_id),
             )
-        except ForgeError as refused:  # said once per answer: every sync tries again
+        except ForgeError as refused:
+            conflict = self._conflict(branch, commit)
+            if conflict is not None:  # it never will merge: rejected (by the caller), closed
+                self._close_conflicted(proposal_id, number, conflict)
+                raise conflict from refused
+            # said once per answer: every sync tries again
             key = "merge " + hashlib.sha256(str(refused).encode()).hexdigest()[:16]
             with suppress(ForgeError):  # GitHub down: the refusal is what the caller is told
                 self._refuse_once(
@@ -297,6 +302,36 @@ class GitHubReview:
         )
         self.reporter.step(proposal_id, f"merged #{number} into {self.config.main_branch}")
         return merge_sha
+
+    def _conflict(self, branch: str, commit: str) -> MergeConflict | None:
+        """Whether GitHub refused the merge because the checked commit conflicts with main
+        as main now is on GitHub. GitHub's 405 does not tell a conflict from a branch
+        protection (and its ``mergeable_state`` is computed lazily), so git answers it here:
+        the forge's main fetched, then merged in memory. None: no conflict, or it could
+        not be told (GitHub down): a later sync tries the merge again."""
+        try:
+            self._fetch_main()
+            self.repo.check_merge(commit, branch=branch)
+        except MergeConflict as conflict:
+            return conflict
+        except (GitError, ForgeError):
+            return None
+        return None
+
+    def _close_conflicted(self, proposal_id: int, number: int, conflict: MergeConflict) -> None:
+        """Say why on the pull request and close it: nothing a person does there can merge
+        the commit Terry checked (a new commit on its branch would not be that commit)."""
+        self._set(proposal_id, forge_state="closed")
+        main = self.config.main_branch
+        with suppress(ForgeError):  # the proposal is rejected whatever GitHub answers now
+            self.forge.comment(
+                number,
+                f"Not merged: {main} changed these files since this branch was made, and "
+                f"the two changes conflict:{fenced(chr(10).join(conflict.paths))}Terry "
+                "rejected this proposal and closes the pull request; the change can be "
+                f"proposed again from {main} as it now is.",
+            )
+            self.forge.close(number)
 
     # -- what people did on the pull request ------------------------------------------------
     def reconcile(self, proposal_id: int, actions: ReviewActions) -> Reconciled:
@@ -325,6 +360,8 @@ class GitHubReview:
             elif number is not None:
                 try:
                     self._reconcile_pull(proposal_id, number, notes, actions)
+                except MergeConflict as exc:  # rejected, its pull request closed
+                    notes.append(f"not merged: {exc}")
                 except ForgeError as exc:
                     self._set(proposal_id, forge_error=str(exc))
                     error = str(exc)

@@ -303,6 +303,43 @@ def test_an_approval_github_will_not_merge_can_be_given_up(
     assert not fake.pulls[number]["merged"]
 
 
+def test_a_pull_request_that_conflicts_with_main_is_rejected_and_closed(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    """Two edits of one line, each a pull request; the first merged. GitHub will never merge
+    the second (405): Terry tells the conflict from a refusal worth trying again, rejects
+    it, says which file on the pull request and closes it, instead of trying at every sync."""
+    cli, fake = world
+    ids = []
+    for tier in ("edge", "core"):
+        proposed = cli.json("inventory", "set", "web-02", f"terry_labels.tier={tier}")
+        assert proposed["state"] == "awaiting_review", proposed
+        ids.append(proposed["proposal_id"])
+    first, second = (_row(cli, i) for i in ids)
+    assert first.pr_number is not None and second.pr_number is not None
+    fake.review(first.pr_number, "alice", "APPROVED", commit_id=first.commit_sha)
+    assert _sync(cli, first.id)["state"] == "verified"
+    main_before = _git(fake.bare, "rev-parse", "main")
+    hosts = "inventories/example/hosts.yml"
+
+    fake.review(second.pr_number, "alice", "APPROVED", commit_id=second.commit_sha)
+    done = cli("sync", "--proposal", str(second.id))
+
+    assert done.exit_code == 0, done.stdout + done.stderr
+    row = _row(cli, second.id)
+    assert (row.state, row.forge_state) == ("rejected", "closed"), (row.state, row.forge_state)
+    assert row.outcome == f"not merged: main changed {hosts} since its branch was made"
+    pull = fake.pulls[second.pr_number]
+    assert pull["state"] == "closed" and not pull["merged"]
+    [said] = [c["body"] for c in fake.comments[second.pr_number] if "Not merged" in c["body"]]
+    assert "the two changes conflict" in said and hosts in said, said
+    assert _git(fake.bare, "rev-parse", "main") == main_before
+    assert "tier: edge" in _git(fake.bare, "show", f"main:{hosts}")
+    assert second.id not in [r["proposal_id"] for r in cli.json("sync")]  # nothing to retry
+    incident = cli.json("incidents", "show", str(row.incident_id))["incident"]
+    assert incident["attention"].startswith(f"proposal {second.id} was not merged")
+
+
 def test_github_down_leaves_the_proposal_waiting_and_sync_publishes_it(
     world: tuple[Cli, FakeGitHub],
 ) -> None:
