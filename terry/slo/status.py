@@ -1,8 +1,9 @@
 """Each SLO's budget now, from Prometheus: one instant query per window.
 
-The error ratio over the SLO's period gives the SLI and the budget left; the ratios over the
-workbook's windows (1h, 5m, 6h, 30m) give the burn rates. The queries are the spec's own
-(``SLO.error_ratio_query``), so no recording rule needs to be loaded for Terry to read them.
+The error ratio over the SLO's period (a calendar-aligned one: since its current period
+began) gives the SLI and the budget left; the ratios over the workbook's windows (1h, 5m, 6h,
+30m) give the burn rates. The queries are the spec's own (``SLO.error_ratio_query``), so no
+recording rule needs to be loaded for Terry to read them.
 
 Unknown is not healthy: a query Prometheus refuses, an empty or NaN answer (no traffic), or
 a Prometheus that cannot be reached leaves the figure ``None`` and the state ``unknown``,
@@ -13,6 +14,7 @@ queries are not tried (the gate asks with a short timeout and must not wait five
 from __future__ import annotations
 
 import math
+import time
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -99,6 +101,15 @@ def _unknown(slo: SLO, error: str) -> SLOStatus:
     )
 
 
+def _period(slo: SLO, override: float | None, at: float | None) -> tuple[float, float]:
+    """(the period's length, the span to read the SLI over): ``override`` when given, else the
+    SLO's window, or for a calendar-aligned one its current period and the time since it
+    began."""
+    if override:
+        return override, override
+    return slo.period_at(time.time() if at is None else at)
+
+
 def read_status(
     slos: Sequence[SLO],
     prom: str | PrometheusConfig | None,
@@ -109,7 +120,7 @@ def read_status(
 ) -> list[SLOStatus]:
     """Every SLO's budget as Prometheus (``prom``: its configuration or URL) says now (or
     at ``at``, epoch seconds). ``period_seconds`` overrides the specs' periods
-    (``terry slo status --period``)."""
+    (``terry slo status --period``); a calendar-aligned period is read from its start."""
     if not slos:
         return []
     if not prometheus_url(prom):
@@ -119,10 +130,10 @@ def read_status(
     out: list[SLOStatus] = []
     try:
         for n, slo in enumerate(slos):
-            period = period_seconds or slo.period_seconds
+            period, span = _period(slo, period_seconds, at)
             errors: list[str] = []
             try:
-                ratio, why = client.ratio(slo.error_ratio_query(prom_duration(period)), at)
+                ratio, why = client.ratio(slo.error_ratio_query(prom_duration(span)), at)
                 errors += [why] if why else []
                 windows: dict[str, float | None] = {}
                 for window in WINDOWS:

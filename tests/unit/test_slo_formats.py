@@ -1,0 +1,847 @@
+"""Specs as people copy them from the Sloth and OpenSLO documentation (re-created here, in
+the shapes those examples have): every valid one reads as written, every one Terry does not
+support says so, naming the file and the field."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from pathlib import Path
+
+import pytest
+
+from terry.errors import ConfigError
+from terry.slo.spec import DEFAULT_PERIOD, MIN_ELAPSED, load_slos, parse_text
+
+pytestmark = pytest.mark.unit
+
+DAY = 86400.0
+
+
+def _refused(text: str, message: str, source: str = "slos/x.yml: ") -> str:
+    """The ConfigError reading ``text`` raises, which names the file and says ``message``."""
+    with pytest.raises(ConfigError) as caught:
+        parse_text(text, "slos/x.yml")
+    assert str(caught.value).startswith(f"{source}{message}"), str(caught.value)
+    return str(caught.value)
+
+
+# -- Sloth prometheus/v1 -------------------------------------------------------------------
+
+# Sloth's getting-started.yml: one service, one events SLO, labels quoted, an alerting block.
+SLOTH_GETTING_STARTED = """
+version: "prometheus/v1"
+service: "myservice"
+labels:
+  owner: "myteam"
+  repo: "myorg/myservice"
+  tier: "2"
+slos:
+  # 5xx and 429 are errors
+  - name: "requests-availability"
+    objective: 99.9
+    description: "Availability of the HTTP responses."
+    sli:
+      events:
+        error_query: sum(rate(http_request_duration_seconds_count{job="myservice",code=~"(5..|429)"}[{{.window}}]))
+        total_query: sum(rate(http_request_duration_seconds_count{job="myservice"}[{{.window}}]))
+    alerting:
+      name: MyServiceHighErrorRate
+      labels:
+        category: "availability"
+      annotations:
+        summary: "High error rate on 'myservice' responses"
+      page_alert:
+        labels:
+          severity: pageteam
+          routing_key: myteam
+      ticket_alert:
+        labels:
+          severity: "slack"
+          slack_channel: "#alerts-myteam"
+"""  # noqa: E501
+
+ERRORS_5M = 'sum(rate(http_request_duration_seconds_count{job="myservice",code=~"(5..|429)"}[5m]))'
+TOTAL_5M = 'sum(rate(http_request_duration_seconds_count{job="myservice"}[5m]))'
+
+
+def test_sloth_getting_started() -> None:
+    [slo] = parse_text(SLOTH_GETTING_STARTED, "slos/myservice.yml")
+    assert (slo.service, slo.name, slo.format) == ("myservice", "requests-availability", "sloth")
+    assert slo.objective == 99.9 and slo.budget_fraction == pytest.approx(0.001)
+    assert slo.period_seconds == DEFAULT_PERIOD == 30 * DAY and slo.calendar is None
+    assert slo.description == "Availability of the HTTP responses."
+    assert slo.labels == {"owner": "myteam", "repo": "myorg/myservice", "tier": "2"}
+    assert slo.error_ratio_query("5m") == f"sum(({ERRORS_5M}) or vector(0)) / sum({TOTAL_5M})"
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [
+        ("objective: 99.9", 'objective: "99.9"'),  # a string
+        ("objective: 99.9", "objective: '99.90'"),
+        ("[{{.window}}]))\n        total", "[{{ .window }}]))\n        total"),  # Go spacing
+        ("[{{.window}}]))\n    alerting", "[{{ .window}}]))\n    alerting"),
+        ('tier: "2"', "tier: 2"),  # an unquoted number: the label is still "2"
+    ],
+)
+def test_sloth_spellings_read_the_same(before: str, after: str) -> None:
+    text = SLOTH_GETTING_STARTED.replace(before, after)
+    assert text != SLOTH_GETTING_STARTED
+    [slo] = parse_text(text, "slos/myservice.yml")
+    assert slo.objective == 99.9 and slo.labels["tier"] == "2"
+    assert slo.error_ratio_query("5m") == f"sum(({ERRORS_5M}) or vector(0)) / sum({TOTAL_5M})"
+
+
+# Sloth's home-wifi.yml: two SLOs in one file, subqueries, `OR on() vector(0)` in the query.
+SLOTH_HOME_WIFI = """
+# the wifi at home
+version: "prometheus/v1"
+service: "home-wifi"
+labels:
+  cluster: "valhalla"
+  component: "ubiquiti"
+  context: "home"
+slos:
+  - name: "good-wifi-client-satisfaction"
+    objective: 95
+    description: "Warns that the wifi at home is not good."
+    sli:
+      events:
+        error_query: sum_over_time((count(unifipoller_client_satisfaction_ratio < 0.75))[{{.window}}:]) OR on() vector(0)
+        total_query: sum_over_time((count(unifipoller_client_satisfaction_ratio))[{{.window}}:])
+    alerting:
+      name: GoodWifiClientSatisfaction
+      page_alert:
+        labels:
+          severity: home
+      ticket_alert:
+        labels:
+          severity: warning
+
+  - name: "risk-wifi-client-satisfaction"
+    objective: 99.9
+    description: "Warns that something is very wrong with the wifi at home."
+    sli:
+      events:
+        error_query: sum_over_time((count(unifipoller_client_satisfaction_ratio < 0.5))[{{.window}}:]) OR on() vector(0)
+        total_query: sum_over_time((count(unifipoller_client_satisfaction_ratio))[{{.window}}:])
+    alerting:
+      name: RiskWifiClientSatisfaction
+      page_alert:
+        labels:
+          severity: home
+      ticket_alert:
+        labels:
+          severity: warning
+"""  # noqa: E501
+
+
+def test_sloth_home_wifi_two_slos_in_one_file() -> None:
+    good, risk = parse_text(SLOTH_HOME_WIFI, "slos/home-wifi.yml")
+    assert [(s.name, s.objective) for s in (good, risk)] == [
+        ("good-wifi-client-satisfaction", 95.0),
+        ("risk-wifi-client-satisfaction", 99.9),
+    ]
+    assert (
+        good.labels
+        == risk.labels
+        == {
+            "cluster": "valhalla",
+            "component": "ubiquiti",
+            "context": "home",
+        }
+    )
+    assert risk.error_ratio_query("1h") == (
+        "sum((sum_over_time((count(unifipoller_client_satisfaction_ratio < 0.5))[1h:]) "
+        "OR on() vector(0)) or vector(0)) "
+        "/ sum(sum_over_time((count(unifipoller_client_satisfaction_ratio))[1h:]))"
+    )
+
+
+# Sloth's raw-home-wifi.yml: a raw error ratio written as a block over several lines.
+SLOTH_RAW_HOME_WIFI = """
+version: "prometheus/v1"
+service: "home-wifi"
+labels:
+  cluster: "valhalla"
+slos:
+  - name: "wifi-client-satisfaction"
+    objective: 95
+    description: "The average satisfaction of the wifi connections."
+    sli:
+      raw:
+        # one minus the average satisfaction is the error ratio
+        error_ratio_query: |
+          1 - (
+            sum(sum_over_time(unifipoller_client_satisfaction_ratio[{{.window}}]))
+            /
+            sum(count_over_time(unifipoller_client_satisfaction_ratio[{{.window}}]))
+          )
+    alerting:
+      name: WifiClientSatisfaction
+      page_alert:
+        labels:
+          severity: home
+"""
+
+
+def test_sloth_raw_error_ratio() -> None:
+    [slo] = parse_text(SLOTH_RAW_HOME_WIFI, "slos/home-wifi.yml")
+    assert slo.total is None and slo.objective == 95.0 and slo.period_seconds == 30 * DAY
+    query = slo.error_ratio_query("30m")
+    assert query.startswith("sum(1 - (\n") and query.endswith(")\n))")
+    assert "sum(sum_over_time(unifipoller_client_satisfaction_ratio[30m]))" in query
+    assert "sum(count_over_time(unifipoller_client_satisfaction_ratio[30m]))" in query
+    assert "{{" not in query
+
+
+# Sloth's multifile.yml: two services, one document each, the same SLO name in both.
+SLOTH_MULTIFILE = f"""---
+{SLOTH_GETTING_STARTED}
+---
+version: "prometheus/v1"
+service: "myservice2"
+labels:
+  owner: "myteam2"
+  tier: "1"
+slos:
+  - name: "requests-availability"
+    objective: 99.99
+    sli:
+      events:
+        error_query: sum(rate(http_request_duration_seconds_count{{job="myservice",code=~"(5..|429)"}}[{{{{.window}}}}]))
+        total_query: sum(rate(http_request_duration_seconds_count{{job="myservice"}}[{{{{.window}}}}]))
+    alerting:
+      name: MyServiceHighErrorRate
+"""  # noqa: E501
+
+
+def test_sloth_multifile(tmp_path: Path) -> None:
+    (tmp_path / "slos").mkdir()
+    (tmp_path / "slos" / "multifile.yml").write_text(SLOTH_MULTIFILE)
+    one, two = load_slos(tmp_path)
+    assert [(s.key, s.objective, s.labels["owner"]) for s in (one, two)] == [
+        ("myservice/requests-availability", 99.9, "myteam"),
+        ("myservice2/requests-availability", 99.99, "myteam2"),
+    ]
+    assert two.budget_fraction == pytest.approx(0.0001)
+    assert two.error_ratio_query("5m") == one.error_ratio_query("5m")
+
+
+# Sloth's no-alerts.yml and kubernetes-apiserver.yml: block queries, SLO-level labels.
+SLOTH_BLOCKS = """
+version: "prometheus/v1"
+service: "k8s-apiserver"
+labels:
+  cluster: "valhalla"
+  component: "kubernetes"
+slos:
+  - name: "requests-latency"
+    objective: 99
+    labels:
+      category: latency
+    sli:
+      events:
+        error_query: |
+          (
+            sum(rate(apiserver_request_duration_seconds_count{verb!="WATCH"}[{{.window}}]))
+            -
+            sum(rate(apiserver_request_duration_seconds_bucket{le="0.4",verb!="WATCH"}[{{.window}}]))
+          )
+        total_query: sum(rate(apiserver_request_duration_seconds_count{verb!="WATCH"}[{{.window}}]))
+    alerting:
+      page_alert:
+        disable: true
+      ticket_alert:
+        disable: true
+"""
+
+
+def test_sloth_block_queries_and_slo_labels() -> None:
+    [slo] = parse_text(SLOTH_BLOCKS, "slos/k8s.yml")
+    assert slo.objective == 99.0
+    assert slo.labels == {"cluster": "valhalla", "component": "kubernetes", "category": "latency"}
+    assert slo.errors.startswith("(\n  sum(rate(") and slo.errors.endswith(")")
+    query = slo.error_ratio_query("6h")
+    assert '{le="0.4",verb!="WATCH"}[6h]' in query and "{{" not in query
+    assert query.endswith(
+        '/ sum(sum(rate(apiserver_request_duration_seconds_count{verb!="WATCH"}[6h])))'
+    )
+
+
+def test_sloth_sli_plugins_are_refused_by_name() -> None:
+    # Sloth's plugin-getting-started.yml
+    text = SLOTH_GETTING_STARTED.replace(
+        "      events:\n        error_query: sum(rate(http_request_duration_seconds_count"
+        '{job="myservice",code=~"(5..|429)"}[{{.window}}]))\n        total_query: '
+        'sum(rate(http_request_duration_seconds_count{job="myservice"}[{{.window}}]))\n',
+        "      plugin:\n        id: getting_started_availability\n        options:\n"
+        '          job: myservice\n          filter: f1="v1"\n',
+    )
+    assert "plugin:" in text
+    message = _refused(text, "slos[0].sli.plugin: SLI plugins are Sloth's own")
+    assert "getting_started_availability" in message and "sli.events" in message
+
+
+def test_sloth_events_and_raw_together_are_refused() -> None:
+    text = SLOTH_GETTING_STARTED.replace(
+        "    alerting:", "      raw: {error_ratio_query: 'x[{{.window}}]'}\n    alerting:"
+    )
+    _refused(text, "slos[0].sli: give events or raw, not both")
+
+
+def test_sloth_kubernetes_resource_is_refused_not_skipped() -> None:
+    text = """
+apiVersion: sloth.slok.dev/v1
+kind: PrometheusServiceLevel
+metadata: {name: sloth-slo-my-service, namespace: monitoring}
+spec:
+  service: myservice
+  slos:
+    - name: requests-availability
+      objective: 99.9
+      sli:
+        events:
+          errorQuery: sum(rate(x{code=~"5.."}[{{.window}}]))
+          totalQuery: sum(rate(x[{{.window}}]))
+"""
+    message = _refused(text, "apiVersion: sloth.slok.dev/v1 (PrometheusServiceLevel)")
+    assert "version: prometheus/v1" in message
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        ("objective: 99.9", "objective: 100", "slos[0].objective: Input should be less than 100"),
+        ("objective: 99.9", "objective: 99.9%", "slos[0].objective: Input should be a valid"),
+        (
+            "[{{.window}}]))\n        total",
+            "[5m]))\n        total",
+            "slos[0].sli.events.error_query: the query must say where the range goes",
+        ),
+        ('"prometheus/v1"', '"prometheus/v2"', "version: Input should be 'prometheus/v1'"),
+    ],
+)
+def test_sloth_mistakes(before: str, after: str, message: str) -> None:
+    _refused(SLOTH_GETTING_STARTED.replace(before, after), message)
+
+
+# -- OpenSLO v1 ----------------------------------------------------------------------------
+
+# The README's SLO with an inline indicator (its metric source made Prometheus), in a file
+# that also holds a Service document.
+OPENSLO_INLINE = """
+apiVersion: openslo/v1
+kind: Service
+metadata:
+  name: foo
+  displayName: Foo
+spec:
+  description: The foo service
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: foo-slo
+  displayName: Foo SLO
+  labels:
+    organization: acme
+    team:
+      - identity
+      - rbac
+spec:
+  service: foo
+  indicator:
+    metadata:
+      name: foo-error
+      displayName: Foo Error
+    spec:
+      ratioMetric:
+        counter: true
+        good:
+          metricSource:
+            type: Prometheus
+            spec:
+              query: http_requests_total{service="foo",code!~"5.."}
+        total:
+          metricSource:
+            type: Prometheus
+            spec:
+              query: http_requests_total{service="foo"}
+  timeWindow:
+    - duration: 28d
+      isRolling: true
+  budgetingMethod: Occurrences
+  objectives:
+    - displayName: Foo Total Errors
+      target: 0.98
+"""
+
+FOO_GOOD_1H = 'sum(rate(http_requests_total{service="foo",code!~"5.."}[1h]))'
+FOO_TOTAL_1H = 'sum(rate(http_requests_total{service="foo"}[1h]))'
+
+
+def test_openslo_inline_indicator_with_a_service_document() -> None:
+    [slo] = parse_text(OPENSLO_INLINE, "slos/foo.yml")
+    assert (slo.service, slo.name, slo.format) == ("foo", "foo-slo", "openslo")
+    assert slo.objective == 98.0 and slo.budget_fraction == pytest.approx(0.02)
+    assert slo.period_seconds == 28 * DAY and slo.calendar is None
+    assert slo.description == "Foo SLO"  # metadata.displayName, without spec.description
+    assert slo.labels == {"organization": "acme", "team": "identity,rbac"}
+    assert slo.good
+    assert slo.error_ratio_query("1h") == (
+        f"1 - sum(({FOO_GOOD_1H}) or vector(0)) / sum({FOO_TOTAL_1H})"
+    )
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "objective"),
+    [
+        ("target: 0.98", "targetPercent: 98", 98.0),
+        ("target: 0.98", "targetPercent: 99.95", 99.95),
+        ("target: 0.98", "target: 0.9995", 99.95),
+        ("target: 0.98", "target: 0.999", 99.9),
+    ],
+)
+def test_openslo_target_and_target_percent(before: str, after: str, objective: float) -> None:
+    [slo] = parse_text(OPENSLO_INLINE.replace(before, after), "slos/foo.yml")
+    assert slo.objective == objective
+
+
+@pytest.mark.parametrize(
+    ("window", "seconds"),
+    [
+        ("    - duration: 2w\n      isRolling: true\n", 14 * DAY),
+        ("    - duration: 7d\n", 7 * DAY),  # isRolling omitted, no calendar: rolling
+        ("    - duration: 12h\n      isRolling: true\n", 12 * 3600.0),
+        ("", DEFAULT_PERIOD),
+    ],
+)
+def test_openslo_rolling_windows(window: str, seconds: float) -> None:
+    text = OPENSLO_INLINE.replace("    - duration: 28d\n      isRolling: true\n", window)
+    if not window:
+        text = text.replace("  timeWindow:\n", "")
+    [slo] = parse_text(text, "slos/foo.yml")
+    assert slo.period_seconds == seconds and slo.calendar is None
+    assert slo.period_at(1e9) == (seconds, seconds)
+
+
+def test_openslo_counter_false_sums_the_values() -> None:
+    [slo] = parse_text(OPENSLO_INLINE.replace("counter: true", "counter: false"), "slos/f.yml")
+    assert slo.error_ratio_query("5m") == (
+        '1 - sum((sum(sum_over_time(http_requests_total{service="foo",code!~"5.."}[5m]))) '
+        'or vector(0)) / sum(sum(sum_over_time(http_requests_total{service="foo"}[5m])))'
+    )
+
+
+def test_openslo_several_objectives_are_several_slos() -> None:
+    text = OPENSLO_INLINE.replace(
+        "    - displayName: Foo Total Errors\n      target: 0.98\n",
+        "    - displayName: Foo Total Errors\n      target: 0.98\n"
+        "    - displayName: Bar Total Errors\n      targetPercent: 99.99\n",
+    )
+    first, second = parse_text(text, "slos/foo.yml")
+    assert [(s.name, s.objective) for s in (first, second)] == [
+        ("foo-slo-0", 98.0),
+        ("foo-slo-1", 99.99),
+    ]
+    assert first.description == "Foo SLO (Foo Total Errors)"
+    assert first.error_ratio_query("5m") == second.error_ratio_query("5m")
+
+
+# An SLI document, a DataSource named by metricSourceRef (no type), an SLO by indicatorRef.
+OPENSLO_REFS = """
+apiVersion: openslo/v1
+kind: DataSource
+metadata:
+  name: prometheus-datasource
+spec:
+  type: Prometheus
+  connectionDetails:
+    url: http://prometheus:9090
+---
+apiVersion: openslo/v1
+kind: SLI
+metadata:
+  name: search-errors
+  displayName: Search errors
+spec:
+  description: Server errors among search requests
+  ratioMetric:
+    counter: true
+    bad:
+      metricSource:
+        metricSourceRef: prometheus-datasource
+        spec:
+          query: sum(increase(http_requests_total{service="search",code=~"5.."}[{{ .window }}]))
+    total:
+      metricSource:
+        metricSourceRef: prometheus-datasource
+        type: Prometheus
+        spec:
+          query: sum(increase(http_requests_total{service="search"}[{{.window}}]))
+---
+apiVersion: openslo/v1
+kind: SLO
+metadata:
+  name: search-availability
+spec:
+  description: Search answers without server errors
+  service: search
+  indicatorRef: search-errors
+  timeWindow:
+    - duration: 1w
+      isRolling: true
+  budgetingMethod: Occurrences
+  objectives:
+    - targetPercent: 99.5
+"""
+
+
+def test_openslo_indicator_ref_and_datasource_ref() -> None:
+    [slo] = parse_text(OPENSLO_REFS, "slos/search.yml")
+    assert (slo.name, slo.objective, slo.period_seconds) == ("search-availability", 99.5, 7 * DAY)
+    assert not slo.good and slo.description == "Search answers without server errors"
+    assert slo.error_ratio_query("30m") == (
+        'sum((sum(increase(http_requests_total{service="search",code=~"5.."}[30m]))) '
+        'or vector(0)) / sum(sum(increase(http_requests_total{service="search"}[30m])))'
+    )
+
+
+def test_openslo_references_across_files(tmp_path: Path) -> None:
+    sli, slo = OPENSLO_REFS.rsplit("---", 1)
+    (tmp_path / "slos" / "shared").mkdir(parents=True)
+    (tmp_path / "slos" / "shared" / "indicators.yaml").write_text(sli)
+    (tmp_path / "slos" / "search.yml").write_text(slo)
+    [read] = load_slos(tmp_path)
+    assert read.source == "slos/search.yml" and read.total is not None
+
+
+def test_openslo_composite_objectives_with_their_own_indicators() -> None:
+    text = OPENSLO_REFS.replace("  indicatorRef: search-errors\n", "").replace(
+        "    - targetPercent: 99.5\n",
+        "    - displayName: errors\n      targetPercent: 99.5\n"
+        "      indicatorRef: search-errors\n"
+        "    - displayName: latency\n      target: 0.9\n      compositeWeight: 2\n"
+        "      indicator:\n        metadata: {name: search-fast}\n        spec:\n"
+        "          ratioMetric:\n            good:\n              metricSource:\n"
+        "                type: Prometheus\n                spec: {query: 'fast_total'}\n"
+        "            total:\n              metricSource:\n"
+        "                type: Prometheus\n                spec: {query: 'all_total'}\n",
+    )
+    errors, latency = parse_text(text, "slos/search.yml")
+    assert (errors.name, errors.objective, errors.good) == ("search-availability-0", 99.5, False)
+    assert (latency.name, latency.objective, latency.good) == ("search-availability-1", 90.0, True)
+    assert latency.error_ratio_query("5m") == (
+        "1 - sum((sum(rate(fast_total[5m]))) or vector(0)) / sum(sum(rate(all_total[5m])))"
+    )
+
+
+RAW = """
+apiVersion: openslo/v1
+kind: SLO
+metadata: {name: ledger-writes}
+spec:
+  service: ledger
+  budgetingMethod: Occurrences
+  objectives: [{target: 0.995}]
+  indicator:
+    spec:
+      ratioMetric:
+        rawType: success
+        raw:
+          metricSource:
+            type: Prometheus
+            spec: {query: 'slo:ledger_success:ratio'}
+"""
+
+
+def test_openslo_raw_success_ratio() -> None:
+    [slo] = parse_text(RAW, "slos/ledger.yml")
+    assert slo.total is None and slo.objective == 99.5
+    assert slo.error_ratio_query("5m") == (
+        "sum(1 - (avg(avg_over_time(slo:ledger_success:ratio[5m]))))"
+    )
+
+
+# -- calendar-aligned windows --------------------------------------------------------------
+
+CALENDAR = OPENSLO_INLINE.replace(
+    "    - duration: 28d\n      isRolling: true\n",
+    "    - duration: 1M\n      calendar:\n        startTime: 2022-01-01 00:00:00\n"
+    "        timeZone: America/New_York\n      isRolling: false\n",
+)
+
+
+def _at(text: str) -> float:
+    return datetime.fromisoformat(text).replace(tzinfo=UTC).timestamp()
+
+
+def test_openslo_calendar_month() -> None:
+    [slo] = parse_text(CALENDAR, "slos/foo.yml")
+    assert slo.calendar is not None and slo.period_seconds == 30 * DAY  # nominal
+    # mid-March 2024: the period began on 1 March, 00:00 in New York (05:00 UTC), and
+    # ends on 1 April, 00:00 there (04:00 UTC: summer time began in between)
+    assert slo.calendar.bounds(_at("2024-03-15T12:00:00")) == (
+        _at("2024-03-01T05:00:00"),
+        _at("2024-04-01T04:00:00"),
+    )
+    length, elapsed = slo.period_at(_at("2024-03-15T12:00:00"))
+    assert length == 31 * DAY - 3600
+    assert elapsed == (14 * DAY + 7 * 3600)
+    # just after the period began, the SLI is read over MIN_ELAPSED
+    assert slo.period_at(_at("2024-03-01T05:00:10")) == (31 * DAY - 3600, MIN_ELAPSED)
+
+
+@pytest.mark.parametrize(
+    ("duration", "start", "at", "bounds"),
+    [
+        ("1w", "2022-01-03 00:00:00", "2024-03-14T10:00:00", ("2024-03-11", "2024-03-18")),
+        ("1Q", "2022-01-01 00:00:00", "2024-05-20T00:00:00", ("2024-04-01", "2024-07-01")),
+        ("1Y", "2022-01-01 00:00:00", "2024-05-20T00:00:00", ("2024-01-01", "2025-01-01")),
+        ("1M", "'2022-01-31'", "2024-02-28T23:00:00", ("2024-01-31", "2024-02-29")),
+        ("1M", "'2022-01-31'", "2024-03-01T00:00:00", ("2024-02-29", "2024-03-31")),
+    ],
+)
+def test_openslo_calendar_periods_in_utc(
+    duration: str, start: str, at: str, bounds: tuple[str, str]
+) -> None:
+    text = CALENDAR.replace("duration: 1M", f"duration: {duration}")
+    text = text.replace("2022-01-01 00:00:00", start).replace("America/New_York", "UTC")
+    [slo] = parse_text(text, "slos/foo.yml")
+    assert slo.calendar is not None
+    assert slo.calendar.bounds(_at(at)) == (_at(bounds[0]), _at(bounds[1]))
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        ("isRolling: false", "isRolling: true", "spec.timeWindow[0]: a window rolls"),
+        ("America/New_York", "Mars/Olympus", "spec.timeWindow[0].calendar.timeZone: 'Mars/"),
+        ("2022-01-01 00:00:00", "'soon'", "spec.timeWindow[0].calendar.startTime: write a"),
+        ("duration: 1M", "duration: 1 month", "spec.timeWindow[0].duration: '1 month' is not"),
+    ],
+)
+def test_openslo_calendar_mistakes(before: str, after: str, message: str) -> None:
+    _refused(CALENDAR.replace(before, after), message)
+
+
+def test_openslo_windows_terry_cannot_tell() -> None:
+    rolling_month = OPENSLO_INLINE.replace("duration: 28d", "duration: 1M")
+    _refused(rolling_month, "spec.timeWindow[0].duration: a rolling window of months")
+    no_calendar = OPENSLO_INLINE.replace("isRolling: true", "isRolling: false")
+    _refused(no_calendar, "spec.timeWindow[0]: a calendar-aligned window (isRolling: false)")
+
+
+# -- OpenSLO: what Terry does not support ----------------------------------------------------
+
+# OpenSLO's examples/budgeting-method (metric sources made Prometheus).
+TIMESLICES = OPENSLO_INLINE.replace(
+    "  budgetingMethod: Occurrences\n  objectives:\n"
+    "    - displayName: Foo Total Errors\n      target: 0.98\n",
+    "  budgetingMethod: Timeslices\n  objectives:\n"
+    "    - displayName: Internal objective\n      op: gt\n      target: 0.995\n"
+    "      timeSliceTarget: 0.99\n      timeSliceWindow: 1m\n",
+)
+
+
+@pytest.mark.parametrize("method", ["Timeslices", "RatioTimeslices"])
+def test_openslo_timeslice_budgets_are_refused(method: str) -> None:
+    message = _refused(
+        TIMESLICES.replace("Timeslices", method), "spec.budgetingMethod: Input should be"
+    )
+    assert repr(method) in message and "not supported" in message
+
+
+def test_openslo_threshold_metrics_are_refused() -> None:
+    text = OPENSLO_INLINE.replace(
+        "      ratioMetric:\n        counter: true\n        good:",
+        "      thresholdMetric:\n        metricSource: {type: Prometheus, spec: {query: x}}\n"
+        "      unused:\n        good:",
+    )
+    _refused(text, "spec.indicator.spec.thresholdMetric: Terry reads ratioMetric indicators")
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        (
+            "type: Prometheus\n            spec:\n              query: http_requests_total"
+            '{service="foo"}',
+            "type: Datadog\n            spec:\n              query: sum:trace.http.request"
+            ".hits.by_http_status{*}.as_count()",
+            "spec.indicator.spec.ratioMetric.total.metricSource.type: Terry reads Prometheus",
+        ),
+        (
+            'query: http_requests_total{service="foo"}\n',
+            'query: sum(http_requests_total{service="foo"})\n',
+            "spec.indicator.spec.ratioMetric.total.metricSource.spec.query: without "
+            "{{.window}} the query must be a series selector",
+        ),
+        (
+            "target: 0.98",
+            "target: 0.98\n      targetPercent: 98",
+            "spec.objectives[0]: give exactly one of target and targetPercent",
+        ),
+        ("target: 0.98", "targetPercent: 0.98\n      op: gt", None),
+        ("apiVersion: openslo/v1\nkind: SLO", "apiVersion: openslo/v2alpha\nkind: SLO", None),
+    ],
+)
+def test_openslo_mistakes(before: str, after: str, message: str | None) -> None:
+    text = OPENSLO_INLINE.replace(before, after)
+    assert text != OPENSLO_INLINE
+    if message is None:  # not mistakes: a low target is a target; v2alpha is said clearly
+        if "v2alpha" in after:
+            _refused(text, "apiVersion: Terry reads OpenSLO SLOs of openslo/v1 and")
+        else:
+            assert parse_text(text, "slos/x.yml")[0].objective == 0.98
+        return
+    _refused(text, message)
+
+
+def test_openslo_unknown_refs_are_named() -> None:
+    _refused(
+        OPENSLO_REFS.replace("indicatorRef: search-errors", "indicatorRef: nope"),
+        "spec.indicatorRef: no SLI named 'nope' in slos/",
+    )
+    message = _refused(
+        OPENSLO_REFS.replace(
+            "metricSourceRef: prometheus-datasource\n        spec",
+            "metricSourceRef: gone\n        spec",
+        ),
+        "spec.ratioMetric.bad.metricSource.metricSourceRef: no DataSource",
+        "slos/x.yml (SLI search-errors): ",
+    )
+    assert "'gone'" in message
+    datadog = OPENSLO_REFS.replace(
+        "type: Prometheus\n  connectionDetails", "type: Datadog\n  connectionDetails"
+    )
+    message = _refused(
+        datadog,
+        "spec.ratioMetric.bad.metricSource.metricSourceRef: Terry reads Prometheus metric "
+        "sources only",
+        "slos/x.yml (SLI search-errors): ",
+    )
+    assert message.endswith("not 'Datadog'")
+
+
+# -- OpenSLO v1alpha, as Sloth reads it ------------------------------------------------------
+
+# Sloth's openslo-getting-started.yml
+ALPHA = """
+apiVersion: openslo/v1alpha
+kind: SLO
+metadata:
+  name: sloth-slo-my-service
+  displayName: Requests Availability
+spec:
+  service: my-service
+  description: "Availability of the HTTP responses."
+  budgetingMethod: Occurrences
+  objectives:
+    - ratioMetrics:
+        good:
+          source: prometheus
+          queryType: promql
+          query: sum(rate(http_request_duration_seconds_count{job="myservice",code!~"(5..|429)"}[{{.window}}]))
+        total:
+          source: prometheus
+          queryType: promql
+          query: sum(rate(http_request_duration_seconds_count{job="myservice"}[{{.window}}]))
+      target: 0.999
+  timeWindows:
+    - count: 30
+      unit: Day
+"""  # noqa: E501
+
+
+def test_openslo_v1alpha_getting_started() -> None:
+    [slo] = parse_text(ALPHA, "slos/my-service.yml")
+    assert (slo.service, slo.name, slo.format) == ("my-service", "sloth-slo-my-service", "openslo")
+    assert slo.objective == 99.9 and slo.period_seconds == 30 * DAY and slo.calendar is None
+    assert slo.description == "Availability of the HTTP responses." and slo.good
+    good = 'sum(rate(http_request_duration_seconds_count{job="myservice",code!~"(5..|429)"}[5m]))'
+    assert slo.error_ratio_query("5m") == f"1 - sum(({good}) or vector(0)) / sum({TOTAL_5M})"
+
+
+def test_openslo_v1alpha_several_documents_and_objectives() -> None:
+    # Sloth's openslo-kubernetes-apiserver.yml: its second SLO has two objectives
+    latency = ALPHA.replace("sloth-slo-my-service", "requests-latency-openslo").replace(
+        "    - ratioMetrics:", "    - displayName: fast\n      ratioMetrics:"
+    )
+    strict = latency.split("  objectives:\n")[1].split("  timeWindows:")[0]
+    latency = latency.replace(strict, strict + strict.replace("0.999", "0.99"))
+    text = f"{ALPHA}---{latency}"
+    one, two, three = parse_text(text, "slos/k8s.yml")
+    assert [(s.name, s.objective) for s in (one, two, three)] == [
+        ("sloth-slo-my-service", 99.9),
+        ("requests-latency-openslo-0", 99.9),
+        ("requests-latency-openslo-1", 99.0),
+    ]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        ("source: prometheus", "source: datadog", "spec.objectives[0].ratioMetrics.good.source:"),
+        ("unit: Day", "unit: Fortnight", "spec.timeWindows[0].unit: 'Fortnight' is not a unit"),
+        ("unit: Day", "unit: Month", "spec.timeWindows[0].count: a rolling window of months"),
+        ("target: 0.999", "target: 99.9", "spec.objectives[0].target: Input should be less"),
+        ("Occurrences", "Timeslices", "spec.budgetingMethod: Input should be 'Occurrences'"),
+    ],
+)
+def test_openslo_v1alpha_mistakes(before: str, after: str, message: str) -> None:
+    _refused(ALPHA.replace(before, after), message)
+
+
+def test_openslo_v1alpha_calendar_and_week_windows() -> None:
+    weekly = ALPHA.replace("count: 30\n      unit: Day", "count: 1\n      unit: Week")
+    assert parse_text(weekly, "slos/x.yml")[0].period_seconds == 7 * DAY
+    monthly = ALPHA.replace(
+        "count: 30\n      unit: Day",
+        "count: 1\n      unit: Month\n      calendar:\n"
+        "        startTime: 2020-01-21 12:30:00\n        timeZone: UTC",
+    )
+    [slo] = parse_text(monthly, "slos/x.yml")
+    assert slo.calendar is not None
+    assert slo.calendar.bounds(_at("2024-03-01T00:00:00")) == (
+        _at("2024-02-21T12:30:00"),
+        _at("2024-03-21T12:30:00"),
+    )
+
+
+class _Recorder:
+    """Stands for Prometheus: answers every query with 0.0005 and keeps the queries."""
+
+    def __init__(self, prom: object, timeout: float) -> None:
+        self.queries: list[str] = []
+        _Recorder.last = self
+
+    last: _Recorder
+
+    def ratio(self, query: str, at: float | None) -> tuple[float | None, str | None]:
+        self.queries.append(query)
+        return 0.0005, None
+
+    def close(self) -> None:
+        pass
+
+
+def test_a_calendar_budget_is_read_from_the_period_start(monkeypatch: pytest.MonkeyPatch) -> None:
+    from terry.slo import status
+
+    monkeypatch.setattr(status, "_Client", _Recorder)
+    [slo] = parse_text(CALENDAR.replace("target: 0.98", "target: 0.999"), "slos/foo.yml")
+    [read] = status.read_status([slo], "http://prometheus:9090", at=_at("2024-03-15T12:00:00"))
+    assert _Recorder.last.queries[0] == slo.error_ratio_query("343h")  # 14 days 7 hours
+    assert _Recorder.last.queries[1:] == [
+        slo.error_ratio_query(w) for w in ("1h", "5m", "6h", "30m")
+    ]
+    assert read.budget.period_seconds == 31 * DAY - 3600  # March in New York
+    assert read.budget.remaining_percent == pytest.approx(50.0)
+    # --period judges it over a rolling span instead
+    [over] = status.read_status(
+        [slo], "http://p:9090", period_seconds=7 * DAY, at=_at("2024-03-15")
+    )
+    assert _Recorder.last.queries[0] == slo.error_ratio_query("7d")
+    assert over.budget.period_seconds == 7 * DAY
