@@ -309,7 +309,8 @@ class ArgoCDClient:
             method,
             path,
             body,
-            attempts=self.retries + 1 if retry else 1,
+            attempts=self.retries + 1,
+            repeatable=retry,
             sleep=self._sleep,
             unreachable=lambda exc: (
                 f"Argo CD at {self.url} could not be reached: {type(exc).__name__}"

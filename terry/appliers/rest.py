@@ -1,18 +1,47 @@
 """One request to a controller's REST API (Argo CD, AWX), retried the same way for all.
 
-A transport error or a 5xx answer is retried with exponential backoff (0.5 s doubling, at
-most 8 s) up to ``attempts`` times; a 4xx answer is a refusal and raised at once (retrying
-cannot change it). Each applier words its own errors and decodes its own answers.
+- A transport error or a 5xx answer is retried with exponential backoff (0.5 s doubling, at
+  most 8 s) up to ``attempts`` times, for a request that may be repeated (``repeatable``).
+  One that may not (a launch, a sync: it may have been carried out though the answer was
+  lost) is retried only when its connection was never made.
+- 429 (a rate limit: nothing was done) is retried for every request.
+- ``Retry-After`` (seconds or an HTTP date) is honoured, at most a minute.
+- Any other 4xx is a refusal and raised at once: retrying cannot change it.
+- ``check`` may refuse an answer under 400 (a body that is not what was asked for, say a
+  truncated one): that is retried like a 5xx.
+
+Each applier words its own errors and decodes its own answers.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-__all__ = ["request_with_retries"]
+__all__ = ["request_with_retries", "retry_after"]
+
+MAX_RETRY_AFTER = 60.0  # seconds: the longest a server's Retry-After is waited for
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+
+
+def retry_after(response: httpx.Response) -> float | None:
+    """The answer's ``Retry-After`` in seconds (delta-seconds or an HTTP date), at most
+    ``MAX_RETRY_AFTER``; None without one."""
+    value = response.headers.get("retry-after", "").strip()
+    if not value:
+        return None
+    try:
+        seconds = float(value)
+    except ValueError:
+        try:
+            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
+        except (TypeError, ValueError):
+            return None
+    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
 
 
 def request_with_retries(
@@ -26,22 +55,32 @@ def request_with_retries(
     unreachable: Callable[[httpx.HTTPError], str],
     refused: Callable[[httpx.Response], str],
     error: Callable[[str, int], Exception],
+    repeatable: bool = True,
+    check: Callable[[httpx.Response], str | None] | None = None,
 ) -> httpx.Response:
-    """The first answer under 400, or ``error(problem, status)`` (status 0: unreachable)."""
+    """The first answer under 400 that ``check`` accepts, or ``error(problem, status)``
+    (status 0: unreachable)."""
     delay = 0.5
     for attempt in range(attempts):
+        wait: float | None = None
         try:
             response = http.request(method, path, json=body)
         except httpx.HTTPError as exc:
             problem, status = unreachable(exc), 0
+            again = repeatable or isinstance(exc, _NEVER_SENT)
         else:
-            if response.status_code < 400:
-                return response
-            problem, status = refused(response), response.status_code
-            if status < 500:
-                raise error(problem, status)
-        if attempt == attempts - 1:
+            status = response.status_code
+            if status < 400:
+                said = check(response) if check is not None else None
+                if said is None:
+                    return response
+                problem, again = said, repeatable
+            else:
+                problem = refused(response)
+                again = status == 429 or (repeatable and status >= 500)
+                wait = retry_after(response)
+        if not again or attempt == attempts - 1:
             raise error(problem, status)
-        sleep(delay)
+        sleep(delay if wait is None else wait)
         delay = min(delay * 2, 8.0)
     raise AssertionError("unreachable")

@@ -16,8 +16,12 @@ status codes and awkward parts of AWX's API (read from awx/api/views and awx/mai
   ``--tags``, and the extra vars written as AWX writes them (every value ``!unsafe``).
 - Events are saved late: while a job runs only those older than ``event_lag`` polls are
   listed, and after it finishes ``event_processing_finished`` stays false for one more poll
-  with the last events still missing. Lists are pages of at most ``page_size`` (default 4)
-  with ``next`` links.
+  with the last events still missing. With ``out_of_order`` one of them is saved after the
+  next (AWX's dispatcher saves batches from several workers): while the job runs, the
+  listed counters have a gap. Lists are pages of at most ``page_size`` (default 4) with
+  ``next`` links: the request's full path, as AWX's ``get_full_path`` gives it, or with
+  ``absolute_next`` an absolute URL on another host (an internal name behind a gateway).
+- ``api_root``: where the API is, ``/api/v2`` or AAP 2.5's ``/api/controller/v2``.
 - ``POST /jobs/{id}/cancel/`` answers 202 and takes effect at the next poll; 405 once the job
   finished. A template marked ``hang`` runs nothing and never finishes by itself.
 - ``POST /projects/{id}/update/`` answers 202 and the update succeeds a poll later (405 for
@@ -100,8 +104,18 @@ class FakeJob:
 class FakeAWX(LocalServer):
     label = "fake AWX"
 
-    def __init__(self, repo: Path, *, token: str, inventory: str = "inventories/example") -> None:
+    def __init__(
+        self,
+        repo: Path,
+        *,
+        token: str,
+        inventory: str = "inventories/example",
+        api_root: str = "/api/v2",
+    ) -> None:
         super().__init__()
+        self.api_root = api_root
+        self.absolute_next = False
+        self.out_of_order = False
         self.repo = repo
         self.token = token
         self.inventory = inventory
@@ -130,19 +144,20 @@ class FakeAWX(LocalServer):
 
     # -- HTTP --------------------------------------------------------------------------------
     def _app(self) -> Starlette:
+        root = self.api_root
         return Starlette(
             routes=[
-                Route("/api/v2/job_templates/", self._templates),
+                Route(root + "/job_templates/", self._templates),
                 Route(
-                    "/api/v2/job_templates/{id:int}/launch/", self._launch, methods=["GET", "POST"]
+                    root + "/job_templates/{id:int}/launch/", self._launch, methods=["GET", "POST"]
                 ),
-                Route("/api/v2/projects/{id:int}/update/", self._update, methods=["POST"]),
-                Route("/api/v2/project_updates/{id:int}/", self._project_update),
-                Route("/api/v2/jobs/{id:int}/", self._job),
-                Route("/api/v2/jobs/{id:int}/job_events/", self._events),
-                Route("/api/v2/jobs/{id:int}/job_host_summaries/", self._summaries),
-                Route("/api/v2/jobs/{id:int}/cancel/", self._cancel, methods=["GET", "POST"]),
-                Route("/api/v2/settings/{category}/", self._settings),
+                Route(root + "/projects/{id:int}/update/", self._update, methods=["POST"]),
+                Route(root + "/project_updates/{id:int}/", self._project_update),
+                Route(root + "/jobs/{id:int}/", self._job),
+                Route(root + "/jobs/{id:int}/job_events/", self._events),
+                Route(root + "/jobs/{id:int}/job_host_summaries/", self._summaries),
+                Route(root + "/jobs/{id:int}/cancel/", self._cancel, methods=["GET", "POST"]),
+                Route(root + "/settings/{category}/", self._settings),
             ]
         )
 
@@ -166,6 +181,8 @@ class FakeAWX(LocalServer):
         more = page * size < len(items)
         query = {**request.query_params, "page": str(page + 1)}
         link = f"{request.url.path}?{urlencode(query)}" if more else None
+        if link and self.absolute_next:
+            link = f"http://awx-internal.invalid:8052{link}"
         return JSONResponse({"count": len(items), "next": link, "previous": None, "results": chunk})
 
     async def _templates(self, request: Request) -> Response:
@@ -297,7 +314,10 @@ class FakeAWX(LocalServer):
         if job is None:
             return self._not_found()
         after = int(request.query_params.get("counter__gt", "0"))
-        items = [e for e in job.events[: job.visible] if e["counter"] > after]
+        listed = job.events[: job.visible]
+        if self.out_of_order and job.status not in ("successful", "failed", "error", "canceled"):
+            listed = listed[:-2] + listed[-1:]  # the last but one is not saved yet
+        items = [e for e in listed if e["counter"] > after]
         return self._page(request, items)
 
     async def _summaries(self, request: Request) -> Response:

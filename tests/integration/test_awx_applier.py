@@ -36,6 +36,19 @@ HOST = "web-02"
 
 @pytest.fixture
 def world(tmp_path: Path) -> Iterator[tuple[Cli, FakeAWX]]:
+    yield from _world(tmp_path)
+
+
+@pytest.fixture
+def gateway_world(tmp_path: Path) -> Iterator[tuple[Cli, FakeAWX]]:
+    """AWX behind AAP 2.5's gateway: ``awx.url`` is ``…/api/controller``, the API below it
+    at ``/api/controller/v2`` (AWX's OPTIONAL_API_URLPATTERN_PREFIX)."""
+    yield from _world(tmp_path, api_root="/api/controller/v2", path="/api/controller")
+
+
+def _world(
+    tmp_path: Path, *, api_root: str = "/api/v2", path: str = ""
+) -> Iterator[tuple[Cli, FakeAWX]]:
     repo = tmp_path / "ops"
     created = CliRunner().invoke(main, ["init", str(repo), "--output", "json"])
     assert created.exit_code == 0, created.stdout
@@ -43,10 +56,10 @@ def world(tmp_path: Path) -> Iterator[tuple[Cli, FakeAWX]]:
     inventory = yaml.safe_load(hosts.read_text())
     inventory["all"]["children"]["staging"]["hosts"][HOST]["terry_applier"] = "awx"
     hosts.write_text(yaml.safe_dump(inventory))
-    fake = FakeAWX(repo, token=TOKEN)
+    fake = FakeAWX(repo, token=TOKEN, api_root=api_root)
     fake.add_template("terry-config-drift")
     settings = yaml.safe_load((repo / "terry.yml").read_text())
-    settings["awx"] = {"url": fake.base_url, "poll_interval": 0.05, "timeout": 60}
+    settings["awx"] = {"url": fake.base_url + path, "poll_interval": 0.05, "timeout": 60}
     (repo / "terry.yml").write_text(yaml.safe_dump(settings))
     git(repo, "add", "-A")
     git(repo, "-c", "user.name=T", "-c", "user.email=t@x", "commit", "-qm", "web-02 by AWX")
@@ -206,3 +219,27 @@ def test_the_job_refuses_a_host_that_answers_with_another_name(
     assert "but the inventory says db-99: refused, nothing was changed" in said
     assert [j["job_type"] for j in fake.launches()] == ["check"]
     assert not list((cli.repo / ".terry" / "hosts" / HOST).rglob("app.conf"))
+
+
+def test_through_a_gateway_with_absolute_links_every_event_is_read_once(
+    gateway_world: tuple[Cli, FakeAWX],
+) -> None:
+    # AAP 2.5's gateway: the API at /api/controller/v2; the pages' next links absolute URLs
+    # naming an internal host (only their path is followed, on awx.url: the token goes
+    # nowhere else); events saved out of counter order while the job runs.
+    cli, fake = gateway_world
+    fake.absolute_next = True
+    fake.out_of_order = True
+    outcome = _drift(cli, "fp-gateway")
+    pid = int(outcome["proposal_id"])
+    assert outcome["state"] == "awaiting_review", outcome
+    [job] = fake.jobs.values()
+    assert len(job.events) > fake.page_size * 2  # several pages, each followed
+    assert all(r["path"].startswith("/api/controller/v2/") for r in fake.requests)
+    assert all(r["authorization"] == f"Bearer {TOKEN}" for r in fake.requests)
+    [run] = _rows(cli, RunRow, RunRow.proposal_id == pid)
+    events = _rows(cli, RunEventRow, RunEventRow.run_id == run.id)
+    counters = [e.seq for e in events if e.event != "awx_job"]
+    # every event AWX saved, each once: a counter listed before the one below it was saved
+    # is not skipped
+    assert sorted(counters) == [e["counter"] for e in job.events]

@@ -26,9 +26,10 @@ hosts), so the launch endpoint's ``ask_*_on_launch`` are read first and such a t
 refused, naming the fields; should AWX still ignore one, the job is canceled at once.
 
 The job's status is polled (pending, waiting, running, then successful, failed, error or
-canceled) and its events are read as they come (``counter`` above the last seen, every page)
-into ``RunnerEvent``s, the very events ansible-runner makes; events saved late are waited
-for until ``event_processing_finished`` (or ``awx.events_grace``). Per-host stats come from
+canceled) and its events are read as they come (``counter`` above the last one with none
+missing before it, every page: AWX may save 7 before 6) into ``RunnerEvent``s, the very
+events ansible-runner makes; events saved late are waited for until
+``event_processing_finished`` (or ``awx.events_grace``). Per-host stats come from
 ``job_host_summaries``. A job still running at ``awx.timeout`` is canceled
 (``POST /jobs/{id}/cancel/``, which takes effect a little later) and the run is a timeout.
 A job that cannot be launched raises ``AWXError``, like ansible-runner that cannot start.
@@ -328,22 +329,31 @@ class AWXApplier:
 
 
 class _Stream:
-    """A job's events as ``RunnerEvent``s, read page by page after the last counter seen."""
+    """A job's events as ``RunnerEvent``s, read page by page after the last counter below
+    which none is missing: AWX's dispatcher saves events in batches from several workers, so
+    while a job runs counter 7 may be listed before 6 is (the counters have no gap only once
+    ``event_processing_finished``); each counter is taken once."""
 
     def __init__(self, client: AWXClient, job_id: int, on_event: OnEvent) -> None:
         self.client = client
         self.job_id = job_id
         self.on_event = on_event
         self.events: list[RunnerEvent] = []
-        self.last = 0
+        self.seen: set[int] = set()
+        self.floor = 0  # every counter up to this one has been read
         self._redact = process_redactor()
 
     def read(self) -> None:
-        for raw in self.client.events(self.job_id, after=self.last):
-            counter = int(raw.get("counter") or 0)
-            if counter <= self.last:
-                continue  # a page that shifted under us
-            self.last = counter
+        new: dict[int, dict[str, Any]] = {}
+        for raw in self.client.events(self.job_id, after=self.floor):
+            try:
+                counter = int(raw.get("counter") or 0)
+            except (TypeError, ValueError):
+                continue
+            if counter > self.floor and counter not in self.seen:
+                new[counter] = raw  # else read before: a page that shifted, a gap's neighbour
+        for counter, raw in sorted(new.items()):
+            self.seen.add(counter)
             data = dict(raw.get("event_data") or {})
             data.setdefault("host", raw.get("host_name") or None)
             kept = {
@@ -353,10 +363,13 @@ class _Stream:
             }
             kept["event_data"] = data
             self._add(RunnerEvent.from_runner(self._redact.scrub(kept) if self._redact else kept))
+        while self.floor + 1 in self.seen:
+            self.floor += 1
+            self.seen.discard(self.floor)
 
     def note(self, event: str, status: EventStatus | None, message: str) -> None:
         """Terry's own line in the run (the job's link, a timeout), after AWX's events."""
-        seq = (self.events[-1].seq if self.events else 0) + 1
+        seq = max((e.seq for e in self.events), default=0) + 1
         raw = {"event": event, "counter": seq, "message": message}
         item = RunnerEvent(seq, event, None, "AWX job", "awx.job", status, message, (), raw)
         self._add(item)

@@ -10,29 +10,45 @@ What AWX answers, read from its source (awx/api/views, awx/main/models), not gue
   run the template's own, so Terry reads the launch endpoint first (``GET``: the
   ``ask_*_on_launch`` flags) and refuses to launch a template that would drop one.
   400 carries field errors (``{"scm_branch": ["Project does not allow override of
-  branch."]}``, ``variables_needed_to_start``, ``passwords_needed_to_start``); 403 and 404
-  carry ``{"detail": ...}``.
+  branch."]}``, ``variables_needed_to_start``, ``passwords_needed_to_start``; the others
+  under ``__all__``, AWX's NON_FIELD_ERRORS_KEY); 401, 403 and 404 carry ``{"detail": ...}``,
+  409 ``{"error": ..., "active_jobs": [...]}`` (ActiveJobConflict).
 - ``POST /projects/{id}/update/`` answers 202 with ``project_update``; 405 when the project
   cannot be updated (a manual project). ``POST /jobs/{id}/cancel/`` answers 202, or 405
   once the job can no longer be canceled (``can_cancel`` false: it finished).
-- Lists are pages: ``{"count", "next", "previous", "results"}`` with ``next`` a path with
-  its query (or null).
+- Lists are pages: ``{"count", "next", "previous", "results"}``, at most ``MAX_PAGE_SIZE``
+  (200) each. ``next`` is the request's own full path with ``page`` replaced
+  (awx/api/pagination.py, ``get_full_path``): the path AWX saw, so behind a proxy it may lack
+  the proxy's prefix, or carry AAP 2.5's ``/api/controller``; other servers send an absolute
+  URL. Terry takes only the part below ``/api[/prefix]/v2`` and asks its own URL for it,
+  so the token never goes to another host.
+- The API is at ``/api/v2`` below the URL, or at ``/api/{prefix}/v2`` when the URL ends in
+  ``/api/{prefix}`` (``OPTIONAL_API_URLPATTERN_PREFIX``: AAP 2.5's gateway,
+  ``https://aap.example.org/api/controller``).
 - A job's ``status`` moves new → pending → waiting → running → successful | failed | error |
   canceled; its events are saved by a separate dispatcher, so they may arrive after the job
-  finished: ``event_processing_finished`` says when all are in.
+  finished, and out of ``counter`` order while it runs: ``event_processing_finished`` says
+  when all are in (then the counters have no gap).
+- A job template with job slicing launches a *workflow* job: the answer has
+  ``workflow_job``, not ``job``, and its ``id`` is no job's; Terry cancels it and refuses.
 
-Errors: 5xx and connection failures are retried with backoff (never a launch, which may have
-been carried out); a 4xx is an ``AWXError`` with AWX's own words. The token is sent as a
-Bearer header only and never appears in an error.
+Errors: 5xx, an answer that is not JSON and connection failures are retried with backoff
+(never a launch or a project update, which may have been carried out, unless the connection
+was never made); 429 (a gateway's rate limit: nothing was done) is retried for every call.
+A ``Retry-After`` is honoured (at most a minute). A 3xx (a login page, http → https) or
+another 4xx is an ``AWXError`` with AWX's own words at once; 401 means the token was
+refused, 403 that it may not do this. The token is sent as a Bearer header only and never
+appears in an error.
 """
 
 from __future__ import annotations
 
+import re
 import time
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import quote, urlsplit
+from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
 
@@ -50,6 +66,8 @@ __all__ = [
 
 # AWX's finished job states (UnifiedJob.FINISHED_STATUSES... minus "new" and the active ones).
 FINISHED = ("successful", "failed", "error", "canceled")
+# Where the API is below a URL's path: /api/v2, or /api/{OPTIONAL_API_URLPATTERN_PREFIX}/v2.
+_API = re.compile(r"/api(?:/[^/]+)?/v2(?=/|$)")
 
 
 class AWXError(RunnerError):
@@ -115,7 +133,7 @@ class JobState:
         if traceback:
             explanation = f"{explanation} {traceback[-1]}".strip()
         return cls(
-            id=int(body["id"]),
+            id=_int(body.get("id"), "id"),
             status=str(body.get("status") or "new"),
             failed=bool(body.get("failed")),
             can_cancel=bool(body.get("can_cancel")),
@@ -125,25 +143,46 @@ class JobState:
         )
 
 
+def _int(value: Any, what: str) -> int:
+    """An id from AWX's answer, or ``AWXError`` naming what was missing."""
+    if isinstance(value, bool) or not isinstance(value, int | str):
+        raise AWXError(f"AWX's answer has no {what}")
+    try:
+        return int(value)
+    except ValueError:
+        raise AWXError(f"AWX's answer has no {what} (got {str(value)[:40]!r})") from None
+
+
+def _said(value: Any) -> str:
+    if isinstance(value, list):
+        return "; ".join(_said(v) for v in value)
+    if isinstance(value, dict):
+        return ", ".join(f"{k}: {_said(v)}" for k, v in value.items())
+    return str(value)
+
+
 def _message(response: httpx.Response) -> str:
-    """AWX's error body: ``{"detail": ...}`` or field errors ``{"field": [messages]}``."""
+    """AWX's error body: ``{"detail": ...}``, ``{"error": ...}`` (a 409's), field errors
+    ``{"field": [messages]}`` with ``__all__`` for the non-field ones, or a bare list."""
     try:
         body = response.json()
     except ValueError:
         return response.reason_phrase or "no message"
     if isinstance(body, dict):
-        if "detail" in body:
-            return str(body["detail"])[:500]
-        parts = []
-        for key, value in body.items():
-            said = "; ".join(map(str, value)) if isinstance(value, list) else str(value)
-            parts.append(f"{key}: {said}")
+        for key in ("detail", "error"):
+            if key in body:
+                return _said(body[key])[:500]
+        parts = [
+            _said(value) if key in ("__all__", "non_field_errors") else f"{key}: {_said(value)}"
+            for key, value in body.items()
+        ]
         return ", ".join(parts)[:500] or "no message"
-    return str(body)[:500]
+    return _said(body)[:500] or "no message"
 
 
 class AWXClient:
-    """AWX's REST API at ``url`` (``/api/v2`` below it), with a Bearer token."""
+    """AWX's REST API at ``url`` (``/api/v2`` below it, or ``/v2`` below an ``/api/{prefix}``
+    URL), with a Bearer token."""
 
     def __init__(
         self,
@@ -158,106 +197,194 @@ class AWXClient:
         headers = {"Accept": "application/json", "User-Agent": "terry"}
         if token:
             headers["Authorization"] = f"Bearer {token}"
-        self.url = url.rstrip("/")
-        self._prefix = urlsplit(self.url).path  # a gateway's /api/controller, say
-        self._http = httpx.Client(
-            base_url=self.url, headers=headers, verify=verify_tls, timeout=timeout
-        )
+        self._token = token or ""
+        parts = urlsplit(url.strip().rstrip("/"))
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise AWXError(f"awx.url must be an http(s) URL, not {parts.path[:100]!r}")
+        host = parts.hostname
+        netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
+        self._origin = f"{parts.scheme}://{netloc}"  # without any user:password@
+        path = parts.path.rstrip("/")
+        if re.search(r"/api(?:/[^/]+)?/v2$", path):
+            self._root = path  # .../api/v2 or .../api/controller/v2 given whole
+        elif re.search(r"/api(?:/[^/]+)?$", path):
+            self._root = f"{path}/v2"  # AAP 2.5: https://aap.example.org/api/controller
+        else:
+            self._root = f"{path}/api/v2"  # https://awx.example.org, or below a proxy's /awx
+        self.url = self._origin + path
+        self._http = httpx.Client(headers=headers, verify=verify_tls, timeout=timeout)
         self.retries = retries
         self._sleep = sleep
 
     def close(self) -> None:
         self._http.close()
 
+    def _url(self, path: str) -> str:
+        """The URL of ``path`` below the API (``/jobs/7/``) or of a ``next`` link AWX gave:
+        a path AWX saw (perhaps without a proxy's prefix) or an absolute URL, of which only
+        the part below ``/api[/prefix]/v2`` is kept, asked of Terry's own URL."""
+        link = urlsplit(path)
+        if link.scheme or link.netloc or link.path.startswith("/api") or "/api/" in link.path:
+            below = link.path
+            if below == self._root or below.startswith(self._root + "/"):
+                below = below[len(self._root) :]
+            elif found := _API.search(below):
+                below = below[found.end() :]
+            else:
+                raise AWXError(f"AWX gave a link outside its API: {link.path[:200]!r}")
+        else:
+            below = link.path
+        return f"{self._origin}{self._root}/{below.lstrip('/')}" + (
+            f"?{link.query}" if link.query else ""
+        )
+
+    def _problem(self, text: str) -> str:
+        return text.replace(self._token, "[token]") if self._token else text
+
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, retry: bool = True
-    ) -> Any:
+    ) -> dict[str, Any]:
+        """AWX's JSON answer (``{}`` when empty), tried again as the module docstring says:
+        ``retry`` False for a call that may have been carried out (a launch)."""
+        url = self._url(path)
+        shown = f"{method} {urlsplit(url).path}"
+
+        def refused(response: httpx.Response) -> str:
+            said = f"AWX answered {response.status_code} to {shown}: {_message(response)}"
+            if response.status_code == 401:
+                said += " (the token is missing, wrong or expired)"
+            return self._problem(said)
+
+        def not_json(response: httpx.Response) -> str | None:
+            if response.status_code >= 300 or not response.content:
+                return None
+            try:
+                response.json()
+            except ValueError:
+                kind = response.headers.get("content-type", "no content type")
+                return f"AWX answered {shown} with something that is not JSON ({kind})"
+            return None
+
         response = request_with_retries(
             self._http,
             method,
-            path,
+            url,
             body,
-            attempts=self.retries + 1 if retry else 1,
+            attempts=self.retries + 1,
+            repeatable=retry,
             sleep=self._sleep,
             unreachable=lambda exc: f"AWX at {self.url} could not be reached: {type(exc).__name__}",
-            refused=lambda r: f"AWX answered {r.status_code} to {method} {path}: {_message(r)}",
+            refused=refused,
             error=lambda problem, status: AWXError(problem, status=status),
+            check=not_json,
         )
-        return response.json() if response.content else {}
-
-    def _path(self, link: str) -> str:
-        """A ``next`` link (a path below the server's root) as a path below ``url``."""
-        if self._prefix and link.startswith(self._prefix + "/"):
-            return link[len(self._prefix) :]
-        return link
+        status = response.status_code
+        if status >= 300:  # httpx follows no redirect: a login page, http -> https
+            where = urlsplit(response.headers.get("location", "")).path or "elsewhere"
+            raise AWXError(
+                f"AWX answered {status} to {shown}, sending Terry to {where[:200]}: set "
+                "awx.url to where the API answers (https, the right path)",
+                status=status,
+            )
+        if not response.content:
+            return {}
+        answer = response.json()
+        if not isinstance(answer, dict):
+            raise AWXError(f"AWX answered {shown} with JSON that is no object", status=status)
+        return answer
 
     def pages(self, path: str) -> Iterator[dict[str, Any]]:
-        """Every item of a list, following ``next``."""
+        """Every item of a list, following ``next`` (once each: a server that links back to
+        a page already read ends the list)."""
         link: str | None = path
-        while link:
-            page = self._request("GET", self._path(link))
+        seen: set[str] = set()
+        while link and self._url(link) not in seen:
+            seen.add(self._url(link))
+            page = self._request("GET", link)
             yield from (r for r in page.get("results") or () if isinstance(r, dict))
-            link = page.get("next")
+            after = page.get("next")
+            link = urljoin(self._url(link), after) if isinstance(after, str) and after else None
 
     # -- job templates ---------------------------------------------------------------------
     def template(self, name: str) -> Template:
         # the filter is AWX's; the exact name is checked here too, so a server (or a proxy)
-        # that ignores the query can never hand over another template
+        # that ignores the query can never hand over another template. Names are unique per
+        # organization only (SOFT_UNIQUE_TOGETHER): two of one name is refused, not guessed.
         found = [
-            t
-            for t in self.pages(f"/api/v2/job_templates/?name={quote(name)}")
-            if t.get("name") == name
+            t for t in self.pages(f"/job_templates/?name={quote(name)}") if t.get("name") == name
         ]
         if not found:
             raise AWXError(f"AWX has no job template named {name!r} (or the token may not see it)")
+        ids = sorted({_int(t.get("id"), "job template id") for t in found})
+        if len(ids) > 1:
+            raise AWXError(
+                f"AWX has {len(ids)} job templates named {name!r} (ids "
+                f"{', '.join(map(str, ids))}, in different organizations): name one in "
+                "awx.job_templates that is unique, or rename one"
+            )
         body = found[0]
         project = body.get("project")
         return Template(
-            id=int(body["id"]),
+            id=ids[0],
             name=name,
             project=int(project) if isinstance(project, int) else None,
             playbook=str(body.get("playbook") or ""),
         )
 
     def prompts(self, template: int) -> LaunchPrompts:
-        return LaunchPrompts.from_api(
-            self._request("GET", f"/api/v2/job_templates/{template}/launch/")
-        )
+        return LaunchPrompts.from_api(self._request("GET", f"/job_templates/{template}/launch/"))
 
     def launch(self, template: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """(the job's id, the fields AWX ignored). Never repeated: a launch that failed in
         transit may have started a job."""
-        answer = self._request(
-            "POST", f"/api/v2/job_templates/{template}/launch/", body, retry=False
-        )
+        answer = self._request("POST", f"/job_templates/{template}/launch/", body, retry=False)
+        if "job" not in answer and answer.get("workflow_job") is not None:
+            workflow = _int(answer["workflow_job"], "workflow job id")
+            try:
+                self._request("POST", f"/workflow_jobs/{workflow}/cancel/", {})
+                canceled = "Terry canceled it"
+            except AWXError as exc:
+                canceled = f"canceling it failed: {exc}"
+            raise AWXError(
+                f"job template {template} slices its jobs: AWX started workflow job "
+                f"{workflow} instead of one job ({canceled}); set its job slicing to 1"
+            )
+        job = answer.get("job")
+        if job is None and answer.get("type", "job") == "job":
+            job = answer.get("id")
         ignored = answer.get("ignored_fields") or {}
-        return int(answer.get("job") or answer["id"]), dict(ignored)
+        if isinstance(ignored, list):
+            ignored = {str(name): None for name in ignored}
+        elif not isinstance(ignored, dict):
+            ignored = {"ignored_fields": ignored}
+        return _int(job, "job id"), dict(ignored)
 
     # -- projects --------------------------------------------------------------------------
     def update_project(self, project: int) -> int:
-        answer = self._request("POST", f"/api/v2/projects/{project}/update/", {}, retry=False)
-        return int(answer.get("project_update") or answer["id"])
+        answer = self._request("POST", f"/projects/{project}/update/", {}, retry=False)
+        return _int(answer.get("project_update", answer.get("id")), "project update id")
 
     def project_update(self, update: int) -> JobState:
-        return JobState.from_api(self._request("GET", f"/api/v2/project_updates/{update}/"))
+        return JobState.from_api(self._request("GET", f"/project_updates/{update}/"))
 
     # -- jobs ------------------------------------------------------------------------------
     def job(self, job: int) -> JobState:
-        return JobState.from_api(self._request("GET", f"/api/v2/jobs/{job}/"))
+        return JobState.from_api(self._request("GET", f"/jobs/{job}/"))
 
     def events(self, job: int, *, after: int) -> Iterator[dict[str, Any]]:
         """The job's events with ``counter`` above ``after``, in order, every page."""
         return self.pages(
-            f"/api/v2/jobs/{job}/job_events/?order_by=counter&counter__gt={after}&page_size=200"
+            f"/jobs/{job}/job_events/?order_by=counter&counter__gt={after}&page_size=200"
         )
 
     def host_summaries(self, job: int) -> list[dict[str, Any]]:
-        return list(self.pages(f"/api/v2/jobs/{job}/job_host_summaries/?page_size=200"))
+        return list(self.pages(f"/jobs/{job}/job_host_summaries/?page_size=200"))
 
     def cancel(self, job: int) -> bool:
-        """Ask AWX to cancel; ``False`` when it can no longer be canceled (405: finished)."""
+        """Ask AWX to cancel; ``False`` when it can no longer be canceled (405: finished).
+        Asked again on a 5xx: canceling twice is canceling."""
         try:
-            self._request("POST", f"/api/v2/jobs/{job}/cancel/", {}, retry=False)
+            self._request("POST", f"/jobs/{job}/cancel/", {})
         except AWXError as exc:
             if exc.status == 405:
                 return False
@@ -267,7 +394,7 @@ class AWXClient:
     def setting(self, category: str, name: str) -> Any:
         """A setting (``GET /settings/{category}/``); ``None`` when the token may not read it."""
         try:
-            return self._request("GET", f"/api/v2/settings/{category}/").get(name)
+            return self._request("GET", f"/settings/{category}/").get(name)
         except AWXError as exc:
             if exc.status in (403, 404):
                 return None
