@@ -274,6 +274,12 @@ class GitHubReview:
                 message=merge_trailers(self.store, proposal_id),
             )
         except ForgeError as refused:
+            merged = self._merged_meanwhile(number)
+            if merged is not None:  # by a person, or a sync racing this merge: not refused
+                raise StateError(
+                    f"proposal {proposal_id}: pull request #{number} was merged meanwhile "
+                    f"({merged}); `terry sync --proposal {proposal_id}` carries it on"
+                ) from refused
             conflict = self._conflict(branch, commit)
             if conflict is not None:  # it never will merge: rejected (by the caller), closed
                 self._close_conflicted(proposal_id, number, conflict)
@@ -302,6 +308,15 @@ class GitHubReview:
         )
         self.reporter.step(proposal_id, f"merged #{number} into {self.config.main_branch}")
         return merge_sha
+
+    def _merged_meanwhile(self, number: int) -> str | None:
+        """Who merged the pull request, when GitHub refused Terry's merge because it is
+        merged already; None when it is not (or GitHub cannot say now)."""
+        try:
+            pull = self.forge.pull(number)
+        except ForgeError:
+            return None
+        return f"by {pull.merged_by or 'someone'} on GitHub" if pull.merged else None
 
     def _conflict(self, branch: str, commit: str) -> MergeConflict | None:
         """Whether GitHub refused the merge because the checked commit conflicts with main

@@ -435,6 +435,30 @@ def test_a_merge_by_an_allowed_reviewer_is_applied(world: tuple[Cli, FakeGitHub]
     assert _git(cli.repo, "rev-parse", "main") == merge
 
 
+def test_approving_a_pull_request_a_person_just_merged_says_so_and_sync_applies_it(
+    world: tuple[Cli, FakeGitHub],
+) -> None:
+    """bob merges on GitHub; before any sync, alice approves with the CLI. GitHub refuses
+    Terry's merge (405: merged already): that is no refusal to tell the pull request about,
+    and the next sync applies bob's merge."""
+    cli, fake = world
+    cli("example", "break", "db-01", "service")
+    pid = _review_proposal(cli, "gh-merged-before-approve")["summary"]["id"]
+    number = _row(cli, pid).pr_number
+    assert number is not None
+    merge = fake.merge_by(number, "bob")
+
+    approved = cli.as_("alice")("proposals", "approve", str(pid))
+
+    assert approved.exit_code == 5, approved.stdout + approved.stderr
+    said = " ".join(approved.stderr.split())
+    assert f"pull request #{number} was merged meanwhile (by bob on GitHub)" in said, said
+    assert not any("did not merge" in c["body"] for c in fake.comments.get(number, []))
+    done = _sync(cli, pid)
+    row = _row(cli, pid)
+    assert (done["state"], row.merge_sha, row.approved_by) == ("verified", merge, "alice")
+
+
 def test_a_merge_by_someone_else_is_not_applied(world: tuple[Cli, FakeGitHub]) -> None:
     cli, fake = world
     pid = _review_proposal(cli, "gh-stranger-merge")["summary"]["id"]
