@@ -36,7 +36,7 @@ def _labels(slo: SLO) -> dict[str, str]:
 
 
 def _selector(slo: SLO) -> str:
-    # service and name match spec._NAME (letters, digits, _ . -): nothing to escape
+    # service and name match fields.NAME (letters, digits, _ . -): nothing to escape
     return f'{{slo_service="{slo.service}",slo_name="{slo.name}"}}'
 
 

@@ -190,7 +190,7 @@ def test_the_examples_parse() -> None:
             "slos/x.yml: slos[0].sli.plugin: SLI plugins are Sloth's own",
         ),
         (
-            OPENSLO.replace("query: requests}", "query: 'sum(requests)'}"),
+            OPENSLO.replace("query: requests}", "query: 'sum(rate(requests[5m]))'}"),
             "slos/x.yml: spec.indicator.spec.ratioMetric.total.metricSource.spec.query: without "
             "{{.window}} the query must be a series selector",
         ),

@@ -434,6 +434,87 @@ def test_openslo_counter_false_sums_the_values() -> None:
     )
 
 
+# OpenSLO's README: a counter's ratio as sums over its selector, without a range.
+README_GOOD = 'sum(localhost_server_requests{code=~"2xx|3xx",host="*",instance="127.0.0.1:9090"})'
+README_TOTAL = 'sum(localhost_server_requests{host="*",instance="127.0.0.1:9090"})'
+
+
+def _queries(good: str, total: str, text: str = OPENSLO_INLINE) -> str:
+    """``text`` with its good and total queries replaced (quoted: YAML as written)."""
+    return text.replace(
+        'query: http_requests_total{service="foo",code!~"5.."}', f"query: '{good}'"
+    ).replace('query: http_requests_total{service="foo"}', f"query: '{total}'")
+
+
+def test_openslo_readme_sums_of_a_counter_take_its_rate() -> None:
+    [slo] = parse_text(_queries(README_GOOD, README_TOTAL), "slos/localhost.yml")
+    assert slo.good
+    assert slo.errors == (
+        'sum(rate(localhost_server_requests{code=~"2xx|3xx",host="*",'
+        'instance="127.0.0.1:9090"}[{{.window}}]))'
+    )
+    assert slo.total == (
+        'sum(rate(localhost_server_requests{host="*",instance="127.0.0.1:9090"}[{{.window}}]))'
+    )
+    # counter unspecified reads as counter: true, as for a bare selector
+    [unsaid] = parse_text(
+        _queries(README_GOOD, README_TOTAL).replace("        counter: true\n", ""), "slos/l.yml"
+    )
+    assert (unsaid.errors, unsaid.total) == (slo.errors, slo.total)
+
+
+@pytest.mark.parametrize(
+    ("query", "ranged"),
+    [
+        ('sum by (code) (x{job="a"})', 'sum by (code) (rate(x{job="a"}[{{.window}}]))'),
+        (
+            'sum(x{job="a"}) by (code, host)',
+            'sum by (code, host) (rate(x{job="a"}[{{.window}}]))',
+        ),
+        ("sum without (instance) (x)", "sum without (instance) (rate(x[{{.window}}]))"),
+        ("SUM (x) WITHOUT(instance,)", "sum without (instance) (rate(x[{{.window}}]))"),
+        ('sum({__name__="x"})', 'sum(rate({__name__="x"}[{{.window}}]))'),
+    ],
+)
+def test_openslo_sums_by_or_without_labels_keep_their_grouping(query: str, ranged: str) -> None:
+    [slo] = parse_text(_queries(query, "x"), "slos/x.yml")
+    assert (slo.errors, slo.total) == (ranged, "sum(rate(x[{{.window}}]))")
+    assert slo.error_ratio_query("5m") == (
+        f"1 - sum(({ranged.replace('{{.window}}', '5m')}) or vector(0)) / sum(sum(rate(x[5m])))"
+    )
+
+
+@pytest.mark.parametrize(
+    ("good", "text", "how"),
+    [
+        # a fixed range: the window must be {{.window}}
+        ("sum(rate(x[5m]))", OPENSLO_INLINE, "sum(rate(SELECTOR[{{.window}}]))"),
+        ("max(x)", OPENSLO_INLINE, "sum(rate(SELECTOR[{{.window}}]))"),
+        ("sum(x) / 2", OPENSLO_INLINE, "sum(rate(SELECTOR[{{.window}}]))"),
+        ("sum by (a) (x) by (b)", OPENSLO_INLINE, "sum(rate(SELECTOR[{{.window}}]))"),
+        ('sum(x{a="1"} or y)', OPENSLO_INLINE, "sum(rate(SELECTOR[{{.window}}]))"),
+        # not counters: only a bare selector is summed over the window
+        (
+            "sum(x)",
+            OPENSLO_INLINE.replace("counter: true", "counter: false"),
+            "sum(sum_over_time(SELECTOR[{{.window}}]))",
+        ),
+    ],
+)
+def test_openslo_other_queries_without_the_window_are_refused(
+    good: str, text: str, how: str
+) -> None:
+    message = _refused(
+        _queries(good, "x", text),
+        "spec.indicator.spec.ratioMetric.good.metricSource.spec.query: without {{.window}} "
+        "the query must be a series selector",
+    )
+    assert repr(good) in message
+    assert message.endswith(
+        f"write any other query with the range as [{{{{.window}}}}], e.g. {how}"
+    )
+
+
 def test_openslo_several_objectives_are_several_slos() -> None:
     text = OPENSLO_INLINE.replace(
         "    - displayName: Foo Total Errors\n      target: 0.98\n",
@@ -564,6 +645,15 @@ def test_openslo_raw_success_ratio() -> None:
     )
 
 
+def test_openslo_raw_sums_are_refused() -> None:
+    message = _refused(
+        RAW.replace("'slo:ledger_success:ratio'", "'sum(slo:ledger_success:ratio)'"),
+        "spec.indicator.spec.ratioMetric.raw.metricSource.spec.query: without {{.window}} "
+        "the query must be a series selector (Terry averages it)",
+    )
+    assert message.endswith("e.g. avg(avg_over_time(SELECTOR[{{.window}}]))")
+
+
 # -- calendar-aligned windows --------------------------------------------------------------
 
 CALENDAR = OPENSLO_INLINE.replace(
@@ -674,7 +764,7 @@ def test_openslo_threshold_metrics_are_refused() -> None:
         ),
         (
             'query: http_requests_total{service="foo"}\n',
-            'query: sum(http_requests_total{service="foo"})\n',
+            'query: sum(rate(http_requests_total{service="foo"}[5m]))\n',
             "spec.indicator.spec.ratioMetric.total.metricSource.spec.query: without "
             "{{.window}} the query must be a series selector",
         ),
@@ -762,6 +852,17 @@ def test_openslo_v1alpha_getting_started() -> None:
     assert slo.description == "Availability of the HTTP responses." and slo.good
     good = 'sum(rate(http_request_duration_seconds_count{job="myservice",code!~"(5..|429)"}[5m]))'
     assert slo.error_ratio_query("5m") == f"1 - sum(({good}) or vector(0)) / sum({TOTAL_5M})"
+
+
+def test_openslo_v1alpha_sums_of_a_counter_take_its_rate() -> None:
+    text = ALPHA.replace(
+        'sum(rate(http_request_duration_seconds_count{job="myservice"}[{{.window}}]))',
+        'sum by (code) (http_request_duration_seconds_count{job="myservice"})',
+    )
+    [slo] = parse_text(text, "slos/my-service.yml")
+    assert slo.total == (
+        'sum by (code) (rate(http_request_duration_seconds_count{job="myservice"}[{{.window}}]))'
+    )
 
 
 def test_openslo_v1alpha_several_documents_and_objectives() -> None:

@@ -1,0 +1,106 @@
+"""Sloth's ``prometheus/v1`` specs: one service, several SLOs, each with ``sli.events``
+(``error_query`` and ``total_query``) or ``sli.raw.error_ratio_query``, every query saying
+where the range goes with ``{{.window}}`` (or ``{{ .window }}``). Sloth has no period in the
+spec: Terry's default is 30 days, as Sloth's. SLI plugins are Sloth's own and refused."""
+
+from __future__ import annotations
+
+from typing import Annotated, Any, Literal
+
+from pydantic import Field, field_validator, model_validator
+
+from terry.errors import ConfigError
+from terry.slo.fields import NAME, Labels, Model
+from terry.slo.objective import DEFAULT_PERIOD, SLO, WINDOW, normal_query
+
+__all__ = ["from_sloth"]
+
+
+def _windowed(value: str) -> str:
+    value = normal_query(value)
+    if WINDOW not in value:
+        raise ValueError(f"the query must say where the range goes with {WINDOW}")
+    return value
+
+
+Windowed = Annotated[str, Field(min_length=1)]
+
+
+class _SlothEvents(Model):
+    error_query: Windowed
+    total_query: Windowed
+
+    _check = field_validator("error_query", "total_query")(_windowed)
+
+
+class _SlothRaw(Model):
+    error_ratio_query: Windowed
+
+    _check = field_validator("error_ratio_query")(_windowed)
+
+
+class _SlothSLI(Model):
+    events: _SlothEvents | None = None
+    raw: _SlothRaw | None = None
+    plugin: dict[str, Any] | None = None
+
+    @field_validator("plugin")
+    @classmethod
+    def _no_plugin(cls, value: dict[str, Any] | None) -> None:
+        if value is not None:
+            named = f" ({value['id']})" if value.get("id") else ""
+            raise ValueError(
+                f"SLI plugins are Sloth's own{named}: Terry cannot run them; write the "
+                "queries as sli.events (error_query, total_query) or sli.raw"
+            )
+        return None
+
+    @model_validator(mode="after")
+    def _one_kind(self) -> _SlothSLI:
+        if self.events is not None and self.raw is not None:
+            raise ValueError("give events or raw, not both")
+        return self
+
+
+class _SlothSLO(Model):
+    name: str = Field(pattern=NAME)
+    objective: float = Field(gt=0, lt=100)
+    description: str = ""
+    sli: _SlothSLI
+    labels: Labels = Field(default_factory=dict)
+
+
+class _SlothSpec(Model):
+    version: Literal["prometheus/v1"]
+    service: str = Field(pattern=NAME)
+    labels: Labels = Field(default_factory=dict)
+    slos: list[_SlothSLO] = Field(min_length=1)
+
+
+def from_sloth(doc: dict[str, Any], source: str) -> list[SLO]:
+    """The SLOs of one Sloth document (pydantic's ``ValidationError`` when a field is
+    wrong: the caller says it as a ``ConfigError``)."""
+    spec = _SlothSpec.model_validate(doc)
+    out = []
+    for n, slo in enumerate(spec.slos):
+        if slo.sli.events is not None:
+            errors, total = slo.sli.events.error_query, slo.sli.events.total_query
+        elif slo.sli.raw is not None:
+            errors, total = slo.sli.raw.error_ratio_query, None
+        else:
+            raise ConfigError(f"{source}: slos[{n}].sli: give events or raw")
+        out.append(
+            SLO(
+                service=spec.service,
+                name=slo.name,
+                objective=slo.objective,
+                period_seconds=DEFAULT_PERIOD,
+                errors=errors,
+                total=total,
+                description=slo.description,
+                source=source,
+                format="sloth",
+                labels={**spec.labels, **slo.labels},
+            )
+        )
+    return out
