@@ -6,14 +6,18 @@ application's public key. Terry also refuses a timestamp more than five minutes 
 signature seen before (a replay). A PING (type 1) is answered with a PONG (type 1).
 
 An application command (type 2) is ``/terry`` with one string option (``text``: ``approve 12``,
-or a sentence), or with subcommands whose options are read in order (``/terry approve id:12``
-is ``approve 12``). A button (a message component, type 3) carries ``terry:<action>:<value>``
-as its ``custom_id``. Slow answers are deferred (type 5 for a command, type 6 for a button)
-and finished through the interaction's webhook: ``PATCH
-{api_url}/webhooks/{application_id}/{token}/messages/@original``.
+or a sentence), or with subcommands (type 1, their options nested) whose options are read in
+order (``/terry approve id:12`` is ``approve 12``), but for those named as the grammar's
+options (``to``, ``since``, ``severity``, ``environment``, ``state``):
+``/terry rollback host:web-01 to:1h-ago`` is ``rollback web-01 --to=1h-ago``. A button (a
+message component, type 3) carries ``terry:<action>:<value>`` as its ``custom_id``. Slow
+answers are deferred (type 5 for a command, type 6 for a button) and finished through the
+interaction's webhook: ``PATCH {api_url}/webhooks/{application_id}/{token}/messages/@original``.
 
-Mentions are neutralised: every message says ``allowed_mentions: {"parse": []}``, and the text
-escapes Discord's markdown so alert text cannot format or hide itself.
+Mentions are neutralised: every message says ``allowed_mentions: {"parse": []}``, so nobody is
+notified, and the text shows none either: ``@everyone``/``@here`` are broken up and ``<`` is
+escaped (no ``<@id>``, ``<@&role>`` or ``<#channel>`` renders). The text escapes Discord's
+markdown too, so alert text cannot format or hide itself.
 """
 
 from __future__ import annotations
@@ -44,7 +48,9 @@ PREFIX = "terry:"
 _MAX_CONTENT = 1990  # a message holds 2000 characters
 _SNOWFLAKE = re.compile(r"[0-9]{1,24}")
 _TOKEN = re.compile(r"[A-Za-z0-9_.\-]{1,500}")
-_MARKDOWN = re.compile(r"([\\*_~`|>#\[\]()-])")
+_MARKDOWN = re.compile(r"([\\*_~`|<>#\[\]()-])")
+_BROADCAST = re.compile(r"@(here|everyone)\b", re.IGNORECASE)
+_FLAGS = frozenset({"to", "since", "severity", "environment", "env", "state"})  # grammar's
 
 
 def verified(public_key: str, body: bytes, headers: Any, replays: Replays) -> bool:
@@ -89,6 +95,8 @@ def _words(options: Any, depth: int = 0) -> list[str]:
         if option.get("type") in (1, 2):  # a subcommand (group): its name, then its options
             words.append(str(option.get("name", "")))
             words.extend(_words(option.get("options"), depth + 1))
+        elif "value" in option and str(option.get("name", "")).lower() in _FLAGS:
+            words.append(f"--{str(option['name']).lower()}={option['value']}")
         elif "value" in option:
             words.append(str(option["value"]))
     return words
@@ -131,8 +139,9 @@ def parse_interaction(config: ChatConfig, payload: Any) -> DiscordRequest:
 
 
 def escape(text: str) -> str:
-    """Text for Discord: its markdown characters escaped (mentions are off anyway)."""
-    return _MARKDOWN.sub(r"\\\1", text)
+    """Text for Discord: its markdown characters (``<`` of a mention too) escaped,
+    broadcasts broken up (mentions are off anyway)."""
+    return _BROADCAST.sub(lambda m: "@\u200b" + m[1], _MARKDOWN.sub(r"\\\1", text))
 
 
 def message(answer: Answer) -> dict[str, Any]:

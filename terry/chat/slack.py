@@ -4,12 +4,21 @@ in Block Kit.
 Every request is verified as Slack documents (``slack_sdk``'s ``SignatureVerifier``: the
 ``v0`` HMAC-SHA256 of ``v0:{X-Slack-Request-Timestamp}:{body}`` with the app's signing
 secret, compared in constant time; a timestamp more than five minutes away is refused),
-and a signature seen before is refused too (a replay within those minutes).
+and a signature seen before is refused too (a replay within those minutes). A body that is
+not UTF-8, or a signature header that is not ASCII, is a wrong signature, never a crash.
 
-A slash command is a form body (``team_id``, ``user_id``, ``text``, ``response_url``...); a
-button press is a form body whose ``payload`` field is JSON (``type: block_actions``, the
-``user``, the ``actions`` pressed, the ``response_url``). Follow-ups go to that
-``response_url`` only when it starts with one of ``chat.slack.response_urls``.
+Slack re-sends a request it counts as failed (``X-Slack-Retry-Num``, ``X-Slack-Retry-Reason``),
+signed afresh: the same body under a new timestamp. The routes run a body once
+(``Replays`` of its digest, ``digest``); a retry is acknowledged and nothing runs again.
+Slack also checks a command URL's certificate with a body of ``ssl_check=1`` (``ssl_check``):
+answered 200 and nothing else, as slack_bolt's ``SslCheck`` does.
+
+A slash command is a form body (``team_id``, ``user_id``, ``text``, ``response_url``...); its
+``text`` comes with ``&``, ``<``, ``>`` as ``&amp;``, ``&lt;``, ``&gt;`` (all text from Slack
+is escaped so) and is read as typed. A button press is a form body whose ``payload`` field is
+JSON (``type: block_actions``, the ``user``, the ``actions`` pressed, the ``response_url``).
+Follow-ups go to that ``response_url`` only when it starts with one of
+``chat.slack.response_urls``.
 
 Text Terry sends is escaped as Slack asks (``&``, ``<``, ``>``), so nothing in an alert can
 make a link or a mention (``<!channel>``, ``<@U123>``); bare ``@here``/``@channel``/
@@ -18,6 +27,7 @@ make a link or a mention (``<!channel>``, ``<@U123>``); bare ``@here``/``@channe
 
 from __future__ import annotations
 
+import hashlib
 import json
 import re
 import threading
@@ -36,10 +46,13 @@ __all__ = [
     "Replays",
     "SlackRequest",
     "action_of",
+    "authentic",
     "blocks",
+    "digest",
     "escape",
     "parse_request",
-    "verified",
+    "ssl_check",
+    "unescape",
 ]
 
 ACTION_PREFIX = "terry:"
@@ -67,17 +80,41 @@ class Replays:
             return True
 
 
-def verified(secret: str, body: bytes, headers: Any, replays: Replays) -> bool:
-    """Whether Slack signed ``body`` now, with ``secret``, for the first time."""
+def authentic(secret: str, body: bytes, headers: Any) -> bool:
+    """Whether Slack signed ``body`` with ``secret`` within the last five minutes."""
     from slack_sdk.signature import SignatureVerifier  # only on Slack's requests
 
     timestamp = headers.get("x-slack-request-timestamp") or ""
     signature = headers.get("x-slack-signature") or ""
-    if not secret or not timestamp.isascii() or not timestamp.isdigit() or len(timestamp) > 12:
+    if not secret.strip() or not timestamp.isascii() or not timestamp.isdigit():
         return False
-    if not SignatureVerifier(secret).is_valid(body, timestamp, signature):
+    if len(timestamp) > 12 or not signature.isascii() or not signature.startswith("v0="):
+        return False  # (compare_digest refuses non-ASCII text with a TypeError)
+    try:
+        body.decode("utf-8")  # SignatureVerifier decodes it: Slack's bodies are UTF-8
+    except UnicodeDecodeError:
         return False
-    return replays.first(signature)
+    return SignatureVerifier(secret).is_valid(body, timestamp, signature)
+
+
+def digest(body: bytes) -> str:
+    """What a delivery and Slack's retries of it share: the body (a retry's timestamp and
+    signature are new; a slash command's ``trigger_id`` makes each invocation's its own)."""
+    return hashlib.sha256(body).hexdigest()
+
+
+def ssl_check(body: bytes) -> bool:
+    """Whether this is Slack checking the URL's certificate (``ssl_check=1``): answer 200."""
+    if len(body) > 1024:  # Slack's is ``ssl_check=1&token=...``
+        return False
+    form = parse_qs(body.decode("utf-8", "replace"))
+    return "payload" not in form and _field(form, "ssl_check") == "1"
+
+
+def unescape(text: str) -> str:
+    """Text from Slack as it was typed: ``&lt;``, ``&gt;``, ``&amp;`` back to ``<``, ``>``,
+    ``&`` (the only three Slack encodes; ``&amp;`` last, so ``&amp;lt;`` stays ``&lt;``)."""
+    return text.replace("&lt;", "<").replace("&gt;", ">").replace("&amp;", "&")
 
 
 @dataclass(frozen=True)
@@ -110,7 +147,7 @@ def parse_request(config: ChatConfig, body: bytes) -> SlackRequest:
         return SlackRequest(
             user=_user(config, _field(form, "team_id"), _field(form, "user_id")),
             response_url=_field(form, "response_url"),
-            text=_field(form, "text"),
+            text=unescape(_field(form, "text")),
         )
     try:
         payload = json.loads(_field(form, "payload"))

@@ -7,8 +7,11 @@ POST /api/v1/chat/discord/interactions  PING, /terry, a button pressed
 ```
 
 These routes authenticate by signature, as ``/api/v1/github`` does: Slack's signing secret
-(``terry.chat.slack.verified``), Discord's Ed25519 key (``terry.chat.discord.verified``). An
+(``terry.chat.slack.authentic``), Discord's Ed25519 key (``terry.chat.discord.verified``). An
 unsigned, wrongly signed, stale or replayed request is answered 401 and nothing is done.
+Slack's retries (``X-Slack-Retry-Num``: the same body, signed afresh) and any second
+delivery of a body are answered 200 and nothing runs again; Slack's certificate check
+(``ssl_check=1``) is answered 200.
 
 Both platforms want an answer within 3 seconds. The command runs in a thread of its own; if
 it is done within ``INLINE_SECONDS`` its answer is the response, else the response says
@@ -98,7 +101,8 @@ class ChatRoutes:
         self._actions: ChatActions | None = None
         self._made = threading.Lock()
         self._pool = ThreadPoolExecutor(max_workers=threads, thread_name_prefix="terry-chat")
-        self._replays = slack.Replays()
+        self._replays = slack.Replays()  # signatures (Slack's and Discord's) seen
+        self._deliveries = slack.Replays()  # digests of Slack bodies run
 
     def routes(self) -> list[Route]:
         return [
@@ -163,12 +167,21 @@ class ChatRoutes:
         body = await self._body(request)
         if body is None:
             return _refused(413, "body too large")
+        if slack.ssl_check(body):  # Slack checking the certificate: nothing to do
+            return Response(status_code=200)
         variable = self.config.chat.slack.signing_secret_env
         secret = self._env.get(variable, "")
         if not secret:
             log.error("Slack request refused: $%s is not set", variable)
-        if not slack.verified(secret, body, request.headers, self._replays):
+        if not slack.authentic(secret, body, request.headers):
             return _refused(401, "missing, wrong, stale or replayed Slack signature")
+        retry = request.headers.get("x-slack-retry-num")
+        if not self._replays.first(request.headers.get("x-slack-signature", "")):
+            if retry is None:  # the very request again, and not as Slack retries
+                return _refused(401, "missing, wrong, stale or replayed Slack signature")
+            return self._again(retry, request)
+        if not self._deliveries.first(slack.digest(body)):
+            return self._again(retry, request)
         try:
             asked = slack.parse_request(self.config.chat, body)
         except InputError as exc:
@@ -178,6 +191,17 @@ class ChatRoutes:
                 400, "response_url is not one Terry posts to (chat.slack.response_urls)"
             )
         return asked
+
+    @staticmethod
+    def _again(retry: str | None, request: Request) -> Response:
+        """A body already run (a Slack retry, or delivered twice): acknowledged, not run."""
+        why = request.headers.get("x-slack-retry-reason") or "-"
+        log.info(
+            "chat: Slack delivered a request again (retry %s, %s); it runs once",
+            retry if retry and retry.isdigit() and len(retry) < 4 else "-",
+            why if why.isascii() and why.replace("_", "").isalnum() and len(why) < 40 else "-",
+        )
+        return Response(status_code=200)
 
     async def slack_command(self, request: Request) -> Response:
         asked = await self._slack(request)
