@@ -12,12 +12,15 @@ operation is in progress while the application's ``operation`` is set, while
 ``operationState`` has no ``finishedAt``, and, after a real (not dry) sync, until the
 controller has reconciled the application since (``reconciledAt`` not before
 ``finishedAt``); until then ``status.sync`` and ``status.health`` describe the world before
-the sync. Argo CD writes whole seconds, so a reconcile in the same second as the finish is
-settled by asking for a refresh (``GET ?refresh=normal``, answered once it is done). Only
-then is health judged, as Argo CD's health model means it: ``Healthy`` (and Synced at the
-commit or one containing it) succeeds; ``Degraded`` and ``Missing`` fail at once;
-``Suspended`` (paused, waiting for something outside Argo CD) ends the wait and is left to
-a person (verification cannot tell); ``Progressing`` and ``Unknown`` are waited on.
+the sync. Argo CD writes whole seconds, so a reconcile in the same second as the finish may
+have been before it: until one is seen in a later second Terry asks for a refresh (``GET
+?refresh=normal``) once a second, never trusting that one answer reflects it. The operation
+Terry waits for is one for its revision that is not the one read before the request (a
+status that lags still shows the last operation). Only then is health judged, as Argo CD's
+health model means it: ``Healthy`` (and Synced at the commit or one containing it)
+succeeds; ``Degraded`` and ``Missing`` fail at once; ``Suspended`` (paused, waiting for
+something outside Argo CD) ends the wait and is left to a person (verification cannot
+tell); ``Progressing`` and ``Unknown`` are waited on.
 
 An application with automated sync (``spec.syncPolicy.automated``) refuses a sync to any
 revision but its ``targetRevision`` (dry runs excepted), and deploys main by itself. For it
@@ -28,13 +31,21 @@ commit, then judge it as above. An auto-synced application whose ``targetRevisio
 to main does not move fails the check with that reason (the gate denies it), since nothing
 could deploy the merge.
 
+Applications in other namespaces are named ``namespace/name``, as the CLI does; the
+namespace is sent as ``appNamespace``.
+
 Errors: 5xx and connection failures are retried with backoff; a 4xx is an ``ArgoCDError``
-carrying Argo CD's own message (never the token). A sync request that failed in transit (a
-proxy's 504) may have been accepted, so before asking again Terry reads the application and
-adopts an operation for the same revision. During the check an error that stops the sync
-from starting is raised (nothing merged, the run could not start); during apply and
-rollback it is a failed run, so a merge that could not be deployed is reverted. Once a sync
-is under way, an error means Terry cannot tell (``unreachable``).
+carrying Argo CD's own message and gRPC code (never the token); an answer under 400 that is
+not a JSON object (a login page, a truncated body) is treated like a 5xx. Refusals for the
+application's state are told by the gRPC code FailedPrecondition (9), whether it comes as
+400 (grpc-gateway) or 409. A sync request that failed in transit (a proxy's 504) may have
+been accepted, so before asking again Terry reads the application and adopts an operation
+for the same revision. During the check an error that stops the sync from starting is
+raised (nothing merged, the run could not start); during apply and rollback it is a failed
+run, so a merge that could not be deployed is reverted. Once a sync is under way, an error
+means Terry cannot tell (``unreachable``). Terry's own sync still running at the timeout is
+terminated (``DELETE .../operation``), so it cannot deploy later and does not hold off the
+rollback's sync.
 """
 
 from __future__ import annotations
@@ -47,7 +58,7 @@ from dataclasses import dataclass, field, replace
 from datetime import UTC, datetime
 from enum import Enum
 from typing import TYPE_CHECKING, Any
-from urllib.parse import quote
+from urllib.parse import quote, urlencode
 
 import httpx
 
@@ -82,25 +93,43 @@ __all__ = [
 
 ACTION = "argocd.sync"
 _APP_NAME = re.compile(r"^[a-z0-9]([-a-z0-9.]{0,251}[a-z0-9])?$")
+_NAMESPACE = re.compile(r"^[a-z0-9]([-a-z0-9]{0,61}[a-z0-9])?$")  # a Kubernetes namespace
 _FINISHED = ("Succeeded", "Failed", "Error")  # Argo CD's completed operation phases
 _AUTO_SYNC_REFUSAL = "auto-sync currently set to"  # FailedPrecondition from Sync
 _IN_PROGRESS = "in progress"  # "another operation is already in progress"
+_NO_OPERATION = "no operation is in progress"  # TerminateOperation with nothing to stop
+_FAILED_PRECONDITION = 9  # the gRPC code of both refusals above
 # How often an auto-synced application that has not yet compared with the merge is asked
 # to refresh (Argo CD itself polls git every three minutes unless a webhook tells it).
 _NUDGE_SECONDS = 30.0
+# How often an application whose controller has not reconciled in a later second than the
+# last sync finished is asked to refresh (Argo CD's timestamps are whole seconds).
+_RECONCILE_SECONDS = 1.0
 
 
 class ArgoCDError(RunnerError):
-    """Argo CD refused or could not be reached; ``status`` is the HTTP status (0: none)."""
+    """Argo CD refused or could not be reached; ``status`` is the HTTP status (0: none),
+    ``code`` the gRPC code of Argo CD's error body, when it had one."""
 
-    def __init__(self, message: str, *, status: int = 0) -> None:
+    def __init__(self, message: str, *, status: int = 0, code: int | None = None) -> None:
         super().__init__(message)
         self.status = status
+        self.code = code
 
     @property
     def in_transit(self) -> bool:
-        """No answer from Argo CD itself: the request may or may not have been carried out."""
-        return self.status == 0 or self.status >= 500
+        """No answer from Argo CD itself (none, a 5xx, or one under 400 that is not Argo
+        CD's JSON): the request may or may not have been carried out."""
+        return not 400 <= self.status < 500
+
+    @property
+    def precondition(self) -> bool:
+        """Refused for the application's state (gRPC FailedPrecondition: "another operation
+        is already in progress", "auto-sync currently set to"). grpc-gateway answers it
+        with 400; servers and proxies that map it to 409 Conflict say the same."""
+        if self.code is not None:
+            return self.code == _FAILED_PRECONDITION
+        return self.status in (400, 409)
 
 
 def _time(value: Any) -> datetime | None:
@@ -210,6 +239,19 @@ class AppStatus:
             return False
         return _time(self.reconciled_at) == _time(operation.finished_at)
 
+    @property
+    def reconciling(self) -> bool:
+        """The last real sync finished and the controller has not reconciled in a later
+        second since (busy or unsure, for that reason only): a refresh settles it."""
+        operation = self.operation
+        if self.requested is not None or operation is None or operation.dry_run:
+            return False
+        finished = _time(operation.finished_at)
+        if finished is None:
+            return False
+        reconciled = _time(self.reconciled_at)
+        return reconciled is None or reconciled <= finished
+
     def tracks(self, branch: str) -> bool:
         """Whether ``targetRevision`` follows ``branch`` (HEAD: the default branch)."""
         return self.target_revision in ("", "HEAD", branch, f"refs/heads/{branch}")
@@ -258,13 +300,25 @@ def _at(revision: str, contains: Callable[[str, str], bool] | None) -> Callable[
 
 
 def check_app_name(name: str) -> str:
-    if not _APP_NAME.fullmatch(name):
+    """``name``, or ``namespace/name`` for an application outside Argo CD's own namespace
+    (the CLI's qualified name, util/argo ``ParseFromQualifiedName``)."""
+    namespace, slash, app = name.rpartition("/")
+    if not _APP_NAME.fullmatch(app) or (slash and not _NAMESPACE.fullmatch(namespace)):
         raise ArgoCDError(f"{name[:80]!r} is not an Argo CD application name")
     return name
 
 
+def _app_path(app: str, suffix: str = "", **query: str) -> tuple[str, str | None]:
+    """The path of an application's resource, and its namespace (``appNamespace``, sent as
+    a query parameter here and in the body of a sync)."""
+    namespace, _, name = check_app_name(app).rpartition("/")
+    params = {"appNamespace": namespace, **query} if namespace else query
+    path = f"/api/v1/applications/{quote(name)}{suffix}"
+    return (f"{path}?{urlencode(params)}" if params else path), namespace or None
+
+
 class ArgoCDClient:
-    """The few REST calls Terry needs: application get and sync."""
+    """The few REST calls Terry needs: application get, sync, and terminating an operation."""
 
     def __init__(
         self,
@@ -303,7 +357,14 @@ class ArgoCDClient:
 
     def _request(
         self, method: str, path: str, body: dict[str, Any] | None = None, *, retry: bool = True
-    ) -> Any:
+    ) -> dict[str, Any]:
+        codes: dict[int, int | None] = {}  # HTTP status -> the gRPC code its body gave
+
+        def refused(response: httpx.Response) -> str:
+            code, message = _error(response)
+            codes[response.status_code] = code
+            return f"Argo CD answered {response.status_code}: {message}"
+
         response = request_with_retries(
             self._http,
             method,
@@ -315,34 +376,70 @@ class ArgoCDClient:
             unreachable=lambda exc: (
                 f"Argo CD at {self.url} could not be reached: {type(exc).__name__}"
             ),
-            refused=lambda r: f"Argo CD answered {r.status_code}: {_message(r)}",
-            error=lambda problem, status: ArgoCDError(problem, status=status),
+            refused=refused,
+            error=lambda problem, status: ArgoCDError(
+                problem, status=status, code=codes.get(status)
+            ),
+            check=_not_an_object,
         )
-        return response.json()
+        answer: dict[str, Any] = response.json()  # checked: a JSON object
+        return answer
 
     def get(self, app: str, *, refresh: bool = False) -> AppStatus:
-        path = f"/api/v1/applications/{quote(check_app_name(app))}"
-        if refresh:
-            path += "?refresh=normal"
+        path, _ = _app_path(app, **({"refresh": "normal"} if refresh else {}))
         return AppStatus.from_api(self._request("GET", path))
 
     def sync(self, app: str, *, revision: str, dry_run: bool) -> AppStatus:
         """One request, never repeated here: one that failed in transit may have been carried
         out, so whether to ask again is decided after reading the application."""
-        body = {"name": app, "revision": revision, "dryRun": dry_run, "prune": False}
-        path = f"/api/v1/applications/{quote(check_app_name(app))}/sync"
+        path, namespace = _app_path(app, "/sync")
+        body: dict[str, Any] = {
+            "name": app.rpartition("/")[2],
+            "revision": revision,
+            "dryRun": dry_run,
+            "prune": False,
+        }
+        if namespace is not None:
+            body["appNamespace"] = namespace
         return AppStatus.from_api(self._request("POST", path, body, retry=False))
 
+    def terminate(self, app: str) -> bool:
+        """Terminate the application's operation (``DELETE .../operation``); ``False`` when
+        Argo CD has none in progress (it finished meanwhile)."""
+        path, _ = _app_path(app, "/operation")
+        try:
+            self._request("DELETE", path)
+        except ArgoCDError as exc:
+            if exc.status == 400 and _NO_OPERATION in str(exc).lower():
+                return False
+            raise
+        return True
 
-def _message(response: httpx.Response) -> str:
+
+def _error(response: httpx.Response) -> tuple[int | None, str]:
     """Argo CD's error body is gRPC-gateway JSON: {"error", "code", "message"}."""
     try:
         body = response.json()
     except ValueError:
-        return response.reason_phrase or "no message"
+        return None, response.reason_phrase or "no message"
+    if not isinstance(body, dict):
+        return None, "no message"
+    code = body.get("code")
+    message = str(body.get("message") or body.get("error") or "no message")[:500]
+    return (code if isinstance(code, int) and not isinstance(code, bool) else None), message
+
+
+def _not_an_object(response: httpx.Response) -> str | None:
+    """An answer under 400 that is not a JSON object is not Argo CD's (a proxy's or a
+    single sign-on login page, a truncated body)."""
+    try:
+        body = response.json()
+    except ValueError:
+        body = None
     if isinstance(body, dict):
-        return str(body.get("message") or body.get("error") or "no message")[:500]
-    return "no message"
+        return None
+    kind = response.headers.get("content-type", "no content type").split(";")[0]
+    return f"Argo CD answered {response.status_code} with {kind}, not an application"
 
 
 @dataclass(frozen=True)
@@ -509,7 +606,7 @@ class ArgoCDApplier:
                 ),
             )
         try:
-            auto = self._begin(request, events, deadline)
+            auto, before = self._begin(request, events, deadline)
         except ArgoCDError as exc:
             if request.dry_run:
                 raise  # the check could not start; nothing is merged
@@ -522,13 +619,14 @@ class ArgoCDApplier:
             if auto:
                 status, verdict = self._watch(request.app, at, deadline, patient=True, auto=True)
                 return self._conclude(status, verdict, at, events, started, applying=True)
-            operation = self._operation(request, deadline)
+            operation = self._operation(request, before, deadline)
             if operation is None:
                 events.add(
                     "argocd_operation",
                     "sync",
                     EventStatus.FAILED,
-                    f"the sync did not finish within {self.timeout:.0f} s",
+                    f"the sync did not finish within {self.timeout:.0f} s"
+                    + self._terminate(request),
                 )
                 return events.result(RunStatus.TIMEOUT, started, self._clock())
             for resource in operation.resources:
@@ -599,37 +697,41 @@ class ArgoCDApplier:
         )
         return True
 
-    def _begin(self, request: SyncRequest, events: _Events, deadline: float) -> bool | None:
+    def _begin(
+        self, request: SyncRequest, events: _Events, deadline: float
+    ) -> tuple[bool | None, AppStatus]:
         """Start the sync Terry asks for (``False``), or find that auto-sync deploys it
         (``True``: a real sync of an auto-synced app); ``None``: nothing would deploy it,
-        the reason in an event."""
+        the reason in an event. With the application as read before."""
         # Refreshed: Argo CD compares with main as it is now, so an auto-synced app starts
         # deploying a merge it had not seen yet.
         before = self.client.get(request.app, refresh=True)
         if before.auto_sync:
             if not self._policy(before, request, events):
-                return None
+                return None, before
             if not request.dry_run:
-                return True
+                return True, before
         if self._start(request, before, deadline):
-            return False
+            return False, before
         # Refused because auto-sync was turned on since the read: it deploys main.
-        return True if self._policy(self.client.get(request.app), request, events) else None
+        auto = self._policy(self.client.get(request.app), request, events)
+        return (True if auto else None), before
 
     def _start(self, request: SyncRequest, before: AppStatus, deadline: float) -> bool:
         """Ask for the sync; ``False`` when Argo CD refuses it because auto-sync is on.
 
-        While another operation runs (400 FailedPrecondition) wait and ask again, until the
-        timeout. A request that failed in transit is asked again with backoff, but first the
-        application is read: an operation for this revision there (requested, running, or
-        finished since ``before``) is adopted, since it is this request's."""
+        While another operation runs (FailedPrecondition: 400, or 409 from some servers) wait
+        and ask again, until the timeout. A request that failed in transit is asked again
+        with backoff, but first the application is read: an operation for this revision there
+        (requested, running, or finished since ``before``) is adopted, since it is this
+        request's."""
         delay, failures = 0.5, 0
         while True:
             try:
                 self.client.sync(request.app, revision=request.revision, dry_run=request.dry_run)
                 return True
             except ArgoCDError as exc:
-                refused, message = exc.status == 400, str(exc)
+                refused, message = exc.precondition, str(exc)
                 if refused and _AUTO_SYNC_REFUSAL in message and not request.dry_run:
                     return False
                 if refused and _IN_PROGRESS in message:
@@ -645,10 +747,13 @@ class ArgoCDApplier:
             if _underway(self.client.get(request.app), request, before):
                 return True
 
-    def _operation(self, request: SyncRequest, deadline: float) -> Operation | None:
+    def _operation(
+        self, request: SyncRequest, before: AppStatus, deadline: float
+    ) -> Operation | None:
         """The operation this request started, once finished (None at the timeout). A sync
         request clears the last operation's state, so a finished one for this revision, with
-        nothing requested, is this request's."""
+        nothing requested, is this request's, unless it is the one read before the request
+        (a status that lags still shows the last operation)."""
         while True:
             status = self.client.get(request.app)
             operation = status.operation
@@ -658,11 +763,31 @@ class ArgoCDApplier:
                 and operation.finished
                 and operation.dry_run == request.dry_run
                 and operation.revision == request.revision
+                and operation != before.operation
             ):
                 return operation
             if self._timed_out(deadline):
                 return None
             self._sleep(self.poll_interval)
+
+    def _terminate(self, request: SyncRequest) -> str:
+        """Terminate this request's operation, still running at the timeout, so that it does
+        not deploy later and the rollback's sync is not refused while it runs; what was done,
+        for the event."""
+        try:
+            asked = self.client.get(request.app).requested
+            if (
+                asked is None
+                or asked.automated
+                or asked.revision != request.revision
+                or asked.dry_run != request.dry_run
+            ):
+                return ""
+            if not self.client.terminate(request.app):
+                return ""
+        except ArgoCDError as exc:
+            return f"; terminating it failed: {exc}"
+        return "; Terry asked Argo CD to terminate it"
 
     def _watch(
         self,
@@ -677,22 +802,24 @@ class ArgoCDApplier:
         """Read the application until it decides (or the timeout). ``patient``: wait for it
         to reach the revision and settle (apply, rollback), or only while Argo CD is busy or
         Progressing (verify). ``auto``: auto-sync, not Terry, deploys the revision."""
-        refreshed_past: str | None = None  # finishedAt of the sync a refresh was asked after
-        nudged = self._clock()
+        nudged = self._clock()  # when a refresh was last asked for, or the wait began
         while True:
             status = self.client.get(app, refresh=refresh)
             if refresh:
                 nudged = self._clock()
             refresh = False
-            verdict = _decide(status, at, patient=patient, auto=auto, refreshed=refreshed_past)
+            verdict = _decide(status, at, patient=patient, auto=auto)
             if verdict is not None:
                 return status, verdict
             if self._timed_out(deadline):
                 return status, _Verdict.UNSETTLED
-            finished = status.operation.finished_at if status.operation is not None else None
-            if status.unsure and finished != refreshed_past:
-                refresh, refreshed_past = True, finished
-            elif auto and not status.busy and self._clock() - nudged >= _NUDGE_SECONDS:
+            since = self._clock() - nudged
+            if status.reconciling:
+                # Not reconciled in a later second than the sync finished: ask for it, once
+                # a second, rather than trust one refresh's answer (or wait for the
+                # controller's own).
+                refresh = since >= _RECONCILE_SECONDS
+            elif auto and not status.busy and since >= _NUDGE_SECONDS:
                 refresh = not at(status.sync_revision)
             self._sleep(self.poll_interval)
 
@@ -758,14 +885,12 @@ def _decide(
     *,
     patient: bool,
     auto: bool,
-    refreshed: str | None,
 ) -> _Verdict | None:
     """What one read of the application decides, or ``None``: keep waiting."""
-    operation = status.operation
-    if status.busy:
-        return None  # the operation runs, or its status has not been reconciled yet
-    if status.unsure and (operation is None or operation.finished_at != refreshed):
-        return None  # reconciled in the second it finished: a refresh will tell
+    if status.busy or status.unsure:
+        # The operation runs, or its status has not been reconciled since (in a later
+        # second than it finished: one in the same second may have been before it).
+        return None
     if auto:
         deployed = _deployed(status, at)
         if deployed is not None and deployed.phase != "Succeeded":

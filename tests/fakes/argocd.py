@@ -21,6 +21,10 @@ Each application points at a directory of manifests in the repository and tracks
   reconciles at once (the API server answers only once the refresh it asked for is done).
   Otherwise the status follows the cluster (health moves on from Progressing), compared
   with the revision the last reconcile resolved ``targetRevision`` to.
+- ``DELETE .../operation`` does what ``TerminateOperation`` does: 400 (code 3) "Unable to
+  terminate operation. No operation is in progress" without one, else the phase becomes
+  ``Terminating`` and the controller ends it ``Failed``, "Operation terminated", with
+  nothing applied.
 - Timestamps are ``metav1.Time``: RFC 3339 in whole seconds.
 - Auto-sync (``spec.syncPolicy.automated``): a non-dry sync to a revision other than
   ``targetRevision`` is refused (400, code 9, "Cannot sync to <rev>: auto-sync currently
@@ -34,7 +38,8 @@ Each application points at a directory of manifests in the repository and tracks
   manifests name that the cluster lacks is Missing.
 
 Faults a test can arrange: ``fail_next`` (5xx answers), ``gateway_timeout_on_sync`` (a
-proxy's 504 for a sync the server did accept), ``crash``, ``evict`` (something deletes a
+proxy's 504 for a sync the server did accept), ``hang`` (the next operation runs until it
+is terminated: a hook or a sync wave that never ends), ``crash``, ``evict`` (something deletes a
 resource after the next sync), ``restart`` (a rollout restart), ``pin`` (someone pinned the
 app to an older revision and synced it), and ``on_refresh`` (called when a refresh is
 asked for, before it runs).
@@ -92,6 +97,7 @@ class _App:
     operation: dict[str, Any] | None = None  # the Application's requested "operation"
     op_state: dict[str, Any] | None = None  # status.operationState
     op_started: float = 0.0  # when the operation was set
+    hanging: bool = False  # the operation runs until it is terminated
     resolved: str = ""  # the revision the last reconcile compared with
     reconciled_at: str = ""
     shown: dict[str, Any] = field(default_factory=dict)  # status as the controller wrote it
@@ -117,6 +123,7 @@ class FakeArgoCD(LocalServer):
         self.on_refresh: Callable[[str], None] | None = None
         self._failures: list[int] = []
         self._sync_timeouts = 0
+        self._hangs = 0
         self._lock = threading.RLock()
 
     # -- test controls ----------------------------------------------------------------------
@@ -147,6 +154,11 @@ class FakeArgoCD(LocalServer):
         CD gives up waiting and answers 504 with its own page."""
         with self._lock:
             self._sync_timeouts = count
+
+    def hang(self, count: int = 1) -> None:
+        """The next ``count`` operations run until they are terminated."""
+        with self._lock:
+            self._hangs = count
 
     def crash(self, app: str, deployment: str, message: str | None = None) -> None:
         """The Deployment crash-loops (Degraded) until a sync changes it."""
@@ -225,7 +237,14 @@ class FakeArgoCD(LocalServer):
                 "message": "one or more tasks are running",
                 "startedAt": _now(),
             }
-        if app.operation is not None and now - app.op_started >= self.sync_seconds:
+        if app.op_state is not None and app.op_state["phase"] == "Terminating":
+            app.op_state.update(phase="Failed", message="Operation terminated", finishedAt=_now())
+            app.operation, app.hanging = None, False
+        elif (
+            app.operation is not None
+            and not app.hanging
+            and now - app.op_started >= self.sync_seconds
+        ):
             self._finish(app)
         if app.refresh_at is not None and time.monotonic() >= app.refresh_at:
             self._reconcile(app)
@@ -395,6 +414,7 @@ class FakeArgoCD(LocalServer):
         }
         app.op_state = None
         app.op_started = time.monotonic()
+        app.hanging, self._hangs = self._hangs > 0, max(self._hangs - 1, 0)
         self.started.append(
             {"app": app.name, "revision": revision, "dryRun": dry_run, "automated": automated}
         )
@@ -530,10 +550,26 @@ class FakeArgoCD(LocalServer):
                 return HTMLResponse(_PROXY_504, 504)
             return JSONResponse(self._application(app))
 
+    async def _terminate(self, request: Request) -> JSONResponse:
+        with self._lock:
+            if (refused := self._gate(request, None)) is not None:
+                return refused
+            app = self._find(request.path_params["name"])
+            if isinstance(app, JSONResponse):
+                return app
+            self._tick(app)
+            if app.operation is None or app.op_state is None:
+                return self._error(
+                    400, 3, "Unable to terminate operation. No operation is in progress"
+                )
+            app.op_state["phase"] = "Terminating"
+            return JSONResponse({})
+
     def _app(self) -> Starlette:
         return Starlette(
             routes=[
                 Route("/api/v1/applications/{name}", self._get, methods=["GET"]),
                 Route("/api/v1/applications/{name}/sync", self._sync, methods=["POST"]),
+                Route("/api/v1/applications/{name}/operation", self._terminate, methods=["DELETE"]),
             ]
         )

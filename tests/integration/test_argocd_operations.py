@@ -428,3 +428,25 @@ def test_an_apply_argocd_refuses_to_start_is_reverted_on_main(
     assert any("apply failed" in r for r in reasons), reasons
     assert fake.live("shop", "Deployment", "shop")["spec"]["replicas"] == 2
     assert len(fake.syncs("shop")) == 1
+
+
+def test_a_sync_that_does_not_finish_is_terminated_and_the_revert_deployed(
+    make_world: Callable[..., tuple[Cli, FakeArgoCD]],
+) -> None:
+    cli, fake = make_world(timeout=3)
+    outcome = ingest_one(cli, "AppReplicasTooLow", "fp-hang", host="shop", replicas="4")
+    pid = outcome["proposal_id"]
+    fake.hang(1)  # the apply's sync runs on (a hook that never ends) until terminated
+
+    approved = cli.as_("alice").json("proposals", "approve", str(pid))
+
+    # Terminated at the timeout: it cannot deploy the merge later, and Argo CD takes the
+    # rollback's sync instead of refusing it while the hung one runs.
+    assert approved["state"] == "rolled_back", approved
+    merge, revert = approved["merge_commit"], git(cli.repo, "rev-parse", "main")
+    assert [s["revision"] for s in fake.syncs("shop")][1:] == [merge, revert]
+    assert [r["method"] for r in fake.requests if r["path"].endswith("/operation")] == ["DELETE"]
+    assert _runs(cli, pid)[1:] == [("apply", "timeout"), ("rollback", "successful")]
+    [stopped] = [e for e in _events(cli, pid, "apply") if e.event == "argocd_operation"]
+    assert "Terry asked Argo CD to terminate it" in stopped.data["message"]
+    assert fake.live("shop", "Deployment", "shop")["spec"]["replicas"] == 2
