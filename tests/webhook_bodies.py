@@ -8,6 +8,7 @@ anything is stored, or acknowledged and then folded into alerts. Never a 500, ne
 
 from __future__ import annotations
 
+import gzip
 import json
 from dataclasses import dataclass
 from typing import Any
@@ -111,6 +112,15 @@ def bodies(tag: str = "") -> list[Body]:
             "truncatedAlerts at the limit", _document(_one(fp("t-max")), truncatedAlerts=2**31 - 1)
         ),
         _accepted("nested 40 deep", _document(_one(fp("nested")), extra=_list(40))),
+        _accepted(  # Alertmanager sets no limit on labels: refusing would drop the group
+            "long label names and values",
+            _document(
+                _one(
+                    fp("long-labels"),
+                    labels={"alertname": "X", "v": "é" * 100_000, "n" * 1000: "", "": "empty"},
+                )
+            ),
+        ),
         _refused(
             "lone surrogate in a value",
             _document(_one(fp("s1"), labels={"alertname": "X", "v": "\ud800"})),
@@ -133,6 +143,7 @@ def bodies(tag: str = "") -> list[Body]:
         ),
         _refused("NUL in the fingerprint", _document(_one(fp("n2") + "\u0000")), "NUL"),
         _refused("not UTF-8", b'{"version": "4", "groupKey": "\xff"}', "not UTF-8"),
+        _refused("gzip", gzip.compress(_json(_document(_one(fp("gz"))))), "gzip"),
         _refused(
             "UTF-8 of a surrogate", b'{"version": "4", "groupKey": "\xed\xa0\x80"}', "not UTF-8"
         ),

@@ -47,8 +47,9 @@ __all__ = [
 MAX_ALERTNAME = 200  # alerts.alertname and incidents.title are String(200)
 MAX_FINGERPRINT = 128  # alerts.fingerprint and incidents.fingerprint are String(128)
 MAX_INTEGER = 2**31 - 1  # INTEGER columns are 32-bit on PostgreSQL
-MAX_LABEL_NAME = 256
-MAX_LABEL_VALUE = 4096
+# No limit of its own on other label names and values, or on annotations: Alertmanager sets
+# none, they are stored as JSON, and a 4xx would make Alertmanager drop the whole group for
+# good (it retries 5xx only). The body's size (server.max_body_bytes) bounds them all.
 MAX_DEPTH = 64  # Alertmanager's payload nests 4 deep, GitHub's about 8
 _MAX_DIGITS = 20  # an integer longer than this is no count, id or time Terry knows
 _MAX_NUMBER_TEXT = 64
@@ -57,6 +58,7 @@ _MAX_NUMBER_TEXT = 64
 _EARLIEST = datetime(1970, 1, 1, tzinfo=UTC)
 _LATEST = datetime(2200, 1, 1, tzinfo=UTC)
 _BOM = "\ufeff"
+_GZIP = b"\x1f\x8b"  # gzip's magic number; never the start of UTF-8 text
 _SURROGATE = re.compile("[\ud800-\udfff]")
 
 
@@ -123,9 +125,6 @@ class _AlertIn(BaseModel):
             raise ValueError("labels.alertname is required")
         if len(name) > MAX_ALERTNAME:
             raise ValueError(f"labels.alertname is longer than {MAX_ALERTNAME} characters")
-        for key, value in labels.items():
-            if len(key) > MAX_LABEL_NAME or len(value) > MAX_LABEL_VALUE:
-                raise ValueError(f"label {_shown(key)} is longer than allowed")
         return labels
 
     @field_validator("startsAt", "endsAt")
@@ -176,7 +175,10 @@ def _where(loc: tuple[int | str, ...]) -> str:
 
 
 def decode_body(raw: bytes) -> str:
-    """The text of a webhook body: strict UTF-8, one leading byte order mark dropped."""
+    """The text of a webhook body: strict UTF-8, one leading byte order mark dropped. A
+    compressed body is refused by name (Alertmanager and GitHub send plain JSON)."""
+    if raw.startswith(_GZIP):
+        raise InputError("payload is gzip-compressed: send it uncompressed (plain JSON)")
     try:
         text = raw.decode("utf-8")
     except UnicodeDecodeError as exc:
@@ -248,8 +250,14 @@ def parse_payload(raw: bytes | str) -> Payload:
         first = exc.errors()[0]
         where = _where(tuple(first["loc"]))
         if where == "version" and "version" in document:
+            given = document["version"]
+            shown = (
+                _shown(given)
+                if isinstance(given, str)
+                else f"{json.dumps(given)[:40]}, not a string"
+            )
             raise InputError(
-                f"version: unsupported webhook version {_shown(document['version'])} (expected '4')"
+                f"version: unsupported webhook version {shown} (expected the string '4')"
             ) from exc
         raise InputError(f"{where}: {first['msg']}") from exc
     alerts = tuple(

@@ -114,3 +114,31 @@ def test_a_body_is_strict_utf8_and_loses_one_byte_order_mark() -> None:
     # a row stored with its mark (before this change) still folds
     document = json.loads(next(b for b in bodies() if b.name == "plain").raw)
     assert parse_payload("\ufeff" + json.dumps(document)).alerts[0].fingerprint == "plain"
+
+
+def test_the_github_webhook_reads_no_more_than_its_limit_without_a_length(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """A chunked body (no Content-Length) is read only up to the limit: 413, before the
+    signature is looked at, so an unsigned sender cannot make Terry hold more."""
+    from types import SimpleNamespace
+
+    from starlette.applications import Starlette
+    from starlette.routing import Route
+    from starlette.testclient import TestClient
+
+    from terry.service import webhooks
+
+    monkeypatch.setattr(webhooks, "_MAX_BODY", 1000)
+    github = SimpleNamespace(webhook_secret_env="TERRY_TEST_NO_SUCH_SECRET")
+    hook = webhooks.GitHubWebhook(SimpleNamespace(forge=SimpleNamespace(github=github)), None, None)  # type: ignore[arg-type]
+    app = Starlette(routes=[Route("/hook", hook.handle, methods=["POST"])])
+    monkeypatch.delenv("TERRY_TEST_NO_SUCH_SECRET", raising=False)
+
+    def chunks(n: int):
+        yield from (b"x" * 100 for _ in range(n))
+
+    with TestClient(app) as client:
+        assert client.post("/hook", content=chunks(11)).status_code == 413  # 1,100 bytes
+        assert client.post("/hook", content=b"x" * 1001).status_code == 413
+        assert client.post("/hook", content=chunks(10)).status_code == 401  # within: no secret
