@@ -29,7 +29,7 @@ from typing import TYPE_CHECKING, Any, Protocol
 
 from terry.durations import format_duration
 from terry.store.models import IncidentRow
-from terry.traces.model import Dependency, Trace, TraceUnavailable
+from terry.traces.model import Dependency, Span, Trace, TraceUnavailable
 
 if TYPE_CHECKING:
     from terry.config import TracesConfig
@@ -184,6 +184,14 @@ def _upstream(service: str | None, edges: tuple[Dependency, ...]) -> list[str]:
     return order
 
 
+def _roots(trace: Trace) -> list[Span]:
+    """The spans at the top of what was read: no parent, or a parent the trace lacks (a
+    span not sent, or dropped: Jaeger warns "invalid parent span IDs"), earliest first."""
+    ids = {s.span_id for s in trace.spans}
+    tops = [s for s in trace.spans if s.parent_id is None or s.parent_id not in ids]
+    return sorted(tops, key=lambda s: (s.parent_id is not None, s.start_us))
+
+
 def _edges_of(traces: tuple[Trace, ...]) -> tuple[Dependency, ...]:
     """The calls between services the traces show (a span whose parent is another's)."""
     found: Counter[tuple[str, str]] = Counter()
@@ -218,8 +226,7 @@ def analyse(
                 failing.append(_note(span, own[span.span_id], trace.trace_id))
                 if not any(c.error for c in trace.children(span.span_id)):
                     origins[span.service] += 1
-    roots = [s.service for t in traces for s in t.spans if s.parent_id is None]
-    alerting = service or (roots[0] if roots else None)
+    alerting = service or next((s.service for t in traces for s in _roots(t)), None)
     if origins:
         guilty = _text(origins.most_common(1)[0][0], 128)
     elif time_by_service:

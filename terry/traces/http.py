@@ -1,7 +1,9 @@
 """What Jaeger's and Tempo's clients share: one ``httpx`` client and one ``GET`` that turns
 every failure (no answer, a timeout, an error status, a body that is not a JSON object) into
 ``TraceUnavailable`` with a short reason, so a trace backend that is down only makes the
-diagnosis say so. Each backend words its own refusals (``refusal``)."""
+diagnosis say so. Each backend words its own refusals (``refusal``). Asked inside one of
+Terry's spans (the diagnose step), a request carries its W3C ``traceparent``, so a traced
+Jaeger or Tempo puts its work in the incident's trace."""
 
 from __future__ import annotations
 
@@ -10,7 +12,8 @@ from typing import Any
 
 import httpx
 
-from terry.traces.model import TraceUnavailable
+from terry.traces.model import TraceTimedOut, TraceUnavailable
+from terry.traces.spans import traceparent
 
 __all__ = ["TraceAPI"]
 
@@ -40,10 +43,13 @@ class TraceAPI:
         return f"{self.name} answered {response.status_code}"
 
     def _get(self, path: str, params: dict[str, str] | None = None) -> dict[str, Any]:
+        parent = traceparent()
         try:
-            response = self._http.get(path, params=params)
+            response = self._http.get(
+                path, params=params, headers={"traceparent": parent} if parent else None
+            )
         except httpx.TimeoutException as exc:
-            raise TraceUnavailable(f"{self.name} did not answer in time ({path})") from exc
+            raise TraceTimedOut(f"{self.name} did not answer in time ({path})") from exc
         except httpx.HTTPError as exc:
             raise TraceUnavailable(f"{self.name} unreachable: {type(exc).__name__}") from exc
         try:

@@ -101,7 +101,12 @@ class Traces:
                     if row.trace_id and row.trace_span_id
                     else None
                 )
-        attributes: dict[str, str | int] = {"terry.incident.id": incident_id, "terry.incident": ref}
+        # terry.incident is a namespace (.id, .ref), never an attribute itself: OpenTelemetry's
+        # attribute naming ("names SHOULD NOT coincide with namespaces")
+        attributes: dict[str, str | int] = {
+            "terry.incident.id": incident_id,
+            "terry.incident.ref": ref,
+        }
         if proposal_id is not None:
             attributes["terry.proposal.id"] = proposal_id
         token = _within.set(incident_id)

@@ -9,12 +9,16 @@ from dataclasses import dataclass
 
 from terry.errors import TerryError
 
-__all__ = ["Dependency", "Span", "Trace", "TraceUnavailable"]
+__all__ = ["Dependency", "Span", "Trace", "TraceTimedOut", "TraceUnavailable"]
 
 
 class TraceUnavailable(TerryError):
     """Jaeger or Tempo could not answer (not found, an error, too slow, not JSON): evidence
     that says so, never a failed diagnosis."""
+
+
+class TraceTimedOut(TraceUnavailable):
+    """The backend did not answer in time: asking it more would only wait longer."""
 
 
 @dataclass(frozen=True)

@@ -15,12 +15,15 @@ from __future__ import annotations
 
 import contextlib
 import functools
+import hashlib
 import logging
 import os
+import re
 import sys
-from collections.abc import Iterator, Mapping
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator, Mapping
+from dataclasses import dataclass, field
 from typing import Any
+from urllib.parse import unquote
 
 __all__ = [
     "OFF",
@@ -62,6 +65,24 @@ class Exporting:
     timeout: float = 5.0
     # Milliseconds a finished span may wait to be sent with others (the SDK's batch delay).
     delay_ms: int = 1000
+    # A digest of the OTEL_* environment the SDK reads when the exporter is made (endpoint,
+    # headers, resource attributes...): another environment is another provider, never one
+    # still sending to the collector of before. A digest, so no header value is kept here.
+    environment: str = field(default="", repr=False)
+
+
+def _environment(env: Mapping[str, str]) -> str:
+    items = sorted((k, v) for k, v in env.items() if k.startswith("OTEL_"))
+    return hashlib.sha256(repr(items).encode()).hexdigest()[:16] if items else ""
+
+
+def _resource_service(env: Mapping[str, str]) -> str | None:
+    """``service.name`` in ``OTEL_RESOURCE_ATTRIBUTES`` (``k=v,...``, percent-encoded)."""
+    for item in env.get("OTEL_RESOURCE_ATTRIBUTES", "").split(","):
+        key, _, value = item.partition("=")
+        if key.strip() == "service.name" and unquote(value).strip():
+            return unquote(value).strip()
+    return None
 
 
 def exporting_from(
@@ -73,17 +94,19 @@ def exporting_from(
 ) -> Exporting | None:
     """The export a configuration asks for, or None (tracing off): terry.yml's endpoint, or
     the standard OTEL_ environment (``OTEL_SDK_DISABLED=true`` and
-    ``OTEL_TRACES_EXPORTER=none`` switch it off; ``OTEL_SERVICE_NAME`` names the service)."""
+    ``OTEL_TRACES_EXPORTER=none`` switch it off; ``OTEL_SERVICE_NAME``, else ``service.name``
+    in ``OTEL_RESOURCE_ATTRIBUTES``, names the service)."""
     env = os.environ if environ is None else environ
     if env.get("OTEL_SDK_DISABLED", "").strip().lower() == "true":
         return None
     if env.get("OTEL_TRACES_EXPORTER", "").strip().lower() == "none":
         return None
-    named = env.get("OTEL_SERVICE_NAME") or service
+    named = env.get("OTEL_SERVICE_NAME") or _resource_service(env) or service
+    settings = _environment(env)
     if endpoint:
-        return Exporting(endpoint, named, timeout)
+        return Exporting(endpoint, named, timeout, environment=settings)
     if env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT"):
-        return Exporting(None, named, timeout)
+        return Exporting(None, named, timeout, environment=settings)
     return None
 
 
@@ -160,6 +183,8 @@ def _provider(exporting: Exporting) -> Tracer:
     from opentelemetry.sdk.trace import TracerProvider
     from opentelemetry.sdk.trace.export import BatchSpanProcessor
 
+    # before the exporter reads the headers: the SDK logs a malformed one as it is
+    _hide_header_values(os.environ)
     endpoint = exporting.endpoint
     exporter = OTLPSpanExporter(
         endpoint=f"{endpoint.rstrip('/')}/v1/traces" if endpoint else None,
@@ -171,6 +196,71 @@ def _provider(exporting: Exporting) -> Tracer:
     )
     install_log_filter()
     return Tracer(provider.get_tracer("terry"), provider)
+
+
+# The SDK's loggers that can echo an OTLP header (a malformed one, an export error).
+_SDK_LOGGERS = (
+    "opentelemetry.util.re",
+    "opentelemetry.exporter.otlp.proto.http._common",
+    "opentelemetry.exporter.otlp.proto.http.trace_exporter",
+    "opentelemetry.exporter.otlp.common.http",
+    "opentelemetry.sdk._shared_internal",
+    "opentelemetry.sdk.trace",
+    "opentelemetry.sdk.trace.export",
+)
+_HEADER_ENV = ("OTEL_EXPORTER_OTLP_HEADERS", "OTEL_EXPORTER_OTLP_TRACES_HEADERS")
+_HIDDEN = "[redacted]"
+
+
+def _header_values(env: Mapping[str, str]) -> set[str]:
+    """The values of the OTLP headers (an API key): each ``name=value`` (or malformed
+    ``name: value``) item whole, its value as written and percent-decoded, and the value's
+    long words (``Bearer <token>``: the token, however an error message quotes the rest)."""
+    found: set[str] = set()
+    for name in _HEADER_ENV:
+        for item in env.get(name, "").split(","):
+            item = item.strip()
+            _, sep, value = item.partition("=") if "=" in item else item.partition(":")
+            values = {value.strip(), unquote(value).strip()} if sep else {item}
+            words = {w for v in values for w in re.split(r"\s+", v) if len(w) >= 8}
+            found |= {item} | values | words
+    return {v for v in found if len(v) >= 4}
+
+
+class _HeaderValuesFilter(logging.Filter):
+    """Replaces the OTLP header values in the SDK's own records (message and exception),
+    before any handler, the test's or the CLI's, sees them."""
+
+    def __init__(self, values: Iterable[str]) -> None:
+        super().__init__()
+        ordered = sorted(set(values), key=len, reverse=True)
+        self._pattern = re.compile("|".join(map(re.escape, ordered))) if ordered else None
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        if self._pattern is None:
+            return True
+        try:
+            message = record.getMessage()
+        except Exception:  # a bad format: logging reports it itself
+            return True
+        record.msg, record.args = self._pattern.sub(_HIDDEN, message), None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = logging.Formatter().formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self._pattern.sub(_HIDDEN, record.exc_text)
+            record.exc_info = None
+        return True
+
+
+def _hide_header_values(env: Mapping[str, str]) -> None:
+    """The OTLP headers' values out of the SDK's log records (one filter a logger, the
+    values of the environment the latest exporter read)."""
+    hiding = _HeaderValuesFilter(_header_values(env))
+    for name in _SDK_LOGGERS:
+        logger = logging.getLogger(name)
+        for old in [f for f in logger.filters if isinstance(f, _HeaderValuesFilter)]:
+            logger.removeFilter(old)
+        logger.addFilter(hiding)
 
 
 def current_ids() -> SpanIds | None:

@@ -7,7 +7,10 @@
   hex; times are ``startTimeUnixNano``/``endTimeUnixNano`` strings; ``status.code``
   ``STATUS_CODE_ERROR`` (or 2) marks a failed span. A missing trace is a 404.
 - ``GET /api/search?q={TraceQL}&start=&end=&limit=``: ``{"traces": [{"traceID",
-  "rootServiceName", "durationMs", ...}]}``; each is then read by id.
+  "rootServiceName", "durationMs", ...}]}``; each is then read by id. The ids are hex, and
+  older Tempos trim their leading zeros (``util.TraceIDToHexString``; newer ones pad them
+  back, ``PadTraceIDString``): Terry shows them as 32 digits. A trace found but not read
+  (404, 5xx: not flushed yet, a querier down) is left out; a timeout ends the reading.
 
 Tempo has no dependency endpoint (its service graph is metrics in Prometheus); the
 callers a trace shows are its graph.
@@ -25,7 +28,7 @@ from typing import Any
 import httpx
 
 from terry.traces.http import TraceAPI
-from terry.traces.model import Dependency, Span, Trace, TraceUnavailable
+from terry.traces.model import Dependency, Span, Trace, TraceTimedOut, TraceUnavailable
 
 __all__ = ["TempoClient", "parse_otlp_trace"]
 
@@ -75,6 +78,12 @@ def _span(raw: dict[str, Any], service: str) -> Span:
     )
 
 
+def _trace_id(text: str) -> str:
+    """A trace id as 32 lowercase hex digits (Tempo's search may trim leading zeros)."""
+    text = text.strip().lower()
+    return text.rjust(32, "0") if len(text) <= 32 and _HEX.match(text) else text
+
+
 def parse_otlp_trace(raw: dict[str, Any], trace_id: str) -> Trace:
     """Tempo's answer (``batches``, ``resourceSpans`` or ``trace.resourceSpans``)."""
     resources = (
@@ -94,7 +103,7 @@ def parse_otlp_trace(raw: dict[str, Any], trace_id: str) -> Trace:
             for span in (scope or {}).get("spans") or []:
                 if isinstance(span, dict):
                     spans.append(_span(span, service))
-    return Trace(trace_id=trace_id.lower(), spans=tuple(spans))
+    return Trace(trace_id=_trace_id(trace_id), spans=tuple(spans))
 
 
 def _quoted(text: str) -> str:
@@ -136,7 +145,20 @@ class TempoClient(TraceAPI):
             },
         ).get("traces")
         ids = [str(t["traceID"]) for t in found or [] if isinstance(t, dict) and t.get("traceID")]
-        return tuple(self.trace(i) for i in ids[:5])
+        traces: list[Trace] = []
+        missed: TraceUnavailable | None = None
+        for trace_id in ids[:5]:
+            try:
+                traces.append(self.trace(trace_id))
+            except TraceTimedOut:
+                if traces:
+                    break  # what was read already tells; more would only wait longer
+                raise
+            except TraceUnavailable as exc:  # found by the search, not readable: left out
+                missed = missed or exc
+        if missed is not None and not traces:
+            raise missed
+        return tuple(traces)
 
     def dependencies(self, *, lookback: float) -> tuple[Dependency, ...]:
         return ()

@@ -179,6 +179,10 @@ def test_an_incident_is_one_trace_with_a_span_per_step(fleet: Cli, otlp: OtlpRec
     [root] = [s for s in spans if s["parent"] is None]  # one trace, one root
     assert root["name"].startswith("remediate INC-")
     assert root["attributes"]["terry.incident.id"] == int(incident_id)
+    assert root["attributes"]["terry.incident.ref"] == root["name"].split(" ", 1)[1]
+    names = {k for s in spans for k in s["attributes"]}
+    # OpenTelemetry's attribute naming: no name is also the namespace of others
+    assert not [n for n in names if any(o.startswith(f"{n}.") for o in names)], names
     for step in ("diagnose", "propose", "dry_run", "gate"):
         assert _chain(spans, named[step])[-1] == root["name"], step
     [check] = [s for s in spans if s["name"] == "ansible-playbook"]
