@@ -459,6 +459,7 @@ class Pipeline:
                 if state is ProposalState.PROPOSED:
                     with traces.proposal(proposal_id, "advance"), traces.step("dry_run"):
                         steps.dry_run(proposal_id)
+                        traces.outcome(proposal_id)
                     state = self.state(proposal_id)
                 if _round == WIDEN_ROUNDS or state is not ProposalState.CHECKED:
                     break
@@ -468,6 +469,7 @@ class Pipeline:
             if state is ProposalState.CHECKED:
                 with traces.proposal(proposal_id, "advance"), traces.step("gate"):
                     steps.gate(proposal_id)
+                    traces.outcome(proposal_id)
                 state = self.state(proposal_id)
             if state is ProposalState.APPROVED:
                 self.merge_approved(proposal_id, actor="terry", reason="resumed after restart")
@@ -509,7 +511,9 @@ class Pipeline:
 
         try:
             with self.traces.proposal(proposal_id, "apply"), self.traces.step("apply"):
-                return self.steps.apply(proposal_id, actor=actor)
+                state = self.steps.apply(proposal_id, actor=actor)
+                self.traces.outcome(proposal_id)
+                return state
         except MainNotGated as exc:
             for incident_id in exc.incident_ids:
                 self.recheck_main(incident_id)
@@ -525,7 +529,9 @@ class Pipeline:
 
     def rollback(self, proposal_id: int, *, actor: str) -> ProposalState:
         with self.traces.proposal(proposal_id, "rollback"), self.traces.step("rollback"):
-            return self.steps.rollback.requested(proposal_id, actor=actor)
+            state = self.steps.rollback.requested(proposal_id, actor=actor)
+            self.traces.outcome(proposal_id, done=ProposalState.ROLLED_BACK.value)
+            return state
 
     def state(self, proposal_id: int) -> ProposalState:
         return self.steps.record.state(proposal_id)

@@ -42,6 +42,10 @@ def tracer_of(config: Config) -> Tracer:
     )
 
 
+# Proposal states a step leaves only when it failed (terry.proposals.state's values).
+_FAILED = frozenset({"failed", "rolled_back", "escalated", "interrupted"})
+
+
 class Traces:
     """The sequencer's spans: ``incident`` (or ``proposal``) around a verb, ``step`` around
     each step inside it."""
@@ -80,6 +84,25 @@ class Traces:
         if not self.tracer.on:
             return _NULL
         return self._step(name, attributes)
+
+    def outcome(self, proposal_id: int, *, done: str = "") -> None:
+        """Mark the current step's span with where the proposal stands after it: its state,
+        and an error status when the step failed it (a dry run that failed, an apply rolled
+        back, failed, escalated or interrupted) with its outcome as the description.
+        ``done``: the state that is this step's success (a rollback's ``rolled_back``)."""
+        if not self.tracer.on:
+            return
+        with self.store.session() as session:
+            row = session.get(ProposalRow, proposal_id)
+            if row is None:
+                return
+            state, outcome, check = row.state, row.outcome or "", row.check_summary or {}
+        error: str | None = None
+        if state in _FAILED and state != done:
+            error = outcome or state
+        elif state in ("checked", "denied") and check.get("ok") is False:
+            error = f"dry run failed: {', '.join(check.get('failed_hosts') or ()) or 'see it'}"
+        self.tracer.outcome({"terry.proposal.state": state}, error=error)
 
     @contextlib.contextmanager
     def _step(self, name: str, attributes: dict[str, str | int]) -> Iterator[None]:

@@ -155,6 +155,19 @@ class Tracer:
         ):
             yield current_ids()
 
+    def outcome(self, attributes: Attributes, *, error: str | None = None) -> None:
+        """Say on the current span what its block came to: ``attributes``, and an error
+        status with ``error`` as its description when it failed (an outcome, not an
+        exception: a failed dry run or apply returns rather than raises)."""
+        if self._tracer is None:
+            return
+        from opentelemetry import trace
+
+        span = trace.get_current_span()
+        span.set_attributes(dict(attributes))
+        if error is not None:
+            span.set_status(trace.Status(trace.StatusCode.ERROR, error[:500]))
+
     def flush(self, timeout_ms: int = 5000) -> bool:
         """Send the spans waiting in the batch now (tests; a command about to exit)."""
         return bool(self._provider.force_flush(timeout_ms)) if self._provider else True

@@ -10,6 +10,7 @@ import gzip
 import json
 import logging
 import os
+import shutil
 import subprocess
 import sys
 import threading
@@ -78,6 +79,7 @@ class OtlpReceiver(LocalServer):
                                 "span_id": span.span_id.hex(),
                                 "parent": span.parent_span_id.hex() or None,
                                 "name": span.name,
+                                "status": (span.status.code, span.status.message),
                                 "attributes": {
                                     a.key: a.value.string_value or a.value.int_value
                                     for a in span.attributes
@@ -188,6 +190,10 @@ def test_an_incident_is_one_trace_with_a_span_per_step(fleet: Cli, otlp: OtlpRec
     [check] = [s for s in spans if s["name"] == "ansible-playbook"]
     assert check["attributes"]["terry.run"] == "check"
     assert check["parent"] == named["dry_run"]["span_id"]
+    # each step says where it left the proposal; none failed it
+    assert named["dry_run"]["attributes"]["terry.proposal.state"] == "checked"
+    assert named["gate"]["attributes"]["terry.proposal.state"] == "awaiting_review"
+    assert named["dry_run"]["status"][0] != 2 and named["gate"]["status"][0] != 2
     later = next(s for s in spans if s["name"].startswith("reject INC-"))
     assert later["parent"] == root["span_id"]  # continued from the incident record
     assert named["review"]["parent"] == later["span_id"]
@@ -215,6 +221,29 @@ def test_an_incident_is_one_trace_with_a_span_per_step(fleet: Cli, otlp: OtlpRec
     assert ids is not None
     assert records[0].getMessage() == f"inside a span trace_id={ids.trace_id}"
     assert records[1].getMessage() == "outside" and records[1].trace_id == ""
+
+
+def test_a_step_that_fails_its_proposal_has_an_error_status(fleet: Cli, otlp: OtlpReceiver) -> None:
+    """A failed dry run returns (it is an outcome, not an exception): its span still says it
+    failed, so a trace viewer shows where an incident's path broke."""
+    data = fleet.repo / ".terry" / "hosts" / "web-01" / "srv" / "data"
+    shutil.rmtree(data)
+    data.write_text("not a directory")  # the cleanup's look at /srv/data fails
+    try:
+        body = payload(
+            [alert("DiskUsageHigh", fingerprint="tr-fail", host="web-01", mountpoint="/srv/data")]
+        )
+        [outcome] = fleet.json("alert", "ingest", "-", input=body)["proposals"]
+    finally:
+        data.unlink()
+        for where in ("log", "tmp"):
+            (data / where).mkdir(parents=True, exist_ok=True)
+    incident = fleet.json("incidents", "show", str(outcome["incident_id"]))["incident"]
+    spans = _spans(otlp, incident["trace_id"], 6)
+    [dry_run] = [s for s in spans if s["name"] == "dry_run"]
+    code, message = dry_run["status"]
+    assert code == 2 and message.startswith("dry run failed: web-01"), dry_run
+    assert all(s["status"][0] != 2 for s in spans if s["name"] in ("diagnose", "propose"))
 
 
 def test_a_traced_alert_naming_no_host_goes_to_the_host_of_the_guilty_service(
