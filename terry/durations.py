@@ -1,13 +1,16 @@
 """Durations as people write them in ``terry.yml`` and on the command line: ``90s``, ``10m``,
-``6h``, ``7d`` (also ``1.5h``, ``2w``, or a bare number of seconds), and back to short text.
+``6h``, ``7d`` (also ``1.5h``, ``2w``, or a bare number of seconds), and back to short text;
+and the wait a server asks for (``Retry-After``), read once for every client.
 """
 
 from __future__ import annotations
 
 import math
 import re
+from datetime import UTC, datetime
+from email.utils import parsedate_to_datetime
 
-__all__ = ["format_duration", "parse_duration"]
+__all__ = ["format_duration", "parse_duration", "retry_after"]
 
 _UNITS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _DURATION = re.compile(r"^\s*(\d+(?:\.\d+)?)\s*([smhdw]?)\s*$")
@@ -47,3 +50,27 @@ def format_duration(seconds: float) -> str:
     if s < 48 * 3600:
         return f"{s / 3600:.1f}h".replace(".0h", "h")
     return f"{s / 86400:.1f}d".replace(".0d", "d")
+
+
+def retry_after(value: object, *, most: float) -> float | None:
+    """Seconds to wait from a ``Retry-After`` header (delta-seconds or an HTTP date) or a
+    JSON ``retry_after`` (a number), between 0 and ``most``; None when it says none."""
+    if value is None or isinstance(value, bool):
+        return None
+    if isinstance(value, int | float):
+        seconds = float(value)
+    else:
+        text = str(value).strip()
+        try:
+            seconds = float(text)
+        except ValueError:
+            try:
+                when = parsedate_to_datetime(text)
+            except (TypeError, ValueError, IndexError):
+                return None
+            if when.tzinfo is None:
+                when = when.replace(tzinfo=UTC)
+            seconds = (when - datetime.now(UTC)).total_seconds()
+    if math.isnan(seconds):
+        return None
+    return min(max(seconds, 0.0), most)

@@ -16,32 +16,20 @@ Each applier words its own errors and decodes its own answers.
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import UTC, datetime
-from email.utils import parsedate_to_datetime
 from typing import Any
 
 import httpx
 
-__all__ = ["request_with_retries", "retry_after"]
+from terry.durations import retry_after
+
+__all__ = ["request_with_retries"]
 
 MAX_RETRY_AFTER = 60.0  # seconds: the longest a server's Retry-After is waited for
 _NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
-def retry_after(response: httpx.Response) -> float | None:
-    """The answer's ``Retry-After`` in seconds (delta-seconds or an HTTP date), at most
-    ``MAX_RETRY_AFTER``; None without one."""
-    value = response.headers.get("retry-after", "").strip()
-    if not value:
-        return None
-    try:
-        seconds = float(value)
-    except ValueError:
-        try:
-            seconds = (parsedate_to_datetime(value) - datetime.now(UTC)).total_seconds()
-        except (TypeError, ValueError):
-            return None
-    return min(max(seconds, 0.0), MAX_RETRY_AFTER)
+def _asked_wait(response: httpx.Response) -> float | None:
+    return retry_after(response.headers.get("retry-after"), most=MAX_RETRY_AFTER)
 
 
 def request_with_retries(
@@ -78,7 +66,7 @@ def request_with_retries(
             else:
                 problem = refused(response)
                 again = status == 429 or (repeatable and status >= 500)
-                wait = retry_after(response)
+                wait = _asked_wait(response)
         if not again or attempt == attempts - 1:
             raise error(problem, status)
         sleep(delay if wait is None else wait)

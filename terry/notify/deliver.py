@@ -18,18 +18,18 @@ from collections.abc import Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from terry.config import Config
+from terry.config import Config, RouteConfig
 from terry.errors import TerryError
 from terry.notify import slack_app
 from terry.notify.message import compose
 from terry.notify.outbox import Claimed, claim, collect, settle
 from terry.notify.routes import SLACK_APP, target_for
-from terry.notify.send import send
+from terry.notify.send import DeliveryError, check, send
 from terry.notify.tenancy import UNBOUND, TenancyReader
-from terry.redact import redact
+from terry.redact import Redactor, redact
 from terry.store import Store
 
-__all__ = ["Notifier", "Round", "deliver_round"]
+__all__ = ["Notifier", "Round", "check_routes", "deliver_round"]
 
 log = logging.getLogger("terry.notify")
 
@@ -82,11 +82,11 @@ def deliver_round(
         # A Slack app route threads each incident's messages: its groups are per incident.
         incident = item.event.incident_id if routes[item.route].slack_app else None
         groups.setdefault((item.route, item.event.kind.value, incident), []).append(item)
-    down: dict[str, str] = {}
+    down: dict[str, tuple[str, float | None]] = {}
     messages = delivered = failed = dead = 0
     errors: list[str] = []
     for (route, _kind, _incident), items in groups.items():
-        error = down.get(route)
+        error, retry_after = down.get(route, (None, None))
         permanent = False
         if error is None:
             try:
@@ -95,6 +95,7 @@ def deliver_round(
                     [i.event for i in items],
                     public_url=config.server.public_url,
                     max_items=settings.max_items,
+                    markup=target.markup,
                 )
                 if target.shape == SLACK_APP:
                     slack_app.deliver(
@@ -103,20 +104,47 @@ def deliver_round(
                 else:
                     send(target, message, timeout=settings.timeout)
                 messages += 1
-            except TerryError as exc:
-                error = redact(str(exc))[:500]
-                down[route] = error
+            except Exception as exc:
+                # A TerryError says why; anything else is a bug that must not stop the
+                # other routes' messages (nor keep this route's rows claimed).
+                said = str(exc) if isinstance(exc, TerryError) else f"{type(exc).__name__}: {exc}"
+                error = _hidden(routes[route], env)(redact(said))[:500]
+                if isinstance(exc, DeliveryError):
+                    retry_after = exc.retry_after
+                down[route] = (error, retry_after)
                 errors.append(error)
                 # Refused for good (a bad token, a channel the bot is not in): dead now.
                 permanent = isinstance(exc, slack_app.SlackAppError) and exc.permanent
-                log.warning("notification to route %s failed: %s", route, error)
+                if isinstance(exc, TerryError):
+                    log.warning("notification to route %s failed: %s", route, error)
+                else:
+                    log.error("notification to route %s failed unexpectedly: %s", route, error)
         once = settings.model_copy(update={"max_attempts": 1}) if permanent else settings
-        dead += settle(store, items, once, error=error)
+        dead += settle(store, items, once, error=error, retry_after=retry_after)
         if error is None:
             delivered += len(items)
         else:
             failed += len(items)
     return Round(collected, messages, delivered, failed, dead, tuple(errors))
+
+
+def _hidden(route: RouteConfig, environ: Mapping[str, str]) -> Redactor:
+    """The route's secret values as the environment has them (its URL, its URL's parts, a
+    Slack app's token), for text about it that did not come through its ``Target``."""
+    names = [n for n in (route.url_env, route.slack_app and route.slack_app.token_env) if n]
+    values = [(environ.get(n) or "").strip() for n in names]
+    try:
+        return target_for(route, environ).redactor | Redactor(values)
+    except Exception:  # no target: the values alone
+        return Redactor(values)
+
+
+def check_routes(config: Config, environ: Mapping[str, str] | None = None) -> list[str]:
+    """What is wrong with each route's target as the environment has it (a variable unset,
+    no URL, a URL apprise does not know): said when ``terry serve`` starts, not at the first
+    notification."""
+    env = os.environ if environ is None else environ
+    return [p for route in config.notifications.routes if (p := check(route, env))]
 
 
 class Notifier:
@@ -134,6 +162,8 @@ class Notifier:
 
     def start(self) -> None:
         if self.config.notifications.routes:
+            for problem in check_routes(self.config, self.environ):
+                log.error("notifications: %s (its messages wait and are retried)", problem)
             self._thread.start()
 
     def stop(self) -> None:

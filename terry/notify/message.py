@@ -6,15 +6,23 @@ events of one kind for one route (a storm): one message listing the first ``max_
 and "and N more".
 
 Text from alerts, hosts and other systems is untrusted. Each piece is made inert
-(``terry.inert``: control and invisible characters shown), mentions are broken (``@`` is
-followed by a zero-width space, so ``@everyone`` and ``@here`` notify nobody) and backticks
-become quotes (no code fence to break out of). ``for_shape`` then escapes the whole body for
-where it goes: Slack's ``&``, ``<`` and ``>`` (``<!channel>``, ``<@U123>`` and links stay
-text); Discord's body also says ``allowed_mentions: {parse: []}`` (``terry.notify.send``).
+(``terry.inert``: control and invisible characters shown, on one line), mentions are broken
+(``@`` is followed by a zero-width space, so ``@everyone``, ``@here`` and ``<@id>`` notify
+nobody) and backticks become quotes (no code fence to break out of). Where the service
+renders Markdown in the text (``markup="discord"``: a Discord webhook, whatever the route's
+URL), each piece's ``*``, ``_``, ``~`` and ``|`` are escaped with a backslash, and so are the
+``[`` of a masked link and a backslash before punctuation: no bold, strike-through or
+spoiler, and no link ``[text](https://...)`` showing one thing and opening another (a URL in
+the text is left whole, so it still works).
+``for_shape`` then escapes the whole text for where it goes: Slack's ``&``, ``<`` and ``>``
+(``<!channel>``, ``<@U123>`` and ``<http://x|y>`` stay text); Discord's body also says
+``allowed_mentions: {parse: []}`` (``terry.notify.send``). Services apprise speaks to
+natively get plain text, which apprise escapes for them (HTML for email, Slack's ``<>&``).
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -53,13 +61,30 @@ _PLURAL = {
 }
 _ZWSP = "\u200b"
 
+# Discord's Markdown in untrusted text: a URL is kept as it is, up to the first character
+# that could be markup (a backslash in it would break the link); elsewhere each character
+# that opens emphasis, underline, strike-through or a spoiler, the "[" of a masked link
+# "[text](url)", and a backslash before punctuation (the text's own backslash must not undo
+# the escape that follows it) get a backslash. Headings, quotes and lists need the start of
+# a line, which no untrusted piece has (it is one line, after Terry's own words).
+_DISCORD_MARKDOWN = re.compile(
+    r"(?P<url>(?i:https?)://[^\s<>|*~\[\]]+)"
+    r"|(?P<char>[*_~|]|\\(?=[!-/:-@\[-`{-~])|\[(?=[^\]]*\]\())"
+)
 
-def untrusted(text: object, limit: int = 300) -> str:
-    """Another system's text, safe to show in a chat message."""
+
+def _discord(text: str) -> str:
+    return _DISCORD_MARKDOWN.sub(lambda m: m["url"] or "\\" + m["char"], text)
+
+
+def untrusted(text: object, limit: int = 300, *, markup: str = "text") -> str:
+    """Another system's text, safe to show in a chat message rendered as ``markup``
+    (``text``, ``slack`` or ``discord``: ``Target.markup``)."""
     shown = inert(text)
     if len(shown) > limit:
         shown = shown[: limit - 1] + "…"
-    return shown.replace("@", "@" + _ZWSP).replace("`", "'")
+    shown = shown.replace("@", "@" + _ZWSP).replace("`", "'")
+    return _discord(shown) if markup == "discord" else shown
 
 
 @dataclass(frozen=True)
@@ -79,18 +104,18 @@ def _incident(event: Event) -> str:
     return f"incident {event.incident_id}" if event.incident_id else "Terry"
 
 
-def _where(event: Event) -> str:
+def _where(event: Event, markup: str) -> str:
     parts = []
     if event.host:
-        parts.append(untrusted(event.host, 120))
+        parts.append(untrusted(event.host, 120, markup=markup))
     if event.environment:
-        parts.append(f"({untrusted(event.environment, 40)})")
+        parts.append(f"({untrusted(event.environment, 40, markup=markup)})")
     return " ".join(parts)
 
 
-def _headline(event: Event) -> str:
-    subject = untrusted(event.title, 120) if event.title else ""
-    where = _where(event)
+def _headline(event: Event, markup: str) -> str:
+    subject = untrusted(event.title, 120, markup=markup) if event.title else ""
+    where = _where(event, markup)
     line = f"[Terry] {_incident(event)} {_WHAT[event.kind]}"
     if subject:
         line += f": {subject}"
@@ -99,7 +124,7 @@ def _headline(event: Event) -> str:
     return line
 
 
-def _next(event: Event, public_url: str) -> list[str]:
+def _next(event: Event, public_url: str, markup: str) -> list[str]:
     lines = []
     pid = event.proposal_id
     if event.kind is EventKind.NEEDS_REVIEW and pid:
@@ -109,40 +134,44 @@ def _next(event: Event, public_url: str) -> list[str]:
     elif event.kind is EventKind.KEPT_FOR_HUMAN and event.ref:
         lines.append(f"Next: terry explain {event.ref}")
     if event.pr_url:
-        lines.append(f"Pull request: {untrusted(event.pr_url, 300)}")
+        lines.append(f"Pull request: {untrusted(event.pr_url, 300, markup=markup)}")
     if public_url and event.ref:
         lines.append(f"Web: {public_url.rstrip('/')}/incidents/{event.ref}")
     return lines
 
 
-def _one(event: Event, public_url: str) -> Message:
+def _one(event: Event, public_url: str, markup: str) -> Message:
     lines = []
     if event.proposal_id:
-        remedy = f" ({untrusted(event.remedy, 80)})" if event.remedy else ""
+        remedy = f" ({untrusted(event.remedy, 80, markup=markup)})" if event.remedy else ""
         lines.append(f"Proposal {event.proposal_id}{remedy}, incident {event.incident_id}")
     if event.decision:
-        why = "; ".join(untrusted(r, 200) for r in event.reasons[:3])
-        lines.append(f"Decision: {untrusted(event.decision, 20)}" + (f" ({why})" if why else ""))
+        why = "; ".join(untrusted(r, 200, markup=markup) for r in event.reasons[:3])
+        decision = untrusted(event.decision, 20, markup=markup)
+        lines.append(f"Decision: {decision}" + (f" ({why})" if why else ""))
     if event.reason and event.kind not in (EventKind.INCIDENT_OPENED, EventKind.DRIFT_FOUND):
-        lines.append(f"Why: {untrusted(event.reason, 500)}")
+        lines.append(f"Why: {untrusted(event.reason, 500, markup=markup)}")
     if event.severity:
-        lines.append(f"Severity: {untrusted(event.severity, 40)}")
-    lines += _next(event, public_url)
-    return Message(_headline(event), "\n".join(lines))
+        lines.append(f"Severity: {untrusted(event.severity, 40, markup=markup)}")
+    lines += _next(event, public_url, markup)
+    return Message(_headline(event, markup), "\n".join(lines))
 
 
-def compose(events: Sequence[Event], *, public_url: str = "", max_items: int = 10) -> Message:
-    """One message about ``events`` (all of one kind, for one route)."""
+def compose(
+    events: Sequence[Event], *, public_url: str = "", max_items: int = 10, markup: str = "text"
+) -> Message:
+    """One message about ``events`` (all of one kind, for one route), its untrusted text
+    escaped for ``markup`` (``Target.markup``: what the route's service renders)."""
     if len(events) == 1:
-        return _one(events[0], public_url)
+        return _one(events[0], public_url, markup)
     kind = events[0].kind
     title = f"[Terry] {len(events)} {_PLURAL[kind]}"
     lines = []
     for event in events[:max_items]:
         line = f"- {_incident(event)}"
         if event.title:
-            line += f": {untrusted(event.title, 100)}"
-        if where := _where(event):
+            line += f": {untrusted(event.title, 100, markup=markup)}"
+        if where := _where(event, markup):
             line += f" on {where}"
         if event.kind is EventKind.NEEDS_REVIEW and event.proposal_id:
             line += f" (terry proposals approve {event.proposal_id})"
@@ -155,7 +184,8 @@ def compose(events: Sequence[Event], *, public_url: str = "", max_items: int = 1
 
 
 def for_shape(text: str, shape: str) -> str:
-    """``text`` escaped for the service it goes to (Slack: ``&``, ``<``, ``>``)."""
+    """``text`` escaped for the service it goes to (Slack: ``&``, ``<``, ``>``; Discord:
+    its 2000 characters)."""
     if shape == "slack":
         return text.replace("&", "&amp;").replace("<", "&lt;").replace(">", "&gt;")
     if shape == "discord":

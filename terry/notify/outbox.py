@@ -10,7 +10,8 @@ owe each message once.
 token and a ``next_attempt_at`` in the future, in one compare-and-set, so two processes
 never send the same row at once, and the rows of a round that died are due again when the
 lease ends (at least once). ``settle`` records how the send went: delivered; or pending
-again after an exponential backoff with jitter; or ``dead`` after ``max_attempts``.
+again after an exponential backoff with jitter (no sooner than a service's ``Retry-After``);
+or ``dead`` after ``max_attempts``.
 """
 
 from __future__ import annotations
@@ -239,9 +240,11 @@ def settle(
     *,
     error: str | None,
     now: datetime | None = None,
+    retry_after: float | None = None,
 ) -> int:
-    """Record one send of ``claimed``: delivered (``error`` None), or failed with ``error``.
-    Returns how many rows went dead."""
+    """Record one send of ``claimed``: delivered (``error`` None), or failed with ``error``
+    (tried again after the backoff, or after ``retry_after`` seconds when the service asked
+    for longer: a 429's ``Retry-After``). Returns how many rows went dead."""
     now = now or utcnow()
     dead = 0
     with store.session() as session:
@@ -255,6 +258,7 @@ def settle(
                 dead += 1
             else:
                 wait = backoff(attempts, first=config.retry_seconds, most=config.max_retry_seconds)
+                wait = max(wait, retry_after or 0.0)
                 values |= {"last_error": error, "next_attempt_at": now + timedelta(seconds=wait)}
             session.execute(
                 update(NotificationRow)

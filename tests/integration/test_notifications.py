@@ -13,12 +13,17 @@ import logging
 import threading
 import time
 from collections.abc import Iterator
+from datetime import datetime
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 from sqlalchemy import select
+from starlette.applications import Starlette
+from starlette.requests import Request
+from starlette.responses import JSONResponse, PlainTextResponse, Response
+from starlette.routing import Route
 from starlette.testclient import TestClient
 
 from terry.config import load_config
@@ -29,6 +34,7 @@ from terry.store import Store
 from terry.store.models import NotificationRow
 from tests.conftest import Cli, alert, make_cli, payload
 from tests.fakes.chat_receivers import DISCORD_PATH, JSON_PATH, SLACK_PATH, ChatReceivers
+from tests.fakes.local_server import LocalServer
 
 pytestmark = pytest.mark.integration
 
@@ -338,6 +344,159 @@ def test_routes_are_checked_with_clear_errors(gitops: Path, store_url: str) -> N
     _configure(gitops, [{"name": "x", "url_env": "UNSET_URL"}])
     unset = cli("notifications", "test", "x")
     assert unset.exit_code == 3 and "$UNSET_URL is not set" in unset.stderr
+
+
+class Scripted(LocalServer):
+    """Slack- and Discord-shaped webhooks on loopback giving the answers in ``script[kind]``
+    first (status, body, headers), then their services' "delivered" (Slack ``200 ok``,
+    Discord ``204``)."""
+
+    label = "scripted webhooks"
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.script: dict[str, list[tuple[int, Any, dict[str, str]]]] = {"slack": [], "discord": []}
+        self.received: list[tuple[str, dict[str, Any]]] = []
+
+    def count(self, kind: str) -> int:
+        return sum(1 for k, _ in self.received if k == kind)
+
+    async def _answer(self, request: Request) -> Response:
+        kind = "slack" if request.url.path.startswith("/services/") else "discord"
+        self.received.append((kind, json.loads(await request.body())))
+        if self.script[kind]:
+            status, content, headers = self.script[kind].pop(0)
+            if isinstance(content, dict):
+                return JSONResponse(content, status_code=status, headers=headers)
+            return PlainTextResponse(content, status_code=status, headers=headers)
+        return PlainTextResponse("ok") if kind == "slack" else Response(status_code=204)
+
+    def _app(self) -> Starlette:
+        return Starlette(
+            routes=[
+                Route("/services/{a}/{b}/{c}", self._answer, methods=["POST"]),
+                Route("/api/webhooks/{id}/{token}", self._answer, methods=["POST"]),
+            ]
+        )
+
+
+def test_refusals_are_kept_in_the_services_words_and_rate_limits_are_waited_out(
+    gitops: Path, store_url: str, caplog: pytest.LogCaptureFixture
+) -> None:
+    """Slack's ``404 no_service`` and Discord's ``429`` with ``retry_after`` (their documented
+    answers): each row keeps the service's reason, the rate-limited one is not tried again
+    before the service said, the other is retried with the usual backoff; no URL anywhere."""
+    caplog.set_level(logging.DEBUG)
+    hooks = Scripted()
+    hooks.start()
+    try:
+        routes = [{**r, "events": ["incident-opened"]} for r in THREE[:2]]
+        _configure(gitops, routes, retry_seconds=0.2, max_attempts=5)
+        cli = make_cli(gitops, store_url)
+        cli.env.update(
+            {
+                "CHAT_SLACK_URL": hooks.base_url + SLACK_PATH,
+                "CHAT_DISCORD_URL": hooks.base_url + DISCORD_PATH,
+            }
+        )
+        hooks.script["slack"] = [(404, "no_service", {})]
+        limited = {"message": "You are being rate limited.", "retry_after": 120.0, "global": False}
+        hooks.script["discord"] = [(429, limited, {"Retry-After": "120"})]
+        body = payload([alert("Limited", fingerprint="n-429", host="web-01")])
+        assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+        outputs = [cli("notifications", "deliver")]
+        assert outputs[0].exit_code == 1
+        rows = {n["route"]: n for n in cli.json("notifications", "list")}
+        assert rows["slack"]["last_error"].endswith("answered 404 (no_service)")
+        assert rows["discord"]["last_error"].endswith(
+            "answered 429 (rate limited, retry after 120s)"
+        )
+        assert {r["state"] for r in rows.values()} == {"pending"}
+        wait = datetime.fromisoformat(rows["discord"]["next_attempt_at"]) - datetime.fromisoformat(
+            rows["discord"]["created_at"]
+        )
+        assert wait.total_seconds() >= 119, wait
+        time.sleep(0.5)  # past Slack's backoff, far from Discord's retry_after
+        outputs.append(cli("notifications", "deliver", "--output", "json"))
+        assert json.loads(outputs[-1].stdout)["delivered"] == 1
+        assert (hooks.count("slack"), hooks.count("discord")) == (2, 1)
+        rows = {n["route"]: n for n in cli.json("notifications", "list")}
+        assert (rows["slack"]["state"], rows["discord"]["state"]) == ("delivered", "pending")
+        outputs.append(cli("notifications", "list"))
+    finally:
+        hooks.stop()
+    for out in outputs:
+        _no_secret(out.stdout + out.stderr)
+    _no_secret(_store_text(store_url))
+    _no_secret("\n".join(r.getMessage() for r in caplog.records))
+
+
+def test_a_route_whose_url_cannot_be_used_holds_up_no_other_route(
+    gitops: Path, store_url: str, receivers: ChatReceivers, caplog: pytest.LogCaptureFixture
+) -> None:
+    routes = [
+        {"name": "broken", "url_env": "BROKEN_URL", "events": ["incident-opened"]},
+        {"name": "unset", "url_env": "UNSET_URL", "events": ["incident-opened"]},
+        {"name": "unknown", "url_env": "UNKNOWN_URL", "events": ["incident-opened"]},
+        {**THREE[2], "events": ["incident-opened"]},
+    ]
+    _configure(gitops, routes)
+    cli = _cli(gitops, store_url, receivers)
+    cli.env["BROKEN_URL"] = "http://[s3cr3t-broken/hook"
+    cli.env["UNKNOWN_URL"] = "nosuchservice://s3cr3t-unknown-t0ken/x"
+    # terry serve says what is wrong with each route when it starts
+    caplog.set_level(logging.INFO)
+    config = load_config(gitops, environ={"TERRY_DATABASE_URL": store_url})
+    store = Store(config.store_url)
+    store.migrate()
+    try:
+        notifier = Notifier(config, store, environ={**cli.env, "TERRY_DATABASE_URL": store_url})
+        notifier.start()
+        notifier.stop()
+    finally:
+        store.dispose()
+    logged = "\n".join(r.getMessage() for r in caplog.records if r.name == "terry.notify")
+    assert "route broken: $BROKEN_URL is not a URL that can be read" in logged
+    assert "route unset: $UNSET_URL is not set" in logged
+    assert (
+        "route unknown: apprise does not know the URL in $UNKNOWN_URL (nosuchservice://)" in logged
+    )
+
+    body = payload([alert("Broken", fingerprint="n-broken", host="web-01")])
+    assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+    done = cli("notifications", "deliver", "--output", "json")
+    assert done.exit_code == 1, done.stdout + done.stderr
+    assert json.loads(done.stdout)["delivered"] == 1
+    [sent] = receivers.bodies("json")
+    assert sent["title"].endswith("incident opened: Broken on web-01")
+    rows = {n["route"]: n for n in cli.json("notifications", "list")}
+    assert rows["json"]["state"] == "delivered"
+    assert "is not a URL that can be read" in rows["broken"]["last_error"]
+    assert "$UNSET_URL is not set" in rows["unset"]["last_error"]
+    assert "apprise does not know the URL" in rows["unknown"]["last_error"]
+    shown = done.stdout + json.dumps(rows) + logged
+    assert "s3cr3t" not in shown
+
+
+def test_hostile_markup_stays_text_in_discord_and_slack(
+    gitops: Path, store_url: str, receivers: ChatReceivers
+) -> None:
+    _configure(gitops, [{**r, "events": ["incident-opened"]} for r in THREE[:2]])
+    cli = _cli(gitops, store_url, receivers)
+    hostile = alert(
+        "Disk [login](https://evil.example/x) **now** ||gone|| <http://evil.example|ok>",
+        fingerprint="n-markup",
+        host="web-01",
+    )
+    assert cli("alert", "ingest", "-", "--no-remediate", input=payload([hostile])).exit_code == 0
+    assert _deliver(cli)["messages"] == 2
+    [discord] = receivers.texts("discord")
+    assert "\\[login](https://evil.example/x)" in discord and "](" not in discord.replace(
+        "\\[login](", ""
+    )
+    assert "\\*\\*now\\*\\*" in discord and "\\|\\|gone\\|\\|" in discord
+    [slack] = receivers.texts("slack")
+    assert "<http://evil.example|ok>" not in slack and "&lt;http://evil.example|ok&gt;" in slack
 
 
 def test_the_outbox_is_not_a_thread_hog(gitops: Path, store_url: str) -> None:
