@@ -8,18 +8,16 @@ not finish."""
 from __future__ import annotations
 
 import json
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, JSONResponse, Response
-from starlette.routing import Route
 
 from terry.appliers.argocd import ArgoCDApplier, ArgoCDClient, ArgoCDError, SyncRequest
 from terry.appliers.base import EventStatus, RunStatus
-from tests.fakes.local_server import LocalServer
+from tests.fakes.scripted import Scripted
 
 pytestmark = pytest.mark.unit
 
@@ -27,55 +25,11 @@ TOKEN = "argocd-CANARY-unit-token-4242"
 REV = "c" * 40
 OLD = "b" * 40
 APP = "/api/v1/applications/shop"
-Answer = Callable[[Request], Response]
-
-
-class Scripted(LocalServer):
-    """Answers each ``METHOD /path`` from a script: one callable, or a queue of responses
-    (the last one repeated). Every request is recorded."""
-
-    label = "scripted Argo CD"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.script: dict[str, Answer | list[Response]] = {}
-        self.requests: list[dict[str, Any]] = []
-
-    def on(self, route: str, *answers: Response | Answer) -> None:
-        if len(answers) == 1 and callable(answers[0]) and not isinstance(answers[0], Response):
-            self.script[route] = answers[0]
-        else:
-            self.script[route] = [a for a in answers if isinstance(a, Response)]
-
-    def hits(self, route: str) -> list[dict[str, Any]]:
-        return [r for r in self.requests if f"{r['method']} {r['path']}" == route]
-
-    def _app(self) -> Starlette:
-        async def answer(request: Request) -> Response:
-            body = await request.body()
-            self.requests.append(
-                {
-                    "method": request.method,
-                    "path": request.url.path,
-                    "query": dict(request.query_params),
-                    "body": body.decode(),
-                    "authorization": request.headers.get("authorization", ""),
-                }
-            )
-            found = self.script.get(f"{request.method} {request.url.path}")
-            if found is None:
-                return _error(404, 5, "not found")
-            if isinstance(found, list):
-                return found.pop(0) if len(found) > 1 else found[0]
-            return found(request)
-
-        methods = ["GET", "POST", "DELETE"]
-        return Starlette(routes=[Route("/{rest:path}", answer, methods=methods)])
 
 
 @pytest.fixture
 def argocd() -> Iterator[Scripted]:
-    server = Scripted()
+    server = Scripted("scripted Argo CD", lambda: _error(404, 5, "not found"))
     server.start()
     yield server
     server.stop()

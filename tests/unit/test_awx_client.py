@@ -5,71 +5,27 @@ bodies, a sliced template's workflow job, events saved out of counter order."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
+from collections.abc import Iterator
 from itertools import islice
 from typing import Any
 
 import pytest
-from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
-from starlette.routing import Route
 
 from terry.appliers.awx import _Stream
 from terry.appliers.awx.client import AWXClient, AWXError
 from terry.ports import free_port
-from tests.fakes.local_server import LocalServer
+from tests.fakes.scripted import Scripted
 
 pytestmark = pytest.mark.unit
 
 TOKEN = "awx-CANARY-unit-token-9876"
-Answer = Callable[[Request], Response]
-
-
-class Scripted(LocalServer):
-    """Answers each ``METHOD /path`` from a script: one callable, or a queue of responses
-    (the last one repeated). Every request is recorded."""
-
-    label = "scripted AWX"
-
-    def __init__(self) -> None:
-        super().__init__()
-        self.script: dict[str, Answer | list[Response]] = {}
-        self.requests: list[dict[str, Any]] = []
-
-    def on(self, route: str, *answers: Response | Answer) -> None:
-        if len(answers) == 1 and callable(answers[0]) and not isinstance(answers[0], Response):
-            self.script[route] = answers[0]
-        else:
-            self.script[route] = [a for a in answers if isinstance(a, Response)]
-
-    def hits(self, route: str) -> int:
-        return sum(1 for r in self.requests if f"{r['method']} {r['path']}" == route)
-
-    def _app(self) -> Starlette:
-        async def answer(request: Request) -> Response:
-            self.requests.append(
-                {
-                    "method": request.method,
-                    "path": request.url.path,
-                    "query": dict(request.query_params),
-                    "authorization": request.headers.get("authorization", ""),
-                }
-            )
-            found = self.script.get(f"{request.method} {request.url.path}")
-            if found is None:
-                return JSONResponse({"detail": "Not found."}, 404)
-            if isinstance(found, list):
-                return found.pop(0) if len(found) > 1 else found[0]
-            return found(request)
-
-        methods = ["GET", "POST"]
-        return Starlette(routes=[Route("/{rest:path}", answer, methods=methods)])
 
 
 @pytest.fixture
 def awx() -> Iterator[Scripted]:
-    server = Scripted()
+    server = Scripted("scripted AWX", lambda: JSONResponse({"detail": "Not found."}, 404))
     server.start()
     yield server
     server.stop()
@@ -199,7 +155,7 @@ def test_retry_after_is_honoured_and_429_retried_even_for_a_launch(awx: Scripted
     assert awx_client.launch(3, {"limit": "web-01"}) == (11, {})
     assert awx_client.job(11).status == "pending"
     assert slept == [7.0, 60.0]
-    assert awx.hits("POST /api/v2/job_templates/3/launch/") == 2
+    assert len(awx.hits("POST /api/v2/job_templates/3/launch/")) == 2
 
 
 def test_a_launch_is_never_repeated_after_a_5xx(awx: Scripted) -> None:
@@ -207,7 +163,7 @@ def test_a_launch_is_never_repeated_after_a_5xx(awx: Scripted) -> None:
     with pytest.raises(AWXError) as caught:
         client(awx.base_url).launch(3, {})
     assert caught.value.status == 500
-    assert awx.hits("POST /api/v2/job_templates/3/launch/") == 1
+    assert len(awx.hits("POST /api/v2/job_templates/3/launch/")) == 1
 
 
 def test_a_launch_whose_connection_was_never_made_is_tried_again() -> None:
@@ -291,7 +247,7 @@ def test_awx_refusals_are_typed_errors_in_awx_words(
     assert caught.value.status == status
     assert said in str(caught.value) and f"{status} to POST" in str(caught.value)
     assert "__all__" not in str(caught.value) and TOKEN not in str(caught.value)
-    assert awx.hits("POST /api/v2/job_templates/3/launch/") == 1
+    assert len(awx.hits("POST /api/v2/job_templates/3/launch/")) == 1
 
 
 def test_an_error_that_echoes_the_token_never_shows_it(awx: Scripted) -> None:
@@ -318,7 +274,7 @@ def test_a_sliced_template_s_workflow_job_is_canceled_not_polled_as_a_job(awx: S
     awx.on("POST /api/v2/workflow_jobs/12/cancel/", Response(status_code=202))
     with pytest.raises(AWXError, match="slices its jobs: AWX started workflow job 12"):
         client(awx.base_url).launch(3, {})
-    assert awx.hits("POST /api/v2/workflow_jobs/12/cancel/") == 1
+    assert len(awx.hits("POST /api/v2/workflow_jobs/12/cancel/")) == 1
 
 
 def test_two_templates_of_one_name_are_refused_not_guessed(awx: Scripted) -> None:
