@@ -50,6 +50,7 @@ from terry.jsonable import to_jsonable
 from terry.pipeline import Pipeline
 from terry.proposals.view import ProposalDetail, proposal_detail
 from terry.service.auth import Authenticator
+from terry.service.bodies import read_body
 from terry.service.console.actions import Actions
 from terry.store import Store
 from terry.store.models import MAX_ROW_ID
@@ -107,16 +108,6 @@ def _proposal_id(raw: str) -> int:
     if len(raw) > 10 or not 1 <= int(raw) <= MAX_ROW_ID:
         raise NotFound(f"proposal {raw[:24]} does not exist")
     return int(raw)
-
-
-async def _read_body(request: Request) -> bytes | None:
-    """The request's body, or None once it is over ``MAX_BODY`` (read no further)."""
-    raw = b""
-    async for chunk in request.stream():
-        raw += chunk
-        if len(raw) > MAX_BODY:
-            return None
-    return raw
 
 
 def _incident_key(raw: str) -> int | str:
@@ -338,7 +329,7 @@ class ApiWrites:
         principal = self.auth.authenticate(request, Role.VIEWER, scoped=True)
         if principal is None:
             return _error(401, "missing or wrong bearer token")
-        raw = await _read_body(request)
+        raw = await read_body(request, MAX_BODY)
         if raw is None:
             return _error(413, f"body larger than {MAX_BODY} bytes")
         try:
@@ -378,7 +369,7 @@ class ApiWrites:
         if principal is None:
             return _error(401, "missing or wrong bearer token")
         verb = _VERBS[request.url.path.rsplit("/", 1)[1]]
-        raw = await _read_body(request)
+        raw = await read_body(request, MAX_BODY)
         if raw is None:
             return _error(413, f"body larger than {MAX_BODY} bytes")
         try:

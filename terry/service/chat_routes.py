@@ -44,6 +44,7 @@ from terry.chat.answer import Answer
 from terry.config import Config
 from terry.errors import InputError
 from terry.pipeline import Pipeline
+from terry.service.bodies import read_body
 from terry.store import Store
 
 __all__ = ["INLINE_SECONDS", "ChatRoutes"]
@@ -124,13 +125,6 @@ class ChatRoutes:
                 )
             return self._actions
 
-    async def _body(self, request: Request) -> bytes | None:
-        declared = request.headers.get("content-length", "")
-        if declared.isdigit() and int(declared) > _MAX_BODY:
-            return None
-        body = await request.body()
-        return body if len(body) <= _MAX_BODY else None
-
     async def _answer(
         self, work: Callable[[], Answer], send: Callable[[Answer], None]
     ) -> Answer | None:
@@ -164,7 +158,7 @@ class ChatRoutes:
 
     # -- Slack ----------------------------------------------------------------------------
     async def _slack(self, request: Request) -> slack.SlackRequest | Response:
-        body = await self._body(request)
+        body = await read_body(request, _MAX_BODY)
         if body is None:
             return _refused(413, "body too large")
         if slack.ssl_check(body):  # Slack checking the certificate: nothing to do
@@ -235,7 +229,7 @@ class ChatRoutes:
 
     # -- Discord --------------------------------------------------------------------------
     async def discord_interaction(self, request: Request) -> Response:
-        body = await self._body(request)
+        body = await read_body(request, _MAX_BODY)
         if body is None:
             return _refused(413, "body too large")
         settings = self.config.chat.discord

@@ -54,6 +54,7 @@ from terry.proposals.view import list_proposals, proposal_detail
 from terry.reports.views import incident_story, list_incidents
 from terry.service.api_writes import ApiWrites
 from terry.service.auth import Authenticator, Principal, Role
+from terry.service.bodies import read_body
 from terry.service.chat_routes import ChatRoutes
 from terry.service.console.routes import Console
 from terry.service.schedules import Scheduler
@@ -547,21 +548,8 @@ def create_app(
 
         return guard
 
-    async def read_body(request: Request) -> bytes | None:
-        declared = request.headers.get("content-length")
-        if declared is not None and _DIGITS.fullmatch(declared) and int(declared) <= limit:
-            return await request.body()  # the size is known and within the limit
-        if declared is not None and declared.isascii() and declared.isdigit():
-            return None  # too large
-        body = bytearray()
-        async for chunk in request.stream():
-            body += chunk
-            if len(body) > limit:
-                return None
-        return bytes(body)
-
     async def alerts(request: Request) -> Response:
-        body = await read_body(request)
+        body = await read_body(request, limit)
         if body is None:
             requests.labels("413").inc()
             return _error(413, f"body larger than {limit} bytes")

@@ -23,6 +23,7 @@ from starlette.responses import JSONResponse, Response
 from terry.config import Config
 from terry.errors import InputError, StoreError
 from terry.forges.signature import verify_signature
+from terry.service.bodies import read_body
 from terry.service.worker import Worker
 from terry.sources.alertmanager import decode_body, load_json
 from terry.store import Store
@@ -40,21 +41,6 @@ def _answer(status: int, message: str, **extra: Any) -> JSONResponse:
     return JSONResponse({"message": message, **extra}, status_code=status)
 
 
-async def _read_body(request: Request, limit: int) -> bytes | None:
-    """The body, or None when it is over ``limit`` bytes: a declared length is believed
-    before reading, a body without one (chunked) is read only up to the limit. This runs
-    before the signature check, so an unsigned sender cannot make Terry hold more."""
-    declared = request.headers.get("content-length", "")
-    if declared.isascii() and declared.isdigit() and int(declared) > limit:
-        return None
-    body = bytearray()
-    async for chunk in request.stream():
-        body += chunk
-        if len(body) > limit:
-            return None
-    return bytes(body)
-
-
 class GitHubWebhook:
     def __init__(self, config: Config, store: Store, worker: Worker | None) -> None:
         self.config = config
@@ -65,7 +51,7 @@ class GitHubWebhook:
         return os.environ.get(self.config.forge.github.webhook_secret_env, "")
 
     async def handle(self, request: Request) -> Response:
-        body = await _read_body(request, _MAX_BODY)
+        body = await read_body(request, _MAX_BODY)
         if body is None:
             return _answer(413, "payload too large")
         secret = self._secret()
