@@ -634,6 +634,11 @@ class NotificationsConfig(_Model):
         names = [r.name for r in self.routes]
         if dupes := sorted({n for n in names if names.count(n) > 1}):
             raise ValueError(f"notification route names used twice: {', '.join(dupes)}")
+        if self.max_retry_seconds < self.retry_seconds:
+            raise ValueError(
+                f"notifications.max_retry_seconds ({self.max_retry_seconds:g}) is below "
+                f"retry_seconds ({self.retry_seconds:g}), the first wait it caps"
+            )
         return self
 
 

@@ -111,10 +111,11 @@ def deliver_round(
                 error = _hidden(routes[route], env)(redact(said))[:500]
                 if isinstance(exc, DeliveryError):
                     retry_after = exc.retry_after
+                    # Refused for good (a bad token, a channel the bot is not in, a
+                    # webhook's 404): dead now.
+                    permanent = exc.permanent
                 down[route] = (error, retry_after)
                 errors.append(error)
-                # Refused for good (a bad token, a channel the bot is not in): dead now.
-                permanent = isinstance(exc, slack_app.SlackAppError) and exc.permanent
                 if isinstance(exc, TerryError):
                     log.warning("notification to route %s failed: %s", route, error)
                 else:

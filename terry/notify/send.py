@@ -57,17 +57,32 @@ _JSON_FIELDS = ("version", "title", "message", "attachments", "type")
 _BODY_LIMIT = 4096
 # A Retry-After longer than this is taken as this (the outbox's backoff is at most a day).
 _MOST_WAIT = 86400.0
+# Client errors a later attempt may still get through (RFC 9110: 408 Request Timeout, 409
+# Conflict, 425 Too Early; 429 Too Many Requests). Every other 4xx refuses the message
+# itself (a bad URL, a revoked token, a body the service will never take): not retried.
+_TRANSIENT_4XX = frozenset({408, 409, 425, 429})
 
 
 class DeliveryError(TerryError):
     """A message was not delivered (the service refused it, or could not be reached);
     ``why`` says so in a few words (``answered 500``), without the URL. ``retry_after``:
-    seconds the service asked Terry to wait before trying again (a 429's), if it said."""
+    seconds the service asked Terry to wait before trying again (a 429's), if it said.
+    ``permanent``: the service refused the message itself, and sending it again cannot
+    change that (the outbox marks it dead at once; ``terry notifications retry --dead``
+    sends it again once the route is mended)."""
 
-    def __init__(self, message: str, *, why: str = "", retry_after: float | None = None) -> None:
+    def __init__(
+        self,
+        message: str,
+        *,
+        why: str = "",
+        retry_after: float | None = None,
+        permanent: bool = False,
+    ) -> None:
         super().__init__(message)
         self.why = why or message
         self.retry_after = retry_after
+        self.permanent = permanent
 
 
 class _Scrub(logging.Filter):
@@ -213,7 +228,9 @@ def _webhook(
             reason = _reason(content, data, target.redactor)
             why = f"answered {status}" + (f" ({reason})" if reason else "")
         why = target.redactor(why)
-        raise DeliveryError(f"{fail} {why}", why=why, retry_after=wait)
+        permanent = 400 <= status < 500 and status not in _TRANSIENT_4XX
+        said = f"{fail} {why}" + (" (not retried: mend the route, then retry it)" * permanent)
+        raise DeliveryError(said, why=why, retry_after=wait, permanent=permanent)
     raise AssertionError("not reached")  # pragma: no cover
 
 

@@ -65,10 +65,6 @@ PERMANENT = frozenset(
 class SlackAppError(DeliveryError):
     """Slack did not take the message; ``permanent``: retrying will not help."""
 
-    def __init__(self, message: str, *, why: str = "", permanent: bool = False) -> None:
-        super().__init__(message, why=why)
-        self.permanent = permanent
-
 
 def _retry_after(headers: Any) -> float:
     for key, value in dict(headers or {}).items():

@@ -8,8 +8,8 @@
   or ``embeds``; answers ``204`` (no ``?wait=true``), or ``400`` with a JSON error.
 - Generic JSON: ``POST /hook/...`` with any JSON object; answers ``200``.
 
-``mode`` makes every receiver fail the way real ones do: ``"500"`` answers 500, ``"hang"``
-never answers (until ``release()`` or the test's end).
+``mode`` makes every receiver fail the way real ones do: a status (``"500"``, ``"404"``,
+``"409"``) answers it, ``"hang"`` never answers (until ``release()`` or the test's end).
 """
 
 from __future__ import annotations
@@ -39,7 +39,7 @@ class ChatReceivers(LocalServer):
 
     def __init__(self) -> None:
         super().__init__()
-        self.mode = "ok"  # ok | 500 | hang
+        self.mode = "ok"  # ok | a status ("500", "404", ...) | hang
         self.received: list[tuple[str, dict[str, Any]]] = []  # (slack|discord|json, body)
         self.refused: list[tuple[str, str]] = []  # (kind, why): bodies that broke the shape
         self.attempts = 0
@@ -87,8 +87,9 @@ class ChatReceivers(LocalServer):
     async def _failure(self) -> Response | None:
         with self._lock:
             self.attempts += 1
-        if self.mode == "500":
-            return PlainTextResponse("internal error", status_code=500)
+        if self.mode.isdigit():
+            status = int(self.mode)
+            return PlainTextResponse("internal error" if status == 500 else "no_service", status)
         if self.mode == "hang":
             while not self._release.is_set():
                 await asyncio.sleep(0.05)

@@ -333,6 +333,44 @@ def test_dead_letters_show_in_the_cli_and_metrics_and_no_url_leaks(
     _no_secret("\n".join(r.getMessage() for r in caplog.records))
 
 
+def test_a_refusal_retrying_cannot_mend_is_dead_at_once_and_a_conflict_is_retried(
+    gitops: Path, store_url: str, receivers: ChatReceivers
+) -> None:
+    # A 4xx is the service refusing the message itself (a removed webhook answers 404): the
+    # outbox must not send it max_attempts times over hours. 408, 409, 425 and 429 may
+    # still get through later.
+    json_route = [{**THREE[2], "events": ["incident-opened"]}]
+    _configure(gitops, json_route, max_attempts=5)
+    cli = _cli(gitops, store_url, receivers)
+    body = payload([alert("Gone", fingerprint="n-gone", host="web-01")])
+    assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+    receivers.mode = "404"
+    assert cli("notifications", "deliver").exit_code == 1
+    [dead] = cli.json("notifications", "list", "--state", "dead")
+    assert dead["attempts"] == 1
+    assert "answered 404 (no_service)" in dead["last_error"]
+    assert "not retried" in dead["last_error"]
+
+    body = payload([alert("Busy", fingerprint="n-busy", host="web-01")])
+    assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+    receivers.mode = "409"
+    assert cli("notifications", "deliver").exit_code == 1
+    [pending] = cli.json("notifications", "list", "--state", "pending")
+    assert pending["attempts"] == 1 and "answered 409" in pending["last_error"]
+    assert "not retried" not in pending["last_error"]
+    receivers.mode = "ok"
+    time.sleep(0.5)  # retry_seconds 0.2, jittered
+    assert _deliver(cli)["delivered"] == 1
+    assert cli.json("notifications", "list", "--state", "dead")[0]["id"] == dead["id"]
+
+
+def test_a_backoff_cap_below_the_first_wait_is_refused(gitops: Path, store_url: str) -> None:
+    _configure(gitops, [], retry_seconds=600, max_retry_seconds=60)
+    bad = make_cli(gitops, store_url)("notifications", "list")
+    assert bad.exit_code == 3
+    assert "max_retry_seconds (60) is below retry_seconds (600)" in bad.stderr
+
+
 def test_routes_are_checked_with_clear_errors(gitops: Path, store_url: str) -> None:
     cli = make_cli(gitops, store_url)
     _configure(gitops, [{"name": "x", "url_env": "X", "events": ["lunch"]}])
@@ -385,7 +423,8 @@ def test_refusals_are_kept_in_the_services_words_and_rate_limits_are_waited_out(
 ) -> None:
     """Slack's ``404 no_service`` and Discord's ``429`` with ``retry_after`` (their documented
     answers): each row keeps the service's reason, the rate-limited one is not tried again
-    before the service said, the other is retried with the usual backoff; no URL anywhere."""
+    before the service said, the removed webhook is dead at once (retrying cannot mend it)
+    until a person retries it; no URL anywhere."""
     caplog.set_level(logging.DEBUG)
     hooks = Scripted()
     hooks.start()
@@ -407,16 +446,16 @@ def test_refusals_are_kept_in_the_services_words_and_rate_limits_are_waited_out(
         outputs = [cli("notifications", "deliver")]
         assert outputs[0].exit_code == 1
         rows = {n["route"]: n for n in cli.json("notifications", "list")}
-        assert rows["slack"]["last_error"].endswith("answered 404 (no_service)")
+        assert "answered 404 (no_service) (not retried" in rows["slack"]["last_error"]
         assert rows["discord"]["last_error"].endswith(
             "answered 429 (rate limited, retry after 120s)"
         )
-        assert {r["state"] for r in rows.values()} == {"pending"}
+        assert (rows["slack"]["state"], rows["discord"]["state"]) == ("dead", "pending")
+        assert cli("notifications", "retry", "--dead").exit_code == 0
         wait = datetime.fromisoformat(rows["discord"]["next_attempt_at"]) - datetime.fromisoformat(
             rows["discord"]["created_at"]
         )
         assert wait.total_seconds() >= 119, wait
-        time.sleep(0.5)  # past Slack's backoff, far from Discord's retry_after
         outputs.append(cli("notifications", "deliver", "--output", "json"))
         assert json.loads(outputs[-1].stdout)["delivered"] == 1
         assert (hooks.count("slack"), hooks.count("discord")) == (2, 1)

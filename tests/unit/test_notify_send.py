@@ -135,7 +135,11 @@ def test_slack_refusals_are_recorded_in_slacks_own_words(receivers: Receivers) -
     assert _failure(target).why == "answered 404 (no_service)"
     receivers.script = [(410, "channel_is_archived", {})]
     failed = _failure(target)
-    assert str(failed) == "route oncall (http://127.0.0.1) answered 410 (channel_is_archived)"
+    assert str(failed) == (
+        "route oncall (http://127.0.0.1) answered 410 (channel_is_archived)"
+        " (not retried: mend the route, then retry it)"
+    )
+    assert failed.permanent
 
 
 def test_discord_refusals_say_discords_message_and_code(receivers: Receivers) -> None:
@@ -166,6 +170,7 @@ def test_a_longer_429_is_handed_to_the_outbox_with_its_wait(receivers: Receivers
     failed = _failure(_target(receivers.url(DISCORD), "discord"))
     assert failed.retry_after == pytest.approx(64.57)
     assert failed.why == "answered 429 (rate limited, retry after 64.57s)"
+    assert not failed.permanent  # tried again by the outbox, after the wait
     # Slack: Retry-After, in seconds or as a date.
     receivers.script = [(429, "rate_limited", {"Retry-After": "30"})]
     assert _failure(_target(receivers.url(SLACK), "slack"), timeout=2).retry_after == 30
