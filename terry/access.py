@@ -42,6 +42,7 @@ __all__ = [
     "Principal",
     "Role",
     "act_as",
+    "actors_in",
     "allowed",
     "allowed_any",
     "identities_of",
@@ -58,6 +59,11 @@ _CHAT_ACTOR = re.compile(
     r"(?P<kind>slack|discord):(?:[^\s/()]+/)?(?P<id>[^\s/()]+) \((?P<name>[^()]+)\)"
 )
 _TOKEN_ACTOR = re.compile(r"(?:(?:console|api):)?(?P<name>[^\s()]+) \(token [^()]*\)")
+# An admin acting as someone else (``--as``, the API's ``"as"``): "bob (by ada)",
+# "api:bob (by ada (token tk_0a1b2c3d))". Both are named: who the audit says, who acted.
+_ON_BEHALF = re.compile(r"(?:(?:console|api):)?(?P<named>[^\s()]+) \(by (?P<by>.+)\)")
+# A name ``--as`` may give: no spaces or parentheses, so an actor string parses one way.
+_AS_NAME = re.compile(r"[^\s()]{1,64}")
 
 
 class Role(StrEnum):
@@ -218,6 +224,10 @@ def act_as(caller: str, named: str | None, *, admin: bool) -> Decision:
     login); ``admin`` is the token's role, or terry.yml's ``admins`` naming the caller."""
     if named is None or named == caller:
         return Decision(True, f"{caller} acts as themselves")
+    if not _AS_NAME.fullmatch(named):
+        return Decision(
+            False, f"--as takes a name (1 to 64 characters, no spaces or brackets): {named[:64]!r}"
+        )
     if admin:
         return Decision(True, f"{caller} (an admin) may act as {named}")
     return Decision(
@@ -227,11 +237,25 @@ def act_as(caller: str, named: str | None, *, admin: bool) -> Decision:
     )
 
 
+def actors_in(actor: str) -> tuple[str, ...]:
+    """The actors one audit actor string names: itself, or, for an admin acting as someone
+    else, the one named and the one who acted (``api:bob (by ada (token tk_…))`` is
+    ``bob`` and ``ada (token tk_…)``). Whoever is named in a decision took part in it:
+    separation of duties and tenants' approvals ask about each."""
+    text = actor.strip()
+    if behalf := _ON_BEHALF.fullmatch(text):
+        return (behalf["named"], *actors_in(behalf["by"]))
+    return (text,)
+
+
 def identities_of(actor: str) -> frozenset[str]:
     """The identities an audit actor names, written as a tenant's members are (``kind:name``):
     ``slack:U456 (alice)`` is ``slack:U456`` and ``user:alice``; ``api:alice (token tk_…)``
     is ``user:alice``. A plain name (a GitHub login, ``--as``) is matched by the name itself;
-    an actor of another form names nobody here."""
+    an actor of another form names nobody here. One acting as another (``actors_in``) names
+    both."""
+    if len(parts := actors_in(actor)) > 1:
+        return frozenset().union(*(identities_of(a) for a in parts))
     text = actor.strip()
     if chat := _CHAT_ACTOR.fullmatch(text):
         found = {f"{chat['kind']}:{chat['id']}"}

@@ -91,7 +91,8 @@ def open_pipeline(ctx: click.Context, output: str) -> tuple[Config, Store, Pipel
 
 def actor_name(config: Config, given: str | None) -> str:
     """Who is acting: the caller (``caller_name``), or ``--as NAME`` when that is the
-    caller or the caller is one of terry.yml's ``admins`` (``terry.access.act_as``);
+    caller or the caller is one of terry.yml's ``admins`` (``terry.access.act_as``), as
+    ``NAME (by CALLER)``: the audit keeps who acted, and separation of duties sees both;
     PermissionDenied (exit 11) otherwise."""
     from terry.access import act_as
     from terry.errors import PermissionDenied
@@ -100,7 +101,9 @@ def actor_name(config: Config, given: str | None) -> str:
     decision = act_as(caller, given or None, admin=caller in config.admins)
     if not decision:
         raise PermissionDenied(decision.reason)
-    return given or caller
+    if given and given != caller:
+        return f"{given} (by {caller})"
+    return caller
 
 
 def caller_name(config: Config) -> str:

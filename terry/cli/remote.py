@@ -22,8 +22,10 @@ httpx is imported in the functions that use it: ``terry --help`` stays fast.
 from __future__ import annotations
 
 import dataclasses
+import ipaddress
 import os
 import re
+import sys
 import time
 import types
 import typing
@@ -70,6 +72,8 @@ def _shown(url: str) -> str:
     """``url`` without its user and password (a URL may carry credentials)."""
     parts = urlsplit(url)
     host = parts.hostname or ""
+    if ":" in host:  # IPv6, bracketed again
+        host = f"[{host}]"
     if parts.port:
         host = f"{host}:{parts.port}"
     return urlunsplit((parts.scheme, host, parts.path, "", ""))
@@ -94,7 +98,22 @@ def remote_for(ctx: click.Context) -> Remote | None:
             f"remote mode ({_shown(server)}) needs an API token in ${variable} "
             "(terry tokens create, on the server's machine)"
         )
+    if parts.scheme == "http" and not _loopback(parts.hostname):
+        sys.stderr.write(
+            f"warning: the API token goes to {_shown(server)} unencrypted (plain http); "
+            "anyone on the way can read it and act as its user: use https\n"
+        )
     return Remote(server.rstrip("/"), token)
+
+
+def _loopback(host: str) -> bool:
+    """Whether ``host`` is this machine (localhost, 127.0.0.0/8, ::1)."""
+    if host.lower() == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
 
 
 @dataclasses.dataclass(frozen=True)

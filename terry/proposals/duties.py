@@ -12,17 +12,24 @@ from __future__ import annotations
 
 import re
 
+from terry.access import actors_in
 from terry.errors import PermissionDenied
 from terry.store import Store
 from terry.store.models import IncidentRow, ProposalRow
 
-__all__ = ["PRODUCTION", "check_not_author", "person_of"]
+__all__ = ["PRODUCTION", "check_not_author", "person_of", "persons_of"]
 
 PRODUCTION = "production"
 # "slack:U456 (alice)", "discord:81234 (bob)": the Terry identity is in the parentheses.
 _CHAT = re.compile(r"^(?:slack|discord):\S+ \((?P<name>[^()]+)\)$")
 # "console:alice (token tk_ab12cd34)", "api:alice (token ...)", "alice (token ...)".
 _TOKEN = re.compile(r"^(?:(?:console|api):)?(?P<name>[^\s()]+)(?: \(token [^()]*\))?$")
+
+
+def persons_of(actor: str) -> frozenset[str]:
+    """The persons an actor string names (lower case): one, or two when an admin acted as
+    someone else (``terry.access.actors_in``)."""
+    return frozenset(person_of(a) for a in actors_in(actor))
 
 
 def person_of(actor: str) -> str:
@@ -44,8 +51,8 @@ def check_not_author(store: Store, proposal_id: int, *, actor: str) -> None:
             return
         incident = session.get(IncidentRow, row.incident_id)
         author = str((incident.labels or {}).get("author") or "") if incident else ""
-    if author and person_of(author) == person_of(actor):
+    if author and persons_of(author) & persons_of(actor):
         raise PermissionDenied(
-            f"{actor} may not approve proposal {proposal_id}: they asked for this change "
+            f"{actor} may not approve proposal {proposal_id}: {author} asked for this change "
             "and it is in production; another person approves it (separation of duties)"
         )

@@ -45,7 +45,14 @@ from starlette.routing import BaseRoute, Route
 
 from terry.access import Action, Principal, Role, act_as, allowed
 from terry.config import Config
-from terry.errors import InputError, NotFound, StateError, StoreError, TerryError
+from terry.errors import (
+    InputError,
+    NotFound,
+    PermissionDenied,
+    StateError,
+    StoreError,
+    TerryError,
+)
 from terry.jsonable import to_jsonable
 from terry.pipeline import Pipeline
 from terry.proposals.view import ProposalDetail, proposal_detail
@@ -466,9 +473,12 @@ class ApiWrites:
         return _json(_state(detail, running=running), status)
 
     async def _refused(self, proposal_id: int, exc: TerryError) -> Response:
-        """The pipeline's refusal as an answer: 404, 400, 503 (the store) or 409."""
+        """The pipeline's refusal as an answer: 404, 400, 403 (not this caller: separation
+        of duties), 503 (the store) or 409."""
         if isinstance(exc, NotFound):
             return _error(404, str(exc))
+        if isinstance(exc, PermissionDenied):
+            return _error(403, str(exc))
         if isinstance(exc, InputError):
             return _error(400, str(exc))
         if isinstance(exc, StoreError):

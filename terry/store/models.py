@@ -31,6 +31,7 @@ __all__ = [
     "AuditRow",
     "Base",
     "ChaosRunRow",
+    "ConsoleLogoutRow",
     "ForgeDeliveryRow",
     "HostLockRow",
     "InboxRow",
@@ -493,3 +494,14 @@ class ChaosRunRow(Base):
     finished_at: Mapped[datetime | None]
     holder: Mapped[str | None] = mapped_column(String(200))
     detail: Mapped[str] = mapped_column(Text, default="", server_default="")
+
+
+class ConsoleLogoutRow(Base):
+    """A console session ended by its person (``POST /console/logout``, migration 0021):
+    sessions live in a signed cookie, so the server keeps which were ended, by the SHA-256
+    digest of the session's own random token, until the cookie would have expired anyway."""
+
+    __tablename__ = "console_logouts"
+
+    digest: Mapped[str] = mapped_column(String(64), primary_key=True)  # hex SHA-256
+    expires_at: Mapped[datetime] = mapped_column(index=True)

@@ -349,6 +349,23 @@ def test_a_post_without_the_csrf_token_or_from_another_site_is_refused(
     assert OPERATOR_TOKEN not in console.server.log.read_text()
 
 
+def test_logging_out_ends_the_session_for_a_copied_cookie_too(console: Console) -> None:
+    """The session is a signed cookie; logging out must end it on the server as well, or a
+    copy of the cookie (a shared machine, a proxy's log) keeps working until it expires."""
+    http = Http(console, OPERATOR_TOKEN)
+    cookie = http.client.cookies["terry_session"]
+    token = http.csrf("/console")
+    copied = httpx.Client(base_url=console.url, cookies={"terry_session": cookie}, timeout=30)
+    assert copied.get("/console").status_code == 200
+    out = http.post("/console/logout", {"csrf": token})
+    assert out.status_code == 303 and out.headers["location"] == "/console/login"
+    again = copied.get("/console", headers={"Accept": "text/html"}, follow_redirects=True)
+    assert again.url.path == "/console/login"  # the copied cookie is no session any more
+    forged = copied.post("/console/logout", data={"csrf": token}, headers={"Origin": console.url})
+    assert forged.status_code == 401  # ended: a second logout is no session either
+    assert Http(console, OPERATOR_TOKEN).client.get("/console").status_code == 200  # a new one
+
+
 def test_a_reader_reads_but_cannot_approve(console: Console, browser: Browser) -> None:
     log_in(browser, console, READER_TOKEN, f"/proposals/{console.hostile_proposal}")
     page = browser.text("main")

@@ -183,6 +183,20 @@ def test_a_server_that_is_down_or_no_token_is_one_clear_line(gitops: Path) -> No
     named = cli("--server", "ftp://x", "--token-env", "MY_TOKEN", "incidents", "list")
     assert named.exit_code == 2 and "not an http(s) URL" in named.stderr
 
+    # plain http to another machine: the token would cross the network in clear, said once
+    cli.env["TERRY_TOKEN"] = secret
+    for server, warned in (
+        ("http://terry.invalid:8080", True),
+        ("https://terry.invalid:8443", False),
+        (f"http://[::1]:{free_port()}", False),
+        (f"http://localhost:{free_port()}", False),
+    ):
+        told = cli("--server", server, "incidents", "list")
+        assert told.exit_code == Unreachable.exit_code, told.stderr
+        assert ("unencrypted (plain http)" in told.stderr) is warned, told.stderr
+        assert secret not in told.stderr
+        assert f"cannot reach terry serve at {server}" in told.stderr  # IPv6 bracketed
+
 
 def test_the_write_api_answers_every_caller_as_documented(matrix: Matrix) -> None:
     client = TestClient(matrix.app, base_url="http://terry.test")  # type: ignore[arg-type]
@@ -242,3 +256,40 @@ def test_local_as_names_only_yourself_unless_an_admin(gitops: Path, store_url: s
     cli.env["TERRY_ACTOR"] = "carol"
     refused = cli("proposals", "apply", "999", "--as", "bob")
     assert refused.exit_code == PermissionDenied.exit_code
+
+
+def test_an_admin_acting_as_another_is_still_who_approves(site: Site) -> None:
+    """Separation of duties sees through ``as``: the admin who asked for a production edit
+    does not approve it by naming someone else (the API's ``"as"``, the local ``--as``),
+    and the refusal is a permission refusal (403, exit 11), not a state conflict."""
+    edited = site.local.as_("ada").json("inventory", "set", "db-01", "terry_labels={tier: db}")
+    assert edited["state"] == "awaiting_review", edited
+    pid = str(edited["proposal_id"])
+    _id, ada = site.token("ada", "admin")
+    _id, carol = site.token("carol", "admin")
+    api = f"{site.server.url}/api/v1/proposals/{pid}/approve"
+
+    for named in ("bob", "ADA"):
+        refused = httpx.post(
+            api, json={"as": named, "apply": False}, headers={"Authorization": f"Bearer {ada}"}
+        )
+        assert refused.status_code == 403, refused.text
+        assert "separation of duties" in refused.json()["error"]
+    remote = site.remote(ada)("proposals", "approve", pid, "--as", "bob", "--no-apply")
+    assert remote.exit_code == PermissionDenied.exit_code, remote.stdout + remote.stderr
+    assert "separation of duties" in " ".join(remote.stderr.split())
+
+    config = site.repo / "terry.yml"
+    config.write_text(config.read_text() + "\nadmins: [ada, carol]\n")
+    local = site.local.as_("ada")("proposals", "approve", pid, "--as", "bob", "--no-apply")
+    assert local.exit_code == PermissionDenied.exit_code, local.stdout + local.stderr
+    odd = site.local.as_("carol")("proposals", "approve", pid, "--as", "bob (by x)")
+    assert odd.exit_code == PermissionDenied.exit_code and "no spaces" in odd.stderr
+    assert site.local.json("proposals", "show", pid)["summary"]["state"] == "awaiting_review"
+
+    # another admin may approve it in someone's name: the audit keeps both
+    approved = httpx.post(
+        api, json={"as": "bob", "apply": False}, headers={"Authorization": f"Bearer {carol}"}
+    )
+    assert approved.status_code == 200, approved.text
+    assert approved.json()["approved_by"].startswith("api:bob (by carol (token tk_")

@@ -4,7 +4,8 @@ from __future__ import annotations
 
 import pytest
 
-from terry.proposals.duties import person_of
+from terry.proposals.duties import person_of, persons_of
+from terry.tenants.model import IdentityKind, Member
 
 pytestmark = pytest.mark.unit
 
@@ -25,3 +26,21 @@ pytestmark = pytest.mark.unit
 )
 def test_the_person_behind_each_interfaces_actor(actor: str, person: str) -> None:
     assert person_of(actor) == person
+
+
+@pytest.mark.parametrize(
+    ("actor", "persons"),
+    [
+        ("alice", {"alice"}),
+        ("bob (by ada)", {"bob", "ada"}),
+        ("api:bob (by ada (token tk_ab12cd34))", {"bob", "ada"}),
+        ("console:Bob (by Ada (token tk_ab12cd34))", {"bob", "ada"}),
+        ("slack:U0456DEF (alice)", {"alice"}),
+    ],
+)
+def test_an_admin_acting_as_someone_names_both(actor: str, persons: set[str]) -> None:
+    assert persons_of(actor) == persons
+    # a tenant's members: each person named is that member, whoever the audit names first
+    for person in persons:
+        assert Member(IdentityKind.USER, person).is_(actor.lower()), person
+    assert not Member(IdentityKind.USER, "carol").is_(actor.lower())

@@ -29,12 +29,20 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode
 
 from markupsafe import Markup
+from sqlalchemy.exc import SQLAlchemyError
 from starlette.requests import Request
 from starlette.responses import HTMLResponse, RedirectResponse, Response
 from starlette.routing import BaseRoute, Route
 
 from terry.config import Config
-from terry.errors import InputError, NotFound, StateError, StoreError, TerryError
+from terry.errors import (
+    InputError,
+    NotFound,
+    PermissionDenied,
+    StateError,
+    StoreError,
+    TerryError,
+)
 from terry.incidents.refs import parse_ref
 from terry.pipeline import Pipeline
 from terry.proposals.state import UNDER_WAY
@@ -54,7 +62,7 @@ from terry.service.console.queries import (
 )
 from terry.service.console.queries import SOURCES as _SOURCES
 from terry.service.console.queries import STATES as _STATES
-from terry.service.console.session import COOKIE, Session, Sessions
+from terry.service.console.session import COOKIE, Session, Sessions, end, is_ended
 from terry.store import Store
 from terry.store.models import MAX_ROW_ID
 from terry.tenants.scope import Scope, Scopes
@@ -160,6 +168,12 @@ class Console:
     def session(self, request: Request) -> Session | None:
         found = self.sessions.read(request.cookies.get(COOKIE))
         if found is None or not self.auth.holds(found.principal):
+            return None
+        try:
+            if is_ended(self.store, found):
+                return None
+        except (TerryError, SQLAlchemyError) as exc:  # as holds(): no store, no session
+            log.error("console sessions cannot be checked, ending the session: %s", exc)
             return None
         return found
 
@@ -326,6 +340,8 @@ class Console:
         posted = await self.posted(request, "You are not logged in.")
         if isinstance(posted, Response):
             return posted
+        session, _fields = posted
+        await self.read_turn(lambda: end(self.store, session))
         response = RedirectResponse("/console/login", status_code=303, headers=_headers())
         response.delete_cookie(COOKIE, path="/", httponly=True, samesite="strict")
         return response
@@ -577,7 +593,8 @@ class Console:
                     lambda: self.actions.reject(proposal_id, actor=actor, reason=reason)
                 )
         except TerryError as exc:
-            return await self.proposal(request, session, status=409, message=str(exc))
+            status = 403 if isinstance(exc, PermissionDenied) else 409
+            return await self.proposal(request, session, status=status, message=str(exc))
         log.info("console: %s %s proposal %s", actor, verb, proposal_id)
         return RedirectResponse(f"/proposals/{proposal_id}", status_code=303, headers=_headers())
 

@@ -4,7 +4,9 @@ The cookie holds the principal's name and role, the session's CSRF token and whe
 expires, signed with HMAC-SHA256 under the server's secret (``server.console_secret_env``,
 else one made at start: a restart then logs everyone out). Never the login token: a cookie
 that leaks names a person, not their credential. A session whose principal is no longer
-configured (``Authenticator.holds``) or whose time is up is no session.
+configured (``Authenticator.holds``), whose time is up, or that its person ended (``end``:
+logging out; the store keeps which, so every ``terry serve`` on the store agrees) is no
+session.
 """
 
 from __future__ import annotations
@@ -16,11 +18,17 @@ import json
 import secrets
 import time
 from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from sqlalchemy import delete, select
+from sqlalchemy.exc import IntegrityError
 
 from terry.errors import ConfigError
 from terry.service.auth import Principal, Role
+from terry.store import Store
+from terry.store.models import ConsoleLogoutRow, utcnow
 
-__all__ = ["COOKIE", "Session", "Sessions"]
+__all__ = ["COOKIE", "Session", "Sessions", "end", "is_ended"]
 
 COOKIE = "terry_session"
 MIN_SECRET = 32  # characters of the configured secret
@@ -39,6 +47,37 @@ class Session:
     principal: Principal
     csrf: str  # the per-session token every form posts back
     expires: int  # Unix seconds
+
+    @property
+    def digest(self) -> str:
+        """What names this session in the store: the SHA-256 of its random token."""
+        return hashlib.sha256(self.csrf.encode("ascii")).hexdigest()
+
+
+def end(store: Store, session: Session) -> None:
+    """Log ``session`` out for good: its cookie is no session from now on, here and on
+    every server sharing the store. Ended sessions already past their time are forgotten."""
+    now = utcnow()
+    with store.session() as db:
+        db.execute(delete(ConsoleLogoutRow).where(ConsoleLogoutRow.expires_at < now))
+    try:
+        with store.session() as db:
+            db.add(
+                ConsoleLogoutRow(
+                    digest=session.digest,
+                    expires_at=datetime.fromtimestamp(session.expires, UTC),
+                )
+            )
+    except IntegrityError:  # ended already (a second tab, a retried POST)
+        pass
+
+
+def is_ended(store: Store, session: Session) -> bool:
+    with store.session() as db:
+        found = db.execute(
+            select(ConsoleLogoutRow.digest).where(ConsoleLogoutRow.digest == session.digest)
+        ).first()
+    return found is not None
 
 
 class Sessions:
