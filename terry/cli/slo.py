@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 from typing import Any
 
@@ -170,27 +171,33 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
             if row["error"]:
                 err_console.print(f"{row['service']}/{row['slo']}: {row['error']}")
     unknown = [f"{r['service']}/{r['slo']}" for r in rows if r["state"] == "unknown"]
-    if unknown:
-        raise BudgetsUnknown(f"budget unknown for {', '.join(unknown)}; see the errors above")
+    partly = [f"{r['service']}/{r['slo']}" for r in rows if r["error"] and r["state"] != "unknown"]
+    said = [f"budget unknown for {', '.join(unknown)}"] if unknown else []
+    said += [f"a burn rate unknown for {', '.join(partly)}"] if partly else []
+    if said:
+        where = "each SLO's error" if output == "json" else "the errors above"
+        raise BudgetsUnknown(f"{'; '.join(said)}: see {where}")
 
 
 @command.command("rules")
 @click.option(
     "--out",
-    "--output",
     "out",
     type=click.Path(dir_okay=False, writable=True, path_type=Path),
     help="Write the rule file to PATH, atomically (default: stdout).",
 )
+@output_option
 @click.pass_context
-def rules(ctx: click.Context, out: Path | None) -> None:
+def rules(ctx: click.Context, out: Path | None, output: str) -> None:
     """Prometheus recording and burn-rate alerting rules from slos/ on main.
 
     \b
     Per SLO: slo:sli_error:ratio_rate{5m,30m,1h,6h} (labels slo_service, slo_name,
     slo_objective) and an ErrorBudgetBurn alert per pair (1h/5m above 14.4x the budget,
-    6h/30m above 6x; labels service, severity=page, burn_window). Load the file in
-    Prometheus' rule_files and check it with 'promtool check rules PATH'.
+    6h/30m above 6x; labels service, severity=page, burn_window). A Sloth spec's labels
+    go on every rule, and its alerting (name, labels, annotations, page_alert.disable)
+    shapes the alerts. Load the file in Prometheus' rule_files and check it with
+    'promtool check rules PATH'. --output json writes the same groups as JSON.
 
     \b
       terry slo rules --out prometheus/slo-rules.yml
@@ -199,9 +206,13 @@ def rules(ctx: click.Context, out: Path | None) -> None:
     read, 4 no SLOs on main.
     """
     from terry.cli.output import emit_report
-    from terry.slo.rules import rules_yaml
+    from terry.slo.rules import rule_groups, rules_yaml
 
     config = open_config(ctx)
     slos, _inventory = _main_slos(config)
-    text = rules_yaml(_chosen(slos, ()))
+    chosen = _chosen(slos, ())
+    if output == "json":
+        text = json.dumps({"groups": rule_groups(chosen)}, indent=2) + "\n"
+    else:
+        text = rules_yaml(chosen)
     emit_report(text, out, f"{len(slos)} SLO(s)")

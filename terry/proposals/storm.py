@@ -39,6 +39,7 @@ from sqlalchemy import select
 from terry.diagnosis.finding import Finding, Fix
 from terry.proposals.hosts import queue_host
 from terry.proposals.state import ProposalState
+from terry.remedies.variants import DEFAULT, VARIANT_PARAM
 from terry.store import Store
 from terry.store.models import ProposalRow, utcnow
 
@@ -102,6 +103,10 @@ def _prose(fix: Fix) -> frozenset[str]:
 
 def _canonical(params: dict[str, object], prose: frozenset[str]) -> str:
     kept = {k: v for k, v in params.items() if k not in prose}
+    if kept.get(VARIANT_PARAM) == DEFAULT:
+        # the remedy's own parameters, named only where variants are tried (staging, say):
+        # the same fix as a host's where they are not, so staging and production fold
+        del kept[VARIANT_PARAM]
     return json.dumps(kept, sort_keys=True, ensure_ascii=True, default=str)
 
 

@@ -283,6 +283,9 @@ def with_variant(
 # -- the comparison -------------------------------------------------------------------------
 
 
+_EPSILON = 1e-9  # rates are fractions of small counts: closer than this is equal
+
+
 @dataclass(frozen=True)
 class WinnerRule:
     """When a variant is proposed as the default: every variant compared has at least
@@ -354,7 +357,7 @@ def judge(stats: Sequence[VariantStats], rule: WinnerRule) -> tuple[str | None, 
         return None, f"not enough runs (under {rule.min_runs}): {', '.join(short)}"
     best, second = _ranked(stats)[:2]
     lead = (best.verified_rate or 0.0) - (second.verified_rate or 0.0)
-    if lead >= rule.min_lead:
+    if lead >= rule.min_lead - _EPSILON:  # 0.9 - 0.8 is 0.0999...: still a 10-point lead
         why = f"{best.name} verifies {lead:.0%} more often than {second.name}"
     elif (
         best.median_seconds_to_verified is not None

@@ -3,13 +3,14 @@ them, and pydantic's ``ValidationError`` said as a ``ConfigError`` naming file a
 
 from __future__ import annotations
 
+import re
 from typing import Annotated, Any
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from terry.errors import ConfigError
 
-__all__ = ["NAME", "Labels", "Model", "explain"]
+__all__ = ["NAME", "Labels", "Model", "PromLabels", "explain"]
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$"  # a service's or an SLO's name
 
@@ -42,6 +43,22 @@ def _labels(value: Any) -> dict[str, str]:
 
 
 Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
+_PROM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
+
+
+def _prom_labels(value: Any) -> dict[str, str]:
+    labels = _labels(value)
+    for name in labels:
+        if not _PROM_LABEL.fullmatch(name) or name.startswith("__"):
+            raise ValueError(
+                f"{name[:60]!r} is not a Prometheus label name (letters, digits and _, not "
+                "starting with a digit or __): these labels go on the rules"
+            )
+    return labels
+
+
+# Labels that go on Prometheus rules (Sloth's): their names must be Prometheus's.
+PromLabels = Annotated[dict[str, str], BeforeValidator(_prom_labels)]
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

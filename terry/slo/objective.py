@@ -10,7 +10,18 @@ from typing import Literal
 from terry.slo.budget import budget_fraction
 from terry.slo.calendar import CalendarWindow
 
-__all__ = ["DEFAULT_PERIOD", "MIN_ELAPSED", "SLO", "SLO_DIR", "WINDOW", "normal_query"]
+__all__ = [
+    "ALERT",
+    "DEFAULT_PERIOD",
+    "MIN_ELAPSED",
+    "SLO",
+    "SLO_DIR",
+    "WINDOW",
+    "Alerting",
+    "normal_query",
+]
+
+ALERT = "ErrorBudgetBurn"  # the burn-rate alert's name, unless a spec names it
 
 WINDOW = "{{.window}}"
 DEFAULT_PERIOD = 30 * 86400.0
@@ -22,6 +33,19 @@ _ANY_WINDOW = re.compile(r"\{\{\s*\.window\s*\}\}")  # Go templates allow {{ .wi
 def normal_query(query: str) -> str:
     """The query with every spelling of the window (``{{ .window }}``) as ``{{.window}}``."""
     return _ANY_WINDOW.sub(WINDOW, query).strip()
+
+
+@dataclass(frozen=True)
+class Alerting:
+    """What a spec asks of the rules ``terry slo rules`` writes for it (Sloth's ``labels``
+    and ``alerting``): labels on every rule, the burn-rate alert's name, labels and
+    annotations, or no alert at all (``page``: Sloth's ``page_alert.disable`` is false)."""
+
+    rule_labels: dict[str, str] = field(default_factory=dict)
+    name: str = ALERT
+    labels: dict[str, str] = field(default_factory=dict)
+    annotations: dict[str, str] = field(default_factory=dict)
+    page: bool = True
 
 
 @dataclass(frozen=True)
@@ -44,6 +68,7 @@ class SLO:
     format: Literal["sloth", "openslo"] = "sloth"
     labels: dict[str, str] = field(default_factory=dict)
     calendar: CalendarWindow | None = None  # None: a rolling window
+    alerting: Alerting = field(default_factory=Alerting)
 
     @property
     def budget_fraction(self) -> float:
@@ -69,8 +94,8 @@ class SLO:
         No failed series at all is no failure (``or vector(0)``); no traffic is no answer
         (a division by zero is NaN), which the status reads as unknown."""
         errors = self.errors.replace(WINDOW, window)
-        if self.total is None:
-            return f"sum({errors})"
+        if self.total is None:  # a ratio already, used as written (as Sloth does)
+            return f"({errors})"
         total = self.total.replace(WINDOW, window)
         if self.good:
             return f"1 - sum(({errors}) or vector(0)) / sum({total})"

@@ -7,6 +7,12 @@ multi-burn-rate alerts, one per pair (``1h/5m`` above 14.4x the budget, ``6h/30m
 6x), both windows over the threshold. Alerts carry ``service`` so that Terry finds the
 service's hosts from the alert, and ``severity: page``.
 
+A Sloth spec's own settings are honoured as Sloth honours them (``objective.Alerting``):
+its ``labels`` go on every rule, ``alerting.name`` names the alerts, ``alerting`` and
+``page_alert`` labels and annotations go on them (over Terry's defaults, never over the
+labels Terry reads back: ``service``, ``slo_service``, ``slo_name``, ``burn_window``), and
+``page_alert.disable`` writes no alert for that SLO.
+
 The file is built as Python data and written with ``yaml.safe_dump``: the specs' queries
 are strings in it, never template text. ``promtool check rules`` accepts it
 (tests/integration/test_slo_prometheus.py).
@@ -20,11 +26,10 @@ from typing import Any
 import yaml
 
 from terry.slo.budget import PAIRS, WINDOWS
+from terry.slo.objective import ALERT
 from terry.slo.spec import SLO
 
 __all__ = ["ALERT", "record_name", "rule_groups", "rules_yaml"]
-
-ALERT = "ErrorBudgetBurn"
 
 
 def record_name(window: str) -> str:
@@ -32,7 +37,17 @@ def record_name(window: str) -> str:
 
 
 def _labels(slo: SLO) -> dict[str, str]:
-    return {"slo_service": slo.service, "slo_name": slo.name, "slo_objective": f"{slo.objective:g}"}
+    return {
+        **slo.alerting.rule_labels,
+        "slo_service": slo.service,
+        "slo_name": slo.name,
+        "slo_objective": _percent(slo.objective),
+    }
+
+
+def _percent(value: float) -> str:
+    """An objective as written (99.9, 99.95, 99.99999), without float noise."""
+    return f"{value:.10f}".rstrip("0").rstrip(".")
 
 
 def _selector(slo: SLO) -> str:
@@ -57,6 +72,9 @@ def rule_groups(slos: Sequence[SLO]) -> list[dict[str, Any]]:
                 ],
             }
         )
+        alerting = slo.alerting
+        if not alerting.page:
+            continue
         alerts = []
         for pair in PAIRS:
             limit = f"{pair.threshold:g} * {slo.budget_fraction:.10g}"
@@ -66,10 +84,12 @@ def rule_groups(slos: Sequence[SLO]) -> list[dict[str, Any]]:
             )
             alerts.append(
                 {
-                    "alert": ALERT,
+                    "alert": alerting.name,
                     "expr": expr,
                     "labels": {
                         "severity": "page",
+                        **alerting.rule_labels,
+                        **alerting.labels,
                         "service": slo.service,
                         "slo_service": slo.service,
                         "slo_name": slo.name,
@@ -82,9 +102,10 @@ def rule_groups(slos: Sequence[SLO]) -> list[dict[str, Any]]:
                         ),
                         "description": (
                             f"The error ratio over {pair.long} and {pair.short} is above "
-                            f"{pair.threshold:g} times the budget of {slo.objective:g}% "
+                            f"{pair.threshold:g} times the budget of {_percent(slo.objective)}% "
                             f"({slo.source})."
                         ),
+                        **alerting.annotations,
                     },
                 }
             )

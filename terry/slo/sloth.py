@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from terry.errors import ConfigError
-from terry.slo.fields import NAME, Labels, Model
-from terry.slo.objective import DEFAULT_PERIOD, SLO, WINDOW, normal_query
+from terry.slo.fields import NAME, Labels, Model, PromLabels
+from terry.slo.objective import ALERT, DEFAULT_PERIOD, SLO, WINDOW, Alerting, normal_query
 
 __all__ = ["from_sloth"]
 
@@ -62,18 +62,36 @@ class _SlothSLI(Model):
         return self
 
 
+class _SlothAlert(Model):
+    disable: bool = False
+    labels: PromLabels = Field(default_factory=dict)
+    annotations: Labels = Field(default_factory=dict)
+
+
+class _SlothAlerting(Model):
+    """Sloth's ``alerting``: Terry writes its page alert (the 1h/5m and 6h/30m pairs);
+    ``ticket_alert`` is read and not written (Terry records no 1d or 3d windows)."""
+
+    name: str = Field(default=ALERT, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    labels: PromLabels = Field(default_factory=dict)
+    annotations: Labels = Field(default_factory=dict)
+    page_alert: _SlothAlert = Field(default_factory=_SlothAlert)
+    ticket_alert: _SlothAlert = Field(default_factory=_SlothAlert)
+
+
 class _SlothSLO(Model):
     name: str = Field(pattern=NAME)
     objective: float = Field(gt=0, lt=100)
     description: str = ""
     sli: _SlothSLI
-    labels: Labels = Field(default_factory=dict)
+    labels: PromLabels = Field(default_factory=dict)
+    alerting: _SlothAlerting = Field(default_factory=_SlothAlerting)
 
 
 class _SlothSpec(Model):
     version: Literal["prometheus/v1"]
     service: str = Field(pattern=NAME)
-    labels: Labels = Field(default_factory=dict)
+    labels: PromLabels = Field(default_factory=dict)
     slos: list[_SlothSLO] = Field(min_length=1)
 
 
@@ -101,6 +119,16 @@ def from_sloth(doc: dict[str, Any], source: str) -> list[SLO]:
                 source=source,
                 format="sloth",
                 labels={**spec.labels, **slo.labels},
+                alerting=Alerting(
+                    rule_labels={**spec.labels, **slo.labels},
+                    name=slo.alerting.name,
+                    labels={**slo.alerting.labels, **slo.alerting.page_alert.labels},
+                    annotations={
+                        **slo.alerting.annotations,
+                        **slo.alerting.page_alert.annotations,
+                    },
+                    page=not slo.alerting.page_alert.disable,
+                ),
             )
         )
     return out

@@ -41,6 +41,9 @@ def prom_duration(seconds: float) -> str:
     return f"{whole}s"
 
 
+_NOISE = 1e-9  # an error ratio this far below zero is float rounding, read as 0
+
+
 class _Unreachable(Exception):
     pass
 
@@ -80,9 +83,17 @@ class _Client:
             return None, f"Prometheus answered something that is not a vector: {query}"
         if len(values) != 1:
             return None, f"expected one value, got {len(values)} (no traffic?): {query}"
-        if not math.isfinite(values[0]):
+        value = values[0]
+        if not math.isfinite(value):
             return None, f"no events to judge (NaN: no traffic in the window): {query}"
-        return values[0], None
+        if value < 0:
+            if value > -_NOISE:  # 1 - good/total, all good: float rounding below zero
+                return 0.0, None
+            return None, (
+                f"a negative error ratio ({value:.6g}): more good events than events; "
+                f"check the SLI's queries: {query}"
+            )
+        return value, None
 
     def close(self) -> None:
         self.client.close()

@@ -16,6 +16,7 @@ answers are known:
 
 from __future__ import annotations
 
+import json
 import subprocess
 import time
 from collections.abc import Iterator
@@ -213,6 +214,69 @@ spec:
         assert status.budget.burn_rates["1h"] == pytest.approx(1.2, rel=0.02)
 
 
+def test_a_burn_window_without_traffic_is_said_and_exits_8(prometheus: str, tmp_path: Path) -> None:
+    """A total over a short window that answers nothing (here: only ranges with over
+    100,000 requests count, i.e. 6h and more): those burn rates are unknown with the reason,
+    burn nothing, the budget still decides the state, and the CLI exits 8."""
+    rated = (
+        CHECKOUT.replace("checkout", "quiet")
+        .replace(
+            'total_query: sum(rate(http_requests_total{service="quiet"}[{{.window}}]))',
+            'total_query: sum(increase(http_requests_total{service="checkout"}[{{.window}}]))'
+            " > 100000",
+        )
+        .replace(
+            'error_query: sum(rate(http_requests_total{service="quiet",code=~"5.."}',
+            'error_query: sum(increase(http_requests_total{service="checkout",code=~"5.."}',
+        )
+    )
+    [status] = read_status(parse_text(rated, "slos/quiet.yml"), prometheus, timeout=5)
+    budget = status.budget
+    assert [budget.burn_rates[w] for w in ("5m", "30m", "1h")] == [None, None, None]
+    assert budget.burn_rates["6h"] == pytest.approx(4, rel=0.03)
+    assert budget.state is BudgetState.OK and budget.burning == ()
+    assert budget.remaining_percent == pytest.approx(17.33, abs=1.0)
+    assert status.error and "expected one value, got 0" in status.error
+
+    repo = _shop(tmp_path / "ops", prometheus)
+    (repo / "slos" / "quiet.yml").write_text(rated)
+    Repo(repo).commit_paths(["slos"], "a quiet SLO")
+    told = make_cli(repo)("slo", "status", "--service", "quiet")
+    assert told.exit_code == 8, told.stdout + told.stderr
+    assert "a burn rate unknown for quiet/requests-availability" in told.stderr
+    assert "expected one value, got 0" in told.stderr
+
+
+@pytest.mark.parametrize(
+    ("factor", "left", "why"),
+    [("-1e-14", 100.0, None), ("-0.5", None, "a negative error ratio (-5)")],
+)
+def test_an_error_ratio_below_zero(
+    prometheus: str, factor: str, left: float | None, why: str | None
+) -> None:
+    """A hair below zero is floating point (1 - good/total with every event good): read as
+    0. Clearly below zero is an SLI that counts wrong: unknown, saying so."""
+    raw = f"""
+version: prometheus/v1
+service: exact
+slos:
+  - name: all-good
+    objective: 99.9
+    sli:
+      raw:
+        error_ratio_query: sum(rate(http_requests_total{{service="checkout"}}[{{{{.window}}}}])) * {factor}
+"""  # noqa: E501
+    [status] = read_status(parse_text(raw, "slos/exact.yml"), prometheus, timeout=5)
+    if left is None:
+        assert status.budget.remaining_percent is None
+        assert status.budget.state is BudgetState.UNKNOWN
+        assert status.error and why and why in status.error
+    else:
+        assert status.error is None, status.error
+        assert status.budget.remaining_percent == pytest.approx(left)
+        assert status.budget.state is BudgetState.OK
+
+
 def test_no_traffic_is_unknown_and_exits_8(shop: Cli) -> None:
     result = shop("slo", "status", "-o", "json")
     assert result.exit_code == 8
@@ -300,6 +364,11 @@ def test_rules_pass_promtool(shop: Cli, tmp_path: Path) -> None:
     )
     assert check.returncode == 0, check.stdout + check.stderr
     assert "SUCCESS: 18 rules found" in check.stdout  # 3 SLOs x (4 recordings + 2 alerts)
+    # --output json: the same groups, as JSON (which promtool reads as YAML too)
+    as_json = shop("slo", "rules", "--output", "json")
+    assert as_json.exit_code == 0, as_json.stderr
+    assert json.loads(as_json.stdout) == yaml.safe_load((tmp_path / "all.yml").read_text())
+    assert not (shop.repo / "json").exists()
 
     # the checkout SLO's rules alone, against a small series that starts burning
     only = tmp_path / "only"

@@ -72,6 +72,9 @@ def _stats(name: str, runs: int, verified: int, median: float | None, *, default
         ([_stats("a", 5, 5, 100, default=True), _stats("b", 5, 5, 70)], "b", "faster"),
         ([_stats("a", 5, 5, 100, default=True), _stats("b", 5, 5, 90)], None, "no clear lead"),
         ([_stats("a", 5, 5, 10, default=True), _stats("b", 5, 2, 5)], None, "the default, a"),
+        # exactly the lead asked for, whatever floating point makes of 1.0 - 0.9
+        ([_stats("a", 10, 9, 100, default=True), _stats("b", 10, 10, 100)], "b", "10% more"),
+        ([_stats("a", 10, 8, 100, default=True), _stats("b", 10, 9, 100)], "b", "10% more"),
     ],
 )
 def test_a_winner_needs_enough_runs_and_a_clear_lead(
@@ -91,3 +94,16 @@ def test_making_a_winner_the_default_keeps_the_file_as_written() -> None:
     assert "risk: low  # why\n    default_variant: quick\n    variants:\n" in edited
     back = edit_default_variant(edited, "disk", DEFAULT)
     assert back == text
+
+
+def test_the_default_variant_named_where_variants_are_tried_folds_with_the_plain_fix() -> None:
+    """A staging host (variants tried there: ``terry_variant: default``) and a production
+    host (not tried: no name) running the same parameters are one storm, so production
+    still gets staging as its canary; another variant stays a proposal of its own."""
+    from terry.proposals.storm import _canonical  # the fold key's parameter part
+
+    plain = {"path": "/srv/data", "threshold": 85}
+    named = {**plain, "terry_variant": DEFAULT}
+    other = {**plain, "max_age_days": 3650, "terry_variant": "compress-only"}
+    assert _canonical(named, frozenset()) == _canonical(plain, frozenset())
+    assert _canonical(other, frozenset()) != _canonical(plain, frozenset())

@@ -96,7 +96,7 @@ def test_sloth_spec_reads_events_and_raw_slis() -> None:
     assert avail.budget_fraction == pytest.approx(0.001)
     assert latency.total is None
     assert latency.error_ratio_query("1h") == (
-        "sum(1 - avg(rate(fast_total[1h]) / rate(all_total[1h])))"
+        "(1 - avg(rate(fast_total[1h]) / rate(all_total[1h])))"
     )
 
 
@@ -132,14 +132,12 @@ spec:
 def test_openslo_raw_ratios_of_failures_and_of_successes() -> None:
     [failures] = parse_text(RAW, "slos/ledger.yml")
     assert failures.total is None and not failures.good and failures.objective == 99.5
-    assert failures.error_ratio_query("5m") == (
-        "sum(avg(avg_over_time(slo:ledger_errors:ratio[5m])))"
-    )
+    assert failures.error_ratio_query("5m") == ("(avg(avg_over_time(slo:ledger_errors:ratio[5m])))")
     windowed = RAW.replace("rawType: failure", "rawType: success").replace(
         "query: 'slo:ledger_errors:ratio'", "query: 'avg(rate(ok_total[{{.window}}]))'"
     )
     [successes] = parse_text(windowed, "slos/ledger.yml")
-    assert successes.error_ratio_query("1h") == "sum(1 - (avg(rate(ok_total[1h]))))"
+    assert successes.error_ratio_query("1h") == "(1 - (avg(rate(ok_total[1h]))))"
 
 
 @pytest.mark.parametrize(

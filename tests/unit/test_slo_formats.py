@@ -10,6 +10,7 @@ from pathlib import Path
 import pytest
 
 from terry.errors import ConfigError
+from terry.slo.rules import rule_groups
 from terry.slo.spec import DEFAULT_PERIOD, MIN_ELAPSED, load_slos, parse_text
 
 pytestmark = pytest.mark.unit
@@ -189,7 +190,7 @@ def test_sloth_raw_error_ratio() -> None:
     [slo] = parse_text(SLOTH_RAW_HOME_WIFI, "slos/home-wifi.yml")
     assert slo.total is None and slo.objective == 95.0 and slo.period_seconds == 30 * DAY
     query = slo.error_ratio_query("30m")
-    assert query.startswith("sum(1 - (\n") and query.endswith(")\n))")
+    assert query.startswith("(1 - (\n") and query.endswith(")\n))")
     assert "sum(sum_over_time(unifipoller_client_satisfaction_ratio[30m]))" in query
     assert "sum(count_over_time(unifipoller_client_satisfaction_ratio[30m]))" in query
     assert "{{" not in query
@@ -267,6 +268,54 @@ def test_sloth_block_queries_and_slo_labels() -> None:
     assert query.endswith(
         '/ sum(sum(rate(apiserver_request_duration_seconds_count{verb!="WATCH"}[6h])))'
     )
+
+
+def test_sloths_labels_and_alerting_shape_the_rules_as_sloth_does() -> None:
+    """The spec's labels go on every rule; alerting names the alerts and labels them
+    (page_alert over alerting, both over Terry's severity, never over the labels Terry
+    reads back); page_alert.disable writes no alert at all."""
+    [started] = parse_text(SLOTH_GETTING_STARTED, "slos/myservice.yml")
+    [blocks] = parse_text(SLOTH_BLOCKS, "slos/k8s.yml")
+    recordings, alerts, quiet = rule_groups([started, blocks])
+    team = {"owner": "myteam", "repo": "myorg/myservice", "tier": "2"}
+    for rule in recordings["rules"]:
+        assert rule["labels"] == {
+            **team,
+            "slo_service": "myservice",
+            "slo_name": "requests-availability",
+            "slo_objective": "99.9",
+        }
+    assert [a["alert"] for a in alerts["rules"]] == ["MyServiceHighErrorRate"] * 2
+    for alert in alerts["rules"]:
+        assert alert["labels"] == {
+            **team,
+            "severity": "pageteam",
+            "category": "availability",
+            "routing_key": "myteam",
+            "service": "myservice",
+            "slo_service": "myservice",
+            "slo_name": "requests-availability",
+            "burn_window": alert["labels"]["burn_window"],
+        }
+        assert alert["annotations"]["summary"] == "High error rate on 'myservice' responses"
+        assert "description" in alert["annotations"]  # Terry's, where the spec says none
+    # the k8s spec disables its page alert: its recordings only
+    assert quiet["name"].endswith("-recordings") and quiet["rules"][0]["labels"]["category"]
+    assert [g["name"] for g in rule_groups([blocks])] == [quiet["name"]]
+
+
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        ('owner: "myteam"', '"team-name": "myteam"', "labels: 'team-name' is not a Prometheus"),
+        ("name: MyServiceHighErrorRate", "name: My Alert", "slos[0].alerting.name: String should"),
+        ("routing_key: myteam", "__name__: x", "slos[0].alerting.page_alert.labels: '__name__'"),
+    ],
+)
+def test_names_that_go_on_rules_must_be_prometheus_names(
+    before: str, after: str, message: str
+) -> None:
+    _refused(SLOTH_GETTING_STARTED.replace(before, after), message)
 
 
 def test_sloth_sli_plugins_are_refused_by_name() -> None:
@@ -641,7 +690,7 @@ def test_openslo_raw_success_ratio() -> None:
     [slo] = parse_text(RAW, "slos/ledger.yml")
     assert slo.total is None and slo.objective == 99.5
     assert slo.error_ratio_query("5m") == (
-        "sum(1 - (avg(avg_over_time(slo:ledger_success:ratio[5m]))))"
+        "(1 - (avg(avg_over_time(slo:ledger_success:ratio[5m]))))"
     )
 
 
