@@ -8,10 +8,15 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["APPLIER", "MANUAL", "Plan"]
+__all__ = ["APPLIER", "MANUAL", "PER_HOST", "Plan"]
 
 APPLIER = "applier"  # the proposal's applier does it
 MANUAL = "manual"  # a person does it, as the note says
+
+
+# The verify checks that tell each host apart (terry.steps.verify.CHECKS): the applier's own
+# verify play and Prometheus per instance; a drift scan or an inventory check judges the whole.
+PER_HOST = frozenset({APPLIER, "prometheus"})
 
 
 @dataclass(frozen=True)
@@ -25,6 +30,12 @@ class Plan:
     # The applier's verify runs in the apply's own run (one ansible start instead of two),
     # when the remedy says its verify may (``verify_in_apply_run``) and the applier can.
     verify_with_apply: bool = False
+
+    def in_waves(self, hosts: int) -> bool:
+        """Whether a proposal over ``hosts`` hosts is applied host by host, in canary waves:
+        several hosts, and checks that tell each host apart. Otherwise it is one apply, and
+        its plan is one wave: the gate is never shown a canary the apply will not do."""
+        return hosts > 1 and bool(self.verify) and set(self.verify) <= PER_HOST
 
     def to_json(self) -> dict[str, Any]:
         return {

@@ -11,6 +11,7 @@ from datetime import datetime
 from typing import Any
 
 from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from terry.errors import NotFound
 from terry.incidents.refs import resolve_incident
@@ -18,7 +19,14 @@ from terry.proposals.view import (
     TimelineEntry,
 )
 from terry.store import Store
-from terry.store.models import AlertRow, AuditRow, IncidentRow, ProposalRow, RunRow
+from terry.store.models import (
+    AlertRow,
+    AuditRow,
+    IncidentRow,
+    ProposalHostRow,
+    ProposalRow,
+    RunRow,
+)
 
 __all__ = [
     "IncidentStory",
@@ -92,14 +100,30 @@ def list_incidents(
         if before_id is not None:
             query = query.where(IncidentRow.id < before_id)
         rows = list(session.scalars(query))
-        ids = [r.id for r in rows]
-        pairs = session.execute(
+        by_incident = _proposals_of(session, rows)
+    return [_summary(r, tuple(sorted(by_incident.get(r.id, ())))) for r in rows]
+
+
+def _proposals_of(session: Session, incidents: list[IncidentRow]) -> dict[int, set[int]]:
+    """The proposals that carry each incident's fix: its own, and a storm's it is a host of
+    (``proposal_hosts``: its host joined, or came with, another incident's proposal) or was
+    folded into (``folded_into``: its host was already in that proposal)."""
+    ids = [r.id for r in incidents]
+    found: dict[int, set[int]] = {}
+    for incident_id, proposal_id in [
+        *session.execute(
             select(ProposalRow.incident_id, ProposalRow.id).where(ProposalRow.incident_id.in_(ids))
-        ).all()
-    by_incident: dict[int, list[int]] = {}
-    for incident_id, proposal_id in pairs:
-        by_incident.setdefault(incident_id, []).append(proposal_id)
-    return [_summary(r, tuple(sorted(by_incident.get(r.id, [])))) for r in rows]
+        ),
+        *session.execute(
+            select(ProposalHostRow.incident_id, ProposalHostRow.proposal_id).where(
+                ProposalHostRow.incident_id.in_(ids)
+            )
+        ),
+        *((r.id, r.folded_into) for r in incidents if r.folded_into is not None),
+    ]:
+        if incident_id is not None:
+            found.setdefault(incident_id, set()).add(proposal_id)
+    return found
 
 
 def incident_story(store: Store, key: int | str) -> IncidentStory:
@@ -109,8 +133,11 @@ def incident_story(store: Store, key: int | str) -> IncidentStory:
         row = session.get(IncidentRow, incident_id)
         if row is None:
             raise NotFound(f"incident {key} does not exist")
+        carrying = _proposals_of(session, [row]).get(incident_id, set())
         proposals = list(
-            session.scalars(select(ProposalRow).where(ProposalRow.incident_id == incident_id))
+            session.scalars(
+                select(ProposalRow).where(ProposalRow.id.in_(carrying)).order_by(ProposalRow.id)
+            )
         )
         proposal_ids = [p.id for p in proposals]
         alerts = list(

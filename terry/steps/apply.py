@@ -32,7 +32,7 @@ from terry.steps.canary import Watch
 from terry.steps.precheck import Precheck
 from terry.steps.record import Record
 from terry.steps.rollback import Rollback
-from terry.steps.verify import PER_HOST, Verify
+from terry.steps.verify import Verify
 from terry.store.locks import host_locks
 from terry.store.runs import reap
 from terry.verify.judge import Outcome
@@ -99,7 +99,7 @@ class Apply:
                 row.outcome or state.value,
                 Plan.from_json(row.plan, applier=row.applier),
             )
-            if _rolls_out(tuple(row.hosts), plan):
+            if plan.in_waves(len(row.hosts)):
                 return  # each host's outcome is its own (_rollout)
         pending = [
             h.host
@@ -147,7 +147,7 @@ class Apply:
                 and callable(getattr(chosen, "apply_and_verify", None))
                 else None
             )
-            if _rolls_out(hosts, plan):
+            if plan.in_waves(len(hosts)):
                 return self._rollout(proposal_id, hosts, merge_sha, chosen, together is not None)
             try:
                 result = record.run(together or chosen, RunKind.APPLY, proposal_id, merge_sha)
@@ -443,12 +443,6 @@ class Apply:
         if gone is None:
             return None
         return self.precheck.withdraw(proposal_id, gone)
-
-
-def _rolls_out(hosts: tuple[str, ...], plan: Plan) -> bool:
-    """Whether a proposal is applied host by host in waves: several hosts, and checks that
-    tell each host apart (a drift scan or an inventory check judges the whole)."""
-    return len(hosts) > 1 and bool(plan.verify) and set(plan.verify) <= PER_HOST
 
 
 def _why_undone(bad: dict[str, tuple[HostState, str]], failed: tuple[str, ...]) -> str:

@@ -69,7 +69,9 @@ class Gate:
         canary = self.ctx.config.canary  # the rollout plan and confidence (issue 18)
         waves = plan_waves(
             [(h.name, h.environment) for h in known],
-            min_hosts=canary.min_hosts,
+            # one apply (a drift fix, an inventory edit: checks that judge the whole) is
+            # one wave, whatever its size
+            min_hosts=canary.min_hosts if plan.in_waves(len(known)) else len(known),
             percent=canary.percent,
         )
         confidence = score(

@@ -31,11 +31,7 @@ from terry.store.models import ProposalRow
 from terry.verify.freshness import Freshness, await_scrape
 from terry.verify.judge import Outcome, Verification, combine, judge_run, query_prometheus
 
-__all__ = ["CHECKS", "PER_HOST", "Verify"]
-
-# Checks that can tell each host apart: a proposal verified by these alone rolls out in
-# waves with an outcome per host (terry.steps.apply).
-PER_HOST = frozenset({"applier", "prometheus"})
+__all__ = ["CHECKS", "Verify"]
 
 
 @dataclass(frozen=True)
@@ -111,8 +107,8 @@ class Verify:
         ran: RunResult | None = None,
     ) -> dict[str, Verification]:
         """Each of ``hosts`` verified on its own (a wave of a storm's proposal): the checks
-        of ``PER_HOST`` the plan names, combined per host. A host the verify run does not
-        report on is ``unknown``, never verified."""
+        of ``terry.proposals.plan.PER_HOST`` the plan names, combined per host. A host the
+        verify run does not report on is ``unknown``, never verified."""
         self.ctx.reporter.step(proposal_id, f"verifying {', '.join(hosts)}")
         with self.ctx.store.session() as session:
             row = get(session, proposal_id)

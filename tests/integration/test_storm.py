@@ -123,6 +123,13 @@ def test_twenty_incidents_in_a_burst_become_one_proposal_with_one_dry_run(fleet:
     assert {hosts[h]["wave"] for h in PRODUCTION} == {2}
     listed = fleet.json("proposals", "list")
     assert [p["confidence"] for p in listed if p["id"] == pid] == [detail["summary"]["confidence"]]
+    # every incident of the storm leads to the proposal carrying its fix, not only the first
+    last = str(outcomes[-1]["incident_id"])
+    assert fleet.json("incidents", "show", last)["incident"]["proposals"] == [pid]
+    mine = [i for i in fleet.json("incidents", "list") if str(i["id"]) == last]
+    assert [i["proposals"] for i in mine] == [[pid]]
+    told = fleet("explain", last, "--no-ai")
+    assert "No proposal yet" not in told.stdout and f"roposal {pid}" in told.stdout
     fleet.as_("erin").json("proposals", "reject", str(pid), "--reason", "test: not now")
 
 
