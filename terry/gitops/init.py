@@ -24,6 +24,16 @@ __all__ = ["EXAMPLE_HOSTS", "InitResult", "content_root", "example_inventory", "
 
 CONTENT_DIRS = ("roles", "playbooks", "policies", "examples")
 GITIGNORE = ".terry/\n"
+ANSIBLE_CFG = "ansible.cfg"
+# Ansible run from the repository's root finds the roles at its root: AWX (whose jobs run
+# playbooks/ from a checkout of this repository) and a person at the shell. Terry's own
+# runs set the same path in their environment. Relative to this file, as Ansible reads it.
+ANSIBLE_CFG_TEXT = """\
+# Written by terry init. Ansible run from this repository (an AWX job, a person at the
+# shell) finds the roles the playbooks use; Terry's own runs set the same path themselves.
+[defaults]
+roles_path = roles
+"""
 
 # name → environment; the example fleet the walkthrough runs on (local connection).
 EXAMPLE_HOSTS = {"web-01": "staging", "web-02": "staging", "db-01": "production"}
@@ -124,6 +134,9 @@ def init_repository(path: Path, *, example: bool = True) -> InitResult:
     config = path / CONFIG_FILE
     if not config.exists():
         config.write_text(_config_text(), encoding="utf-8")
+    cfg = path / ANSIBLE_CFG
+    if not cfg.exists():
+        cfg.write_text(ANSIBLE_CFG_TEXT, encoding="utf-8")
     ignore = path / ".gitignore"
     existing = ignore.read_text(encoding="utf-8") if ignore.exists() else ""
     if ".terry/" not in existing.splitlines():
@@ -135,6 +148,7 @@ def init_repository(path: Path, *, example: bool = True) -> InitResult:
         *(n for n in CONTENT_DIRS if (path / n).exists()),
         "playbooks",
         CONFIG_FILE,
+        ANSIBLE_CFG,
         ".gitignore",
     ]
     if (path / "inventories").exists():

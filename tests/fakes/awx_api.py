@@ -81,6 +81,9 @@ class FakeTemplate:
     forbidden: bool = False
     hang: bool = False
     busy: bool = False  # a launch answers 409, as AWX's ActiveJobConflict words it
+    # Prompts the launch page says it asks but the launch drops into ``ignored_fields`` (the
+    # template edited between Terry's look and its launch): the job runs without them.
+    ignores: tuple[str, ...] = ()
 
 
 @dataclass
@@ -125,6 +128,7 @@ class FakeAWX(LocalServer):
         self.manual_project = False
         self.allow_jinja = "template"
         self.settings_readable = True
+        self.cancel_denied = False  # POST .../cancel/ answers 403 (a role that may not)
         self.page_size = 4
         # AWX filters a list by any field it is given (?name=); a proxy or an older server
         # in front of it may not: False answers every template, whatever the query
@@ -221,7 +225,8 @@ class FakeAWX(LocalServer):
             ask = _FIELD_ASK.get(key)
             if ask is None:
                 continue
-            (accepted if ask in template.asks else ignored)[key] = value
+            taken = ask in template.asks and ask not in template.ignores
+            (accepted if taken else ignored)[key] = value
         if "scm_branch" in accepted and not self.allow_override:
             return JSONResponse({"scm_branch": ["Project does not allow override of branch."]}, 400)
         raw_vars = accepted.get("extra_vars") or "{}"
@@ -340,6 +345,10 @@ class FakeAWX(LocalServer):
             return JSONResponse({"can_cancel": not finished})
         if finished:
             return JSONResponse({"detail": 'Method "POST" not allowed.'}, 405)
+        if self.cancel_denied:
+            return JSONResponse(
+                {"detail": "You do not have permission to perform this action."}, 403
+            )
         job.cancel_asked = True
         return Response(status_code=202)
 
@@ -411,8 +420,9 @@ class FakeAWX(LocalServer):
                     playbook=job.template.playbook,
                     cmdline=" ".join(args),
                     limit=str(job.launch.get("limit") or "") or None,
+                    # as AWX runs a job: from the project's checkout, with nothing of Terry's
+                    # environment (the roles are found by the repository's ansible.cfg)
                     envvars={
-                        "ANSIBLE_ROLES_PATH": str(tree / "roles"),
                         "ANSIBLE_NOCOLOR": "1",
                         "PATH": os.pathsep.join(
                             [str(Path(sys.executable).parent), os.environ.get("PATH", "")]

@@ -184,6 +184,37 @@ def test_templates_awx_would_run_otherwise_are_refused_with_the_reason(
     assert "Resource is being used by running jobs" in str(busy), busy
 
 
+def test_a_limit_awx_ignored_anyway_is_canceled_or_said_as_what_ran(
+    world: tuple[Cli, FakeAWX],
+) -> None:
+    """The launch page said it prompts for the limit, the launch ignored it: the job would
+    run on the whole inventory. Terry cancels it; when AWX will not cancel, Terry says the
+    job ran without the limit and on which hosts, and keeps its events."""
+    cli, fake = world
+    fake.templates[1].ignores = ("limit",)
+    canceled = _drift(cli, "fp-ignored")
+    assert canceled["state"] == "failed", canceled
+    [first] = fake.jobs.values()
+    assert first.cancel_asked and first.status == "canceled"
+    told = str(cli.json("proposals", "show", str(canceled["proposal_id"])))
+    assert "AWX ignored limit for job" in told and "Terry canceled the job" in told
+
+    fake.cancel_denied = True
+    ran = _drift(cli, "fp-ignored-ran")
+    assert ran["state"] == "failed", ran
+    second = max(fake.jobs.values(), key=lambda j: j.id)
+    assert second.status == "successful" and not second.cancel_asked
+    shown = cli.json("proposals", "show", str(ran["proposal_id"]))
+    told = str(shown)
+    assert "could not be canceled (AWX refused the cancel" in told, told
+    assert "ran as AWX launched it, without what it ignored" in told
+    assert "it reached db-01, web-01, web-02" in told  # the whole inventory, production too
+    [run] = _rows(cli, RunRow, RunRow.proposal_id == int(ran["proposal_id"]))
+    assert run.status == "error"
+    fake.cancel_denied = False
+    fake.templates[1].ignores = ()
+
+
 def test_a_job_that_does_not_finish_is_canceled(world: tuple[Cli, FakeAWX]) -> None:
     cli, fake = world
     fake.templates[1].hang = True

@@ -37,6 +37,7 @@ A job that cannot be launched raises ``AWXError``, like ansible-runner that cann
 
 from __future__ import annotations
 
+import contextlib
 import json
 import os
 import posixpath
@@ -45,7 +46,7 @@ import time
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
@@ -249,22 +250,23 @@ class AWXApplier:
         launch = self._prepare(job, check=check, tags=tags)
         self._sync_project(job, launch.template, deadline)
         job_id, ignored = self.client.launch(launch.template.id, launch.body)
+        stream = _Stream(self.client, job_id, on_event)
         if ignored:
-            self.client.cancel(job_id)
-            raise AWXError(
-                f"AWX ignored {', '.join(sorted(ignored))} for job {job_id} of "
-                f"{launch.template.name!r}; the job was canceled"
-            )
+            self._ignored(job_id, launch, sorted(ignored), stream, deadline)
         if self._say is not None:
             self._say(job.proposal_id, f"AWX job {job_id} ({launch.template.name}) launched")
-        stream = _Stream(self.client, job_id, on_event)
         stream.note(
             "awx_job",
             EventStatus.OK,
             f"AWX job {job_id} of {launch.template.name!r} at {self.client.url}/#/jobs/"
             f"playbook/{job_id} (scm_branch {job.commit[:12]}, limit {launch.body['limit']})",
         )
-        state, timed_out = self._wait(job_id, stream, deadline)
+        try:
+            state, timed_out = self._wait(job_id, stream, deadline)
+        except BaseException:  # Ctrl-C, the process told to exit: the job must not go on
+            with contextlib.suppress(Exception):
+                self.client.cancel(job_id)
+            raise
         grace = self._clock() + self.config.events_grace
         while state.finished and not state.events_done and self._clock() < grace:
             self._sleep(self.config.poll_interval)
@@ -305,6 +307,38 @@ class AWXApplier:
             artifact_dir=None,
             ansible_seconds=self._clock() - started,
         )
+
+    def _ignored(
+        self, job_id: int, launch: _Launch, ignored: list[str], stream: _Stream, deadline: float
+    ) -> NoReturn:
+        """AWX launched the job without some of what Terry set (``ignored_fields``: a limit
+        it dropped runs the playbook on the whole inventory). Cancel it, wait for it to end
+        with its events in the run (what it did, on which hosts), and say which it was:
+        canceled in time, or ran as AWX launched it."""
+        said = (
+            f"AWX ignored {', '.join(ignored)} for job {job_id} of {launch.template.name!r} "
+            f"(Terry asked limit {launch.body['limit']})"
+        )
+        stream.note("awx_job", EventStatus.FAILED, said)
+        refused = ""
+        try:
+            canceled = self.client.cancel(job_id)
+        except AWXError as exc:
+            canceled, refused = False, f" (AWX refused the cancel: {exc})"
+        state, _timed_out = self._wait(job_id, stream, deadline)
+        stream.read()
+        ran = sorted({e.host for e in stream.events if e.host})
+        where = f"; it reached {', '.join(ran)}" if ran else ""
+        if canceled and state.status == "canceled":
+            told = f"{said}; Terry canceled the job{where}"
+        else:
+            told = (
+                f"{said}; the job could not be canceled{refused} and ended {state.status}"
+                f"{where or ''}: it ran as AWX launched it, without what it ignored (see "
+                f"the run's events and AWX job {job_id})"
+            )
+        stream.note("awx_job", EventStatus.FAILED, told)
+        raise AWXError(told)
 
     def _wait(self, job_id: int, stream: _Stream, deadline: float) -> tuple[JobState, bool]:
         """Poll until the job finishes, reading events as they come; at the deadline cancel
