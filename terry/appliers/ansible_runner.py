@@ -237,6 +237,12 @@ class AnsibleRunnerApplier:
                 envvars=env,
                 timeout=request.timeout,
                 event_handler=handle,
+                # Given none, ansible-runner puts its own SIGINT and SIGTERM handlers on the
+                # whole process at the first run (main thread) and never puts them back:
+                # Ctrl-C and SIGTERM would only ever cancel an ansible run, and be ignored
+                # between runs, overriding whoever else handles them (chaoslib removing a
+                # fault before it exits). The process's own handling stays in force.
+                cancel_callback=_never,
                 quiet=True,
                 json_mode=False,
                 settings={"suppress_ansible_output": True},
@@ -261,3 +267,9 @@ class AnsibleRunnerApplier:
             artifact_dir=artifact_dir,
             ansible_seconds=elapsed,
         )
+
+
+def _never() -> bool:
+    """ansible-runner's cancel callback: Terry never cancels a run by asking; a signal
+    reaches the process as it would without ansible-runner (terry.appliers.ansible_runner)."""
+    return False

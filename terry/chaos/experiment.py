@@ -52,6 +52,24 @@ def _load(path: Path) -> dict[str, Any]:
     return data
 
 
+def _shape(name: str, data: dict[str, Any]) -> None:
+    """What chaostoolkit-lib takes for granted, checked first, so that a wrong shape is an
+    error naming the field rather than the library's TypeError."""
+    if not isinstance(data.get("extensions") or [], list):
+        raise InputError(f"{name}: extensions must be a list of mappings, each with a name")
+    for part in ("method", "rollbacks"):
+        activities = data.get(part) or []
+        if not isinstance(activities, list):
+            raise InputError(f"{name}: {part} must be a list of activities")
+        for n, activity in enumerate(activities):
+            provider = activity.get("provider") if isinstance(activity, dict) else None
+            arguments = provider.get("arguments") if isinstance(provider, dict) else None
+            if arguments is not None and not isinstance(arguments, dict):
+                raise InputError(
+                    f"{name}: {part}[{n}].provider.arguments must be a mapping of names to values"
+                )
+
+
 def _calls(activities: Any, func: str) -> list[dict[str, Any]]:
     found = []
     for activity in activities or ():
@@ -99,6 +117,7 @@ def parse_experiment(name: str, data: dict[str, Any], *, library: bool = True) -
     """The experiment ``data`` as Terry runs it. chaostoolkit-lib validates the format
     (``library``), then Terry checks its fault, its rollback and its extension; the first
     problem is an InputError."""
+    _shape(name, data)
     if library:
         from chaoslib.exceptions import ChaosException
         from chaoslib.experiment import ensure_experiment_is_valid
@@ -107,14 +126,31 @@ def parse_experiment(name: str, data: dict[str, Any], *, library: bool = True) -
             ensure_experiment_is_valid(data)
         except ChaosException as exc:
             raise InputError(f"{name}: {exc}") from exc
+        except Exception as exc:  # the library tripping over a shape it did not expect
+            raise InputError(
+                f"{name}: not a Chaos Toolkit experiment chaostoolkit-lib can read "
+                f"({type(exc).__name__}: {str(exc)[:200]})"
+            ) from exc
     injects = _calls(data.get("method"), "inject_fault")
     if len(injects) != 1:
         raise InputError(
             f"{name}: the method must inject exactly one fault ({ACTIONS}.inject_fault)"
         )
+    if _calls(data.get("rollbacks"), "inject_fault"):
+        raise InputError(f"{name}: a rollback may not inject a fault, only remove it")
+    injected = {
+        a.get("name")
+        for a in data.get("method") or ()
+        if isinstance(a, dict) and _calls([a], "inject_fault")
+    }
+    if any(isinstance(a, dict) and a.get("ref") in injected for a in data.get("method") or ()):
+        raise InputError(f"{name}: the fault is injected once: no ref may run it again")
     args = dict(injects[0])
     fault = fault_named(str(args.pop("fault", "")))
-    params = check_params(fault, dict(args.pop("params", None) or {}))
+    raw_params = args.pop("params", None) or {}
+    if not isinstance(raw_params, dict):
+        raise InputError(f"{name}: inject_fault's params must be a mapping of names to values")
+    params = check_params(fault, dict(raw_params))
     if args:
         raise InputError(f"{name}: inject_fault takes fault and params, not {sorted(args)[0]!r}")
     removes = [a for a in _calls(data.get("rollbacks"), "remove_fault") if a.get("fault") == fault]
@@ -125,7 +161,14 @@ def parse_experiment(name: str, data: dict[str, Any], *, library: bool = True) -
     terry = [
         e for e in data.get("extensions") or () if isinstance(e, dict) and e.get("name") == "terry"
     ]
+    if len(terry) > 1:
+        raise InputError(f"{name}: one extension named terry, not {len(terry)}")
     ext = terry[0] if terry else {}
+    if unknown := sorted(set(ext) - {"name", "resolve_within", "target"}):
+        raise InputError(
+            f"{name}: unknown key {unknown[0]!r} in extensions.terry "
+            "(known: resolve_within, target)"
+        )
     within = ext.get("resolve_within", 300)
     if not isinstance(within, int | float) or isinstance(within, bool) or not 1 <= within <= 86_400:
         raise InputError(f"{name}: resolve_within must be seconds between 1 and 86400")

@@ -9,8 +9,6 @@ row that is not ``finished`` and has no ``removed_at``: the next ``terry chaos r
 
 from __future__ import annotations
 
-import os
-import socket
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -19,6 +17,7 @@ from typing import Any
 from sqlalchemy import select
 
 from terry.store import Store
+from terry.store.locks import holder_id
 from terry.store.models import ChaosRunRow, utcnow
 
 __all__ = ["ChaosRunRow", "Outcome", "RunState", "holder", "open_run", "unfinished", "update"]
@@ -43,7 +42,9 @@ class Outcome(StrEnum):
 
 
 def holder() -> str:
-    return f"{socket.gethostname()}:{os.getpid()}"[:200]
+    """This process, as the store's locks name it (machine, pid, and the pid's start, so a
+    pid used again is not taken for the run's process): ``terry.store.locks.holder_id``."""
+    return holder_id()[:200]
 
 
 def open_run(

@@ -5,9 +5,11 @@ was too slow."""
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import logging
-from collections.abc import Callable
+import threading
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
@@ -29,6 +31,7 @@ from terry.slo.spec import load_slos
 from terry.slo.status import read_status
 from terry.store import Store
 from terry.store.audit import audit
+from terry.store.locks import process_alive
 from terry.store.models import IncidentRow, utcnow
 
 __all__ = ["CHAOS_ENTITY", "RunReport", "choose", "describe", "judge", "recover", "run_experiment"]
@@ -79,11 +82,19 @@ def _context(config: Config, store: Store, row: ChaosRunRow) -> RunContext:
 
 def recover(config: Config, store: Store, progress: Progress | None = None) -> list[int]:
     """Remove the faults of runs that never finished (the process died or was killed);
-    each is marked interrupted. A fault that cannot be removed now stays journalled."""
+    each is marked interrupted. A run whose process is alive is left to it (a scheduled run
+    and one started by hand may overlap). A fault that cannot be removed now stays
+    journalled."""
     from terry.chaos.actions import remove
 
     cleaned = []
     for row in journal.unfinished(store):
+        alive = process_alive(row.holder) if row.holder else False
+        if alive is not False:  # its own process is running it (or another machine's is)
+            if progress:
+                whose = "its process is still running it" if alive else "run from another machine"
+                progress(f"run {row.id}: {row.fault} on {row.target} left alone: {whose}")
+            continue
         if progress:
             progress(
                 f"run {row.id}: removing {row.fault} left on {row.target} by an interrupted run"
@@ -223,8 +234,9 @@ def _one(
     library.propagate = False
     status = "failed"
     try:
-        result = run_chaos(raw, settings=copy.deepcopy(_SETTINGS))
-        status = str(result.get("status", "failed"))
+        with _signals_where_allowed():
+            result = run_chaos(raw, settings=copy.deepcopy(_SETTINGS))
+        status = "interrupted" if _stopped(result) else str(result.get("status", "failed"))
     finally:
         for logger, level, propagate in saved:
             logger.removeHandler(handler)
@@ -257,6 +269,42 @@ def _one(
         f"run {run_id}: {outcome}" + (f", MTTR {_mttr(row):.0f}s" if _mttr(row) is not None else "")
     )
     return _report(row, outcome, status, choice, notified=notified)
+
+
+_NO_SIGNALS = threading.Lock()
+
+
+@contextlib.contextmanager
+def _signals_where_allowed() -> Iterator[None]:
+    """chaostoolkit-lib puts its SIGTERM and SIGUSR handlers on the process for each run,
+    which Python allows in the main thread only: off it (a schedule of ``terry serve``, run
+    in the scheduler's thread), the run goes without them, as ``terry serve``'s own
+    handlers stay in force there; the rollbacks still run as the experiment says."""
+    if threading.current_thread() is threading.main_thread():
+        yield
+        return
+    import chaoslib.run
+
+    with _NO_SIGNALS:
+        kept = chaoslib.run.exit_signals
+        chaoslib.run.exit_signals = contextlib.nullcontext  # type: ignore[assignment]
+        try:
+            yield
+        finally:
+            chaoslib.run.exit_signals = kept
+
+
+def _stopped(journal_: dict[str, Any]) -> bool:
+    """Whether the run was stopped (SIGTERM, Ctrl-C): chaostoolkit-lib says so in its status,
+    except when the signal came during an activity (Terry's wait for the fix, mostly), which
+    it records as that activity failing with ``InterruptExecution`` and goes on to "completed"."""
+    if journal_.get("status") == "interrupted":
+        return True
+    return any(
+        "InterruptExecution" in str(item.get("exception") or "")
+        for item in journal_.get("run") or ()
+        if isinstance(item, dict)
+    )
 
 
 def _mttr(row: ChaosRunRow) -> float | None:

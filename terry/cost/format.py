@@ -62,10 +62,17 @@ def to_markdown(report: CostReport) -> str:
     lines = [
         "# Terry cost report",
         "",
+        f"{'At least ' if report.unpriced_hosts else ''}"
         f"{_money(report.monthly_total, c)} a month for {len(report.hosts)} host(s) "
         f"(prices: {md_text(report.prices)}); the recommendations below save "
         f"{_money(report.savings_total, c)} a month.",
     ]
+    if report.unpriced_hosts:
+        lines += [
+            "",
+            f"{len(report.unpriced_hosts)} host(s) have a part with no price, left out of the "
+            f"totals (see the table): {md_text(', '.join(report.unpriced_hosts), 300)}.",
+        ]
     if report.utilisation_error:
         lines += ["", f"Utilisation unknown, no utilisation-based recommendation made: "
                   f"{md_text(report.utilisation_error, 300)}"]  # fmt: skip

@@ -127,11 +127,19 @@ class PriceSource(Protocol):
     def book(self, tree: Path) -> PriceBook: ...
 
 
+_MOST = 1e9  # a price above this is a mistake, and x730 hours x hosts would overflow a float
+
+
 def _number(value: Any, where: str) -> float:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{where}: expected a number, got {str(value)[:40]!r}")
     if not math.isfinite(value) or value < 0:
         raise ConfigError(f"{where}: expected a price of 0 or more, got {value}")
+    if value > _MOST:
+        raise ConfigError(
+            f"{where}: {value:g} is not a price Terry can add up (at most {_MOST:g}; check the "
+            "unit: prices are per hour, or per GB-month for volumes)"
+        )
     return float(value)
 
 

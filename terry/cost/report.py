@@ -76,6 +76,9 @@ class CostReport:
     history_error: str | None = None
     thresholds: Thresholds = field(default_factory=Thresholds)
     schema: str = SCHEMA
+    # Hosts with a part that has no price: their priced part only is in the totals (a
+    # lower bound, said with the total, never a host counted as free).
+    unpriced_hosts: tuple[str, ...] = ()
 
 
 def _pct(share: float | None) -> float | None:
@@ -207,6 +210,7 @@ def build_report(
         utilisation_error=reading.error or k8s_error,
         history_error=history_error,
         thresholds=thresholds,
+        unpriced_hosts=tuple(r.host for r in rows if r.unpriced),
     )
 
 

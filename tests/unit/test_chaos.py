@@ -7,6 +7,7 @@ import copy
 import random
 import re
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 import yaml
@@ -72,6 +73,53 @@ def test_an_experiment_injects_exactly_one_fault() -> None:
     data = _disk_fill()
     data["method"].insert(0, copy.deepcopy(data["method"][0]))
     with pytest.raises(InputError, match="exactly one fault"):
+        parse_experiment("x.yaml", data, library=False)
+
+
+def _set(data: dict, path: str, value: object) -> dict:
+    """``data`` with ``value`` at ``path`` (dotted; numbers index lists)."""
+    node: Any = data
+    *parents, last = path.split(".")
+    for key in parents:
+        node = node[int(key)] if key.isdigit() else node[key]
+    node[int(last) if last.isdigit() else last] = value
+    return data
+
+
+@pytest.mark.parametrize(
+    ("path", "value", "message"),
+    [
+        ("method.0.provider.arguments.params", [1, 2], "params must be a mapping"),
+        ("method.0.provider.arguments.params", "abc", "params must be a mapping"),
+        ("method.0.provider.arguments", ["disk-fill"], r"method\[0\]\.provider\.arguments"),
+        ("extensions", {"name": "terry"}, "extensions must be a list"),
+        ("extensions.0.resolve_withn", 5, "unknown key 'resolve_withn' in extensions.terry"),
+        ("method", "inject", "method must be a list"),
+    ],
+)
+def test_a_malformed_experiment_is_an_input_error_naming_the_field(
+    path: str, value: object, message: str
+) -> None:
+    """Shapes chaostoolkit-lib does not expect are errors (exit 2) that name the field, not
+    the library's TypeError (exit 1, which says "not resolved")."""
+    data = _disk_fill()
+    data.setdefault("extensions", [{"name": "terry", "resolve_within": 60}])
+    with pytest.raises(InputError, match=message):
+        parse_experiment("x.yaml", _set(data, path, value))
+
+
+def test_the_fault_goes_in_once_from_the_method_only() -> None:
+    data = _disk_fill()
+    data["rollbacks"].append(copy.deepcopy(data["method"][0]))
+    with pytest.raises(InputError, match="a rollback may not inject a fault"):
+        parse_experiment("x.yaml", data, library=False)
+    data = _disk_fill()
+    data["method"].append({"ref": data["method"][0]["name"]})
+    with pytest.raises(InputError, match="no ref may run it again"):
+        parse_experiment("x.yaml", data, library=False)
+    data = _disk_fill()
+    data["extensions"] = [{"name": "terry"}, {"name": "terry", "resolve_within": 5}]
+    with pytest.raises(InputError, match="one extension named terry"):
         parse_experiment("x.yaml", data, library=False)
 
 
@@ -401,3 +449,29 @@ def test_a_slow_or_unresolved_run_is_an_event_the_notifier_delivers(store: Store
     assert [(e.kind, e.incident_id) for e in events] == [(EventKind.CHAOS_SLOW, None)] * 2
     assert "resolved, MTTR 900s (threshold 600s)" in events[0].reason
     assert "unresolved, no verified fix" in events[1].reason
+
+
+def test_recovery_leaves_a_run_whose_process_is_alive_to_it(store: Store) -> None:
+    """``terry chaos recover`` (and every run's start) cleans up after runs that died, never
+    a run still going in another process: a scheduled run and one started by hand overlap."""
+    from terry.chaos import journal
+    from terry.chaos.run import recover
+    from terry.config import Config
+
+    live = journal.open_run(
+        store,
+        experiment="disk-fill.yaml",
+        title="t",
+        fault="disk-fill",
+        params={"path": "/srv/data", "percent": 90},
+        target="web-01",
+        environment="staging",
+    )
+    journal.update(store, live, state=journal.RunState.INJECTED, injected_at=T0)
+    said: list[str] = []
+    config = Config.model_construct()  # never read: nothing is removed
+    assert recover(config, store, said.append) == []
+    assert said == [f"run {live}: disk-fill on web-01 left alone: its process is still running it"]
+    assert [r.id for r in journal.unfinished(store)] == [live]
+    row = journal.get(store, live)
+    assert row is not None and row.holder and row.holder.count("@") == 1  # pid and its start
