@@ -85,10 +85,11 @@ def command(
     POST /api/v1/proposals/ID/approve|reject|apply|rollback, /api/v1/incidents/ID/retry
                             the write API: an API token whose role may
                             (docs/permissions.md; the CLI's remote mode)
-    GET  /console, /incidents/ID, /proposals/ID, /drift, /weekly   the web console:
-                            log in with a reader token (read only) or an operator token
-                            from $TERRY_OPERATOR_TOKENS (NAME:TOKEN,...; may approve
-                            and reject); sessions signed with $TERRY_CONSOLE_SECRET
+    GET  /console, /incidents/ID, /proposals/ID, /console/drift, /console/weekly
+                            the web console: log in with any token that may read (a
+                            viewer's: read only; an operator's or admin's: approve and
+                            reject as its role allows); sessions signed with
+                            $TERRY_CONSOLE_SECRET, ended by logging out
 
     Schedules of terry.yml (drift scans and fixes, their reports delivered) run here too,
     one run of each at a time across servers; see 'terry schedule --help'.

@@ -11,12 +11,15 @@ from rich.table import Table
 
 from terry.access import ANY_TENANT, Role
 from terry.cli.context import actor_name, open_config, open_store
-from terry.cli.output import console, emit_json, inert, output_option
+from terry.cli.output import console, emit_json, err_console, inert, output_option
 from terry.durations import parse_duration
-from terry.errors import InputError
+from terry.errors import InputError, TerryError
 
 if TYPE_CHECKING:
+    from terry.config import Config
+    from terry.inventory.hosts import Host
     from terry.store.api_tokens import ApiToken
+    from terry.tenants.model import Tenants
 
 _ROLES = ("viewer", "operator", "admin")
 
@@ -95,6 +98,8 @@ def create(
         expires_in=expires_in,
         created_by=actor_name(config, None),
     )
+    if (unknown := _unknown_tenant(config, made.tenant)) is not None:
+        err_console.print(unknown)
     if output == "json":
         emit_json({**_row(made), "token": token})
         return
@@ -175,3 +180,36 @@ def _row(token: ApiToken) -> dict[str, object]:
         "revoked_at": token.revoked_at,
         "last_used_at": token.last_used_at,
     }
+
+
+def _unknown_tenant(config: Config, tenant: str) -> str | None:
+    """A warning when no host on main is in ``tenant`` (a misspelt name): the token works,
+    and sees nothing until main places a host there."""
+    if tenant == ANY_TENANT:
+        return None
+    from terry.gitops.repo import Repo
+    from terry.inventory.hosts import load_inventory
+    from terry.tenants.loader import load_tenants
+
+    try:
+        repo = Repo(config.repo, main_branch=config.main_branch)
+        tree = repo.tree(repo.head())
+        tenancy = load_tenants(tree, config.policy.path)
+        inventory = load_inventory(tree, config.inventory)
+    except TerryError:
+        return None  # nothing to compare with: no warning rather than a wrong one
+    known = set(tenancy.tenants) if tenancy is not None else set()
+    known |= {t for h in inventory.hosts.values() for t in _placed(tenancy, h)}
+    if tenant in known:
+        return None
+    names = ", ".join(sorted(known)[:10]) or "none"
+    return (
+        f"warning: no host on main is in tenant {tenant!r} (tenants: {names}); the token "
+        "sees nothing until one is"
+    )
+
+
+def _placed(tenancy: Tenants | None, host: Host) -> tuple[str, ...]:
+    if tenancy is not None:
+        return tenancy.tenants_of(host)
+    return (host.tenant,) if host.tenant else ()

@@ -83,6 +83,12 @@ def test_a_token_is_shown_once_and_only_its_digest_is_kept(repo: Path, store_url
     )
     never = cli.json("tokens", "create", "--user", "ci", "--role", "viewer", "--expires", "never")
     assert never["expires_at"] is None and never["tenant"] == "*"
+    # a tenant no host on main is in (a misspelt name): made, with a warning saying so
+    typo = cli("tokens", "create", "--user", "d", "--role", "viewer", "--tenant", "exmaple")
+    assert typo.exit_code == 0
+    assert "no host on main is in tenant 'exmaple' (tenants: example)" in typo.stderr
+    right = cli("tokens", "create", "--user", "d", "--role", "viewer", "--tenant", "example")
+    assert right.exit_code == 0 and "warning" not in right.stderr
 
 
 def test_serve_accepts_api_tokens_until_revoked_or_expired_and_says_why_in_the_log(
