@@ -172,3 +172,52 @@ def count_rows(store: Store, model: type, *where: Any) -> int:
 
 def config_for(repo: Path):
     return load_config(repo, environ={})
+
+
+def stored_proposal(
+    store: Store,
+    *,
+    fingerprint: str,
+    hosts: list[str],
+    source: str = "alert",
+    title: str = "DiskUsageHigh",
+    **proposal: Any,
+) -> int:
+    """A proposal row as the propose and dry-run steps leave it (``checked``, its dry run
+    fine), with its incident, for tests of the steps after them; ``proposal`` sets or
+    overrides its columns (remedy, risk, plan, state...). Its id."""
+    from terry.store.models import IncidentRow, ProposalRow, utcnow
+
+    now = utcnow()
+    with store.session() as session:
+        incident = IncidentRow(
+            fingerprint=fingerprint,
+            source=source,
+            title=title,
+            host=hosts[0],
+            state="open",
+            opened_at=now,
+        )
+        session.add(incident)
+        session.flush()
+        columns: dict[str, Any] = {
+            "remedy": "disk-usage-high",
+            "role": "disk_cleanup",
+            "params": {},
+            "risk": "low",
+            "state": "checked",
+            "check_summary": {
+                "ok": True,
+                "changed": 1,
+                "failed_hosts": [],
+                "unreachable_hosts": [],
+            },
+            "modules": ["ansible.builtin.file"],
+            "created_at": now,
+            "updated_at": now,
+            **proposal,
+        }
+        row = ProposalRow(incident_id=incident.id, hosts=hosts, **columns)
+        session.add(row)
+        session.flush()
+        return row.id

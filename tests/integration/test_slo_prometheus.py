@@ -34,14 +34,13 @@ from terry.gitops.repo import Repo
 from terry.inventory.hosts import load_inventory
 from terry.notify.events import EventKind, load_events
 from terry.ports import free_port
-from terry.proposals.state import ProposalState
 from terry.slo.budget import BudgetState
 from terry.slo.services import BUDGET_ENTITY, gate_view
 from terry.slo.spec import parse_text
 from terry.slo.status import read_status
 from terry.store import Store
-from terry.store.models import AuditRow, IncidentRow, ProposalRow, utcnow
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from terry.store.models import AuditRow, ProposalRow
+from tests.conftest import Cli, alert, config_for, make_cli, payload, stored_proposal
 from tests.prometheus_tsdb import NEEDS_PROMETHEUS, backfilled_prometheus
 
 pytestmark = [pytest.mark.integration, NEEDS_PROMETHEUS]
@@ -388,34 +387,14 @@ def test_rules_pass_promtool(shop: Cli, tmp_path: Path) -> None:
 
 def _proposal(store: Store, *, source: str, host: str, risk: str) -> int:
     """A proposal checked by its dry run, as the propose and dry-run steps leave it."""
-    now = utcnow()
-    with store.session() as session:
-        incident = IncidentRow(
-            fingerprint=f"slo-{source}-{host}",
-            source=source,
-            title="DiskUsageHigh" if source == "alert" else "drift",
-            host=host,
-            state="open",
-            opened_at=now,
-        )
-        session.add(incident)
-        session.flush()
-        row = ProposalRow(
-            incident_id=incident.id,
-            remedy="disk-usage-high",
-            role="disk_cleanup",
-            hosts=[host],
-            params={},
-            risk=risk,
-            state=ProposalState.CHECKED.value,
-            check_summary={"ok": True, "changed": 1, "failed_hosts": [], "unreachable_hosts": []},
-            modules=["ansible.builtin.file"],
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(row)
-        session.flush()
-        return row.id
+    return stored_proposal(
+        store,
+        fingerprint=f"slo-{source}-{host}",
+        hosts=[host],
+        source=source,
+        title="DiskUsageHigh" if source == "alert" else "drift",
+        risk=risk,
+    )
 
 
 def test_the_gate_step_freezes_protects_and_tells(shop: Cli, tmp_path: Path) -> None:

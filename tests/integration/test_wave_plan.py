@@ -12,42 +12,23 @@ import yaml
 
 from terry.app import build_pipeline
 from terry.store import Store
-from terry.store.models import IncidentRow, ProposalRow, utcnow
-from tests.conftest import config_for
+from tests.conftest import config_for, stored_proposal
 
 pytestmark = pytest.mark.integration
 
 
 def _proposal(store: Store, verify: list[str]) -> int:
-    now = utcnow()
-    with store.session() as session:
-        incident = IncidentRow(
-            fingerprint=f"waves-{'-'.join(verify)}",
-            source="drift",
-            title="drift",
-            host="web-01",
-            state="open",
-            opened_at=now,
-        )
-        session.add(incident)
-        session.flush()
-        row = ProposalRow(
-            incident_id=incident.id,
-            remedy="reconcile-drift",
-            role="site",
-            hosts=["web-01", "web-02"],
-            params={},
-            risk="low",
-            state="checked",
-            plan={"check": ["ansible"], "verify": verify},
-            check_summary={"ok": True, "changed": 2, "failed_hosts": [], "unreachable_hosts": []},
-            modules=["ansible.builtin.file"],
-            created_at=now,
-            updated_at=now,
-        )
-        session.add(row)
-        session.flush()
-        return row.id
+    return stored_proposal(
+        store,
+        fingerprint=f"waves-{'-'.join(verify)}",
+        hosts=["web-01", "web-02"],
+        source="drift",
+        title="drift",
+        remedy="reconcile-drift",
+        role="site",
+        plan={"check": ["ansible"], "verify": verify},
+        check_summary={"ok": True, "changed": 2, "failed_hosts": [], "unreachable_hosts": []},
+    )
 
 
 @pytest.mark.parametrize(
