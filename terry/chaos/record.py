@@ -61,12 +61,16 @@ def phases(
 
 
 def read_timeline(store: Store, host: str, since: datetime) -> Timeline:
-    """Terry's record about ``host`` from ``since`` (the injection) on."""
+    """Terry's record about ``host`` from ``since`` (the injection) on: the first incident on
+    it opened since, or whose alert Terry received since (an alert's ``startsAt``, which
+    ``opened_at`` is, is the sender's clock, and may be older than the injection: a skewed
+    clock, an alert fed by hand)."""
     with store.session() as session:
+        received = select(AlertRow.incident_id).where(AlertRow.received_at >= since - _SLACK)
         incident = session.scalars(
             select(IncidentRow)
             .where(IncidentRow.host == host)
-            .where(IncidentRow.opened_at >= since - _SLACK)
+            .where(or_(IncidentRow.opened_at >= since - _SLACK, IncidentRow.id.in_(received)))
             .order_by(IncidentRow.id)
             .limit(1)
         ).first()

@@ -475,3 +475,45 @@ def test_recovery_leaves_a_run_whose_process_is_alive_to_it(store: Store) -> Non
     assert [r.id for r in journal.unfinished(store)] == [live]
     row = journal.get(store, live)
     assert row is not None and row.holder and row.holder.count("@") == 1  # pid and its start
+
+
+def test_the_timeline_finds_an_incident_by_when_terry_received_its_alert(store: Store) -> None:
+    """An alert's startsAt is the sender's clock (a skewed one, an example fed by hand): an
+    incident opened "before" the injection whose alert Terry received after it is the run's;
+    one whose alert came before the injection is not."""
+    from terry.chaos.record import read_timeline
+    from terry.store.models import AlertRow, IncidentRow
+
+    def incident(host: str, received: datetime) -> int:
+        with store.session() as session:
+            row = IncidentRow(
+                fingerprint=f"chaos-{host}",
+                source="alert",
+                title="DiskUsageHigh",
+                host=host,
+                state="open",
+                opened_at=T0 - timedelta(days=12),  # the alert's startsAt
+            )
+            session.add(row)
+            session.flush()
+            session.add(
+                AlertRow(
+                    fingerprint=f"chaos-{host}",
+                    status="firing",
+                    alertname="DiskUsageHigh",
+                    starts_at=T0 - timedelta(days=12),
+                    labels={},
+                    annotations={},
+                    received_at=received,
+                    incident_id=row.id,
+                    effect="opened",
+                )
+            )
+            return row.id
+
+    after = incident("web-01", T0 + timedelta(seconds=8))
+    incident("web-02", T0 - timedelta(minutes=5))
+    found = read_timeline(store, "web-01", T0)
+    assert found.incident_id == after
+    assert found.alert_at is not None and found.alert_at - T0 == timedelta(seconds=8)
+    assert read_timeline(store, "web-02", T0).incident_id is None
