@@ -173,3 +173,29 @@ def test_a_chaos_schedule_runs_in_terry_serves_scheduler_thread(gitops: Path) ->
             assert run.removed_at is not None
     finally:
         store.dispose()
+
+
+def test_stopping_a_service_that_is_not_running_is_refused_and_starts_nothing(
+    gitops: Path,
+) -> None:
+    """A fault's reverse removes exactly what the fault made: stopping a service that was
+    not running is refused (the run fails, saying why), and its rollback starts nothing."""
+    stop = yaml.safe_load(
+        (REPO_ROOT / "examples" / "experiments" / "service-stop.yaml").read_text()
+    )
+    stop["extensions"][0]["resolve_within"] = 1
+    stop["method"][0]["provider"]["arguments"]["params"]["service"] = "nosuch"
+    (gitops / "experiments").mkdir()
+    (gitops / "experiments" / "nosuch.yaml").write_text(yaml.safe_dump(stop))
+    Repo(gitops).commit_paths(["experiments"], "a chaos experiment")
+    cli = make_cli(gitops)
+    assert cli("example", "up").exit_code == 0
+    try:
+        done = cli("chaos", "run", "nosuch", "-o", "json")
+        [run] = json.loads(done.stdout)["runs"]
+        assert run["outcome"] == "failed", run
+        assert "service nosuch is not running: nothing to stop or kill" in done.stderr
+        host = gitops / ".terry" / "hosts" / run["target"]
+        assert not list(host.glob("run/terry/nosuch*"))  # no service of that name started
+    finally:
+        cli("example", "down")

@@ -95,55 +95,65 @@ def disk_fill(action, p, root, state):
 
 
 # -- service-stop / service-kill ---------------------------------------------------------
+# The inject stops (or kills) a running service and leaves a mark; the reverse starts only a
+# service the mark says this fault stopped. A service that was not running is refused, and
+# its reverse starts nothing: a fault's reverse removes exactly what the fault made.
+def _is_running(name, svc, root):
+    if svc is not None:
+        argv = [sys.executable, svc, "status", name, "--root", root]
+    else:
+        argv = ["systemctl", "is-active", "--quiet", name]
+    return subprocess.run(argv, capture_output=True, text=True).returncode == 0
+
+
 def service(action, p, root, state, kill):
-    name, svc = p["service"], root + "/opt/terry/bin/terry-svc"
-    if os.path.exists(svc):
-        status = subprocess.run(
-            [sys.executable, svc, "status", name, "--root", root], capture_output=True, text=True
-        )
-        running = status.returncode == 0
-        if action == "check":
-            return {"symptom": not running}
-        if action == "inject" and kill:  # no stop: the process dies as in a crash
+    name = p["service"]
+    svc = root + "/opt/terry/bin/terry-svc"
+    svc = svc if os.path.exists(svc) else None
+    mark = os.path.join(state, "service-" + name + ".stopped")
+    running = _is_running(name, svc, root)
+    if action == "check":
+        return {"symptom": not running}
+    if action == "inject":
+        if not running:
+            return {
+                "changed": False,
+                "rc": 1,
+                "error": f"service {name} is not running: nothing to stop or kill",
+            }
+        with open(mark, "w") as fh:
+            fh.write(name)
+        if kill and svc is not None:  # no stop: the process dies as in a crash
             try:
                 with open(root + "/run/terry/" + name + ".pid") as fh:
                     os.kill(int(fh.read().strip()), signal.SIGKILL)
             except (OSError, ValueError) as exc:
+                os.remove(mark)
                 return {"changed": False, "rc": 1, "error": f"cannot kill {name}: {exc}"}
             return {"changed": True}
-        if action == "inject":
+        if svc is not None:
             argv = [sys.executable, svc, "stop", name, "--root", root]
+        elif kill:
+            argv = ["systemctl", "kill", "--signal=SIGKILL", name]
         else:
+            argv = ["systemctl", "stop", name]
+    else:
+        if not os.path.exists(mark):
+            return {"changed": False}  # this fault stopped nothing: nothing to start
+        if running:
+            os.remove(mark)
+            return {"changed": False}
+        if svc is not None:
             known = p.get("services", {}).get(name, {})
             port = str(p.get("port", known.get("port", 8080)))
             bind = p.get("bind", known.get("bind", "127.0.0.1"))
-            if running:
-                return {"changed": False}
-            argv = [
-                sys.executable,
-                svc,
-                "start",
-                name,
-                "--root",
-                root,
-                "--port",
-                port,
-                "--bind",
-                bind,
-            ]
-    else:
-        running = subprocess.run(["systemctl", "is-active", "--quiet", name]).returncode == 0
-        if action == "check":
-            return {"symptom": not running}
-        if action == "inject":
-            argv = (
-                ["systemctl", "kill", "--signal=SIGKILL", name]
-                if kill
-                else ["systemctl", "stop", name]
-            )
+            argv = [sys.executable, svc, "start", name, "--root", root]
+            argv += ["--port", port, "--bind", bind]
         else:
             argv = ["systemctl", "start", name]
     done = subprocess.run(argv, capture_output=True, text=True)
+    if action == "remove" and done.returncode == 0:
+        os.remove(mark)
     return {"changed": True, "rc": done.returncode, "out": (done.stdout + done.stderr)[-300:]}
 
 
