@@ -200,11 +200,17 @@ def list_experiments(directory: Path) -> list[tuple[str, Experiment | None, str]
     return out
 
 
-def find_experiment(directory: Path, name: str) -> Experiment:
-    """The experiment ``name`` (a file name with or without its suffix, or a path to a file
-    outside the repository, for trying one before it is committed)."""
+def find_experiment(directory: Path, name: str, *, files: bool = True) -> Experiment:
+    """The experiment ``name`` (a file name with or without its suffix, or, with ``files``,
+    a path to a file outside the repository, for validating one before it is committed;
+    a run takes only what is on main: breaking hosts goes through review like any change)."""
     given = Path(name)
     if given.suffix in _SUFFIXES and given.is_file() and given.parent != Path("."):
+        if not files:
+            raise InputError(
+                f"{name}: a run takes an experiment on main by name (commit it under "
+                f"{directory.name}/ first; 'terry chaos validate' checks a file before that)"
+            )
         return parse_experiment(given.name, _load(given))
     for path in _files(directory):
         if name in (path.name, path.stem):

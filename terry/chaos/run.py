@@ -170,7 +170,7 @@ def run_experiment(
     if not dry_run:
         recover(config, store, say)
     repo = Repo(config.repo, main_branch=config.main_branch)
-    experiment = find_experiment(repo.tree(repo.head()) / config.chaos.path, name)
+    experiment = find_experiment(repo.tree(repo.head()) / config.chaos.path, name, files=False)
     choice = choose(config, store, experiment, target)
     reports = []
     for host in choice.hosts:

@@ -7,6 +7,7 @@ import copy
 import random
 import re
 from datetime import UTC, datetime, timedelta
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -150,6 +151,15 @@ def test_an_unknown_fault_is_named_with_the_known_ones() -> None:
 def test_a_missing_experiment_lists_the_known_ones() -> None:
     with pytest.raises(NotFound, match=r"cpu-stress\.json"):
         find_experiment(EXAMPLES, "nope")
+
+
+def test_a_run_takes_an_experiment_on_main_not_a_file_elsewhere(tmp_path: Path) -> None:
+    outside = tmp_path / "new.yaml"
+    outside.write_text((EXAMPLES / "disk-fill.yaml").read_text())
+    assert find_experiment(EXAMPLES, str(outside)).fault is Fault.DISK_FILL  # validate
+    with pytest.raises(InputError, match="a run takes an experiment on main by name"):
+        find_experiment(EXAMPLES, str(outside), files=False)
+    assert find_experiment(EXAMPLES, "disk-fill", files=False).fault is Fault.DISK_FILL
 
 
 def test_a_chaos_schedule_names_its_experiment() -> None:
