@@ -10,7 +10,7 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from terry.errors import ConfigError
 
-__all__ = ["NAME", "Labels", "Model", "PromLabels", "explain"]
+__all__ = ["NAME", "Labels", "Model", "Number", "PromLabels", "explain"]
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$"  # a service's or an SLO's name
 
@@ -59,6 +59,16 @@ def _prom_labels(value: Any) -> dict[str, str]:
 
 # Labels that go on Prometheus rules (Sloth's): their names must be Prometheus's.
 PromLabels = Annotated[dict[str, str], BeforeValidator(_prom_labels)]
+
+
+def _no_bool(value: Any) -> Any:
+    if isinstance(value, bool):  # YAML's true is no number, though pydantic would take it as 1
+        raise ValueError("expected a number, got true or false")
+    return value
+
+
+# A number as written (99.9 or "99.9"), never YAML's true or false.
+Number = Annotated[float, BeforeValidator(_no_bool)]
 
 
 def _where(loc: tuple[int | str, ...]) -> str:

@@ -19,7 +19,7 @@ from pydantic import Field, ValidationError
 
 from terry.errors import ConfigError
 from terry.slo.calendar import CalendarSpec, CalendarWindow, time_window
-from terry.slo.fields import NAME, Labels, Model, explain
+from terry.slo.fields import NAME, Labels, Model, Number, explain
 from terry.slo.objective import DEFAULT_PERIOD, SLO, SLO_DIR, normal_query
 from terry.slo.ratio import Counts, Query, ratio_queries
 
@@ -163,8 +163,8 @@ class _TimeWindow(Model):
 
 class _Objective(Model):
     displayName: str = ""
-    target: float | None = Field(default=None, gt=0, lt=1)
-    targetPercent: float | None = Field(default=None, gt=0, lt=100)
+    target: Number | None = Field(default=None, gt=0, lt=1)
+    targetPercent: Number | None = Field(default=None, gt=0, lt=100)
     # A composite SLO's objectives each have their own indicator.
     indicator: _Indicator | None = None
     indicatorRef: str | None = None
@@ -210,6 +210,11 @@ def collect_refs(docs: list[tuple[dict[str, Any], str]]) -> Refs:
                 sli = _OpenSLI.model_validate(doc)
             except ValidationError as exc:
                 raise explain(exc, source) from exc
+            if (known := refs.slis.get(sli.metadata.name)) is not None:
+                raise ConfigError(
+                    f"{source}: SLI {sli.metadata.name!r} is defined in {known[1]} too: an "
+                    "indicatorRef must name one"
+                )
             refs.slis[sli.metadata.name] = (sli.spec, source)
         elif doc.get("kind") == "DataSource":
             name = (doc.get("metadata") or {}).get("name")

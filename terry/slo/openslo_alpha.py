@@ -11,7 +11,7 @@ from pydantic import AliasChoices, Field
 
 from terry.errors import ConfigError
 from terry.slo.calendar import CalendarSpec, CalendarWindow, time_window
-from terry.slo.fields import Model
+from terry.slo.fields import Model, Number
 from terry.slo.objective import DEFAULT_PERIOD, SLO, normal_query
 from terry.slo.openslo import Meta, Read, SpecBase, objective_slos
 from terry.slo.ratio import Counts, Query, ratio_queries
@@ -40,7 +40,7 @@ class _AlphaRatio(Model):
 
 class _AlphaObjective(Model):
     displayName: str = ""
-    target: float = Field(gt=0, lt=1)
+    target: Number = Field(gt=0, lt=1)
     ratioMetrics: _AlphaRatio | None = Field(
         default=None, validation_alias=AliasChoices("ratioMetrics", "ratioMetric")
     )

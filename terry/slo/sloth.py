@@ -10,7 +10,7 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from terry.errors import ConfigError
-from terry.slo.fields import NAME, Labels, Model, PromLabels
+from terry.slo.fields import NAME, Labels, Model, Number, PromLabels
 from terry.slo.objective import ALERT, DEFAULT_PERIOD, SLO, WINDOW, Alerting, normal_query
 
 __all__ = ["from_sloth"]
@@ -81,7 +81,7 @@ class _SlothAlerting(Model):
 
 class _SlothSLO(Model):
     name: str = Field(pattern=NAME)
-    objective: float = Field(gt=0, lt=100)
+    objective: Number = Field(gt=0, lt=100)
     description: str = ""
     sli: _SlothSLI
     labels: PromLabels = Field(default_factory=dict)

@@ -645,6 +645,21 @@ def test_openslo_references_across_files(tmp_path: Path) -> None:
     (tmp_path / "slos" / "search.yml").write_text(slo)
     [read] = load_slos(tmp_path)
     assert read.source == "slos/search.yml" and read.total is not None
+    # the same SLI in a second file: which one an indicatorRef means is not guessed
+    (tmp_path / "slos" / "shared" / "again.yaml").write_text(sli)
+    with pytest.raises(ConfigError, match="SLI 'search-errors' is defined in slos/shared/"):
+        load_slos(tmp_path)
+
+
+@pytest.mark.parametrize(
+    ("before", "after"),
+    [("objective: 99.9", "objective: true"), ("objective: 99.9", "objective: false")],
+)
+def test_a_yaml_boolean_is_no_objective(before: str, after: str) -> None:
+    _refused(
+        SLOTH_GETTING_STARTED.replace(before, after),
+        "slos[0].objective: expected a number, got true or false",
+    )
 
 
 def test_openslo_composite_objectives_with_their_own_indicators() -> None:
