@@ -1,6 +1,7 @@
 """Confidence: how sure Terry is that a proposal fixes its problem without harm, 0-100.
 
-Four things, each worth a fixed share, added up (the parts are kept, so a person sees why):
+Four things, each worth a fixed share, added up (``Confidence.parts``; the value alone is
+stored with the proposal and given to the gate, and the shares below are how to read it):
 
 - **the remedy's record** (up to 45): its success rate across earlier proposals, scaled by
   how many there were (full weight from ``PROVEN_RUNS`` runs on); a remedy never run yet
