@@ -114,6 +114,9 @@ def test_a_run_stopped_by_a_signal_removes_its_fault_and_says_interrupted(
         stdout=subprocess.PIPE,
         stderr=subprocess.STDOUT,
         text=True,
+        # as from a terminal: a background job (CI's nohup) inherits SIGINT ignored, and
+        # Python then never turns it into KeyboardInterrupt
+        preexec_fn=lambda: signal.signal(signal.SIGINT, signal.SIG_DFL),
     )
     try:
         traces = gitops / ".terry" / "hosts"
