@@ -71,6 +71,9 @@ def prometheus_url(prom: str | PrometheusConfig | None) -> str | None:
 
 # A span written "90s", "10m", "6h", "7d" (or a number of seconds); held as seconds.
 Duration = Annotated[float, BeforeValidator(parse_duration)]
+# The farthest a forecast looks (ten years): a trend says nothing that far out, and a crossing
+# beyond it could not even be written as a date.
+MAX_HORIZON = 3650 * 86400.0
 
 # node_exporter's real filesystems: no pseudo, memory or container layers, no /dev, /proc...
 DEFAULT_DISK_FILTER = (
@@ -161,7 +164,7 @@ class ForecastConfig(_Model):
     step: Duration | None = None
     # How far ahead a crossing is reported; crossings sooner than lead_time are prevented:
     # a preventive incident and the disk remedy's proposal, before any alert fires.
-    horizon: Duration = 7 * 86400.0
+    horizon: Duration = Field(default=7 * 86400.0, gt=0, le=MAX_HORIZON)
     lead_time: Duration = 2 * 86400.0
     # Percent used (node_exporter: 1 - avail / size), as the DiskUsageHigh alert measures.
     disk_threshold: int = Field(default=80, ge=1, le=99)

@@ -166,5 +166,12 @@ class ClaudeDiagnoser:
                 kind="response",
                 retryable=True,
             ) from None
-        # The SDK does not check the answer's types; the parsers check everything.
+        # The SDK does not check the answer's types (a 200 whose body is null, a list, a
+        # string is handed back as it is); the parsers check everything in a Message.
+        if not isinstance(message, anthropic.types.Message):
+            raise AIServiceError(
+                f"unusable answer from the Anthropic API: not a message ({type(message).__name__})",
+                kind="response",
+                retryable=True,
+            )
         return message.model_dump(mode="json", warnings=False)

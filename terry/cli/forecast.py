@@ -12,6 +12,7 @@ from rich.table import Table
 
 from terry.cli.context import open_config, open_pipeline
 from terry.cli.output import console, emit_json, err_console, output_option
+from terry.config import MAX_HORIZON
 from terry.durations import format_duration, parse_duration
 from terry.errors import InputError
 from terry.gitops.repo import Repo
@@ -95,6 +96,11 @@ def command(
 
     config = open_config(ctx)
     horizon_s = _duration(horizon, "--horizon")
+    if horizon_s is not None and not 0 < horizon_s <= MAX_HORIZON:
+        raise InputError(
+            f"--horizon: {horizon} is beyond what a trend can say (at most "
+            f"{format_duration(MAX_HORIZON)})"
+        )
     lead_s = _duration(lead_time, "--lead-time")
     proposing = config.forecast.propose if propose is None else propose
     if limit is not None and (not limit.strip() or limit.startswith("-")):

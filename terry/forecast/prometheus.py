@@ -50,6 +50,7 @@ __all__ = [
 ]
 
 Floats = NDArray[np.float64]
+_NO_SAMPLE = "no finite sample in the window (NaN or infinite only): not forecast"
 
 
 class PrometheusError(TerryError):
@@ -244,7 +245,8 @@ class FleetForecast:
     threshold: int  # percent
     disks: tuple[DiskForecast, ...]
     memory: tuple[MemoryCheck, ...]
-    # Series that name no inventory host (or lack a label the forecast needs), one line each.
+    # Series not forecast, one line each: they name no inventory host, lack a label the
+    # forecast needs, or hold no finite sample.
     unmatched: tuple[str, ...]
     anomalies: AnomalyScan | None = None  # None: forecast.anomaly.enabled is off
 
@@ -417,6 +419,7 @@ def forecast_fleet(
     for (host_name, mountpoint), series in sorted(disk_series.items()):
         last = _last(series)
         if last is None:
+            unmatched[f"{mountpoint[:120]} on {host_name}: {_NO_SAMPLE}"] = None
             continue
         found = forecast(
             series.timestamps,
@@ -457,6 +460,7 @@ def forecast_fleet(
         for host_name, series in sorted(memory_series.items()):
             last = _last(series)
             if last is None:
+                unmatched[f"memory of {host_name}: {_NO_SAMPLE}"] = None
                 continue
             memory.append(
                 MemoryCheck(

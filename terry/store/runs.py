@@ -278,7 +278,10 @@ class History:
 
 
 def _history(rows: list[tuple[str, datetime, datetime]]) -> History:
-    """``rows``: (state, created_at, updated_at) of finished proposals, oldest first."""
+    """``rows``: (state, created_at, updated_at) of finished proposals. The last outcome is
+    the one that ended last (``updated_at``), not the newest proposal's: an old proposal a
+    person approved late and that failed is the latest news."""
+    rows = sorted(rows, key=lambda r: r[2])
     fixes = [(u - c).total_seconds() for state, c, u in rows if state == "verified"]
     return History(
         runs=len(rows),

@@ -222,6 +222,19 @@ def test_a_body_that_is_not_json_is_a_service_error(
     assert caught.value.kind == "response"
 
 
+@pytest.mark.parametrize("body", [b"null", b"[]", b'"x"', b"123"])
+def test_a_json_body_that_is_not_a_message_is_a_service_error(
+    fake: FakeAnthropic, request_: DiagnosisRequest, body: bytes
+) -> None:
+    """The SDK hands back a 200's JSON as it is when it is no object: an error saying so
+    (the incident kept for a person), never an AttributeError."""
+    fake.malformed(body)
+    with pytest.raises(
+        AIServiceError, match="unusable answer from the Anthropic API: not a message"
+    ):
+        _diagnose(fake, request_)
+
+
 # -- API failures -------------------------------------------------------------------------------
 def test_a_bad_key_is_a_clear_error_and_not_retried(
     fake: FakeAnthropic, request_: DiagnosisRequest

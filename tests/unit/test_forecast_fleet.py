@@ -77,6 +77,7 @@ def test_the_forecast_section_has_defaults_and_derives_the_step(tmp_path: Path) 
         ({"disk_threshold": 100}, r"forecast\.disk_threshold"),
         ({"min_points": 2}, r"forecast\.min_points"),
         ({"typo": 1}, r"forecast\.typo"),
+        ({"horizon": "20000d"}, r"forecast\.horizon"),  # past ten years no date is written
     ],
 )
 def test_bad_forecast_settings_are_config_errors(
@@ -250,6 +251,7 @@ def test_series_become_forecasts_per_inventory_host_and_filesystem(
             ({"host": "db-01"}, t, growing),  # no mountpoint label
             ({"host": "db-01", "mountpoint": "/var"}, t[:50], growing[:50]),  # stopped long ago
             ({"host": "db-01", "mountpoint": "/srv/data"}, t, np.full(t.size, 0.95)),  # above
+            ({"host": "web-02", "mountpoint": "/data"}, t, np.full(t.size, np.nan)),  # no value
         ]
 
     server = _fleet_server(fake, disk)
@@ -273,6 +275,7 @@ def test_series_become_forecasts_per_inventory_host_and_filesystem(
     assert fleet.preventive == (web01,)
     assert any("ghost" in u and "not in the inventory" in u for u in fleet.unmatched)
     assert any("without a mountpoint label" in u for u in fleet.unmatched)
+    assert "/data on web-02: no finite sample in the window" in " ".join(fleet.unmatched)
     # the lead time decides what is prevented, the horizon what is reported as crossing
     later = forecast_fleet(
         _config(tmp_path, server.url), INVENTORY, now=NOW, lead_time=3600, horizon=3600

@@ -56,3 +56,31 @@ def test_old_tree_exports_are_pruned_and_fresh_ones_kept(tmp_path: Path) -> None
     newest = repo.tree(repo.head())
     assert newest.is_dir() and current.is_dir()
     assert not stale.exists()
+
+
+def test_a_remedys_last_outcome_is_the_one_that_ended_last(store: Store) -> None:
+    """The learned auto-merge list sends a remedy back to review on its first failure: the
+    latest news is the proposal that ended last, not the newest one (an old proposal a
+    person approved late, that failed after newer ones verified)."""
+    from datetime import timedelta
+
+    from terry.store.models import utcnow
+    from terry.store.runs import remedy_records
+    from tests.conftest import stored_proposal
+
+    now = utcnow()
+    late = stored_proposal(
+        store, fingerprint="late", hosts=["web-01"], state="failed", updated_at=now
+    )
+    for n in range(3):
+        stored_proposal(
+            store,
+            fingerprint=f"early-{n}",
+            hosts=["web-01"],
+            state="verified",
+            created_at=now - timedelta(hours=2),
+            updated_at=now - timedelta(hours=1, minutes=n),
+        )
+    record = remedy_records(store)["disk-usage-high"].overall
+    assert late and record.runs == 4 and record.verified == 3
+    assert record.last_outcome == "failed"
