@@ -5,12 +5,16 @@ from __future__ import annotations
 
 import re
 
+from terry.inert import inert
+
 __all__ = ["decision_trailers", "one_line"]
 
 
 def one_line(text: str, limit: int = 120) -> str:
-    """Untrusted text made safe for a commit message line: no newlines, bounded."""
-    return re.sub(r"[\x00-\x1f\x7f]+", " ", text)[:limit]
+    """Untrusted text made safe for a commit message line: no newlines (runs of control
+    characters are one space), bounded, and every other hidden character shown visibly
+    (``terry.inert``: a right-to-left override in ``git log`` would show the line backwards)."""
+    return inert(re.sub(r"[\x00-\x1f\x7f]+", " ", text))[:limit]
 
 
 def decision_trailers(

@@ -12,6 +12,7 @@ Real git, real ansible (the example hosts' dry run, local connection), SQLite.
 from __future__ import annotations
 
 import json
+import subprocess
 from collections.abc import Iterator
 from typing import Any
 
@@ -154,3 +155,19 @@ def test_json_output_keeps_the_exact_text_escaped_by_json(
     assert story["annotations"]["summary"] == ANNOTATIONS["summary"]
     weird_story = json.loads(cli("incidents", "show", str(weird), "--output", "json").stdout)
     assert weird_story["incident"]["title"] == HOSTILE_TITLE
+
+
+def test_git_history_holds_no_hidden_character(fleet: tuple[Cli, dict[str, Any]]) -> None:
+    """Commit messages and notes are read in ``git log``, which shows what it is given: the
+    hostile text that reached them is visible there, never raw."""
+    cli, _ingested = fleet
+    shown = subprocess.run(
+        ["git", "log", "--all", "--format=%B%n%N"],
+        cwd=cli.repo,
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+    assert "fix(" in shown  # the proposal's commit is there
+    for raw in RAW:
+        assert raw not in shown, repr(raw)

@@ -319,3 +319,12 @@ def test_a_list_of_tokens_in_one_variable_is_hidden_token_by_token() -> None:
     said = hide("401 for reader-token-2; alice:reader-token-1 rejected; alice is a name")
     assert "reader-token" not in said
     assert said.endswith("alice is a name")
+
+
+def test_a_commit_message_line_shows_hidden_characters() -> None:
+    """What goes in a commit message is read in ``git log``: one line, bounded, and a
+    right-to-left override or a zero-width space shown, not obeyed."""
+    from terry.gitops.messages import one_line
+
+    assert one_line("disk\u202efull\u200b\nnext\x1b[2J") == "disk<U+202E>full<U+200B> next [2J"
+    assert len(one_line("x" * 500, 60)) == 60
