@@ -6,11 +6,20 @@ The configuration is read once per command and passed in; nothing here is global
 from __future__ import annotations
 
 import os
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Annotated, Literal
+from typing import Annotated, Any, Literal
 
 import yaml
-from pydantic import BaseModel, BeforeValidator, ConfigDict, Field, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    ConfigDict,
+    Field,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from terry.ai.modules import DEFAULT_ALLOWED_MODULES, DEFAULT_ALLOWED_PATHS, check_allowed_modules
 from terry.durations import format_duration, parse_duration
@@ -410,8 +419,8 @@ class ScheduleConfig(_Model):
     name: str = Field(pattern=r"^[a-z0-9][a-z0-9-]{0,62}$")
     # Five-field cron expression, in UTC ("0 3 * * *": 03:00 every day) ...
     cron: str | None = None
-    # ... or every N seconds.
-    interval: float | None = Field(default=None, ge=1)
+    # ... or every N seconds (at most a year).
+    interval: float | None = Field(default=None, ge=1, le=366 * 86400)
     # drift-scan, drift-fix (scan, then propose the reconciliation), or weekly-report (deliver
     # `terry report weekly` for the seven whole days before the run; limit is not used).
     run: Literal["drift-scan", "drift-fix", "weekly-report", "chaos"] = "drift-scan"
@@ -423,6 +432,13 @@ class ScheduleConfig(_Model):
     # A run older than this is presumed dead: its lock may be taken over.
     timeout: float = Field(default=3600.0, gt=0)
 
+    @field_validator("interval", mode="before")
+    @classmethod
+    def _seconds(cls, value: Any) -> Any:
+        if isinstance(value, bool):  # YAML's true is no number of seconds
+            raise ValueError("expected seconds, got true or false")
+        return value
+
     @model_validator(mode="after")
     def _when(self) -> ScheduleConfig:
         if (self.cron is None) == (self.interval is None):
@@ -430,8 +446,19 @@ class ScheduleConfig(_Model):
         if self.cron is not None:
             from croniter import croniter
 
-            if len(self.cron.split()) != 5 or not croniter.is_valid(self.cron):
+            if len(self.cron.split()) != 5:
                 raise ValueError(f"schedule {self.name}: {self.cron!r} is not a 5-field cron")
+            if not croniter.is_valid(self.cron):
+                raise ValueError(
+                    f"schedule {self.name}: {self.cron!r} is not a cron expression (minute "
+                    "0-59, hour 0-23, day 1-31, month 1-12, weekday 0-7)"
+                )
+            try:  # a valid expression may name no day at all (31 February)
+                croniter(self.cron, datetime.now(UTC)).get_next(datetime)
+            except (ValueError, ArithmeticError) as exc:  # CroniterBadDateError is one
+                raise ValueError(
+                    f"schedule {self.name}: {self.cron!r} never fires ({exc})"
+                ) from None
         if (self.run == "chaos") != (self.experiment is not None):
             raise ValueError(f"schedule {self.name}: 'experiment' goes with run: chaos, only")
         return self

@@ -21,6 +21,7 @@ from typing import Any
 import yaml as pyyaml
 from ruamel.yaml.comments import CommentedMap
 from ruamel.yaml.error import YAMLError
+from ruamel.yaml.scalarstring import DoubleQuotedScalarString
 
 from terry.errors import InputError
 from terry.gitops.yaml_edit import dump_all, round_trip, split_head
@@ -124,12 +125,57 @@ def parse_assignment(text: str) -> Assignment:
     path = parse_var_path(name.strip())
     if any(t in raw for t in _TEMPLATE):
         _refuse_templates(path, raw)
+    if "&" in raw or "*" in raw:
+        _refuse_aliases(path, raw)
     try:
         value = pyyaml.safe_load(raw) if raw.strip() else ""
     except pyyaml.YAMLError as exc:
         raise InputError(f"{name}: the value is not valid YAML: {exc}") from exc
     _refuse_templates(path, value)
+    _refuse_connection(path, value)
     return Assignment(path, value)
+
+
+# Connection variables an edit may set: where the host is and whom to log in as. Every other
+# one (ssh arguments, executables, become, interpreters, ``ansible_connection``) can make
+# Ansible run a command on this machine, and the edit's dry run runs before any review.
+_ADDRESSING = {
+    "ansible_host": re.compile(r"^[A-Za-z0-9][A-Za-z0-9.:_-]{0,252}$"),  # a name or address
+    "ansible_port": re.compile(r"^[0-9]{1,5}$"),
+    "ansible_user": re.compile(r"^[A-Za-z_][A-Za-z0-9._-]{0,63}$"),
+}
+
+
+def _refuse_connection(path: tuple[str, ...], value: Any) -> None:
+    from terry.inventory.check import is_connection_variable  # Ansible's own list
+
+    name = path[0]
+    if not is_connection_variable(name):
+        return
+    shape = _ADDRESSING.get(name)
+    if shape is None:
+        raise InputError(
+            f"{name}: says how Ansible reaches or runs on the host, and can make it run a "
+            "command on this machine; an edit's dry run runs before any review, so Terry "
+            "does not write it (edit the inventory by hand, reviewed like any change)"
+        )
+    if len(path) > 1 or isinstance(value, bool) or not shape.match(str(value)):
+        raise InputError(
+            f"{name}: expected a plain {name.removeprefix('ansible_')}, got {str(value)[:60]!r}"
+        )
+
+
+def _refuse_aliases(path: tuple[str, ...], raw: str) -> None:
+    """YAML anchors and aliases in a value: one node written under several names (a change
+    to one would change the others) and, nested, a value that expands without bound."""
+    try:
+        events = list(pyyaml.parse(raw, Loader=pyyaml.SafeLoader))
+    except pyyaml.YAMLError:
+        return  # said by the loader, with its reason
+    if any(isinstance(e, pyyaml.AliasEvent) or getattr(e, "anchor", None) for e in events):
+        raise InputError(
+            f"{'.'.join(path)}: values are plain data: no YAML anchors or aliases (& and *)"
+        )
 
 
 def _refuse_templates(path: tuple[str, ...], value: Any) -> None:
@@ -264,6 +310,11 @@ def apply_edit(
 
 def _add(files: list[_File], edit: InventoryEdit, before: Host | None) -> None:
     assert edit.group is not None
+    if edit.group in ("all", "ungrouped"):
+        raise InputError(
+            f"--group {edit.group}: name a group of the inventory (every host is in all "
+            "already; a group gives it its environment)"
+        )
     if before is not None and edit.group in before.groups:
         raise InputError(f"{edit.host} is already in group {edit.group}")
     places = [
@@ -282,7 +333,7 @@ def _add(files: list[_File], edit: InventoryEdit, before: Host | None) -> None:
     entry = CommentedMap()
     for a in edit.assignments:
         _put(entry, a.path, a.value)
-    body["hosts"][edit.host] = entry if entry else None
+    body["hosts"][_yaml11_safe(edit.host)] = entry if entry else None
     file.changed = True
 
 
@@ -371,8 +422,40 @@ def _put(mapping: CommentedMap, path: tuple[str, ...], value: Any) -> None:
             child = node[key] = CommentedMap()
         if not isinstance(child, dict):
             raise InputError(f"{'.'.join(path)}: {key} is not a mapping")
+        _not_shared(child, path)
         node = child
-    node[path[-1]] = value
+    node[path[-1]] = _yaml11_safe(value)
+
+
+# Plain scalars YAML 1.1 (Ansible's loader) reads as booleans or null, though the YAML 1.2
+# writer leaves them unquoted: ``on:`` as a host name is the key True to Ansible.
+_YAML11_SPECIAL = re.compile(
+    r"^(?:y|Y|yes|Yes|YES|n|N|no|No|NO|true|True|TRUE|false|False|FALSE|on|On|ON|off|Off|OFF"
+    r"|null|Null|NULL|~|)$"
+)
+
+
+def _yaml11_safe(value: Any) -> Any:
+    """``value`` with every string YAML 1.1 would read as something else quoted."""
+    if isinstance(value, str) and _YAML11_SPECIAL.match(value):
+        return DoubleQuotedScalarString(value)
+    if isinstance(value, dict):
+        return {_yaml11_safe(k): _yaml11_safe(v) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_yaml11_safe(v) for v in value]
+    return value
+
+
+def _not_shared(node: Any, path: tuple[str, ...]) -> None:
+    """InputError when ``node`` carries a YAML anchor: other places of the file may be
+    aliases of it, and changing it would change them too (another host, a group)."""
+    anchor = getattr(getattr(node, "anchor", None), "value", None)
+    if anchor:
+        raise InputError(
+            f"{'.'.join(path)}: the inventory shares this mapping through a YAML anchor "
+            f"(&{anchor}): changing it here would change every place that uses it; edit "
+            "the file by hand"
+        )
 
 
 def _has(mapping: CommentedMap | None, path: tuple[str, ...]) -> bool:
@@ -388,4 +471,5 @@ def _drop(mapping: CommentedMap, path: tuple[str, ...]) -> None:
     node: Any = mapping
     for key in path[:-1]:
         node = node[key]
+        _not_shared(node, path)
     del node[path[-1]]

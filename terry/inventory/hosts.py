@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from terry.errors import ConfigError, NotFound
+from terry.errors import ConfigError, InputError, NotFound
 from terry.inventory.platform import Platform, from_variables
 
 __all__ = ["GroupNode", "Host", "Inventory", "group_tree", "load_inventory", "match_hosts"]
@@ -139,9 +139,12 @@ def match_hosts(base: Path, sources: list[str], pattern: str) -> list[str]:
         loader.set_basedir(str(base))
         try:
             manager = InventoryManager(loader=loader, sources=[str(base / s) for s in sources])
+        except Exception as exc:  # the inventory itself: a configuration problem
+            raise ConfigError(f"the inventory cannot be read: {exc}") from exc
+        try:
             return sorted(h.name for h in manager.get_hosts(pattern=pattern))
         except Exception as exc:  # ansible raises AnsibleError subclasses for bad patterns
-            raise ConfigError(f"host pattern {pattern!r}: {exc}") from exc
+            raise InputError(f"host pattern {pattern!r}: {exc}") from exc
 
 
 @dataclass(frozen=True)

@@ -5,6 +5,7 @@ like any proposal; bad edits are refused before anything is written."""
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import pytest
 
@@ -141,6 +142,20 @@ def test_an_edit_that_breaks_validation_is_denied_and_main_is_untouched(fleet: C
         (("set", "web-01", "bad name=1"), "a variable name is letters"),
         (("set", "web-01"), "nothing to set"),
         (("add", "$(reboot)", "--group", "staging"), "a host name is letters"),
+        (("add", "web-09", "--group", "all"), "--group all: name a group"),
+        # what can make Ansible run a command here, in the dry run before any review
+        (
+            ("set", "db-01", "ansible_ssh_common_args=-o ProxyCommand='touch /tmp/x'"),
+            "ansible_ssh_common_args: says how Ansible reaches or runs on the host",
+        ),
+        (("set", "web-01", "ansible_connection=local"), "ansible_connection: says how"),
+        (("set", "web-01", "ansible_become_exe=/tmp/x"), "ansible_become_exe: says how"),
+        (("set", "web-01", "ansible_python_interpreter=/tmp/x"), "ansible_python_interpreter"),
+        (("set", "web-01", "ansible_host=-oProxyCommand=x"), "expected a plain host"),
+        (("set", "web-01", "ansible_port=22 -o x"), "expected a plain port"),
+        # one node under several names; nested, a value without bound
+        (("set", "web-01", "terry_x=&a [*a]"), "no YAML anchors or aliases"),
+        (("set", "web-01", "terry_x=[&a [1, 2], *a]"), "no YAML anchors or aliases"),
     ],
 )
 def test_bad_edits_are_refused_before_anything_is_written(
@@ -240,3 +255,32 @@ def test_an_approved_edit_resumed_after_a_restart_that_conflicts_is_rejected(
 
     _not_merged(fleet, second)
     assert "tier: cache" in _main(fleet) and "queue" not in _main(fleet)
+
+
+def test_edits_write_what_ansible_reads_back_and_never_change_a_shared_mapping(
+    tmp_path: Path,
+) -> None:
+    """The inventory is written by a YAML 1.2 writer and read by Ansible's YAML 1.1 loader:
+    a host named ``on`` or a value ``yes`` is quoted, or Ansible reads True. A mapping the
+    file shares through an anchor is another host's too: changing it is refused."""
+    cli = make_cli(tmp_path / "ops")
+    assert cli("init", str(cli.repo)).exit_code == 0
+    text = (cli.repo / HOSTS).read_text()
+    labels = "terry_labels:\n            role: web\n"
+    assert text.count(labels) >= 2, text  # web-01's and web-02's, as terry init writes them
+    shared = text.replace(labels, "terry_labels: &weblabels\n            role: web\n", 1)
+    shared = shared.replace(labels, "terry_labels: *weblabels\n", 1)
+    (cli.repo / HOSTS).write_text(shared)
+    Repo(cli.repo).commit_paths([HOSTS], "web-02 shares web-01's labels")
+
+    refused = cli("inventory", "set", "web-02", "terry_labels.tier=canary", "--no-converge")
+    assert refused.exit_code == 2, refused.stdout + refused.stderr
+    assert "shares this mapping through a YAML anchor (&weblabels)" in refused.stderr
+
+    added = cli.json("inventory", "add", "on", "--group", "staging", "--var", "terry_root=/srv/on")
+    branch = cli.json("proposals", "show", str(added["proposal_id"]))["summary"]["branch"]
+    written = Repo(cli.repo).read_text(branch, HOSTS) or ""
+    assert '"on":' in written, written
+    said = cli.json("inventory", "set", "db-01", 'terry_labels.tier="yes"', "--no-converge")
+    branch = cli.json("proposals", "show", str(said["proposal_id"]))["summary"]["branch"]
+    assert 'tier: "yes"' in (Repo(cli.repo).read_text(branch, HOSTS) or "")
