@@ -59,7 +59,10 @@ def test_crontab_line_and_units_quote_the_repository() -> None:
     [
         ([{"name": "a", "cron": "0 3 * * *", "interval": 60}], "either cron or interval"),
         ([{"name": "a"}], "either cron or interval"),
-        ([{"name": "a", "cron": "61 * * * *"}], "not a 5-field cron"),
+        ([{"name": "a", "cron": "61 * * * *"}], "is not a cron expression \\(minute 0-59"),
+        ([{"name": "a", "cron": "0 3 31 2 *"}], "never fires"),  # 31 February
+        ([{"name": "a", "interval": True}], "expected seconds, got true or false"),
+        ([{"name": "a", "interval": 1e400}], "schedules.0.interval"),
         ([{"name": "a", "cron": "0 3 * * * *"}], "not a 5-field cron"),
         ([{"name": "a", "interval": 5}, {"name": "a", "interval": 9}], "used twice"),
         ([{"name": "a", "interval": 5, "deliver": [{}]}], "exactly one of dir, webhook_url_env"),
