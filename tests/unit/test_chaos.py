@@ -415,6 +415,21 @@ def test_the_html_report_renders_host_names_inert() -> None:
     assert "<script>" not in page and "&lt;script&gt;" in page
 
 
+def _disk_fill_run(store: Store) -> int:
+    """A disk-fill run on web-01 journalled by this process (selected, nothing in yet)."""
+    from terry.chaos import journal
+
+    return journal.open_run(
+        store,
+        experiment="disk-fill.yaml",
+        title="t",
+        fault="disk-fill",
+        params={"path": "/srv/data", "percent": 90},
+        target="web-01",
+        environment="staging",
+    )
+
+
 # -- the journal and the notifier ------------------------------------------------------------
 def test_a_slow_or_unresolved_run_is_an_event_the_notifier_delivers(store: Store) -> None:
     from sqlalchemy import select
@@ -425,15 +440,7 @@ def test_a_slow_or_unresolved_run_is_an_event_the_notifier_delivers(store: Store
     from terry.store.models import AuditRow
 
     def run(verified_after: float | None) -> int:
-        run_id = journal.open_run(
-            store,
-            experiment="disk-fill.yaml",
-            title="t",
-            fault="disk-fill",
-            params={"path": "/srv/data", "percent": 90},
-            target="web-01",
-            environment="staging",
-        )
+        run_id = _disk_fill_run(store)
         assert [r.id for r in journal.unfinished(store)] == []  # not injecting yet
         journal.update(store, run_id, state=journal.RunState.INJECTED, injected_at=T0)
         assert run_id in [r.id for r in journal.unfinished(store)]
@@ -468,15 +475,7 @@ def test_recovery_leaves_a_run_whose_process_is_alive_to_it(store: Store) -> Non
     from terry.chaos.run import recover
     from terry.config import Config
 
-    live = journal.open_run(
-        store,
-        experiment="disk-fill.yaml",
-        title="t",
-        fault="disk-fill",
-        params={"path": "/srv/data", "percent": 90},
-        target="web-01",
-        environment="staging",
-    )
+    live = _disk_fill_run(store)
     journal.update(store, live, state=journal.RunState.INJECTED, injected_at=T0)
     said: list[str] = []
     config = Config.model_construct()  # never read: nothing is removed
