@@ -415,6 +415,7 @@ def _inherited(before: Host, path: tuple[str, ...]) -> CommentedMap:
 
 
 def _put(mapping: CommentedMap, path: tuple[str, ...], value: Any) -> None:
+    _not_shared(mapping, path)  # a host's whole entry may be another's alias too
     node = mapping
     for key in path[:-1]:
         child = node.get(key)
@@ -468,6 +469,7 @@ def _has(mapping: CommentedMap | None, path: tuple[str, ...]) -> bool:
 
 
 def _drop(mapping: CommentedMap, path: tuple[str, ...]) -> None:
+    _not_shared(mapping, path)
     node: Any = mapping
     for key in path[:-1]:
         node = node[key]
