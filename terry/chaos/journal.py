@@ -9,6 +9,7 @@ row that is not ``finished`` and has no ``removed_at``: the next ``terry chaos r
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Sequence
 from datetime import datetime
 from enum import StrEnum
@@ -17,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 
 from terry.store import Store
-from terry.store.locks import holder_id
+from terry.store.locks import holder_id, process_alive, process_of
 from terry.store.models import ChaosRunRow, utcnow
 
 __all__ = ["ChaosRunRow", "Outcome", "RunState", "holder", "open_run", "unfinished", "update"]
@@ -42,9 +43,23 @@ class Outcome(StrEnum):
 
 
 def holder() -> str:
-    """This process, as the store's locks name it (machine, pid, and the pid's start, so a
-    pid used again is not taken for the run's process): ``terry.store.locks.holder_id``."""
-    return holder_id()[:200]
+    """This thread of this process: the process as the store's locks name it (machine, pid,
+    and the pid's start, so a pid used again is not taken for the run's process:
+    ``terry.store.locks.holder_id``) and ``:t<thread id>`` (``terry serve`` runs schedules
+    in threads of one process)."""
+    return f"{holder_id()}:t{threading.get_ident()}"[:200]
+
+
+def running_elsewhere(row_holder: str) -> bool | None:
+    """Whether the run ``row_holder`` journalled is still being carried: its process alive
+    and, when that is this process, its thread alive and not this one. None: another
+    machine's, which only it can tell."""
+    alive = process_alive(row_holder)
+    if not alive or process_of(row_holder) != process_of(holder_id()):
+        return alive
+    thread = row_holder.rpartition(":t")[2]
+    others = {t.ident for t in threading.enumerate() if t is not threading.current_thread()}
+    return thread.isdigit() and int(thread) in others
 
 
 def open_run(

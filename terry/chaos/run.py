@@ -31,7 +31,6 @@ from terry.slo.spec import load_slos
 from terry.slo.status import read_status
 from terry.store import Store
 from terry.store.audit import audit
-from terry.store.locks import process_alive
 from terry.store.models import IncidentRow, utcnow
 
 __all__ = ["CHAOS_ENTITY", "RunReport", "choose", "describe", "judge", "recover", "run_experiment"]
@@ -89,7 +88,7 @@ def recover(config: Config, store: Store, progress: Progress | None = None) -> l
 
     cleaned = []
     for row in journal.unfinished(store):
-        alive = process_alive(row.holder) if row.holder else False
+        alive = journal.running_elsewhere(row.holder) if row.holder else False
         if alive is not False:  # its own process is running it (or another machine's is)
             if progress:
                 whose = "its process is still running it" if alive else "run from another machine"

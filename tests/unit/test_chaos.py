@@ -6,6 +6,7 @@ from __future__ import annotations
 import copy
 import random
 import re
+import time
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -470,20 +471,44 @@ def test_a_slow_or_unresolved_run_is_an_event_the_notifier_delivers(store: Store
 
 def test_recovery_leaves_a_run_whose_process_is_alive_to_it(store: Store) -> None:
     """``terry chaos recover`` (and every run's start) cleans up after runs that died, never
-    a run still going in another process: a scheduled run and one started by hand overlap."""
+    a run still going elsewhere: another process, or another thread of this one (``terry
+    serve`` runs schedules in threads); a leftover of this thread's own earlier run is
+    cleaned."""
+    import threading
+
     from terry.chaos import journal
     from terry.chaos.run import recover
     from terry.config import Config
 
-    live = _disk_fill_run(store)
-    journal.update(store, live, state=journal.RunState.INJECTED, injected_at=T0)
-    said: list[str] = []
-    config = Config.model_construct()  # never read: nothing is removed
-    assert recover(config, store, said.append) == []
-    assert said == [f"run {live}: disk-fill on web-01 left alone: its process is still running it"]
-    assert [r.id for r in journal.unfinished(store)] == [live]
-    row = journal.get(store, live)
-    assert row is not None and row.holder and row.holder.count("@") == 1  # pid and its start
+    opened: list[int] = []
+    release = threading.Event()
+
+    def elsewhere() -> None:
+        opened.append(_disk_fill_run(store))
+        release.wait(30)
+
+    other = threading.Thread(target=elsewhere)
+    other.start()
+    try:
+        while not opened:
+            time.sleep(0.01)
+        [live] = opened
+        journal.update(store, live, state=journal.RunState.INJECTED, injected_at=T0)
+        said: list[str] = []
+        config = Config.model_construct()  # never read for the live run: nothing removed
+        assert recover(config, store, said.append) == []
+        assert said == [
+            f"run {live}: disk-fill on web-01 left alone: its process is still running it"
+        ]
+        row = journal.get(store, live)
+        assert row is not None and row.holder and row.holder.count("@") == 1  # pid, start
+    finally:
+        release.set()
+        other.join()
+    # the thread ended: its run is a leftover now, which recovery sets out to remove
+    said = []
+    recover(Config.model_construct(), store, said.append)
+    assert said[0] == f"run {live}: removing disk-fill left on web-01 by an interrupted run"
 
 
 def test_the_timeline_finds_an_incident_by_when_terry_received_its_alert(store: Store) -> None:
