@@ -241,7 +241,7 @@ def actors_in(actor: str) -> tuple[str, ...]:
     """The actors one audit actor string names: itself, or, for an admin acting as someone
     else, the one named and the one who acted (``api:bob (by ada (token tk_…))`` is
     ``bob`` and ``ada (token tk_…)``). Whoever is named in a decision took part in it:
-    separation of duties and tenants' approvals ask about each."""
+    separation of duties asks about each."""
     text = actor.strip()
     if behalf := _ON_BEHALF.fullmatch(text):
         return (behalf["named"], *actors_in(behalf["by"]))
@@ -252,10 +252,9 @@ def identities_of(actor: str) -> frozenset[str]:
     """The identities an audit actor names, written as a tenant's members are (``kind:name``):
     ``slack:U456 (alice)`` is ``slack:U456`` and ``user:alice``; ``api:alice (token tk_…)``
     is ``user:alice``. A plain name (a GitHub login, ``--as``) is matched by the name itself;
-    an actor of another form names nobody here. One acting as another (``actors_in``) names
-    both."""
-    if len(parts := actors_in(actor)) > 1:
-        return frozenset().union(*(identities_of(a) for a in parts))
+    an actor of another form names nobody here, nor does one acting as another
+    (``actors_in``): a grant (a tenant's approval) is not given in someone else's name;
+    a refusal (separation of duties) asks about both."""
     text = actor.strip()
     if chat := _CHAT_ACTOR.fullmatch(text):
         found = {f"{chat['kind']}:{chat['id']}"}

@@ -23,7 +23,7 @@ from dataclasses import dataclass, field
 from enum import StrEnum
 from typing import Any
 
-from terry.access import RISKS, Action, Principal, Role, actors_in, allowed, identities_of
+from terry.access import RISKS, Action, Principal, Role, allowed, identities_of
 from terry.errors import TerryError
 from terry.inventory.hosts import Host
 
@@ -85,12 +85,10 @@ class Member:
         return f"{self.kind.value}:{self.name}"
 
     def is_(self, actor: str) -> bool:
-        """Whether ``actor`` (an audit-log name or ``kind:name``) is this member, or names
-        them (an admin acting as them: ``terry.access.actors_in``)."""
+        """Whether ``actor`` (an audit-log name or ``kind:name``) is this member."""
         if actor == self.identity:
             return True
-        names = (IdentityKind.USER, IdentityKind.GITHUB)
-        if self.kind in names and self.name in actors_in(actor):
+        if self.kind in (IdentityKind.USER, IdentityKind.GITHUB) and actor == self.name:
             return True
         return self.identity in identities_of(actor)  # chat's and tokens' actor forms
 
