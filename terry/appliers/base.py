@@ -14,6 +14,7 @@ Implementations are picked by name from ``terry.appliers.registry``.
 from __future__ import annotations
 
 import difflib
+import time
 from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from enum import StrEnum
@@ -82,6 +83,9 @@ class RunnerEvent:
     message: str
     diffs: tuple[dict[str, Any], ...]
     raw: dict[str, Any] = field(repr=False, compare=False)
+    # When Terry had the event (``time.monotonic()``): never before it happened. Verify
+    # reads the fix done by the time its verify play's first event was seen.
+    seen: float = field(default_factory=time.monotonic, repr=False, compare=False)
 
     @classmethod
     def from_runner(cls, raw: dict[str, Any]) -> RunnerEvent:

@@ -195,7 +195,10 @@ class Verify:
                     return host.name
             return None
 
-        return await_scrape(prom, p.hosts, host_of, timeout=prom.timeout)
+        # Verify tasks of the apply's run began after the fix was done on every host (a
+        # play starts when the one before it has ended): a scrape since then is fresh.
+        done_at = min((e.seen for e in p.ran.events), default=None) if p.ran else None
+        return await_scrape(prom, p.hosts, host_of, timeout=prom.timeout, done_at=done_at)
 
     def _inventory(self, p: _Proposal) -> Verification:
         from terry.inventory.edit_checks import verify_edit

@@ -1,12 +1,16 @@
 """Fresh data before a verdict: Prometheus judged right after a fix answers with the last
 sample it scraped, which may predate the fix (or catch it half done). Before the remedy's
 PromQL is judged, Terry waits until every scrape target of the fixed hosts has been scraped
-after the moment verification began.
+after the change was complete: the moment verification began, or an earlier one the caller
+knows the change was done by (Terry's own clock, ``time.monotonic()``, when it saw the
+verify play of the apply's run begin: a storm's verify tasks take seconds over many hosts,
+and scrapes during them already count).
 
-All times are Prometheus' own (``time()``, and ``timestamp(up)``: the start of each
-target's last committed scrape), so Terry's clock never enters. Targets are placed on
-hosts as alerts are (``host_labels``, then the inventory: name or address, ``:port``
-stripped). When no target names the hosts, every target must have been scraped since.
+All times compared are Prometheus' own (``time()``, and ``timestamp(up)``: the start of each
+target's last committed scrape); Terry's clock only measures how long ago the change was
+done, as a difference, so a clock that disagrees with Prometheus' never enters. Targets are
+placed on hosts as alerts are (``host_labels``, then the inventory: name or address,
+``:port`` stripped). When no target names the hosts, every target must have been scraped since.
 The wait is bounded by twice the slowest of those targets' scrape intervals
 (``/api/v1/targets``; the median one when every target stands in; 60 s when Prometheus
 does not say) plus the query timeout; past it, or when Prometheus cannot be asked, the
@@ -56,10 +60,12 @@ def await_scrape(
     *,
     timeout: float,
     poll: float | None = None,
+    done_at: float | None = None,
 ) -> Freshness:
-    """Wait until every scrape target of ``hosts`` has a sample newer than now (see the
-    module's text); ``host_of`` places a target's labels on a host (or None). Asks every
-    ``poll`` seconds (a tenth of the scrape interval, 0.25–2 s, when not given)."""
+    """Wait until every scrape target of ``hosts`` has a sample newer than the change (see
+    the module's text): ``done_at``, a ``time.monotonic()`` reading by which it was done, or
+    now; ``host_of`` places a target's labels on a host (or None). Asks every ``poll``
+    seconds (a tenth of the scrape interval, 0.25–2 s, when not given)."""
     from prometheus_api_client.exceptions import PrometheusApiClientException
     from requests.exceptions import RequestException
 
@@ -69,7 +75,9 @@ def await_scrape(
     started = time.monotonic()
     wanted = set(hosts)
     try:
-        since = float(client.custom_query("time()")[0])
+        # Read before asking: the answer's time is later still, so ``since`` errs late.
+        ago = max(0.0, time.monotonic() - done_at) if done_at is not None else 0.0
+        since = float(client.custom_query("time()")[0]) - ago
         interval = _slowest_interval(client, wanted, host_of)
         bound = 2 * interval + timeout
         pause = poll if poll is not None else min(2.0, max(0.25, interval / 10))

@@ -158,6 +158,28 @@ def test_verification_waits_for_the_hosts_next_scrape_then_judges(
     assert judged.evidence == ('disk_used_percent{host="web-01"} = 10',)
 
 
+def test_a_scrape_since_the_fix_was_done_is_fresh_without_another_wait(
+    scraped: tuple[str, _Exporter],
+) -> None:
+    """A storm's verify tasks run for seconds after its fix: a scrape during them already
+    shows the fix. Told when the fix was done (Terry's own clock), Terry judges at once; a
+    scrape before that moment is never taken for one after it."""
+    url, exporter = scraped
+    _fix_right_after_a_scrape(url, exporter)
+    done_at = time.monotonic()
+    _right_after_a_scrape(url)  # the verify tasks' seconds: one scrape since the fix
+    fresh = await_scrape(url, ["web-01"], _named, timeout=5, done_at=done_at)
+    assert fresh.fresh and fresh.note == "", fresh
+    assert fresh.waited < 0.5 * INTERVAL, fresh.waited  # no second scrape waited for
+    judged = query_prometheus(url, CHECK, {"host": "web-01"}, timeout=5)
+    assert judged.outcome is Outcome.VERIFIED, judged
+
+    _fix_right_after_a_scrape(url, exporter)  # fixed again, no scrape since
+    fresh = await_scrape(url, ["web-01"], _named, timeout=5, done_at=time.monotonic())
+    assert fresh.fresh and 0.5 < fresh.waited <= 2 * INTERVAL + 1, fresh
+    assert query_prometheus(url, CHECK, {"host": "web-01"}, timeout=5).outcome is (Outcome.VERIFIED)
+
+
 def test_the_wait_is_bounded_by_the_hosts_targets_or_the_median_of_all(
     scraped: tuple[str, _Exporter],
 ) -> None:

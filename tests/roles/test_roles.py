@@ -18,7 +18,7 @@ import subprocess
 import sys
 import time
 import urllib.request
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import pytest
@@ -315,6 +315,62 @@ def test_disk_cleanup(host: Host) -> None:
 
     for path in files.values():
         path.unlink(missing_ok=True)
+
+
+def _usage_percent(path: Path) -> float:
+    """Use% of ``path``'s filesystem as df (and the role) compute it."""
+    fs = os.statvfs(path)
+    used = (fs.f_blocks - fs.f_bfree) * fs.f_frsize
+    return 100 * used / max(1, used + fs.f_bavail * fs.f_frsize)
+
+
+def _said_usage(run: Run) -> float:
+    found = re.search(r"usage of /srv/data on web-01 is ([0-9.]+)%", run.output)
+    assert found, run.output
+    return float(found.group(1))
+
+
+def test_disk_cleanup_verify_in_the_fix_run_reads_the_fix_statvfs(host: Host) -> None:
+    """On a real filesystem (no quota), verify in the apply's own run asserts on what the
+    fix's process read from the kernel once done instead of measuring again (one Python
+    process less a host); a verify run of its own still measures. Both agree with df."""
+    hostvars = yaml.safe_load(host.inventory.read_text(encoding="utf-8"))
+    del hostvars["all"]["hosts"][HOST]["terry_disk_quota_mb"]
+    inventory = host.workdir / "no-quota.yml"
+    inventory.write_text(yaml.safe_dump(hostvars), encoding="utf-8")
+    unquoted = replace(host, inventory=inventory)
+    files = fill_disk(host)
+    playbook = remedy_playbook(host.workdir, "disk_cleanup")
+    usage = _usage_percent(host.data)
+    assert 1 <= usage < 98, f"the test's filesystem is {usage:.1f}% full"
+
+    def run(threshold: int, tags: str) -> Run:
+        params = {"path": "/srv/data", "threshold": threshold, "max_age_days": 7}
+        extra = ("-e", f"@{vars_file(host.workdir, 'fs', params, proposal=7)}")
+        return unquoted.playbook(playbook, *extra, "--tags", tags, "-v")
+
+    try:
+        fixed = run(99, "apply,verify")
+        assert fixed.rc == 0, fixed.output
+        assert not files["old.tmp"].exists()
+        assert "(statvfs read by the fix once done)" in fixed.output
+        assert re.search(r"TASK \[disk_cleanup : Measure the usage\][^\n]*\nskipping", fixed.output)
+        assert abs(_said_usage(fixed) - _usage_percent(host.data)) < 1.5, fixed.output
+
+        alone = run(99, "verify")
+        assert alone.rc == 0, alone.output
+        assert "statvfs read by the fix" not in alone.output  # measured: no fix ran
+        assert abs(_said_usage(alone) - _said_usage(fixed)) < 1.5, alone.output
+
+        short = run(max(1, int(usage) - 1), "apply,verify")  # nothing left to free
+        assert short.rc != 0
+        assert "still at or above the threshold" in short.output, short.output
+        assert "(statvfs read by the fix once done)" not in short.output
+    finally:
+        for path in files.values():
+            path.unlink(missing_ok=True)
+        for path in host.data.rglob("*.gz"):
+            path.unlink()
 
 
 def aged(path: Path, content: bytes, days: float) -> Path:

@@ -25,6 +25,10 @@ What it does, file by file, as the loops it replaces did (``file: state=absent``
 In check mode nothing changes; the answer says what would. Prints one JSON object:
 ``changed``, ``removed``, ``compressed``, ``decompressed``, ``skipped`` and ``failed``
 (``[path, why]`` pairs) and exits 1 when anything failed (what succeeded is still listed).
+Given ``"measure": PATH`` (not in check mode), it adds ``statvfs``: what the kernel says of
+PATH's filesystem once every change is done, ``[f_blocks, f_bfree, f_bavail, f_frsize]``
+(the numbers ``stat --file-system --format='%b %f %a %S'`` prints), for the verify tasks of
+the same run; left out when PATH cannot be asked.
 Python 3.6+ and the standard library only: it runs with the host's interpreter.
 """
 
@@ -205,6 +209,14 @@ def main():
         answer["removed"] or answer["compressed"] or answer["decompressed"] or manifest
     )
     answer["check"] = check
+    measure = request.get("measure")
+    if measure and not check and isinstance(measure, str) and os.path.isabs(measure):
+        try:
+            fs = os.statvfs(measure)
+        except OSError:
+            pass  # verify measures on its own
+        else:
+            answer["statvfs"] = [fs.f_blocks, fs.f_bfree, fs.f_bavail, fs.f_frsize]
     print(json.dumps(answer))
     return 1 if answer["failed"] else 0
 
