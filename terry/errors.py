@@ -25,15 +25,19 @@ __all__ = [
 
 
 class TerryError(Exception):
-    """Base of every error Terry raises on purpose. ``exit_code`` is what the CLI returns."""
+    """Base of every error Terry raises on purpose. ``exit_code`` is what the CLI returns;
+    ``http_status`` what the API and the console answer when an action is refused with it
+    (409: the proposal's state does not allow it, unless a class says otherwise)."""
 
     exit_code = 1
+    http_status = 409
 
 
 class InputError(TerryError):
     """Bad input from outside (a payload, a flag, a label value)."""
 
     exit_code = 2
+    http_status = 400
 
 
 class ConfigError(TerryError):
@@ -46,6 +50,7 @@ class NotFound(TerryError):
     """An incident, proposal, host or remedy that does not exist."""
 
     exit_code = 4
+    http_status = 404
 
 
 class StateError(TerryError):
@@ -58,6 +63,7 @@ class StoreError(TerryError):
     """The store cannot be reached or refused a write."""
 
     exit_code = 6
+    http_status = 503
 
 
 class GitError(TerryError):
@@ -104,6 +110,7 @@ class PermissionDenied(TerryError):
     (403, with the reason), or ``--as`` names someone else and the caller is no admin."""
 
     exit_code = 11
+    http_status = 403
 
 
 class Unreachable(TerryError):

@@ -48,7 +48,6 @@ from terry.config import Config
 from terry.errors import (
     InputError,
     NotFound,
-    PermissionDenied,
     StateError,
     StoreError,
     TerryError,
@@ -473,16 +472,10 @@ class ApiWrites:
         return _json(_state(detail, running=running), status)
 
     async def _refused(self, proposal_id: int, exc: TerryError) -> Response:
-        """The pipeline's refusal as an answer: 404, 400, 403 (not this caller: separation
-        of duties), 503 (the store) or 409."""
-        if isinstance(exc, NotFound):
-            return _error(404, str(exc))
-        if isinstance(exc, PermissionDenied):
-            return _error(403, str(exc))
-        if isinstance(exc, InputError):
-            return _error(400, str(exc))
-        if isinstance(exc, StoreError):
-            return _error(503, str(exc))
+        """The pipeline's refusal as an answer, by ``TerryError.http_status``: 404, 400, 403
+        (not this caller: separation of duties), 503 (the store), or 409 with the state."""
+        if exc.http_status != 409:
+            return _error(exc.http_status, str(exc))
         try:
             state = (
                 await self.read_turn(lambda: proposal_detail(self.store, proposal_id))

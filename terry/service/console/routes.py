@@ -38,7 +38,6 @@ from terry.config import Config
 from terry.errors import (
     InputError,
     NotFound,
-    PermissionDenied,
     StateError,
     StoreError,
     TerryError,
@@ -592,9 +591,10 @@ class Console:
                 await self.read_turn(
                     lambda: self.actions.reject(proposal_id, actor=actor, reason=reason)
                 )
-        except TerryError as exc:
-            status = 403 if isinstance(exc, PermissionDenied) else 409
-            return await self.proposal(request, session, status=status, message=str(exc))
+        except NotFound as exc:  # gone since the page was drawn
+            return self.render("message.html.j2", session, status=404, message=str(exc))
+        except TerryError as exc:  # as the API answers (TerryError.http_status)
+            return await self.proposal(request, session, status=exc.http_status, message=str(exc))
         log.info("console: %s %s proposal %s", actor, verb, proposal_id)
         return RedirectResponse(f"/proposals/{proposal_id}", status_code=303, headers=_headers())
 
