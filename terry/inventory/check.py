@@ -2,6 +2,10 @@
 
 - every host has an environment (``terry_environment``), one of the allowed ones;
 - no host sits in two environment groups, or in one that contradicts its environment;
+- no host takes its environment from one of two groups that set it differently (``db``
+  says production, ``web`` staging): Ansible picks one by group precedence, and a
+  production host would be gated as staging without anyone writing "staging" for it
+  (``environment_conflicts``; set it on the host, or in one group);
 - tenants and labels are from the allowed sets, when ``inventory_rules`` names them;
 - when the repository defines tenants (``policies/tenants.yml``), every host is in exactly
   one, and a ``terry_tenant`` names a defined one;
@@ -92,6 +96,7 @@ def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
     leaks = connection_leaks(tree, config.inventory, ansible_hosts)
     problems: list[Problem] = []
     problems += _tenant_problems(config, tree, inventory)
+    conflicts = environment_conflicts(tree, config.inventory)
     for name, host in sorted(inventory.hosts.items()):
         env = host.environment
         if not env:
@@ -102,6 +107,16 @@ def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
                     name,
                     "environment",
                     f"terry_environment {env!r} is not one of {', '.join(rules.environments)}",
+                )
+            )
+        if name in conflicts:
+            said = ", ".join(f"{g}: {v}" for g, v in sorted(conflicts[name].items()))
+            problems.append(
+                Problem(
+                    name,
+                    "environment",
+                    f"its groups set terry_environment differently ({said}); Ansible takes "
+                    f"{env!r} by group precedence: set it on the host, or in one group",
                 )
             )
         env_groups = sorted(g for g in host.groups if g in allowed)
@@ -264,6 +279,53 @@ def _connection_vars(
         return found
     except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors
         raise ConfigError(f"inventory: {exc}") from exc
+
+
+def environment_conflicts(base: Path, sources: list[str]) -> dict[str, dict[str, str]]:
+    """{host: {group: the terry_environment that group sets}} for the hosts that do not set
+    their own and whose groups set it to two values or more (inline group vars and
+    ``group_vars/`` files alike, as Ansible's vars plugins read them). A group that only
+    overrides one of its ancestors (``all: staging``, its child ``prod: production``) is
+    Ansible's intended precedence, not a conflict: only the most specific setters count."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+    from ansible.vars.plugins import get_vars_from_inventory_sources
+
+    key = "terry_environment"
+    with ANSIBLE_LOADER:  # Ansible's loader is process-global, not thread-safe
+        loader = DataLoader()
+        loader.set_basedir(str(base))
+        try:
+            paths = [str(base / s) for s in sources]
+            manager = InventoryManager(loader=loader, sources=paths)
+
+            def own(entity: Any) -> dict[str, Any]:
+                found = dict(entity.get_vars())
+                for stage in ("inventory", "task"):  # group_vars/ files come at either
+                    found.update(get_vars_from_inventory_sources(loader, paths, [entity], stage))
+                return found
+
+            by_group: dict[str, Any] = {}
+            conflicts: dict[str, dict[str, str]] = {}
+            for host in manager.get_hosts():
+                if key in own(host):
+                    continue
+                setters = []
+                for group in host.get_groups():
+                    if group.name not in by_group:
+                        by_group[group.name] = own(group).get(key)
+                    if by_group[group.name] is not None:
+                        setters.append(group)
+                said = {
+                    g.name: str(by_group[g.name])
+                    for g in setters
+                    if not any(g in other.get_ancestors() for other in setters)
+                }
+                if len(set(said.values())) > 1:
+                    conflicts[host.name] = said
+            return conflicts
+        except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors
+            raise ConfigError(f"inventory: {exc}") from exc
 
 
 def _plain(value: Any) -> Any:

@@ -88,6 +88,56 @@ def test_validate_lists_every_problem_and_exits_1(gitops: Path) -> None:
     }
 
 
+def test_validate_names_a_host_whose_groups_disagree_on_its_environment(gitops: Path) -> None:
+    """A host in `db` (production, inline) and `web` (staging, in group_vars/web.yml) gets
+    whichever Ansible's group precedence picks (`web`: alphabetically later): a production
+    host gated as staging that nobody wrote "staging" for. A child group overriding its
+    parent, or a host that sets its own, is meant, and valid."""
+    extra = {
+        "all": {
+            "children": {
+                "db": {
+                    "hosts": {"both": {}, "decided": {"terry_environment": "production"}},
+                    "vars": {"terry_environment": "production"},
+                },
+                "web": {"hosts": {"both": {}, "decided": {}}},
+                "fleet": {
+                    "vars": {"terry_environment": "staging"},
+                    "children": {
+                        "critical": {
+                            "hosts": {"deep": {}},
+                            "vars": {"terry_environment": "production"},
+                        }
+                    },
+                },
+            }
+        }
+    }
+    tree = gitops / "inventories" / "extra"
+    (tree / "group_vars").mkdir(parents=True)
+    (tree / "hosts.yml").write_text(yaml.safe_dump(extra))
+    (tree / "group_vars" / "web.yml").write_text("terry_environment: staging\n")
+    config = yaml.safe_load((gitops / "terry.yml").read_text())
+    config["inventory"] = ["inventories/example", "inventories/extra/hosts.yml"]
+    (gitops / "terry.yml").write_text(yaml.safe_dump(config))
+    Repo(gitops).commit_paths(["terry.yml", "inventories/extra"], "groups that disagree")
+
+    result = make_cli(gitops)("inventory", "validate", "--output", "json")
+    assert result.exit_code == 1, result.output
+    found = {
+        (p["host"], p["message"])
+        for p in json.loads(result.stdout)["problems"]
+        if p["rule"] == "environment"
+    }
+    assert found == {
+        (
+            "both",
+            "its groups set terry_environment differently (db: production, web: staging); "
+            "Ansible takes 'staging' by group precedence: set it on the host, or in one group",
+        )
+    }
+
+
 def test_list_and_show_read_main(gitops: Path) -> None:
     cli = make_cli(gitops)
     hosts = cli.json("inventory", "list")
