@@ -14,6 +14,13 @@ that imports the proposal's): ``any_errors_fatal`` on a linear strategy stops ev
 when one fails it, so no play after it starts; Terry then reads the probe's answers and
 refuses with the reason. One ansible start per change instead of two.
 
+A run may be *held* (``Job.hold``, ``terry.appliers.hold``): the probe play then ends with a
+task that waits, on one host and on the controller (a lookup of the word's file, no
+connection), for Terry's word; any word but ``go``, or none within the run's timeout, fails
+it, and ``any_errors_fatal`` stops every host before the proposal's first play. A run
+stopped so changed nothing: it is answered ``canceled`` (told ``stop``) or refused (it gave
+up before the word came).
+
 ``apply_and_verify`` runs the fix play and the verify play in one ansible run (``--tags
 apply,verify``: the rendered playbook has both) and hands back the two parts, told apart by
 the play each event belongs to (``Verify: <remedy>``), each with its own status and
@@ -39,10 +46,12 @@ from terry.appliers.base import (
     RunStatus,
     last_line,
 )
+from terry.appliers.hold import GO, STOP, Hold
 from terry.context import Context
 from terry.errors import RunnerError
 
 __all__ = [
+    "HOLD_TASK",
     "IDENTITY_TASK",
     "VERIFY_PLAY",
     "AnsibleApplier",
@@ -52,6 +61,8 @@ __all__ = [
 ]
 
 IDENTITY_TASK = "terry identity probe: uname -n"
+HOLD_TASK = "terry hold: wait for Terry's go"
+_HOLD_POLL = 0.25  # seconds between two reads of the word
 VERIFY_PLAY = "Verify: "  # the name of the rendered verify play starts so (remedies/render.py)
 
 
@@ -61,6 +72,7 @@ class AnsibleApplier:
 
     name = "ansible"
     check_words = "ansible-playbook --check --diff"
+    holds = True  # a changing run may start early and wait for Terry's word (Job.hold)
 
     def __init__(self, ctx: Context, runner: AnsibleRunnerApplier | None = None) -> None:
         self.ctx = ctx
@@ -77,8 +89,12 @@ class AnsibleApplier:
 
     def apply_and_verify(self, job: Job, on_event: OnEvent) -> tuple[RunResult, RunResult]:
         """The fix, then its verify play, in one ansible run: (the fix's part, the verify's
-        part). A host whose fix failed runs no verify (Ansible drops it from the play)."""
-        return split_verify(self._changing(job, on_event, tags=("apply", "verify")), job.hosts)
+        part). A host whose fix failed runs no verify (Ansible drops it from the play). A
+        held run told to stop is ``canceled`` as a whole: neither part ran."""
+        ran = self._changing(job, on_event, tags=("apply", "verify"))
+        if ran.status is RunStatus.CANCELED:
+            return ran, ran
+        return split_verify(ran, job.hosts)
 
     def rollback(self, job: Job, on_event: OnEvent) -> RunResult:
         return self._changing(job, on_event, tags=("rollback",))
@@ -126,14 +142,18 @@ class AnsibleApplier:
             raise RunnerError(f"proposal {job.proposal_id} has no playbook to run")
         tree = self.ctx.repo.tree(job.commit)
         expected = expected_names(tree, list(self.ctx.config.inventory), job.hosts)
-        if not expected:
+        if not expected and job.hold is None:
             return self._run(job, on_event, tags=tags)
         private = job.run_dir / "identity"
         private.mkdir(parents=True, exist_ok=True)
-        strategy = self.ctx.config.runner.ansible_env().get("ANSIBLE_STRATEGY", "linear")
+        runner = self.ctx.config.runner
+        strategy = runner.ansible_env().get("ANSIBLE_STRATEGY", "linear")
         wrapper = private / "probe-then-playbook.yml"
         wrapper.write_text(
-            _probe_then(sorted(expected), tree / job.playbook, strategy), encoding="utf-8"
+            _probe_then(
+                sorted(expected), tree / job.playbook, strategy, hold=job.hold, wait=runner.timeout
+            ),
+            encoding="utf-8",
         )
         result = self._run(job, on_event, tags=tags, playbook=str(wrapper))
         refusals = _refusals(result, expected)
@@ -143,7 +163,26 @@ class AnsibleApplier:
                 + "; ".join(refusals)
                 + " (set terry_hostname in the inventory where a host's own name differs)"
             )
+        if job.hold is not None and not _went_on(result):
+            return _unheld(result, Hold(job.hold))
         return result
+
+
+def _went_on(result: RunResult) -> bool:
+    """Whether a held run was let on: its hold task passed (the word was go)."""
+    return any(e.task == HOLD_TASK and e.status is EventStatus.OK for e in result.events)
+
+
+def _unheld(result: RunResult, hold: Hold) -> RunResult:
+    """A held run that ended at its hold, before any change: ``canceled`` when Terry said
+    stop; refused (``RunnerError``) when it ended without being told (the wait ran out, the
+    run was stopped from outside), whatever Terry says after."""
+    if hold.said() == STOP:
+        return replace(result, status=RunStatus.CANCELED, rc=result.rc or 1, stats={})
+    raise RunnerError(
+        f"refused, nothing was changed: the run ended ({result.status.value}) before Terry "
+        f"said {GO} to it"
+    )
 
 
 def _refusals(result: RunResult, expected: dict[str, tuple[str, str]]) -> list[str]:
@@ -296,7 +335,14 @@ def expected_names(
     return expected
 
 
-def _probe_then(hosts: list[str], playbook: Path, strategy: str) -> str:
+def _probe_then(
+    hosts: list[str],
+    playbook: Path,
+    strategy: str,
+    *,
+    hold: Path | None = None,
+    wait: int = 900,
+) -> str:
     """The changing run's playbook: the identity probe, then the proposal's own.
 
     The probe fails a host whose ``uname -n`` is not its ``terry_hostname`` (or inventory
@@ -304,6 +350,11 @@ def _probe_then(hosts: list[str], playbook: Path, strategy: str) -> str:
     before the next play. A free strategy does not honour it, so the probe play runs
     linear (Mitogen's linear under Mitogen). Host names are data (``!unsafe``), never
     template text; ``raw`` needs no module and never runs in check mode.
+
+    With ``hold``, the probe play's last task waits up to ``wait`` seconds for Terry's word
+    in that file: ``debug`` on one host (``run_once``; an action on the controller, which
+    reads the file by a lookup: no connection), retried until a word is there, failed
+    unless it is ``go``. Its failure stops every host, as the probe's does.
     """
     linear = strategy.replace("free", "linear")
     # the last non-empty line, as base.last_line reads it: a shell rc file's output comes first
@@ -314,6 +365,26 @@ def _probe_then(hosts: list[str], playbook: Path, strategy: str) -> str:
     want = "(terry_hostname | default(inventory_hostname) | string)"
     same = f"{answer} == {want} or {answer}.split('.')[0] in [{want}, {want}.split('.')[0]]"
     names = ", ".join(f"!unsafe {json.dumps(h)}" for h in hosts)
+    held = ""
+    if hold is not None:
+        word = (
+            "(query('ansible.builtin.file', terry_hold_file, errors='ignore')"
+            " | first | default('') | trim)"
+        )
+        held = (
+            f"    - name: {json.dumps(HOLD_TASK)}\n"
+            "      ansible.builtin.debug:\n"
+            "        msg: Terry's go lets this run on; stop, or no word in time, ends it here\n"
+            "      vars:\n"
+            f"        terry_hold_file: !unsafe {json.dumps(str(hold))}\n"
+            "      run_once: true\n"
+            "      check_mode: false\n"
+            "      changed_when: false\n"
+            f"      until: {json.dumps(f'{word} in [{GO!r}, {STOP!r}]')}\n"
+            f"      retries: {max(1, int(wait / _HOLD_POLL))}\n"
+            f"      delay: {_HOLD_POLL}\n"
+            f"      failed_when: {json.dumps(f'{word} != {GO!r}')}\n"
+        )
     return (
         "# Written by Terry for this run only: the identity probe, then the proposal's\n"
         "# playbook (terry/appliers/ansible.py).\n"
@@ -332,6 +403,7 @@ def _probe_then(hosts: list[str], playbook: Path, strategy: str) -> str:
         "      register: terry_identity\n"
         f"      failed_when: {json.dumps(f'terry_identity.rc != 0 or not ({same})')}\n"
         "      when: inventory_hostname in terry_identity_hosts\n"
+        f"{held}"
         f"- ansible.builtin.import_playbook: {json.dumps(str(playbook))}\n"
     )
 

@@ -242,6 +242,9 @@ class Job:
     # A look, not a wait: the re-check before an apply asks whether the problem still holds
     # now; a remedy's verify may skip its waiting for things to come up (TERRY_RECHECK=1).
     recheck: bool = False
+    # A changing run started early (terry.appliers.hold): before its first change it waits
+    # for Terry's word in this file; only "go" lets it on. Asked only of appliers that hold.
+    hold: Path | None = None
 
 
 class Applier(Protocol):

@@ -15,11 +15,16 @@ the checks after it (Prometheus) run as before."""
 
 from __future__ import annotations
 
+import contextlib
+import uuid
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from pathlib import Path
 from typing import Any
 
 from terry.appliers.base import Job, OnEvent, RunKind, RunResult
+from terry.appliers.hold import Hold, can_hold
 from terry.appliers.registry import Appliers
 from terry.context import Context
 from terry.errors import RunnerError
@@ -27,7 +32,7 @@ from terry.incidents.lifecycle import set_attention
 from terry.proposals.hosts import HostState, ProposalHost, hosts_of, set_hosts
 from terry.proposals.plan import APPLIER, Plan
 from terry.proposals.state import MERGED_STATES, ProposalState, get, transition
-from terry.proposals.waves import plan_waves
+from terry.proposals.waves import Wave, plan_waves
 from terry.steps.canary import Watch
 from terry.steps.precheck import Precheck
 from terry.steps.record import Record
@@ -209,7 +214,12 @@ class Apply:
         """Apply in waves (``terry.proposals.waves``), each host verified on its own. A
         failed canary stops the rollout: its hosts are rolled back, the rest are held for a
         person. A failure in a later wave rolls back the hosts that failed and holds the
-        waves after it. Every host keeps its own outcome (``terry.proposals.hosts``)."""
+        waves after it. Every host keeps its own outcome (``terry.proposals.hosts``).
+
+        A canary that is not watched (``_watching``) is judged as soon as its run and its
+        checks are done, so the next wave's run starts beside the canary's, held
+        (``terry.appliers.hold``): it starts and probes its hosts meanwhile, and changes
+        nothing until the canary is judged verified (go); else it is stopped."""
         ctx, record, store = self.ctx, self.record, self.ctx.store
         known = {h.host: h for h in hosts_of(store, proposal_id)}
         canary = ctx.config.canary
@@ -222,68 +232,133 @@ class Apply:
         applied = False
         stopped: str | None = None
         canary_failed = False
-        for wave in waves:
-            if stopped is not None:
-                for host in wave.hosts:
-                    outcome[host] = (HostState.HELD, f"not applied: {stopped}")
-                continue
-            ctx.reporter.step(
-                proposal_id,
-                f"wave {wave.index}{' (canary)' if wave.canary else ''}: {', '.join(wave.hosts)}",
-            )
-            before = self.watch.read(hosts) if wave.canary else {}
-            found = self._wave(proposal_id, merge_sha, chosen, together, wave.hosts)
-            if not applied:
-                applied = True
-                ok = [h for h in wave.hosts if found[h][0] is not HostState.FAILED]
-                record.move(
-                    proposal_id,
-                    ProposalState.APPLIED if ok else ProposalState.FAILED,
-                    f"wave {wave.index} applied on {len(ok)} of {len(wave.hosts)} host(s)",
-                )
-            if (
-                wave.canary
-                and self._watching
-                and all(found[h][0] is HostState.VERIFIED for h in wave.hosts)
-            ):
-                found = self._watched(proposal_id, merge_sha, wave.hosts, hosts, before, found)
-            bad = {h: v for h, v in found.items() if v[0] is not HostState.VERIFIED}
-            if wave.canary and bad:
-                canary_failed = True
-                why = "; ".join(f"{h}: {d}" for h, (_s, d) in sorted(bad.items()))
-                stopped = f"the canary failed ({why[:1500]})"
-                found = self._undo(proposal_id, merge_sha, found, wave.hosts, "canary failed")
-            elif bad:
-                stopped = f"wave {wave.index} failed on {', '.join(sorted(bad))}"
-                refused = sorted(d for _s, d in bad.values() if d.startswith(_NOT_STARTED))
-                if refused:  # nothing changed on them: say why, not only where
-                    stopped += f" ({refused[0][:1500]})"
-                failed = tuple(h for h, v in bad.items() if v[0] is HostState.FAILED)
-                found = self._undo(proposal_id, merge_sha, found, failed, _why_undone(bad, failed))
-            elif wave.canary:
-                self._confidence(proposal_id, "passed")
-            outcome.update(found)
-            set_hosts(store, proposal_id, found, wave=wave.index)
+        early: _Early | None = None
+        with ThreadPoolExecutor(max_workers=1, thread_name_prefix="terry-held") as pool:
+            try:
+                for n, wave in enumerate(waves):
+                    if stopped is not None:
+                        for host in wave.hosts:
+                            outcome[host] = (HostState.HELD, f"not applied: {stopped}")
+                        continue
+                    ctx.reporter.step(
+                        proposal_id,
+                        f"wave {wave.index}{' (canary)' if wave.canary else ''}: "
+                        + ", ".join(wave.hosts),
+                    )
+                    before = self.watch.read(hosts) if wave.canary else {}
+                    if early is not None and early.wave is wave:
+                        early.hold.go()
+                        ran = early.future.result()
+                        early.hold.path.unlink(missing_ok=True)
+                        early = None
+                    else:
+                        if wave.canary and n + 1 < len(waves) and self._starts_early(chosen):
+                            early = self._start_held(
+                                pool, proposal_id, merge_sha, chosen, together, waves[n + 1]
+                            )
+                        ran = self._ran(proposal_id, merge_sha, chosen, together, wave.hosts)
+                    found = self._judged(proposal_id, merge_sha, ran)
+                    if not applied:
+                        applied = True
+                        ok = [h for h in wave.hosts if found[h][0] is not HostState.FAILED]
+                        record.move(
+                            proposal_id,
+                            ProposalState.APPLIED if ok else ProposalState.FAILED,
+                            f"wave {wave.index} applied on {len(ok)} of {len(wave.hosts)} host(s)",
+                        )
+                    if (
+                        wave.canary
+                        and self._watching
+                        and all(found[h][0] is HostState.VERIFIED for h in wave.hosts)
+                    ):
+                        found = self._watched(
+                            proposal_id, merge_sha, wave.hosts, hosts, before, found
+                        )
+                    bad = {h: v for h, v in found.items() if v[0] is not HostState.VERIFIED}
+                    if bad and early is not None:
+                        _stopped(early)  # before anything is rolled back
+                        early = None
+                    if wave.canary and bad:
+                        canary_failed = True
+                        why = "; ".join(f"{h}: {d}" for h, (_s, d) in sorted(bad.items()))
+                        stopped = f"the canary failed ({why[:1500]})"
+                        found = self._undo(
+                            proposal_id, merge_sha, found, wave.hosts, "canary failed"
+                        )
+                    elif bad:
+                        stopped = f"wave {wave.index} failed on {', '.join(sorted(bad))}"
+                        refused = sorted(d for _s, d in bad.values() if d.startswith(_NOT_STARTED))
+                        if refused:  # nothing changed on them: say why, not only where
+                            stopped += f" ({refused[0][:1500]})"
+                        failed = tuple(h for h, v in bad.items() if v[0] is HostState.FAILED)
+                        found = self._undo(
+                            proposal_id, merge_sha, found, failed, _why_undone(bad, failed)
+                        )
+                    elif wave.canary:
+                        self._confidence(proposal_id, "passed")
+                    outcome.update(found)
+                    set_hosts(store, proposal_id, found, wave=wave.index)
+            finally:
+                if early is not None:  # something went wrong: never left waiting for a word
+                    with contextlib.suppress(Exception):
+                        _stopped(early)
         held = {h: v for h, v in outcome.items() if v[0] is HostState.HELD}
         set_hosts(store, proposal_id, held)
         return self._ended(proposal_id, outcome, canary_failed, stopped, known)
 
-    def _wave(
+    def _starts_early(self, chosen: Any) -> bool:
+        """Whether the wave after the canary starts beside it, held: the applier can hold a
+        run, and the canary is judged right after its own run (no watch to outlast)."""
+        return can_hold(chosen) and not self._watching
+
+    def _start_held(
+        self,
+        pool: ThreadPoolExecutor,
+        proposal_id: int,
+        merge_sha: str,
+        chosen: Any,
+        together: bool,
+        wave: Wave,
+    ) -> _Early:
+        """The run of ``wave`` started now, held until ``_Early.hold`` says go."""
+        holds = self.ctx.config.state_dir / "runs" / "holds"
+        hold = Hold(holds / f"{proposal_id}-{wave.index}-{uuid.uuid4().hex}")
+        self.ctx.reporter.step(
+            proposal_id,
+            f"wave {wave.index}'s run starts now, held: it changes nothing before the canary "
+            "is judged",
+        )
+        future = pool.submit(
+            self._ran, proposal_id, merge_sha, chosen, together, wave.hosts, hold.path
+        )
+        return _Early(wave, hold, future)
+
+    def _ran(
         self,
         proposal_id: int,
         merge_sha: str,
         chosen: Any,
         together: bool,
         wave: tuple[str, ...],
-    ) -> dict[str, tuple[HostState, str]]:
-        """Apply to one wave, then verify each of its hosts that applied."""
+        hold: Path | None = None,
+    ) -> _Ran:
+        """One wave's apply run (with its verify part when ``together``)."""
         both = _Together(chosen) if together else None
         try:
             result = self.record.run(
-                both or chosen, RunKind.APPLY, proposal_id, merge_sha, hosts=wave
+                both or chosen, RunKind.APPLY, proposal_id, merge_sha, hosts=wave, hold=hold
             )
         except RunnerError as exc:
-            return dict.fromkeys(wave, (HostState.FAILED, f"{_NOT_STARTED}{exc}"))
+            return _Ran(wave, None, None, str(exc))
+        return _Ran(wave, result, both.verified if both else None, None)
+
+    def _judged(
+        self, proposal_id: int, merge_sha: str, ran: _Ran
+    ) -> dict[str, tuple[HostState, str]]:
+        """Each host of a wave's run: failed where its fix failed, else as verified."""
+        wave, result = ran.hosts, ran.result
+        if result is None:
+            return dict.fromkeys(wave, (HostState.FAILED, f"{_NOT_STARTED}{ran.refused}"))
         found: dict[str, tuple[HostState, str]] = {}
         for host in wave:
             stats = result.stats.get(host)
@@ -295,8 +370,7 @@ class Apply:
                 )
         fine = tuple(h for h in wave if h not in found)
         if fine:
-            ran = both.verified if both else None
-            checked = self.verify.per_host(proposal_id, merge_sha, fine, ran=ran)
+            checked = self.verify.per_host(proposal_id, merge_sha, fine, ran=ran.verified)
             for host, verification in checked.items():
                 found[host] = (_HOST_STATE[verification.outcome], "; ".join(verification.evidence))
         return found
@@ -452,3 +526,32 @@ def _why_undone(bad: dict[str, tuple[HostState, str]], failed: tuple[str, ...]) 
     if fix == set(failed):
         return "the fix failed"
     return "verification failed" if not fix else "the fix or its verification failed"
+
+
+@dataclass(frozen=True)
+class _Ran:
+    """A wave's apply run: its result (None: refused before any change, and why) and the
+    verify part of the same run, if it had one."""
+
+    hosts: tuple[str, ...]
+    result: RunResult | None
+    verified: RunResult | None
+    refused: str | None
+
+
+@dataclass(frozen=True)
+class _Early:
+    """The run of the wave after the canary, started beside it and held."""
+
+    wave: Wave
+    hold: Hold
+    future: Future[_Ran]
+
+
+def _stopped(early: _Early) -> None:
+    """Tell a held run to stop, and wait for it to end (it changed nothing)."""
+    early.hold.stop()
+    try:
+        early.future.result()
+    finally:
+        early.hold.path.unlink(missing_ok=True)

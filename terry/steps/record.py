@@ -12,6 +12,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
@@ -73,9 +74,11 @@ class Record:
         commit: str,
         *,
         hosts: tuple[str, ...] | None = None,
+        hold: Path | None = None,
     ) -> RunResult:
         """Ask ``applier`` for one run of the proposal, recorded as a run with its events;
-        on ``hosts`` only (a wave, the hosts to roll back) when given."""
+        on ``hosts`` only (a wave, the hosts to roll back) when given; held before its first
+        change until ``hold`` says go (``terry.appliers.hold``) when given."""
         store = self.ctx.store
         run_id = start_run(store, proposal_id=proposal_id, kind=kind.value, commit=commit)
         with store.session() as session:
@@ -91,6 +94,7 @@ class Record:
                 branch=row.branch,
                 target=row.target,
                 params=dict(row.params),
+                hold=hold,
             )
         reporter = self.ctx.reporter
         try:

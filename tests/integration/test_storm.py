@@ -26,8 +26,11 @@ import yaml
 from click.testing import CliRunner
 
 from terry.app import build_pipeline
+from terry.appliers.ansible import HOLD_TASK, IDENTITY_TASK
+from terry.appliers.base import RunKind
 from terry.cli import main
 from terry.demo import example
+from terry.errors import RunnerError
 from terry.gitops.repo import Repo
 from terry.sources.alertmanager import parse_payload
 from terry.store import Store
@@ -283,6 +286,76 @@ def test_a_canary_with_no_watch_is_not_verified_twice(fleet: Cli) -> None:
     verifies = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "verify"]
     assert verifies == applies, verifies  # one verification per wave, none repeated
     assert not any("watching the canary" in str(e) for e in detail.get("events", []))
+
+
+def _no_watch(fleet: Cli, watch: float) -> None:
+    config = fleet.repo / "terry.yml"
+    settings = yaml.safe_load(config.read_text())
+    settings["canary"]["watch"] = watch
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
+
+
+def test_a_failed_canary_with_no_watch_stops_the_next_waves_held_run_before_any_change(
+    fleet: Cli,
+) -> None:
+    """With no watch, the wave after the canary starts beside it, held (it probes, then
+    waits for Terry's word): the canary failing stops it, and it changed nothing."""
+    names = STAGING[12:16]
+    _fill(fleet, names)
+    before = {h: _logs(fleet, h) for h in names}
+    _no_watch(fleet, 0)
+    try:
+        outcomes = _storm(fleet, names, "heldstop", threshold="1")  # no cleanup gets there
+        [pid] = {o["proposal_id"] for o in outcomes}
+        state = {o["state"] for o in outcomes}
+        if state == {"awaiting_review"}:  # the remedy's record asks a person by now
+            state = {fleet.as_("erin").json("proposals", "approve", str(pid))["state"]}
+    finally:
+        _no_watch(fleet, 0.2)
+    assert state == {"rolled_back"}, outcomes
+    detail = fleet.json("proposals", "show", str(pid), "--events")
+    states = {h["host"]: h["state"] for h in detail["host_outcomes"]}
+    assert states == {"s-13": "rolled_back", "s-14": "held", "s-15": "held", "s-16": "held"}
+    runs = [(r["kind"], r["status"], sorted(r["stats"])) for r in detail["runs"]]
+    assert ("apply", "canceled", []) in runs, runs  # the held run, told to stop
+    changing = sorted((r[0], r[2]) for r in runs if r[0] in ("apply", "rollback"))
+    assert changing == [("apply", []), ("apply", ["s-13"]), ("rollback", ["s-13"])], runs
+    [held] = [r for r in detail["runs"] if r["status"] == "canceled"]
+    hold = [e for e in held["events"] if e["task"] == HOLD_TASK and e["status"]]
+    assert [e["status"] for e in hold] == ["failed"], hold  # where it ended
+    tasks = {e["task"] for e in held["events"] if e["host"]}
+    assert tasks <= {HOLD_TASK, IDENTITY_TASK}, tasks  # not one task of the fix
+    for host in names[1:]:
+        assert _logs(fleet, host) == before[host]  # never touched
+    assert "canary failed" in detail["outcome"]
+    assert not list((fleet.repo / ".terry" / "runs" / "holds").glob("*"))
+
+
+def test_a_held_run_that_is_never_told_go_gives_up_having_changed_nothing(fleet: Cli) -> None:
+    """A held run whose word never comes (Terry died, or never decided) ends at its hold
+    when its wait runs out: refused, nothing changed, recorded as an error."""
+    host = STAGING[16]
+    _fill(fleet, [host])
+    before = _logs(fleet, host)
+    [outcome] = fleet.json(
+        "alert", "ingest", "-", "--no-apply", input=_thresholded([host], "untold", "85")
+    )["proposals"]
+    assert outcome["state"] == "merged", outcome
+    pid = outcome["proposal_id"]
+    merge = fleet.json("proposals", "show", str(pid))["merge_commit"]
+    config = config_for(fleet.repo)
+    quick = config.model_copy(update={"runner": config.runner.model_copy(update={"timeout": 3})})
+    pipeline = build_pipeline(quick, _store(quick.store_url))
+    applier = pipeline.steps.apply.appliers.get("ansible")
+    hold = fleet.repo / ".terry" / "untold-hold"
+    with pytest.raises(RunnerError, match="before Terry said go"):
+        pipeline.steps.record.run(applier, RunKind.APPLY, pid, merge, hold=hold)
+    assert _logs(fleet, host) == before
+    hold.write_text("go\n")  # too late: a run that gave up stays given up
+    detail = fleet.json("proposals", "show", str(pid), "--events")
+    [run] = [r for r in detail["runs"] if r["kind"] == "apply"]
+    assert run["status"] == "error"
+    assert _logs(fleet, host) == before
 
 
 def test_a_storm_never_folds_hosts_of_two_tenants(fleet: Cli) -> None:

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from terry.appliers.ansible import IDENTITY_TASK, _probe_then
+from terry.appliers.ansible import HOLD_TASK, IDENTITY_TASK, _probe_then
 
 
 class _Unsafe(str):
@@ -66,3 +66,28 @@ def test_host_names_are_data_never_template_text() -> None:
     listed = probe["vars"]["terry_identity_hosts"]
     assert listed == names
     assert all(isinstance(n, _Unsafe) for n in listed)
+
+
+def test_a_held_run_waits_in_the_probe_play_for_go_before_the_proposals_playbook() -> None:
+    hold = Path("/ops/.terry/runs/holds/3-1-{{ lookup('pipe', 'id') }}")
+    text = _probe_then(
+        ["lab-01"], Path("/tree/playbooks/remediations/00001-x.yml"), "free", hold=hold, wait=60
+    )
+    probe, imported = yaml.load(text, Loader=_Loader)
+    assert probe["any_errors_fatal"] is True and probe["strategy"] == "linear"
+    first, held = probe["tasks"]
+    assert first["name"] == IDENTITY_TASK  # the probe first: a wrong machine never waits
+    assert held["name"] == HOLD_TASK
+    assert held["run_once"] is True and held["check_mode"] is False
+    assert "ansible.builtin.debug" in held  # an action on the controller: no connection
+    path = held["vars"]["terry_hold_file"]
+    assert isinstance(path, _Unsafe) and path == str(hold)  # data, never template text
+    assert held["until"].endswith("in ['go', 'stop']")
+    assert held["failed_when"].endswith("!= 'go'")  # stop, or no word in time, fails
+    assert held["retries"] * held["delay"] == 60
+    assert imported["ansible.builtin.import_playbook"].endswith("00001-x.yml")
+
+
+def test_a_run_not_held_has_no_hold_task() -> None:
+    [probe, _imported] = _plays(["lab-01"])
+    assert [t["name"] for t in probe["tasks"]] == [IDENTITY_TASK]
