@@ -14,10 +14,10 @@ that imports the proposal's): ``any_errors_fatal`` on a linear strategy stops ev
 when one fails it, so no play after it starts; Terry then reads the probe's answers and
 refuses with the reason. One ansible start per change instead of two.
 
-A run may be *held* (``Job.hold``, ``terry.appliers.hold``): the probe play then ends with a
-task that waits, on one host and on the controller (a lookup of the word's file, no
+A run may be *held* (``Job.hold``, ``terry.appliers.hold``): the probe play then ends with
+tasks that wait, on one host and on the controller (a lookup of the word's file, no
 connection), for Terry's word; any word but ``go``, or none within the run's timeout, fails
-it, and ``any_errors_fatal`` stops every host before the proposal's first play. A run
+them, and ``any_errors_fatal`` stops every host before the proposal's first play. A run
 stopped so changed nothing: it is answered ``canceled`` (told ``stop``) or refused (it gave
 up before the word came).
 
@@ -51,6 +51,7 @@ from terry.context import Context
 from terry.errors import RunnerError
 
 __all__ = [
+    "GO_TASK",
     "HOLD_TASK",
     "IDENTITY_TASK",
     "VERIFY_PLAY",
@@ -61,7 +62,8 @@ __all__ = [
 ]
 
 IDENTITY_TASK = "terry identity probe: uname -n"
-HOLD_TASK = "terry hold: wait for Terry's go"
+HOLD_TASK = "terry hold: wait for Terry's word"
+GO_TASK = "terry hold: go on only on go"
 _HOLD_POLL = 0.25  # seconds between two reads of the word
 VERIFY_PLAY = "Verify: "  # the name of the rendered verify play starts so (remedies/render.py)
 
@@ -169,8 +171,8 @@ class AnsibleApplier:
 
 
 def _went_on(result: RunResult) -> bool:
-    """Whether a held run was let on: its hold task passed (the word was go)."""
-    return any(e.task == HOLD_TASK and e.status is EventStatus.OK for e in result.events)
+    """Whether a held run was let on: its go task passed (the word was go)."""
+    return any(e.task == GO_TASK and e.status is EventStatus.OK for e in result.events)
 
 
 def _unheld(result: RunResult, hold: Hold) -> RunResult:
@@ -351,10 +353,14 @@ def _probe_then(
     linear (Mitogen's linear under Mitogen). Host names are data (``!unsafe``), never
     template text; ``raw`` needs no module and never runs in check mode.
 
-    With ``hold``, the probe play's last task waits up to ``wait`` seconds for Terry's word
-    in that file: ``debug`` on one host (``run_once``; an action on the controller, which
-    reads the file by a lookup: no connection), retried until a word is there, failed
-    unless it is ``go``. Its failure stops every host, as the probe's does.
+    With ``hold``, the probe play ends with two tasks on one host (``run_once``; actions on
+    the controller, which read the file by a lookup: no connection): ``debug`` retried
+    until a word is in that file, for at most ``wait`` seconds, then an ``assert`` that
+    the word is ``go`` (no word is not go). Either failing stops every host, as the probe
+    does. Two tasks, not one: ``failed_when`` and ``until`` each read the file, so a word
+    written between their reads would end one task both waiting and failed; the word,
+    once written, never changes (``terry.appliers.hold``), so the assert reads what the
+    wait saw.
     """
     linear = strategy.replace("free", "linear")
     # the last non-empty line, as base.last_line reads it: a shell rc file's output comes first
@@ -371,19 +377,28 @@ def _probe_then(
             "(query('ansible.builtin.file', terry_hold_file, errors='ignore')"
             " | first | default('') | trim)"
         )
+        file = f"      vars: {{terry_hold_file: !unsafe {json.dumps(str(hold))}}}\n"
         held = (
             f"    - name: {json.dumps(HOLD_TASK)}\n"
             "      ansible.builtin.debug:\n"
-            "        msg: Terry's go lets this run on; stop, or no word in time, ends it here\n"
-            "      vars:\n"
-            f"        terry_hold_file: !unsafe {json.dumps(str(hold))}\n"
+            "        msg: this run waits for Terry's word before any change\n"
+            f"{file}"
             "      run_once: true\n"
             "      check_mode: false\n"
             "      changed_when: false\n"
+            "      failed_when: false\n"
             f"      until: {json.dumps(f'{word} in [{GO!r}, {STOP!r}]')}\n"
             f"      retries: {max(1, int(wait / _HOLD_POLL))}\n"
             f"      delay: {_HOLD_POLL}\n"
-            f"      failed_when: {json.dumps(f'{word} != {GO!r}')}\n"
+            f"    - name: {json.dumps(GO_TASK)}\n"
+            "      ansible.builtin.assert:\n"
+            f"        that: [{json.dumps(f'{word} == {GO!r}')}]\n"
+            "        fail_msg: Terry did not say go (it said stop, or nothing in time);"
+            " nothing changed\n"
+            "        quiet: true\n"
+            f"{file}"
+            "      run_once: true\n"
+            "      check_mode: false\n"
         )
     return (
         "# Written by Terry for this run only: the identity probe, then the proposal's\n"

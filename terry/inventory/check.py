@@ -35,7 +35,7 @@ import yaml
 from terry.appliers.base import APPLIERS
 from terry.config import Config
 from terry.errors import ConfigError
-from terry.inventory.hosts import ANSIBLE_LOADER, Inventory
+from terry.inventory.hosts import ANSIBLE_LOADER, Inventory, ansible_inventory
 from terry.tenants.loader import load_tenants
 
 __all__ = [
@@ -258,14 +258,10 @@ def _connection_vars(
     base: Path, sources: Iterable[str], hosts: Iterable[str]
 ) -> dict[str, dict[str, Any]]:
     """{host: its connection variables} with only ``sources`` loaded (hosts they define)."""
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
     from ansible.vars.manager import VariableManager
 
-    loader = DataLoader()
-    loader.set_basedir(str(base))
+    loader, manager = ansible_inventory(base, sources)
     try:
-        manager = InventoryManager(loader=loader, sources=[str(base / s) for s in sources])
         variables = VariableManager(loader=loader, inventory=manager)
         found: dict[str, dict[str, Any]] = {}
         for name in hosts:
@@ -287,17 +283,13 @@ def environment_conflicts(base: Path, sources: list[str]) -> dict[str, dict[str,
     ``group_vars/`` files alike, as Ansible's vars plugins read them). A group that only
     overrides one of its ancestors (``all: staging``, its child ``prod: production``) is
     Ansible's intended precedence, not a conflict: only the most specific setters count."""
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
     from ansible.vars.plugins import get_vars_from_inventory_sources
 
     key = "terry_environment"
+    paths = [str(base / s) for s in sources]
     with ANSIBLE_LOADER:  # Ansible's loader is process-global, not thread-safe
-        loader = DataLoader()
-        loader.set_basedir(str(base))
+        loader, manager = ansible_inventory(base, sources)
         try:
-            paths = [str(base / s) for s in sources]
-            manager = InventoryManager(loader=loader, sources=paths)
 
             def own(entity: Any) -> dict[str, Any]:
                 found = dict(entity.get_vars())
@@ -338,16 +330,7 @@ def _plain(value: Any) -> Any:
 
 
 def _hosts_of(base: Path, source: str) -> set[str]:
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-
-    loader = DataLoader()
-    loader.set_basedir(str(base))
-    try:
-        manager = InventoryManager(loader=loader, sources=[str(base / source)])
-    except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors
-        raise ConfigError(f"inventory: {exc}") from exc
-    return {h.name for h in manager.get_hosts()}
+    return {h.name for h in ansible_inventory(base, [source])[1].get_hosts()}
 
 
 def connection_leaks(

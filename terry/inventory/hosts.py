@@ -7,6 +7,7 @@ and ``terry_labels`` are what policies decide on.
 from __future__ import annotations
 
 import threading
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -123,6 +124,24 @@ _ANSIBLE_LOADER = _AnsibleLoader()
 ANSIBLE_LOADER = _ANSIBLE_LOADER
 
 
+def ansible_inventory(
+    base: Path, sources: Iterable[str], *, problem: str = "inventory"
+) -> tuple[Any, Any]:
+    """Ansible's ``DataLoader`` (based at ``base``) and its ``InventoryManager`` over
+    ``sources`` (paths under ``base``), as Ansible's CLIs read them; call it under
+    ``ANSIBLE_LOADER``. Whatever Ansible raises reading them is a ``ConfigError``
+    (``"<problem>: <why>"``)."""
+    from ansible.inventory.manager import InventoryManager
+    from ansible.parsing.dataloader import DataLoader
+
+    loader = DataLoader()
+    loader.set_basedir(str(base))
+    try:
+        return loader, InventoryManager(loader=loader, sources=[str(base / s) for s in sources])
+    except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors
+        raise ConfigError(f"{problem}: {exc}") from exc
+
+
 def load_inventory(base: Path, sources: list[str]) -> Inventory:
     """Hosts and their Terry variables from the inventory sources under ``base``."""
     with _ANSIBLE_LOADER:
@@ -131,16 +150,8 @@ def load_inventory(base: Path, sources: list[str]) -> Inventory:
 
 def match_hosts(base: Path, sources: list[str], pattern: str) -> list[str]:
     """The inventory hosts an Ansible host pattern (``--limit``) selects, as Ansible does."""
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-
     with _ANSIBLE_LOADER:
-        loader = DataLoader()
-        loader.set_basedir(str(base))
-        try:
-            manager = InventoryManager(loader=loader, sources=[str(base / s) for s in sources])
-        except Exception as exc:  # the inventory itself: a configuration problem
-            raise ConfigError(f"the inventory cannot be read: {exc}") from exc
+        _loader, manager = ansible_inventory(base, sources, problem="the inventory cannot be read")
         try:
             return sorted(h.name for h in manager.get_hosts(pattern=pattern))
         except Exception as exc:  # ansible raises AnsibleError subclasses for bad patterns
@@ -156,18 +167,8 @@ class GroupNode:
 
 def group_tree(base: Path, sources: list[str], group: str = "all") -> GroupNode:
     """``group`` and the groups under it, as Ansible reads the inventory."""
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
-
     with _ANSIBLE_LOADER:
-        loader = DataLoader()
-        loader.set_basedir(str(base))
-        try:
-            groups = InventoryManager(
-                loader=loader, sources=[str(base / s) for s in sources]
-            ).groups
-        except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors
-            raise ConfigError(f"inventory: {exc}") from exc
+        groups = ansible_inventory(base, sources)[1].groups
     if group not in groups:
         raise NotFound(f"no group {group!r} (groups: {', '.join(sorted(groups))})")
 
@@ -182,18 +183,13 @@ def group_tree(base: Path, sources: list[str], group: str = "all") -> GroupNode:
 
 
 def _load_inventory(base: Path, sources: list[str]) -> Inventory:
-    from ansible.inventory.manager import InventoryManager
-    from ansible.parsing.dataloader import DataLoader
     from ansible.vars.manager import VariableManager
 
-    paths = [str(base / s) for s in sources]
-    missing = [p for p in paths if not Path(p).exists()]
+    missing = [str(base / s) for s in sources if not (base / s).exists()]
     if missing:
         raise ConfigError(f"inventory source not found: {', '.join(missing)}")
-    loader = DataLoader()
-    loader.set_basedir(str(base))
+    loader, manager = ansible_inventory(base, sources)
     try:
-        manager = InventoryManager(loader=loader, sources=paths)
         variables = VariableManager(loader=loader, inventory=manager)
     except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors
         raise ConfigError(f"inventory: {exc}") from exc

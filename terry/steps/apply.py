@@ -15,7 +15,6 @@ the checks after it (Prometheus) run as before."""
 
 from __future__ import annotations
 
-import contextlib
 import uuid
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
@@ -276,7 +275,7 @@ class Apply:
                         )
                     bad = {h: v for h, v in found.items() if v[0] is not HostState.VERIFIED}
                     if bad and early is not None:
-                        _stopped(early)  # before anything is rolled back
+                        self._stop(proposal_id, early)  # before anything is rolled back
                         early = None
                     if wave.canary and bad:
                         canary_failed = True
@@ -300,8 +299,7 @@ class Apply:
                     set_hosts(store, proposal_id, found, wave=wave.index)
             finally:
                 if early is not None:  # something went wrong: never left waiting for a word
-                    with contextlib.suppress(Exception):
-                        _stopped(early)
+                    self._stop(proposal_id, early)
         held = {h: v for h, v in outcome.items() if v[0] is HostState.HELD}
         set_hosts(store, proposal_id, held)
         return self._ended(proposal_id, outcome, canary_failed, stopped, known)
@@ -332,6 +330,19 @@ class Apply:
             self._ran, proposal_id, merge_sha, chosen, together, wave.hosts, hold.path
         )
         return _Early(wave, hold, future)
+
+    def _stop(self, proposal_id: int, early: _Early) -> None:
+        """Tell a held run to stop and wait for it to end. It changed nothing, so how it
+        ended changes nothing of what Terry does next: an error is said, not raised."""
+        early.hold.stop()
+        try:
+            early.future.result()
+        except Exception as exc:  # the store, the reporter: the run itself changed nothing
+            self.ctx.reporter.step(
+                proposal_id, f"wave {early.wave.index}'s held run ended in error: {exc}"
+            )
+        finally:
+            early.hold.path.unlink(missing_ok=True)
 
     def _ran(
         self,
@@ -546,12 +557,3 @@ class _Early:
     wave: Wave
     hold: Hold
     future: Future[_Ran]
-
-
-def _stopped(early: _Early) -> None:
-    """Tell a held run to stop, and wait for it to end (it changed nothing)."""
-    early.hold.stop()
-    try:
-        early.future.result()
-    finally:
-        early.hold.path.unlink(missing_ok=True)

@@ -26,7 +26,7 @@ import yaml
 from click.testing import CliRunner
 
 from terry.app import build_pipeline
-from terry.appliers.ansible import HOLD_TASK, IDENTITY_TASK
+from terry.appliers.ansible import GO_TASK, HOLD_TASK, IDENTITY_TASK
 from terry.appliers.base import RunKind
 from terry.cli import main
 from terry.demo import example
@@ -321,10 +321,10 @@ def test_a_failed_canary_with_no_watch_stops_the_next_waves_held_run_before_any_
     changing = sorted((r[0], r[2]) for r in runs if r[0] in ("apply", "rollback"))
     assert changing == [("apply", []), ("apply", ["s-13"]), ("rollback", ["s-13"])], runs
     [held] = [r for r in detail["runs"] if r["status"] == "canceled"]
-    hold = [e for e in held["events"] if e["task"] == HOLD_TASK and e["status"]]
-    assert [e["status"] for e in hold] == ["failed"], hold  # where it ended
-    tasks = {e["task"] for e in held["events"] if e["host"]}
-    assert tasks <= {HOLD_TASK, IDENTITY_TASK}, tasks  # not one task of the fix
+    ended = [(e["task"], e["status"]) for e in held["events"] if e["host"] and e["status"]]
+    assert ended[-1] == (GO_TASK, "failed"), ended  # where it ended: told stop
+    tasks = {task for task, _status in ended}
+    assert tasks <= {HOLD_TASK, GO_TASK, IDENTITY_TASK}, tasks  # not one task of the fix
     for host in names[1:]:
         assert _logs(fleet, host) == before[host]  # never touched
     assert "canary failed" in detail["outcome"]

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 import yaml
 
-from terry.appliers.ansible import HOLD_TASK, IDENTITY_TASK, _probe_then
+from terry.appliers.ansible import GO_TASK, HOLD_TASK, IDENTITY_TASK, _probe_then
 
 
 class _Unsafe(str):
@@ -75,16 +75,19 @@ def test_a_held_run_waits_in_the_probe_play_for_go_before_the_proposals_playbook
     )
     probe, imported = yaml.load(text, Loader=_Loader)
     assert probe["any_errors_fatal"] is True and probe["strategy"] == "linear"
-    first, held = probe["tasks"]
+    first, held, go = probe["tasks"]
     assert first["name"] == IDENTITY_TASK  # the probe first: a wrong machine never waits
-    assert held["name"] == HOLD_TASK
-    assert held["run_once"] is True and held["check_mode"] is False
-    assert "ansible.builtin.debug" in held  # an action on the controller: no connection
-    path = held["vars"]["terry_hold_file"]
-    assert isinstance(path, _Unsafe) and path == str(hold)  # data, never template text
-    assert held["until"].endswith("in ['go', 'stop']")
-    assert held["failed_when"].endswith("!= 'go'")  # stop, or no word in time, fails
-    assert held["retries"] * held["delay"] == 60
+    assert (held["name"], go["name"]) == (HOLD_TASK, GO_TASK)
+    for task in (held, go):
+        assert task["run_once"] is True and task["check_mode"] is False
+        path = task["vars"]["terry_hold_file"]
+        assert isinstance(path, _Unsafe) and path == str(hold)  # data, never template text
+    # actions on the controller: no connection
+    assert "ansible.builtin.debug" in held and "ansible.builtin.assert" in go
+    assert held["until"].endswith("in ['go', 'stop']")  # waits for a word, any word
+    assert held["retries"] * held["delay"] == 60  # then fails: no word in time
+    [that] = go["ansible.builtin.assert"]["that"]
+    assert that.endswith("== 'go'")  # only go goes on
     assert imported["ansible.builtin.import_playbook"].endswith("00001-x.yml")
 
 
