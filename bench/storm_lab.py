@@ -115,7 +115,9 @@ def _plain(
         if tags is not None and "--tags" in argv:
             argv[argv.index("--tags") + 1] = tags
         if tags is not None:
-            argv[-1] = str(_unheld(replay.tree / argv[-1], hosts, config.runner.ansible_env()))
+            argv[-1] = str(
+                _without_hold(replay.tree / argv[-1], hosts, config.runner.ansible_env())
+            )
         replays.append(Replay(**{**replay.__dict__, "argv": argv}))
     _refill(state, hosts)
     clock = time.monotonic()
@@ -126,7 +128,7 @@ def _plain(
     return {"side": "plain check + apply", "seconds": seconds, "check": check}
 
 
-def _unheld(playbook: Path, hosts: list[str], env: dict[str, str]) -> Path:
+def _without_hold(playbook: Path, hosts: list[str], env: dict[str, str]) -> Path:
     """The playbook plain runs for an apply of Terry's: Terry's identity probe over every
     host, then the proposal's playbook, as Terry's run had it; without the hold a wave
     started early waits in for Terry's go (plain waits for no one)."""

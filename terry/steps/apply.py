@@ -246,10 +246,7 @@ class Apply:
                     )
                     before = self.watch.read(hosts) if wave.canary else {}
                     if early is not None and early.wave is wave:
-                        early.hold.go()
-                        ran = early.future.result()
-                        early.hold.path.unlink(missing_ok=True)
-                        early = None
+                        ran, early = _go(early), None
                     else:
                         if wave.canary and n + 1 < len(waves) and self._starts_early(chosen):
                             early = self._start_held(
@@ -557,3 +554,12 @@ class _Early:
     wave: Wave
     hold: Hold
     future: Future[_Ran]
+
+
+def _go(early: _Early) -> _Ran:
+    """Let a held run on, and wait for it to end."""
+    early.hold.go()
+    try:
+        return early.future.result()
+    finally:
+        early.hold.path.unlink(missing_ok=True)
