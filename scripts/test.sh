@@ -2,7 +2,8 @@
 # The full test suite: install what is needed (Debian packages, PostgreSQL, Chromium for the
 # console's browser tests, xfsprogs for the AWS lab test, a virtualenv with the test tools),
 # start PostgreSQL, then ruff, the architecture's contracts (lint-imports, and no import
-# cycles), and every pytest tier (unit, integration, lab).
+# cycles), and every pytest tier (unit, integration, lab), on TERRY_TEST_WORKERS workers (2;
+# 0 runs in this one process; tests/conftest.py says how the work is grouped).
 # Usage: bash scripts/test.sh [pytest arguments]
 set -euo pipefail
 here="$(cd "$(dirname "${BASH_SOURCE[0]}")/.." && pwd)"
@@ -31,4 +32,7 @@ lint=(terry tests); [ -d bench ] && lint+=(bench)
 .venv/bin/ruff format --check "${lint[@]}"
 # The layers, seams and independence declared in pyproject.toml ([tool.importlinter]).
 .venv/bin/lint-imports --no-cache
-exec .venv/bin/python -m pytest -p no:cacheprovider "$@"
+workers="${TERRY_TEST_WORKERS:-2}"
+parallel=()
+if [ "$workers" != 0 ]; then parallel=(-n "$workers" --dist loadgroup --no-loadscope-reorder); fi
+exec .venv/bin/python -m pytest -p no:cacheprovider "${parallel[@]}" "$@"

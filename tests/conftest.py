@@ -2,6 +2,11 @@
 
 PostgreSQL: set TERRY_TEST_POSTGRES_URL (``.ci/run`` does) and every test using ``store_url``
 runs against it as well as SQLite.
+
+In parallel (``-n 2 --dist loadgroup``, as ``scripts/test.sh`` runs the suite): a module's
+tests run in order on one worker (its module fixtures are made once), and every lab test
+runs on one worker, one after another, first: two labs at once would share two CPUs and
+the loop devices, and the lab is the longest unit of work.
 """
 
 from __future__ import annotations
@@ -26,6 +31,18 @@ from terry.store import Store
 
 POSTGRES = os.environ.get("TERRY_TEST_POSTGRES_URL")
 REPO_ROOT = Path(__file__).resolve().parent.parent
+LAB = REPO_ROOT / "tests" / "lab"
+
+
+@pytest.hookimpl(tryfirst=True)  # before pytest-xdist names each test's group
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    if config.getoption("dist", "no") != "loadgroup":
+        return
+    for item in items:
+        in_lab = LAB in item.path.resolve().parents
+        group = "lab" if in_lab else str(item.path.relative_to(REPO_ROOT))
+        item.add_marker(pytest.mark.xdist_group(group))
+    items.sort(key=lambda item: LAB not in item.path.resolve().parents)
 
 
 def _postgres_database() -> str:
