@@ -20,7 +20,8 @@ webhook's: post alerts). A request is known by its principal's ``actor`` ("alice
 tk_0a1b2c3d)"), which is what is logged; a token never is. Environment tokens are compared as
 SHA-256 digests with ``hmac.compare_digest``, against every one (no early exit); a stored
 token is found by its id (its first 11 characters, not secret) and its digest compared. A
-revoked or expired stored token is refused (401) and the log says which and why.
+revoked or expired stored token is refused (401) and the log says which and why; while the
+store cannot be read, a stored token is neither taken nor refused: the answer is 503.
 
 Without a webhook token ``terry serve`` refuses to start unless the operator passes
 ``--insecure-no-auth``; then a role with no token configured in the environment accepts
@@ -46,7 +47,7 @@ from starlette.requests import HTTPConnection
 
 from terry.access import Action, Decision, Principal, Role, allowed
 from terry.config import Config
-from terry.errors import ConfigError, TerryError
+from terry.errors import ConfigError, StoreError, TerryError
 
 if TYPE_CHECKING:
     from terry.store import Store
@@ -266,8 +267,10 @@ class Authenticator:
         try:
             lookup = find_token(self._store, token)
         except (TerryError, SQLAlchemyError) as exc:
-            log.error("API tokens cannot be read, refusing the request: %s", exc)
-            return None
+            # not a 401: the token may be good, and a client gives up on what a 4xx
+            # refused; the server answers StoreError with 503 and Retry-After
+            log.error("API tokens cannot be read, the request cannot be answered: %s", exc)
+            raise StoreError(f"API tokens cannot be read: {exc}") from exc
         stored, principal = lookup.token, lookup.found
         now = time.monotonic()
         if stored is not None and principal is None:

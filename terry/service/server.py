@@ -686,6 +686,17 @@ def create_app(
                 log.info("stopping: finishing the work in hand; queued work resumes on restart")
                 await run_in_threadpool(worker.stop)
 
+    async def store_unavailable(request: Request, exc: Exception) -> Response:
+        """Any route the store failed under: 503 and Retry-After (a client, Alertmanager
+        included, retries a 5xx; a 500 says the request was wrong on this side, a 4xx that
+        it was wrong on the client's), the store's URL in the log only."""
+        log.error(
+            "store unavailable, answering 503 to %s %s: %s", request.method, request.url.path, exc
+        )
+        if request.url.path.startswith("/api/"):
+            return _error(503, "store unavailable; retry", {"Retry-After": "5"})
+        return console.unavailable()
+
     def read(handler: Handler, *, quiet: bool = False) -> Handler:
         return guarded(Role.READER, handler, quiet=quiet)
 
@@ -722,4 +733,5 @@ def create_app(
             *chat.routes(),
         ],
         lifespan=lifespan,
+        exception_handlers={StoreError: store_unavailable},
     )

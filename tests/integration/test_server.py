@@ -197,6 +197,49 @@ def test_store_unavailable_answers_503_never_4xx(repo: Path) -> None:
             assert secret not in health.text, health.text  # no URL, host or credential
 
 
+def test_every_read_and_a_stored_token_answer_503_while_the_store_is_down(repo: Path) -> None:
+    """Not 401, not 404, not 500: a page or an API read the store failed under says so (503,
+    Retry-After), and a stored API token (tk_...) that cannot be checked is not refused: a
+    client that sees a 4xx gives up, one that sees 503 retries."""
+    from starlette.testclient import TestClient
+
+    from terry.service.server import create_app
+
+    port = free_port()
+    dead = Store(f"postgresql+psycopg://terry:pw-in-url@127.0.0.1:{port}/terry")  # nothing listens
+    app = create_app(config_for(repo), dead, token=TOKEN, readers={"ops": READ_TOKEN})
+    stored = {"Authorization": "Bearer tk_0a1b2c3d_" + "x" * 43}
+    reads = [
+        ("/api/v1/incidents", READ),
+        ("/api/v1/incidents/1", READ),
+        ("/api/v1/proposals", READ),
+        ("/api/v1/proposals/1", READ),
+        ("/api/v1/incidents", stored),
+        ("/console", READ),
+        ("/incidents/1", READ),
+        ("/incidents/1/report", READ),
+        ("/proposals/1", READ),
+        ("/console/drift/report", READ),
+        ("/console/weekly/report", READ),
+    ]
+    with TestClient(app, raise_server_exceptions=False) as client:
+        wrong = []
+        for path, headers in reads:
+            answer = client.get(path, headers=headers)
+            said = answer.status_code, answer.headers.get("retry-after")
+            if said != (503, "5"):
+                wrong.append(f"{path}: {said} {answer.text[:200]}")
+            elif path.startswith("/api/"):
+                if answer.json() != {"error": "store unavailable; retry"}:
+                    wrong.append(f"{path}: {answer.text[:200]}")
+            elif "store cannot be reached just now" not in answer.text:
+                wrong.append(f"{path}: the page does not say why: {answer.text[:300]}")
+            for secret in ("127.0.0.1", str(port), "pw-in-url", "psycopg"):
+                if secret in answer.text:
+                    wrong.append(f"{path} shows {secret!r}")
+    assert wrong == [], "\n".join(wrong)
+
+
 def test_hostile_bodies_are_refused_with_the_reason_or_folded_never_500_never_lost(
     repo: Path, store_url: str
 ) -> None:

@@ -164,6 +164,28 @@ class Console:
         self.csp = _PAGE_CSP.replace("style-src 'self'", f"style-src 'sha256-{digest}'")
 
     # -- plumbing ---------------------------------------------------------------------------
+    def refused_read(self, session: Session | None, exc: TerryError) -> HTMLResponse:
+        """A page that could not be read, answered as the API answers its reason: 404 for
+        what does not exist (or is another tenant's), 400 for a bad address, 503 while the
+        store is down; anything else went wrong on this side (500), said in words."""
+        if isinstance(exc, StoreError):
+            return self.unavailable()
+        status = exc.http_status if isinstance(exc, (NotFound, InputError)) else 500
+        if status == 500:
+            log.error("console: a page could not be made: %s", exc)
+        return self.render("message.html.j2", session, status=status, message=str(exc))
+
+    def unavailable(self) -> HTMLResponse:
+        """503 while the store cannot be reached (what it is and where, in the log only)."""
+        page = self.render(
+            "message.html.j2",
+            None,
+            status=503,
+            message="Terry's store cannot be reached just now; try again in a moment.",
+        )
+        page.headers["Retry-After"] = "5"
+        return page
+
     def session(self, request: Request) -> Session | None:
         found = self.sessions.read(request.cookies.get(COOKIE))
         if found is None or not self.auth.holds(found.principal):
@@ -512,7 +534,7 @@ class Console:
             _incident_key(key)
             text = await self.read_turn(read)
         except TerryError as exc:
-            return self.render("message.html.j2", session, status=404, message=str(exc))
+            return self.refused_read(session, exc)
         return HTMLResponse(text, headers=_headers(_REPORT_CSP))
 
     async def report(self, request: Request, session: Session) -> Response:
@@ -540,7 +562,7 @@ class Console:
         try:
             text = await self.read_turn(work)
         except TerryError as exc:
-            return self.render("message.html.j2", session, status=404, message=str(exc))
+            return self.refused_read(session, exc)
         return HTMLResponse(text, headers=_headers(_REPORT_CSP))
 
     # -- forms ------------------------------------------------------------------------------
