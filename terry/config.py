@@ -684,6 +684,11 @@ class SlackChatConfig(_Model):
     signing_secret_env: _EnvName = "TERRY_SLACK_SIGNING_SECRET"
     # Where follow-ups may be posted: a response_url must start with one of these.
     response_urls: list[str] = Field(default_factory=lambda: ["https://hooks.slack.com/"])
+    # When set, requests from other workspaces (team ids, or an Enterprise Grid org's id)
+    # are refused: an app installed in several workspaces signs all of their requests alike.
+    workspaces: list[Annotated[str, Field(pattern=r"^[TE][A-Z0-9]{1,31}$")]] = Field(
+        default_factory=list
+    )
 
 
 class DiscordChatConfig(_Model):

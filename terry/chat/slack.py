@@ -18,7 +18,10 @@ A slash command is a form body (``team_id``, ``user_id``, ``text``, ``response_u
 is escaped so) and is read as typed. A button press is a form body whose ``payload`` field is
 JSON (``type: block_actions``, the ``user``, the ``actions`` pressed, the ``response_url``).
 Follow-ups go to that ``response_url`` only when it starts with one of
-``chat.slack.response_urls``.
+``chat.slack.response_urls``. An app installed in more than one workspace signs every
+workspace's requests with the same secret, so ``chat.slack.workspaces``, when set, names the
+ones Terry answers (by ``team_id``, or an Enterprise Grid org's ``enterprise_id``); any
+other's request is refused before anything reads it.
 
 Text Terry sends is escaped as Slack asks (``&``, ``<``, ``>``), so nothing in an alert can
 make a link or a mention (``<!channel>``, ``<@U123>``); bare ``@here``/``@channel``/
@@ -139,11 +142,20 @@ def _user(config: ChatConfig, team: Any, user: Any) -> ChatUser:
     return ChatUser.known(config, "slack", user, team)
 
 
+def _accepted(config: ChatConfig, *ids: Any) -> None:
+    """InputError unless the request's workspace (or its org) is one ``workspaces`` names."""
+    allowed = config.slack.workspaces
+    if allowed and not any(isinstance(i, str) and i in allowed for i in ids):
+        team = ids[0] if isinstance(ids[0], str) and _ID.fullmatch(ids[0]) else "?"
+        raise InputError(f"workspace {team} is not one Terry answers (chat.slack.workspaces)")
+
+
 def parse_request(config: ChatConfig, body: bytes) -> SlackRequest:
     """A slash command or a button press, from its (verified) form body; InputError when it
-    is neither."""
+    is neither, or comes from a workspace ``chat.slack.workspaces`` does not name."""
     form = parse_qs(body.decode("utf-8", "replace"), keep_blank_values=True)
     if "payload" not in form:
+        _accepted(config, _field(form, "team_id"), _field(form, "enterprise_id"))
         return SlackRequest(
             user=_user(config, _field(form, "team_id"), _field(form, "user_id")),
             response_url=_field(form, "response_url"),
@@ -157,6 +169,8 @@ def parse_request(config: ChatConfig, body: bytes) -> SlackRequest:
         raise InputError("only block_actions interactions are handled")
     user = payload.get("user") if isinstance(payload.get("user"), dict) else {}
     team = payload.get("team") if isinstance(payload.get("team"), dict) else {}
+    grid = payload.get("enterprise") if isinstance(payload.get("enterprise"), dict) else {}
+    _accepted(config, team.get("id") or user.get("team_id"), grid.get("id"))
     actions = payload.get("actions")
     if not isinstance(actions, list) or len(actions) != 1 or not isinstance(actions[0], dict):
         raise InputError("expected one action")

@@ -76,6 +76,10 @@ class Doors:
 
 @pytest.fixture
 def doors(tmp_path: Path) -> Iterator[Doors]:
+    yield from _doors(tmp_path)
+
+
+def _doors(tmp_path: Path, slack_config: dict[str, Any] | None = None) -> Iterator[Doors]:
     key = SigningKey.generate()
     config = Config.model_validate(
         {
@@ -84,6 +88,7 @@ def doors(tmp_path: Path) -> Iterator[Doors]:
                 "users": {f"slack:{TEAM}/{ALICE}": "alice", f"discord:{BOB}": "bob"},
                 "writers": ["alice", "bob"],
                 "discord": {"public_key": key.verify_key.encode().hex()},
+                "slack": slack_config or {},
             },
         }
     )
@@ -186,15 +191,43 @@ def test_a_slack_retry_signed_afresh_does_not_run_the_command_again(doors: Doors
     assert [text for _, text in doors.actions.said] == ["approve 12", "approve 12"]
 
 
-def test_a_retried_button_press_runs_once(doors: Doors) -> None:
+def test_a_workspace_chat_slack_workspaces_does_not_name_is_refused_before_anything_runs(
+    tmp_path: Path,
+) -> None:
+    """One app, one signing secret, several workspaces: a request from a workspace the
+    operator did not list is refused (400, named), slash command or button alike; an
+    Enterprise Grid org listed by its id lets its workspaces in."""
+    for doors in _doors(tmp_path, {"workspaces": [TEAM, "E0002"]}):
+        url = "/api/v1/chat/slack/commands"
+        ours = _slash("approve 12")
+        assert doors.client.post(url, content=ours, headers=_slack_signed(ours)).status_code == 200
+        theirs = ours.replace(f"team_id={TEAM}".encode(), b"team_id=T0THEIRS")
+        refused = doors.client.post(url, content=theirs, headers=_slack_signed(theirs))
+        assert refused.status_code == 400
+        assert "workspace T0THEIRS is not one Terry answers" in refused.json()["error"]
+        grid = theirs.replace(b"enterprise_id=E0001", b"enterprise_id=E0002")
+        assert doors.client.post(url, content=grid, headers=_slack_signed(grid)).status_code == 200
+        press = _press("T0THEIRS")
+        refused = doors.client.post(
+            "/api/v1/chat/slack/interactions", content=press, headers=_slack_signed(press)
+        )
+        assert refused.status_code == 400 and "T0THEIRS" in refused.json()["error"]
+        assert [text for _, text in doors.actions.said] == ["approve 12", "approve 12"]
+        assert doors.actions.pressed == [] and doors.posted == []
+    with pytest.raises(ValueError, match="workspaces"):
+        Config.model_validate({"repo": tmp_path, "chat": {"slack": {"workspaces": ["t-1"]}}})
+
+
+def _press(team: str = TEAM) -> bytes:
+    """A button press's form body (``block_actions``), as Slack's docs show one."""
     payload = {
         "type": "block_actions",
-        "user": {"id": ALICE, "username": "alice", "name": "alice", "team_id": TEAM},
+        "user": {"id": ALICE, "username": "alice", "name": "alice", "team_id": team},
         "api_app_id": "A02",
         "token": "Shh_its_a_seekrit",
         "container": {"type": "message", "message_ts": "1548261231.000200", "is_ephemeral": False},
         "trigger_id": "12466734323.1395872398",
-        "team": {"id": TEAM, "domain": "example"},
+        "team": {"id": team, "domain": "example"},
         "channel": {"id": "C2147483705", "name": "test"},
         "response_url": "https://hooks.slack.com/actions/T0123ABC/1234/abcdef",
         "actions": [
@@ -208,7 +241,11 @@ def test_a_retried_button_press_runs_once(doors: Doors) -> None:
             }
         ],
     }
-    body = urlencode({"payload": json.dumps(payload)}).encode()
+    return urlencode({"payload": json.dumps(payload)}).encode()
+
+
+def test_a_retried_button_press_runs_once(doors: Doors) -> None:
+    body = _press()
     url = "/api/v1/chat/slack/interactions"
     assert doors.client.post(url, content=body, headers=_slack_signed(body)).status_code == 200
     retry = _slack_signed(body, stamp=int(time.time()) + 2) | {
