@@ -4,6 +4,7 @@ exactly as a missing one. The real app on a real repository with the roadmap's t
 
 from __future__ import annotations
 
+import re
 from pathlib import Path
 
 import pytest
@@ -145,3 +146,20 @@ def test_metrics_refuse_a_tenant_token(served: tuple[TestClient, Store]) -> None
     client, store = served
     assert client.get("/metrics", headers=_bearer(store, "team-data")).status_code == 401
     assert client.get("/metrics", headers=_bearer(store, "*")).status_code == 200
+
+
+def test_the_consoles_environment_filter_offers_only_the_tenants_environments(
+    served: tuple[TestClient, Store],
+) -> None:
+    """team-data reads web-02 (staging) only: production, db-01's environment, is not offered
+    to it (nor its incidents); a token of every tenant is offered both."""
+    client, store = served
+
+    def offered(headers: dict[str, str]) -> list[str]:
+        page = client.get("/console", headers=headers)
+        assert page.status_code == 200, page.text
+        select = page.text.split('<select name="environment">', 1)[1].split("</select>", 1)[0]
+        return re.findall(r'<option value="([^"]*)"', select)
+
+    assert offered(_bearer(store, "team-data")) == ["", "staging"]
+    assert offered(_bearer(store, "*")) == ["", "production", "staging"]

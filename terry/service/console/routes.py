@@ -381,7 +381,10 @@ class Console:
         def read() -> Any:
             environments = self.environments.get()
             lines, following = incident_page(self.store, environments, wanted, hosts=scope.hosts)
-            return lines, following, sorted(set(environments.values()))
+            # the filter offers the environments of the hosts the principal reads: another
+            # tenant's environment names are theirs to know
+            seen = {env for host, env in environments.items() if scope.sees_host(host)}
+            return lines, following, sorted(seen)
 
         lines, following, environments = await self.read_turn(read)
         return self.render(
