@@ -104,7 +104,8 @@ def list_(ctx: click.Context, output: str) -> None:
 def run(ctx: click.Context, name: str, output: str) -> None:
     """Run schedule NAME now (what cron and systemd timers call).
 
-    Exit codes: 0 done or skipped (another run of it is still going), 1 the run failed,
+    Exit codes: 0 done or skipped (another run of it is still going), 1 failed, or
+    partial (its report made, some deliveries out and some failed: the detail names each),
     4 no such schedule.
     """
     from terry.sources.drift import drift_fixer  # the pipeline: only when running one
@@ -117,7 +118,7 @@ def run(ctx: click.Context, name: str, output: str) -> None:
         console.print(f"schedule {done.name}: {done.status}: {done.detail}", markup=False)
         for where in done.delivered:
             console.print(f"  delivered to {where}", markup=False)
-    if done.status == "failed":
+    if done.status in ("failed", "partial"):
         ctx.exit(1)
 
 

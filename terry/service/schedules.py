@@ -71,7 +71,7 @@ _ISSUE_BODY_LIMIT = 65_536
 class ScheduleRun:
     name: str
     run_id: int
-    status: str  # done | failed | skipped
+    status: str  # done | partial (some deliveries failed) | failed | skipped
     detail: str
     scan_id: int | None = None
     proposal_id: int | None = None
@@ -158,9 +158,17 @@ def run_schedule(
             + (f"; proposal {proposal_id}" if proposal_id else "")
             + (f"; delivery failed: {'; '.join(failures)}" if failures else "")
         )
-        status = "failed" if failures and not delivered and schedule.deliver else "done"
+        status = _delivery_status(delivered, failures)
         _finish(store, run_id, status, detail, scan_id=scan_id, proposal_id=proposal_id)
         return ScheduleRun(name, run_id, status, detail, scan_id, proposal_id, tuple(delivered))
+
+
+def _delivery_status(delivered: list[str], failures: list[str]) -> str:
+    """A run whose report was made: ``done`` when every delivery went out, ``failed`` when
+    none did, ``partial`` when some did (the detail names each failure)."""
+    if not failures:
+        return "done"
+    return "partial" if delivered else "failed"
 
 
 def _weekly(
@@ -182,7 +190,7 @@ def _weekly(
     detail = f"weekly report {report.start.date()} to {last}: {sentence(report)}" + (
         f"; delivery failed: {'; '.join(failures)}" if failures else ""
     )
-    status = "failed" if failures and not delivered and schedule.deliver else "done"
+    status = _delivery_status(delivered, failures)
     _finish(store, run_id, status, detail)
     return ScheduleRun(schedule.name, run_id, status, detail, delivered=tuple(delivered))
 
@@ -457,7 +465,8 @@ class Scheduler:
     def _run(self, name: str) -> None:
         try:
             done = run_schedule(self.config, self.store, name, fix=self.fix)
-            log.info("schedule %s: %s: %s", name, done.status, done.detail)
+            level = logging.WARNING if done.status in ("failed", "partial") else logging.INFO
+            log.log(level, "schedule %s: %s: %s", name, done.status, done.detail)
         except Exception:
             log.exception("schedule %s crashed", name)
 

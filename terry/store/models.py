@@ -383,7 +383,8 @@ class ScheduleRunRow(Base):
     name: Mapped[str] = mapped_column(String(100))
     started_at: Mapped[datetime]
     finished_at: Mapped[datetime | None]
-    status: Mapped[str] = mapped_column(String(16))  # running | done | failed | skipped
+    # running | done | partial (some deliveries failed) | failed | skipped
+    status: Mapped[str] = mapped_column(String(16))
     detail: Mapped[str] = mapped_column(Text, default="")
     scan_id: Mapped[int | None] = mapped_column(Integer)
     proposal_id: Mapped[int | None] = mapped_column(Integer)

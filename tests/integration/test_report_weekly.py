@@ -571,6 +571,34 @@ def test_a_weekly_report_schedule_delivers_the_seven_days_before(
     assert listed["weekly"]["last_run"]["status"] == "done"
 
 
+def test_a_schedule_some_of_whose_deliveries_failed_is_partial_not_done(
+    gitops: Path, store_url: str
+) -> None:
+    """The report went to its folder, the webhook's URL was missing: not ``done`` (nobody
+    would look) and not ``failed`` (it was made and kept): ``partial``, exit 1, the failure
+    named, and so in ``schedule list``; with nothing delivered at all, ``failed``."""
+    config = yaml.safe_load((gitops / "terry.yml").read_text())
+    weekly = {"name": "weekly", "cron": "0 6 * * 1", "run": "weekly-report"}
+    hook = {"webhook_url_env": "SLACK_URL", "webhook_kind": "slack"}
+    config["schedules"] = [
+        {**weekly, "deliver": [{"dir": "reports/weekly"}, hook]},
+        {**weekly, "name": "nowhere", "deliver": [hook]},
+    ]
+    (gitops / "terry.yml").write_text(yaml.safe_dump(config))
+    cli = make_cli(gitops, store_url)
+    result = cli("schedule", "run", "weekly", "--output", "json")
+    assert result.exit_code == 1, result.stdout + result.stderr
+    run = json.loads(result.stdout)
+    assert run["status"] == "partial", run
+    assert run["detail"].endswith("; delivery failed: $SLACK_URL is not set (the webhook URL)")
+    [kept] = run["delivered"]
+    assert Path(kept).parent == gitops / "reports" / "weekly" and Path(kept).is_file()
+    listed = {s["name"]: s for s in cli.json("schedule", "list")}
+    assert listed["weekly"]["last_run"]["status"] == "partial"
+    nowhere = cli("schedule", "run", "nowhere")
+    assert nowhere.exit_code == 1 and "schedule nowhere: failed: " in nowhere.stdout
+
+
 # -- the real pipeline ---------------------------------------------------------------------
 @pytest.fixture(scope="module")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
