@@ -34,5 +34,5 @@ lint=(terry tests); [ -d bench ] && lint+=(bench)
 .venv/bin/lint-imports --no-cache
 workers="${TERRY_TEST_WORKERS:-2}"
 parallel=()
-if [ "$workers" != 0 ]; then parallel=(-n "$workers" --dist loadgroup --no-loadscope-reorder); fi
+if [ "$workers" != 0 ]; then parallel=(-n "$workers" --dist loadscope --no-loadscope-reorder); fi
 exec .venv/bin/python -m pytest -p no:cacheprovider "${parallel[@]}" "$@"

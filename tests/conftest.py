@@ -3,7 +3,7 @@
 PostgreSQL: set TERRY_TEST_POSTGRES_URL (``.ci/run`` does) and every test using ``store_url``
 runs against it as well as SQLite.
 
-In parallel (``-n 2 --dist loadgroup``, as ``scripts/test.sh`` runs the suite): a module's
+In parallel (``-n 2``, as ``scripts/test.sh`` runs the suite; pytest-xdist): a module's
 tests run in order on one worker (its module fixtures are made once), and every lab test
 runs on one worker, one after another, first: two labs at once would share two CPUs and
 the loop devices, and the lab is the longest unit of work.
@@ -31,18 +31,31 @@ from terry.store import Store
 
 POSTGRES = os.environ.get("TERRY_TEST_POSTGRES_URL")
 REPO_ROOT = Path(__file__).resolve().parent.parent
-LAB = REPO_ROOT / "tests" / "lab"
 
 
-@pytest.hookimpl(tryfirst=True)  # before pytest-xdist names each test's group
+def _in_lab(path: str) -> bool:
+    return path.startswith("tests/lab/")
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    """pytest-xdist's scheduler by scope, the scope being a test's module, or the lab for
+    every lab test. (``--dist loadgroup`` would do it by marks, but its group names ride on
+    ``item._nodeid``, which pytest 9.2 no longer reads.)"""
+    from xdist.scheduler import LoadScopeScheduling
+
+    class Grouped(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            path = nodeid.split("::", 1)[0]
+            return "tests/lab" if _in_lab(path) else path
+
+    return Grouped(config, log)
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
-    if config.getoption("dist", "no") != "loadgroup":
-        return
-    for item in items:
-        in_lab = LAB in item.path.resolve().parents
-        group = "lab" if in_lab else str(item.path.relative_to(REPO_ROOT))
-        item.add_marker(pytest.mark.xdist_group(group))
-    items.sort(key=lambda item: LAB not in item.path.resolve().parents)
+    """On an xdist worker: the lab's tests first (the workers hand out work in this order)."""
+    if hasattr(config, "workerinput"):
+        items.sort(key=lambda item: not _in_lab(item.nodeid))
 
 
 def _postgres_database() -> str:
