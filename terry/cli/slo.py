@@ -92,6 +92,8 @@ def _row(status: SLOStatus, inventory: Inventory | None) -> dict[str, Any]:
         "budget_remaining_percent": _round(b.remaining_percent, 2),
         "budget_remaining_minutes": _round(b.remaining_minutes, 2),
         "burn_rates": {w: _round(r, 3) for w, r in b.burn_rates.items()},
+        # the burn rate each pair pages above, for this SLO's own period
+        "thresholds": {p.name: p.threshold(slo.period_seconds) for p in PAIRS},
         "burning": list(b.burning),
         "state": b.state.value,
         "error": status.error,
@@ -138,8 +140,9 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
         emit_json(
             {
                 "schema": SCHEMA,
+                # thresholds for a 30-day period; each SLO's own are in its "thresholds"
                 "pairs": [
-                    {"long": p.long, "short": p.short, "threshold": p.threshold} for p in PAIRS
+                    {"long": p.long, "short": p.short, "threshold": p.threshold()} for p in PAIRS
                 ],
                 "low_percent": LOW_PERCENT,
                 "slos": rows,

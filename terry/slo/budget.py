@@ -9,7 +9,9 @@ a window is ``e_window / b``: 1 spends exactly the budget in one period, 14.4 sp
 
 Alerting follows the SRE workbook's multiwindow, multi-burn-rate alerts: a pair burns when
 both its long and its short window burn faster than the pair's threshold (1h and 5m at
-14.4, 6h and 30m at 6); the short window makes the alert stop soon after the burning does.
+14.4, 6h and 30m at 6, for a 30-day period: 2% and 5% of the budget; scaled to the SLO's
+period, ``Pair.threshold``); the short window makes the alert stop soon after the burning
+does.
 
 Unknown is not healthy: a ratio Terry could not read is ``None`` and makes the state
 ``unknown``, never ``ok``.
@@ -38,20 +40,32 @@ __all__ = [
 LOW_PERCENT = 10.0
 
 
+_SECONDS = {"5m": 300.0, "30m": 1800.0, "1h": 3600.0, "6h": 21600.0}
+THIRTY_DAYS = 30 * 86400.0
+
+
 @dataclass(frozen=True)
 class Pair:
-    """One multiwindow alert: long and short window, and the burn rate both must exceed."""
+    """One multiwindow alert: long and short window, and the share of the period's budget
+    that, spent within the long window, pages (the SRE workbook's 2% in an hour, 5% in six)."""
 
     long: str
     short: str
-    threshold: float
+    budget_share: float
 
     @property
     def name(self) -> str:
         return f"{self.long}/{self.short}"
 
+    def threshold(self, period_seconds: float = THIRTY_DAYS) -> float:
+        """The burn rate both windows must exceed: the share of the budget times the
+        periods in a long window (14.4 and 6 for 30 days; 13.44 and 5.6 for 28, as Sloth's
+        own windows have it; 3.36 and 1.4 for 7). One threshold for every period would page
+        a 7-day SLO only once it had lost 8.6% of its budget in an hour."""
+        return round(self.budget_share * period_seconds / _SECONDS[self.long], 10)
 
-PAIRS = (Pair("1h", "5m", 14.4), Pair("6h", "30m", 6.0))
+
+PAIRS = (Pair("1h", "5m", 0.02), Pair("6h", "30m", 0.05))
 WINDOWS = tuple(dict.fromkeys(w for p in PAIRS for w in (p.long, p.short)))
 
 
@@ -110,8 +124,12 @@ def compute_budget(
     period_seconds: float,
     period_error_ratio: float | None,
     window_error_ratios: dict[str, float | None],
+    slo_period_seconds: float | None = None,
 ) -> Budget:
+    """The budget over ``period_seconds``; burning is judged by the thresholds of the SLO's
+    own period (``slo_period_seconds``, default the same), as its alerting rules are."""
     fraction = budget_fraction(objective)
+    judged = slo_period_seconds or period_seconds
     budget_minutes = fraction * period_seconds / 60.0
     ratio = _known(period_error_ratio)
     rates = {w: burn_rate(window_error_ratios.get(w), fraction) for w in WINDOWS}
@@ -120,8 +138,8 @@ def compute_budget(
         for p in PAIRS
         if (long := rates[p.long]) is not None
         and (short := rates[p.short]) is not None
-        and long > p.threshold
-        and short > p.threshold
+        and long > p.threshold(judged)
+        and short > p.threshold(judged)
     )
     if ratio is None:
         return Budget(

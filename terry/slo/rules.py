@@ -4,7 +4,8 @@ Per SLO, one group of recording rules (the error ratio over every window the ale
 ``slo:sli_error:ratio_rate<window>``, labelled ``slo_service``, ``slo_name`` and
 ``slo_objective``) and one group of alerting rules: the SRE workbook's multiwindow,
 multi-burn-rate alerts, one per pair (``1h/5m`` above 14.4x the budget, ``6h/30m`` above
-6x), both windows over the threshold. Alerts carry ``service`` so that Terry finds the
+6x, for a 30-day period: 2% and 5% of the period's budget, scaled to the SLO's own period as
+Sloth does), both windows over the threshold. Alerts carry ``service`` so that Terry finds the
 service's hosts from the alert, and ``severity: page``.
 
 A Sloth spec's own settings are honoured as Sloth honours them (``objective.Alerting``):
@@ -77,7 +78,8 @@ def rule_groups(slos: Sequence[SLO]) -> list[dict[str, Any]]:
             continue
         alerts = []
         for pair in PAIRS:
-            limit = f"{pair.threshold:g} * {slo.budget_fraction:.10g}"
+            threshold = pair.threshold(slo.period_seconds)
+            limit = f"{threshold:g} * {slo.budget_fraction:.10g}"
             expr = (
                 f"{record_name(pair.long)}{_selector(slo)} > ({limit}) and "
                 f"{record_name(pair.short)}{_selector(slo)} > ({limit})"
@@ -98,11 +100,11 @@ def rule_groups(slos: Sequence[SLO]) -> list[dict[str, Any]]:
                     "annotations": {
                         "summary": (
                             f"{slo.service}: {slo.name} burns its error budget over "
-                            f"{pair.name} faster than {pair.threshold:g}x"
+                            f"{pair.name} faster than {threshold:g}x"
                         ),
                         "description": (
                             f"The error ratio over {pair.long} and {pair.short} is above "
-                            f"{pair.threshold:g} times the budget of {_percent(slo.objective)}% "
+                            f"{threshold:g} times the budget of {_percent(slo.objective)}% "
                             f"({slo.source})."
                         ),
                         **alerting.annotations,

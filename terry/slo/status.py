@@ -158,6 +158,7 @@ def read_status(
                 period_seconds=period,
                 period_error_ratio=ratio,
                 window_error_ratios=windows,
+                slo_period_seconds=slo.period_seconds,
             )
             out.append(SLOStatus(slo, budget, "; ".join(errors) or None))
     finally:

@@ -8,7 +8,7 @@ import pytest
 
 from terry.errors import ConfigError
 from terry.inventory.hosts import Host, Inventory
-from terry.slo.budget import BudgetState, compute_budget, worst
+from terry.slo.budget import PAIRS, BudgetState, compute_budget, worst
 from terry.slo.services import priority_note, protects, service_budgets, services_of
 from terry.slo.spec import DEFAULT_PERIOD, load_slos, parse_text
 from terry.slo.status import SLOStatus, prom_duration
@@ -274,11 +274,39 @@ def test_budget_states(ratio: float | None, state: BudgetState, left: float | No
 def test_the_short_window_stops_a_pair_burning() -> None:
     budget = compute_budget(
         objective=99.0,
-        period_seconds=86400,
+        period_seconds=30 * 86400,
         period_error_ratio=0.001,
         window_error_ratios={"1h": 0.2, "5m": 0.01, "6h": 0.07, "30m": 0.061},
     )
     assert budget.burning == ("6h/30m",)
+
+
+@pytest.mark.parametrize(
+    ("days", "fast", "slow"), [(30, 14.4, 6.0), (28, 13.44, 5.6), (7, 3.36, 1.4), (1, 0.48, 0.2)]
+)
+def test_burn_thresholds_are_the_same_share_of_any_periods_budget(
+    days: int, fast: float, slow: float
+) -> None:
+    """2% of the period's budget in an hour, 5% in six (Sloth's figures for 30 and 28 days):
+    a 7-day SLO burning 5x pages; the same burn on a 30-day SLO does not."""
+    assert [p.threshold(days * 86400) for p in PAIRS] == [pytest.approx(fast), pytest.approx(slow)]
+    burning = {"1h": 0.005, "5m": 0.005, "6h": 0.001, "30m": 0.001}  # 5x and 1x of 0.1%
+    budget = compute_budget(
+        objective=99.9,
+        period_seconds=days * 86400,
+        period_error_ratio=0.0001,
+        window_error_ratios=burning,
+    )
+    assert budget.burning == (("1h/5m",) if fast < 5 else ()) + (("6h/30m",) if slow < 1 else ())
+    # read over another span (terry slo status --period), judged by the SLO's own period
+    judged = compute_budget(
+        objective=99.9,
+        period_seconds=30 * 86400,
+        period_error_ratio=0.0001,
+        window_error_ratios=burning,
+        slo_period_seconds=days * 86400,
+    )
+    assert judged.burning == budget.burning
 
 
 def test_worst_state_and_durations() -> None:

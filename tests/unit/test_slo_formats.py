@@ -475,6 +475,20 @@ def test_openslo_rolling_windows(window: str, seconds: float) -> None:
     assert slo.period_at(1e9) == (seconds, seconds)
 
 
+def test_the_alerting_rules_page_at_the_thresholds_of_the_slos_own_period() -> None:
+    """28 days (OPENSLO_INLINE's window): 13.44 and 5.6, as Sloth's own 28-day windows; 7 days:
+    3.36 and 1.4. The threshold is in the expression and the words alike."""
+    week = OPENSLO_INLINE.replace(
+        "    - duration: 28d\n      isRolling: true\n", "    - duration: 7d\n"
+    )
+    for text, fast, slow in ((OPENSLO_INLINE, "13.44", "5.6"), (week, "3.36", "1.4")):
+        [slo] = parse_text(text, "slos/foo.yml")
+        [_recordings, alerts] = rule_groups([slo])
+        for rule, threshold in zip(alerts["rules"], (fast, slow), strict=True):
+            assert rule["expr"].count(f"> ({threshold} * 0.02)") == 2, rule["expr"]
+            assert rule["annotations"]["summary"].endswith(f"faster than {threshold}x")
+
+
 def test_openslo_counter_false_sums_the_values() -> None:
     [slo] = parse_text(OPENSLO_INLINE.replace("counter: true", "counter: false"), "slos/f.yml")
     assert slo.error_ratio_query("5m") == (
