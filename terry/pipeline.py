@@ -48,6 +48,7 @@ if TYPE_CHECKING:
     from terry.steps.review import ReviewStep
     from terry.steps.rollback import Rollback
     from terry.store.models import ProposalRow
+    from terry.store.runs import Reaped
 
 __all__ = ["WIDEN_ROUNDS", "Pipeline", "PipelineResult", "ProposalOutcome", "Steps"]
 
@@ -532,6 +533,11 @@ class Pipeline:
             state = self.steps.rollback.requested(proposal_id, actor=actor)
             self.traces.outcome(proposal_id, done=ProposalState.ROLLED_BACK.value)
             return state
+
+    def reap(self) -> Reaped:
+        """Release what dead processes left: their runs stopped (here, or where they go on:
+        an AWX job) and finished as interrupted, their locks freed (``Appliers.reap``)."""
+        return self.steps.apply.appliers.reap()
 
     def state(self, proposal_id: int) -> ProposalState:
         return self.steps.record.state(proposal_id)

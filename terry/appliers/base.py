@@ -245,6 +245,10 @@ class Job:
     # A changing run started early (terry.appliers.hold): before its first change it waits
     # for Terry's word in this file; only "go" lets it on. Asked only of appliers that hold.
     hold: Path | None = None
+    # An applier whose run goes on in another system says where, as soon as it is there
+    # ("awx:<job id>"): recorded, so that if Terry dies a restart stops it (``stop_remote``,
+    # terry.store.runs.reap) before freeing the run's hosts.
+    on_remote: Callable[[str], None] | None = field(default=None, compare=False, repr=False)
 
 
 class Applier(Protocol):

@@ -35,7 +35,7 @@ from terry.steps.rollback import interrupt_dead_applies
 from terry.store import Store
 from terry.store.locks import claim_queued, hosts_free, process_alive, queued, unqueue
 from terry.store.models import IncidentRow, ProposalRow
-from terry.store.runs import Reaped, reap
+from terry.store.runs import Reaped
 
 __all__ = ["CARRY_ON", "Recovery", "Sweep", "Worker"]
 
@@ -370,7 +370,7 @@ class Worker:
         interrupted, and find queued proposals nobody waits for whose hosts are free."""
         ctx = pipeline.ctx
         store = ctx.store
-        reaped = reap(store, ctx.config.state_dir / "runs")
+        reaped = pipeline.reap()
         interrupted = interrupt_dead_applies(store)
         ready = []
         for item in queued(store):

@@ -38,7 +38,6 @@ from terry.steps.record import Record
 from terry.steps.rollback import Rollback
 from terry.steps.verify import Verify
 from terry.store.locks import host_locks
-from terry.store.runs import reap
 from terry.verify.judge import Outcome
 
 __all__ = ["Apply"]
@@ -120,14 +119,13 @@ class Apply:
             plan = Plan.from_json(row.plan, applier=row.applier)
         runner = ctx.config.runner
         ttl = timedelta(seconds=runner.timeout * 3 + 60)
-        runs = ctx.config.state_dir / "runs"
         with host_locks(
             ctx.store,
             hosts,
             proposal_id=proposal_id,
             ttl=ttl,
             wait=runner.lock_wait,
-            reap=lambda: reap(ctx.store, runs),  # a dead holder's lock is freed, not waited out
+            reap=self.appliers.reap,  # a dead holder's lock is freed, not waited out
         ):
             healed = self._recheck(proposal_id, merge_sha)
             if healed is not None:

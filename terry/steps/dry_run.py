@@ -22,7 +22,6 @@ from terry.proposals.state import ProposalState, get, transition
 from terry.remedies.estimate import estimates
 from terry.steps.record import Record
 from terry.store.locks import host_locks
-from terry.store.runs import reap
 
 __all__ = ["DryRun"]
 
@@ -41,14 +40,13 @@ class DryRun:
         runner = ctx.config.runner
         # each check is one run of at most runner.timeout; an apply's lease covers three
         ttl = timedelta(seconds=runner.timeout * max(1, len(plan.check)) + 60)
-        runs = ctx.config.state_dir / "runs"
         with host_locks(
             ctx.store,
             hosts,
             proposal_id=proposal_id,
             ttl=ttl,
             wait=runner.lock_wait,
-            reap=lambda: reap(ctx.store, runs),
+            reap=self.appliers.reap,
         ):
             return self._checked(proposal_id)
 

@@ -25,7 +25,7 @@ from terry.proposals.state import ProposalState, get, transition
 from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, utcnow
-from terry.store.runs import fail_run, finish_run, start_run
+from terry.store.runs import fail_run, finish_run, set_remote, start_run
 
 __all__ = ["Record", "keep_interrupted"]
 
@@ -95,6 +95,7 @@ class Record:
                 target=row.target,
                 params=dict(row.params),
                 hold=hold,
+                on_remote=lambda remote: set_remote(store, run_id, remote),
             )
         reporter = self.ctx.reporter
         try:

@@ -23,7 +23,6 @@ from terry.steps.record import Record, keep_interrupted
 from terry.store import Store
 from terry.store.locks import host_locks, live_proposals
 from terry.store.models import ProposalRow
-from terry.store.runs import reap
 
 __all__ = ["INTERRUPTED_REASON", "ROLLBACK_FROM", "Rollback", "interrupt_dead_applies"]
 
@@ -105,11 +104,10 @@ class Rollback:
         interrupted; one left ``applying`` by a process that died is marked interrupted
         first)."""
         ctx = self.ctx
-        runs = ctx.config.state_dir / "runs"
         with ctx.store.session() as session:
             state = ProposalState(get(session, proposal_id).state)
         if state is ProposalState.APPLYING:
-            reap(ctx.store, runs)  # what a dead apply left: its run, its locks
+            self.appliers.reap()  # what a dead apply left: its run, its locks
             interrupt_dead_applies(ctx.store, (proposal_id,))
         with ctx.store.session() as session:
             row = get(session, proposal_id)
@@ -123,7 +121,7 @@ class Rollback:
             proposal_id=proposal_id,
             ttl=ttl,
             wait=ctx.config.runner.lock_wait,
-            reap=lambda: reap(ctx.store, runs),
+            reap=self.appliers.reap,
         ):
             self(proposal_id, merge_sha, reason=f"requested by {actor}", actor=actor)
         return self.record.state(proposal_id)

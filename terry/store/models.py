@@ -261,6 +261,9 @@ class RunRow(Base):
     # The process making the run (terry.store.locks.holder_id): a run left running by a
     # dead process is finished as interrupted by recovery (0012).
     holder: Mapped[str | None] = mapped_column(String(200))
+    # Where the run goes on outside that process (``awx:<job id>``), said by its applier as
+    # it starts: recovery stops it there before freeing the run's hosts (0022).
+    remote: Mapped[str | None] = mapped_column(String(200))
 
 
 class RunEventRow(Base):

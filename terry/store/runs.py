@@ -3,10 +3,11 @@ runs a dead process left ``running``, finished as ``interrupted`` by recovery (`
 
 from __future__ import annotations
 
+import logging
 import os
 import signal
 import time
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
 from datetime import datetime
@@ -38,11 +39,17 @@ __all__ = [
     "reap",
     "remedy_record",
     "remedy_records",
+    "set_remote",
     "start_run",
 ]
 
+log = logging.getLogger("terry.store.runs")
+
 # The status of a run whose process died before it ended.
 INTERRUPTED = "interrupted"
+# Stops a run that goes on elsewhere (``runs.remote``, ``awx:<job id>``): whether it has
+# ended there (stopped now, or finished before); False while it may still change hosts.
+StopRemote = Callable[[str], bool]
 
 
 def start_run(store: Store, *, proposal_id: int, kind: str, commit: str | None) -> int:
@@ -95,6 +102,14 @@ def finish_run(store: Store, run_id: int, result: RunResult) -> None:
         )
 
 
+def set_remote(store: Store, run_id: int, remote: str) -> None:
+    """Where the run goes on outside this process, said by its applier as it starts."""
+    with store.session() as session:
+        row = session.get(RunRow, run_id)
+        if row is not None:
+            row.remote = remote[:200]
+
+
 def fail_run(store: Store, run_id: int, status: str) -> None:
     with store.session() as session:
         row = session.get(RunRow, run_id)
@@ -114,10 +129,13 @@ class Reaped:
     released: tuple[str, ...] = ()
 
 
-def reap(store: Store, runs_dir: Path | None) -> Reaped:
+def reap(store: Store, runs_dir: Path | None, stop_remote: StopRemote | None = None) -> Reaped:
     """Release what dead processes left: each run they left ``running`` is stopped (what is
     left of its ansible-playbook on this machine, found in ``runs_dir``, the runs' private
-    directories) and finished as ``interrupted``; then their locks are released.
+    directories; a run that goes on elsewhere, ``runs.remote``, by ``stop_remote``) and
+    finished as ``interrupted``; then their locks are released. A run that would not stop
+    (or that nothing here can stop) keeps its locks and stays ``running``: the next look
+    tries again, and no other fix is let onto hosts it may still be changing.
 
     A run's process is dead when its holder is (``terry.store.locks.process_alive``); seen
     from another machine, when that process holds no lock with a live heartbeat (a run is
@@ -126,14 +144,17 @@ def reap(store: Store, runs_dir: Path | None) -> Reaped:
     after the read is never judged by locks read before it began."""
     with store.session() as session:
         running = session.execute(
-            select(RunRow.id, RunRow.proposal_id, RunRow.holder).where(RunRow.status == "running")
+            select(RunRow.id, RunRow.proposal_id, RunRow.holder, RunRow.remote).where(
+                RunRow.status == "running"
+            )
         ).all()
     now = utcnow()
     with store.session() as session:
         locks = list(session.scalars(select(HostLockRow)))
     live = [row for row in locks if lock_alive(row, now)]
     dead: dict[int, tuple[int, str | None]] = {}  # run id -> (proposal id, holder)
-    for run_id, proposal_id, holder in running:
+    remote: dict[int, str] = {}  # dead runs that go on elsewhere -> where
+    for run_id, proposal_id, holder, elsewhere in running:
         if holder:
             alive = process_alive(holder)
             if alive is None:  # another machine: alive while it holds a live lock
@@ -142,15 +163,31 @@ def reap(store: Store, runs_dir: Path | None) -> Reaped:
             alive = any(row.proposal_id == proposal_id for row in live)
         if not alive:
             dead[run_id] = (proposal_id, holder)
+            if elsewhere:
+                remote[run_id] = elsewhere
     left = _leftovers([runs_dir / str(run_id) for run_id in dead]) if runs_dir and dead else {}
     stopped = _stop(left)
     # a run something of which would not stop keeps its locks: never free a host that
     # something may still be changing
     still = {left[pid] for pid in left if pid not in stopped}
+    still |= {run_id for run_id, where in remote.items() if not _ended(where, stop_remote)}
     finished = _interrupt(store, [run_id for run_id in dead if run_id not in still])
     kept = {dead[run_id][0] for run_id in still}
     releasable = [row for row in dead_locks(store) if row.proposal_id not in kept]
     return Reaped(finished, tuple(sorted(stopped)), release(store, releasable))
+
+
+def _ended(remote: str, stop_remote: StopRemote | None) -> bool:
+    """Whether a dead process's run that goes on at ``remote`` has ended there (stopped now
+    by ``stop_remote``); never when nothing here can stop it, or stopping it failed."""
+    if stop_remote is None:
+        log.warning("run at %s: its process died and nothing here can stop it", remote)
+        return False
+    try:
+        return stop_remote(remote)
+    except Exception as exc:  # whatever it was, the hosts stay held
+        log.warning("run at %s: its process died and stopping it failed: %s", remote, exc)
+        return False
 
 
 def _interrupt(store: Store, run_ids: list[int]) -> tuple[int, ...]:

@@ -12,6 +12,8 @@ does not finish is canceled.
 from __future__ import annotations
 
 import os
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -21,11 +23,13 @@ import yaml
 from click.testing import CliRunner
 from sqlalchemy import select
 
+from terry.app import build_pipeline
 from terry.cli import main
 from terry.store import Store
-from terry.store.models import ProposalRow, RunEventRow, RunRow
-from tests.conftest import Cli, config_for, make_cli
+from terry.store.models import HostLockRow, ProposalRow, RunEventRow, RunRow
+from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.fakes.awx_api import FakeAWX
+from tests.integration.test_crash_recovery import wait_for
 from tests.shop import git, ingest_one
 
 pytestmark = pytest.mark.integration
@@ -274,3 +278,59 @@ def test_through_a_gateway_with_absolute_links_every_event_is_read_once(
     # every event AWX saved, each once: a counter listed before the one below it was saved
     # is not skipped
     assert sorted(counters) == [e["counter"] for e in job.events]
+
+
+def test_a_job_whose_terry_was_killed_is_canceled_before_its_host_is_freed(
+    world: tuple[Cli, FakeAWX], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Terry killed outright while its AWX job runs: the job goes on in AWX. A restart's look
+    at what dead processes left (``Pipeline.reap``: what the worker, and every wait for a
+    host lock, does) cancels it before the host is freed; while AWX refuses the cancel, the
+    host stays held by the dead run and the run stays running, for the next look."""
+    cli, fake = world
+    fake.templates[1].hang = True  # the job runs until it is canceled
+    body = payload([alert("ConfigDrift", fingerprint="fp-killed", host=HOST, file="app.conf")])
+    terry = subprocess.Popen(
+        [sys.executable, "-m", "terry", "--repo", str(cli.repo), "alert", "ingest", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **cli.env},
+    )
+    assert terry.stdin is not None
+    terry.stdin.write(body.encode())
+    terry.stdin.close()
+    try:
+        wait_for(
+            lambda: (
+                any(j.status == "running" for j in fake.jobs.values())
+                and [r.remote for r in _rows(cli, RunRow)] == ["awx:1"]
+            ),
+            60,
+            "the AWX job to run, and its run to say where",
+        )
+    finally:
+        terry.kill()
+        terry.wait()
+    [job] = fake.jobs.values()
+    assert not job.cancel_asked and job.status == "running"
+    monkeypatch.setenv("TERRY_AWX_TOKEN", TOKEN)
+    store = Store(config_for(cli.repo).store_url)
+    pipeline = build_pipeline(config_for(cli.repo), store)
+    try:
+        fake.cancel_denied = True  # AWX's 403: the job may still change the host
+        refused = pipeline.reap()
+        assert refused.runs == () and refused.released == ()
+        assert [(r.status, r.remote) for r in _rows(cli, RunRow)] == [("running", "awx:1")]
+        assert [lock.host for lock in _rows(cli, HostLockRow)] == [HOST]
+        assert job.status == "running"
+
+        fake.cancel_denied = False
+        reaped = pipeline.reap()
+        assert job.cancel_asked and job.status == "canceled"
+        [run] = _rows(cli, RunRow)
+        assert reaped.runs == (run.id,) and run.status == "interrupted"
+        assert _rows(cli, HostLockRow) == [] and HOST in reaped.released
+        assert pipeline.reap().runs == ()  # once
+    finally:
+        store.dispose()

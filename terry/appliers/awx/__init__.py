@@ -32,6 +32,8 @@ events ansible-runner makes; events saved late are waited for until
 ``event_processing_finished`` (or ``awx.events_grace``). Per-host stats come from
 ``job_host_summaries``. A job still running at ``awx.timeout`` is canceled
 (``POST /jobs/{id}/cancel/``, which takes effect a little later) and the run is a timeout.
+A launched job's id is recorded with its run (``Job.on_remote``): should Terry die, the
+next look at what dead processes left cancels it (``stop_remote``) before its hosts are freed.
 A job that cannot be launched raises ``AWXError``, like ansible-runner that cannot start.
 """
 
@@ -250,6 +252,8 @@ class AWXApplier:
         launch = self._prepare(job, check=check, tags=tags)
         self._sync_project(job, launch.template, deadline)
         job_id, ignored = self.client.launch(launch.template.id, launch.body)
+        if job.on_remote is not None:
+            job.on_remote(f"{self.name}:{job_id}")
         stream = _Stream(self.client, job_id, on_event)
         if ignored:
             self._ignored(job_id, launch, sorted(ignored), stream, deadline)
@@ -339,6 +343,30 @@ class AWXApplier:
             )
         stream.note("awx_job", EventStatus.FAILED, told)
         raise AWXError(told)
+
+    def stop_remote(self, ref: str) -> bool:
+        """A job whose Terry died (``runs.remote``, ``awx:<job id>``): canceled, and whether it
+        has ended (canceled now, had finished, or is gone: AWX deletes finished jobs only).
+        A cancel that does not show within a little while: False; AWX's refusal (403) or an
+        outage raises: either way the hosts stay held and the next look asks again."""
+        if not ref.isdigit():
+            return False
+        job_id = int(ref)
+        try:
+            state = self.client.job(job_id)
+        except AWXError as exc:
+            if exc.status == 404:  # AWX deletes only jobs that have finished
+                return True
+            raise
+        if not state.finished:
+            self.client.cancel(job_id)
+            give_up = self._clock() + _CANCEL_WAIT
+            while not state.finished and self._clock() < give_up:
+                self._sleep(self.config.poll_interval)
+                state = self.client.job(job_id)
+        if self._say is not None:
+            self._say(None, f"AWX job {job_id} of a run whose Terry died: {state.status}")
+        return state.finished
 
     def _wait(self, job_id: int, stream: _Stream, deadline: float) -> tuple[JobState, bool]:
         """Poll until the job finishes, reading events as they come; at the deadline cancel
