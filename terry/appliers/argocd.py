@@ -540,13 +540,17 @@ class ArgoCDApplier:
         if self._share is not None:
             self._share.share_branch(job.branch)
         request = SyncRequest(app, job.hosts[0], job.commit, dry_run=True, manifest=manifest)
-        return self.sync(request, on_event=on_event, contains=self.repo.is_ancestor)
+        return self.sync(
+            request, on_event=on_event, contains=self.repo.is_ancestor, on_remote=job.on_remote
+        )
 
     def apply(self, job: Job, on_event: OnEvent) -> RunResult:
         """Sync the merge (or let auto-sync deploy it) and wait for Synced at it (or after
         it) and Healthy."""
         request = SyncRequest(_app(job), job.hosts[0], job.commit, dry_run=False)
-        return self.sync(request, on_event=on_event, contains=self.repo.is_ancestor)
+        return self.sync(
+            request, on_event=on_event, contains=self.repo.is_ancestor, on_remote=job.on_remote
+        )
 
     def verify(self, job: Job, on_event: OnEvent) -> RunResult:
         return self.status(
@@ -573,7 +577,9 @@ class ArgoCDApplier:
         if self._say is not None:
             self._say(job.proposal_id, f"reverted {job.commit[:10]} on main as {sha[:10]}")
         request = SyncRequest(_app(job), job.hosts[0], sha, dry_run=False)
-        result = self.sync(request, on_event=on_event, contains=self.repo.is_ancestor)
+        result = self.sync(
+            request, on_event=on_event, contains=self.repo.is_ancestor, on_remote=job.on_remote
+        )
         return replace(result, revision=sha)
 
     def sync(
@@ -582,9 +588,12 @@ class ArgoCDApplier:
         on_event: Callable[[RunnerEvent], None] | None = None,
         *,
         contains: Callable[[str, str], bool] | None = None,
+        on_remote: Callable[[str], None] | None = None,
     ) -> RunResult:
         """Sync and wait. ``contains(ours, compared)``: whether the revision Argo CD compares
-        with (main's head) includes ours, so main moving on meanwhile is still "Synced"."""
+        with (main's head) includes ours, so main moving on meanwhile is still "Synced".
+        ``on_remote`` is told the sync Terry asked for, once Argo CD took it
+        (``stop_remote`` ends it should Terry die meanwhile)."""
         started = self._clock()
         deadline = started + self.timeout
         at = _at(request.revision, contains)
@@ -615,6 +624,8 @@ class ArgoCDApplier:
             return events.result(RunStatus.ERROR, started, self._clock())
         if auto is None:
             return events.result(RunStatus.FAILED, started, self._clock())
+        if not auto and on_remote is not None:  # auto-sync's operation is Argo CD's own
+            on_remote(f"{self.name}:{request.revision}:{int(request.dry_run)}:{request.app}")
         try:
             if auto:
                 status, verdict = self._watch(request.app, at, deadline, patient=True, auto=True)
@@ -769,6 +780,36 @@ class ArgoCDApplier:
             if self._timed_out(deadline):
                 return None
             self._sleep(self.poll_interval)
+
+    def stop_remote(self, ref: str) -> bool:
+        """The sync of a run whose Terry died (``<revision>:<dry run 0|1>:<app>``): terminated
+        if it is still the application's operation, and whether it has ended (it finished,
+        another operation replaced it, or the termination shows within a little while).
+        Argo CD's refusal or an outage raises: the hosts stay held."""
+        revision, _, rest = ref.partition(":")
+        dry, _, app = rest.partition(":")
+        if not revision or dry not in ("0", "1") or not app:
+            return False
+        request = SyncRequest(app, "", revision, dry_run=dry == "1")
+
+        def ours() -> bool:
+            asked = self.client.get(app).requested
+            return (
+                asked is not None
+                and not asked.automated
+                and asked.revision == revision
+                and asked.dry_run == request.dry_run
+            )
+
+        if not ours():
+            return True
+        self.client.terminate(app)
+        give_up = self._clock() + max(30.0, 10 * self.poll_interval)
+        while self._clock() < give_up:
+            if not ours():
+                return True
+            self._sleep(self.poll_interval)
+        return False
 
     def _terminate(self, request: SyncRequest) -> str:
         """Terminate this request's operation, still running at the timeout, so that it does

@@ -6,6 +6,9 @@ client talks to it, driven through the ``terry`` command.
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -15,9 +18,11 @@ import httpx
 import pytest
 from sqlalchemy import select
 
+from terry.app import build_pipeline
+from terry.errors import StoreError
 from terry.store import Store
-from terry.store.models import AuditRow, RunEventRow, RunRow
-from tests.conftest import Cli, config_for, make_cli
+from terry.store.models import AuditRow, HostLockRow, RunEventRow, RunRow
+from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.fakes.argocd import FakeArgoCD
 from tests.shop import git, ingest_one, shop_repo
 
@@ -450,3 +455,69 @@ def test_a_sync_that_does_not_finish_is_terminated_and_the_revert_deployed(
     [stopped] = [e for e in _events(cli, pid, "apply") if e.event == "argocd_operation"]
     assert "Terry asked Argo CD to terminate it" in stopped.data["message"]
     assert fake.live("shop", "Deployment", "shop")["spec"]["replicas"] == 2
+
+
+def test_a_sync_whose_terry_was_killed_is_terminated_before_its_target_is_freed(
+    make_world: Callable[..., tuple[Cli, FakeArgoCD]], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Terry killed outright while the sync it asked for runs: Argo CD goes on with it. The
+    next look at what dead processes left terminates that operation (``DELETE .../operation``)
+    before the target's lock is freed; while Argo CD cannot be asked, the lock stays."""
+    cli, fake = make_world(timeout=120)
+    fake.hang(1)  # the dry run's sync runs on until it is terminated
+    body = payload([alert("AppReplicasTooLow", fingerprint="fp-killed", host="shop", replicas="4")])
+    terry = subprocess.Popen(
+        [sys.executable, "-m", "terry", "--repo", str(cli.repo), "alert", "ingest", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **cli.env},
+    )
+    assert terry.stdin is not None
+    terry.stdin.write(body.encode())
+    terry.stdin.close()
+    try:
+        deadline = time.monotonic() + 60
+        while not _remote_said(cli):
+            assert time.monotonic() < deadline, "the dry run's sync never started"
+            time.sleep(0.1)
+    finally:
+        terry.kill()
+        terry.wait()
+    [run] = _rows(cli, RunRow)
+    assert (
+        run.remote is not None
+        and run.remote.startswith("argocd:")
+        and run.remote.endswith(":1:shop")
+    )
+    running = fake.apps["shop"].op_state
+    assert running is not None and running["phase"] == "Running", running
+    monkeypatch.setenv("ARGOCD_AUTH_TOKEN", TOKEN)
+    store = Store(config_for(cli.repo).store_url)
+    pipeline = build_pipeline(config_for(cli.repo), store)
+    try:
+        fake.fail_next(1000, status=503)  # Argo CD cannot be asked: the sync may go on
+        held = pipeline.reap()
+        assert held.runs == () and held.released == ()
+        assert [lock.host for lock in _rows(cli, HostLockRow)] == ["shop"]
+
+        fake.fail_next(0)
+        reaped = pipeline.reap()
+        assert [r["method"] for r in fake.requests if r["path"].endswith("/operation")] == [
+            "DELETE"
+        ]
+        [run] = _rows(cli, RunRow)
+        assert reaped.runs == (run.id,) and run.status == "interrupted"
+        assert _rows(cli, HostLockRow) == [] and "shop" in reaped.released
+        ended = fake.apps["shop"].op_state
+        assert ended is not None and ended["phase"] == "Failed", ended
+    finally:
+        store.dispose()
+
+
+def _remote_said(cli: Cli) -> bool:
+    """Whether a run says where it goes on (False while the store is not made yet)."""
+    try:
+        return any(r.remote for r in _rows(cli, RunRow))
+    except StoreError:
+        return False
