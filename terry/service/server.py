@@ -73,6 +73,7 @@ from terry.store.models import (
     utcnow,
 )
 from terry.tenants.scope import Scopes
+from terry.traces.spans import parse_traceparent
 
 __all__ = ["MAX_PAGE", "create_app"]
 
@@ -559,8 +560,12 @@ def create_app(
         except InputError as exc:
             requests.labels("400").inc()
             return _error(400, str(exc))
+        # Alertmanager's notification span (0.28+, tracing on): kept when well formed, so
+        # the incident's trace links to it; anything else is ignored, never refused
+        parent = parse_traceparent(request.headers.get("traceparent"))
         try:
-            await inbox.put(text_body)  # committed (in a group) before we answer
+            # committed (in a group) before we answer
+            await inbox.put(text_body, parent.traceparent if parent else None)
         except StoreError as exc:
             requests.labels("503").inc()
             log.error("store unavailable, answering 503: %s", exc)

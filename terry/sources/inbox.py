@@ -26,13 +26,14 @@ from terry.errors import InputError, StoreError
 from terry.incidents import lifecycle as incidents
 from terry.sources.alertmanager import Payload, parse_payload
 from terry.store import Store
-from terry.store.models import InboxRow, utcnow
+from terry.store.models import InboxRow, IncidentRow, utcnow
 
 __all__ = ["Folder", "Inbox", "fold_pending"]
 
 log = logging.getLogger("terry.sources.inbox")
 
-_Waiter = tuple[str, asyncio.AbstractEventLoop, "asyncio.Future[None]"]
+# (body, its request's W3C traceparent or None, the loop and future its request waits on)
+_Waiter = tuple[str, str | None, asyncio.AbstractEventLoop, "asyncio.Future[None]"]
 
 
 class Inbox:
@@ -49,11 +50,13 @@ class Inbox:
         self._thread = threading.Thread(target=self._run, name="terry-inbox", daemon=True)
         self._thread.start()
 
-    async def put(self, body: str) -> None:
-        """Store ``body``; raises StoreError when the store refused it (answer 503)."""
+    async def put(self, body: str, traceparent: str | None = None) -> None:
+        """Store ``body`` (with the W3C ``traceparent`` its request came with, a valid one:
+        ``terry.traces.spans.parse_traceparent``); raises StoreError when the store refused
+        it (answer 503)."""
         loop = asyncio.get_running_loop()
         done: asyncio.Future[None] = loop.create_future()
-        self._queue.put((body, loop, done))
+        self._queue.put((body, traceparent, loop, done))
         await done
 
     def quiet_for(self) -> float:
@@ -85,13 +88,16 @@ class Inbox:
                 with self._store.write_turn(urgent=True), self._store.session() as session:
                     session.execute(
                         insert(InboxRow.__table__),
-                        [{"received_at": now, "body": body} for body, _l, _f in batch],
+                        [
+                            {"received_at": now, "body": body, "traceparent": parent}
+                            for body, parent, _l, _f in batch
+                        ],
                     )
             except Exception as exc:  # any failure: every request of the batch gets a 503
                 log.error("inbox commit failed for %d bodies: %s", len(batch), exc)
                 error = exc if isinstance(exc, StoreError) else StoreError(str(exc))
             by_loop: dict[asyncio.AbstractEventLoop, list[asyncio.Future[None]]] = {}
-            for _body, loop, done in batch:
+            for _body, _parent, loop, done in batch:
                 by_loop.setdefault(loop, []).append(done)
             for loop, futures in by_loop.items():  # one wake-up per loop, not one per request
                 loop.call_soon_threadsafe(_settle, futures, error)
@@ -154,7 +160,7 @@ def fold_pending(store: Store, *, limit: int = 200) -> Folded:
     return Folded(folded, tuple(opened), refused, tuple(changed))
 
 
-def _claim(session: Session, limit: int) -> list[tuple[int, str, datetime]]:
+def _claim(session: Session, limit: int) -> list[tuple[int, str, datetime, str | None]]:
     """Take the oldest unfolded rows: one UPDATE, so two servers never take the same row."""
     oldest = (
         select(InboxRow.id)
@@ -167,20 +173,25 @@ def _claim(session: Session, limit: int) -> list[tuple[int, str, datetime]]:
         update(InboxRow)
         .where(InboxRow.id.in_(oldest.scalar_subquery()), InboxRow.folded_at.is_(None))
         .values(folded_at=utcnow())
-        .returning(InboxRow.id, InboxRow.body, InboxRow.received_at)
+        .returning(InboxRow.id, InboxRow.body, InboxRow.received_at, InboxRow.traceparent)
         .execution_options(synchronize_session=False)
     )
-    return sorted((row.id, row.body, row.received_at) for row in claimed)
+    return sorted(
+        ((row.id, row.body, row.received_at, row.traceparent) for row in claimed),
+        key=lambda row: row[0],
+    )
 
 
 def _fold_batch(store: Store, limit: int) -> Folded:
     with store.write_turn(urgent=False), store.session() as session:
         rows = _claim(session, limit)
         good: list[tuple[Payload, datetime]] = []
+        parents: list[str | None] = []  # each good body's request's traceparent
         refused = 0
-        for row_id, body, received_at in rows:
+        for row_id, body, received_at, parent in rows:
             try:
                 good.append((parse_payload(body), received_at))
+                parents.append(parent)
             except InputError as exc:
                 session.execute(
                     update(InboxRow)
@@ -190,6 +201,7 @@ def _fold_batch(store: Store, limit: int) -> Folded:
                 )
                 refused += 1
         results = incidents.ingest_many(session, good)
+        _keep_traceparents(session, results, parents)
     opened = tuple(i for result in results for i in result.opened)
     changed = tuple(
         (e.incident_id, e.effect is incidents.Effect.RESOLVED, f"{e.alertname} {e.status.value}")
@@ -198,6 +210,27 @@ def _fold_batch(store: Store, limit: int) -> Folded:
         if e.incident_id and e.effect in (incidents.Effect.RESOLVED, incidents.Effect.JOINED)
     )
     return Folded(len(rows), opened, refused, changed)
+
+
+def _keep_traceparents(
+    session: Session, results: list[incidents.IngestResult], parents: list[str | None]
+) -> None:
+    """Each incident a notification opened keeps that notification's traceparent (its
+    trace links to Alertmanager's span); the first one, when several opened it at once."""
+    for result, parent in zip(results, parents, strict=True):
+        if parent is None:
+            continue
+        for effect in result.effects:
+            if effect.effect is incidents.Effect.OPENED and effect.incident_id:
+                session.execute(
+                    update(IncidentRow)
+                    .where(
+                        IncidentRow.id == effect.incident_id,
+                        IncidentRow.alert_traceparent.is_(None),
+                    )
+                    .values(alert_traceparent=parent)
+                    .execution_options(synchronize_session=False)
+                )
 
 
 def _storable(reason: str, limit: int = 2000) -> str:

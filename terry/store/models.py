@@ -102,6 +102,8 @@ class InboxRow(Base):
     folded_at: Mapped[datetime | None] = mapped_column(index=True)
     # Why folding refused it (not valid any more, e.g. after an upgrade); null when folded.
     error: Mapped[str | None] = mapped_column(Text)
+    # The W3C traceparent the webhook request came with (Alertmanager's notification span).
+    traceparent: Mapped[str | None] = mapped_column(String(55))
 
 
 class IncidentRow(Base):
@@ -134,6 +136,9 @@ class IncidentRow(Base):
     # time Terry handles it with tracing on; later work continues the same trace.
     trace_id: Mapped[str | None] = mapped_column(String(32), index=True)
     trace_span_id: Mapped[str | None] = mapped_column(String(16))
+    # The traceparent of the notification that opened it (Alertmanager's span, 0023): the
+    # incident's trace links to it.
+    alert_traceparent: Mapped[str | None] = mapped_column(String(55))
     # What the traces of the services the alert is about said (terry.traces.evidence).
     trace_evidence: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
     # A storm's second incident on a host already carried by the folded proposal (0020):

@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING
 from sqlalchemy import select, update
 
 from terry.store.models import IncidentRow, ProposalRow
-from terry.traces.spans import SpanIds, Tracer, exporting_from, tracer_for
+from terry.traces.spans import SpanIds, Tracer, exporting_from, parse_traceparent, tracer_for
 
 if TYPE_CHECKING:
     from terry.config import Config
@@ -115,6 +115,7 @@ class Traces:
     ) -> Iterator[None]:
         with self.store.session() as session:
             row = session.get(IncidentRow, incident_id)
+            alerted: SpanIds | None = None
             if row is None:  # the step itself says so
                 ref, kept = str(incident_id), None
             else:
@@ -124,6 +125,7 @@ class Traces:
                     if row.trace_id and row.trace_span_id
                     else None
                 )
+                alerted = parse_traceparent(row.alert_traceparent)
         # terry.incident is a namespace (.id, .ref), never an attribute itself: OpenTelemetry's
         # attribute naming ("names SHOULD NOT coincide with namespaces")
         attributes: dict[str, str | int] = {
@@ -134,7 +136,10 @@ class Traces:
             attributes["terry.proposal.id"] = proposal_id
         token = _within.set(incident_id)
         try:
-            with self.tracer.span(f"{verb} {ref}", attributes, parent=kept) as ids:
+            # the trace's first span follows from Alertmanager's notification, when it sent
+            # its trace context (a link: one notification may open many incidents)
+            links = (alerted,) if kept is None and alerted is not None else ()
+            with self.tracer.span(f"{verb} {ref}", attributes, parent=kept, links=links) as ids:
                 if kept is None and ids is not None and row is not None:
                     self._keep(incident_id, ids)
                 yield

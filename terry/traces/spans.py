@@ -34,6 +34,7 @@ __all__ = [
     "child",
     "current_ids",
     "exporting_from",
+    "parse_traceparent",
     "traceparent",
     "tracer_for",
 ]
@@ -53,6 +54,26 @@ class SpanIds:
     @property
     def traceparent(self) -> str:
         return f"00-{self.trace_id}-{self.span_id}-{'01' if self.sampled else '00'}"
+
+
+_TRACEPARENT = re.compile(r"([0-9a-f]{2})-([0-9a-f]{32})-([0-9a-f]{16})-([0-9a-f]{2})(-.*)?")
+
+
+def parse_traceparent(value: str | None) -> SpanIds | None:
+    """A W3C ``traceparent`` header's span (Trace Context, level 1): version ``00`` exactly,
+    a later version by its first four fields; None for anything else (version ``ff``, an
+    all-zero trace or span id, upper case, a value too long to be one)."""
+    if not value or len(value) > 256:
+        return None
+    found = _TRACEPARENT.fullmatch(value.strip())
+    if found is None:
+        return None
+    version, trace_id, span_id, flags, rest = found.groups()
+    if version == "ff" or (version == "00" and rest) or set(trace_id) == {"0"}:
+        return None
+    if set(span_id) == {"0"}:
+        return None
+    return SpanIds(trace_id, span_id, sampled=bool(int(flags, 16) & 1))
 
 
 @dataclass(frozen=True)
@@ -127,31 +148,43 @@ class Tracer:
         attributes: Attributes | None = None,
         *,
         parent: SpanIds | None = None,
+        links: tuple[SpanIds, ...] = (),
     ) -> contextlib.AbstractContextManager[SpanIds | None]:
         """A span around the block, a child of the current one (or of ``parent``, a span of
-        another process: the incident's trace continued). It records an exception that
-        leaves the block and lets it go on."""
+        another process: the incident's trace continued), linked to ``links`` (spans of
+        other traces it follows from: Alertmanager's notification). It records an exception
+        that leaves the block and lets it go on."""
         if self._tracer is None:
             return _NULL
-        return self._span(name, attributes, parent)
+        return self._span(name, attributes, parent, links)
 
     @contextlib.contextmanager
     def _span(
-        self, name: str, attributes: Attributes | None, parent: SpanIds | None
+        self,
+        name: str,
+        attributes: Attributes | None,
+        parent: SpanIds | None,
+        links: tuple[SpanIds, ...],
     ) -> Iterator[SpanIds | None]:
         from opentelemetry import trace
 
+        def remote(ids: SpanIds) -> Any:
+            flags = trace.TraceFlags.SAMPLED if ids.sampled else trace.TraceFlags.DEFAULT
+            return trace.SpanContext(
+                int(ids.trace_id, 16),
+                int(ids.span_id, 16),
+                is_remote=True,
+                trace_flags=trace.TraceFlags(flags),
+            )
+
         context = None
         if parent is not None:
-            remote = trace.SpanContext(
-                int(parent.trace_id, 16),
-                int(parent.span_id, 16),
-                is_remote=True,
-                trace_flags=trace.TraceFlags(trace.TraceFlags.SAMPLED),
-            )
-            context = trace.set_span_in_context(trace.NonRecordingSpan(remote))
+            context = trace.set_span_in_context(trace.NonRecordingSpan(remote(parent)))
         with self._tracer.start_as_current_span(
-            name, context=context, attributes=dict(attributes or {})
+            name,
+            context=context,
+            attributes=dict(attributes or {}),
+            links=[trace.Link(remote(ids)) for ids in links],
         ):
             yield current_ids()
 

@@ -25,6 +25,7 @@ from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
     ExportTraceServiceRequest,
     ExportTraceServiceResponse,
 )
+from sqlalchemy import select
 from starlette.applications import Starlette
 from starlette.requests import Request
 from starlette.responses import Response
@@ -32,6 +33,8 @@ from starlette.routing import Route
 
 from terry.demo import example
 from terry.gitops.repo import Repo
+from terry.store import Store
+from terry.store.models import IncidentRow
 from terry.traces.spans import TraceIdFilter, exporting_from, tracer_for
 from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.fakes.jaeger_api import FakeJaeger, SpanSpec
@@ -84,6 +87,9 @@ class OtlpReceiver(LocalServer):
                                     a.key: a.value.string_value or a.value.int_value
                                     for a in span.attributes
                                 },
+                                "links": [
+                                    (link.trace_id.hex(), link.span_id.hex()) for link in span.links
+                                ],
                             }
                         )
         answer = ExportTraceServiceResponse().SerializeToString()
@@ -221,6 +227,59 @@ def test_an_incident_is_one_trace_with_a_span_per_step(fleet: Cli, otlp: OtlpRec
     assert ids is not None
     assert records[0].getMessage() == f"inside a span trace_id={ids.trace_id}"
     assert records[1].getMessage() == "outside" and records[1].trace_id == ""
+
+
+def test_an_incident_alertmanager_notified_in_a_trace_links_to_that_trace(
+    fleet: Cli, otlp: OtlpReceiver
+) -> None:
+    """Alertmanager (0.28+, tracing on) sends its notification span's ``traceparent`` with
+    the webhook: the incident it opens starts its own trace, whose first span links to
+    Alertmanager's. A malformed header is ignored, never a refusal."""
+    from tests.integration.test_server import CLEAN, Serve
+
+    alertmanager = ("4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7")
+    server = Serve(fleet.repo)
+    try:
+        sent = server.post(
+            payload([alert("DiskUsageHigh", fingerprint="tr-am", host="db-01", mountpoint="/x")]),
+            headers={"traceparent": f"00-{alertmanager[0]}-{alertmanager[1]}-01"},
+        )
+        odd = server.post(
+            payload([alert("DiskUsageHigh", fingerprint="tr-odd", host="db-01", mountpoint="/y")]),
+            headers={"traceparent": f"00-{alertmanager[0].upper()}-{alertmanager[1]}-01"},
+        )
+        assert (sent.status_code, odd.status_code) == (202, 202), (sent.text, odd.text)
+
+        def traced() -> dict[str, str]:
+            store = Store(config_for(fleet.repo).store_url)
+            try:
+                with store.session() as session:
+                    found = dict(
+                        session.execute(select(IncidentRow.fingerprint, IncidentRow.trace_id)).all()
+                    )
+            finally:
+                store.dispose()
+            return found if found.get("tr-am") and found.get("tr-odd") else {}
+
+        def roots() -> dict[str, dict[str, Any]]:
+            """Each incident's first span, once the server exported it (when it ended)."""
+            found = {
+                fingerprint: [s for s in otlp.of(trace_id) if s["parent"] is None]
+                for fingerprint, trace_id in (traced() or {}).items()
+            }
+            return {f: spans[0] for f, spans in found.items() if len(spans) == 1}
+
+        deadline = time.monotonic() + 120
+        while len(first := roots()) < 2:
+            assert time.monotonic() < deadline, f"the incidents' spans never came: {first}"
+            time.sleep(0.5)
+    finally:
+        assert server.stop() in CLEAN
+    root, plain = first["tr-am"], first["tr-odd"]
+    assert root["trace_id"] != alertmanager[0]  # its own trace, linked, not joined
+    assert root["name"].startswith("remediate INC-")
+    assert root["links"] == [alertmanager]
+    assert plain["name"].startswith("remediate INC-") and plain["links"] == []
 
 
 def test_a_step_that_fails_its_proposal_has_an_error_status(fleet: Cli, otlp: OtlpReceiver) -> None:

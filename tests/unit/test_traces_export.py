@@ -9,7 +9,7 @@ import logging
 import pytest
 
 from terry.traces import spans
-from terry.traces.spans import exporting_from, tracer_for
+from terry.traces.spans import SpanIds, exporting_from, parse_traceparent, tracer_for
 
 
 def test_another_otel_environment_is_another_export() -> None:
@@ -53,3 +53,32 @@ def test_an_otlp_header_value_never_reaches_the_log(
     assert "Header format invalid" in caplog.text  # the SDK did speak
     assert "s3cr3t-v4lue" not in caplog.text
     assert all("s3cr3t-v4lue" not in r.getMessage() for r in caplog.records)
+
+
+TRACE_ID, SPAN_ID = "4bf92f3577b34da6a3ce929d0e0e4736", "00f067aa0ba902b7"
+
+
+@pytest.mark.parametrize(
+    ("header", "expected"),
+    [
+        (f"00-{TRACE_ID}-{SPAN_ID}-01", SpanIds(TRACE_ID, SPAN_ID, sampled=True)),
+        (f"00-{TRACE_ID}-{SPAN_ID}-00", SpanIds(TRACE_ID, SPAN_ID, sampled=False)),
+        (f" 00-{TRACE_ID}-{SPAN_ID}-01 ", SpanIds(TRACE_ID, SPAN_ID, sampled=True)),
+        # a later version is read by its first four fields (Trace Context, "Versioning")
+        (f"cc-{TRACE_ID}-{SPAN_ID}-09-what-comes", SpanIds(TRACE_ID, SPAN_ID, sampled=True)),
+        (f"00-{TRACE_ID}-{SPAN_ID}-01-more", None),  # version 00 has exactly four
+        (f"ff-{TRACE_ID}-{SPAN_ID}-01", None),  # ff is never a version
+        (f"00-{TRACE_ID.upper()}-{SPAN_ID}-01", None),
+        (f"00-{'0' * 32}-{SPAN_ID}-01", None),
+        (f"00-{TRACE_ID}-{'0' * 16}-01", None),
+        (f"00-{TRACE_ID[:-1]}-{SPAN_ID}-01", None),
+        (f"00-{TRACE_ID}-{SPAN_ID}", None),
+        (f"cc-{TRACE_ID}-{SPAN_ID}-01-" + "x" * 300, None),
+        ("", None),
+        (None, None),
+    ],
+)
+def test_a_traceparent_header_is_read_as_w3c_trace_context_says(
+    header: str | None, expected: SpanIds | None
+) -> None:
+    assert parse_traceparent(header) == expected
