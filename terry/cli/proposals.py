@@ -12,6 +12,7 @@ from terry.cli.ids import RowId
 from terry.cli.output import console, emit_json, err_console, inert, output_option
 from terry.cli.remote import remote_for
 from terry.errors import InputError
+from terry.proposals.confidence import describe
 from terry.proposals.state import ProposalState
 from terry.proposals.view import list_proposals, proposal_detail
 
@@ -81,7 +82,8 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
     )
     console.print(f"  state     [bold]{s.state}[/bold]\n  risk      {s.risk}", markup=True)
     if s.confidence is not None:
-        console.print(f"  confidence {s.confidence}/100 (docs/architecture.md: Confidence)")
+        said = describe(s.confidence, s.confidence_parts)
+        console.print(f"  confidence {said} (docs/architecture.md: Confidence)")
     if d.follows:
         console.print(f"  follows   proposal {d.follows} (its next wave: hosts that joined late)")
     if d.ai:

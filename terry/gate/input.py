@@ -47,6 +47,8 @@ class GateInput:
     # and the proposal's confidence 0-100 (terry.proposals.confidence).
     waves: tuple[dict[str, Any], ...] = ()
     confidence: int | None = None
+    # What the confidence is made of (stored with the proposal; not part of the policy input).
+    confidence_parts: dict[str, int] | None = None
     # What raised the incident: alert (a fix), drift, forecast, anomaly, inventory.
     source: str = "alert"
     # The error budgets of the services the hosts serve (terry.slo.services.gate_view).

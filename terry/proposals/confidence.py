@@ -1,7 +1,7 @@
 """Confidence: how sure Terry is that a proposal fixes its problem without harm, 0-100.
 
-Four things, each worth a fixed share, added up (``Confidence.parts``; the value alone is
-stored with the proposal and given to the gate, and the shares below are how to read it):
+Four things, each worth a fixed share, added up (``Confidence.parts``, stored with the
+value; the value alone is given to the gate, and the shares below are how to read it):
 
 - **the remedy's record** (up to 45): its success rate across earlier proposals, scaled by
   how many there were (full weight from ``PROVEN_RUNS`` runs on); a remedy never run yet
@@ -21,7 +21,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PROVEN_RUNS", "Confidence", "score"]
+__all__ = ["PROVEN_RUNS", "Confidence", "describe", "revised", "score"]
 
 PROVEN_RUNS = 5  # runs from which a remedy's record counts in full
 
@@ -58,12 +58,32 @@ def score(
         diagnosis = round(15 * stated / 100)
     else:
         diagnosis = 25
-    parts = {"record": record, "dry_run": dry_run, "diagnosis": diagnosis}
-    value = record + dry_run + diagnosis
+    return revised({"record": record, "dry_run": dry_run, "diagnosis": diagnosis}, canary)
+
+
+def revised(parts: dict[str, int], canary: str | None) -> Confidence:
+    """The confidence of these parts before any canary (``record``, ``dry_run``,
+    ``diagnosis``), with the canary's outcome: passed adds 10 (up to 100), failed caps it at
+    20; the canary's part is what it added or took off, so the parts add up to the value."""
+    base = {k: v for k, v in parts.items() if k != "canary"}
+    value = sum(base.values())
     if canary == "passed":
-        parts["canary"] = 10
-        value += 10
+        base["canary"] = max(0, min(10, 100 - value))  # up to 100, no further
+        value += base["canary"]
     elif canary == "failed":
-        parts["canary"] = min(0, 20 - value)
+        base["canary"] = min(0, 20 - value)
         value = min(value, 20)
-    return Confidence(max(0, min(100, value)), parts)
+    return Confidence(max(0, min(100, value)), base)
+
+
+def describe(value: int, parts: dict[str, int] | None) -> str:
+    """``85/100 (record 30, dry run 30, diagnosis 25)``; the number alone without parts."""
+    said = f"{value}/100"
+    if parts:
+        names = {"dry_run": "dry run"}
+        shown = [
+            f"{names.get(k, k)} {'+' if k == 'canary' and v > 0 else ''}{v}"
+            for k, v in parts.items()
+        ]
+        said += f" ({', '.join(shown)})"
+    return said

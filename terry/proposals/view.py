@@ -45,6 +45,8 @@ class ProposalSummary:
     branch: str | None
     updated_at: datetime
     confidence: int | None = None  # 0-100 (terry.proposals.confidence), set by the gate
+    # its parts: record, dry_run, diagnosis (and canary, once it ran); None before 0024
+    confidence_parts: dict[str, int] | None = None
 
 
 @dataclass(frozen=True)
@@ -102,6 +104,7 @@ def _proposal_summary(row: ProposalRow) -> ProposalSummary:
         branch=row.branch,
         updated_at=row.updated_at,
         confidence=row.confidence_score,
+        confidence_parts=dict(row.confidence_parts) if row.confidence_parts else None,
     )
 
 

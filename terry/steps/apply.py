@@ -28,6 +28,7 @@ from terry.appliers.registry import Appliers
 from terry.context import Context
 from terry.errors import RunnerError
 from terry.incidents.lifecycle import set_attention
+from terry.proposals.confidence import revised
 from terry.proposals.hosts import HostState, ProposalHost, hosts_of, set_hosts
 from terry.proposals.plan import APPLIER, Plan
 from terry.proposals.state import MERGED_STATES, ProposalState, get, transition
@@ -503,11 +504,10 @@ class Apply:
             row = get(session, proposal_id)
             if row.confidence_score is None or canary is None:
                 return
-            row.confidence_score = (
-                min(row.confidence_score, 20)
-                if canary == "failed"
-                else min(100, row.confidence_score + 10)
-            )
+            # parts stored since 0024; before, the score alone stands for them
+            parts = row.confidence_parts or {"before": row.confidence_score}
+            now = revised(parts, canary)
+            row.confidence_score, row.confidence_parts = now.value, now.parts
 
     # -- re-check before acting (terry.steps.precheck) --------------------------------------
     def _recheck(self, proposal_id: int, merge_sha: str | None) -> ProposalState | None:

@@ -96,6 +96,7 @@ class Gate:
             tenancy_error=tenancy_error,
             waves=tuple(w.as_input() for w in waves),
             confidence=confidence.value,
+            confidence_parts=confidence.parts,
             source=source,
             # main's SLOs (slos/, docs/slo.md): the budgets of the services the hosts serve
             slo=slo_gate_view(
@@ -181,6 +182,7 @@ class Gate:
         with store.session() as session:  # the plan and confidence it was judged with
             row = get(session, proposal_id)
             commit, row.confidence_score = row.commit_sha, gate_input.confidence
+            row.confidence_parts = gate_input.confidence_parts
         set_waves(store, proposal_id, {h: w["index"] for w in gate_input.waves for h in w["hosts"]})
         if commit:
             trailers = decision_trailers(

@@ -227,6 +227,8 @@ class ProposalRow(Base):
     # Confidence 0-100 (terry.proposals.confidence): the remedy's record, the dry run, the
     # diagnosis' source and the canary's outcome; set by the gate, revised by the canary.
     confidence_score: Mapped[int | None] = mapped_column(Integer, nullable=True)
+    # Its parts ({"record", "dry_run", "diagnosis"[, "canary"]}: points each), 0024.
+    confidence_parts: Mapped[dict[str, int] | None] = mapped_column(JSON, nullable=True)
     # The proposal whose next wave this one is: its hosts joined it after its decision (0017).
     follows_id: Mapped[int | None] = mapped_column(Integer, nullable=True, index=True)
 

@@ -117,6 +117,11 @@ def test_twenty_incidents_in_a_burst_become_one_proposal_with_one_dry_run(fleet:
     assert [r["kind"] for r in detail["runs"]] == ["check"]  # one dry run across the hosts
     assert set(detail["runs"][0]["stats"]) == set(everyone)
     assert 0 <= detail["summary"]["confidence"] <= 100
+    parts = detail["summary"]["confidence_parts"]  # what the number is made of
+    assert set(parts) == {"record", "dry_run", "diagnosis"}
+    assert sum(parts.values()) == detail["summary"]["confidence"] and parts["diagnosis"] == 25
+    shown = fleet("proposals", "show", str(pid)).stdout
+    assert f"confidence {detail['summary']['confidence']}/100 (record {parts['record']}," in shown
     hosts = {h["host"]: h for h in detail["host_outcomes"]}
     assert len({h["incident_id"] for h in hosts.values()}) == 20  # each host its incident
     assert {h["state"] for h in hosts.values()} == {"pending"}
@@ -185,6 +190,8 @@ def test_a_failed_canary_stops_rolls_back_only_the_canary_and_holds_the_rest(
     for host in names[1:]:
         assert _logs(fleet, host) == before[host]  # never touched
     assert detail["summary"]["confidence"] <= 20
+    parts = detail["summary"]["confidence_parts"]  # the failed canary took off what it says
+    assert parts["canary"] <= 0 and sum(parts.values()) == detail["summary"]["confidence"]
 
 
 def test_an_incident_arriving_after_the_decision_goes_in_the_next_wave(fleet: Cli) -> None:
@@ -281,9 +288,13 @@ def test_a_canary_with_no_watch_is_not_verified_twice(fleet: Cli) -> None:
     [pid] = {o["proposal_id"] for o in outcomes}
     assert {o["state"] for o in outcomes} == {"verified"}, outcomes
     detail = fleet.json("proposals", "show", str(pid), "--events")
-    applies = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "apply"]
-    assert applies == [["s-06"], ["s-07", "s-08", "s-09"]]  # still a canary first
-    verifies = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "verify"]
+    # still a canary first: the rest's run may start (held) beside it, and ends after it
+    ended = sorted(
+        (r for r in detail["runs"] if r["kind"] == "apply"), key=lambda r: r["finished_at"]
+    )
+    applies = [sorted(r["stats"]) for r in ended]
+    assert applies == [["s-06"], ["s-07", "s-08", "s-09"]]
+    verifies = sorted(sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "verify")
     assert verifies == applies, verifies  # one verification per wave, none repeated
     assert not any("watching the canary" in str(e) for e in detail.get("events", []))
 

@@ -8,7 +8,7 @@ from typing import Any
 import pytest
 
 from terry.gate.engine import PolicySet, Verdict
-from terry.proposals.confidence import score
+from terry.proposals.confidence import describe, revised, score
 from terry.proposals.waves import plan_waves
 from tests.unit.test_gate_policy import ENGINE, LISTED, POLICIES, PROVEN, gate_input, record
 
@@ -63,6 +63,27 @@ def test_confidence_weighs_record_dry_run_source_and_canary() -> None:
         ).value
         == 20
     )
+
+
+def test_a_canary_revises_the_stored_parts_by_one_rule() -> None:
+    """What the gate stored, revised after the canary: the same figures ``score`` gives with
+    the outcome known, parts that add up, and words that say them."""
+    for runs, rate, check in ((10, 1.0, {"ok": True}), (0, None, {"ok": True}), (3, 0.5, {})):
+        gated = score(runs=runs, success_rate=rate, check=check, ai_authored=False)
+        assert sum(gated.parts.values()) == gated.value
+        for canary in ("passed", "failed"):
+            later = revised(gated.parts, canary)
+            assert later == score(
+                runs=runs, success_rate=rate, check=check, ai_authored=False, canary=canary
+            )
+            assert sum(later.parts.values()) == later.value
+            assert revised(later.parts, canary) == later  # revising twice is revising once
+    said = describe(80, {"record": 30, "dry_run": 30, "diagnosis": 25, "canary": -65})
+    assert said == "80/100 (record 30, dry run 30, diagnosis 25, canary -65)"
+    assert describe(80, {"record": 45, "dry_run": 30, "diagnosis": 25, "canary": 10}).endswith(
+        "canary +10)"
+    )
+    assert describe(70, None) == "70/100"
 
 
 def _wave(index: int, hosts: list[str], environments: list[str], canary: bool) -> dict[str, Any]:
