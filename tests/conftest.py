@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 import os
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -125,6 +125,43 @@ def make_cli(repo: Path, store_url: str | None = None) -> Cli:
     if store_url:
         env["TERRY_DATABASE_URL"] = store_url
     return Cli(repo, env)
+
+
+def ingest_then_kill(cli: Cli, body: str, ready: Callable[[], bool], what: str) -> None:
+    """``terry alert ingest`` of ``body`` in a process of its own, killed outright (SIGKILL:
+    no handler runs) once ``ready()`` (a store not made yet is not ready); at most a minute."""
+    import subprocess
+    import sys
+    import time
+
+    from terry.errors import StoreError
+
+    terry = subprocess.Popen(
+        [sys.executable, "-m", "terry", "--repo", str(cli.repo), "alert", "ingest", "-"],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+        env={**os.environ, **cli.env},
+    )
+    assert terry.stdin is not None
+    terry.stdin.write(body.encode())
+    terry.stdin.close()
+
+    def now_ready() -> bool:
+        try:
+            return ready()
+        except StoreError:
+            return False
+
+    try:
+        deadline = time.monotonic() + 60
+        while not now_ready():
+            assert terry.poll() is None, f"terry ended before {what}"
+            assert time.monotonic() < deadline, f"no {what} within a minute"
+            time.sleep(0.1)
+    finally:
+        terry.kill()
+        terry.wait()
 
 
 @contextmanager

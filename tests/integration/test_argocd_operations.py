@@ -6,9 +6,6 @@ client talks to it, driven through the ``terry`` command.
 
 from __future__ import annotations
 
-import os
-import subprocess
-import sys
 import time
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -19,10 +16,9 @@ import pytest
 from sqlalchemy import select
 
 from terry.app import build_pipeline
-from terry.errors import StoreError
 from terry.store import Store
 from terry.store.models import AuditRow, HostLockRow, RunEventRow, RunRow
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.conftest import Cli, alert, config_for, ingest_then_kill, make_cli, payload
 from tests.fakes.argocd import FakeArgoCD
 from tests.shop import git, ingest_one, shop_repo
 
@@ -466,24 +462,9 @@ def test_a_sync_whose_terry_was_killed_is_terminated_before_its_target_is_freed(
     cli, fake = make_world(timeout=120)
     fake.hang(1)  # the dry run's sync runs on until it is terminated
     body = payload([alert("AppReplicasTooLow", fingerprint="fp-killed", host="shop", replicas="4")])
-    terry = subprocess.Popen(
-        [sys.executable, "-m", "terry", "--repo", str(cli.repo), "alert", "ingest", "-"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **cli.env},
+    ingest_then_kill(
+        cli, body, lambda: any(r.remote for r in _rows(cli, RunRow)), "the dry run's sync"
     )
-    assert terry.stdin is not None
-    terry.stdin.write(body.encode())
-    terry.stdin.close()
-    try:
-        deadline = time.monotonic() + 60
-        while not _remote_said(cli):
-            assert time.monotonic() < deadline, "the dry run's sync never started"
-            time.sleep(0.1)
-    finally:
-        terry.kill()
-        terry.wait()
     [run] = _rows(cli, RunRow)
     assert (
         run.remote is not None
@@ -513,11 +494,3 @@ def test_a_sync_whose_terry_was_killed_is_terminated_before_its_target_is_freed(
         assert ended is not None and ended["phase"] == "Failed", ended
     finally:
         store.dispose()
-
-
-def _remote_said(cli: Cli) -> bool:
-    """Whether a run says where it goes on (False while the store is not made yet)."""
-    try:
-        return any(r.remote for r in _rows(cli, RunRow))
-    except StoreError:
-        return False

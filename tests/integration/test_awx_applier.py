@@ -12,8 +12,6 @@ does not finish is canceled.
 from __future__ import annotations
 
 import os
-import subprocess
-import sys
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -27,9 +25,8 @@ from terry.app import build_pipeline
 from terry.cli import main
 from terry.store import Store
 from terry.store.models import HostLockRow, ProposalRow, RunEventRow, RunRow
-from tests.conftest import Cli, alert, config_for, make_cli, payload
+from tests.conftest import Cli, alert, config_for, ingest_then_kill, make_cli, payload
 from tests.fakes.awx_api import FakeAWX
-from tests.integration.test_crash_recovery import wait_for
 from tests.shop import git, ingest_one
 
 pytestmark = pytest.mark.integration
@@ -290,28 +287,15 @@ def test_a_job_whose_terry_was_killed_is_canceled_before_its_host_is_freed(
     cli, fake = world
     fake.templates[1].hang = True  # the job runs until it is canceled
     body = payload([alert("ConfigDrift", fingerprint="fp-killed", host=HOST, file="app.conf")])
-    terry = subprocess.Popen(
-        [sys.executable, "-m", "terry", "--repo", str(cli.repo), "alert", "ingest", "-"],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-        env={**os.environ, **cli.env},
+    ingest_then_kill(
+        cli,
+        body,
+        lambda: (
+            any(j.status == "running" for j in fake.jobs.values())
+            and [r.remote for r in _rows(cli, RunRow)] == ["awx:1"]
+        ),
+        "AWX job running, its run saying where",
     )
-    assert terry.stdin is not None
-    terry.stdin.write(body.encode())
-    terry.stdin.close()
-    try:
-        wait_for(
-            lambda: (
-                any(j.status == "running" for j in fake.jobs.values())
-                and [r.remote for r in _rows(cli, RunRow)] == ["awx:1"]
-            ),
-            60,
-            "the AWX job to run, and its run to say where",
-        )
-    finally:
-        terry.kill()
-        terry.wait()
     [job] = fake.jobs.values()
     assert not job.cancel_asked and job.status == "running"
     monkeypatch.setenv("TERRY_AWX_TOKEN", TOKEN)
