@@ -790,15 +790,14 @@ class ArgoCDApplier:
         dry, _, app = rest.partition(":")
         if not revision or dry not in ("0", "1") or not app:
             return False
-        request = SyncRequest(app, "", revision, dry_run=dry == "1")
 
-        def ours() -> bool:
+        def ours() -> bool:  # the application's operation is still the one Terry asked for
             asked = self.client.get(app).requested
             return (
                 asked is not None
                 and not asked.automated
                 and asked.revision == revision
-                and asked.dry_run == request.dry_run
+                and asked.dry_run == (dry == "1")
             )
 
         if not ours():
