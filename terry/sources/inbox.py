@@ -216,21 +216,25 @@ def _keep_traceparents(
     session: Session, results: list[incidents.IngestResult], parents: list[str | None]
 ) -> None:
     """Each incident a notification opened keeps that notification's traceparent (its
-    trace links to Alertmanager's span); the first one, when several opened it at once."""
+    trace links to Alertmanager's span); the first one, when several opened it at once.
+    One statement per traceparent, not per incident: a storm's body opens hundreds."""
+    opened: dict[str, list[int]] = {}
     for result, parent in zip(results, parents, strict=True):
-        if parent is None:
+        if parent is not None:
+            opened.setdefault(parent, []).extend(
+                e.incident_id
+                for e in result.effects
+                if e.effect is incidents.Effect.OPENED and e.incident_id
+            )
+    for parent, ids in opened.items():
+        if not ids:
             continue
-        for effect in result.effects:
-            if effect.effect is incidents.Effect.OPENED and effect.incident_id:
-                session.execute(
-                    update(IncidentRow)
-                    .where(
-                        IncidentRow.id == effect.incident_id,
-                        IncidentRow.alert_traceparent.is_(None),
-                    )
-                    .values(alert_traceparent=parent)
-                    .execution_options(synchronize_session=False)
-                )
+        session.execute(
+            update(IncidentRow)
+            .where(IncidentRow.id.in_(ids), IncidentRow.alert_traceparent.is_(None))
+            .values(alert_traceparent=parent)
+            .execution_options(synchronize_session=False)
+        )
 
 
 def _storable(reason: str, limit: int = 2000) -> str:
