@@ -35,6 +35,8 @@ from dataclasses import replace
 from datetime import datetime
 from pathlib import Path
 
+import yaml
+
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
 from terry.appliers.base import (
     EventStatus,
@@ -46,7 +48,8 @@ from terry.appliers.base import (
     RunStatus,
     last_line,
 )
-from terry.appliers.hold import GO, STOP, Hold
+from terry.appliers.hold import GO, GO_TASK, HOLD_TASK, STOP, Hold, wait_tasks
+from terry.appliers.hold import retries as hold_retries
 from terry.context import Context
 from terry.errors import RunnerError
 
@@ -62,9 +65,6 @@ __all__ = [
 ]
 
 IDENTITY_TASK = "terry identity probe: uname -n"
-HOLD_TASK = "terry hold: wait for Terry's word"
-GO_TASK = "terry hold: go on only on go"
-_HOLD_POLL = 0.25  # seconds between two reads of the word
 VERIFY_PLAY = "Verify: "  # the name of the rendered verify play starts so (remedies/render.py)
 
 
@@ -153,7 +153,12 @@ class AnsibleApplier:
         wrapper = private / "probe-then-playbook.yml"
         wrapper.write_text(
             _probe_then(
-                sorted(expected), tree / job.playbook, strategy, hold=job.hold, wait=runner.timeout
+                sorted(expected),
+                tree / job.playbook,
+                strategy,
+                hold=job.hold,
+                wait=runner.timeout,
+                hold_in_play=job.hold is not None and _holds_in_play(tree / job.playbook),
             ),
             encoding="utf-8",
         )
@@ -165,7 +170,7 @@ class AnsibleApplier:
                 + "; ".join(refusals)
                 + " (set terry_hostname in the inventory where a host's own name differs)"
             )
-        if job.hold is not None and not _went_on(result):
+        if job.hold is not None and not _went_on(result) and not _failed_before_hold(result):
             return _unheld(result, Hold(job.hold))
         return result
 
@@ -173,6 +178,17 @@ class AnsibleApplier:
 def _went_on(result: RunResult) -> bool:
     """Whether a held run was let on: its go task passed (the word was go)."""
     return any(e.task == GO_TASK and e.status is EventStatus.OK for e in result.events)
+
+
+def _failed_before_hold(result: RunResult) -> bool:
+    """Whether every host failed before the run reached its hold (a remedy's look failed
+    on each: the path is not a directory): the fix failed there, having changed nothing,
+    and that is how the run is answered, whatever word Terry says."""
+    return (
+        not any(e.task == HOLD_TASK for e in result.events)
+        and bool(result.stats)
+        and all(s.failures or s.unreachable for s in result.stats.values())
+    )
 
 
 def _unheld(result: RunResult, hold: Hold) -> RunResult:
@@ -344,6 +360,7 @@ def _probe_then(
     *,
     hold: Path | None = None,
     wait: int = 900,
+    hold_in_play: bool = False,
 ) -> str:
     """The changing run's playbook: the identity probe, then the proposal's own.
 
@@ -353,14 +370,11 @@ def _probe_then(
     linear (Mitogen's linear under Mitogen). Host names are data (``!unsafe``), never
     template text; ``raw`` needs no module and never runs in check mode.
 
-    With ``hold``, the probe play ends with two tasks on one host (``run_once``; actions on
-    the controller, which read the file by a lookup: no connection): ``debug`` retried
-    until a word is in that file, for at most ``wait`` seconds, then an ``assert`` that
-    the word is ``go`` (no word is not go). Either failing stops every host, as the probe
-    does. Two tasks, not one: ``failed_when`` and ``until`` each read the file, so a word
-    written between their reads would end one task both waiting and failed; the word,
-    once written, never changes (``terry.appliers.hold``), so the assert reads what the
-    wait saw.
+    With ``hold``, the run waits for Terry's word in ``hold.wait_tasks``: at the end of the
+    probe play, or, when ``hold_in_play`` (the proposal's fix play has them between its
+    look and its change, ``_holds_in_play``), there, given the word's file with the
+    imported playbook's vars. Either way the file's path is data (``!unsafe``) and the wait
+    lasts ``wait`` seconds at most.
     """
     linear = strategy.replace("free", "linear")
     # the last non-empty line, as base.last_line reads it: a shell rc file's output comes first
@@ -371,35 +385,17 @@ def _probe_then(
     want = "(terry_hostname | default(inventory_hostname) | string)"
     same = f"{answer} == {want} or {answer}.split('.')[0] in [{want}, {want}.split('.')[0]]"
     names = ", ".join(f"!unsafe {json.dumps(h)}" for h in hosts)
-    held = ""
-    if hold is not None:
-        word = (
-            "(query('ansible.builtin.file', terry_hold_file, errors='ignore')"
-            " | first | default('') | trim)"
-        )
-        file = f"      vars: {{terry_hold_file: !unsafe {json.dumps(str(hold))}}}\n"
-        held = (
-            f"    - name: {json.dumps(HOLD_TASK)}\n"
-            "      ansible.builtin.debug:\n"
-            "        msg: this run waits for Terry's word before any change\n"
-            f"{file}"
-            "      run_once: true\n"
-            "      check_mode: false\n"
-            "      changed_when: false\n"
-            "      failed_when: false\n"
-            f"      until: {json.dumps(f'{word} in [{GO!r}, {STOP!r}]')}\n"
-            f"      retries: {max(1, int(wait / _HOLD_POLL))}\n"
-            f"      delay: {_HOLD_POLL}\n"
-            f"    - name: {json.dumps(GO_TASK)}\n"
-            "      ansible.builtin.assert:\n"
-            f"        that: [{json.dumps(f'{word} == {GO!r}')}]\n"
-            "        fail_msg: Terry did not say go (it said stop, or nothing in time);"
-            " nothing changed\n"
-            "        quiet: true\n"
-            f"{file}"
-            "      run_once: true\n"
-            "      check_mode: false\n"
-        )
+    word = (
+        f"terry_hold_file: !unsafe {json.dumps(str(hold))}, "
+        f"terry_hold_retries: {hold_retries(wait)}"
+    )
+    probe_vars, held, imported_vars = f"terry_identity_hosts: [{names}]", "", ""
+    if hold is not None and hold_in_play:
+        imported_vars = f"  vars: {{{word}}}\n"
+    elif hold is not None:
+        probe_vars += ", " + word
+        tasks = yaml.safe_dump(wait_tasks(), sort_keys=False, width=1000)
+        held = "".join(f"    {line}\n" for line in tasks.splitlines())
     return (
         "# Written by Terry for this run only: the identity probe, then the proposal's\n"
         "# playbook (terry/appliers/ansible.py).\n"
@@ -409,7 +405,7 @@ def _probe_then(
         "  any_errors_fatal: true\n"
         f"  strategy: {json.dumps(linear)}\n"
         "  tags: [always]\n"
-        f"  vars: {{terry_identity_hosts: [{names}]}}\n"
+        f"  vars: {{{probe_vars}}}\n"
         "  tasks:\n"
         f"    - name: {json.dumps(IDENTITY_TASK)}\n"
         "      ansible.builtin.raw: uname -n\n"
@@ -420,7 +416,29 @@ def _probe_then(
         "      when: inventory_hostname in terry_identity_hosts\n"
         f"{held}"
         f"- ansible.builtin.import_playbook: {json.dumps(str(playbook))}\n"
+        f"{imported_vars}"
     )
+
+
+def _holds_in_play(playbook: Path) -> bool:
+    """Whether the proposal's playbook waits for the word itself: a play of it has both of
+    ``hold.wait_tasks`` (rendered between a remedy's look and its change). Anything else
+    (an older rendering, an edited branch, text that is not a playbook) holds in the probe
+    play, before every task of the proposal's."""
+    try:
+        plays = yaml.safe_load(playbook.read_text(encoding="utf-8"))
+    except (OSError, UnicodeDecodeError, yaml.YAMLError):
+        return False
+    if not isinstance(plays, list):
+        return False
+    for play in plays:
+        tasks = play.get("tasks") if isinstance(play, dict) else None
+        names = (
+            [t.get("name") for t in tasks if isinstance(t, dict)] if isinstance(tasks, list) else []
+        )
+        if HOLD_TASK in names and GO_TASK in names:
+            return True
+    return False
 
 
 def build(ctx: Context, share: object) -> AnsibleApplier:

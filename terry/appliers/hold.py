@@ -10,6 +10,14 @@ at the end of the wait having changed nothing: ``go`` is the one word that lets 
 The word is written whole (a temporary file renamed over the path), so the run never reads
 half of it. An applier that can hold a run says so with ``holds = True``; the others are
 never asked.
+
+Where a run waits: the ansible applier's identity probe play ends with ``wait_tasks``. A
+remedy that declares a ``look`` (tasks that only read: the disk remedy's walk of the
+filesystem and its estimate) has the same two tasks rendered into its fix play between its
+look and its change (``terry.remedies.render``), so a held run of it also looks before it
+waits: the wait is then the only thing between the canary's verdict and the first change.
+Both read the word's file from ``terry_hold_file`` and wait ``terry_hold_retries`` polls;
+the fix play's pair runs only when the run was given that file (a run not held skips it).
 """
 
 from __future__ import annotations
@@ -17,11 +25,25 @@ from __future__ import annotations
 import os
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
-__all__ = ["GO", "STOP", "Hold", "can_hold"]
+__all__ = [
+    "GO",
+    "GO_TASK",
+    "HOLD_TASK",
+    "POLL",
+    "STOP",
+    "Hold",
+    "can_hold",
+    "retries",
+    "wait_tasks",
+]
 
 GO = "go"
 STOP = "stop"
+HOLD_TASK = "terry hold: wait for Terry's word"
+GO_TASK = "terry hold: go on only on go"
+POLL = 0.25  # seconds between two reads of the word
 
 
 @dataclass(frozen=True)
@@ -55,3 +77,53 @@ class Hold:
 def can_hold(applier: object) -> bool:
     """Whether ``applier`` can start a run held (``Job.hold``)."""
     return getattr(applier, "holds", False) is True
+
+
+def wait_tasks() -> list[dict[str, Any]]:
+    """The two tasks a held run waits in, as play data: on one host (``run_once``: its
+    failure fails every host of the play) and on the controller (a lookup of the word's
+    file: no connection), ``debug`` retried until a word is in ``terry_hold_file``, for
+    ``terry_hold_retries`` polls, then an ``assert`` that the word is ``go`` (no word is
+    not go). Two tasks, not one: ``failed_when`` and ``until`` each read the file, so a word
+    written between their reads would end one task both waiting and failed; the word, once
+    written, never changes, so the assert reads what the wait saw. Both are skipped when
+    the run was given no file (it is not held)."""
+    word = (
+        "(query('ansible.builtin.file', terry_hold_file, errors='ignore')"
+        " | first | default('') | trim)"
+    )
+    common = {
+        "run_once": True,
+        "check_mode": False,
+        "when": "terry_hold_file is defined",
+    }
+    return [
+        {
+            "name": HOLD_TASK,
+            "ansible.builtin.debug": {
+                "msg": "this run waits for Terry's word before any change",
+            },
+            **common,
+            "changed_when": False,
+            "failed_when": False,
+            "until": f"{word} in [{GO!r}, {STOP!r}]",
+            "retries": "{{ terry_hold_retries | int }}",
+            "delay": POLL,
+        },
+        {
+            "name": GO_TASK,
+            "ansible.builtin.assert": {
+                "that": [f"{word} == {GO!r}"],
+                "fail_msg": (
+                    "Terry did not say go (it said stop, or nothing in time); nothing changed"
+                ),
+                "quiet": True,
+            },
+            **common,
+        },
+    ]
+
+
+def retries(wait: float) -> int:
+    """How many polls of the word make a wait of ``wait`` seconds (at least one)."""
+    return max(1, int(wait / POLL))

@@ -106,6 +106,10 @@ class Remedy:
     # Its verify tasks may run in the apply's own ansible run, right after the fix (they
     # need nothing to settle between the two): one ansible start fewer per fix.
     verify_in_apply_run: bool = False
+    # Tasks of the role that only read (the same in check mode and out of it), run before
+    # ``apply`` in its play: a held wave (terry.appliers.hold) runs them before it waits for
+    # the canary's verdict, so the change starts the moment the word comes.
+    look: str | None = None
     # A platform variant: proposed instead of ``variant_of`` for hosts on ``platform``.
     variant_of: str | None = None
     platform: str | None = None
@@ -359,7 +363,7 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
         "source": f"roles/{role_dir.name}/remedies.yml",
     }
     if "manifest" in raw:
-        if extra := [k for k in ("apply", "verify", "rollback") if k in raw]:
+        if extra := [k for k in ("apply", "verify", "rollback", "look") if k in raw]:
             raise ConfigError(
                 f"{where}: a manifest remedy is applied by Argo CD; remove {', '.join(extra)}"
             )
@@ -373,7 +377,9 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
             manifest=edit,
         )
     steps = {}
-    for step in ("apply", "verify", "rollback"):
+    for step in ("apply", "verify", "rollback", "look"):
+        if step == "look" and step not in raw:
+            continue
         value = raw.get(step, {"apply": "main"}.get(step))
         if not isinstance(value, str) or not _TASKS_FROM.fullmatch(value):
             raise ConfigError(f"{where}: {step} must name a task file of role {role_dir.name}")
@@ -396,6 +402,7 @@ def _remedy(raw: Any, role_dir: Path, where: str, keywords: frozenset[str]) -> R
         rollback=steps["rollback"],
         modules=tuple(sorted(modules)),
         verify_in_apply_run=together,
+        look=steps.get("look"),
         variant_of=variant_of,
         platform=platform,
         variants=variants,

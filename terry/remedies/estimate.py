@@ -3,7 +3,7 @@
 A remedy role may report, in check mode too, whether its fix would be enough: the fact
 ``terry_estimate`` (``ansible.builtin.set_fact``), a mapping with ``enough`` (a boolean),
 ``summary`` (one line a reviewer reads) and any figures behind it (``would_free_bytes``,
-``needed_bytes``...). The disk remedy does (roles/disk_cleanup/tasks/main.yml). The dry run
+``needed_bytes``...). The disk remedy does (roles/disk_cleanup/tasks/look.yml). The dry run
 keeps what it finds in the proposal's ``check_summary`` as ``estimates`` and the gate hands
 it to the policies (``check.estimates``, docs/policy.md): a fix its own dry run says falls
 short goes to a person with the summary as the reason, not to apply.

@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from terry.appliers.hold import wait_tasks
 from terry.remedies.catalogue import Remedy
 
 __all__ = [
@@ -75,18 +76,28 @@ def branch_name(incident_id: int, remedy: str, host: str) -> str:
     return f"terry/{incident_id}-{slug(f'{remedy}-{host}')}"
 
 
-def _play(name: str, hosts: str, role: str, tasks_from: str, tags: list[str]) -> dict[str, Any]:
+def _play(
+    name: str, hosts: str, role: str, tasks_from: str, tags: list[str], *, look: str | None = None
+) -> dict[str, Any]:
+    """One play of the role's ``tasks_from``. With ``look`` (the fix play of a remedy that
+    declares one): the look first, then the tasks a held run waits in (``hold.wait_tasks``,
+    skipped unless the run is held), then the change."""
+    tasks: list[dict[str, Any]] = []
+    if look is not None:
+        tasks += [_import(role, look), *wait_tasks()]
     return {
         "name": name,
         "hosts": hosts,
         "gather_facts": False,
         "tags": tags,
-        "tasks": [
-            {
-                "name": f"{role}: {tasks_from}",
-                "ansible.builtin.import_role": {"name": role, "tasks_from": tasks_from},
-            }
-        ],
+        "tasks": [*tasks, _import(role, tasks_from)],
+    }
+
+
+def _import(role: str, tasks_from: str) -> dict[str, Any]:
+    return {
+        "name": f"{role}: {tasks_from}",
+        "ansible.builtin.import_role": {"name": role, "tasks_from": tasks_from},
     }
 
 
@@ -103,7 +114,9 @@ def render(
     base = f"{directory}/{proposal_id:05d}-{slug(remedy.name)}"
     pattern = ":".join(hosts)
     plays = [
-        _play(f"Fix: {remedy.name}", pattern, remedy.role, remedy.apply, ["apply"]),
+        _play(
+            f"Fix: {remedy.name}", pattern, remedy.role, remedy.apply, ["apply"], look=remedy.look
+        ),
         _play(f"Verify: {remedy.name}", pattern, remedy.role, remedy.verify, ["never", "verify"]),
         _play(
             f"Roll back: {remedy.name}",

@@ -334,8 +334,16 @@ def test_a_failed_canary_with_no_watch_stops_the_next_waves_held_run_before_any_
     [held] = [r for r in detail["runs"] if r["status"] == "canceled"]
     ended = [(e["task"], e["status"]) for e in held["events"] if e["host"] and e["status"]]
     assert ended[-1] == (GO_TASK, "failed"), ended  # where it ended: told stop
-    tasks = {task for task, _status in ended}
-    assert tasks <= {HOLD_TASK, GO_TASK, IDENTITY_TASK}, tasks  # not one task of the fix
+    tasks = [task for task, _status in ended]
+    # the remedy's look ran while the canary was judged (it only reads): every held host
+    # looked, then waited; not one task of the change ran, and nothing reported a change
+    look = "Look at what may go and what may be compressed"
+    assert tasks.index(IDENTITY_TASK) < tasks.index(look) < tasks.index(HOLD_TASK), tasks
+    assert {(task, status) for task, status in ended if task == look} == {(look, "ok")}
+    looked = {e["host"] for e in held["events"] if e["task"] == look and e["status"] == "ok"}
+    assert looked == set(names[1:]), held["events"]
+    assert not any("manifest" in t or "Vacuum" in t for t in tasks), tasks
+    assert "changed" not in {status for _task, status in ended}, ended
     for host in names[1:]:
         assert _logs(fleet, host) == before[host]  # never touched
     assert "canary failed" in detail["outcome"]

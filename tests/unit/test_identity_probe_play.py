@@ -3,13 +3,22 @@ the play Ansible reads, parsed back, for what it must guarantee."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
 import pytest
 import yaml
 
-from terry.appliers.ansible import GO_TASK, HOLD_TASK, IDENTITY_TASK, _probe_then
+from terry.appliers.ansible import (
+    GO_TASK,
+    HOLD_TASK,
+    IDENTITY_TASK,
+    _holds_in_play,
+    _probe_then,
+)
+from terry.remedies.catalogue import load_catalogue
+from terry.remedies.render import render
 
 
 class _Unsafe(str):
@@ -78,19 +87,75 @@ def test_a_held_run_waits_in_the_probe_play_for_go_before_the_proposals_playbook
     first, held, go = probe["tasks"]
     assert first["name"] == IDENTITY_TASK  # the probe first: a wrong machine never waits
     assert (held["name"], go["name"]) == (HOLD_TASK, GO_TASK)
+    path = probe["vars"]["terry_hold_file"]
+    assert isinstance(path, _Unsafe) and path == str(hold)  # data, never template text
     for task in (held, go):
         assert task["run_once"] is True and task["check_mode"] is False
-        path = task["vars"]["terry_hold_file"]
-        assert isinstance(path, _Unsafe) and path == str(hold)  # data, never template text
+        assert task["when"] == "terry_hold_file is defined"
     # actions on the controller: no connection
     assert "ansible.builtin.debug" in held and "ansible.builtin.assert" in go
     assert held["until"].endswith("in ['go', 'stop']")  # waits for a word, any word
-    assert held["retries"] * held["delay"] == 60  # then fails: no word in time
+    assert held["retries"] == "{{ terry_hold_retries | int }}"
+    assert probe["vars"]["terry_hold_retries"] * held["delay"] == 60  # then fails: no word
     [that] = go["ansible.builtin.assert"]["that"]
     assert that.endswith("== 'go'")  # only go goes on
-    assert imported["ansible.builtin.import_playbook"].endswith("00001-x.yml")
+    assert imported == {
+        "ansible.builtin.import_playbook": "/tree/playbooks/remediations/00001-x.yml"
+    }
+
+
+def test_a_playbook_that_holds_in_its_fix_play_is_given_the_word_not_held_in_the_probe() -> None:
+    """A remedy with a look has the wait rendered between its look and its change: the
+    probe play then only probes, and the imported playbook gets the word's file."""
+    hold = Path("/ops/.terry/runs/holds/3-1-{{ lookup('pipe', 'id') }}")
+    text = _probe_then(
+        ["lab-01"],
+        Path("/tree/playbooks/remediations/00001-x.yml"),
+        "linear",
+        hold=hold,
+        wait=60,
+        hold_in_play=True,
+    )
+    probe, imported = yaml.load(text, Loader=_Loader)
+    assert [t["name"] for t in probe["tasks"]] == [IDENTITY_TASK]
+    assert "terry_hold_file" not in probe["vars"]
+    given = imported["vars"]
+    assert isinstance(given["terry_hold_file"], _Unsafe) and given["terry_hold_file"] == str(hold)
+    assert given["terry_hold_retries"] == 240
+
+
+def _rendered(tmp_path: Path, look: str | None) -> Path:
+    remedy = replace(_disk_remedy(), look=look)
+    out = render(remedy=remedy, proposal_id=3, incident_id=1, hosts=("a", "b"), params={})
+    path = tmp_path / "p.yml"
+    path.write_text(out.playbook)
+    return path
+
+
+def test_only_a_rendered_wait_in_the_playbook_makes_the_run_hold_there(tmp_path: Path) -> None:
+    """The applier holds in the fix play only when the playbook it runs has both wait tasks
+    (a remedy with a look); an older rendering, an edited branch or text that is not a
+    playbook is held in the probe play, before any task of the proposal's."""
+    assert _holds_in_play(_rendered(tmp_path, "look"))
+    assert not _holds_in_play(_rendered(tmp_path, None))
+    edited = tmp_path / "edited.yml"
+    plays = yaml.safe_load(_rendered(tmp_path, "look").read_text())
+    plays[0]["tasks"] = [t for t in plays[0]["tasks"] if t["name"] != GO_TASK]
+    edited.write_text(yaml.safe_dump(plays))
+    assert not _holds_in_play(edited)
+    for text in ("- hosts: all\n  tasks: {{ x }\n", "just text", "[1, 2]", "- 3\n"):
+        edited.write_text(text)
+        assert not _holds_in_play(edited)
+    assert not _holds_in_play(tmp_path / "missing.yml")
 
 
 def test_a_run_not_held_has_no_hold_task() -> None:
     [probe, _imported] = _plays(["lab-01"])
     assert [t["name"] for t in probe["tasks"]] == [IDENTITY_TASK]
+
+
+def _disk_remedy() -> Any:
+    roles = Path(__file__).resolve().parents[2] / "roles"
+    remedy = load_catalogue(roles).get("disk-usage-high")
+    assert remedy is not None and remedy.look == "look"
+    return remedy
