@@ -25,7 +25,7 @@ from tests.conftest import Cli, alert, example_fleet, payload
 pytestmark = pytest.mark.integration
 
 VERIFY_TASK = "Check the usage against the threshold"  # roles/disk_cleanup/tasks/verify.yml
-# roles/disk_cleanup/tasks/main.yml
+# roles/disk_cleanup/tasks/change.yml
 FIX_TASK = "Write the manifest, then remove old files and compress logs"
 
 
