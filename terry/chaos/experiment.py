@@ -9,11 +9,15 @@ its ``terry`` extension: which hosts it may target and how long Terry may take::
       - name: terry
         target: {environments: [staging], labels: {service: web}, count: 1}
         resolve_within: 120     # seconds Terry has to detect, fix and verify
+
+The fault's arguments are read as chaostoolkit-lib passes them to the action: ``${key}``
+placeholders filled from the experiment's ``configuration`` (never its secrets).
 """
 
 from __future__ import annotations
 
 import json
+import re
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -84,6 +88,53 @@ def _calls(activities: Any, func: str) -> list[dict[str, Any]]:
     return found
 
 
+def _configuration(name: str, data: dict[str, Any]) -> dict[str, Any]:
+    """The experiment's ``configuration`` as Chaos Toolkit resolves it (chaostoolkit-lib's
+    ``load_configuration``: literal values, and ``{type: env, key: ...}`` read from this
+    environment, with its ``default``). Its secrets are not read: a fault's parameters are
+    recorded and shown, so they never come from a secret."""
+    raw = data.get("configuration") or {}
+    if not isinstance(raw, dict):
+        raise InputError(f"{name}: configuration must be a mapping of names to values")
+    from chaoslib.configuration import load_configuration
+
+    try:
+        return dict(load_configuration(raw))
+    except Exception as exc:  # InvalidExperiment, and a malformed entry's KeyError/ValueError
+        raise InputError(f"{name}: configuration: {exc}") from exc
+
+
+_PLACEHOLDER = re.compile(r"\$\{[^}]*\}")
+
+
+def _substituted(name: str, arguments: dict[str, Any], configuration: dict[str, Any]) -> Any:
+    """``arguments`` with their ``${key}`` placeholders filled from ``configuration``, as
+    chaostoolkit-lib fills them when it calls the action (a value that is one placeholder
+    keeps the configuration value's type). A placeholder left unfilled names no
+    configuration value (a secret, or a typo) and is refused."""
+    from chaoslib import substitute
+
+    filled = substitute(arguments, configuration, {})
+    for value in _strings(filled):
+        if found := _PLACEHOLDER.search(value):
+            raise InputError(
+                f"{name}: {found.group(0)} in the fault's arguments names no configuration "
+                f"value (known: {', '.join(sorted(configuration)) or 'none'}); a fault's "
+                "parameters never come from secrets"
+            )
+    return filled
+
+
+def _strings(value: Any) -> list[str]:
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for v in value.values() for s in _strings(v)]
+    if isinstance(value, list):
+        return [s for v in value for s in _strings(v)]
+    return []
+
+
 def _selector(ext: dict[str, Any], name: str) -> Selector:
     target = ext.get("target") or {}
     if not isinstance(target, dict):
@@ -131,7 +182,10 @@ def parse_experiment(name: str, data: dict[str, Any], *, library: bool = True) -
                 f"{name}: not a Chaos Toolkit experiment chaostoolkit-lib can read "
                 f"({type(exc).__name__}: {str(exc)[:200]})"
             ) from exc
-    injects = _calls(data.get("method"), "inject_fault")
+    configuration = _configuration(name, data)
+    injects = [
+        _substituted(name, a, configuration) for a in _calls(data.get("method"), "inject_fault")
+    ]
     if len(injects) != 1:
         raise InputError(
             f"{name}: the method must inject exactly one fault ({ACTIONS}.inject_fault)"
@@ -153,7 +207,11 @@ def parse_experiment(name: str, data: dict[str, Any], *, library: bool = True) -
     params = check_params(fault, dict(raw_params))
     if args:
         raise InputError(f"{name}: inject_fault takes fault and params, not {sorted(args)[0]!r}")
-    removes = [a for a in _calls(data.get("rollbacks"), "remove_fault") if a.get("fault") == fault]
+    removes = [
+        a
+        for a in _calls(data.get("rollbacks"), "remove_fault")
+        if _substituted(name, a, configuration).get("fault") == fault
+    ]
     if not removes:
         raise InputError(
             f"{name}: a rollback must remove the fault ({ACTIONS}.remove_fault, fault: {fault})"

@@ -149,6 +149,60 @@ def test_an_unknown_fault_is_named_with_the_known_ones() -> None:
         parse_experiment("x.yaml", data, library=False)
 
 
+def test_fault_arguments_take_the_experiments_configuration_as_chaos_toolkit_fills_them(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """``${key}`` in the fault's arguments is filled from ``configuration`` (literal values
+    and ``type: env`` entries) before Terry checks it, as chaostoolkit-lib fills it when it
+    calls the action: a value that is one placeholder keeps its type."""
+    monkeypatch.setenv("TERRY_TEST_CHAOS_DIR", "/srv/data")
+    data = _disk_fill()
+    data["configuration"] = {
+        "fill": 85,
+        "fault_name": "disk-fill",
+        "where": {"type": "env", "key": "TERRY_TEST_CHAOS_DIR"},
+        "bar": {"type": "env", "key": "TERRY_TEST_CHAOS_UNSET", "default": 70},
+    }
+    arguments = data["method"][0]["provider"]["arguments"]
+    arguments["fault"] = "${fault_name}"
+    arguments["params"] = {"path": "${where}", "percent": "${fill}", "threshold": "${bar}"}
+    data["rollbacks"][0]["provider"]["arguments"]["fault"] = "${fault_name}"
+    experiment = parse_experiment("x.yaml", data)
+    assert experiment.fault is Fault.DISK_FILL
+    assert experiment.params == {"path": "/srv/data", "percent": 85, "threshold": 70}
+    # chaostoolkit-lib itself fills the same values when it runs the method
+    from chaoslib import substitute
+    from chaoslib.configuration import load_configuration
+
+    assert substitute(arguments, load_configuration(data["configuration"]), {})["params"] == (
+        experiment.params
+    )
+
+
+@pytest.mark.parametrize(
+    ("configuration", "percent", "message"),
+    [
+        ({}, "${fill}", r"\$\{fill\} in the fault's arguments names no configuration value"),
+        ({"fil": 90}, "${fill}", r"names no configuration value \(known: fil\)"),
+        ({"fill": 90}, "${fill}%", "must be a number"),  # text around it: a string, refused
+        ({"fill": {"type": "env", "key": "TERRY_TEST_CHAOS_UNSET"}}, "${fill}", "environment key"),
+        (["fill"], "${fill}", "configuration must be a mapping"),
+    ],
+)
+def test_a_placeholder_nothing_fills_is_refused_by_name(
+    configuration: object, percent: str, message: str
+) -> None:
+    """A placeholder that names no configuration value (a typo, or a secret: a fault's
+    parameters are recorded and shown, so they never come from secrets) is an error that
+    names it, never a fault run with the text ``${fill}``."""
+    data = _disk_fill()
+    data["configuration"] = configuration
+    data["secrets"] = {"vault": {"fill": {"type": "env", "key": "TERRY_TEST_CHAOS_UNSET"}}}
+    data["method"][0]["provider"]["arguments"]["params"]["percent"] = percent
+    with pytest.raises(InputError, match=message):
+        parse_experiment("x.yaml", data, library=False)
+
+
 def test_a_missing_experiment_lists_the_known_ones() -> None:
     with pytest.raises(NotFound, match=r"cpu-stress\.json"):
         find_experiment(EXAMPLES, "nope")
