@@ -10,6 +10,7 @@ The JSON (``schema: terry.drift/v1``) is stable: keys are only ever added. See
 
 from __future__ import annotations
 
+import posixpath
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -24,6 +25,7 @@ from terry.drift.ledger import ItemState
 from terry.errors import NotFound
 from terry.forges.body import fenced
 from terry.gitops.repo import Repo
+from terry.inventory.hosts import Host, load_inventory
 from terry.reports.markup import (
     ColumnChart,
     Series,
@@ -115,13 +117,45 @@ class DriftReport:
     schema: str = SCHEMA
 
 
-def _desired_paths(config: Config) -> list[str]:
-    roots = {p.split("/")[0] for p in config.inventory}
-    return sorted({config.roles_path, f"{config.playbooks_path}/site.yml", *roots})
+_VARS_SUFFIXES = ("", ".yml", ".yaml", ".json")  # host_vars/<name>: a directory or a file
+_VARS_DIRS = {"host_vars", "group_vars"}
+
+
+def _desired_paths(
+    config: Config, repo: Repo, commits: tuple[str, str], host: Host | None
+) -> list[str]:
+    """What can change ``host``'s desired state between two commits: the roles, site.yml,
+    the configured inventory's files (which hosts exist, their groups, inline vars) but
+    not other hosts' ``host_vars`` or other groups' ``group_vars``, and of those the host's
+    own and its groups' (``all`` too), beside the inventory and beside site.yml, where
+    Ansible reads them. Without the host (its inventory could not be read): everything under
+    the inventory's top directories, as before."""
+    site = f"{config.playbooks_path}/site.yml"
+    if host is None:
+        return sorted({config.roles_path, site, *(p.split("/")[0] for p in config.inventory)})
+    paths = {config.roles_path, site}
+    var_dirs = {config.playbooks_path}
+    for source in config.inventory:
+        source = source.rstrip("/")
+        files = repo.files(commits[0], [source]) | repo.files(commits[1], [source])
+        if not files or files == {source}:  # a file (or gone): its vars sit beside it
+            paths.add(source)
+            var_dirs.add(posixpath.dirname(source) or ".")
+            continue
+        var_dirs.add(source)
+        paths |= {f for f in files if not _VARS_DIRS & set(f[len(source) :].split("/"))}
+    for directory in var_dirs:
+        for kind, names in (("host_vars", [host.name]), ("group_vars", [*host.groups, "all"])):
+            for name in names:
+                paths |= {
+                    posixpath.normpath(f"{directory}/{kind}/{name}{suffix}")
+                    for suffix in _VARS_SUFFIXES
+                }
+    return sorted(paths)
 
 
 def _unapplied(
-    session: Any, repo: Repo, config: Config, host: str, scan: DriftScanRow
+    session: Any, repo: Repo, config: Config, host: str, scan: DriftScanRow, inventory: _Hosts
 ) -> tuple[dict[str, str], ...]:
     last_clean = session.scalar(
         select(DriftScanRow.commit_sha)
@@ -138,10 +172,29 @@ def _unapplied(
     if last_clean is None or last_clean == scan.commit_sha:
         return ()
     try:
-        commits = repo.commits_touching(last_clean, scan.commit_sha, _desired_paths(config))
+        paths = _desired_paths(config, repo, (last_clean, scan.commit_sha), inventory.get(host))
+        commits = repo.commits_touching(last_clean, scan.commit_sha, paths)
     except Exception:  # a commit that is gone (history rewritten): nothing to say
         return ()
     return tuple({"commit": sha, "subject": subject} for sha, subject in commits)
+
+
+class _Hosts:
+    """The scan's inventory, read once and only when a drifted host asks (Ansible's
+    inventory takes a second to read); None for a host it lacks or when it cannot be read."""
+
+    def __init__(self, repo: Repo, config: Config, commit: str) -> None:
+        self._repo, self._config, self._commit = repo, config, commit
+        self._hosts: dict[str, Host] | None = None
+
+    def get(self, name: str) -> Host | None:
+        if self._hosts is None:
+            try:
+                tree = self._repo.tree(self._commit)
+                self._hosts = dict(load_inventory(tree, self._config.inventory).hosts)
+            except Exception:  # a tree that is gone, an inventory Ansible cannot read
+                self._hosts = {}
+        return self._hosts.get(name)
 
 
 def _history(session: Any, upto: int, count: int = 30) -> tuple[HistoryPoint, ...]:
@@ -226,6 +279,7 @@ def load_report(store: Store, config: Config, scan_id: int | None = None) -> Dri
                     diff=row.diff,
                 )
             )
+        inventory = _Hosts(repo, config, scan.commit_sha)
         hosts = tuple(
             HostView(
                 host=h.host,
@@ -234,7 +288,7 @@ def load_report(store: Store, config: Config, scan_id: int | None = None) -> Dri
                 facts=dict(h.facts),
                 items=tuple(by_host.get(h.host, ())),
                 unapplied=(
-                    _unapplied(session, repo, config, h.host, scan)
+                    _unapplied(session, repo, config, h.host, scan, inventory)
                     if h.status == HostStatus.DRIFTED.value
                     else ()
                 ),

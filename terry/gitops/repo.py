@@ -127,6 +127,10 @@ class Repo:
         found = [line.partition("\x1f") for line in out.splitlines()]
         return [(sha, subject) for sha, _sep, subject in found if sha]
 
+    def files(self, commit: str, paths: list[str]) -> set[str]:
+        """The files of ``commit`` at or under ``paths``."""
+        return set(self._git("ls-tree", "-r", "--name-only", commit, "--", *paths).splitlines())
+
     def changed_paths(self, older: str, newer: str) -> list[str]:
         """The paths that differ between two commits."""
         return self._git("diff", "--name-only", older, newer).splitlines()
