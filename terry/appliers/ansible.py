@@ -51,7 +51,7 @@ from terry.appliers.base import (
 from terry.appliers.hold import GO, GO_TASK, HOLD_TASK, STOP, Hold, wait_tasks
 from terry.appliers.hold import retries as hold_retries
 from terry.context import Context
-from terry.errors import RunnerError
+from terry.errors import ConfigError, GitError, RunnerError
 
 __all__ = [
     "GO_TASK",
@@ -100,6 +100,15 @@ class AnsibleApplier:
 
     def rollback(self, job: Job, on_event: OnEvent) -> RunResult:
         return self._changing(job, on_event, tags=("rollback",))
+
+    def _looks(self, commit: str) -> set[tuple[str, str]]:
+        """(role, task file) of every remedy's look in the catalogue at ``commit``; none
+        when it cannot be read (a held run then waits in the probe play)."""
+        try:
+            catalogue = self.ctx.main.view(commit)[1]
+        except (ConfigError, GitError):  # a catalogue or inventory that does not load
+            return set()
+        return {(r.role, r.look) for r in catalogue.remedies if r.look is not None}
 
     def _request(self, job: Job, playbook: str) -> RunRequest:
         config = self.ctx.config
@@ -158,7 +167,8 @@ class AnsibleApplier:
                 strategy,
                 hold=job.hold,
                 wait=runner.timeout,
-                hold_in_play=job.hold is not None and _holds_in_play(tree / job.playbook),
+                hold_in_play=job.hold is not None
+                and _holds_in_play(tree / job.playbook, self._looks(job.commit)),
             ),
             encoding="utf-8",
         )
@@ -420,23 +430,25 @@ def _probe_then(
     )
 
 
-def _holds_in_play(playbook: Path) -> bool:
-    """Whether the proposal's playbook waits for the word itself: a play of it has both of
-    ``hold.wait_tasks`` (rendered between a remedy's look and its change). Anything else
-    (an older rendering, an edited branch, text that is not a playbook) holds in the probe
-    play, before every task of the proposal's."""
+def _holds_in_play(playbook: Path, looks: set[tuple[str, str]]) -> bool:
+    """Whether the proposal's playbook waits for the word itself, as ``render`` writes it
+    for a remedy with a look: a play whose tasks are one ``import_role`` of a look the
+    catalogue declares (``looks``: (role, task file) pairs), then ``hold.wait_tasks``
+    exactly, then the rest. Anything else (an older rendering, an edited branch, an
+    AI-written playbook, text that is not a playbook) holds in the probe play, before every
+    task of the proposal's: a task merely named like the wait, after a change, never lets a
+    held wave change hosts before the canary is judged."""
     try:
         plays = yaml.safe_load(playbook.read_text(encoding="utf-8"))
     except (OSError, UnicodeDecodeError, yaml.YAMLError):
         return False
-    if not isinstance(plays, list):
-        return False
-    for play in plays:
+    waits = wait_tasks()
+    for play in plays if isinstance(plays, list) else ():
         tasks = play.get("tasks") if isinstance(play, dict) else None
-        names = (
-            [t.get("name") for t in tasks if isinstance(t, dict)] if isinstance(tasks, list) else []
-        )
-        if HOLD_TASK in names and GO_TASK in names:
+        if not isinstance(tasks, list) or len(tasks) < 3 or tasks[1:3] != waits:
+            continue
+        look = tasks[0].get("ansible.builtin.import_role") if isinstance(tasks[0], dict) else None
+        if isinstance(look, dict) and (look.get("name"), look.get("tasks_from")) in looks:
             return True
     return False
 

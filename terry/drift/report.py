@@ -22,7 +22,7 @@ from sqlalchemy import func, select
 from terry.config import Config
 from terry.drift.items import HostStatus, ItemKind
 from terry.drift.ledger import ItemState
-from terry.errors import NotFound
+from terry.errors import ConfigError, GitError, NotFound
 from terry.forges.body import fenced
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import Host, load_inventory
@@ -174,7 +174,7 @@ def _unapplied(
     try:
         paths = _desired_paths(config, repo, (last_clean, scan.commit_sha), inventory.get(host))
         commits = repo.commits_touching(last_clean, scan.commit_sha, paths)
-    except Exception:  # a commit that is gone (history rewritten): nothing to say
+    except GitError:  # a commit that is gone (history rewritten): nothing to say
         return ()
     return tuple({"commit": sha, "subject": subject} for sha, subject in commits)
 
@@ -192,7 +192,7 @@ class _Hosts:
             try:
                 tree = self._repo.tree(self._commit)
                 self._hosts = dict(load_inventory(tree, self._config.inventory).hosts)
-            except Exception:  # a tree that is gone, an inventory Ansible cannot read
+            except (ConfigError, GitError):  # a tree that is gone, an unreadable inventory
                 self._hosts = {}
         return self._hosts.get(name)
 

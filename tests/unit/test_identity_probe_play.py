@@ -133,20 +133,32 @@ def _rendered(tmp_path: Path, look: str | None) -> Path:
 
 
 def test_only_a_rendered_wait_in_the_playbook_makes_the_run_hold_there(tmp_path: Path) -> None:
-    """The applier holds in the fix play only when the playbook it runs has both wait tasks
-    (a remedy with a look); an older rendering, an edited branch or text that is not a
-    playbook is held in the probe play, before any task of the proposal's."""
-    assert _holds_in_play(_rendered(tmp_path, "look"))
-    assert not _holds_in_play(_rendered(tmp_path, None))
+    """The applier holds in the fix play only when the playbook it runs is the rendering of
+    a remedy with a look the catalogue declares: that look, then the wait tasks exactly.
+    An older rendering, an edited branch, a playbook that names a task like the wait after
+    a change (an AI-written one), or text that is not a playbook is held in the probe play,
+    before any task of the proposal's."""
+    looks = {("disk_cleanup", "look")}
+    assert _holds_in_play(_rendered(tmp_path, "look"), looks)
+    assert not _holds_in_play(_rendered(tmp_path, "look"), set())  # the catalogue says no look
+    assert not _holds_in_play(_rendered(tmp_path, None), looks)
     edited = tmp_path / "edited.yml"
-    plays = yaml.safe_load(_rendered(tmp_path, "look").read_text())
-    plays[0]["tasks"] = [t for t in plays[0]["tasks"] if t["name"] != GO_TASK]
-    edited.write_text(yaml.safe_dump(plays))
-    assert not _holds_in_play(edited)
+    rendered = yaml.safe_load(_rendered(tmp_path, "look").read_text())
+    fix = rendered[0]["tasks"]
+    change = {"name": fix[0]["name"], "ansible.builtin.file": {"path": "/srv", "state": "absent"}}
+    for tasks in (
+        [t for t in fix if t["name"] != GO_TASK],  # half the wait
+        [fix[3], *fix],  # the change first, then the look and the wait
+        [{**fix[0], "ansible.builtin.import_role": {"name": "disk_cleanup"}}, *fix[1:]],
+        [fix[0], fix[1], {**fix[2], "when": "false"}, fix[3]],  # a wait that never waits
+        [change, *fix[1:]],  # named like the look, but a change
+    ):
+        edited.write_text(yaml.safe_dump([{**rendered[0], "tasks": tasks}]))
+        assert not _holds_in_play(edited, looks), tasks
     for text in ("- hosts: all\n  tasks: {{ x }\n", "just text", "[1, 2]", "- 3\n"):
         edited.write_text(text)
-        assert not _holds_in_play(edited)
-    assert not _holds_in_play(tmp_path / "missing.yml")
+        assert not _holds_in_play(edited, looks)
+    assert not _holds_in_play(tmp_path / "missing.yml", looks)
 
 
 def test_a_run_not_held_has_no_hold_task() -> None:
