@@ -122,7 +122,7 @@ _VARS_DIRS = {"host_vars", "group_vars"}
 
 
 def _desired_paths(
-    config: Config, repo: Repo, commits: tuple[str, str], host: Host | None
+    config: Config, inventory: _Hosts, commits: tuple[str, str], host: Host | None
 ) -> list[str]:
     """What can change ``host``'s desired state between two commits: the roles, site.yml,
     the configured inventory's files (which hosts exist, their groups, inline vars) but
@@ -137,7 +137,7 @@ def _desired_paths(
     var_dirs = {config.playbooks_path}
     for source in config.inventory:
         source = source.rstrip("/")
-        files = repo.files(commits[0], [source]) | repo.files(commits[1], [source])
+        files = inventory.files(commits[0], source) | inventory.files(commits[1], source)
         if not files or files == {source}:  # a file (or gone): its vars sit beside it
             paths.add(source)
             var_dirs.add(posixpath.dirname(source) or ".")
@@ -172,7 +172,8 @@ def _unapplied(
     if last_clean is None or last_clean == scan.commit_sha:
         return ()
     try:
-        paths = _desired_paths(config, repo, (last_clean, scan.commit_sha), inventory.get(host))
+        span = (last_clean, scan.commit_sha)
+        paths = _desired_paths(config, inventory, span, inventory.get(host))
         commits = repo.commits_touching(last_clean, scan.commit_sha, paths)
     except GitError:  # a commit that is gone (history rewritten): nothing to say
         return ()
@@ -186,6 +187,14 @@ class _Hosts:
     def __init__(self, repo: Repo, config: Config, commit: str) -> None:
         self._repo, self._config, self._commit = repo, config, commit
         self._hosts: dict[str, Host] | None = None
+        self._files: dict[tuple[str, str], set[str]] = {}
+
+    def files(self, commit: str, source: str) -> set[str]:
+        """The files of ``commit`` at or under the inventory ``source`` (asked of git once:
+        drifted hosts mostly share their last clean scan)."""
+        if (commit, source) not in self._files:
+            self._files[commit, source] = self._repo.files(commit, [source])
+        return self._files[commit, source]
 
     def get(self, name: str) -> Host | None:
         if self._hosts is None:
