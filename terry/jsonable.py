@@ -9,7 +9,7 @@ from datetime import datetime
 from pathlib import Path
 from typing import Any
 
-__all__ = ["to_jsonable"]
+__all__ = ["strings_in", "to_jsonable"]
 
 
 def to_jsonable(value: Any) -> Any:
@@ -26,3 +26,14 @@ def to_jsonable(value: Any) -> Any:
     if isinstance(value, (list, tuple, set, frozenset)):
         return [to_jsonable(v) for v in value]
     return value
+
+
+def strings_in(value: Any) -> list[str]:
+    """Every string in JSON-like data (mappings, lists, tuples), mapping keys included."""
+    if isinstance(value, str):
+        return [value]
+    if isinstance(value, dict):
+        return [s for k, v in value.items() for s in (*strings_in(k), *strings_in(v))]
+    if isinstance(value, list | tuple):
+        return [s for v in value for s in strings_in(v)]
+    return []

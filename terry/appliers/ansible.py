@@ -48,8 +48,7 @@ from terry.appliers.base import (
     RunStatus,
     last_line,
 )
-from terry.appliers.hold import GO, GO_TASK, HOLD_TASK, STOP, Hold, wait_tasks
-from terry.appliers.hold import retries as hold_retries
+from terry.appliers.hold import GO, GO_TASK, HOLD_TASK, STOP, Hold, retries, wait_tasks
 from terry.context import Context
 from terry.errors import ConfigError, GitError, RunnerError
 
@@ -395,17 +394,16 @@ def _probe_then(
     want = "(terry_hostname | default(inventory_hostname) | string)"
     same = f"{answer} == {want} or {answer}.split('.')[0] in [{want}, {want}.split('.')[0]]"
     names = ", ".join(f"!unsafe {json.dumps(h)}" for h in hosts)
-    word = (
-        f"terry_hold_file: !unsafe {json.dumps(str(hold))}, "
-        f"terry_hold_retries: {hold_retries(wait)}"
-    )
     probe_vars, held, imported_vars = f"terry_identity_hosts: [{names}]", "", ""
-    if hold is not None and hold_in_play:
-        imported_vars = f"  vars: {{{word}}}\n"
-    elif hold is not None:
-        probe_vars += ", " + word
-        tasks = yaml.safe_dump(wait_tasks(), sort_keys=False, width=1000)
-        held = "".join(f"    {line}\n" for line in tasks.splitlines())
+    if hold is not None:
+        path = json.dumps(str(hold))
+        word = f"terry_hold_file: !unsafe {path}, terry_hold_retries: {retries(wait)}"
+        if hold_in_play:
+            imported_vars = f"  vars: {{{word}}}\n"
+        else:
+            probe_vars += ", " + word
+            tasks = yaml.safe_dump(wait_tasks(), sort_keys=False, width=1000)
+            held = "".join(f"    {line}\n" for line in tasks.splitlines())
     return (
         "# Written by Terry for this run only: the identity probe, then the proposal's\n"
         "# playbook (terry/appliers/ansible.py).\n"

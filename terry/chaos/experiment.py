@@ -27,6 +27,7 @@ import yaml
 from terry.chaos.faults import Fault, check_params, fault_named
 from terry.chaos.targets import Selector
 from terry.errors import ConfigError, InputError, NotFound
+from terry.jsonable import strings_in
 
 __all__ = ["ACTIONS", "Experiment", "find_experiment", "list_experiments", "parse_experiment"]
 
@@ -115,7 +116,7 @@ def _substituted(name: str, arguments: dict[str, Any], configuration: dict[str, 
     from chaoslib import substitute
 
     filled = substitute(arguments, configuration, {})
-    for value in _strings(filled):
+    for value in strings_in(filled):
         if found := _PLACEHOLDER.search(value):
             raise InputError(
                 f"{name}: {found.group(0)} in the fault's arguments names no configuration "
@@ -123,16 +124,6 @@ def _substituted(name: str, arguments: dict[str, Any], configuration: dict[str, 
                 "parameters never come from secrets"
             )
     return filled
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for v in value.values() for s in _strings(v)]
-    if isinstance(value, list):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 def _selector(ext: dict[str, Any], name: str) -> Selector:

@@ -64,6 +64,7 @@ from terry.appliers.base import (
     Share,
 )
 from terry.config import AWXConfig
+from terry.jsonable import strings_in
 from terry.redact import process_redactor
 
 if TYPE_CHECKING:
@@ -97,16 +98,6 @@ def extra_vars(text: str) -> dict[str, Any]:
     if not isinstance(data, dict):
         raise AWXError("the proposal's vars file is not a mapping")
     return data
-
-
-def _strings(value: Any) -> list[str]:
-    if isinstance(value, str):
-        return [value]
-    if isinstance(value, dict):
-        return [s for k, v in value.items() for s in (*_strings(k), *_strings(v))]
-    if isinstance(value, list | tuple):
-        return [s for v in value for s in _strings(v)]
-    return []
 
 
 def remedy_of(playbook: str) -> str:
@@ -218,7 +209,7 @@ class AWXApplier:
                 "be templated by Ansible, so Terry runs nothing through it (set it to "
                 "'template' or 'never')"
             )
-        if allowed is None and any(_JINJA.search(s) for s in _strings(variables)):
+        if allowed is None and any(_JINJA.search(s) for s in strings_in(variables)):
             raise AWXError(
                 f"a parameter for {template.name!r} holds Jinja markers and Terry cannot read "
                 "AWX's ALLOW_JINJA_IN_EXTRA_VARS to know they stay data (give the token "
