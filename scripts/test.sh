@@ -35,4 +35,5 @@ lint=(terry tests); [ -d bench ] && lint+=(bench)
 workers="${TERRY_TEST_WORKERS:-2}"
 parallel=()
 if [ "$workers" != 0 ]; then parallel=(-n "$workers" --dist loadscope --no-loadscope-reorder); fi
-exec .venv/bin/python -m pytest -p no:cacheprovider "${parallel[@]}" "$@"
+# --durations: the slowest tests, named in the log, so the next cut of CI time is measured.
+exec .venv/bin/python -m pytest -p no:cacheprovider --durations=30 "${parallel[@]}" "$@"

@@ -371,6 +371,9 @@ class AWXConfig(_Model):
     update_project: bool = True
     # How long a job (or project update) may take before Terry cancels it.
     timeout: float = Field(default=900.0, gt=0)
+    # How long a canceled job may take to show that it ended; one that does not keeps its
+    # hosts held for recovery ('terry serve' looks again), never freed while it may run.
+    cancel_wait: float = Field(default=120.0, gt=0)
     poll_interval: float = Field(default=2.0, gt=0)
     # After a job finishes, how long to wait for AWX to finish saving its events.
     events_grace: float = Field(default=30.0, ge=0)

@@ -16,6 +16,7 @@ __all__ = [
     "NotFound",
     "PermissionDenied",
     "PolicyError",
+    "RunGoesOn",
     "RunnerError",
     "StateError",
     "StoreError",
@@ -90,6 +91,20 @@ class RunnerError(TerryError):
     """ansible-runner could not start (not: the playbook failed, which is an outcome)."""
 
     exit_code = 8
+
+
+class RunGoesOn(RunnerError):
+    """A run Terry stopped watching before it was seen to end, which may still change its
+    hosts: a job AWX was asked to cancel that did not show an end, or that could not be
+    seen at all. Its record stays ``running`` at ``remote`` and its hosts stay held, handed
+    over to recovery (``terry.store.runs.detach``), which frees them only once the
+    applier's ``stop_remote`` sees the run ended. ``events``: the run's events seen so far
+    (``RunnerEvent``s), kept with its record."""
+
+    def __init__(self, message: str, *, remote: str, events: tuple[object, ...] = ()) -> None:
+        super().__init__(message)
+        self.remote = remote
+        self.events = events
 
 
 class PolicyError(TerryError):

@@ -136,7 +136,7 @@ def proposal_detail(store: Store, proposal_id: int, *, events: bool = False) -> 
             for event in session.scalars(
                 select(RunEventRow)
                 .where(RunEventRow.run_id.in_([r.id for r in runs]))
-                .order_by(RunEventRow.run_id, RunEventRow.seq)
+                .order_by(RunEventRow.run_id, RunEventRow.seq, RunEventRow.id)
             ):
                 run_events.setdefault(event.run_id, []).append(event)
         host_rows = list(

@@ -26,7 +26,7 @@ from terry.appliers.base import Job, OnEvent, RunKind, RunResult
 from terry.appliers.hold import Hold, can_hold
 from terry.appliers.registry import Appliers
 from terry.context import Context
-from terry.errors import RunnerError
+from terry.errors import RunGoesOn, RunnerError
 from terry.incidents.lifecycle import set_attention
 from terry.proposals.confidence import revised
 from terry.proposals.hosts import HostState, ProposalHost, hosts_of, set_hosts
@@ -45,6 +45,10 @@ __all__ = ["Apply"]
 
 # A wave whose apply run never started (refused before any change): nothing to roll back.
 _NOT_STARTED = "apply could not start: "
+# A wave whose run Terry stopped watching before it ended (RunGoesOn): nothing may act on
+# its hosts (no rollback) until recovery sees it ended and frees them.
+_GOES_ON = "apply not seen to end: "
+_UNTOUCHABLE = (_NOT_STARTED, _GOES_ON)
 
 # A proposal applied in one run: the state each of its hosts ends in.
 _PROPOSAL_HOST_STATE = {
@@ -282,8 +286,8 @@ class Apply:
                         )
                     elif bad:
                         stopped = f"wave {wave.index} failed on {', '.join(sorted(bad))}"
-                        refused = sorted(d for _s, d in bad.values() if d.startswith(_NOT_STARTED))
-                        if refused:  # nothing changed on them: say why, not only where
+                        refused = sorted(d for _s, d in bad.values() if d.startswith(_UNTOUCHABLE))
+                        if refused:  # never started, or not seen to end: say why
                             stopped += f" ({refused[0][:1500]})"
                         failed = tuple(h for h, v in bad.items() if v[0] is HostState.FAILED)
                         found = self._undo(
@@ -355,8 +359,10 @@ class Apply:
             result = self.record.run(
                 both or chosen, RunKind.APPLY, proposal_id, merge_sha, hosts=wave, hold=hold
             )
+        except RunGoesOn as exc:
+            return _Ran(wave, None, None, f"{_GOES_ON}{exc}")
         except RunnerError as exc:
-            return _Ran(wave, None, None, str(exc))
+            return _Ran(wave, None, None, f"{_NOT_STARTED}{exc}")
         return _Ran(wave, result, both.verified if both else None, None)
 
     def _judged(
@@ -365,7 +371,7 @@ class Apply:
         """Each host of a wave's run: failed where its fix failed, else as verified."""
         wave, result = ran.hosts, ran.result
         if result is None:
-            return dict.fromkeys(wave, (HostState.FAILED, f"{_NOT_STARTED}{ran.refused}"))
+            return dict.fromkeys(wave, (HostState.FAILED, str(ran.refused)))
         found: dict[str, tuple[HostState, str]] = {}
         for host in wave:
             stats = result.stats.get(host)
@@ -424,9 +430,10 @@ class Apply:
         reason: str,
     ) -> dict[str, tuple[HostState, str]]:
         """Roll back ``hosts``; their states say what became of them. A host whose apply
-        never started (refused before any change: the identity probe) has nothing to undo
-        and stays failed with its reason."""
-        hosts = tuple(h for h in hosts if not found[h][1].startswith(_NOT_STARTED))
+        never started (refused before any change: the identity probe) has nothing to undo,
+        and one whose run was not seen to end may not be touched yet (recovery holds it):
+        either stays failed with its reason."""
+        hosts = tuple(h for h in hosts if not found[h][1].startswith(_UNTOUCHABLE))
         if not hosts:
             return found
         done, said = self.rollback.hosts(proposal_id, merge_sha, hosts, reason=reason)
@@ -536,8 +543,8 @@ def _why_undone(bad: dict[str, tuple[HostState, str]], failed: tuple[str, ...]) 
 
 @dataclass(frozen=True)
 class _Ran:
-    """A wave's apply run: its result (None: refused before any change, and why) and the
-    verify part of the same run, if it had one."""
+    """A wave's apply run: its result (None: refused before any change, or not seen to end,
+    and why) and the verify part of the same run, if it had one."""
 
     hosts: tuple[str, ...]
     result: RunResult | None

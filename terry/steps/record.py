@@ -17,15 +17,15 @@ from typing import Any
 
 from sqlalchemy import select
 
-from terry.appliers.base import Applier, Job, RunKind, RunResult
+from terry.appliers.base import Applier, Job, RunKind, RunnerEvent, RunResult
 from terry.context import Context
-from terry.errors import MergeConflict, RunnerError
+from terry.errors import MergeConflict, RunGoesOn, RunnerError
 from terry.incidents import lifecycle as incidents
 from terry.proposals.state import ProposalState, get, transition
 from terry.store import Store
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, utcnow
-from terry.store.runs import fail_run, finish_run, set_remote, start_run
+from terry.store.runs import detach, fail_run, finish_run, set_remote, start_run
 
 __all__ = ["Record", "keep_interrupted"]
 
@@ -102,6 +102,10 @@ class Record:
             result = getattr(applier, kind.value)(
                 job, lambda e: reporter.event(proposal_id, kind.value, e)
             )
+        except RunGoesOn as exc:  # it may still change its hosts: they stay held, for recovery
+            events = [e for e in exc.events if isinstance(e, RunnerEvent)]
+            detach(store, run_id, proposal_id, job.hosts, events)
+            raise
         except RunnerError:
             fail_run(store, run_id, "error")
             raise

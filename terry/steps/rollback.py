@@ -16,7 +16,7 @@ from sqlalchemy import select
 from terry.appliers.base import RunKind
 from terry.appliers.registry import Appliers
 from terry.context import Context
-from terry.errors import RunnerError, StateError
+from terry.errors import RunGoesOn, RunnerError, StateError
 from terry.proposals.plan import MANUAL, Plan
 from terry.proposals.state import ProposalState, get, transition
 from terry.steps.record import Record, keep_interrupted
@@ -92,6 +92,8 @@ class Rollback:
             result = self.record.run(
                 self.appliers.get(applier), RunKind.ROLLBACK, proposal_id, merge_sha, hosts=hosts
             )
+        except RunGoesOn as exc:
+            return False, f"the rollback was not seen to end: {exc}"
         except RunnerError as exc:
             return False, f"the rollback could not start: {exc}"
         if result.ok:

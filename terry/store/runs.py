@@ -6,25 +6,29 @@ from __future__ import annotations
 import logging
 import os
 import signal
+import socket
 import time
 from collections.abc import Callable, Iterable
 from contextlib import suppress
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select, update
+from sqlalchemy.orm import Session
 
-from terry.appliers.base import RunResult
+from terry.appliers.base import RunnerEvent, RunResult
 from terry.store import Store
 from terry.store.locks import (
+    STALE,
     dead_locks,
     holder_id,
     lock_alive,
     proc_fields,
     process_alive,
     process_of,
+    proposal_holder,
     release,
 )
 from terry.store.models import HostLockRow, ProposalRow, RunEventRow, RunRow, utcnow
@@ -34,6 +38,7 @@ __all__ = [
     "History",
     "Reaped",
     "RemedyRecord",
+    "detach",
     "fail_run",
     "finish_run",
     "reap",
@@ -85,21 +90,25 @@ def finish_run(store: Store, run_id: int, result: RunResult) -> None:
         row.ansible_seconds = result.ansible_seconds
         if result.revision is not None:  # it acted on another commit (a revert it made)
             row.commit_sha = result.revision
-        now = utcnow()
-        session.add_all(
-            RunEventRow(
-                run_id=run_id,
-                seq=e.seq,
-                event=e.event,
-                host=e.host,
-                task=e.task,
-                action=e.action,
-                status=e.status.value if e.status else None,
-                data=e.raw,
-                created_at=now,
-            )
-            for e in result.events
+        _add_events(session, run_id, result.events)
+
+
+def _add_events(session: Session, run_id: int, events: Iterable[RunnerEvent]) -> None:
+    now = utcnow()
+    session.add_all(
+        RunEventRow(
+            run_id=run_id,
+            seq=e.seq,
+            event=e.event,
+            host=e.host,
+            task=e.task,
+            action=e.action,
+            status=e.status.value if e.status else None,
+            data=e.raw,
+            created_at=now,
         )
+        for e in events
+    )
 
 
 def set_remote(store: Store, run_id: int, remote: str) -> None:
@@ -108,6 +117,42 @@ def set_remote(store: Store, run_id: int, remote: str) -> None:
         row = session.get(RunRow, run_id)
         if row is not None:
             row.remote = remote[:200]
+
+
+def detach(
+    store: Store,
+    run_id: int,
+    proposal_id: int,
+    hosts: Iterable[str],
+    events: Iterable[RunnerEvent] = (),
+) -> str:
+    """Hand a run this process stopped watching before it ended (``RunGoesOn``), and the
+    locks it holds on the run's hosts, to recovery. Both get a holder that is no process,
+    ``<machine>:detached-<run id>``, with a heartbeat already stale: ``reap`` judges the run
+    as one whose process died, asks ``stop_remote`` where it goes on, and frees the hosts
+    only once it has ended there. Until then no other run takes them (a dead holder's lock
+    with a run left ``running`` is not free); the locks keep their expiry, the last bound
+    for every holder. ``events``: what the run said so far, kept with it. Returns the new
+    holder."""
+    detached = f"{socket.gethostname()}:detached-{run_id}"
+    stale = utcnow() - STALE - timedelta(seconds=1)
+    with store.session() as session:
+        session.execute(
+            update(RunRow)
+            .where(RunRow.id == run_id, RunRow.status == "running")
+            .values(holder=detached)
+        )
+        session.execute(
+            update(HostLockRow)
+            .where(
+                HostLockRow.host.in_(sorted(set(hosts))),
+                HostLockRow.holder == proposal_holder(proposal_id),
+            )
+            .values(holder=f"{detached}:{proposal_id}", heartbeat_at=stale)
+            .execution_options(synchronize_session=False)
+        )
+        _add_events(session, run_id, events)
+    return detached
 
 
 def fail_run(store: Store, run_id: int, status: str) -> None:

@@ -5,8 +5,11 @@ status codes and awkward parts of AWX's API (read from awx/api/views and awx/mai
   an unknown id 404 ``{"detail": "Not found."}``.
 - ``GET /job_templates/{id}/launch/`` gives the ``ask_*_on_launch`` flags; a launch that sets
   a field the template does not prompt for is *not* refused: the field is dropped and listed
-  in ``ignored_fields`` (201), as AWX does. A template marked ``busy`` answers a launch 409
-  with the body of AWX's ``ActiveJobConflict`` (``{"error", "active_jobs"}``).
+  in ``ignored_fields`` (201), as AWX does. A launch is never refused for a busy template
+  (AWX answers 409, ``ActiveJobConflict``, only to a DELETE): unless the template allows
+  concurrent jobs (``allow_simultaneous``), the new job stays ``pending`` while another job
+  of its template has not finished (``job_blocked_by`` in AWX's dependency graph);
+  ``occupy`` starts such a job outside Terry.
   ``scm_branch`` on a project without ``allow_override`` is a 400 field error; extra vars
   AWX cannot parse as JSON or with ``yaml.safe_load`` (an ``!unsafe`` tag) are a 400.
 - Jobs move pending → waiting → running one poll at a time, then run the job template's
@@ -22,8 +25,13 @@ status codes and awkward parts of AWX's API (read from awx/api/views and awx/mai
   ``next`` links: the request's full path, as AWX's ``get_full_path`` gives it, or with
   ``absolute_next`` an absolute URL on another host (an internal name behind a gateway).
 - ``api_root``: where the API is, ``/api/v2`` or AAP 2.5's ``/api/controller/v2``.
-- ``POST /jobs/{id}/cancel/`` answers 202 and takes effect at the next poll; 405 once the job
-  finished. A template marked ``hang`` runs nothing and never finishes by itself.
+- ``POST /jobs/{id}/cancel/`` answers 202 and takes effect ``cancel_polls`` polls later (1:
+  the next; None: never, a dispatcher that does not act on it); 405 once the job finished.
+  ``can_cancel`` is only in ``GET /jobs/{id}/cancel/`` (AWX's JobCancelSerializer), not in
+  the job. A template marked ``hang`` runs nothing and never finishes by itself; with
+  ``finish_on_cancel`` the job ends successful as the cancel comes (it finished first).
+- ``outage``: the next so many requests answer 502 from the gateway in front of AWX (a
+  restart), as they come; ``outage_when_running``: such an outage as a job starts running.
 - ``POST /projects/{id}/update/`` answers 202 and the update succeeds a poll later (405 for
   a manual project).
 """
@@ -80,7 +88,7 @@ class FakeTemplate:
     asks: tuple[str, ...] = ASKS
     forbidden: bool = False
     hang: bool = False
-    busy: bool = False  # a launch answers 409, as AWX's ActiveJobConflict words it
+    allow_simultaneous: bool = False  # AWX's "Concurrent Jobs"; off: one job at a time
     # Prompts the launch page says it asks but the launch drops into ``ignored_fields`` (the
     # template edited between Terry's look and its launch): the job runs without them.
     ignores: tuple[str, ...] = ()
@@ -102,6 +110,8 @@ class FakeJob:
     finished_polls: int = 0
     visible: int = 0
     result: str | None = None  # what the run ended as, shown at the next poll
+    cancel_polls: int = 0  # polls since the cancel was asked
+    outside: bool = False  # launched by someone else (``occupy``)
 
 
 class FakeAWX(LocalServer):
@@ -129,6 +139,10 @@ class FakeAWX(LocalServer):
         self.allow_jinja = "template"
         self.settings_readable = True
         self.cancel_denied = False  # POST .../cancel/ answers 403 (a role that may not)
+        self.cancel_polls: int | None = 1  # polls until a cancel shows (None: never)
+        self.finish_on_cancel = False  # a job finishes successful just as the cancel comes
+        self.outage = 0  # the next so many requests answer 502
+        self.outage_when_running = 0  # an outage of so many requests as a job starts running
         self.page_size = 4
         # AWX filters a list by any field it is given (?name=); a proxy or an older server
         # in front of it may not: False answers every template, whatever the query
@@ -144,7 +158,15 @@ class FakeAWX(LocalServer):
         return template
 
     def launches(self) -> list[dict[str, Any]]:
-        return [j.launch for j in self.jobs.values()]
+        return [j.launch for j in self.jobs.values() if not j.outside]
+
+    def occupy(self, template: FakeTemplate) -> FakeJob:
+        """A job of ``template`` someone else launched, running until it is canceled."""
+        with self._lock:
+            job = FakeJob(id=len(self.jobs) + 1, template=template, launch={}, status="running")
+            job.outside = True
+            self.jobs[job.id] = job
+        return job
 
     # -- HTTP --------------------------------------------------------------------------------
     def _app(self) -> Starlette:
@@ -170,6 +192,10 @@ class FakeAWX(LocalServer):
         self.requests.append(
             {"method": request.method, "path": request.url.path, "authorization": auth}
         )
+        with self._lock:
+            if self.outage > 0:
+                self.outage -= 1
+                return Response("<html><body>502 Bad Gateway</body></html>", 502)
         if auth != f"Bearer {self.token}":
             return JSONResponse({"detail": "Authentication credentials were not provided."}, 401)
         return None
@@ -214,10 +240,6 @@ class FakeAWX(LocalServer):
             body = {f"ask_{a}_on_launch": a in template.asks for a in ASKS}
             body.update(variables_needed_to_start=[], passwords_needed_to_start=[])
             return JSONResponse(body)
-        if template.busy:
-            running = [{"type": "job", "id": j.id} for j in self.jobs.values()]
-            body = {"error": "Resource is being used by running jobs.", "active_jobs": running}
-            return JSONResponse(body, 409)
         asked = await request.json()
         accepted: dict[str, Any] = {}
         ignored: dict[str, Any] = {}
@@ -271,7 +293,6 @@ class FakeAWX(LocalServer):
             "type": "job",
             "status": job.status,
             "failed": job.status in ("failed", "error"),
-            "can_cancel": not finished,
             "job_explanation": job.explanation,
             "result_traceback": "",
             "scm_revision": job.scm_revision,
@@ -300,17 +321,34 @@ class FakeAWX(LocalServer):
                 return
             job.visible = max(job.visible, len(job.events) - self.event_lag * 3)
             if job.cancel_asked:
-                job.status, job.explanation = "canceled", "Job was canceled"
-                job.done.set()
+                job.cancel_polls += 1
+                if self.cancel_polls is not None and job.cancel_polls >= self.cancel_polls:
+                    job.status, job.explanation = "canceled", "Job was canceled"
+                    job.done.set()
+                return
+            if job.status == "pending" and self._blocked(job):
                 return
             order = ["new", "pending", "waiting", "running"]
             if job.status != "running":
                 job.status = order[order.index(job.status) + 1]
                 if job.status == "running" and not job.template.hang:
                     threading.Thread(target=self._run, args=(job,), daemon=True).start()
+                if job.status == "running" and self.outage_when_running:
+                    self.outage, self.outage_when_running = self.outage_when_running, 0
                 return
             if job.done.is_set() and job.result is not None:
                 job.status = job.result
+
+    def _blocked(self, job: FakeJob) -> bool:
+        """Whether an earlier job of the template, not finished, keeps this one pending."""
+        if job.template.allow_simultaneous:
+            return False
+        return any(
+            other.template is job.template
+            and other.id < job.id
+            and other.status not in ("successful", "failed", "error", "canceled")
+            for other in self.jobs.values()
+        )
 
     async def _events(self, request: Request) -> Response:
         if denied := self._denied(request):
@@ -349,6 +387,12 @@ class FakeAWX(LocalServer):
             return JSONResponse(
                 {"detail": "You do not have permission to perform this action."}, 403
             )
+        if self.finish_on_cancel:  # it finished first: the cancel finds nothing to stop
+            revision = self._revision(job)
+            with self._lock:
+                job.status, job.result, job.scm_revision = "successful", "successful", revision
+                job.done.set()
+            return JSONResponse({"detail": 'Method "POST" not allowed.'}, 405)
         job.cancel_asked = True
         return Response(status_code=202)
 
@@ -362,6 +406,16 @@ class FakeAWX(LocalServer):
         return JSONResponse({"ALLOW_JINJA_IN_EXTRA_VARS": self.allow_jinja})
 
     # -- running a job -----------------------------------------------------------------------
+    def _revision(self, job: FakeJob) -> str:
+        """The commit the job's ``scm_branch`` names (AWX's ``scm_revision``)."""
+        branch = str(job.launch.get("scm_branch") or "main")
+        return subprocess.run(
+            ["git", "-C", str(self.repo), "rev-parse", "--verify", f"{branch}^{{commit}}"],
+            capture_output=True,
+            text=True,
+            check=True,
+        ).stdout.strip()
+
     def _run(self, job: FakeJob) -> None:
         import ansible_runner
 
@@ -371,13 +425,7 @@ class FakeAWX(LocalServer):
                 tree, data = Path(scratch) / "project", Path(scratch) / "data"
                 tree.mkdir()
                 data.mkdir()
-                branch = str(job.launch.get("scm_branch") or "main")
-                job.scm_revision = subprocess.run(
-                    ["git", "-C", str(self.repo), "rev-parse", "--verify", f"{branch}^{{commit}}"],
-                    capture_output=True,
-                    text=True,
-                    check=True,
-                ).stdout.strip()
+                job.scm_revision = self._revision(job)
                 archive = subprocess.run(
                     ["git", "-C", str(self.repo), "archive", job.scm_revision],
                     capture_output=True,

@@ -30,10 +30,13 @@ canceled) and its events are read as they come (``counter`` above the last one w
 missing before it, every page: AWX may save 7 before 6) into ``RunnerEvent``s, the very
 events ansible-runner makes; events saved late are waited for until
 ``event_processing_finished`` (or ``awx.events_grace``). Per-host stats come from
-``job_host_summaries``. A job still running at ``awx.timeout`` is canceled
-(``POST /jobs/{id}/cancel/``, which takes effect a little later) and the run is a timeout.
-A launched job's id is recorded with its run (``Job.on_remote``): should Terry die, the
-next look at what dead processes left cancels it (``stop_remote``) before its hosts are freed.
+``job_host_summaries``. AWX not answering a look says nothing of the job: it is asked
+again. A job still running at ``awx.timeout`` is canceled (``POST /jobs/{id}/cancel/``,
+which takes effect a little later) and the run is a timeout; one that finished as the
+cancel came is what it ended as. A launched job's id is recorded with its run
+(``Job.on_remote``): should Terry die, the next look at what dead processes left cancels it
+(``stop_remote``) before its hosts are freed; a canceled job not seen ended within
+``awx.cancel_wait`` is handed to that same look (``RunGoesOn``), its hosts held till then.
 A job that cannot be launched raises ``AWXError``, like ansible-runner that cannot start.
 """
 
@@ -64,6 +67,7 @@ from terry.appliers.base import (
     Share,
 )
 from terry.config import AWXConfig
+from terry.errors import RunGoesOn
 from terry.jsonable import strings_in
 from terry.redact import process_redactor
 
@@ -81,8 +85,8 @@ _STATUS = {
 }
 _JINJA = re.compile(r"\{\{|\{%|\{#")
 _PLAYBOOK_NAME = re.compile(r"^\d+-(?P<remedy>[A-Za-z0-9][A-Za-z0-9_.-]*)\.ya?ml$")
-# How long a cancel may take to show before Terry stops waiting for it.
-_CANCEL_WAIT = 30.0
+# How long recovery waits for a dead run's cancel to show before it looks again later.
+_STOP_WAIT = 30.0
 
 
 class _VarsLoader(yaml.SafeLoader):
@@ -258,23 +262,31 @@ class AWXApplier:
         )
         try:
             state, timed_out = self._wait(job_id, stream, deadline)
+        except RunGoesOn:
+            raise  # canceled already; its hosts stay held for recovery
         except BaseException:  # Ctrl-C, the process told to exit: the job must not go on
             with contextlib.suppress(Exception):
                 self.client.cancel(job_id)
             raise
         grace = self._clock() + self.config.events_grace
-        while state.finished and not state.events_done and self._clock() < grace:
+        while not state.events_done and self._clock() < grace:
             self._sleep(self.config.poll_interval)
-            stream.read()
-            state = self.client.job(job_id)
-        stream.read()
+            state = self._look(job_id, stream) or state
+        stream.read_if_answered()
         status = RunStatus.TIMEOUT if timed_out else _STATUS.get(state.status, RunStatus.ERROR)
         if timed_out:
             stream.note(
                 "awx_job",
                 EventStatus.FAILED,
                 f"the job did not finish within {self.config.timeout:.0f} s; Terry canceled "
-                f"it (AWX says {state.status})",
+                f"it (AWX says {state.status})" + _never_started(stream.before_cancel),
+            )
+        elif stream.before_cancel is not None:
+            stream.note(
+                "awx_job",
+                EventStatus.FAILED if status is not RunStatus.SUCCESSFUL else None,
+                f"the job ended {state.status} as Terry canceled it at the timeout "
+                f"({self.config.timeout:.0f} s): the cancel came too late",
             )
         elif state.status != "successful" and state.explanation:
             stream.note("awx_job", EventStatus.FAILED, f"job {state.status}: {state.explanation}")
@@ -293,7 +305,11 @@ class AWXApplier:
                 f"{job.commit[:12]}: its project cannot fetch that commit",
             )
             status = RunStatus.FAILED
-        stats = _summaries(self.client.host_summaries(job_id)) or _counted(stream.events)
+        try:
+            summaries = _summaries(self.client.host_summaries(job_id))
+        except AWXError:  # AWX not answering now: the events say as much
+            summaries = {}
+        stats = summaries or _counted(stream.events)
         return RunResult(
             status=status,
             rc=0 if status is RunStatus.SUCCESSFUL else 1,
@@ -351,7 +367,7 @@ class AWXApplier:
             raise
         if not state.finished:
             self.client.cancel(job_id)
-            give_up = self._clock() + _CANCEL_WAIT
+            give_up = self._clock() + min(self.config.cancel_wait, _STOP_WAIT)
             while not state.finished and self._clock() < give_up:
                 self._sleep(self.config.poll_interval)
                 state = self.client.job(job_id)
@@ -360,25 +376,79 @@ class AWXApplier:
         return state.finished
 
     def _wait(self, job_id: int, stream: _Stream, deadline: float) -> tuple[JobState, bool]:
-        """Poll until the job finishes, reading events as they come; at the deadline cancel
-        it and wait (a little) for the cancel to show. (last state, timed out)."""
-        while True:
-            state = self.client.job(job_id)
-            stream.read()
-            if state.finished:
-                return state, False
+        """Poll until the job finishes, reading its events as they come; (last state,
+        canceled by Terry).
+
+        AWX not answering (a restart, an outage, a token refused) says nothing of the job:
+        it is asked again until the deadline. At the deadline the job is canceled and
+        waited for ``awx.cancel_wait``. A job then seen ended is what AWX says it is (a
+        cancel that came too late leaves it successful or failed); one not seen ended may
+        still change its hosts: ``RunGoesOn``, and its hosts stay held for recovery."""
+        state = self._look(job_id, stream)
+        while state is None or not state.finished:
             if self._clock() >= deadline:
                 break
             self._sleep(self.config.poll_interval)
+            state = self._look(job_id, stream)
+        else:
+            return state, False
+        stream.before_cancel = state.status if state is not None else "not answering"
         if self._say is not None:
-            self._say(None, f"AWX job {job_id} still {state.status} at the timeout: canceling")
-        self.client.cancel(job_id)
-        give_up = self._clock() + _CANCEL_WAIT
-        while not state.finished and self._clock() < give_up:
+            self._say(
+                None, f"AWX job {job_id} still {stream.before_cancel} at the timeout: canceling"
+            )
+        asked = self._cancel(job_id)
+        give_up = self._clock() + self.config.cancel_wait
+        while (state is None or not state.finished) and self._clock() < give_up:
             self._sleep(self.config.poll_interval)
+            if asked is None:
+                asked = self._cancel(job_id)
+            state = self._look(job_id, stream) or state
+        if state is None or not state.finished:
+            seen = state.status if state is not None else "AWX not answering"
+            raise RunGoesOn(
+                f"AWX job {job_id} did not show an end within {self.config.cancel_wait:.0f} s "
+                f"of Terry's cancel at the timeout (last seen: {seen}"
+                f"{'' if asked else '; the cancel was not accepted'}): it may still change "
+                "its hosts, so they stay held until Terry sees it ended ('terry serve' looks "
+                "again, as does any wait for them)",
+                remote=f"{self.name}:{job_id}",
+                events=tuple(stream.events),
+            )
+        return state, state.status == "canceled"
+
+    def _look(self, job_id: int, stream: _Stream) -> JobState | None:
+        """The job now, with its new events read; None when AWX did not answer (said once).
+        A job AWX no longer has (404) has ended: AWX deletes finished jobs only."""
+        try:
             state = self.client.job(job_id)
-            stream.read()
-        return state, True
+        except AWXError as exc:
+            if exc.status == 404:
+                raise AWXError(f"AWX job {job_id} is gone (404): its outcome is unknown") from exc
+            stream.unanswered(exc)
+            return None
+        stream.read_if_answered()
+        return state
+
+    def _cancel(self, job_id: int) -> bool | None:
+        """Ask AWX to cancel: True asked, False it had finished (405), None not answered."""
+        try:
+            return self.client.cancel(job_id)
+        except AWXError as exc:
+            if self._say is not None:
+                self._say(None, f"AWX job {job_id}: the cancel was not accepted ({exc})")
+            return None
+
+
+def _never_started(status: str | None) -> str:
+    """Why a job canceled while it was still waiting to run never ran."""
+    if status not in ("new", "pending", "waiting"):
+        return ""
+    return (
+        f"; AWX had not started it (still {status}): a job template runs one job at a "
+        "time unless it allows concurrent jobs, and a job waits for its project's or "
+        "inventory's update"
+    )
 
 
 class _Stream:
@@ -394,7 +464,22 @@ class _Stream:
         self.events: list[RunnerEvent] = []
         self.seen: set[int] = set()
         self.floor = 0  # every counter up to this one has been read
+        self.before_cancel: str | None = None  # the job's status when Terry canceled it
         self._redact = process_redactor()
+        self._unanswered = False
+
+    def unanswered(self, exc: AWXError) -> None:
+        """AWX did not answer a look: said once in the run (it is asked again)."""
+        if not self._unanswered:
+            self._unanswered = True
+            self.note("awx_job", None, f"AWX did not answer ({exc}); asking again")
+
+    def read_if_answered(self) -> None:
+        """``read``, unless AWX does not answer now (the next look reads them)."""
+        try:
+            self.read()
+        except AWXError as exc:
+            self.unanswered(exc)
 
     def read(self) -> None:
         new: dict[int, dict[str, Any]] = {}
@@ -421,8 +506,9 @@ class _Stream:
             self.seen.discard(self.floor)
 
     def note(self, event: str, status: EventStatus | None, message: str) -> None:
-        """Terry's own line in the run (the job's link, a timeout), after AWX's events."""
-        seq = max((e.seq for e in self.events), default=0) + 1
+        """Terry's own line in the run (the job's link, a timeout): after AWX's events read
+        so far, or before them all (0) when none was (AWX's counters start at 1)."""
+        seq = max((e.seq for e in self.events), default=-1) + 1
         raw = {"event": event, "counter": seq, "message": message}
         item = RunnerEvent(seq, event, None, "AWX job", "awx.job", status, message, (), raw)
         self._add(item)
