@@ -17,6 +17,7 @@ from pydantic import (
     ConfigDict,
     Field,
     ValidationError,
+    ValidationInfo,
     field_validator,
     model_validator,
 )
@@ -37,8 +38,35 @@ __all__ = [
 CONFIG_FILE = "terry.yml"
 
 
+# The largest number terry.yml takes: seconds, counts and amounts past it are mistakes, and
+# would overflow what they are handed to (a timedelta, a sleep).
+_MAX_NUMBER = 1e9
+
+
 class _Model(BaseModel):
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    """Every section: unknown keys refused; numbers finite, at most ``_MAX_NUMBER``, and
+    never a YAML boolean (``min_hosts: true`` is a mistake, not 1)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True, allow_inf_nan=False)
+
+    @field_validator("*", mode="before")
+    @classmethod
+    def _not_a_boolean(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, bool) and cls._numeric(info):
+            raise ValueError("must be a number, not true or false")
+        return value
+
+    @field_validator("*", mode="after")
+    @classmethod
+    def _not_too_large(cls, value: Any, info: ValidationInfo) -> Any:
+        if isinstance(value, int | float) and cls._numeric(info) and abs(value) > _MAX_NUMBER:
+            raise ValueError(f"must be at most {_MAX_NUMBER:.0e}")
+        return value
+
+    @classmethod
+    def _numeric(cls, info: ValidationInfo) -> bool:
+        field = cls.model_fields.get(info.field_name or "")
+        return field is not None and field.annotation in (int, float, int | None, float | None)
 
 
 class PolicyConfig(_Model):
@@ -258,6 +286,15 @@ class StormConfig(_Model):
     # proposal rather than one and its next wave; 0: at once. It waits at most gather_max.
     gather: float = Field(default=1.5, ge=0, le=60)
     gather_max: float = Field(default=10.0, ge=0, le=600)
+
+    @model_validator(mode="after")
+    def _gather_max(self) -> StormConfig:
+        if self.gather_max < self.gather:
+            raise ValueError(
+                f"storm.gather_max ({self.gather_max:g}) is less than storm.gather "
+                f"({self.gather:g}): the worker waits at most gather_max for quiet"
+            )
+        return self
 
 
 class CanaryConfig(_Model):

@@ -16,6 +16,7 @@ from __future__ import annotations
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
+from fractions import Fraction
 from typing import Any
 
 __all__ = ["PRODUCTION", "Wave", "plan_waves"]
@@ -53,7 +54,9 @@ def plan_waves(
         return (_wave(0, names, envs),)
     # not production first, then by name
     ordered = sorted(names, key=lambda n: (envs[n] == PRODUCTION, n))
-    size = max(1, math.ceil(len(ordered) * percent / 100.0))
+    # the percent as written (8.8 is 88/10, not the float just above it): 375 hosts at
+    # 8.8% are a canary of 33, not 34
+    size = max(1, math.ceil(len(ordered) * Fraction(str(percent)) / 100))
     outside = [n for n in ordered if envs[n] != PRODUCTION]
     if outside:
         size = min(size, len(outside))  # production never in the canary while others exist

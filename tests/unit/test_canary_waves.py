@@ -3,10 +3,13 @@ policies/canary.rego with the shipped policies, evaluated by real regorus."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import pytest
 
+from terry.config import load_config
+from terry.errors import ConfigError
 from terry.gate.engine import PolicySet, Verdict
 from terry.proposals.confidence import describe, revised, score
 from terry.proposals.waves import plan_waves
@@ -35,6 +38,21 @@ def test_the_canary_is_ten_percent_at_least_one_and_never_production_first() -> 
         ["s-9"],
         ["p-1", "p-2", "p-3"],
     ]
+
+
+@pytest.mark.parametrize(
+    ("hosts", "percent", "canary"),
+    [(375, 8.8, 33), (250, 64.4, 161), (20, 10.0, 2), (10, 10, 1), (21, 10, 3), (7, 0.1, 1)],
+)
+def test_the_canary_is_the_percent_as_written_rounded_up(
+    hosts: int, percent: float, canary: int
+) -> None:
+    # 375 x 8.8 / 100 is exactly 33; the float 8.8 is a little above it, and must not make
+    # the canary one host larger than the operator asked for
+    waves = plan_waves(
+        [(f"s-{n:04d}", "staging") for n in range(hosts)], min_hosts=3, percent=percent
+    )
+    assert len(waves[0].hosts) == canary
 
 
 def test_a_production_only_fleet_starts_with_one_production_host() -> None:
@@ -240,3 +258,25 @@ def test_a_repository_without_canary_rego_still_decides_on_host_count() -> None:
     decision = ENGINE.decide(PolicySet(modules, POLICIES.data, "abc123"), _confident(_fleet(12)))
     assert decision.verdict is Verdict.REVIEW
     assert "touches 12 hosts (more than 5)" in decision.reasons
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("storm: {window: .inf}", r"storm\.window: Input should be a finite number"),
+        ("storm: {window: 1e15}", r"storm\.window: .*must be at most 1e\+09"),
+        ("canary: {watch: .inf}", r"canary\.watch: Input should be a finite number"),
+        ("canary: {tolerance: .nan}", r"canary\.tolerance: Input should be a finite number"),
+        ("canary: {min_hosts: true}", r"canary\.min_hosts: .*not true or false"),
+        ("storm: {gather: 5, gather_max: 2}", r"gather_max \(2\) is less than storm\.gather"),
+        ("awx: {timeout: .inf}", r"awx\.timeout: Input should be a finite number"),
+    ],
+)
+def test_numbers_no_timer_can_hold_are_config_errors(
+    tmp_path: Path, text: str, message: str
+) -> None:
+    # before, storm.window .inf loaded and every alert then ended in an OverflowError, and
+    # canary.watch .inf in one after the canary had changed its hosts
+    (tmp_path / "terry.yml").write_text(text + "\n")
+    with pytest.raises(ConfigError, match=message):
+        load_config(tmp_path, environ={})
