@@ -232,7 +232,7 @@ class AnsibleRunnerApplier:
                 project_dir=str(request.project_dir),
                 playbook=request.playbook,
                 cmdline=shlex.join(args),
-                limit=":".join(request.hosts) if request.hosts else None,
+                limit=",".join(request.hosts) if request.hosts else None,
                 forks=request.forks,
                 envvars=env,
                 timeout=request.timeout,

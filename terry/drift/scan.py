@@ -147,7 +147,7 @@ def run_scan(
 
 def verify_hosts(config: Config, store: Store, hosts: tuple[str, ...]) -> Verification:
     """A drift fix is verified when a new scan of its hosts finds nothing to change."""
-    scanned = run_scan(config, store, limit=":".join(hosts))
+    scanned = run_scan(config, store, limit=",".join(hosts))
     unreachable = [
         h
         for h in hosts

@@ -112,7 +112,9 @@ def render(
 ) -> Rendered:
     """The playbook (apply, then verify and rollback plays that run only when asked by tag)."""
     base = f"{directory}/{proposal_id:05d}-{slug(remedy.name)}"
-    pattern = ":".join(hosts)
+    # commas, not colons: Ansible splits a pattern with no comma on its colons, and an IPv6
+    # address is made of them
+    pattern = ",".join(hosts)
     plays = [
         _play(
             f"Fix: {remedy.name}", pattern, remedy.role, remedy.apply, ["apply"], look=remedy.look

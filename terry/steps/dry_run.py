@@ -13,7 +13,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import timedelta
 
-from terry.appliers.base import RunKind, RunResult
+from terry.appliers.base import APPLIERS, RunKind, RunResult
 from terry.appliers.registry import Appliers
 from terry.context import Context
 from terry.errors import RunnerError, StateError
@@ -55,17 +55,19 @@ class DryRun:
         with store.session() as session:  # read again: it may have waited for its hosts
             row = get(session, proposal_id)
             commit, plan = row.commit_sha, Plan.from_json(row.plan, applier=row.applier)
-            state = ProposalState(row.state)
+            state, hosts = ProposalState(row.state), tuple(row.hosts)
         if state is not ProposalState.PROPOSED:
             raise StateError(f"proposal {proposal_id} was dry-run meanwhile: it is {state.value}")
         assert commit is not None
         result: RunResult | None = None
+        missed: list[str] = []
         try:
             for name in plan.check:
                 applier = self.appliers.get(name)
                 reporter.step(proposal_id, f"dry run: {applier.check_words}")
                 result = self.record.run(applier, RunKind.CHECK, proposal_id, commit)
-                if not result.ok:
+                missed = _missed(name, hosts, result)
+                if not result.ok or missed:
                     break
         except RunnerError as exc:
             transition(
@@ -81,15 +83,23 @@ class DryRun:
         assert result is not None, "a plan names at least one applier to check with"
         summary = result.summary()
         summary["messages"] = result.failure_messages()[:20]
+        if missed:  # a host the run never matched was not checked: the dry run did not pass
+            said = (
+                f"the dry run did not run on {', '.join(missed)} (no task reported on them: "
+                "the playbook's host pattern or the inventory does not name them)"
+            )
+            summary.update(ok=False, missed_hosts=missed, messages=[said, *summary["messages"]])
         # What the remedy itself estimates its fix would achieve, per host (the gate's
         # check.estimates): a fix that falls short goes to a person.
         summary["estimates"] = estimates(result.events)
         diff = result.diff_text()
         # An unreachable host is said to be one: the remedy is not what failed there.
         unreachable = ", ".join(result.unreachable_hosts)
-        verdict = "passed" if result.ok else "failed"
+        verdict = "passed" if summary["ok"] else "failed"
         if unreachable:
             verdict = f"failed, could not reach {unreachable}"
+        elif missed:
+            verdict = f"failed, did not run on {', '.join(missed)}"
         transition(
             store,
             proposal_id,
@@ -102,6 +112,17 @@ class DryRun:
         reporter.step(
             proposal_id,
             f"check-mode diff ({result.changed} change(s), "
-            f"{'passed' if result.ok else 'FAILED' + verdict.removeprefix('failed')}):\n{shown}",
+            f"{'passed' if summary['ok'] else 'FAILED' + verdict.removeprefix('failed')})"
+            f":\n{shown}",
         )
         return result
+
+
+def _missed(applier: str, hosts: tuple[str, ...], result: RunResult) -> list[str]:
+    """The proposal's hosts a playbook run reported nothing on: ansible never matched them
+    (an unreachable or skipped host is still reported). Other appliers' runs are not of
+    hosts."""
+    registration = APPLIERS.get(applier)
+    if registration is None or not registration.playbooks:
+        return []
+    return [h for h in hosts if h not in result.stats]

@@ -642,7 +642,7 @@ def test_an_incident_arriving_during_the_dry_run_goes_in_the_same_proposal(fleet
     playbook = subprocess.run(
         [*git, "show", f"main:{shown['playbook_path']}"], capture_output=True, text=True
     ).stdout
-    assert f"hosts: {':'.join([*names, late])}" in playbook
+    assert f"hosts: {','.join([*names, late])}" in playbook
 
 
 def test_a_host_joining_a_storm_whose_dry_run_failed_waits_for_its_next_wave(

@@ -75,3 +75,23 @@ def test_parameters_are_unsafe_data_in_the_vars_file_only(case: Path) -> None:
 
 def test_every_expected_file_has_its_input() -> None:
     assert orphans("playbook", "yml") == []
+
+
+def test_every_host_of_a_storm_is_in_its_plays_ipv6_addresses_too() -> None:
+    # A storm over hosts named by IPv6 address: joined with colons, Ansible split the play's
+    # pattern into 's-01', '2001', 'db8', '10'... and the dry run covered s-01 alone.
+    from ansible.inventory.manager import split_host_pattern
+
+    hosts = ("2001:db8::10", "2001:db8::11", "s-01", "[fe80::1]")
+    rendered = _render(
+        {
+            "remedy": "config-drift",
+            "proposal_id": 9,
+            "incident_id": 9,
+            "hosts": hosts,
+            "params": {"file": "app.conf"},
+        }
+    )
+    plays = yaml.load(rendered.playbook, Loader=_AnsibleLoader)
+    for play in plays:
+        assert sorted(split_host_pattern(play["hosts"])) == sorted(hosts), play["hosts"]

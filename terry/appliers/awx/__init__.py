@@ -194,7 +194,7 @@ class AWXApplier:
         variables["terry_playbook"] = posixpath.relpath(job.playbook, entry_dir)
         self._guard_jinja(variables, template)
         body = {
-            "limit": ":".join(job.hosts),
+            "limit": ",".join(job.hosts),
             "job_type": "check" if check else "run",
             "diff_mode": True,
             "scm_branch": job.commit,
