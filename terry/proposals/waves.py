@@ -74,5 +74,24 @@ def plan_waves(
     return tuple(waves)
 
 
+def judged_waves(hosts: Sequence[tuple[str, str | None, int | None]]) -> tuple[Wave, ...] | None:
+    """The waves the gate judged, from each host's recorded wave (name, environment, wave);
+    None when a host has none (a proposal gated before waves were recorded)."""
+    if not hosts or any(wave is None for _n, _e, wave in hosts):
+        return None
+    envs = {name: env or "unknown" for name, env, _w in hosts}
+    indices = sorted({wave for _n, _e, wave in hosts if wave is not None})
+    several = len(indices) > 1
+    return tuple(
+        _wave(
+            n,
+            sorted(name for name, _e, wave in hosts if wave == index),
+            envs,
+            canary=several and n == 0,
+        )
+        for n, index in enumerate(indices)
+    )
+
+
 def _wave(index: int, names: Sequence[str], envs: dict[str, str], *, canary: bool = False) -> Wave:
     return Wave(index, tuple(names), tuple(sorted({envs[n] for n in names})), canary)

@@ -32,7 +32,7 @@ from terry.proposals.confidence import revised
 from terry.proposals.hosts import HostState, ProposalHost, hosts_of, set_hosts
 from terry.proposals.plan import APPLIER, Plan
 from terry.proposals.state import MERGED_STATES, ProposalState, get, transition
-from terry.proposals.waves import Wave, plan_waves
+from terry.proposals.waves import Wave, judged_waves, plan_waves
 from terry.steps.canary import Watch
 from terry.steps.precheck import Precheck
 from terry.steps.record import Record
@@ -225,7 +225,14 @@ class Apply:
         ctx, record, store = self.ctx, self.record, self.ctx.store
         known = {h.host: h for h in hosts_of(store, proposal_id)}
         canary = ctx.config.canary
-        waves = plan_waves(
+        # the plan the gate judged (a setting changed since, or an environment, does not
+        # redraw it); planned now only for a proposal gated before plans were recorded
+        waves = judged_waves(
+            [
+                (h, known[h].environment, known[h].wave) if h in known else (h, None, None)
+                for h in hosts
+            ]
+        ) or plan_waves(
             [(h, known[h].environment if h in known else None) for h in hosts],
             min_hosts=canary.min_hosts,
             percent=canary.percent,

@@ -148,7 +148,15 @@ def test_an_approved_storm_rolls_out_in_waves_each_host_verified(fleet: Cli) -> 
     [pid] = {o["proposal_id"] for o in outcomes}
     assert {o["state"] for o in outcomes} == {"awaiting_review"}  # a production host
 
-    approved = fleet.as_("erin").json("proposals", "approve", str(pid))
+    # the settings change while it waits for a person: the apply still does the plan the
+    # gate judged and the person approved, not a plan drawn again (one wave of everything)
+    config = fleet.repo / "terry.yml"
+    settings = yaml.safe_load(config.read_text())
+    config.write_text(yaml.safe_dump({**settings, "canary": {"min_hosts": 50, "percent": 60}}))
+    try:
+        approved = fleet.as_("erin").json("proposals", "approve", str(pid))
+    finally:
+        config.write_text(yaml.safe_dump(settings, sort_keys=False))
     assert approved["state"] == "verified", approved
 
     detail = fleet.json("proposals", "show", str(pid))
@@ -158,6 +166,8 @@ def test_an_approved_storm_rolls_out_in_waves_each_host_verified(fleet: Cli) -> 
     applies = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "apply"]
     # the canary (10% of 7: one staging host), the rest of staging, then production
     assert applies == [["s-01"], STAGING[1:6], ["p-01"]]
+    waves = {h["host"]: h["wave"] for h in detail["host_outcomes"]}
+    assert waves == {"s-01": 0, **dict.fromkeys(STAGING[1:6], 1), "p-01": 2}
     for host in names:
         assert not [n for n in _logs(fleet, host) if not n.endswith(".gz")]
     incidents = {i["id"]: i for i in fleet.json("incidents", "list", "--limit", "200")}

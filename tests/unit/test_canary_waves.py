@@ -12,7 +12,7 @@ from terry.config import load_config
 from terry.errors import ConfigError
 from terry.gate.engine import PolicySet, Verdict
 from terry.proposals.confidence import describe, revised, score
-from terry.proposals.waves import plan_waves
+from terry.proposals.waves import judged_waves, plan_waves
 from tests.unit.test_gate_policy import ENGINE, LISTED, POLICIES, PROVEN, gate_input, record
 
 pytestmark = pytest.mark.unit
@@ -53,6 +53,21 @@ def test_the_canary_is_the_percent_as_written_rounded_up(
         [(f"s-{n:04d}", "staging") for n in range(hosts)], min_hosts=3, percent=percent
     )
     assert len(waves[0].hosts) == canary
+
+
+def test_the_apply_reads_back_the_waves_the_gate_judged() -> None:
+    envs = {"s-1": "staging", "s-2": "staging", "s-3": None, "p-1": "production"}
+    planned = plan_waves(list(envs.items()), min_hosts=3, percent=10)
+    recorded = [(h, envs[h], w.index) for w in planned for h in w.hosts]
+    again = judged_waves(recorded)
+    assert again == planned
+    assert judged_waves([("a", "staging", 0), ("b", "staging", None)]) is None  # not recorded
+    [one] = judged_waves([("a", "staging", 0), ("b", "production", 0)]) or ()
+    assert (one.hosts, one.canary, one.environments) == (
+        ("a", "b"),
+        False,
+        ("production", "staging"),
+    )
 
 
 def test_a_production_only_fleet_starts_with_one_production_host() -> None:
