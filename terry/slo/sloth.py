@@ -79,6 +79,25 @@ class _SlothAlerting(Model):
     ticket_alert: _SlothAlert = Field(default_factory=_SlothAlert)
 
 
+def _no_slo_plugins(value: Any) -> None:
+    """Sloth's SLO plugins (``slo_plugins``, an SLO's ``plugins``) rewrite the rules Sloth
+    writes (another SLI recording, no page alert...): Terry writes its own and cannot run
+    them, so a spec that has a chain of them is refused rather than read as if it had
+    none."""
+    if not value:
+        return None
+    chain = value.get("chain") if isinstance(value, dict) else None
+    if not chain and not (isinstance(value, dict) and value.get("overridePrevious")):
+        return None
+    ids = [str(p.get("id")) for p in chain or () if isinstance(p, dict) and p.get("id")]
+    named = f" ({', '.join(ids)})" if ids else ""
+    raise ValueError(
+        f"Sloth's SLO plugins{named} change the rules Sloth writes, and Terry cannot run "
+        "them: remove them to have Terry's rules (and budget) for this SLO, or keep the "
+        "spec for Sloth alone"
+    )
+
+
 class _SlothSLO(Model):
     name: str = Field(pattern=NAME)
     objective: Number = Field(gt=0, lt=100)
@@ -86,6 +105,9 @@ class _SlothSLO(Model):
     sli: _SlothSLI
     labels: PromLabels = Field(default_factory=dict)
     alerting: _SlothAlerting = Field(default_factory=_SlothAlerting)
+    plugins: Any = None
+
+    _plugins = field_validator("plugins")(_no_slo_plugins)
 
 
 class _SlothSpec(Model):
@@ -93,6 +115,9 @@ class _SlothSpec(Model):
     service: str = Field(pattern=NAME)
     labels: PromLabels = Field(default_factory=dict)
     slos: list[_SlothSLO] = Field(min_length=1)
+    slo_plugins: Any = None
+
+    _plugins = field_validator("slo_plugins")(_no_slo_plugins)
 
 
 def from_sloth(doc: dict[str, Any], source: str) -> list[SLO]:

@@ -81,10 +81,15 @@ class _Client:
             values = [float(item["value"][1]) for item in answer]
         except (KeyError, IndexError, TypeError, ValueError):
             return None, f"Prometheus answered something that is not a vector: {query}"
-        if len(values) != 1:
-            return None, f"expected one value, got {len(values)} (no traffic?): {query}"
+        if not values:
+            return None, f"no answer (no traffic in the window, or no such series): {query}"
+        if len(values) > 1:
+            return None, (
+                f"{len(values)} series, not one: the SLI must answer one value for the "
+                f"service (a raw ratio by some label is several; aggregate it): {query}"
+            )
         value = values[0]
-        if not math.isfinite(value):
+        if math.isnan(value):
             return None, f"no events to judge (NaN: no traffic in the window): {query}"
         if value < 0:
             if value > -_NOISE:  # 1 - good/total, all good: float rounding below zero
@@ -92,6 +97,14 @@ class _Client:
             return None, (
                 f"a negative error ratio ({value:.6g}): more good events than events; "
                 f"check the SLI's queries: {query}"
+            )
+        if value > 1:
+            if value < 1 + _NOISE:
+                return 1.0, None
+            return None, (
+                f"an error ratio above one ({value:.6g}): more failed events than events "
+                f"(the error query is not a part of the total query?); check the SLI's "
+                f"queries: {query}"
             )
         return value, None
 

@@ -235,7 +235,7 @@ def test_a_burn_window_without_traffic_is_said_and_exits_8(prometheus: str, tmp_
     assert budget.burn_rates["6h"] == pytest.approx(4, rel=0.03)
     assert budget.state is BudgetState.OK and budget.burning == ()
     assert budget.remaining_percent == pytest.approx(17.33, abs=1.0)
-    assert status.error and "expected one value, got 0" in status.error
+    assert status.error and "no answer (no traffic in the window" in status.error
 
     repo = _shop(tmp_path / "ops", prometheus)
     (repo / "slos" / "quiet.yml").write_text(rated)
@@ -243,18 +243,24 @@ def test_a_burn_window_without_traffic_is_said_and_exits_8(prometheus: str, tmp_
     told = make_cli(repo)("slo", "status", "--service", "quiet")
     assert told.exit_code == 8, told.stdout + told.stderr
     assert "a burn rate unknown for quiet/requests-availability" in told.stderr
-    assert "expected one value, got 0" in told.stderr
+    assert "no answer (no traffic in the window, or no such series)" in told.stderr
 
 
 @pytest.mark.parametrize(
     ("factor", "left", "why"),
-    [("-1e-14", 100.0, None), ("-0.5", None, "a negative error ratio (-5)")],
+    [
+        ("-1e-14", 100.0, None),
+        ("-0.5", None, "a negative error ratio (-5)"),
+        ("0.15", None, "an error ratio above one (1.5): more failed events than events"),
+    ],
 )
-def test_an_error_ratio_below_zero(
+def test_an_error_ratio_outside_zero_to_one(
     prometheus: str, factor: str, left: float | None, why: str | None
 ) -> None:
     """A hair below zero is floating point (1 - good/total with every event good): read as
-    0. Clearly below zero is an SLI that counts wrong: unknown, saying so."""
+    0. Clearly below zero, or above one (an error query that is not a part of the total),
+    is an SLI that counts wrong: unknown, saying so, never a spent budget that freezes
+    changes."""
     raw = f"""
 version: prometheus/v1
 service: exact
@@ -282,7 +288,7 @@ def test_no_traffic_is_unknown_and_exits_8(shop: Cli) -> None:
     rows = {r["service"]: r for r in yaml.safe_load(result.stdout)["slos"]}
     assert rows["ledger"]["state"] == "unknown"
     assert rows["ledger"]["budget_remaining_percent"] is None
-    assert "expected one value, got 0" in rows["ledger"]["error"]
+    assert "no answer (no traffic in the window, or no such series)" in rows["ledger"]["error"]
     assert "budget unknown for ledger/requests-availability" in result.stderr
 
 

@@ -332,6 +332,36 @@ def test_sloth_sli_plugins_are_refused_by_name() -> None:
     assert "getting_started_availability" in message and "sli.events" in message
 
 
+@pytest.mark.parametrize(
+    ("before", "after", "message"),
+    [
+        # Sloth's slo-plugin-getting-started.yml: a chain for every SLO of the spec
+        (
+            "slos:\n",
+            "slo_plugins:\n  chain:\n    - id: sloth.dev/core/error_budget_exhausted_alert/v1\n"
+            "slos:\n",
+            "slo_plugins: Sloth's SLO plugins (sloth.dev/core/error_budget_exhausted_alert/v1)",
+        ),
+        # one SLO's own: overriding Sloth's rules with none of its own
+        (
+            "    alerting:",
+            "    plugins:\n      overridePrevious: true\n    alerting:",
+            "slos[0].plugins: Sloth's SLO plugins change the rules Sloth writes",
+        ),
+    ],
+)
+def test_sloth_slo_plugins_are_refused_never_read_as_if_absent(
+    before: str, after: str, message: str
+) -> None:
+    text = SLOTH_GETTING_STARTED.replace(before, after, 1)
+    assert after in text
+    _refused(text, message)
+    # an empty chain changes nothing: read
+    parse_text(
+        SLOTH_GETTING_STARTED.replace("slos:\n", "slo_plugins: {chain: []}\nslos:\n", 1), "s.yml"
+    )
+
+
 def test_sloth_events_and_raw_together_are_refused() -> None:
     text = SLOTH_GETTING_STARTED.replace(
         "    alerting:", "      raw: {error_ratio_query: 'x[{{.window}}]'}\n    alerting:"
