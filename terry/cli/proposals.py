@@ -240,8 +240,10 @@ def approve(
     an approval that leaves a tenant missing is recorded, says which tenant must still
     approve, and exits 0 with the proposal still awaiting review.
 
-    Exit codes: 0, 4 no such proposal, 5 its state does not allow it (approved already),
-    11 not permitted (the role, --as), 12 the server cannot be reached."""
+    Exit codes: 0 the approval is recorded (what the apply it ran then did is the printed
+    state: verified, or rolled_back after a failed canary...; 'terry proposals apply' is the
+    verb whose exit code is the apply's), 4 no such proposal, 5 its state does not allow it
+    (approved already), 11 not permitted (the role, --as), 12 the server cannot be reached."""
     if _remote_act(ctx, "approve", proposal_id, as_, apply=not no_apply):
         _finish(ctx, proposal_id, output)
         return

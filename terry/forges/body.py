@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import json
 import re
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
@@ -32,6 +33,7 @@ _MAX_DIFF = 20_000
 _MAX_PLAYBOOK = 20_000
 _MAX_TASKS = 24_000
 _MAX_BODY = 65_000  # GitHub refuses a body over 65,536 characters
+_MAX_NAMES = 4_000  # characters of host names in one cell; the others are counted
 
 
 @dataclass(frozen=True)
@@ -95,9 +97,25 @@ def pr_title(p: ReviewPacket) -> str:
 
 
 def pr_body(p: ReviewPacket, *, details_url: str | None = None) -> str:
-    """The body; the task list gets what room GitHub leaves after everything else."""
+    """The body; the task list gets what room GitHub leaves after everything else, and the
+    whole never passes GitHub's limit (a storm over thousands of hosts)."""
     without = _body(p, details_url, tasks_room=0)
-    return _body(p, details_url, tasks_room=min(_MAX_TASKS, _MAX_BODY - len(without)))
+    body = _body(p, details_url, tasks_room=max(0, min(_MAX_TASKS, _MAX_BODY - len(without))))
+    return body if len(body) <= _MAX_BODY else _clip(body, _MAX_BODY - 100)
+
+
+def _names(hosts: Sequence[str], room: int = _MAX_NAMES) -> str:
+    """Host names for a table cell, as many as ``room`` characters take, then how many
+    more (every one is in ``terry proposals show``)."""
+    out: list[str] = []
+    used = 0
+    for n, host in enumerate(hosts):
+        item = f"`{_cell(host)}`"
+        if out and used + len(item) > room:
+            return ", ".join(out) + f" … and {len(hosts) - n} more"
+        out.append(item)
+        used += len(item) + 2
+    return ", ".join(out)
 
 
 def _body(p: ReviewPacket, details_url: str | None, *, tasks_room: int) -> str:
@@ -113,7 +131,7 @@ def _body(p: ReviewPacket, details_url: str | None, *, tasks_room: int) -> str:
         f"| incident | {p.incident_id} · {p.incident_ref} (alert `{_cell(p.alertname)}`, "
         f"firing since "
         f"{p.opened_at.isoformat()}, seen {p.recurrence} time(s) before) |",
-        f"| hosts | {', '.join(f'`{_cell(h)}`' for h in p.hosts)} |",
+        f"| hosts | {_names(p.hosts)} |",
         f"| environment | {', '.join(_cell(e) for e in p.environments) or 'unknown'} |",
         f"| risk | **{p.risk}** |",
         f"| gate decision | **{p.decision or 'pending'}** (policies at `{p.policy_commit}`) |",
@@ -126,8 +144,8 @@ def _body(p: ReviewPacket, details_url: str | None, *, tasks_room: int) -> str:
         lines.append(f"| confidence | {p.score}/100 |")
     if len(p.waves) > 1:
         plan = "; ".join(
-            f"wave {n}{' (canary, watched)' if n == 0 else ''}: "
-            + ", ".join(f"`{_cell(h)}`" for h in hosts)
+            f"wave {n}{' (canary: verified before the next)' if n == 0 else ''}: "
+            + _names(hosts, max(200, _MAX_NAMES // len(p.waves)))
             for n, hosts in enumerate(p.waves)
         )
         lines.append(f"| rollout | {plan} |")

@@ -9,14 +9,13 @@ from dataclasses import dataclass
 from typing import Any
 
 from terry.gate.engine import Decision, PolicyEngine, PolicySet
-from terry.inventory.hosts import Host
+from terry.inventory.hosts import Host, most_sensitive
 from terry.store.runs import RemedyRecord
 from terry.tenants.model import Tenants
 
 __all__ = ["GateInput", "decide"]
 
 # The most sensitive environment wins when a proposal spans several.
-_SENSITIVITY = ("production", "staging", "development", "test")
 # A proposal that changes nothing billed (terry.cost.change).
 _NO_COST = {"monthly_change": 0.0, "currency": None, "hosts": {}, "error": None}
 # A remedy without variants runs its own parameters (terry.remedies.variants).
@@ -74,11 +73,7 @@ class GateInput:
 
     @property
     def environment(self) -> str:
-        found = {h.environment or "unknown" for h in self.hosts}
-        for name in _SENSITIVITY:
-            if name in found:
-                return name
-        return sorted(found)[0] if found else "unknown"
+        return most_sensitive(h.environment for h in self.hosts)
 
     def as_input(self) -> dict[str, Any]:
         labels: dict[str, str] = {}

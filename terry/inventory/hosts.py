@@ -15,7 +15,30 @@ from typing import Any
 from terry.errors import ConfigError, InputError, NotFound
 from terry.inventory.platform import Platform, from_variables
 
-__all__ = ["GroupNode", "Host", "Inventory", "group_tree", "load_inventory", "match_hosts"]
+__all__ = [
+    "SENSITIVITY",
+    "GroupNode",
+    "Host",
+    "Inventory",
+    "group_tree",
+    "load_inventory",
+    "match_hosts",
+    "most_sensitive",
+]
+
+# Environments, the most sensitive first: what a proposal over several is judged (and
+# labelled) as.
+SENSITIVITY = ("production", "staging", "development", "test")
+
+
+def most_sensitive(environments: Iterable[str | None]) -> str:
+    """The environment a proposal over hosts of ``environments`` counts as: the most
+    sensitive known one, else the first by name, else "unknown"."""
+    found = {e or "unknown" for e in environments}
+    for name in SENSITIVITY:
+        if name in found:
+            return name
+    return sorted(found)[0] if found else "unknown"
 
 
 @dataclass(frozen=True)

@@ -37,6 +37,7 @@ from terry.errors import ForgeError, GitError, MergeConflict, StateError, TerryE
 from terry.forges.body import ReviewPacket, fenced, pr_body, pr_title
 from terry.forges.commands import Command, Verb, parse_command
 from terry.forges.tasks import planned_tasks
+from terry.inventory.hosts import most_sensitive
 from terry.proposals.state import ProposalState, get, transition
 from terry.proposals.view import proposal_detail
 from terry.review.base import Reconciled, ReviewActions, merge_trailers, record_ungated
@@ -165,7 +166,7 @@ class GitHubReview:
                 title=pr_title(packet),
                 body=pr_body(packet, details_url=github.details_url),
             )
-            env = packet.environments[0] if packet.environments else "unknown"
+            env = most_sensitive(packet.environments)  # as the gate judged it
             self.forge.label(pull.number, ["terry", f"risk:{packet.risk}", f"env:{env}"])
             users, teams = self._reviewers(packet)
             try:

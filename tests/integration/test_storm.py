@@ -4,7 +4,7 @@ A fleet of 20 local hosts (Ansible's local connection, each its own scratch root
 4 MiB quota): 18 in staging, 2 in production. One Alertmanager group with a DiskUsageHigh
 alert for every host opens 20 incidents; they need the same remedy with the same
 parameters, so they fold into one proposal: one branch, one check-mode dry run across the
-hosts, one decision. Approved, it rolls out in waves — a staging canary, watched, then the
+hosts, one decision. Approved, it rolls out in waves — a staging canary, verified, then the
 rest of staging, then production — and every host keeps its own outcome.
 
 A canary that fails (a threshold no cleanup can reach) stops the rollout: the canary host

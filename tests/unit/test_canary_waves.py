@@ -3,6 +3,7 @@ policies/canary.rego with the shipped policies, evaluated by real regorus."""
 
 from __future__ import annotations
 
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -11,6 +12,7 @@ import pytest
 from terry.config import load_config
 from terry.errors import ConfigError
 from terry.gate.engine import PolicySet, Verdict
+from terry.inventory.hosts import most_sensitive
 from terry.proposals.confidence import describe, revised, score
 from terry.proposals.waves import judged_waves, plan_waves
 from tests.unit.test_gate_policy import ENGINE, LISTED, POLICIES, PROVEN, gate_input, record
@@ -190,7 +192,29 @@ def test_the_pull_request_shows_confidence_and_the_rollout_plan() -> None:
     )
     body = pr_body(packet)
     assert "| confidence | 70/100 |" in body
-    assert "wave 0 (canary, watched): `s-01`; wave 1: `s-02`; wave 2: `p-01`" in body
+    assert (
+        "wave 0 (canary: verified before the next): `s-01`; wave 1: `s-02`; wave 2: `p-01`" in body
+    )
+
+    # a storm over 2,000 hosts: the body stays under GitHub's 65,536 characters, the hosts
+    # row and each wave say how many more they hold
+    many = tuple(f"web-{n:05d}.eu-west-1.compute.internal" for n in range(2000))
+    storm = replace(packet, hosts=many, waves=(many[:200], many[200:1800], many[1800:]))
+    big = pr_body(storm)
+    assert len(big) <= 65_000, len(big)
+    [hosts_row] = [line for line in big.splitlines() if line.startswith("| hosts |")]
+    assert "`web-00000.eu-west-1.compute.internal`" in hosts_row
+    shown = hosts_row.count("`") // 2
+    assert hosts_row.endswith(f" … and {2000 - shown} more |"), hosts_row[-80:]
+    [rollout] = [line for line in big.splitlines() if line.startswith("| rollout |")]
+    assert rollout.count(" more") == 3 and len(rollout) < 5000
+
+
+def test_a_proposal_over_several_environments_counts_as_the_most_sensitive() -> None:
+    assert most_sensitive(["development", "production"]) == "production"
+    assert most_sensitive(["test", None, "staging"]) == "staging"
+    assert most_sensitive(["qa", "lab"]) == "lab"
+    assert most_sensitive([None]) == "unknown" and most_sensitive([]) == "unknown"
 
 
 def _fleet(staging: int, production: int = 0) -> list[dict[str, Any]]:
