@@ -827,6 +827,15 @@ class Config(_Model):
                 )
         return self
 
+    @model_validator(mode="after")
+    def _canary_queries_have_prometheus(self) -> Config:
+        if self.canary.queries and not self.prometheus.url:
+            raise ValueError(
+                "canary.queries need prometheus.url (or TERRY_PROMETHEUS_URL): without it "
+                "they would never be asked, and the canary not watched by them"
+            )
+        return self
+
     def schedule(self, name: str) -> ScheduleConfig | None:
         return next((s for s in self.schedules if s.name == name), None)
 

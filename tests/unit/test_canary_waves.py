@@ -309,6 +309,7 @@ def test_a_repository_without_canary_rego_still_decides_on_host_count() -> None:
         ("canary: {min_hosts: true}", r"canary\.min_hosts: .*not true or false"),
         ("storm: {gather: 5, gather_max: 2}", r"gather_max \(2\) is less than storm\.gather"),
         ("awx: {timeout: .inf}", r"awx\.timeout: Input should be a finite number"),
+        ("canary: {queries: ['up{instance=\"{host}\"}']}", r"canary\.queries need prometheus\.url"),
     ],
 )
 def test_numbers_no_timer_can_hold_are_config_errors(
@@ -319,3 +320,9 @@ def test_numbers_no_timer_can_hold_are_config_errors(
     (tmp_path / "terry.yml").write_text(text + "\n")
     with pytest.raises(ConfigError, match=message):
         load_config(tmp_path, environ={})
+
+
+def test_canary_queries_with_prometheus_from_the_environment_are_read(tmp_path: Path) -> None:
+    (tmp_path / "terry.yml").write_text("canary: {queries: ['up{instance=\"{host}\"}']}\n")
+    config = load_config(tmp_path, environ={"TERRY_PROMETHEUS_URL": "http://127.0.0.1:9090"})
+    assert config.canary.queries == ['up{instance="{host}"}']
