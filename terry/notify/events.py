@@ -147,13 +147,29 @@ def _label(labels: dict[str, Any], *names: str) -> str:
 
 def load_events(session: Session, rows: Sequence[AuditRow]) -> list[Event]:
     """The events among ``rows``, with their incidents' and proposals' details (read in
-    two queries, whatever the number of rows)."""
+    a few queries, whatever the number of rows)."""
     proposal_ids = {r.entity_id for r in rows if r.entity == "proposal"}
     proposals = {
         p.id: p
         for p in (
             session.scalars(select(ProposalRow).where(ProposalRow.id.in_(proposal_ids)))
             if proposal_ids
+            else ()
+        )
+    }
+    # a budget row names the incident whose proposal the gate judged: that proposal (its
+    # latest) gives the event its environment (the inventory's, as a proposal's events
+    # have, not an alert's label), hosts and decision, for routes to match on
+    budgeted = {r.entity_id for r in rows if r.entity == BUDGET_ENTITY}
+    judged = {
+        p.incident_id: p
+        for p in (
+            session.scalars(
+                select(ProposalRow)
+                .where(ProposalRow.incident_id.in_(budgeted))
+                .order_by(ProposalRow.id)
+            )
+            if budgeted
             else ()
         )
     }
@@ -169,7 +185,13 @@ def load_events(session: Session, rows: Sequence[AuditRow]) -> list[Event]:
     }
     events = []
     for row in rows:
-        proposal = proposals.get(row.entity_id) if row.entity == "proposal" else None
+        proposal = (
+            proposals.get(row.entity_id)
+            if row.entity == "proposal"
+            else judged.get(row.entity_id)
+            if row.entity == BUDGET_ENTITY
+            else None
+        )
         incident_id = proposal.incident_id if proposal is not None else row.entity_id
         incident = incidents.get(incident_id) if row.entity != CHAOS_ENTITY else None
         kind = classify(row, incident.source if incident is not None else None)

@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from terry.errors import ConfigError
+from terry.inventory.hosts import most_sensitive
 from terry.remedies.params import ParamError, ParamSpec
 
 if TYPE_CHECKING:
@@ -261,8 +262,9 @@ def tried_variants(store: Store, remedy: str, environment: str) -> dict[str, int
 
 
 def _environment(environments: Iterable[str | None]) -> str:
-    found = {e or "unknown" for e in environments}
-    return PRODUCTION if PRODUCTION in found or not found else sorted(found)[0]
+    """What the hosts count as (the gate's rule); none at all counts as production."""
+    found = list(environments)
+    return most_sensitive(found) if found else PRODUCTION
 
 
 def with_variant(
@@ -357,11 +359,13 @@ def judge(stats: Sequence[VariantStats], rule: WinnerRule) -> tuple[str | None, 
         return None, f"not enough runs (under {rule.min_runs}): {', '.join(short)}"
     best, second = _ranked(stats)[:2]
     lead = (best.verified_rate or 0.0) - (second.verified_rate or 0.0)
-    if lead >= rule.min_lead - _EPSILON:  # 0.9 - 0.8 is 0.0999...: still a 10-point lead
+    # 0.9 - 0.8 is 0.0999...: still a 10-point lead; a tie is never one, whatever the rule
+    if lead > _EPSILON and lead >= rule.min_lead - _EPSILON:
         why = f"{best.name} verifies {lead:.0%} more often than {second.name}"
     elif (
         best.median_seconds_to_verified is not None
         and second.median_seconds_to_verified is not None
+        and best.median_seconds_to_verified < second.median_seconds_to_verified
         and best.median_seconds_to_verified <= (1 - rule.faster) * second.median_seconds_to_verified
     ):
         why = (
@@ -396,8 +400,8 @@ def compare_variants(
     rows: dict[str, list[tuple[str, datetime, datetime]]] = {}
     with store.session() as session:
         for params, state, env, created, updated in session.execute(query):
-            if environment is None and env == PRODUCTION:
-                continue
+            if environment is None and (env or "unknown") in (PRODUCTION, "unknown"):
+                continue  # unknown counts as production, as when a variant is chosen
             if environment is not None and env != environment:
                 continue
             rows.setdefault(variant_of_params(params or {}), []).append((state, created, updated))

@@ -252,6 +252,8 @@ def test_the_record_per_variant_in_the_store(store: Store) -> None:
         ("compress-only", "staging", "verified", 20),
         ("compress-only", "staging", "verified", 30),
         ("compress-only", "production", "failed", 10),  # production is not compared
+        ("compress-only", None, "failed", 10),  # nor an unknown environment (as production)
+        ("compress-only", "unknown", "failed", 10),
     ]
     for n, (variant, env, state, secs) in enumerate(rows):
         _finished(store, n, variant=variant, env=env, state=state, secs=secs)

@@ -417,11 +417,17 @@ def test_the_gate_step_freezes_protects_and_tells(shop: Cli, tmp_path: Path) -> 
     assert denied.verdict is Verdict.DENY
     assert any("service search has spent its error budget" in r for r in denied.reasons)
     with store.session() as session:
-        assert session.get(ProposalRow, drift).state == "denied"
+        judged = session.get(ProposalRow, drift)
+        assert judged.state == "denied"
+        environment = judged.environment
         rows = session.scalars(select(AuditRow).where(AuditRow.entity == BUDGET_ENTITY)).all()
         events = load_events(session, rows)
     assert [e.kind for e in events] == [EventKind.BUDGET_EXHAUSTED]
     assert events[0].host == "web-02" and "error budget exhausted: search" in events[0].reason
+    # the proposal the gate judged, for routes to match on: the inventory's environment (a
+    # drift incident has no alert label to take one from), its decision
+    assert environment and events[0].environment == environment
+    assert (events[0].proposal_id, events[0].decision) == (drift, "deny")
 
     fix = _proposal(store, source="alert", host="web-01", risk="high")
     decision = gate(fix)

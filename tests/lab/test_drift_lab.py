@@ -241,7 +241,9 @@ def test_a_login_shell_that_talks_is_still_the_same_machine(
     # warning: the host is clean, and a fix over it is applied and verified.
     cli, state = fleet
     one = state.hosts[0].name
-    assert _reconcile(cli)["state"] == "verified"  # the markup test's line in app.conf
+    # the markup test's line in app.conf, taken out by hand (the fix below is the one that
+    # matters here)
+    ssh(state, one, "sed -i '/<script>alert(1)<\\/script>/d' /etc/app/app.conf")
     bashrc = Path(f"/proc/{state.hosts[0].init_pid}/root/root/.bashrc")
     bashrc.write_text("echo 'pyenv: cannot rehash: /root/.pyenv/shims is not writable' >&2\n")
     said = subprocess.run(

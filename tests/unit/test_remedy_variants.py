@@ -84,6 +84,14 @@ def test_a_winner_needs_enough_runs_and_a_clear_lead(
     assert found == winner and why in reason, reason
 
 
+def test_a_tie_is_never_a_lead_whatever_the_rule() -> None:
+    # --min-lead 0 --faster 0: two variants verified as often and as fast name no winner
+    tie = [_stats("a", 5, 5, 100, default=True), _stats("b", 5, 5, 100)]
+    for order in (tie, tie[::-1]):
+        found, reason = judge(order, WinnerRule(min_lead=0.0, faster=0.0))
+        assert found is None and "no clear lead" in reason, reason
+
+
 def test_making_a_winner_the_default_keeps_the_file_as_written() -> None:
     text = (
         "---\n# the catalogue\nremedies:\n  - name: other\n    risk: low\n"
