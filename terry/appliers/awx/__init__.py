@@ -389,7 +389,7 @@ class AWXApplier:
             if self._clock() >= deadline:
                 break
             self._sleep(self.config.poll_interval)
-            state = self._look(job_id, stream)
+            state = self._look(job_id, stream) or state  # the last status AWX told
         else:
             return state, False
         stream.before_cancel = state.status if state is not None else "not answering"
