@@ -144,7 +144,8 @@ OPTIONAL = {"lab": "terry.lab"}
 
 class TerryGroup(click.Group):
     """Root group: imports a subcommand's module when it is asked for, and turns a
-    TerryError anywhere below into one line and its exit code."""
+    TerryError anywhere below into one line and its exit code (and, with ``--output
+    json``, click's usage errors into the same JSON line)."""
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted({*self.commands, *(name for name in COMMANDS if _present(name))})
@@ -194,6 +195,14 @@ class TerryGroup(click.Group):
                 click.echo(json.dumps({"error": message, "exit_code": exc.exit_code}), err=True)
             else:
                 click.echo(f"terry: error: {inert(message)}", err=True)
+            ctx.exit(exc.exit_code)
+        except click.ClickException as exc:  # a usage error: click's words, click's code (2)
+            from terry.cli.output import OUTPUT_KEY
+
+            if ctx.meta.get(OUTPUT_KEY) != "json":
+                raise  # the usage and the error, as click says them
+            error = {"error": exc.format_message(), "exit_code": exc.exit_code}
+            click.echo(json.dumps(error), err=True)
             ctx.exit(exc.exit_code)
 
 

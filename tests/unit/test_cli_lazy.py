@@ -15,6 +15,7 @@ from pathlib import Path
 
 import click
 import pytest
+from click.testing import CliRunner
 
 import terry.cli
 from terry.cli import COMMANDS, main
@@ -173,3 +174,28 @@ print(json.dumps(sorted(heavy | pipeline)), file=sys.stderr)
             assert "alembic" in loaded  # a new store: Alembic builds the schema
         else:
             assert loaded == {"sqlalchemy"}, loaded
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["proposals", "show", "abc", "--output", "json"],
+        ["proposals", "list", "--state", "nonsense", "-o", "json"],
+        ["incidents", "list", "-o", "json", "--limit", "x"],
+        ["remedies", "compare", "disk-usage-high", "--min-runs", "0", "--output", "json"],
+    ],
+)
+def test_a_usage_error_asked_for_in_json_is_one_json_line(args: list[str], tmp_path: Path) -> None:
+    # a script that asked for JSON gets its error as JSON too, with click's exit code (2),
+    # whichever option or argument was wrong and wherever --output stands
+    init_repository(tmp_path / "ops")
+    result = CliRunner().invoke(main, ["--repo", str(tmp_path / "ops"), *args])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    said = json.loads(line)
+    assert said["exit_code"] == 2 and said["error"].startswith("Invalid value for"), said
+    assert result.stdout == ""
+    # as text: click's usage, then the error, as before
+    text = CliRunner().invoke(main, ["--repo", str(tmp_path / "ops"), "proposals", "show", "abc"])
+    assert text.exit_code == 2 and text.stderr.startswith("Usage: ")
+    assert "Error: Invalid value for 'PROPOSAL_ID'" in text.stderr
