@@ -16,7 +16,7 @@ from datetime import timedelta
 from terry.appliers.base import APPLIERS, RunKind, RunResult
 from terry.appliers.registry import Appliers
 from terry.context import Context
-from terry.errors import RunnerError, StateError
+from terry.errors import RunGoesOn, RunnerError, StateError
 from terry.proposals.plan import Plan
 from terry.proposals.state import ProposalState, get, transition
 from terry.remedies.estimate import estimates
@@ -70,15 +70,17 @@ class DryRun:
                 if not result.ok or missed:
                     break
         except RunnerError as exc:
+            # a run that goes on (RunGoesOn) did start: it was not seen to end
+            how = "was not seen to end" if isinstance(exc, RunGoesOn) else "could not start"
             transition(
                 store,
                 proposal_id,
                 ProposalState.FAILED,
                 actor="terry",
-                reason=f"dry run could not start: {exc}",
+                reason=f"dry run {how}: {exc}",
                 changes={"outcome": str(exc)},
             )
-            self.record.check_not_started(proposal_id, str(exc))
+            self.record.check_not_started(proposal_id, str(exc), how=how)
             raise
         assert result is not None, "a plan names at least one applier to check with"
         summary = result.summary()

@@ -198,12 +198,15 @@ class Record:
             f"{p.again}",
         )
 
-    def check_not_started(self, proposal_id: int, error: str) -> None:
-        """The dry run could not start at all (ansible missing, an unreadable inventory)."""
+    def check_not_started(
+        self, proposal_id: int, error: str, *, how: str = "could not start"
+    ) -> None:
+        """The dry run could not start at all (ansible missing, an unreadable inventory),
+        or ``how`` else it ended without an outcome (a remote run not seen to end)."""
         p = self._kept(proposal_id)
         self.attention(
             proposal_id,
-            f"proposal {p.id}: its dry run could not start ({_clip(error)}); nothing was "
+            f"proposal {p.id}: its dry run {how} ({_clip(error)}); nothing was "
             f"applied. Next: fix what stopped it (`terry inventory validate` checks the "
             f"inventory), then see {p.show}; {p.again}",
         )

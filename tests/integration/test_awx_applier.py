@@ -326,6 +326,7 @@ def test_a_cancel_that_does_not_show_keeps_the_host_held_until_awx_shows_the_job
     assert outcome["state"] == "failed", outcome
     shown = str(cli.json("proposals", "show", str(pid)))
     assert "AWX job 1 did not show an end within 1 s of Terry's cancel" in shown, shown
+    assert "dry run was not seen to end" in shown and "could not start" not in shown, shown
     [run] = _rows(cli, RunRow, RunRow.proposal_id == pid)
     assert (run.status, run.remote) == ("running", "awx:1")
     assert run.holder.endswith(f":detached-{run.id}")
