@@ -25,7 +25,7 @@ from typing import Any
 
 from ansible_runner.interface import init_runner
 
-from terry.appliers.base import HostStats, RunnerEvent, RunResult, RunStatus
+from terry.appliers.base import HostStats, RunnerEvent, RunResult, RunStatus, host_pattern
 from terry.errors import RunnerError
 from terry.redact import Redactor, looks_like_credential, process_redactor
 from terry.traces.spans import child, traceparent
@@ -232,7 +232,7 @@ class AnsibleRunnerApplier:
                 project_dir=str(request.project_dir),
                 playbook=request.playbook,
                 cmdline=shlex.join(args),
-                limit=",".join(request.hosts) if request.hosts else None,
+                limit=host_pattern(request.hosts) if request.hosts else None,
                 forks=request.forks,
                 envvars=env,
                 timeout=request.timeout,

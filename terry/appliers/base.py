@@ -35,6 +35,7 @@ __all__ = [
     "RunnerEvent",
     "Share",
     "carries",
+    "host_pattern",
     "last_line",
     "render_diffs",
 ]
@@ -191,6 +192,13 @@ class RunResult:
 def render_diffs(diffs: Iterable[dict[str, Any]]) -> str:
     """Ansible's ``diff`` results as unified diffs (what ``--diff`` would print)."""
     return "\n".join(line for diff in diffs for line in _render_diff(diff))
+
+
+def host_pattern(hosts: Iterable[str]) -> str:
+    """Hosts as one Ansible host pattern (a play's ``hosts:``, ``--limit``): joined with
+    commas, never colons, which Ansible splits a pattern on when it has no comma, and of
+    which an IPv6 address is made."""
+    return ",".join(hosts)
 
 
 def last_line(stdout: str) -> str:

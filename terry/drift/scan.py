@@ -18,7 +18,7 @@ from pathlib import Path
 import yaml
 
 from terry.appliers.ansible_runner import AnsibleRunnerApplier, RunRequest
-from terry.appliers.base import RunnerEvent, RunStatus
+from terry.appliers.base import RunnerEvent, RunStatus, host_pattern
 from terry.config import Config
 from terry.drift.items import (
     OS_TASK,
@@ -147,7 +147,7 @@ def run_scan(
 
 def verify_hosts(config: Config, store: Store, hosts: tuple[str, ...]) -> Verification:
     """A drift fix is verified when a new scan of its hosts finds nothing to change."""
-    scanned = run_scan(config, store, limit=",".join(hosts))
+    scanned = run_scan(config, store, limit=host_pattern(hosts))
     unreachable = [
         h
         for h in hosts

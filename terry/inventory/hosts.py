@@ -16,7 +16,6 @@ from terry.errors import ConfigError, InputError, NotFound
 from terry.inventory.platform import Platform, from_variables
 
 __all__ = [
-    "SENSITIVITY",
     "GroupNode",
     "Host",
     "Inventory",
@@ -28,14 +27,14 @@ __all__ = [
 
 # Environments, the most sensitive first: what a proposal over several is judged (and
 # labelled) as.
-SENSITIVITY = ("production", "staging", "development", "test")
+_SENSITIVITY = ("production", "staging", "development", "test")
 
 
 def most_sensitive(environments: Iterable[str | None]) -> str:
     """The environment a proposal over hosts of ``environments`` counts as: the most
     sensitive known one, else the first by name, else "unknown"."""
     found = {e or "unknown" for e in environments}
-    for name in SENSITIVITY:
+    for name in _SENSITIVITY:
         if name in found:
             return name
     return sorted(found)[0] if found else "unknown"

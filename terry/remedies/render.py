@@ -17,6 +17,7 @@ from typing import Any
 
 import yaml
 
+from terry.appliers.base import host_pattern
 from terry.appliers.hold import wait_tasks
 from terry.remedies.catalogue import Remedy
 
@@ -112,9 +113,7 @@ def render(
 ) -> Rendered:
     """The playbook (apply, then verify and rollback plays that run only when asked by tag)."""
     base = f"{directory}/{proposal_id:05d}-{slug(remedy.name)}"
-    # commas, not colons: Ansible splits a pattern with no comma on its colons, and an IPv6
-    # address is made of them
-    pattern = ",".join(hosts)
+    pattern = host_pattern(hosts)
     plays = [
         _play(
             f"Fix: {remedy.name}", pattern, remedy.role, remedy.apply, ["apply"], look=remedy.look

@@ -84,12 +84,10 @@ def _no_slo_plugins(value: Any) -> None:
     writes (another SLI recording, no page alert...): Terry writes its own and cannot run
     them, so a spec that has a chain of them is refused rather than read as if it had
     none."""
-    if not value:
+    if not isinstance(value, dict) or not (value.get("chain") or value.get("overridePrevious")):
         return None
-    chain = value.get("chain") if isinstance(value, dict) else None
-    if not chain and not (isinstance(value, dict) and value.get("overridePrevious")):
-        return None
-    ids = [str(p.get("id")) for p in chain or () if isinstance(p, dict) and p.get("id")]
+    chain = value.get("chain") or ()
+    ids = [str(p.get("id")) for p in chain if isinstance(p, dict) and p.get("id")]
     named = f" ({', '.join(ids)})" if ids else ""
     raise ValueError(
         f"Sloth's SLO plugins{named} change the rules Sloth writes, and Terry cannot run "

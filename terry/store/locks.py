@@ -111,9 +111,9 @@ def process_of(holder: str) -> str:
     return ":".join(holder.split(":")[:2])
 
 
-def proposal_holder(proposal_id: int) -> str:
-    """The holder this process takes a proposal's host locks as."""
-    return f"{holder_id()}:{proposal_id}"
+def proposal_holder(proposal_id: int, process: str | None = None) -> str:
+    """The holder a process (this one by default) takes a proposal's host locks as."""
+    return f"{process or holder_id()}:{proposal_id}"
 
 
 def process_alive(holder: str) -> bool | None:

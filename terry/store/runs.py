@@ -148,7 +148,7 @@ def detach(
                 HostLockRow.host.in_(sorted(set(hosts))),
                 HostLockRow.holder == proposal_holder(proposal_id),
             )
-            .values(holder=f"{detached}:{proposal_id}", heartbeat_at=stale)
+            .values(holder=proposal_holder(proposal_id, detached), heartbeat_at=stale)
             .execution_options(synchronize_session=False)
         )
         _add_events(session, run_id, events)

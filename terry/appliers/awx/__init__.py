@@ -65,6 +65,7 @@ from terry.appliers.base import (
     RunResult,
     RunStatus,
     Share,
+    host_pattern,
 )
 from terry.config import AWXConfig
 from terry.errors import RunGoesOn
@@ -194,7 +195,7 @@ class AWXApplier:
         variables["terry_playbook"] = posixpath.relpath(job.playbook, entry_dir)
         self._guard_jinja(variables, template)
         body = {
-            "limit": ",".join(job.hosts),
+            "limit": host_pattern(job.hosts),
             "job_type": "check" if check else "run",
             "diff_mode": True,
             "scm_branch": job.commit,
