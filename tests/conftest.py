@@ -69,7 +69,26 @@ def _postgres_database() -> str:
     with admin.connect() as conn:
         conn.execute(text(f'CREATE DATABASE "{name}"'))
     admin.dispose()
+    _CREATED.append(name)
     return make_url(POSTGRES).set(database=name).render_as_string(hide_password=False)
+
+
+_CREATED: list[str] = []
+
+
+def pytest_sessionfinish(session: pytest.Session, exitstatus: int) -> None:
+    """The test databases this process made are dropped (a server kept between runs grew
+    by one database per test); anything still connected is disconnected."""
+    if not (POSTGRES and _CREATED):
+        return
+    from sqlalchemy import create_engine, text
+
+    admin = create_engine(POSTGRES, isolation_level="AUTOCOMMIT")
+    with admin.connect() as conn:
+        for name in _CREATED:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)'))
+    admin.dispose()
+    _CREATED.clear()
 
 
 @pytest.fixture(params=["sqlite", "postgresql"] if POSTGRES else ["sqlite"])
