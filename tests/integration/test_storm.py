@@ -478,7 +478,10 @@ def test_a_storm_arriving_as_one_webhook_per_host_is_one_proposal_in_terry_serve
         assert {h["host"]: h["state"] for h in one["host_outcomes"]} == dict.fromkeys(
             names, "verified"
         )
-        assert "gathered 4 incident(s)" in server.log.read_text()
+        # gathered at once; on a loaded machine a late webhook may miss the quiet time and
+        # join the proposal before its decision instead: one proposal either way
+        said = server.log.read_text()
+        assert "gathered 4 incident(s)" in said or "joined before the decision" in said, said
     finally:
         server.stop()
 
