@@ -32,6 +32,11 @@ status codes and awkward parts of AWX's API (read from awx/api/views and awx/mai
   ``finish_on_cancel`` the job ends successful as the cancel comes (it finished first).
 - ``outage``: the next so many requests answer 502 from the gateway in front of AWX (a
   restart), as they come; ``outage_when_running``: such an outage as a job starts running.
+- ``lose_launch``: the next launch's answer is lost at the gateway (504): ``"after"`` AWX
+  made the job all the same, ``"before"`` it did not; ``lost_outage`` requests after it
+  answer 502. ``GET /job_templates/{id}/jobs/``
+  lists a template's jobs, newest first with ``order_by=-id``, each with its
+  ``extra_vars`` as JSON text (a filter on ``extra_vars`` is a 403: ``prevent_search``).
 - ``POST /projects/{id}/update/`` answers 202 and the update succeeds a poll later (405 for
   a manual project).
 """
@@ -143,6 +148,8 @@ class FakeAWX(LocalServer):
         self.finish_on_cancel = False  # a job finishes successful just as the cancel comes
         self.outage = 0  # the next so many requests answer 502
         self.outage_when_running = 0  # an outage of so many requests as a job starts running
+        self.lose_launch: str | None = None  # "after" / "before": the next launch's 504
+        self.lost_outage = 0  # an outage of so many requests after a lost launch
         self.page_size = 4
         # AWX filters a list by any field it is given (?name=); a proxy or an older server
         # in front of it may not: False answers every template, whatever the query
@@ -177,6 +184,7 @@ class FakeAWX(LocalServer):
                 Route(
                     root + "/job_templates/{id:int}/launch/", self._launch, methods=["GET", "POST"]
                 ),
+                Route(root + "/job_templates/{id:int}/jobs/", self._template_jobs),
                 Route(root + "/projects/{id:int}/update/", self._update, methods=["POST"]),
                 Route(root + "/project_updates/{id:int}/", self._project_update),
                 Route(root + "/jobs/{id:int}/", self._job),
@@ -261,11 +269,36 @@ class FakeAWX(LocalServer):
                 return JSONResponse(
                     {"extra_vars": [f"Cannot parse as JSON or YAML (error: {exc})."]}, 400
                 )
+        gateway = Response("<html><body>504 Gateway Time-out</body></html>", 504)
         with self._lock:
+            lost, self.lose_launch = self.lose_launch, None
+            if lost is not None:
+                self.outage = self.lost_outage
+            if lost == "before":
+                return gateway
             job = FakeJob(id=len(self.jobs) + 1, template=template, launch=asked)
             job.launch = {**accepted, "extra_vars": extra}
             self.jobs[job.id] = job
+        if lost == "after":
+            return gateway
         return JSONResponse({"job": job.id, "ignored_fields": ignored, **self._job_body(job)}, 201)
+
+    async def _template_jobs(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        template = self.templates.get(request.path_params["id"])
+        if template is None:
+            return self._not_found()
+        if any(key.startswith("extra_vars") for key in request.query_params):
+            return JSONResponse({"detail": "Filtering on extra_vars is not allowed."}, 403)
+        jobs = [j for j in self.jobs.values() if j.template is template]
+        if request.query_params.get("order_by") == "-id":
+            jobs.reverse()
+        items = [
+            {**self._job_body(j), "extra_vars": json.dumps(j.launch.get("extra_vars") or {})}
+            for j in jobs
+        ]
+        return self._page(request, items)
 
     async def _update(self, request: Request) -> Response:
         if denied := self._denied(request):

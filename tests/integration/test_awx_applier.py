@@ -359,6 +359,83 @@ def test_a_cancel_that_does_not_show_keeps_the_host_held_until_awx_shows_the_job
         store.dispose()
 
 
+def test_a_launch_whose_answer_was_lost_is_found_by_its_mark_and_followed(
+    world: tuple[Cli, FakeAWX],
+) -> None:
+    """The gateway gave up on the launch (504) after AWX had made the job. Launching again
+    would run the fix twice; Terry finds the job among its template's newest by the launch's
+    own mark (an extra var) and follows it like any other."""
+    cli, fake = world
+    earlier = _drift(cli, "fp-before-lost")  # another launch of the template, another mark
+    fake.lose_launch = "after"
+    outcome = _drift(cli, "fp-lost-after")
+    pid = int(outcome["proposal_id"])
+    ours = [j for j in fake.jobs.values() if j.launch["extra_vars"]["terry_proposal_id"] == pid]
+    [job] = ours  # launched once, never again
+    assert job.status == "successful"
+    marks = {j.launch["extra_vars"]["terry_launch"] for j in fake.jobs.values()}
+    assert len(marks) == len(fake.jobs)  # every launch its own mark
+    [run] = _rows(cli, RunRow, RunRow.proposal_id == pid)
+    assert (run.kind, run.status, run.remote) == ("check", "successful", f"awx:{job.id}")
+    said = _notes(cli, pid)
+    assert "AWX's answer to the launch was lost (AWX answered 504" in said, said
+    assert f"Terry found the job it started, {job.id}, by this launch's terry_launch" in said
+    assert outcome["state"] == "awaiting_review" == earlier["state"], outcome
+
+
+def test_a_lost_launch_that_started_nothing_fails_the_run_and_frees_the_host(
+    world: tuple[Cli, FakeAWX],
+) -> None:
+    cli, fake = world
+    _awx_settings(cli, cancel_wait=0.5)
+    fake.lose_launch = "before"  # the gateway's 504 came before AWX made any job
+    outcome = _drift(cli, "fp-lost-before")
+    pid = int(outcome["proposal_id"])
+    assert fake.jobs == {}
+    [run] = _rows(cli, RunRow, RunRow.proposal_id == pid)
+    assert run.status == "error" and run.remote.startswith("awx:launch-1-")  # where looked
+    shown = str(cli.json("proposals", "show", str(pid)))
+    assert "none of its newest jobs carries this launch's terry_launch" in shown, shown
+    assert "no job started" in shown, shown
+    assert outcome["state"] in ("denied", "failed"), outcome
+    assert _rows(cli, HostLockRow) == []  # nothing runs: the host is free
+
+
+def test_a_lost_launch_awx_does_not_answer_for_keeps_the_host_held_until_recovery_finds_it(
+    world: tuple[Cli, FakeAWX], monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The launch's answer was lost and AWX then did not answer the search for its job: a
+    job may run on the host, so the host stays held; recovery finds the job by its mark
+    once AWX answers, cancels it, and frees the host when it ended."""
+    cli, fake = world
+    _awx_settings(cli, cancel_wait=0.5, retries=0)
+    fake.templates[1].hang = True  # the job runs until it is canceled
+    fake.lose_launch = "after"
+    fake.lost_outage = 1_000_000  # every request after the launch answers 502
+    outcome = _drift(cli, "fp-lost-unanswered")
+    pid = int(outcome["proposal_id"])
+    [job] = fake.jobs.values()
+    [run] = _rows(cli, RunRow, RunRow.proposal_id == pid)
+    mark = job.launch["extra_vars"]["terry_launch"]
+    assert (run.status, run.remote) == ("running", f"awx:launch-1-{mark}")
+    assert [(lock.host, lock.proposal_id) for lock in _rows(cli, HostLockRow)] == [(HOST, pid)]
+    shown = str(cli.json("proposals", "show", str(pid)))
+    assert "AWX did not answer Terry's search for the job" in shown, shown
+
+    monkeypatch.setenv("TERRY_AWX_TOKEN", TOKEN)
+    store = Store(config_for(cli.repo).store_url)
+    pipeline = build_pipeline(config_for(cli.repo), store)
+    try:
+        assert pipeline.reap().runs == ()  # AWX still not answering: still held
+        assert [lock.host for lock in _rows(cli, HostLockRow)] == [HOST]
+        fake.outage = 0  # AWX is back
+        reaped = pipeline.reap()
+        assert job.cancel_asked and job.status == "canceled"
+        assert reaped.runs == (run.id,) and HOST in reaped.released
+    finally:
+        store.dispose()
+
+
 def test_the_job_refuses_a_host_that_answers_with_another_name(
     world: tuple[Cli, FakeAWX],
 ) -> None:

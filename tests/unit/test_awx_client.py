@@ -14,7 +14,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 
 from terry.appliers.awx import _Stream
-from terry.appliers.awx.client import AWXClient, AWXError
+from terry.appliers.awx.client import AWXClient, AWXError, LaunchLost
 from terry.ports import free_port
 from tests.fakes.scripted import Scripted
 
@@ -164,6 +164,59 @@ def test_a_launch_is_never_repeated_after_a_5xx(awx: Scripted) -> None:
         client(awx.base_url).launch(3, {})
     assert caught.value.status == 500
     assert len(awx.hits("POST /api/v2/job_templates/3/launch/")) == 1
+
+
+def test_a_launch_whose_answer_was_lost_says_a_job_may_have_started(awx: Scripted) -> None:
+    # A gateway's 5xx or no answer at all: AWX may have made the job. A refusal (4xx) says
+    # it did not, and is an ordinary AWXError.
+    launch = "POST /api/v2/job_templates/3/launch/"
+    awx.on(launch, Response("<html>504 Gateway Time-out</html>", 504))
+    with pytest.raises(LaunchLost) as lost:
+        client(awx.base_url).launch(3, {})
+    assert lost.value.status == 504 and "AWX answered 504" in str(lost.value)
+    awx.on(launch, JSONResponse({"limit": ["not valid"]}, 400))
+    with pytest.raises(AWXError) as refused:
+        client(awx.base_url).launch(3, {})
+    assert not isinstance(refused.value, LaunchLost)
+    with pytest.raises(LaunchLost) as unreachable:
+        client(f"http://127.0.0.1:{free_port()}", retries=0).launch(3, {})
+    assert unreachable.value.status == 0
+
+
+def test_the_job_a_lost_launch_started_is_found_by_its_extra_var_across_pages(
+    awx: Scripted,
+) -> None:
+    # AWX refuses a filter on extra_vars (prevent_search), so they are read: JSON text, YAML
+    # text, an object, a job of someone else's without them, a list that leaves them out
+    # (the job's own page has them); pages of at most two, newest first.
+    jobs = "GET /api/v2/job_templates/3/jobs/"
+    awx.on(
+        jobs,
+        page(
+            [
+                {"id": 40, "extra_vars": '{"terry_launch": "other"}'},
+                {"id": 39, "extra_vars": ""},
+            ],
+            "/api/v2/job_templates/3/jobs/?order_by=-id&page=2",
+        ),
+        page(
+            [{"id": 38, "extra_vars": "terry_launch: also-other\n"}, {"id": 37}],
+            "/api/v2/job_templates/3/jobs/?order_by=-id&page=3",
+        ),
+        page([{"id": 36, "extra_vars": {"terry_launch": "mine"}}]),
+    )
+    awx.on("GET /api/v2/jobs/37/", JSONResponse({"id": 37, "extra_vars": "{}"}))
+    assert client(awx.base_url).launched_with(3, "terry_launch", "mine") == 36
+    assert [h["query"].get("order_by") for h in awx.hits(jobs)] == ["-id"] * 3
+    assert len(awx.hits("GET /api/v2/jobs/37/")) == 1
+
+
+def test_a_lost_launch_is_looked_for_among_the_newest_jobs_only(awx: Scripted) -> None:
+    jobs = "GET /api/v2/job_templates/3/jobs/"
+    awx.on(jobs, page([{"id": n, "extra_vars": "{}"} for n in range(60, 0, -1)]))
+    assert client(awx.base_url).launched_with(3, "terry_launch", "mine", newest=50) is None
+    [asked] = awx.hits(jobs)
+    assert asked["query"]["page_size"] == "50"
 
 
 def test_a_launch_whose_connection_was_never_made_is_tried_again() -> None:

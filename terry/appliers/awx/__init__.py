@@ -37,6 +37,9 @@ cancel came is what it ended as. A launched job's id is recorded with its run
 (``Job.on_remote``): should Terry die, the next look at what dead processes left cancels it
 (``stop_remote``) before its hosts are freed; a canceled job not seen ended within
 ``awx.cancel_wait`` is handed to that same look (``RunGoesOn``), its hosts held till then.
+A launch whose answer was lost is never sent again: its job is found by the launch's own
+mark (the ``terry_launch`` extra var) among the template's newest, or said not to exist;
+AWX not answering that search is handed to recovery the same way.
 A job that cannot be launched raises ``AWXError``, like ansible-runner that cannot start.
 """
 
@@ -48,6 +51,7 @@ import os
 import posixpath
 import re
 import time
+import uuid
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -55,7 +59,7 @@ from typing import TYPE_CHECKING, Any, NoReturn
 
 import yaml
 
-from terry.appliers.awx.client import AWXClient, AWXError, JobState, Template
+from terry.appliers.awx.client import AWXClient, AWXError, JobState, LaunchLost, Template
 from terry.appliers.base import (
     EventStatus,
     HostStats,
@@ -88,6 +92,10 @@ _JINJA = re.compile(r"\{\{|\{%|\{#")
 _PLAYBOOK_NAME = re.compile(r"^\d+-(?P<remedy>[A-Za-z0-9][A-Za-z0-9_.-]*)\.ya?ml$")
 # How long recovery waits for a dead run's cancel to show before it looks again later.
 _STOP_WAIT = 30.0
+# The extra var every launch carries, unique to it: a launch whose answer was lost is found
+# by it among its template's jobs (AWX lets no one filter on extra vars).
+MARK = "terry_launch"
+_LOST_LAUNCH = re.compile(r"launch-(?P<template>\d+)-(?P<mark>[0-9a-f]{32})")
 
 
 class _VarsLoader(yaml.SafeLoader):
@@ -117,6 +125,7 @@ def remedy_of(playbook: str) -> str:
 class _Launch:
     template: Template
     body: dict[str, Any]
+    mark: str  # this launch's own ``terry_launch`` extra var: how a lost answer's job is found
 
 
 class AWXApplier:
@@ -193,6 +202,8 @@ class AWXApplier:
             variables = extra_vars(self.repo.read_text(job.commit, job.vars_path) or "{}")
         entry_dir = posixpath.dirname(template.playbook) or "."
         variables["terry_playbook"] = posixpath.relpath(job.playbook, entry_dir)
+        mark = uuid.uuid4().hex
+        variables[MARK] = mark
         self._guard_jinja(variables, template)
         body = {
             "limit": host_pattern(job.hosts),
@@ -202,7 +213,7 @@ class AWXApplier:
             "job_tags": ",".join(tags),
             "extra_vars": json.dumps(variables, sort_keys=True),
         }
-        return _Launch(template, body)
+        return _Launch(template, body, mark)
 
     def _guard_jinja(self, variables: dict[str, Any], template: Template) -> None:
         """AWX marks launch-time extra vars ``!unsafe`` unless ALLOW_JINJA_IN_EXTRA_VARS is
@@ -247,10 +258,21 @@ class AWXApplier:
         deadline = started + self.config.timeout
         launch = self._prepare(job, check=check, tags=tags)
         self._sync_project(job, launch.template, deadline)
-        job_id, ignored = self.client.launch(launch.template.id, launch.body)
+        lost: str | None = None
+        try:
+            job_id, ignored = self.client.launch(launch.template.id, launch.body)
+        except LaunchLost as exc:
+            job_id, ignored, lost = self._find_launched(job, launch, exc), {}, str(exc)
         if job.on_remote is not None:
             job.on_remote(f"{self.name}:{job_id}")
         stream = _Stream(self.client, job_id, on_event)
+        if lost is not None:
+            stream.note(
+                "awx_job",
+                None,
+                f"AWX's answer to the launch was lost ({lost}); Terry found the job it started, "
+                f"{job_id}, by this launch's {MARK} {launch.mark}",
+            )
         if ignored:
             self._ignored(job_id, launch, sorted(ignored), stream, deadline)
         if self._say is not None:
@@ -352,11 +374,58 @@ class AWXApplier:
         stream.note("awx_job", EventStatus.FAILED, told)
         raise AWXError(told)
 
+    def _find_launched(self, job: Job, launch: _Launch, lost: LaunchLost) -> int:
+        """The job a launch whose answer was lost started, found among its template's newest
+        jobs by the launch's mark. Looked for until ``awx.cancel_wait`` has passed (AWX may
+        still be working on a launch its gateway gave up on): none by then means none
+        started (``AWXError``). AWX not answering the search all that time leaves it
+        unknown: ``RunGoesOn``, the hosts held until recovery can look."""
+        ref = f"{self.name}:launch-{launch.template.id}-{launch.mark}"
+        if job.on_remote is not None:
+            job.on_remote(ref)
+        if self._say is not None:
+            self._say(job.proposal_id, f"AWX's answer to the launch was lost ({lost}): looking")
+        give_up = self._clock() + self.config.cancel_wait
+        answered = False
+        while True:
+            try:
+                found = self.client.launched_with(launch.template.id, MARK, launch.mark)
+            except AWXError as exc:
+                found, said = None, str(exc)
+            else:
+                answered, said = True, ""
+            if found is not None:
+                return found
+            if self._clock() >= give_up:
+                break
+            self._sleep(self.config.poll_interval)
+        if not answered:
+            raise RunGoesOn(
+                f"AWX's answer to the launch of {launch.template.name!r} was lost ({lost}) and "
+                f"AWX did not answer Terry's search for the job within "
+                f"{self.config.cancel_wait:.0f} s ({said}): a job with {MARK} {launch.mark} "
+                "may run, so its hosts stay held until Terry can look ('terry serve' looks "
+                "again, as does any wait for them)",
+                remote=ref,
+            )
+        raise AWXError(
+            f"AWX's answer to the launch of {launch.template.name!r} was lost ({lost}), and "
+            f"none of its newest jobs carries this launch's {MARK} {launch.mark} after "
+            f"{self.config.cancel_wait:.0f} s: no job started"
+        )
+
     def stop_remote(self, ref: str) -> bool:
         """A job whose Terry died (``runs.remote``, ``awx:<job id>``): canceled, and whether it
         has ended (canceled now, had finished, or is gone: AWX deletes finished jobs only).
         A cancel that does not show within a little while: False; AWX's refusal (403) or an
-        outage raises: either way the hosts stay held and the next look asks again."""
+        outage raises: either way the hosts stay held and the next look asks again.
+        ``awx:launch-<template>-<mark>``, a launch whose answer was lost, is its job if one
+        carries the mark, and has ended when none does."""
+        if found := _LOST_LAUNCH.fullmatch(ref):
+            job = self.client.launched_with(int(found["template"]), MARK, found["mark"])
+            if job is None:
+                return True
+            ref = str(job)
         if not ref.isdigit():
             return False
         job_id = int(ref)

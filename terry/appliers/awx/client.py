@@ -32,6 +32,11 @@ What AWX answers, read from its source (awx/api/views, awx/main/models), not gue
 - A job template with job slicing launches a *workflow* job: the answer has
   ``workflow_job``, not ``job``, and its ``id`` is no job's; Terry cancels it and refuses.
 
+- ``GET /job_templates/{id}/jobs/`` lists a template's jobs (``order_by=-id``: newest first),
+  each with its ``extra_vars`` (JobListSerializer drops only the job's environment, args,
+  cwd, traceback and event flag). ``extra_vars`` cannot be filtered on (``prevent_search``:
+  a 403), so a launch whose answer was lost is found by reading them.
+
 Errors: 5xx, an answer that is not JSON and connection failures are retried with backoff
 (never a launch or a project update, which may have been carried out, unless the connection
 was never made); 429 (a gateway's rate limit: nothing was done) is retried for every call.
@@ -43,6 +48,8 @@ appears in an error.
 
 from __future__ import annotations
 
+import itertools
+import json
 import re
 import time
 from collections.abc import Callable, Iterator
@@ -51,6 +58,7 @@ from typing import Any
 from urllib.parse import quote, urljoin, urlsplit
 
 import httpx
+import yaml
 
 from terry.appliers.rest import request_with_retries
 from terry.errors import RunnerError
@@ -60,6 +68,7 @@ __all__ = [
     "AWXClient",
     "AWXError",
     "JobState",
+    "LaunchLost",
     "LaunchPrompts",
     "Template",
 ]
@@ -76,6 +85,11 @@ class AWXError(RunnerError):
     def __init__(self, message: str, *, status: int = 0) -> None:
         super().__init__(message)
         self.status = status
+
+
+class LaunchLost(AWXError):
+    """A launch sent whose answer never came (no answer, or a gateway's 5xx): AWX may have
+    started the job all the same."""
 
 
 @dataclass(frozen=True)
@@ -151,6 +165,20 @@ def _int(value: Any, what: str) -> int:
         return int(value)
     except ValueError:
         raise AWXError(f"AWX's answer has no {what} (got {str(value)[:40]!r})") from None
+
+
+def _vars(given: Any) -> dict[str, Any]:
+    """A job's ``extra_vars`` as AWX gives them: JSON text (or YAML, as it accepts), or an
+    object; ``{}`` for anything else."""
+    if isinstance(given, str):
+        try:
+            given = json.loads(given or "{}")
+        except ValueError:
+            try:
+                given = yaml.safe_load(given)
+            except yaml.YAMLError:
+                return {}
+    return given if isinstance(given, dict) else {}
 
 
 def _said(value: Any) -> str:
@@ -337,7 +365,12 @@ class AWXClient:
     def launch(self, template: int, body: dict[str, Any]) -> tuple[int, dict[str, Any]]:
         """(the job's id, the fields AWX ignored). Never repeated: a launch that failed in
         transit may have started a job."""
-        answer = self._request("POST", f"/job_templates/{template}/launch/", body, retry=False)
+        try:
+            answer = self._request("POST", f"/job_templates/{template}/launch/", body, retry=False)
+        except AWXError as exc:
+            if exc.status == 0 or exc.status >= 500:
+                raise LaunchLost(str(exc), status=exc.status) from exc
+            raise
         if "job" not in answer and answer.get("workflow_job") is not None:
             workflow = _int(answer["workflow_job"], "workflow job id")
             try:
@@ -358,6 +391,21 @@ class AWXClient:
         elif not isinstance(ignored, dict):
             ignored = {"ignored_fields": ignored}
         return _int(job, "job id"), dict(ignored)
+
+    def launched_with(
+        self, template: int, name: str, value: str, *, newest: int = 50
+    ) -> int | None:
+        """The id of the template's job, among its ``newest``, whose extra var ``name`` is
+        ``value`` (``None``: none is)."""
+        jobs = self.pages(f"/job_templates/{template}/jobs/?order_by=-id&page_size={newest}")
+        for item in itertools.islice(jobs, newest):
+            job = _int(item.get("id"), "job id")
+            given = item.get("extra_vars")
+            if given is None:  # a list that leaves them out: the job's own page has them
+                given = self._request("GET", f"/jobs/{job}/").get("extra_vars")
+            if _vars(given).get(name) == value:
+                return job
+        return None
 
     # -- projects --------------------------------------------------------------------------
     def update_project(self, project: int) -> int:
