@@ -25,7 +25,7 @@ from terry.review.base import Review
 from terry.slo.services import BUDGET_ENTITY, exhausted_services, priority_note
 from terry.slo.services import gate_view as slo_gate_view
 from terry.steps.record import Record
-from terry.store.audit import audit
+from terry.store.audit import audit, last_reason
 from terry.store.models import IncidentRow
 from terry.store.runs import remedy_record
 from terry.tenants.loader import tenants_for_gate
@@ -142,24 +142,27 @@ class Gate:
     def _budgets(self, proposal_id: int, gate_input: GateInput, decision: Decision) -> Decision:
         """What error budgets add to a decision (docs/slo.md): a fix protecting a burning or
         low budget is recorded as a priority among the reasons, and an exhausted budget is
-        told to the owners (an audit row the notifier reads as ``budget-exhausted``)."""
+        told to the owners (an audit row the notifier reads as ``budget-exhausted``), once for as
+        long as the proposal is judged alike."""
         exhausted = exhausted_services(gate_input.slo)
         if exhausted:
+            told = (
+                f"error budget exhausted: {', '.join(exhausted)}; proposal {proposal_id} "
+                f"({gate_input.source}) was judged {decision.verdict.value}"
+            )
             with self.ctx.store.session() as session:
                 incident_id = get(session, proposal_id).incident_id
-                audit(
-                    session,
-                    entity=BUDGET_ENTITY,
-                    entity_id=incident_id,
-                    actor="terry",
-                    from_state=None,
-                    to_state="exhausted",
-                    reason=(
-                        f"error budget exhausted: {', '.join(exhausted)}; proposal "
-                        f"{proposal_id} ({gate_input.source}) was judged "
-                        f"{decision.verdict.value}"
-                    ),
-                )
+                last = last_reason(session, entity=BUDGET_ENTITY, entity_id=incident_id)
+                if last != told:  # a proposal judged again alike tells the owners nothing new
+                    audit(
+                        session,
+                        entity=BUDGET_ENTITY,
+                        entity_id=incident_id,
+                        actor="terry",
+                        from_state=None,
+                        to_state="exhausted",
+                        reason=told,
+                    )
         note = priority_note(gate_input.slo, gate_input.source)
         if note is None or decision.verdict is Verdict.DENY:
             return decision

@@ -4,11 +4,12 @@ from __future__ import annotations
 
 from datetime import datetime
 
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from terry.store.models import AuditRow, utcnow
 
-__all__ = ["audit"]
+__all__ = ["audit", "last_reason"]
 
 
 def audit(
@@ -32,4 +33,14 @@ def audit(
             to_state=to_state,
             reason=reason,
         )
+    )
+
+
+def last_reason(session: Session, *, entity: str, entity_id: int) -> str | None:
+    """The reason of the newest audit row of this entity (``None``: it has none)."""
+    return session.scalar(
+        select(AuditRow.reason)
+        .where(AuditRow.entity == entity, AuditRow.entity_id == entity_id)
+        .order_by(AuditRow.id.desc())
+        .limit(1)
     )

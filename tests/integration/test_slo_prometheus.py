@@ -429,6 +429,18 @@ def test_the_gate_step_freezes_protects_and_tells(shop: Cli, tmp_path: Path) -> 
     assert environment and events[0].environment == environment
     assert (events[0].proposal_id, events[0].decision) == (drift, "deny")
 
+    # a fix restoring search's budget goes on, and the owners are told; judged again alike
+    # (hosts joined it, its dry run ran again) it tells them nothing new
+    restore = _proposal(store, source="alert", host="web-02", risk="high")
+    for _ in range(2):
+        assert gate(restore).verdict is Verdict.REVIEW
+        with store.session() as session:
+            session.get(ProposalRow, restore).state = "checked"
+    with store.session() as session:
+        rows = session.scalars(select(AuditRow).where(AuditRow.entity == BUDGET_ENTITY)).all()
+        told = [(e.proposal_id, e.decision) for e in load_events(session, rows)]
+    assert told == [(drift, "deny"), (restore, "review")], told
+
     fix = _proposal(store, source="alert", host="web-01", risk="high")
     decision = gate(fix)
     assert decision.verdict is Verdict.REVIEW  # high risk: a person looks, first in line
