@@ -481,6 +481,9 @@ def test_through_a_gateway_with_absolute_links_every_event_is_read_once(
     # every event AWX saved, each once: a counter listed before the one below it was saved
     # is not skipped
     assert sorted(counters) == [e["counter"] for e in job.events]
+    # the job's link: its page behind the gateway, not a UI path below the API's URL
+    said = _notes(cli, pid)
+    assert f"at {fake.base_url}/api/controller/v2/jobs/{job.id}/ (" in said, said
 
 
 def test_a_job_whose_terry_was_killed_is_canceled_before_its_host_is_freed(

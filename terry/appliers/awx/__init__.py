@@ -280,8 +280,8 @@ class AWXApplier:
         stream.note(
             "awx_job",
             EventStatus.OK,
-            f"AWX job {job_id} of {launch.template.name!r} at {self.client.url}/#/jobs/"
-            f"playbook/{job_id} (scm_branch {job.commit[:12]}, limit {launch.body['limit']})",
+            f"AWX job {job_id} of {launch.template.name!r} at {self.client.job_link(job_id)} "
+            f"(scm_branch {job.commit[:12]}, limit {launch.body['limit']})",
         )
         try:
             state, timed_out = self._wait(job_id, stream, deadline)

@@ -244,6 +244,14 @@ class AWXClient:
         self.retries = retries
         self._sleep = sleep
 
+    def job_link(self, job: int) -> str:
+        """Where a person reads the job: AWX's UI below its URL; behind AAP's gateway (an
+        ``/api/{prefix}`` URL, whose UI paths differ by release) the job's API page, which
+        the gateway serves browsable to a signed-in person."""
+        if re.search(r"/api/[^/]+/v2$", self._root):
+            return f"{self._origin}{self._root}/jobs/{job}/"
+        return f"{self.url}/#/jobs/playbook/{job}"
+
     def close(self) -> None:
         self._http.close()
 
