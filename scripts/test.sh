@@ -17,12 +17,16 @@ cd "$here"
 # before it would start. fsync is off: nothing in it outlives the run.
 if [ -z "${TERRY_TEST_POSTGRES_URL:-}" ] && [ "$(id -u)" = 0 ]; then
   pgbin="/usr/lib/postgresql/$(ls /usr/lib/postgresql | sort -V | tail -1)/bin"
-  # What a killed run left behind: its server is gone, its files are not.
-  for old in $(find /var/tmp -maxdepth 1 -name 'terry-test-pg.*' -mmin +10 2>/dev/null); do
-    pid="$(head -n 1 "$old/data/postmaster.pid" 2>/dev/null || true)"
-    if [ -z "$pid" ] || ! kill -0 "$pid" 2>/dev/null; then rm -rf "$old"; fi
+  # What a killed run left behind (its test.sh, named in `owner`, is gone): stopped, removed.
+  for old in $(find /var/tmp -maxdepth 1 -name 'terry-test-pg.*' -mmin +1 2>/dev/null); do
+    owner="$(cat "$old/owner" 2>/dev/null || true)"
+    if [ -z "$owner" ] || ! kill -0 "$owner" 2>/dev/null; then
+      su postgres -c "$pgbin/pg_ctl -D $old/data -m immediate stop" >/dev/null 2>&1 || true
+      rm -rf "$old"
+    fi
   done
   pgroot="$(mktemp -d /var/tmp/terry-test-pg.XXXXXX)"
+  echo $$ > "$pgroot/owner"
   pgdata="$pgroot/data"
   chown postgres:postgres "$pgroot"
   stop_postgres() {
@@ -30,6 +34,7 @@ if [ -z "${TERRY_TEST_POSTGRES_URL:-}" ] && [ "$(id -u)" = 0 ]; then
     rm -rf "$pgroot"
   }
   trap stop_postgres EXIT
+  trap 'exit 143' TERM INT
   su postgres -c "$pgbin/initdb -D $pgdata -A trust -U postgres --no-sync >/dev/null"
   pgport="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
   if ! su postgres -c "$pgbin/pg_ctl -D $pgdata -l $pgdata/log -w -t 300 -o '-p $pgport -k $pgdata -c listen_addresses=127.0.0.1 -c fsync=off -c synchronous_commit=off -c full_page_writes=off' start" >/dev/null; then
