@@ -323,7 +323,7 @@ class Pipeline:
         None (nothing queued, or the proposal is still under way)."""
         ctx = self.ctx
         state = self.state(proposal_id)
-        if state in storm.JOINABLE:
+        if state in storm.JOINABLE or state is ProposalState.AWAITING_REVIEW:
             return None
         if not any(h.state is HostState.QUEUED for h in hosts_of(ctx.store, proposal_id)):
             return None

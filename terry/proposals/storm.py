@@ -45,13 +45,10 @@ from terry.store.models import ProposalRow, utcnow
 
 __all__ = ["JOINABLE", "FoldKey", "fold_key", "group", "join", "merged_fix"]
 
-# Open proposals an incident may join: before their decision they may take it in; after
-# it (a person's review included: they approve the hosts they were shown) it goes in their
-# next wave.
+# Open proposals Terry is carrying itself: an incident may join them (their next wave).
 JOINABLE = (
     ProposalState.PROPOSED,
     ProposalState.CHECKED,
-    ProposalState.AWAITING_REVIEW,
     ProposalState.APPROVED,
     ProposalState.MERGED,
     ProposalState.APPLYING,

@@ -238,35 +238,6 @@ def test_an_incident_arriving_after_the_decision_goes_in_the_next_wave(fleet: Cl
     assert [h["incident_id"] for h in wave["host_outcomes"]] == [joined["incident_id"]]
 
 
-def test_an_incident_arriving_while_a_person_reviews_goes_in_the_next_wave(fleet: Cli) -> None:
-    """A storm waiting for a person is not a reason for a second storm proposal: a host
-    arriving meanwhile is queued as its next wave (the reviewer approves the hosts they were
-    shown), which follows the approved apply with its own dry run and decision."""
-    names = [*STAGING[13:15], PRODUCTION[0]]
-    late = STAGING[15]
-    _fill(fleet, [*names, late])
-    # threshold 75: a fold key of its own (no open proposal of an earlier test to join)
-    outcomes = _storm(fleet, names, "review", threshold="75")
-    [pid] = {o["proposal_id"] for o in outcomes}
-    assert {o["state"] for o in outcomes} == {"awaiting_review"}  # a production host
-
-    [joined] = _storm(fleet, [late], "review-late", threshold="75")
-    assert joined["proposal_id"] == pid and "next wave" in joined["note"], joined
-    detail = fleet.json("proposals", "show", str(pid))
-    assert detail["summary"]["state"] == "awaiting_review"
-    assert sorted(detail["summary"]["hosts"]) == sorted(names)  # what the reviewer sees
-    assert {h["host"]: h["state"] for h in detail["host_outcomes"]}[late] == "queued"
-
-    approved = fleet.as_("erin").json("proposals", "approve", str(pid))
-    assert approved["state"] == "verified", approved
-    moved = {h["host"]: h for h in fleet.json("proposals", "show", str(pid))["host_outcomes"]}
-    assert moved[late]["state"] == "moved", moved[late]
-    wave = fleet.json("proposals", "show", moved[late]["detail"].rsplit(" ", 1)[1])
-    assert wave["follows"] == pid and wave["summary"]["hosts"] == [late]
-    assert wave["summary"]["state"] == "verified"  # staging alone: its own decision let it go
-    assert [h["incident_id"] for h in wave["host_outcomes"]] == [joined["incident_id"]]
-
-
 def test_two_incidents_on_one_host_in_a_storm_are_both_fixed_by_its_proposal(
     fleet: Cli,
 ) -> None:
