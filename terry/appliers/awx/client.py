@@ -401,7 +401,7 @@ class AWXClient:
         return _int(job, "job id"), dict(ignored)
 
     def launched_with(
-        self, template: int, name: str, value: str, *, newest: int = 50
+        self, template: int, name: str, value: str, *, newest: int = 200
     ) -> int | None:
         """The id of the template's job, among its ``newest``, whose extra var ``name`` is
         ``value`` (``None``: none is)."""
