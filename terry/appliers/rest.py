@@ -22,10 +22,11 @@ import httpx
 
 from terry.durations import retry_after
 
-__all__ = ["request_with_retries"]
+__all__ = ["NEVER_SENT", "request_with_retries"]
 
 MAX_RETRY_AFTER = 60.0  # seconds: the longest a server's Retry-After is waited for
-_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+# Transport errors of a request that never left: its connection was never made.
+NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 def _asked_wait(response: httpx.Response) -> float | None:
@@ -55,7 +56,7 @@ def request_with_retries(
             response = http.request(method, path, json=body)
         except httpx.HTTPError as exc:
             problem, status = unreachable(exc), 0
-            again = repeatable or isinstance(exc, _NEVER_SENT)
+            again = repeatable or isinstance(exc, NEVER_SENT)
         else:
             status = response.status_code
             if status < 400:

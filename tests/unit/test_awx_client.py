@@ -5,6 +5,7 @@ bodies, a sliced template's workflow job, events saved out of counter order."""
 
 from __future__ import annotations
 
+import time
 from collections.abc import Iterator
 from itertools import islice
 from typing import Any
@@ -178,9 +179,21 @@ def test_a_launch_whose_answer_was_lost_says_a_job_may_have_started(awx: Scripte
     with pytest.raises(AWXError) as refused:
         client(awx.base_url).launch(3, {})
     assert not isinstance(refused.value, LaunchLost)
-    with pytest.raises(LaunchLost) as unreachable:
+
+    # sent, and no answer within the client's timeout: lost too
+    def slow(request: Request) -> Response:
+        time.sleep(0.6)
+        return JSONResponse({"job": 11, "ignored_fields": {}}, 201)
+
+    awx.on(launch, slow)
+    with pytest.raises(LaunchLost) as timed_out:
+        AWXClient(awx.base_url, TOKEN, timeout=0.2, retries=0).launch(3, {})
+    assert timed_out.value.status == 0 and "ReadTimeout" in str(timed_out.value)
+    # a connection never made sent nothing: AWX made no job, and that is a plain error
+    with pytest.raises(AWXError) as unreachable:
         client(f"http://127.0.0.1:{free_port()}", retries=0).launch(3, {})
-    assert unreachable.value.status == 0
+    assert unreachable.value.status == 0 and not unreachable.value.sent
+    assert not isinstance(unreachable.value, LaunchLost)
 
 
 def test_the_job_a_lost_launch_started_is_found_by_its_extra_var_across_pages(

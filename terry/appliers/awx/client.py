@@ -60,7 +60,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 import yaml
 
-from terry.appliers.rest import request_with_retries
+from terry.appliers.rest import NEVER_SENT, request_with_retries
 from terry.errors import RunnerError
 
 __all__ = [
@@ -82,14 +82,15 @@ _API = re.compile(r"/api(?:/[^/]+)?/v2(?=/|$)")
 class AWXError(RunnerError):
     """AWX refused or could not be reached; ``status`` is the HTTP status (0: none)."""
 
-    def __init__(self, message: str, *, status: int = 0) -> None:
+    def __init__(self, message: str, *, status: int = 0, sent: bool = True) -> None:
         super().__init__(message)
         self.status = status
+        self.sent = sent  # False: the request never left (its connection was never made)
 
 
 class LaunchLost(AWXError):
-    """A launch sent whose answer never came (no answer, or a gateway's 5xx): AWX may have
-    started the job all the same."""
+    """A launch sent whose answer never came (no answer, cut off, or a gateway's 5xx): AWX
+    may have started the job all the same. A connection never made is a plain ``AWXError``."""
 
 
 @dataclass(frozen=True)
@@ -301,6 +302,12 @@ class AWXClient:
                 return f"AWX answered {shown} with something that is not JSON ({kind})"
             return None
 
+        sent = [True]  # whether the last attempt reached AWX at all
+
+        def unreachable(exc: httpx.HTTPError) -> str:
+            sent[0] = not isinstance(exc, NEVER_SENT)
+            return f"AWX at {self.url} could not be reached: {type(exc).__name__}"
+
         response = request_with_retries(
             self._http,
             method,
@@ -309,9 +316,11 @@ class AWXClient:
             attempts=self.retries + 1,
             repeatable=retry,
             sleep=self._sleep,
-            unreachable=lambda exc: f"AWX at {self.url} could not be reached: {type(exc).__name__}",
+            unreachable=unreachable,
             refused=refused,
-            error=lambda problem, status: AWXError(problem, status=status),
+            error=lambda problem, status: AWXError(
+                problem, status=status, sent=status != 0 or sent[0]
+            ),
             check=not_json,
         )
         status = response.status_code
@@ -376,7 +385,7 @@ class AWXClient:
         try:
             answer = self._request("POST", f"/job_templates/{template}/launch/", body, retry=False)
         except AWXError as exc:
-            if exc.status == 0 or exc.status >= 500:
+            if exc.sent and (exc.status == 0 or exc.status >= 500):
                 raise LaunchLost(str(exc), status=exc.status) from exc
             raise
         if "job" not in answer and answer.get("workflow_job") is not None:
