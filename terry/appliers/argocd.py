@@ -377,7 +377,7 @@ class ArgoCDClient:
                 f"Argo CD at {self.url} could not be reached: {type(exc).__name__}"
             ),
             refused=refused,
-            error=lambda problem, status: ArgoCDError(
+            error=lambda problem, status, _sent: ArgoCDError(
                 problem, status=status, code=codes.get(status)
             ),
             check=_not_an_object,

@@ -22,11 +22,10 @@ import httpx
 
 from terry.durations import retry_after
 
-__all__ = ["NEVER_SENT", "request_with_retries"]
+__all__ = ["request_with_retries"]
 
 MAX_RETRY_AFTER = 60.0  # seconds: the longest a server's Retry-After is waited for
-# Transport errors of a request that never left: its connection was never made.
-NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
+_NEVER_SENT = (httpx.ConnectError, httpx.ConnectTimeout)
 
 
 def _asked_wait(response: httpx.Response) -> float | None:
@@ -43,20 +42,22 @@ def request_with_retries(
     sleep: Callable[[float], None],
     unreachable: Callable[[httpx.HTTPError], str],
     refused: Callable[[httpx.Response], str],
-    error: Callable[[str, int], Exception],
+    error: Callable[[str, int, bool], Exception],
     repeatable: bool = True,
     check: Callable[[httpx.Response], str | None] | None = None,
 ) -> httpx.Response:
-    """The first answer under 400 that ``check`` accepts, or ``error(problem, status)``
-    (status 0: unreachable)."""
+    """The first answer under 400 that ``check`` accepts, or ``error(problem, status, sent)``
+    (status 0: unreachable; ``sent`` False: the last attempt never left, its connection
+    never made, so nothing was carried out)."""
     delay = 0.5
     for attempt in range(attempts):
         wait: float | None = None
+        sent = True
         try:
             response = http.request(method, path, json=body)
         except httpx.HTTPError as exc:
-            problem, status = unreachable(exc), 0
-            again = repeatable or isinstance(exc, NEVER_SENT)
+            problem, status, sent = unreachable(exc), 0, not isinstance(exc, _NEVER_SENT)
+            again = repeatable or not sent
         else:
             status = response.status_code
             if status < 400:
@@ -69,7 +70,7 @@ def request_with_retries(
                 again = status == 429 or (repeatable and status >= 500)
                 wait = _asked_wait(response)
         if not again or attempt == attempts - 1:
-            raise error(problem, status)
+            raise error(problem, status, sent)
         sleep(delay if wait is None else wait)
         delay = min(delay * 2, 8.0)
     raise AssertionError("unreachable")

@@ -208,6 +208,13 @@ class FakeAWX(LocalServer):
             return JSONResponse({"detail": "Authentication credentials were not provided."}, 401)
         return None
 
+    def _template_of(self, request: Request) -> FakeTemplate | Response:
+        """The job template a request's path names, or AWX's answer refusing it (401, 404)."""
+        if denied := self._denied(request):
+            return denied
+        template = self.templates.get(request.path_params["id"])
+        return self._not_found() if template is None else template
+
     @staticmethod
     def _not_found() -> Response:
         return JSONResponse({"detail": "Not found."}, 404)
@@ -235,11 +242,9 @@ class FakeAWX(LocalServer):
         return self._page(request, found)
 
     async def _launch(self, request: Request) -> Response:
-        if denied := self._denied(request):
-            return denied
-        template = self.templates.get(request.path_params["id"])
-        if template is None:
-            return self._not_found()
+        template = self._template_of(request)
+        if isinstance(template, Response):
+            return template
         if template.forbidden:
             return JSONResponse(
                 {"detail": "You do not have permission to perform this action."}, 403
@@ -284,11 +289,9 @@ class FakeAWX(LocalServer):
         return JSONResponse({"job": job.id, "ignored_fields": ignored, **self._job_body(job)}, 201)
 
     async def _template_jobs(self, request: Request) -> Response:
-        if denied := self._denied(request):
-            return denied
-        template = self.templates.get(request.path_params["id"])
-        if template is None:
-            return self._not_found()
+        template = self._template_of(request)
+        if isinstance(template, Response):
+            return template
         if any(key.startswith("extra_vars") for key in request.query_params):
             return JSONResponse({"detail": "Filtering on extra_vars is not allowed."}, 403)
         jobs = [j for j in self.jobs.values() if j.template is template]

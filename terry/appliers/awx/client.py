@@ -60,7 +60,7 @@ from urllib.parse import quote, urljoin, urlsplit
 import httpx
 import yaml
 
-from terry.appliers.rest import NEVER_SENT, request_with_retries
+from terry.appliers.rest import request_with_retries
 from terry.errors import RunnerError
 
 __all__ = [
@@ -302,12 +302,6 @@ class AWXClient:
                 return f"AWX answered {shown} with something that is not JSON ({kind})"
             return None
 
-        sent = [True]  # whether the last attempt reached AWX at all
-
-        def unreachable(exc: httpx.HTTPError) -> str:
-            sent[0] = not isinstance(exc, NEVER_SENT)
-            return f"AWX at {self.url} could not be reached: {type(exc).__name__}"
-
         response = request_with_retries(
             self._http,
             method,
@@ -316,11 +310,9 @@ class AWXClient:
             attempts=self.retries + 1,
             repeatable=retry,
             sleep=self._sleep,
-            unreachable=unreachable,
+            unreachable=lambda exc: f"AWX at {self.url} could not be reached: {type(exc).__name__}",
             refused=refused,
-            error=lambda problem, status: AWXError(
-                problem, status=status, sent=status != 0 or sent[0]
-            ),
+            error=lambda problem, status, sent: AWXError(problem, status=status, sent=sent),
             check=not_json,
         )
         status = response.status_code
