@@ -1,8 +1,8 @@
 """A local AWX for tests: the REST calls of ``terry.appliers.awx.client`` with the shapes,
 status codes and awkward parts of AWX's API (read from awx/api/views and awx/main/models):
 
-- Bearer tokens checked (401 ``{"detail": ...}``); a template a test forbids answers 403,
-  an unknown id 404 ``{"detail": "Not found."}``.
+- Bearer tokens checked (401 ``{"detail": ...}``); a template a test forbids answers its
+  launch 403, an unknown id 404 ``{"detail": "Not found."}``.
 - ``GET /job_templates/{id}/launch/`` gives the ``ask_*_on_launch`` flags; a launch that sets
   a field the template does not prompt for is *not* refused: the field is dropped and listed
   in ``ignored_fields`` (201), as AWX does. A launch is never refused for a busy template
@@ -37,6 +37,10 @@ status codes and awkward parts of AWX's API (read from awx/api/views and awx/mai
   answer 502. ``GET /job_templates/{id}/jobs/``
   lists a template's jobs, newest first with ``order_by=-id``, each with its
   ``extra_vars`` as JSON text (a filter on ``extra_vars`` is a 403: ``prevent_search``).
+- A template's own ``skip_tags`` and ``start_at_task`` apply to its every job; with
+  ``job_slice_count`` over 1 a launch starts a workflow job (``workflow_job`` in the 201),
+  which ``POST /workflow_jobs/{id}/cancel/`` cancels. The launch page is read with read
+  access; a ``forbidden`` template (no Execute role) refuses only the launch itself (403).
 - ``POST /projects/{id}/update/`` answers 202 and the update succeeds a poll later (405 for
   a manual project).
 """
@@ -97,6 +101,11 @@ class FakeTemplate:
     # Prompts the launch page says it asks but the launch drops into ``ignored_fields`` (the
     # template edited between Terry's look and its launch): the job runs without them.
     ignores: tuple[str, ...] = ()
+    # Its own settings, applied to every job unprompted (``--skip-tags``, ``--start-at-task``;
+    # slicing over 1 launches a workflow job instead of one job).
+    skip_tags: str = ""
+    start_at_task: str = ""
+    job_slice_count: int = 1
 
 
 @dataclass
@@ -157,6 +166,8 @@ class FakeAWX(LocalServer):
         self.event_lag = 1
         self.requests: list[dict[str, Any]] = []
         self.project_updates: dict[int, int] = {}
+        self.workflow_jobs: list[int] = []  # sliced launches' workflow jobs
+        self.workflow_canceled: list[int] = []
         self._lock = threading.Lock()
 
     def add_template(self, name: str, **kwargs: Any) -> FakeTemplate:
@@ -192,6 +203,11 @@ class FakeAWX(LocalServer):
                 Route(root + "/jobs/{id:int}/job_host_summaries/", self._summaries),
                 Route(root + "/jobs/{id:int}/cancel/", self._cancel, methods=["GET", "POST"]),
                 Route(root + "/settings/{category}/", self._settings),
+                Route(
+                    root + "/workflow_jobs/{id:int}/cancel/",
+                    self._cancel_workflow,
+                    methods=["POST"],
+                ),
             ]
         )
 
@@ -235,7 +251,15 @@ class FakeAWX(LocalServer):
             return denied
         name = request.query_params.get("name")
         found = [
-            {"id": t.id, "name": t.name, "project": t.project, "playbook": t.playbook}
+            {
+                "id": t.id,
+                "name": t.name,
+                "project": t.project,
+                "playbook": t.playbook,
+                "skip_tags": t.skip_tags,
+                "start_at_task": t.start_at_task,
+                "job_slice_count": t.job_slice_count,
+            }
             for t in self.templates.values()
             if name is None or t.name == name or not self.filters_names
         ]
@@ -245,14 +269,14 @@ class FakeAWX(LocalServer):
         template = self._template_of(request)
         if isinstance(template, Response):
             return template
-        if template.forbidden:
-            return JSONResponse(
-                {"detail": "You do not have permission to perform this action."}, 403
-            )
-        if request.method == "GET":
+        if request.method == "GET":  # reading the launch page needs only read access
             body = {f"ask_{a}_on_launch": a in template.asks for a in ASKS}
             body.update(variables_needed_to_start=[], passwords_needed_to_start=[])
             return JSONResponse(body)
+        if template.forbidden:  # no Execute role on the template
+            return JSONResponse(
+                {"detail": "You do not have permission to perform this action."}, 403
+            )
         asked = await request.json()
         accepted: dict[str, Any] = {}
         ignored: dict[str, Any] = {}
@@ -274,6 +298,13 @@ class FakeAWX(LocalServer):
                 return JSONResponse(
                     {"extra_vars": [f"Cannot parse as JSON or YAML (error: {exc})."]}, 400
                 )
+        if template.job_slice_count > 1:  # AWX launches a workflow of slices instead
+            with self._lock:
+                self.workflow_jobs.append(len(self.workflow_jobs) + 1)
+                workflow = self.workflow_jobs[-1]
+            return JSONResponse(
+                {"workflow_job": workflow, "ignored_fields": ignored, "id": workflow}, 201
+            )
         gateway = Response("<html><body>504 Gateway Time-out</body></html>", 504)
         with self._lock:
             lost, self.lose_launch = self.lose_launch, None
@@ -432,6 +463,15 @@ class FakeAWX(LocalServer):
         job.cancel_asked = True
         return Response(status_code=202)
 
+    async def _cancel_workflow(self, request: Request) -> Response:
+        if denied := self._denied(request):
+            return denied
+        workflow = request.path_params["id"]
+        if workflow not in self.workflow_jobs:
+            return self._not_found()
+        self.workflow_canceled.append(workflow)
+        return Response(status_code=202)
+
     async def _settings(self, request: Request) -> Response:
         if denied := self._denied(request):
             return denied
@@ -479,6 +519,10 @@ class FakeAWX(LocalServer):
                     args.append("--diff")
                 if job.launch.get("job_tags"):
                     args += ["--tags", str(job.launch["job_tags"])]
+                if job.template.skip_tags:
+                    args += ["--skip-tags", job.template.skip_tags]
+                if job.template.start_at_task:
+                    args += ["--start-at-task", job.template.start_at_task]
 
                 def keep(raw: dict[str, Any]) -> bool:
                     data_ = raw.get("event_data") or {}

@@ -163,9 +163,19 @@ def test_templates_awx_would_run_otherwise_are_refused_with_the_reason(
     fake.allow_jinja = "always"
     cases.append((_drift(cli, "fp-r3"), "ALLOW_JINJA_IN_EXTRA_VARS is 'always'"))
     fake.allow_jinja = "template"
-    template.forbidden = True
+    template.forbidden = True  # no Execute role: AWX refuses the launch itself
     cases.append((_drift(cli, "fp-r4"), "403"))
     template.forbidden = False
+    # Settings of the template's own that AWX applies to every job, unprompted.
+    template.skip_tags = "always"  # would skip the identity check
+    cases.append((_drift(cli, "fp-r6"), "has skip tags 'always' of its own"))
+    template.skip_tags = ""
+    template.start_at_task = "Remove the files"
+    cases.append((_drift(cli, "fp-r7"), "start at task 'Remove the files'"))
+    template.start_at_task = ""
+    template.job_slice_count = 4
+    cases.append((_drift(cli, "fp-r8"), "job slicing 4"))
+    template.job_slice_count = 1
     template.name = "someone-else"
     fake.filters_names = False  # a list that ignores ?name= still names no other template
     cases.append((_drift(cli, "fp-r5"), "no job template named 'terry-config-drift'"))
@@ -173,11 +183,11 @@ def test_templates_awx_would_run_otherwise_are_refused_with_the_reason(
         assert outcome["state"] == "failed", outcome
         shown = cli.json("proposals", "show", str(outcome["proposal_id"]))
         assert reason in str(shown), (reason, shown.get("outcome"), shown.get("reasons"))
-    # Nothing ran: the one launch that got through (the 400) was refused before a job
-    # started, and not tried again (the 403 came at the launch page).
-    assert fake.jobs == {}
+    # Nothing ran: the two launches that were sent (the 400, the 403) were refused before a
+    # job started, and neither was tried again; the others were refused before any launch.
+    assert fake.jobs == {} and fake.workflow_jobs == []
     launches = [r for r in fake.requests if r["method"] == "POST" and "/launch/" in r["path"]]
-    assert len(launches) == 1, launches
+    assert len(launches) == 2, launches
 
 
 def test_a_limit_awx_ignored_anyway_is_canceled_or_said_as_what_ran(

@@ -232,6 +232,36 @@ def test_a_lost_launch_is_looked_for_among_the_newest_jobs_only(awx: Scripted) -
     assert asked["query"]["page_size"] == "50"
 
 
+def test_a_list_not_newest_first_is_read_whole_so_the_newest_is_never_missed(
+    awx: Scripted,
+) -> None:
+    # A proxy that drops the query (or a server that ignores order_by) lists the oldest
+    # first: beyond ``newest`` the lost launch's job is still found, and none of them
+    # carrying the mark is only said once every job was read.
+    jobs = "GET /api/v2/job_templates/3/jobs/"
+    oldest_first = [{"id": n, "extra_vars": "{}"} for n in range(1, 61)]
+    awx.on(jobs, page([*oldest_first, {"id": 61, "extra_vars": '{"terry_launch": "mine"}'}]))
+    assert client(awx.base_url).launched_with(3, "terry_launch", "mine", newest=50) == 61
+    awx.on(jobs, page(oldest_first))
+    assert client(awx.base_url).launched_with(3, "terry_launch", "mine", newest=50) is None
+
+
+def test_a_long_list_not_newest_first_is_unknown_never_no_job(awx: Scripted) -> None:
+    jobs = "GET /api/v2/job_templates/3/jobs/"
+    awx.on(jobs, page([{"id": n, "extra_vars": "{}"} for n in range(1, 31)]))
+    with pytest.raises(AWXError, match="does not list job template 3's jobs newest first"):
+        client(awx.base_url).launched_with(3, "terry_launch", "mine", newest=10, most=20)
+
+
+def test_a_template_s_own_settings_awx_applies_unprompted_are_read(awx: Scripted) -> None:
+    own = {**template(), "skip_tags": "always", "start_at_task": "", "job_slice_count": 3}
+    awx.on("GET /api/v2/job_templates/", page([own]), page([template()]))
+    found = client(awx.base_url).template("terry-x")
+    assert (found.skip_tags, found.start_at_task, found.job_slice_count) == ("always", "", 3)
+    plain = client(awx.base_url).template("terry-x")  # an older AWX's list without them
+    assert (plain.skip_tags, plain.start_at_task, plain.job_slice_count) == ("", "", 1)
+
+
 def test_a_launch_whose_connection_was_never_made_is_tried_again() -> None:
     slept: list[float] = []
     with pytest.raises(AWXError) as caught:
@@ -400,3 +430,15 @@ def test_events_saved_out_of_counter_order_are_each_read_once(awx: Scripted) -> 
     stream.note("awx_job", None, "done")
     assert seen[-1] == 6  # Terry's own line after the highest counter
     assert [r["query"]["counter__gt"] for r in awx.requests] == ["0", "2", "5"]
+
+
+def test_a_vars_file_json_cannot_carry_is_refused_saying_what_to_quote(tmp_path: Any) -> None:
+    # A YAML date (or keys of mixed types) has no JSON form: AWX's extra vars could not
+    # carry it, so the launch is refused in words, never a TypeError.
+    from terry.appliers.awx import _json, extra_vars
+    from terry.appliers.base import Job, RunKind
+
+    job = Job(7, RunKind.CHECK, "c0ffee", ("web-01",), tmp_path, vars_path="vars/7.yml")
+    with pytest.raises(AWXError, match=r"vars file vars/7.yml holds a value .* quote it"):
+        _json(extra_vars("cutoff: 2026-12-07\n"), job)
+    assert _json(extra_vars("cutoff: '2026-12-07'\n"), job) == '{"cutoff": "2026-12-07"}'

@@ -5,9 +5,12 @@ For fleets one controller does not run comfortably, inventory hosts labelled
 (docs/awx.md). Each run is one job of the remedy's job template (``awx.job_template``,
 ``terry-{remedy}`` by default, or ``awx.job_templates``), launched with what this run needs:
 
-- ``scm_branch`` = the commit (the proposal commit for the dry run, its merge on main after),
-  after a project update, so AWX runs exactly what was reviewed; the job's ``scm_revision``
-  must be that commit, or the run fails;
+- ``scm_branch`` = the commit (the proposal commit for the dry run, its merge on main after):
+  AWX syncs a job whose branch differs from its project's into the job's own checkout, so
+  it runs exactly what was reviewed; the job's ``scm_revision`` must be that commit, or the
+  run fails. The project update before it (``awx.update_project``) syncs the project's own
+  branch: it keeps the project current and clears a failed last update, which makes AWX
+  refuse every job of the project;
 - ``limit`` = the proposal's hosts, ``job_type`` = ``check`` for the dry run (``run``
   otherwise), ``diff_mode`` on, ``job_tags`` as the ansible applier's ``--tags``;
 - ``extra_vars`` = the proposal's vars file read from the commit, plus ``terry_playbook``:
@@ -23,7 +26,9 @@ values that hold Jinja markers.
 A template that does not prompt on launch for a field Terry sets would silently ignore it
 (AWX lists it in ``ignored_fields`` and runs the template's own: a dry run would change
 hosts), so the launch endpoint's ``ask_*_on_launch`` are read first and such a template is
-refused, naming the fields; should AWX still ignore one, the job is canceled at once.
+refused, naming the fields; should AWX still ignore one, the job is canceled at once. So
+is a template whose own ``skip_tags``, ``start_at_task`` or job slicing AWX would apply
+unprompted.
 
 The job's status is polled (pending, waiting, running, then successful, failed, error or
 canceled) and its events are read as they come (``counter`` above the last one with none
@@ -178,7 +183,10 @@ class AWXApplier:
         """The template and the launch body, or ``AWXError`` saying why AWX must not run it."""
         if job.playbook is None:
             raise AWXError(f"proposal {job.proposal_id} has no playbook to run")
+        if not job.hosts:  # an empty limit is no limit: AWX would run on its whole inventory
+            raise AWXError(f"proposal {job.proposal_id} names no host to run on")
         template = self.client.template(self.template_name(remedy_of(job.playbook)))
+        _refuse_own_settings(template)
         prompts = self.client.prompts(template.id)
         wanted = {"limit", "job_type", "diff_mode", "variables", "scm_branch", "tags"}
         if missing := sorted(wanted - prompts.asks):
@@ -211,7 +219,7 @@ class AWXApplier:
             "diff_mode": True,
             "scm_branch": job.commit,
             "job_tags": ",".join(tags),
-            "extra_vars": json.dumps(variables, sort_keys=True),
+            "extra_vars": _json(variables, job),
         }
         return _Launch(template, body, mark)
 
@@ -228,8 +236,9 @@ class AWXApplier:
         if allowed is None and any(_JINJA.search(s) for s in strings_in(variables)):
             raise AWXError(
                 f"a parameter for {template.name!r} holds Jinja markers and Terry cannot read "
-                "AWX's ALLOW_JINJA_IN_EXTRA_VARS to know they stay data (give the token "
-                "read access to /api/v2/settings/jobs/)"
+                "AWX's ALLOW_JINJA_IN_EXTRA_VARS to know they stay data (AWX shows "
+                "/api/v2/settings/jobs/ to superusers and system auditors only: make the "
+                "token's user a System Auditor)"
             )
 
     def _sync_project(self, job: Job, template: Template, deadline: float) -> None:
@@ -508,6 +517,39 @@ class AWXApplier:
             if self._say is not None:
                 self._say(None, f"AWX job {job_id}: the cancel was not accepted ({exc})")
             return None
+
+
+def _refuse_own_settings(template: Template) -> None:
+    """``AWXError`` for a template whose own settings AWX applies to every job, unprompted,
+    and that change what a proposal's playbook does: ``skip_tags`` (``always`` skips the
+    identity check; ``apply`` or ``verify`` a run that reports success having done nothing),
+    ``start_at_task`` (the tasks before it, the identity check first, never run), and job
+    slicing (a workflow of slices, not the one job Terry follows)."""
+    own = []
+    if template.skip_tags:
+        own.append(f"skip tags {template.skip_tags!r}")
+    if template.start_at_task:
+        own.append(f"start at task {template.start_at_task!r}")
+    if template.job_slice_count > 1:
+        own.append(f"job slicing {template.job_slice_count}")
+    if own:
+        raise AWXError(
+            f"job template {template.name!r} has {' and '.join(own)} of its own, which AWX "
+            "applies to every job: the proposal's playbook would not run as reviewed "
+            "(clear them; docs/awx.md)"
+        )
+
+
+def _json(variables: dict[str, Any], job: Job) -> str:
+    """The launch's extra vars as the JSON AWX parses; ``AWXError`` for a value JSON cannot
+    carry (a YAML date in a vars file, keys of mixed types), which AWX could not take."""
+    try:
+        return json.dumps(variables, sort_keys=True)
+    except (TypeError, ValueError) as exc:
+        raise AWXError(
+            f"proposal {job.proposal_id}'s vars file {job.vars_path} holds a value AWX's JSON "
+            f"extra vars cannot carry ({exc}): quote it as a string"
+        ) from None
 
 
 def _never_started(status: str | None) -> str:

@@ -15,7 +15,7 @@ What AWX answers, read from its source (awx/api/views, awx/main/models), not gue
   409 ``{"error": ..., "active_jobs": [...]}`` (ActiveJobConflict).
 - ``POST /projects/{id}/update/`` answers 202 with ``project_update``; 405 when the project
   cannot be updated (a manual project). ``POST /jobs/{id}/cancel/`` answers 202, or 405
-  once the job can no longer be canceled (``can_cancel`` false: it finished).
+  once the job can no longer be canceled (it finished).
 - Lists are pages: ``{"count", "next", "previous", "results"}``, at most ``MAX_PAGE_SIZE``
   (200) each. ``next`` is the request's own full path with ``page`` replaced
   (awx/api/pagination.py, ``get_full_path``): the path AWX saw, so behind a proxy it may lack
@@ -48,7 +48,6 @@ appears in an error.
 
 from __future__ import annotations
 
-import itertools
 import json
 import re
 import time
@@ -95,12 +94,18 @@ class LaunchLost(AWXError):
 
 @dataclass(frozen=True)
 class Template:
-    """A job template: its id, and the project and playbook it runs."""
+    """A job template: its id, the project and playbook it runs, and the settings of its own
+    AWX applies to every job without a prompt (``skip_tags``, ``start_at_task`` become the
+    job's ``--skip-tags`` and ``--start-at-task``; ``job_slice_count`` over 1 launches a
+    workflow of slices instead of one job)."""
 
     id: int
     name: str
     project: int | None
     playbook: str
+    skip_tags: str = ""
+    start_at_task: str = ""
+    job_slice_count: int = 1
 
 
 @dataclass(frozen=True)
@@ -132,7 +137,6 @@ class JobState:
     id: int
     status: str
     failed: bool
-    can_cancel: bool
     events_done: bool  # event_processing_finished
     explanation: str  # job_explanation, result_traceback's last line
     scm_revision: str
@@ -151,7 +155,6 @@ class JobState:
             id=_int(body.get("id"), "id"),
             status=str(body.get("status") or "new"),
             failed=bool(body.get("failed")),
-            can_cancel=bool(body.get("can_cancel")),
             events_done=bool(body.get("event_processing_finished", True)),
             explanation=explanation[:1000],
             scm_revision=str(body.get("scm_revision") or ""),
@@ -360,12 +363,15 @@ class AWXClient:
                 "awx.job_templates that is unique, or rename one"
             )
         body = found[0]
-        project = body.get("project")
+        project, slices = body.get("project"), body.get("job_slice_count")
         return Template(
             id=ids[0],
             name=name,
             project=int(project) if isinstance(project, int) else None,
             playbook=str(body.get("playbook") or ""),
+            skip_tags=str(body.get("skip_tags") or ""),
+            start_at_task=str(body.get("start_at_task") or ""),
+            job_slice_count=slices if isinstance(slices, int) and slices > 1 else 1,
         )
 
     def prompts(self, template: int) -> LaunchPrompts:
@@ -402,18 +408,34 @@ class AWXClient:
         return _int(job, "job id"), dict(ignored)
 
     def launched_with(
-        self, template: int, name: str, value: str, *, newest: int = 200
+        self, template: int, name: str, value: str, *, newest: int = 200, most: int = 2000
     ) -> int | None:
         """The id of the template's job, among its ``newest``, whose extra var ``name`` is
-        ``value`` (``None``: none is)."""
+        ``value`` (``None``: none is).
+
+        AWX lists them newest first when asked (``order_by=-id``). A list that is not in
+        that order (a proxy that drops the query, a server that ignores it) is read whole,
+        so the newest are never missed; one longer than ``most`` cannot be told:
+        ``AWXError``, never a guess that no job started."""
         jobs = self.pages(f"/job_templates/{template}/jobs/?order_by=-id&page_size={newest}")
-        for item in itertools.islice(jobs, newest):
+        last, ordered = None, True
+        for seen, item in enumerate(jobs, start=1):
             job = _int(item.get("id"), "job id")
+            ordered = ordered and (last is None or job < last)
+            last = job
             given = item.get("extra_vars")
             if given is None:  # a list that leaves them out: the job's own page has them
                 given = self._request("GET", f"/jobs/{job}/").get("extra_vars")
             if _vars(given).get(name) == value:
                 return job
+            if ordered and seen >= newest:
+                return None
+            if seen >= most:
+                raise AWXError(
+                    f"AWX does not list job template {template}'s jobs newest first "
+                    f"(order_by=-id) and has more than {most}: Terry cannot tell whether "
+                    f"one carries {name} {value}"
+                )
         return None
 
     # -- projects --------------------------------------------------------------------------
