@@ -16,7 +16,7 @@ from terry.durations import format_duration, parse_duration
 from terry.errors import ConfigError, InputError, NotFound, TerryError
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import Inventory, load_inventory
-from terry.slo.budget import LOW_PERCENT, PAIRS, WINDOWS
+from terry.slo.budget import LOW_PERCENT, PAIRS, WINDOWS, objective_text
 from terry.slo.services import hosts_of
 from terry.slo.spec import SLO, load_slos
 from terry.slo.status import SLOStatus, read_status
@@ -163,7 +163,7 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
             table.add_row(
                 row["service"],
                 row["slo"],
-                f"{s.slo.objective:g}% / {row['period']}",
+                f"{objective_text(s.slo.objective)}% / {row['period']}",
                 _figure(b.sli, "{:.3f}%"),
                 left,
                 *burns,

@@ -45,6 +45,15 @@ class _RefMoved(Exception):
     """main moved between reading it and updating it."""
 
 
+def _within(member: tarfile.TarInfo, dest: str) -> tarfile.TarInfo | None:
+    """tarfile's ``data`` filter, skipping what it refuses (a link out of the tree) rather
+    than refusing the whole commit for it."""
+    try:
+        return tarfile.data_filter(member, dest)
+    except tarfile.FilterError:
+        return None
+
+
 class Repo:
     """A GitOps repository on disk."""
 
@@ -153,7 +162,9 @@ class Repo:
             return None
 
     def tree(self, sha: str) -> Path:
-        """A read-only export of commit ``sha`` under ``.terry/trees`` (cached by sha)."""
+        """A read-only export of commit ``sha`` under ``.terry/trees`` (cached by sha). A
+        committed link that leads out of the tree (``/etc/passwd``, ``../../x``) is left out:
+        nothing read from an export reaches past it."""
         sha = self.head(sha)
         target = self.path / ".terry" / "trees" / sha
         if target.is_dir():
@@ -166,7 +177,7 @@ class Repo:
                 ["git", "archive", "--format=tar", sha], stdout_as_string=False
             )
             with tarfile.open(fileobj=io.BytesIO(data)) as archive:  # type: ignore[arg-type]
-                archive.extractall(staging, filter="data")
+                archive.extractall(staging, filter=_within)
             staging.rename(target)
             self._prune_trees(target.parent, keep=target)
         except OSError:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
+from decimal import Decimal
 from enum import StrEnum
 
 __all__ = [
@@ -33,6 +34,8 @@ __all__ = [
     "budget_fraction",
     "burn_rate",
     "compute_budget",
+    "objective_text",
+    "percent_of",
     "worst",
 ]
 
@@ -89,9 +92,22 @@ def _known(value: float | None) -> float | None:
 
 
 def budget_fraction(objective: float) -> float:
-    """The share of events allowed to fail: 0.001 for 99.9 (rounded, so that 99.9 gives
-    0.001 and not 0.0010000000000000009)."""
-    return round(1.0 - objective / 100.0, 12)
+    """The share of events allowed to fail: 0.001 for 99.9, computed on the objective as
+    written (decimal), so that 99.9 gives 0.001 and not 0.0010000000000000009, and twelve
+    nines leave a budget of 1e-14, not a rounded 0."""
+    return float((100 - Decimal(repr(objective))) / 100)
+
+
+def percent_of(fraction: float) -> float:
+    """An OpenSLO ``target`` (0.999) as Terry's objective in percent (99.9), on the decimal
+    as written: ``0.999 * 100`` in floating point is 99.89999999999999."""
+    return float(Decimal(repr(fraction)) * 100)
+
+
+def objective_text(objective: float) -> str:
+    """An objective as written (99.9, 99.95, 99.9999999), never rounded to 100 nor in
+    exponent notation."""
+    return format(Decimal(repr(objective)).normalize(), "f")
 
 
 def burn_rate(error_ratio: float | None, budget_fraction: float) -> float | None:

@@ -5,6 +5,7 @@ a ``CalendarWindow`` that tells where the current period starts and ends."""
 from __future__ import annotations
 
 import math
+import time
 from calendar import monthrange
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
@@ -19,6 +20,8 @@ __all__ = ["CalendarSpec", "CalendarWindow", "time_window"]
 _SECONDS = {"s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0}
 _MONTHS = {"M": 1, "Q": 3, "Y": 12}
 _NOMINAL = {"M": 30 * 86400.0, "Q": 90 * 86400.0, "Y": 365 * 86400.0}
+# The longest window read: no Prometheus keeps ten years of samples to judge one over.
+_LONGEST = 10 * 365 * 86400.0
 
 
 @dataclass(frozen=True)
@@ -95,7 +98,15 @@ def _calendar(cal: CalendarSpec, count: int, unit: str, where: str, source: str)
         raise ConfigError(
             f"{source}: {where}.startTime: write a date and time, e.g. 2022-01-01 00:00:00"
         )
-    return CalendarWindow(start, cal.timeZone, count, unit)
+    window = CalendarWindow(start, cal.timeZone, count, unit)
+    try:
+        window.bounds(time.time())
+    except (ValueError, OverflowError) as exc:  # a start the calendar cannot count from
+        raise ConfigError(
+            f"{source}: {where}.startTime: no period from {start:%Y-%m-%d %H:%M} holds "
+            f"today ({exc}): write a start within a few years of now"
+        ) from None
+    return window
 
 
 def time_window(
@@ -111,6 +122,11 @@ def time_window(
     path, length = where
     if count < 1:
         raise ConfigError(f"{source}: {path}.{length}: the window must be longer than 0")
+    if count * _NOMINAL.get(unit, _SECONDS.get(unit, 0.0)) > _LONGEST:
+        raise ConfigError(
+            f"{source}: {path}.{length}: {count}{unit} is longer than Terry reads a window "
+            "(10 years; no Prometheus keeps the samples to judge it): write e.g. 28d or 1M"
+        )
     if cal is None:
         if rolling is False:
             raise ConfigError(

@@ -18,6 +18,7 @@ __all__ = [
     "SLO_DIR",
     "WINDOW",
     "Alerting",
+    "closed",
     "normal_query",
 ]
 
@@ -28,6 +29,12 @@ DEFAULT_PERIOD = 30 * 86400.0
 MIN_ELAPSED = 300.0  # a calendar period just begun is read over 5 minutes at least
 SLO_DIR = "slos"
 _ANY_WINDOW = re.compile(r"\{\{\s*\.window\s*\}\}")  # Go templates allow {{ .window }}
+
+
+def closed(query: str) -> str:
+    """``query`` ready for text after it: a PromQL comment (``#``) runs to the end of its
+    line, so a query that may end in one gets a newline before what follows it."""
+    return f"{query}\n" if "#" in query else query
 
 
 def normal_query(query: str) -> str:
@@ -93,10 +100,10 @@ class SLO:
 
         No failed series at all is no failure (``or vector(0)``); no traffic is no answer
         (a division by zero is NaN), which the status reads as unknown."""
-        errors = self.errors.replace(WINDOW, window)
+        errors = closed(self.errors.replace(WINDOW, window))
         if self.total is None:  # a ratio already, used as written (as Sloth does)
             return f"({errors})"
-        total = self.total.replace(WINDOW, window)
+        total = closed(self.total.replace(WINDOW, window))
         if self.good:
             return f"1 - sum(({errors}) or vector(0)) / sum({total})"
         return f"sum(({errors}) or vector(0)) / sum({total})"

@@ -18,6 +18,7 @@ from typing import Any, Literal, Protocol
 from pydantic import Field, ValidationError
 
 from terry.errors import ConfigError
+from terry.slo.budget import percent_of
 from terry.slo.calendar import CalendarSpec, CalendarWindow, time_window
 from terry.slo.fields import NAME, Labels, Model, Number, explain
 from terry.slo.objective import DEFAULT_PERIOD, SLO, SLO_DIR, normal_query
@@ -242,10 +243,11 @@ def _query(metric: _Metric | None, where: str, source: str, refs: Refs) -> Query
         raise ConfigError(
             f"{source}: {path}.{named}: Terry reads Prometheus metric sources only, not {kind!r}"
         )
-    query = ms.spec.get("query")
+    field = "query" if "query" in ms.spec or "promql" not in ms.spec else "promql"
+    query = ms.spec.get(field)  # promql: as Nobl9's Prometheus source, which OpenSLO mirrors
     if not isinstance(query, str) or not query.strip():
-        raise ConfigError(f"{source}: {path}.spec.query: give the PromQL query")
-    return Query(normal_query(query), f"{path}.spec.query")
+        raise ConfigError(f"{source}: {path}.spec.{field}: give the PromQL query (spec.query)")
+    return Query(normal_query(query), f"{path}.spec.{field}")
 
 
 def _counts(indicator: _IndicatorSpec, where: str, source: str, refs: Refs) -> Counts:
@@ -292,9 +294,10 @@ def _indicator(
 def _percent(objective: _Objective, where: str, source: str) -> float:
     if (objective.target is None) == (objective.targetPercent is None):
         raise ConfigError(f"{source}: {where}: give exactly one of target and targetPercent")
-    percent = objective.targetPercent if objective.target is None else objective.target * 100
-    assert percent is not None
-    return round(percent, 6)
+    if objective.target is not None:
+        return percent_of(objective.target)
+    assert objective.targetPercent is not None
+    return objective.targetPercent
 
 
 def _window(windows: list[_TimeWindow], source: str) -> tuple[float, CalendarWindow | None]:

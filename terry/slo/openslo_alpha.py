@@ -10,6 +10,7 @@ from typing import Any, Literal
 from pydantic import AliasChoices, Field
 
 from terry.errors import ConfigError
+from terry.slo.budget import percent_of
 from terry.slo.calendar import CalendarSpec, CalendarWindow, time_window
 from terry.slo.fields import Model, Number
 from terry.slo.objective import DEFAULT_PERIOD, SLO, normal_query
@@ -116,7 +117,7 @@ def from_openslo_alpha(doc: dict[str, Any], source: str) -> list[SLO]:
                 "total); threshold metrics are not supported"
             )
         counts = _counts(objective.ratioMetrics, where, source)
-        percent = round(objective.target * 100, 6)
+        percent = percent_of(objective.target)
         return percent, objective.displayName, ratio_queries(counts, source)
 
     return objective_slos(slo, lambda: _window(spec.timeWindows, source), read, source)

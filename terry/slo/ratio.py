@@ -15,7 +15,8 @@ import re
 from dataclasses import dataclass
 
 from terry.errors import ConfigError
-from terry.slo.objective import WINDOW
+from terry.slo.objective import WINDOW, closed
+from terry.slo.promql import promql_problem
 
 __all__ = ["Counts", "Query", "ratio_queries"]
 
@@ -77,6 +78,8 @@ def _ranged(query: Query, over: str, source: str, how: str, *, sums: bool = Fals
     with ``grouping``, ``series`` and ``window``) of the series it selects: a plain series
     selector or (``sums``) a ``sum`` of one, whose grouping the result keeps."""
     if WINDOW in query.text:
+        if problem := promql_problem(query.text):
+            raise ConfigError(f"{source}: {query.where}: {problem}")
         return query.text
     found = _series(query.text, sums)
     if found is None:
@@ -90,7 +93,10 @@ def _ranged(query: Query, over: str, source: str, how: str, *, sums: bool = Fals
             f"e.g. {example}"
         )
     grouping, series = found
-    return over.format(grouping=grouping, series=series, window=WINDOW)
+    ranged = over.format(grouping=grouping, series=series, window=WINDOW)
+    if problem := promql_problem(ranged):  # a selector's matchers, say
+        raise ConfigError(f"{source}: {query.where}: {problem}")
+    return ranged
 
 
 def ratio_queries(counts: Counts, source: str) -> tuple[str, str | None, bool]:
@@ -106,13 +112,17 @@ def ratio_queries(counts: Counts, source: str) -> tuple[str, str | None, bool]:
         query = _ranged(
             counts.raw, "avg(avg_over_time({series}[{window}]))", source, "Terry averages it"
         )
-        return (f"1 - ({query})" if counts.raw_type == "success" else query), None, False
+        if counts.raw_type == "success":
+            query = f"1 - ({closed(query)})"
+        return query, None, False
     if counts.total is None:
         raise ConfigError(f"{source}: {where}: give total (with good or bad), or raw")
     if (counts.good is None) == (counts.bad is None):
         raise ConfigError(f"{source}: {where}: give exactly one of good and bad")
     counted = counts.good or counts.bad
     assert counted is not None
+    if counted.text == counts.total.text:  # every event good (or bad): never a budget
+        raise ConfigError(f"{source}: {counted.where}: the same query as {counts.total.where}")
     if counts.counter:
         over, how = "sum{grouping}(rate({series}[{window}]))", "Terry takes its rate"
     else:

@@ -12,6 +12,7 @@ from pydantic import Field, field_validator, model_validator
 from terry.errors import ConfigError
 from terry.slo.fields import NAME, Labels, Model, Number, PromLabels
 from terry.slo.objective import ALERT, DEFAULT_PERIOD, SLO, WINDOW, Alerting, normal_query
+from terry.slo.promql import promql_problem
 
 __all__ = ["from_sloth"]
 
@@ -20,6 +21,8 @@ def _windowed(value: str) -> str:
     value = normal_query(value)
     if WINDOW not in value:
         raise ValueError(f"the query must say where the range goes with {WINDOW}")
+    if problem := promql_problem(value):
+        raise ValueError(problem)
     return value
 
 
@@ -31,6 +34,12 @@ class _SlothEvents(Model):
     total_query: Windowed
 
     _check = field_validator("error_query", "total_query")(_windowed)
+
+    @model_validator(mode="after")
+    def _apart(self) -> _SlothEvents:
+        if self.error_query == self.total_query:  # every event an error: never a budget
+            raise ValueError("error_query and total_query are the same query")
+        return self
 
 
 class _SlothRaw(Model):
@@ -72,7 +81,9 @@ class _SlothAlerting(Model):
     """Sloth's ``alerting``: Terry writes its page alert (the 1h/5m and 6h/30m pairs);
     ``ticket_alert`` is read and not written (Terry records no 1d or 3d windows)."""
 
-    name: str = Field(default=ALERT, pattern=r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+    # the alerts' alertname, a label value: any text on one line (Sloth's own examples
+    # have slo_foo-bar_grpc-latency_fail)
+    name: str = Field(default=ALERT, pattern=r"^[^\x00-\x1f\x7f]{1,253}$")
     labels: PromLabels = Field(default_factory=dict)
     annotations: Labels = Field(default_factory=dict)
     page_alert: _SlothAlert = Field(default_factory=_SlothAlert)

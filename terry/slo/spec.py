@@ -47,14 +47,23 @@ _OPENSLO_SLO_VERSIONS = ("openslo/v1", "openslo/v1alpha")
 
 
 def _documents(text: str, source: str) -> list[dict[str, Any]]:
+    """The file's mappings: each YAML document, or each item of a document that is a list
+    of them (as OpenSLO's tools accept several objects in one)."""
     try:
         docs = [d for d in yaml.safe_load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not YAML: {exc}") from exc
+    except RecursionError:
+        raise ConfigError(f"{source}: not YAML Terry reads: nested too deep") from None
+    out: list[dict[str, Any]] = []
     for n, doc in enumerate(docs):
-        if not isinstance(doc, dict):
-            raise ConfigError(f"{source}: document {n + 1} is not a mapping")
-    return docs
+        items = doc if isinstance(doc, list) else [doc]
+        for k, item in enumerate(items):
+            if not isinstance(item, dict):
+                at = f"document {n + 1}" + (f", item {k + 1}," if isinstance(doc, list) else "")
+                raise ConfigError(f"{source}: {at} is not a mapping")
+            out.append(item)
+    return out
 
 
 def _openslo_slo(doc: dict[str, Any], source: str, refs: Refs) -> list[SLO]:

@@ -391,6 +391,38 @@ def test_rules_pass_promtool(shop: Cli, tmp_path: Path) -> None:
     assert tested.returncode == 0, tested.stdout + tested.stderr
 
 
+def test_awkward_specs_still_write_rules_promtool_accepts(tmp_path: Path) -> None:
+    """Specs as people write them at the edges: a query ending in a PromQL comment, an
+    alert name with hyphens (Sloth's own example), twelve nines, a service and an SLO whose
+    names join like another pair's, and a file name holding template markers, which
+    Prometheus would expand in Terry's description."""
+    from terry.slo.rules import rules_yaml
+    from terry.slo.spec import load_slos
+
+    (tmp_path / "slos").mkdir()
+    commented = CHECKOUT.replace(
+        'error_query: sum(rate(http_requests_total{service="checkout",code=~"5.."}[{{.window}}]))',
+        'error_query: |\n          sum(rate(http_requests_total{code=~"5.."}[{{.window}}]))\n'
+        "          # 5xx answers only",
+    ).replace("objective: 99.9", "objective: 99.9999999999\n    alerting: {name: slo_a-b_fail}")
+    (tmp_path / "slos" / '{{ query "up" }}.yml').write_text(commented)
+    (tmp_path / "slos" / "a.yml").write_text(
+        CHECKOUT.replace("service: checkout", "service: a-b").replace(
+            "name: requests-availability", "name: c"
+        )
+        + "---\n"
+        + CHECKOUT.replace("service: checkout", "service: a").replace(
+            "name: requests-availability", "name: b-c"
+        )
+    )
+    (tmp_path / "rules.yml").write_text(rules_yaml(load_slos(tmp_path)))
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(tmp_path / "rules.yml")], capture_output=True, text=True
+    )
+    assert check.returncode == 0, check.stdout + check.stderr
+    assert "SUCCESS: 18 rules found" in check.stdout
+
+
 def _proposal(store: Store, *, source: str, host: str, risk: str) -> int:
     """A proposal checked by its dry run, as the propose and dry-run steps leave it."""
     return stored_proposal(

@@ -210,7 +210,8 @@ def test_the_examples_parse() -> None:
             "slos/x.yml: spec.objectives[0]: give exactly one of target and targetPercent",
         ),
         ("just: text\n", "slos/x.yml: neither a Sloth spec"),
-        ("- a list\n", "slos/x.yml: document 1 is not a mapping"),
+        ("- a list\n", "slos/x.yml: document 1, item 1, is not a mapping"),
+        ("7\n", "slos/x.yml: document 1 is not a mapping"),
     ],
 )
 def test_a_bad_spec_names_its_file_and_field(text: str, message: str) -> None:

@@ -10,6 +10,8 @@ from pathlib import Path
 import pytest
 
 from terry.errors import ConfigError
+from terry.slo.budget import compute_budget, objective_text
+from terry.slo.promql import promql_problem
 from terry.slo.rules import rule_groups
 from terry.slo.spec import DEFAULT_PERIOD, MIN_ELAPSED, load_slos, parse_text
 
@@ -308,7 +310,11 @@ def test_sloths_labels_and_alerting_shape_the_rules_as_sloth_does() -> None:
     ("before", "after", "message"),
     [
         ('owner: "myteam"', '"team-name": "myteam"', "labels: 'team-name' is not a Prometheus"),
-        ("name: MyServiceHighErrorRate", "name: My Alert", "slos[0].alerting.name: String should"),
+        (
+            "name: MyServiceHighErrorRate",
+            'name: "My\\nAlert"',
+            "slos[0].alerting.name: String should",
+        ),
         ("routing_key: myteam", "__name__: x", "slos[0].alerting.page_alert.labels: '__name__'"),
     ],
 )
@@ -316,6 +322,16 @@ def test_names_that_go_on_rules_must_be_prometheus_names(
     before: str, after: str, message: str
 ) -> None:
     _refused(SLOTH_GETTING_STARTED.replace(before, after), message)
+
+
+def test_an_alert_name_is_any_one_line_text_as_sloth_s_own_examples_write_it() -> None:
+    # Sloth's victoria-metrics example: the alertname is a label value, not a metric name
+    named = "slo_foo-bar_grpc-latency-percentile-90_fail"
+    [slo] = parse_text(
+        SLOTH_GETTING_STARTED.replace("name: MyServiceHighErrorRate", f"name: {named}"),
+        "slos/x.yml",
+    )
+    assert {r["alert"] for r in rule_groups([slo])[1]["rules"]} == {named}
 
 
 def test_sloth_sli_plugins_are_refused_by_name() -> None:
@@ -1054,3 +1070,140 @@ def test_a_calendar_budget_is_read_from_the_period_start(monkeypatch: pytest.Mon
     )
     assert _Recorder.last.queries[0] == slo.error_ratio_query("7d")
     assert over.budget.period_seconds == 7 * DAY
+
+
+# -- what a hostile or careless spec must not do ---------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("text", "objective", "budget"),
+    [
+        (
+            SLOTH_GETTING_STARTED.replace("objective: 99.9", "objective: 99.9999999999"),
+            99.9999999999,
+            1e-12,
+        ),
+        (OPENSLO_INLINE.replace("target: 0.98", "target: 0.999999999"), 99.9999999, 1e-9),
+        (OPENSLO_INLINE.replace("target: 0.98", "targetPercent: 99.99999"), 99.99999, 1e-7),
+    ],
+)  # fmt: skip
+def test_many_nines_keep_their_budget_never_a_rounded_zero(
+    text: str, objective: float, budget: float
+) -> None:
+    [slo] = parse_text(text, "slos/x.yml")
+    assert slo.objective == objective and slo.budget_fraction == pytest.approx(budget)
+    spent = compute_budget(
+        objective=slo.objective,
+        period_seconds=DAY,
+        period_error_ratio=budget / 2,
+        window_error_ratios={"1h": budget * 20, "5m": budget * 20},
+    )
+    assert spent.remaining_percent == pytest.approx(50.0)
+    assert spent.burn_rates["1h"] == pytest.approx(20.0)
+    recordings, alerts = rule_groups([slo])
+    assert recordings["rules"][0]["labels"]["slo_objective"] == objective_text(objective)
+    assert "100" not in recordings["rules"][0]["labels"]["slo_objective"]
+    assert all(f"{budget:.10g}" in a["expr"] and "* 0)" not in a["expr"] for a in alerts["rules"])
+
+
+def test_a_query_ending_in_a_comment_still_closes() -> None:
+    # A block scalar's last line a PromQL comment: what Terry writes after the query must
+    # not land inside it.
+    errors = 'http_request_duration_seconds_count{job="myservice",code=~"(5..|429)"}'
+    commented = "|\n          sum(rate(errors_total[{{.window}}]))\n          # 5xx answers only"
+    text = SLOTH_GETTING_STARTED.replace(
+        f"error_query: sum(rate({errors}[{{{{.window}}}}]))", f"error_query: {commented}"
+    )
+    [slo] = parse_text(text, "slos/x.yml")
+    for group in rule_groups([slo]):
+        for rule in group["rules"]:
+            assert promql_problem(rule["expr"]) is None, rule["expr"]
+    assert "# 5xx answers only\n) or vector(0))" in slo.error_ratio_query("5m")
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (
+            SLOTH_GETTING_STARTED.replace('429)"}[{{.window}}]))', '429)"}[{{.window}}])'),
+            "slos[0].sli.events.error_query: not PromQL (unclosed left parenthesis)",
+        ),
+        (
+            SLOTH_RAW_HOME_WIFI.replace("[{{.window}}]", "[{{.window}}", 1),
+            "slos[0].sli.raw.error_ratio_query: not PromQL",
+        ),
+        (
+            OPENSLO_INLINE.replace('code!~"5.."}', 'code!~"5.."}[{{.window}}] +'),
+            "spec.indicator.spec.ratioMetric.good.metricSource.spec.query: not PromQL",
+        ),
+        (
+            SLOTH_GETTING_STARTED.replace(',code=~"(5..|429)"', ""),
+            "slos[0].sli.events: error_query and total_query are the same query",
+        ),
+        (
+            OPENSLO_INLINE.replace(',code!~"5.."', ""),
+            "spec.indicator.spec.ratioMetric.good.metricSource.spec.query: the same query as "
+            "spec.indicator.spec.ratioMetric.total.metricSource.spec.query",
+        ),
+    ],
+)  # fmt: skip
+def test_queries_prometheus_would_refuse_are_refused_naming_the_field(
+    text: str, message: str
+) -> None:
+    _refused(text, message)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("[" * 5000 + "]" * 5000, "not YAML Terry reads: nested too deep"),
+        (
+            CALENDAR.replace("duration: 1M", "duration: 100000Y"),
+            "spec.timeWindow[0].duration: 100000Y is longer than Terry reads a window",
+        ),
+        (
+            OPENSLO_INLINE.replace("duration: 28d", "duration: 99999999w"),
+            "spec.timeWindow[0].duration: 99999999w is longer",
+        ),
+    ],
+)
+def test_absurd_specs_are_config_errors_never_a_crash(text: str, message: str) -> None:
+    _refused(text, message)
+
+
+def test_rule_groups_of_different_slos_never_share_a_name() -> None:
+    # service a-b with SLO c, and service a with SLO b-c: both valid Sloth names
+    one = SLOTH_HOME_WIFI.replace('service: "home-wifi"', 'service: "a-b"')
+    two = SLOTH_HOME_WIFI.replace('service: "home-wifi"', 'service: "a"')
+    slos = parse_text(one, "slos/one.yml") + parse_text(two, "slos/two.yml")
+    names = [g["name"] for g in rule_groups(slos)]
+    assert len(names) == len(set(names)), names
+
+
+def test_a_file_name_with_template_markers_is_inert_in_the_alert_text(tmp_path: Path) -> None:
+    # Prometheus expands annotations as Go templates: Terry's own text quoting a file name
+    # holding {{ ... }} prints it, never runs it.
+    (tmp_path / "slos").mkdir()
+    hostile = '{{ query "up" }}.yml'
+    (tmp_path / "slos" / hostile).write_text(SLOTH_GETTING_STARTED)
+    [slo] = load_slos(tmp_path)
+    alert = rule_groups([slo])[1]["rules"][0]
+    quoted = '({{ "slos/{{ query \\"up\\" }}.yml" }}).'
+    assert quoted in alert["annotations"]["description"]
+
+
+def test_openslo_objects_may_come_as_one_list() -> None:
+    as_list = "\n".join(
+        ("- " if line.startswith("apiVersion") else "  ") + line if line.strip() else ""
+        for line in OPENSLO_INLINE.replace("---\n", "").splitlines()
+    )
+    [slo] = parse_text(as_list, "slos/foo.yml")
+    assert slo.key == "foo/foo-slo"
+
+
+def test_openslo_prometheus_query_may_be_spelled_promql() -> None:
+    [plain] = parse_text(OPENSLO_INLINE, "slos/foo.yml")
+    [spelled] = parse_text(OPENSLO_INLINE.replace("query:", "promql:"), "slos/foo.yml")
+    assert spelled.error_ratio_query("1h") == plain.error_ratio_query("1h")
+    empty = OPENSLO_INLINE.replace('query: http_requests_total{service="foo"}\n', "promql: ''\n")
+    _refused(empty, "spec.indicator.spec.ratioMetric.total.metricSource.spec.promql: give the")

@@ -58,6 +58,21 @@ def test_old_tree_exports_are_pruned_and_fresh_ones_kept(tmp_path: Path) -> None
     assert not stale.exists()
 
 
+def test_a_committed_link_out_of_the_tree_is_left_out_of_its_export(tmp_path: Path) -> None:
+    # A link to /etc/hostname or past the repository's root is not exported (nothing read
+    # from the tree reaches through it); the rest of the commit is, a link inside it too.
+    repo = Repo(init_repository(tmp_path / "ops").path)
+    (repo.path / "slos").mkdir()
+    (repo.path / "slos" / "evil.yml").symlink_to("/etc/hostname")
+    (repo.path / "slos" / "up.yml").symlink_to("../../../outside.yml")
+    (repo.path / "slos" / "same.yml").symlink_to("../terry.yml")
+    repo.commit_paths(["slos"], "links")
+    tree = repo.tree(repo.head())
+    assert not (tree / "slos" / "evil.yml").is_symlink()
+    assert not (tree / "slos" / "up.yml").is_symlink()
+    assert (tree / "slos" / "same.yml").read_text() == (tree / "terry.yml").read_text()
+
+
 def test_a_remedys_last_outcome_is_the_one_that_ended_last(store: Store) -> None:
     """The learned auto-merge list sends a remedy back to review on its first failure: the
     latest news is the proposal that ended last, not the newest one (an old proposal a
