@@ -16,7 +16,7 @@ from terry.durations import format_duration, parse_duration
 from terry.errors import ConfigError, InputError, NotFound, TerryError
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import Inventory, load_inventory
-from terry.slo.budget import LOW_PERCENT, PAIRS, WINDOWS, objective_text
+from terry.slo.budget import LOW_PERCENT, PAIRS, WINDOWS, objective_text, pair_warnings
 from terry.slo.services import hosts_of
 from terry.slo.spec import SLO, load_slos
 from terry.slo.status import SLOStatus, read_status
@@ -94,6 +94,8 @@ def _row(status: SLOStatus, inventory: Inventory | None) -> dict[str, Any]:
         "burn_rates": {w: _round(r, 3) for w, r in b.burn_rates.items()},
         # the burn rate each pair pages above, for this SLO's own period
         "thresholds": {p.name: p.threshold(slo.period_seconds) for p in PAIRS},
+        # pairs that cannot page well at this period and objective (docs/slo.md)
+        "warnings": pair_warnings(slo.objective, slo.period_seconds),
         "burning": list(b.burning),
         "state": b.state.value,
         "error": status.error,
@@ -173,6 +175,7 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
         for row in rows:
             if row["error"]:
                 err_console.print(f"{row['service']}/{row['slo']}: {row['error']}")
+        _warn(chosen)
     unknown = [f"{r['service']}/{r['slo']}" for r in rows if r["state"] == "unknown"]
     partly = [f"{r['service']}/{r['slo']}" for r in rows if r["error"] and r["state"] != "unknown"]
     said = [f"budget unknown for {', '.join(unknown)}"] if unknown else []
@@ -219,3 +222,11 @@ def rules(ctx: click.Context, out: Path | None, output: str) -> None:
     else:
         text = rules_yaml(chosen)
     emit_report(text, out, f"{len(slos)} SLO(s)")
+    _warn(chosen)
+
+
+def _warn(slos: list[SLO]) -> None:
+    """Say on stderr which burn-rate pairs cannot page well (a period far from a month)."""
+    for slo in slos:
+        for said in pair_warnings(slo.objective, slo.period_seconds):
+            err_console.print(f"terry: warning: {slo.key} ({slo.source}): {said}", markup=False)

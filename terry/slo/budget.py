@@ -35,6 +35,7 @@ __all__ = [
     "burn_rate",
     "compute_budget",
     "objective_text",
+    "pair_warnings",
     "percent_of",
     "worst",
 ]
@@ -69,6 +70,28 @@ class Pair:
 
 
 PAIRS = (Pair("1h", "5m", 0.02), Pair("6h", "30m", 0.05))
+
+
+def pair_warnings(objective: float, period_seconds: float) -> list[str]:
+    """What cannot page well in an SLO's burn-rate pairs, its period far from a month: a
+    threshold no error ratio can reach (a burn of at most ``1 / budget``, every event
+    failing), or one under 1 (a burn that would not even spend the budget in its period)."""
+    fraction, said = budget_fraction(objective), []
+    for pair in PAIRS:
+        threshold = pair.threshold(period_seconds)
+        if threshold * fraction >= 1:
+            said.append(
+                f"{pair.name} can never page: it needs a burn above {threshold:g}x, and at "
+                f"{objective_text(objective)}% every event failing burns {1 / fraction:g}x"
+            )
+        elif threshold < 1:
+            said.append(
+                f"{pair.name} pages at a burn of {threshold:g}x, which would not spend the "
+                "budget in its period"
+            )
+    return said
+
+
 WINDOWS = tuple(dict.fromkeys(w for p in PAIRS for w in (p.long, p.short)))
 
 

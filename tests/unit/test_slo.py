@@ -8,7 +8,7 @@ import pytest
 
 from terry.errors import ConfigError
 from terry.inventory.hosts import Host, Inventory
-from terry.slo.budget import PAIRS, BudgetState, compute_budget, worst
+from terry.slo.budget import PAIRS, BudgetState, compute_budget, pair_warnings, worst
 from terry.slo.services import priority_note, protects, service_budgets, services_of
 from terry.slo.spec import DEFAULT_PERIOD, load_slos, parse_text
 from terry.slo.status import SLOStatus, prom_duration
@@ -364,3 +364,39 @@ def test_services_of_hosts_and_a_service_budget() -> None:
     assert protects(both, [_host("web-03", "search")], "alert") is None  # calm
     assert protects(both, [hosts[2]], "alert") is None  # db: no service
     assert protects(both, [hosts[0]], "forecast") is None  # not a fix of a live problem
+
+
+def test_pairs_that_cannot_page_well_are_said_where_the_rules_are_written(
+    tmp_path: Path,
+) -> None:
+    # 30 days: both pairs page well. A year at 90%: 175.2x can never be reached (every event
+    # failing burns 10x). A day: 0.48x pages on a burn that would not spend the budget.
+    assert pair_warnings(99.9, 30 * 86400) == []
+    year = pair_warnings(90, 365 * 86400)
+    assert year[0] == (
+        "1h/5m can never page: it needs a burn above 175.2x, and at 90% every event "
+        "failing burns 10x"
+    )
+    assert "0.48x, which would not spend the budget" in pair_warnings(99.9, 86400)[0]
+
+    from terry.gitops.init import init_repository
+    from tests.conftest import make_cli
+    from tests.shop import git
+
+    repo = init_repository(tmp_path / "ops").path
+    (repo / "slos").mkdir()
+    (repo / "slos" / "a.yml").write_text(SLOTH.replace("objective: 99.9", "objective: 90"))
+    (repo / "slos" / "b.yml").write_text(OPENSLO.replace("duration: 7d", "duration: 1d"))
+    git(repo, "add", "slos")
+    git(repo, "commit", "-q", "-m", "slos")
+    written = make_cli(repo)("slo", "rules", "--out", str(tmp_path / "rules.yml"))
+    assert written.exit_code == 0, written.stderr
+    assert "terry: warning:" in written.stderr and "which would not spend the budget" in (
+        written.stderr
+    )
+    # 90% over 30 days: the fast pair asks for 14.4x, and every request failing is 10x
+    warned = [line for line in written.stderr.splitlines() if "can never page" in line]
+    assert warned == [
+        "terry: warning: checkout/requests-availability (slos/a.yml): 1h/5m can never page: "
+        "it needs a burn above 14.4x, and at 90% every event failing burns 10x"
+    ]
