@@ -70,6 +70,7 @@ class Pair:
 
 
 PAIRS = (Pair("1h", "5m", 0.02), Pair("6h", "30m", 0.05))
+WINDOWS = tuple(dict.fromkeys(w for p in PAIRS for w in (p.long, p.short)))
 
 
 def pair_warnings(objective: float, period_seconds: float) -> list[str]:
@@ -90,9 +91,6 @@ def pair_warnings(objective: float, period_seconds: float) -> list[str]:
                 "budget in its period"
             )
     return said
-
-
-WINDOWS = tuple(dict.fromkeys(w for p in PAIRS for w in (p.long, p.short)))
 
 
 class BudgetState(StrEnum):
@@ -117,7 +115,7 @@ def _known(value: float | None) -> float | None:
 def budget_fraction(objective: float) -> float:
     """The share of events allowed to fail: 0.001 for 99.9, computed on the objective as
     written (decimal), so that 99.9 gives 0.001 and not 0.0010000000000000009, and twelve
-    nines leave a budget of 1e-14, not a rounded 0."""
+    nines (99.9999999999) leave a budget of 1e-12, not a rounded 0."""
     return float((100 - Decimal(repr(objective))) / 100)
 
 
