@@ -6,7 +6,8 @@
 #
 # - In production the canary is one host: a plan whose canary puts more production hosts
 #   first (a fleet of production hosts only, large enough that 10% is two or more) waits
-#   for a person, who may approve it or ask for canary.percent to be lowered.
+#   for a person, who may approve this plan or reject it (the plan a proposal was judged
+#   with is the plan it rolls out: a lowered canary.percent applies to later proposals).
 # - A confident proposal (confidence above canary_confidence_min, 80; the remedy verified
 #   in more than canary_success_percent_min, 90, percent of its earlier fixes) that rolls
 #   out behind a canary is allowed to go on to its canary: a reason to merge.
@@ -29,7 +30,7 @@ needs_review contains msg if {
 	first.canary == true
 	"production" in first.environments
 	first.size > canary_production_max
-	msg := sprintf("the canary would change %v production hosts first; in production a canary is at most %v (lower canary.percent, or approve)", [first.size, canary_production_max])
+	msg := sprintf("the canary would change %v production hosts first; in production a canary is at most %v (approve it as planned, or reject it: a later proposal is planned with canary.percent as it is then)", [first.size, canary_production_max])
 }
 
 canary_success := object.get(object.get(input, "history", {}), "success_rate", null)

@@ -25,6 +25,7 @@ from pydantic import (
 from terry.ai.modules import DEFAULT_ALLOWED_MODULES, DEFAULT_ALLOWED_PATHS, check_allowed_modules
 from terry.durations import format_duration, parse_duration
 from terry.errors import ConfigError
+from terry.promql import promql_problem
 
 __all__ = [
     "CONFIG_FILE",
@@ -308,6 +309,14 @@ class CanaryConfig(_Model):
     # every host of the proposal, inside the wave and outside it.
     queries: list[str] = Field(default_factory=list)
     tolerance: float = Field(default=0.10, ge=0)  # a rise beyond this fraction is worse
+
+    @field_validator("queries")
+    @classmethod
+    def _promql(cls, queries: list[str]) -> list[str]:
+        for n, query in enumerate(queries):  # {host} is a host's name, inside a string
+            if problem := promql_problem(query, {"{host}": "web-01"}):
+                raise ValueError(f"query {n + 1} is {problem}: {query[:120]!r}")
+        return queries
 
 
 class ServerConfig(_Model):
@@ -944,4 +953,5 @@ def load_config(
         first = exc.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
         at = f"{where}: " if where else ""  # rules across sections have no one location
-        raise ConfigError(f"{path}: {at}{first['msg']}") from exc
+        said = first["msg"].removeprefix("Value error, ")  # pydantic's prefix to our words
+        raise ConfigError(f"{path}: {at}{said}") from exc

@@ -17,6 +17,7 @@ __all__ = [
     "SLO",
     "SLO_DIR",
     "WINDOW",
+    "WINDOW_SAMPLE",
     "Alerting",
     "closed",
     "normal_query",
@@ -25,6 +26,7 @@ __all__ = [
 ALERT = "ErrorBudgetBurn"  # the burn-rate alert's name, unless a spec names it
 
 WINDOW = "{{.window}}"
+WINDOW_SAMPLE = "5m"  # a range put where the window goes to check a query as PromQL
 DEFAULT_PERIOD = 30 * 86400.0
 MIN_ELAPSED = 300.0  # a calendar period just begun is read over 5 minutes at least
 SLO_DIR = "slos"

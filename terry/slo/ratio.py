@@ -15,8 +15,8 @@ import re
 from dataclasses import dataclass
 
 from terry.errors import ConfigError
-from terry.slo.objective import WINDOW, closed
-from terry.slo.promql import promql_problem
+from terry.promql import promql_problem
+from terry.slo.objective import WINDOW, WINDOW_SAMPLE, closed
 
 __all__ = ["Counts", "Query", "ratio_queries"]
 
@@ -78,7 +78,7 @@ def _ranged(query: Query, over: str, source: str, how: str, *, sums: bool = Fals
     with ``grouping``, ``series`` and ``window``) of the series it selects: a plain series
     selector or (``sums``) a ``sum`` of one, whose grouping the result keeps."""
     if WINDOW in query.text:
-        if problem := promql_problem(query.text):
+        if problem := promql_problem(query.text, {WINDOW: WINDOW_SAMPLE}):
             raise ConfigError(f"{source}: {query.where}: {problem}")
         return query.text
     found = _series(query.text, sums)
@@ -94,7 +94,7 @@ def _ranged(query: Query, over: str, source: str, how: str, *, sums: bool = Fals
         )
     grouping, series = found
     ranged = over.format(grouping=grouping, series=series, window=WINDOW)
-    if problem := promql_problem(ranged):  # a selector's matchers, say
+    if problem := promql_problem(ranged, {WINDOW: WINDOW_SAMPLE}):  # a selector's matchers, say
         raise ConfigError(f"{source}: {query.where}: {problem}")
     return ranged
 

@@ -10,9 +10,17 @@ from typing import Annotated, Any, Literal
 from pydantic import Field, field_validator, model_validator
 
 from terry.errors import ConfigError
+from terry.promql import promql_problem
 from terry.slo.fields import NAME, Labels, Model, Number, PromLabels
-from terry.slo.objective import ALERT, DEFAULT_PERIOD, SLO, WINDOW, Alerting, normal_query
-from terry.slo.promql import promql_problem
+from terry.slo.objective import (
+    ALERT,
+    DEFAULT_PERIOD,
+    SLO,
+    WINDOW,
+    WINDOW_SAMPLE,
+    Alerting,
+    normal_query,
+)
 
 __all__ = ["from_sloth"]
 
@@ -21,7 +29,7 @@ def _windowed(value: str) -> str:
     value = normal_query(value)
     if WINDOW not in value:
         raise ValueError(f"the query must say where the range goes with {WINDOW}")
-    if problem := promql_problem(value):
+    if problem := promql_problem(value, {WINDOW: WINDOW_SAMPLE}):
         raise ValueError(problem)
     return value
 

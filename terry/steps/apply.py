@@ -266,7 +266,7 @@ class Apply:
                     found = self._judged(proposal_id, merge_sha, ran)
                     if not applied:
                         applied = True
-                        ok = [h for h in wave.hosts if found[h][0] is not HostState.FAILED]
+                        ok = _applied(ran)  # its fix ran; verification is said per host
                         record.move(
                             proposal_id,
                             ProposalState.APPLIED if ok else ProposalState.FAILED,
@@ -286,7 +286,7 @@ class Apply:
                         early = None
                     if wave.canary and bad:
                         canary_failed = True
-                        why = "; ".join(f"{h}: {d}" for h, (_s, d) in sorted(bad.items()))
+                        why = "; ".join(_on(h, d) for h, (_s, d) in sorted(bad.items()))
                         stopped = f"the canary failed ({why[:1500]})"
                         found = self._undo(
                             proposal_id, merge_sha, found, wave.hosts, "canary failed"
@@ -379,16 +379,15 @@ class Apply:
         wave, result = ran.hosts, ran.result
         if result is None:
             return dict.fromkeys(wave, (HostState.FAILED, str(ran.refused)))
+        fine = _applied(ran)
         found: dict[str, tuple[HostState, str]] = {}
         for host in wave:
-            stats = result.stats.get(host)
-            if stats is None or stats.failures or stats.unreachable:
+            if host not in fine:
                 said = [m for m in result.failure_messages() if m.startswith(f"{host}:")]
                 found[host] = (
                     HostState.FAILED,
                     "apply failed: " + ("; ".join(said[:3]) or f"run ended {result.status.value}"),
                 )
-        fine = tuple(h for h in wave if h not in found)
         if fine:
             checked = self.verify.per_host(proposal_id, merge_sha, fine, ran=ran.verified)
             for host, verification in checked.items():
@@ -415,18 +414,15 @@ class Apply:
         seconds = self.ctx.config.canary.watch
         self.ctx.reporter.step(proposal_id, f"watching the canary for {seconds:g}s")
         self.watch.wait()
-        again = self.verify.per_host(proposal_id, merge_sha, wave)
-        worse = self.watch.worse(before, self.watch.read(hosts))
-        watched = dict(found)
-        for host, verification in again.items():
-            if verification.outcome is not Outcome.VERIFIED:
-                watched[host] = (
-                    _HOST_STATE[verification.outcome],
-                    "after the watch: " + "; ".join(verification.evidence),
-                )
-            elif worse:
-                watched[host] = (HostState.FAILED, "during the watch: " + "; ".join(worse)[:1500])
-        return watched
+        again = {
+            host: (_HOST_STATE[v.outcome], "; ".join(v.evidence))
+            for host, v in self.verify.per_host(proposal_id, merge_sha, wave).items()
+        }
+        if unread := self.watch.unread(before):  # a mistyped query, Prometheus down...
+            self.ctx.reporter.step(
+                proposal_id, f"canary queries with no reading before the canary: {unread}"
+            )
+        return self.watch.judge(found, again, before, self.watch.read(hosts))
 
     def _undo(
         self,
@@ -566,6 +562,23 @@ class _Early:
     wave: Wave
     hold: Hold
     future: Future[_Ran]
+
+
+def _on(host: str, detail: str) -> str:
+    """``host: detail``, naming the host once (a verification's evidence may begin with it)."""
+    return detail if detail.startswith(f"{host}:") else f"{host}: {detail}"
+
+
+def _applied(ran: _Ran) -> tuple[str, ...]:
+    """The hosts of a wave whose fix ran without failing (verified or not)."""
+    if ran.result is None:
+        return ()
+    stats = ran.result.stats
+    return tuple(
+        h
+        for h in ran.hosts
+        if (s := stats.get(h)) is not None and not s.failures and not s.unreachable
+    )
 
 
 def _go(early: _Early) -> _Ran:

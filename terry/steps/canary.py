@@ -10,7 +10,9 @@ After the canary wave verified, Terry waits ``canary.watch`` seconds, then asks 
   neighbours), comparing the value read before the wave with the one after the watch.
 
 Unknown is not healthy: a query that answered before the wave and does not after (no data,
-NaN, an error) counts as worse; one that never answered is reported and not compared.
+NaN, an error) counts as worse; one that never answered is not compared, said on the canary
+hosts; when none answered at all (Prometheus down, every query mistyped) the watch could not
+judge what it was set to judge, and the canary is unknown (rolled back, the rest held).
 """
 
 from __future__ import annotations
@@ -21,6 +23,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from terry.context import Context
+from terry.proposals.hosts import HostState
 from terry.verify.judge import fill_query
 
 __all__ = ["Readings", "Watch"]
@@ -67,14 +70,50 @@ class Watch:
         for (template, host), old in before.items():
             new = after.get((template, host))
             query = fill_query(template, {"host": host})
-            if old is None:  # never answered: nothing to compare with, but say so (a
-                # mistyped query would otherwise make the watch look at nothing)
-                self.ctx.reporter.step(
-                    None, f"canary query {query} gave no reading before the canary: not compared"
-                )
+            if old is None:  # never answered: nothing to compare with (said by ``unread``)
                 continue
             if new is None:
                 said.append(f"{query} answered {old:g} before the canary and nothing after")
             elif new > old + abs(old) * tolerance and new - old > 1e-9:
                 said.append(f"{query} rose from {old:g} to {new:g} during the canary's watch")
         return said
+
+    def judge(
+        self,
+        found: dict[str, tuple[HostState, str]],
+        again: dict[str, tuple[HostState, str]],
+        before: Readings,
+        after: Readings,
+    ) -> dict[str, tuple[HostState, str]]:
+        """The canary hosts after the watch, from what they were (``found``), their
+        verification again (``again``) and the queries' readings: failed or unknown where
+        the verification no longer passes, failed where a query got worse, unknown where
+        no query could be read at all; a query not compared is said on each host."""
+        worse, unread = self.worse(before, after), self.unread(before)
+        blind = bool(before) and len(unread) == len(before)
+        watched = dict(found)
+        for host, (state, evidence) in again.items():
+            if state is not HostState.VERIFIED:
+                watched[host] = (state, f"after the watch: {evidence}")
+            elif worse:
+                watched[host] = (HostState.FAILED, "during the watch: " + "; ".join(worse)[:1500])
+            elif blind:
+                watched[host] = (
+                    HostState.UNKNOWN,
+                    "during the watch: none of canary.queries gave a reading before the "
+                    f"canary ({'; '.join(unread)[:1000]}): the watch could not judge it",
+                )
+            elif unread:
+                kept, detail = watched.get(host, (state, evidence))
+                watched[host] = (
+                    kept,
+                    f"{detail}; not compared (no reading before the canary): "
+                    + "; ".join(unread)[:1000],
+                )
+        return watched
+
+    @staticmethod
+    def unread(before: Readings) -> list[str]:
+        """The queries (filled for their host) that gave no reading before the canary: not
+        compared."""
+        return [fill_query(t, {"host": h}) for (t, h), value in before.items() if value is None]

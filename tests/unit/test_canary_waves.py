@@ -326,3 +326,70 @@ def test_canary_queries_with_prometheus_from_the_environment_are_read(tmp_path: 
     (tmp_path / "terry.yml").write_text("canary: {queries: ['up{instance=\"{host}\"}']}\n")
     config = load_config(tmp_path, environ={"TERRY_PROMETHEUS_URL": "http://127.0.0.1:9090"})
     assert config.canary.queries == ['up{instance="{host}"}']
+
+
+# -- the canary's watch (terry.steps.canary) -------------------------------------------------
+
+Q = 'rate(errors_total{instance="{host}"}[1m])'
+MISSING = 'rate(typo_total{instance="{host}"}[1m])'
+
+
+def _watch(tmp_path: Path, store: Any) -> Any:
+    from terry.app import build_context
+    from terry.gitops.init import init_repository
+    from terry.proposals.hosts import HostState
+    from terry.steps.canary import Watch
+
+    repo = init_repository(tmp_path / "ops").path
+    config = load_config(repo, environ={"TERRY_PROMETHEUS_URL": "http://127.0.0.1:9"})
+    canary = config.canary.model_copy(update={"queries": [Q, MISSING], "tolerance": 0.1})
+    ctx = build_context(config.model_copy(update={"canary": canary}), store)
+    return Watch(ctx), HostState
+
+
+def test_the_watch_says_each_query_it_could_not_compare_on_the_canary(
+    tmp_path: Path, store: Any
+) -> None:
+    watch, state = _watch(tmp_path, store)
+    found = {"a": (state.VERIFIED, "a: usage 40%")}
+    again = {"a": (state.VERIFIED, "a: usage 41%")}
+    before = {(Q, "a"): 1.0, (Q, "b"): 2.0, (MISSING, "a"): None, (MISSING, "b"): None}
+    after = {(Q, "a"): 1.05, (Q, "b"): 2.1}
+    [(held, detail)] = watch.judge(found, again, before, after).values()
+    assert held is state.VERIFIED  # what answered held; what never answered is said
+    assert 'not compared (no reading before the canary): rate(typo_total{instance="a"}' in detail
+    assert 'rate(typo_total{instance="b"}[1m])' in detail
+
+
+def test_a_watch_that_could_read_none_of_its_queries_cannot_pass_the_canary(
+    tmp_path: Path, store: Any
+) -> None:
+    # Prometheus down before the canary (or every query mistyped): unknown, never verified
+    watch, state = _watch(tmp_path, store)
+    found = {"a": (state.VERIFIED, "a: usage 40%")}
+    before = dict.fromkeys([(Q, "a"), (Q, "b"), (MISSING, "a"), (MISSING, "b")])
+    [(judged, detail)] = watch.judge(found, found, before, {}).values()
+    assert judged is state.UNKNOWN
+    assert "none of canary.queries gave a reading" in detail
+
+
+def test_a_query_that_rose_outside_the_wave_fails_the_canary(tmp_path: Path, store: Any) -> None:
+    watch, state = _watch(tmp_path, store)
+    found = {"a": (state.VERIFIED, "a: usage 40%")}
+    before = {(Q, "a"): 1.0, (Q, "b"): 2.0}
+    worse = watch.judge(found, found, before, {(Q, "a"): 1.0, (Q, "b"): 3.0})
+    assert worse["a"][0] is state.FAILED
+    assert 'rate(errors_total{instance="b"}[1m]) rose from 2 to 3' in worse["a"][1]
+    gone = watch.judge(found, found, before, {(Q, "a"): 1.0})  # b answered before, not after
+    assert (
+        gone["a"][0] is state.FAILED
+        and "answered 2 before the canary and nothing" in (gone["a"][1])
+    )
+
+
+def test_canary_queries_prometheus_would_refuse_are_config_errors(tmp_path: Path) -> None:
+    (tmp_path / "terry.yml").write_text(
+        "canary: {queries: ['up{instance=\"{host}\"}', 'rate(x{instance=\"{host}\"}[5m]']}\n"
+    )
+    with pytest.raises(ConfigError, match=r"canary.queries: query 2 is not PromQL \(unclosed"):
+        load_config(tmp_path, environ={"TERRY_PROMETHEUS_URL": "http://127.0.0.1:9090"})

@@ -10,8 +10,8 @@ from pathlib import Path
 import pytest
 
 from terry.errors import ConfigError
+from terry.promql import promql_problem
 from terry.slo.budget import compute_budget, objective_text
-from terry.slo.promql import promql_problem
 from terry.slo.rules import rule_groups
 from terry.slo.spec import DEFAULT_PERIOD, MIN_ELAPSED, load_slos, parse_text
 
