@@ -22,6 +22,7 @@ from pydantic import (
     model_validator,
 )
 
+from terry import yaml_unique
 from terry.ai.modules import DEFAULT_ALLOWED_MODULES, DEFAULT_ALLOWED_PATHS, check_allowed_modules
 from terry.durations import format_duration, parse_duration
 from terry.errors import ConfigError
@@ -935,7 +936,7 @@ def load_config(
     """Read ``terry.yml`` in ``repo`` and layer the environment and flags on top."""
     path = repo / CONFIG_FILE
     try:
-        raw = yaml.safe_load(path.read_text(encoding="utf-8")) or {}
+        raw = yaml_unique.load(path.read_text(encoding="utf-8")) or {}
     except FileNotFoundError as exc:
         raise ConfigError(f"{path}: not found") from exc
     except yaml.YAMLError as exc:

@@ -68,8 +68,8 @@ def compare(
     compress-only keeps every file and only gzips logs). Where its try_variants_in lists
     an environment, comparable incidents there (same remedy, same environment) take the
     variants in turn; production always runs default_variant. This command reads the
-    finished proposals of each variant: runs, the share verified, the median time from
-    proposal to verified.
+    finished proposals of each variant where they take turns: runs, the share verified,
+    the median time from the start of the apply to verified (a review's wait not counted).
     \b
     A winner is named when every variant has --min-runs finished runs and the best one's
     verified rate leads the next by --min-lead, or (rates within --min-lead) its median
@@ -81,7 +81,9 @@ def compare(
       terry remedies compare --propose              commit the clear winners for review
     \b
     Exit codes: 0 compared (winners or none), 3 configuration, 4 no such remedy or none
-    with variants, 6 store, 7 git.
+    with variants, 6 store, 7 git; with --propose, 7 or 10 when a winner's branch was
+    committed but could not be pushed or its pull request opened (the comparison is
+    printed all the same, with the reason).
     """
     _config, store, pipeline = open_pipeline(ctx, output)
     sha, catalogue, _inventory = pipeline.ctx.main.view()
@@ -120,9 +122,12 @@ def compare(
                 ],
             }
         )
-        return
-    for comparison, proposed in results:
-        _print(comparison, proposed)
+    else:
+        for comparison, proposed in results:
+            _print(comparison, proposed)
+    refused = [p.pull_exit or 1 for _c, p in results if p is not None and p.pull_error]
+    if refused:
+        ctx.exit(max(refused))
 
 
 def _print(comparison: Comparison, proposed: Proposed | None) -> None:

@@ -21,6 +21,7 @@ from typing import Any
 
 import yaml
 
+from terry import yaml_unique
 from terry.errors import ConfigError
 from terry.remedies.manifests import ManifestEdit, parse_path
 from terry.remedies.params import ParamSpec, ParamType
@@ -428,7 +429,7 @@ def load_catalogue(roles_dir: Path) -> Catalogue:
     for path in sorted(roles_dir.glob("*/remedies.yml")):
         where = f"roles/{path.parent.name}/remedies.yml"
         try:
-            document = yaml.load(path.read_text(encoding="utf-8"), Loader=_Loader)
+            document = yaml_unique.load(path.read_text(encoding="utf-8"))
         except yaml.YAMLError as exc:
             raise ConfigError(f"{where}: not valid YAML: {exc}") from exc
         entries = document.get("remedies") if isinstance(document, dict) else None

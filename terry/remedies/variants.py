@@ -104,8 +104,12 @@ def parse_trials(raw: Any, where: str) -> tuple[str, ...]:
         return ()
     if not isinstance(raw, list) or not all(isinstance(e, str) and e for e in raw):
         raise ConfigError(f"{where}: try_variants_in must list environments (e.g. [staging])")
-    if PRODUCTION in raw:
-        raise ConfigError(f"{where}: try_variants_in: production always runs the default")
+    for name in raw:
+        if name.lower() in (PRODUCTION, _UNKNOWN):  # a host of no environment counts as one
+            raise ConfigError(
+                f"{where}: try_variants_in: {name!r}: production always runs the default "
+                "(so does a host of no known environment: it counts as production)"
+            )
     return tuple(raw)
 
 
@@ -262,9 +266,12 @@ def tried_variants(store: Store, remedy: str, environment: str) -> dict[str, int
 
 
 def _environment(environments: Iterable[str | None]) -> str:
-    """What the hosts count as (the gate's rule); none at all counts as production."""
-    found = list(environments)
-    return most_sensitive(found) if found else PRODUCTION
+    """What the hosts count as (the gate's rule); none at all, or a host of no known
+    environment, counts as production."""
+    found = [e or _UNKNOWN for e in environments]
+    if not found or any(e.lower() in (PRODUCTION, _UNKNOWN) for e in found):
+        return PRODUCTION
+    return most_sensitive(found)
 
 
 def with_variant(
@@ -286,6 +293,7 @@ def with_variant(
 
 
 _EPSILON = 1e-9  # rates are fractions of small counts: closer than this is equal
+_UNKNOWN = "unknown"  # the environment of a host whose inventory names none
 
 
 @dataclass(frozen=True)
@@ -321,7 +329,11 @@ class VariantStats:
             "runs": self.runs,
             "verified": self.verified,
             "verified_rate": self.verified_rate,
-            "median_seconds_to_verified": self.median_seconds_to_verified,
+            "median_seconds_to_verified": (
+                None
+                if self.median_seconds_to_verified is None
+                else round(self.median_seconds_to_verified, 1)
+            ),
         }
 
 
@@ -361,7 +373,10 @@ def judge(stats: Sequence[VariantStats], rule: WinnerRule) -> tuple[str | None, 
     lead = (best.verified_rate or 0.0) - (second.verified_rate or 0.0)
     # 0.9 - 0.8 is 0.0999...: still a 10-point lead; a tie is never one, whatever the rule
     if lead > _EPSILON and lead >= rule.min_lead - _EPSILON:
-        why = f"{best.name} verifies {lead:.0%} more often than {second.name}"
+        why = (
+            f"{best.name} verifies {lead * 100:.0f} points more often than {second.name} "
+            f"({best.verified_rate:.0%} against {second.verified_rate or 0:.0%})"
+        )
     elif (
         best.median_seconds_to_verified is not None
         and second.median_seconds_to_verified is not None
@@ -386,41 +401,70 @@ def compare_variants(
     environment: str | None = None,
     rule: WinnerRule | None = None,
 ) -> Comparison:
-    """Finished proposals of ``remedy`` per variant (outside production unless
-    ``environment`` names one), and the winner by ``rule``."""
+    """Finished proposals of ``remedy`` per variant, and the winner by ``rule``: in
+    ``environment``, or by default where the entry tries its variants (``try_variants_in``;
+    every environment but production when it names none). An environment where the
+    variants are not tried only ever runs the default, and would weigh on its side.
+
+    The time to verified is from the start of the proposal's last apply to its verification:
+    the wait for a person's review, or a merge queue, says nothing of the variant."""
     from sqlalchemy import select
 
-    from terry.store.models import ProposalRow
+    from terry.store.models import AuditRow, ProposalRow
 
-    query = (
-        select(ProposalRow.params, ProposalRow.state, ProposalRow.environment)
-        .add_columns(ProposalRow.created_at, ProposalRow.updated_at)
-        .where(ProposalRow.remedy == remedy.name, ProposalRow.state.in_(_FINISHED))
-    )
-    rows: dict[str, list[tuple[str, datetime, datetime]]] = {}
+    query = select(
+        ProposalRow.id, ProposalRow.params, ProposalRow.state, ProposalRow.environment
+    ).where(ProposalRow.remedy == remedy.name, ProposalRow.state.in_(_FINISHED))
+    pooled = set(remedy.try_variants_in)
+    rows: dict[str, list[tuple[int, str]]] = {}
     with store.session() as session:
-        for params, state, env, created, updated in session.execute(query):
-            if environment is None and (env or "unknown") in (PRODUCTION, "unknown"):
+        for pid, params, state, env in session.execute(query):
+            if environment is not None:
+                if env != environment:
+                    continue
+            elif _environment([env]) == PRODUCTION or (pooled and env not in pooled):
                 continue  # unknown counts as production, as when a variant is chosen
-            if environment is not None and env != environment:
-                continue
-            rows.setdefault(variant_of_params(params or {}), []).append((state, created, updated))
+            rows.setdefault(variant_of_params(params or {}), []).append((pid, state))
+        verified = [pid for mine in rows.values() for pid, state in mine if state == "verified"]
+        steps = session.execute(
+            select(AuditRow.entity_id, AuditRow.to_state, AuditRow.at)
+            .where(
+                AuditRow.entity == "proposal",
+                AuditRow.entity_id.in_(verified),
+                AuditRow.to_state.in_(("applying", "verified")),
+            )
+            .order_by(AuditRow.at, AuditRow.id)
+        ).all()
+    took = _apply_to_verified(steps)
     stats = []
     for variant in remedy.variants:
         mine = rows.get(variant.name, [])
-        times = [(u - c).total_seconds() for state, c, u in mine if state == "verified"]
+        times = [took[pid] for pid, state in mine if state == "verified" and pid in took]
         stats.append(
             VariantStats(
                 name=variant.name,
                 summary=variant.summary,
                 default=variant.name == remedy.default_variant,
                 runs=len(mine),
-                verified=sum(1 for state, _c, _u in mine if state == "verified"),
-                median_seconds_to_verified=round(statistics.median(times), 1) if times else None,
+                verified=sum(1 for _pid, state in mine if state == "verified"),
+                median_seconds_to_verified=statistics.median(times) if times else None,
             )
         )
     winner, why = judge(stats, rule or WinnerRule())
     return Comparison(remedy.name, remedy.source, environment, tuple(stats), winner, why)
+
+
+def _apply_to_verified(steps: Iterable[tuple[int, str, datetime]]) -> dict[int, float]:
+    """Per proposal, seconds from the start of its last apply (``applying``) to the
+    ``verified`` after it, from its audit rows in time order."""
+    started: dict[int, datetime] = {}
+    took: dict[int, float] = {}
+    for pid, state, at in steps:
+        if state == "applying":
+            started[pid] = at
+        elif pid in started:
+            took[pid] = (at - started[pid]).total_seconds()
+    return took
 
 
 # -- proposing the winner -------------------------------------------------------------------
@@ -435,6 +479,7 @@ class Proposed:
     already_proposed: bool = False
     pull_url: str | None = None
     pull_error: str | None = None
+    pull_exit: int | None = None  # the refusal's exit code (7 git, 10 the forge)
 
     def as_json(self) -> dict[str, Any]:
         return {
@@ -499,5 +544,5 @@ def propose_winner(
             labels=("terry", "remedies"),
         )
     except TerryError as exc:
-        return replace(proposed, pull_error=str(exc))
+        return replace(proposed, pull_error=str(exc), pull_exit=exc.exit_code)
     return replace(proposed, pull_url=url)

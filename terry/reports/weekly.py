@@ -490,7 +490,11 @@ def _budgets(
     rows = []
     for spend in spends:
         hosts = set(spend.hosts)
-        mine = sorted(i.data.id for i in incidents if i.data.host in hosts)
+        # the alerts raised on its hosts: drift, forecasts and inventory checks spend no
+        # error budget (a service's SLI is what its alerts watch)
+        mine = sorted(
+            i.data.id for i in incidents if i.data.host in hosts and i.data.source == "alert"
+        )
         rows.append(
             BudgetRow(
                 service=spend.service,

@@ -23,6 +23,7 @@ from typing import Any
 import yaml
 from pydantic import ValidationError
 
+from terry import yaml_unique
 from terry.errors import ConfigError
 from terry.slo.calendar import CalendarWindow
 from terry.slo.fields import explain
@@ -50,7 +51,7 @@ def _documents(text: str, source: str) -> list[dict[str, Any]]:
     """The file's mappings: each YAML document, or each item of a document that is a list
     of them (as OpenSLO's tools accept several objects in one)."""
     try:
-        docs = [d for d in yaml.safe_load_all(text) if d is not None]
+        docs = [d for d in yaml_unique.load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not YAML: {exc}") from exc
     except RecursionError:

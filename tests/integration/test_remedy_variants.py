@@ -14,6 +14,7 @@ import os
 import subprocess
 import time
 from collections.abc import Iterator
+from dataclasses import replace
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -24,6 +25,7 @@ from click.testing import CliRunner
 
 from terry.cli import main
 from terry.demo import example
+from terry.errors import ConfigError
 from terry.gitops.repo import Repo
 from terry.proposals.hosts import add_hosts
 from terry.remedies.catalogue import load_catalogue
@@ -36,7 +38,7 @@ from terry.remedies.variants import (
     variant_input,
 )
 from terry.store import Store
-from terry.store.models import IncidentRow, ProposalRow, utcnow
+from terry.store.models import AuditRow, IncidentRow, ProposalRow, utcnow
 from tests.conftest import REPO_ROOT, Cli, alert, config_for, make_cli, payload
 
 pytestmark = pytest.mark.integration
@@ -191,8 +193,6 @@ def test_catalogue_mistakes_in_variants_are_configuration_errors(tmp_path: Path)
             "rollback": "rollback",
         }
         (role / "remedies.yml").write_text(yaml.safe_dump({"remedies": [{**base, **entry}]}))
-        from terry.errors import ConfigError
-
         with pytest.raises(ConfigError) as caught:
             load_catalogue(roles)
         return str(caught.value)
@@ -201,17 +201,27 @@ def test_catalogue_mistakes_in_variants_are_configuration_errors(tmp_path: Path)
     assert "above the maximum" in load(variants={"v": {"params": {"days": 99}}})
     assert "comes from label:p" in load(variants={"v": {"params": {"path": "/srv"}}})
     assert "not one of its variants" in load(variants={"v": {"params": {}}}, default_variant="w")
-    assert "production always runs the default" in load(
-        variants={"v": {"params": {"days": 3}}}, try_variants_in=["production"]
-    )
+    for where in ("production", "Production", "unknown"):  # no known environment: production
+        assert "production always runs the default" in load(
+            variants={"v": {"params": {"days": 3}}}, try_variants_in=[where]
+        )
+    # a variant declared twice: YAML would keep only the last, silently
+    twice = yaml.safe_dump({"remedies": [{"name": "r-fix", "variants": {"v": {"params": {}}}}]})
+    (role / "remedies.yml").write_text(twice.replace("    v:", "    v:\n      params: {}\n    v:"))
+    with pytest.raises(
+        ConfigError, match=r"remedies.yml: not valid YAML: line \d+: key 'v' given twice"
+    ):
+        load_catalogue(roles)
 
 
 def _finished(
     store: Store, n: int, *, variant: str | None, env: str, state: str, secs: int
 ) -> None:
-    """A proposal of the disk remedy on a host of ``env`` that ended ``state`` ``secs``
-    after it was made, as the pipeline leaves it (its host row names the environment)."""
-    made = utcnow()
+    """A proposal of the disk remedy on a host of ``env`` that waited an hour for review,
+    then ended ``state`` ``secs`` after its apply began, as the pipeline leaves it (its host
+    row names the environment, its audit rows the states it went through)."""
+    made = utcnow() - timedelta(hours=2)
+    applying = made + timedelta(hours=1)
     with store.session() as session:
         incident = IncidentRow(
             fingerprint=f"variants-{n}",
@@ -234,11 +244,25 @@ def _finished(
             environment=env,
             check_summary={},
             created_at=made,
-            updated_at=made + timedelta(seconds=secs),
+            updated_at=applying + timedelta(seconds=secs),
         )
         session.add(row)
         session.flush()
         proposal = row.id
+        for to_state, at in (
+            ("awaiting_review", made),
+            ("applying", applying),
+            (state, applying + timedelta(seconds=secs)),
+        ):
+            session.add(
+                AuditRow(
+                    at=at,
+                    actor="terry",
+                    entity="proposal",
+                    entity_id=proposal,
+                    to_state=to_state,
+                )
+            )
     add_hosts(store, proposal, [(f"h{n}", None, env)])
 
 
@@ -268,7 +292,17 @@ def test_the_record_per_variant_in_the_store(store: Store) -> None:
     assert by_name["default"].median_seconds_to_verified == 50.0
     assert (by_name["compress-only"].runs, by_name["compress-only"].verified_rate) == (2, 1.0)
     assert by_name["compress-only"].median_seconds_to_verified == 25.0
-    assert found.winner == "compress-only" and "33% more often" in found.why
+    assert found.winner == "compress-only" and "33 points more often" in found.why
     in_production = compare_variants(store, remedy, environment="production")
     assert [v.runs for v in in_production.variants] == [0, 1]
     assert in_production.winner is None
+    # An environment where the variants are not tried runs the default only: it is left
+    # out once the entry names where they are (try_variants_in), unless asked for.
+    _finished(store, 20, variant="default", env="development", state="verified", secs=5)
+    everywhere = compare_variants(store, remedy, rule=WinnerRule(min_runs=2))
+    assert {v.name: v.runs for v in everywhere.variants}["default"] == 4
+    tried = replace(remedy, try_variants_in=("staging",))
+    where_tried = compare_variants(store, tried, rule=WinnerRule(min_runs=2))
+    assert {v.name: v.runs for v in where_tried.variants}["default"] == 3
+    there = compare_variants(store, tried, environment="development")
+    assert {v.name: v.runs for v in there.variants}["default"] == 1

@@ -490,8 +490,10 @@ def test_the_weekly_report_shows_budget_consumed_and_its_incidents(shop: Cli) ->
     store = Store(config.store_url)
     store.migrate()
     ours = _proposal(store, source="alert", host="web-01", risk="low")
+    drifted = _proposal(store, source="drift", host="web-01", risk="low")
     with store.session() as session:
         incident = session.get(ProposalRow, ours).incident_id
+        drift = session.get(ProposalRow, drifted).incident_id
     weekly = shop("report", "weekly", "--format", "json")
     assert weekly.exit_code == 0, weekly.stderr
     report = yaml.safe_load(weekly.stdout)["budgets"]
@@ -501,6 +503,7 @@ def test_the_weekly_report_shows_budget_consumed_and_its_incidents(shop: Cli) ->
     assert set(rows) == {"checkout", "ledger", "search"}
     checkout = rows["checkout"]
     assert checkout["hosts"] == ["web-01"] and incident in checkout["incidents"]
+    assert drift not in checkout["incidents"]  # a drift fix spends no error budget
     # from the start of the window (6 days before today) to now, out of a 30-day budget
     window = time.time() - (time.time() // DAY - 6) * DAY
     ratio = (0.0008 * (window - 3600) + 0.02 * 3600) / window

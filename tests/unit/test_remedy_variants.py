@@ -4,18 +4,21 @@ rule, and the edit that makes a winner the default (terry.remedies.variants)."""
 from __future__ import annotations
 
 from dataclasses import replace
+from typing import Any
 
 import pytest
 
 from terry.remedies.catalogue import Remedy, load_catalogue
 from terry.remedies.variants import (
     DEFAULT,
+    VARIANT_PARAM,
     VariantStats,
     WinnerRule,
     choose_variant,
     edit_default_variant,
     judge,
     variant_input,
+    with_variant,
 )
 from tests.conftest import REPO_ROOT
 
@@ -68,13 +71,13 @@ def _stats(name: str, runs: int, verified: int, median: float | None, *, default
     ("stats", "winner", "why"),
     [
         ([_stats("a", 4, 4, 10, default=True), _stats("b", 9, 1, 5)], None, "not enough runs"),
-        ([_stats("a", 5, 2, 10, default=True), _stats("b", 5, 5, 60)], "b", "60% more often"),
+        ([_stats("a", 5, 2, 10, default=True), _stats("b", 5, 5, 60)], "b", "60 points more often"),
         ([_stats("a", 5, 5, 100, default=True), _stats("b", 5, 5, 70)], "b", "faster"),
         ([_stats("a", 5, 5, 100, default=True), _stats("b", 5, 5, 90)], None, "no clear lead"),
         ([_stats("a", 5, 5, 10, default=True), _stats("b", 5, 2, 5)], None, "the default, a"),
         # exactly the lead asked for, whatever floating point makes of 1.0 - 0.9
-        ([_stats("a", 10, 9, 100, default=True), _stats("b", 10, 10, 100)], "b", "10% more"),
-        ([_stats("a", 10, 8, 100, default=True), _stats("b", 10, 9, 100)], "b", "10% more"),
+        ([_stats("a", 10, 9, 100, default=True), _stats("b", 10, 10, 100)], "b", "10 points more"),
+        ([_stats("a", 10, 8, 100, default=True), _stats("b", 10, 9, 100)], "b", "10 points more"),
     ],
 )
 def test_a_winner_needs_enough_runs_and_a_clear_lead(
@@ -115,3 +118,37 @@ def test_the_default_variant_named_where_variants_are_tried_folds_with_the_plain
     other = {**plain, "max_age_days": 3650, "terry_variant": "compress-only"}
     assert _canonical(named, frozenset()) == _canonical(plain, frozenset())
     assert _canonical(other, frozenset()) != _canonical(plain, frozenset())
+
+
+def test_a_host_of_no_known_environment_never_takes_a_trial(disk: Remedy, store: Any) -> None:
+    # "unknown" cannot be listed (the catalogue refuses it); even were it, a host whose
+    # inventory names no environment counts as production and runs the default.
+    everywhere = replace(disk, try_variants_in=("staging", "unknown"))
+    for environments in ([None], ["unknown"], ["staging", None], []):
+        assert with_variant(store, everywhere, environments, {"days": 7}) == {"days": 7}
+    staging = with_variant(store, everywhere, ["staging"], {"days": 7})
+    assert staging[VARIANT_PARAM] == DEFAULT
+
+
+def test_a_winner_committed_but_not_opened_for_review_says_why_and_how_it_ended(
+    disk: Remedy, tmp_path: Any
+) -> None:
+    from terry.errors import ForgeError
+    from terry.gitops.init import init_repository
+    from terry.gitops.repo import Repo
+    from terry.remedies.variants import Comparison, propose_winner
+
+    repo = Repo(init_repository(tmp_path / "ops").path)
+    stats = (_stats("default", 5, 2, 10, default=True), _stats("compress-only", 5, 5, 9))
+    comparison = Comparison(disk.name, disk.source, None, stats, "compress-only", "leads")
+
+    def refused(branch: str, **_: Any) -> str:
+        raise ForgeError(f"GitHub refused the pull request for {branch} (422)")
+
+    proposed = propose_winner(repo, comparison, base=repo.head(), open_change=refused)
+    assert proposed is not None and proposed.pull_url is None
+    assert proposed.pull_error == (
+        "GitHub refused the pull request for terry/variant-disk-usage-high-compress-only (422)"
+    )
+    assert proposed.pull_exit == 10  # what `terry remedies compare --propose` exits with
+    assert repo.ref_exists(proposed.branch)  # the commit is kept: proposing again finds it
