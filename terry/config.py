@@ -682,6 +682,9 @@ class RouteConfig(_Model):
     environments: list[str] = Field(default_factory=list)
     severities: list[str] = Field(default_factory=list)
     tenants: list[str] = Field(default_factory=list)
+    # A service's owners: only events about one of these services (budget-exhausted names
+    # the services out of error budget; other events name none, so they do not pass).
+    services: frozenset[str] = Field(default_factory=frozenset)
 
     @model_validator(mode="after")
     def _one_target(self) -> RouteConfig:

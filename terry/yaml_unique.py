@@ -48,6 +48,8 @@ def load_all(text: str, loader: Any = _Loader) -> Iterator[Any]:
             node = reader.get_node()
             _check(node)
             yield reader.construct_document(node)
+    except RecursionError:  # PyYAML's pure-Python loader (libyaml stops at its own depth)
+        raise yaml.YAMLError("nested too deep to read") from None
     finally:
         reader.dispose()
 
@@ -61,5 +63,7 @@ def load(text: str, loader: Any = _Loader) -> Any:
             return None
         _check(node)
         return reader.construct_document(node)
+    except RecursionError:
+        raise yaml.YAMLError("nested too deep to read") from None
     finally:
         reader.dispose()

@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from terry.slo.services import BUDGET_ENTITY
+from terry.slo.services import BUDGET_ENTITY, told_services
 from terry.store.models import AuditRow, IncidentRow, ProposalRow
 
 __all__ = ["NEEDS_A_HUMAN", "Event", "EventKind", "classify", "load_events"]
@@ -109,6 +109,9 @@ class Event:
     # ``tenant`` above is the alert's own label, shown, never trusted for routing.
     hosts: tuple[str, ...] = field(default_factory=tuple)
     tenants: tuple[str, ...] = field(default_factory=tuple)
+    # The services the event is about: those out of error budget, for ``budget-exhausted``
+    # (what a route's ``services`` filter matches: the owners of a service).
+    services: tuple[str, ...] = field(default_factory=tuple)
 
     def dedupe_key(self, route: str) -> str:
         """One message per route per audit row: inserting it twice is a no-op."""
@@ -124,6 +127,7 @@ class Event:
         data["reasons"] = list(self.reasons)
         data["hosts"] = list(self.hosts)
         data["tenants"] = list(self.tenants)
+        data["services"] = list(self.services)
         return data
 
     @classmethod
@@ -131,7 +135,7 @@ class Event:
         values = dict(data)
         values["kind"] = EventKind(values["kind"])
         values["at"] = datetime.fromisoformat(values["at"])
-        for name in ("reasons", "hosts", "tenants"):
+        for name in ("reasons", "hosts", "tenants", "services"):
             values[name] = tuple(str(r) for r in values.get(name) or ())
         known = cls.__dataclass_fields__
         return cls(**{k: v for k, v in values.items() if k in known})
@@ -241,4 +245,5 @@ def _event(
         else (),
         pr_url=(proposal.pr_url or "") if proposal is not None else "",
         hosts=hosts,
+        services=told_services(row.reason) if row.entity == BUDGET_ENTITY else (),
     )

@@ -39,15 +39,18 @@ NATIVE_HOSTS = {
 
 def matches(route: RouteConfig, event: Event, bound: Collection[str] = ()) -> bool:
     """Whether ``route`` wants ``event``: one of its events, and (where it names some) one
-    of its environments and severities. An event without an environment (or severity) does
-    not pass a route that filters on it. ``bound``: the tenants the route carries
-    (``Tenancy.bound``: its own ``tenants`` and the tenants naming it); a bound route wants
-    only events with a host in one of them (``Event.tenants``, placed from the inventory)."""
+    of its environments, severities and services. An event without an environment (or
+    severity, or service) does not pass a route that filters on it. ``bound``: the tenants
+    the route carries (``Tenancy.bound``: its own ``tenants`` and the tenants naming it); a
+    bound route wants only events with a host in one of them (``Event.tenants``, placed
+    from the inventory)."""
     if event.kind.value not in route.events:
         return False
     checks = ((route.environments, event.environment), (route.severities, event.severity))
     if not all(not wanted or value in wanted for wanted, value in checks):
         return False
+    if route.services and route.services.isdisjoint(event.services):
+        return False  # a service's owners: the events about it (an exhausted budget)
     tenants = {*route.tenants, *bound}
     return not tenants or not tenants.isdisjoint(event.tenants)
 

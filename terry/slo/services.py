@@ -33,12 +33,14 @@ __all__ = [
     "SERVICE_LABEL",
     "ServiceBudget",
     "exhausted_services",
+    "exhausted_told",
     "gate_view",
     "hosts_of",
     "priority_note",
     "protects",
     "service_budgets",
     "services_of",
+    "told_services",
 ]
 
 SERVICE_LABEL = "service"
@@ -167,6 +169,25 @@ def protects(view: dict[str, Any] | None, hosts: Iterable[Host], source: str) ->
     served = services_of(hosts)
     mine = {n: b for n, b in _services(view).items() if n in served}
     return priority_note({"services": mine}, source) if mine else None
+
+
+_EXHAUSTED = "error budget exhausted: "
+
+
+def exhausted_told(services: list[str], proposal_id: int, source: str, verdict: str) -> str:
+    """The audit reason of an exhausted budget a proposal met: what the owners are told."""
+    return (
+        f"{_EXHAUSTED}{', '.join(services)}; proposal {proposal_id} ({source}) was judged {verdict}"
+    )
+
+
+def told_services(reason: str) -> tuple[str, ...]:
+    """The services an ``exhausted_told`` reason names (their names hold no ``,`` or ``;``:
+    ``fields.NAME``); none for any other text."""
+    if not reason.startswith(_EXHAUSTED):
+        return ()
+    named = reason.removeprefix(_EXHAUSTED).partition(";")[0]
+    return tuple(n.strip() for n in named.split(",") if n.strip())
 
 
 def exhausted_services(view: dict[str, Any] | None) -> list[str]:

@@ -54,8 +54,6 @@ def _documents(text: str, source: str) -> list[dict[str, Any]]:
         docs = [d for d in yaml_unique.load_all(text) if d is not None]
     except yaml.YAMLError as exc:
         raise ConfigError(f"{source}: not YAML: {exc}") from exc
-    except RecursionError:
-        raise ConfigError(f"{source}: not YAML Terry reads: nested too deep") from None
     out: list[dict[str, Any]] = []
     for n, doc in enumerate(docs):
         items = doc if isinstance(doc, list) else [doc]

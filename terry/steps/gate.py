@@ -22,7 +22,12 @@ from terry.proposals.state import ProposalState, get, transition
 from terry.proposals.waves import plan_waves
 from terry.remedies.variants import gate_view as variant_gate_view
 from terry.review.base import Review
-from terry.slo.services import BUDGET_ENTITY, exhausted_services, priority_note
+from terry.slo.services import (
+    BUDGET_ENTITY,
+    exhausted_services,
+    exhausted_told,
+    priority_note,
+)
 from terry.slo.services import gate_view as slo_gate_view
 from terry.steps.record import Record
 from terry.store.audit import audit, last_reason
@@ -146,10 +151,7 @@ class Gate:
         long as the proposal is judged alike."""
         exhausted = exhausted_services(gate_input.slo)
         if exhausted:
-            told = (
-                f"error budget exhausted: {', '.join(exhausted)}; proposal {proposal_id} "
-                f"({gate_input.source}) was judged {decision.verdict.value}"
-            )
+            told = exhausted_told(exhausted, proposal_id, gate_input.source, decision.verdict.value)
             with self.ctx.store.session() as session:
                 incident_id = get(session, proposal_id).incident_id
                 last = last_reason(session, entity=BUDGET_ENTITY, entity_id=incident_id)

@@ -28,11 +28,13 @@ import yaml
 from sqlalchemy import select
 
 from terry.app import build_pipeline
+from terry.config import RouteConfig
 from terry.gate.engine import Verdict
 from terry.gitops.init import init_repository
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import load_inventory
-from terry.notify.events import EventKind, load_events
+from terry.notify.events import Event, EventKind, load_events
+from terry.notify.routes import matches
 from terry.ports import free_port
 from terry.slo.budget import BudgetState
 from terry.slo.services import BUDGET_ENTITY, gate_view
@@ -460,6 +462,17 @@ def test_the_gate_step_freezes_protects_and_tells(shop: Cli, tmp_path: Path) -> 
     # drift incident has no alert label to take one from), its decision
     assert environment and events[0].environment == environment
     assert (events[0].proposal_id, events[0].decision) == (drift, "deny")
+    # the owners: a route for search's owners gets it, checkout's does not
+    assert events[0].services == ("search",)
+    owners = {
+        name: RouteConfig(
+            name=name, url_env="X", events=["budget-exhausted"], services=frozenset({service})
+        )
+        for name, service in (("search-team", "search"), ("shop-team", "checkout"))
+    }
+    assert matches(owners["search-team"], events[0])
+    assert not matches(owners["shop-team"], events[0])
+    assert matches(owners["search-team"], Event.from_payload(events[0].to_payload()))
 
     # a fix restoring search's budget goes on, and the owners are told; judged again alike
     # (hosts joined it, its dry run ran again) it tells them nothing new

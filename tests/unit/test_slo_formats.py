@@ -1156,7 +1156,7 @@ def test_queries_prometheus_would_refuse_are_refused_naming_the_field(
 @pytest.mark.parametrize(
     ("text", "message"),
     [
-        ("[" * 5000 + "]" * 5000, "not YAML Terry reads: nested too deep"),
+        ("[" * 5000 + "]" * 5000, "not YAML"),  # libyaml: "maximum nesting depth"
         (
             CALENDAR.replace("duration: 1M", "duration: 100000Y"),
             "spec.timeWindow[0].duration: 100000Y is longer than Terry reads a window",

@@ -6,6 +6,7 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+import yaml
 
 from terry import yaml_unique
 from terry.config import load_config
@@ -45,3 +46,11 @@ def test_what_yaml_allows_stays_allowed() -> None:
     assert yaml_unique.load("") is None
     with pytest.raises(yaml_unique.DuplicateKey, match=r"line 3: key 'k' .*first at line 2"):
         yaml_unique.load("- {j: 0}\n- {k: 1,\n   k: 2}\n")
+
+
+@pytest.mark.parametrize("loader", [yaml.SafeLoader, getattr(yaml, "CSafeLoader", yaml.SafeLoader)])
+def test_yaml_nested_past_reading_is_a_yaml_error(loader: type) -> None:
+    with pytest.raises(yaml.YAMLError):
+        yaml_unique.load("[" * 5000 + "]" * 5000, loader=loader)
+    with pytest.raises(yaml.YAMLError):
+        list(yaml_unique.load_all("a: 1\n---\n" + "[" * 5000 + "]" * 5000, loader=loader))
