@@ -266,11 +266,15 @@ class Apply:
                     found = self._judged(proposal_id, merge_sha, ran)
                     if not applied:
                         applied = True
-                        ok = _applied(ran)  # its fix ran; verification is said per host
+                        ok = [h for h in wave.hosts if found[h][0] is not HostState.FAILED]
+                        ran_on = _applied(ran)  # its fix ran there, verified or not
+                        unverified = len(ran_on) - len([h for h in ran_on if h in ok])
                         record.move(
                             proposal_id,
                             ProposalState.APPLIED if ok else ProposalState.FAILED,
-                            f"wave {wave.index} applied on {len(ok)} of {len(wave.hosts)} host(s)",
+                            f"wave {wave.index} applied on {len(ran_on)} of {len(wave.hosts)} "
+                            f"host(s)"
+                            + (f", {unverified} failed verification" if unverified else ""),
                         )
                     if (
                         wave.canary

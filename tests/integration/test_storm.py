@@ -193,9 +193,11 @@ def test_a_failed_canary_stops_rolls_back_only_the_canary_and_holds_the_rest(
     states = {h["host"]: h["state"] for h in detail["host_outcomes"]}
     assert states == {"s-07": "rolled_back", "s-08": "held", "s-09": "held", "p-02": "held"}
     assert "canary failed" in detail["outcome"]
-    # its fix ran on the canary (applied), then its verification failed: not "0 of 1"
-    said = [h["detail"] for h in detail["history"] if "wave 0 applied" in (h["detail"] or "")]
-    assert said == ["wave 0 applied on 1 of 1 host(s)"], detail["history"]
+    # its fix ran on the canary, then its verification failed: said so, not "0 of 1"
+    said = [h for h in detail["history"] if "wave 0 applied" in (h["detail"] or "")]
+    assert [(h["what"], h["detail"]) for h in said] == [
+        ("applying → failed", "wave 0 applied on 1 of 1 host(s), 1 failed verification")
+    ], detail["history"]
     kinds = [r["kind"] for r in detail["runs"] if r["kind"] in ("apply", "rollback")]
     assert kinds == ["apply", "rollback"]
     [applied] = [r for r in detail["runs"] if r["kind"] == "apply"]
