@@ -25,6 +25,7 @@ from typing import Any
 import git
 import httpx
 import pytest
+import yaml
 from sqlalchemy import select
 
 from terry.app import build_pipeline
@@ -369,9 +370,10 @@ def _run_ids(store: Store, proposal_id: int) -> list[tuple[str, int]]:
 
 def _lock_wait(repo: Path, seconds: int) -> None:
     config = repo / "terry.yml"
-    text = config.read_text()
-    assert "lock_wait" not in text
-    config.write_text(text + f"runner:\n  lock_wait: {seconds}\n")
+    settings = yaml.safe_load(config.read_text())
+    assert "lock_wait" not in (settings.get("runner") or {})
+    settings.setdefault("runner", {})["lock_wait"] = seconds  # beside the runner's others
+    config.write_text(yaml.safe_dump(settings, sort_keys=False))
 
 
 def test_a_check_waits_for_a_busy_host_and_a_proposal_that_gave_up_is_carried_on(
