@@ -422,11 +422,9 @@ class Apply:
             host: (_HOST_STATE[v.outcome], "; ".join(v.evidence))
             for host, v in self.verify.per_host(proposal_id, merge_sha, wave).items()
         }
-        if unread := self.watch.unread(before):  # a mistyped query, Prometheus down...
-            self.ctx.reporter.step(
-                proposal_id, f"canary queries with no reading before the canary: {unread}"
-            )
-        return self.watch.judge(found, again, before, self.watch.read(hosts))
+        return self.watch.judge(
+            found, again, before, self.watch.read(hosts), proposal_id=proposal_id
+        )
 
     def _undo(
         self,

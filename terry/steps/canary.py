@@ -84,12 +84,19 @@ class Watch:
         again: dict[str, tuple[HostState, str]],
         before: Readings,
         after: Readings,
+        *,
+        proposal_id: int | None = None,
     ) -> dict[str, tuple[HostState, str]]:
         """The canary hosts after the watch, from what they were (``found``), their
         verification again (``again``) and the queries' readings: failed or unknown where
         the verification no longer passes, failed where a query got worse, unknown where
-        no query could be read at all; a query not compared is said on each host."""
+        no query could be read at all; a query not compared is said on each host, and to
+        the proposal's reporter."""
         worse, unread = self.worse(before, after), self.unread(before)
+        if unread:  # a mistyped query, a host without the metric, Prometheus down
+            self.ctx.reporter.step(
+                proposal_id, f"canary queries with no reading before the canary: {unread}"
+            )
         blind = bool(before) and len(unread) == len(before)
         watched = dict(found)
         for host, (state, evidence) in again.items():
