@@ -1,10 +1,13 @@
 # Error budgets (slos/ on main, docs/slo.md). Input: input.slo.services holds, for every
 # service the proposal's hosts serve (terry_labels: service) that has an SLO, its state
-# (ok, low, exhausted, unknown), budget_remaining_percent, burn_rates and burning pairs;
+# (ok, low, exhausted, unknown), budget_remaining_percent (exact, as the state was judged)
+# and budget_remaining_text (as people read it), burn_rates and burning pairs;
+# input.slo.low_percent is the line under which Terry judges a budget low (10).
 # input.source says what raised the incident: alert (a fix of a live problem), drift (a
-# reconciliation), forecast or anomaly (preventive), inventory (an edit someone asked for).
+# reconciliation), forecast or anomaly (preventive), inventory (an edit someone asked for);
+# an input without one is not taken for a fix.
 #
-# - under slo_low_percent of budget left: changes that are not fixes wait for a person;
+# - low (under slo_low_percent of budget left): changes that are not fixes wait for a person;
 # - budget exhausted: only fixes go ahead; any other change is denied until it recovers;
 # - budget unknown (Prometheus down, no traffic, a query refused): a person decides;
 # - SLO specs main cannot read, while a host names a service: a person decides.
@@ -13,13 +16,13 @@ package terry.gate
 
 import rego.v1
 
-slo_low_percent := 10
-
 slo_view := object.get(input, "slo", {})
+
+slo_low_percent := object.get(slo_view, "low_percent", 10)
 
 slo_services := object.get(slo_view, "services", {})
 
-slo_source := object.get(input, "source", "alert")
+slo_source := object.get(input, "source", "unknown")
 
 slo_fix if slo_source == "alert"
 
@@ -28,6 +31,7 @@ slo_change_words := {
 	"forecast": "preventive change",
 	"anomaly": "preventive change",
 	"inventory": "inventory edit",
+	"unknown": "change of unknown source",
 }
 
 slo_change := object.get(slo_change_words, slo_source, sprintf("%v change", [slo_source]))
@@ -46,13 +50,23 @@ deny contains msg if {
 	msg := sprintf("service %v has spent its error budget: only fixes that restore it go ahead, so this %v waits until the budget recovers (slos/, policies/slo.rego)", [name, slo_change])
 }
 
+# Low: the state Terry judged, or (an input without one) the figure under the line.
+slo_low(budget) if budget.state == "low"
+
+slo_low(budget) if {
+	not is_string(budget.state)
+	is_number(budget.budget_remaining_percent)
+	budget.budget_remaining_percent < slo_low_percent
+}
+
+slo_left(budget) := object.get(budget, "budget_remaining_text", sprintf("%v%%", [object.get(budget, "budget_remaining_percent", "?")]))
+
 needs_review contains msg if {
 	some name, budget in slo_services
 	not slo_exhausted(budget)
-	is_number(budget.budget_remaining_percent)
-	budget.budget_remaining_percent < slo_low_percent
+	slo_low(budget)
 	not slo_fix
-	msg := sprintf("service %v has %v%% of its error budget left (under %v%%): changes that are not fixes are frozen, and this %v needs a person", [name, round(budget.budget_remaining_percent * 10) / 10, slo_low_percent, slo_change])
+	msg := sprintf("service %v has %v of its error budget left (under %v%%): changes that are not fixes are frozen, and this %v needs a person", [name, slo_left(budget), slo_low_percent, slo_change])
 }
 
 needs_review contains msg if {

@@ -31,7 +31,7 @@ from terry.proposals.hosts import (
 )
 from terry.proposals.state import ProposalState, get
 from terry.review.base import Reconciled, Review
-from terry.slo.services import gate_view, protects, services_of
+from terry.slo.services import gate_view, protects, services_of, urgency
 from terry.tenants.loader import tenants_for_gate
 from terry.traces.incident import Traces
 
@@ -185,8 +185,9 @@ class Pipeline:
     def _budgets_first(
         self, groups: list[list[tuple[int, Finding]]]
     ) -> list[list[tuple[int, Finding]]]:
-        """The groups to carry, those whose fix protects a burning or low error budget first
-        (docs/slo.md), the others in the order they came. The budgets are read once for the
+        """The groups to carry, those whose fix protects a burning or low error budget first,
+        the most urgent first (``urgency``: exhausted and burning, exhausted, burning, low;
+        docs/slo.md), the others in the order they came. The budgets are read once for the
         batch, and only when there is an order to choose and a host serves a service."""
         hosts = {
             h.name: h
@@ -202,29 +203,28 @@ class Pipeline:
         prometheus = ctx.config.prometheus
         view = gate_view(tree, tuple(hosts.values()), prometheus, timeout=prometheus.timeout)
         source = incidents.sources(ctx.store, (i for g in groups for i, _f in g))
-        first: list[list[tuple[int, Finding]]] = []
-        rest: list[list[tuple[int, Finding]]] = []
-        for together in groups:
-            note = next(
-                (
-                    said
-                    for i, finding in together
-                    if isinstance(finding, Fix)
-                    and (said := protects(view, finding.diagnosis.hosts, source.get(i, "")))
-                ),
-                None,
-            )
-            if note is None:
-                rest.append(together)
-                continue
-            if rest:  # it overtakes an incident that came before it
+        # (how badly its budgets need it, when it came, the group, why)
+        ranked: list[tuple[int, int, list[tuple[int, Finding]], str | None]] = []
+        for came, together in enumerate(groups):
+            note, most = None, 0
+            for i, finding in together:
+                if isinstance(finding, Fix) and (
+                    said := protects(view, finding.diagnosis.hosts, source.get(i, ""))
+                ):
+                    note = note or said
+                    most = max(most, urgency(view, finding.diagnosis.hosts))
+            ranked.append((most, came, together, note))
+        order = sorted(ranked, key=lambda r: (-r[0], r[1]))  # stable among equals
+        for place, (_most, came, together, note) in enumerate(order):
+            overtaken = [r for r in order[place + 1 :] if r[1] < came]
+            if note is not None and overtaken:  # it overtakes an incident that came before it
+                first = min(overtaken, key=lambda r: r[1])[2]
                 ctx.reporter.step(
                     None,
-                    f"incident {together[0][0]} goes before incident {rest[0][0][0]}: "
+                    f"incident {together[0][0]} goes before incident {first[0][0]}: "
                     f"{note.removeprefix('priority: ')}",
                 )
-            first.append(together)
-        return first + rest
+        return [together for _most, _came, together, _note in order]
 
     def _storm(
         self, together: Sequence[tuple[int, Finding]], *, apply: bool

@@ -16,8 +16,15 @@ from terry.durations import format_duration, parse_duration
 from terry.errors import ConfigError, InputError, NotFound, TerryError
 from terry.gitops.repo import Repo
 from terry.inventory.hosts import Inventory, load_inventory
-from terry.slo.budget import LOW_PERCENT, PAIRS, WINDOWS, objective_text, pair_warnings
-from terry.slo.services import hosts_of
+from terry.slo.budget import (
+    LOW_PERCENT,
+    PAIRS,
+    WINDOWS,
+    objective_text,
+    pair_warnings,
+    percent_text,
+)
+from terry.slo.services import hosts_of, label_warnings
 from terry.slo.spec import SLO, load_slos
 from terry.slo.status import SLOStatus, read_status
 
@@ -89,7 +96,8 @@ def _row(status: SLOStatus, inventory: Inventory | None) -> dict[str, Any]:
         "sli_percent": _round(b.sli),
         "error_ratio": _round(b.error_ratio, 8),
         "budget_minutes": _round(b.budget_minutes, 2),
-        "budget_remaining_percent": _round(b.remaining_percent, 2),
+        # exact: rounded, 9.9996 (low) would read 10 and 0.0004 (low) would read 0
+        "budget_remaining_percent": b.remaining_percent,
         "budget_remaining_minutes": _round(b.remaining_minutes, 2),
         "burn_rates": {w: _round(r, 3) for w, r in b.burn_rates.items()},
         # the burn rate each pair pages above, for this SLO's own period
@@ -138,10 +146,13 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
         chosen, config.prometheus, timeout=config.prometheus.timeout, period_seconds=span
     )
     rows = [_row(s, inventory) for s in statuses]
+    # what keeps a budget from the gate: labels that name no service, SLOs no host serves
+    labelled = label_warnings(chosen, inventory) if inventory else []
     if output == "json":
         emit_json(
             {
                 "schema": SCHEMA,
+                "warnings": labelled,
                 # thresholds for a 30-day period; each SLO's own are in its "thresholds"
                 "pairs": [
                     {"long": p.long, "short": p.short, "threshold": p.threshold()} for p in PAIRS
@@ -157,7 +168,7 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
             left = (
                 "unknown"
                 if b.remaining_percent is None
-                else f"{b.remaining_percent:.1f}% ({b.remaining_minutes:.1f} of "
+                else f"{percent_text(b.remaining_percent)}% ({b.remaining_minutes:.1f} of "
                 f"{b.budget_minutes:.1f} min)"
             )
             burns = [_figure(b.burn_rates[w], "{:.2f}x") for w in WINDOWS]
@@ -176,6 +187,8 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
             if row["error"]:
                 err_console.print(f"{row['service']}/{row['slo']}: {row['error']}")
         _warn(chosen)
+        for said in labelled:
+            err_console.print(f"terry: warning: {said}", markup=False)
     unknown = [f"{r['service']}/{r['slo']}" for r in rows if r["state"] == "unknown"]
     partly = [f"{r['service']}/{r['slo']}" for r in rows if r["error"] and r["state"] != "unknown"]
     said = [f"budget unknown for {', '.join(unknown)}"] if unknown else []

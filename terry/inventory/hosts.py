@@ -111,6 +111,15 @@ def _plain(value: Any) -> Any:
     return value
 
 
+def _label(value: Any) -> str:
+    """A label's value as text: a YAML list of names (``service: [checkout, search]``) is
+    those names with commas, as ``service: checkout,search`` is written; ``str()`` of the
+    list would be one name no service has (``['checkout'``)."""
+    if isinstance(value, list):
+        return ",".join(_label(v) for v in value)
+    return "" if value is None else str(value)
+
+
 class _AnsibleLoader:
     """Ansible's plugin loader, one user at a time, with its collection loader installed.
 
@@ -225,7 +234,7 @@ def _load_inventory(base: Path, sources: list[str]) -> Inventory:
             address=str(address) if address and "{{" not in str(address) else None,
             environment=raw.get("terry_environment"),
             tenant=raw.get("terry_tenant"),
-            labels={str(k): str(v) for k, v in labels.items()},
+            labels={str(k): _label(v) for k, v in labels.items()},
             groups=tuple(sorted(g.name for g in host.get_groups() if g.name != "all")),
             variables={k: v for k, v in raw.items() if k.startswith("terry_")},
             connection=str(raw["ansible_connection"]) if raw.get("ansible_connection") else None,

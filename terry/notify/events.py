@@ -18,7 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
-from terry.slo.services import BUDGET_ENTITY, told_services
+from terry.slo.services import BUDGET_ENTITY, EXHAUSTED, told_services
 from terry.store.models import AuditRow, IncidentRow, ProposalRow
 
 __all__ = ["NEEDS_A_HUMAN", "Event", "EventKind", "classify", "load_events"]
@@ -67,7 +67,7 @@ def classify(row: AuditRow, incident_source: str | None = None) -> EventKind | N
     if row.entity == "proposal":
         return _PROPOSAL_EVENTS.get(row.to_state)
     if row.entity == BUDGET_ENTITY:  # its entity_id is the incident's
-        return EventKind.BUDGET_EXHAUSTED
+        return EventKind.BUDGET_EXHAUSTED if row.to_state == EXHAUSTED else None
     if row.entity == CHAOS_ENTITY:  # its entity_id is the chaos run's
         return EventKind.CHAOS_SLOW if row.to_state == "slow" else None
     if row.entity != "incident":

@@ -37,6 +37,7 @@ __all__ = [
     "objective_text",
     "pair_warnings",
     "percent_of",
+    "percent_text",
     "worst",
 ]
 
@@ -129,6 +130,20 @@ def objective_text(objective: float) -> str:
     """An objective as written (99.9, 99.95, 99.9999999), never rounded to 100 nor in
     exponent notation."""
     return format(Decimal(repr(objective)).normalize(), "f")
+
+
+def percent_text(percent: float) -> str:
+    """A budget left as people read it, never rounded across the lines its state is judged
+    by: 9.9996 is "9.9" (low is under 10, so not "10.0"), 0.0004 is "0.0004" (exhausted is
+    at or below 0, so not "0"). Cut toward zero to one decimal from 1 up, two significant
+    digits below."""
+    if percent == 0 or not math.isfinite(percent):
+        return f"{percent:g}"
+    if abs(percent) >= 1:
+        return f"{math.trunc(percent * 10) / 10:.1f}"
+    digits = 1 - math.floor(math.log10(abs(percent)))  # two significant digits
+    cut = Decimal(repr(percent)).quantize(Decimal(1).scaleb(-digits), rounding="ROUND_DOWN")
+    return format(cut.normalize(), "f")
 
 
 def burn_rate(error_ratio: float | None, budget_fraction: float) -> float | None:

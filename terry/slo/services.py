@@ -15,6 +15,7 @@ notifier reads as ``budget-exhausted``).
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,24 +24,32 @@ from typing import Any
 from terry.config import PrometheusConfig
 from terry.errors import ConfigError
 from terry.inventory.hosts import Host, Inventory
-from terry.slo.budget import WINDOWS, BudgetState, worst
-from terry.slo.spec import load_slos
+from terry.slo.budget import LOW_PERCENT, WINDOWS, BudgetState, percent_text, worst
+from terry.slo.fields import NAME
+from terry.slo.spec import SLO, load_slos
 from terry.slo.status import SLOStatus, read_status
 
 __all__ = [
     "BUDGET_ENTITY",
+    "EXHAUSTED",
     "FIX_SOURCES",
+    "RECOVERED",
     "SERVICE_LABEL",
     "ServiceBudget",
     "exhausted_services",
     "exhausted_told",
     "gate_view",
     "hosts_of",
+    "label_warnings",
     "priority_note",
     "protects",
+    "recovered_services",
+    "recovered_told",
     "service_budgets",
     "services_of",
+    "still_told",
     "told_services",
+    "urgency",
 ]
 
 SERVICE_LABEL = "service"
@@ -57,6 +66,29 @@ GATE_TIMEOUT = 2.0
 def _named(host: Host) -> set[str]:
     raw = host.labels.get(SERVICE_LABEL, "")
     return {part.strip() for part in raw.split(",") if part.strip()}
+
+
+def label_warnings(slos: Iterable[SLO], inventory: Inventory) -> list[str]:
+    """What in the inventory keeps a budget from reaching the gate: a ``service`` label that
+    can name no service (a template: Terry reads labels as written, it renders nothing), and
+    an SLO whose service no host serves (often a host's own ``terry_labels``, which replaces
+    its group's whole mapping, as Ansible merges variables)."""
+    said = []
+    for host in sorted(inventory.hosts.values(), key=lambda h: h.name):
+        for name in sorted(_named(host)):
+            if not re.match(NAME, name):
+                said.append(
+                    f"host {host.name}: its label {SERVICE_LABEL} names {name!r}, which cannot "
+                    "be a service's name (a template is not rendered); it serves no SLO"
+                )
+    for slo in slos:
+        if not hosts_of(slo.service, inventory):
+            said.append(
+                f"{slo.key} ({slo.source}): no host in the inventory serves {slo.service} "
+                f"(terry_labels: {{{SERVICE_LABEL}: {slo.service}}}; a host's own terry_labels "
+                "replaces its group's): the gate reads this budget for no proposal"
+            )
+    return said
 
 
 def services_of(hosts: Iterable[Host]) -> set[str]:
@@ -80,16 +112,23 @@ class ServiceBudget:
 
     @property
     def error(self) -> str | None:
-        errors = [f"{s.slo.name}: {s.error}" for s in self.slos if s.error]
+        """Why a figure is unknown, per SLO, each reason once (the queries are in ``terry slo
+        status``): a line a gate reason carries whole."""
+        errors = [f"{s.slo.name}: {s.said}" for s in self.slos if s.said]
         return "; ".join(errors) or None
 
     def as_input(self) -> dict[str, Any]:
         def rounded(value: float | None) -> float | None:
             return None if value is None else round(value, 3)
 
+        left = self.remaining_percent
         return {
             "state": self.state.value,
-            "budget_remaining_percent": rounded(self.remaining_percent),
+            # exact, as the state was judged: rounded, 9.9996 would read 10 (not low) in a
+            # policy while the state says low
+            "budget_remaining_percent": left,
+            # the same as people read it, never rounded across 0 or the low line
+            "budget_remaining_text": None if left is None else f"{percent_text(left)}%",
             "burn_rates": {w: rounded(r) for w, r in self.burn_rates.items()},
             "burning": list(self.burning),
             "slos": [s.slo.name for s in self.slos],
@@ -127,18 +166,20 @@ def gate_view(
     timeout: float = GATE_TIMEOUT,
 ) -> dict[str, Any]:
     """The gate's ``slo`` input for a proposal over ``hosts``, with main's specs at ``tree``:
-    ``{"services": {name: budget}, "error": null}``. Specs main cannot parse are an
-    ``error`` (the shipped policy then asks for review when a host names a service)."""
+    ``{"services": {name: budget}, "error": null, "low_percent": 10}``. Specs main cannot
+    parse are an ``error`` (the shipped policy then asks for review when a host names a
+    service). ``low_percent`` is the line under which a budget's state is ``low``."""
     served = services_of(hosts)
+    view: dict[str, Any] = {"services": {}, "error": None, "low_percent": LOW_PERCENT}
     if not served:
-        return {"services": {}, "error": None}
+        return view
     try:
         slos = [s for s in load_slos(tree) if s.service in served]
     except ConfigError as exc:
-        return {"services": {}, "error": str(exc)[:500]}
+        return {**view, "error": str(exc)[:500]}
     statuses = read_status(slos, prom, timeout=min(timeout, GATE_TIMEOUT))
     budgets = service_budgets(statuses)
-    return {"services": {n: b.as_input() for n, b in budgets.items()}, "error": None}
+    return {**view, "services": {n: b.as_input() for n, b in budgets.items()}}
 
 
 def _services(view: dict[str, Any] | None) -> dict[str, dict[str, Any]]:
@@ -166,28 +207,72 @@ def priority_note(view: dict[str, Any] | None, source: str) -> str | None:
 def protects(view: dict[str, Any] | None, hosts: Iterable[Host], source: str) -> str | None:
     """``priority_note`` for a fix over ``hosts`` alone, from a view read for more hosts
     (the worker reads the budgets once for every incident it is about to carry)."""
-    served = services_of(hosts)
-    mine = {n: b for n, b in _services(view).items() if n in served}
+    mine = _mine(view, hosts)
     return priority_note({"services": mine}, source) if mine else None
 
 
-_EXHAUSTED = "error budget exhausted: "
+def urgency(view: dict[str, Any] | None, hosts: Iterable[Host]) -> int:
+    """How badly the budgets a fix over ``hosts`` protects need it, most first: 4 exhausted
+    and burning, 3 exhausted, 2 burning, 1 low, 0 none of these (the worker carries the
+    fixes that protect a budget in this order)."""
+    most = 0
+    for budget in _mine(view, hosts).values():
+        exhausted = budget.get("state") == BudgetState.EXHAUSTED.value
+        burning = bool(budget.get("burning"))
+        low = budget.get("state") == BudgetState.LOW.value
+        most = max(
+            most, 4 if exhausted and burning else 3 if exhausted else 2 if burning else int(low)
+        )
+    return most
+
+
+def _mine(view: dict[str, Any] | None, hosts: Iterable[Host]) -> dict[str, dict[str, Any]]:
+    served = services_of(hosts)
+    return {n: b for n, b in _services(view).items() if n in served}
+
+
+# The audit rows of a budget's episodes (entity BUDGET_ENTITY): found exhausted (told to
+# the owners), then found recovered (told to no one; the next exhaustion is told again).
+EXHAUSTED = "exhausted"
+RECOVERED = "recovered"
+_SAID = {EXHAUSTED: "error budget exhausted: ", RECOVERED: "error budget recovered: "}
+
+
+def _told(state: str, services: list[str], proposal_id: int, source: str, verdict: str) -> str:
+    return (
+        f"{_SAID[state]}{', '.join(services)}; proposal {proposal_id} ({source}) was judged "
+        f"{verdict}"
+    )
 
 
 def exhausted_told(services: list[str], proposal_id: int, source: str, verdict: str) -> str:
     """The audit reason of an exhausted budget a proposal met: what the owners are told."""
-    return (
-        f"{_EXHAUSTED}{', '.join(services)}; proposal {proposal_id} ({source}) was judged {verdict}"
-    )
+    return _told(EXHAUSTED, services, proposal_id, source, verdict)
+
+
+def recovered_told(services: list[str], proposal_id: int, source: str, verdict: str) -> str:
+    """The audit reason of budgets told exhausted that a later proposal found recovered."""
+    return _told(RECOVERED, services, proposal_id, source, verdict)
 
 
 def told_services(reason: str) -> tuple[str, ...]:
-    """The services an ``exhausted_told`` reason names (their names hold no ``,`` or ``;``:
-    ``fields.NAME``); none for any other text."""
-    if not reason.startswith(_EXHAUSTED):
-        return ()
-    named = reason.removeprefix(_EXHAUSTED).partition(";")[0]
-    return tuple(n.strip() for n in named.split(",") if n.strip())
+    """The services an ``exhausted_told`` or ``recovered_told`` reason names (their names
+    hold no ``,`` or ``;``: ``fields.NAME``); none for any other text."""
+    for prefix in _SAID.values():
+        if reason.startswith(prefix):
+            named = reason.removeprefix(prefix).partition(";")[0]
+            return tuple(n.strip() for n in named.split(",") if n.strip())
+    return ()
+
+
+def still_told(rows: Iterable[tuple[str, str]]) -> set[str]:
+    """The services whose exhaustion the owners were told of and no gate has since found
+    recovered, from the budget audit rows ``(to_state, reason)``, newest first."""
+    decided: dict[str, bool] = {}
+    for state, reason in rows:
+        for name in told_services(reason):
+            decided.setdefault(name, state == EXHAUSTED)
+    return {name for name, told in decided.items() if told}
 
 
 def exhausted_services(view: dict[str, Any] | None) -> list[str]:
@@ -196,3 +281,9 @@ def exhausted_services(view: dict[str, Any] | None) -> list[str]:
         for name, budget in _services(view).items()
         if budget.get("state") == BudgetState.EXHAUSTED.value
     )
+
+
+def recovered_services(view: dict[str, Any] | None) -> list[str]:
+    """Services whose budget is known and left (ok or low): no longer exhausted."""
+    back = (BudgetState.OK.value, BudgetState.LOW.value)
+    return sorted(name for name, budget in _services(view).items() if budget.get("state") in back)

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import math
 import time
+from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass
 
@@ -29,7 +30,13 @@ __all__ = ["SLOStatus", "prom_duration", "read_ratios", "read_status"]
 class SLOStatus:
     slo: SLO
     budget: Budget
-    error: str | None = None  # why a figure is unknown
+    error: str | None = None  # why a figure is unknown, with each query
+    summary: str | None = None  # the same in a line: each reason once, without the queries
+
+    @property
+    def said(self) -> str | None:
+        """Why a figure is unknown, in a line a gate reason can carry."""
+        return self.summary or self.error
 
 
 def prom_duration(seconds: float) -> str:
@@ -61,6 +68,8 @@ class _Client:
         self.timeout = timeout
 
     def ratio(self, query: str, at: float | None) -> tuple[float | None, str | None]:
+        """The one value ``query`` answers at ``at``, or why there is none (the reason alone:
+        the caller names the query)."""
         from prometheus_api_client.exceptions import PrometheusApiClientException
         from requests.exceptions import ConnectionError, RequestException, Timeout
 
@@ -74,29 +83,29 @@ class _Client:
         except MissingCredential as exc:
             raise _Unreachable(str(exc)) from exc
         except PrometheusApiClientException as exc:
-            return None, f"Prometheus refused the query ({str(exc)[:200]}): {query}"
+            return None, f"Prometheus refused the query ({str(exc)[:200]})"
         except (RequestException, ValueError) as exc:
-            return None, f"Prometheus did not answer the query ({type(exc).__name__}): {query}"
+            return None, f"Prometheus did not answer the query ({type(exc).__name__})"
         try:
             values = [float(item["value"][1]) for item in answer]
         except (KeyError, IndexError, TypeError, ValueError):
-            return None, f"Prometheus answered something that is not a vector: {query}"
+            return None, "Prometheus answered something that is not a vector"
         if not values:
-            return None, f"no answer (no traffic in the window, or no such series): {query}"
+            return None, "no answer (no traffic in the window, or no such series)"
         if len(values) > 1:
             return None, (
                 f"{len(values)} series, not one: the SLI must answer one value for the "
-                f"service (a raw ratio by some label is several; aggregate it): {query}"
+                f"service (a raw ratio by some label is several; aggregate it)"
             )
         value = values[0]
         if math.isnan(value):
-            return None, f"no events to judge (NaN: no traffic in the window): {query}"
+            return None, "no events to judge (NaN: no traffic in the window)"
         if value < 0:
             if value > -_NOISE:  # 1 - good/total, all good: float rounding below zero
                 return 0.0, None
             return None, (
                 f"a negative error ratio ({value:.6g}): more good events than events; "
-                f"check the SLI's queries: {query}"
+                f"check the SLI's queries"
             )
         if value > 1:
             if value < 1 + _NOISE:
@@ -104,12 +113,23 @@ class _Client:
             return None, (
                 f"an error ratio above one ({value:.6g}): more failed events than events "
                 f"(the error query is not a part of the total query?); check the SLI's "
-                f"queries: {query}"
+                f"queries"
             )
         return value, None
 
     def close(self) -> None:
         self.client.close()
+
+
+def _said(errors: list[tuple[str, str]]) -> tuple[str | None, str | None]:
+    """(every reason with its query, each reason once with how many queries it befell)."""
+    if not errors:
+        return None, None
+    counted = Counter(why for why, _query in errors)
+    return (
+        "; ".join(f"{why}: {query}" for why, query in errors),
+        "; ".join(f"{why} ({n} {'query' if n == 1 else 'queries'})" for why, n in counted.items()),
+    )
 
 
 def _unknown(slo: SLO, error: str) -> SLOStatus:
@@ -155,14 +175,16 @@ def read_status(
     try:
         for n, slo in enumerate(slos):
             period, span = _period(slo, period_seconds, at)
-            errors: list[str] = []
+            errors: list[tuple[str, str]] = []  # (why, query)
             try:
-                ratio, why = client.ratio(slo.error_ratio_query(prom_duration(span)), at)
-                errors += [why] if why else []
+                query = slo.error_ratio_query(prom_duration(span))
+                ratio, why = client.ratio(query, at)
+                errors += [(why, query)] if why else []
                 windows: dict[str, float | None] = {}
                 for window in WINDOWS:
-                    windows[window], why = client.ratio(slo.error_ratio_query(window), at)
-                    errors += [why] if why else []
+                    query = slo.error_ratio_query(window)
+                    windows[window], why = client.ratio(query, at)
+                    errors += [(why, query)] if why else []
             except _Unreachable as exc:
                 out += [_unknown(s, str(exc)) for s in slos[n:]]
                 break
@@ -173,7 +195,7 @@ def read_status(
                 window_error_ratios=windows,
                 slo_period_seconds=slo.period_seconds,
             )
-            out.append(SLOStatus(slo, budget, "; ".join(errors) or None))
+            out.append(SLOStatus(slo, budget, *_said(errors)))
     finally:
         client.close()
     return out
@@ -194,12 +216,13 @@ def read_ratios(
     out: list[tuple[SLO, float | None, str | None]] = []
     try:
         for n, slo in enumerate(slos):
+            query = slo.error_ratio_query(window)
             try:
-                ratio, why = client.ratio(slo.error_ratio_query(window), at)
+                ratio, why = client.ratio(query, at)
             except _Unreachable as exc:
                 out += [(s, None, str(exc)) for s in slos[n:]]
                 break
-            out.append((slo, ratio, why))
+            out.append((slo, ratio, f"{why}: {query}" if why else None))
     finally:
         client.close()
     return out

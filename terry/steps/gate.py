@@ -24,13 +24,18 @@ from terry.remedies.variants import gate_view as variant_gate_view
 from terry.review.base import Review
 from terry.slo.services import (
     BUDGET_ENTITY,
+    EXHAUSTED,
+    RECOVERED,
     exhausted_services,
     exhausted_told,
     priority_note,
+    recovered_services,
+    recovered_told,
+    still_told,
 )
 from terry.slo.services import gate_view as slo_gate_view
 from terry.steps.record import Record
-from terry.store.audit import audit, last_reason
+from terry.store.audit import audit, newest_audits
 from terry.store.models import IncidentRow
 from terry.store.runs import remedy_record
 from terry.tenants.loader import tenants_for_gate
@@ -103,9 +108,14 @@ class Gate:
             confidence=confidence.value,
             confidence_parts=confidence.parts,
             source=source,
-            # main's SLOs (slos/, docs/slo.md): the budgets of the services the hosts serve
+            # main's SLOs (slos/, docs/slo.md): the budgets of the services the hosts serve,
+            # before an edit and after it (an edit moving a host out of a service that is out
+            # of budget is a change to that service too)
             slo=slo_gate_view(
-                self.ctx.repo.tree(sha), known, prometheus, timeout=prometheus.timeout
+                self.ctx.repo.tree(sha),
+                (*known, *(on_main[h] for h in hosts if h in on_main)),
+                prometheus,
+                timeout=prometheus.timeout,
             ),
             # the monthly cost change, priced by main's costs/prices.yml (docs/cost.md)
             cost=cost_gate_view(
@@ -146,25 +156,33 @@ class Gate:
 
     def _budgets(self, proposal_id: int, gate_input: GateInput, decision: Decision) -> Decision:
         """What error budgets add to a decision (docs/slo.md): a fix protecting a burning or
-        low budget is recorded as a priority among the reasons, and an exhausted budget is
-        told to the owners (an audit row the notifier reads as ``budget-exhausted``), once for as
-        long as the proposal is judged alike."""
+        low budget is recorded as a priority among the reasons, and a budget found exhausted
+        is told to the owners (an audit row the notifier reads as ``budget-exhausted``) once
+        until a gate finds it recovered (an audit row of its own, told to no one)."""
         exhausted = exhausted_services(gate_input.slo)
-        if exhausted:
-            told = exhausted_told(exhausted, proposal_id, gate_input.source, decision.verdict.value)
+        recovered = recovered_services(gate_input.slo)
+        if exhausted or recovered:
             with self.ctx.store.session() as session:
                 incident_id = get(session, proposal_id).incident_id
-                last = last_reason(session, entity=BUDGET_ENTITY, entity_id=incident_id)
-                if last != told:  # a proposal judged again alike tells the owners nothing new
-                    audit(
-                        session,
-                        entity=BUDGET_ENTITY,
-                        entity_id=incident_id,
-                        actor="terry",
-                        from_state=None,
-                        to_state="exhausted",
-                        reason=told,
-                    )
+                told = still_told(newest_audits(session, entity=BUDGET_ENTITY))
+                new = [s for s in exhausted if s not in told]
+                back = [s for s in recovered if s in told]
+                for services, state, reason in (
+                    (new, EXHAUSTED, exhausted_told),
+                    (back, RECOVERED, recovered_told),
+                ):
+                    if services:
+                        audit(
+                            session,
+                            entity=BUDGET_ENTITY,
+                            entity_id=incident_id,
+                            actor="terry",
+                            from_state=None,
+                            to_state=state,
+                            reason=reason(
+                                services, proposal_id, gate_input.source, decision.verdict.value
+                            ),
+                        )
         note = priority_note(gate_input.slo, gate_input.source)
         if note is None or decision.verdict is Verdict.DENY:
             return decision

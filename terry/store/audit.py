@@ -9,7 +9,7 @@ from sqlalchemy.orm import Session
 
 from terry.store.models import AuditRow, utcnow
 
-__all__ = ["audit", "last_reason"]
+__all__ = ["audit", "newest_audits"]
 
 
 def audit(
@@ -36,11 +36,12 @@ def audit(
     )
 
 
-def last_reason(session: Session, *, entity: str, entity_id: int) -> str | None:
-    """The reason of the newest audit row of this entity (``None``: it has none)."""
-    return session.scalar(
-        select(AuditRow.reason)
-        .where(AuditRow.entity == entity, AuditRow.entity_id == entity_id)
+def newest_audits(session: Session, *, entity: str, limit: int = 1000) -> list[tuple[str, str]]:
+    """(to_state, reason) of this entity's newest audit rows (any entity id), newest first."""
+    rows = session.execute(
+        select(AuditRow.to_state, AuditRow.reason)
+        .where(AuditRow.entity == entity)
         .order_by(AuditRow.id.desc())
-        .limit(1)
+        .limit(limit)
     )
+    return [(to_state, reason) for to_state, reason in rows]

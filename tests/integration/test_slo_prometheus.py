@@ -158,6 +158,7 @@ def test_status_reads_the_known_budgets(shop: Cli) -> None:
     assert result.exit_code == 0, result.stderr or result.stdout
     report = yaml.safe_load(result.stdout)
     assert report["schema"] == "terry.slo-status/v1"
+    assert report["warnings"] == []  # every SLO's service has its host
     rows = {r["service"]: r for r in report["slos"]}
 
     checkout = rows["checkout"]
@@ -310,7 +311,13 @@ def test_the_gate_view_of_the_hosts_and_prometheus_down(shop: Cli, prometheus: s
     assert down["services"]["checkout"]["state"] == "unknown"
     assert "could not be reached" in down["services"]["checkout"]["error"]
     # a host that serves nothing asks nothing
-    assert gate_view(tree, [], dead) == {"services": {}, "error": None}
+    assert gate_view(tree, [], dead) == {"services": {}, "error": None, "low_percent": 10.0}
+    # no traffic: each reason once per SLO, the queries left to 'terry slo status'
+    ledger = gate_view(tree, [inventory.hosts["db-01"]], prometheus)["services"]["ledger"]
+    assert ledger["state"] == "unknown"
+    assert ledger["error"] == (
+        "requests-availability: no answer (no traffic in the window, or no such series) (5 queries)"
+    ), ledger["error"]
 
 
 def _burn_alert(pair: str, threshold: str) -> dict[str, Any]:
@@ -474,17 +481,33 @@ def test_the_gate_step_freezes_protects_and_tells(shop: Cli, tmp_path: Path) -> 
     assert not matches(owners["shop-team"], events[0])
     assert matches(owners["search-team"], Event.from_payload(events[0].to_payload()))
 
-    # a fix restoring search's budget goes on, and the owners are told; judged again alike
-    # (hosts joined it, its dry run ran again) it tells them nothing new
+    # a fix restoring search's budget goes on; the owners were told of this exhaustion
+    # already: neither it nor its second judging (hosts joined it, its dry run ran again)
+    # tells them again, nor does the next drift run's proposal
     restore = _proposal(store, source="alert", host="web-02", risk="high")
     for _ in range(2):
         assert gate(restore).verdict is Verdict.REVIEW
         with store.session() as session:
             session.get(ProposalRow, restore).state = "checked"
+    assert gate(_proposal(store, source="drift", host="web-02", risk="low")).verdict is (
+        Verdict.DENY
+    )
+    assert _told(store) == [(drift, "deny")]
+    # the budget recovers (search's objective lowered on main to 98%: 1.2% failing is 40%
+    # of its budget), a proposal meets it recovered: nobody is told that; once it is spent
+    # again (the objective back), the next proposal tells the owners again
+    spec = shop.repo / "slos" / "search.yml"
+    for target, source in (("0.98", "drift"), ("0.99", "forecast")):
+        spec.write_text(SEARCH.replace("target: 0.99", f"target: {target}"))
+        Repo(shop.repo).commit_paths(["slos"], f"search: objective {target}")
+        gate(_proposal(store, source=source, host="web-02", risk="high"))
+    again = _told(store)
+    assert [d for _p, d in again] == ["deny", "deny"] and again[0] == (drift, "deny"), again
     with store.session() as session:
-        rows = session.scalars(select(AuditRow).where(AuditRow.entity == BUDGET_ENTITY)).all()
-        told = [(e.proposal_id, e.decision) for e in load_events(session, rows)]
-    assert told == [(drift, "deny"), (restore, "review")], told
+        states = session.scalars(
+            select(AuditRow.to_state).where(AuditRow.entity == BUDGET_ENTITY).order_by(AuditRow.id)
+        ).all()
+    assert states == ["exhausted", "recovered", "exhausted"]
 
     fix = _proposal(store, source="alert", host="web-01", risk="high")
     decision = gate(fix)
@@ -496,6 +519,31 @@ def test_the_gate_step_freezes_protects_and_tells(shop: Cli, tmp_path: Path) -> 
     with store.session() as session:
         row = session.get(ProposalRow, fix)
         assert row.state == "awaiting_review" and row.reasons == list(decision.reasons)
+
+
+def _told(store: Store) -> list[tuple[int | None, str | None]]:
+    """(proposal, decision) of every ``budget-exhausted`` event, oldest first."""
+    with store.session() as session:
+        rows = session.scalars(
+            select(AuditRow).where(AuditRow.entity == BUDGET_ENTITY).order_by(AuditRow.id)
+        ).all()
+        return [(e.proposal_id, e.decision) for e in load_events(session, rows)]
+
+
+def test_an_inventory_edit_taking_a_host_out_of_a_spent_service_is_a_change_to_it(
+    prometheus: str, tmp_path: Path
+) -> None:
+    """web-02 serves search, whose budget is spent: an edit that moves it to another service
+    is judged on search's budget too (before the edit and after), so it is denied like any
+    other edit on the service, not passed on the labels it leaves behind."""
+    cli = make_cli(_shop(tmp_path / "ops", prometheus))
+    for label in ("service=unlisted", "role=api"):
+        edit = cli(
+            "inventory", "set", "web-02", f"terry_labels.{label}", "--no-converge", "--no-apply"
+        )
+        said = edit.stdout + edit.stderr
+        assert "gate: deny — service search has spent its error budget" in said, said
+        assert "this inventory edit waits until the budget recovers" in said
 
 
 def test_the_weekly_report_shows_budget_consumed_and_its_incidents(shop: Cli) -> None:

@@ -7,9 +7,29 @@ from pathlib import Path
 import pytest
 
 from terry.errors import ConfigError
-from terry.inventory.hosts import Host, Inventory
-from terry.slo.budget import PAIRS, BudgetState, compute_budget, pair_warnings, worst
-from terry.slo.services import priority_note, protects, service_budgets, services_of
+from terry.inventory.hosts import Host, Inventory, load_inventory
+from terry.slo.budget import (
+    PAIRS,
+    BudgetState,
+    compute_budget,
+    pair_warnings,
+    percent_text,
+    worst,
+)
+from terry.slo.services import (
+    EXHAUSTED,
+    RECOVERED,
+    exhausted_told,
+    label_warnings,
+    priority_note,
+    protects,
+    recovered_told,
+    service_budgets,
+    services_of,
+    still_told,
+    told_services,
+    urgency,
+)
 from terry.slo.spec import DEFAULT_PERIOD, load_slos, parse_text
 from terry.slo.status import SLOStatus, prom_duration
 from tests.conftest import REPO_ROOT
@@ -364,6 +384,95 @@ def test_services_of_hosts_and_a_service_budget() -> None:
     assert protects(both, [_host("web-03", "search")], "alert") is None  # calm
     assert protects(both, [hosts[2]], "alert") is None  # db: no service
     assert protects(both, [hosts[0]], "forecast") is None  # not a fix of a live problem
+
+    # which fix goes first among those that protect: the budget that needs it most
+    spent = {**calm, "state": "exhausted", "budget_remaining_percent": -5.0}
+    fleet = {
+        "services": {
+            "low": {**calm, "state": "low"},
+            "burning": view,
+            "spent": spent,
+            "spent-burning": {**spent, "burning": ["6h/30m"]},
+            "fine": calm,
+        }
+    }
+    ranks = {
+        name: urgency(fleet, [_host("h", name)])
+        for name in ("spent-burning", "spent", "burning", "low", "fine", "none")
+    }
+    assert ranks == {"spent-burning": 4, "spent": 3, "burning": 2, "low": 1, "fine": 0, "none": 0}
+    assert urgency(fleet, [_host("a", "low"), _host("b", "spent")]) == 3  # its worst
+
+
+@pytest.mark.parametrize(
+    ("left", "text"),
+    [
+        (9.9996, "9.9"),  # low: never "10.0", the line it is under
+        (10.04, "10.0"),
+        (0.0004, "0.0004"),  # left, not spent: never "0"
+        (0.00995, "0.0099"),
+        (1e-12, "0.000000000001"),
+        (0.0, "0"),
+        (-0.04, "-0.04"),
+        (-250.0, "-250.0"),
+        (57.25, "57.2"),
+    ],
+)
+def test_a_budget_left_is_never_rounded_across_a_line(left: float, text: str) -> None:
+    assert percent_text(left) == text
+
+
+def test_an_exhaustion_is_told_once_until_a_gate_finds_it_recovered() -> None:
+    """The budget audit rows, newest first: a service told exhausted stays told until a
+    row says it recovered; a recovery of a service never told changes nothing."""
+    told = [
+        (EXHAUSTED, exhausted_told(["search", "ledger"], 3, "drift", "deny")),
+        (RECOVERED, recovered_told(["search"], 2, "alert", "merge")),
+        (EXHAUSTED, exhausted_told(["search"], 1, "drift", "deny")),
+    ]
+    assert still_told(told) == {"search", "ledger"}
+    assert still_told(told[1:]) == set()
+    assert still_told(told[2:]) == {"search"}
+    assert still_told([]) == set()
+    assert told_services(told[1][1]) == ("search",)
+    assert told_services("some other reason: search") == ()
+
+
+def test_service_labels_as_a_yaml_list_and_what_keeps_a_budget_from_the_gate(
+    tmp_path: Path,
+) -> None:
+    """A list of services is those services (not the text of a list); a label that can name
+    no service (a template), and an SLO no host serves, are said."""
+    (tmp_path / "hosts.yml").write_text(
+        """
+all:
+  children:
+    web:
+      vars: {terry_labels: {service: checkout}}
+      hosts:
+        web-01: {}
+        web-02: {terry_labels: {role: web}}
+        web-03: {terry_labels: {service: [checkout, search]}}
+        web-04: {terry_labels: {service: "{{ svc_name }}"}}
+"""
+    )
+    inventory = load_inventory(tmp_path, ["hosts.yml"])
+    hosts = inventory.hosts
+    assert services_of([hosts["web-03"]]) == {"checkout", "search"}
+    assert services_of([hosts["web-01"]]) == {"checkout"}
+    # Ansible's merge: web-02's own terry_labels replaces its group's, service included
+    assert services_of([hosts["web-02"]]) == set()
+    ledger = parse_text(SLOTH.replace("checkout", "ledger"), "slos/ledger.yml")
+    said = label_warnings([*parse_text(SLOTH, "slos/checkout.yml"), *ledger], inventory)
+    assert said[0] == (
+        "host web-04: its label service names '{{ svc_name }}', which cannot be a service's "
+        "name (a template is not rendered); it serves no SLO"
+    )
+    assert [w.split(" (")[0] for w in said[1:]] == [
+        "ledger/requests-availability",
+        "ledger/latency",
+    ]
+    assert "no host in the inventory serves ledger" in said[1]
 
 
 def test_pairs_that_cannot_page_well_are_said_where_the_rules_are_written(

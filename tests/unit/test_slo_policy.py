@@ -9,6 +9,7 @@ from typing import Any
 import pytest
 
 from terry.gate.engine import RegorusEngine, Verdict, load_policy_set
+from terry.slo.budget import percent_text
 from tests.conftest import REPO_ROOT
 
 pytestmark = pytest.mark.unit
@@ -21,6 +22,7 @@ def budget(state: str, left: float | None, burning: tuple[str, ...] = ()) -> dic
     return {
         "state": state,
         "budget_remaining_percent": left,
+        "budget_remaining_text": None if left is None else f"{percent_text(left)}%",
         "burn_rates": {"1h": 20.0, "5m": 20.0, "6h": 3.0, "30m": 3.0},
         "burning": list(burning),
         "slos": ["requests-availability"],
@@ -70,7 +72,7 @@ def test_a_low_budget_freezes_changes_that_are_not_fixes(source: str, words: str
     decision = decide(source, {"checkout": budget("low", 7.46)})
     assert decision.verdict is Verdict.REVIEW
     assert decision.reasons == (
-        "service checkout has 7.5% of its error budget left (under 10%): changes that are not "
+        "service checkout has 7.4% of its error budget left (under 10%): changes that are not "
         f"fixes are frozen, and this {words} needs a person",
     )
 
@@ -107,6 +109,36 @@ def test_specs_main_cannot_read_fail_closed() -> None:
     decision = decide("alert", {}, "slos/x.yml: slos[0].objective: Input should be less than 100")
     assert decision.verdict is Verdict.REVIEW
     assert decision.reasons[0].startswith("the SLO specs on main cannot be read (slos/x.yml")
+
+
+def test_the_state_terry_judged_decides_at_the_lines_and_the_text_never_crosses_them() -> None:
+    """9.9996% left is low (under 10): frozen, and said as 9.9%, not "10% (under 10%)";
+    0.0004% left is low, not spent: a drift fix waits for a person, it is not denied."""
+    near_ten = decide("drift", {"checkout": budget("low", 9.9996)})
+    assert near_ten.verdict is Verdict.REVIEW
+    assert near_ten.reasons[0].startswith("service checkout has 9.9% of its error budget left")
+    near_zero = decide("drift", {"checkout": budget("low", 0.0004)})
+    assert near_zero.verdict is Verdict.REVIEW
+    assert near_zero.reasons[0].startswith("service checkout has 0.0004% of its error budget")
+    assert decide("drift", {"checkout": budget("ok", 10.0)}).verdict is Verdict.MERGE
+
+
+def test_the_low_line_comes_with_the_input_and_a_figure_alone_is_judged_by_it() -> None:
+    given = gate_input("drift", {"checkout": {"budget_remaining_percent": 14.0}})
+    assert ENGINE.decide(POLICIES, given).verdict is Verdict.MERGE
+    given["slo"]["low_percent"] = 15
+    decision = ENGINE.decide(POLICIES, given)
+    assert decision.verdict is Verdict.REVIEW
+    assert decision.reasons[0].startswith("service checkout has 14% of its error budget left")
+    assert "(under 15%)" in decision.reasons[0]
+
+
+def test_an_input_without_a_source_is_not_taken_for_a_fix() -> None:
+    given = gate_input("alert", {"checkout": budget("exhausted", -1.0)})
+    del given["source"]
+    decision = ENGINE.decide(POLICIES, given)
+    assert decision.verdict is Verdict.DENY
+    assert "this change of unknown source waits" in decision.reasons[0]
 
 
 def test_an_input_without_slo_keys_is_judged_as_before() -> None:
