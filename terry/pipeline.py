@@ -296,7 +296,13 @@ class Pipeline:
             return None
         incidents.mark_diagnosed(store, incident_id, host=host.name)
         if self._takes_in(proposal_id):
-            note = f"joined proposal {proposal_id}: {host.name} goes in it, before its decision"
+            # it goes in unless the decision comes first (its gate may be running now):
+            # said as both, and where it went is the host's state in `proposals show`
+            note = (
+                f"joined proposal {proposal_id}: {host.name} goes in it, before its decision "
+                f"(if the decision comes first, in its next wave: `terry proposals show "
+                f"{proposal_id}` says which)"
+            )
         else:
             note = f"joined proposal {proposal_id}: {host.name} goes in its next wave"
         self.ctx.reporter.step(proposal_id, f"incident {incident_id}: {note}")

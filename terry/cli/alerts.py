@@ -85,6 +85,8 @@ def print_outcomes(outcomes: Iterable[ProposalOutcome], name: str | None = None)
             f"[bold]{o.state}[/bold] (decision: {o.decision or '-'})",
             markup=True,
         )
+        if o.note:  # folded into a storm, or joined: where its host went
+            console.print(f"    {o.note}", markup=False)
         for reason in o.reasons:
             console.print(f"    · {reason}", markup=False)
         if o.state == "awaiting_review":

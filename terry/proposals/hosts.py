@@ -11,7 +11,9 @@ proposal: before its decision it is taken into it, ``pending`` again; after, it 
 the next wave, a follow-up proposal), ``verified``,
 ``failed``, ``unknown`` (verification could not tell), ``rolled_back``,
 ``rollback_failed``, ``held`` (not applied: left for a person after a wave before it
-failed), ``moved`` (queued, then carried by the follow-up proposal named in its detail).
+failed), ``moved`` (queued, then carried by the follow-up proposal named in its detail),
+``not_applied`` (the proposal ended without applying: denied, rejected, withdrawn; its
+detail says why).
 """
 
 from __future__ import annotations
@@ -51,6 +53,7 @@ class HostState(StrEnum):
     ROLLBACK_FAILED = "rollback_failed"
     HELD = "held"
     MOVED = "moved"
+    NOT_APPLIED = "not_applied"
 
 
 @dataclass(frozen=True)

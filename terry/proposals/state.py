@@ -19,10 +19,11 @@ from sqlalchemy import select, update
 from sqlalchemy.orm import Session
 
 from terry.errors import NotFound, StateError
+from terry.proposals.hosts import HostState
 from terry.redact import process_redactor
 from terry.store import Store
 from terry.store.audit import audit
-from terry.store.models import ProposalRow, utcnow
+from terry.store.models import ProposalHostRow, ProposalRow, utcnow
 
 __all__ = [
     "ENDED",
@@ -142,6 +143,9 @@ TRANSITIONS: dict[ProposalState, frozenset[ProposalState]] = {
 }
 
 # Plain words for refusals, keyed by the state the proposal is in.
+# A proposal that moves here will never apply: its pending hosts become not_applied.
+_ENDS_UNAPPLIED = frozenset({ProposalState.DENIED, ProposalState.REJECTED})
+
 _WHY_NOT = {
     ProposalState.DENIED: "it was denied by policy",
     ProposalState.REJECTED: "it was rejected",
@@ -205,6 +209,18 @@ def transition(
             reason=reason,
             at=at,
         )
+        if to in _ENDS_UNAPPLIED:  # its hosts waiting for it will not get it: say why
+            session.execute(
+                update(ProposalHostRow)
+                .where(
+                    ProposalHostRow.proposal_id == proposal_id,
+                    ProposalHostRow.state == HostState.PENDING.value,
+                )
+                .values(
+                    state=HostState.NOT_APPLIED.value, detail=reason[:2000], updated_at=utcnow()
+                )
+                .execution_options(synchronize_session=False)
+            )
     return current
 
 

@@ -39,6 +39,7 @@ from sqlalchemy import select
 from terry.diagnosis.finding import Finding, Fix
 from terry.proposals.hosts import queue_host
 from terry.proposals.state import ProposalState
+from terry.remedies.params import ParamType
 from terry.remedies.variants import DEFAULT, VARIANT_PARAM
 from terry.store import Store
 from terry.store.models import ProposalRow, utcnow
@@ -92,12 +93,16 @@ def fold_key(finding: Finding, placement: Placement = _no_tenants) -> FoldKey | 
 
 
 def _prose(fix: Fix) -> frozenset[str]:
-    """Parameters taken from an alert's annotations (its summary, its description): words
-    for people, different on every host, that do not change what the remedy does."""
+    """Parameters that are words for people, different on every host, that do not change
+    what the remedy does: free text (``type: string``) taken from an alert's annotations
+    (its summary, its description). A path, a number, a name or a choice taken from an
+    annotation is what the fix acts on: hosts fold only when it is the same."""
     return frozenset(
         p.name
         for p in fix.diagnosis.remedy.params
-        if p.source is not None and p.source.startswith("annotation:")
+        if p.source is not None
+        and p.source.startswith("annotation:")
+        and p.type is ParamType.STRING
     )
 
 

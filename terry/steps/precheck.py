@@ -32,7 +32,8 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
+from sqlalchemy.orm import Session
 
 from terry.appliers.base import Job, RunKind
 from terry.appliers.registry import Appliers
@@ -41,10 +42,11 @@ from terry.diagnosis.finding import Finding, Fix, NoFix
 from terry.diagnosis.rules import Diagnosis
 from terry.errors import RunnerError, StateError
 from terry.incidents import lifecycle as incidents
+from terry.proposals.hosts import HostState
 from terry.proposals.plan import Plan
 from terry.proposals.state import ProposalState, get, transition
 from terry.review.base import Ungated, ungated_on_main
-from terry.store.models import IncidentRow, ProposalRow
+from terry.store.models import IncidentRow, ProposalHostRow, ProposalRow
 from terry.verify.judge import Outcome, Verification, combine, judge_run, query_prometheus
 
 __all__ = ["HEALED", "RECHECK", "MainNotGated", "Precheck"]
@@ -200,8 +202,11 @@ class Precheck:
             incident = session.get(IncidentRow, row.incident_id)
             assert incident is not None
             source, title = incident.source, incident.title
-            resolved_at: datetime | None = incident.resolved_at
-            still_open = incident.state == str(incidents.IncidentState.OPEN)
+            # a storm's problem holds while any host's incident is open
+            carried = _carried(session, proposal_id, row.incident_id)
+            resolved = [i.resolved_at for i in carried if i.resolved_at is not None]
+            resolved_at: datetime | None = max(resolved) if resolved else None
+            still_open = any(i.state == str(incidents.IncidentState.OPEN) for i in carried)
             remedy, hosts, params = row.remedy, tuple(row.hosts), dict(row.params)
             job = Job(
                 proposal_id=proposal_id,
@@ -226,7 +231,12 @@ class Precheck:
             return None
         if not still_open:
             when = resolved_at.isoformat(timespec="seconds") if resolved_at else "earlier"
-            return Verification(Outcome.VERIFIED, (f"{source} {title!r} resolved at {when}",))
+            said = (
+                f"{source} {title!r} resolved at {when}"
+                if len(carried) == 1
+                else f"all {len(carried)} {source}s resolved, the last at {when}"
+            )
+            return Verification(Outcome.VERIFIED, (said,))
         if source != "alert":
             return None
         checks: list[Verification] = []
@@ -280,12 +290,37 @@ class Precheck:
         )
         with self.ctx.store.session() as session:
             incident_id = get(session, proposal_id).incident_id
-        incidents.resolve(
-            self.ctx.store,
-            incident_id,
-            f"resolved by itself before its fix was applied (proposal {proposal_id}): {evidence}",
-        )
+            carried = [i.id for i in _carried(session, proposal_id, incident_id)]
+        for each in carried:  # a storm's: every host's incident
+            incidents.resolve(
+                self.ctx.store,
+                each,
+                f"resolved by itself before its fix was applied (proposal {proposal_id}): "
+                f"{evidence}",
+            )
         self.ctx.reporter.step(
             proposal_id, f"not applied: the problem no longer holds ({evidence})"
         )
         return ProposalState.REJECTED
+
+
+def _carried(session: Session, proposal_id: int, incident_id: int) -> list[IncidentRow]:
+    """The incidents a proposal carries: its own, each host's (a storm's), and those riding
+    on its hosts (``incidents.folded_into``); a host queued for its next wave is not."""
+    hosts = select(ProposalHostRow.incident_id).where(
+        ProposalHostRow.proposal_id == proposal_id,
+        ProposalHostRow.state.not_in([HostState.QUEUED.value, HostState.MOVED.value]),
+    )
+    return list(
+        session.scalars(
+            select(IncidentRow)
+            .where(
+                or_(
+                    IncidentRow.id == incident_id,
+                    IncidentRow.id.in_(hosts),
+                    IncidentRow.folded_into == proposal_id,
+                )
+            )
+            .order_by(IncidentRow.id)
+        )
+    )

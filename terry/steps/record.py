@@ -21,6 +21,7 @@ from terry.appliers.base import Applier, Job, RunKind, RunnerEvent, RunResult
 from terry.context import Context
 from terry.errors import MergeConflict, RunGoesOn, RunnerError
 from terry.incidents import lifecycle as incidents
+from terry.proposals.hosts import hosts_of
 from terry.proposals.state import ProposalState, get, transition
 from terry.store import Store
 from terry.store.audit import audit
@@ -130,13 +131,64 @@ class Record:
             self.failed(proposal_id, reason)
 
     def attention(self, proposal_id: int, reason: str, *, quiet: bool = False) -> None:
-        """The proposal's incident needs a person, for this reason (also said as progress,
-        unless ``quiet``)."""
+        """The proposal's incidents need a person, for this reason (also said as progress,
+        unless ``quiet``): its own, and, of a storm's, every other one it carries whose
+        host's fix is not verified (a denied or rolled-back storm leaves each waiting)."""
         with self.ctx.store.session() as session:
             incident_id = get(session, proposal_id).incident_id
-        incidents.set_attention(self.ctx.store, incident_id, reason)
+        for each in dict.fromkeys([incident_id, *self.carried(proposal_id, unfixed=True)]):
+            incidents.set_attention(self.ctx.store, each, reason)
         if not quiet:
             self.ctx.reporter.step(proposal_id, reason)
+
+    def carried(
+        self, proposal_id: int, hosts: Sequence[str] | None = None, *, unfixed: bool = False
+    ) -> list[int]:
+        """The incidents the proposal carries (``hosts``: on those hosts only): each host's
+        own (``proposal_hosts``, the first one's is the proposal's) and those riding on its
+        hosts (``riders``); ``unfixed``: only those not marked fixed."""
+        with self.ctx.store.session() as session:
+            row = get(session, proposal_id)
+            every = list(row.hosts) if hosts is None else list(hosts)
+            own = (
+                [row.incident_id] if hosts is None or (row.hosts and row.hosts[0] in hosts) else []
+            )
+        ids = [
+            *own,
+            *(h.incident_id for h in hosts_of(self.ctx.store, proposal_id) if h.host in every),
+            *self.riders(proposal_id, every),
+        ]
+        found = [i for i in dict.fromkeys(ids) if i is not None]
+        if not unfixed or not found:
+            return found
+        with self.ctx.store.session() as session:
+            fixed = set(
+                session.scalars(
+                    select(IncidentRow.id).where(
+                        IncidentRow.id.in_(found), IncidentRow.fixed_at.is_not(None)
+                    )
+                )
+            )
+        return [i for i in found if i not in fixed]
+
+    def undone(self, proposal_id: int, hosts: Sequence[str], reason: str) -> None:
+        """The fix was undone on these hosts (a rollback asked for after it verified): their
+        incidents are no longer fixed."""
+        with self.ctx.store.session() as session:
+            for incident_id in self.carried(proposal_id, hosts):
+                incident = session.get(IncidentRow, incident_id)
+                if incident is None or incident.fixed_at is None:
+                    continue
+                incident.fixed_at = None
+                audit(
+                    session,
+                    entity="incident",
+                    entity_id=incident.id,
+                    actor="terry",
+                    from_state=incident.state,
+                    to_state=incident.state,
+                    reason=f"fix undone on its host (proposal {proposal_id}): {reason}"[:2000],
+                )
 
     # -- what needs a person, and what they do next -------------------------------------------
     def denied(self, proposal_id: int, reasons: Sequence[str]) -> None:

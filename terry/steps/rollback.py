@@ -17,6 +17,7 @@ from terry.appliers.base import RunKind
 from terry.appliers.registry import Appliers
 from terry.context import Context
 from terry.errors import RunGoesOn, RunnerError, StateError
+from terry.proposals.hosts import HostState, hosts_of, set_hosts
 from terry.proposals.plan import MANUAL, Plan
 from terry.proposals.state import ProposalState, get, transition
 from terry.steps.record import Record, keep_interrupted
@@ -39,6 +40,15 @@ ROLLBACK_FROM = (
     ProposalState.INTERRUPTED,
 )
 
+# Hosts whose state says the fix is not there to undo.
+_UNTOUCHED = (
+    HostState.HELD,
+    HostState.QUEUED,
+    HostState.MOVED,
+    HostState.NOT_APPLIED,
+    HostState.ROLLED_BACK,
+)
+
 
 @dataclass(frozen=True)
 class Rollback:
@@ -55,15 +65,37 @@ class Rollback:
         if plan.rollback == MANUAL:
             self.record.rollback_manual(proposal_id, reason, plan.rollback_note)
             return
-        self.ctx.reporter.step(proposal_id, f"rolling back ({reason})")
+        hosts, every = self._touched(proposal_id)
+        if not hosts:
+            transition(
+                self.ctx.store,
+                proposal_id,
+                ProposalState.ROLLED_BACK,
+                actor=actor,
+                reason=f"rolled back: {reason}: nothing left to undo (each host was held, not "
+                "applied, or rolled back already)",
+                allowed_from=ROLLBACK_FROM,
+            )
+            return
+        self.ctx.reporter.step(proposal_id, f"rolling back {', '.join(hosts)} ({reason})")
         try:
             result = self.record.run(
-                self.appliers.get(applier), RunKind.ROLLBACK, proposal_id, merge_sha
+                self.appliers.get(applier),
+                RunKind.ROLLBACK,
+                proposal_id,
+                merge_sha,
+                hosts=None if hosts == every else hosts,
             )
         except RunnerError as exc:
             self.record.rollback_not_started(proposal_id, reason, str(exc))
             return
         if result.ok:
+            set_hosts(
+                self.ctx.store,
+                proposal_id,
+                dict.fromkeys(hosts, (HostState.ROLLED_BACK, f"rolled back ({reason})")),
+            )
+            self.record.undone(proposal_id, hosts, reason)
             transition(
                 self.ctx.store,
                 proposal_id,
@@ -75,7 +107,21 @@ class Rollback:
             self.record.rolled_back(proposal_id, reason)
         else:
             why = "; ".join(result.failure_messages()[:5]) or f"ended {result.status.value}"
+            set_hosts(
+                self.ctx.store,
+                proposal_id,
+                dict.fromkeys(hosts, (HostState.ROLLBACK_FAILED, f"the rollback failed: {why}")),
+            )
             self.record.rollback_failed(proposal_id, reason, why)
+
+    def _touched(self, proposal_id: int) -> tuple[tuple[str, ...], tuple[str, ...]]:
+        """(the hosts a rollback of the whole proposal undoes, all its hosts): those its fix
+        ran on or may have (not held, never applied, moved on, or rolled back already: a
+        storm's rollback never touches a host its apply left alone)."""
+        with self.ctx.store.session() as session:
+            every = tuple(get(session, proposal_id).hosts)
+        states = {h.host: h.state for h in hosts_of(self.ctx.store, proposal_id)}
+        return tuple(h for h in every if states.get(h) not in _UNTOUCHED), every
 
     def hosts(
         self, proposal_id: int, merge_sha: str, hosts: tuple[str, ...], *, reason: str

@@ -88,7 +88,7 @@ def _logs(cli: Cli, name: str) -> list[str]:
     return sorted(p.name for p in logs.iterdir())
 
 
-def _storm(cli: Cli, names: list[str], tag: str, **labels: str) -> list[dict[str, Any]]:
+def _storm(cli: Cli, names: list[str], tag: str, *args: str, **labels: str) -> list[dict[str, Any]]:
     body = payload(
         [
             alert(
@@ -97,7 +97,9 @@ def _storm(cli: Cli, names: list[str], tag: str, **labels: str) -> list[dict[str
             for n in names
         ]
     )
-    outcomes: list[dict[str, Any]] = cli.json("alert", "ingest", "-", input=body)["proposals"]
+    outcomes: list[dict[str, Any]] = cli.json("alert", "ingest", "-", *args, input=body)[
+        "proposals"
+    ]
     return outcomes
 
 
@@ -525,6 +527,20 @@ def test_one_host_failing_verify_hides_no_other_and_is_rolled_back_alone(fleet: 
         assert fixed == (host != bad), (host, incidents[row["incident_id"]])
     keep.unlink()
 
+    # a person rolls the whole proposal back: the hosts whose fix is there, not s-03 again
+    undone = fleet.as_("erin").json("proposals", "rollback", str(pid))
+    assert undone["state"] == "rolled_back", undone
+    detail = fleet.json("proposals", "show", str(pid))
+    rollbacks = [sorted(r["stats"]) for r in detail["runs"] if r["kind"] == "rollback"]
+    assert rollbacks == [[bad], sorted(set(names) - {bad})]
+    assert {h["host"]: h["state"] for h in detail["host_outcomes"]} == dict.fromkeys(
+        names, "rolled_back"
+    )
+    incidents = {i["id"]: i for i in fleet.json("incidents", "list", "--limit", "200")}
+    for row in hosts.values():  # no longer fixed: each waits for a person again
+        incident = incidents[row["incident_id"]]
+        assert incident["fixed_at"] is None and incident["attention"], incident
+
 
 def test_one_host_whose_fix_fails_hides_no_other(fleet: Cli) -> None:
     names = STAGING[4:8]  # the canary is s-05; the fix cannot write its manifest on s-07
@@ -577,7 +593,7 @@ def _store(url: str) -> Store:
     return store
 
 
-def _thresholded(hosts: list[str], tag: str, threshold: str) -> str:
+def _thresholded(hosts: list[str], tag: str, threshold: str, **fields: str) -> str:
     return payload(
         [
             alert(
@@ -586,6 +602,7 @@ def _thresholded(hosts: list[str], tag: str, threshold: str) -> str:
                 host=n,
                 mountpoint="/srv/data",
                 threshold=threshold,
+                **fields,  # type: ignore[arg-type]
             )
             for n in hosts
         ]
@@ -631,7 +648,7 @@ def test_an_incident_arriving_during_the_dry_run_goes_in_the_same_proposal(fleet
     [pid] = {o.proposal_id for o in outcomes}
     [joined] = reporter.late
     assert joined.proposal_id == pid, joined
-    assert joined.note == f"joined proposal {pid}: {late} goes in it, before its decision"
+    assert joined.note.startswith(f"joined proposal {pid}: {late} goes in it, before its decision")
 
     assert [p["id"] for p in fleet.json("proposals", "list") if p["id"] > before] == [pid]
     shown = fleet.json("proposals", "show", str(pid))
@@ -691,6 +708,12 @@ def test_a_host_joining_a_storm_whose_dry_run_failed_waits_for_its_next_wave(
     assert shown["summary"]["hosts"] == names  # not taken in
     assert [r["kind"] for r in shown["runs"]] == ["check"]
     assert shown["summary"]["state"] == "denied", shown["summary"]  # a failed dry run denies
+    # every host of the denied storm: not applied, and its incident waits for a person
+    hosts = {h["host"]: h for h in shown["host_outcomes"]}
+    assert {hosts[h]["state"] for h in names} == {"not_applied"}
+    for host in names:
+        story = fleet.json("incidents", "show", str(hosts[host]["incident_id"]))["incident"]
+        assert story["attention"].startswith(f"proposal {pid} denied"), story
     moved = {h["host"]: h for h in shown["host_outcomes"]}[late]
     assert moved["state"] == "moved", moved
     follow = int(moved["detail"].rsplit(" ", 1)[1])
@@ -739,3 +762,57 @@ def test_a_host_that_cannot_be_taken_in_is_not_lost(fleet: Cli) -> None:
     assert wave["summary"]["state"] == "verified", wave["summary"]
     repo = Repo(fleet.repo)  # what was committed on the branch is not merged: unchecked
     assert repo.read_text(repo.head(), "NOTE.txt") is None
+
+
+def _resolve(cli: Cli, names: list[str], tag: str, threshold: str) -> None:
+    """The storm's alerts for ``names`` resolve (someone cleaned those disks)."""
+    body = _thresholded(names, tag, threshold, status="resolved", ends="2026-11-24T10:05:00Z")
+    assert cli("alert", "ingest", "-", input=body).exit_code == 0
+
+
+def test_one_host_healing_before_the_apply_withdraws_no_other_hosts_fix(fleet: Cli) -> None:
+    """A storm merged, not applied yet: the first host's alert resolves. The others' problem
+    still holds, so the fix goes ahead on the proposal; only when every host's alert has
+    resolved is the whole proposal withdrawn, every incident closed as healed by itself and
+    every host said not applied."""
+    names = STAGING[10:13]  # one tenant's (an earlier test put two on main)
+    _fill(fleet, names)
+    outcomes = _storm(fleet, names, "heal-one", "--no-apply", threshold="64")
+    assert {o["state"] for o in outcomes} == {"merged"}, outcomes
+    [pid] = {o["proposal_id"] for o in outcomes}
+    _resolve(fleet, names[:1], "heal-one", "64")
+    applied = fleet.as_("erin").json("proposals", "apply", str(pid))
+    assert applied["state"] == "verified", applied
+    for host in names[1:]:
+        assert not [n for n in _logs(fleet, host) if not n.endswith(".gz")]
+    incidents = {i["id"]: i for i in fleet.json("incidents", "list", "--limit", "300")}
+    for outcome in outcomes[1:]:
+        assert incidents[outcome["incident_id"]]["fixed_at"] is not None
+
+    both = STAGING[13:15]
+    _fill(fleet, both)
+    before = {h: _logs(fleet, h) for h in both}
+    body = _thresholded(both, "heal-all", "63")
+    said = fleet("alert", "ingest", "-", "--no-apply", input=body)  # as a person reads it
+    assert said.exit_code == 0, said.stderr
+    pid = max(p["id"] for p in fleet.json("proposals", "list"))
+    # the second incident says where its host went, not only the proposal's state
+    assert f"proposal {pid} is merged (decision: merge)\n    folded into proposal {pid}" in (
+        said.stdout
+    ), said.stdout
+    outcomes = [
+        {"incident_id": h["incident_id"]}
+        for h in fleet.json("proposals", "show", str(pid))["host_outcomes"]
+    ]
+    _resolve(fleet, both, "heal-all", "63")
+    withdrawn = fleet.as_("erin")("proposals", "apply", str(pid), "--output", "json")
+    assert withdrawn.exit_code == 1, withdrawn.stdout + withdrawn.stderr
+    shown = fleet.json("proposals", "show", str(pid))
+    assert shown["summary"]["state"] == "rejected"
+    assert shown["outcome"].startswith("withdrawn: healed before apply: all 2 alerts resolved")
+    assert {h["host"]: h["state"] for h in shown["host_outcomes"]} == dict.fromkeys(
+        both, "not_applied"
+    )
+    assert {h: _logs(fleet, h) for h in both} == before  # nothing ran on them
+    incidents = {i["id"]: i for i in fleet.json("incidents", "list", "--limit", "300")}
+    assert {incidents[o["incident_id"]]["state"] for o in outcomes} == {"resolved"}
