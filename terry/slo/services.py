@@ -217,12 +217,13 @@ def urgency(view: dict[str, Any] | None, hosts: Iterable[Host]) -> int:
     fixes that protect a budget in this order)."""
     most = 0
     for budget in _mine(view, hosts).values():
-        exhausted = budget.get("state") == BudgetState.EXHAUSTED.value
-        burning = bool(budget.get("burning"))
-        low = budget.get("state") == BudgetState.LOW.value
-        most = max(
-            most, 4 if exhausted and burning else 3 if exhausted else 2 if burning else int(low)
-        )
+        state, burning = budget.get("state"), bool(budget.get("burning"))
+        if state == BudgetState.EXHAUSTED.value:
+            most = max(most, 4 if burning else 3)
+        elif burning:
+            most = max(most, 2)
+        elif state == BudgetState.LOW.value:
+            most = max(most, 1)
     return most
 
 

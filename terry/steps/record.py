@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any
 
 from sqlalchemy import select
+from sqlalchemy.orm import Session
 
 from terry.appliers.base import Applier, Job, RunKind, RunnerEvent, RunResult
 from terry.context import Context
@@ -177,18 +178,13 @@ class Record:
         with self.ctx.store.session() as session:
             for incident_id in self.carried(proposal_id, hosts):
                 incident = session.get(IncidentRow, incident_id)
-                if incident is None or incident.fixed_at is None:
-                    continue
-                incident.fixed_at = None
-                audit(
-                    session,
-                    entity="incident",
-                    entity_id=incident.id,
-                    actor="terry",
-                    from_state=incident.state,
-                    to_state=incident.state,
-                    reason=f"fix undone on its host (proposal {proposal_id}): {reason}"[:2000],
-                )
+                if incident is not None and incident.fixed_at is not None:
+                    _mark(
+                        session,
+                        incident,
+                        fixed=False,
+                        reason=f"fix undone on its host (proposal {proposal_id}): {reason}",
+                    )
 
     # -- what needs a person, and what they do next -------------------------------------------
     def denied(self, proposal_id: int, reasons: Sequence[str]) -> None:
@@ -345,16 +341,8 @@ class Record:
             row = get(session, proposal_id)
             incident = session.get(IncidentRow, row.incident_id)
             if incident is not None:
-                incident.fixed_at = utcnow()
-                incident.attention = None
-                audit(
-                    session,
-                    entity="incident",
-                    entity_id=incident.id,
-                    actor="terry",
-                    from_state=incident.state,
-                    to_state=incident.state,
-                    reason=f"fix verified (proposal {proposal_id})",
+                _mark(
+                    session, incident, fixed=True, reason=f"fix verified (proposal {proposal_id})"
                 )
             hosts = list(row.hosts)
         # incidents that rode on its hosts (a storm's second incident on one host)
@@ -380,19 +368,13 @@ class Record:
         with self.ctx.store.session() as session:
             for incident_id in dict.fromkeys(incident_ids):
                 incident = session.get(IncidentRow, incident_id)
-                if incident is None:
-                    continue
-                incident.fixed_at = utcnow()
-                incident.attention = None
-                audit(
-                    session,
-                    entity="incident",
-                    entity_id=incident.id,
-                    actor="terry",
-                    from_state=incident.state,
-                    to_state=incident.state,
-                    reason=f"fix verified on its host (proposal {proposal_id})",
-                )
+                if incident is not None:
+                    _mark(
+                        session,
+                        incident,
+                        fixed=True,
+                        reason=f"fix verified on its host (proposal {proposal_id})",
+                    )
 
     def state(self, proposal_id: int) -> ProposalState:
         with self.ctx.store.session() as session:
@@ -456,3 +438,19 @@ def _first(check: dict[str, Any], hosts: Sequence[str]) -> str:
         if any(text.startswith(f"{h}:") for h in hosts):
             return _clip(text, 300)
     return ""
+
+
+def _mark(session: Session, incident: IncidentRow, *, fixed: bool, reason: str) -> None:
+    """The incident's fix verified (fixed, no longer needing a person) or undone, audited."""
+    incident.fixed_at = utcnow() if fixed else None
+    if fixed:
+        incident.attention = None
+    audit(
+        session,
+        entity="incident",
+        entity_id=incident.id,
+        actor="terry",
+        from_state=incident.state,
+        to_state=incident.state,
+        reason=reason[:2000],
+    )
