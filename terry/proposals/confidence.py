@@ -3,9 +3,10 @@
 Four things, each worth a fixed share, added up (``Confidence.parts``, stored with the
 value; the value alone is given to the gate, and the shares below are how to read it):
 
-- **the remedy's record** (up to 45): its success rate across earlier proposals, scaled by
-  how many there were (full weight from ``PROVEN_RUNS`` runs on); a remedy never run yet
-  gets 15, neither trusted nor distrusted;
+- **the remedy's record** (up to 45): a remedy never run yet gets 15, neither trusted nor
+  distrusted; its success rate across earlier proposals (45 at 100%, 0 at none) moves it
+  from there, in full from ``PROVEN_RUNS`` runs on and in part before (one run of five:
+  a fifth of the way), so a first success raises it and a first failure lowers it;
 - **the dry run** (up to 30): passed with every estimate enough (30); passed with an
   estimate that falls short (10); failed or not run yet (0);
 - **the diagnosis** (up to 25): the remedy catalogue (25); written by an AI, its own stated
@@ -24,6 +25,7 @@ from typing import Any
 __all__ = ["PROVEN_RUNS", "Confidence", "describe", "revised", "score"]
 
 PROVEN_RUNS = 5  # runs from which a remedy's record counts in full
+UNTRIED = 15  # the record's part for a remedy never run: neither trusted nor distrusted
 
 
 @dataclass(frozen=True)
@@ -45,9 +47,10 @@ def score(
     canary: str | None = None,  # "passed" | "failed" | None (no canary yet)
 ) -> Confidence:
     if runs <= 0 or success_rate is None:
-        record = 15
+        record = UNTRIED
     else:
-        record = round(45 * max(0.0, min(1.0, success_rate)) * min(1.0, runs / PROVEN_RUNS))
+        earned = 45 * max(0.0, min(1.0, success_rate))
+        record = round(UNTRIED + (earned - UNTRIED) * min(1.0, runs / PROVEN_RUNS))
     dry_run = 0
     if check and "ok" in check:
         estimates = check.get("estimates") or []

@@ -100,6 +100,20 @@ def test_confidence_weighs_record_dry_run_source_and_canary() -> None:
     )
 
 
+def test_a_first_run_moves_the_record_from_untried_the_way_it_went() -> None:
+    """A remedy never run scores 15 for its record; one verified run must not score less
+    (it used to: 9), one failed run must not score more; five runs count in full."""
+
+    def part(runs: int, rate: float | None) -> int:
+        return score(runs=runs, success_rate=rate, check=None, ai_authored=False).parts["record"]
+
+    assert part(0, None) == 15
+    assert part(1, 1.0) == 21 and part(1, 0.0) == 12
+    ones = [part(n, 1.0) for n in range(1, 7)]
+    assert ones == sorted(ones) and ones[-2:] == [45, 45]  # up with every success, then full
+    assert part(5, 0.0) == 0 and part(5, 0.5) == 22
+
+
 def test_a_canary_revises_the_stored_parts_by_one_rule() -> None:
     """What the gate stored, revised after the canary: the same figures ``score`` gives with
     the outcome known, parts that add up, and words that say them."""
