@@ -26,7 +26,7 @@ from sqlalchemy import select
 from terry.demo import example
 from terry.store import Store
 from terry.store.models import AuditRow, ProposalRow
-from tests.conftest import POSTGRES, Cli, _postgres_database, alert, config_for, make_cli, payload
+from tests.conftest import Cli, alert, config_for, make_cli, payload
 from tests.fakes.anthropic import FakeAnthropic
 from tests.fakes.chat_platforms import FakeDiscord, SlackReceiver, discord_headers, slack_headers
 from tests.integration.test_server import Serve
@@ -158,14 +158,14 @@ def _ingest(cli: Cli, item: dict[str, Any]) -> dict[str, Any]:
     return outcome
 
 
-@pytest.fixture(scope="module", params=["sqlite", "postgresql"] if POSTGRES else ["sqlite"])
-def chat(
-    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
-) -> Iterator[Chat]:
+# SQLite only: these flows are the chat platforms's; the store's code they use runs on PostgreSQL in
+# the store's, server's and notifier's own tests (conftest's store_url), and running every
+# page on both doubled the CI time this module took (session 27).
+@pytest.fixture(scope="module")
+def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chat]:
     tmp = tmp_path_factory.mktemp("chat")
     repo = tmp / "ops"
-    store_url = f"sqlite:///{tmp / 'terry.db'}" if request.param == "sqlite" else None
-    store_url = store_url or _postgres_database()
+    store_url = f"sqlite:///{tmp / 'terry.db'}"
     from click.testing import CliRunner
 
     from terry.cli import main

@@ -38,6 +38,14 @@ CHANNEL = "C0TERRY01"
 
 
 @pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """SQLite only: the flows here are the server's and its clients'; the store's code runs
+    on PostgreSQL in the store's, server's and notifier's own tests (conftest's store_url),
+    and both stores doubled this module's CI time (session 27)."""
+    return f"sqlite:///{tmp_path / 'terry.db'}"
+
+
+@pytest.fixture
 def slack() -> Iterator[FakeSlackApi]:
     fake = FakeSlackApi(channels=(CHANNEL, "C0OTHER02"), member_of=(CHANNEL,))
     fake.start()

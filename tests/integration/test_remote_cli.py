@@ -41,6 +41,14 @@ pytestmark = pytest.mark.integration
 __all__ = ["matrix"]  # the permission matrix's fixture, used here
 
 
+@pytest.fixture
+def store_url(tmp_path: Path) -> str:
+    """SQLite only: the flows here are the server's and its clients'; the store's code runs
+    on PostgreSQL in the store's, server's and notifier's own tests (conftest's store_url),
+    and both stores doubled this module's CI time (session 27)."""
+    return f"sqlite:///{tmp_path / 'terry.db'}"
+
+
 @dataclass
 class Site:
     repo: Path
