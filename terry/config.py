@@ -6,9 +6,11 @@ The configuration is read once per command and passed in; nothing here is global
 from __future__ import annotations
 
 import os
+import re
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
@@ -418,6 +420,7 @@ class AWXConfig(_Model):
     update_project: bool = True
     # How long a job (or project update) may take before Terry cancels it.
     timeout: float = Field(default=900.0, gt=0)
+
     # How long a canceled job may take to show that it ended; one that does not keeps its
     # hosts held for recovery ('terry serve' looks again), never freed while it may run.
     cancel_wait: float = Field(default=120.0, gt=0)
@@ -427,6 +430,29 @@ class AWXConfig(_Model):
     # Per HTTP request; 5xx and connection errors are retried this many times with backoff.
     request_timeout: float = Field(default=15.0, gt=0)
     retries: int = Field(default=3, ge=0)
+
+    @field_validator("url")
+    @classmethod
+    def _http(cls, value: str | None) -> str | None:
+        """Checked when terry.yml is read, not first at a fix's dry run."""
+        if value is not None:
+            parts = urlsplit(value.strip())
+            if parts.scheme not in ("http", "https") or not parts.hostname:
+                raise ValueError(
+                    f"must be an http(s) URL with a host (https://awx.example.com), not "
+                    f"{value[:100]!r}"
+                )
+        return value
+
+    @field_validator("job_template")
+    @classmethod
+    def _one_placeholder(cls, value: str) -> str:
+        """``{remedy}`` is the one placeholder filled in: another (a typo) would be sent to
+        AWX as written."""
+        others = sorted(set(re.findall(r"\{([^{}]*)\}", value)) - {"remedy"})
+        if others:
+            raise ValueError(f"only {{remedy}} is filled in, not {{{others[0]}}}")
+        return value
 
 
 # A GitHub label name: at most 50 characters; a comma would split it in label filters.

@@ -29,7 +29,10 @@ def command() -> None:
 @click.option(
     "--environment",
     "-e",
-    help="Only proposals judged in this environment (default: every one but production).",
+    help=(
+        "Only proposals judged in this environment (default: where the remedy tries its "
+        "variants, try_variants_in; every one but production when it names none)."
+    ),
 )
 @click.option(
     "--min-runs",

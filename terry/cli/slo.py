@@ -119,7 +119,10 @@ def _figure(value: float | None, fmt: str) -> str:
 @click.option(
     "--period",
     metavar="DURATION",
-    help="Judge every SLO over this span (e.g. 7d) instead of its own (default: 30d).",
+    help=(
+        "Judge every SLO over this span (e.g. 7d) instead of its own period (its spec's; "
+        "30d when it names none)."
+    ),
 )
 @output_option
 @click.pass_context

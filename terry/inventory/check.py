@@ -88,6 +88,13 @@ def required_variables(tree: Path, config: Config) -> dict[str, list[str]]:
     return required
 
 
+# A host whose applier has no server to go to: every fix of it would fail at the dry run.
+_NO_URL = (
+    "terry_applier {name}, but {name}.url is not set (terry.yml, or TERRY_{upper}_URL): "
+    "every fix of this host would fail"
+)
+
+
 def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
     rules = config.inventory_rules
     allowed = set(rules.environments)
@@ -154,7 +161,13 @@ def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
             for var in ("terry_argocd_app", "terry_manifest"):
                 if var not in host.var_names:
                     problems.append(Problem(name, "argocd", f"Argo CD target without {var}"))
+            if not config.argocd.url:
+                problems.append(
+                    Problem(name, "argocd", _NO_URL.format(name="argocd", upper="ARGOCD"))
+                )
             continue
+        if host.applier == "awx" and not config.awx.url:
+            problems.append(Problem(name, "awx", _NO_URL.format(name="awx", upper="AWX")))
         if host.applier not in _TARGET_APPLIERS:
             known = " or ".join(_TARGET_APPLIERS)
             problems.append(Problem(name, "applier", f"terry_applier {host.applier!r}: {known}"))

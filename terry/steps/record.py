@@ -252,11 +252,18 @@ class Record:
         """The dry run could not start at all (ansible missing, an unreadable inventory),
         or ``how`` else it ended without an outcome (a remote run not seen to end)."""
         p = self._kept(proposal_id)
+        # a setting (awx.url, argocd.url...) is fixed in terry.yml, not in the inventory
+        setting = "terry.yml" in error or re.match(r"^(awx|argocd|prometheus)\.", error)
+        fix = (
+            "fix the setting it names in terry.yml (`terry inventory validate` checks the "
+            "hosts against it)"
+            if setting
+            else "fix what stopped it (`terry inventory validate` checks the inventory)"
+        )
         self.attention(
             proposal_id,
             f"proposal {p.id}: its dry run {how} ({_clip(error)}); nothing was "
-            f"applied. Next: fix what stopped it (`terry inventory validate` checks the "
-            f"inventory), then see {p.show}; {p.again}",
+            f"applied. Next: {fix}, then see {p.show}; {p.again}",
         )
 
     def failed(self, proposal_id: int, reason: str) -> None:

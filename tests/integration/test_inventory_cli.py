@@ -33,6 +33,11 @@ def _broken_inventory(repo: Path) -> None:
                             "terry_labels": {"role": "cache", "owner": "bob"},
                         },
                         "app": {"terry_environment": "test", "terry_applier": "argocd"},
+                        "jobs": {
+                            "terry_environment": "test",
+                            "terry_root": "/x",
+                            "terry_applier": "awx",
+                        },
                     }
                 },
             }
@@ -62,7 +67,15 @@ def test_validate_lists_every_problem_and_exits_1(gitops: Path) -> None:
     found = {(p["host"], p["rule"], p["message"]) for p in problems if p["rule"] != "connection"}
     # ... and its connection: every extra host Ansible reaches would run on this machine
     leaks = {p["host"]: p["message"] for p in problems if p["rule"] == "connection"}
-    assert set(leaks) == {"twice", "wrong-group", "nowhere", "odd-env", "rootless", "labelled"}
+    assert set(leaks) == {
+        "twice",
+        "wrong-group",
+        "nowhere",
+        "odd-env",
+        "rootless",
+        "labelled",
+        "jobs",
+    }
     for message in leaks.values():
         assert message.startswith("ansible_connection=local, ansible_python_interpreter=")
         assert message.endswith(
@@ -85,6 +98,19 @@ def test_validate_lists_every_problem_and_exits_1(gitops: Path) -> None:
         ("labelled", "labels", "label 'owner' is not allowed"),
         ("app", "argocd", "Argo CD target without terry_argocd_app"),
         ("app", "argocd", "Argo CD target without terry_manifest"),
+        # an applier with no server to go to: said here, not first at a fix's dry run
+        (
+            "app",
+            "argocd",
+            "terry_applier argocd, but argocd.url is not set (terry.yml, or TERRY_ARGOCD_URL): "
+            "every fix of this host would fail",
+        ),
+        (
+            "jobs",
+            "awx",
+            "terry_applier awx, but awx.url is not set (terry.yml, or TERRY_AWX_URL): every fix "
+            "of this host would fail",
+        ),
     }
 
 
@@ -193,3 +219,23 @@ def test_validate_catches_connection_variables_from_another_inventory(gitops: Pa
     Repo(gitops).commit_paths(["inventories/lab"], "lab: its own connection")
     fine = cli("inventory", "validate")
     assert fine.exit_code == 0 and "4 host(s): valid" in fine.stdout
+
+
+def test_awx_settings_that_cannot_work_are_refused_when_terry_yml_is_read(gitops: Path) -> None:
+    """A URL without a scheme, a job template naming a placeholder Terry does not fill: exit
+    3 naming the setting, not a failed proposal later."""
+    config = yaml.safe_load((gitops / "terry.yml").read_text())
+    for awx, said in (
+        ({"url": "awx.example.org"}, "awx.url: must be an http(s) URL with a host"),
+        (
+            {"url": "https://awx.example.org", "job_template": "terry-{nope}"},
+            "awx.job_template: only {remedy} is filled in, not {nope}",
+        ),
+    ):
+        (gitops / "terry.yml").write_text(yaml.safe_dump({**config, "awx": awx}))
+        result = make_cli(gitops)("proposals", "list")
+        assert result.exit_code == 3, result.output
+        assert said in " ".join(result.stderr.split()), result.stderr
+    fine = {"url": "https://awx.example.org", "job_template": "ops-{remedy}"}
+    (gitops / "terry.yml").write_text(yaml.safe_dump({**config, "awx": fine}))
+    assert make_cli(gitops)("proposals", "list").exit_code == 0

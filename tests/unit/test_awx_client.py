@@ -327,7 +327,7 @@ def test_an_answer_without_the_id_is_an_awx_error(awx: Scripted) -> None:
         (400, {"variables_needed_to_start": ["'region' value missing"]}, "variables_needed"),
         (400, {"__all__": ["Cannot start automatically, user input required!"]}, ": Cannot"),
         (400, {"extra_vars": ["Cannot parse as JSON or YAML."]}, "extra_vars: Cannot parse"),
-        (401, {"detail": "Authentication credentials were not provided."}, "token is missing"),
+        (401, {"detail": "Invalid token."}, "the token is wrong or expired"),
         (403, {"detail": "You do not have permission to perform this action."}, "permission"),
         (404, {"detail": "Not found."}, "Not found."),
         (409, {"error": "Resource is being used by running jobs.", "active_jobs": []}, "used"),
@@ -344,6 +344,20 @@ def test_awx_refusals_are_typed_errors_in_awx_words(
     assert said in str(caught.value) and f"{status} to POST" in str(caught.value)
     assert "__all__" not in str(caught.value) and TOKEN not in str(caught.value)
     assert len(awx.hits("POST /api/v2/job_templates/3/launch/")) == 1
+
+
+def test_a_401_to_a_request_without_a_token_names_the_variable_that_is_not_set(
+    awx: Scripted,
+) -> None:
+    awx.on(
+        "GET /api/v2/jobs/7/",
+        JSONResponse({"detail": "Authentication credentials were not provided."}, 401),
+    )
+    with pytest.raises(AWXError) as caught:
+        AWXClient(awx.base_url, None, token_env="OPS_AWX_TOKEN", retries=0).job(7)
+    assert "(no token was sent: OPS_AWX_TOKEN is not set)" in str(caught.value)
+    [hit] = awx.hits("GET /api/v2/jobs/7/")
+    assert hit["authorization"] == ""  # none was sent
 
 
 def test_an_error_that_echoes_the_token_never_shows_it(awx: Scripted) -> None:

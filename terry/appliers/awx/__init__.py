@@ -670,5 +670,6 @@ def build(ctx: Context, share: Share) -> AWXApplier:
         verify_tls=config.verify_tls,
         timeout=config.request_timeout,
         retries=config.retries,
+        token_env=config.token_env,
     )
     return AWXApplier(client, config, repo=ctx.repo, share=share, say=ctx.reporter.step)

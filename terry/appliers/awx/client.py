@@ -225,8 +225,10 @@ class AWXClient:
         timeout: float = 15.0,
         retries: int = 3,
         sleep: Callable[[float], None] = time.sleep,
+        token_env: str = "TERRY_AWX_TOKEN",
     ) -> None:
         headers = {"Accept": "application/json", "User-Agent": "terry"}
+        self._token_env = token_env  # named when a 401 came to a request that had no token
         if token:
             headers["Authorization"] = f"Bearer {token}"
         self._token = token or ""
@@ -292,7 +294,11 @@ class AWXClient:
         def refused(response: httpx.Response) -> str:
             said = f"AWX answered {response.status_code} to {shown}: {_message(response)}"
             if response.status_code == 401:
-                said += " (the token is missing, wrong or expired)"
+                said += (
+                    f" (no token was sent: {self._token_env} is not set)"
+                    if not self._token
+                    else " (the token is wrong or expired)"
+                )
             return self._problem(said)
 
         def not_json(response: httpx.Response) -> str | None:
