@@ -105,6 +105,12 @@ class PrometheusConfig(_Model):
         return self
 
 
+def is_http_url(text: str) -> bool:
+    """An http(s) URL with a host: what every server Terry talks to is given as."""
+    parts = urlsplit(text.strip())
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
 def prometheus_url(prom: str | PrometheusConfig | None) -> str | None:
     """The URL of a Prometheus given as its configuration or as a bare URL; None: none."""
     return prom.url if isinstance(prom, PrometheusConfig) else prom or None
@@ -435,13 +441,10 @@ class AWXConfig(_Model):
     @classmethod
     def _http(cls, value: str | None) -> str | None:
         """Checked when terry.yml is read, not first at a fix's dry run."""
-        if value is not None:
-            parts = urlsplit(value.strip())
-            if parts.scheme not in ("http", "https") or not parts.hostname:
-                raise ValueError(
-                    f"must be an http(s) URL with a host (https://awx.example.com), not "
-                    f"{value[:100]!r}"
-                )
+        if value is not None and not is_http_url(value):
+            raise ValueError(
+                f"must be an http(s) URL with a host (https://awx.example.com), not {value[:100]!r}"
+            )
         return value
 
     @field_validator("job_template")

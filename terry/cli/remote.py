@@ -34,6 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
+from terry.config import is_http_url
 from terry.errors import (
     InputError,
     NotFound,
@@ -89,9 +90,9 @@ def remote_for(ctx: click.Context) -> Remote | None:
     variable = meta.get(TOKEN_ENV_KEY) or DEFAULT_TOKEN_ENV
     if not re.fullmatch(r"[A-Z_][A-Z0-9_]*", variable):
         raise InputError(f"--token-env {variable[:40]!r} is not a variable's name (A-Z, 0-9, _)")
-    parts = urlsplit(server)
-    if parts.scheme not in ("http", "https") or not parts.hostname:
+    if not is_http_url(server):
         raise InputError(f"the server {_shown(server)!r} is not an http(s) URL")
+    parts = urlsplit(server)
     token = os.environ.get(variable, "").strip()
     if not token:
         raise InputError(

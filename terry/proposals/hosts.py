@@ -27,12 +27,13 @@ from sqlalchemy import select, update
 from sqlalchemy.exc import IntegrityError
 
 from terry.store import Store
-from terry.store.models import IncidentRow, ProposalHostRow, utcnow
+from terry.store.models import IncidentRow, ProposalHostRow, ProposalRow, utcnow
 
 __all__ = [
     "HostState",
     "ProposalHost",
     "add_hosts",
+    "carried",
     "hosts_of",
     "open_incidents",
     "queue_host",
@@ -239,3 +240,28 @@ def with_queued(store: Store) -> list[int]:
                 )
             )
         )
+
+
+def carried(store: Store, proposal_id: int, hosts: Collection[str] | None = None) -> list[int]:
+    """The incidents a proposal carries, oldest first (``hosts``: on those of its hosts
+    only): its own (its first host's), each host's (``proposal_hosts``; a host queued for
+    its next wave, or moved on, is not its own yet), and those riding on its hosts (a
+    storm's second incident on one host, ``incidents.folded_into``)."""
+    with store.session() as session:
+        row = session.get(ProposalRow, proposal_id)
+        if row is None:
+            return []
+        on = list(row.hosts) if hosts is None else [h for h in row.hosts if h in hosts]
+        own = [row.incident_id] if row.hosts and row.hosts[0] in on else []
+        each = session.scalars(
+            select(ProposalHostRow.incident_id).where(
+                ProposalHostRow.proposal_id == proposal_id, ProposalHostRow.host.in_(on)
+            )
+        )
+        riders = session.scalars(
+            select(IncidentRow.id).where(
+                IncidentRow.folded_into == proposal_id, IncidentRow.host.in_(on)
+            )
+        )
+        found = {*own, *(i for i in each if i is not None), *riders}
+    return sorted(found)

@@ -32,7 +32,7 @@ import time
 from dataclasses import dataclass, replace
 from datetime import datetime
 
-from sqlalchemy import or_, select
+from sqlalchemy import select
 from sqlalchemy.orm import Session
 
 from terry.appliers.base import Job, RunKind
@@ -42,11 +42,11 @@ from terry.diagnosis.finding import Finding, Fix, NoFix
 from terry.diagnosis.rules import Diagnosis
 from terry.errors import RunnerError, StateError
 from terry.incidents import lifecycle as incidents
-from terry.proposals.hosts import HostState
+from terry.proposals.hosts import carried as carried_by
 from terry.proposals.plan import Plan
 from terry.proposals.state import ProposalState, get, transition
 from terry.review.base import Ungated, ungated_on_main
-from terry.store.models import IncidentRow, ProposalHostRow, ProposalRow
+from terry.store.models import IncidentRow, ProposalRow
 from terry.verify.judge import Outcome, Verification, combine, judge_run, query_prometheus
 
 __all__ = ["HEALED", "RECHECK", "MainNotGated", "Precheck"]
@@ -195,6 +195,7 @@ class Precheck:
         """Evidence that the proposal's problem no longer holds, or None: it still does, it
         cannot be told, or this is no first apply of a fix a re-check applies to."""
         ctx = self.ctx
+        ids = carried_by(ctx.store, proposal_id)
         with ctx.store.session() as session:
             row = get(session, proposal_id)
             state, applier = ProposalState(row.state), row.applier
@@ -203,7 +204,7 @@ class Precheck:
             assert incident is not None
             source, title = incident.source, incident.title
             # a storm's problem holds while any host's incident is open
-            carried = _carried(session, proposal_id, row.incident_id)
+            carried = _incidents(session, ids)
             resolved = [i.resolved_at for i in carried if i.resolved_at is not None]
             resolved_at: datetime | None = max(resolved) if resolved else None
             still_open = any(i.state == str(incidents.IncidentState.OPEN) for i in carried)
@@ -288,10 +289,7 @@ class Precheck:
             allowed_from=(ProposalState.MERGED,),
             changes={"outcome": f"{HEALED}: {evidence}"},
         )
-        with self.ctx.store.session() as session:
-            incident_id = get(session, proposal_id).incident_id
-            carried = [i.id for i in _carried(session, proposal_id, incident_id)]
-        for each in carried:  # a storm's: every host's incident
+        for each in carried_by(self.ctx.store, proposal_id):  # a storm's: every host's incident
             incidents.resolve(
                 self.ctx.store,
                 each,
@@ -304,23 +302,7 @@ class Precheck:
         return ProposalState.REJECTED
 
 
-def _carried(session: Session, proposal_id: int, incident_id: int) -> list[IncidentRow]:
-    """The incidents a proposal carries: its own, each host's (a storm's), and those riding
-    on its hosts (``incidents.folded_into``); a host queued for its next wave is not."""
-    hosts = select(ProposalHostRow.incident_id).where(
-        ProposalHostRow.proposal_id == proposal_id,
-        ProposalHostRow.state.not_in([HostState.QUEUED.value, HostState.MOVED.value]),
-    )
-    return list(
-        session.scalars(
-            select(IncidentRow)
-            .where(
-                or_(
-                    IncidentRow.id == incident_id,
-                    IncidentRow.id.in_(hosts),
-                    IncidentRow.folded_into == proposal_id,
-                )
-            )
-            .order_by(IncidentRow.id)
-        )
-    )
+def _incidents(session: Session, ids: list[int]) -> list[IncidentRow]:
+    """The incidents of these ids (a proposal's, ``hosts.carried``: a storm's problem holds
+    while any is open)."""
+    return list(session.scalars(select(IncidentRow).where(IncidentRow.id.in_(ids))))

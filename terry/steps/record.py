@@ -22,7 +22,7 @@ from terry.appliers.base import Applier, Job, RunKind, RunnerEvent, RunResult
 from terry.context import Context
 from terry.errors import MergeConflict, RunGoesOn, RunnerError
 from terry.incidents import lifecycle as incidents
-from terry.proposals.hosts import hosts_of
+from terry.proposals.hosts import carried
 from terry.proposals.state import ProposalState, get, transition
 from terry.store import Store
 from terry.store.audit import audit
@@ -145,21 +145,9 @@ class Record:
     def carried(
         self, proposal_id: int, hosts: Sequence[str] | None = None, *, unfixed: bool = False
     ) -> list[int]:
-        """The incidents the proposal carries (``hosts``: on those hosts only): each host's
-        own (``proposal_hosts``, the first one's is the proposal's) and those riding on its
-        hosts (``riders``); ``unfixed``: only those not marked fixed."""
-        with self.ctx.store.session() as session:
-            row = get(session, proposal_id)
-            every = list(row.hosts) if hosts is None else list(hosts)
-            own = (
-                [row.incident_id] if hosts is None or (row.hosts and row.hosts[0] in hosts) else []
-            )
-        ids = [
-            *own,
-            *(h.incident_id for h in hosts_of(self.ctx.store, proposal_id) if h.host in every),
-            *self.riders(proposal_id, every),
-        ]
-        found = [i for i in dict.fromkeys(ids) if i is not None]
+        """The incidents the proposal carries (``hosts.carried``; ``hosts``: on those hosts
+        only); ``unfixed``: only those not marked fixed."""
+        found = carried(self.ctx.store, proposal_id, hosts)
         if not unfixed or not found:
             return found
         with self.ctx.store.session() as session:
@@ -175,8 +163,9 @@ class Record:
     def undone(self, proposal_id: int, hosts: Sequence[str], reason: str) -> None:
         """The fix was undone on these hosts (a rollback asked for after it verified): their
         incidents are no longer fixed."""
+        ids = self.carried(proposal_id, hosts)
         with self.ctx.store.session() as session:
-            for incident_id in self.carried(proposal_id, hosts):
+            for incident_id in ids:
                 incident = session.get(IncidentRow, incident_id)
                 if incident is not None and incident.fixed_at is not None:
                     _mark(

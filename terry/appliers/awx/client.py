@@ -60,6 +60,7 @@ import httpx
 import yaml
 
 from terry.appliers.rest import request_with_retries
+from terry.config import is_http_url
 from terry.errors import RunnerError
 
 __all__ = [
@@ -233,7 +234,7 @@ class AWXClient:
             headers["Authorization"] = f"Bearer {token}"
         self._token = token or ""
         parts = urlsplit(url.strip().rstrip("/"))
-        if parts.scheme not in ("http", "https") or not parts.hostname:
+        if not is_http_url(url):
             raise AWXError(f"awx.url must be an http(s) URL, not {parts.path[:100]!r}")
         host = parts.hostname
         netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
