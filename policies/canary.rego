@@ -39,7 +39,11 @@ canary_confidence_min := object.get(settings, "canary_confidence_min", 80)
 
 canary_success_percent_min := object.get(settings, "canary_success_percent_min", 90)
 
-canary_straight_environments := object.get(settings, "canary_straight_environments", ["development", "staging", "test"])
+# Names in any case, as Terry reads the inventory's (input environments are lower case).
+canary_straight_environments := {lower(trim_space(name)) |
+	some name in object.get(settings, "canary_straight_environments", ["development", "staging", "test"])
+	is_string(name)
+}
 
 # The canary wave (the first of several), when the plan has one.
 canary_first := [wave | some wave in canary_waves; wave.canary == true][0]

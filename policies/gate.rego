@@ -212,7 +212,13 @@ inventory_edit if input.remedy == "inventory-edit"
 #   one verified. A failure drops it back to review at once, before any data changes.
 here := object.get(input.history, "in_environment", {"runs": 0, "verified": 0, "last_outcome": null})
 
-listed if input.environment in object.get(settings.auto_merge, input.remedy, [])
+# data.json may name an environment in any case: Terry reads the inventory's names in lower
+# case (terry.environments), and so does this.
+listed if {
+	some name in object.get(settings.auto_merge, input.remedy, [])
+	is_string(name)
+	lower(trim_space(name)) == input.environment
+}
 
 record_holds if {
 	here.runs >= settings.proven_min_runs

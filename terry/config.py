@@ -14,6 +14,7 @@ from urllib.parse import urlsplit
 
 import yaml
 from pydantic import (
+    AfterValidator,
     BaseModel,
     BeforeValidator,
     ConfigDict,
@@ -27,6 +28,7 @@ from pydantic import (
 from terry import yaml_unique
 from terry.ai.modules import DEFAULT_ALLOWED_MODULES, DEFAULT_ALLOWED_PATHS, check_allowed_modules
 from terry.durations import format_duration, parse_duration
+from terry.environments import environment_names
 from terry.errors import ConfigError
 from terry.promql import promql_problem
 
@@ -116,6 +118,8 @@ def prometheus_url(prom: str | PrometheusConfig | None) -> str | None:
     return prom.url if isinstance(prom, PrometheusConfig) else prom or None
 
 
+# Environment names, read as the inventory's are (terry.environments): any case, each once.
+_Environments = Annotated[list[str], AfterValidator(environment_names)]
 # A span written "90s", "10m", "6h", "7d" (or a number of seconds); held as seconds.
 Duration = Annotated[float, BeforeValidator(parse_duration)]
 # The farthest a forecast looks (ten years): a trend says nothing that far out, and a crossing
@@ -546,7 +550,7 @@ class ScheduleConfig(_Model):
 class InventoryRules(_Model):
     """What ``terry inventory validate`` holds the inventory to (what policies rely on)."""
 
-    environments: list[str] = Field(
+    environments: _Environments = Field(
         default_factory=lambda: ["production", "staging", "development", "test"]
     )
     # None: any tenant; a list: only these.
@@ -708,7 +712,7 @@ class RouteConfig(_Model):
         default_factory=lambda: ["needs-review", "failed", "rolled-back", "kept-for-human"],
         min_length=1,
     )
-    environments: list[str] = Field(default_factory=list)
+    environments: _Environments = Field(default_factory=list)
     severities: list[str] = Field(default_factory=list)
     tenants: list[str] = Field(default_factory=list)
     # A service's owners: only events about one of these services (budget-exhausted names
@@ -805,7 +809,7 @@ class ChaosConfig(_Model):
     # Experiment files (Chaos Toolkit JSON or YAML) in the GitOps repository.
     path: str = "experiments"
     # Environments a target may be drawn from; production only when listed here.
-    environments: list[str] = Field(default_factory=lambda: ["staging", "development", "test"])
+    environments: _Environments = Field(default_factory=lambda: ["staging", "development", "test"])
     # The most hosts one experiment may break at once (an experiment asks for 1 by default).
     max_blast_radius: int = Field(default=1, ge=1, le=100)
     # A run whose time to repair is above this notifies (event chaos-slow).

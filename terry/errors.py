@@ -88,9 +88,15 @@ class MergeConflict(GitError):
 
 
 class RunnerError(TerryError):
-    """ansible-runner could not start (not: the playbook failed, which is an outcome)."""
+    """ansible-runner could not start (not: the playbook failed, which is an outcome).
+    ``setting``: the terry.yml key that stopped it (``awx.url``), when it was a setting, so
+    whoever reports it can say where the fix goes."""
 
     exit_code = 8
+
+    def __init__(self, message: str, *, setting: str | None = None) -> None:
+        super().__init__(message)
+        self.setting = setting
 
 
 class RunGoesOn(RunnerError):

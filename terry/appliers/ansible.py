@@ -245,11 +245,6 @@ def _same_name(answer: str, wanted: str) -> bool:
     return answer == wanted or answer.split(".")[0] in (wanted, wanted.split(".")[0])
 
 
-def _play_of(event: RunnerEvent) -> str:
-    data = event.raw.get("event_data") if isinstance(event.raw, dict) else None
-    return str((data or {}).get("play") or "")
-
-
 def _stats(events: tuple[RunnerEvent, ...]) -> dict[str, HostStats]:
     counts: dict[str, dict[str, int]] = defaultdict(lambda: defaultdict(int))
     for event in events:
@@ -290,7 +285,7 @@ def split_verify(result: RunResult, hosts: tuple[str, ...]) -> tuple[RunResult, 
     host ran the verify play; a run that stopped early (timeout, error) or a host the verify
     never reached is not taken for healthy: its status is the run's, or ``error``.
     """
-    verify = tuple(e for e in result.events if _play_of(e).startswith(VERIFY_PLAY))
+    verify = tuple(e for e in result.events if e.play.startswith(VERIFY_PLAY))
     seqs = {e.seq for e in verify}
     fix = tuple(e for e in result.events if e.seq not in seqs)
     if verify:  # the run's end belongs to both parts: whether it ran to it, each host judged

@@ -111,8 +111,15 @@ class ArgoCDError(RunnerError):
     """Argo CD refused or could not be reached; ``status`` is the HTTP status (0: none),
     ``code`` the gRPC code of Argo CD's error body, when it had one."""
 
-    def __init__(self, message: str, *, status: int = 0, code: int | None = None) -> None:
-        super().__init__(message)
+    def __init__(
+        self,
+        message: str,
+        *,
+        status: int = 0,
+        code: int | None = None,
+        setting: str | None = None,
+    ) -> None:
+        super().__init__(message, setting=setting)
         self.status = status
         self.code = code
 
@@ -343,7 +350,10 @@ class ArgoCDClient:
     @classmethod
     def from_config(cls, config: ArgoCDConfig, environ: dict[str, str]) -> ArgoCDClient:
         if not config.url:
-            raise ArgoCDError("argocd.url is not configured (terry.yml or TERRY_ARGOCD_URL)")
+            raise ArgoCDError(
+                "argocd.url is not configured (terry.yml or TERRY_ARGOCD_URL)",
+                setting="argocd.url",
+            )
         return cls(
             config.url,
             environ.get(config.token_env) or None,

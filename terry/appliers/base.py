@@ -116,6 +116,12 @@ class RunnerEvent:
             raw=raw,
         )
 
+    @property
+    def play(self) -> str:
+        """The name of the play the event came from ("" for none: Terry's own notes)."""
+        data = self.raw.get("event_data") if isinstance(self.raw, dict) else None
+        return str((data or {}).get("play") or "") if isinstance(data, dict) else ""
+
 
 @dataclass(frozen=True)
 class HostStats:

@@ -26,6 +26,7 @@ import yaml
 
 from terry.chaos.faults import Fault, check_params, fault_named
 from terry.chaos.targets import Selector
+from terry.environments import environment_names
 from terry.errors import ConfigError, InputError, NotFound
 from terry.jsonable import strings_in
 
@@ -148,7 +149,7 @@ def _selector(ext: dict[str, Any], name: str) -> Selector:
         raise InputError(f"{name}: target labels must be a mapping")
     return Selector(
         hosts=strings("hosts"),
-        environments=strings("environments"),
+        environments=tuple(environment_names(strings("environments"))),
         groups=strings("groups"),
         labels={str(k): str(v) for k, v in labels.items()},
         count=count,

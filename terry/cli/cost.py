@@ -42,9 +42,8 @@ def command() -> None:
 
 @command.command("report")
 @report_options(html="a chart of the cost over time")
-@output_option
 @click.pass_context
-def report(ctx: click.Context, fmt: str, out: Path | None, output: str) -> None:
+def report(ctx: click.Context, fmt: str, out: Path | None) -> None:
     """Monthly cost per host, tenant and environment, recommendations with their monthly
     savings, and the cost per day over the last 30 days.
 
@@ -67,7 +66,6 @@ def report(ctx: click.Context, fmt: str, out: Path | None, output: str) -> None:
 
     config = open_config(ctx)
     found = cost_report(config)
-    fmt = "json" if output == "json" else fmt
     render = {"md": formats.to_markdown, "html": formats.to_html, "json": formats.to_json}[fmt]
     emit_report(render(found), out, f"cost report, {fmt}")
     if config.prometheus.url and found.utilisation_error:

@@ -11,7 +11,6 @@ from rich.table import Column, Table
 from terry.cli.context import actor_name, open_config, open_pipeline, open_store
 from terry.cli.ids import IncidentKey
 from terry.cli.output import (
-    OUTPUT_KEY,
     console,
     emit_json,
     emit_report,
@@ -164,8 +163,6 @@ def report(ctx: click.Context, incident_id: int | str, fmt: str, out: Path | Non
     from terry.reports.incident_report import incident_report
     from terry.reports.incident_report_format import to_html, to_json, to_markdown
 
-    if fmt == "json":
-        ctx.meta[OUTPUT_KEY] = "json"
     found = incident_report(open_store(open_config(ctx)), incident_id)
     text = {"md": to_markdown, "html": to_html, "json": to_json}[fmt](found)
     emit_report(text, out, f"{fmt}, incident {found.id} ({found.ref})")

@@ -66,6 +66,11 @@ def _remember(ctx: click.Context, _param: click.Parameter, value: str) -> str:
     return value
 
 
+def _remember_report(ctx: click.Context, param: click.Parameter, value: str) -> str:
+    _remember(ctx, param, "json" if value == "json" else "text")
+    return value
+
+
 def output_option(func: F) -> F:
     """``--output text|json`` on a command; the choice is also seen by the error handler."""
     return click.option(
@@ -85,8 +90,9 @@ def emit_json(value: Any) -> None:
 
 
 def report_options(html: str) -> Callable[[F], F]:
-    """``--format md|html|json`` and ``--out FILE`` on a report command; ``html`` says what
-    the page holds besides the text ("a chart", "charts")."""
+    """``--format md|html|json`` (also spelled ``--output``/``-o``, as every other command
+    takes ``--output json``) and ``--out FILE`` on a report command; ``html`` says what the
+    page holds besides the text ("a chart", "charts")."""
 
     def wrap(func: F) -> F:
         func = click.option(
@@ -96,12 +102,16 @@ def report_options(html: str) -> Callable[[F], F]:
         )(func)
         return click.option(
             "--format",
+            "--output",
+            "-o",
             "fmt",
             type=click.Choice(["md", "html", "json"]),
             default="md",
             show_default=True,
+            is_eager=True,
+            callback=_remember_report,  # errors as JSON too when asked for json
             help=f"md to read or paste, html for one self-contained page with {html}, json "
-            "for tools.",
+            "for tools (--output json, as for every command, is the same).",
         )(func)
 
     return wrap

@@ -114,6 +114,15 @@ def _figure(value: float | None, fmt: str) -> str:
     return "unknown" if value is None else fmt.format(value)
 
 
+def _hosts_cell(hosts: list[str], shown: int = 3) -> str:
+    """The hosts serving a service, for a table: the first few by name, then how many more
+    (the JSON lists them all); "none" when no host is labelled with it."""
+    if not hosts:
+        return "none"
+    more = len(hosts) - shown
+    return ", ".join(hosts[:shown]) + (f" (+{more} more)" if more > 0 else "")
+
+
 @command.command("status")
 @click.option("--service", "services", multiple=True, metavar="NAME", help="Only this service.")
 @click.option(
@@ -165,7 +174,8 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
             }
         )
     else:
-        table = Table("service", "slo", "objective", "SLI", "budget left", *WINDOWS, "state")
+        table = Table("service", "hosts", "slo", "objective", "SLI", "budget left", *WINDOWS)
+        table.add_column("state", no_wrap=True)  # what a person reads first, whole
         for row, s in zip(rows, statuses, strict=True):
             b = s.budget
             left = (
@@ -178,6 +188,7 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
             state = row["state"] + (f" (burning {', '.join(b.burning)})" if b.burning else "")
             table.add_row(
                 row["service"],
+                _hosts_cell(row["hosts"]) if inventory else "unknown",
                 row["slo"],
                 f"{objective_text(s.slo.objective)}% / {row['period']}",
                 _figure(b.sli, "{:.3f}%"),

@@ -113,7 +113,9 @@ def _fill(host: Host, percent: int) -> None:
         old.write_bytes(b"\0" * 256 * 1024)
         os.utime(old, (month_ago, month_ago))
     line = b"2026-11-24T00:00:00Z INFO request served path=/ status=200 bytes=512\n"
-    chunk = line * (1024 * 1024 // len(line))
+    # a quarter MiB at a time: under 1% of the example's 32 MiB quota, so the fill stops
+    # just past --percent (4 MiB steps overshot 92% by up to 12 points)
+    chunk = line * (256 * 1024 // len(line))
     # Continue numbering after earlier logs (plain or compressed): like logrotate, never
     # reuse a name that a compressed copy already has.
     taken = [
@@ -124,8 +126,7 @@ def _fill(host: Host, percent: int) -> None:
     while disk_percent(host) < percent:
         target = logs / f"app.log.{n}"
         with target.open("ab") as handle:
-            for _ in range(4):
-                handle.write(chunk)
+            handle.write(chunk)
         if target.stat().st_size >= 8 * 1024 * 1024:
             n += 1
         if n - first > 64:

@@ -34,6 +34,7 @@ import yaml
 
 from terry.appliers.base import APPLIERS
 from terry.config import Config
+from terry.environments import environment_name
 from terry.errors import ConfigError
 from terry.inventory.hosts import ANSIBLE_LOADER, Inventory, ansible_inventory
 from terry.tenants.loader import load_tenants
@@ -126,12 +127,12 @@ def validate(config: Config, tree: Path, inventory: Inventory) -> list[Problem]:
                     f"{env!r} by group precedence: set it on the host, or in one group",
                 )
             )
-        env_groups = sorted(g for g in host.groups if g in allowed)
+        env_groups = sorted(g for g in host.groups if environment_name(g) in allowed)
         if len(env_groups) > 1:
             problems.append(
                 Problem(name, "environment", f"in two environments: {', '.join(env_groups)}")
             )
-        elif env_groups and env and env_groups[0] != env:
+        elif env_groups and env and environment_name(env_groups[0]) != env:
             problems.append(
                 Problem(
                     name,
@@ -326,7 +327,7 @@ def environment_conflicts(base: Path, sources: list[str]) -> dict[str, dict[str,
                     for g in setters
                     if not any(g in other.get_ancestors() for other in setters)
                 }
-                if len(set(said.values())) > 1:
+                if len({environment_name(v) for v in said.values()}) > 1:
                     conflicts[host.name] = said
             return conflicts
         except Exception as exc:  # ansible raises AnsibleError subclasses and plain errors

@@ -12,6 +12,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from terry.environments import PRODUCTION, UNKNOWN, environment_name
 from terry.errors import ConfigError, InputError, NotFound
 from terry.inventory.platform import Platform, from_variables
 
@@ -27,17 +28,17 @@ __all__ = [
 
 # Environments, the most sensitive first: what a proposal over several is judged (and
 # labelled) as.
-_SENSITIVITY = ("production", "staging", "development", "test")
+_SENSITIVITY = (PRODUCTION, "staging", "development", "test")
 
 
 def most_sensitive(environments: Iterable[str | None]) -> str:
     """The environment a proposal over hosts of ``environments`` counts as: the most
     sensitive known one, else the first by name, else "unknown"."""
-    found = {e or "unknown" for e in environments}
+    found = {environment_name(e) or UNKNOWN for e in environments}
     for name in _SENSITIVITY:
         if name in found:
             return name
-    return sorted(found)[0] if found else "unknown"
+    return sorted(found)[0] if found else UNKNOWN
 
 
 @dataclass(frozen=True)
@@ -232,7 +233,7 @@ def _load_inventory(base: Path, sources: list[str]) -> Inventory:
         hosts[host.name] = Host(
             name=host.name,
             address=str(address) if address and "{{" not in str(address) else None,
-            environment=raw.get("terry_environment"),
+            environment=environment_name(raw.get("terry_environment")),
             tenant=raw.get("terry_tenant"),
             labels={str(k): _label(v) for k, v in labels.items()},
             groups=tuple(sorted(g.name for g in host.get_groups() if g.name != "all")),

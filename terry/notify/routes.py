@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 from urllib.parse import unquote, urlsplit
 
 from terry.config import RouteConfig
+from terry.environments import environment_name
 from terry.errors import ConfigError
 from terry.notify.events import Event
 from terry.redact import Redactor
@@ -46,7 +47,8 @@ def matches(route: RouteConfig, event: Event, bound: Collection[str] = ()) -> bo
     from the inventory)."""
     if event.kind.value not in route.events:
         return False
-    checks = ((route.environments, event.environment), (route.severities, event.severity))
+    environment = environment_name(event.environment)
+    checks = ((route.environments, environment), (route.severities, event.severity))
     if not all(not wanted or value in wanted for wanted, value in checks):
         return False
     if route.services and route.services.isdisjoint(event.services):

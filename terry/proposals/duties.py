@@ -13,13 +13,13 @@ from __future__ import annotations
 import re
 
 from terry.access import actors_in
+from terry.environments import PRODUCTION, environment_name
 from terry.errors import PermissionDenied
 from terry.store import Store
 from terry.store.models import IncidentRow, ProposalRow
 
-__all__ = ["PRODUCTION", "check_not_author", "person_of", "persons_of"]
+__all__ = ["check_not_author", "person_of", "persons_of"]
 
-PRODUCTION = "production"
 # "slack:U456 (alice)", "discord:81234 (bob)": the Terry identity is in the parentheses.
 _CHAT = re.compile(r"^(?:slack|discord):\S+ \((?P<name>[^()]+)\)$")
 # "console:alice (token tk_ab12cd34)", "api:alice (token ...)", "alice (token ...)".
@@ -47,7 +47,7 @@ def check_not_author(store: Store, proposal_id: int, *, actor: str) -> None:
     judged in production."""
     with store.session() as session:
         row = session.get(ProposalRow, proposal_id)
-        if row is None or row.environment != PRODUCTION:
+        if row is None or environment_name(row.environment) != PRODUCTION:
             return
         incident = session.get(IncidentRow, row.incident_id)
         author = str((incident.labels or {}).get("author") or "") if incident else ""

@@ -47,12 +47,16 @@ from terry.store.models import ProposalRow, utcnow
 __all__ = ["JOINABLE", "FoldKey", "fold_key", "group", "join", "merged_fix"]
 
 # Open proposals Terry is carrying itself: an incident may join them (their next wave).
+# ``applied`` is one: a rollout in waves is ``applied`` once its first wave is, while its
+# canary is watched and the rest roll out; until session 28 a host arriving then got a
+# proposal of its own (or its follow-up at once), changed before the canary was judged.
 JOINABLE = (
     ProposalState.PROPOSED,
     ProposalState.CHECKED,
     ProposalState.APPROVED,
     ProposalState.MERGED,
     ProposalState.APPLYING,
+    ProposalState.APPLIED,
 )
 
 FoldKey = tuple[str, str, str, str]  # remedy, applier, parameters (canonical JSON), tenants

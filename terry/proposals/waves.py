@@ -19,9 +19,9 @@ from dataclasses import dataclass
 from fractions import Fraction
 from typing import Any
 
-__all__ = ["PRODUCTION", "Wave", "plan_waves"]
+from terry.environments import PRODUCTION, UNKNOWN, environment_name
 
-PRODUCTION = "production"
+__all__ = ["Wave", "plan_waves"]
 
 
 @dataclass(frozen=True)
@@ -46,7 +46,7 @@ def plan_waves(
 ) -> tuple[Wave, ...]:
     """The waves for ``hosts`` (name, environment): one wave when there are at most
     ``min_hosts``; else a canary, the rest outside production, then production."""
-    envs = {name: env or "unknown" for name, env in hosts}
+    envs = {name: environment_name(env) or UNKNOWN for name, env in hosts}
     names = sorted(envs)
     if not names:
         return ()

@@ -33,6 +33,7 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
+from terry.environments import PRODUCTION, UNKNOWN, environment_name, environment_names
 from terry.errors import ConfigError
 from terry.inventory.hosts import most_sensitive
 from terry.remedies.params import ParamError, ParamSpec
@@ -43,7 +44,6 @@ if TYPE_CHECKING:
 
 __all__ = [
     "DEFAULT",
-    "PRODUCTION",
     "VARIANT_PARAM",
     "Comparison",
     "Proposed",
@@ -62,12 +62,12 @@ __all__ = [
     "tried_variants",
     "variant_input",
     "variant_of_params",
+    "variant_said",
     "with_variant",
 ]
 
 DEFAULT = "default"  # the remedy's own parameters
 VARIANT_PARAM = "terry_variant"  # the proposal parameter naming the variant it runs
-PRODUCTION = "production"
 # Proposals that reached an end after apply (terry.store.runs.FINISHED).
 _FINISHED = ("verified", "failed", "rolled_back", "escalated")
 
@@ -105,12 +105,12 @@ def parse_trials(raw: Any, where: str) -> tuple[str, ...]:
     if not isinstance(raw, list) or not all(isinstance(e, str) and e for e in raw):
         raise ConfigError(f"{where}: try_variants_in must list environments (e.g. [staging])")
     for name in raw:
-        if name.lower() in (PRODUCTION, _UNKNOWN):  # a host of no environment counts as one
+        if environment_name(name) in (PRODUCTION, UNKNOWN):  # no environment counts as one
             raise ConfigError(
                 f"{where}: try_variants_in: {name!r}: production always runs the default "
                 "(so does a host of no known environment: it counts as production)"
             )
-    return tuple(raw)
+    return tuple(environment_names(raw))
 
 
 def parse_variants(
@@ -225,6 +225,16 @@ def variant_of_params(params: Mapping[str, Any]) -> str:
     return name if isinstance(name, str) and name else DEFAULT
 
 
+def variant_said(remedy: Remedy, params: Mapping[str, Any]) -> str:
+    """The variant a proposal runs as people read it ("compress-only: Only gzip logs ..."),
+    or "" when it runs the remedy's own parameters (the remedy's summary says what it does)."""
+    name = variant_of_params(params)
+    found = next((v for v in remedy.variants if v.name == name), None)
+    if name == DEFAULT or found is None:
+        return ""
+    return f"{found.name}: {found.summary}"
+
+
 def gate_view(remedy: Remedy | None, params: Mapping[str, Any]) -> dict[str, Any]:
     """The gate's ``variant`` input: the variant the proposal runs, the default, and those
     offered (none for a remedy without variants), so a policy may hold back a trial."""
@@ -268,8 +278,8 @@ def tried_variants(store: Store, remedy: str, environment: str) -> dict[str, int
 def _environment(environments: Iterable[str | None]) -> str:
     """What the hosts count as (the gate's rule); none at all, or a host of no known
     environment, counts as production."""
-    found = [e or _UNKNOWN for e in environments]
-    if not found or any(e.lower() in (PRODUCTION, _UNKNOWN) for e in found):
+    found = [environment_name(e) or UNKNOWN for e in environments]
+    if not found or any(e in (PRODUCTION, UNKNOWN) for e in found):
         return PRODUCTION
     return most_sensitive(found)
 
@@ -293,7 +303,6 @@ def with_variant(
 
 
 _EPSILON = 1e-9  # rates are fractions of small counts: closer than this is equal
-_UNKNOWN = "unknown"  # the environment of a host whose inventory names none
 
 
 @dataclass(frozen=True)
@@ -416,9 +425,11 @@ def compare_variants(
         ProposalRow.id, ProposalRow.params, ProposalRow.state, ProposalRow.environment
     ).where(ProposalRow.remedy == remedy.name, ProposalRow.state.in_(_FINISHED))
     pooled = set(remedy.try_variants_in)
+    environment = environment_name(environment)
     rows: dict[str, list[tuple[int, str]]] = {}
     with store.session() as session:
-        for pid, params, state, env in session.execute(query):
+        for pid, params, state, stored in session.execute(query):
+            env = environment_name(stored)
             if environment is not None:
                 if env != environment:
                     continue

@@ -9,14 +9,17 @@ one read serves a window and the window before it.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from collections.abc import Iterable
+from dataclasses import dataclass, field
 from datetime import datetime
 from enum import StrEnum
+from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import Select, select
+from sqlalchemy.orm import Session
 
 from terry.store import Store
-from terry.store.models import AuditRow, IncidentRow, ProposalRow
+from terry.store.models import AuditRow, IncidentRow, ProposalHostRow, ProposalRow
 
 __all__ = [
     "STATES",
@@ -24,6 +27,7 @@ __all__ = [
     "IncidentAtEnd",
     "Outcome",
     "ProposalAtEnd",
+    "carrying",
     "incidents_at",
     "read_history",
 ]
@@ -100,6 +104,35 @@ class History:
     incidents: tuple[IncidentData, ...]
     proposals: tuple[ProposalData, ...]
     audits: tuple[AuditData, ...]  # by time
+    # incident -> the proposals carrying its fix (``carrying``): a storm's other incidents
+    # are not its proposal's ``incident_id``
+    carried: dict[int, frozenset[int]] = field(default_factory=dict)
+
+
+def carrying(
+    session: Session, ids: Iterable[int] | Select[Any], folded: dict[int, int]
+) -> dict[int, set[int]]:
+    """The proposals that carry the fix of each incident of ``ids`` (a list, or a query of
+    them): its own, and a storm's it is a host of (``proposal_hosts``: its host joined, or
+    came with, another incident's proposal) or was folded into (``folded``: incident id ->
+    its ``folded_into``, when set: its host was already in that proposal)."""
+    if not isinstance(ids, Select):
+        ids = list(ids)
+    found: dict[int, set[int]] = {}
+    for incident_id, proposal_id in [
+        *session.execute(
+            select(ProposalRow.incident_id, ProposalRow.id).where(ProposalRow.incident_id.in_(ids))
+        ),
+        *session.execute(
+            select(ProposalHostRow.incident_id, ProposalHostRow.proposal_id).where(
+                ProposalHostRow.incident_id.in_(ids)
+            )
+        ),
+        *folded.items(),
+    ]:
+        if incident_id is not None:
+            found.setdefault(incident_id, set()).add(proposal_id)
+    return found
 
 
 def _summary(annotations: object) -> str:
@@ -142,6 +175,17 @@ def read_history(store: Store, start: datetime, end: datetime) -> History:
                 .order_by(IncidentRow.opened_at, IncidentRow.id)
             )
         )
+        folded = {
+            incident: into
+            for incident, into in session.execute(
+                select(IncidentRow.id, IncidentRow.folded_into).where(
+                    opened, IncidentRow.folded_into.is_not(None)
+                )
+            )
+        }
+        carried = {
+            i: frozenset(found) for i, found in carrying(session, incident_ids, folded).items()
+        }
         proposals = tuple(
             ProposalData(
                 r.id,
@@ -193,7 +237,7 @@ def read_history(store: Store, start: datetime, end: datetime) -> History:
                 .order_by(AuditRow.at, AuditRow.id)
             )
         )
-    return History(incidents, proposals, audits)
+    return History(incidents, proposals, audits, carried)
 
 
 @dataclass(frozen=True)
@@ -289,19 +333,25 @@ def proposals_at(history: History, end: datetime) -> dict[int, ProposalAtEnd]:
 def incidents_at(history: History, start: datetime, end: datetime) -> list[IncidentAtEnd]:
     """The incidents of ``history`` opened in [start, end), as they stood at ``end``."""
     proposals = proposals_at(history, end)
-    by_incident: dict[int, list[ProposalAtEnd]] = {}
+    by_incident: dict[int, set[int]] = {}
     for p in proposals.values():
-        by_incident.setdefault(p.data.incident_id, []).append(p)
-    attention: dict[int, str] = {}
+        by_incident.setdefault(p.data.incident_id, set()).add(p.data.id)
+    for incident_id, carriers in history.carried.items():  # a storm's other incidents
+        by_incident.setdefault(incident_id, set()).update(c for c in carriers if c in proposals)
+    attention: dict[int, tuple[datetime, str]] = {}
     for a in history.audits:
         if a.entity == "incident" and a.at < end:
-            attention[a.entity_id] = a.reason[len(_NEEDS_HUMAN) :]
+            attention[a.entity_id] = (a.at, a.reason[len(_NEEDS_HUMAN) :])
     out = []
     for i in history.incidents:
         if not start <= i.opened_at < end:
             continue
-        mine = tuple(sorted(by_incident.get(i.id, ()), key=lambda p: p.data.id))
+        mine = tuple(proposals[p] for p in sorted(by_incident.get(i.id, ())))
         fixed = i.fixed_at is not None and i.fixed_at < end
+        said = attention.get(i.id)
+        if said is not None and fixed and i.fixed_at is not None and said[0] <= i.fixed_at:
+            said = None  # what needed a person then was fixed after: not why it waits now
+        needs = said[1] if said is not None else None
         resolved = i.resolved_at is not None and i.resolved_at < end
         fixer = None
         if fixed:
@@ -311,7 +361,7 @@ def incidents_at(history: History, start: datetime, end: datetime) -> list[Incid
             fixed, fixer = False, None
         acted = [p for p in mine if not p.withdrawn]
         handed = (
-            i.id in attention
+            needs is not None
             or any(p.state in _FOR_A_PERSON or p.approver for p in acted)
             or any(p.rolled_back for p in acted)
         )
@@ -322,9 +372,7 @@ def incidents_at(history: History, start: datetime, end: datetime) -> list[Incid
         else:
             outcome = Outcome.OTHER
         healed = resolved and outcome is Outcome.OTHER
-        out.append(
-            IncidentAtEnd(i, mine, fixed, resolved, outcome, fixer, attention.get(i.id), healed)
-        )
+        out.append(IncidentAtEnd(i, mine, fixed, resolved, outcome, fixer, needs, healed))
     return out
 
 

@@ -18,12 +18,12 @@ from terry.incidents.refs import resolve_incident
 from terry.proposals.view import (
     TimelineEntry,
 )
+from terry.reports.history import carrying
 from terry.store import Store
 from terry.store.models import (
     AlertRow,
     AuditRow,
     IncidentRow,
-    ProposalHostRow,
     ProposalRow,
     RunRow,
 )
@@ -105,25 +105,9 @@ def list_incidents(
 
 
 def _proposals_of(session: Session, incidents: list[IncidentRow]) -> dict[int, set[int]]:
-    """The proposals that carry each incident's fix: its own, and a storm's it is a host of
-    (``proposal_hosts``: its host joined, or came with, another incident's proposal) or was
-    folded into (``folded_into``: its host was already in that proposal)."""
-    ids = [r.id for r in incidents]
-    found: dict[int, set[int]] = {}
-    for incident_id, proposal_id in [
-        *session.execute(
-            select(ProposalRow.incident_id, ProposalRow.id).where(ProposalRow.incident_id.in_(ids))
-        ),
-        *session.execute(
-            select(ProposalHostRow.incident_id, ProposalHostRow.proposal_id).where(
-                ProposalHostRow.incident_id.in_(ids)
-            )
-        ),
-        *((r.id, r.folded_into) for r in incidents if r.folded_into is not None),
-    ]:
-        if incident_id is not None:
-            found.setdefault(incident_id, set()).add(proposal_id)
-    return found
+    """The proposals that carry each incident's fix (``history.carrying``)."""
+    folded = {r.id: r.folded_into for r in incidents if r.folded_into is not None}
+    return carrying(session, [r.id for r in incidents], folded)
 
 
 def incident_story(store: Store, key: int | str) -> IncidentStory:

@@ -80,7 +80,7 @@ class DryRun:
                 reason=f"dry run {how}: {exc}",
                 changes={"outcome": str(exc)},
             )
-            self.record.check_not_started(proposal_id, str(exc), how=how)
+            self.record.check_not_started(proposal_id, str(exc), how=how, setting=exc.setting)
             raise
         assert result is not None, "a plan names at least one applier to check with"
         summary = result.summary()

@@ -18,6 +18,7 @@ from terry.proposals.hosts import HostState, ProposalHost, add_hosts, set_hosts
 from terry.proposals.state import ProposalState, get, transition
 from terry.remedies.catalogue import Remedy
 from terry.remedies.render import branch_name, render
+from terry.remedies.variants import variant_said
 from terry.store.audit import audit
 from terry.store.models import IncidentRow, ProposalRow, utcnow
 
@@ -118,10 +119,12 @@ class Propose:
         repo = self.ctx.repo
         params_line = json.dumps(found.params, ensure_ascii=True, sort_keys=True)
         scope = hosts[0] if len(hosts) == 1 else f"{len(hosts)} hosts"
+        variant = variant_said(remedy, found.params)  # "" for the remedy's own parameters
         message = (
             f"fix({scope}): {remedy.name}: {one_line(remedy.summary, 60)}\n\n"
             f"What: {one_line(remedy.summary, 200)}\n"
-            f"Why: {source} {one_line(title)} on {', '.join(hosts)} (incident {incident_id})\n"
+            + (f"Variant: {one_line(variant, 200)}\n" if variant else "")
+            + f"Why: {source} {one_line(title)} on {', '.join(hosts)} (incident {incident_id})\n"
             f"Parameters: {one_line(params_line, 400)}\n"
             f"Verify: {one_line(remedy.verify_summary, 200)}\n"
             f"Rollback: {one_line(remedy.rollback_summary, 200)}\n\n"

@@ -236,16 +236,19 @@ class Record:
         )
 
     def check_not_started(
-        self, proposal_id: int, error: str, *, how: str = "could not start"
+        self,
+        proposal_id: int,
+        error: str,
+        *,
+        how: str = "could not start",
+        setting: str | None = None,
     ) -> None:
         """The dry run could not start at all (ansible missing, an unreadable inventory),
-        or ``how`` else it ended without an outcome (a remote run not seen to end)."""
+        or ``how`` else it ended without an outcome (a remote run not seen to end).
+        ``setting``: the terry.yml key that stopped it (``RunnerError.setting``)."""
         p = self._kept(proposal_id)
-        # a setting (awx.url, argocd.url...) is fixed in terry.yml, not in the inventory
-        setting = "terry.yml" in error or re.match(r"^(awx|argocd|prometheus)\.", error)
         fix = (
-            "fix the setting it names in terry.yml (`terry inventory validate` checks the "
-            "hosts against it)"
+            f"set {setting} in terry.yml (`terry inventory validate` checks the hosts against it)"
             if setting
             else "fix what stopped it (`terry inventory validate` checks the inventory)"
         )

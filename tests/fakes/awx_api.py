@@ -53,6 +53,7 @@ import subprocess
 import sys
 import tempfile
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,12 +169,31 @@ class FakeAWX(LocalServer):
         self.project_updates: dict[int, int] = {}
         self.workflow_jobs: list[int] = []  # sliced launches' workflow jobs
         self.workflow_canceled: list[int] = []
+        # AWX's inventory is its own: host variables it gives a host in the jobs whose launch
+        # a predicate accepts (a host gone, or another machine at its address, after the
+        # dry run), and jobs that end before any play (a failed project sync, a cancel)
+        self.host_vars: list[tuple[str, dict[str, Any], Callable[[dict[str, Any]], bool]]] = []
+        self.ends_early: list[tuple[str, str, Callable[[dict[str, Any]], bool]]] = []
         self._lock = threading.Lock()
 
     def add_template(self, name: str, **kwargs: Any) -> FakeTemplate:
         template = FakeTemplate(id=len(self.templates) + 1, name=name, **kwargs)
         self.templates[template.id] = template
         return template
+
+    def awx_host_vars(
+        self, host: str, variables: dict[str, Any], when: Callable[[dict[str, Any]], bool]
+    ) -> None:
+        """``host`` has ``variables`` in AWX's inventory for the jobs whose launch ``when``
+        accepts (over what the repository's inventory gives it)."""
+        self.host_vars.append((host, variables, when))
+
+    def end_early(
+        self, status: str, explanation: str, when: Callable[[dict[str, Any]], bool]
+    ) -> None:
+        """The next job whose launch ``when`` accepts ends ``status`` before any play runs,
+        with AWX's ``job_explanation``."""
+        self.ends_early.append((status, explanation, when))
 
     def launches(self) -> list[dict[str, Any]]:
         return [j.launch for j in self.jobs.values() if not j.outside]
@@ -496,6 +516,13 @@ class FakeAWX(LocalServer):
         import ansible_runner
 
         result = "failed"
+        early = next((e for e in self.ends_early if e[2](job.launch)), None)
+        if early is not None:
+            self.ends_early.remove(early)
+            job.explanation = early[1]
+            job.result = early[0]
+            job.done.set()
+            return
         try:
             with tempfile.TemporaryDirectory(prefix="fake-awx-") as scratch:
                 tree, data = Path(scratch) / "project", Path(scratch) / "data"
@@ -508,6 +535,12 @@ class FakeAWX(LocalServer):
                     check=True,
                 ).stdout
                 subprocess.run(["tar", "-x", "-C", str(tree)], input=archive, check=True)
+                for host, variables, when in self.host_vars:
+                    if when(job.launch):
+                        found = tree / self.inventory / "host_vars" / f"{host}.yml"
+                        found.parent.mkdir(parents=True, exist_ok=True)
+                        had = yaml.safe_load(found.read_text()) if found.exists() else {}
+                        found.write_text(yaml.safe_dump({**(had or {}), **variables}))
                 extra = data / "extravars.yml"
                 extra.write_text(
                     yaml.dump(job.launch.get("extra_vars") or {}, Dumper=_UnsafeDumper)

@@ -122,6 +122,9 @@ def test_a_fix_runs_as_awx_jobs_checked_applied_verified_and_rolled_back(
         ("run", "verify"),
     ]
     assert {j["scm_branch"] for j in jobs} == {merge}
+    # the re-check asks whether the problem holds now (a verify waits for nothing): AWX
+    # takes no environment per launch, so it is said as an extra var
+    assert [j["extra_vars"].get("terry_recheck") for j in jobs] == [True, None, None]
     assert [p.name for p in (cli.repo / ".terry" / "hosts" / HOST).rglob("app.conf")]
     runs = _rows(cli, RunRow, RunRow.proposal_id == int(pid), order=RunRow.id)
     assert [(r.kind, r.status) for r in runs] == [
@@ -537,3 +540,22 @@ def test_a_job_whose_terry_was_killed_is_canceled_before_its_host_is_freed(
         assert pipeline.reap().runs == ()  # once
     finally:
         store.dispose()
+
+
+def test_a_dry_run_stopped_by_a_missing_setting_says_which_one_to_set(
+    world: tuple[Cli, FakeAWX],
+) -> None:
+    """No awx.url: the check job cannot be launched, nothing runs, and the incident says to
+    set awx.url in terry.yml (the error carries the setting; its words are not read)."""
+    cli, fake = world
+    settings = yaml.safe_load((cli.repo / "terry.yml").read_text())
+    del settings["awx"]["url"]
+    (cli.repo / "terry.yml").write_text(yaml.safe_dump(settings))
+    cli.env.pop("TERRY_AWX_URL", None)
+    outcome = _drift(cli, "fp-awx-no-url")
+    assert outcome["state"] == "failed", outcome
+    assert fake.launches() == []
+    shown = cli.json("proposals", "show", str(outcome["proposal_id"]))
+    incident = cli.json("incidents", "show", str(shown["summary"]["incident_id"]))["incident"]
+    assert "its dry run could not start (awx.url is not configured" in incident["attention"]
+    assert "Next: set awx.url in terry.yml" in incident["attention"], incident["attention"]

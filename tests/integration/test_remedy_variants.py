@@ -98,6 +98,16 @@ def _compare(cli: Cli, *args: str) -> dict[str, Any]:
     return found
 
 
+def _message(fleet: Cli, branch: str) -> str:
+    """The message of the fix commit at the tip of ``branch``."""
+    return subprocess.run(
+        ["git", "-C", str(fleet.repo), "log", "-1", "--format=%B", branch],
+        capture_output=True,
+        text=True,
+        check=True,
+    ).stdout
+
+
 def test_variants_take_turns_outside_production_and_the_winner_is_proposed(fleet: Cli) -> None:
     # First staging incident: the default, compress-only. Gzipping logs that do not
     # compress frees nothing: the dry run's estimate says so, a person approves anyway,
@@ -109,6 +119,10 @@ def test_variants_take_turns_outside_production_and_the_winner_is_proposed(fleet
     assert shown["params"]["terry_variant"] == "compress-only"
     assert shown["params"]["log_retention_days"] == 3650  # the variant's own values
     assert shown["params"]["package_caches"] == "keep"
+    # its commit says what runs: the remedy, and the variant in the entry's own words
+    message = _message(fleet, shown["summary"]["branch"])
+    assert "\nWhat: Free space on the full filesystem" in message
+    assert "\nVariant: compress-only: Only gzip logs: keep scratch files" in message
     approved = fleet.as_("alice").json("proposals", "approve", str(first["proposal_id"]))
     assert approved["state"] in ("rolled_back", "failed"), approved
 
@@ -121,14 +135,9 @@ def test_variants_take_turns_outside_production_and_the_winner_is_proposed(fleet
     shown = fleet.json("proposals", "show", str(second["proposal_id"]))
     assert shown["params"]["terry_variant"] == "default"
     assert shown["params"]["log_retention_days"] == 14
-    branch = shown["summary"]["branch"]
-    message = subprocess.run(
-        ["git", "-C", str(fleet.repo), "log", "-1", "--format=%B", branch],
-        capture_output=True,
-        text=True,
-        check=True,
-    ).stdout
+    message = _message(fleet, shown["summary"]["branch"])
     assert '"terry_variant": "default"' in message  # the commit (and PR body) show it
+    assert "\nVariant:" not in message  # the remedy's own parameters: its summary says it
 
     # Production always runs the default variant, whatever was tried elsewhere (the same
     # rule the diagnose step asks, with the counts of comparable incidents).

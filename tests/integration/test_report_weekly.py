@@ -432,6 +432,11 @@ def test_the_command_in_three_formats(cli: Cli, tmp_path: Path) -> None:
     # environments come from main's inventory (the example fleet)
     envs = {e["environment"]: e["incidents"] for e in data["environments"]}
     assert envs == {"staging": 4, "production": 1, "unknown": 2}
+    # --output json, as every command takes it, is --format json
+    for spelled in ("--output", "-o"):
+        again = cli("report", "weekly", "--end", "2026-11-22", spelled, "json")
+        assert again.exit_code == 0, again.stderr
+        assert json.loads(again.stdout)["summary"] == data["summary"]
 
     markdown = cli("report", "weekly", "--end", "2026-11-22").stdout
     assert markdown.startswith("# Terry weekly report: 2026-11-16 to 2026-11-22\n")
@@ -682,3 +687,33 @@ def test_a_week_of_the_real_pipeline(fleet: Cli) -> None:
     page = out.read_text()
     assert "<script" not in page and "&lt;script&gt;" in page
     assert "<b>1 of 2 (50.0%)</b>" in page
+
+
+def test_an_auto_merged_storm_counts_every_incident_it_fixed_as_fixed_automatically(
+    gitops: Path,
+) -> None:
+    """One storm over two hosts, one proposal the gate merged, verified on both, nobody
+    approved anything: both incidents were fixed automatically. The report used to find a
+    storm's other incidents no proposal (only ``proposals.incident_id``), so it counted the
+    second "fixed after approval" and took 5 review minutes nobody spent off its time saved."""
+    cli = make_cli(gitops)
+    for host in ("web-01", "web-02"):
+        example.break_host(config_for(gitops), host, example.Fault.DISK)
+    now = datetime.now(UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+    body = payload(
+        [
+            alert(
+                "DiskUsageHigh", fingerprint=f"wk-{h}", host=h, mountpoint="/srv/data", starts=now
+            )
+            for h in ("web-01", "web-02")
+        ]
+    )
+    outcomes = cli.json("alert", "ingest", "-", input=body)["proposals"]
+    [(pid, state)] = {(o["proposal_id"], o["state"]) for o in outcomes}
+    assert state == "verified"
+    assert cli.json("proposals", "show", str(pid))["summary"]["decision"] == "merge"
+    summary = cli.json("report", "weekly", "--output", "json")["summary"]
+    counted = {k: summary[k] for k in ("fixed", "auto_fixed", "fixed_after_approval")}
+    assert counted == {"fixed": 2, "auto_fixed": 2, "fixed_after_approval": 0}
+    assert summary["needed_person"] == 0 and summary["auto_resolution_rate"] == 1.0
+    assert summary["time_saved_minutes"] == 60.0  # 30 each: no review to take off

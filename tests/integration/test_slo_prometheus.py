@@ -182,6 +182,7 @@ def test_status_reads_the_known_budgets(shop: Cli) -> None:
 
     text = shop("slo", "status", "--service", "checkout")
     assert text.exit_code == 0 and "burning 1h/5m" in text.stdout
+    assert "web-01" in text.stdout  # the hosts serving it, in the table too
 
 
 def test_an_openslo_raw_ratio_reads_the_same_budget_as_the_counters(prometheus: str) -> None:

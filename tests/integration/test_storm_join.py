@@ -17,7 +17,8 @@ from terry.diagnosis.finding import Fix
 from terry.diagnosis.rules import Diagnosis
 from terry.inventory.hosts import Host
 from terry.proposals.hosts import HostState, add_hosts, hosts_of, set_hosts
-from terry.proposals.storm import join
+from terry.proposals.state import ProposalState
+from terry.proposals.storm import JOINABLE, join
 from terry.remedies.catalogue import load_catalogue
 from terry.store import Store
 from terry.store.models import IncidentRow, ProposalRow, utcnow
@@ -120,3 +121,22 @@ def test_two_processes_joining_one_host_at_once_queue_it_once(store: Store) -> N
     assert all(joined[i] is None for i in incidents if i not in winners)
     carried = [h for h in hosts_of(store, proposal) if h.host == "web-02"]
     assert [(h.state, h.incident_id) for h in carried] == [(HostState.QUEUED, winners[0])]
+
+
+@pytest.mark.parametrize("state", list(ProposalState))
+def test_a_late_host_joins_while_the_rollout_is_under_way_and_never_after(
+    store: Store, state: ProposalState
+) -> None:
+    """A rollout in waves is ``applied`` once its canary's wave is, while the canary is
+    watched and the rest roll out: a host arriving then goes in its next wave (its follow-up
+    waits for the rollout's end: ``Pipeline.follow_up`` does nothing while it is joinable).
+    Waiting for a person, and ended, it is not joined."""
+    proposal = _open_proposal(store, ["web-01", "web-02", "web-03", "web-04"])
+    with store.session() as session:
+        session.get(ProposalRow, proposal).state = state.value
+    set_hosts(store, proposal, {"web-01": (HostState.VERIFIED, "the canary, verified")})
+    late = _incident(store, 9, "web-05")
+    under_way = state in JOINABLE
+    assert (_join(store, "web-05", late) == proposal) is under_way
+    assert (late in {h.incident_id for h in hosts_of(store, proposal)}) is under_way
+    assert (ProposalState.APPLIED in JOINABLE) and ProposalState.AWAITING_REVIEW not in JOINABLE

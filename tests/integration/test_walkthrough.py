@@ -65,7 +65,7 @@ def http_ok(cli: Cli, host: str) -> bool:
 def test_disk_alert_on_staging_is_merged_applied_and_verified(fleet: Cli) -> None:
     fleet("example", "break", "web-01", "disk")
     host = example.example_hosts(config_for(fleet.repo))["web-01"]
-    assert example.disk_percent(host) >= 90
+    assert 92 <= example.disk_percent(host) < 94  # just past the 92% asked for
     old_tmp = sorted((root(fleet, "web-01") / "srv/data/tmp").iterdir())
     assert old_tmp
 

@@ -509,3 +509,12 @@ def test_pairs_that_cannot_page_well_are_said_where_the_rules_are_written(
         "terry: warning: checkout/requests-availability (slos/a.yml): 1h/5m can never page: "
         "it needs a burn above 14.4x, and at 90% every event failing burns 10x"
     ]
+
+
+def test_the_status_table_names_a_few_hosts_and_counts_the_rest() -> None:
+    from terry.cli.slo import _hosts_cell
+
+    assert _hosts_cell([]) == "none"
+    assert _hosts_cell(["web-01", "web-02"]) == "web-01, web-02"
+    fleet = [f"web-{n:02d}" for n in range(1, 13)]
+    assert _hosts_cell(fleet) == "web-01, web-02, web-03 (+9 more)"

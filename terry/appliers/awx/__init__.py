@@ -94,6 +94,10 @@ _STATUS = {
     "canceled": RunStatus.CANCELED,
 }
 _JINJA = re.compile(r"\{\{|\{%|\{#")
+# The first play of the templates' entry playbook (playbooks/terry-awx.yml), and what a host
+# in it stops the whole job with (its any_errors_fatal).
+PROBE_PLAY = "Terry identity probe"
+_PROBE_TROUBLE = (EventStatus.FAILED, EventStatus.UNREACHABLE)
 _PLAYBOOK_NAME = re.compile(r"^\d+-(?P<remedy>[A-Za-z0-9][A-Za-z0-9_.-]*)\.ya?ml$")
 # How long recovery waits for a dead run's cancel to show before it looks again later.
 _STOP_WAIT = 30.0
@@ -210,6 +214,8 @@ class AWXApplier:
             variables = extra_vars(self.repo.read_text(job.commit, job.vars_path) or "{}")
         entry_dir = posixpath.dirname(template.playbook) or "."
         variables["terry_playbook"] = posixpath.relpath(job.playbook, entry_dir)
+        if job.recheck:  # the ansible applier's TERRY_RECHECK: AWX sets no env per launch
+            variables["terry_recheck"] = True
         mark = uuid.uuid4().hex
         variables[MARK] = mark
         self._guard_jinja(variables, template)
@@ -337,6 +343,8 @@ class AWXApplier:
                 f"{job.commit[:12]}: its project cannot fetch that commit",
             )
             status = RunStatus.FAILED
+        if not timed_out and stream.before_cancel is None:
+            _refuse_if_nothing_ran(job_id, state, stream.events)
         try:
             summaries = _summaries(self.client.host_summaries(job_id))
         except AWXError:  # AWX not answering now: the events say as much
@@ -630,6 +638,37 @@ class _Stream:
         self.on_event(event)
 
 
+def _refuse_if_nothing_ran(job_id: int, state: JobState, events: list[RunnerEvent]) -> None:
+    """``AWXError`` (the run could not start: nothing changed, nothing to roll back) when the
+    job ended before the proposal's playbook ran on any host:
+    - a host failed the entry playbook's identity probe, or could not be reached for it
+      (playbooks/terry-awx.yml: its ``any_errors_fatal`` ends the job there for every host),
+      as the ansible applier refuses a run; the job's stats would otherwise call each other
+      host's apply a fix that ran and its verify passed, on a play that never began;
+    - the job ended ``error``, ``failed`` or ``canceled`` before any play began (a project
+      sync that failed, someone's cancel while it waited), with AWX's explanation.
+    A job that went past the probe is judged by its events, as before."""
+    if any(e.play and e.play != PROBE_PLAY for e in events if e.host is not None):
+        return  # the proposal's playbook ran on a host
+    refused: dict[str, str] = {}
+    for e in events:
+        if e.host and e.play == PROBE_PLAY and e.status in _PROBE_TROUBLE:
+            refused.setdefault(e.host, e.message or str(e.status))
+    if refused:
+        raise AWXError(
+            f"refused, nothing was changed: AWX job {job_id} stopped at Terry's identity "
+            "probe: "
+            + "; ".join(f"{host}: {why[:200]}" for host, why in sorted(refused.items()))
+            + " (set terry_hostname in the inventory where a host's own name differs)"
+        )
+    began = any(e.event == "playbook_on_play_start" or e.host is not None for e in events)
+    if state.status in ("error", "failed", "canceled") and not began:
+        raise AWXError(
+            f"AWX job {job_id} ended {state.status} before any play began, nothing was "
+            "changed" + (f": {state.explanation}" if state.explanation else "")
+        )
+
+
 def _summaries(rows: list[dict[str, Any]]) -> dict[str, HostStats]:
     return {
         str(r.get("host_name")): HostStats(
@@ -663,7 +702,7 @@ def _counted(events: list[RunnerEvent]) -> dict[str, HostStats]:
 def build(ctx: Context, share: Share) -> AWXApplier:
     config = ctx.config.awx
     if not config.url:
-        raise AWXError("awx.url is not configured (terry.yml or TERRY_AWX_URL)")
+        raise AWXError("awx.url is not configured (terry.yml or TERRY_AWX_URL)", setting="awx.url")
     client = AWXClient(
         config.url,
         os.environ.get(config.token_env) or None,

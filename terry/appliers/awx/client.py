@@ -82,8 +82,10 @@ _API = re.compile(r"/api(?:/[^/]+)?/v2(?=/|$)")
 class AWXError(RunnerError):
     """AWX refused or could not be reached; ``status`` is the HTTP status (0: none)."""
 
-    def __init__(self, message: str, *, status: int = 0, sent: bool = True) -> None:
-        super().__init__(message)
+    def __init__(
+        self, message: str, *, status: int = 0, sent: bool = True, setting: str | None = None
+    ) -> None:
+        super().__init__(message, setting=setting)
         self.status = status
         self.sent = sent  # False: the request never left (its connection was never made)
 
@@ -235,7 +237,9 @@ class AWXClient:
         self._token = token or ""
         parts = urlsplit(url.strip().rstrip("/"))
         if not is_http_url(url):
-            raise AWXError(f"awx.url must be an http(s) URL, not {parts.path[:100]!r}")
+            raise AWXError(
+                f"awx.url must be an http(s) URL, not {parts.path[:100]!r}", setting="awx.url"
+            )
         host = parts.hostname
         netloc = (f"[{host}]" if ":" in host else host) + (f":{parts.port}" if parts.port else "")
         self._origin = f"{parts.scheme}://{netloc}"  # without any user:password@
