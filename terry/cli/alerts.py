@@ -40,6 +40,9 @@ def ingest(
     join one incident; a resolved alert closes it; re-ingesting a payload creates nothing
     twice. For each new incident Terry diagnoses, proposes a fix on a branch, dry-runs it,
     asks the gate, and merges and applies it when the gate says merge.
+    Incidents of one payload that need the same remedy with the same parameters (a storm)
+    fold into one proposal over all their hosts, rolled out in canary waves; one that comes
+    while such a proposal is still carried (within storm.window) joins it, or its next wave.
 
     \b
     Exit codes: 0 accepted · 2 bad payload (nothing stored) · 3 config · 6 store

@@ -63,7 +63,15 @@ def list_(ctx: click.Context, state: str | None, limit: int, output: str) -> Non
 @output_option
 @click.pass_context
 def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> None:
-    """State, risk, decision with reasons, the playbook and the check-mode diff."""
+    """State, risk, decision with reasons, the playbook and the check-mode diff.
+
+    \b
+    Also its confidence (0-100, with its parts: the remedy's record, the dry run, the
+    diagnosis, the canary), its runs, and for a proposal over several hosts (a storm)
+    each host's own outcome: its wave, its state (pending, queued, verified, failed,
+    unknown, rolled_back, rollback_failed, held, moved, not_applied), why, and the incident
+    that brought it (host_outcomes in --output json).
+    Exit codes: 0 · 4 no such proposal · 6 the store cannot be reached"""
     remote = remote_for(ctx)
     if remote is not None and events:
         raise InputError("--events is not served by the API yet: run it on Terry's machine")

@@ -145,7 +145,9 @@ def merged_fix(fixes: Sequence[Fix]) -> Fix:
     for name in _prose(first):  # one text for all: the first one's, saying there are more
         said = {str(f.diagnosis.params.get(name, "")) for f in fixes}
         if len(said) > 1 and isinstance(params.get(name), str):
-            params[name] = f"{params[name]} (and {len(hosts) - 1} more host(s) of a storm)"
+            # no count: hosts that join before the decision would make it stale (the
+            # proposal's hosts say how many)
+            params[name] = f"{params[name]} (and the other hosts of a storm)"
     diagnosis = replace(first.diagnosis, hosts=tuple(hosts.values()), params=params)
     return replace(first, diagnosis=diagnosis)
 

@@ -10,7 +10,16 @@ from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError
 
 from terry.errors import ConfigError
 
-__all__ = ["NAME", "Labels", "Model", "Number", "PromLabels", "explain"]
+__all__ = [
+    "NAME",
+    "Labels",
+    "Model",
+    "Number",
+    "PromLabels",
+    "Templates",
+    "explain",
+    "template_problem",
+]
 
 NAME = r"^[A-Za-z0-9][A-Za-z0-9_.-]{0,252}$"  # a service's or an SLO's name
 
@@ -46,8 +55,82 @@ Labels = Annotated[dict[str, str], BeforeValidator(_labels)]
 _PROM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 
 
+# Go's text/template, as Prometheus expands an alerting rule's labels and annotations: the
+# actions that open a block closed by {{ end }}.
+_OPENS = frozenset({"if", "range", "with", "define", "block"})
+_ACTION_WORD = re.compile(r"[a-z]+")
+
+
+def template_problem(text: str) -> str | None:
+    """Why Prometheus would refuse ``text`` as a template (an alerting rule's label or
+    annotation), or None. It reads what Go's template parser reads first: actions
+    (``{{ ... }}``) that close, with their strings and comments closed, none empty, and as
+    many ``{{ end }}`` as blocks opened. A template that passes may still fail to expand
+    (a function Prometheus lacks): that is said when the alert fires, not when rules load.
+    """
+    depth, at = 0, 0
+    while (start := text.find("{{", at)) != -1:
+        i = start + 2
+        if text.startswith("- ", i):
+            i += 2
+        body_start = i
+        if text.startswith("/*", i):  # {{/* a comment */}}: no quotes read inside it
+            close = text.find("*/", i)
+            if close == -1:
+                return "a comment {{/* ... */}} is not closed"
+            i = close + 2
+            if not text.startswith(("}}", " -}}"), i):
+                return "a comment must end its action: {{/* ... */}}"
+            at = text.find("}}", i) + 2
+            continue
+        quote: str | None = None
+        while i < len(text):
+            c = text[i]
+            if quote is not None:
+                if c == "\\" and quote != "`":
+                    i += 2
+                    continue
+                if c == quote:
+                    quote = None
+            elif c in "\"`'":
+                quote = c
+            elif text.startswith("}}", i):
+                break
+            i += 1
+        else:
+            if quote is not None:
+                return f"a quoted string in {text[start : start + 40]!r} is not closed"
+            return f"an action {text[start : start + 40]!r} is not closed with }}}}"
+        body = text[body_start:i].removesuffix(" -").strip()
+        if not body:
+            return "an action {{ }} is empty"
+        word = _ACTION_WORD.match(body)
+        if word and word.group() in _OPENS and body[word.end() :][:1] in ("", " ", "\t", "\n"):
+            depth += 1
+        elif word and word.group() == "end" and body == "end":
+            depth -= 1
+            if depth < 0:
+                return "an {{ end }} closes no block"
+        at = i + 2
+    if depth > 0:
+        return "a block ({{ if }}, {{ range }}, {{ with }} ...) is not closed with {{ end }}"
+    return None
+
+
+def _templates(value: Any) -> dict[str, str]:
+    found = _labels(value)
+    for name, text in found.items():
+        problem = template_problem(text)
+        if problem is not None:
+            raise ValueError(
+                f"{name[:60]}: {problem}: Prometheus reads it as a Go template and would "
+                "refuse the rule file"
+            )
+    return found
+
+
 def _prom_labels(value: Any) -> dict[str, str]:
-    labels = _labels(value)
+    labels = _templates(value)
     for name in labels:
         if not _PROM_LABEL.fullmatch(name) or name.startswith("__"):
             raise ValueError(
@@ -57,8 +140,11 @@ def _prom_labels(value: Any) -> dict[str, str]:
     return labels
 
 
-# Labels that go on Prometheus rules (Sloth's): their names must be Prometheus's.
+# Labels that go on Prometheus rules (Sloth's): their names must be Prometheus's, their
+# values templates it can read (an alerting rule's labels are expanded).
 PromLabels = Annotated[dict[str, str], BeforeValidator(_prom_labels)]
+# An alerting rule's annotations: templates Prometheus can read.
+Templates = Annotated[dict[str, str], BeforeValidator(_templates)]
 
 
 def _no_bool(value: Any) -> Any:

@@ -11,7 +11,7 @@ from pydantic import Field, field_validator, model_validator
 
 from terry.errors import ConfigError
 from terry.promql import promql_problem
-from terry.slo.fields import NAME, Labels, Model, Number, PromLabels
+from terry.slo.fields import NAME, Model, Number, PromLabels, Templates
 from terry.slo.objective import (
     ALERT,
     DEFAULT_PERIOD,
@@ -82,7 +82,7 @@ class _SlothSLI(Model):
 class _SlothAlert(Model):
     disable: bool = False
     labels: PromLabels = Field(default_factory=dict)
-    annotations: Labels = Field(default_factory=dict)
+    annotations: Templates = Field(default_factory=dict)
 
 
 class _SlothAlerting(Model):
@@ -93,7 +93,7 @@ class _SlothAlerting(Model):
     # have slo_foo-bar_grpc-latency_fail)
     name: str = Field(default=ALERT, pattern=r"^[^\x00-\x1f\x7f]{1,253}$")
     labels: PromLabels = Field(default_factory=dict)
-    annotations: Labels = Field(default_factory=dict)
+    annotations: Templates = Field(default_factory=dict)
     page_alert: _SlothAlert = Field(default_factory=_SlothAlert)
     ticket_alert: _SlothAlert = Field(default_factory=_SlothAlert)
 

@@ -15,7 +15,7 @@ from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import select, update
+from sqlalchemy import null, select, update
 from sqlalchemy.orm import Session
 
 from terry.appliers.base import RunnerEvent, RunResult
@@ -389,12 +389,18 @@ class RemedyRecord:
 
 
 def remedy_records(
-    store: Store, remedies: tuple[str, ...] | None = None, *, exclude: int | None = None
+    store: Store,
+    remedies: tuple[str, ...] | None = None,
+    *,
+    exclude: int | None = None,
+    runs: Callable[[dict[str, Any]], bool] | None = None,
 ) -> dict[str, RemedyRecord]:
-    """Every remedy's record (or only ``remedies``), read in one query."""
+    """Every remedy's record (or only ``remedies``), read in one query; ``runs``: only the
+    proposals whose parameters it accepts (one variant's, ``terry.remedies.variants``)."""
+    params = ProposalRow.params if runs is not None else null()  # read only when asked
     query = (
         select(ProposalRow.remedy, ProposalRow.environment, ProposalRow.state)
-        .add_columns(ProposalRow.created_at, ProposalRow.updated_at)
+        .add_columns(ProposalRow.created_at, ProposalRow.updated_at, params)
         .where(ProposalRow.state.in_(FINISHED), ProposalRow.id != (exclude or -1))
         .order_by(ProposalRow.id)
     )
@@ -403,7 +409,9 @@ def remedy_records(
     overall: dict[str, list[tuple[str, datetime, datetime]]] = {}
     per_env: dict[str, dict[str, list[tuple[str, datetime, datetime]]]] = {}
     with store.session() as session:
-        for remedy, environment, state, created, updated in session.execute(query):
+        for remedy, environment, state, created, updated, given in session.execute(query):
+            if runs is not None and not runs(dict(given or {})):
+                continue
             overall.setdefault(remedy, []).append((state, created, updated))
             if environment:
                 per_env.setdefault(remedy, {}).setdefault(environment, []).append(
@@ -419,7 +427,14 @@ def remedy_records(
     }
 
 
-def remedy_record(store: Store, remedy: str, *, exclude: int | None = None) -> RemedyRecord:
-    """One remedy's record (empty when it never reached an end)."""
-    found = remedy_records(store, (remedy,), exclude=exclude).get(remedy)
+def remedy_record(
+    store: Store,
+    remedy: str,
+    *,
+    exclude: int | None = None,
+    runs: Callable[[dict[str, Any]], bool] | None = None,
+) -> RemedyRecord:
+    """One remedy's record (empty when it never reached an end); ``runs`` as for
+    ``remedy_records``."""
+    found = remedy_records(store, (remedy,), exclude=exclude, runs=runs).get(remedy)
     return found or RemedyRecord(remedy, History(runs=0, verified=0, rolled_back=0), {})

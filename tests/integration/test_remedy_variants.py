@@ -135,6 +135,9 @@ def test_variants_take_turns_outside_production_and_the_winner_is_proposed(fleet
     shown = fleet.json("proposals", "show", str(second["proposal_id"]))
     assert shown["params"]["terry_variant"] == "default"
     assert shown["params"]["log_retention_days"] == 14
+    # judged on its own variant's record: the default had no run yet (the compress-only
+    # trial that failed is not its record), so its record part is the untried 15, not 12
+    assert shown["summary"]["confidence_parts"]["record"] == 15, shown["summary"]
     message = _message(fleet, shown["summary"]["branch"])
     assert '"terry_variant": "default"' in message  # the commit (and PR body) show it
     assert "\nVariant:" not in message  # the remedy's own parameters: its summary says it

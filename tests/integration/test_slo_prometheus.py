@@ -433,6 +433,40 @@ def test_awkward_specs_still_write_rules_promtool_accepts(tmp_path: Path) -> Non
     assert "SUCCESS: 18 rules found" in check.stdout
 
 
+# Templates at the edges of Go's parser: Terry's check and promtool's must agree on each.
+TEMPLATES = [
+    "plain text }} with a stray close",
+    "{{ $value | humanize }} on {{ $labels.instance }}",
+    "{{ $value | humanize",
+    "{{ }}",
+    "{{ if gt $value 1.0 }}high",
+    "{{ if gt $value 1.0 }}high{{ else }}low{{ end }}",
+    "{{ end }}",
+    '{{ "}}" }} quoted close',
+    '{{ "unclosed }}',
+    "{{/* a comment */}} after",
+    "{{- /* trimmed */ -}} after",
+    "{{/* never closed }}",
+    "{{ range $k, $v := $labels }}{{ $k }}={{ $v }} {{ end }}",
+    "{{ with $labels.job }}{{ . }}{{ end }}",
+]
+
+
+@pytest.mark.parametrize("text", TEMPLATES)
+def test_terry_refuses_the_templates_promtool_refuses(text: str, tmp_path: Path) -> None:
+    from terry.slo.fields import template_problem
+
+    rule = {"alert": "X", "expr": "vector(1)", "annotations": {"summary": text}}
+    (tmp_path / "r.yml").write_text(yaml.safe_dump({"groups": [{"name": "g", "rules": [rule]}]}))
+    check = subprocess.run(
+        ["promtool", "check", "rules", str(tmp_path / "r.yml")], capture_output=True, text=True
+    )
+    assert (template_problem(text) is None) is (check.returncode == 0), (
+        template_problem(text),
+        check.stdout + check.stderr,
+    )
+
+
 def _proposal(store: Store, *, source: str, host: str, risk: str) -> int:
     """A proposal checked by its dry run, as the propose and dry-run steps leave it."""
     return stored_proposal(

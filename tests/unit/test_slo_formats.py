@@ -324,6 +324,29 @@ def test_names_that_go_on_rules_must_be_prometheus_names(
     _refused(SLOTH_GETTING_STARTED.replace(before, after), message)
 
 
+@pytest.mark.parametrize(
+    ("after", "message"),
+    [
+        (
+            'summary: "{{ $value | humanize"',
+            "an action '{{ $value | humanize' is not closed with }}",
+        ),
+        ('summary: "{{ if $labels.x }}on"', "is not closed with {{ end }}"),
+        ('summary: "{{ }}"', "an action {{ }} is empty"),
+    ],
+)
+def test_an_annotation_prometheus_could_not_read_as_a_template_is_refused(
+    after: str, message: str
+) -> None:
+    """Prometheus expands an alerting rule's annotations and labels as Go templates and
+    refuses the whole rule file when one does not parse: the spec's mistake, said as one."""
+    text = SLOTH_GETTING_STARTED.replace(
+        """summary: "High error rate on 'myservice' responses\"""", after
+    )
+    said = _refused(text, "slos[0].alerting.annotations: summary: ")
+    assert message in said and "Prometheus reads it as a Go template" in said, said
+
+
 def test_an_alert_name_is_any_one_line_text_as_sloth_s_own_examples_write_it() -> None:
     # Sloth's victoria-metrics example: the alertname is a label value, not a metric name
     named = "slo_foo-bar_grpc-latency-percentile-90_fail"

@@ -62,7 +62,7 @@ def test_a_path_or_number_from_an_annotation_folds_only_when_it_is_the_same(
     # what the fix acts on is exactly each host's; only the words for people are shared
     assert merged.diagnosis.params["path"] == "/srv/data"
     assert merged.diagnosis.params["threshold"] == 80
-    assert merged.diagnosis.params["reason"] == "s-1 is full (and 1 more host(s) of a storm)"
+    assert merged.diagnosis.params["reason"] == "s-1 is full (and the other hosts of a storm)"
 
 
 def test_the_shipped_remedy_folds_across_summaries_not_across_mountpoints() -> None:
