@@ -430,7 +430,6 @@ class AWXConfig(_Model):
     update_project: bool = True
     # How long a job (or project update) may take before Terry cancels it.
     timeout: float = Field(default=900.0, gt=0)
-
     # How long a canceled job may take to show that it ended; one that does not keeps its
     # hosts held for recovery ('terry serve' looks again), never freed while it may run.
     cancel_wait: float = Field(default=120.0, gt=0)

@@ -46,6 +46,7 @@ from terry.appliers.base import (
     RunnerEvent,
     RunResult,
     RunStatus,
+    identity_refused,
     last_line,
 )
 from terry.appliers.hold import GO, GO_TASK, HOLD_TASK, STOP, Hold, retries, wait_tasks
@@ -174,11 +175,7 @@ class AnsibleApplier:
         result = self._run(job, on_event, tags=tags, playbook=str(wrapper))
         refusals = _refusals(result, expected)
         if refusals:
-            raise RunnerError(
-                "refused, nothing was changed: "
-                + "; ".join(refusals)
-                + " (set terry_hostname in the inventory where a host's own name differs)"
-            )
+            raise RunnerError(identity_refused(refusals))
         if job.hold is not None and not _went_on(result) and not _failed_before_hold(result):
             return _unheld(result, Hold(job.hold))
         return result

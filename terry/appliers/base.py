@@ -36,6 +36,7 @@ __all__ = [
     "Share",
     "carries",
     "host_pattern",
+    "identity_refused",
     "last_line",
     "render_diffs",
 ]
@@ -205,6 +206,17 @@ def host_pattern(hosts: Iterable[str]) -> str:
     commas, never colons, which Ansible splits a pattern on when it has no comma, and of
     which an IPv6 address is made."""
     return ",".join(hosts)
+
+
+def identity_refused(why: Iterable[str]) -> str:
+    """How an applier refuses a run its identity probe stopped before any change (a host
+    that answered as another machine, or could not be asked): the ansible applier's wrapper
+    play and the AWX templates' entry playbook say it alike."""
+    return (
+        "refused, nothing was changed: "
+        + "; ".join(why)
+        + " (set terry_hostname in the inventory where a host's own name differs)"
+    )
 
 
 def last_line(stdout: str) -> str:

@@ -246,7 +246,8 @@ def carried(store: Store, proposal_id: int, hosts: Collection[str] | None = None
     """The incidents a proposal carries, oldest first (``hosts``: on those of its hosts
     only): its own (its first host's), each host's (``proposal_hosts``; a host queued for
     its next wave, or moved on, is not its own yet), and those riding on its hosts (a
-    storm's second incident on one host, ``incidents.folded_into``)."""
+    storm's second incident on one host, ``incidents.folded_into``). The other way round,
+    each incident's proposals: ``terry.reports.history.carrying``."""
     with store.session() as session:
         row = session.get(ProposalRow, proposal_id)
         if row is None:

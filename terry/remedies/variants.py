@@ -59,6 +59,7 @@ __all__ = [
     "parse_trials",
     "parse_variants",
     "propose_winner",
+    "same_variant",
     "tried_variants",
     "variant_input",
     "variant_of_params",
@@ -223,6 +224,16 @@ def variant_of_params(params: Mapping[str, Any]) -> str:
     """The variant a proposal ran; proposals from before variants ran the remedy's own."""
     name = params.get(VARIANT_PARAM)
     return name if isinstance(name, str) and name else DEFAULT
+
+
+def same_variant(params: Mapping[str, Any]) -> Callable[[Mapping[str, Any]], bool] | None:
+    """Which earlier proposals are the record of one with ``params``: those that ran the
+    same variant, when it runs one (a trial must not borrow the default's record); None
+    (every run) for a remedy that is not tried."""
+    if VARIANT_PARAM not in params:
+        return None
+    name = variant_of_params(params)
+    return lambda other: variant_of_params(other) == name
 
 
 def variant_said(remedy: Remedy, params: Mapping[str, Any]) -> str:

@@ -115,7 +115,8 @@ def carrying(
     """The proposals that carry the fix of each incident of ``ids`` (a list, or a query of
     them): its own, and a storm's it is a host of (``proposal_hosts``: its host joined, or
     came with, another incident's proposal) or was folded into (``folded``: incident id ->
-    its ``folded_into``, when set: its host was already in that proposal)."""
+    its ``folded_into``, when set: its host was already in that proposal). The other way
+    round, a proposal's incidents: ``terry.proposals.hosts.carried``."""
     if not isinstance(ids, Select):
         ids = list(ids)
     found: dict[int, set[int]] = {}

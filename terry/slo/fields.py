@@ -58,7 +58,7 @@ _PROM_LABEL = re.compile(r"[a-zA-Z_][a-zA-Z0-9_]*")
 # Go's text/template, as Prometheus expands an alerting rule's labels and annotations: the
 # actions that open a block closed by {{ end }}.
 _OPENS = frozenset({"if", "range", "with", "define", "block"})
-_ACTION_WORD = re.compile(r"[a-z]+")
+_KEYWORD = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")  # an action's first word, as Go lexes it
 
 
 def template_problem(text: str) -> str | None:
@@ -104,10 +104,10 @@ def template_problem(text: str) -> str | None:
         body = text[body_start:i].removesuffix(" -").strip()
         if not body:
             return "an action {{ }} is empty"
-        word = _ACTION_WORD.match(body)
-        if word and word.group() in _OPENS and body[word.end() :][:1] in ("", " ", "\t", "\n"):
+        keyword = found.group() if (found := _KEYWORD.match(body)) else ""
+        if keyword in _OPENS:
             depth += 1
-        elif word and word.group() == "end" and body == "end":
+        elif keyword == "end":
             depth -= 1
             if depth < 0:
                 return "an {{ end }} closes no block"

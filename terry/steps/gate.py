@@ -20,8 +20,8 @@ from terry.proposals.hosts import set_waves
 from terry.proposals.plan import Plan
 from terry.proposals.state import ProposalState, get, transition
 from terry.proposals.waves import plan_waves
-from terry.remedies.variants import VARIANT_PARAM, variant_of_params
 from terry.remedies.variants import gate_view as variant_gate_view
+from terry.remedies.variants import same_variant
 from terry.review.base import Review
 from terry.slo.services import (
     BUDGET_ENTITY,
@@ -76,15 +76,8 @@ class Gate:
             self.ctx.repo.tree(sha), self.ctx.config.policy.path
         )
         known = tuple(inventory.hosts[h] for h in hosts if h in inventory.hosts)
-        # a proposal that runs one of the remedy's variants is judged on that variant's runs:
-        # a trial borrowed the default's record (confidence 100 on one run of its own)
-        variant = variant_of_params(params) if VARIANT_PARAM in params else None
-        record = remedy_record(
-            store,
-            remedy,
-            exclude=proposal_id,
-            runs=None if variant is None else (lambda p: variant_of_params(p) == variant),
-        )
+        # one that runs a variant is judged on that variant's runs
+        record = remedy_record(store, remedy, exclude=proposal_id, runs=same_variant(params))
         canary = self.ctx.config.canary  # the rollout plan and confidence (issue 18)
         waves = plan_waves(
             [(h.name, h.environment) for h in known],

@@ -75,6 +75,7 @@ from terry.appliers.base import (
     RunStatus,
     Share,
     host_pattern,
+    identity_refused,
 )
 from terry.config import AWXConfig
 from terry.errors import RunGoesOn
@@ -655,11 +656,9 @@ def _refuse_if_nothing_ran(job_id: int, state: JobState, events: list[RunnerEven
         if e.host and e.play == PROBE_PLAY and e.status in _PROBE_TROUBLE:
             refused.setdefault(e.host, e.message or str(e.status))
     if refused:
+        said = [f"{host}: {why[:200]}" for host, why in sorted(refused.items())]
         raise AWXError(
-            f"refused, nothing was changed: AWX job {job_id} stopped at Terry's identity "
-            "probe: "
-            + "; ".join(f"{host}: {why[:200]}" for host, why in sorted(refused.items()))
-            + " (set terry_hostname in the inventory where a host's own name differs)"
+            identity_refused([f"AWX job {job_id} stopped at Terry's identity probe", *said])
         )
     began = any(e.event == "playbook_on_play_start" or e.host is not None for e in events)
     if state.status in ("error", "failed", "canceled") and not began:
