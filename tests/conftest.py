@@ -129,6 +129,14 @@ class Cli:
             catch_exceptions=False,
         )
 
+    def ok(self, *args: str, input: str | bytes | None = None) -> Any:
+        """``self(*args)``, which must exit 0: what it printed is the failure's message."""
+        result = self(*args, input=input)
+        assert result.exit_code == 0, f"terry {' '.join(args)}: exit {result.exit_code}\n" + (
+            result.stdout + result.stderr
+        )
+        return result
+
     def as_(self, actor: str) -> Cli:
         """This CLI run by ``actor`` (TERRY_ACTOR): ``--as`` names only yourself now."""
         return Cli(self.repo, {**self.env, "TERRY_ACTOR": actor})

@@ -48,7 +48,7 @@ def claude() -> Iterator[FakeAnthropic]:
 def fleet(tmp_path_factory: pytest.TempPathFactory, claude: FakeAnthropic) -> Cli:
     repo = tmp_path_factory.mktemp("explain") / "ops"
     cli = make_cli(repo)
-    assert cli("init", str(repo)).exit_code == 0
+    cli.ok("init", str(repo))
     config = yaml.safe_load((repo / "terry.yml").read_text())
     config["ai"] = {"base_url": claude.base_url, "timeout": 1, "max_retries": 1}
     (repo / "terry.yml").write_text(yaml.safe_dump(config))
@@ -146,7 +146,7 @@ def test_the_record_goes_to_claude_as_fenced_data(
     keyed: Cli, claude: FakeAnthropic, incident: int
 ) -> None:
     claude.answer(GOOD, name="explain_incident")
-    assert keyed("explain", str(incident)).exit_code == 0
+    keyed.ok("explain", str(incident))
     (sent,) = claude.requests
     body = sent.body
     assert body["model"] == MODEL

@@ -35,13 +35,13 @@ def claude() -> Iterator[FakeAnthropic]:
 def fleet(tmp_path_factory: pytest.TempPathFactory, claude: FakeAnthropic) -> Iterator[Cli]:
     repo = tmp_path_factory.mktemp("ai") / "ops"
     cli = make_cli(repo)
-    assert cli("init", str(repo)).exit_code == 0
+    cli.ok("init", str(repo))
     config = yaml.safe_load((repo / "terry.yml").read_text())
     config["ai"] = {"base_url": claude.base_url, "timeout": 5, "max_retries": 1}
     (repo / "terry.yml").write_text(yaml.safe_dump(config))
     Repo(repo).commit_paths(["terry.yml"], "ask Claude")
     cli.env["ANTHROPIC_API_KEY"] = KEY
-    assert cli("example", "up").exit_code == 0
+    cli.ok("example", "up")
     yield cli
     example.down(config_for(repo))
 
@@ -113,7 +113,7 @@ def test_a_composed_playbook_is_reviewed_applied_verified_and_explained(
     text = fleet("proposals", "show", str(outcome["proposal_id"]))
     assert "AI-authored" in text.stdout and "confidence 80%" in text.stdout
 
-    assert fleet("proposals", "approve", str(outcome["proposal_id"])).exit_code == 0
+    fleet.ok("proposals", "approve", str(outcome["proposal_id"]))
     done = fleet.json("proposals", "show", str(outcome["proposal_id"]))
     assert done["summary"]["state"] == "verified", done["outcome"]
     assert Path(run_dir).is_dir()

@@ -192,7 +192,7 @@ def test_stopping_a_service_that_is_not_running_is_refused_and_starts_nothing(
     (gitops / "experiments" / "nosuch.yaml").write_text(yaml.safe_dump(stop))
     Repo(gitops).commit_paths(["experiments"], "a chaos experiment")
     cli = make_cli(gitops)
-    assert cli("example", "up").exit_code == 0
+    cli.ok("example", "up")
     try:
         done = cli("chaos", "run", "nosuch", "-o", "json")
         [run] = json.loads(done.stdout)["runs"]

@@ -190,7 +190,7 @@ def chat(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Chat]:
     }
     (repo / "terry.yml").write_text(yaml.safe_dump(settings, sort_keys=False))
     cli = make_cli(repo, store_url)
-    assert cli("example", "up").exit_code == 0
+    cli.ok("example", "up")
     store = Store(store_url)
     try:
         cli("example", "break", "db-01", "service")

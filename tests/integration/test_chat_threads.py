@@ -83,7 +83,7 @@ def _configure(repo: Path, slack: FakeSlackApi, *, channel: str = CHANNEL) -> No
 
 def _review(cli: Cli, fingerprint: str) -> dict[str, Any]:
     """A production disk fix on db-01: dry-run, then waiting for a person's review."""
-    assert cli("example", "break", "db-01", "disk").exit_code == 0
+    cli.ok("example", "break", "db-01", "disk")
     body = payload([alert("DiskUsageHigh", fingerprint=fingerprint, host="db-01")])
     [outcome] = cli.json("alert", "ingest", "-", input=body)["proposals"]
     assert outcome["state"] == "awaiting_review", outcome
@@ -140,7 +140,7 @@ def test_a_review_request_is_approved_by_its_button_and_the_thread_gets_the_outc
 ) -> None:
     _configure(gitops, slack)
     cli = make_cli(gitops, store_url)
-    assert cli("example", "up").exit_code == 0
+    cli.ok("example", "up")
     server = None
     try:
         outcome = _review(cli, "thread-disk")
@@ -213,7 +213,7 @@ def test_slack_web_api_refusals_rate_limits_and_outages(
     _configure(gitops, slack)
     cli = make_cli(gitops, store_url)
     cli.env["TERRY_SLACK_BOT_TOKEN"] = TOKEN
-    assert cli("example", "up").exit_code == 0
+    cli.ok("example", "up")
     try:
         _review(cli, "thread-limits")
 

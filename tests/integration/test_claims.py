@@ -35,7 +35,7 @@ pytestmark = pytest.mark.integration
 def ops(tmp_path: Path) -> Iterator[Cli]:
     repo = tmp_path / "ops"
     cli = make_cli(repo)
-    assert cli("init", str(repo)).exit_code == 0
+    cli.ok("init", str(repo))
     yield cli
 
 

@@ -77,7 +77,7 @@ def console(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Console]:
     created = CliRunner().invoke(main, ["init", str(repo)], env=init.env)
     assert created.exit_code == 0, created.stdout
     cli = make_cli(repo, store_url)
-    assert cli("example", "up").exit_code == 0
+    cli.ok("example", "up")
     try:
         cli("example", "break", "db-01", "service")
         approve = _ingest(

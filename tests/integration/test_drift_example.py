@@ -119,7 +119,7 @@ def test_scan_reports_each_change_on_its_host_then_persisting_and_resolved(
     conf = _root(cli, "web-01") / "etc" / "app" / "app.conf"
     original = conf.read_text()
     conf.write_text(original.replace("max_connections = 100", "max_connections = 5000"))
-    assert cli("example", "break", "web-02", "service").exit_code == 0
+    cli.ok("example", "break", "web-02", "service")
 
     first = cli.json("drift", "scan")
     assert first["schema"] == "terry.drift/v1"
@@ -177,14 +177,14 @@ def test_drift_fix_reconciles_through_review(fleet: tuple[Cli, Hooks]) -> None:
     approved = cli.as_("alice").json("proposals", "approve", str(fixed["proposal_id"]))
     assert approved["state"] == "verified", approved
     assert "match the desired state" in approved["outcome"]
-    assert cli("drift", "scan", "--exit-code").exit_code == 0
+    cli.ok("drift", "scan", "--exit-code")
     incident = cli.json("incidents", "show", str(fixed["incident_id"]))
     assert incident["incident"]["state"] == "resolved"
 
 
 def test_a_schedule_delivers_to_a_directory_and_webhooks(fleet: tuple[Cli, Hooks]) -> None:
     cli, hooks = fleet
-    assert cli("example", "break", "db-01", "service").exit_code == 0
+    cli.ok("example", "break", "db-01", "service")
     done = cli.json("schedule", "run", "nightly")
     assert done["status"] == "done", done
     latest = (cli.repo / "reports" / "latest.html").read_text()

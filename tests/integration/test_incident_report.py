@@ -300,13 +300,13 @@ def ai_fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     claude.start()
     repo = tmp_path_factory.mktemp("report-ai") / "ops"
     cli = make_cli(repo)
-    assert cli("init", str(repo)).exit_code == 0
+    cli.ok("init", str(repo))
     config = yaml.safe_load((repo / "terry.yml").read_text())
     config["ai"] = {"base_url": claude.base_url, "timeout": 5, "max_retries": 1}
     (repo / "terry.yml").write_text(yaml.safe_dump(config))
     Repo(repo).commit_paths(["terry.yml"], "ask Claude")
     cli.env["ANTHROPIC_API_KEY"] = AI_KEY
-    assert cli("example", "up").exit_code == 0
+    cli.ok("example", "up")
     run_dir = str(repo / ".terry" / "hosts" / "web-01" / "run" / "app")
     claude.answer(
         {

@@ -50,8 +50,8 @@ RAW = ("\x1b", "\x07", "\x9b", "\u202e", "\u200b", "\r")
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, dict[str, Any]]]:
     repo = tmp_path_factory.mktemp("inert") / "ops"
     cli = make_cli(repo)
-    assert cli("init", str(repo)).exit_code == 0
-    assert cli("example", "up").exit_code == 0
+    cli.ok("init", str(repo))
+    cli.ok("example", "up")
     body = payload(
         [
             alert(

@@ -238,4 +238,4 @@ def test_awx_settings_that_cannot_work_are_refused_when_terry_yml_is_read(gitops
         assert said in " ".join(result.stderr.split()), result.stderr
     fine = {"url": "https://awx.example.org", "job_template": "ops-{remedy}"}
     (gitops / "terry.yml").write_text(yaml.safe_dump({**config, "awx": fine}))
-    assert make_cli(gitops)("proposals", "list").exit_code == 0
+    make_cli(gitops).ok("proposals", "list")

@@ -87,7 +87,7 @@ def test_add_then_remove_a_host_are_desired_state_edits(fleet: Cli) -> None:
     shown = cli.json("proposals", "show", str(added["proposal_id"]))
     assert "+        web-03:" in shown["check_diff"]
     assert shown["playbook"] is None  # nothing runs on hosts: merging is the change
-    assert cli("proposals", "approve", str(added["proposal_id"])).exit_code == 0
+    cli.ok("proposals", "approve", str(added["proposal_id"]))
     assert (
         cli.json("proposals", "show", str(added["proposal_id"]))["summary"]["state"] == "verified"
     )
@@ -97,7 +97,7 @@ def test_add_then_remove_a_host_are_desired_state_edits(fleet: Cli) -> None:
     assert "web-03" in graph["hosts"]
 
     removed = cli.json("inventory", "remove", "web-03")
-    assert cli("proposals", "approve", str(removed["proposal_id"])).exit_code == 0
+    cli.ok("proposals", "approve", str(removed["proposal_id"]))
     assert (
         cli.json("proposals", "show", str(removed["proposal_id"]))["summary"]["state"] == "verified"
     )
@@ -113,7 +113,7 @@ def test_a_host_vars_file_is_edited_where_it_is(fleet: Cli) -> None:
     Repo(cli.repo).commit_paths([path], "host_vars for web-02")
     edited = cli.json("inventory", "set", "web-02", "app_config_log_level=debug", "--no-converge")
     assert edited["files"] == [path]
-    assert cli("proposals", "approve", str(edited["proposal_id"])).exit_code == 0
+    cli.ok("proposals", "approve", str(edited["proposal_id"]))
     head, line = _main(cli, path).splitlines()
     assert head == "# web-02's own settings"
     assert line.startswith("app_config_log_level: debug") and line.endswith("# quiet")
@@ -264,7 +264,7 @@ def test_edits_write_what_ansible_reads_back_and_never_change_a_shared_mapping(
     a host named ``on`` or a value ``yes`` is quoted, or Ansible reads True. A mapping the
     file shares through an anchor is another host's too: changing it is refused."""
     cli = make_cli(tmp_path / "ops")
-    assert cli("init", str(cli.repo)).exit_code == 0
+    cli.ok("init", str(cli.repo))
     text = (cli.repo / HOSTS).read_text()
     labels = "terry_labels:\n            role: web\n"
     assert text.count(labels) >= 2, text  # web-01's and web-02's, as terry init writes them

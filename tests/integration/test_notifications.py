@@ -90,7 +90,7 @@ def _deliver(cli: Cli) -> dict[str, Any]:
 
 def _review(cli: Cli, fingerprint: str = "n-disk") -> dict[str, Any]:
     """A production disk fix: dry-run, then waiting for a person's review."""
-    assert cli("example", "break", "db-01", "disk").exit_code == 0
+    cli.ok("example", "break", "db-01", "disk")
     body = payload([alert("DiskUsageHigh", fingerprint=fingerprint, host="db-01")])
     [outcome] = cli.json("alert", "ingest", "-", input=body)["proposals"]
     assert outcome["state"] == "awaiting_review", outcome
@@ -171,7 +171,7 @@ def test_hostile_alert_text_stays_text_in_chat(
         fingerprint="n-hostile",
         host="web-01",
     )
-    assert cli("alert", "ingest", "-", "--no-remediate", input=payload([hostile])).exit_code == 0
+    cli.ok("alert", "ingest", "-", "--no-remediate", input=payload([hostile]))
     assert _deliver(cli)["messages"] == 3
     [slack] = receivers.texts("slack")
     assert "<!channel>" not in slack and "<@U123" not in slack
@@ -190,7 +190,7 @@ def test_a_storm_of_200_incidents_is_a_handful_of_messages(
     _configure(gitops, [{**THREE[0], "events": ["incident-opened"]}], max_items=10)
     cli = _cli(gitops, store_url, receivers)
     storm = [alert(f"Storm{n}", fingerprint=f"storm-{n}", host="web-02") for n in range(200)]
-    assert cli("alert", "ingest", "-", "--no-remediate", input=payload(storm)).exit_code == 0
+    cli.ok("alert", "ingest", "-", "--no-remediate", input=payload(storm))
     done = _deliver(cli)
     assert done["collected"] == 200 and done["delivered"] == 200, done
     [text] = receivers.texts("slack")
@@ -219,7 +219,7 @@ def test_a_receiver_that_hangs_or_fails_slows_nothing_and_loses_nothing(
     notifier.start()
     try:
         first = payload([alert("Warmup", fingerprint="n-warm", host="web-01")])
-        assert cli("alert", "ingest", "-", "--no-remediate", input=first).exit_code == 0
+        cli.ok("alert", "ingest", "-", "--no-remediate", input=first)
         deadline = time.monotonic() + 20
         while receivers.attempts == 0:  # the notifier is now stuck in a send
             assert time.monotonic() < deadline, "the notifier never sent"
@@ -261,7 +261,7 @@ def test_undelivered_messages_survive_a_restart_and_are_delivered_once(
     _configure(gitops, [{**THREE[2], "events": ["incident-opened"]}])
     cli = _cli(gitops, store_url, receivers)
     body = payload([alert("Restart", fingerprint="n-restart", host="web-01")])
-    assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+    cli.ok("alert", "ingest", "-", "--no-remediate", input=body)
     receivers.mode = "500"
     failed = cli("notifications", "deliver")
     assert failed.exit_code == 1 and "answered 500" in failed.stdout
@@ -293,7 +293,7 @@ def test_dead_letters_show_in_the_cli_and_metrics_and_no_url_leaks(
     _configure(gitops, [{**r, "events": ["incident-opened"]} for r in THREE], max_attempts=2)
     cli = _cli(gitops, store_url, receivers)
     body = payload([alert("Dead", fingerprint="n-dead", host="web-01")])
-    assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+    cli.ok("alert", "ingest", "-", "--no-remediate", input=body)
     receivers.mode = "500"
     outputs = [cli("notifications", "deliver")]
     time.sleep(0.5)
@@ -343,7 +343,7 @@ def test_a_refusal_retrying_cannot_mend_is_dead_at_once_and_a_conflict_is_retrie
     _configure(gitops, json_route, max_attempts=5)
     cli = _cli(gitops, store_url, receivers)
     body = payload([alert("Gone", fingerprint="n-gone", host="web-01")])
-    assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+    cli.ok("alert", "ingest", "-", "--no-remediate", input=body)
     receivers.mode = "404"
     assert cli("notifications", "deliver").exit_code == 1
     [dead] = cli.json("notifications", "list", "--state", "dead")
@@ -352,7 +352,7 @@ def test_a_refusal_retrying_cannot_mend_is_dead_at_once_and_a_conflict_is_retrie
     assert "not retried" in dead["last_error"]
 
     body = payload([alert("Busy", fingerprint="n-busy", host="web-01")])
-    assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+    cli.ok("alert", "ingest", "-", "--no-remediate", input=body)
     receivers.mode = "409"
     assert cli("notifications", "deliver").exit_code == 1
     [pending] = cli.json("notifications", "list", "--state", "pending")
@@ -442,7 +442,7 @@ def test_refusals_are_kept_in_the_services_words_and_rate_limits_are_waited_out(
         limited = {"message": "You are being rate limited.", "retry_after": 120.0, "global": False}
         hooks.script["discord"] = [(429, limited, {"Retry-After": "120"})]
         body = payload([alert("Limited", fingerprint="n-429", host="web-01")])
-        assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+        cli.ok("alert", "ingest", "-", "--no-remediate", input=body)
         outputs = [cli("notifications", "deliver")]
         assert outputs[0].exit_code == 1
         rows = {n["route"]: n for n in cli.json("notifications", "list")}
@@ -451,7 +451,7 @@ def test_refusals_are_kept_in_the_services_words_and_rate_limits_are_waited_out(
             "answered 429 (rate limited, retry after 120s)"
         )
         assert (rows["slack"]["state"], rows["discord"]["state"]) == ("dead", "pending")
-        assert cli("notifications", "retry", "--dead").exit_code == 0
+        cli.ok("notifications", "retry", "--dead")
         wait = datetime.fromisoformat(rows["discord"]["next_attempt_at"]) - datetime.fromisoformat(
             rows["discord"]["created_at"]
         )
@@ -502,7 +502,7 @@ def test_a_route_whose_url_cannot_be_used_holds_up_no_other_route(
     )
 
     body = payload([alert("Broken", fingerprint="n-broken", host="web-01")])
-    assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+    cli.ok("alert", "ingest", "-", "--no-remediate", input=body)
     done = cli("notifications", "deliver", "--output", "json")
     assert done.exit_code == 1, done.stdout + done.stderr
     assert json.loads(done.stdout)["delivered"] == 1
@@ -527,7 +527,7 @@ def test_hostile_markup_stays_text_in_discord_and_slack(
         fingerprint="n-markup",
         host="web-01",
     )
-    assert cli("alert", "ingest", "-", "--no-remediate", input=payload([hostile])).exit_code == 0
+    cli.ok("alert", "ingest", "-", "--no-remediate", input=payload([hostile]))
     assert _deliver(cli)["messages"] == 2
     [discord] = receivers.texts("discord")
     assert "\\[login](https://evil.example/x)" in discord and "](" not in discord.replace(
@@ -611,7 +611,7 @@ def test_a_tenant_route_never_carries_another_tenants_event(
             alert("DiskE", fingerprint="t-5", host="web-02"),
         ]
         body = payload(firing)
-        assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+        cli.ok("alert", "ingest", "-", "--no-remediate", input=body)
         first = _deliver(cli)
         assert first["failed"] == 0, first
         resolved = [
@@ -625,7 +625,7 @@ def test_a_tenant_route_never_carries_another_tenants_event(
             for a, fp in ((firing[0], "t-1"), (firing[3], "t-4"))
         ]
         body = payload(resolved)
-        assert cli("alert", "ingest", "-", "--no-remediate", input=body).exit_code == 0
+        cli.ok("alert", "ingest", "-", "--no-remediate", input=body)
         second = _deliver(cli)
         assert second["failed"] == 0, second
 

@@ -81,8 +81,8 @@ def _store_text(store: Store) -> str:
 def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
     repo = tmp_path_factory.mktemp("secrets") / "ops"
     cli = make_cli(repo)
-    assert cli("init", str(repo)).exit_code == 0
-    assert cli("example", "up").exit_code == 0
+    cli.ok("init", str(repo))
+    cli.ok("example", "up")
     yield cli
     example.down(config_for(repo))
 
@@ -90,7 +90,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
 def test_a_real_fix_leaves_no_credential_in_artifacts_or_the_store(
     fleet: Cli, store: Store, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    assert fleet("example", "break", "web-01", "disk").exit_code == 0
+    fleet.ok("example", "break", "web-01", "disk")
     monkeypatch.setenv("FOO_API_KEY", API_KEY)
     monkeypatch.setenv("TERRY_DATABASE_URL", DB_URL)  # Terry's own store: not ansible's
     config = config_for(fleet.repo)  # the store is the test's, not the URL above
@@ -168,7 +168,7 @@ def test_an_ai_error_echoing_the_key_is_stored_shown_and_logged_redacted(
 ) -> None:
     repo = tmp_path / "ops"
     cli = make_cli(repo, f"sqlite:///{tmp_path / 'terry.db'}")
-    assert cli("init", str(repo)).exit_code == 0
+    cli.ok("init", str(repo))
     config = yaml.safe_load((repo / "terry.yml").read_text())
     config["ai"] = {"base_url": claude.base_url, "timeout": 5, "max_retries": 0}
     (repo / "terry.yml").write_text(yaml.safe_dump(config))

@@ -280,7 +280,7 @@ def test_killed_after_202_the_alert_is_kept_and_the_restart_finishes_the_work(
     repo: Path, store_for: Store
 ) -> None:
     cli = make_cli(repo)
-    assert cli("example", "up").exit_code == 0
+    cli.ok("example", "up")
     cli("example", "break", "web-01", "disk")
     server = Serve(repo, args=("--no-worker",))  # accepts, remediates nothing
     response = server.post(
@@ -389,7 +389,7 @@ MARK_VERIFY = """- name: Look for the mark
 
 def _mark_fleet(repo: Path, url: str | None = None) -> None:
     """The example fleet up, and the mark-fix remedy committed to the repository."""
-    assert make_cli(repo, url)("example", "up").exit_code == 0
+    make_cli(repo, url).ok("example", "up")
     role = repo / "roles" / "mark_fix"
     (role / "tasks").mkdir(parents=True)
     (role / "remedies.yml").write_text(MARK_REMEDY)

@@ -97,7 +97,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Cli]:
 
 
 def _disk(cli: Cli, host: str, fingerprint: str) -> dict[str, Any]:
-    assert cli("example", "break", host, "disk").exit_code == 0
+    cli.ok("example", "break", host, "disk")
     body = payload(
         [alert("DiskUsageHigh", fingerprint=fingerprint, host=host, mountpoint="/srv/data")]
     )
@@ -145,7 +145,7 @@ def test_the_same_fault_fixes_itself_on_platform_and_waits_on_data(fleet: Cli) -
 
 def test_a_proposal_on_two_tenants_needs_an_approval_from_each(fleet: Cli) -> None:
     for host in ("web-01", "web-02"):
-        assert fleet("example", "break", host, "config").exit_code == 0
+        fleet.ok("example", "break", host, "config")
     fixed = fleet.json("drift", "fix", "--limit", "web-01,web-02")
     assert sorted(fixed["hosts"]) == ["web-01", "web-02"], fixed
     assert fixed["state"] == "awaiting_review", fixed
@@ -168,7 +168,7 @@ def test_a_proposal_on_two_tenants_needs_an_approval_from_each(fleet: Cli) -> No
     # dana completes the set: merged, applied, verified.
     done = fleet.as_("dana").json("proposals", "approve", pid)
     assert done["state"] == "verified", done
-    assert fleet("drift", "scan", "--exit-code").exit_code == 0
+    fleet.ok("drift", "scan", "--exit-code")
 
 
 def test_validate_reports_hosts_in_no_tenant_and_in_two(tmp_path: Path) -> None:

@@ -130,7 +130,7 @@ def fleet(
 ) -> Iterator[Cli]:
     repo = tmp_path_factory.mktemp("traces") / "ops"
     cli = make_cli(repo)
-    assert cli("init", str(repo)).exit_code == 0
+    cli.ok("init", str(repo))
     config = yaml.safe_load((repo / "terry.yml").read_text())
     config["traces"] = {"otlp_endpoint": otlp.base_url, "jaeger_url": jaeger.base_url}
     (repo / "terry.yml").write_text(yaml.safe_dump(config))
@@ -175,7 +175,7 @@ def test_an_incident_is_one_trace_with_a_span_per_step(fleet: Cli, otlp: OtlpRec
     assert outcome["state"] == "awaiting_review", outcome  # production: a person decides
     pid, incident_id = str(outcome["proposal_id"]), str(outcome["incident_id"])
     # later, in another command: the rejection continues the incident's trace
-    assert fleet("proposals", "reject", pid, "--reason", "not now").exit_code == 0
+    fleet.ok("proposals", "reject", pid, "--reason", "not now")
 
     story = fleet.json("incidents", "show", incident_id)
     trace_id = story["incident"]["trace_id"]

@@ -120,7 +120,7 @@ def test_a_fix_prometheus_cannot_confirm_is_escalated_not_verified(
     cli = make_cli(repo)
     cli.env["TERRY_PROMETHEUS_URL"] = prometheus  # no node_exporter there: the query is empty
     try:
-        assert cli("example", "up").exit_code == 0
+        cli.ok("example", "up")
         cli("example", "break", "web-01", "disk")
         out = cli.json(
             "alert",
