@@ -8,10 +8,12 @@ value; the value alone is given to the gate, and the shares below are how to rea
   from there, in full from ``PROVEN_RUNS`` runs on and in part before (one run of five:
   a fifth of the way), so a first success raises it and a first failure lowers it;
 - **the dry run** (up to 30): passed with every estimate enough (30); passed with an
-  estimate that falls short (10); failed or not run yet (0);
+  estimate that falls short (10); not run yet (0); failed caps the score at ``FAILED``
+  (its part is what it took off: a fix that could not run in check mode is not 70% sure
+  because its remedy has a good record);
 - **the diagnosis** (up to 25): the remedy catalogue (25); written by an AI, its own stated
   confidence counts for at most 15 (an AI's self-assessment is worth less than a match);
-- **the canary** once there is one: passed adds 10; failed caps the score at 20.
+- **the canary** once there is one: passed adds 10; failed caps the score at ``FAILED``.
 
 Shown in ``terry proposals show/list`` and the pull request, and part of the gate's input
 (``confidence``): the shipped policy (policies/canary.rego) names it in its reasons.
@@ -22,10 +24,11 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-__all__ = ["PROVEN_RUNS", "Confidence", "describe", "revised", "score"]
+__all__ = ["FAILED", "PROVEN_RUNS", "Confidence", "describe", "revised", "score"]
 
 PROVEN_RUNS = 5  # runs from which a remedy's record counts in full
 UNTRIED = 15  # the record's part for a remedy never run: neither trusted nor distrusted
+FAILED = 20  # the most a proposal scores once its dry run or its canary failed
 
 
 @dataclass(frozen=True)
@@ -55,27 +58,29 @@ def score(
     if check and "ok" in check:
         estimates = check.get("estimates") or []
         short = any(isinstance(e, dict) and e.get("enough") is not True for e in estimates)
-        dry_run = 0 if not check.get("ok") else (10 if short else 30)
+        dry_run = 10 if short else 30
     if ai_authored:
         stated = max(0, min(100, ai_confidence if ai_confidence is not None else 0))
         diagnosis = round(15 * stated / 100)
     else:
         diagnosis = 25
+    if check and "ok" in check and not check.get("ok"):
+        dry_run = min(0, FAILED - record - diagnosis)
     return revised({"record": record, "dry_run": dry_run, "diagnosis": diagnosis}, canary)
 
 
 def revised(parts: dict[str, int], canary: str | None) -> Confidence:
     """The confidence of these parts before any canary (``record``, ``dry_run``,
     ``diagnosis``), with the canary's outcome: passed adds 10 (up to 100), failed caps it at
-    20; the canary's part is what it added or took off, so the parts add up to the value."""
+    ``FAILED``; the canary's part is what it added or took off, so the parts add up to the value."""
     base = {k: v for k, v in parts.items() if k != "canary"}
     value = sum(base.values())
     if canary == "passed":
         base["canary"] = max(0, min(10, 100 - value))  # up to 100, no further
         value += base["canary"]
     elif canary == "failed":
-        base["canary"] = min(0, 20 - value)
-        value = min(value, 20)
+        base["canary"] = min(0, FAILED - value)
+        value = min(value, FAILED)
     return Confidence(max(0, min(100, value)), base)
 
 

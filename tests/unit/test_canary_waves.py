@@ -90,8 +90,22 @@ def test_confidence_weighs_record_dry_run_source_and_canary() -> None:
         ai_authored=False,
     )
     assert short.value == 50
-    ai = score(runs=0, success_rate=None, check={"ok": False}, ai_authored=True, ai_confidence=60)
-    assert ai.value == 24
+    ai = score(runs=0, success_rate=None, check={"ok": True}, ai_authored=True, ai_confidence=60)
+    assert ai.value == 54  # record 15, dry run 30, diagnosis 9
+
+
+def test_a_failed_dry_run_caps_confidence_whatever_the_record() -> None:
+    """A fix that failed in check mode is not 70% sure because its remedy did well before:
+    the dry run's part takes the score down to 20 at most, and says how much it took."""
+    proven = score(runs=10, success_rate=1.0, check={"ok": False}, ai_authored=False)
+    assert proven.value == 20
+    assert proven.parts == {"record": 45, "dry_run": -50, "diagnosis": 25}
+    assert describe(proven.value, proven.parts) == "20/100 (record 45, dry run -50, diagnosis 25)"
+    low = score(runs=0, success_rate=None, check={"ok": False}, ai_authored=True, ai_confidence=20)
+    assert low.value == 18 and low.parts["dry_run"] == 0  # already under the cap: nothing off
+    assert revised(proven.parts, "passed").value <= 30  # a canary cannot lift it back up
+    not_run = score(runs=10, success_rate=1.0, check=None, ai_authored=False)
+    assert not_run.value == 70 and not_run.parts["dry_run"] == 0  # not run yet: no verdict
     assert (
         score(
             runs=10, success_rate=1.0, check={"ok": True}, ai_authored=False, canary="failed"
@@ -117,7 +131,13 @@ def test_a_first_run_moves_the_record_from_untried_the_way_it_went() -> None:
 def test_a_canary_revises_the_stored_parts_by_one_rule() -> None:
     """What the gate stored, revised after the canary: the same figures ``score`` gives with
     the outcome known, parts that add up, and words that say them."""
-    for runs, rate, check in ((10, 1.0, {"ok": True}), (0, None, {"ok": True}), (3, 0.5, {})):
+    cases = (
+        (10, 1.0, {"ok": True}),
+        (0, None, {"ok": True}),
+        (3, 0.5, {}),
+        (9, 1.0, {"ok": False}),
+    )
+    for runs, rate, check in cases:
         gated = score(runs=runs, success_rate=rate, check=check, ai_authored=False)
         assert sum(gated.parts.values()) == gated.value
         for canary in ("passed", "failed"):
