@@ -142,9 +142,7 @@ class Cli:
         return Cli(self.repo, {**self.env, "TERRY_ACTOR": actor})
 
     def json(self, *args: str, input: str | bytes | None = None) -> Any:
-        result = self(*args, "--output", "json", input=input)
-        assert result.exit_code == 0, result.stderr or result.stdout
-        return json.loads(result.stdout)
+        return json.loads(self.ok(*args, "--output", "json", input=input).stdout)
 
 
 def make_cli(repo: Path, store_url: str | None = None) -> Cli:

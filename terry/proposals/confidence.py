@@ -54,17 +54,17 @@ def score(
     else:
         earned = 45 * max(0.0, min(1.0, success_rate))
         record = round(UNTRIED + (earned - UNTRIED) * min(1.0, runs / PROVEN_RUNS))
-    dry_run = 0
+    dry_run, failed = 0, False
     if check and "ok" in check:
         estimates = check.get("estimates") or []
         short = any(isinstance(e, dict) and e.get("enough") is not True for e in estimates)
-        dry_run = 10 if short else 30
+        dry_run, failed = (10 if short else 30), not check.get("ok")
     if ai_authored:
         stated = max(0, min(100, ai_confidence if ai_confidence is not None else 0))
         diagnosis = round(15 * stated / 100)
     else:
         diagnosis = 25
-    if check and "ok" in check and not check.get("ok"):
+    if failed:  # what it takes off leaves at most FAILED
         dry_run = min(0, FAILED - record - diagnosis)
     return revised({"record": record, "dry_run": dry_run, "diagnosis": diagnosis}, canary)
 
@@ -72,7 +72,8 @@ def score(
 def revised(parts: dict[str, int], canary: str | None) -> Confidence:
     """The confidence of these parts before any canary (``record``, ``dry_run``,
     ``diagnosis``), with the canary's outcome: passed adds 10 (up to 100), failed caps it at
-    ``FAILED``; the canary's part is what it added or took off, so the parts add up to the value."""
+    ``FAILED``; the canary's part is what it added or took off, so the parts add up to the
+    value."""
     base = {k: v for k, v in parts.items() if k != "canary"}
     value = sum(base.values())
     if canary == "passed":

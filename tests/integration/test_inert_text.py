@@ -71,8 +71,7 @@ def fleet(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[Cli, dict[
 
 
 def _printed(cli: Cli, *args: str) -> str:
-    result = cli(*args)
-    assert result.exit_code == 0, result.stdout + result.stderr
+    result = cli.ok(*args)
     return result.stdout + result.stderr
 
 
