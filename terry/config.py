@@ -75,12 +75,31 @@ class _Model(BaseModel):
         return field is not None and field.annotation in (int, float, int | None, float | None)
 
 
+def is_http_url(text: str) -> bool:
+    """An http(s) URL with a host: what every server Terry talks to is given as."""
+    parts = urlsplit(text.strip())
+    return parts.scheme in ("http", "https") and bool(parts.hostname)
+
+
+def _server_url(value: str | None) -> str | None:
+    """Checked when the configuration is read, not first when the server is asked."""
+    if value is not None and not is_http_url(value):
+        raise ValueError(
+            f"must be an http(s) URL with a host (https://host.example.com), not {value[:100]!r}"
+        )
+    return value
+
+
+# The URL of a server Terry talks to (Prometheus, Argo CD, AWX, OPA).
+_ServerUrl = Annotated[str | None, AfterValidator(_server_url)]
+
+
 class PolicyConfig(_Model):
     engine: Literal["regorus", "opa"] = "regorus"
     path: str = "policies"
     query: str = "data.terry.gate"
     timeout: float = Field(default=5.0, gt=0)
-    opa_url: str | None = None
+    opa_url: _ServerUrl = None
 
 
 # The name of an environment variable (a credential's; never the credential).
@@ -88,7 +107,7 @@ _EnvName = Annotated[str, Field(pattern=r"^[A-Z_][A-Z0-9_]*$")]
 
 
 class PrometheusConfig(_Model):
-    url: str | None = None
+    url: _ServerUrl = None
     timeout: float = Field(default=10.0, gt=0)
     # How long verification waits for the metric to settle before judging.
     settle_seconds: float = Field(default=0.0, ge=0)
@@ -105,12 +124,6 @@ class PrometheusConfig(_Model):
         if (self.username is None) != (self.password_env is None):
             raise ValueError("basic auth needs both username and password_env")
         return self
-
-
-def is_http_url(text: str) -> bool:
-    """An http(s) URL with a host: what every server Terry talks to is given as."""
-    parts = urlsplit(text.strip())
-    return parts.scheme in ("http", "https") and bool(parts.hostname)
 
 
 def prometheus_url(prom: str | PrometheusConfig | None) -> str | None:
@@ -400,7 +413,7 @@ class ArgoCDConfig(_Model):
     """Argo CD, the applier of inventory targets labelled ``terry_applier: argocd``."""
 
     # The API server, e.g. https://argocd.example.com (REST under /api/v1).
-    url: str | None = None
+    url: _ServerUrl = None
     # Name of the environment variable holding an API token (argocd account generate-token).
     token_env: str = "ARGOCD_AUTH_TOKEN"
     verify_tls: bool = True
@@ -418,7 +431,7 @@ class AWXConfig(_Model):
 
     # The controller, e.g. https://awx.example.com (REST under /api/v2; AAP 2.5's gateway:
     # https://aap.example.com/api/controller).
-    url: str | None = None
+    url: _ServerUrl = None
     # Name of the environment variable holding an OAuth2 / personal access token (Bearer).
     token_env: str = Field(default="TERRY_AWX_TOKEN", pattern=r"^[A-Z_][A-Z0-9_]*$")
     verify_tls: bool = True
@@ -439,16 +452,6 @@ class AWXConfig(_Model):
     # Per HTTP request; 5xx and connection errors are retried this many times with backoff.
     request_timeout: float = Field(default=15.0, gt=0)
     retries: int = Field(default=3, ge=0)
-
-    @field_validator("url")
-    @classmethod
-    def _http(cls, value: str | None) -> str | None:
-        """Checked when terry.yml is read, not first at a fix's dry run."""
-        if value is not None and not is_http_url(value):
-            raise ValueError(
-                f"must be an http(s) URL with a host (https://awx.example.com), not {value[:100]!r}"
-            )
-        return value
 
     @field_validator("job_template")
     @classmethod
@@ -932,23 +935,44 @@ def find_repo(start: Path) -> Path:
     raise ConfigError(f"no {CONFIG_FILE} in {start} or above; run 'terry init PATH' or pass --repo")
 
 
+# The environment variables that set a key of terry.yml: (variable, the key's path).
+_FROM_ENV: tuple[tuple[str, tuple[str, ...]], ...] = (
+    ("TERRY_DATABASE_URL", ("database_url",)),
+    ("TERRY_INVENTORY", ("inventory",)),  # paths joined by os.pathsep
+    ("TERRY_PROMETHEUS_URL", ("prometheus", "url")),
+    ("TERRY_ARGOCD_URL", ("argocd", "url")),
+    ("TERRY_AWX_URL", ("awx", "url")),
+    ("TERRY_ACTOR", ("actor",)),
+    ("TERRY_RUNNER_STRATEGY", ("runner", "strategy")),
+)
+
+
 def _env_overrides(environ: dict[str, str]) -> dict[str, object]:
     out: dict[str, object] = {}
-    if url := environ.get("TERRY_DATABASE_URL"):
-        out["database_url"] = url
-    if inv := environ.get("TERRY_INVENTORY"):
-        out["inventory"] = [p for p in inv.split(os.pathsep) if p]
-    if prom := environ.get("TERRY_PROMETHEUS_URL"):
-        out["prometheus"] = {"url": prom}
-    if argocd := environ.get("TERRY_ARGOCD_URL"):
-        out["argocd"] = {"url": argocd}
-    if awx := environ.get("TERRY_AWX_URL"):
-        out["awx"] = {"url": awx}
-    if actor := environ.get("TERRY_ACTOR"):
-        out["actor"] = actor
-    if strategy := environ.get("TERRY_RUNNER_STRATEGY"):
-        out["runner"] = {"strategy": strategy}
+    for name, path in _FROM_ENV:
+        if not (value := environ.get(name)):
+            continue
+        given: object = value
+        if path == ("inventory",):
+            given = [p for p in value.split(os.pathsep) if p]
+        for key in reversed(path[1:]):
+            given = {key: given}
+        out = _merge(out, {path[0]: given})
     return out
+
+
+def _set_by(
+    environ: dict[str, str], overrides: dict[str, object], loc: tuple[object, ...]
+) -> str | None:
+    """The environment variable that set the key at ``loc`` (or the key holding it), if
+    any: None when the key is terry.yml's, or a flag's (``overrides``) over both."""
+    for name, path in _FROM_ENV:
+        if environ.get(name) and tuple(str(p) for p in loc[: len(path)]) == path:
+            flagged: object = overrides
+            for key in path:
+                flagged = flagged.get(key) if isinstance(flagged, dict) else None
+            return name if flagged is None else None
+    return None
 
 
 def _merge(base: dict[str, object], over: dict[str, object]) -> dict[str, object]:
@@ -980,7 +1004,8 @@ def load_config(
         raise ConfigError(f"{path}: expected a mapping at the top level")
     if isinstance(raw.get("inventory"), str):
         raw["inventory"] = [raw["inventory"]]
-    layered = _merge(raw, _env_overrides(dict(os.environ if environ is None else environ)))
+    env = dict(os.environ if environ is None else environ)
+    layered = _merge(raw, _env_overrides(env))
     layered = _merge(layered, overrides or {})
     layered["repo"] = repo.resolve()
     try:
@@ -990,4 +1015,7 @@ def load_config(
         where = ".".join(str(p) for p in first["loc"])
         at = f"{where}: " if where else ""  # rules across sections have no one location
         said = first["msg"].removeprefix("Value error, ")  # pydantic's prefix to our words
+        if (name := _set_by(env, overrides or {}, tuple(first["loc"]))) is not None:
+            # the value came from the environment, not from terry.yml: name the variable
+            raise ConfigError(f"{name} (sets {where} over {path}): {said}") from exc
         raise ConfigError(f"{path}: {at}{said}") from exc

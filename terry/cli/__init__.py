@@ -182,6 +182,10 @@ class TerryGroup(click.Group):
             return loaded
         return click.Command(name, help=COMMANDS[name].help)
 
+    def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
+        ctx.meta[_ARGV_KEY] = list(args)  # for a usage error met before --output is read
+        return super().parse_args(ctx, args)
+
     def invoke(self, ctx: click.Context) -> object:
         try:
             return super().invoke(ctx)
@@ -199,11 +203,30 @@ class TerryGroup(click.Group):
         except click.ClickException as exc:  # a usage error: click's words, click's code (2)
             from terry.cli.output import OUTPUT_KEY
 
-            if ctx.meta.get(OUTPUT_KEY) != "json":
+            asked = ctx.meta.get(OUTPUT_KEY)
+            if asked is None:  # click stopped before it read --output: look at the words
+                asked = "json" if _asks_json(ctx.meta.get(_ARGV_KEY, [])) else "text"
+            if asked != "json":
                 raise  # the usage and the error, as click says them
             error = {"error": exc.format_message(), "exit_code": exc.exit_code}
             click.echo(json.dumps(error), err=True)
             ctx.exit(exc.exit_code)
+
+
+_ARGV_KEY = "terry.argv"
+
+
+def _asks_json(argv: list[str]) -> bool:
+    """Whether the command's words ask for ``--output json`` (``-o json``, ``-ojson``,
+    ``--output=json``), read as they are when click stopped before its options."""
+    for n, word in enumerate(argv):
+        if word == "--":
+            return False
+        if word in ("-o", "--output") and argv[n + 1 : n + 2] == ["json"]:
+            return True
+        if word in ("-ojson", "--output=json"):
+            return True
+    return False
 
 
 def _import_for_good(name: str) -> ModuleType:

@@ -121,6 +121,7 @@ def show(ctx: click.Context, proposal_id: int, events: bool, output: str) -> Non
         console.print(f"  outcome   {inert(d.outcome)}", markup=False)
     console.print(f"  params    {inert(d.params)}", markup=False)
     console.print(f"  modules   {inert(', '.join(d.modules))}")
+    console.print(f"  applier   {inert(d.applier)}", markup=False)
     if d.playbook:
         what = f"Manifest (Argo CD app {d.target})" if d.applier == "argocd" else "Playbook"
         console.print(

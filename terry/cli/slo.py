@@ -174,7 +174,13 @@ def status(ctx: click.Context, services: tuple[str, ...], period: str | None, ou
             }
         )
     else:
-        table = Table("service", "hosts", "slo", "objective", "SLI", "budget left", *WINDOWS)
+        table = Table()
+        # the service and the SLO name the row: folded onto more lines, never cut short
+        table.add_column("service", overflow="fold")
+        table.add_column("hosts")
+        table.add_column("slo", overflow="fold")
+        for heading in ("objective", "SLI", "budget left", *WINDOWS):
+            table.add_column(heading)
         table.add_column("state", no_wrap=True)  # what a person reads first, whole
         for row, s in zip(rows, statuses, strict=True):
             b = s.budget

@@ -3,7 +3,9 @@
 A proposal over more than ``canary.min_hosts`` hosts goes out in waves: a canary first
 (``canary.percent`` of the hosts, at least one), watched, then the rest: the hosts outside
 production, then production. The canary is never a production host while a host of another
-environment is in the set, so a remedy meets staging before it meets production. Within an
+environment is in the set, so a remedy meets staging before it meets production. That holds
+for a few hosts too: a proposal over at most ``min_hosts`` hosts that mixes production with
+other environments goes out in two waves, the others (its canary), then production. Within an
 environment hosts go by name, so the plan is the same every time it is drawn (the gate
 judges the plan the apply then follows).
 
@@ -21,7 +23,7 @@ from typing import Any
 
 from terry.environments import PRODUCTION, UNKNOWN, environment_name
 
-__all__ = ["Wave", "plan_waves"]
+__all__ = ["Wave", "one_wave", "plan_waves"]
 
 
 @dataclass(frozen=True)
@@ -45,13 +47,19 @@ def plan_waves(
     hosts: Sequence[tuple[str, str | None]], *, min_hosts: int, percent: float
 ) -> tuple[Wave, ...]:
     """The waves for ``hosts`` (name, environment): one wave when there are at most
-    ``min_hosts``; else a canary, the rest outside production, then production."""
+    ``min_hosts`` (two when they mix production with others: the others, then production);
+    else a canary, the rest outside production, then production."""
     envs = {name: environment_name(env) or UNKNOWN for name, env in hosts}
     names = sorted(envs)
     if not names:
         return ()
     if len(names) <= min_hosts:
-        return (_wave(0, names, envs),)
+        outside = [n for n in names if envs[n] != PRODUCTION]
+        if not outside or len(outside) == len(names):
+            return (_wave(0, names, envs),)
+        # few hosts, but production among others: those others are its canary
+        inside = [n for n in names if envs[n] == PRODUCTION]
+        return (_wave(0, outside, envs, canary=True), _wave(1, inside, envs))
     # not production first, then by name
     ordered = sorted(names, key=lambda n: (envs[n] == PRODUCTION, n))
     # the percent as written (8.8 is 88/10, not the float just above it): 375 hosts at
@@ -72,6 +80,13 @@ def plan_waves(
     if len(waves) == 1:  # nothing after the canary: it is just one wave
         return (_wave(0, canary, envs),)
     return tuple(waves)
+
+
+def one_wave(hosts: Sequence[tuple[str, str | None]]) -> tuple[Wave, ...]:
+    """``hosts`` (name, environment) as the one wave of a proposal applied in one run (a
+    drift fix, an inventory edit: checks that judge the whole), whatever their number."""
+    envs = {name: environment_name(env) or UNKNOWN for name, env in hosts}
+    return (_wave(0, sorted(envs), envs),) if envs else ()
 
 
 def judged_waves(hosts: Sequence[tuple[str, str | None, int | None]]) -> tuple[Wave, ...] | None:

@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from terry.environments import PRODUCTION, UNKNOWN, environment_name, environment_names
-from terry.errors import ConfigError
+from terry.errors import ConfigError, InputError
 from terry.inventory.hosts import most_sensitive
 from terry.remedies.params import ParamError, ParamSpec
 
@@ -361,16 +361,23 @@ class VariantStats:
 class Comparison:
     remedy: str
     source: str  # the catalogue file
-    environment: str | None  # None: every environment but production
+    environment: str | None  # the one asked for; None: where the variants are tried
     variants: tuple[VariantStats, ...]
     winner: str | None  # a variant that should become the default, when one clearly leads
     why: str
+    environments: tuple[str, ...] = ()  # those counted; none named: every one but production
+
+    @property
+    def where(self) -> str:
+        """The environments counted, as a person reads them."""
+        return ", ".join(self.environments) or "outside production"
 
     def as_json(self) -> dict[str, Any]:
         return {
             "remedy": self.remedy,
             "source": self.source,
             "environment": self.environment,
+            "environments": list(self.environments) or None,
             "variants": [v.as_json() for v in self.variants],
             "winner": self.winner,
             "why": self.why,
@@ -437,6 +444,11 @@ def compare_variants(
     ).where(ProposalRow.remedy == remedy.name, ProposalRow.state.in_(_FINISHED))
     pooled = set(remedy.try_variants_in)
     environment = environment_name(environment)
+    if environment is not None and _environment([environment]) == PRODUCTION:
+        raise InputError(
+            f"variants are tried outside production only: {environment} runs "
+            f"{remedy.name}'s default_variant alone, so there is nothing to compare there"
+        )
     rows: dict[str, list[tuple[int, str]]] = {}
     with store.session() as session:
         for pid, params, state, stored in session.execute(query):
@@ -473,7 +485,8 @@ def compare_variants(
             )
         )
     winner, why = judge(stats, rule or WinnerRule())
-    return Comparison(remedy.name, remedy.source, environment, tuple(stats), winner, why)
+    counted = (environment,) if environment is not None else tuple(sorted(pooled))
+    return Comparison(remedy.name, remedy.source, environment, tuple(stats), winner, why, counted)
 
 
 def _apply_to_verified(steps: Iterable[tuple[int, str, datetime]]) -> dict[int, float]:

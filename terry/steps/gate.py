@@ -19,7 +19,7 @@ from terry.proposals.confidence import score
 from terry.proposals.hosts import set_waves
 from terry.proposals.plan import Plan
 from terry.proposals.state import ProposalState, get, transition
-from terry.proposals.waves import plan_waves
+from terry.proposals.waves import one_wave, plan_waves
 from terry.remedies.variants import gate_view as variant_gate_view
 from terry.remedies.variants import same_variant
 from terry.review.base import Review
@@ -79,12 +79,13 @@ class Gate:
         # one that runs a variant is judged on that variant's runs
         record = remedy_record(store, remedy, exclude=proposal_id, runs=same_variant(params))
         canary = self.ctx.config.canary  # the rollout plan and confidence (issue 18)
-        waves = plan_waves(
-            [(h.name, h.environment) for h in known],
+        named = [(h.name, h.environment) for h in known]
+        waves = (
+            plan_waves(named, min_hosts=canary.min_hosts, percent=canary.percent)
+            if plan.in_waves(len(known))
             # one apply (a drift fix, an inventory edit: checks that judge the whole) is
-            # one wave, whatever its size
-            min_hosts=canary.min_hosts if plan.in_waves(len(known)) else len(known),
-            percent=canary.percent,
+            # one wave, whatever its size and its environments
+            else one_wave(named)
         )
         confidence = score(
             runs=record.overall.runs,

@@ -96,6 +96,7 @@ def test_a_fix_runs_as_awx_jobs_checked_applied_verified_and_rolled_back(
     shown = cli.json("proposals", "show", pid)
     assert outcome["state"] == "awaiting_review", shown["reasons"]
     assert shown["applier"] == "awx"
+    assert "  applier   awx\n" in cli.ok("proposals", "show", pid).stdout  # as text too
     # The dry run: a check job of the proposal commit, limited to the host, with diff, the
     # parameters as extra vars (AWX marks them !unsafe) and the playbook to import.
     [check] = fake.launches()

@@ -184,6 +184,15 @@ def test_variants_take_turns_outside_production_and_the_winner_is_proposed(fleet
 
     table = fleet("remedies", "compare")
     assert table.exit_code == 0 and "compress-only (default)" in table.stdout
+    # what was counted is what the title and the JSON say: where the variants take turns
+    assert "disk-usage-high (staging)" in table.stdout
+    assert found["environment"] is None and found["environments"] == ["staging"]
+    # production only ever runs the default: there is nothing to compare there
+    for where in ("production", "Production", "unknown"):
+        refused = fleet("remedies", "compare", "-e", where)
+        assert refused.exit_code == 2, refused.stdout + refused.stderr
+        assert "variants are tried outside production only" in refused.stderr
+    assert _compare(fleet, "-e", "staging")["environments"] == ["staging"]
 
 
 def test_catalogue_mistakes_in_variants_are_configuration_errors(tmp_path: Path) -> None:

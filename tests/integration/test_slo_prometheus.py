@@ -250,6 +250,24 @@ def test_a_burn_window_without_traffic_is_said_and_exits_8(prometheus: str, tmp_
     assert "no answer (no traffic in the window, or no such series)" in told.stderr
 
 
+def test_long_service_and_slo_names_are_folded_never_cut(prometheus: str, tmp_path: Path) -> None:
+    """The service and the SLO name a row: a narrow table folds them onto more lines, and
+    never cuts them short with an ellipsis as it may the other columns."""
+    service = "payments-authorization-gateway-eu-west-1"
+    slo = "requests-availability-for-every-merchant-api-call"
+    spec = CHECKOUT.replace("service: checkout", f"service: {service}").replace(
+        "name: requests-availability", f"name: {slo}"
+    )
+    repo = _shop(tmp_path / "ops", prometheus)
+    (repo / "slos" / "long.yml").write_text(spec)
+    Repo(repo).commit_paths(["slos"], "an SLO with long names")
+    told = make_cli(repo).ok("slo", "status", "--service", service)
+    assert "…" not in told.stdout, told.stdout
+    cells = [line.split("│") for line in told.stdout.splitlines() if line.count("│") > 3]
+    assert "".join(c[1].strip() for c in cells) == service  # the first column, folded
+    assert "".join(c[3].strip() for c in cells) == slo
+
+
 @pytest.mark.parametrize(
     ("factor", "left", "why"),
     [

@@ -14,7 +14,7 @@ from terry.errors import ConfigError
 from terry.gate.engine import PolicySet, Verdict
 from terry.inventory.hosts import most_sensitive
 from terry.proposals.confidence import describe, revised, score
-from terry.proposals.waves import judged_waves, plan_waves
+from terry.proposals.waves import judged_waves, one_wave, plan_waves
 from tests.unit.test_gate_policy import ENGINE, LISTED, POLICIES, PROVEN, gate_input, record
 
 pytestmark = pytest.mark.unit
@@ -26,7 +26,27 @@ def _plan(hosts: dict[str, str], **over: Any) -> list[list[str]]:
 
 
 def test_a_few_hosts_go_in_one_wave() -> None:
-    assert _plan({"a": "staging", "b": "production", "c": "staging"}) == [["a", "b", "c"]]
+    assert _plan({"a": "staging", "c": "staging", "b": None}) == [["a", "b", "c"]]
+    assert _plan({"p-1": "production", "p-2": "production"}) == [["p-1", "p-2"]]
+
+
+def test_a_few_hosts_never_change_production_with_the_others() -> None:
+    # at most min_hosts hosts, but production among staging: staging is its canary
+    waves = plan_waves(
+        [("a", "staging"), ("b", "production"), ("c", None)], min_hosts=3, percent=10
+    )
+    assert [(w.hosts, w.canary) for w in waves] == [(("a", "c"), True), (("b",), False)]
+    assert [w.environments for w in waves] == [("staging", "unknown"), ("production",)]
+    recorded = [("a", "staging", 0), ("c", None, 0), ("b", "production", 1)]
+    assert judged_waves(recorded) == waves  # the apply follows the plan the gate judged
+    # a proposal applied in one run (checks that judge the whole) stays one wave
+    [whole] = one_wave([("b", "production"), ("a", "staging")])
+    assert (whole.hosts, whole.canary, whole.environments) == (
+        ("a", "b"),
+        False,
+        ("production", "staging"),
+    )
+    assert one_wave([]) == ()
 
 
 def test_the_canary_is_ten_percent_at_least_one_and_never_production_first() -> None:

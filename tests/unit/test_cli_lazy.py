@@ -199,3 +199,31 @@ def test_a_usage_error_asked_for_in_json_is_one_json_line(args: list[str], tmp_p
     text = CliRunner().invoke(main, ["--repo", str(tmp_path / "ops"), "proposals", "show", "abc"])
     assert text.exit_code == 2 and text.stderr.startswith("Usage: ")
     assert "Error: Invalid value for 'PROPOSAL_ID'" in text.stderr
+
+
+@pytest.mark.parametrize(
+    "args",
+    [
+        ["slo", "status", "-o", "json", "--bogus"],
+        ["remedies", "compare", "--nope", "--output=json"],
+        ["proposals", "list", "-ojson", "--state"],
+        ["incidents", "list", "--output", "json", "extra"],
+    ],
+)
+def test_a_usage_error_met_before_output_is_read_is_json_too(
+    args: list[str], tmp_path: Path
+) -> None:
+    # click stops at an unknown option (or a missing value) before it reads --output: the
+    # words asked for JSON all the same, so the error is the one JSON line
+    init_repository(tmp_path / "ops")
+    result = CliRunner().invoke(main, ["--repo", str(tmp_path / "ops"), *args])
+    assert result.exit_code == 2, result.output
+    [line] = result.stderr.strip().splitlines()
+    said = json.loads(line)
+    assert said["exit_code"] == 2 and said["error"], said
+    assert result.stdout == ""
+    # "-o json" after "--" is an argument, not the option: click's usage, as text
+    text = CliRunner().invoke(
+        main, ["--repo", str(tmp_path / "ops"), "slo", "status", "--bogus", "--", "-o", "json"]
+    )
+    assert text.exit_code == 2 and text.stderr.startswith("Usage: "), text.stderr
