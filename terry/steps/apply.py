@@ -524,13 +524,15 @@ class Apply:
     # -- re-check before acting (terry.steps.precheck) --------------------------------------
     def _recheck(self, proposal_id: int, merge_sha: str | None) -> ProposalState | None:
         """Raise ``MainNotGated`` if ``merge_sha`` carries an ungated change on main; the
-        proposal's new state when its problem healed before the fix (nothing applied), or
-        None: go ahead."""
+        proposal's new state when the applier of a host changed on main since it was judged
+        or its problem healed before the fix (nothing applied), or None: go ahead."""
         with self.ctx.store.session() as session:
             state = ProposalState(get(session, proposal_id).state)
         if merge_sha is None or state not in MERGED_STATES:  # refused below, in its words
             return None
         self.precheck.gated(proposal_id, merge_sha)
+        if state is ProposalState.MERGED and (moved := self.precheck.applier_moved(proposal_id)):
+            return self.precheck.set_aside(proposal_id, moved)
         gone = self.precheck.problem_gone(proposal_id, merge_sha)
         if gone is None:
             return None

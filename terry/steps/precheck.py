@@ -14,6 +14,12 @@ probes each host's name before it changes anything).
   verified. Its own apply is the one allowed through: its dry run saw the change.
   ``MainNotGated`` names the changes in the way; the pipeline then proposes their re-check
   where none is under way (``recheck_fix``).
+- **The hosts' applier is the one judged** (``applier_moved``). A proposal's dry run and
+  decision were for one applier (``terry_applier`` of its hosts at its commit). A host whose
+  applier on main changed since (moved to AWX, say) would be changed by the applier it left:
+  the proposal is withdrawn (``rejected``, outcome ``withdrawn: applier changed since
+  judged: ...``), nothing applied, and its incidents kept for a person, who retries them
+  (``terry incidents retry``) to have the fix judged for the applier the host has now.
 - **The problem still holds** (``problem_gone``). Before the first apply of a fix whose
   merge changes nothing by itself (a playbook, ``_LIVE_STATE_APPLIERS``): the incident must
   still be open (an alert's resolved notice, a later forecast, a clean scan close it), and
@@ -49,10 +55,11 @@ from terry.review.base import Ungated, ungated_on_main
 from terry.store.models import IncidentRow, ProposalRow
 from terry.verify.judge import Outcome, Verification, combine, judge_run, query_prometheus
 
-__all__ = ["HEALED", "RECHECK", "MainNotGated", "Precheck"]
+__all__ = ["HEALED", "MOVED", "RECHECK", "MainNotGated", "Precheck"]
 
 RECHECK = "recheck-main"  # the remedy of a re-check of main
 HEALED = "withdrawn: healed before apply"  # the outcome of a fix whose problem went away
+MOVED = "withdrawn: applier changed since judged"  # a host's terry_applier changed on main
 # Sources whose problem can go away by itself: an alert, a forecast, drift.
 _PROBLEM_SOURCES = ("alert", "forecast", "drift")
 # Appliers whose merge changes nothing by itself (it adds a playbook) and whose verify
@@ -189,6 +196,53 @@ class Precheck:
                 proposal_id=pid, incident_id=iid, site=site, name=RECHECK
             ),
         )
+
+    # -- the hosts' applier is the one judged -----------------------------------------------
+    def applier_moved(self, proposal_id: int) -> str | None:
+        """Why the proposal cannot be applied as judged, or None: each of its hosts on main
+        names the applier it named at the proposal's commit (a host gone from main is not
+        this check's to judge)."""
+        with self.ctx.store.session() as session:
+            row = get(session, proposal_id)
+            judged_at, hosts = row.commit_sha, tuple(row.hosts)
+        if not judged_at:
+            return None
+        _sha, _catalogue, judged = self.ctx.main.view(judged_at)
+        _sha, _catalogue, main = self.ctx.main.view()
+        moved = [
+            f"{h}: {judged.hosts[h].applier} on the proposal's commit, "
+            f"{main.hosts[h].applier} on main"
+            for h in hosts
+            if h in judged.hosts
+            and h in main.hosts
+            and judged.hosts[h].applier != main.hosts[h].applier
+        ]
+        return "; ".join(moved) or None
+
+    def set_aside(self, proposal_id: int, why: str) -> ProposalState:
+        """Withdraw a proposal the applier of whose hosts changed on main; nothing applied,
+        its incidents kept for a person to retry."""
+        said = f"{MOVED}: {why}"[:1000]
+        transition(
+            self.ctx.store,
+            proposal_id,
+            ProposalState.REJECTED,
+            actor="terry",
+            verb="withdraw",
+            reason=f"withdrawn before apply: {why}"[:1000],
+            allowed_from=(ProposalState.MERGED,),
+            changes={"outcome": said},
+        )
+        for each in carried_by(self.ctx.store, proposal_id):
+            incidents.set_attention(
+                self.ctx.store,
+                each,
+                f"proposal {proposal_id} was not applied: the applier of its hosts changed "
+                f"since it was judged ({why}); retry the incident to have its fix judged for "
+                "the applier they have now",
+            )
+        self.ctx.reporter.step(proposal_id, f"not applied: {said}")
+        return ProposalState.REJECTED
 
     # -- the problem still holds ------------------------------------------------------------
     def problem_gone(self, proposal_id: int, commit: str) -> Verification | None:

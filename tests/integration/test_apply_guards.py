@@ -242,3 +242,45 @@ def test_identity_probe_runs_only_where_there_is_a_name_to_check(fleet: Cli) -> 
     shown = _show(fleet, outcome["proposal_id"])
     [apply_run] = [r for r in shown["runs"] if r["kind"] == "apply"]
     assert str(apply_run["id"]) not in probed
+
+
+def test_a_fix_judged_for_one_applier_is_not_applied_by_it_once_the_host_moved(
+    fleet: Cli,
+) -> None:
+    # web-02's fix is dry-run and merged for Ansible; then web-02 moves to AWX on main. The
+    # apply must not change it with the applier it left: withdrawn, nothing ran, the
+    # incident kept for a person, whose retry judges the fix anew.
+    fleet("example", "break", "web-02", "disk")
+    firing = _disk("guard-moved", "web-02", starts=_now())
+    [outcome] = _ingest(fleet, firing, args=("--no-apply",))["proposals"]
+    assert outcome["state"] == "merged", outcome
+    full = _percent(fleet, "web-02")
+    path = fleet.repo / "inventories" / "example" / "hosts.yml"
+    before = path.read_text()
+    inventory = yaml.safe_load(before)
+    inventory["all"]["children"]["staging"]["hosts"]["web-02"]["terry_applier"] = "awx"
+    path.write_text(yaml.safe_dump(inventory, sort_keys=False))
+    repo = Repo(fleet.repo)
+    repo.commit_paths(["inventories"], "web-02 is AWX's now")
+    try:
+        applied = fleet("proposals", "apply", str(outcome["proposal_id"]), "-o", "json")
+        assert applied.exit_code == 1, applied.stdout + applied.stderr
+        shown = _show(fleet, outcome["proposal_id"])
+        assert shown["summary"]["state"] == "rejected"
+        assert shown["outcome"] == (
+            "withdrawn: applier changed since judged: web-02: ansible on the proposal's "
+            "commit, awx on main"
+        )
+        assert [r["kind"] for r in shown["runs"]] == ["check"]  # nothing ran on the host
+        assert _percent(fleet, "web-02") == full
+        story = fleet.json("incidents", "show", str(outcome["incident_id"]))
+        assert story["incident"]["state"] == "open"
+        assert "retry the incident" in story["incident"]["attention"], story["incident"]
+    finally:
+        path.write_text(before)
+        repo.commit_paths(["inventories"], "web-02 is Ansible's again")
+    # back on Ansible, the retry's new proposal is judged and applied as usual
+    again = fleet.json("incidents", "retry", str(outcome["incident_id"]), "--reason", "back")
+    [fixed] = again["proposals"]
+    assert fixed["state"] == "verified", fixed
+    assert _percent(fleet, "web-02") < 80
