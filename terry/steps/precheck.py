@@ -223,16 +223,7 @@ class Precheck:
         """Withdraw a proposal the applier of whose hosts changed on main; nothing applied,
         its incidents kept for a person to retry."""
         said = f"{MOVED}: {why}"[:1000]
-        transition(
-            self.ctx.store,
-            proposal_id,
-            ProposalState.REJECTED,
-            actor="terry",
-            verb="withdraw",
-            reason=f"withdrawn before apply: {why}"[:1000],
-            allowed_from=(ProposalState.MERGED,),
-            changes={"outcome": said},
-        )
+        self._withdrawn(proposal_id, reason=f"withdrawn before apply: {why}"[:1000], said=said)
         for each in carried_by(self.ctx.store, proposal_id):
             incidents.set_attention(
                 self.ctx.store,
@@ -333,15 +324,10 @@ class Precheck:
         """The problem healed before the fix: withdraw the proposal, close the incident as
         resolved by itself. Nothing is applied."""
         evidence = "; ".join(gone.evidence)[:1000]
-        transition(
-            self.ctx.store,
+        self._withdrawn(
             proposal_id,
-            ProposalState.REJECTED,
-            actor="terry",
-            verb="withdraw",
             reason=f"withdrawn before apply: the problem no longer holds: {evidence}",
-            allowed_from=(ProposalState.MERGED,),
-            changes={"outcome": f"{HEALED}: {evidence}"},
+            said=f"{HEALED}: {evidence}",
         )
         for each in carried_by(self.ctx.store, proposal_id):  # a storm's: every host's incident
             incidents.resolve(
@@ -354,6 +340,19 @@ class Precheck:
             proposal_id, f"not applied: the problem no longer holds ({evidence})"
         )
         return ProposalState.REJECTED
+
+    def _withdrawn(self, proposal_id: int, *, reason: str, said: str) -> None:
+        """``merged → rejected`` by Terry before any apply, ``said`` its outcome."""
+        transition(
+            self.ctx.store,
+            proposal_id,
+            ProposalState.REJECTED,
+            actor="terry",
+            verb="withdraw",
+            reason=reason,
+            allowed_from=(ProposalState.MERGED,),
+            changes={"outcome": said},
+        )
 
 
 def _incidents(session: Session, ids: list[int]) -> list[IncidentRow]:
