@@ -1,7 +1,8 @@
 # Canary waves and confidence (docs/architecture.md: "Storms, waves and confidence").
 # Input: input.waves is the rollout plan Terry will follow — [{index, size, hosts,
 # environments, canary}], a canary first when a proposal has more than canary.min_hosts
-# hosts, never a production host first while another environment is in the set;
+# hosts (or fewer that mix production with others: those others), never a production host
+# first while another environment is in the set;
 # input.confidence is 0-100 (the remedy's record, the dry run, the diagnosis' source).
 #
 # - In production the canary is one host: a plan whose canary puts more production hosts

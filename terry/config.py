@@ -82,10 +82,13 @@ def is_http_url(text: str) -> bool:
 
 
 def _server_url(value: str | None) -> str | None:
-    """Checked when the configuration is read, not first when the server is asked."""
+    """Checked when the configuration is read, not first when the server is asked. The
+    value refused is repeated without what may be credentials (``user:password@``): a URL
+    with no scheme is one the redactor cannot take apart."""
     if value is not None and not is_http_url(value):
+        shown = f"...@{value.rsplit('@', 1)[1]}" if "@" in value else value
         raise ValueError(
-            f"must be an http(s) URL with a host (https://host.example.com), not {value[:100]!r}"
+            f"must be an http(s) URL with a host (https://host.example.com), not {shown[:100]!r}"
         )
     return value
 
@@ -326,7 +329,8 @@ class StormConfig(_Model):
 
 class CanaryConfig(_Model):
     """Canary waves (terry.proposals.waves): a proposal over more than ``min_hosts`` hosts
-    rolls out to a canary first, is watched, then the rest."""
+    rolls out to a canary first, is watched, then the rest; fewer hosts that mix production
+    with other environments go as two waves, the others (the canary), then production."""
 
     min_hosts: int = Field(default=3, ge=1)
     percent: float = Field(default=10.0, gt=0, le=100)  # of the hosts; at least one

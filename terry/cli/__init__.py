@@ -217,14 +217,14 @@ _ARGV_KEY = "terry.argv"
 
 
 def _asks_json(argv: list[str]) -> bool:
-    """Whether the command's words ask for ``--output json`` (``-o json``, ``-ojson``,
-    ``--output=json``), read as they are when click stopped before its options."""
+    """Whether the command's words ask for JSON (``-o json``, ``-ojson``, ``--output=json``;
+    a report's ``--format json``), read as they are when click stopped before its options."""
     for n, word in enumerate(argv):
         if word == "--":
             return False
-        if word in ("-o", "--output") and argv[n + 1 : n + 2] == ["json"]:
+        if word in ("-o", "--output", "--format") and argv[n + 1 : n + 2] == ["json"]:
             return True
-        if word in ("-ojson", "--output=json"):
+        if word in ("-ojson", "--output=json", "--format=json"):
             return True
     return False
 

@@ -30,9 +30,9 @@ def command() -> None:
     "--environment",
     "-e",
     help=(
-        "Only proposals judged in this environment, never production (default: where the "
-        "remedy tries its variants, try_variants_in; every one but production when it names "
-        "none)."
+        "Only proposals judged in this environment (default: where the remedy tries its "
+        "variants, try_variants_in; every one but production when it names none). "
+        "Production runs only default_variant: it never names a winner."
     ),
 )
 @click.option(
@@ -84,8 +84,7 @@ def compare(
       terry remedies compare disk-usage-high -o json
       terry remedies compare --propose              commit the clear winners for review
     \b
-    Exit codes: 0 compared (winners or none), 2 usage (--environment production: variants
-    are never tried there), 3 configuration, 4 no such remedy or none
+    Exit codes: 0 compared (winners or none), 3 configuration, 4 no such remedy or none
     with variants, 6 store, 7 git; with --propose, 7 or 10 when a winner's branch was
     committed but could not be pushed or its pull request opened (the comparison is
     printed all the same, with the reason).

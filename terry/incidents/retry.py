@@ -40,6 +40,14 @@ _ELSEWHERE = {
 }
 
 
+def next_try(source: str, incident_id: int) -> str:
+    """How a person has an incident of ``source`` tried again: a retry for an alert's, the
+    command that raised it for the others."""
+    if source == "alert":
+        return f"retry it: `terry incidents retry {incident_id}`"
+    return _ELSEWHERE.get(source, "run the command that raised it again")
+
+
 @dataclass(frozen=True)
 class RetryAsked:
     incident_id: int
@@ -68,8 +76,7 @@ def ask_retry(store: Store, key: int | str, *, actor: str, reason: str) -> Retry
         if row.state != IncidentState.OPEN:
             raise StateError(f"cannot retry {name}: it is {row.state} (nothing left to fix)")
         if row.source != "alert":
-            elsewhere = _ELSEWHERE.get(row.source, "run the command that raised it again")
-            raise StateError(f"cannot retry {name}: {elsewhere}")
+            raise StateError(f"cannot retry {name}: {next_try(row.source, incident_id)}")
         if row.diagnosed_at is None:
             raise StateError(f"cannot retry {name}: it is waiting for its diagnosis already")
         carried = select(ProposalHostRow.proposal_id).where(

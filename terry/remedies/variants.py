@@ -34,7 +34,7 @@ from datetime import datetime
 from typing import TYPE_CHECKING, Any, Protocol
 
 from terry.environments import PRODUCTION, UNKNOWN, environment_name, environment_names
-from terry.errors import ConfigError, InputError
+from terry.errors import ConfigError
 from terry.inventory.hosts import most_sensitive
 from terry.remedies.params import ParamError, ParamSpec
 
@@ -444,11 +444,6 @@ def compare_variants(
     ).where(ProposalRow.remedy == remedy.name, ProposalRow.state.in_(_FINISHED))
     pooled = set(remedy.try_variants_in)
     environment = environment_name(environment)
-    if environment is not None and _environment([environment]) == PRODUCTION:
-        raise InputError(
-            f"variants are tried outside production only: {environment} runs "
-            f"{remedy.name}'s default_variant alone, so there is nothing to compare there"
-        )
     rows: dict[str, list[tuple[int, str]]] = {}
     with store.session() as session:
         for pid, params, state, stored in session.execute(query):
@@ -530,7 +525,7 @@ def _message(comparison: Comparison) -> str:
     lines = [
         f"remedies: {comparison.remedy} runs {comparison.winner} by default",
         "",
-        f"Why: {comparison.why} ({comparison.environment or 'outside production'}).",
+        f"Why: {comparison.why} ({comparison.where}).",
         "",
     ]
     for v in comparison.variants:

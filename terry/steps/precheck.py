@@ -1,6 +1,6 @@
 """Re-check before acting: right before the applier runs (under the hosts' locks), what the
-apply is about to act on must still stand. The apply step asks two things here; the third
-re-check, that the host reached is the host meant, is the applier's (the ansible applier
+apply is about to act on must still stand. The apply step asks three things here; the
+fourth re-check, that the host reached is the host meant, is the applier's (the ansible applier
 probes each host's name before it changes anything).
 
 - **Main is gated** (``gated``). A person can put on main what no dry run or gate saw: a
@@ -18,8 +18,10 @@ probes each host's name before it changes anything).
   decision were for one applier (``terry_applier`` of its hosts at its commit). A host whose
   applier on main changed since (moved to AWX, say) would be changed by the applier it left:
   the proposal is withdrawn (``rejected``, outcome ``withdrawn: applier changed since
-  judged: ...``), nothing applied, and its incidents kept for a person, who retries them
-  (``terry incidents retry``) to have the fix judged for the applier the host has now.
+  judged: ...``), nothing applied, and its incidents kept for a person, told how to have the
+  fix judged for the applier the host has now (``terry incidents retry`` for an alert's).
+  Only where the merge changes nothing by itself (``_LIVE_STATE_APPLIERS``, no inventory
+  edit): an Argo CD merge or an inventory edit is the change, already on main.
 - **The problem still holds** (``problem_gone``). Before the first apply of a fix whose
   merge changes nothing by itself (a playbook, ``_LIVE_STATE_APPLIERS``): the incident must
   still be open (an alert's resolved notice, a later forecast, a clean scan close it), and
@@ -48,6 +50,7 @@ from terry.diagnosis.finding import Finding, Fix, NoFix
 from terry.diagnosis.rules import Diagnosis
 from terry.errors import RunnerError, StateError
 from terry.incidents import lifecycle as incidents
+from terry.incidents.retry import next_try
 from terry.proposals.hosts import carried as carried_by
 from terry.proposals.plan import Plan
 from terry.proposals.state import ProposalState, get, transition
@@ -205,8 +208,10 @@ class Precheck:
         with self.ctx.store.session() as session:
             row = get(session, proposal_id)
             judged_at, hosts = row.commit_sha, tuple(row.hosts)
-        if not judged_at:
-            return None
+            plan = Plan.from_json(row.plan, applier=row.applier)
+            after_merge = row.applier in _LIVE_STATE_APPLIERS and not plan.edits
+        if not judged_at or not after_merge:
+            return None  # a merge that is the change (Argo CD, an inventory edit) is done
         _sha, _catalogue, judged = self.ctx.main.view(judged_at)
         _sha, _catalogue, main = self.ctx.main.view()
         moved = [
@@ -224,13 +229,18 @@ class Precheck:
         its incidents kept for a person to retry."""
         said = f"{MOVED}: {why}"[:1000]
         self._withdrawn(proposal_id, reason=f"withdrawn before apply: {why}"[:1000], said=said)
-        for each in carried_by(self.ctx.store, proposal_id):
+        with self.ctx.store.session() as session:
+            carried = [
+                (i.id, i.source)
+                for i in _incidents(session, carried_by(self.ctx.store, proposal_id))
+            ]
+        for each, source in carried:
             incidents.set_attention(
                 self.ctx.store,
                 each,
                 f"proposal {proposal_id} was not applied: the applier of its hosts changed "
-                f"since it was judged ({why}); retry the incident to have its fix judged for "
-                "the applier they have now",
+                f"since it was judged ({why}); to have its fix judged for the applier they "
+                f"have now, {next_try(source, each)}",
             )
         self.ctx.reporter.step(proposal_id, f"not applied: {said}")
         return ProposalState.REJECTED

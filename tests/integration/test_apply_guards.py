@@ -275,7 +275,11 @@ def test_a_fix_judged_for_one_applier_is_not_applied_by_it_once_the_host_moved(
         assert _percent(fleet, "web-02") == full
         story = fleet.json("incidents", "show", str(outcome["incident_id"]))
         assert story["incident"]["state"] == "open"
-        assert "retry the incident" in story["incident"]["attention"], story["incident"]
+        attention = story["incident"]["attention"]
+        assert attention.endswith(
+            "to have its fix judged for the applier they have now, retry it: "
+            f"`terry incidents retry {outcome['incident_id']}`"
+        ), attention
     finally:
         path.write_text(before)
         repo.commit_paths(["inventories"], "web-02 is Ansible's again")

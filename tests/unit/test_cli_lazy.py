@@ -208,6 +208,8 @@ def test_a_usage_error_asked_for_in_json_is_one_json_line(args: list[str], tmp_p
         ["remedies", "compare", "--nope", "--output=json"],
         ["proposals", "list", "-ojson", "--state"],
         ["incidents", "list", "--output", "json", "extra"],
+        ["report", "weekly", "--format", "json", "--bogus"],
+        ["report", "weekly", "--format=json", "--bogus"],
     ],
 )
 def test_a_usage_error_met_before_output_is_read_is_json_too(

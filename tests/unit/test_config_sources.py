@@ -56,6 +56,16 @@ def test_a_server_url_in_terry_yml_that_cannot_work_is_refused_naming_the_file(
     )
 
 
+def test_a_refused_url_is_never_repeated_with_its_credentials(tmp_path: Path) -> None:
+    # no scheme: the redactor could not take the password out of what is repeated
+    secret = "Sup3rSecretPw"
+    repo = _repo(tmp_path)
+    with pytest.raises(ConfigError) as told:
+        load_config(repo, environ={"TERRY_PROMETHEUS_URL": f"reader:{secret}@prom.internal:9090"})
+    assert secret not in str(told.value) and "reader" not in str(told.value)
+    assert str(told.value).endswith("not '...@prom.internal:9090'")
+
+
 def test_the_policy_engines_opa_url_is_checked_too(tmp_path: Path) -> None:
     repo = _repo(tmp_path, "policy: {engine: opa, opa_url: '127.0.0.1:8181'}\n")
     with pytest.raises(ConfigError, match=r"policy\.opa_url: must be an http\(s\) URL"):
