@@ -50,24 +50,19 @@ def plan_waves(
     ``min_hosts`` (two when they mix production with others: the others, then production);
     else a canary, the rest outside production, then production."""
     envs = {name: environment_name(env) or UNKNOWN for name, env in hosts}
-    names = sorted(envs)
-    if not names:
-        return ()
-    if len(names) <= min_hosts:
-        outside = [n for n in names if envs[n] != PRODUCTION]
-        if not outside or len(outside) == len(names):
-            return (_wave(0, names, envs),)
-        # few hosts, but production among others: those others are its canary
-        inside = [n for n in names if envs[n] == PRODUCTION]
-        return (_wave(0, outside, envs, canary=True), _wave(1, inside, envs))
     # not production first, then by name
-    ordered = sorted(names, key=lambda n: (envs[n] == PRODUCTION, n))
-    # the percent as written (8.8 is 88/10, not the float just above it): 375 hosts at
-    # 8.8% are a canary of 33, not 34
-    size = max(1, math.ceil(len(ordered) * Fraction(str(percent)) / 100))
+    ordered = sorted(envs, key=lambda n: (envs[n] == PRODUCTION, n))
     outside = [n for n in ordered if envs[n] != PRODUCTION]
-    if outside:
-        size = min(size, len(outside))  # production never in the canary while others exist
+    if len(ordered) <= min_hosts:
+        if len(outside) in (0, len(ordered)):
+            return one_wave(hosts)
+        size = len(outside)  # few hosts, but production among others: those are its canary
+    else:
+        # the percent as written (8.8 is 88/10, not the float just above it): 375 hosts at
+        # 8.8% are a canary of 33, not 34
+        size = max(1, math.ceil(len(ordered) * Fraction(str(percent)) / 100))
+        if outside:
+            size = min(size, len(outside))  # production never in the canary while others exist
     canary, rest = ordered[:size], ordered[size:]
     groups = [
         [n for n in rest if envs[n] != PRODUCTION],
@@ -78,7 +73,7 @@ def plan_waves(
         if group:
             waves.append(_wave(len(waves), group, envs))
     if len(waves) == 1:  # nothing after the canary: it is just one wave
-        return (_wave(0, canary, envs),)
+        return one_wave(hosts)
     return tuple(waves)
 
 
